@@ -1,0 +1,76 @@
+// Package listener holds Petrel's I/O drivers. A driver accepts connections,
+// moves bytes between sockets and an Endpoint, and knows nothing of MQTT:
+// the broker's engine implements Endpoint, and the Server wires the two.
+//
+// Two drivers exist. The event-loop driver (Linux, plain TCP) uses epoll so
+// an idle connection holds no goroutine; the goroutine driver serves any
+// net.Listener (TLS, WebSocket, unix sockets, and TCP elsewhere) with a read
+// goroutine per connection and a writer goroutine only while output is pending.
+package listener
+
+import (
+	"context"
+	"net"
+)
+
+// Endpoint is one connection's protocol engine, as seen by a driver.
+//
+// The driver calls Data serially for one connection, never concurrently
+// with itself, and never after Closed. Output and Closed may be called from
+// any driver goroutine.
+type Endpoint interface {
+	// Data hands over bytes read from the connection. b is the driver's
+	// buffer: it is valid only during the call, so the endpoint copies what
+	// it must keep (a partial packet).
+	Data(b []byte)
+
+	// Output takes all pending outbound bytes from the endpoint. The
+	// endpoint gives up ownership of the returned slice; the driver writes
+	// it and then returns it to bufpool. It returns nil when nothing is
+	// pending. Called after the endpoint asked for it with Conn.Flush, and
+	// before closing.
+	Output() []byte
+
+	// Closed is called exactly once when the connection is gone, for
+	// whatever reason: err is nil after Conn.Close, otherwise the read or
+	// write error (io.EOF when the peer closed).
+	Closed(err error)
+}
+
+// Conn is what an Endpoint may ask of its driver. Every method is safe to call
+// from any goroutine, at any time, including after the connection closed.
+type Conn interface {
+	// Flush asks the driver to call Output soon and write what it returns.
+	// It never blocks and is cheap when a flush is already pending: call it
+	// after every append; the driver batches.
+	Flush()
+
+	// Close writes whatever Output still returns (bounded by a short
+	// deadline so a peer that does not read cannot hold it), closes the
+	// write side, drains input briefly so the peer sees the final bytes
+	// rather than a reset, then closes the socket and calls Closed(nil).
+	Close()
+
+	// RemoteAddr is the peer's address.
+	RemoteAddr() net.Addr
+	// LocalAddr is the address the connection was accepted on.
+	LocalAddr() net.Addr
+}
+
+// Handler creates the Endpoint for each accepted connection.
+type Handler interface {
+	// Open is called once per accepted connection, before any Data.
+	Open(c Conn) Endpoint
+}
+
+// Driver serves one listener until its context is cancelled or Close is called.
+type Driver interface {
+	// Serve accepts connections until ctx is done or the listener fails.
+	// It returns after the accept loop stopped; connections already
+	// accepted keep running until closed.
+	Serve(ctx context.Context) error
+	// Addr is the listening address (useful with port 0).
+	Addr() net.Addr
+	// Close stops accepting and closes every open connection.
+	Close() error
+}
