@@ -58,8 +58,9 @@ func (d *decoder) failf(n *yaml.Node, key, format string, args ...any) {
 	d.errs = append(d.errs, &Error{File: d.file, Line: n.Line, Column: n.Column, Key: key, Msg: fmt.Sprintf(format, args...)})
 }
 
-// full reports whether enough errors have been found to stop looking.
-func (d *decoder) full() bool { return len(d.errs) >= maxErrors }
+// full reports whether enough errors have been found to stop looking: one
+// more than a report shows, so that the report can say it is cut short.
+func (d *decoder) full() bool { return len(d.errs) > maxErrors }
 
 var textUnmarshalerType = reflect.TypeFor[encoding.TextUnmarshaler]()
 

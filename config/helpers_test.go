@@ -1,0 +1,17 @@
+package config
+
+import (
+	"reflect"
+	"testing"
+)
+
+// assertSettings fails t unless got holds the same settings as want; where
+// the settings came from (the file name, the key positions) is ignored.
+func assertSettings(t *testing.T, got, want *File) {
+	t.Helper()
+	g, w := *got, *want
+	g.name, g.pos, w.name, w.pos = "", nil, "", nil
+	if !reflect.DeepEqual(g, w) {
+		t.Errorf("settings differ\n got: %+v\nwant: %+v", g, w)
+	}
+}

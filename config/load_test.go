@@ -1,0 +1,468 @@
+package config
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// parseErrors lists files that must be refused, each with the exact report
+// a user sees. Lines of want are the joined errors, in file order.
+var parseErrors = []struct {
+	name string
+	yaml string
+	want string
+}{
+	// Unknown keys, with the suggestion that goes with them.
+	{"unknown key in a list element",
+		"listeners:\n  - address: 127.0.0.1:1883\n  - adress: 127.0.0.1:1884\n",
+		`petrel.yaml:3: listeners[1].adress: unknown key (did you mean "address"?)` + "\n" +
+			`petrel.yaml:3: listeners[1].address: required (host:port, such as "127.0.0.1:1883" or ":1883")`},
+	{"unknown key, letters swapped",
+		"log:\n  levle: debug\n",
+		`petrel.yaml:2: log.levle: unknown key (did you mean "level"?)`},
+	{"unknown key, camel case",
+		"mqtt:\n  maxInflight: 10\n",
+		`petrel.yaml:2: mqtt.maxInflight: unknown key (did you mean "max_inflight"?)`},
+	{"unknown key, dashes",
+		"mqtt:\n  max-packet-size: 1MiB\n",
+		`petrel.yaml:2: mqtt.max-packet-size: unknown key (did you mean "max_packet_size"?)`},
+	{"unknown key at the wrong level",
+		"max_inflight: 10\n",
+		`petrel.yaml:1: max_inflight: unknown key (did you mean "mqtt.max_inflight"?)`},
+	{"unknown key, nothing alike",
+		"log:\n  colour: true\n",
+		`petrel.yaml:2: log.colour: unknown key (expected one of: level, format)`},
+	{"unknown top-level key",
+		"storage:\n  path: /var/lib/petrel\n",
+		`petrel.yaml:1: storage: unknown key (expected one of: log, listeners, mqtt)`},
+
+	// Duplicate keys.
+	{"duplicate key",
+		"log:\n  level: info\n  level: debug\n",
+		`petrel.yaml:3: log.level: duplicate key (first set on line 2)`},
+	{"duplicate section",
+		"mqtt:\n  max_inflight: 1\nmqtt:\n  max_inflight: 2\n",
+		`petrel.yaml:3: mqtt: duplicate key (first set on line 1)`},
+
+	// Wrong kinds.
+	{"list where a mapping is expected",
+		"log:\n  - level: info\n",
+		`petrel.yaml:2: log: expected a mapping, got a list`},
+	{"mapping where a list is expected",
+		"listeners:\n  address: 127.0.0.1:1883\n",
+		`petrel.yaml:2: listeners: expected a list, got a mapping`},
+	{"scalar where a list is expected",
+		"listeners: \":1883\"\n",
+		`petrel.yaml:1: listeners: expected a list, got ":1883"`},
+	{"list where an integer is expected",
+		"mqtt:\n  max_inflight: [1]\n",
+		`petrel.yaml:2: mqtt.max_inflight: expected an integer, got a list`},
+	{"mapping where a size is expected",
+		"mqtt:\n  max_packet_size: {value: 1}\n",
+		`petrel.yaml:2: mqtt.max_packet_size: expected a size, got a mapping`},
+	{"list where a string is expected",
+		"log:\n  level: [debug]\n",
+		`petrel.yaml:2: log.level: expected a single value, got a list`},
+	{"file is a list",
+		"- log\n- mqtt\n",
+		`petrel.yaml:1: expected a mapping, got a list`},
+	{"file is a scalar",
+		"hello\n",
+		`petrel.yaml:1: expected a mapping, got "hello"`},
+	{"key is not a name",
+		"log:\n  ? [level]\n  : debug\n",
+		`petrel.yaml:2: log: a key must be a plain name, not a list`},
+	{"merge key",
+		"log:\n  <<: {level: debug}\n",
+		`petrel.yaml:2: log: merge keys (<<) are not supported; write the keys out`},
+
+	// Scalars that are not what the key takes.
+	{"not an integer",
+		"mqtt:\n  max_inflight: lots\n",
+		`petrel.yaml:2: mqtt.max_inflight: "lots" is not an integer`},
+	{"quoted integer",
+		"mqtt:\n  max_inflight: \"100\"\n",
+		`petrel.yaml:2: mqtt.max_inflight: "100" is a string, not an integer (remove the quotes)`},
+	{"fraction for an integer",
+		"mqtt:\n  max_inflight: 1.5\n",
+		`petrel.yaml:2: mqtt.max_inflight: "1.5" is not an integer`},
+	{"hexadecimal integer",
+		"mqtt:\n  max_inflight: 0x10\n",
+		`petrel.yaml:2: mqtt.max_inflight: "0x10" is not a decimal integer`},
+	{"integer beyond int64",
+		"mqtt:\n  max_inflight: 9223372036854775808\n",
+		`petrel.yaml:2: mqtt.max_inflight: 9223372036854775808 is out of range`},
+	{"integer beyond uint64",
+		"mqtt:\n  max_inflight: 99999999999999999999\n",
+		`petrel.yaml:2: mqtt.max_inflight: 99999999999999999999 is out of range`},
+	{"not a boolean",
+		"mqtt:\n  queue_qos0: yes\n",
+		`petrel.yaml:2: mqtt.queue_qos0: "yes" is not a boolean (write true or false)`},
+	{"missing value",
+		"mqtt:\n  max_inflight:\n",
+		`petrel.yaml:2: mqtt.max_inflight: missing value (remove the key to use the default)`},
+	{"null string",
+		"log:\n  level: ~\n",
+		`petrel.yaml:2: log.level: missing value (remove the key to use the default)`},
+
+	// Sizes.
+	{"negative size",
+		"mqtt:\n  max_queued_bytes: -1\n",
+		`petrel.yaml:2: mqtt.max_queued_bytes: "-1" is a negative size`},
+	{"negative size with a unit",
+		"mqtt:\n  max_queued_bytes: -64KiB\n",
+		`petrel.yaml:2: mqtt.max_queued_bytes: "-64KiB" is a negative size`},
+	{"not a size",
+		"mqtt:\n  max_packet_size: big\n",
+		`petrel.yaml:2: mqtt.max_packet_size: "big" is not a size (write bytes, or a whole number with a unit: 512, 64KiB, 1MiB, 2GiB, 1KB)`},
+	{"unknown size unit",
+		"mqtt:\n  max_packet_size: 1XB\n",
+		`petrel.yaml:2: mqtt.max_packet_size: "1XB" has an unknown unit "XB" (use B, KB, MB, GB, TB, KiB, MiB, GiB or TiB)`},
+	{"fractional size",
+		"mqtt:\n  max_packet_size: 1.5MiB\n",
+		`petrel.yaml:2: mqtt.max_packet_size: "1.5MiB" is not a whole number; use a smaller unit`},
+	{"size beyond int64",
+		"mqtt:\n  max_queued_bytes: 99999999TiB\n",
+		`petrel.yaml:2: mqtt.max_queued_bytes: "99999999TiB" is too large`},
+	{"packet size too small",
+		"mqtt:\n  max_packet_size: 512\n",
+		`petrel.yaml:2: mqtt.max_packet_size: 512 is out of range 1KiB..268435460`},
+	{"packet size too large",
+		"mqtt:\n  max_packet_size: 1GiB\n",
+		`petrel.yaml:2: mqtt.max_packet_size: 1GiB is out of range 1KiB..268435460`},
+
+	// Durations.
+	{"duration without a unit",
+		"mqtt:\n  connect_timeout: 10\n",
+		`petrel.yaml:2: mqtt.connect_timeout: 10 has no unit; write "10s" for seconds (units: ms, s, m, h)`},
+	{"not a duration",
+		"mqtt:\n  connect_timeout: soon\n",
+		`petrel.yaml:2: mqtt.connect_timeout: "soon" is not a duration (write e.g. 10s, 1m30s, 250ms)`},
+	{"zero timeout",
+		"mqtt:\n  connect_timeout: 0s\n",
+		`petrel.yaml:2: mqtt.connect_timeout: 0s must be greater than 0`},
+	{"negative timeout",
+		"mqtt:\n  connect_timeout: -5s\n",
+		`petrel.yaml:2: mqtt.connect_timeout: -5s must be greater than 0`},
+
+	// Ranges and choices.
+	{"inflight zero",
+		"mqtt:\n  max_inflight: 0\n",
+		`petrel.yaml:2: mqtt.max_inflight: 0 is out of range 1..65535`},
+	{"inflight too large",
+		"mqtt:\n  max_inflight: 65536\n",
+		`petrel.yaml:2: mqtt.max_inflight: 65536 is out of range 1..65535`},
+	{"negative queue length",
+		"mqtt:\n  max_queued_messages: -1\n",
+		`petrel.yaml:2: mqtt.max_queued_messages: -1 is negative (0 means unlimited)`},
+	{"client id length below the spec's minimum",
+		"mqtt:\n  max_client_id_length: 22\n",
+		`petrel.yaml:2: mqtt.max_client_id_length: 22 is out of range 23..65535`},
+	{"log level",
+		"log:\n  level: loud\n",
+		`petrel.yaml:2: log.level: "loud" is not one of debug, info, warn, error`},
+	{"log format",
+		"log:\n  format: xml\n",
+		`petrel.yaml:2: log.format: "xml" is not one of text, json`},
+
+	// Listeners.
+	{"empty listener list",
+		"listeners: []\n",
+		`petrel.yaml:1: listeners: at least one listener is required`},
+	{"listener list with nothing in it",
+		"listeners:\n  # - address: 127.0.0.1:1883\n",
+		`petrel.yaml:1: listeners: at least one listener is required`},
+	{"listener without an address",
+		"listeners:\n  - name: main\n",
+		`petrel.yaml:2: listeners[0].address: required (host:port, such as "127.0.0.1:1883" or ":1883")`},
+	{"address without a port",
+		"listeners:\n  - address: localhost\n",
+		`petrel.yaml:2: listeners[0].address: "localhost" is not host:port (missing port in address)`},
+	{"address with an empty port",
+		"listeners:\n  - address: \"localhost:\"\n",
+		`petrel.yaml:2: listeners[0].address: "localhost:" has no port number`},
+	{"port is a name",
+		"listeners:\n  - address: localhost:mqtt\n",
+		`petrel.yaml:2: listeners[0].address: "localhost:mqtt": port "mqtt" is not a number`},
+	{"port out of range",
+		"listeners:\n  - address: localhost:70000\n",
+		`petrel.yaml:2: listeners[0].address: "localhost:70000": port 70000 is out of range 0..65535`},
+	{"IPv6 address without brackets",
+		"listeners:\n  - address: ::1:1883\n",
+		`petrel.yaml:2: listeners[0].address: "::1:1883" is not host:port (too many colons in address)`},
+	{"duplicate address",
+		"listeners:\n  - address: 127.0.0.1:1883\n  - address: 127.0.0.1:1883\n",
+		`petrel.yaml:3: listeners[1].address: "127.0.0.1:1883" is already the address of listeners[0]`},
+	{"duplicate address spelled differently",
+		"listeners:\n  - address: \"[::1]:1883\"\n  - address: \"[::1]:01883\"\n",
+		`petrel.yaml:3: listeners[1].address: "[::1]:01883" is already the address of listeners[0]`},
+	{"duplicate name",
+		"listeners:\n  - name: main\n    address: :1883\n  - name: main\n    address: :1884\n",
+		`petrel.yaml:4: listeners[1].name: "main" is already the name of listeners[0]`},
+	{"default name taken",
+		"listeners:\n  - name: tcp:127.0.0.1:1884\n    address: :1883\n  - address: 127.0.0.1:1884\n",
+		`petrel.yaml:4: listeners[1].name: "tcp:127.0.0.1:1884" (the default name) is already the name of listeners[0]; give one of them a name`},
+	{"two unnamed listeners on port 0",
+		"listeners:\n  - address: 127.0.0.1:0\n  - address: 127.0.0.1:0\n",
+		`petrel.yaml:3: listeners[1].name: "tcp:127.0.0.1:0" (the default name) is already the name of listeners[0]; give one of them a name`},
+
+	// YAML itself.
+	{"bad indentation",
+		"log:\n  level: info\n    format: json\n",
+		`petrel.yaml:3: invalid YAML: mapping values are not allowed in this context`},
+	{"syntax error without a line",
+		"log: *nowhere\n",
+		`petrel.yaml: invalid YAML: unknown anchor 'nowhere' referenced`},
+	{"missing colon",
+		"a: 1\nb: 2\nc 2\n",
+		`petrel.yaml:3: invalid YAML: could not find expected ':'`},
+	{"tab indentation",
+		"log:\n\tlevel: info\n",
+		`petrel.yaml:2: invalid YAML: found character that cannot start any token (the line is indented with a tab; YAML allows only spaces)`},
+	{"two documents",
+		"log:\n  level: info\n---\nmqtt:\n  max_inflight: 10\n",
+		`petrel.yaml:3: a second YAML document (after ---); a config file holds one`},
+
+	// Several problems at once, in the order of the file.
+	{"every problem, in file order",
+		"mqtt:\n  max_inflight: 0\n  connect_timeout: 10\nlog:\n  level: loud\n  formt: json\n",
+		`petrel.yaml:2: mqtt.max_inflight: 0 is out of range 1..65535` + "\n" +
+			`petrel.yaml:3: mqtt.connect_timeout: 10 has no unit; write "10s" for seconds (units: ms, s, m, h)` + "\n" +
+			`petrel.yaml:5: log.level: "loud" is not one of debug, info, warn, error` + "\n" +
+			`petrel.yaml:6: log.formt: unknown key (did you mean "format"?)`},
+}
+
+func TestParseErrors(t *testing.T) {
+	for _, tc := range parseErrors {
+		t.Run(tc.name, func(t *testing.T) {
+			f, err := Parse("petrel.yaml", []byte(tc.yaml))
+			if err == nil {
+				t.Fatalf("Parse accepted\n%s\nwant error\n%s", tc.yaml, tc.want)
+			}
+			if f != nil {
+				t.Errorf("Parse returned a File along with its error")
+			}
+			if got := err.Error(); got != tc.want {
+				t.Errorf("Parse(\n%s)\n got: %s\nwant: %s", tc.yaml, got, tc.want)
+			}
+			var e *Error
+			if !errors.As(err, &e) {
+				t.Fatalf("error %T is not a *config.Error", err)
+			}
+			if first, _, _ := strings.Cut(tc.want, "\n"); e.Error() != first {
+				t.Errorf("errors.As found %q, want the first error %q", e, first)
+			}
+		})
+	}
+}
+
+func TestErrorFields(t *testing.T) {
+	_, err := Parse("petrel.yaml", []byte("log:\n  level: info\nmqtt:\n    max_inflight: lots\n"))
+	var e *Error
+	if !errors.As(err, &e) {
+		t.Fatalf("Parse error %v is not a *config.Error", err)
+	}
+	want := Error{File: "petrel.yaml", Line: 4, Column: 19, Key: "mqtt.max_inflight", Msg: `"lots" is not an integer`}
+	if *e != want {
+		t.Errorf("Parse error = %+v, want %+v", *e, want)
+	}
+}
+
+func TestErrorFormat(t *testing.T) {
+	for _, tc := range []struct {
+		err  Error
+		want string
+	}{
+		{Error{File: "p.yaml", Line: 3, Column: 5, Key: "log.level", Msg: "bad"}, "p.yaml:3: log.level: bad"},
+		{Error{File: "p.yaml", Key: "log.level", Msg: "bad"}, "p.yaml: log.level: bad"},
+		{Error{Line: 3, Key: "log.level", Msg: "bad"}, "line 3: log.level: bad"},
+		{Error{Key: "log.level", Msg: "bad"}, "log.level: bad"},
+		{Error{File: "p.yaml", Line: 3, Msg: "bad"}, "p.yaml:3: bad"},
+	} {
+		if got := tc.err.Error(); got != tc.want {
+			t.Errorf("%+v.Error() = %q, want %q", tc.err, got, tc.want)
+		}
+	}
+}
+
+func TestTooManyErrors(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("log:\n")
+	for i := range 2 * maxErrors {
+		b.WriteString("  key" + strings.Repeat("x", i) + ": 1\n")
+	}
+	_, err := Parse("petrel.yaml", []byte(b.String()))
+	lines := strings.Split(err.Error(), "\n")
+	if len(lines) != maxErrors+1 {
+		t.Fatalf("got %d lines of errors, want %d then a note", len(lines), maxErrors)
+	}
+	if want := "petrel.yaml: too many errors; fix these first"; lines[maxErrors] != want {
+		t.Errorf("last line = %q, want %q", lines[maxErrors], want)
+	}
+}
+
+// TestAliasesAreCheap feeds the classic "billion laughs" file: aliases that
+// would expand to 9^6 listeners. The walker must report the problem without
+// expanding it.
+func TestAliasesAreCheap(t *testing.T) {
+	data := "a: &a [x,x,x,x,x,x,x,x,x]\n" +
+		"b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\n" +
+		"c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\n" +
+		"d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\n" +
+		"e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\n" +
+		"f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\n" +
+		"listeners: *f\n"
+	start := time.Now()
+	_, err := Parse("petrel.yaml", []byte(data))
+	if err == nil {
+		t.Fatal("Parse accepted a file of aliases")
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("Parse took %v", d)
+	}
+}
+
+func TestEmptyFilesMeanDefaults(t *testing.T) {
+	for name, data := range map[string]string{
+		"empty":         "",
+		"comments only": "# Petrel configuration\n# log:\n#   level: debug\n",
+		"blank lines":   "\n\n   \n",
+		"document mark": "---\n",
+		"null document": "~\n",
+		"empty mapping": "{}\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			f, err := Parse("petrel.yaml", []byte(data))
+			if err != nil {
+				t.Fatalf("Parse(%q): %v", data, err)
+			}
+			assertSettings(t, f, Default())
+		})
+	}
+}
+
+func TestEmptySectionsKeepDefaults(t *testing.T) {
+	f, err := Parse("petrel.yaml", []byte("log:\nmqtt:\n  # max_inflight: 10\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertSettings(t, f, Default())
+}
+
+func TestOverlay(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		yaml string
+		edit func(*File) // applied to Default() gives the expected File
+	}{
+		{"one log field",
+			"log:\n  level: debug\n",
+			func(f *File) { f.Log.Level = "debug" }},
+		{"one mqtt field",
+			"mqtt:\n  max_inflight: 20\n",
+			func(f *File) { f.MQTT.MaxInflight = 20 }},
+		{"booleans both ways",
+			"mqtt:\n  queue_qos0: true\n  retain_available: false\n",
+			func(f *File) { f.MQTT.QueueQoS0, f.MQTT.RetainAvailable = true, false }},
+		{"a size and a duration",
+			"mqtt:\n  max_packet_size: 64KiB\n  connect_timeout: 1m30s\n",
+			func(f *File) {
+				f.MQTT.MaxPacketSize = 64 * KiB
+				f.MQTT.ConnectTimeout = Duration(90 * time.Second)
+			}},
+		{"a size in plain bytes",
+			"mqtt:\n  max_queued_bytes: 1000000\n",
+			func(f *File) { f.MQTT.MaxQueuedBytes = 1000000 }},
+		{"listeners replace the default list",
+			"listeners:\n  - address: \":1883\"\n  - name: local\n    address: 127.0.0.1:1884\n",
+			func(f *File) {
+				f.Listeners = []Listener{{Name: "tcp::1883", Address: ":1883"}, {Name: "local", Address: "127.0.0.1:1884"}}
+			}},
+		{"two named listeners on port 0",
+			"listeners:\n  - {name: a, address: \"127.0.0.1:0\"}\n  - {name: b, address: \"127.0.0.1:0\"}\n",
+			func(f *File) {
+				f.Listeners = []Listener{{Name: "a", Address: "127.0.0.1:0"}, {Name: "b", Address: "127.0.0.1:0"}}
+			}},
+		{"flow style and aliases",
+			"mqtt: {max_inflight: &n 7, max_queued_messages: *n}\n",
+			func(f *File) { f.MQTT.MaxInflight, f.MQTT.MaxQueuedMessages = 7, 7 }},
+		{"zero means unlimited",
+			"mqtt:\n  max_queued_messages: 0\n",
+			func(f *File) { f.MQTT.MaxQueuedMessages = 0 }},
+		{"integers with separators",
+			"mqtt:\n  max_queued_messages: 10_000\n",
+			func(f *File) { f.MQTT.MaxQueuedMessages = 10000 }},
+		{"the largest packet",
+			"mqtt:\n  max_packet_size: 268435460\n",
+			func(f *File) { f.MQTT.MaxPacketSize = MaxPacketSize }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, err := Parse("petrel.yaml", []byte(tc.yaml))
+			if err != nil {
+				t.Fatalf("Parse(\n%s): %v", tc.yaml, err)
+			}
+			want := Default()
+			tc.edit(want)
+			assertSettings(t, f, want)
+		})
+	}
+}
+
+func TestLoad(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "petrel.yaml")
+	if err := os.WriteFile(path, []byte("log:\n  level: warn\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Log.Level != "warn" {
+		t.Errorf("log.level = %q, want warn", f.Log.Level)
+	}
+
+	if err := os.WriteFile(path, []byte("log:\n  level: loud\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Load(path)
+	if want := path + `:2: log.level: "loud" is not one of debug, info, warn, error`; err == nil || err.Error() != want {
+		t.Errorf("Load error = %v, want %s", err, want)
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	_, err := Load(filepath.Join(t.TempDir(), "missing.yaml"))
+	if !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Load of a missing file = %v, want fs.ErrNotExist", err)
+	}
+}
+
+func TestExampleFile(t *testing.T) {
+	f, err := Load("testdata/petrel.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &File{
+		Log: Log{Level: "info", Format: "json"},
+		Listeners: []Listener{
+			{Name: "local", Address: "127.0.0.1:1883"},
+			{Name: "tcp:[::1]:1883", Address: "[::1]:1883"},
+		},
+		MQTT: MQTT{
+			MaxPacketSize:     256 * KiB,
+			ConnectTimeout:    Duration(5 * time.Second),
+			MaxInflight:       200,
+			MaxQueuedMessages: 10000,
+			MaxQueuedBytes:    64 * MiB,
+			QueueQoS0:         false,
+			RetainAvailable:   true,
+			MaxClientIDLength: 256,
+		},
+	}
+	assertSettings(t, f, want)
+}
