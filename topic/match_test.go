@@ -110,8 +110,8 @@ var matchCases = []matchCase{
 	{"$SYS/#", "SYS/x", false},
 	{"$", "$", true},
 	{"#", "$", false},
-	{"#", "a/$SYS", true},  // only the first level counts
-	{"a/+", "a/$x", true},  // only the first level counts
+	{"#", "a/$SYS", true}, // only the first level counts
+	{"a/+", "a/$x", true}, // only the first level counts
 	{"a/#", "a/$x/y", true},
 	{"#", "/$SYS", true}, // the first level is empty, not '$'
 
