@@ -1,0 +1,125 @@
+package config
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestDefaultIsValid(t *testing.T) {
+	f := Default()
+	if err := f.Validate(); err != nil {
+		t.Fatalf("Default().Validate() = %v", err)
+	}
+	if got := f.Listeners; len(got) != 1 || got[0] != (Listener{Name: "tcp:127.0.0.1:1883", Address: "127.0.0.1:1883"}) {
+		t.Errorf("default listeners = %+v, want one on 127.0.0.1:1883", got)
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	m := Default().MQTT
+	for _, tc := range []struct {
+		key       string
+		got, want any
+	}{
+		{"log.level", Default().Log.Level, "info"},
+		{"log.format", Default().Log.Format, "text"},
+		{"mqtt.max_packet_size", m.MaxPacketSize, 1 * MiB},
+		{"mqtt.connect_timeout", m.ConnectTimeout.String(), "10s"},
+		{"mqtt.max_inflight", m.MaxInflight, 100},
+		{"mqtt.max_queued_messages", m.MaxQueuedMessages, 1000},
+		{"mqtt.max_queued_bytes", m.MaxQueuedBytes, Size(0)},
+		{"mqtt.queue_qos0", m.QueueQoS0, false},
+		{"mqtt.retain_available", m.RetainAvailable, true},
+		{"mqtt.max_client_id_length", m.MaxClientIDLength, 65535},
+	} {
+		if tc.got != tc.want {
+			t.Errorf("default %s = %v, want %v", tc.key, tc.got, tc.want)
+		}
+	}
+}
+
+func TestDefaultsAreFresh(t *testing.T) {
+	a := Default()
+	a.Listeners[0].Address = "changed"
+	if b := Default(); b.Listeners[0].Address != DefaultListenAddress {
+		t.Errorf("changing one Default() changed the next: %q", b.Listeners[0].Address)
+	}
+}
+
+// A File built or changed in Go has no file positions; its errors name the
+// key alone.
+func TestValidateInGo(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		edit func(*File)
+		want string
+	}{
+		{"no listeners", func(f *File) { f.Listeners = nil },
+			`listeners: at least one listener is required`},
+		{"negative queue bytes", func(f *File) { f.MQTT.MaxQueuedBytes = -1 },
+			`mqtt.max_queued_bytes: -1 is negative (0 means unlimited)`},
+		{"several problems", func(f *File) {
+			f.Log.Format = "xml"
+			f.MQTT.MaxInflight = 0
+			f.Listeners = append(f.Listeners, Listener{Address: "bad"})
+		}, `log.format: "xml" is not one of text, json` + "\n" +
+			`listeners[1].address: "bad" is not host:port (missing port in address)` + "\n" +
+			`mqtt.max_inflight: 0 is out of range 1..65535`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := Default()
+			tc.edit(f)
+			err := f.Validate()
+			if err == nil || err.Error() != tc.want {
+				t.Errorf("Validate() =\n%v\nwant\n%s", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestValidateFillsListenerNames(t *testing.T) {
+	f := Default()
+	f.Listeners = []Listener{{Address: ":1883"}, {Name: "local", Address: "127.0.0.1:1884"}}
+	if err := f.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if f.Listeners[0].Name != "tcp::1883" || f.Listeners[1].Name != "local" {
+		t.Errorf("listener names = %q, %q; want tcp::1883, local", f.Listeners[0].Name, f.Listeners[1].Name)
+	}
+}
+
+// After Parse, Validate of a changed File still points at the file where
+// the file set the key, and at the nearest enclosing key where it did not.
+func TestValidateAfterParse(t *testing.T) {
+	f, err := Parse("petrel.yaml", []byte("log:\n  level: debug\nlisteners:\n  - address: :1883\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Log.Level = "verbose"
+	f.Listeners[0].Address = ":99999"
+	f.MQTT.MaxInflight = -1
+	want := `petrel.yaml:2: log.level: "verbose" is not one of debug, info, warn, error` + "\n" +
+		`petrel.yaml:4: listeners[0].address: ":99999": port 99999 is out of range 0..65535` + "\n" +
+		`petrel.yaml: mqtt.max_inflight: -1 is out of range 1..65535`
+	err = f.Validate()
+	if err == nil || err.Error() != want {
+		t.Errorf("Validate() =\n%v\nwant\n%s", err, want)
+	}
+	var e *Error
+	if !errors.As(err, &e) || e.Key != "log.level" || e.Line != 2 {
+		t.Errorf("errors.As found %+v, want the log.level error at line 2", e)
+	}
+}
+
+func TestValidateManyListeners(t *testing.T) {
+	f := Default()
+	f.Listeners = nil
+	for range 100 {
+		f.Listeners = append(f.Listeners, Listener{Address: "127.0.0.1:1883"})
+	}
+	lines := strings.Split(f.Validate().Error(), "\n")
+	if len(lines) != maxErrors+1 || lines[maxErrors] != "too many errors; fix these first" {
+		t.Errorf("got %d lines ending %q; want %d errors and a note", len(lines), lines[len(lines)-1], maxErrors)
+	}
+}
