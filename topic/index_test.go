@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"unsafe"
 )
 
 // [MQTT-4.7.1-2] v3.1.1
@@ -360,4 +361,15 @@ func checkTrie[K comparable, V any](t *testing.T, root *node[subs[K, V]]) {
 		})
 	}
 	walk("", root)
+}
+
+// A filter handed to Add may be a slice of a large buffer; the tree must not
+// keep it alive.
+func TestIndexCopiesLevels(t *testing.T) {
+	ix := NewIndex[int, int]()
+	packet := string([]byte("a and the rest of a large packet"))
+	ix.Add(packet[:1], 1, 1)
+	if e := ix.root.kids[0]; unsafe.StringData(e.level) == unsafe.StringData(packet) {
+		t.Error("Index keeps a slice of the caller's filter")
+	}
 }
