@@ -97,7 +97,7 @@ func Default() *File {
 		},
 		MQTT: MQTT{
 			MaxPacketSize:     1 * MiB,
-			ConnectTimeout:    Duration(10 * time.Second),
+			ConnectTimeout:    Duration{10 * time.Second},
 			MaxInflight:       100,
 			MaxQueuedMessages: 1000,
 			MaxQueuedBytes:    0,

@@ -21,7 +21,7 @@ func TestParseDuration(t *testing.T) {
 		{" 10s ", 10 * time.Second},
 	} {
 		got, err := ParseDuration(tc.in)
-		if err != nil || got.Duration() != tc.want {
+		if err != nil || got.Duration != tc.want {
 			t.Errorf("ParseDuration(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
 		}
 	}
@@ -44,7 +44,7 @@ func TestParseDurationErrors(t *testing.T) {
 }
 
 func TestDurationText(t *testing.T) {
-	d := Duration(90 * time.Second)
+	d := Duration{90 * time.Second}
 	text, err := d.MarshalText()
 	if err != nil || string(text) != "1m30s" {
 		t.Fatalf("MarshalText = %q, %v; want 1m30s", text, err)

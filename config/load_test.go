@@ -373,7 +373,7 @@ func TestOverlay(t *testing.T) {
 			"mqtt:\n  max_packet_size: 64KiB\n  connect_timeout: 1m30s\n",
 			func(f *File) {
 				f.MQTT.MaxPacketSize = 64 * KiB
-				f.MQTT.ConnectTimeout = Duration(90 * time.Second)
+				f.MQTT.ConnectTimeout = Duration{90 * time.Second}
 			}},
 		{"a size in plain bytes",
 			"mqtt:\n  max_queued_bytes: 1000000\n",
@@ -455,7 +455,7 @@ func TestExampleFile(t *testing.T) {
 		},
 		MQTT: MQTT{
 			MaxPacketSize:     256 * KiB,
-			ConnectTimeout:    Duration(5 * time.Second),
+			ConnectTimeout:    Duration{5 * time.Second},
 			MaxInflight:       200,
 			MaxQueuedMessages: 10000,
 			MaxQueuedBytes:    64 * MiB,

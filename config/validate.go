@@ -152,7 +152,7 @@ func (v *validator) mqtt(m MQTT) {
 	if m.MaxPacketSize < MinPacketSize || m.MaxPacketSize > MaxPacketSize {
 		v.failf("mqtt.max_packet_size", "%s is out of range %s..%s", m.MaxPacketSize, MinPacketSize, MaxPacketSize)
 	}
-	if m.ConnectTimeout <= 0 {
+	if m.ConnectTimeout.Duration <= 0 {
 		v.failf("mqtt.connect_timeout", "%s must be greater than 0", m.ConnectTimeout)
 	}
 	v.intRange("mqtt.max_inflight", m.MaxInflight, 1, 65535)
