@@ -22,11 +22,15 @@ type File struct {
 	Listeners []Listener `yaml:"listeners"`
 	MQTT      MQTT       `yaml:"mqtt"`
 
-	// name is the file's name in error messages; pos maps the key paths the
-	// file sets ("listeners[1].address") to where it sets them, so that
-	// Validate can point at the line. Both are empty for a File built in Go.
-	name string
-	pos  map[string]position
+	// Where the settings came from, so that Validate can point at the line
+	// that set a bad value. name is the file's name; pos maps the key paths
+	// the file sets ("listeners[1].address") to where it sets them; parsed
+	// holds the settings as the file gave them, so that a value changed
+	// since (by a command-line flag) is not blamed on the file. All three
+	// are empty for a File built in Go.
+	name   string
+	pos    map[string]position
+	parsed *File
 }
 
 // Log configures the broker's log.

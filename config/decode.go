@@ -444,3 +444,46 @@ func keyPaths(t reflect.Type, prefix string) []string {
 	}
 	return nil
 }
+
+// valueAt returns the value at a key path ("listeners[1].address") in v, a
+// value of a schema type, and whether there is one. Map keys holding "." or
+// "[" cannot be named by a path.
+func valueAt(v reflect.Value, path string) (reflect.Value, bool) {
+	for path != "" {
+		if path[0] == '[' {
+			end := strings.IndexByte(path, ']')
+			if end < 0 || v.Kind() != reflect.Slice {
+				return reflect.Value{}, false
+			}
+			i, err := strconv.Atoi(path[1:end])
+			if err != nil || i < 0 || i >= v.Len() {
+				return reflect.Value{}, false
+			}
+			v, path = v.Index(i), path[end+1:]
+			continue
+		}
+		path = strings.TrimPrefix(path, ".")
+		end := strings.IndexAny(path, ".[")
+		if end < 0 {
+			end = len(path)
+		}
+		name := path[:end]
+		path = path[end:]
+		switch v.Kind() {
+		case reflect.Struct:
+			i := slices.IndexFunc(fieldsOf(v.Type()), func(f field) bool { return f.name == name })
+			if i < 0 {
+				return reflect.Value{}, false
+			}
+			v = v.FieldByIndex(fieldsOf(v.Type())[i].index)
+		case reflect.Map:
+			v = v.MapIndex(reflect.ValueOf(name).Convert(v.Type().Key()))
+			if !v.IsValid() {
+				return reflect.Value{}, false
+			}
+		default:
+			return reflect.Value{}, false
+		}
+	}
+	return v, true
+}

@@ -10,7 +10,8 @@ import (
 func assertSettings(t *testing.T, got, want *File) {
 	t.Helper()
 	g, w := *got, *want
-	g.name, g.pos, w.name, w.pos = "", nil, "", nil
+	g.name, g.pos, g.parsed = "", nil, nil
+	w.name, w.pos, w.parsed = "", nil, nil
 	if !reflect.DeepEqual(g, w) {
 		t.Errorf("settings differ\n got: %+v\nwant: %+v", g, w)
 	}

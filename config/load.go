@@ -29,23 +29,31 @@ func Load(path string) (*File, error) {
 // together (see Error). An empty file, or one holding only comments, is valid
 // and means the defaults.
 func Parse(name string, data []byte) (*File, error) {
-	f := Default()
-	f.name = name
-	f.pos = make(map[string]position)
-
 	root, err := parseYAML(name, data)
 	if err != nil {
 		return nil, err
 	}
-	d := decoder{file: name, pos: f.pos}
-	if root != nil {
-		d.decodeInto(root, f)
-	}
-	errs := append(d.errs, f.validate()...)
+	f, errs := decodeFile(name, root)
+	f.parsed, _ = decodeFile(name, root)
+	f.parsed.fillDerived()
+	errs = append(errs, f.validate()...)
 	if err := joinErrors(name, errs); err != nil {
 		return nil, err
 	}
 	return f, nil
+}
+
+// decodeFile overlays the document at root (nil for none) onto the defaults.
+func decodeFile(name string, root *yaml.Node) (*File, []*Error) {
+	f := Default()
+	f.name = name
+	f.pos = make(map[string]position)
+	if root == nil {
+		return f, nil
+	}
+	d := decoder{file: name, pos: f.pos}
+	d.decodeInto(root, f)
+	return f, d.errs
 }
 
 // parseYAML returns the root node of the single YAML document in data, or

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,14 +18,18 @@ var (
 // Validate fills in the values derived from others (a listener's default
 // name) and checks f as a whole: every value in its range, every choice one
 // of its options, no two listeners alike. It returns every problem, joined,
-// each an *Error naming its key, and, when f came from Parse, the file and
-// line that set it. Parse has already validated the File it returns; call
-// Validate again after changing one.
+// each an *Error naming its key. When f came from Parse and the file set the
+// bad value, the error also names the file and the line; a value changed
+// since, as command-line flags change them, is not blamed on the file.
+//
+// Parse has already validated the File it returns; call Validate again after
+// changing one.
 func (f *File) Validate() error {
 	return joinErrors(f.name, f.validate())
 }
 
 func (f *File) validate() []*Error {
+	f.fillDerived()
 	v := validator{f: f}
 	v.log(f.Log)
 	v.listeners(f.Listeners)
@@ -32,25 +37,50 @@ func (f *File) validate() []*Error {
 	return v.errs
 }
 
+// fillDerived sets the values whose defaults depend on other values.
+func (f *File) fillDerived() {
+	for i := range f.Listeners {
+		if l := &f.Listeners[i]; l.Name == "" {
+			l.Name = defaultListenerName(l.Address)
+		}
+	}
+}
+
 type validator struct {
 	f    *File
 	errs []*Error
 }
 
-// failf records a problem with key, placed at the line that set key or,
-// when the file does not set it, at the nearest enclosing key it does set.
+// failf records a problem with key. It names the file and the line when the
+// file set key, or, for a key the file left out of a list entry (a
+// listener's address), the entry, and only while the value there is still
+// the one the file gave.
 func (v *validator) failf(key, format string, args ...any) {
-	e := &Error{File: v.f.name, Key: key, Msg: fmt.Sprintf(format, args...)}
-	for k := key; ; k = parentKey(k) {
-		if p, ok := v.f.pos[k]; ok {
-			e.Line, e.Column = p.line, p.column
-			break
-		}
-		if k == "" {
-			break
-		}
+	e := &Error{Key: key, Msg: fmt.Sprintf(format, args...)}
+	if p, ok := v.f.place(key); ok {
+		e.File, e.Line, e.Column = v.f.name, p.line, p.column
 	}
 	v.errs = append(v.errs, e)
+}
+
+// place returns where the file set key, or the list entry around it.
+func (f *File) place(key string) (position, bool) {
+	at := key
+	p, ok := f.pos[at]
+	for !ok && at != "" {
+		if at = parentKey(at); strings.HasSuffix(at, "]") {
+			p, ok = f.pos[at]
+		}
+	}
+	if !ok || f.parsed == nil {
+		return position{}, false
+	}
+	now, ok1 := valueAt(reflect.ValueOf(f).Elem(), at)
+	then, ok2 := valueAt(reflect.ValueOf(f.parsed).Elem(), at)
+	if !ok1 || !ok2 || !reflect.DeepEqual(now.Interface(), then.Interface()) {
+		return position{}, false
+	}
+	return p, true
 }
 
 func (v *validator) oneOf(key, value string, options []string) {
@@ -80,10 +110,7 @@ func (v *validator) listeners(ls []Listener) {
 	for i := range ls {
 		l := &ls[i]
 		key := indexKey("listeners", i)
-		derived := l.Name == ""
-		if derived {
-			l.Name = defaultListenerName(l.Address)
-		}
+		derived := l.Name == defaultListenerName(l.Address)
 		if !v.address(key+".address", l.Address) {
 			continue
 		}
