@@ -18,7 +18,7 @@ import (
 // The Go type decides what is accepted:
 //
 //   - a struct takes a mapping whose keys are its fields' `yaml:"name"` tags;
-//     a field tagged `yaml:",inline"` lends its own fields to the parent;
+//     an embedded struct tagged `yaml:",inline"` lends its keys to the parent;
 //   - a slice takes a list, which replaces the slice;
 //   - a map with string keys takes a mapping, which replaces the map;
 //   - a type implementing encoding.TextUnmarshaler (Size, Duration) takes a
@@ -127,7 +127,7 @@ func fieldsOf(t reflect.Type) []field {
 func inlined(t reflect.Type, index []int) bool {
 	for _, i := range index[:len(index)-1] {
 		sf := t.Field(i)
-		if _, opts, _ := strings.Cut(sf.Tag.Get("yaml"), ","); opts != "inline" {
+		if _, opts, _ := strings.Cut(sf.Tag.Get("yaml"), ","); opts != "inline" || sf.Type.Kind() != reflect.Struct {
 			return false
 		}
 		t = sf.Type
@@ -139,53 +139,51 @@ func (d *decoder) structure(n *yaml.Node, v reflect.Value, key string) {
 	if isNull(n) {
 		return
 	}
-	if n.Kind != yaml.MappingNode {
-		d.failf(n, key, "expected a mapping, got %s", describe(n))
-		return
-	}
 	fields := fieldsOf(v.Type())
 	names := make([]string, len(fields))
 	for i, f := range fields {
 		names[i] = f.name
 	}
-	seen := make(map[string]*yaml.Node, len(n.Content)/2)
-	for i := 0; i+1 < len(n.Content) && !d.full(); i += 2 {
-		k, val := n.Content[i], n.Content[i+1]
-		name, ok := d.keyName(k, key)
-		if !ok {
-			continue
-		}
-		path := childKey(key, name)
-		if first, dup := seen[name]; dup {
-			d.failf(k, path, "duplicate key (first set on line %d)", first.Line)
-			continue
-		}
-		seen[name] = k
+	if n.Kind != yaml.MappingNode {
+		d.failf(n, key, "expected a mapping (keys: %s), got %s", strings.Join(names, ", "), describe(n))
+		return
+	}
+	d.mapping(n, key, func(k, val *yaml.Node, name, path string) {
 		at := slices.Index(names, name)
 		if at < 0 {
 			d.failf(k, path, "unknown key%s", unknownKeyHint(name, names, d.schemaPaths()))
-			continue
+			return
 		}
 		d.pos[path] = position{k.Line, k.Column}
 		d.value(val, v.FieldByIndex(fields[at].index), path)
-	}
+	})
 }
 
-// keyName returns the text of a mapping key, reporting keys that are not
-// plain strings.
-func (d *decoder) keyName(k *yaml.Node, parent string) (string, bool) {
-	for k.Kind == yaml.AliasNode {
-		k = k.Alias
+// mapping calls each for every entry of the mapping n whose key is a plain
+// name not seen before in it.
+func (d *decoder) mapping(n *yaml.Node, key string, each func(k, val *yaml.Node, name, path string)) {
+	seen := make(map[string]*yaml.Node, len(n.Content)/2)
+	for i := 0; i+1 < len(n.Content) && !d.full(); i += 2 {
+		k, val := n.Content[i], n.Content[i+1]
+		for k.Kind == yaml.AliasNode {
+			k = k.Alias
+		}
+		switch {
+		case k.Kind != yaml.ScalarNode:
+			d.failf(k, key, "a key must be a plain name, not %s", describe(k))
+			continue
+		case k.ShortTag() == "!!merge":
+			d.failf(k, key, "merge keys (<<) are not supported; write the keys out")
+			continue
+		}
+		path := childKey(key, k.Value)
+		if first, dup := seen[k.Value]; dup {
+			d.failf(k, path, "duplicate key (first set on line %d)", first.Line)
+			continue
+		}
+		seen[k.Value] = k
+		each(k, val, k.Value, path)
 	}
-	switch {
-	case k.Kind != yaml.ScalarNode:
-		d.failf(k, parent, "a key must be a plain name, not %s", describe(k))
-		return "", false
-	case k.ShortTag() == "!!merge":
-		d.failf(k, parent, "merge keys (<<) are not supported; write the keys out")
-		return "", false
-	}
-	return k.Value, true
 }
 
 func (d *decoder) list(n *yaml.Node, v reflect.Value, key string) {
@@ -213,32 +211,18 @@ func (d *decoder) dictionary(n *yaml.Node, v reflect.Value, key string) {
 		panic(fmt.Sprintf("config: %s: map keys must be strings, not %s", key, v.Type().Key()))
 	}
 	m := reflect.MakeMap(v.Type())
-	if isNull(n) {
-		v.Set(m)
-		return
-	}
-	if n.Kind != yaml.MappingNode {
-		d.failf(n, key, "expected a mapping, got %s", describe(n))
-		return
-	}
-	seen := make(map[string]*yaml.Node, len(n.Content)/2)
-	for i := 0; i+1 < len(n.Content) && !d.full(); i += 2 {
-		k, val := n.Content[i], n.Content[i+1]
-		name, ok := d.keyName(k, key)
-		if !ok {
-			continue
+	if !isNull(n) {
+		if n.Kind != yaml.MappingNode {
+			d.failf(n, key, "expected a mapping, got %s", describe(n))
+			return
 		}
-		path := childKey(key, name)
-		if first, dup := seen[name]; dup {
-			d.failf(k, path, "duplicate key (first set on line %d)", first.Line)
-			continue
-		}
-		seen[name] = k
-		d.pos[path] = position{k.Line, k.Column}
-		e := reflect.New(v.Type().Elem()).Elem()
-		setDefaults(e)
-		d.value(val, e, path)
-		m.SetMapIndex(reflect.ValueOf(name).Convert(v.Type().Key()), e)
+		d.mapping(n, key, func(k, val *yaml.Node, name, path string) {
+			d.pos[path] = position{k.Line, k.Column}
+			e := reflect.New(v.Type().Elem()).Elem()
+			setDefaults(e)
+			d.value(val, e, path)
+			m.SetMapIndex(reflect.ValueOf(name).Convert(v.Type().Key()), e)
+		})
 	}
 	v.Set(m)
 }
@@ -355,7 +339,7 @@ func (d *decoder) float(n *yaml.Node, v reflect.Value, key string) {
 // explains the mistake when it did not.
 func (d *decoder) isNumber(s *yaml.Node, key, what string, tags ...string) bool {
 	tag := s.ShortTag()
-	if slices.Index(tags, tag) >= 0 {
+	if slices.Contains(tags, tag) {
 		return true
 	}
 	quoted := s.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle) != 0
@@ -375,7 +359,7 @@ func (d *decoder) isNumber(s *yaml.Node, key, what string, tags ...string) bool 
 // yamlResolves reports whether text, written unquoted, would be one of tags.
 func yamlResolves(text string, tags []string) bool {
 	n := yaml.Node{Kind: yaml.ScalarNode, Value: text}
-	return slices.Index(tags, n.ShortTag()) >= 0
+	return slices.Contains(tags, n.ShortTag())
 }
 
 func isNull(n *yaml.Node) bool {
@@ -471,11 +455,12 @@ func valueAt(v reflect.Value, path string) (reflect.Value, bool) {
 		path = path[end:]
 		switch v.Kind() {
 		case reflect.Struct:
-			i := slices.IndexFunc(fieldsOf(v.Type()), func(f field) bool { return f.name == name })
+			fields := fieldsOf(v.Type())
+			i := slices.IndexFunc(fields, func(f field) bool { return f.name == name })
 			if i < 0 {
 				return reflect.Value{}, false
 			}
-			v = v.FieldByIndex(fieldsOf(v.Type())[i].index)
+			v = v.FieldByIndex(fields[i].index)
 		case reflect.Map:
 			v = v.MapIndex(reflect.ValueOf(name).Convert(v.Type().Key()))
 			if !v.IsValid() {

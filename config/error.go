@@ -13,8 +13,8 @@ import (
 // errors.Join in the order they appear in the file; errors.As finds the
 // first.
 type Error struct {
-	File   string // the file's name as given to Load or Parse; empty for a File built in Go
-	Line   int    // 1-based; 0 when the problem has no single place (a key the file does not set)
+	File   string // the file's name as given to Load or Parse; empty when the value is not from a file
+	Line   int    // 1-based; 0 when the value is not from the file (a default, or set in Go since)
 	Column int    // 1-based; 0 when unknown
 	Key    string // the key path, such as "listeners[1].address"; empty for a YAML syntax error
 	Msg    string

@@ -6,7 +6,9 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
+	"strings"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -36,7 +38,7 @@ func Parse(name string, data []byte) (*File, error) {
 	f, errs := decodeFile(name, root)
 	f.parsed, _ = decodeFile(name, root)
 	f.parsed.fillDerived()
-	errs = append(errs, f.validate()...)
+	errs = append(errs, withoutFollowOns(f.validate(), errs)...)
 	if err := joinErrors(name, errs); err != nil {
 		return nil, err
 	}
@@ -54,6 +56,18 @@ func decodeFile(name string, root *yaml.Node) (*File, []*Error) {
 	d := decoder{file: name, pos: f.pos}
 	d.decodeInto(root, f)
 	return f, d.errs
+}
+
+// withoutFollowOns drops the validation errors about keys inside a value the
+// decoder already refused: a listener written as a string is one mistake,
+// not also a listener without an address.
+func withoutFollowOns(errs, decodeErrs []*Error) []*Error {
+	return slices.DeleteFunc(errs, func(e *Error) bool {
+		return slices.ContainsFunc(decodeErrs, func(de *Error) bool {
+			return de.Key == "" || e.Key == de.Key ||
+				strings.HasPrefix(e.Key, de.Key+".") || strings.HasPrefix(e.Key, de.Key+"[")
+		})
+	})
 }
 
 // parseYAML returns the root node of the single YAML document in data, or
