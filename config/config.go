@@ -12,6 +12,13 @@
 // The schema is plain structs: a field is a key when it has a `yaml:"name"`
 // tag, and its Go type decides what the file may write there (see decode.go).
 // docs/CONFIG.md is the reference for users.
+//
+// To add a key: add the tagged field to its struct (a new section is a new
+// struct type and a field of File); set its default in Default, or, for a
+// field of a list entry, in the entry type's setDefaults method; check its
+// range in validate.go with v.failf and the key path; then add its row to
+// docs/CONFIG.md and set it in testdata/petrel.example.yaml. The tests fail
+// until the docs and the example know the key.
 package config
 
 import "time"
