@@ -116,10 +116,10 @@ func ver(v byte, v311, v5 string) string {
 // left unchanged, as the client's level is one we do not speak.
 func (d *Decoder) decodeConnect(r *reader) error {
 	c := &d.connect
-	props, willProps := c.Props, c.WillProps
-	props.Reset()
-	willProps.Reset()
-	*c = Connect{Props: props, WillProps: willProps}
+	st, wst := c.Props.storage(), c.WillProps.storage()
+	*c = Connect{}
+	st.into(&c.Props)
+	wst.into(&c.WillProps)
 
 	name, err := r.str("protocol name")
 	if err != nil {
@@ -251,10 +251,11 @@ func (s *codeSet) has(c ReasonCode) bool { return s[c>>6]&(1<<(c&63)) != 0 }
 // reasonCode reads a reason code and checks that t may carry it: using a
 // code of another packet is a Protocol Error (e.g. [MQTT-3.4.2-1]).
 func (r *reader) reasonCode(t Type, allowed *codeSet) (ReasonCode, error) {
-	c, err := r.u8(t.String() + " reason code")
-	if err != nil {
-		return 0, err
+	if r.off >= len(r.b) {
+		return 0, r.short(t.String() + " reason code")
 	}
+	c := r.b[r.off]
+	r.off++
 	if !allowed.has(ReasonCode(c)) {
 		return 0, errProtocol(t.String() + " cannot carry reason code " + hex2(c))
 	}
@@ -264,20 +265,23 @@ func (r *reader) reasonCode(t Type, allowed *codeSet) (ReasonCode, error) {
 // packetID reads a Packet Identifier, which is never 0
 // (3.1.1 [MQTT-2.3.1-1], 5.0 [MQTT-2.2.1-3]).
 func (r *reader) packetID(t Type) (uint16, error) {
-	id, err := r.u16(t.String() + " packet identifier")
-	if err == nil && id == 0 {
-		err = errProtocol(t.String() + " packet identifier is 0 " + ver(r.v, "[MQTT-2.3.1-1]", "[MQTT-2.2.1-3]"))
+	if r.remaining() < 2 {
+		return 0, r.short(t.String() + " packet identifier")
 	}
-	return id, err
+	id, _ := r.u16("")
+	if id == 0 {
+		return 0, errProtocol(t.String() + " packet identifier is 0 " + ver(r.v, "[MQTT-2.3.1-1]", "[MQTT-2.2.1-3]"))
+	}
+	return id, nil
 }
 
 // decodeConnack reads CONNACK (3.1.1 §3.2, 5.0 §3.2). MQTT 3.1 has no
 // Session Present flag; its byte is reserved and read like 3.1.1's.
 func (d *Decoder) decodeConnack(r *reader) error {
 	c := &d.connack
-	props := c.Props
-	props.Reset()
-	*c = Connack{Props: props}
+	st := c.Props.storage()
+	*c = Connack{}
+	st.into(&c.Props)
 	flags, err := r.u8("connect acknowledge flags")
 	if err != nil {
 		return err
@@ -307,9 +311,9 @@ func (d *Decoder) decodeConnack(r *reader) error {
 // with the fixed header.
 func (d *Decoder) decodePublish(r *reader, flags byte) error {
 	p := &d.publish
-	props := p.Props
-	props.Reset()
-	*p = Publish{Dup: flags&0x08 != 0, QoS: flags >> 1 & 3, Retain: flags&0x01 != 0, Props: props}
+	st := p.Props.storage()
+	*p = Publish{Dup: flags&0x08 != 0, QoS: flags >> 1 & 3, Retain: flags&0x01 != 0}
+	st.into(&p.Props)
 	var err error
 	if p.Topic, err = r.str("topic name"); err != nil {
 		return err
@@ -345,9 +349,9 @@ func (d *Decoder) decodePublish(r *reader, flags byte) error {
 // a reason code with no properties.
 func (d *Decoder) decodeAck(r *reader, kind Type) error {
 	a := &d.ack
-	props := a.Props
-	props.Reset()
-	*a = Ack{Kind: kind, Props: props}
+	st := a.Props.storage()
+	*a = Ack{Kind: kind}
+	st.into(&a.Props)
 	var err error
 	if a.PacketID, err = r.packetID(kind); err != nil {
 		return err
@@ -383,9 +387,9 @@ func (d *Decoder) decodeAck(r *reader, kind Type) error {
 // every protocol level.
 func (d *Decoder) decodeSubscribe(r *reader) error {
 	s := &d.subscribe
-	props, subs := s.Props, s.Subs[:0]
-	props.Reset()
-	*s = Subscribe{Props: props, Subs: subs}
+	st, subs := s.Props.storage(), s.Subs[:0]
+	*s = Subscribe{Subs: subs}
+	st.into(&s.Props)
 	var err error
 	if s.PacketID, err = r.packetID(SUBSCRIBE); err != nil {
 		return err
@@ -459,9 +463,9 @@ func checkFilter(f string, v byte) error {
 // decodeSuback reads SUBACK (3.1.1 §3.9, 5.0 §3.9): one code per filter.
 func (d *Decoder) decodeSuback(r *reader) error {
 	s := &d.suback
-	props, codes := s.Props, s.Codes[:0]
-	props.Reset()
-	*s = Suback{Props: props, Codes: codes}
+	st, codes := s.Props.storage(), s.Codes[:0]
+	*s = Suback{Codes: codes}
+	st.into(&s.Props)
 	var err error
 	if s.PacketID, err = r.packetID(SUBACK); err != nil {
 		return err
@@ -489,9 +493,9 @@ func (d *Decoder) decodeSuback(r *reader) error {
 // decodeUnsubscribe reads UNSUBSCRIBE (3.1.1 §3.10, 5.0 §3.10).
 func (d *Decoder) decodeUnsubscribe(r *reader) error {
 	u := &d.unsubscribe
-	props, filters := u.Props, u.Filters[:0]
-	props.Reset()
-	*u = Unsubscribe{Props: props, Filters: filters}
+	st, filters := u.Props.storage(), u.Filters[:0]
+	*u = Unsubscribe{Filters: filters}
+	st.into(&u.Props)
 	var err error
 	if u.PacketID, err = r.packetID(UNSUBSCRIBE); err != nil {
 		return err
@@ -521,9 +525,9 @@ func (d *Decoder) decodeUnsubscribe(r *reader) error {
 // is only the packet identifier.
 func (d *Decoder) decodeUnsuback(r *reader) error {
 	u := &d.unsuback
-	props, codes := u.Props, u.Codes[:0]
-	props.Reset()
-	*u = Unsuback{Props: props, Codes: codes}
+	st, codes := u.Props.storage(), u.Codes[:0]
+	*u = Unsuback{Codes: codes}
+	st.into(&u.Props)
 	var err error
 	if u.PacketID, err = r.packetID(UNSUBACK); err != nil {
 		return err
@@ -552,9 +556,9 @@ func (d *Decoder) decodeUnsuback(r *reader) error {
 // properties mean none.
 func (d *Decoder) decodeDisconnect(r *reader) error {
 	x := &d.disconnect
-	props := x.Props
-	props.Reset()
-	*x = Disconnect{Props: props}
+	st := x.Props.storage()
+	*x = Disconnect{}
+	st.into(&x.Props)
 	if r.v != V5 || r.remaining() == 0 {
 		return nil
 	}
@@ -582,9 +586,9 @@ func (d *Decoder) decodeAuth(r *reader) error {
 		return errMalformed("AUTH does not exist before MQTT 5: packet type 15 is reserved")
 	}
 	a := &d.auth
-	props := a.Props
-	props.Reset()
-	*a = Auth{Props: props}
+	st := a.Props.storage()
+	*a = Auth{}
+	st.into(&a.Props)
 	if r.remaining() == 0 {
 		return nil
 	}

@@ -80,10 +80,16 @@ func (id PropID) String() string {
 // Identifier on PUBLISH) or a value out of range is a Protocol Error, as the
 // section of each property says.
 func (r *reader) props(p *Properties, allowed uint64, where string) error {
-	n, err := r.varint(where + " property length")
-	if err != nil {
-		return err
+	// The property length, read here rather than with r.varint so that the
+	// error reason is built only on failure.
+	n, size := uvarint(r.b[r.off:])
+	switch size {
+	case varintIncomplete:
+		return r.short(where + " property length")
+	case varintMalformed:
+		return errMalformed(where + " property length is longer than four bytes or not in its shortest form [MQTT-1.5.5-1]")
 	}
+	r.off += size
 	if int(n) > r.remaining() {
 		return errMalformed(where + " properties run past the end of the packet")
 	}
@@ -229,6 +235,20 @@ func (r *reader) boolean(id PropID) (byte, error) {
 	}
 	return v, err
 }
+
+// propStorage is the reusable memory of a Properties.
+type propStorage struct {
+	user []UserProperty
+	ids  []uint32
+}
+
+// storage returns the emptied slices of p, so that a decoder can zero a
+// whole packet in one write and then give them back with into.
+func (p *Properties) storage() propStorage {
+	return propStorage{user: p.User[:0], ids: p.SubscriptionIDs[:0]}
+}
+
+func (s propStorage) into(p *Properties) { p.User, p.SubscriptionIDs = s.user, s.ids }
 
 // carried returns the properties of p to encode under mask: the singular
 // ones marked present, and User Property and Subscription Identifier when

@@ -78,15 +78,16 @@ func (r *reader) varint(what string) (uint32, error) {
 
 // binary reads Binary Data: a two-byte length, then that many bytes.
 func (r *reader) binary(what string) ([]byte, error) {
-	n, err := r.u16(what + " length")
-	if err != nil {
-		return nil, err
+	if r.remaining() < 2 {
+		return nil, r.short(what + " length")
 	}
-	if r.remaining() < int(n) {
+	n := int(r.b[r.off])<<8 | int(r.b[r.off+1])
+	r.off += 2
+	if r.remaining() < n {
 		return nil, r.short(what)
 	}
-	b := r.b[r.off : r.off+int(n) : r.off+int(n)]
-	r.off += int(n)
+	b := r.b[r.off : r.off+n : r.off+n]
+	r.off += n
 	return b, nil
 }
 

@@ -302,3 +302,33 @@ func TestDecoderReusesSlices(t *testing.T) {
 		t.Errorf("Subs capacity %d: the first decode's storage was not reused", cap(sub.Subs))
 	}
 }
+
+// One Decoder decodes every packet of its level in turn, forwards and then
+// backwards: nothing of one packet may linger in the next of the same type.
+func TestSharedDecoderLeavesNothingBehind(t *testing.T) {
+	for _, v := range []byte{V31, V311, V5} {
+		var cases []roundTrip
+		for _, tc := range roundTrips {
+			if tc.v == v {
+				cases = append(cases, tc)
+			}
+		}
+		for i := range cases {
+			cases = append(cases, cases[len(cases)-1-i]) // forwards, then backwards
+		}
+		d := Decoder{Version: v}
+		for _, tc := range cases {
+			b, err := Append(nil, tc.p, v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := decodeAll(t, &d, b)
+			if err != nil {
+				t.Fatalf("%s: %v", tc.name, err)
+			}
+			if c := Clone(p); !reflect.DeepEqual(c, tc.p) {
+				t.Fatalf("%s after other packets: decoded\n%+v\nwant\n%+v", tc.name, c, tc.p)
+			}
+		}
+	}
+}
