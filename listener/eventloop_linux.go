@@ -1,0 +1,873 @@
+//go:build linux
+
+package listener
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/petrelmq/petrel/internal/bufpool"
+)
+
+// NewEventLoopDriver returns the epoll driver for plain TCP.
+//
+// Opts.Loops event loops each own an epoll set, an eventfd to wake it, the
+// connections assigned to it and one read buffer; an idle connection holds
+// no goroutine and no buffer. Serve accepts with accept4 (so sockets come
+// out non-blocking, without a trip through package net) on a duplicate of
+// ln's descriptor, parked on Go's poller between connections, and hands
+// each connection to the least loaded loop. Everything a connection
+// does (Data, Output, Closed, its close sequence) runs on its loop's
+// goroutine; Flush and Close from any goroutine queue work for that loop.
+// Output requested during an event batch is written after the batch, one
+// write per connection.
+//
+// Serve closes ln when its context is done; Close closes ln too. Closing
+// ln by other means does not stop Serve: the duplicate keeps it listening.
+func NewEventLoopDriver(ln *net.TCPListener, h Handler, opts Options) (Driver, error) {
+	// A listener's own RawConn cannot Read (it refuses with EINVAL), but a
+	// duplicate descriptor as an *os.File can, and still parks on the poller.
+	lnFile, err := ln.File()
+	if err != nil {
+		return nil, fmt.Errorf("listener: %w", err)
+	}
+	d := &eventLoopDriver{ln: ln, lnFile: lnFile, h: h, opts: opts.withDefaults(true), epoch: time.Now()}
+	for range d.opts.Loops {
+		l, err := newLoop(d)
+		if err != nil {
+			for _, l := range d.loops {
+				l.closeFDs()
+			}
+			lnFile.Close()
+			return nil, err
+		}
+		d.loops = append(d.loops, l)
+	}
+	for _, l := range d.loops {
+		d.running.Add(1)
+		go l.run()
+	}
+	return d, nil
+}
+
+type eventLoopDriver struct {
+	ln     *net.TCPListener
+	lnFile *os.File // a duplicate of ln's descriptor, to accept on
+	h     Handler
+	opts  Options
+	loops []*loop
+	epoch time.Time // loops measure deadlines from here (monotonic)
+	next  atomic.Uint32
+
+	closing   atomic.Bool
+	closeOnce sync.Once
+	closeErr  error
+	running   sync.WaitGroup // one count per loop goroutine
+}
+
+func (d *eventLoopDriver) Addr() net.Addr { return d.ln.Addr() }
+
+// Serve accepts connections until ctx is done, Close is called, or the
+// listener fails. It returns nil in the first two cases.
+func (d *eventLoopDriver) Serve(ctx context.Context) error {
+	rc, err := d.lnFile.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("listener: %w", err)
+	}
+	stop := context.AfterFunc(ctx, func() { d.closeListener() })
+	defer stop()
+
+	var (
+		nfd  int
+		sa   unix.Sockaddr
+		aerr error
+	)
+	accept := func(fd uintptr) bool {
+		for {
+			nfd, sa, aerr = unix.Accept4(int(fd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+			switch aerr {
+			case unix.EINTR:
+				continue
+			case unix.EAGAIN:
+				return false // park on Go's poller until a connection is queued
+			}
+			return true
+		}
+	}
+	var backoff time.Duration
+	for {
+		if err := rc.Read(accept); err != nil {
+			if ctx.Err() != nil || d.closing.Load() {
+				return nil
+			}
+			return fmt.Errorf("listener: accept: %w", err)
+		}
+		if aerr != nil {
+			aerr = os.NewSyscallError("accept4", aerr)
+			if !temporaryAccept(aerr) {
+				return fmt.Errorf("listener: %w", aerr)
+			}
+			backoff = acceptBackoff(backoff)
+			d.opts.Logger.Warn("listener: accept failed; retrying", "err", aerr, "backoff", backoff)
+			if !pause(backoff, ctx.Done(), nil) || d.closing.Load() {
+				return nil
+			}
+			continue
+		}
+		backoff = 0
+		d.dispatch(nfd, sa)
+	}
+}
+
+// dispatch hands a freshly accepted socket to the least loaded loop.
+func (d *eventLoopDriver) dispatch(fd int, sa unix.Sockaddr) {
+	// Small MQTT packets must not wait for Nagle; the driver batches itself.
+	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	c := &econn{fd: fd, remote: addrPort(sa)}
+	if lsa, err := unix.Getsockname(fd); err == nil {
+		c.local = addrPort(lsa)
+	}
+	l := d.pick()
+	c.l = l
+	l.load.Add(1)
+	if !l.push(loopOp{kind: opRegister, c: c}) {
+		l.load.Add(-1)
+		unix.Close(fd)
+	}
+}
+
+// pick returns the loop with the fewest connections, starting the scan at a
+// rotating position so ties spread round-robin.
+func (d *eventLoopDriver) pick() *loop {
+	n := len(d.loops)
+	start := int(d.next.Add(1) % uint32(n))
+	best := d.loops[start]
+	for i := 1; i < n; i++ {
+		if l := d.loops[(start+i)%n]; l.load.Load() < best.load.Load() {
+			best = l
+		}
+	}
+	return best
+}
+
+// Close stops accepting, closes every connection as Conn.Close does, and
+// returns once Closed has returned for each of them and the loops stopped.
+// It must not be called from inside an endpoint's method.
+func (d *eventLoopDriver) Close() error {
+	d.closeOnce.Do(func() {
+		d.closing.Store(true)
+		d.closeErr = d.closeListener()
+		for _, l := range d.loops {
+			l.push(loopOp{kind: opShutdown})
+		}
+	})
+	d.running.Wait()
+	return d.closeErr
+}
+
+// closeListener closes ln and its duplicate, which wakes a parked accept.
+func (d *eventLoopDriver) closeListener() error {
+	err := d.ln.Close()
+	d.lnFile.Close()
+	if errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+// writeCalls counts write syscalls on all loops, for tests of batching.
+func (d *eventLoopDriver) writeCalls() uint64 {
+	var n uint64
+	for _, l := range d.loops {
+		n += l.writes.Load()
+	}
+	return n
+}
+
+// now is the loops' clock: monotonic time since the driver started.
+func (d *eventLoopDriver) now() time.Duration { return time.Since(d.epoch) }
+
+type opKind uint8
+
+const (
+	opRegister opKind = iota // a new connection for this loop
+	opClose                  // Conn.Close was called
+	opShutdown               // Driver.Close: close everything and stop
+)
+
+type loopOp struct {
+	kind opKind
+	c    *econn
+}
+
+// loop is one event loop. Fields below mu are shared with other goroutines;
+// the rest belong to the loop goroutine alone.
+type loop struct {
+	d      *eventLoopDriver
+	epfd   int
+	wakefd int // eventfd: written to wake the loop from epoll_wait
+
+	sleeping atomic.Bool  // the loop is (about to be) blocked in epoll_wait
+	load     atomic.Int32 // connections assigned, for balancing
+	writes   atomic.Uint64
+
+	// mu guards the queues other goroutines fill. Lock order: mu is a leaf;
+	// no endpoint method is ever called under it.
+	mu      sync.Mutex
+	ops     []loopOp
+	flushes []*econn
+	stopped bool // the loop is gone: nothing more can be queued
+
+	conns      map[int]*econn // by descriptor
+	buf        []byte         // the loop's one read buffer
+	events     []unix.EpollEvent
+	wakeBuf    [8]byte
+	opsSpare   []loopOp
+	flushSpare []*econn
+	closingQ   deadlineQueue // conns flushing their final output
+	drainQ     deadlineQueue // conns draining input after the half-close
+	shutting   bool
+}
+
+// wakeValue is what a waker adds to the eventfd counter; any non-zero
+// value makes it readable.
+var wakeValue = binary.NativeEndian.AppendUint64(nil, 1)
+
+func newLoop(d *eventLoopDriver) (*loop, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("listener: %w", os.NewSyscallError("epoll_create1", err))
+	}
+	wakefd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, fmt.Errorf("listener: %w", os.NewSyscallError("eventfd", err))
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wakefd)}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wakefd, &ev); err != nil {
+		unix.Close(epfd)
+		unix.Close(wakefd)
+		return nil, fmt.Errorf("listener: %w", os.NewSyscallError("epoll_ctl", err))
+	}
+	return &loop{
+		d:      d,
+		epfd:   epfd,
+		wakefd: wakefd,
+		conns:  make(map[int]*econn),
+		buf:    make([]byte, d.opts.ReadBufferSize),
+		events: make([]unix.EpollEvent, 256),
+	}, nil
+}
+
+func (l *loop) closeFDs() {
+	unix.Close(l.epfd)
+	unix.Close(l.wakefd)
+}
+
+// push queues an operation for the loop and wakes it if it sleeps. It
+// reports false when the loop has stopped.
+func (l *loop) push(op loopOp) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.stopped {
+		return false
+	}
+	l.ops = append(l.ops, op)
+	l.wake()
+	return true
+}
+
+// pushFlush queues c for a flush after the loop's current batch.
+func (l *loop) pushFlush(c *econn) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.stopped {
+		return
+	}
+	l.flushes = append(l.flushes, c)
+	l.wake()
+}
+
+// wake writes the eventfd if, and only if, the loop sleeps in epoll_wait
+// (or is about to): one write per sleep, however many producers. Called
+// with mu held, so the eventfd cannot be closed underneath.
+func (l *loop) wake() {
+	if l.sleeping.Load() && l.sleeping.CompareAndSwap(true, false) {
+		unix.Write(l.wakefd, wakeValue)
+	}
+}
+
+// hasWork reports whether queued work waits. The loop calls it after
+// setting sleeping: a producer either queued before (seen here) or sees
+// sleeping and writes the eventfd. mu orders the two.
+func (l *loop) hasWork() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.ops) > 0 || len(l.flushes) > 0
+}
+
+// run is the loop goroutine: wait for events, handle them, then the queued
+// operations, then the flushes requested meanwhile, then expired deadlines.
+func (l *loop) run() {
+	defer l.d.running.Done()
+	for {
+		timeout := l.timeout()
+		l.sleeping.Store(true)
+		if l.hasWork() {
+			timeout = 0
+		}
+		n, err := unix.EpollWait(l.epfd, l.events, timeout)
+		l.sleeping.Store(false)
+		if err != nil && err != unix.EINTR {
+			l.fatal(os.NewSyscallError("epoll_wait", err))
+			return
+		}
+		for _, ev := range l.events[:max(n, 0)] {
+			l.handle(ev)
+		}
+		l.runOps()
+		l.runFlushes()
+		l.expire()
+		if l.shutting && len(l.conns) == 0 && l.stop() {
+			return
+		}
+	}
+}
+
+// timeout is the epoll_wait timeout in milliseconds: until the nearest
+// close deadline, or forever (-1).
+func (l *loop) timeout() int {
+	next, ok := l.closingQ.next()
+	if at, ok2 := l.drainQ.next(); ok2 && (!ok || at < next) {
+		next, ok = at, true
+	}
+	if !ok {
+		return -1
+	}
+	wait := next - l.d.now()
+	if wait <= 0 {
+		return 0
+	}
+	return int((wait + time.Millisecond - 1) / time.Millisecond)
+}
+
+func (l *loop) handle(ev unix.EpollEvent) {
+	fd := int(ev.Fd)
+	if fd == l.wakefd {
+		unix.Read(l.wakefd, l.wakeBuf[:])
+		return
+	}
+	c := l.conns[fd]
+	if c == nil {
+		return // closed earlier in this batch
+	}
+	// While closing, an error or a hang-up (reset, or both sides shut before
+	// our half-close) leaves nothing to write. Draining reads on to the EOF.
+	if c.phase == phaseClosing && ev.Events&(unix.EPOLLERR|unix.EPOLLHUP) != 0 ||
+		c.phase == phaseDraining && ev.Events&unix.EPOLLERR != 0 {
+		l.finalize(c, nil)
+		return
+	}
+	if ev.Events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+		l.readable(c)
+	}
+	if ev.Events&unix.EPOLLOUT != 0 {
+		switch c.phase {
+		case phaseOpen:
+			l.flush(c)
+		case phaseClosing:
+			l.continueClose(c)
+		}
+	}
+}
+
+// readable reads once into the loop buffer. Epoll is level-triggered, so
+// bytes left in the socket bring the loop back next round, after the other
+// connections had their turn.
+func (l *loop) readable(c *econn) {
+	n, err := ignoringEINTR(func() (int, error) { return unix.Read(c.fd, l.buf) })
+	switch {
+	case err == unix.EAGAIN:
+	case err != nil:
+		l.finalize(c, os.NewSyscallError("read", err))
+	case n == 0:
+		l.readEOF(c)
+	case c.phase == phaseOpen && !c.closeReq.Load():
+		if p := l.data(c, l.buf[:n]); p != nil {
+			l.finalize(c, p)
+		}
+	}
+	// Bytes read after Close are discarded: the drain.
+}
+
+// readEOF handles the peer's end of input.
+func (l *loop) readEOF(c *econn) {
+	if c.phase != phaseClosing {
+		l.finalize(c, io.EOF)
+		return
+	}
+	// Still flushing the final output, which the peer may yet read: stop
+	// watching input (level-triggered EOF would spin) and finish the flush.
+	c.inputDone = true
+	l.watch(c)
+}
+
+func (l *loop) data(c *econn, b []byte) (p *PanicError) {
+	defer func() {
+		if r := recover(); r != nil {
+			p = recovered(l.d.opts.Logger, "Data", c.RemoteAddr(), r)
+		}
+	}()
+	c.ep.Data(b)
+	return nil
+}
+
+func (l *loop) output(c *econn) (out []byte, p *PanicError) {
+	defer func() {
+		if r := recover(); r != nil {
+			out, p = nil, recovered(l.d.opts.Logger, "Output", c.RemoteAddr(), r)
+		}
+	}()
+	out = c.ep.Output()
+	if len(out) == 0 {
+		if out != nil {
+			bufpool.Put(out)
+		}
+		return nil, nil
+	}
+	return out, nil
+}
+
+// runOps performs the operations queued since the last round.
+func (l *loop) runOps() {
+	l.mu.Lock()
+	ops := l.ops
+	l.ops = l.opsSpare[:0]
+	l.mu.Unlock()
+	for i, op := range ops {
+		switch op.kind {
+		case opRegister:
+			l.register(op.c)
+		case opClose:
+			l.startClose(op.c)
+		case opShutdown:
+			l.shutting = true
+			for _, c := range l.conns {
+				l.startClose(c)
+			}
+		}
+		ops[i] = loopOp{}
+	}
+	l.opsSpare = ops[:0]
+}
+
+// runFlushes writes the output of every connection that asked since the
+// last round: one Output and one write each, however many Flush calls.
+func (l *loop) runFlushes() {
+	l.mu.Lock()
+	cs := l.flushes
+	l.flushes = l.flushSpare[:0]
+	l.mu.Unlock()
+	for i, c := range cs {
+		// Clear first: a Flush from now on queues c again, and anything
+		// appended before it is taken by the Output below.
+		c.flushQueued.Store(false)
+		if c.phase == phaseOpen && !c.outWatched {
+			l.flush(c)
+		}
+		// A conn waiting for EPOLLOUT calls Output again once its remainder
+		// is written; a closing conn's sequence takes all output anyway.
+		cs[i] = nil
+	}
+	l.flushSpare = cs[:0]
+}
+
+func (l *loop) register(c *econn) {
+	if l.shutting {
+		l.load.Add(-1)
+		unix.Close(c.fd)
+		return
+	}
+	c.events = unix.EPOLLIN | unix.EPOLLRDHUP
+	ev := unix.EpollEvent{Events: c.events, Fd: int32(c.fd)}
+	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, c.fd, &ev); err != nil {
+		l.d.opts.Logger.Error("listener: cannot watch a connection", "err", os.NewSyscallError("epoll_ctl", err))
+		l.load.Add(-1)
+		c.phase = phaseClosed
+		c.gone.Store(true)
+		unix.Close(c.fd)
+		return
+	}
+	l.conns[c.fd] = c
+	c.ep = l.open(c)
+	if c.ep == nil {
+		delete(l.conns, c.fd)
+		l.load.Add(-1)
+		c.phase = phaseClosed
+		c.gone.Store(true)
+		unix.Close(c.fd)
+	}
+}
+
+func (l *loop) open(c *econn) (ep Endpoint) {
+	defer func() {
+		if r := recover(); r != nil {
+			recovered(l.d.opts.Logger, "Open", c.RemoteAddr(), r)
+			ep = nil
+		}
+	}()
+	ep = l.d.h.Open(c)
+	if ep == nil {
+		l.d.opts.Logger.Error("listener: Handler.Open returned no endpoint; closing the connection",
+			"remote", addrString(c.RemoteAddr()))
+	}
+	return ep
+}
+
+// flush writes c's output while the connection is open: the unwritten
+// remainder first, then one fresh Output. On EAGAIN it keeps the rest and
+// watches EPOLLOUT; Output is not called again until the rest is written.
+func (l *loop) flush(c *econn) {
+	fresh := false
+	for {
+		if c.out == nil {
+			if fresh {
+				break
+			}
+			fresh = true
+			out, p := l.output(c)
+			if p != nil {
+				l.finalize(c, p)
+				return
+			}
+			if out == nil {
+				break
+			}
+			c.out, c.off = out, 0
+		}
+		if !l.writeOut(c) {
+			return
+		}
+	}
+	if c.outWatched {
+		c.outWatched = false
+		l.watch(c)
+	}
+}
+
+// writeOut writes c.out from c.off. It reports true when all of it went
+// out; false when the socket is full (EPOLLOUT is then watched) or the
+// connection was finalized.
+func (l *loop) writeOut(c *econn) bool {
+	for c.off < len(c.out) {
+		n, err := ignoringEINTR(func() (int, error) { return unix.Write(c.fd, c.out[c.off:]) })
+		l.writes.Add(1)
+		if n > 0 {
+			c.off += n
+		}
+		switch {
+		case err == unix.EAGAIN:
+			if !c.outWatched {
+				c.outWatched = true
+				l.watch(c)
+			}
+			return false
+		case err != nil:
+			l.finalize(c, os.NewSyscallError("write", err))
+			return false
+		}
+	}
+	bufpool.Put(c.out)
+	c.out, c.off = nil, 0
+	return true
+}
+
+// watch updates c's epoll interest to its phase and pending output.
+func (l *loop) watch(c *econn) {
+	var events uint32
+	if !c.inputDone {
+		events = unix.EPOLLIN | unix.EPOLLRDHUP
+	}
+	if c.outWatched {
+		events |= unix.EPOLLOUT
+	}
+	if events == c.events {
+		return
+	}
+	c.events = events
+	ev := unix.EpollEvent{Events: events, Fd: int32(c.fd)}
+	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, c.fd, &ev); err != nil {
+		l.finalize(c, os.NewSyscallError("epoll_ctl", err))
+	}
+}
+
+// startClose begins the close sequence: flush everything, half-close,
+// drain input until the peer closes, then close. Deadlines bound each step.
+func (l *loop) startClose(c *econn) {
+	if c.phase != phaseOpen {
+		return
+	}
+	c.phase = phaseClosing
+	c.closeReq.Store(true) // also when Driver.Close asked: Closed(nil), and Close is a no-op
+	c.deadline = l.d.now() + l.d.opts.CloseTimeout
+	l.closingQ.push(c, c.deadline)
+	l.continueClose(c)
+}
+
+// continueClose writes output until Output has no more, then shuts the
+// write side and starts the drain. It resumes on EPOLLOUT.
+func (l *loop) continueClose(c *econn) {
+	for {
+		if c.out == nil {
+			if l.d.now() > c.deadline {
+				l.finalize(c, nil) // an endpoint that keeps producing
+				return
+			}
+			out, p := l.output(c)
+			if p != nil {
+				l.finalize(c, p)
+				return
+			}
+			if out == nil {
+				break
+			}
+			c.out, c.off = out, 0
+		}
+		if !l.writeOut(c) {
+			return
+		}
+	}
+	if c.inputDone {
+		// The peer already closed its side and has all our bytes in its
+		// receive queue: nothing to drain.
+		l.finalize(c, nil)
+		return
+	}
+	unix.Shutdown(c.fd, unix.SHUT_WR)
+	c.phase = phaseDraining
+	c.outWatched = false
+	l.watch(c)
+	c.deadline = l.d.now() + l.d.opts.DrainTimeout
+	l.drainQ.push(c, c.deadline)
+}
+
+// expire closes connections whose close or drain deadline passed.
+func (l *loop) expire() {
+	now := l.d.now()
+	for _, q := range [...]struct {
+		q     *deadlineQueue
+		phase phase
+	}{{&l.closingQ, phaseClosing}, {&l.drainQ, phaseDraining}} {
+		for {
+			c, at, ok := q.q.peek()
+			if !ok || at > now {
+				break
+			}
+			q.q.pop()
+			// An entry is stale if the connection moved on.
+			if c.phase == q.phase && c.deadline == at {
+				l.finalize(c, nil)
+			}
+		}
+	}
+}
+
+// finalize closes c's socket and calls Closed. The descriptor leaves the
+// map before it is closed, so a new connection reusing the number cannot be
+// mistaken for this one.
+func (l *loop) finalize(c *econn, err error) {
+	if c.phase == phaseClosed {
+		return
+	}
+	c.phase = phaseClosed
+	c.gone.Store(true)
+	delete(l.conns, c.fd)
+	unix.Close(c.fd) // also leaves the epoll set: the descriptor is never duplicated
+	if c.out != nil {
+		bufpool.Put(c.out)
+		c.out = nil
+	}
+	l.load.Add(-1)
+	if c.closeReq.Load() {
+		err = nil
+	}
+	if err != nil {
+		l.d.opts.Logger.Debug("listener: connection ended", "remote", addrString(c.RemoteAddr()), "err", err)
+	}
+	l.closed(c, err)
+}
+
+func (l *loop) closed(c *econn, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			recovered(l.d.opts.Logger, "Closed", c.RemoteAddr(), r)
+		}
+	}()
+	c.ep.Closed(err)
+}
+
+// stop ends the loop once shutting down left no connection and nothing is
+// queued. Marking it stopped under mu means no producer can queue (or write
+// the eventfd) after the descriptors close.
+func (l *loop) stop() bool {
+	l.mu.Lock()
+	if len(l.ops) > 0 || len(l.flushes) > 0 {
+		l.mu.Unlock()
+		return false
+	}
+	l.stopped = true
+	l.mu.Unlock()
+	l.closeFDs()
+	return true
+}
+
+// fatal ends the loop after epoll itself failed, which leaves no way to
+// serve its connections.
+func (l *loop) fatal(err error) {
+	l.d.opts.Logger.Error("listener: event loop failed", "err", err)
+	l.mu.Lock()
+	l.stopped = true
+	ops := l.ops
+	l.ops = nil
+	l.mu.Unlock()
+	for _, op := range ops {
+		if op.kind == opRegister {
+			l.load.Add(-1)
+			unix.Close(op.c.fd)
+		}
+	}
+	for _, c := range l.conns {
+		l.finalize(c, err)
+	}
+	l.closeFDs()
+}
+
+type phase uint8
+
+const (
+	phaseOpen     phase = iota
+	phaseClosing        // Close was called: writing the final output
+	phaseDraining       // write side shut: discarding input until EOF
+	phaseClosed
+)
+
+// econn is one connection of the event-loop driver: about 200 bytes while
+// idle. The atomics are for Flush and Close from any goroutine; everything
+// else belongs to the loop goroutine.
+type econn struct {
+	l  *loop
+	ep Endpoint
+	fd int
+
+	remote, local netip.AddrPort
+
+	flushQueued atomic.Bool // on the loop's flush queue
+	closeReq    atomic.Bool // Close was called
+	gone        atomic.Bool // finalized: Flush and Close do nothing
+
+	phase      phase
+	outWatched bool // EPOLLOUT is watched: c.out has an unwritten remainder
+	inputDone  bool // the peer's EOF arrived while closing
+	events     uint32
+	out        []byte // output taken from the endpoint, written up to off
+	off        int
+	deadline   time.Duration // of the current close phase, on the loop clock
+}
+
+// Flush implements Conn. Only the first call between two flushes by the
+// loop takes the queue's lock; the rest are one atomic load.
+func (c *econn) Flush() {
+	if c.flushQueued.Load() || c.gone.Load() || !c.flushQueued.CompareAndSwap(false, true) {
+		return
+	}
+	c.l.pushFlush(c)
+}
+
+// Close implements Conn.
+func (c *econn) Close() {
+	if c.gone.Load() || !c.closeReq.CompareAndSwap(false, true) {
+		return
+	}
+	c.l.push(loopOp{kind: opClose, c: c})
+}
+
+func (c *econn) RemoteAddr() net.Addr { return net.TCPAddrFromAddrPort(c.remote) }
+func (c *econn) LocalAddr() net.Addr  { return net.TCPAddrFromAddrPort(c.local) }
+
+func addrPort(sa unix.Sockaddr) netip.AddrPort {
+	switch sa := sa.(type) {
+	case *unix.SockaddrInet4:
+		return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port))
+	case *unix.SockaddrInet6:
+		ip := netip.AddrFrom16(sa.Addr).Unmap()
+		if sa.ZoneId != 0 && ip.Is6() {
+			ip = ip.WithZone(strconv.FormatUint(uint64(sa.ZoneId), 10))
+		}
+		return netip.AddrPortFrom(ip, uint16(sa.Port))
+	}
+	return netip.AddrPort{}
+}
+
+func ignoringEINTR(f func() (int, error)) (int, error) {
+	for {
+		n, err := f()
+		if err != unix.EINTR {
+			return n, err
+		}
+	}
+}
+
+// deadlineQueue holds close deadlines in the order they were set. Each
+// queue has one fixed timeout, so that order is also deadline order and a
+// FIFO serves as a priority queue. Stale entries are skipped when popped.
+type deadlineQueue struct {
+	items []deadlineItem
+	head  int
+}
+
+type deadlineItem struct {
+	c  *econn
+	at time.Duration
+}
+
+func (q *deadlineQueue) push(c *econn, at time.Duration) {
+	if q.head > 64 && q.head > len(q.items)/2 {
+		n := copy(q.items, q.items[q.head:])
+		clear(q.items[n:])
+		q.items, q.head = q.items[:n], 0
+	}
+	q.items = append(q.items, deadlineItem{c, at})
+}
+
+func (q *deadlineQueue) peek() (*econn, time.Duration, bool) {
+	if q.head == len(q.items) {
+		return nil, 0, false
+	}
+	it := q.items[q.head]
+	return it.c, it.at, true
+}
+
+func (q *deadlineQueue) next() (time.Duration, bool) {
+	_, at, ok := q.peek()
+	return at, ok
+}
+
+func (q *deadlineQueue) pop() {
+	q.items[q.head] = deadlineItem{}
+	q.head++
+	if q.head == len(q.items) {
+		q.items, q.head = q.items[:0], 0
+	}
+}
