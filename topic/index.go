@@ -93,10 +93,10 @@ func (ix *Index[K, V]) Len() int {
 }
 
 // Match appends to dst the value of every subscription whose filter matches
-// the topic name, and returns the extended slice. A key subscribed through
-// several matching filters appears once for each; the caller deduplicates.
-// Match allocates nothing beyond growing dst, so a caller that reuses dst
-// allocates nothing at all.
+// the topic name, in no particular order, and returns the extended slice. A
+// key subscribed through several matching filters appears once for each; the
+// caller deduplicates. Match allocates nothing beyond growing dst, so a
+// caller that reuses dst allocates nothing at all.
 //
 // '+' matches exactly one level, which may be empty; '#' matches any number
 // of levels, including none, so "a/#" matches "a"; empty levels are levels

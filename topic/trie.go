@@ -158,6 +158,8 @@ func shrinkEdges[P any](s []edge[P]) []edge[P] {
 	return append([]edge[P](nil), s...)
 }
 
+// cloneMap copies m into a map sized for its entries. (maps.Clone would copy
+// the table at its old size, keeping the memory this is meant to free.)
 func cloneMap[P any](m map[string]*node[P]) map[string]*node[P] {
 	c := make(map[string]*node[P], len(m))
 	for k, v := range m {
