@@ -65,11 +65,11 @@ func NewEventLoopDriver(ln *net.TCPListener, h Handler, opts Options) (Driver, e
 type eventLoopDriver struct {
 	ln     *net.TCPListener
 	lnFile *os.File // a duplicate of ln's descriptor, to accept on
-	h     Handler
-	opts  Options
-	loops []*loop
-	epoch time.Time // loops measure deadlines from here (monotonic)
-	next  atomic.Uint32
+	h      Handler
+	opts   Options
+	loops  []*loop
+	epoch  time.Time // loops measure deadlines from here (monotonic)
+	next   atomic.Uint32
 
 	closing   atomic.Bool
 	closeOnce sync.Once
@@ -82,6 +82,9 @@ func (d *eventLoopDriver) Addr() net.Addr { return d.ln.Addr() }
 // Serve accepts connections until ctx is done, Close is called, or the
 // listener fails. It returns nil in the first two cases.
 func (d *eventLoopDriver) Serve(ctx context.Context) error {
+	if d.closing.Load() {
+		return nil
+	}
 	rc, err := d.lnFile.SyscallConn()
 	if err != nil {
 		return fmt.Errorf("listener: %w", err)

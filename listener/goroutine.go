@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -163,9 +164,10 @@ type gconn struct {
 	state      atomic.Uint32 // wRunning | wDirty | wDead
 	writerDone chan struct{} // closed by the writer that stops with wDead set
 
-	closeReq atomic.Bool // Close was called (guards its one run)
-	closing  atomic.Bool // Close set its deadlines: discard input, flush, half-close
-	shut     atomic.Bool // the final flush is done and the write side shut
+	closeReq atomic.Bool  // Close was called (guards its one run)
+	closeBy  atomic.Int64 // when the final flush must end, unix nanoseconds
+	closing  atomic.Bool  // Close set its deadlines: discard input, flush, half-close
+	shut     atomic.Bool  // the final flush is done and the write side shut
 	failure  atomic.Pointer[error]
 }
 
@@ -264,7 +266,12 @@ func (c *gconn) output() (out []byte) {
 			out = nil
 		}
 	}()
-	return c.ep.Output()
+	out = c.ep.Output()
+	if len(out) == 0 && out != nil {
+		bufpool.Put(out) // ours now, even if empty
+		out = nil
+	}
+	return out
 }
 
 // fail records the connection's first error and closes the socket, which
@@ -334,6 +341,11 @@ func (c *gconn) writeLoop() {
 // owner of the write side calls it. It reports false if the connection failed.
 func (c *gconn) writeAll() bool {
 	for c.failure.Load() == nil {
+		if c.closing.Load() && time.Now().UnixNano() > c.closeBy.Load() {
+			// The peer reads, but the endpoint keeps producing after Close.
+			c.fail(os.ErrDeadlineExceeded)
+			return false
+		}
 		out := c.output()
 		if len(out) == 0 {
 			return c.failure.Load() == nil
@@ -366,6 +378,7 @@ func (c *gconn) Close() {
 		return
 	}
 	now := time.Now()
+	c.closeBy.Store(now.Add(c.d.opts.CloseTimeout).UnixNano())
 	// Deadlines first: once closing is visible the writer may already set
 	// the tighter drain deadline, which this must not override.
 	c.nc.SetWriteDeadline(now.Add(c.d.opts.CloseTimeout))

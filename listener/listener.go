@@ -6,6 +6,10 @@
 // an idle connection holds no goroutine; the goroutine driver serves any
 // net.Listener (TLS, WebSocket, unix sockets, and TCP elsewhere) with a read
 // goroutine per connection and a writer goroutine only while output is pending.
+//
+// Locking: no driver lock is ever held while it calls an Endpoint or a
+// Handler, so an endpoint may call Flush and Close from inside Data, Open
+// or Output. Each driver lock is a leaf (nothing else is taken under it).
 package listener
 
 import (
@@ -16,8 +20,12 @@ import (
 // Endpoint is one connection's protocol engine, as seen by a driver.
 //
 // The driver calls Data serially for one connection, never concurrently
-// with itself, and never after Closed. Output and Closed may be called from
-// any driver goroutine.
+// with itself, and never after Closed; bytes that arrive once Close was
+// called are discarded. Output and Closed may be called from any driver
+// goroutine, and Output concurrently with Data (the goroutine driver writes
+// on another goroutine than it reads), so the endpoint guards its outbound
+// buffer. A panic in Data or Output is recovered and logged, and closes that
+// connection with a *PanicError.
 type Endpoint interface {
 	// Data hands over bytes read from the connection. b is the driver's
 	// buffer: it is valid only during the call, so the endpoint copies what
@@ -32,8 +40,9 @@ type Endpoint interface {
 	Output() []byte
 
 	// Closed is called exactly once when the connection is gone, for
-	// whatever reason: err is nil after Conn.Close, otherwise the read or
-	// write error (io.EOF when the peer closed).
+	// whatever reason: err is nil after Conn.Close or Driver.Close (even if
+	// the final flush failed), otherwise the read or write error (io.EOF
+	// when the peer closed) or a *PanicError. Output is not called after it.
 	Closed(err error)
 }
 
@@ -65,12 +74,17 @@ type Handler interface {
 
 // Driver serves one listener until its context is cancelled or Close is called.
 type Driver interface {
-	// Serve accepts connections until ctx is done or the listener fails.
-	// It returns after the accept loop stopped; connections already
-	// accepted keep running until closed.
+	// Serve accepts connections until ctx is done, Close is called, or the
+	// listener fails; it returns nil in the first two cases. It closes the
+	// listener when ctx is done. It returns after the accept loop stopped;
+	// connections already accepted keep running until closed.
 	Serve(ctx context.Context) error
 	// Addr is the listening address (useful with port 0).
 	Addr() net.Addr
-	// Close stops accepting and closes every open connection.
+	// Close stops accepting and closes every open connection as Conn.Close
+	// does (final output still goes out, within Options.CloseTimeout and
+	// DrainTimeout). It returns once Closed has returned for every
+	// connection, so it must not be called from inside an Endpoint method.
+	// Calling it again waits the same way and returns the same result.
 	Close() error
 }
