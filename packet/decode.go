@@ -14,6 +14,28 @@ import (
 // Decode and the Decoder's own storage, so they are valid only until the next
 // Decode. Reusing that storage is what lets a warmed-up Decoder decode
 // without allocating. A Decoder is not safe for concurrent use.
+//
+// The codes of refusals, where the specifications leave a choice:
+//   - A protocol name other than "MQTT" and "MQIsdp": ProtocolError (not
+//     MQTT; close). A known name at a level not spoken with it:
+//     UnsupportedProtocolVersion (answer CONNACK 0x01 or 0x84, then close).
+//   - A property the packet does not allow, or an unknown one: MalformedPacket,
+//     as 5.0 §2.2.2.2 says. A property repeated or out of range: ProtocolError,
+//     as each property's section says. Topic Alias 0: TopicAliasInvalid.
+//   - A wildcard in a topic name (PUBLISH, will topic, Response Topic), or an
+//     empty one: TopicNameInvalid; except an empty PUBLISH topic in MQTT 5
+//     without a Topic Alias, a ProtocolError as 5.0 §3.3.2.1 says.
+//   - An invalid topic filter refuses the whole SUBSCRIBE or UNSUBSCRIBE with
+//     TopicFilterInvalid rather than giving it a failure code in SUBACK: the
+//     caller closes the connection, as 3.1.1 allows and Mosquitto does.
+//   - A packet identifier of 0: ProtocolError.
+//
+// Left to the caller, as they need the connection's state or direction: a
+// Subscription Identifier on a client's PUBLISH [MQTT-3.3.4-6], a Topic Alias
+// above the agreed maximum, a packet only the other side may send, a second
+// CONNECT [MQTT-3.1.0-2] (which, decoded, sets Version again), the
+// Authentication Method matching CONNECT's, payloads that claim to be UTF-8,
+// and whether an empty client identifier is acceptable.
 type Decoder struct {
 	// Version is the connection's protocol level: V31, V311 or V5. It decides
 	// how every packet but CONNECT is read; decoding a CONNECT sets it from

@@ -101,7 +101,10 @@ func checkDecode(t *testing.T, data []byte, v byte) {
 	}
 }
 
-// fuzzFound lists what the fuzzer found, replayed by TestFuzzFound.
+// fuzzFound lists inputs the fuzzer found, replayed by TestFuzzFound so they
+// stay fixed. Runs so far (60 s of each target, then 5 min of FuzzDecode with
+// one worker, about 10 million inputs in all) found nothing in the code as
+// committed; a deliberately broken canonical check was caught in 3 s.
 var fuzzFound = []struct {
 	name string
 	v    byte
