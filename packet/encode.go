@@ -57,7 +57,8 @@ type encoder interface {
 // Success and there are no properties, no property length when there are
 // none. Append checks what would make the bytes unencodable or invalid
 // (string lengths, packet size, QoS, packet identifiers, AUTH before MQTT 5)
-// but not the content of strings, which must be valid UTF-8 already.
+// but not the content of strings, which must be valid UTF-8 already. On
+// error it returns dst unchanged.
 func Append(dst []byte, p Packet, version byte) ([]byte, error) {
 	e, s, err := measure(p, version)
 	if err != nil {
