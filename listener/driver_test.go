@@ -500,3 +500,21 @@ func TestServeStopsWhenContextIsDone(t *testing.T) {
 		}
 	})
 }
+
+func TestAddresses(t *testing.T) {
+	forEachDriver(t, func(t *testing.T, dk driverKind) {
+		h := newTestHandler(t)
+		s := startServer(t, dk, h, Options{})
+		c := dial(t, s.addr)
+		e := receive(t, h.opened, "Open")
+		if got, want := e.conn.RemoteAddr().String(), c.LocalAddr().String(); got != want {
+			t.Errorf("RemoteAddr %s, want %s", got, want)
+		}
+		if got, want := e.conn.LocalAddr().String(), c.RemoteAddr().String(); got != want {
+			t.Errorf("LocalAddr %s, want %s", got, want)
+		}
+		if got, want := s.d.Addr().String(), s.addr; got != want {
+			t.Errorf("Driver.Addr %s, want %s", got, want)
+		}
+	})
+}

@@ -8,12 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -44,6 +46,10 @@ func NewEventLoopDriver(ln *net.TCPListener, h Handler, opts Options) (Driver, e
 		return nil, fmt.Errorf("listener: %w", err)
 	}
 	d := &eventLoopDriver{ln: ln, lnFile: lnFile, h: h, opts: opts.withDefaults(true), epoch: time.Now()}
+	if la, ok := ln.Addr().(*net.TCPAddr); ok && !la.IP.IsUnspecified() {
+		ap := la.AddrPort()
+		d.local = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
 	for range d.opts.Loops {
 		l, err := newLoop(d)
 		if err != nil {
@@ -68,7 +74,8 @@ type eventLoopDriver struct {
 	h      Handler
 	opts   Options
 	loops  []*loop
-	epoch  time.Time // loops measure deadlines from here (monotonic)
+	epoch  time.Time      // loops measure deadlines from here (monotonic)
+	local  netip.AddrPort // every connection's local address, unless ln is on a wildcard
 	next   atomic.Uint32
 
 	closing   atomic.Bool
@@ -138,9 +145,17 @@ func (d *eventLoopDriver) Serve(ctx context.Context) error {
 func (d *eventLoopDriver) dispatch(fd int, sa unix.Sockaddr) {
 	// Small MQTT packets must not wait for Nagle; the driver batches itself.
 	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
-	c := &econn{fd: fd, remote: addrPort(sa)}
-	if lsa, err := unix.Getsockname(fd); err == nil {
-		c.local = addrPort(lsa)
+	// Probe dead peers as package net does for the connections it accepts
+	// (MQTT's keep alive may be off): after 15s idle, every 15s, 9 times.
+	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1)
+	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, 15)
+	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, 15)
+	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPCNT, 9)
+	c := &econn{fd: fd, remote: addrPort(sa), local: d.local}
+	if !c.local.IsValid() { // listening on a wildcard address: ask which one
+		if lsa, err := unix.Getsockname(fd); err == nil {
+			c.local = addrPort(lsa)
+		}
 	}
 	l := d.pick()
 	c.l = l
@@ -220,9 +235,20 @@ type loopOp struct {
 type loop struct {
 	d      *eventLoopDriver
 	epfd   int
-	wakefd int // eventfd: written to wake the loop from epoll_wait
+	wakefd int // eventfd: written to wake the loop while it is parked
 
-	sleeping atomic.Bool  // the loop is (about to be) blocked in epoll_wait
+	// The epoll descriptor is itself pollable, so the loop parks on Go's
+	// poller rather than blocking its thread in epoll_wait (which would
+	// hold a P until sysmon retakes it, adding tens of microseconds to
+	// every wakeup of every goroutine).
+	epf       *os.File
+	epRaw     syscall.RawConn
+	ready     func(fd uintptr) bool // epRaw.Read's callback: a non-blocking epoll_wait
+	nready    int
+	readyErr  error
+	parkUntil time.Duration // the deadline set on epf, 0 for none
+
+	sleeping atomic.Bool  // the loop is (about to be) parked
 	load     atomic.Int32 // connections assigned, for balancing
 	writes   atomic.Uint64
 
@@ -264,19 +290,56 @@ func newLoop(d *eventLoopDriver) (*loop, error) {
 		unix.Close(wakefd)
 		return nil, fmt.Errorf("listener: %w", os.NewSyscallError("epoll_ctl", err))
 	}
-	return &loop{
+	l := &loop{
 		d:      d,
 		epfd:   epfd,
 		wakefd: wakefd,
 		conns:  make(map[int]*econn),
 		buf:    make([]byte, d.opts.ReadBufferSize),
 		events: make([]unix.EpollEvent, 256),
-	}, nil
+	}
+	// Non-blocking, so os.NewFile adds it to the poller. epoll_wait itself
+	// ignores the flag: its timeout (always 0 here) decides.
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		l.closeFDs()
+		return nil, fmt.Errorf("listener: %w", os.NewSyscallError("fcntl", err))
+	}
+	l.epf = os.NewFile(uintptr(epfd), "epoll")
+	if err := l.epf.SetReadDeadline(time.Time{}); err != nil {
+		l.closeFDs()
+		return nil, fmt.Errorf("listener: the poller does not take an epoll descriptor: %w", err)
+	}
+	if l.epRaw, err = l.epf.SyscallConn(); err != nil {
+		l.closeFDs()
+		return nil, fmt.Errorf("listener: %w", err)
+	}
+	l.ready = func(uintptr) bool {
+		l.nready, l.readyErr = l.epollWait()
+		return l.nready > 0 || l.readyErr != nil
+	}
+	return l, nil
 }
 
 func (l *loop) closeFDs() {
-	unix.Close(l.epfd)
+	if l.epf != nil {
+		l.epf.Close()
+	} else {
+		unix.Close(l.epfd)
+	}
 	unix.Close(l.wakefd)
+}
+
+// epollWait collects ready events without blocking.
+func (l *loop) epollWait() (int, error) {
+	for {
+		n, err := unix.EpollWait(l.epfd, l.events, 0)
+		if err != unix.EINTR {
+			if err != nil {
+				return 0, os.NewSyscallError("epoll_wait", err)
+			}
+			return n, nil
+		}
+	}
 }
 
 // push queues an operation for the loop and wakes it if it sleeps. It
@@ -303,8 +366,8 @@ func (l *loop) pushFlush(c *econn) {
 	l.wake()
 }
 
-// wake writes the eventfd if, and only if, the loop sleeps in epoll_wait
-// (or is about to): one write per sleep, however many producers. Called
+// wake writes the eventfd if, and only if, the loop is parked (or is about
+// to park): one write per sleep, however many producers. Called
 // with mu held, so the eventfd cannot be closed underneath.
 func (l *loop) wake() {
 	if l.sleeping.Load() && l.sleeping.CompareAndSwap(true, false) {
@@ -326,18 +389,12 @@ func (l *loop) hasWork() bool {
 func (l *loop) run() {
 	defer l.d.running.Done()
 	for {
-		timeout := l.timeout()
-		l.sleeping.Store(true)
-		if l.hasWork() {
-			timeout = 0
-		}
-		n, err := unix.EpollWait(l.epfd, l.events, timeout)
-		l.sleeping.Store(false)
-		if err != nil && err != unix.EINTR {
-			l.fatal(os.NewSyscallError("epoll_wait", err))
+		n, err := l.wait()
+		if err != nil {
+			l.fatal(err)
 			return
 		}
-		for _, ev := range l.events[:max(n, 0)] {
+		for _, ev := range l.events[:n] {
 			l.handle(ev)
 		}
 		l.runOps()
@@ -349,21 +406,54 @@ func (l *loop) run() {
 	}
 }
 
-// timeout is the epoll_wait timeout in milliseconds: until the nearest
-// close deadline, or forever (-1).
-func (l *loop) timeout() int {
+// wait returns the number of ready events in l.events. With none, and no
+// queued work or due deadline, it parks the goroutine on Go's poller until
+// the epoll set has events (a socket, or the eventfd) or the nearest close
+// deadline passes.
+func (l *loop) wait() (int, error) {
+	n, err := l.epollWait()
+	if n > 0 || err != nil {
+		return n, err
+	}
+	until, ok := l.nextDeadline()
+	if ok && until <= l.d.now() {
+		return 0, nil
+	}
+	l.sleeping.Store(true)
+	if l.hasWork() {
+		l.sleeping.Store(false)
+		return 0, nil
+	}
+	if !ok {
+		until = 0
+	}
+	if until != l.parkUntil {
+		var t time.Time
+		if until != 0 {
+			t = l.d.epoch.Add(until)
+		}
+		l.epf.SetReadDeadline(t)
+		l.parkUntil = until
+	}
+	l.nready, l.readyErr = 0, nil
+	err = l.epRaw.Read(l.ready)
+	l.sleeping.Store(false)
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return 0, nil
+	case err != nil:
+		return 0, err
+	}
+	return l.nready, l.readyErr
+}
+
+// nextDeadline is the nearest close or drain deadline, if any.
+func (l *loop) nextDeadline() (time.Duration, bool) {
 	next, ok := l.closingQ.next()
 	if at, ok2 := l.drainQ.next(); ok2 && (!ok || at < next) {
 		next, ok = at, true
 	}
-	if !ok {
-		return -1
-	}
-	wait := next - l.d.now()
-	if wait <= 0 {
-		return 0
-	}
-	return int((wait + time.Millisecond - 1) / time.Millisecond)
+	return next, ok
 }
 
 func (l *loop) handle(ev unix.EpollEvent) {
@@ -706,7 +796,7 @@ func (l *loop) finalize(c *econn, err error) {
 	if c.closeReq.Load() {
 		err = nil
 	}
-	if err != nil {
+	if err != nil && l.d.opts.Logger.Enabled(context.Background(), slog.LevelDebug) {
 		l.d.opts.Logger.Debug("listener: connection ended", "remote", addrString(c.RemoteAddr()), "err", err)
 	}
 	l.closed(c, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"sync"
@@ -422,7 +423,7 @@ func (c *gconn) closed(err error) {
 			recovered(c.d.opts.Logger, "Closed", c.nc.RemoteAddr(), r)
 		}
 	}()
-	if err != nil && !errors.Is(err, net.ErrClosed) {
+	if err != nil && c.d.opts.Logger.Enabled(context.Background(), slog.LevelDebug) {
 		c.d.opts.Logger.Debug("listener: connection failed", "remote", addrString(c.nc.RemoteAddr()), "err", err)
 	}
 	c.ep.Closed(err)

@@ -44,7 +44,7 @@ type server struct {
 
 // startServer serves h on 127.0.0.1 with a fresh listener. Cleanup closes
 // the driver and then checks that every endpoint saw Closed exactly once.
-func startServer(t *testing.T, dk driverKind, h *testHandler, opts Options) *server {
+func startServer(t testing.TB, dk driverKind, h *testHandler, opts Options) *server {
 	t.Helper()
 	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
@@ -72,7 +72,7 @@ func startServer(t *testing.T, dk driverKind, h *testHandler, opts Options) *ser
 }
 
 // receive waits for one value from ch, failing the test after testTimeout.
-func receive[T any](t *testing.T, ch <-chan T, what string) T {
+func receive[T any](t testing.TB, ch <-chan T, what string) T {
 	t.Helper()
 	select {
 	case v := <-ch:
@@ -83,7 +83,7 @@ func receive[T any](t *testing.T, ch <-chan T, what string) T {
 	}
 }
 
-func dial(t *testing.T, addr string) *net.TCPConn {
+func dial(t testing.TB, addr string) *net.TCPConn {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", addr, testTimeout)
 	if err != nil {
@@ -96,7 +96,7 @@ func dial(t *testing.T, addr string) *net.TCPConn {
 
 // testHandler opens testEndpoints and remembers them.
 type testHandler struct {
-	t      *testing.T
+	t      testing.TB
 	onOpen func(e *testEndpoint)
 	onData func(e *testEndpoint, b []byte)
 	opened chan *testEndpoint
@@ -105,7 +105,7 @@ type testHandler struct {
 	all []*testEndpoint
 }
 
-func newTestHandler(t *testing.T) *testHandler {
+func newTestHandler(t testing.TB) *testHandler {
 	return &testHandler{t: t, opened: make(chan *testEndpoint, 1024)}
 }
 
