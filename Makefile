@@ -1,0 +1,37 @@
+# Petrel's build and test entry points. `make test` is what CI runs.
+GO ?= go
+FUZZTIME ?= 10s
+
+.PHONY: all build test vet unit fuzz bench clean
+
+all: build
+
+build:
+	$(GO) build -o petrel ./cmd/petrel
+
+# test: static checks, the whole suite under the race detector, then a short
+# pass of every fuzz target.
+test: vet unit fuzz
+
+vet:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { gofmt -l .; echo "gofmt: files above need formatting"; exit 1; }
+	$(GO) vet ./...
+
+unit:
+	$(GO) test -race -count=1 -timeout 15m ./...
+
+# Each fuzz target runs for FUZZTIME on its own (go test -fuzz takes one target at a time).
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+		dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
+		for target in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go 2>/dev/null | sed 's/^func //'); do \
+			echo "fuzz $$pkg $$target ($(FUZZTIME))"; \
+			$(GO) test -run=NONE -fuzz="^$$target\$$" -fuzztime=$(FUZZTIME) $$pkg; \
+		done; \
+	done
+
+bench:
+	$(GO) test -run=NONE -bench=. -benchmem ./...
+
+clean:
+	rm -f petrel

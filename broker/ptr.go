@@ -1,0 +1,5 @@
+package broker
+
+import "unsafe"
+
+func uintptrOf(c *conn) uintptr { return uintptr(unsafe.Pointer(c)) }

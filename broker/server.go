@@ -1,0 +1,325 @@
+// Package broker is Petrel's MQTT server: the Server, and the sans-I/O
+// protocol engine behind every connection (sessions, QoS state machines,
+// wills, keep alive, takeover, routing). Drivers in package listener move the
+// bytes; this package never touches a socket.
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/petrelmq/petrel/listener"
+	"github.com/petrelmq/petrel/topic"
+)
+
+// Options configure a Server. The zero value of each field is a sensible
+// default, so Options{} runs a broker on 127.0.0.1:1883.
+type Options struct {
+	// Listeners to open. Empty means one TCP listener on 127.0.0.1:1883.
+	Listeners []ListenerConfig
+	// Logger receives the server's logs; nil discards them.
+	Logger *slog.Logger
+
+	// MaxPacketSize refuses packets larger than this, before reading them.
+	// Default 1 MiB.
+	MaxPacketSize int
+	// ConnectTimeout closes a connection whose CONNECT has not arrived in time.
+	// Default 10s.
+	ConnectTimeout time.Duration
+	// MaxInflight is the number of QoS 1 and 2 messages sent to a client
+	// and not yet acknowledged, per client. Default 100.
+	MaxInflight int
+	// MaxQueuedMessages bounds each session's queue of messages waiting
+	// for the client (offline, or beyond the in-flight window). Default
+	// 1000; negative means unlimited.
+	MaxQueuedMessages int
+	// MaxQueuedBytes bounds the payload bytes in each session's queue;
+	// zero means unlimited.
+	MaxQueuedBytes int64
+	// QueueQoS0 queues QoS 0 messages for offline persistent sessions.
+	QueueQoS0 bool
+	// DisableRetain turns retained messages off: a retained PUBLISH then
+	// closes the connection (MQTT 5: reason 0x9A).
+	DisableRetain bool
+	// MaxClientIDLength refuses longer client identifiers. Default 65535.
+	MaxClientIDLength int
+}
+
+// ListenerConfig is one listening socket.
+type ListenerConfig struct {
+	// Name labels the listener in logs; default "tcp:<address>".
+	Name string
+	// Address is host:port; port 0 picks a free port (see Server.Addrs).
+	Address string
+	// GoroutineDriver serves plain TCP with a goroutine per connection
+	// instead of the event loop.
+	GoroutineDriver bool
+}
+
+func (o *Options) setDefaults() {
+	if len(o.Listeners) == 0 {
+		o.Listeners = []ListenerConfig{{Address: "127.0.0.1:1883"}}
+	}
+	for i := range o.Listeners {
+		if o.Listeners[i].Name == "" {
+			o.Listeners[i].Name = "tcp:" + o.Listeners[i].Address
+		}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if o.MaxPacketSize <= 0 {
+		o.MaxPacketSize = 1 << 20
+	}
+	if o.ConnectTimeout <= 0 {
+		o.ConnectTimeout = 10 * time.Second
+	}
+	if o.MaxInflight <= 0 {
+		o.MaxInflight = 100
+	}
+	if o.MaxInflight > 65535 {
+		o.MaxInflight = 65535
+	}
+	if o.MaxQueuedMessages == 0 {
+		o.MaxQueuedMessages = 1000
+	}
+	if o.MaxClientIDLength <= 0 {
+		o.MaxClientIDLength = 65535
+	}
+}
+
+// Server is an MQTT broker. Everything it owns hangs off it, so one process
+// can run many.
+type Server struct {
+	opts Options
+	log  *slog.Logger
+
+	index    *topic.Index[*session, subscriber]
+	retained *topic.Retained[*Message]
+
+	// mu guards sessions; see conn for the lock order.
+	mu            sync.Mutex
+	sessions      map[string]*session
+	nextSessionID atomic.Uint64
+
+	conns        connSet
+	drivers      []listener.Driver
+	listeners    []*listenerState
+	stats        stats
+	shuttingDown atomic.Bool
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// listenerState is a running listener; connections point to theirs.
+type listenerState struct {
+	srv    *Server
+	name   string
+	driver listener.Driver
+}
+
+// New makes a Server; Start opens its listeners.
+func New(opts Options) *Server {
+	opts.setDefaults()
+	s := &Server{
+		opts:     opts,
+		log:      opts.Logger,
+		index:    topic.NewIndex[*session, subscriber](),
+		retained: topic.NewRetained[*Message](),
+		sessions: make(map[string]*session),
+	}
+	s.conns.init()
+	return s
+}
+
+// Start opens every configured listener and starts serving. It returns once
+// all are listening, or the first error (closing any it opened).
+func (s *Server) Start() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	for _, lc := range s.opts.Listeners {
+		ls, err := s.listen(lc)
+		if err != nil {
+			s.Close()
+			return fmt.Errorf("listener %q: %w", lc.Name, err)
+		}
+		s.listeners = append(s.listeners, ls)
+		s.log.Info("listening", "listener", lc.Name, "addr", ls.driver.Addr().String())
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if err := ls.driver.Serve(ctx); err != nil && ctx.Err() == nil {
+				s.log.Error("listener stopped", "listener", ls.name, "err", err)
+			}
+		}()
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.sweep(ctx)
+	}()
+	return nil
+}
+
+func (s *Server) listen(lc ListenerConfig) (*listenerState, error) {
+	ln, err := net.Listen("tcp", lc.Address)
+	if err != nil {
+		return nil, err
+	}
+	ls := &listenerState{srv: s, name: lc.Name}
+	dopts := listener.Options{Logger: s.log}
+	if tl, ok := ln.(*net.TCPListener); ok && !lc.GoroutineDriver && runtime.GOOS == "linux" {
+		d, err := listener.NewEventLoopDriver(tl, ls, dopts)
+		if err != nil {
+			ln.Close()
+			return nil, err
+		}
+		ls.driver = d
+	} else {
+		ls.driver = listener.NewGoroutineDriver(ln, ls, dopts)
+	}
+	return ls, nil
+}
+
+// Open implements listener.Handler: a connection arrived.
+func (ls *listenerState) Open(nc listener.Conn) listener.Endpoint {
+	s := ls.srv
+	c := &conn{srv: s, nc: nc, ln: ls}
+	// [MQTT-3.1.4-1] A client that does not send CONNECT in time is cut off.
+	c.deadline.Store(time.Now().Add(s.opts.ConnectTimeout).UnixNano())
+	s.conns.add(c)
+	return c
+}
+
+// Addrs returns the address of every listener, in configuration order.
+func (s *Server) Addrs() []net.Addr {
+	addrs := make([]net.Addr, len(s.listeners))
+	for i, l := range s.listeners {
+		addrs[i] = l.driver.Addr()
+	}
+	return addrs
+}
+
+// Close stops the listeners and closes every connection. Wills are not
+// published for connections the server closes on shutdown.
+func (s *Server) Close() error {
+	s.shuttingDown.Store(true)
+	if s.cancel != nil {
+		s.cancel()
+	}
+	var errs []error
+	for _, l := range s.listeners {
+		if err := l.driver.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, err)
+		}
+	}
+	s.wg.Wait()
+	return errors.Join(errs...)
+}
+
+// sweep closes connections whose CONNECT or keep alive deadline passed.
+func (s *Server) sweep(ctx context.Context) {
+	t := time.NewTicker(sweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			s.conns.expired(now.UnixNano(), func(c *conn) {
+				if id := c.clientID(); id == "" {
+					s.log.Debug("closing connection: no CONNECT in time", "remote", c.nc.RemoteAddr().String())
+				} else {
+					s.log.Debug("closing connection: keep alive timeout", "client", id,
+						"remote", c.nc.RemoteAddr().String())
+				}
+				s.stats.timeouts.Add(1)
+				c.shutdown()
+			})
+		}
+	}
+}
+
+const sweepInterval = 250 * time.Millisecond
+
+// connSet holds every open connection, sharded to keep the lock short.
+type connSet struct {
+	shards [16]connShard
+}
+
+type connShard struct {
+	mu sync.Mutex
+	m  map[*conn]struct{}
+}
+
+func (cs *connSet) init() {
+	for i := range cs.shards {
+		cs.shards[i].m = make(map[*conn]struct{})
+	}
+}
+
+func (cs *connSet) shard(c *conn) *connShard {
+	// Pointer bits are as good a spread as any for a set of live objects.
+	return &cs.shards[(uintptrOf(c)>>6)%uintptr(len(cs.shards))]
+}
+
+func (cs *connSet) add(c *conn) {
+	sh := cs.shard(c)
+	sh.mu.Lock()
+	sh.m[c] = struct{}{}
+	sh.mu.Unlock()
+}
+
+func (cs *connSet) remove(c *conn) {
+	sh := cs.shard(c)
+	sh.mu.Lock()
+	delete(sh.m, c)
+	sh.mu.Unlock()
+}
+
+// expired calls fn, outside the shard lock, for every connection whose deadline is before now.
+func (cs *connSet) expired(now int64, fn func(*conn)) {
+	var due []*conn
+	for i := range cs.shards {
+		sh := &cs.shards[i]
+		sh.mu.Lock()
+		for c := range sh.m {
+			if d := c.deadline.Load(); d != 0 && d < now && !c.closing.Load() {
+				due = append(due, c)
+			}
+		}
+		sh.mu.Unlock()
+	}
+	for _, c := range due {
+		fn(c)
+	}
+}
+
+func (cs *connSet) len() int {
+	n := 0
+	for i := range cs.shards {
+		sh := &cs.shards[i]
+		sh.mu.Lock()
+		n += len(sh.m)
+		sh.mu.Unlock()
+	}
+	return n
+}
+
+// stats counts what happened, for logs, tests and (later) metrics.
+type stats struct {
+	droppedQoS0Offline atomic.Int64
+	droppedQoS0Slow    atomic.Int64
+	droppedQueueFull   atomic.Int64
+	protocolErrors     atomic.Int64
+	timeouts           atomic.Int64
+}

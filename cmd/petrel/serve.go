@@ -1,0 +1,121 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/petrelmq/petrel/broker"
+	"github.com/petrelmq/petrel/config"
+)
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, ",") }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
+
+// serve runs the broker until SIGINT or SIGTERM.
+func serve(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("petrel serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "", "read the configuration from this YAML `file`")
+	var listen stringList
+	fs.Var(&listen, "listen", "listen on this `address` (host:port); repeatable; replaces the file's listeners")
+	logLevel := fs.String("log-level", "", "log `level`: debug, info, warn or error (overrides the file)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "petrel serve: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+
+	cfg, err := loadConfig(*configPath, listen, *logLevel)
+	if err != nil {
+		fmt.Fprintln(stderr, "petrel:", err)
+		return 2
+	}
+	log := newLogger(cfg.Log, stderr)
+	srv := broker.New(brokerOptions(cfg, log))
+	if err := srv.Start(); err != nil {
+		log.Error("cannot start", "err", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	<-ctx.Done()
+	log.Info("shutting down")
+	if err := srv.Close(); err != nil {
+		log.Error("shutdown", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// loadConfig reads the file (or takes the defaults) and applies the
+// command-line overrides, validating the result.
+func loadConfig(path string, listen []string, logLevel string) (*config.File, error) {
+	cfg := config.Default()
+	if path != "" {
+		var err error
+		if cfg, err = config.Load(path); err != nil {
+			return nil, err
+		}
+	}
+	if len(listen) > 0 {
+		cfg.Listeners = cfg.Listeners[:0]
+		for _, addr := range listen {
+			cfg.Listeners = append(cfg.Listeners, config.Listener{Address: addr})
+		}
+	}
+	if logLevel != "" {
+		cfg.Log.Level = logLevel
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+func newLogger(lc config.Log, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(lc.Level)) // validated by config
+	opts := &slog.HandlerOptions{Level: level}
+	if lc.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// brokerOptions maps the configuration file's schema onto the broker's options.
+func brokerOptions(cfg *config.File, log *slog.Logger) broker.Options {
+	o := broker.Options{
+		Logger:            log,
+		MaxPacketSize:     int(cfg.MQTT.MaxPacketSize),
+		ConnectTimeout:    cfg.MQTT.ConnectTimeout.Duration,
+		MaxInflight:       cfg.MQTT.MaxInflight,
+		MaxQueuedMessages: cfg.MQTT.MaxQueuedMessages,
+		MaxQueuedBytes:    int64(cfg.MQTT.MaxQueuedBytes),
+		QueueQoS0:         cfg.MQTT.QueueQoS0,
+		DisableRetain:     !cfg.MQTT.RetainAvailable,
+		MaxClientIDLength: cfg.MQTT.MaxClientIDLength,
+	}
+	if o.MaxQueuedMessages == 0 {
+		o.MaxQueuedMessages = -1 // the file's 0 means unlimited
+	}
+	for _, l := range cfg.Listeners {
+		o.Listeners = append(o.Listeners, broker.ListenerConfig{Name: l.Name, Address: l.Address})
+	}
+	return o
+}
