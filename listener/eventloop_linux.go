@@ -27,7 +27,9 @@ import (
 //
 // Opts.Loops event loops each own an epoll set, an eventfd to wake it, the
 // connections assigned to it and one read buffer; an idle connection holds
-// no goroutine and no buffer. Serve accepts with accept4 (so sockets come
+// no goroutine and no buffer. An idle loop parks its goroutine on Go's
+// poller (the epoll descriptor is itself pollable), so no thread blocks in
+// epoll_wait. Serve accepts with accept4 (so sockets come
 // out non-blocking, without a trip through package net) on a duplicate of
 // ln's descriptor, parked on Go's poller between connections, and hands
 // each connection to the least loaded loop. Everything a connection
