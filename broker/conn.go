@@ -302,11 +302,22 @@ func (c *conn) writePacket(p packet.Packet) {
 
 func (c *conn) writeAck(kind packet.Type, pid uint16, code packet.ReasonCode) {
 	a := packet.Ack{Kind: kind, PacketID: pid, Code: code}
-	c.writePacket(&a)
+	c.outMu.Lock()
+	if c.outClosed {
+		c.outMu.Unlock()
+		return
+	}
+	if c.out == nil {
+		c.out = bufpool.Get(512)
+	}
+	c.out, _ = packet.AppendAck(c.out, &a, c.version) // an ack of a valid id always encodes
+	c.outMu.Unlock()
+	c.nc.Flush()
 }
 
-// writePublish appends one delivery of m. QoS 0 live deliveries copy the
-// message's shared encoding; others are encoded for this delivery.
+// writePublish appends one delivery of m. Encoding straight into the
+// outbound buffer costs one copy of the payload, the same as copying a
+// shared encoding would, and needs no allocation.
 func (c *conn) writePublish(m *Message, qos byte, pid uint16, dup, retain bool) {
 	c.outMu.Lock()
 	if c.outClosed {
@@ -323,19 +334,9 @@ func (c *conn) writePublish(m *Message, qos byte, pid uint16, dup, retain bool) 
 	if c.out == nil {
 		c.out = bufpool.Get(len(m.Payload) + len(m.Topic) + 16)
 	}
-	var err error
-	if qos == 0 && !retain {
-		var enc []byte
-		if enc, err = m.encodedQoS0(c.version); err == nil {
-			c.out = append(c.out, enc...)
-		}
-	} else {
-		p := packet.Publish{Topic: m.Topic, Payload: m.Payload, QoS: qos, PacketID: pid, Dup: dup, Retain: retain}
-		var out []byte
-		if out, err = packet.Append(c.out, &p, c.version); err == nil {
-			c.out = out
-		}
-	}
+	p := packet.Publish{Topic: m.Topic, Payload: m.Payload, QoS: qos, PacketID: pid, Dup: dup, Retain: retain}
+	out, err := packet.AppendPublish(c.out, &p, c.version)
+	c.out = out
 	c.outMu.Unlock()
 	if err != nil {
 		c.srv.log.Error("encoding PUBLISH", "client", c.clientID(), "topic", m.Topic, "err", err)

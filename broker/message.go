@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -22,9 +21,6 @@ type Message struct {
 	Expiry time.Time
 	// origin identifies the publishing session, for No Local (0 for wills and the broker).
 	origin uint64
-
-	// enc caches the QoS 0 encoding per protocol level, so fan-out encodes once.
-	enc [3]atomic.Pointer[[]byte]
 }
 
 // newMessage copies what it keeps out of a decoded PUBLISH, which aliases the
@@ -43,21 +39,4 @@ func newMessage(p *packet.Publish, origin uint64) *Message {
 		m.Topic = unsafe.String(&buf[0], len(p.Topic))
 	}
 	return m
-}
-
-// encodedQoS0 returns the PUBLISH encoding of m at QoS 0 with RETAIN=0 for
-// protocol level version, building it once per level and sharing it across
-// every subscriber on that level.
-func (m *Message) encodedQoS0(version byte) ([]byte, error) {
-	slot := &m.enc[version-packet.V31]
-	if b := slot.Load(); b != nil {
-		return *b, nil
-	}
-	p := packet.Publish{Topic: m.Topic, Payload: m.Payload}
-	b, err := packet.Append(nil, &p, version)
-	if err != nil {
-		return nil, err
-	}
-	slot.Store(&b)
-	return b, nil
 }

@@ -68,6 +68,38 @@ func Append(dst []byte, p Packet, version byte) ([]byte, error) {
 	return e.write(dst, version, s), nil
 }
 
+// AppendPublish is Append for a PUBLISH. Called with a concrete type, it
+// lets the caller keep p on its stack: the broker's per-delivery path.
+func AppendPublish(dst []byte, p *Publish, version byte) ([]byte, error) {
+	if !validVersion(version) {
+		return dst, errEncode("protocol level " + strconv.Itoa(int(version)) + " is not 3, 4 or 5")
+	}
+	s, err := p.size(version)
+	if err != nil {
+		return dst, err
+	}
+	if s.rem > MaxRemainingLength {
+		return dst, &Error{Code: PacketTooLarge, Reason: "encode: PUBLISH remaining length " +
+			strconv.Itoa(s.rem) + " exceeds " + strconv.Itoa(MaxRemainingLength)}
+	}
+	dst = slices.Grow(dst, 1+VarIntLen(uint32(s.rem))+s.rem)
+	return p.write(dst, version, s), nil
+}
+
+// AppendAck is Append for PUBACK, PUBREC, PUBREL and PUBCOMP, without
+// making a to escape to the heap.
+func AppendAck(dst []byte, a *Ack, version byte) ([]byte, error) {
+	if !validVersion(version) {
+		return dst, errEncode("protocol level " + strconv.Itoa(int(version)) + " is not 3, 4 or 5")
+	}
+	s, err := a.size(version)
+	if err != nil {
+		return dst, err
+	}
+	dst = slices.Grow(dst, 1+VarIntLen(uint32(s.rem))+s.rem)
+	return a.write(dst, version, s), nil
+}
+
 // Len returns the size in bytes of p encoded for protocol level version,
 // fixed header included (what Maximum Packet Size limits), or -1 when p
 // cannot be encoded at that level (Append says why).

@@ -2,20 +2,26 @@
 // buffers only while they have bytes to move and idle connections hold none.
 package bufpool
 
-import "sync"
+import (
+	"sync"
+	"unsafe"
+)
 
-// Size classes, smallest first. Buffers larger than the last class are not
-// pooled: they are rare (big payloads) and holding them would pin memory.
+// Size classes, smallest first. Buffers larger than twice the last class are
+// not pooled: they are rare (big payloads) and holding them would pin memory.
 var classes = [...]int{512, 4 << 10, 32 << 10, 256 << 10, 1 << 20}
 
+// The pools hold a pointer to the first byte of each buffer rather than a
+// slice: a pointer fits in an interface without allocating, so Put is free.
+// Get rebuilds the slice with its class's size, which the array is at least.
 var pools [len(classes)]sync.Pool
 
 // Get returns an empty buffer with capacity at least n.
 func Get(n int) []byte {
 	for i, size := range classes {
 		if n <= size {
-			if p, ok := pools[i].Get().(*[]byte); ok {
-				return (*p)[:0]
+			if p, ok := pools[i].Get().(*byte); ok {
+				return unsafe.Slice(p, size)[:0]
 			}
 			return make([]byte, 0, size)
 		}
@@ -23,18 +29,17 @@ func Get(n int) []byte {
 	return make([]byte, 0, n)
 }
 
-// Put returns b to its pool. b must not be used afterwards. Buffers whose
-// capacity is not exactly a class size come from append growth; they go to
-// the largest class they fill, or are dropped.
+// Put returns b to the pool. b must not be used afterwards. A buffer goes to
+// the largest class it fills; one smaller than the first class is dropped.
 func Put(b []byte) {
 	c := cap(b)
-	for i := len(classes) - 1; i >= 0; i-- {
+	last := len(classes) - 1
+	if c > 2*classes[last] {
+		return // oversized: let the GC have it
+	}
+	for i := last; i >= 0; i-- {
 		if c >= classes[i] {
-			if c > 2*classes[i] && i == len(classes)-1 {
-				return // oversized: let the GC have it
-			}
-			b = b[:0]
-			pools[i].Put(&b)
+			pools[i].Put(unsafe.SliceData(b[:1]))
 			return
 		}
 	}
