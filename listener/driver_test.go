@@ -455,7 +455,10 @@ func TestCloseTimeoutBoundsAStuckPeer(t *testing.T) {
 		s := startServer(t, dk, h, Options{CloseTimeout: 200 * time.Millisecond, DrainTimeout: 100 * time.Millisecond})
 		c := dial(t, s.addr)
 		e := receive(t, h.opened, "Open")
-		e.write(make([]byte, 32<<20)) // far more than the socket buffers hold
+		e.mu.Lock()
+		e.out = make([]byte, 32<<20) // far more than the socket buffers hold
+		e.mu.Unlock()
+		e.conn.Flush()
 		start := time.Now()
 		e.conn.Close()
 		closedWith(t, e)
@@ -515,6 +518,33 @@ func TestAddresses(t *testing.T) {
 		}
 		if got, want := s.d.Addr().String(), s.addr; got != want {
 			t.Errorf("Driver.Addr %s, want %s", got, want)
+		}
+	})
+}
+
+// The peer half-closes while the server is still flushing its final
+// output after Close: the output must still arrive whole, then EOF.
+func TestCloseWhilePeerHalfCloses(t *testing.T) {
+	forEachDriver(t, func(t *testing.T, dk driverKind) {
+		final := pattern(4<<20, 5)
+		h := newTestHandler(t)
+		h.onData = func(e *testEndpoint, b []byte) {
+			if e.role == 0 {
+				e.role = 1
+				e.write(final)
+				e.conn.Close()
+			}
+		}
+		s := startServer(t, dk, h, Options{})
+		c := dial(t, s.addr)
+		e := receive(t, h.opened, "Open")
+		c.Write([]byte("x"))
+		c.CloseWrite()
+		got := readAll(t, c, "client")
+		sameBytes(t, "final bytes", got, final)
+		c.Close()
+		if err := closedWith(t, e); err != nil {
+			t.Errorf("Closed(%v) after Conn.Close, want nil", err)
 		}
 	})
 }
