@@ -122,7 +122,9 @@ type testHandler struct {
 	t      testing.TB
 	onOpen func(e *testEndpoint)
 	onData func(e *testEndpoint, b []byte)
-	opened chan *testEndpoint
+	// onOutput, if set, runs at the start of every Output call.
+	onOutput func(e *testEndpoint)
+	opened   chan *testEndpoint
 
 	mu  sync.Mutex
 	all []*testEndpoint
@@ -204,6 +206,9 @@ func (e *testEndpoint) Data(b []byte) {
 }
 
 func (e *testEndpoint) Output() []byte {
+	if e.h.onOutput != nil {
+		e.h.onOutput(e)
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.gone {
