@@ -4,21 +4,19 @@ package listener
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"os/exec"
-	"runtime"
-	"runtime/debug"
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/petrelmq/petrel/internal/memstat"
 )
 
 // TestIdleMemory measures what an idle connection costs the server side:
@@ -39,7 +37,7 @@ func TestIdleMemory(t *testing.T) {
 			t.Fatalf("PETREL_MEMTEST_CONNS: %v", err)
 		}
 	}
-	if err := raiseFileLimit(uint64(n) + 100); err != nil {
+	if err := memstat.RaiseFileLimit(uint64(n) + 100); err != nil {
 		t.Skip(err)
 	}
 	for _, dk := range driverKinds {
@@ -79,7 +77,7 @@ func measureIdle(t *testing.T, dk driverKind, n int) {
 	}
 	go d.Serve(context.Background())
 	defer d.Close()
-	before := sampleMemory()
+	before := memstat.Take()
 
 	child := exec.Command(os.Args[0], "-test.run=^TestIdleMemoryClient$")
 	child.Env = append(os.Environ(), "PETREL_MEMCLIENT_ADDR="+ln.Addr().String(),
@@ -115,67 +113,14 @@ func measureIdle(t *testing.T, dk driverKind, n int) {
 	}
 	receive(t, h.all, "every connection to open")
 	took := time.Since(start)
-	after := sampleMemory()
+	after := memstat.Take()
 
-	heap := float64(after.heapStack-before.heapStack) / float64(n)
-	rss := float64(after.rss-before.rss) / float64(n)
+	heap := float64(after.HeapStack()-before.HeapStack()) / float64(n)
+	rss := float64(after.RSS-before.RSS) / float64(n)
 	t.Logf("%s driver, %d idle connections (opened in %v): HeapInuse+StackInuse %+.0f B/conn (heap %+.0f, stack %+.0f), VmRSS %+.0f B/conn, goroutines %d",
 		dk.name, n, took.Round(time.Millisecond), heap,
-		float64(after.heap-before.heap)/float64(n), float64(after.stack-before.stack)/float64(n),
-		rss, after.goroutines)
-}
-
-type memSample struct {
-	heap, stack, heapStack, rss int64
-	goroutines                  int
-}
-
-func sampleMemory() memSample {
-	runtime.GC()
-	debug.FreeOSMemory()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	s := memSample{
-		heap:       int64(ms.HeapInuse),
-		stack:      int64(ms.StackInuse),
-		rss:        vmRSS(),
-		goroutines: runtime.NumGoroutine(),
-	}
-	s.heapStack = s.heap + s.stack
-	return s
-}
-
-// vmRSS is the resident set size in bytes, or 0 where /proc is missing.
-func vmRSS() int64 {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for line := range bytes.Lines(b) {
-		if v, ok := bytes.CutPrefix(line, []byte("VmRSS:")); ok {
-			kb, _ := strconv.ParseInt(string(bytes.TrimSuffix(bytes.TrimSpace(v), []byte(" kB"))), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
-}
-
-// raiseFileLimit lifts the soft descriptor limit towards the hard one.
-func raiseFileLimit(need uint64) error {
-	var rl syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
-		return err
-	}
-	if rl.Cur < rl.Max {
-		rl.Cur = rl.Max
-		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
-			return err
-		}
-	}
-	if rl.Cur < need {
-		return fmt.Errorf("need %d descriptors, the limit is %d (ulimit -n)", need, rl.Cur)
-	}
-	return nil
+		float64(after.Heap-before.Heap)/float64(n), float64(after.Stack-before.Stack)/float64(n),
+		rss, after.Goroutines)
 }
 
 // TestIdleMemoryClient is the client side of TestIdleMemory, run in a
@@ -187,7 +132,7 @@ func TestIdleMemoryClient(t *testing.T) {
 		t.Skip("run by TestIdleMemory")
 	}
 	n, _ := strconv.Atoi(os.Getenv("PETREL_MEMCLIENT_CONNS"))
-	if err := raiseFileLimit(uint64(n) + 100); err != nil {
+	if err := memstat.RaiseFileLimit(uint64(n) + 100); err != nil {
 		t.Fatal(err)
 	}
 	conns := make([]net.Conn, n)
