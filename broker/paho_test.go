@@ -76,6 +76,9 @@ func (in inbox) next(t *testing.T) mqtt.Message {
 // [MQTT-4.3.1-1] v3.1.1
 // [MQTT-4.3.2-1] v3.1.1
 // [MQTT-4.3.3-1] v3.1.1
+// [MQTT-4.6.0-5] v3.1.1
+// [MQTT-4.6.0-6] v3.1.1
+// [MQTT-7.1.1-1] v3.1.1
 func TestPahoQoSRoundTrip(t *testing.T) {
 	srv := startServer(t, Options{})
 	for _, qos := range []byte{0, 1, 2} {
