@@ -2,7 +2,7 @@ package topic
 
 import (
 	"strings"
-	"sync"
+	"unsafe"
 )
 
 // Index is the subscription index: it maps topic filters to subscribers and
@@ -17,25 +17,28 @@ import (
 // strips a $share/{group}/ prefix before adding.
 //
 // An Index is safe for concurrent use. Match takes a read lock, so matches run
-// in parallel with each other; Add and Remove take the write lock. The zero
-// value is not ready: use NewIndex.
+// in parallel with each other; Add and Remove take the write lock. The lock
+// is sharded for readers (see readLock), and Match finds its shard from dst:
+// a caller that reuses its dst slice across calls, as it should to avoid
+// allocating, also keeps to one shard. The zero value is not ready: use
+// NewIndex.
 type Index[K comparable, V any] struct {
-	mu   sync.RWMutex
+	mu   readLock
 	root node[subs[K, V]]
 	n    int // (filter, key) subscriptions
 }
 
 // NewIndex returns an empty Index.
 func NewIndex[K comparable, V any]() *Index[K, V] {
-	return &Index[K, V]{}
+	return &Index[K, V]{mu: newReadLock()}
 }
 
 // Add sets the value of key's subscription to filter. If key was already
 // subscribed to exactly this filter its value is replaced and Add reports
 // true.
 func (ix *Index[K, V]) Add(filter string, key K, v V) (replaced bool) {
-	ix.mu.Lock()
-	defer ix.mu.Unlock()
+	ix.mu.lock()
+	defer ix.mu.unlock()
 	n := &ix.root
 	for start := 0; start <= len(filter); {
 		end := nextLevel(filter, start)
@@ -58,8 +61,8 @@ func (ix *Index[K, V]) Add(filter string, key K, v V) (replaced bool) {
 // Remove deletes key's subscription to filter and reports whether there was
 // one. Nodes left with no subscribers and no children are freed.
 func (ix *Index[K, V]) Remove(filter string, key K) (removed bool) {
-	ix.mu.Lock()
-	defer ix.mu.Unlock()
+	ix.mu.lock()
+	defer ix.mu.unlock()
 	removed = removeSub(&ix.root, filter, 0, key)
 	if removed {
 		ix.n--
@@ -87,8 +90,7 @@ func removeSub[K comparable, V any](n *node[subs[K, V]], filter string, start in
 
 // Len returns the number of (filter, key) subscriptions.
 func (ix *Index[K, V]) Len() int {
-	ix.mu.RLock()
-	defer ix.mu.RUnlock()
+	defer ix.mu.rlock(0).RUnlock()
 	return ix.n
 }
 
@@ -104,9 +106,9 @@ func (ix *Index[K, V]) Len() int {
 // A filter starting with '+' or '#' never matches a name starting with '$'.
 // [MQTT-4.7.2-1]
 func (ix *Index[K, V]) Match(name string, dst []V) []V {
-	ix.mu.RLock()
+	shard := ix.mu.rlock(uintptr(unsafe.Pointer(unsafe.SliceData(dst))))
 	dst = matchName(&ix.root, name, 0, strings.HasPrefix(name, "$"), dst)
-	ix.mu.RUnlock()
+	shard.RUnlock()
 	return dst
 }
 

@@ -7,7 +7,7 @@ import "strings"
 // Retained. The root stands for no level; its children are first levels.
 //
 // Children live in a small slice while there are few, because most nodes of a
-// large tree have one child and a Go map costs a few hundred bytes even with
+// large tree have one child and a Go map costs about 250 bytes even with
 // one entry. Past narrowMax literal children they move to a map. The wildcard
 // children "+" and "#" always stay in the slice, so finding what a name's
 // level leads to costs one short scan and at most one map probe.
