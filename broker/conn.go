@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/petrelmq/petrel/auth"
 	"github.com/petrelmq/petrel/internal/bufpool"
 	"github.com/petrelmq/petrel/listener"
 	"github.com/petrelmq/petrel/packet"
@@ -14,13 +15,15 @@ import (
 
 // conn is the protocol engine of one network connection. It is sans-I/O:
 // the driver hands it bytes (Data) and takes its output (Output); it never
-// touches a socket. Its life reads top to bottom here: CONNECT, then packets
-// until DISCONNECT, a protocol violation, a timeout, a takeover or the
-// network ends it.
+// touches a socket. Its life reads top to bottom here and in connect.go:
+// CONNECT (and, in MQTT 5, an authentication exchange), then packets until
+// DISCONNECT, a protocol violation, a timeout, a takeover or the network
+// ends it.
 //
 // Locking: mu serialises Data and Closed and guards the input side and the
-// protocol state. outMu guards the outbound buffer, which sessions append to
-// from other goroutines. The order is mu → Server.mu → session.mu → outMu.
+// protocol state. outMu guards the outbound buffer and what is encoded with
+// it (outbound topic aliases); sessions append to it from other goroutines.
+// docs/LOCKING.md gives the order.
 type conn struct {
 	srv *Server
 	nc  listener.Conn
@@ -33,10 +36,26 @@ type conn struct {
 	// sess is set once, at CONNECT; atomic because the path that ends a
 	// connection may run on another goroutine (timeouts, takeover).
 	sess atomic.Pointer[session]
-	// will is published when the connection ends without DISCONNECT.
-	will atomic.Pointer[Message]
+	// will is published when the connection ends without DISCONNECT (or
+	// with MQTT 5's DISCONNECT 0x04), after willDelay seconds.
+	will      atomic.Pointer[Message]
+	willDelay uint32
 	// willDone makes sure the will is considered once.
 	willDone atomic.Bool
+	// pending holds the accepted CONNECT while an MQTT 5 authentication
+	// exchange runs, and the exchange itself (also for re-authentication).
+	pending *connectParams
+	authx   auth.Exchange
+	// authMethod and username are how the client authenticated.
+	authMethod, username string
+	// inAliases maps the client's topic aliases to topics (MQTT 5).
+	inAliases map[uint16]string
+
+	// Negotiated at CONNECT, read by deliveries under the session lock.
+	window      int    // outbound in-flight limit: MaxInflight, lowered by the client's Receive Maximum
+	maxOut      uint32 // the client's Maximum Packet Size; 0 when it set none
+	aliasMax    uint16 // the client's Topic Alias Maximum
+	problemInfo bool   // the client's Request Problem Information [MQTT-3.1.2-29]
 
 	// deadline (unix nanoseconds) after which the sweeper closes the
 	// connection: the CONNECT timeout first, then 1.5 × keep alive after the
@@ -45,6 +64,9 @@ type conn struct {
 	keepAlive time.Duration
 	// closing is set when the engine decides to close; later input is ignored.
 	closing atomic.Bool
+	// connectedV5 is set once an MQTT 5 CONNECT is accepted: from then on
+	// the server explains a close with DISCONNECT.
+	connectedV5 atomic.Bool
 	// id is the client identifier, set once at CONNECT, for logs.
 	id atomic.Pointer[string]
 
@@ -52,14 +74,17 @@ type conn struct {
 	out   []byte
 	// outClosed stops appends once the connection is gone.
 	outClosed bool
+	// outAliases are the topic aliases the broker has set towards the client.
+	outAliases map[string]uint16
 }
 
 type connState uint8
 
 const (
-	stateNew       connState = iota // waiting for CONNECT
-	stateConnected                  // CONNECT accepted
-	stateClosed                     // Closed ran
+	stateNew            connState = iota // waiting for CONNECT
+	stateAuthenticating                  // MQTT 5: CONNECT received, AUTH exchange running
+	stateConnected                       // CONNECT accepted
+	stateClosed                          // Closed ran
 )
 
 var decoders = sync.Pool{New: func() any { return new(packet.Decoder) }}
@@ -131,12 +156,19 @@ func (c *conn) parse(dec *packet.Decoder, b []byte) []byte {
 // handle dispatches one decoded packet. An error is a protocol violation
 // that closes the connection.
 func (c *conn) handle(p packet.Packet) error {
-	if c.state == stateNew {
+	switch c.state {
+	case stateNew:
 		cp, ok := p.(*packet.Connect)
 		if !ok {
 			return violation(packet.ProtocolError, "first packet is %s, not CONNECT", p.Type()) // [MQTT-3.1.0-1]
 		}
 		return c.handleConnect(cp)
+	case stateAuthenticating:
+		ap, ok := p.(*packet.Auth)
+		if !ok {
+			return violation(packet.ProtocolError, "%s during authentication", p.Type()) // [MQTT-4.12.0-?]
+		}
+		return c.handleAuth(ap)
 	}
 	switch p := p.(type) {
 	case *packet.Publish:
@@ -152,6 +184,8 @@ func (c *conn) handle(p packet.Packet) error {
 		return nil
 	case *packet.Disconnect:
 		return c.handleDisconnect(p)
+	case *packet.Auth:
+		return c.handleAuth(p)
 	case *packet.Connect:
 		return violation(packet.ProtocolError, "second CONNECT") // [MQTT-3.1.0-2]
 	default:
@@ -160,7 +194,7 @@ func (c *conn) handle(p packet.Packet) error {
 }
 
 // protocolError is a client's breach of the protocol: the connection is
-// closed and the reason logged.
+// closed, with the reason code in an MQTT 5 DISCONNECT, and logged.
 type protocolError struct {
 	code   packet.ReasonCode
 	reason string
@@ -172,7 +206,9 @@ func violation(code packet.ReasonCode, format string, args ...any) error {
 	return &protocolError{code: code, reason: fmt.Sprintf(format, args...)}
 }
 
-// fail closes the connection because of err, a client's fault.
+// fail closes the connection because of err, a client's fault. An MQTT 5
+// client is told why: in CONNACK if CONNECT was the problem, otherwise in
+// DISCONNECT. [MQTT-4.13.1-1]
 func (c *conn) fail(err error) {
 	code := packet.ProtocolError
 	var pe *protocolError
@@ -186,18 +222,56 @@ func (c *conn) fail(err error) {
 	c.srv.log.Debug("closing connection: protocol violation",
 		"remote", c.nc.RemoteAddr().String(), "client", c.clientID(), "reason", err.Error(), "code", byte(code))
 	c.srv.stats.protocolErrors.Add(1)
-	if c.state == stateNew && code == packet.UnsupportedProtocolVersion {
+	switch {
+	case c.state == stateNew && code == packet.UnsupportedProtocolVersion:
 		// Answer in a form every protocol level reads. [MQTT-3.1.2-2]
 		c.version = packet.V311
 		c.appendPacket(&packet.Connack{Code: packet.ConnRefusedUnacceptableProtocol})
+	case c.state == stateNew && c.version == packet.V5:
+		c.appendPacket(&packet.Connack{Code: code, Props: c.reasonProps(err.Error())})
+	default:
+		c.appendDisconnect(code, err.Error())
 	}
 	c.shutdown()
 }
 
+// disconnect closes the connection for a reason of the server's own (takeover,
+// keep alive, shutdown), telling an MQTT 5 client why. [MQTT-3.14.0-1]
+func (c *conn) disconnect(code packet.ReasonCode, reason string) {
+	if c.closing.Load() {
+		return
+	}
+	c.appendDisconnect(code, reason)
+	c.shutdown()
+}
+
+// appendDisconnect queues an MQTT 5 DISCONNECT for a connected client;
+// earlier protocol levels have no server DISCONNECT and just see the
+// connection close. Safe from any goroutine.
+func (c *conn) appendDisconnect(code packet.ReasonCode, reason string) {
+	if !c.connectedV5.Load() {
+		return
+	}
+	c.appendPacket(&packet.Disconnect{Code: code, Props: c.reasonProps(reason)})
+}
+
+// reasonProps carries a reason string when the client allows it. The
+// decision is per packet type: CONNACK and DISCONNECT always may.
+func (c *conn) reasonProps(reason string) packet.Properties {
+	var p packet.Properties
+	if reason != "" && len(reason) < 1024 {
+		p.ReasonString = reason
+		p.Mark(packet.PropReasonString)
+	}
+	return p
+}
+
 // shutdown closes the connection. The session is released at once, so
 // messages published from now on queue for the client's return instead of
-// going to a socket about to close; then the will, unless DISCONNECT
-// disarmed it, is published.
+// going to a socket about to close; the will is handled as the session's
+// expiry and the will delay say. The driver then writes what is pending
+// (a final CONNACK or DISCONNECT), half-closes and drains, so the client
+// reads those bytes rather than a reset.
 func (c *conn) shutdown() {
 	if c.closing.Swap(true) {
 		return
@@ -206,17 +280,38 @@ func (c *conn) shutdown() {
 	c.nc.Close()
 }
 
-// finish releases the session and publishes the armed will. The first path
-// that ends the connection runs it; Closed runs it again for the case where
-// the session was attached while the connection was already closing.
+// finish releases the session and hands over the armed will. The first
+// path that ends the connection runs it; Closed runs it again for the case
+// where the session was attached while the connection was already closing.
 func (c *conn) finish() {
-	c.srv.detach(c)
-	if c.willDone.Swap(true) {
-		return
+	var will *Message
+	if !c.willDone.Swap(true) {
+		will = c.will.Swap(nil)
 	}
-	if w := c.will.Swap(nil); w != nil && !c.srv.shuttingDown.Load() {
-		c.srv.publish(w)
+	c.srv.release(c, will, c.willDelay)
+}
+
+func (c *conn) handleDisconnect(p *packet.Disconnect) error {
+	if c.version == packet.V5 {
+		ss := c.sess.Load()
+		if p.Props.Has(packet.PropSessionExpiry) {
+			// A session that was to end with the connection cannot be
+			// extended on the way out. [MQTT-3.14.2-2]
+			if !ss.setExpiry(c.srv.opts.sessionExpiry(p.Props.SessionExpiry)) {
+				return violation(packet.ProtocolError, "DISCONNECT sets a session expiry interval after CONNECT set 0")
+			}
+		}
+		if p.Code == packet.DisconnectWithWill {
+			// The client asks for its will to be published. [MQTT-3.14.4-3]
+			c.shutdown()
+			return nil
+		}
 	}
+	// A normal DISCONNECT discards the will. [MQTT-3.1.2-10] [MQTT-3.14.4-3]
+	c.will.Store(nil)
+	c.srv.log.Debug("client disconnected", "client", c.clientID(), "code", byte(p.Code))
+	c.shutdown()
+	return nil
 }
 
 // clientID is safe from any goroutine: it is set once the session is open.
@@ -225,13 +320,6 @@ func (c *conn) clientID() string {
 		return *id
 	}
 	return ""
-}
-
-func (c *conn) handleDisconnect(*packet.Disconnect) error {
-	// A clean DISCONNECT discards the will. [MQTT-3.1.2-10] [MQTT-3.14.4-3]
-	c.will.Store(nil)
-	c.shutdown()
-	return nil
 }
 
 // Output implements listener.Endpoint: it hands the driver every pending byte.
@@ -243,16 +331,14 @@ func (c *conn) Output() []byte {
 	return b
 }
 
-// Closed implements listener.Endpoint: the connection is gone. The session is
-// released (or discarded if it was not persistent) and the will, if still
-// armed, is published.
+// Closed implements listener.Endpoint: the connection is gone.
 func (c *conn) Closed(err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.state == stateClosed {
 		return
 	}
-	wasConnected := c.state == stateConnected
+	wasOpen := c.state != stateNew
 	c.state = stateClosed
 	c.srv.conns.remove(c)
 	if c.in != nil {
@@ -266,7 +352,7 @@ func (c *conn) Closed(err error) {
 		c.out = nil
 	}
 	c.outMu.Unlock()
-	if !wasConnected {
+	if !wasOpen {
 		return
 	}
 	if err != nil && !c.closing.Load() {
@@ -276,7 +362,7 @@ func (c *conn) Closed(err error) {
 	c.finish()
 }
 
-// append encodes p onto the outbound buffer without flushing.
+// appendPacket encodes p onto the outbound buffer without flushing.
 func (c *conn) appendPacket(p packet.Packet) {
 	c.outMu.Lock()
 	defer c.outMu.Unlock()
@@ -315,34 +401,71 @@ func (c *conn) writeAck(kind packet.Type, pid uint16, code packet.ReasonCode) {
 	c.nc.Flush()
 }
 
-// writePublish appends one delivery of m. Encoding straight into the
-// outbound buffer costs one copy of the payload, the same as copying a
-// shared encoding would, and needs no allocation.
-func (c *conn) writePublish(m *Message, qos byte, pid uint16, dup, retain bool) {
+// writePublish appends one delivery. For an MQTT 5 client it adds what is
+// particular to this delivery: the remaining expiry, the subscription
+// identifiers and a topic alias. It reports false when the message was not
+// sent because it is larger than the client accepts. Encoding straight into
+// the outbound buffer costs one copy of the payload and no allocation.
+func (c *conn) writePublish(d *delivery, pid uint16, dup bool) bool {
+	m := d.msg
+	p := packet.Publish{Topic: m.Topic, Payload: m.Payload, QoS: d.qos, PacketID: pid, Dup: dup, Retain: d.retain}
+	if c.version == packet.V5 {
+		if m.Props != nil {
+			p.Props = *m.Props
+		}
+		if !m.Expiry.IsZero() {
+			p.Props.MessageExpiry = m.remaining(time.Now()) // [MQTT-3.3.2-6]
+			p.Props.Mark(packet.PropMessageExpiry)
+		}
+		p.Props.SubscriptionIDs = d.subIDs
+	}
 	c.outMu.Lock()
 	if c.outClosed {
 		c.outMu.Unlock()
-		return
+		return true
 	}
-	if qos == 0 && !retain && len(c.out) > maxPendingOutput {
+	if d.qos == 0 && !d.retain && len(c.out) > maxPendingOutput {
 		// The client is not reading. QoS 0 may be dropped; QoS 1 and 2
 		// are bounded by the in-flight window instead.
 		c.outMu.Unlock()
 		c.srv.stats.droppedQoS0Slow.Add(1)
-		return
+		return true
+	}
+	newAlias := uint16(0)
+	if c.aliasMax > 0 {
+		if a, ok := c.outAliases[m.Topic]; ok {
+			p.Topic = ""
+			p.Props.TopicAlias = a
+			p.Props.Mark(packet.PropTopicAlias)
+		} else if len(c.outAliases) < int(c.aliasMax) {
+			newAlias = uint16(len(c.outAliases) + 1)
+			p.Props.TopicAlias = newAlias
+			p.Props.Mark(packet.PropTopicAlias)
+		}
+	}
+	if c.maxOut > 0 && packet.PublishLen(&p, c.version) > int(c.maxOut) {
+		c.outMu.Unlock()
+		c.srv.stats.droppedTooLarge.Add(1)
+		return false
+	}
+	if newAlias != 0 {
+		if c.outAliases == nil {
+			c.outAliases = make(map[string]uint16)
+		}
+		c.outAliases[m.Topic] = newAlias
 	}
 	if c.out == nil {
 		c.out = bufpool.Get(len(m.Payload) + len(m.Topic) + 16)
 	}
-	p := packet.Publish{Topic: m.Topic, Payload: m.Payload, QoS: qos, PacketID: pid, Dup: dup, Retain: retain}
 	out, err := packet.AppendPublish(c.out, &p, c.version)
 	c.out = out
 	c.outMu.Unlock()
 	if err != nil {
 		c.srv.log.Error("encoding PUBLISH", "client", c.clientID(), "topic", m.Topic, "err", err)
-		return
+		return true
 	}
 	c.nc.Flush()
+	return true
 }
 
 // maxPendingOutput bounds the bytes waiting for a client that does not read,

@@ -5,45 +5,91 @@ import (
 	"encoding/hex"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/petrelmq/petrel/packet"
 )
 
-// handleConnect accepts or refuses the client. A refusal is answered with
-// CONNACK carrying the reason and then the connection is closed.
-// [MQTT-3.2.2-4] [MQTT-3.2.2-5]
+// connectParams is what an accepted CONNECT asks for, copied out of the
+// packet (which aliases the read buffer) so that an MQTT 5 authentication
+// exchange can run before the session opens.
+type connectParams struct {
+	clientID     string
+	assigned     bool // the broker chose clientID [MQTT-3.2.2-16]
+	cleanStart   bool
+	expiry       uint32 // granted Session Expiry Interval
+	expiryCapped bool   // the broker lowered what the client asked for
+	keepAlive    uint16
+	will         *Message
+	willDelay    uint32
+	username     string
+	authMethod   string
+	responseInfo bool // the client asked for Response Information
+}
+
+// handleConnect checks CONNECT and either accepts it, starts an MQTT 5
+// authentication exchange, or refuses it with CONNACK and closes.
+// [MQTT-3.1.4-1] [MQTT-3.2.2-4] [MQTT-3.2.2-5]
 func (c *conn) handleConnect(p *packet.Connect) error {
 	c.version = p.Version
-	clientID := p.ClientID
-	if code := c.checkClientID(p); code != packet.ConnAccepted {
-		c.refuse(code)
+	if code := c.checkClientID(p); code != packet.Success {
+		c.refuse(code, "client identifier not valid")
 		return nil
 	}
-	if clientID == "" {
-		clientID = c.srv.assignClientID() // [MQTT-3.1.3-6]
-	} else {
-		clientID = strings.Clone(clientID)
+	cp := &connectParams{
+		clientID:   strings.Clone(p.ClientID),
+		cleanStart: p.CleanStart,
+		keepAlive:  p.KeepAlive,
+		username:   strings.Clone(p.Username),
 	}
-	var will *Message
+	if cp.clientID == "" {
+		cp.clientID, cp.assigned = c.srv.assignClientID(), true // [MQTT-3.1.3-6]
+	}
 	if p.WillFlag {
-		will = newMessage(&packet.Publish{Topic: p.WillTopic, Payload: p.WillPayload, QoS: p.WillQoS, Retain: p.WillRetain}, 0)
+		if code, reason := c.checkWill(p); code != packet.Success {
+			c.refuse(code, reason)
+			return nil
+		}
+		cp.will = newMessage(&packet.Publish{Topic: p.WillTopic, Payload: p.WillPayload, QoS: p.WillQoS,
+			Retain: p.WillRetain, Props: p.WillProps}, 0, time.Now())
+		cp.willDelay = p.WillProps.WillDelay
 	}
-	c.keepAlive = time.Duration(p.KeepAlive) * time.Second
-	c.state = stateConnected
-	if c.keepAlive > 0 {
-		// The server allows one and a half keep alive periods of silence. [MQTT-3.1.2-24]
-		c.deadline.Store(time.Now().Add(c.keepAlive * 3 / 2).UnixNano())
-	} else {
-		c.deadline.Store(0)
+	c.negotiate(p, cp)
+	if p.Version == packet.V5 && p.Props.Has(packet.PropAuthMethod) {
+		return c.startAuth(cp, p.Props.AuthMethod, p.Props.AuthData)
 	}
-	ss := c.srv.openSession(c, clientID, !p.CleanStart)
-	if will != nil {
-		will.origin = ss.id
-		c.will.Store(will) // [MQTT-3.1.2-8]
-	}
-	c.srv.log.Debug("client connected", "client", clientID, "remote", c.nc.RemoteAddr().String(),
-		"version", c.version, "clean", p.CleanStart, "keepalive", p.KeepAlive)
+	c.accept(cp, nil)
 	return nil
+}
+
+// negotiate records what the client asked for in CONNECT: its session
+// expiry, and for MQTT 5 its own limits, which bind what the broker sends.
+func (c *conn) negotiate(p *packet.Connect, cp *connectParams) {
+	o := &c.srv.opts
+	c.window = o.MaxInflight
+	c.problemInfo = true
+	if p.Version != packet.V5 {
+		// MQTT 3: a session that is not clean lasts until the next clean
+		// start, or as long as the server allows.
+		if !p.CleanStart {
+			cp.expiry = o.sessionExpiry(expiryNever)
+		}
+		return
+	}
+	asked := p.Props.SessionExpiry // absent means 0 [MQTT-3.1.2-11]
+	cp.expiry = o.sessionExpiry(asked)
+	cp.expiryCapped = cp.expiry != asked
+	if p.Props.Has(packet.PropReceiveMaximum) {
+		c.window = min(c.window, int(p.Props.ReceiveMaximum)) // [MQTT-3.3.4-9]
+	}
+	if p.Props.Has(packet.PropMaximumPacketSize) {
+		c.maxOut = p.Props.MaximumPacketSize
+	}
+	c.aliasMax = p.Props.TopicAliasMaximum // absent means none [MQTT-3.1.2-26]
+	if p.Props.Has(packet.PropRequestProblemInfo) && p.Props.RequestProblemInfo == 0 {
+		c.problemInfo = false
+	}
+	cp.responseInfo = p.Props.RequestResponseInfo == 1
 }
 
 // checkClientID applies the client identifier rules of the client's protocol level.
@@ -52,23 +98,148 @@ func (c *conn) checkClientID(p *packet.Connect) packet.ReasonCode {
 	switch {
 	case id == "" && p.Version == packet.V31:
 		// MQTT 3.1 requires 1 to 23 characters.
-		return packet.ConnRefusedIdentifierRejected
-	case id == "" && !p.CleanStart:
+		return packet.ClientIdentifierNotValid
+	case id == "" && !p.CleanStart && p.Version != packet.V5:
 		// An empty id cannot name a session to resume. [MQTT-3.1.3-8]
-		return packet.ConnRefusedIdentifierRejected
+		return packet.ClientIdentifierNotValid
 	case p.Version == packet.V31 && len(id) > 23:
-		return packet.ConnRefusedIdentifierRejected
+		return packet.ClientIdentifierNotValid
 	case len(id) > c.srv.opts.MaxClientIDLength:
-		return packet.ConnRefusedIdentifierRejected
+		return packet.ClientIdentifierNotValid
 	}
-	return packet.ConnAccepted
+	return packet.Success
 }
 
-// refuse answers CONNECT with a failure code and closes. [MQTT-3.2.2-5]
-func (c *conn) refuse(code packet.ReasonCode) {
-	c.srv.log.Debug("connection refused", "remote", c.nc.RemoteAddr().String(), "code", byte(code))
-	c.writePacket(&packet.Connack{Code: code})
+// checkWill refuses a will the broker would not accept as a PUBLISH.
+func (c *conn) checkWill(p *packet.Connect) (packet.ReasonCode, string) {
+	o := &c.srv.opts
+	switch {
+	case p.WillQoS > o.maxQoS():
+		return packet.QoSNotSupported, "will QoS above the maximum QoS" // [MQTT-3.2.2-12]
+	case p.WillRetain && o.DisableRetain:
+		return packet.RetainNotSupported, "retained wills are not available" // [MQTT-3.2.2-13]
+	case p.WillProps.Has(packet.PropPayloadFormat) && p.WillProps.PayloadFormat == 1 && !utf8.Valid(p.WillPayload):
+		return packet.PayloadFormatInvalid, "will payload is not UTF-8 as its format indicator says"
+	}
+	return packet.Success, ""
+}
+
+// refuse answers CONNECT with a failure code and closes. MQTT 3 clients get
+// the nearest 3.1.1 return code, or just the close when none fits.
+// [MQTT-3.2.2-5] [MQTT-3.2.2-6]
+func (c *conn) refuse(code packet.ReasonCode, reason string) {
+	c.srv.log.Debug("connection refused", "remote", c.nc.RemoteAddr().String(), "code", byte(code), "reason", reason)
+	c.srv.stats.refused.Add(1)
+	if c.version == packet.V5 {
+		c.writePacket(&packet.Connack{Code: code, Props: c.reasonProps(reason)})
+	} else if rc, ok := v3ReturnCode(code); ok {
+		c.writePacket(&packet.Connack{Code: rc})
+	}
 	c.shutdown()
+}
+
+// v3ReturnCode maps an MQTT 5 CONNACK reason to the 3.1.1 return code.
+func v3ReturnCode(code packet.ReasonCode) (packet.ReasonCode, bool) {
+	switch code {
+	case packet.UnsupportedProtocolVersion:
+		return packet.ConnRefusedUnacceptableProtocol, true
+	case packet.ClientIdentifierNotValid:
+		return packet.ConnRefusedIdentifierRejected, true
+	case packet.ServerUnavailable, packet.ServerBusy, packet.ServerShuttingDown:
+		return packet.ConnRefusedServerUnavailable, true
+	case packet.BadUserNameOrPassword:
+		return packet.ConnRefusedBadUsernamePassword, true
+	case packet.NotAuthorized, packet.Banned:
+		return packet.ConnRefusedNotAuthorized, true
+	}
+	return 0, false
+}
+
+// accept opens the session and sends CONNACK with what the broker grants
+// and enforces. authData is the final data of an authentication exchange.
+func (c *conn) accept(cp *connectParams, authData []byte) {
+	o := &c.srv.opts
+	connack := packet.Connack{Code: packet.Success}
+	keepAlive := time.Duration(cp.keepAlive) * time.Second
+	if o.ServerKeepAlive > 0 {
+		keepAlive = o.ServerKeepAlive // [MQTT-3.2.2-21]
+	}
+	if c.version == packet.V5 {
+		c.connackProps(cp, &connack.Props, authData)
+	}
+	c.keepAlive = keepAlive
+	c.username = cp.username
+	c.state = stateConnected
+	c.connectedV5.Store(c.version == packet.V5)
+	if keepAlive > 0 {
+		// The server allows one and a half keep alive periods of silence. [MQTT-3.1.2-24]
+		c.deadline.Store(time.Now().Add(keepAlive * 3 / 2).UnixNano())
+	} else {
+		c.deadline.Store(0)
+	}
+	c.srv.openSession(c, cp, &connack)
+	c.srv.log.Debug("client connected", "client", cp.clientID, "remote", c.nc.RemoteAddr().String(),
+		"version", c.version, "clean", cp.cleanStart, "keepalive", keepAlive, "session_expiry", cp.expiry)
+}
+
+// connackProps advertises the broker's limits and features to an MQTT 5
+// client; each is enforced where the packets arrive. [MQTT-3.2.2-9..22]
+func (c *conn) connackProps(cp *connectParams, p *packet.Properties, authData []byte) {
+	o := &c.srv.opts
+	if cp.expiryCapped {
+		p.SessionExpiry = cp.expiry
+		p.Mark(packet.PropSessionExpiry)
+	}
+	if o.ReceiveMaximum < maxReceiveMaximum {
+		p.ReceiveMaximum = uint16(o.ReceiveMaximum)
+		p.Mark(packet.PropReceiveMaximum)
+	}
+	if q := o.maxQoS(); q < 2 {
+		p.MaximumQoS = q
+		p.Mark(packet.PropMaximumQoS)
+	}
+	if o.DisableRetain {
+		p.RetainAvailable = 0
+		p.Mark(packet.PropRetainAvailable)
+	}
+	p.MaximumPacketSize = uint32(o.MaxPacketSize)
+	p.Mark(packet.PropMaximumPacketSize)
+	if cp.assigned {
+		p.AssignedClientID = cp.clientID
+		p.Mark(packet.PropAssignedClientID)
+	}
+	if o.TopicAliasMaximum > 0 {
+		p.TopicAliasMaximum = o.TopicAliasMaximum
+		p.Mark(packet.PropTopicAliasMaximum)
+	}
+	if o.DisableWildcardSubscriptions {
+		p.WildcardSubAvailable = 0
+		p.Mark(packet.PropWildcardSubAvailable)
+	}
+	if o.DisableSubscriptionIdentifiers {
+		p.SubIDAvailable = 0
+		p.Mark(packet.PropSubIDAvailable)
+	}
+	if o.DisableSharedSubscriptions {
+		p.SharedSubAvailable = 0
+		p.Mark(packet.PropSharedSubAvailable)
+	}
+	if o.ServerKeepAlive > 0 {
+		p.ServerKeepAlive = uint16(min(o.ServerKeepAlive/time.Second, 65535))
+		p.Mark(packet.PropServerKeepAlive)
+	}
+	if cp.responseInfo && o.ResponseInformation != "" {
+		p.ResponseInfo = o.ResponseInformation + cp.clientID // [MQTT-3.1.2-28]
+		p.Mark(packet.PropResponseInfo)
+	}
+	if cp.authMethod != "" {
+		p.AuthMethod = cp.authMethod
+		p.Mark(packet.PropAuthMethod)
+		if len(authData) > 0 {
+			p.AuthData = authData
+			p.Mark(packet.PropAuthData)
+		}
+	}
 }
 
 // assignClientID makes a unique identifier for a client that sent none.
@@ -79,91 +250,186 @@ func (s *Server) assignClientID() string {
 }
 
 // openSession gives the connection its session: a fresh one, or the one the
-// client id left behind if the client asked to resume it. A connection
-// still holding the session is closed: the new one takes over. [MQTT-3.1.4-2]
-// CONNACK is written under the session lock before the connection is
-// attached, so it precedes every message delivered to the session.
-func (s *Server) openSession(c *conn, clientID string, persistent bool) *session {
+// client id left behind unless the client asked for a clean start. A
+// connection still holding the session is disconnected: the new one takes
+// over [MQTT-3.1.4-2]. CONNACK is written under the session lock before
+// anything is delivered, and the session is attached under the table lock,
+// so two connections with one client id cannot both win it.
+func (s *Server) openSession(c *conn, cp *connectParams, connack *packet.Connack) {
+	now := time.Now()
 	s.mu.Lock()
-	old := s.sessions[clientID]
+	ss := s.sessions[cp.clientID]
 	var previous *conn
-	present := false
-	if old != nil {
-		old.mu.Lock()
-		previous = old.conn
-		old.conn = nil
-		keep := persistent && old.persistent
-		if !keep {
-			// A clean start discards the old session; so does ending a
-			// non-persistent one's connection. [MQTT-3.1.2-6]
-			s.endLocked(old)
-			old = nil
-		}
-		if old != nil {
-			old.mu.Unlock()
+	var endedWill *Message
+	if ss != nil {
+		ss.mu.Lock()
+		previous, ss.conn = ss.conn, nil
+		ss.online.Store(false)
+		if cp.cleanStart || ss.expiry == 0 {
+			// A clean start discards the old session; so does a new
+			// connection to one that was ending with its connection.
+			// [MQTT-3.1.2-6] [MQTT-3.1.2-4] (v5)
+			endedWill = s.endLocked(ss)
+			ss = nil
 		}
 	}
-	ss := old
+	present := ss != nil // [MQTT-3.2.2-2] [MQTT-3.2.2-3]
 	if ss == nil {
-		ss = &session{id: s.nextSessionID.Add(1), clientID: clientID, srv: s, persistent: persistent}
-		s.sessions[clientID] = ss
-	} else {
-		present = true // [MQTT-3.2.2-2]
+		ss = &session{id: s.nextSessionID.Add(1), clientID: cp.clientID, srv: s}
+		ss.mu.Lock()
+		s.sessions[cp.clientID] = ss
 	}
-	s.mu.Unlock()
-
-	if previous != nil {
-		s.log.Debug("session taken over", "client", clientID, "old_remote", previous.nc.RemoteAddr().String(),
-			"new_remote", c.nc.RemoteAddr().String())
-		previous.shutdown()
-	}
-
-	ss.mu.Lock()
+	// A connection within the will delay cancels the pending will.
+	// [MQTT-3.1.3-9] (v5)
+	ss.gen++
+	ss.pendingWill, ss.willAt, ss.expireAt = nil, time.Time{}, time.Time{}
+	ss.armLocked(now)
+	ss.expiry = cp.expiry
 	c.sess.Store(ss)
 	c.id.Store(&ss.clientID)
-	ss.persistent = persistent
-	c.appendPacket(&packet.Connack{SessionPresent: present, Code: packet.ConnAccepted})
+	if cp.will != nil {
+		cp.will.origin = ss.id
+		c.willDelay = cp.willDelay
+		c.will.Store(cp.will) // [MQTT-3.1.2-8]
+	}
+	connack.SessionPresent = present
+	c.appendPacket(connack)
 	ss.conn = c
+	ss.online.Store(true)
+	s.mu.Unlock()
 	ss.resumeLocked(c)
 	ss.mu.Unlock()
 	c.nc.Flush()
-	return ss
+
+	if endedWill != nil {
+		s.publishWill(endedWill)
+	}
+	if previous != nil {
+		s.log.Debug("session taken over", "client", cp.clientID, "old_remote", previous.nc.RemoteAddr().String(),
+			"new_remote", c.nc.RemoteAddr().String())
+		previous.disconnect(packet.SessionTakenOver, "another connection took the session over") // [MQTT-3.1.4-3] (v5)
+	}
 }
 
-// endLocked discards a session: its subscriptions leave the index and
-// pending deliveries are dropped. s.mu and ss.mu are held; ss.mu is released.
-func (s *Server) endLocked(ss *session) {
+// endLocked discards a session: its subscriptions leave the indexes and
+// pending deliveries are dropped. s.mu and ss.mu are held; ss.mu is
+// released. It returns the will that was waiting for its delay: the end of
+// the session publishes it. [MQTT-3.1.3-9] (v5)
+func (s *Server) endLocked(ss *session) *Message {
 	ss.ended = true
 	subs := ss.subs
 	ss.subs = nil
 	ss.nsubs.Store(0)
+	will := ss.pendingWill
+	ss.pendingWill = nil
+	if ss.timer != nil {
+		ss.timer.Stop()
+		ss.timer = nil
+	}
 	ss.mu.Unlock()
 	if s.sessions[ss.clientID] == ss {
 		delete(s.sessions, ss.clientID)
 	}
-	for filter := range subs {
-		s.index.Remove(filter, ss)
+	for filter, sub := range subs {
+		s.unindex(filter, ss, sub)
 	}
+	return will
 }
 
-// detach releases the session of a connection that ended. A persistent
-// session stays for the client's return; any other is discarded.
-func (s *Server) detach(c *conn) {
+// release is called when a connection ends. If it still held its session,
+// the session goes offline: it ends now if its expiry is 0, otherwise it
+// waits for the client, and the will is published now or parked until its
+// delay passes. If another connection took the session over first, the will
+// is published unless the session lives on and the will had a delay.
+func (s *Server) release(c *conn, will *Message, willDelay uint32) {
 	ss := c.sess.Load()
 	if ss == nil {
 		return
 	}
+	now := time.Now()
+	var publish [2]*Message
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	ss.mu.Lock()
-	if ss.conn != c {
-		ss.mu.Unlock() // taken over already
-		return
-	}
-	ss.conn = nil
-	if ss.persistent {
+	switch {
+	case ss.conn == c:
+		ss.conn = nil
+		ss.online.Store(false)
+		if ss.expiry == 0 {
+			publish[0] = s.endLocked(ss)
+			publish[1] = will
+			break
+		}
+		if will != nil {
+			if willDelay == 0 {
+				publish[1] = will
+			} else {
+				ss.pendingWill, ss.willAt = will, now.Add(time.Duration(willDelay)*time.Second)
+			}
+		}
+		if ss.expiry != expiryNever {
+			ss.expireAt = now.Add(time.Duration(ss.expiry) * time.Second)
+		}
+		ss.armLocked(now)
 		ss.mu.Unlock()
+	default:
+		if will != nil && (willDelay == 0 || ss.ended) {
+			publish[1] = will
+		}
+		ss.mu.Unlock()
+	}
+	s.mu.Unlock()
+	for _, w := range publish {
+		if w != nil {
+			s.publishWill(w)
+		}
+	}
+}
+
+// sessionTimer runs when an offline session's will delay or expiry is due.
+func (s *Server) sessionTimer(ss *session, gen uint64) {
+	now := time.Now()
+	var publish [2]*Message
+	s.mu.Lock()
+	ss.mu.Lock()
+	if ss.gen != gen || ss.conn != nil || ss.ended {
+		ss.mu.Unlock()
+		s.mu.Unlock()
 		return
 	}
-	s.endLocked(ss)
+	if ss.pendingWill != nil && !now.Before(ss.willAt) {
+		publish[0], ss.pendingWill = ss.pendingWill, nil
+	}
+	if !ss.expireAt.IsZero() && !now.Before(ss.expireAt) {
+		s.log.Debug("session expired", "client", ss.clientID)
+		publish[1] = s.endLocked(ss)
+	} else {
+		ss.armLocked(now)
+		ss.mu.Unlock()
+	}
+	s.mu.Unlock()
+	for _, w := range publish {
+		if w != nil {
+			s.publishWill(w)
+		}
+	}
+}
+
+// publishWill routes a will, except while the server shuts down.
+func (s *Server) publishWill(w *Message) {
+	if s.shuttingDown.Load() {
+		return
+	}
+	s.publish(w)
+}
+
+// setExpiry changes the session expiry from DISCONNECT. It reports false
+// for the one change the protocol forbids: from 0 to anything else.
+func (ss *session) setExpiry(expiry uint32) bool {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.expiry == 0 && expiry != 0 {
+		return false
+	}
+	ss.expiry = expiry
+	return true
 }

@@ -3,52 +3,126 @@ package broker
 import (
 	"cmp"
 	"slices"
+	"strings"
 	"sync"
+	"time"
+	"unicode/utf8"
 
 	"github.com/petrelmq/petrel/packet"
 )
 
-// handlePublish routes an application message from the client and
-// acknowledges it as its QoS requires. The codec has already refused
-// wildcards in the topic name. [MQTT-3.3.2-2]
+// handlePublish checks an application message from the client against what
+// the broker advertised, routes it and acknowledges it as its QoS requires.
+// The codec has already refused wildcards in the topic name. [MQTT-3.3.2-2]
 func (c *conn) handlePublish(p *packet.Publish) error {
-	if p.Retain && c.srv.opts.DisableRetain {
-		return violation(packet.RetainNotSupported, "retained PUBLISH while retain is not available")
+	o := &c.srv.opts
+	ss := c.sess.Load()
+	if p.QoS > o.maxQoS() {
+		return violation(packet.QoSNotSupported, "PUBLISH at QoS %d above the maximum %d", p.QoS, o.maxQoS()) // [MQTT-3.2.2-11] (v5)
+	}
+	if p.Retain && o.DisableRetain {
+		return violation(packet.RetainNotSupported, "retained PUBLISH while retain is not available") // [MQTT-3.2.2-14] (v5)
+	}
+	if c.version == packet.V5 {
+		if err := c.resolveAlias(p); err != nil {
+			return err
+		}
+		if len(p.Props.SubscriptionIDs) > 0 {
+			return violation(packet.ProtocolError, "PUBLISH from a client carries a subscription identifier") // [MQTT-3.3.4-6]
+		}
+		if p.Props.Has(packet.PropPayloadFormat) && p.Props.PayloadFormat == 1 && !utf8.Valid(p.Payload) {
+			// The format indicator promises UTF-8. [MQTT-3.3.2-13]
+			if p.QoS == 0 {
+				return violation(packet.PayloadFormatInvalid, "payload is not UTF-8 as its format indicator says")
+			}
+			c.writeAck(ackKind(p.QoS), p.PacketID, packet.PayloadFormatInvalid)
+			return nil
+		}
 	}
 	switch p.QoS {
 	case 0:
-		c.srv.publish(newMessage(p, c.sess.Load().id))
+		c.srv.publish(newMessage(p, ss.id, time.Now()))
 	case 1:
-		c.srv.publish(newMessage(p, c.sess.Load().id))
-		c.writeAck(packet.PUBACK, p.PacketID, packet.Success) // [MQTT-4.3.2-2]
+		n := c.srv.publish(newMessage(p, ss.id, time.Now()))
+		c.writeAck(packet.PUBACK, p.PacketID, c.routedCode(n)) // [MQTT-4.3.2-2]
 	case 2:
 		// Delivered on receipt; the id is remembered until PUBREL so a
 		// re-sent PUBLISH is acknowledged without being routed twice.
 		// [MQTT-4.3.3-2]
-		if c.sess.Load().receivedQoS2(p.PacketID) {
-			c.srv.publish(newMessage(p, c.sess.Load().id))
+		dup, full := ss.receivedQoS2(p.PacketID, o.ReceiveMaximum)
+		if full {
+			return violation(packet.ReceiveMaximumExceeded, "more than %d QoS 2 PUBLISHes awaiting PUBREL", o.ReceiveMaximum) // [MQTT-3.3.4-8]
 		}
-		c.writeAck(packet.PUBREC, p.PacketID, packet.Success)
+		code := packet.Success
+		if !dup {
+			code = c.routedCode(c.srv.publish(newMessage(p, ss.id, time.Now())))
+		}
+		c.writeAck(packet.PUBREC, p.PacketID, code)
 	}
+	return nil
+}
+
+func ackKind(qos byte) packet.Type {
+	if qos == 1 {
+		return packet.PUBACK
+	}
+	return packet.PUBREC
+}
+
+// routedCode tells an MQTT 5 publisher that nobody subscribes. [MQTT-3.4.2.1]
+func (c *conn) routedCode(matched int) packet.ReasonCode {
+	if matched == 0 && c.version == packet.V5 {
+		return packet.NoMatchingSubscribers
+	}
+	return packet.Success
+}
+
+// resolveAlias applies an inbound Topic Alias: with a topic it sets the
+// alias, without one it stands for the topic set earlier on this connection.
+// [MQTT-3.3.2-7..12]
+func (c *conn) resolveAlias(p *packet.Publish) error {
+	if !p.Props.Has(packet.PropTopicAlias) {
+		if p.Topic == "" {
+			return violation(packet.ProtocolError, "PUBLISH without a topic or a topic alias")
+		}
+		return nil
+	}
+	a := p.Props.TopicAlias
+	if a == 0 || a > c.srv.opts.TopicAliasMaximum {
+		return violation(packet.TopicAliasInvalid, "topic alias %d outside 1..%d", a, c.srv.opts.TopicAliasMaximum)
+	}
+	if p.Topic == "" {
+		t, ok := c.inAliases[a]
+		if !ok {
+			return violation(packet.ProtocolError, "topic alias %d was never set", a)
+		}
+		p.Topic = t
+		return nil
+	}
+	if c.inAliases == nil {
+		c.inAliases = make(map[uint16]string)
+	}
+	c.inAliases[a] = strings.Clone(p.Topic)
 	return nil
 }
 
 // handleAck completes the QoS 1 and 2 flows.
 func (c *conn) handleAck(a *packet.Ack) error {
+	ss := c.sess.Load()
 	switch a.Kind {
 	case packet.PUBACK, packet.PUBCOMP:
-		if !c.sess.Load().acked(a.Kind, a.PacketID) {
+		if !ss.acked(a.Kind, a.PacketID, a.Code) {
 			c.srv.log.Debug("acknowledgement for a packet id not in flight", "client", c.clientID(),
 				"type", a.Kind.String(), "packet_id", a.PacketID)
 		}
 	case packet.PUBREC:
-		if !c.sess.Load().acked(a.Kind, a.PacketID) {
+		if !ss.acked(a.Kind, a.PacketID, a.Code) && !a.Code.IsError() {
 			// Let the client finish its side of the flow anyway.
 			c.writeAck(packet.PUBREL, a.PacketID, packet.PacketIdentifierNotFound)
 		}
 	case packet.PUBREL:
 		code := packet.Success
-		if !c.sess.Load().released(a.PacketID) {
+		if !ss.released(a.PacketID) {
 			code = packet.PacketIdentifierNotFound
 		}
 		c.writeAck(packet.PUBCOMP, a.PacketID, code) // [MQTT-4.3.3-2]
@@ -56,53 +130,99 @@ func (c *conn) handleAck(a *packet.Ack) error {
 	return nil
 }
 
-// matches is the scratch space of one routing: the subscriptions matched
-// and those needing deduplication. Pooled so routing does not allocate.
+// matches is the scratch space of one routing: the subscriptions matched,
+// those needing deduplication, shared groups and subscription identifiers.
+// Pooled so routing does not allocate.
 type matches struct {
 	all, multi []subscriber
+	groups     []*shareGroup
+	ids        []uint32
 }
 
 var matchPool = sync.Pool{New: func() any { return new(matches) }}
 
-// publish routes m to every session with a matching subscription and keeps
-// it as the topic's retained message if it asks to be. A session whose
-// subscriptions overlap receives one copy at the highest QoS granted.
-func (s *Server) publish(m *Message) {
+// publish routes m to every session with a matching subscription, and to
+// one member of each matching shared subscription group, and keeps it as
+// the topic's retained message if it asks to be. It returns how many
+// subscriptions took the message.
+func (s *Server) publish(m *Message) int {
 	if m.Retain {
 		s.retain(m)
 	}
 	sc := matchPool.Get().(*matches)
 	sc.all = s.index.Match(m.Topic, sc.all[:0])
 	sc.multi = sc.multi[:0]
+	n := 0
 	for _, sub := range sc.all {
 		// Only a session with several subscriptions can be matched twice.
 		if sub.sess.nsubs.Load() > 1 {
 			sc.multi = append(sc.multi, sub)
 			continue
 		}
-		sub.sess.deliver(m, min(sub.qos, m.QoS))
+		if sub.noLocal && sub.sess.id == m.origin {
+			continue // [MQTT-3.8.3-3] (v5)
+		}
+		d := delivery{msg: m, qos: min(sub.qos, m.QoS), retain: sub.retainAsPublished && m.Retain}
+		if sub.subID != 0 {
+			sc.ids = append(sc.ids[:0], sub.subID)
+			d.subIDs = sc.ids
+		}
+		sub.sess.push(d)
+		n++
 	}
 	if len(sc.multi) > 0 {
-		s.deliverOverlapping(m, sc.multi)
+		n += s.deliverOverlapping(m, sc)
+	}
+	if s.shared.Len() > 0 {
+		sc.groups = s.shared.Match(m.Topic, sc.groups[:0])
+		for _, g := range sc.groups {
+			if g.deliver(m, sc) {
+				n++
+			}
+		}
+		clear(sc.groups)
 	}
 	clear(sc.all)
 	clear(sc.multi)
 	matchPool.Put(sc)
+	return n
 }
 
-// deliverOverlapping delivers one copy per session at the highest QoS of its
-// matching subscriptions. [MQTT-3.3.5-1]
-func (s *Server) deliverOverlapping(m *Message, subs []subscriber) {
+// deliverOverlapping delivers one copy per session for sessions matched by
+// several subscriptions: at the highest QoS granted, retained if any
+// subscription keeps the flag, with every matching subscription identifier.
+// [MQTT-3.3.5-1] [MQTT-3.3.4-3] (v5)
+func (s *Server) deliverOverlapping(m *Message, sc *matches) int {
+	subs := sc.multi
 	slices.SortFunc(subs, func(a, b subscriber) int { return cmp.Compare(a.sess.id, b.sess.id) })
+	n := 0
 	for i := 0; i < len(subs); {
-		qos := subs[i].qos
-		j := i + 1
-		for ; j < len(subs) && subs[j].sess == subs[i].sess; j++ {
-			qos = max(qos, subs[j].qos)
+		ss := subs[i].sess
+		d := delivery{msg: m}
+		sc.ids = sc.ids[:0]
+		any := false
+		for ; i < len(subs) && subs[i].sess == ss; i++ {
+			sub := &subs[i]
+			if sub.noLocal && ss.id == m.origin {
+				continue
+			}
+			any = true
+			d.qos = max(d.qos, min(sub.qos, m.QoS))
+			d.retain = d.retain || (sub.retainAsPublished && m.Retain)
+			if sub.subID != 0 {
+				sc.ids = append(sc.ids, sub.subID)
+			}
 		}
-		subs[i].sess.deliver(m, min(qos, m.QoS))
-		i = j
+		if !any {
+			continue
+		}
+		if len(sc.ids) > 0 {
+			d.subIDs = sc.ids
+		}
+		ss.push(d)
+		n++
 	}
+	return n
 }
 
 // retain stores m as its topic's retained message, or deletes the retained

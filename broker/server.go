@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"runtime"
@@ -17,84 +16,9 @@ import (
 	"time"
 
 	"github.com/petrelmq/petrel/listener"
+	"github.com/petrelmq/petrel/packet"
 	"github.com/petrelmq/petrel/topic"
 )
-
-// Options configure a Server. The zero value of each field is a sensible
-// default, so Options{} runs a broker on 127.0.0.1:1883.
-type Options struct {
-	// Listeners to open. Empty means one TCP listener on 127.0.0.1:1883.
-	Listeners []ListenerConfig
-	// Logger receives the server's logs; nil discards them.
-	Logger *slog.Logger
-
-	// MaxPacketSize refuses packets larger than this, before reading them.
-	// Default 1 MiB.
-	MaxPacketSize int
-	// ConnectTimeout closes a connection whose CONNECT has not arrived in time.
-	// Default 10s.
-	ConnectTimeout time.Duration
-	// MaxInflight is the number of QoS 1 and 2 messages sent to a client
-	// and not yet acknowledged, per client. Default 100.
-	MaxInflight int
-	// MaxQueuedMessages bounds each session's queue of messages waiting
-	// for the client (offline, or beyond the in-flight window). Default
-	// 1000; negative means unlimited.
-	MaxQueuedMessages int
-	// MaxQueuedBytes bounds the payload bytes in each session's queue;
-	// zero means unlimited.
-	MaxQueuedBytes int64
-	// QueueQoS0 queues QoS 0 messages for offline persistent sessions.
-	QueueQoS0 bool
-	// DisableRetain turns retained messages off: a retained PUBLISH then
-	// closes the connection (MQTT 5: reason 0x9A).
-	DisableRetain bool
-	// MaxClientIDLength refuses longer client identifiers. Default 65535.
-	MaxClientIDLength int
-}
-
-// ListenerConfig is one listening socket.
-type ListenerConfig struct {
-	// Name labels the listener in logs; default "tcp:<address>".
-	Name string
-	// Address is host:port; port 0 picks a free port (see Server.Addrs).
-	Address string
-	// GoroutineDriver serves plain TCP with a goroutine per connection
-	// instead of the event loop.
-	GoroutineDriver bool
-}
-
-func (o *Options) setDefaults() {
-	if len(o.Listeners) == 0 {
-		o.Listeners = []ListenerConfig{{Address: "127.0.0.1:1883"}}
-	}
-	for i := range o.Listeners {
-		if o.Listeners[i].Name == "" {
-			o.Listeners[i].Name = "tcp:" + o.Listeners[i].Address
-		}
-	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
-	if o.MaxPacketSize <= 0 {
-		o.MaxPacketSize = 1 << 20
-	}
-	if o.ConnectTimeout <= 0 {
-		o.ConnectTimeout = 10 * time.Second
-	}
-	if o.MaxInflight <= 0 {
-		o.MaxInflight = 100
-	}
-	if o.MaxInflight > 65535 {
-		o.MaxInflight = 65535
-	}
-	if o.MaxQueuedMessages == 0 {
-		o.MaxQueuedMessages = 1000
-	}
-	if o.MaxClientIDLength <= 0 {
-		o.MaxClientIDLength = 65535
-	}
-}
 
 // Server is an MQTT broker. Everything it owns hangs off it, so one process
 // can run many.
@@ -104,14 +28,19 @@ type Server struct {
 
 	index    *topic.Index[*session, subscriber]
 	retained *topic.Retained[*Message]
+	// shared indexes the shared subscription groups by their filter.
+	shared *topic.Index[*shareGroup, *shareGroup]
 
-	// mu guards sessions; see conn for the lock order.
+	// mu guards sessions; docs/LOCKING.md gives the lock order.
 	mu            sync.Mutex
 	sessions      map[string]*session
 	nextSessionID atomic.Uint64
 
+	// sharesMu guards shares, the groups by name and filter.
+	sharesMu sync.Mutex
+	shares   map[string]*shareGroup
+
 	conns        connSet
-	drivers      []listener.Driver
 	listeners    []*listenerState
 	stats        stats
 	shuttingDown atomic.Bool
@@ -135,7 +64,9 @@ func New(opts Options) *Server {
 		log:      opts.Logger,
 		index:    topic.NewIndex[*session, subscriber](),
 		retained: topic.NewRetained[*Message](),
+		shared:   topic.NewIndex[*shareGroup, *shareGroup](),
 		sessions: make(map[string]*session),
+		shares:   make(map[string]*shareGroup),
 	}
 	s.conns.init()
 	return s
@@ -216,6 +147,8 @@ func (s *Server) Close() error {
 	if s.cancel != nil {
 		s.cancel()
 	}
+	// Tell MQTT 5 clients why they lose the connection. [MQTT-3.14.2-?]
+	s.conns.each(func(c *conn) { c.disconnect(packet.ServerShuttingDown, "server shutting down") })
 	var errs []error
 	for _, l := range s.listeners {
 		if err := l.driver.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
@@ -243,7 +176,7 @@ func (s *Server) sweep(ctx context.Context) {
 						"remote", c.nc.RemoteAddr().String())
 				}
 				s.stats.timeouts.Add(1)
-				c.shutdown()
+				c.disconnect(packet.KeepAliveTimeout, "keep alive timeout") // [MQTT-3.1.2-22] (v5)
 			})
 		}
 	}
@@ -304,6 +237,22 @@ func (cs *connSet) expired(now int64, fn func(*conn)) {
 	}
 }
 
+// each calls fn, outside the shard locks, for every open connection.
+func (cs *connSet) each(fn func(*conn)) {
+	var all []*conn
+	for i := range cs.shards {
+		sh := &cs.shards[i]
+		sh.mu.Lock()
+		for c := range sh.m {
+			all = append(all, c)
+		}
+		sh.mu.Unlock()
+	}
+	for _, c := range all {
+		fn(c)
+	}
+}
+
 func (cs *connSet) len() int {
 	n := 0
 	for i := range cs.shards {
@@ -320,6 +269,9 @@ type stats struct {
 	droppedQoS0Offline atomic.Int64
 	droppedQoS0Slow    atomic.Int64
 	droppedQueueFull   atomic.Int64
+	droppedTooLarge    atomic.Int64 // larger than the client's Maximum Packet Size
+	expired            atomic.Int64 // messages whose expiry passed before delivery
 	protocolErrors     atomic.Int64
+	refused            atomic.Int64
 	timeouts           atomic.Int64
 }

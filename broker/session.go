@@ -1,8 +1,10 @@
 package broker
 
 import (
+	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/petrelmq/petrel/packet"
 )
@@ -10,23 +12,26 @@ import (
 // session is the state MQTT keeps for a client id: its subscriptions, the
 // QoS 1/2 messages in flight to it, the queue of messages waiting for it, and
 // the QoS 2 packet ids it sent that await PUBREL. A session outlives its
-// connections when the client asked for a persistent one; a connection only
-// borrows it, and takeover hands it to the next connection under mu.
+// connections when its expiry interval says so; a connection only borrows
+// it, and takeover hands it to the next connection under mu.
 type session struct {
 	id       uint64 // unique per session object; orders sessions when deduplicating matches
 	clientID string
 	srv      *Server
 
 	mu sync.Mutex
-	// conn is the connection that currently holds the session, nil while offline.
-	conn *conn
-	// persistent sessions survive their connection (3.1.1 CleanSession=0).
-	persistent bool
+	// conn is the connection that currently holds the session, nil while
+	// offline; online mirrors conn != nil for readers without mu.
+	conn   *conn
+	online atomic.Bool
+	// expiry is the Session Expiry Interval in seconds: 0 ends the session
+	// with its connection, expiryNever keeps it until a clean start.
+	expiry uint32
 	// ended is set once the session is discarded; a delivery racing with
 	// that sees it and drops the message instead of queueing forever.
 	ended bool
 
-	// subs maps a topic filter to the subscription's options.
+	// subs maps a topic filter (with its $share/ prefix) to the subscription.
 	subs map[string]subscriber
 	// nsubs is len(subs), readable without mu: routing only deduplicates
 	// the matches of sessions holding more than one subscription.
@@ -38,93 +43,132 @@ type session struct {
 	// client and not yet released by PUBREL: a re-sent PUBLISH with one of
 	// these ids is acknowledged but not routed again. [MQTT-4.3.3-2]
 	inboundQoS2 map[uint16]struct{}
+
+	// While offline: a will waiting for its delay, when the session
+	// expires, and the one timer that wakes for the earlier of the two.
+	pendingWill *Message
+	willAt      time.Time
+	expireAt    time.Time
+	timer       *time.Timer
+	// gen changes whenever a connection takes the session, so a timer armed
+	// for an earlier absence does nothing.
+	gen uint64
 }
 
 // subscriber is what the topic index holds for one subscription: the
 // session and the options it subscribed with.
 type subscriber struct {
-	sess *session
-	qos  byte
+	sess              *session
+	qos               byte
+	noLocal           bool
+	retainAsPublished bool
+	subID             uint32 // MQTT 5 Subscription Identifier, 0 when none
+	group             *shareGroup
 }
 
-// deliver hands a live message to the session at the QoS the subscription
-// grants, with RETAIN=0. [MQTT-3.3.1-9]
-func (ss *session) deliver(m *Message, qos byte) { ss.push(m, qos, false) }
+// delivery is one message on its way to one session, with what is
+// particular to that delivery.
+type delivery struct {
+	msg    *Message
+	qos    byte
+	retain bool
+	subIDs []uint32 // the matching subscriptions' identifiers [MQTT-3.3.4-3]
+}
 
-// deliverRetained hands a retained message to a new subscription, with
-// RETAIN=1. [MQTT-3.3.1-8]
-func (ss *session) deliverRetained(m *Message, qos byte) { ss.push(m, qos, true) }
-
-// push never blocks on the client: an online session with room in its
-// window writes the message to the connection's outbound buffer; otherwise
-// the message waits in the queue, bounded by the configured limits.
-func (ss *session) push(m *Message, qos byte, retain bool) {
+// push hands a delivery to the session. It never blocks on the client: an
+// online session with room in its window writes the message to the
+// connection's outbound buffer; otherwise the message waits in the queue,
+// bounded by the configured limits. It reports false when the session could
+// not take the message (ended, or queue full), so a shared subscription can
+// try another member.
+func (ss *session) push(d delivery) bool {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	if ss.ended {
-		return
+		return false
+	}
+	if !d.msg.Expiry.IsZero() && d.msg.expired(time.Now()) {
+		ss.srv.stats.expired.Add(1)
+		return true
 	}
 	c := ss.conn
-	if qos == 0 {
+	if d.qos == 0 {
 		if c != nil {
-			c.writePublish(m, 0, 0, false, retain)
-			return
+			c.writePublish(&d, 0, false)
+			return true
 		}
-		if ss.persistent && ss.srv.opts.QueueQoS0 {
-			ss.enqueueLocked(m, 0, retain)
-			return
+		if ss.expiry > 0 && ss.srv.opts.QueueQoS0 {
+			return ss.enqueueLocked(d)
 		}
 		ss.srv.stats.droppedQoS0Offline.Add(1)
-		return
+		return true
 	}
-	if c != nil && ss.queue.len() == 0 && ss.inflight.hasRoom(ss.srv.opts.MaxInflight) {
-		ss.sendLocked(c, m, qos, retain)
-		return
+	if c != nil && ss.queue.len() == 0 && ss.inflight.hasRoom(c.window) {
+		d.subIDs = slices.Clone(d.subIDs)
+		ss.sendLocked(c, d)
+		return true
 	}
-	ss.enqueueLocked(m, qos, retain)
+	return ss.enqueueLocked(d)
 }
 
-// sendLocked assigns a packet id, records the message in flight and writes it.
-func (ss *session) sendLocked(c *conn, m *Message, qos byte, retain bool) {
-	pid := ss.inflight.push(m, qos, retain)
-	c.writePublish(m, qos, pid, false, retain)
+// sendLocked assigns a packet id, records the delivery in flight and
+// writes it. A message larger than the client accepts is not sent: it is
+// dropped as though delivered. [MQTT-3.1.2-25]
+func (ss *session) sendLocked(c *conn, d delivery) {
+	pid := ss.inflight.push(d)
+	if !c.writePublish(&d, pid, false) {
+		ss.inflight.remove(ss.inflight.len() - 1)
+	}
 }
 
-// enqueueLocked queues a message for later delivery, or drops it when the
-// queue is full; drops are counted and logged.
-func (ss *session) enqueueLocked(m *Message, qos byte, retain bool) {
+// enqueueLocked queues a delivery for later, or drops it when the queue is
+// full; drops are counted and logged.
+func (ss *session) enqueueLocked(d delivery) bool {
 	o := &ss.srv.opts
 	if (o.MaxQueuedMessages > 0 && ss.queue.len() >= o.MaxQueuedMessages) ||
-		(o.MaxQueuedBytes > 0 && ss.queue.bytes+int64(len(m.Payload)) > o.MaxQueuedBytes) {
+		(o.MaxQueuedBytes > 0 && ss.queue.bytes+int64(len(d.msg.Payload)) > o.MaxQueuedBytes) {
 		n := ss.srv.stats.droppedQueueFull.Add(1)
 		ss.srv.log.Warn("session queue full: message dropped",
-			"client", ss.clientID, "topic", m.Topic, "qos", qos, "queued", ss.queue.len(), "dropped_total", n)
-		return
+			"client", ss.clientID, "topic", d.msg.Topic, "qos", d.qos, "queued", ss.queue.len(), "dropped_total", n)
+		return false
 	}
-	ss.queue.push(queued{m, qos, retain})
+	d.subIDs = slices.Clone(d.subIDs)
+	ss.queue.push(d)
+	return true
 }
 
 // drainLocked moves queued messages into the in-flight window (and QoS 0
-// ones straight out) while the connection has room.
+// ones straight out) while the connection has room. Messages that expired
+// while queued are dropped. [MQTT-3.3.2-5]
 func (ss *session) drainLocked(c *conn) {
-	max := ss.srv.opts.MaxInflight
+	var now time.Time
 	for ss.queue.len() > 0 {
-		q := ss.queue.peek()
-		if q.qos > 0 && !ss.inflight.hasRoom(max) {
+		d := ss.queue.peek()
+		if d.qos > 0 && !ss.inflight.hasRoom(c.window) {
 			return
 		}
 		ss.queue.pop()
-		if q.qos == 0 {
-			c.writePublish(q.msg, 0, 0, false, q.retain)
+		if !d.msg.Expiry.IsZero() {
+			if now.IsZero() {
+				now = time.Now()
+			}
+			if d.msg.expired(now) {
+				ss.srv.stats.expired.Add(1)
+				continue
+			}
+		}
+		if d.qos == 0 {
+			c.writePublish(&d, 0, false)
 			continue
 		}
-		ss.sendLocked(c, q.msg, q.qos, q.retain)
+		ss.sendLocked(c, d)
 	}
 }
 
 // resumeLocked re-sends, in order, everything in flight when a connection
 // takes the session: PUBLISH with DUP=1 for messages not yet acknowledged,
-// PUBREL for QoS 2 messages already received. [MQTT-4.4.0-1]
+// PUBREL for QoS 2 messages already received. Then the queue drains.
+// [MQTT-4.4.0-1]
 func (ss *session) resumeLocked(c *conn) {
 	for i := range ss.inflight.items {
 		f := &ss.inflight.items[i]
@@ -132,14 +176,16 @@ func (ss *session) resumeLocked(c *conn) {
 			c.writeAck(packet.PUBREL, f.pid, packet.Success)
 			continue
 		}
-		c.writePublish(f.msg, f.qos, f.pid, true, f.retain)
+		c.writePublish(&f.delivery, f.pid, true)
 	}
 	ss.drainLocked(c)
 }
 
-// acked handles PUBACK (kind PUBACK), PUBREC and PUBCOMP from the client for
-// a message we sent. It reports whether the packet id was in flight.
-func (ss *session) acked(kind packet.Type, pid uint16) bool {
+// acked handles PUBACK, PUBREC and PUBCOMP from the client for a message
+// we sent. It reports whether the packet id was in flight at that stage.
+// A PUBREC with a failure code ends the QoS 2 flow without PUBREL.
+// [MQTT-4.3.3-4] (v5)
+func (ss *session) acked(kind packet.Type, pid uint16, code packet.ReasonCode) bool {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	i := ss.inflight.find(pid)
@@ -157,9 +203,14 @@ func (ss *session) acked(kind packet.Type, pid uint16) bool {
 		if f.qos != 2 {
 			return false
 		}
-		// The receiver owns the message now; what is left is the release. [MQTT-4.3.3-1]
+		if code.IsError() {
+			ss.inflight.remove(i)
+			break
+		}
+		// The receiver owns the message now; what is left is the release.
+		// A repeated PUBREC gets its PUBREL again. [MQTT-4.3.3-1]
 		f.released = true
-		f.msg = nil
+		f.delivery = delivery{qos: 2} // the message itself is no longer needed
 		if ss.conn != nil {
 			ss.conn.writeAck(packet.PUBREL, pid, packet.Success)
 		}
@@ -176,20 +227,24 @@ func (ss *session) acked(kind packet.Type, pid uint16) bool {
 	return true
 }
 
-// receivedQoS2 records an inbound QoS 2 packet id. It reports false when the
-// id is already awaiting PUBREL: the PUBLISH is a re-send and must not be
-// routed again.
-func (ss *session) receivedQoS2(pid uint16) bool {
+// receivedQoS2 records an inbound QoS 2 packet id. It reports dup when the
+// id is already awaiting PUBREL (the PUBLISH is a re-send and must not be
+// routed again), and full when accepting it would exceed max unacknowledged
+// PUBLISHes.
+func (ss *session) receivedQoS2(pid uint16, max int) (dup, full bool) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	if _, dup := ss.inboundQoS2[pid]; dup {
-		return false
+	if _, ok := ss.inboundQoS2[pid]; ok {
+		return true, false
+	}
+	if len(ss.inboundQoS2) >= max {
+		return false, true
 	}
 	if ss.inboundQoS2 == nil {
 		ss.inboundQoS2 = make(map[uint16]struct{})
 	}
 	ss.inboundQoS2[pid] = struct{}{}
-	return true
+	return false, false
 }
 
 // released forgets an inbound QoS 2 packet id on PUBREL. It reports whether
@@ -205,6 +260,27 @@ func (ss *session) released(pid uint16) bool {
 	return ok
 }
 
+// armLocked sets the timer for the earlier of the pending will's delay and
+// the session's expiry, or stops it when neither is due.
+func (ss *session) armLocked(now time.Time) {
+	if ss.timer != nil {
+		ss.timer.Stop()
+		ss.timer = nil
+	}
+	var next time.Time
+	if ss.pendingWill != nil {
+		next = ss.willAt
+	}
+	if !ss.expireAt.IsZero() && (next.IsZero() || ss.expireAt.Before(next)) {
+		next = ss.expireAt
+	}
+	if next.IsZero() {
+		return
+	}
+	gen := ss.gen
+	ss.timer = time.AfterFunc(next.Sub(now), func() { ss.srv.sessionTimer(ss, gen) })
+}
+
 // inflightWindow holds the QoS 1 and 2 messages sent to the client and not
 // yet fully acknowledged, in the order they were sent. Packet ids are handed
 // out sequentially, so the ids in use always lie between the oldest entry's id
@@ -216,11 +292,9 @@ type inflightWindow struct {
 }
 
 type inflight struct {
-	msg      *Message // nil once PUBREC released it
-	pid      uint16
-	qos      byte
-	retain   bool
-	released bool // QoS 2: PUBREC received, PUBREL sent, awaiting PUBCOMP
+	delivery        // emptied once PUBREC released it
+	pid      uint16 //
+	released bool   // QoS 2: PUBREC received, PUBREL sent, awaiting PUBCOMP
 }
 
 func (w *inflightWindow) len() int { return len(w.items) }
@@ -242,13 +316,13 @@ func (w *inflightWindow) hasRoom(max int) bool {
 	return next-oldest > w.lastID-oldest // next lies outside [oldest, lastID]
 }
 
-// push records m in flight and returns its packet id. Call hasRoom first.
-func (w *inflightWindow) push(m *Message, qos byte, retain bool) uint16 {
+// push records d in flight and returns its packet id. Call hasRoom first.
+func (w *inflightWindow) push(d delivery) uint16 {
 	w.lastID++
 	if w.lastID == 0 {
 		w.lastID = 1
 	}
-	w.items = append(w.items, inflight{msg: m, pid: w.lastID, qos: qos, retain: retain})
+	w.items = append(w.items, inflight{delivery: d, pid: w.lastID})
 	return w.lastID
 }
 
@@ -272,34 +346,28 @@ func (w *inflightWindow) remove(i int) {
 	}
 }
 
-// messageQueue is a FIFO of messages waiting for the client.
+// messageQueue is a FIFO of deliveries waiting for the client.
 type messageQueue struct {
-	items []queued
+	items []delivery
 	head  int
 	bytes int64
 }
 
-type queued struct {
-	msg    *Message
-	qos    byte
-	retain bool
-}
-
 func (q *messageQueue) len() int { return len(q.items) - q.head }
 
-func (q *messageQueue) push(it queued) {
+func (q *messageQueue) push(d delivery) {
 	if q.head > 0 && q.head == len(q.items) {
 		q.items, q.head = q.items[:0], 0
 	}
-	q.items = append(q.items, it)
-	q.bytes += int64(len(it.msg.Payload))
+	q.items = append(q.items, d)
+	q.bytes += int64(len(d.msg.Payload))
 }
 
-func (q *messageQueue) peek() queued { return q.items[q.head] }
+func (q *messageQueue) peek() delivery { return q.items[q.head] }
 
 func (q *messageQueue) pop() {
 	q.bytes -= int64(len(q.items[q.head].msg.Payload))
-	q.items[q.head] = queued{}
+	q.items[q.head] = delivery{}
 	q.head++
 	switch {
 	case q.head == len(q.items):

@@ -7,35 +7,49 @@ import (
 	"github.com/petrelmq/petrel/topic"
 )
 
-// maxQoS is the highest QoS the broker grants.
-const maxQoS = 2
-
 // handleSubscribe adds or replaces the client's subscriptions, answers
-// SUBACK with one granted QoS per filter in order, and then sends the
-// retained messages each filter matches. [MQTT-3.8.4-1] [MQTT-3.8.4-5] [MQTT-3.9.3-1]
+// SUBACK with one granted QoS or reason code per filter in order, and then
+// sends the retained messages that the subscriptions' Retain Handling asks
+// for. [MQTT-3.8.4-1] [MQTT-3.8.4-5] [MQTT-3.9.3-1]
 func (c *conn) handleSubscribe(p *packet.Subscribe) error {
+	o := &c.srv.opts
+	var subID uint32
+	if len(p.Props.SubscriptionIDs) > 0 {
+		if o.DisableSubscriptionIdentifiers {
+			return violation(packet.SubscriptionIdentifiersNotSupported, "subscription identifiers are not available") // [MQTT-3.2.2-? ] (v5)
+		}
+		subID = p.Props.SubscriptionIDs[0]
+	}
 	codes := make([]packet.ReasonCode, len(p.Subs))
-	granted := make([]grantedSub, 0, len(p.Subs))
-	for i, sub := range p.Subs {
-		if topic.IsShared(sub.Filter) {
-			codes[i] = packet.SubackFailure // shared subscriptions come with MQTT 5 support
-			continue
+	var retained []grantedSub
+	for i, s := range p.Subs {
+		code, send, err := c.subscribeOne(&s, subID)
+		if err != nil {
+			return err
 		}
-		qos := min(sub.QoS, maxQoS)
-		filter := strings.Clone(sub.Filter)
-		if !c.sess.Load().subscribe(filter, qos) {
-			codes[i] = packet.SubackFailure
-			continue
+		codes[i] = code
+		if send {
+			retained = append(retained, grantedSub{strings.Clone(s.Filter), byte(code), s.RetainAsPublished, subID})
 		}
-		codes[i] = packet.ReasonCode(qos)
-		granted = append(granted, grantedSub{filter, qos})
+	}
+	if c.version != packet.V5 {
+		for i, code := range codes {
+			if code.IsError() {
+				codes[i] = packet.SubackFailure // 3.1.1 knows one failure code [MQTT-3.9.3-2]
+			}
+		}
 	}
 	c.writePacket(&packet.Suback{PacketID: p.PacketID, Codes: codes})
-	for _, g := range granted {
-		// A new or replaced subscription gets the matching retained
-		// messages, flagged RETAIN=1. [MQTT-3.3.1-6] [MQTT-3.3.1-8] [MQTT-3.8.4-3]
+	ss := c.sess.Load()
+	for _, g := range retained {
+		// Retained messages of a new (or, with Retain Handling 0, replaced)
+		// subscription go out flagged RETAIN=1. [MQTT-3.3.1-6] [MQTT-3.3.1-8] [MQTT-3.8.4-3]
 		c.srv.retained.Match(g.filter, func(_ string, m *Message) bool {
-			c.sess.Load().deliverRetained(m, min(m.QoS, g.qos))
+			d := delivery{msg: m, qos: min(m.QoS, g.qos), retain: true}
+			if g.subID != 0 {
+				d.subIDs = []uint32{g.subID}
+			}
+			ss.push(d)
 			return true
 		})
 	}
@@ -43,16 +57,59 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 }
 
 type grantedSub struct {
-	filter string
-	qos    byte
+	filter            string
+	qos               byte
+	retainAsPublished bool
+	subID             uint32
+}
+
+// subscribeOne applies one filter of a SUBSCRIBE. It returns the SUBACK code,
+// whether retained messages are to be sent, and an error for what closes
+// the connection.
+func (c *conn) subscribeOne(s *packet.Subscription, subID uint32) (packet.ReasonCode, bool, error) {
+	o := &c.srv.opts
+	filter := s.Filter
+	sub := subscriber{
+		qos:               min(s.QoS, o.maxQoS()),
+		noLocal:           s.NoLocal,
+		retainAsPublished: s.RetainAsPublished,
+		subID:             subID,
+	}
+	shareName := ""
+	if topic.IsShared(filter) {
+		if o.DisableSharedSubscriptions {
+			if c.version == packet.V5 {
+				return 0, false, violation(packet.SharedSubscriptionsNotSupported, "shared subscriptions are not available") // [MQTT-3.8.3-? ] (v5)
+			}
+			return packet.SharedSubscriptionsNotSupported, false, nil
+		}
+		name, f, err := topic.ParseShare(filter)
+		if err != nil { // the codec refuses these; kept for safety
+			return packet.TopicFilterInvalid, false, nil
+		}
+		shareName, filter = name, f
+	}
+	if o.DisableWildcardSubscriptions && topic.HasWildcard(filter) {
+		return packet.WildcardSubscriptionsNotSupported, false, nil // [MQTT-3.8.3-? ] (v5)
+	}
+	existed, ok := c.sess.Load().subscribe(strings.Clone(s.Filter), shareName, strings.Clone(filter), sub)
+	if !ok {
+		return packet.UnspecifiedError, false, nil
+	}
+	// Retain Handling: 0 sends retained messages on every subscribe, 1 only
+	// for a new subscription, 2 never; a shared subscription never gets
+	// them. [MQTT-3.3.1-9..11] (v5)
+	send := shareName == "" && (s.RetainHandling == 0 || (s.RetainHandling == 1 && !existed))
+	return packet.ReasonCode(sub.qos), send, nil
 }
 
 // handleUnsubscribe removes subscriptions and always answers UNSUBACK, even
 // when nothing matched. [MQTT-3.10.4-4] [MQTT-3.10.4-5]
 func (c *conn) handleUnsubscribe(p *packet.Unsubscribe) error {
 	codes := make([]packet.ReasonCode, len(p.Filters))
+	ss := c.sess.Load()
 	for i, f := range p.Filters {
-		if c.sess.Load().unsubscribe(f) {
+		if ss.unsubscribe(f) {
 			codes[i] = packet.Success
 		} else {
 			codes[i] = packet.NoSubscriptionExisted
@@ -62,37 +119,55 @@ func (c *conn) handleUnsubscribe(p *packet.Unsubscribe) error {
 	return nil
 }
 
-// subscribe adds or replaces the subscription to filter. It reports false
-// when the session has ended (the connection lost a takeover race).
-func (ss *session) subscribe(filter string, qos byte) bool {
+// subscribe adds or replaces the subscription to key (the filter as the
+// client wrote it, $share/ prefix included). For a shared subscription,
+// shareName is the group and filter the part after it. It reports whether
+// the subscription existed, and false when the session has ended (the
+// connection lost a takeover race).
+func (ss *session) subscribe(key, shareName, filter string, sub subscriber) (existed, ok bool) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	if ss.ended {
-		return false
+		return false, false
 	}
-	sub := subscriber{sess: ss, qos: qos}
+	sub.sess = ss
 	if ss.subs == nil {
 		ss.subs = make(map[string]subscriber)
 	}
-	if _, ok := ss.subs[filter]; !ok {
+	_, existed = ss.subs[key]
+	if !existed {
 		ss.nsubs.Add(1)
 	}
-	ss.subs[filter] = sub
 	// Replaces any existing subscription of this session to the same
 	// filter. [MQTT-3.8.4-3]
-	ss.srv.index.Add(filter, ss, sub)
+	if shareName != "" {
+		sub.group = ss.srv.joinShare(shareName, filter, sub)
+	} else {
+		ss.srv.index.Add(filter, ss, sub)
+	}
+	ss.subs[key] = sub
+	return existed, true
+}
+
+// unsubscribe removes the subscription to key, reporting whether it existed.
+func (ss *session) unsubscribe(key string) bool {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	sub, ok := ss.subs[key]
+	if !ok || ss.ended {
+		return false
+	}
+	delete(ss.subs, key)
+	ss.nsubs.Add(-1)
+	ss.srv.unindex(key, ss, sub)
 	return true
 }
 
-// unsubscribe removes the subscription to filter, reporting whether it existed.
-func (ss *session) unsubscribe(filter string) bool {
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	if _, ok := ss.subs[filter]; !ok || ss.ended {
-		return false
+// unindex takes one subscription out of the index it is in.
+func (s *Server) unindex(key string, ss *session, sub subscriber) {
+	if sub.group != nil {
+		s.leaveShare(sub.group, ss)
+		return
 	}
-	delete(ss.subs, filter)
-	ss.nsubs.Add(-1)
-	ss.srv.index.Remove(filter, ss)
-	return true
+	s.index.Remove(key, ss)
 }

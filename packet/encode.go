@@ -86,6 +86,19 @@ func AppendPublish(dst []byte, p *Publish, version byte) ([]byte, error) {
 	return p.write(dst, version, s), nil
 }
 
+// PublishLen is Len for a PUBLISH, without making p escape to the heap:
+// the broker checks each delivery against the client's Maximum Packet Size.
+func PublishLen(p *Publish, version byte) int {
+	if !validVersion(version) {
+		return -1
+	}
+	s, err := p.size(version)
+	if err != nil {
+		return -1
+	}
+	return 1 + VarIntLen(uint32(s.rem)) + s.rem
+}
+
 // AppendAck is Append for PUBACK, PUBREC, PUBREL and PUBCOMP, without
 // making a to escape to the heap.
 func AppendAck(dst []byte, a *Ack, version byte) ([]byte, error) {

@@ -1,0 +1,146 @@
+package broker
+
+import (
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/petrelmq/petrel/auth"
+)
+
+// Options configure a Server. The zero value of every field is a working
+// default, so Options{} runs a broker on 127.0.0.1:1883; docs/CONFIG.md and
+// docs/MQTT5.md give the defaults the configuration file applies.
+type Options struct {
+	// Listeners to open. Empty means one TCP listener on 127.0.0.1:1883.
+	Listeners []ListenerConfig
+	// Logger receives the server's logs; nil discards them.
+	Logger *slog.Logger
+
+	// MaxPacketSize refuses larger packets before reading them and is
+	// advertised to MQTT 5 clients. Default 1 MiB.
+	MaxPacketSize int
+	// ConnectTimeout closes a connection whose CONNECT has not arrived in
+	// time. Default 10s.
+	ConnectTimeout time.Duration
+	// MaxInflight is the number of QoS 1 and 2 messages sent to a client and
+	// not yet acknowledged. An MQTT 5 client's Receive Maximum lowers it.
+	// Default 100.
+	MaxInflight int
+	// ReceiveMaximum is how many QoS 1 and 2 PUBLISHes a client may have
+	// unacknowledged towards the broker (MQTT 5 Receive Maximum). A client
+	// that exceeds it is disconnected with 0x93. Default 65535.
+	ReceiveMaximum int
+	// MaxQueuedMessages bounds each session's queue of messages waiting for
+	// the client (offline, or beyond the in-flight window). Default 1000;
+	// negative means unlimited.
+	MaxQueuedMessages int
+	// MaxQueuedBytes bounds the payload bytes in each session's queue;
+	// zero means unlimited.
+	MaxQueuedBytes int64
+	// QueueQoS0 queues QoS 0 messages for offline persistent sessions.
+	QueueQoS0 bool
+	// MaxClientIDLength refuses longer client identifiers. Default 65535.
+	MaxClientIDLength int
+
+	// MaxQoS is the highest QoS the broker accepts and grants; nil means 2.
+	// A PUBLISH above it is refused (MQTT 5: DISCONNECT 0x9B).
+	MaxQoS *byte
+	// DisableRetain turns retained messages off: a retained PUBLISH then
+	// closes the connection (MQTT 5: DISCONNECT 0x9A).
+	DisableRetain bool
+	// DisableWildcardSubscriptions refuses filters with '+' or '#'
+	// (SUBACK 0xA2; 0x80 before MQTT 5).
+	DisableWildcardSubscriptions bool
+	// DisableSubscriptionIdentifiers refuses SUBSCRIBE with a Subscription
+	// Identifier (DISCONNECT 0xA1).
+	DisableSubscriptionIdentifiers bool
+	// DisableSharedSubscriptions refuses $share/ filters (MQTT 5:
+	// DISCONNECT 0x9E; SUBACK 0x80 before MQTT 5).
+	DisableSharedSubscriptions bool
+	// TopicAliasMaximum is how many topic aliases an MQTT 5 client may set
+	// towards the broker. Zero accepts none.
+	TopicAliasMaximum uint16
+	// ServerKeepAlive, when non-zero, replaces the keep alive every client
+	// asks for (MQTT 5 clients are told in CONNACK).
+	ServerKeepAlive time.Duration
+	// MaxSessionExpiry caps the Session Expiry Interval a client may ask
+	// for; the session of an MQTT 3.1.1 client that is not clean lasts this
+	// long after it disconnects. Zero means no cap (sessions may last
+	// forever).
+	MaxSessionExpiry time.Duration
+	// ResponseInformation, when set, is the prefix of the Response
+	// Information returned to MQTT 5 clients that request it: the prefix
+	// followed by the client identifier.
+	ResponseInformation string
+	// AuthMethods are the MQTT 5 enhanced authentication methods, by name.
+	AuthMethods auth.Methods
+}
+
+// ListenerConfig is one listening socket.
+type ListenerConfig struct {
+	// Name labels the listener in logs; default "tcp:<address>".
+	Name string
+	// Address is host:port; port 0 picks a free port (see Server.Addrs).
+	Address string
+	// GoroutineDriver serves plain TCP with a goroutine per connection
+	// instead of the event loop.
+	GoroutineDriver bool
+}
+
+const (
+	defaultMaxPacketSize = 1 << 20
+	maxReceiveMaximum    = 65535
+	// expiryNever is the Session Expiry Interval that means "does not expire".
+	expiryNever = 0xFFFFFFFF
+)
+
+func (o *Options) setDefaults() {
+	if len(o.Listeners) == 0 {
+		o.Listeners = []ListenerConfig{{Address: "127.0.0.1:1883"}}
+	}
+	for i := range o.Listeners {
+		if o.Listeners[i].Name == "" {
+			o.Listeners[i].Name = "tcp:" + o.Listeners[i].Address
+		}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if o.MaxPacketSize <= 0 {
+		o.MaxPacketSize = defaultMaxPacketSize
+	}
+	if o.ConnectTimeout <= 0 {
+		o.ConnectTimeout = 10 * time.Second
+	}
+	if o.MaxInflight <= 0 {
+		o.MaxInflight = 100
+	}
+	o.MaxInflight = min(o.MaxInflight, 65535)
+	if o.ReceiveMaximum <= 0 || o.ReceiveMaximum > maxReceiveMaximum {
+		o.ReceiveMaximum = maxReceiveMaximum
+	}
+	if o.MaxQueuedMessages == 0 {
+		o.MaxQueuedMessages = 1000
+	}
+	if o.MaxClientIDLength <= 0 {
+		o.MaxClientIDLength = 65535
+	}
+}
+
+// maxQoS is the highest QoS the broker accepts and grants.
+func (o *Options) maxQoS() byte {
+	if o.MaxQoS == nil {
+		return 2
+	}
+	return min(*o.MaxQoS, 2)
+}
+
+// sessionExpiry applies the server's cap to the interval a client asked for.
+func (o *Options) sessionExpiry(asked uint32) uint32 {
+	if o.MaxSessionExpiry <= 0 {
+		return asked
+	}
+	max := uint32(min(o.MaxSessionExpiry/time.Second, expiryNever-1))
+	return min(asked, max)
+}
