@@ -138,6 +138,33 @@ func setWireOption(o *Options, kv string) error {
 		o.MaxClientIDLength, err = strconv.Atoi(v)
 	case "disable_retain":
 		o.DisableRetain, err = strconv.ParseBool(v)
+	case "disable_wildcard_subscriptions":
+		o.DisableWildcardSubscriptions, err = strconv.ParseBool(v)
+	case "disable_subscription_identifiers":
+		o.DisableSubscriptionIdentifiers, err = strconv.ParseBool(v)
+	case "disable_shared_subscriptions":
+		o.DisableSharedSubscriptions, err = strconv.ParseBool(v)
+	case "queue_qos0":
+		o.QueueQoS0, err = strconv.ParseBool(v)
+	case "max_qos":
+		var q int
+		q, err = strconv.Atoi(v)
+		qos := byte(q)
+		o.MaxQoS = &qos
+	case "receive_maximum":
+		o.ReceiveMaximum, err = strconv.Atoi(v)
+	case "topic_alias_maximum":
+		var n uint64
+		n, err = strconv.ParseUint(v, 10, 16)
+		o.TopicAliasMaximum = uint16(n)
+	case "server_keep_alive":
+		o.ServerKeepAlive, err = time.ParseDuration(v)
+	case "max_session_expiry":
+		o.MaxSessionExpiry, err = time.ParseDuration(v)
+	case "response_information":
+		o.ResponseInformation = v
+	case "max_queued_bytes":
+		o.MaxQueuedBytes, err = strconv.ParseInt(v, 10, 64)
 	default:
 		return fmt.Errorf("unknown option %q", k)
 	}
