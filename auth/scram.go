@@ -19,8 +19,10 @@ const SCRAMSHA256 = "SCRAM-SHA-256"
 //
 // The conversation has two steps:
 //
-//	client-first  "n,,n=user,r=<client nonce>"           → Step → server-first "r=<nonce>,s=<salt>,i=<count>" (AUTH 0x18)
-//	client-final  "c=biws,r=<nonce>,p=<proof>"            → Step → server-final "v=<signature>" (CONNACK / AUTH 0x00)
+//	client-first "n,,n=user,r=<client nonce>" → server-first "r=<nonce>,s=<salt>,i=<count>" in AUTH 0x18
+//	client-final "c=biws,r=<nonce>,p=<proof>" → server-final "v=<signature>" in CONNACK 0x00 or AUTH 0x00
+//
+// where <nonce> is the client's nonce followed by the server's.
 //
 // The identity (Exchange.Username) is the SCRAM user name, "user" above, not
 // the CONNECT's User Name field. An authorization identity ("n,a=<name>,") is
