@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"errors"
 	"strings"
 
 	"github.com/petrelmq/petrel/auth"
@@ -98,7 +99,12 @@ func (c *conn) authStep(data []byte, reauth bool) error {
 // DISCONNECT during re-authentication. [MQTT-4.12.0-2] [MQTT-4.12.1-2]
 func (c *conn) authFailed(err error, reauth bool) {
 	code := packet.ReasonCode(auth.ReasonCode(err))
-	c.srv.log.Debug("authentication failed", "remote", c.nc.RemoteAddr().String(), "reauth", reauth, "err", err)
+	if errors.Is(err, auth.ErrBadCredentials) || errors.Is(err, auth.ErrNotAuthorized) || errors.Is(err, auth.ErrMalformed) {
+		c.srv.log.Debug("authentication failed", "remote", c.nc.RemoteAddr().String(), "reauth", reauth, "err", err)
+	} else {
+		// Not the client's fault: a broken credential store, for example.
+		c.srv.log.Error("authentication error", "remote", c.nc.RemoteAddr().String(), "reauth", reauth, "err", err)
+	}
 	c.authx = nil
 	if reauth {
 		c.disconnect(code, "re-authentication failed")
