@@ -80,6 +80,28 @@ type MQTT struct {
 	// spec requires at least 23 [MQTT-3.1.3-5]; the wire format allows at
 	// most 65535.
 	MaxClientIDLength int `yaml:"max_client_id_length"`
+
+	// MaxQoS is the highest QoS accepted and granted (MQTT 5 Maximum QoS).
+	MaxQoS int `yaml:"max_qos"`
+	// ReceiveMaximum is how many QoS 1 and 2 PUBLISHes a client may have
+	// unacknowledged towards the broker (MQTT 5 Receive Maximum).
+	ReceiveMaximum int `yaml:"receive_maximum"`
+	// WildcardSubscriptions, SubscriptionIdentifiers and SharedSubscriptions
+	// turn those features on; MQTT 5 clients are told in CONNACK.
+	WildcardSubscriptions   bool `yaml:"wildcard_subscriptions"`
+	SubscriptionIdentifiers bool `yaml:"subscription_identifiers"`
+	SharedSubscriptions     bool `yaml:"shared_subscriptions"`
+	// TopicAliasMaximum is how many topic aliases an MQTT 5 client may set.
+	TopicAliasMaximum int `yaml:"topic_alias_maximum"`
+	// ServerKeepAlive, when not 0, replaces the keep alive clients ask for.
+	ServerKeepAlive Duration `yaml:"server_keep_alive"`
+	// MaxSessionExpiry caps how long a session outlives its connection;
+	// 0 means no cap.
+	MaxSessionExpiry Duration `yaml:"max_session_expiry"`
+	// ResponseInformation is the prefix of the Response Information sent to
+	// MQTT 5 clients that request it (the prefix, then the client id); empty
+	// sends none.
+	ResponseInformation string `yaml:"response_information"`
 }
 
 // Limits the schema enforces.
@@ -115,6 +137,13 @@ func Default() *File {
 			QueueQoS0:         false,
 			RetainAvailable:   true,
 			MaxClientIDLength: 65535,
+
+			MaxQoS:                  2,
+			ReceiveMaximum:          65535,
+			WildcardSubscriptions:   true,
+			SubscriptionIdentifiers: true,
+			SharedSubscriptions:     true,
+			TopicAliasMaximum:       10,
 		},
 	}
 }

@@ -160,6 +160,9 @@ func TestKeyPaths(t *testing.T) {
 		"mqtt", "mqtt.max_packet_size", "mqtt.connect_timeout", "mqtt.max_inflight",
 		"mqtt.max_queued_messages", "mqtt.max_queued_bytes", "mqtt.queue_qos0",
 		"mqtt.retain_available", "mqtt.max_client_id_length",
+		"mqtt.max_qos", "mqtt.receive_maximum", "mqtt.wildcard_subscriptions", "mqtt.subscription_identifiers",
+		"mqtt.shared_subscriptions", "mqtt.topic_alias_maximum", "mqtt.server_keep_alive", "mqtt.max_session_expiry",
+		"mqtt.response_information",
 	}
 	if got := keyPaths(reflect.TypeFor[File](), ""); !slices.Equal(got, want) {
 		t.Errorf("keyPaths(File)\n got: %q\nwant: %q", got, want)

@@ -85,6 +85,12 @@ var parseErrors = []struct {
 	{"not an integer",
 		"mqtt:\n  max_inflight: lots\n",
 		`petrel.yaml:2: mqtt.max_inflight: "lots" is not an integer`},
+	{"max_qos out of range",
+		"mqtt:\n  max_qos: 3\n",
+		`petrel.yaml:2: mqtt.max_qos: 3 is out of range 0..2`},
+	{"server_keep_alive fraction",
+		"mqtt:\n  server_keep_alive: 1500ms\n",
+		`petrel.yaml:2: mqtt.server_keep_alive: 1.5s is not a whole number of seconds`},
 	{"quoted integer",
 		"mqtt:\n  max_inflight: \"100\"\n",
 		`petrel.yaml:2: mqtt.max_inflight: "100" is a string, not an integer (remove the quotes)`},
@@ -465,6 +471,15 @@ func TestExampleFile(t *testing.T) {
 			QueueQoS0:         false,
 			RetainAvailable:   true,
 			MaxClientIDLength: 256,
+
+			MaxQoS:                  2,
+			ReceiveMaximum:          1000,
+			WildcardSubscriptions:   true,
+			SubscriptionIdentifiers: true,
+			SharedSubscriptions:     true,
+			TopicAliasMaximum:       10,
+			MaxSessionExpiry:        Duration{168 * time.Hour},
+			ResponseInformation:     "responses/",
 		},
 	}
 	assertSettings(t, f, want)

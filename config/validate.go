@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 var (
@@ -190,4 +191,15 @@ func (v *validator) mqtt(m MQTT) {
 		v.failf("mqtt.max_queued_bytes", "%s is negative (0 means unlimited)", m.MaxQueuedBytes)
 	}
 	v.intRange("mqtt.max_client_id_length", m.MaxClientIDLength, MinClientIDLength, 65535)
+	v.intRange("mqtt.max_qos", m.MaxQoS, 0, 2)
+	v.intRange("mqtt.receive_maximum", m.ReceiveMaximum, 1, 65535)
+	v.intRange("mqtt.topic_alias_maximum", m.TopicAliasMaximum, 0, 65535)
+	if m.ServerKeepAlive.Duration < 0 || m.ServerKeepAlive.Duration > 65535*time.Second {
+		v.failf("mqtt.server_keep_alive", "%s is out of range 0s..18h12m15s (0 keeps the client's)", m.ServerKeepAlive)
+	} else if m.ServerKeepAlive.Duration%time.Second != 0 {
+		v.failf("mqtt.server_keep_alive", "%s is not a whole number of seconds", m.ServerKeepAlive)
+	}
+	if m.MaxSessionExpiry.Duration < 0 {
+		v.failf("mqtt.max_session_expiry", "%s is negative (0 means no cap)", m.MaxSessionExpiry)
+	}
 }

@@ -100,6 +100,7 @@ func newLogger(lc config.Log, w io.Writer) *slog.Logger {
 
 // brokerOptions maps the configuration file's schema onto the broker's options.
 func brokerOptions(cfg *config.File, log *slog.Logger) broker.Options {
+	maxQoS := byte(cfg.MQTT.MaxQoS)
 	o := broker.Options{
 		Logger:            log,
 		MaxPacketSize:     int(cfg.MQTT.MaxPacketSize),
@@ -110,6 +111,16 @@ func brokerOptions(cfg *config.File, log *slog.Logger) broker.Options {
 		QueueQoS0:         cfg.MQTT.QueueQoS0,
 		DisableRetain:     !cfg.MQTT.RetainAvailable,
 		MaxClientIDLength: cfg.MQTT.MaxClientIDLength,
+
+		MaxQoS:                         &maxQoS,
+		ReceiveMaximum:                 cfg.MQTT.ReceiveMaximum,
+		DisableWildcardSubscriptions:   !cfg.MQTT.WildcardSubscriptions,
+		DisableSubscriptionIdentifiers: !cfg.MQTT.SubscriptionIdentifiers,
+		DisableSharedSubscriptions:     !cfg.MQTT.SharedSubscriptions,
+		TopicAliasMaximum:              uint16(cfg.MQTT.TopicAliasMaximum),
+		ServerKeepAlive:                cfg.MQTT.ServerKeepAlive.Duration,
+		MaxSessionExpiry:               cfg.MQTT.MaxSessionExpiry.Duration,
+		ResponseInformation:            cfg.MQTT.ResponseInformation,
 	}
 	if o.MaxQueuedMessages == 0 {
 		o.MaxQueuedMessages = -1 // the file's 0 means unlimited
