@@ -53,6 +53,10 @@ func (c *conn) handleConnect(p *packet.Connect) error {
 		cp.will = newMessage(&packet.Publish{Topic: p.WillTopic, Payload: p.WillPayload, QoS: p.WillQoS,
 			Retain: p.WillRetain, Props: p.WillProps}, 0, time.Now())
 		cp.willDelay = p.WillProps.WillDelay
+		cp.will.Expiry = time.Time{}
+		if p.WillProps.Has(packet.PropMessageExpiry) {
+			cp.will.willExpiry = p.WillProps.MessageExpiry
+		}
 	}
 	c.negotiate(p, cp)
 	if p.Version == packet.V5 && p.Props.Has(packet.PropAuthMethod) {
@@ -414,10 +418,14 @@ func (s *Server) sessionTimer(ss *session, gen uint64) {
 	}
 }
 
-// publishWill routes a will, except while the server shuts down.
+// publishWill routes a will, except while the server shuts down. Its
+// expiry, if it has one, counts from now.
 func (s *Server) publishWill(w *Message) {
 	if s.shuttingDown.Load() {
 		return
+	}
+	if w.willExpiry > 0 {
+		w.Expiry = time.Now().Add(time.Duration(w.willExpiry) * time.Second)
 	}
 	s.publish(w)
 }

@@ -25,6 +25,9 @@ type Message struct {
 	Expiry time.Time
 	// origin identifies the publishing session, for No Local (0 for the broker).
 	origin uint64
+	// willExpiry is a will's Message Expiry Interval in seconds: a will's
+	// lifetime starts when it is published, not at CONNECT. [MQTT-3.1.3-?] (v5)
+	willExpiry uint32
 }
 
 // forwarded are the properties a PUBLISH carries on to subscribers as they
