@@ -58,6 +58,8 @@ var (
 	ErrNewerFormat = errors.New("store: written by a newer format version")
 	// ErrCorrupt: the store's data is damaged. It is never wiped silently.
 	ErrCorrupt = errors.New("store: corrupt")
+	// ErrClosed: the store was used after Close.
+	ErrClosed = errors.New("store: closed")
 )
 
 // FormatVersion is the version of the record layout the broker writes. An
@@ -83,14 +85,15 @@ type Op struct {
 	Name   string // client id or topic; empty for Messages
 	Num    uint64 // sequence number (Queues) or message id (Messages)
 	Value  []byte // nil for deletes
-	// DeleteQueue removes every entry of Name's queue (with Delete set,
+	// AllQueue removes every entry of Name's queue (with Delete set,
 	// NS Queues).
 	AllQueue bool
 }
 
 // Batch is a list of writes applied together. The zero value is empty and
-// ready. Values are referenced, not copied: do not change them until the
-// batch is committed.
+// ready. The batch references values, it does not copy them: do not change
+// them until Commit returns. Engines copy values at Commit; the caller may
+// reuse them once Commit returns.
 type Batch struct {
 	Ops []Op
 }
