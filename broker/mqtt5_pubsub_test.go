@@ -526,6 +526,44 @@ func TestV5ReceiveMaximumExceededSparesOthers(t *testing.T) {
 	other.ping()
 }
 
+// [MQTT-3.3.4-9] v5
+// [MQTT-4.9.0-1] v5
+// [MQTT-4.9.0-2] v5
+// [MQTT-4.4.0-1] v5
+// The send quota starts afresh with each connection: PUBLISHes re-sent on
+// resuming a session count against the new connection's Receive Maximum,
+// and the rest follow as acknowledgements free the slots.
+func TestV5ResendWithinReceiveMaximum(t *testing.T) {
+	t.Skip("BROKER BUG: on session resume every in-flight PUBLISH is re-sent at once, beyond the new connection's Receive Maximum")
+	srv := startServer(t, Options{})
+	cp := psV5("sub", packet.Properties{SessionExpiry: 300})
+	cp.Props.Mark(packet.PropSessionExpiry)
+	sub, _ := psConnect(t, srv, cp)
+	sub.subscribe(1, 0, packet.Subscription{Filter: "rs/#", QoS: 1})
+	pub, _ := psConnect(t, srv, psV5("pub", packet.Properties{}))
+	for i, payload := range []string{"a", "b", "c"} {
+		pub.publish(uint16(i+1), "rs/x", payload, packet.Properties{})
+	}
+	if got := psPayloads(sub.drainUntilPong()); !slices.Equal(got, []string{"a", "b", "c"}) {
+		t.Fatalf("got %q, want [a b c]", got)
+	}
+	sub.disconnect() // none acknowledged
+
+	cp.CleanStart = false
+	cp.Props.ReceiveMaximum = 1
+	cp.Props.Mark(packet.PropReceiveMaximum)
+	sub, _ = psConnect(t, srv, cp)
+	for _, want := range []string{"a", "b", "c"} {
+		pubs := sub.drainUntilPong()
+		if len(pubs) != 1 || string(pubs[0].Payload) != want || !pubs[0].Dup {
+			t.Fatalf("with Receive Maximum 1 got %q (before acknowledging it), want %s alone, re-sent with DUP",
+				psPayloads(pubs), want)
+		}
+		sub.send(&packet.Ack{Kind: packet.PUBACK, PacketID: pubs[0].PacketID})
+	}
+	sub.ping()
+}
+
 // --- Subscription identifiers ---
 
 // [MQTT-3.3.4-2] v5
