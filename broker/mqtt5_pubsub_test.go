@@ -327,8 +327,14 @@ func pahoV5Publish(t *testing.T, c *paho.Client, p *paho.Publish) *paho.PublishR
 
 // --- Protocol violations answered with DISCONNECT ---
 
+// [MQTT-4.13.1-1] v5
+// [MQTT-3.14.2-1] v5
+// [MQTT-3.14.2-2] v5
+// [MQTT-3.14.4-1] v5
+// [MQTT-3.14.4-2] v5
 // Each case sends what the broker must refuse, and wants the DISCONNECT
-// reason code, then the close.
+// reason code, then the close; the statement each case breaks is tagged on
+// it where MQTT 5 numbers one.
 func TestV5PubSubViolationsDisconnect(t *testing.T) {
 	big := strings.Repeat("x", 200)
 	cases := []struct {
