@@ -460,7 +460,6 @@ func TestV5PubSubViolationsDisconnect(t *testing.T) {
 }
 
 // [MQTT-3.3.2-7] v5
-// [MQTT-3.3.4-7] v5
 // An inbound alias lives as long as its connection: a new connection of the
 // same client, session resumed, must set it again.
 func TestV5InboundTopicAliasDoesNotOutliveConnection(t *testing.T) {
