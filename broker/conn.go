@@ -11,6 +11,7 @@ import (
 	"github.com/petrelmq/petrel/internal/bufpool"
 	"github.com/petrelmq/petrel/listener"
 	"github.com/petrelmq/petrel/packet"
+	"github.com/petrelmq/petrel/store"
 )
 
 // conn is the protocol engine of one network connection. It is sans-I/O:
@@ -76,6 +77,17 @@ type conn struct {
 	outClosed bool
 	// outAliases are the topic aliases the broker has set towards the client.
 	outAliases map[string]uint16
+	// deferred holds replies that wait for a store commit, in the order the
+	// client's packets came; any reply behind one waits too. [MQTT-4.6.0-2]
+	deferred []deferredReply
+}
+
+// deferredReply is an acknowledgement (ack) or another reply (p) held until
+// commit group `group` is on disk.
+type deferredReply struct {
+	group uint64
+	ack   packet.Ack
+	p     packet.Packet
 }
 
 type connState uint8
@@ -384,6 +396,111 @@ func (c *conn) appendPacket(p packet.Packet) {
 func (c *conn) writePacket(p packet.Packet) {
 	c.appendPacket(p)
 	c.nc.Flush()
+}
+
+// ack sends an acknowledgement of the client's packet once commit group
+// `group` is durable (0: nothing to wait for), keeping replies in order.
+func (c *conn) ack(kind packet.Type, pid uint16, code packet.ReasonCode, group uint64) {
+	c.outMu.Lock()
+	if group == 0 && len(c.deferred) == 0 {
+		c.outMu.Unlock()
+		c.writeAck(kind, pid, code)
+		return
+	}
+	if !c.outClosed {
+		c.deferred = append(c.deferred, deferredReply{group: c.deferGroup(group), ack: packet.Ack{Kind: kind, PacketID: pid, Code: code}})
+	}
+	c.outMu.Unlock()
+}
+
+// reply sends p (SUBACK, UNSUBACK) once commit group `group` is durable.
+func (c *conn) reply(p packet.Packet, group uint64) {
+	c.outMu.Lock()
+	if group == 0 && len(c.deferred) == 0 {
+		c.outMu.Unlock()
+		c.writePacket(p)
+		return
+	}
+	if !c.outClosed {
+		c.deferred = append(c.deferred, deferredReply{group: c.deferGroup(group), p: p})
+	}
+	c.outMu.Unlock()
+}
+
+// deferGroup is the group a reply waits for: its own, or that of the reply
+// ahead of it if later. outMu is held.
+func (c *conn) deferGroup(group uint64) uint64 {
+	if n := len(c.deferred); n > 0 {
+		group = max(group, c.deferred[n-1].group)
+	}
+	return group
+}
+
+// committed implements commitWaiter: replies waiting for group g (and
+// earlier) go out. If the commit failed, an MQTT 5 client is told with a
+// failure code (0x97 when the disk is full); an MQTT 3 client, which has no
+// way to be told, is disconnected and will publish again.
+func (c *conn) committed(g uint64, err error) {
+	c.outMu.Lock()
+	n := 0
+	failed := false
+	for n < len(c.deferred) && c.deferred[n].group <= g {
+		r := &c.deferred[n]
+		n++
+		if c.outClosed {
+			continue
+		}
+		if err != nil && r.group == g {
+			failed = true
+			if c.version != packet.V5 {
+				continue
+			}
+			code := packet.UnspecifiedError
+			if errors.Is(err, store.ErrFull) {
+				code = packet.QuotaExceeded
+			}
+			switch p := r.p.(type) {
+			case nil:
+				if r.ack.Kind != packet.PUBREL {
+					r.ack.Code = code
+				}
+			case *packet.Suback:
+				for i := range p.Codes {
+					p.Codes[i] = code
+				}
+			case *packet.Unsuback:
+				for i := range p.Codes {
+					p.Codes[i] = code
+				}
+			}
+		}
+		if c.out == nil {
+			c.out = bufpool.Get(512)
+		}
+		var out []byte
+		var encErr error
+		if r.p != nil {
+			out, encErr = packet.Append(c.out, r.p, c.version)
+		} else {
+			out, encErr = packet.AppendAck(c.out, &r.ack, c.version)
+		}
+		if encErr == nil {
+			c.out = out
+		}
+	}
+	clear(c.deferred[:n])
+	c.deferred = c.deferred[n:]
+	if len(c.deferred) == 0 {
+		c.deferred = nil
+	}
+	c.outMu.Unlock()
+	if n > 0 {
+		c.nc.Flush()
+	}
+	if failed && c.version != packet.V5 {
+		c.srv.log.Warn("closing an MQTT 3 connection: its message could not be stored", "client", c.clientID(), "err", err)
+		c.shutdown()
+	}
 }
 
 func (c *conn) writeAck(kind packet.Type, pid uint16, code packet.ReasonCode) {

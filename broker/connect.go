@@ -279,7 +279,7 @@ func (s *Server) openSession(c *conn, cp *connectParams, connack *packet.Connack
 	}
 	present := ss != nil // [MQTT-3.2.2-2] [MQTT-3.2.2-3]
 	if ss == nil {
-		ss = &session{id: s.nextSessionID.Add(1), clientID: cp.clientID, srv: s}
+		ss = s.newSession(cp.clientID, cp.expiry)
 		ss.mu.Lock()
 		s.sessions[cp.clientID] = ss
 	}
@@ -289,6 +289,7 @@ func (s *Server) openSession(c *conn, cp *connectParams, connack *packet.Connack
 	ss.pendingWill, ss.willAt, ss.expireAt = nil, time.Time{}, time.Time{}
 	ss.armLocked(now)
 	ss.expiry = cp.expiry
+	ss.saveLazilyLocked()
 	c.sess.Store(ss)
 	c.id.Store(&ss.clientID)
 	if cp.will != nil {
@@ -315,12 +316,25 @@ func (s *Server) openSession(c *conn, cp *connectParams, connack *packet.Connack
 	}
 }
 
+// newSession makes a session; one that outlives its connection is kept in
+// the store from the start.
+func (s *Server) newSession(clientID string, expiry uint32) *session {
+	ss := &session{id: s.nextSessionID.Add(1), clientID: clientID, srv: s, nextSeq: 1}
+	if expiry > 0 {
+		ss.persisted, ss.uid = true, newSessionUID()
+	}
+	return ss
+}
+
 // endLocked discards a session: its subscriptions leave the indexes and
-// pending deliveries are dropped. s.mu and ss.mu are held; ss.mu is
-// released. It returns the will that was waiting for its delay: the end of
-// the session publishes it. [MQTT-3.1.3-9] (v5)
+// pending deliveries are dropped, in memory and in the store. s.mu and
+// ss.mu are held; ss.mu is released. It returns the will that was waiting
+// for its delay: the end of the session publishes it. [MQTT-3.1.3-9] (v5)
 func (s *Server) endLocked(ss *session) *Message {
 	ss.ended = true
+	if ss.persisted {
+		s.committer.dropSession(ss.clientID, ss.queueName(), ss.inboundName())
+	}
 	subs := ss.subs
 	ss.subs = nil
 	ss.nsubs.Store(0)
@@ -374,6 +388,7 @@ func (s *Server) release(c *conn, will *Message, willDelay uint32) {
 			ss.expireAt = now.Add(time.Duration(ss.expiry) * time.Second)
 		}
 		ss.armLocked(now)
+		ss.saveLazilyLocked() // when it went offline, and its pending will
 		ss.mu.Unlock()
 	default:
 		if will != nil && (willDelay == 0 || ss.ended) {
@@ -402,6 +417,7 @@ func (s *Server) sessionTimer(ss *session, gen uint64) {
 	}
 	if ss.pendingWill != nil && !now.Before(ss.willAt) {
 		publish[0], ss.pendingWill = ss.pendingWill, nil
+		ss.saveLazilyLocked()
 	}
 	if !ss.expireAt.IsZero() && !now.Before(ss.expireAt) {
 		s.log.Debug("session expired", "client", ss.clientID)
@@ -427,7 +443,10 @@ func (s *Server) publishWill(w *Message) {
 	if w.willExpiry > 0 {
 		w.Expiry = time.Now().Add(time.Duration(w.willExpiry) * time.Second)
 	}
-	s.publish(w)
+	tx := txPool.Get().(*routeTx)
+	s.publish(w, tx)
+	tx.finish(s, nil)
+	putTx(tx)
 }
 
 // setExpiry changes the session expiry from DISCONNECT. It reports false
@@ -439,5 +458,6 @@ func (ss *session) setExpiry(expiry uint32) bool {
 		return false
 	}
 	ss.expiry = expiry
+	ss.saveLazilyLocked()
 	return true
 }

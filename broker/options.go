@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/petrelmq/petrel/auth"
+	"github.com/petrelmq/petrel/store"
 )
 
 // Options configure a Server. The zero value of every field is a working
@@ -75,6 +76,11 @@ type Options struct {
 	ResponseInformation string
 	// AuthMethods are the MQTT 5 enhanced authentication methods, by name.
 	AuthMethods auth.Methods
+
+	// Store keeps durable sessions, their queues and retained messages.
+	// The caller opens it and closes it after Close. Nil keeps them in
+	// memory only: nothing survives a restart.
+	Store store.Store
 }
 
 // ListenerConfig is one listening socket.

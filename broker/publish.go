@@ -35,31 +35,45 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 			if p.QoS == 0 {
 				return violation(packet.PayloadFormatInvalid, "payload is not UTF-8 as its format indicator says")
 			}
-			c.writeAck(ackKind(p.QoS), p.PacketID, packet.PayloadFormatInvalid)
+			c.ack(ackKind(p.QoS), p.PacketID, packet.PayloadFormatInvalid, 0)
 			return nil
 		}
 	}
+	tx := txPool.Get().(*routeTx)
+	defer putTx(tx)
 	switch p.QoS {
 	case 0:
-		c.srv.publish(newMessage(p, ss.id, time.Now()))
+		c.srv.publish(newMessage(p, ss.id, time.Now()), tx)
+		tx.finish(c.srv, nil)
 	case 1:
-		n := c.srv.publish(newMessage(p, ss.id, time.Now()))
-		c.writeAck(packet.PUBACK, p.PacketID, c.routedCode(n)) // [MQTT-4.3.2-2]
+		n := c.srv.publish(newMessage(p, ss.id, time.Now()), tx)
+		// Acknowledged once the message is in the store for every durable
+		// session it goes to. [MQTT-4.3.2-2]
+		c.ack(packet.PUBACK, p.PacketID, c.routedCode(n), tx.group())
+		tx.finish(c.srv, c)
 	case 2:
 		// Delivered on receipt; the id is remembered until PUBREL so a
 		// re-sent PUBLISH is acknowledged without being routed twice.
 		// [MQTT-4.3.3-2]
-		dup, full := ss.receivedQoS2(p.PacketID, o.ReceiveMaximum)
+		dup, full := ss.receivedQoS2(p.PacketID, o.ReceiveMaximum, tx)
 		if full {
 			return violation(packet.ReceiveMaximumExceeded, "more than %d QoS 2 PUBLISHes awaiting PUBREL", o.ReceiveMaximum) // [MQTT-3.3.4-8]
 		}
 		code := packet.Success
 		if !dup {
-			code = c.routedCode(c.srv.publish(newMessage(p, ss.id, time.Now())))
+			code = c.routedCode(c.srv.publish(newMessage(p, ss.id, time.Now()), tx))
 		}
-		c.writeAck(packet.PUBREC, p.PacketID, code)
+		c.ack(packet.PUBREC, p.PacketID, code, tx.group())
+		tx.finish(c.srv, c)
 	}
 	return nil
+}
+
+var txPool = sync.Pool{New: func() any { return new(routeTx) }}
+
+func putTx(tx *routeTx) {
+	tx.reset()
+	txPool.Put(tx)
 }
 
 func ackKind(qos byte) packet.Type {
@@ -118,14 +132,17 @@ func (c *conn) handleAck(a *packet.Ack) error {
 	case packet.PUBREC:
 		if !ss.acked(a.Kind, a.PacketID, a.Code) && !a.Code.IsError() {
 			// Let the client finish its side of the flow anyway.
-			c.writeAck(packet.PUBREL, a.PacketID, packet.PacketIdentifierNotFound)
+			c.ack(packet.PUBREL, a.PacketID, packet.PacketIdentifierNotFound, 0)
 		}
 	case packet.PUBREL:
+		tx := txPool.Get().(*routeTx)
 		code := packet.Success
-		if !ss.released(a.PacketID) {
+		if !ss.released(a.PacketID, tx) {
 			code = packet.PacketIdentifierNotFound
 		}
-		c.writeAck(packet.PUBCOMP, a.PacketID, code) // [MQTT-4.3.3-2]
+		c.ack(packet.PUBCOMP, a.PacketID, code, tx.group()) // [MQTT-4.3.3-2]
+		tx.finish(c.srv, c)
+		putTx(tx)
 	}
 	return nil
 }
@@ -143,11 +160,11 @@ var matchPool = sync.Pool{New: func() any { return new(matches) }}
 
 // publish routes m to every session with a matching subscription, and to
 // one member of each matching shared subscription group, and keeps it as
-// the topic's retained message if it asks to be. It returns how many
-// subscriptions took the message.
-func (s *Server) publish(m *Message) int {
+// the topic's retained message if it asks to be. Store writes go to tx; the
+// caller finishes it. It returns how many subscriptions took the message.
+func (s *Server) publish(m *Message, tx *routeTx) int {
 	if m.Retain {
-		s.retain(m)
+		s.retain(m, tx)
 	}
 	sc := matchPool.Get().(*matches)
 	sc.all = s.index.Match(m.Topic, sc.all[:0])
@@ -167,16 +184,16 @@ func (s *Server) publish(m *Message) int {
 			sc.ids = append(sc.ids[:0], sub.subID)
 			d.subIDs = sc.ids
 		}
-		sub.sess.push(d)
+		sub.sess.push(d, tx)
 		n++
 	}
 	if len(sc.multi) > 0 {
-		n += s.deliverOverlapping(m, sc)
+		n += s.deliverOverlapping(m, sc, tx)
 	}
 	if s.shared.Len() > 0 {
 		sc.groups = s.shared.Match(m.Topic, sc.groups[:0])
 		for _, g := range sc.groups {
-			if g.deliver(m, sc) {
+			if g.deliver(m, sc, tx) {
 				n++
 			}
 		}
@@ -192,7 +209,7 @@ func (s *Server) publish(m *Message) int {
 // several subscriptions: at the highest QoS granted, retained if any
 // subscription keeps the flag, with every matching subscription identifier.
 // [MQTT-3.3.5-1] [MQTT-3.3.4-3] (v5)
-func (s *Server) deliverOverlapping(m *Message, sc *matches) int {
+func (s *Server) deliverOverlapping(m *Message, sc *matches, tx *routeTx) int {
 	subs := sc.multi
 	slices.SortFunc(subs, func(a, b subscriber) int { return cmp.Compare(a.sess.id, b.sess.id) })
 	n := 0
@@ -219,18 +236,23 @@ func (s *Server) deliverOverlapping(m *Message, sc *matches) int {
 		if len(sc.ids) > 0 {
 			d.subIDs = sc.ids
 		}
-		ss.push(d)
+		ss.push(d, tx)
 		n++
 	}
 	return n
 }
 
 // retain stores m as its topic's retained message, or deletes the retained
-// message when the payload is empty. [MQTT-3.3.1-5] [MQTT-3.3.1-10] [MQTT-3.3.1-11]
-func (s *Server) retain(m *Message) {
+// message when the payload is empty, in memory and in the store (before a
+// QoS 1 or 2 publisher is acknowledged). [MQTT-3.3.1-5] [MQTT-3.3.1-10] [MQTT-3.3.1-11]
+func (s *Server) retain(m *Message, tx *routeTx) {
+	b := tx.batch(s)
+	tx.sync = tx.sync || m.QoS > 0
 	if len(m.Payload) == 0 {
 		s.retained.Delete(m.Topic)
+		b.DeleteRetained(m.Topic)
 		return
 	}
 	s.retained.Set(m.Topic, m)
+	b.PutRetained(m.Topic, appendMessage(nil, m))
 }

@@ -17,6 +17,8 @@ import (
 
 	"github.com/petrelmq/petrel/listener"
 	"github.com/petrelmq/petrel/packet"
+	"github.com/petrelmq/petrel/store"
+	"github.com/petrelmq/petrel/store/memory"
 	"github.com/petrelmq/petrel/topic"
 )
 
@@ -39,6 +41,12 @@ type Server struct {
 	// sharesMu guards shares, the groups by name and filter.
 	sharesMu sync.Mutex
 	shares   map[string]*shareGroup
+
+	// store keeps durable state; committer writes to it.
+	store     store.Store
+	ownStore  bool
+	committer *committer
+	msgIDs    atomic.Uint64
 
 	conns        connSet
 	listeners    []*listenerState
@@ -69,6 +77,12 @@ func New(opts Options) *Server {
 		shares:   make(map[string]*shareGroup),
 	}
 	s.conns.init()
+	s.store = opts.Store
+	if s.store == nil {
+		s.store, s.ownStore = memory.New(), true
+	}
+	s.committer = newCommitter(s.store, s.log)
+	s.msgIDs.Store(randomMessageBase())
 	return s
 }
 
@@ -77,6 +91,15 @@ func New(opts Options) *Server {
 func (s *Server) Start() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.committer.run()
+	}()
+	if err := s.recover(); err != nil {
+		s.Close()
+		return fmt.Errorf("recover from the store: %w", err)
+	}
 	for _, lc := range s.opts.Listeners {
 		ls, err := s.listen(lc)
 		if err != nil {
@@ -155,7 +178,12 @@ func (s *Server) Close() error {
 			errs = append(errs, err)
 		}
 	}
+	// Every connection is closed: what is left to write goes to the store.
+	s.committer.stop()
 	s.wg.Wait()
+	if s.ownStore {
+		errs = append(errs, s.store.Close())
+	}
 	return errors.Join(errs...)
 }
 

@@ -37,8 +37,11 @@ type session struct {
 	// the matches of sessions holding more than one subscription.
 	nsubs atomic.Int32
 
+	// nextSeq numbers the session's deliveries in order.
+	nextSeq  uint64
 	inflight inflightWindow
 	queue    messageQueue
+	durableState
 	// inboundQoS2 holds the packet ids of QoS 2 PUBLISHes received from the
 	// client and not yet released by PUBREL: a re-sent PUBLISH with one of
 	// these ids is acknowledged but not routed again. [MQTT-4.3.3-2]
@@ -73,15 +76,28 @@ type delivery struct {
 	qos    byte
 	retain bool
 	subIDs []uint32 // the matching subscriptions' identifiers [MQTT-3.3.4-3]
+	// seq orders the session's deliveries; the packet id derives from it.
+	// A durable session's entry is stored under it, with the message body
+	// under msgID.
+	seq   uint64
+	msgID uint64
+	// released: QoS 2, PUBREC received, PUBREL sent, awaiting PUBCOMP.
+	released bool
 }
+
+// pidOf derives a packet id from a sequence number, so that a delivery
+// re-sent after a restart keeps the packet id it was first sent with.
+func pidOf(seq uint64) uint16 { return uint16((seq-1)%65535) + 1 } // seq 1 is packet id 1
 
 // push hands a delivery to the session. It never blocks on the client: an
 // online session with room in its window writes the message to the
 // connection's outbound buffer; otherwise the message waits in the queue,
-// bounded by the configured limits. It reports false when the session could
-// not take the message (ended, or queue full), so a shared subscription can
-// try another member.
-func (ss *session) push(d delivery) bool {
+// bounded by the configured limits. A durable session's QoS 1 and 2
+// deliveries are written to the store first (tx collects the writes) and
+// go out once committed. push reports false when the session could not take
+// the message (ended, or queue full), so a shared subscription can try
+// another member.
+func (ss *session) push(d delivery, tx *routeTx) bool {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	if ss.ended {
@@ -92,59 +108,78 @@ func (ss *session) push(d delivery) bool {
 		return true
 	}
 	c := ss.conn
-	if d.qos == 0 {
-		if c != nil {
-			c.writePublish(&d, 0, false)
-			return true
-		}
-		if ss.expiry > 0 && ss.srv.opts.QueueQoS0 {
-			return ss.enqueueLocked(d)
-		}
+	if d.qos == 0 && c != nil {
+		c.writePublish(&d, 0, false)
+		return true
+	}
+	if d.qos == 0 && !(ss.durable() && ss.srv.opts.QueueQoS0) {
 		ss.srv.stats.droppedQoS0Offline.Add(1)
 		return true
 	}
-	if c != nil && ss.queue.len() == 0 && ss.inflight.hasRoom(c.window) {
-		d.subIDs = slices.Clone(d.subIDs)
-		ss.sendLocked(c, d)
-		return true
-	}
-	return ss.enqueueLocked(d)
-}
-
-// sendLocked assigns a packet id, records the delivery in flight and
-// writes it. A message larger than the client accepts is not sent: it is
-// dropped as though delivered. [MQTT-3.1.2-25]
-func (ss *session) sendLocked(c *conn, d delivery) {
-	pid := ss.inflight.push(d)
-	if !c.writePublish(&d, pid, false) {
-		ss.inflight.remove(ss.inflight.len() - 1)
-	}
-}
-
-// enqueueLocked queues a delivery for later, or drops it when the queue is
-// full; drops are counted and logged.
-func (ss *session) enqueueLocked(d delivery) bool {
-	o := &ss.srv.opts
-	if (o.MaxQueuedMessages > 0 && ss.queue.len() >= o.MaxQueuedMessages) ||
-		(o.MaxQueuedBytes > 0 && ss.queue.bytes+int64(len(d.msg.Payload)) > o.MaxQueuedBytes) {
+	if !ss.hasQueueRoom(len(d.msg.Payload)) {
 		n := ss.srv.stats.droppedQueueFull.Add(1)
 		ss.srv.log.Warn("session queue full: message dropped",
-			"client", ss.clientID, "topic", d.msg.Topic, "qos", d.qos, "queued", ss.queue.len(), "dropped_total", n)
+			"client", ss.clientID, "topic", d.msg.Topic, "qos", d.qos, "queued", ss.queuedLocked(), "dropped_total", n)
 		return false
 	}
 	d.subIDs = slices.Clone(d.subIDs)
+	if ss.durable() {
+		ss.stageLocked(d, tx)
+		return true
+	}
+	d.seq = ss.nextSeq
+	ss.nextSeq++
+	if c != nil && ss.queue.len() == 0 && ss.inflight.hasRoom(c.window, d.seq) {
+		ss.sendLocked(c, d)
+		return true
+	}
 	ss.queue.push(d)
 	return true
 }
 
-// drainLocked moves queued messages into the in-flight window (and QoS 0
-// ones straight out) while the connection has room. Messages that expired
-// while queued are dropped. [MQTT-3.3.2-5]
+// queuedLocked counts the deliveries the session holds for its client.
+func (ss *session) queuedLocked() int {
+	return ss.inflight.len() + ss.queue.len() + len(ss.pending) + ss.stored
+}
+
+// hasQueueRoom applies the queue limits to one more delivery of size bytes.
+func (ss *session) hasQueueRoom(size int) bool {
+	o := &ss.srv.opts
+	if o.MaxQueuedMessages > 0 && ss.queuedLocked() >= o.MaxQueuedMessages {
+		return false
+	}
+	return o.MaxQueuedBytes <= 0 || ss.queue.bytes+ss.storedBytes+ss.pendingBytes+int64(size) <= o.MaxQueuedBytes
+}
+
+// sendLocked records the delivery in flight and writes it. A message larger
+// than the client accepts is not sent: it is dropped as though delivered.
+// [MQTT-3.1.2-25]
+func (ss *session) sendLocked(c *conn, d delivery) {
+	ss.inflight.push(d)
+	if d.released {
+		c.writeAck(packet.PUBREL, pidOf(d.seq), packet.Success) // recovered after its PUBREC
+		return
+	}
+	if !c.writePublish(&d, pidOf(d.seq), d.seq < ss.resendBelow) {
+		ss.inflight.remove(ss.inflight.len() - 1)
+		ss.forgetLocked(&d)
+	}
+}
+
+// drainLocked moves queued deliveries into the in-flight window (and QoS 0
+// ones straight out) while the connection has room, paging a durable
+// session's stored backlog in as the memory queue empties. Messages that
+// expired while queued are dropped. [MQTT-3.3.2-5]
 func (ss *session) drainLocked(c *conn) {
 	var now time.Time
-	for ss.queue.len() > 0 {
+	for {
+		if ss.queue.len() == 0 {
+			if ss.stored == 0 || !ss.pageInLocked() {
+				return
+			}
+		}
 		d := ss.queue.peek()
-		if d.qos > 0 && !ss.inflight.hasRoom(c.window) {
+		if d.qos > 0 && !ss.inflight.hasRoom(c.window, d.seq) {
 			return
 		}
 		ss.queue.pop()
@@ -154,11 +189,13 @@ func (ss *session) drainLocked(c *conn) {
 			}
 			if d.msg.expired(now) {
 				ss.srv.stats.expired.Add(1)
+				ss.forgetLocked(&d)
 				continue
 			}
 		}
 		if d.qos == 0 {
 			c.writePublish(&d, 0, false)
+			ss.forgetLocked(&d)
 			continue
 		}
 		ss.sendLocked(c, d)
@@ -173,10 +210,10 @@ func (ss *session) resumeLocked(c *conn) {
 	for i := range ss.inflight.items {
 		f := &ss.inflight.items[i]
 		if f.released {
-			c.writeAck(packet.PUBREL, f.pid, packet.Success)
+			c.writeAck(packet.PUBREL, pidOf(f.seq), packet.Success)
 			continue
 		}
-		c.writePublish(&f.delivery, f.pid, true)
+		c.writePublish(&f.delivery, pidOf(f.seq), true)
 	}
 	ss.drainLocked(c)
 }
@@ -198,19 +235,24 @@ func (ss *session) acked(kind packet.Type, pid uint16, code packet.ReasonCode) b
 		if f.qos != 1 {
 			return false
 		}
+		ss.forgetLocked(&f.delivery)
 		ss.inflight.remove(i)
 	case packet.PUBREC:
 		if f.qos != 2 {
 			return false
 		}
 		if code.IsError() {
+			ss.forgetLocked(&f.delivery)
 			ss.inflight.remove(i)
 			break
 		}
 		// The receiver owns the message now; what is left is the release.
 		// A repeated PUBREC gets its PUBREL again. [MQTT-4.3.3-1]
-		f.released = true
-		f.delivery = delivery{qos: 2} // the message itself is no longer needed
+		if !f.released {
+			f.released = true
+			ss.markReleasedLocked(f)
+			f.msg = &Message{} // the message itself is no longer needed
+		}
 		if ss.conn != nil {
 			ss.conn.writeAck(packet.PUBREL, pid, packet.Success)
 		}
@@ -219,6 +261,7 @@ func (ss *session) acked(kind packet.Type, pid uint16, code packet.ReasonCode) b
 		if f.qos != 2 || !f.released {
 			return false
 		}
+		ss.forgetLocked(&f.delivery)
 		ss.inflight.remove(i)
 	}
 	if ss.conn != nil {
@@ -227,11 +270,11 @@ func (ss *session) acked(kind packet.Type, pid uint16, code packet.ReasonCode) b
 	return true
 }
 
-// receivedQoS2 records an inbound QoS 2 packet id. It reports dup when the
-// id is already awaiting PUBREL (the PUBLISH is a re-send and must not be
-// routed again), and full when accepting it would exceed max unacknowledged
-// PUBLISHes.
-func (ss *session) receivedQoS2(pid uint16, max int) (dup, full bool) {
+// receivedQoS2 records an inbound QoS 2 packet id (in the store too, for a
+// durable session, as part of tx). It reports dup when the id is already
+// awaiting PUBREL (the PUBLISH is a re-send and must not be routed again),
+// and full when accepting it would exceed max unacknowledged PUBLISHes.
+func (ss *session) receivedQoS2(pid uint16, max int, tx *routeTx) (dup, full bool) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	if _, ok := ss.inboundQoS2[pid]; ok {
@@ -244,20 +287,28 @@ func (ss *session) receivedQoS2(pid uint16, max int) (dup, full bool) {
 		ss.inboundQoS2 = make(map[uint16]struct{})
 	}
 	ss.inboundQoS2[pid] = struct{}{}
+	if ss.durable() {
+		tx.batch(ss.srv).PutQueue(ss.inboundName(), uint64(pid), nil)
+	}
 	return false, false
 }
 
-// released forgets an inbound QoS 2 packet id on PUBREL. It reports whether
-// the id was known.
-func (ss *session) released(pid uint16) bool {
+// released forgets an inbound QoS 2 packet id on PUBREL, reporting whether
+// it was known. A durable session's id leaves the store through tx, and
+// PUBCOMP waits for it: once PUBCOMP is sent the client may reuse the id.
+func (ss *session) released(pid uint16, tx *routeTx) (known bool) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	_, ok := ss.inboundQoS2[pid]
+	_, known = ss.inboundQoS2[pid]
 	delete(ss.inboundQoS2, pid)
 	if len(ss.inboundQoS2) == 0 {
 		ss.inboundQoS2 = nil
 	}
-	return ok
+	if known && ss.durable() {
+		tx.batch(ss.srv).DeleteQueue(ss.inboundName(), uint64(pid))
+		tx.sync = true
+	}
+	return known
 }
 
 // armLocked sets the timer for the earlier of the pending will's delay and
@@ -281,56 +332,40 @@ func (ss *session) armLocked(now time.Time) {
 	ss.timer = time.AfterFunc(next.Sub(now), func() { ss.srv.sessionTimer(ss, gen) })
 }
 
-// inflightWindow holds the QoS 1 and 2 messages sent to the client and not
-// yet fully acknowledged, in the order they were sent. Packet ids are handed
-// out sequentially, so the ids in use always lie between the oldest entry's id
-// and the last one handed out; the next id is free unless that range has
-// wrapped all the way round.
+// inflightWindow holds the QoS 1 and 2 deliveries sent to the client and
+// not yet fully acknowledged, in sequence order. Packet ids derive from
+// sequence numbers, so a window spanning fewer than 65535 sequence numbers
+// never reuses an id in flight.
 type inflightWindow struct {
-	items  []inflight
-	lastID uint16
+	items []inflight
 }
 
 type inflight struct {
-	delivery        // emptied once PUBREC released it
-	pid      uint16 //
-	released bool   // QoS 2: PUBREC received, PUBREL sent, awaiting PUBCOMP
+	delivery // msg is dropped once PUBREC released it
 }
 
 func (w *inflightWindow) len() int { return len(w.items) }
 
-// hasRoom reports whether another message may be sent within max and
-// whether a free packet id exists.
-func (w *inflightWindow) hasRoom(max int) bool {
+// hasRoom reports whether the delivery with sequence number seq may be sent
+// within max and without reusing a packet id still in flight.
+func (w *inflightWindow) hasRoom(max int, seq uint64) bool {
 	if len(w.items) >= max {
 		return false
 	}
-	if len(w.items) == 0 {
-		return true
-	}
-	next := w.lastID + 1
-	if next == 0 {
-		next = 1
-	}
-	oldest := w.items[0].pid
-	return next-oldest > w.lastID-oldest // next lies outside [oldest, lastID]
+	return len(w.items) == 0 || seq-w.items[0].seq < 65535
 }
 
-// push records d in flight and returns its packet id. Call hasRoom first.
-func (w *inflightWindow) push(d delivery) uint16 {
-	w.lastID++
-	if w.lastID == 0 {
-		w.lastID = 1
-	}
-	w.items = append(w.items, inflight{delivery: d, pid: w.lastID})
-	return w.lastID
+// push records d in flight.
+func (w *inflightWindow) push(d delivery) {
+	w.items = append(w.items, inflight{delivery: d})
 }
 
-// find returns the index of pid, or -1. Acknowledgements usually arrive in
-// order, so the search from the front usually stops at once.
+// find returns the index of the delivery with packet id pid, or -1.
+// Acknowledgements usually arrive in order, so the search from the front
+// usually stops at once.
 func (w *inflightWindow) find(pid uint16) int {
 	for i := range w.items {
-		if w.items[i].pid == pid {
+		if pidOf(w.items[i].seq) == pid {
 			return i
 		}
 	}

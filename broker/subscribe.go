@@ -39,8 +39,14 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 			}
 		}
 	}
-	c.writePacket(&packet.Suback{PacketID: p.PacketID, Codes: codes})
 	ss := c.sess.Load()
+	// A durable session's subscriptions are on disk before SUBACK says so.
+	tx := txPool.Get().(*routeTx)
+	defer putTx(tx)
+	ss.save(tx)
+	c.reply(&packet.Suback{PacketID: p.PacketID, Codes: codes}, tx.group())
+	tx.finish(c.srv, c)
+	defer tx.finish(c.srv, nil)
 	for _, g := range retained {
 		// Retained messages of a new (or, with Retain Handling 0, replaced)
 		// subscription go out flagged RETAIN=1. [MQTT-3.3.1-6] [MQTT-3.3.1-8] [MQTT-3.8.4-3]
@@ -49,7 +55,7 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 			if g.subID != 0 {
 				d.subIDs = []uint32{g.subID}
 			}
-			ss.push(d)
+			ss.push(d, tx)
 			return true
 		})
 	}
@@ -115,7 +121,11 @@ func (c *conn) handleUnsubscribe(p *packet.Unsubscribe) error {
 			codes[i] = packet.NoSubscriptionExisted
 		}
 	}
-	c.writePacket(&packet.Unsuback{PacketID: p.PacketID, Codes: codes})
+	tx := txPool.Get().(*routeTx)
+	ss.save(tx)
+	c.reply(&packet.Unsuback{PacketID: p.PacketID, Codes: codes}, tx.group())
+	tx.finish(c.srv, c)
+	putTx(tx)
 	return nil
 }
 

@@ -108,6 +108,11 @@ func (b *Batch) DeleteSession(clientID string) {
 		Op{Delete: true, NS: Queues, Name: clientID, AllQueue: true})
 }
 
+// DeleteQueueAll removes every entry of the named queue.
+func (b *Batch) DeleteQueueAll(name string) {
+	b.Ops = append(b.Ops, Op{Delete: true, NS: Queues, Name: name, AllQueue: true})
+}
+
 func (b *Batch) PutQueue(clientID string, seq uint64, entry []byte) {
 	b.Ops = append(b.Ops, Op{NS: Queues, Name: clientID, Num: seq, Value: entry})
 }

@@ -1,0 +1,271 @@
+package broker
+
+import (
+	"encoding/binary"
+	"errors"
+	"log/slog"
+	"sync"
+
+	"github.com/petrelmq/petrel/store"
+)
+
+// committer writes to the store from one goroutine. Writes join the open
+// commit group; when the previous commit finishes, the committer closes the
+// open group, waits for the routings still filling it, and commits it as one
+// batch: concurrent publishers share one fsync. Groups commit in order, and
+// each one's waiters hear the outcome after it.
+//
+// A routing pins the open group with begin, adds its writes, and unpins it
+// with end; the group cannot commit while pinned, and a group that has been
+// closed takes no new pins, so a commit waits at most for routings already
+// under way.
+type committer struct {
+	st  store.Store
+	log *slog.Logger
+
+	mu     sync.Mutex
+	cond   *sync.Cond // signalled when a closed group's pins reach zero
+	open   *commitGroup
+	spare  *commitGroup
+	closed bool
+	wake   chan struct{}
+	done   chan struct{}
+
+	// refs caches message reference counts the committer has written, so a
+	// count is read from the store at most once while it stays in use.
+	refs map[uint64]uint32
+}
+
+// commitWaiter hears that the group it joined committed (err nil) or failed.
+type commitWaiter interface {
+	committed(group uint64, err error)
+}
+
+type commitGroup struct {
+	id      uint64
+	pins    int
+	closing bool
+	sync    bool
+	batch   store.Batch
+	waiters []commitWaiter
+	// newRefs are the reference counts of messages first stored in this
+	// group; dropRefs the references released (acknowledged deliveries).
+	newRefs  map[uint64]uint32
+	dropRefs map[uint64]uint32
+	// dropQueues are durable sessions whose queues are discarded: their
+	// entries' references are released before the range is deleted.
+	dropQueues []string
+}
+
+// refKeyBit marks the message-namespace key holding a message's reference
+// count, next to its body at the same id without the bit.
+const refKeyBit = 1 << 63
+
+func newCommitter(st store.Store, log *slog.Logger) *committer {
+	cm := &committer{
+		st:    st,
+		log:   log,
+		open:  newCommitGroup(1),
+		spare: newCommitGroup(0),
+		wake:  make(chan struct{}, 1),
+		done:  make(chan struct{}),
+		refs:  make(map[uint64]uint32),
+	}
+	cm.cond = sync.NewCond(&cm.mu)
+	return cm
+}
+
+func newCommitGroup(id uint64) *commitGroup {
+	return &commitGroup{id: id, newRefs: make(map[uint64]uint32), dropRefs: make(map[uint64]uint32)}
+}
+
+// begin pins the open group for a routing and returns it. The caller adds
+// writes with the group's methods under the pin and calls end.
+func (cm *committer) begin() *commitGroup {
+	cm.mu.Lock()
+	g := cm.open
+	g.pins++
+	cm.mu.Unlock()
+	return g
+}
+
+// endTx adds a routing's writes to g, which it pinned with begin, registers
+// its waiters, unpins g and wakes the committer.
+func (cm *committer) endTx(g *commitGroup, tx *routeTx) {
+	cm.mu.Lock()
+	g.batch.Append(&tx.b)
+	if tx.msgID != 0 && tx.refs > 0 {
+		g.newRefs[tx.msgID] += tx.refs
+	}
+	g.sync = g.sync || tx.sync
+	g.waiters = append(g.waiters, tx.waiters...)
+	g.pins--
+	if g.closing && g.pins == 0 {
+		cm.cond.Broadcast()
+	}
+	cm.mu.Unlock()
+	cm.poke()
+}
+
+// dropEntry removes a delivery that is done with and releases its
+// reference to the message body. Nobody waits for it: if a crash loses it,
+// the delivery is made again, which QoS 1 and 2 allow for.
+func (cm *committer) dropEntry(queue string, seq, msgID uint64) {
+	cm.mu.Lock()
+	cm.open.batch.DeleteQueue(queue, seq)
+	cm.open.dropRefs[msgID]++
+	cm.mu.Unlock()
+	cm.poke()
+}
+
+// putEntry rewrites a queue entry (a QoS 2 delivery that got its PUBREC).
+func (cm *committer) putEntry(queue string, seq uint64, rec []byte) {
+	cm.mu.Lock()
+	cm.open.batch.PutQueue(queue, seq, rec)
+	cm.mu.Unlock()
+	cm.poke()
+}
+
+// write adds writes nobody waits for to the open group.
+func (cm *committer) write(b *store.Batch) {
+	cm.mu.Lock()
+	cm.open.batch.Append(b)
+	cm.mu.Unlock()
+	cm.poke()
+}
+
+// dropSession removes a durable session from the store: its record, its
+// queues, and its queue entries' references to message bodies.
+func (cm *committer) dropSession(clientID, queue, inbound string) {
+	cm.mu.Lock()
+	g := cm.open
+	g.dropQueues = append(g.dropQueues, queue)
+	g.batch.DeleteSession(clientID)
+	g.batch.DeleteQueueAll(queue)
+	g.batch.DeleteQueueAll(inbound)
+	cm.mu.Unlock()
+	cm.poke()
+}
+
+func (cm *committer) poke() {
+	select {
+	case cm.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run commits groups until stop. Call it on its own goroutine.
+func (cm *committer) run() {
+	for {
+		select {
+		case <-cm.wake:
+		case <-cm.done:
+			cm.commitOpen() // whatever is left
+			return
+		}
+		cm.commitOpen()
+	}
+}
+
+// stop makes run commit what is left and return.
+func (cm *committer) stop() { close(cm.done) }
+
+// commitOpen closes the open group, waits for its pins, and commits it.
+func (cm *committer) commitOpen() {
+	cm.mu.Lock()
+	g := cm.open
+	if g.batch.Len() == 0 && len(g.waiters) == 0 && len(g.dropRefs) == 0 && len(g.newRefs) == 0 &&
+		len(g.dropQueues) == 0 && g.pins == 0 {
+		cm.mu.Unlock()
+		return
+	}
+	next := cm.spare
+	next.id = g.id + 1
+	cm.open, cm.spare = next, nil
+	g.closing = true
+	for g.pins > 0 {
+		cm.cond.Wait()
+	}
+	cm.mu.Unlock()
+
+	err := cm.prepare(g)
+	if err == nil {
+		err = cm.st.Commit(&g.batch, g.sync)
+	}
+	if err != nil {
+		cm.log.Error("store commit failed: the writes of this group are refused", "group", g.id,
+			"writes", g.batch.Len(), "err", err)
+		clear(cm.refs) // counts may not have been written
+	}
+	for _, w := range g.waiters {
+		w.committed(g.id, err)
+	}
+
+	cm.mu.Lock()
+	g.reset()
+	cm.spare = g
+	cm.mu.Unlock()
+}
+
+// prepare turns a group's reference changes into writes: a message whose
+// last reference is released loses its body and count.
+func (cm *committer) prepare(g *commitGroup) error {
+	for _, client := range g.dropQueues {
+		err := cm.st.LoadQueue(client, 0, func(_ uint64, entry []byte) (bool, error) {
+			if e, err := decodeEntry(entry); err == nil && e.msgID != 0 {
+				g.dropRefs[e.msgID]++
+			}
+			return true, nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	for id, n := range g.newRefs {
+		cm.refs[id] = n
+	}
+	for id, dropped := range g.dropRefs {
+		n, ok := cm.refs[id]
+		if !ok {
+			rec, err := cm.st.Message(id | refKeyBit)
+			if errors.Is(err, store.ErrNotFound) {
+				continue // already gone
+			}
+			if err != nil {
+				return err
+			}
+			if len(rec) != 4 {
+				return errors.New("malformed message reference count")
+			}
+			n = binary.BigEndian.Uint32(rec)
+		}
+		if dropped >= n {
+			g.batch.DeleteMessage(id)
+			g.batch.DeleteMessage(id | refKeyBit)
+			delete(cm.refs, id)
+			continue
+		}
+		n -= dropped
+		cm.refs[id] = n
+		g.batch.PutMessage(id|refKeyBit, binary.BigEndian.AppendUint32(nil, n))
+	}
+	for id, n := range g.newRefs {
+		if _, dropped := g.dropRefs[id]; !dropped {
+			g.batch.PutMessage(id|refKeyBit, binary.BigEndian.AppendUint32(nil, n))
+		}
+	}
+	if len(cm.refs) > 1<<16 {
+		clear(cm.refs) // a cache, not the truth: reread from the store as needed
+	}
+	return nil
+}
+
+func (g *commitGroup) reset() {
+	g.pins, g.closing, g.sync = 0, false, false
+	g.batch.Reset()
+	clear(g.waiters)
+	g.waiters = g.waiters[:0]
+	clear(g.newRefs)
+	clear(g.dropRefs)
+	g.dropQueues = g.dropQueues[:0]
+}

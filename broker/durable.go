@@ -1,0 +1,333 @@
+package broker
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/petrelmq/petrel/store"
+)
+
+// A session whose expiry outlives its connection is durable: its state and
+// every QoS 1/2 delivery waiting for its client are in the store, so a
+// restart or a crash loses nothing the broker acknowledged. The contract:
+// a publisher's PUBACK/PUBREC is sent only after the message is committed
+// for every durable session it goes to (and as the retained message, if it
+// is one); a durable session receives a message only once it is committed,
+// so a crash cannot deliver what the publisher will send again.
+//
+// In memory a durable session keeps what is in flight and a bounded prefix
+// of its queue; the rest stays in the store and is paged in as the client
+// acknowledges, so memory stays flat however much is queued.
+
+// durableState is the store side of a session.
+type durableState struct {
+	// persisted is set for a session that is in the store; it stays set
+	// until the session ends, even if its expiry drops to 0.
+	persisted bool
+	// uid names this incarnation's queues in the store, so a session that
+	// replaces an ended one with the same client id never meets its entries.
+	uid string
+	// pending deliveries wait for their commit group, in sequence order.
+	pending      []pendingDelivery
+	pendingBytes int64
+	// stored counts the committed deliveries that are only in the store,
+	// all after the memory queue, starting at sequence number storedFrom.
+	stored      int
+	storedFrom  uint64
+	storedBytes int64
+	// resendBelow: deliveries with smaller sequence numbers may have been
+	// sent before a restart, so they go out again with DUP=1.
+	resendBelow uint64
+}
+
+type pendingDelivery struct {
+	delivery
+	group uint64
+	state pendingState
+}
+
+type pendingState uint8
+
+const (
+	pendingWaiting pendingState = iota
+	pendingDone
+	pendingFailed
+)
+
+// memQueueLimit bounds a durable session's in-memory queue; the rest waits
+// in the store.
+const memQueueLimit = 1024
+
+func (ss *session) durable() bool { return ss.persisted }
+
+func (ss *session) queueName() string   { return ss.clientID + "\x00q" + ss.uid }
+func (ss *session) inboundName() string { return ss.clientID + "\x00i" + ss.uid }
+
+func newSessionUID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// routeTx collects the store writes of routing one message (or of one
+// acknowledgement that must be durable before it is answered).
+type routeTx struct {
+	g       *commitGroup
+	b       store.Batch
+	msgID   uint64
+	refs    uint32
+	sync    bool
+	waiters []commitWaiter
+}
+
+// batch pins the open commit group on first use and returns the writes.
+func (tx *routeTx) batch(s *Server) *store.Batch {
+	if tx.g == nil {
+		tx.g = s.committer.begin()
+	}
+	return &tx.b
+}
+
+// reset empties tx for reuse.
+func (tx *routeTx) reset() {
+	tx.g, tx.msgID, tx.refs, tx.sync = nil, 0, 0, false
+	tx.b.Reset()
+	clear(tx.waiters)
+	tx.waiters = tx.waiters[:0]
+}
+
+// group is the commit group the writes joined, 0 when there are none. A
+// reply that must wait for them is registered under it before finish: the
+// group cannot commit until finish unpins it.
+func (tx *routeTx) group() uint64 {
+	if tx.g == nil {
+		return 0
+	}
+	return tx.g.id
+}
+
+// finish hands the writes to the committer; waiter (if any) hears when they
+// are durable.
+func (tx *routeTx) finish(s *Server, waiter commitWaiter) {
+	if tx.g == nil {
+		return
+	}
+	if waiter != nil {
+		tx.waiters = append(tx.waiters, waiter)
+	}
+	s.committer.endTx(tx.g, tx)
+	tx.reset() // ready for more writes
+}
+
+// stageLocked writes a durable delivery to tx and holds it until its commit.
+func (ss *session) stageLocked(d delivery, tx *routeTx) {
+	s := ss.srv
+	b := tx.batch(s)
+	if tx.msgID == 0 {
+		tx.msgID = s.nextMessageID()
+		b.PutMessage(tx.msgID, appendMessage(nil, d.msg))
+	}
+	tx.refs++
+	tx.sync = tx.sync || d.qos > 0
+	d.seq, d.msgID = ss.nextSeq, tx.msgID
+	ss.nextSeq++
+	b.PutQueue(ss.queueName(), d.seq, appendEntry(nil, entryOf(&d, false)))
+	ss.pending = append(ss.pending, pendingDelivery{delivery: d, group: tx.g.id})
+	ss.pendingBytes += int64(len(d.msg.Payload))
+	tx.waiters = append(tx.waiters, ss)
+}
+
+func entryOf(d *delivery, released bool) *queueEntry {
+	return &queueEntry{msgID: d.msgID, qos: d.qos, retain: d.retain, released: released,
+		expiry: d.msg.Expiry, size: len(d.msg.Payload), subIDs: d.subIDs}
+}
+
+// committed implements commitWaiter: deliveries of group g are on disk (or
+// failed to get there and are dropped); the committed ones at the front go
+// to the client in order.
+func (ss *session) committed(g uint64, err error) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	for i := range ss.pending {
+		if p := &ss.pending[i]; p.group == g && p.state == pendingWaiting {
+			if err != nil {
+				p.state = pendingFailed
+			} else {
+				p.state = pendingDone
+			}
+		}
+	}
+	n := 0
+	for n < len(ss.pending) && ss.pending[n].state != pendingWaiting {
+		p := &ss.pending[n]
+		ss.pendingBytes -= int64(len(p.msg.Payload))
+		switch {
+		case p.state == pendingFailed:
+		case ss.ended:
+			ss.forgetLocked(&p.delivery) // written after the session ended: take it out again
+		default:
+			ss.admitLocked(p.delivery)
+		}
+		n++
+	}
+	if n > 0 {
+		clear(ss.pending[:n])
+		ss.pending = ss.pending[n:]
+		if len(ss.pending) == 0 {
+			ss.pending = nil
+		}
+	}
+	if ss.conn != nil && !ss.ended {
+		ss.drainLocked(ss.conn)
+	}
+}
+
+// admitLocked queues a committed delivery: in memory while the memory
+// queue has room and nothing waits in the store ahead of it, otherwise in
+// the store alone.
+func (ss *session) admitLocked(d delivery) {
+	if ss.stored == 0 && ss.queue.len() < memQueueLimit {
+		ss.queue.push(d)
+		return
+	}
+	if ss.stored == 0 {
+		ss.storedFrom = d.seq
+	}
+	ss.stored++
+	ss.storedBytes += int64(len(d.msg.Payload))
+}
+
+// pageInLocked reads the next stored deliveries into the memory queue. It
+// reports whether any arrived.
+func (ss *session) pageInLocked() bool {
+	s := ss.srv
+	bodies := make(map[uint64]*Message)
+	now := time.Now()
+	loaded := 0
+	err := s.store.LoadQueue(ss.queueName(), ss.storedFrom, func(seq uint64, rec []byte) (bool, error) {
+		e, err := decodeEntry(rec)
+		if err != nil {
+			return false, fmt.Errorf("session %q entry %d: %w", ss.clientID, seq, err)
+		}
+		ss.storedFrom = seq + 1
+		ss.stored--
+		ss.storedBytes -= int64(e.size)
+		d := delivery{qos: e.qos, retain: e.retain, subIDs: e.subIDs, seq: seq, msgID: e.msgID, released: e.released}
+		if e.released {
+			d.msg = &Message{} // the body is no longer needed: only PUBREL is left
+		} else if !e.expiry.IsZero() && !now.Before(e.expiry) {
+			s.stats.expired.Add(1)
+			d.msg = &Message{Expiry: e.expiry}
+			ss.forgetLocked(&d)
+			return ss.stored > 0, nil
+		} else {
+			m := bodies[e.msgID]
+			if m == nil {
+				rec, err := s.store.Message(e.msgID)
+				if err != nil {
+					return false, fmt.Errorf("session %q entry %d: message %d: %w", ss.clientID, seq, e.msgID, err)
+				}
+				if m, err = decodeMessage(rec); err != nil {
+					return false, fmt.Errorf("session %q entry %d: message %d: %w", ss.clientID, seq, e.msgID, err)
+				}
+				bodies[e.msgID] = m
+			}
+			d.msg = m
+		}
+		ss.queue.push(d)
+		loaded++
+		return ss.stored > 0 && loaded < memQueueLimit, nil
+	})
+	if err != nil {
+		s.log.Error("reading a session's queue from the store", "client", ss.clientID, "err", err)
+		ss.stored, ss.storedBytes = 0, 0 // what could not be read is given up, loudly
+	}
+	if ss.stored < 0 || (loaded == 0 && ss.stored > 0) {
+		ss.stored, ss.storedBytes = 0, 0 // the count was off: the store is the truth
+	}
+	return loaded > 0
+}
+
+// forgetLocked removes a delivery that is done with (acknowledged, sent at
+// QoS 0, expired or undeliverable) from the store.
+func (ss *session) forgetLocked(d *delivery) {
+	if !ss.persisted || d.msgID == 0 {
+		return
+	}
+	ss.srv.committer.dropEntry(ss.queueName(), d.seq, d.msgID)
+}
+
+// markReleasedLocked records that a QoS 2 delivery got its PUBREC.
+func (ss *session) markReleasedLocked(f *inflight) {
+	if !ss.persisted || f.msgID == 0 {
+		return
+	}
+	ss.srv.committer.putEntry(ss.queueName(), f.seq, appendEntry(nil, entryOf(&f.delivery, true)))
+}
+
+// recordLocked encodes the session for the store.
+func (ss *session) recordLocked(now time.Time) []byte {
+	rec := sessionRecord{uid: ss.uid, expiry: ss.expiry, will: ss.pendingWill, willAt: ss.willAt}
+	if ss.conn == nil {
+		rec.offlineSince = now
+	}
+	for key, sub := range ss.subs {
+		st := storedSub{key: key, qos: sub.qos, subID: sub.subID}
+		if sub.noLocal {
+			st.opts |= subNoLocal
+		}
+		if sub.retainAsPublished {
+			st.opts |= subRAP
+		}
+		rec.subs = append(rec.subs, st)
+	}
+	return appendSession(nil, &rec)
+}
+
+// save writes the session record to tx, to be durable before the client is
+// told of the change (subscriptions).
+func (ss *session) save(tx *routeTx) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if !ss.persisted || ss.ended {
+		return
+	}
+	tx.batch(ss.srv).PutSession(ss.clientID, ss.recordLocked(time.Now()))
+	tx.sync = true
+}
+
+// saveLazilyLocked writes the session record without waiting for the disk:
+// bookkeeping whose loss in a crash costs nothing the client was promised
+// (the time it went offline, a changed expiry, a pending will).
+func (ss *session) saveLazilyLocked() {
+	if !ss.persisted || ss.ended {
+		return
+	}
+	var b store.Batch
+	b.PutSession(ss.clientID, ss.recordLocked(time.Now()))
+	ss.srv.committer.write(&b)
+}
+
+// nextMessageID hands out store keys for message bodies. It starts at a
+// random point so ids never meet those of an earlier run.
+func (s *Server) nextMessageID() uint64 {
+	return s.msgIDs.Add(1) &^ refKeyBit
+}
+
+func randomMessageBase() uint64 {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return binary.BigEndian.Uint64(b[:]) >> 2
+}
+
+// commitError is what a client is told when its write could not be stored.
+func commitError(err error) error {
+	if errors.Is(err, store.ErrFull) {
+		return fmt.Errorf("store full: %w", err)
+	}
+	return err
+}

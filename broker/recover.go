@@ -1,0 +1,150 @@
+package broker
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/petrelmq/petrel/store"
+	"github.com/petrelmq/petrel/topic"
+)
+
+// recover loads what the store holds before the broker serves anyone:
+// retained messages, and durable sessions with their subscriptions, the
+// QoS 2 ids their clients sent, pending wills and the size of their queues
+// (the queued deliveries themselves stay in the store until their client is
+// back). Sessions and messages that expired while the broker was down are
+// dropped; wills whose time came are published.
+func (s *Server) recover() error {
+	start := time.Now()
+	var expired store.Batch
+	retained := 0
+	err := s.store.LoadRetained(func(name string, rec []byte) error {
+		m, err := decodeMessage(rec)
+		if err != nil {
+			return fmt.Errorf("retained message %q: %w", name, err)
+		}
+		if m.expired(start) {
+			expired.DeleteRetained(name)
+			return nil
+		}
+		s.retained.Set(m.Topic, m)
+		retained++
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("load retained messages: %w", err)
+	}
+	var wills []*Message
+	sessions, queued := 0, 0
+	err = s.store.LoadSessions(func(clientID string, rec []byte) error {
+		r, err := decodeSession(rec)
+		if err != nil {
+			return fmt.Errorf("session %q: %w", clientID, err)
+		}
+		ss, will, err := s.recoverSession(clientID, r, start)
+		if err != nil {
+			return err
+		}
+		if will != nil {
+			wills = append(wills, will)
+		}
+		if ss != nil {
+			sessions++
+			queued += ss.stored
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("load sessions: %w", err)
+	}
+	if expired.Len() > 0 {
+		s.committer.write(&expired)
+	}
+	for _, w := range wills {
+		s.publishWill(w)
+	}
+	s.log.Info("recovered from the store", "retained", retained, "sessions", sessions, "queued", queued,
+		"took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// recoverSession rebuilds one durable session. It returns nil for a session
+// that expired while the broker was down, and a will to publish now.
+func (s *Server) recoverSession(clientID string, r *sessionRecord, now time.Time) (*session, *Message, error) {
+	ss := &session{id: s.nextSessionID.Add(1), clientID: clientID, srv: s, nextSeq: 1, expiry: r.expiry}
+	ss.persisted, ss.uid = true, r.uid
+	offline := r.offlineSince
+	if offline.IsZero() || offline.After(now) {
+		offline = now // it was connected when the broker stopped
+	}
+	if ss.expiry != expiryNever {
+		ss.expireAt = offline.Add(time.Duration(ss.expiry) * time.Second)
+	}
+	if !ss.expireAt.IsZero() && !now.Before(ss.expireAt) {
+		// Expired while the broker was down: it ends, and its will goes.
+		s.committer.dropSession(clientID, ss.queueName(), ss.inboundName())
+		return nil, r.will, nil
+	}
+	var will *Message
+	if r.will != nil {
+		if !now.Before(r.willAt) {
+			will = r.will
+		} else {
+			ss.pendingWill, ss.willAt = r.will, r.willAt
+		}
+	}
+	// The queue: its length and bytes, where it starts and ends.
+	err := s.store.LoadQueue(ss.queueName(), 0, func(seq uint64, rec []byte) (bool, error) {
+		e, err := decodeEntry(rec)
+		if err != nil {
+			return false, fmt.Errorf("session %q queue entry %d: %w", clientID, seq, err)
+		}
+		if ss.stored == 0 {
+			ss.storedFrom = seq
+		}
+		ss.stored++
+		ss.storedBytes += int64(e.size)
+		ss.nextSeq = seq + 1
+		return true, nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	ss.resendBelow = ss.nextSeq
+	err = s.store.LoadQueue(ss.inboundName(), 0, func(pid uint64, _ []byte) (bool, error) {
+		if ss.inboundQoS2 == nil {
+			ss.inboundQoS2 = make(map[uint16]struct{})
+		}
+		ss.inboundQoS2[uint16(pid)] = struct{}{}
+		return true, nil
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("session %q inbound QoS 2 ids: %w", clientID, err)
+	}
+	for _, st := range r.subs {
+		sub := subscriber{sess: ss, qos: st.qos, noLocal: st.opts&subNoLocal != 0,
+			retainAsPublished: st.opts&subRAP != 0, subID: st.subID}
+		if ss.subs == nil {
+			ss.subs = make(map[string]subscriber)
+		}
+		if strings.HasPrefix(st.key, topic.SharePrefix) {
+			name, filter, err := topic.ParseShare(st.key)
+			if err != nil {
+				return nil, nil, fmt.Errorf("session %q subscription %q: %w", clientID, st.key, err)
+			}
+			sub.group = s.joinShare(name, filter, sub)
+		} else {
+			s.index.Add(st.key, ss, sub)
+		}
+		ss.subs[st.key] = sub
+	}
+	ss.nsubs.Store(int32(len(ss.subs)))
+	s.mu.Lock()
+	s.sessions[clientID] = ss
+	s.mu.Unlock()
+	ss.mu.Lock()
+	ss.armLocked(now)
+	ss.mu.Unlock()
+	return ss, will, nil
+}
