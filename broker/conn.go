@@ -381,6 +381,9 @@ func (c *conn) appendPacket(p packet.Packet) {
 	if c.outClosed {
 		return
 	}
+	if c.maxOut > 0 && !c.fits(p) {
+		return
+	}
 	if c.out == nil {
 		c.out = bufpool.Get(512)
 	}
@@ -390,6 +393,40 @@ func (c *conn) appendPacket(p packet.Packet) {
 		return
 	}
 	c.out = out
+}
+
+// fits keeps a packet within the client's Maximum Packet Size: it drops the
+// Reason String and User Properties if that is enough, and otherwise
+// reports false (the packet is not sent). [MQTT-3.1.2-25] (v5)
+func (c *conn) fits(p packet.Packet) bool {
+	if packet.Len(p, c.version) <= int(c.maxOut) {
+		return true
+	}
+	var props *packet.Properties
+	switch p := p.(type) {
+	case *packet.Connack:
+		props = &p.Props
+	case *packet.Disconnect:
+		props = &p.Props
+	case *packet.Suback:
+		props = &p.Props
+	case *packet.Unsuback:
+		props = &p.Props
+	case *packet.Ack:
+		props = &p.Props
+	case *packet.Auth:
+		props = &p.Props
+	}
+	if props != nil {
+		props.Clear(packet.PropReasonString)
+		props.Clear(packet.PropUser)
+		if packet.Len(p, c.version) <= int(c.maxOut) {
+			return true
+		}
+	}
+	c.srv.log.Debug("packet larger than the client's maximum packet size not sent", "client", c.clientID(),
+		"type", p.Type().String(), "max", c.maxOut)
+	return false
 }
 
 // writePacket appends p to the outbound buffer and asks the driver to flush.

@@ -51,7 +51,9 @@ func newMessage(p *packet.Publish, origin uint64, now time.Time) *Message {
 	if len(p.Topic) > 0 {
 		m.Topic = unsafe.String(&buf[0], len(p.Topic))
 	}
-	if p.Props.Has(packet.PropMessageExpiry) {
+	// An interval of 0 is taken as no expiry, as Mosquitto does: the spec
+	// gives it no meaning of its own.
+	if p.Props.Has(packet.PropMessageExpiry) && p.Props.MessageExpiry > 0 {
 		m.Expiry = now.Add(time.Duration(p.Props.MessageExpiry) * time.Second)
 	}
 	if p.Props.Present&forwarded != 0 || len(p.Props.User) > 0 {

@@ -83,6 +83,8 @@ type delivery struct {
 	msgID uint64
 	// released: QoS 2, PUBREC received, PUBREL sent, awaiting PUBCOMP.
 	released bool
+	// dup: sent before, on an earlier connection; goes out again with DUP=1.
+	dup bool
 }
 
 // pidOf derives a packet id from a sequence number, so that a delivery
@@ -160,7 +162,7 @@ func (ss *session) sendLocked(c *conn, d delivery) {
 		c.writeAck(packet.PUBREL, pidOf(d.seq), packet.Success) // recovered after its PUBREC
 		return
 	}
-	if !c.writePublish(&d, pidOf(d.seq), d.seq < ss.resendBelow) {
+	if !c.writePublish(&d, pidOf(d.seq), d.dup || d.seq < ss.resendBelow) {
 		ss.inflight.remove(ss.inflight.len() - 1)
 		ss.forgetLocked(&d)
 	}
@@ -207,13 +209,33 @@ func (ss *session) drainLocked(c *conn) {
 // PUBREL for QoS 2 messages already received. Then the queue drains.
 // [MQTT-4.4.0-1]
 func (ss *session) resumeLocked(c *conn) {
-	for i := range ss.inflight.items {
+	// The new connection may allow fewer messages in flight than the last
+	// one had: what does not fit goes back to the head of the queue, to be
+	// re-sent (still with DUP=1) as acknowledgements free the window.
+	// [MQTT-3.3.4-9] (v5)
+	if over := ss.inflight.len() - c.window; over > 0 {
+		back := ss.inflight.items[c.window:]
+		for i := range back {
+			back[i].dup = true
+		}
+		ss.queue.pushFront(back)
+		clear(back)
+		ss.inflight.items = ss.inflight.items[:c.window]
+	}
+	for i := 0; i < len(ss.inflight.items); {
 		f := &ss.inflight.items[i]
 		if f.released {
 			c.writeAck(packet.PUBREL, pidOf(f.seq), packet.Success)
+			i++
 			continue
 		}
-		c.writePublish(&f.delivery, pidOf(f.seq), true)
+		if !c.writePublish(&f.delivery, pidOf(f.seq), true) {
+			// Too large for this connection: dropped as though delivered. [MQTT-3.1.2-25]
+			ss.forgetLocked(&f.delivery)
+			ss.inflight.remove(i)
+			continue
+		}
+		i++
 	}
 	ss.drainLocked(c)
 }
@@ -399,6 +421,17 @@ func (q *messageQueue) push(d delivery) {
 }
 
 func (q *messageQueue) peek() delivery { return q.items[q.head] }
+
+// pushFront puts ds, in order, ahead of everything queued.
+func (q *messageQueue) pushFront(ds []inflight) {
+	items := make([]delivery, 0, len(ds)+q.len())
+	for _, f := range ds {
+		items = append(items, f.delivery)
+		q.bytes += int64(len(f.msg.Payload))
+	}
+	q.items = append(items, q.items[q.head:]...)
+	q.head = 0
+}
 
 func (q *messageQueue) pop() {
 	q.bytes -= int64(len(q.items[q.head].msg.Payload))
