@@ -107,6 +107,9 @@ func (c *conn) authFailed(err error, reauth bool) {
 	}
 	c.authx = nil
 	if reauth {
+		if code == packet.BadUserNameOrPassword {
+			code = packet.NotAuthorized // 0x86 is not a DISCONNECT reason [MQTT-3.14.2-1]
+		}
 		c.disconnect(code, "re-authentication failed")
 		return
 	}

@@ -539,7 +539,6 @@ func TestV5ReceiveMaximumExceededSparesOthers(t *testing.T) {
 // resuming a session count against the new connection's Receive Maximum,
 // and the rest follow as acknowledgements free the slots.
 func TestV5ResendWithinReceiveMaximum(t *testing.T) {
-	t.Skip("BROKER BUG: on session resume every in-flight PUBLISH is re-sent at once, beyond the new connection's Receive Maximum")
 	srv := startServer(t, Options{})
 	cp := psV5("sub", packet.Properties{SessionExpiry: 300})
 	cp.Props.Mark(packet.PropSessionExpiry)
@@ -830,7 +829,6 @@ func TestV5MaximumPacketSizeTowardsClient(t *testing.T) {
 // client's new Maximum Packet Size is not re-sent, and is then as good as
 // delivered: it must not hold a slot of the new Receive Maximum forever.
 func TestV5MaximumPacketSizeOnResend(t *testing.T) {
-	t.Skip("BROKER BUG: an in-flight message too large for the new connection is not re-sent but keeps its Receive Maximum slot, so nothing else is ever delivered")
 	srv := startServer(t, Options{})
 	cp := psV5("sub", packet.Properties{SessionExpiry: 300})
 	cp.Props.Mark(packet.PropSessionExpiry)
