@@ -313,8 +313,10 @@ func (c *conn) handleDisconnect(p *packet.Disconnect) error {
 				return violation(packet.ProtocolError, "DISCONNECT sets a session expiry interval after CONNECT set 0")
 			}
 		}
-		if p.Code == packet.DisconnectWithWill {
-			// The client asks for its will to be published. [MQTT-3.14.4-3]
+		if p.Code != packet.Success {
+			// Only a normal disconnection discards the will: 0x04 asks for
+			// it, and an error code leaves it to be published. [MQTT-3.1.2-10]
+			c.srv.log.Debug("client disconnected", "client", c.clientID(), "code", byte(p.Code))
 			c.shutdown()
 			return nil
 		}

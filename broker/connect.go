@@ -32,6 +32,10 @@ type connectParams struct {
 // [MQTT-3.1.4-1] [MQTT-3.2.2-4] [MQTT-3.2.2-5]
 func (c *conn) handleConnect(p *packet.Connect) error {
 	c.version = p.Version
+	if p.Version == packet.V5 && p.Props.Has(packet.PropMaximumPacketSize) {
+		// Known before anything is sent, a refusing CONNACK included. [MQTT-3.2.2-19] (v5)
+		c.maxOut = p.Props.MaximumPacketSize
+	}
 	if code := c.checkClientID(p); code != packet.Success {
 		c.refuse(code, "client identifier not valid")
 		return nil

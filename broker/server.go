@@ -53,8 +53,10 @@ type Server struct {
 	stats        stats
 	shuttingDown atomic.Bool
 
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // listenerState is a running listener; connections point to theirs.
@@ -166,6 +168,11 @@ func (s *Server) Addrs() []net.Addr {
 // Close stops the listeners and closes every connection. Wills are not
 // published for connections the server closes on shutdown.
 func (s *Server) Close() error {
+	s.closeOnce.Do(func() { s.closeErr = s.close() })
+	return s.closeErr
+}
+
+func (s *Server) close() error {
 	s.shuttingDown.Store(true)
 	if s.cancel != nil {
 		s.cancel()

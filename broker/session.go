@@ -139,9 +139,10 @@ func (ss *session) push(d delivery, tx *routeTx) bool {
 	return true
 }
 
-// queuedLocked counts the deliveries the session holds for its client.
+// queuedLocked counts the deliveries waiting for their turn: not yet in
+// flight to the client. The queue limits apply to these.
 func (ss *session) queuedLocked() int {
-	return ss.inflight.len() + ss.queue.len() + len(ss.pending) + ss.stored
+	return ss.queue.len() + len(ss.pending) + ss.stored
 }
 
 // hasQueueRoom applies the queue limits to one more delivery of size bytes.
