@@ -86,7 +86,9 @@ type Options struct {
 	// CacheSize is the block cache in bytes. Zero means 32 MiB.
 	CacheSize int64
 	// MemTableSize is the size of pebble's write buffer in bytes; a log
-	// file is preallocated at 110% of it. Zero means 16 MiB.
+	// file is preallocated at 110% of it, and up to four log files of about
+	// this size stay in the directory (the live one and three kept for
+	// reuse). Zero means 8 MiB.
 	MemTableSize uint64
 	// MinFreeBytes is the free space the store keeps on its filesystem:
 	// commits are refused with store.ErrFull below it. A quarter of it is
@@ -110,7 +112,7 @@ func (o *Options) setDefaults() {
 		o.CacheSize = 32 << 20
 	}
 	if o.MemTableSize == 0 {
-		o.MemTableSize = 16 << 20
+		o.MemTableSize = 8 << 20
 	}
 	if o.MinFreeBytes <= 0 {
 		o.MinFreeBytes = 64 << 20
