@@ -282,6 +282,9 @@ func (s *Store) Message(id uint64) ([]byte, error) {
 func (s *Store) Usage() (int64, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	if s.closed {
+		return 0, store.ErrClosed
+	}
 	return s.bytes, nil
 }
 

@@ -1,11 +1,13 @@
 package pebblestore
 
 import (
+	"flag"
 	"fmt"
 	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -153,16 +155,27 @@ func makeRecoveryStore(b *testing.B) string {
 	return recoveryStore.dir
 }
 
+var coldCache = flag.Bool("coldcache", false,
+	"BenchmarkRecovery drops the page cache before each Open (needs root)")
+
 // BenchmarkRecovery measures what a broker's start costs the store: Open,
 // then LoadRetained, LoadSessions and LoadMessages over the records above
 // (the broker's decoding of each record comes on top).
 //
-//	go test ./store/pebble -run '^$' -bench Recovery -benchtime 5x
+//	go test ./store/pebble -run '^$' -bench Recovery -benchtime 5x [-coldcache]
 func BenchmarkRecovery(b *testing.B) {
 	dir := makeRecoveryStore(b)
 	var open, load time.Duration
 	b.ResetTimer()
 	for range b.N {
+		if *coldCache {
+			b.StopTimer()
+			syscall.Sync()
+			if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("3"), 0); err != nil {
+				b.Fatalf("dropping the page cache: %v", err)
+			}
+			b.StartTimer()
+		}
 		start := time.Now()
 		s, err := Open(dir, Options{Logger: quiet})
 		if err != nil {

@@ -2,6 +2,7 @@ package pebblestore
 
 import (
 	"flag"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"testing"
@@ -13,8 +14,9 @@ var soakCycles = flag.Int("soak", 20_000, "put+delete cycles of TestSoakPutDelet
 
 // TestSoakPutDeleteStaysSmall puts and deletes 1 KiB messages and their queue
 // entries, a window of 1,000 live at a time, as a broker does for messages
-// that are delivered: the directory must not grow with the data that passed
-// through it, only with what is live.
+// that are delivered, while short-lived sessions come and go (each deleted
+// with its queue, a range deletion): the directory must not grow with the
+// data that passed through it, only with what is live.
 func TestSoakPutDeleteStaysSmall(t *testing.T) {
 	const window, bound = 1000, 64 << 20
 	dir := t.TempDir()
@@ -31,6 +33,12 @@ func TestSoakPutDeleteStaysSmall(t *testing.T) {
 		b.Reset()
 		b.PutMessage(i, body)
 		b.PutQueue("client", i, []byte("message ref"))
+		visitor := fmt.Sprint("visitor", i/100)
+		b.PutSession(visitor, body[:100])
+		b.PutQueue(visitor, i, body[:200])
+		if i%100 == 99 {
+			b.DeleteSession(visitor)
+		}
 		if err := s.Commit(&b, false); err != nil {
 			t.Fatal(err)
 		}
