@@ -38,6 +38,10 @@ type Store interface {
 	// Message returns the body stored under id, or ErrNotFound.
 	Message(id uint64) ([]byte, error)
 
+	// Sync makes every earlier commit durable, those made without sync
+	// included (the broker's periodic sync mode).
+	Sync() error
+
 	// Usage reports the bytes the store occupies (for metrics and hygiene checks).
 	Usage() (int64, error)
 

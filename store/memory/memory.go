@@ -279,6 +279,16 @@ func (s *Store) Message(id uint64) ([]byte, error) {
 }
 
 // Usage reports the bytes of keys and values held.
+// Sync does nothing: there is no disk.
+func (s *Store) Sync() error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return store.ErrClosed
+	}
+	return nil
+}
+
 func (s *Store) Usage() (int64, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()

@@ -218,6 +218,33 @@ func TestPowerLossKeepsSyncedBatches(t *testing.T) {
 	_ = s.Close()
 }
 
+// TestPowerLossAfterSync: commits made without sync survive a power loss
+// once Sync returned (the broker's periodic sync mode relies on it).
+func TestPowerLossAfterSync(t *testing.T) {
+	mem := vfs.NewCrashableMem()
+	opts := testOptions()
+	opts.fs = mem
+	s := openT(t, "/store", opts)
+	var b store.Batch
+	const n = 100
+	for i := range uint64(n) {
+		crashBatch(&b, i)
+		if err := s.Commit(&b, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	opts.fs = mem.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0, RNG: rand.New(rand.NewPCG(1, 2))})
+	after := openT(t, "/store", opts)
+	if k := checkCrashState(t, after); k < n-1 {
+		t.Errorf("power loss after Sync: the store ends at batch %d; batches up to %d were synced by Sync", k, n-1)
+	}
+	_ = after.Close()
+	_ = s.Close()
+}
+
 // TestLockedByAnotherProcess opens a store and has another process try.
 func TestLockedByAnotherProcess(t *testing.T) {
 	dir := t.TempDir()

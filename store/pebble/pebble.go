@@ -512,6 +512,31 @@ func (s *Store) Message(id uint64) ([]byte, error) {
 	return body, closer.Close()
 }
 
+// Sync makes every earlier commit durable: it writes an empty log record
+// and syncs the log, which carries all that came before it.
+func (s *Store) Sync() (err error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed.Load() {
+		return store.ErrClosed
+	}
+	if err := s.failure(); err != nil {
+		return err
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = s.fail(panicError(r))
+		}
+	}()
+	if err := s.db.LogData(nil, pebble.Sync); err != nil {
+		if kind := ioKind(err); kind != nil {
+			return fmt.Errorf("pebble store: sync: %w: %w", kind, err)
+		}
+		return fmt.Errorf("pebble store: sync: %w", err)
+	}
+	return nil
+}
+
 // Usage reports the bytes of the files in the store's directory, the ballast
 // left out.
 func (s *Store) Usage() (int64, error) {

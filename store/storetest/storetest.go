@@ -39,6 +39,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ReadersSeeWholeBatches", testReadersSeeWholeBatches},
 		{"ConcurrentCommits", testConcurrentCommits},
 		{"Usage", testUsage},
+		{"SyncAfterUnsyncedCommits", testSync},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -563,7 +564,27 @@ func testClose(t *testing.T, s store.Store) {
 	if _, err := s.Message(1); !errors.Is(err, store.ErrClosed) {
 		t.Errorf("Message after Close: err %v; want ErrClosed", err)
 	}
+	if err := s.Sync(); !errors.Is(err, store.ErrClosed) {
+		t.Errorf("Sync after Close: err %v; want ErrClosed", err)
+	}
 	if err := s.Close(); err != nil {
 		t.Errorf("second Close: %v; want nil", err)
+	}
+}
+
+// testSync: Sync succeeds after commits made without sync, and they stay.
+func testSync(t *testing.T, s store.Store) {
+	for i := range 10 {
+		var b store.Batch
+		b.PutQueue("c", uint64(i+1), []byte{byte(i)})
+		if err := s.Commit(&b, false); err != nil {
+			t.Fatalf("Commit: %v", err)
+		}
+	}
+	if err := s.Sync(); err != nil {
+		t.Fatalf("Sync: %v", err)
+	}
+	if got := queue(t, s, "c", 0); len(got) != 10 {
+		t.Fatalf("after Sync: %d entries, want 10", len(got))
 	}
 }
