@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/petrelmq/petrel/store"
 )
@@ -34,6 +35,11 @@ type committer struct {
 	// refs caches message reference counts the committer has written, so a
 	// count is read from the store at most once while it stays in use.
 	refs map[uint64]uint32
+
+	// syncEvery, when positive, makes commits unsynced and syncs the store
+	// that often instead; unsynced says a sync is due.
+	syncEvery time.Duration
+	unsynced  bool
 }
 
 // commitWaiter hears that the group it joined committed (err nil) or failed.
@@ -156,14 +162,34 @@ func (cm *committer) poke() {
 
 // run commits groups until stop. Call it on its own goroutine.
 func (cm *committer) run() {
+	var tick <-chan time.Time
+	if cm.syncEvery > 0 {
+		t := time.NewTicker(cm.syncEvery)
+		defer t.Stop()
+		tick = t.C
+	}
 	for {
 		select {
 		case <-cm.wake:
+			cm.commitOpen()
+		case <-tick:
+			cm.syncNow()
 		case <-cm.done:
 			cm.commitOpen() // whatever is left
+			cm.syncNow()
 			return
 		}
-		cm.commitOpen()
+	}
+}
+
+// syncNow makes the unsynced commits of the periodic mode durable.
+func (cm *committer) syncNow() {
+	if !cm.unsynced {
+		return
+	}
+	cm.unsynced = false
+	if err := cm.st.Sync(); err != nil {
+		cm.log.Error("store sync failed", "err", err)
 	}
 }
 
@@ -190,7 +216,9 @@ func (cm *committer) commitOpen() {
 
 	err := cm.prepare(g)
 	if err == nil {
-		err = cm.st.Commit(&g.batch, g.sync)
+		sync := g.sync && cm.syncEvery <= 0
+		err = cm.st.Commit(&g.batch, sync)
+		cm.unsynced = cm.unsynced || (!sync && g.batch.Len() > 0)
 	}
 	if err != nil {
 		cm.log.Error("store commit failed: the writes of this group are refused", "group", g.id,

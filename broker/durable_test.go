@@ -3,11 +3,10 @@ package broker
 import (
 	"bytes"
 	"fmt"
-	"io"
-	"net"
 	"testing"
 	"time"
 
+	"github.com/petrelmq/petrel/internal/wiretest"
 	"github.com/petrelmq/petrel/packet"
 	"github.com/petrelmq/petrel/store"
 	"github.com/petrelmq/petrel/store/memory"
@@ -57,103 +56,9 @@ func (r *restartable) restart() {
 
 func (r *restartable) addr() string { return r.srv.Addrs()[0].String() }
 
-// wireClient speaks raw MQTT 3.1.1 with packet's codec.
-type wireClient struct {
-	t   *testing.T
-	c   net.Conn
-	dec packet.Decoder
-	buf []byte
-}
-
-func wireConnect(t *testing.T, addr, id string, clean bool) (*wireClient, bool) {
+func wireConnect(t *testing.T, addr, id string, clean bool) (*wiretest.Client, bool) {
 	t.Helper()
-	nc, err := net.DialTimeout("tcp", addr, wireTimeout)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { nc.Close() })
-	w := &wireClient{t: t, c: nc}
-	w.dec.Version = packet.V311
-	w.send(&packet.Connect{Version: packet.V311, CleanStart: clean, ClientID: id, KeepAlive: 60})
-	ack, ok := w.next().(*packet.Connack)
-	if !ok || ack.Code != 0 {
-		t.Fatalf("%s: CONNACK %+v", id, ack)
-	}
-	return w, ack.SessionPresent
-}
-
-func (w *wireClient) send(p packet.Packet) {
-	w.t.Helper()
-	b, err := packet.Append(nil, p, packet.V311)
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	w.c.SetWriteDeadline(time.Now().Add(wireTimeout))
-	if _, err := w.c.Write(b); err != nil {
-		w.t.Fatalf("write: %v", err)
-	}
-}
-
-// next reads one packet. It is decoded into a copy, valid after later reads.
-func (w *wireClient) next() packet.Packet {
-	w.t.Helper()
-	w.c.SetReadDeadline(time.Now().Add(wireTimeout))
-	for {
-		h, n, err := packet.ParseFixedHeader(w.buf, 0)
-		if err == nil && len(w.buf) >= n+h.Remaining {
-			p, err := w.dec.Decode(h, w.buf[n:n+h.Remaining])
-			if err != nil {
-				w.t.Fatalf("decode: %v", err)
-			}
-			p = packet.Clone(p)
-			w.buf = w.buf[n+h.Remaining:]
-			return p
-		}
-		if err != nil && err != packet.ErrIncomplete {
-			w.t.Fatalf("header: %v", err)
-		}
-		tmp := make([]byte, 64<<10)
-		k, err := w.c.Read(tmp)
-		if err != nil {
-			w.t.Fatalf("read: %v (buffered % x)", err, w.buf)
-		}
-		w.buf = append(w.buf, tmp[:k]...)
-	}
-}
-
-func (w *wireClient) publish(topic, payload string, qos byte, pid uint16, retain bool) {
-	w.send(&packet.Publish{Topic: topic, Payload: []byte(payload), QoS: qos, PacketID: pid, Retain: retain})
-}
-
-// expectAck reads the acknowledgement of a PUBLISH.
-func (w *wireClient) expectAck(kind packet.Type, pid uint16) {
-	w.t.Helper()
-	a, ok := w.next().(*packet.Ack)
-	if !ok || a.Kind != kind || a.PacketID != pid {
-		w.t.Fatalf("want %s %d, got %+v", kind, pid, a)
-	}
-}
-
-func (w *wireClient) ping() {
-	w.t.Helper()
-	w.send(&packet.Pingreq{})
-	if p := w.next(); p.Type() != packet.PINGRESP {
-		w.t.Fatalf("want PINGRESP, got %s %+v", p.Type(), p)
-	}
-}
-
-func (w *wireClient) subscribe(filter string, qos byte) {
-	w.t.Helper()
-	w.send(&packet.Subscribe{PacketID: 1, Subs: []packet.Subscription{{Filter: filter, QoS: qos}}})
-	if a, ok := w.next().(*packet.Suback); !ok || len(a.Codes) != 1 || a.Codes[0] != packet.ReasonCode(qos) {
-		w.t.Fatalf("SUBACK %+v", a)
-	}
-}
-
-func (w *wireClient) disconnect() {
-	w.send(&packet.Disconnect{})
-	w.c.SetReadDeadline(time.Now().Add(wireTimeout))
-	io.Copy(io.Discard, w.c)
+	return wiretest.MustConnect(t, addr, id, clean)
 }
 
 // [MQTT-3.1.2-4] v3.1.1
@@ -162,23 +67,23 @@ func (w *wireClient) disconnect() {
 func TestRestartKeepsSessionsQueuesAndRetained(t *testing.T) {
 	r := newRestartable(t)
 	sub, _ := wireConnect(t, r.addr(), "durable", false)
-	sub.subscribe("q/#", 2)
-	sub.disconnect()
+	sub.Subscribe("q/#", 2)
+	sub.Disconnect()
 
 	pub, _ := wireConnect(t, r.addr(), "pub", true)
 	const n = 3000 // more than a session keeps in memory: the rest is paged in from the store
 	for i := range n {
 		qos := byte(1 + i%2)
 		pid := uint16(i%60000 + 1)
-		pub.publish("q/x", fmt.Sprint(i), qos, pid, false)
-		pub.expectAck(map[byte]packet.Type{1: packet.PUBACK, 2: packet.PUBREC}[qos], pid)
+		pub.Publish("q/x", fmt.Sprint(i), qos, pid, false)
+		pub.ExpectAck(map[byte]packet.Type{1: packet.PUBACK, 2: packet.PUBREC}[qos], pid)
 		if qos == 2 {
-			pub.send(&packet.Ack{Kind: packet.PUBREL, PacketID: pid})
-			pub.expectAck(packet.PUBCOMP, pid)
+			pub.Send(&packet.Ack{Kind: packet.PUBREL, PacketID: pid})
+			pub.ExpectAck(packet.PUBCOMP, pid)
 		}
 	}
-	pub.publish("q/retained", "kept", 1, 1, true)
-	pub.expectAck(packet.PUBACK, 1)
+	pub.Publish("q/retained", "kept", 1, 1, true)
+	pub.ExpectAck(packet.PUBACK, 1)
 
 	r.restart()
 
@@ -188,7 +93,7 @@ func TestRestartKeepsSessionsQueuesAndRetained(t *testing.T) {
 	}
 	got, awaitingRel := 0, 0
 	for got < n+1 || awaitingRel > 0 {
-		switch p := sub.next().(type) {
+		switch p := sub.Next().(type) {
 		case *packet.Publish:
 			want := fmt.Sprint(got)
 			if got == n {
@@ -199,35 +104,35 @@ func TestRestartKeepsSessionsQueuesAndRetained(t *testing.T) {
 			}
 			got++
 			if p.QoS == 1 {
-				sub.send(&packet.Ack{Kind: packet.PUBACK, PacketID: p.PacketID})
+				sub.Send(&packet.Ack{Kind: packet.PUBACK, PacketID: p.PacketID})
 			} else {
-				sub.send(&packet.Ack{Kind: packet.PUBREC, PacketID: p.PacketID})
+				sub.Send(&packet.Ack{Kind: packet.PUBREC, PacketID: p.PacketID})
 				awaitingRel++
 			}
 		case *packet.Ack:
 			if p.Kind != packet.PUBREL {
 				t.Fatalf("unexpected %s", p.Kind)
 			}
-			sub.send(&packet.Ack{Kind: packet.PUBCOMP, PacketID: p.PacketID})
+			sub.Send(&packet.Ack{Kind: packet.PUBCOMP, PacketID: p.PacketID})
 			awaitingRel--
 		default:
 			t.Fatalf("unexpected %s", p.Type())
 		}
 	}
-	sub.ping()
+	sub.Ping()
 
 	// The retained message survived too.
 	other, _ := wireConnect(t, r.addr(), "other", true)
-	other.subscribe("q/retained", 1)
-	if p, ok := other.next().(*packet.Publish); !ok || string(p.Payload) != "kept" || !p.Retain {
+	other.Subscribe("q/retained", 1)
+	if p, ok := other.Next().(*packet.Publish); !ok || string(p.Payload) != "kept" || !p.Retain {
 		t.Fatalf("retained after restart: %+v", p)
 	}
-	other.send(&packet.Ack{Kind: packet.PUBACK, PacketID: 1})
-	other.ping()
+	other.Send(&packet.Ack{Kind: packet.PUBACK, PacketID: 1})
+	other.Ping()
 
 	// Everything acknowledged is gone from the store but the session and the retained message.
-	sub.disconnect()
-	other.disconnect()
+	sub.Disconnect()
+	other.Disconnect()
 	r.restart()
 	var queues, messages int
 	r.st.LoadMessages(func(uint64, []byte) error { messages++; return nil })
@@ -244,16 +149,16 @@ func TestRestartKeepsSessionsQueuesAndRetained(t *testing.T) {
 func TestRestartKeepsInboundQoS2Ids(t *testing.T) {
 	r := newRestartable(t)
 	sub, _ := wireConnect(t, r.addr(), "watcher", false)
-	sub.subscribe("once", 1)
+	sub.Subscribe("once", 1)
 
 	pub, _ := wireConnect(t, r.addr(), "pub", false)
-	pub.publish("once", "exactly", 2, 7, false)
-	pub.expectAck(packet.PUBREC, 7)
-	if p, ok := sub.next().(*packet.Publish); !ok || string(p.Payload) != "exactly" {
+	pub.Publish("once", "exactly", 2, 7, false)
+	pub.ExpectAck(packet.PUBREC, 7)
+	if p, ok := sub.Next().(*packet.Publish); !ok || string(p.Payload) != "exactly" {
 		t.Fatalf("first delivery: %+v", p)
 	} else {
-		sub.send(&packet.Ack{Kind: packet.PUBACK, PacketID: p.PacketID})
-		sub.ping() // the PUBACK is handled before the restart
+		sub.Send(&packet.Ack{Kind: packet.PUBACK, PacketID: p.PacketID})
+		sub.Ping() // the PUBACK is handled before the restart
 	}
 
 	r.restart()
@@ -263,18 +168,18 @@ func TestRestartKeepsInboundQoS2Ids(t *testing.T) {
 	if !present {
 		t.Fatal("publisher's session lost")
 	}
-	pub.send(&packet.Publish{Topic: "once", Payload: []byte("exactly"), QoS: 2, PacketID: 7, Dup: true})
-	pub.expectAck(packet.PUBREC, 7)
-	pub.send(&packet.Ack{Kind: packet.PUBREL, PacketID: 7})
-	pub.expectAck(packet.PUBCOMP, 7)
+	pub.Send(&packet.Publish{Topic: "once", Payload: []byte("exactly"), QoS: 2, PacketID: 7, Dup: true})
+	pub.ExpectAck(packet.PUBREC, 7)
+	pub.Send(&packet.Ack{Kind: packet.PUBREL, PacketID: 7})
+	pub.ExpectAck(packet.PUBCOMP, 7)
 
 	sub, _ = wireConnect(t, r.addr(), "watcher", false)
 	// Nothing may arrive: the re-sent PUBLISH was a duplicate.
-	sub.ping()
+	sub.Ping()
 	// And the id is free again.
-	pub.publish("once", "again", 2, 7, false)
-	pub.expectAck(packet.PUBREC, 7)
-	if p, ok := sub.next().(*packet.Publish); !ok || string(p.Payload) != "again" {
+	pub.Publish("once", "again", 2, 7, false)
+	pub.ExpectAck(packet.PUBREC, 7)
+	if p, ok := sub.Next().(*packet.Publish); !ok || string(p.Payload) != "again" {
 		t.Fatalf("second message: %+v", p)
 	}
 }
@@ -285,30 +190,30 @@ func TestRestartKeepsInboundQoS2Ids(t *testing.T) {
 func TestRestartResumesQoS2Release(t *testing.T) {
 	r := newRestartable(t)
 	sub, _ := wireConnect(t, r.addr(), "rx", false)
-	sub.subscribe("two", 2)
+	sub.Subscribe("two", 2)
 	pub, _ := wireConnect(t, r.addr(), "tx", true)
-	pub.publish("two", "x", 2, 1, false)
-	pub.expectAck(packet.PUBREC, 1)
-	pub.send(&packet.Ack{Kind: packet.PUBREL, PacketID: 1})
-	pub.expectAck(packet.PUBCOMP, 1)
-	p, ok := sub.next().(*packet.Publish)
+	pub.Publish("two", "x", 2, 1, false)
+	pub.ExpectAck(packet.PUBREC, 1)
+	pub.Send(&packet.Ack{Kind: packet.PUBREL, PacketID: 1})
+	pub.ExpectAck(packet.PUBCOMP, 1)
+	p, ok := sub.Next().(*packet.Publish)
 	if !ok {
 		t.Fatalf("got %+v", p)
 	}
-	sub.send(&packet.Ack{Kind: packet.PUBREC, PacketID: p.PacketID})
-	if rel, ok := sub.next().(*packet.Ack); !ok || rel.Kind != packet.PUBREL {
+	sub.Send(&packet.Ack{Kind: packet.PUBREC, PacketID: p.PacketID})
+	if rel, ok := sub.Next().(*packet.Ack); !ok || rel.Kind != packet.PUBREL {
 		t.Fatalf("want PUBREL, got %+v", rel)
 	}
-	sub.ping() // the PUBREC was handled before the restart
+	sub.Ping() // the PUBREC was handled before the restart
 
 	r.restart()
 
 	sub, _ = wireConnect(t, r.addr(), "rx", false)
-	if rel, ok := sub.next().(*packet.Ack); !ok || rel.Kind != packet.PUBREL || rel.PacketID != p.PacketID {
+	if rel, ok := sub.Next().(*packet.Ack); !ok || rel.Kind != packet.PUBREL || rel.PacketID != p.PacketID {
 		t.Fatalf("after restart: want PUBREL %d, got %+v", p.PacketID, rel)
 	}
-	sub.send(&packet.Ack{Kind: packet.PUBCOMP, PacketID: p.PacketID})
-	sub.ping()
+	sub.Send(&packet.Ack{Kind: packet.PUBCOMP, PacketID: p.PacketID})
+	sub.Ping()
 }
 
 func TestRecordsRoundTrip(t *testing.T) {

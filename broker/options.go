@@ -33,11 +33,12 @@ type Options struct {
 	// that exceeds it is disconnected with 0x93. Default 65535.
 	ReceiveMaximum int
 	// MaxQueuedMessages bounds each session's queue of messages waiting for
-	// the client (offline, or beyond the in-flight window). Default 1000;
-	// negative means unlimited.
+	// the client (offline, or beyond the in-flight window). Default
+	// 100,000; negative means unlimited. A durable session's queue is in
+	// the store, not in memory.
 	MaxQueuedMessages int
-	// MaxQueuedBytes bounds the payload bytes in each session's queue;
-	// zero means unlimited.
+	// MaxQueuedBytes bounds the payload bytes in each session's queue.
+	// Default 64 MiB; negative means unlimited.
 	MaxQueuedBytes int64
 	// QueueQoS0 queues QoS 0 messages for offline persistent sessions.
 	QueueQoS0 bool
@@ -81,6 +82,13 @@ type Options struct {
 	// The caller opens it and closes it after Close. Nil keeps them in
 	// memory only: nothing survives a restart.
 	Store store.Store
+	// SyncPeriod chooses how commits reach the disk. Zero (the default,
+	// "sync: always") syncs every commit before the clients it concerns are
+	// acknowledged; concurrent writers share each sync. A positive period
+	// ("sync: periodic") acknowledges after the write and syncs every
+	// SyncPeriod: a crash of the machine or of the process can lose what was
+	// acknowledged in the last period. docs/DURABILITY.md has the details.
+	SyncPeriod time.Duration
 }
 
 // ListenerConfig is one listening socket.
@@ -127,7 +135,10 @@ func (o *Options) setDefaults() {
 		o.ReceiveMaximum = maxReceiveMaximum
 	}
 	if o.MaxQueuedMessages == 0 {
-		o.MaxQueuedMessages = 1000
+		o.MaxQueuedMessages = 100000
+	}
+	if o.MaxQueuedBytes == 0 {
+		o.MaxQueuedBytes = 64 << 20
 	}
 	if o.MaxClientIDLength <= 0 {
 		o.MaxClientIDLength = 65535

@@ -84,6 +84,7 @@ func New(opts Options) *Server {
 		s.store, s.ownStore = memory.New(), true
 	}
 	s.committer = newCommitter(s.store, s.log)
+	s.committer.syncEvery = opts.SyncPeriod
 	s.msgIDs.Store(randomMessageBase())
 	return s
 }

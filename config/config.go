@@ -28,6 +28,7 @@ type File struct {
 	Log       Log        `yaml:"log"`
 	Listeners []Listener `yaml:"listeners"`
 	MQTT      MQTT       `yaml:"mqtt"`
+	Store     Store      `yaml:"store"`
 
 	// Where the settings came from, so that Validate can point at the line
 	// that set a bad value. name is the file's name; pos maps the key paths
@@ -104,6 +105,20 @@ type MQTT struct {
 	ResponseInformation string `yaml:"response_information"`
 }
 
+// Store is where durable sessions, their queues and retained messages live.
+type Store struct {
+	// Engine is "pebble" (on disk, the default) or "memory" (nothing
+	// survives a restart).
+	Engine string `yaml:"engine"`
+	// Dir is the pebble store's data directory.
+	Dir string `yaml:"dir"`
+	// Sync is "always" (acknowledge after the disk has it) or "periodic"
+	// (acknowledge after the write; sync every SyncInterval).
+	Sync string `yaml:"sync"`
+	// SyncInterval is the period of "periodic" syncing.
+	SyncInterval Duration `yaml:"sync_interval"`
+}
+
 // Limits the schema enforces.
 const (
 	// MinPacketSize keeps max_packet_size from making the broker useless.
@@ -132,8 +147,8 @@ func Default() *File {
 			MaxPacketSize:     1 * MiB,
 			ConnectTimeout:    Duration{10 * time.Second},
 			MaxInflight:       100,
-			MaxQueuedMessages: 1000,
-			MaxQueuedBytes:    0,
+			MaxQueuedMessages: 100000,
+			MaxQueuedBytes:    64 * MiB,
 			QueueQoS0:         false,
 			RetainAvailable:   true,
 			MaxClientIDLength: 65535,
@@ -145,6 +160,7 @@ func Default() *File {
 			SharedSubscriptions:     true,
 			TopicAliasMaximum:       10,
 		},
+		Store: Store{Engine: "pebble", Dir: "./data", Sync: "always", SyncInterval: Duration{100 * time.Millisecond}},
 	}
 }
 

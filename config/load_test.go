@@ -38,8 +38,11 @@ var parseErrors = []struct {
 		"log:\n  colour: true\n",
 		`petrel.yaml:2: log.colour: unknown key (expected one of: level, format)`},
 	{"unknown top-level key",
-		"storage:\n  path: /var/lib/petrel\n",
-		`petrel.yaml:1: storage: unknown key (expected one of: log, listeners, mqtt)`},
+		"metrics:\n  path: /var/lib/petrel\n",
+		`petrel.yaml:1: metrics: unknown key (expected one of: log, listeners, mqtt, store)`},
+	{"misspelled top-level key",
+		"storage:\n  dir: /var/lib/petrel\n",
+		`petrel.yaml:1: storage: unknown key (did you mean "store"?)`},
 
 	// Duplicate keys.
 	{"duplicate key",
@@ -70,10 +73,10 @@ var parseErrors = []struct {
 		`petrel.yaml:2: log.level: expected a single value, got a list`},
 	{"file is a list",
 		"- log\n- mqtt\n",
-		`petrel.yaml:1: expected a mapping (keys: log, listeners, mqtt), got a list`},
+		`petrel.yaml:1: expected a mapping (keys: log, listeners, mqtt, store), got a list`},
 	{"file is a scalar",
 		"hello\n",
-		`petrel.yaml:1: expected a mapping (keys: log, listeners, mqtt), got "hello"`},
+		`petrel.yaml:1: expected a mapping (keys: log, listeners, mqtt, store), got "hello"`},
 	{"key is not a name",
 		"log:\n  ? [level]\n  : debug\n",
 		`petrel.yaml:2: log: a key must be a plain name, not a list`},
@@ -481,6 +484,7 @@ func TestExampleFile(t *testing.T) {
 			MaxSessionExpiry:        Duration{168 * time.Hour},
 			ResponseInformation:     "responses/",
 		},
+		Store: Store{Engine: "pebble", Dir: "/var/lib/petrel", Sync: "always", SyncInterval: Duration{100 * time.Millisecond}},
 	}
 	assertSettings(t, f, want)
 }

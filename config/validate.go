@@ -12,9 +12,22 @@ import (
 )
 
 var (
-	logLevels  = []string{"debug", "info", "warn", "error"}
-	logFormats = []string{"text", "json"}
+	logLevels    = []string{"debug", "info", "warn", "error"}
+	logFormats   = []string{"text", "json"}
+	storeEngines = []string{"pebble", "memory"}
+	syncModes    = []string{"always", "periodic"}
 )
+
+func (v *validator) store(s Store) {
+	v.oneOf("store.engine", s.Engine, storeEngines)
+	v.oneOf("store.sync", s.Sync, syncModes)
+	if s.Engine == "pebble" && strings.TrimSpace(s.Dir) == "" {
+		v.failf("store.dir", "required with the pebble engine")
+	}
+	if s.SyncInterval.Duration < time.Millisecond || s.SyncInterval.Duration > time.Minute {
+		v.failf("store.sync_interval", "%s is out of range 1ms..1m", s.SyncInterval)
+	}
+}
 
 // Validate fills in the values derived from others (a listener's default
 // name) and checks f as a whole: every value in its range, every choice one
@@ -35,6 +48,7 @@ func (f *File) validate() []*Error {
 	v.log(f.Log)
 	v.listeners(f.Listeners)
 	v.mqtt(f.MQTT)
+	v.store(f.Store)
 	return v.errs
 }
 

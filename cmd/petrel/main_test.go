@@ -35,7 +35,7 @@ func TestBadConfigNamesFileLineAndKey(t *testing.T) {
 	file := filepath.Join(dir, "petrel.yaml")
 	os.WriteFile(file, []byte("log:\n  level: info\nmqtt:\n  max_inflight: lots\n"), 0o600)
 	var stderr bytes.Buffer
-	cmd := petrel("--config", file)
+	cmd := petrel("--config", file, "--data-dir", dir)
 	cmd.Stderr = &stderr
 	err := cmd.Run()
 	if code := exitCode(err); code != 2 {
@@ -68,7 +68,7 @@ func TestBadListenAddress(t *testing.T) {
 // TestServeAndStop runs the broker on a free port, talks MQTT to it and
 // stops it with SIGTERM.
 func TestServeAndStop(t *testing.T) {
-	cmd := petrel("--listen", "127.0.0.1:0", "--log-level", "info")
+	cmd := petrel("--listen", "127.0.0.1:0", "--log-level", "info", "--data-dir", t.TempDir())
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -14,6 +14,9 @@ import (
 
 	"github.com/petrelmq/petrel/broker"
 	"github.com/petrelmq/petrel/config"
+	"github.com/petrelmq/petrel/store"
+	"github.com/petrelmq/petrel/store/memory"
+	pebblestore "github.com/petrelmq/petrel/store/pebble"
 )
 
 // stringList is a repeatable string flag.
@@ -30,6 +33,8 @@ func serve(args []string, stderr io.Writer) int {
 	var listen stringList
 	fs.Var(&listen, "listen", "listen on this `address` (host:port); repeatable; replaces the file's listeners")
 	logLevel := fs.String("log-level", "", "log `level`: debug, info, warn or error (overrides the file)")
+	dataDir := fs.String("data-dir", "", "keep durable state in this `directory` (default ./data; overrides the file)")
+	engine := fs.String("store", "", "store `engine`: pebble (on disk, the default) or memory (overrides the file)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -41,7 +46,7 @@ func serve(args []string, stderr io.Writer) int {
 		return 2
 	}
 
-	cfg, err := loadConfig(*configPath, listen, *logLevel)
+	cfg, err := loadConfig(*configPath, overrides{listen: listen, logLevel: *logLevel, dataDir: *dataDir, engine: *engine})
 	if err != nil {
 		fmt.Fprintln(stderr, "petrel:", err)
 		return 2
@@ -51,23 +56,69 @@ func serve(args []string, stderr io.Writer) int {
 	// broker is listening still shuts it down cleanly.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	srv := broker.New(brokerOptions(cfg, log))
+	st, err := openStore(cfg.Store, log)
+	if err != nil {
+		fmt.Fprintln(stderr, "petrel:", err)
+		return 1
+	}
+	opts := brokerOptions(cfg, log)
+	opts.Store = st
+	srv := broker.New(opts)
 	if err := srv.Start(); err != nil {
 		log.Error("cannot start", "err", err)
+		st.Close()
 		return 1
 	}
 	<-ctx.Done()
 	log.Info("shutting down")
+	code := 0
 	if err := srv.Close(); err != nil {
 		log.Error("shutdown", "err", err)
-		return 1
+		code = 1
 	}
-	return 0
+	if err := st.Close(); err != nil {
+		log.Error("closing the store", "err", err)
+		code = 1
+	}
+	return code
+}
+
+// openStore opens the configured store engine. Its errors say what is wrong
+// with the data directory and what to do; the broker never wipes it.
+func openStore(sc config.Store, log *slog.Logger) (store.Store, error) {
+	if sc.Engine == "memory" {
+		log.Warn("store: memory: sessions, queued and retained messages are lost on restart")
+		return memory.New(), nil
+	}
+	st, err := pebblestore.Open(sc.Dir, pebblestore.Options{Logger: log})
+	if err != nil {
+		hint := ""
+		switch {
+		case errors.Is(err, store.ErrLocked):
+			hint = " (is another petrel running with this data directory?)"
+		case errors.Is(err, store.ErrNewerFormat):
+			hint = " (it was written by a newer petrel: run that version, or point --data-dir elsewhere)"
+		case errors.Is(err, store.ErrCorrupt):
+			hint = " (nothing was changed in it: restore it from a backup, or point --data-dir elsewhere)"
+		case errors.Is(err, store.ErrReadOnly):
+			hint = " (check the directory's permissions and the filesystem)"
+		case errors.Is(err, store.ErrFull):
+			hint = " (free some space on its filesystem)"
+		}
+		return nil, fmt.Errorf("cannot open the store: %w%s", err, hint)
+	}
+	return st, nil
+}
+
+// overrides are the command-line flags that replace settings of the file.
+type overrides struct {
+	listen                    []string
+	logLevel, dataDir, engine string
 }
 
 // loadConfig reads the file (or takes the defaults) and applies the
 // command-line overrides, validating the result.
-func loadConfig(path string, listen []string, logLevel string) (*config.File, error) {
+func loadConfig(path string, ov overrides) (*config.File, error) {
 	cfg := config.Default()
 	if path != "" {
 		var err error
@@ -75,14 +126,20 @@ func loadConfig(path string, listen []string, logLevel string) (*config.File, er
 			return nil, err
 		}
 	}
-	if len(listen) > 0 {
+	if len(ov.listen) > 0 {
 		cfg.Listeners = cfg.Listeners[:0]
-		for _, addr := range listen {
+		for _, addr := range ov.listen {
 			cfg.Listeners = append(cfg.Listeners, config.Listener{Address: addr})
 		}
 	}
-	if logLevel != "" {
-		cfg.Log.Level = logLevel
+	if ov.logLevel != "" {
+		cfg.Log.Level = ov.logLevel
+	}
+	if ov.dataDir != "" {
+		cfg.Store.Dir = ov.dataDir
+	}
+	if ov.engine != "" {
+		cfg.Store.Engine = ov.engine
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -126,6 +183,12 @@ func brokerOptions(cfg *config.File, log *slog.Logger) broker.Options {
 	}
 	if o.MaxQueuedMessages == 0 {
 		o.MaxQueuedMessages = -1 // the file's 0 means unlimited
+	}
+	if o.MaxQueuedBytes == 0 {
+		o.MaxQueuedBytes = -1
+	}
+	if cfg.Store.Sync == "periodic" {
+		o.SyncPeriod = cfg.Store.SyncInterval.Duration
 	}
 	for _, l := range cfg.Listeners {
 		o.Listeners = append(o.Listeners, broker.ListenerConfig{Name: l.Name, Address: l.Address})
