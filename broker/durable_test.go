@@ -251,3 +251,51 @@ func TestRecordsRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// Expired messages leave the store in the background: a retained message
+// and the queue of an offline session, without anyone reconnecting.
+// [MQTT-3.3.2-5] v5
+func TestExpiredMessagesLeaveTheStore(t *testing.T) {
+	r := newRestartable(t)
+	sub, _ := wireConnect(t, r.addr(), "offline", false)
+	sub.Subscribe("exp/#", 1)
+	sub.Disconnect()
+
+	pub, ack := wiretest.Connect(t, r.addr(), &packet.Connect{Version: packet.V5, CleanStart: true, ClientID: "pub", KeepAlive: 60})
+	if ack.Code != 0 {
+		t.Fatalf("CONNACK %+v", ack)
+	}
+	props := packet.Properties{MessageExpiry: 1}
+	props.Mark(packet.PropMessageExpiry)
+	pub.Send(&packet.Publish{Topic: "exp/q", Payload: []byte("short-lived"), QoS: 1, PacketID: 1, Props: props})
+	pub.ExpectAck(packet.PUBACK, 1)
+	pub.Send(&packet.Publish{Topic: "exp/r", Payload: []byte("retained, short-lived"), QoS: 1, PacketID: 2, Retain: true, Props: props})
+	pub.ExpectAck(packet.PUBACK, 2)
+
+	count := func() (queued, retained, bodies int) {
+		r.st.LoadRetained(func(string, []byte) error { retained++; return nil })
+		r.st.LoadMessages(func(uint64, []byte) error { bodies++; return nil })
+		r.srv.mu.Lock()
+		ss := r.srv.sessions["offline"]
+		r.srv.mu.Unlock()
+		r.st.LoadQueue(ss.queueName(), 0, func(uint64, []byte) (bool, error) { queued++; return true, nil })
+		return
+	}
+	if q, ret, b := count(); q != 2 || ret != 1 || b == 0 {
+		t.Fatalf("before expiry: %d queued, %d retained, %d bodies; want 2, 1, some", q, ret, b)
+	}
+	// Nothing signals the passing of a second: poll, bounded.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		q, ret, b := count()
+		if q == 0 && ret == 0 && b == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("10s after expiry: %d queued, %d retained, %d bodies still in the store", q, ret, b)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	sub, _ = wireConnect(t, r.addr(), "offline", false)
+	sub.Ping() // nothing is delivered
+}

@@ -250,9 +250,11 @@ func (s *Server) retain(m *Message, tx *routeTx) {
 	tx.sync = tx.sync || m.QoS > 0
 	if len(m.Payload) == 0 {
 		s.retained.Delete(m.Topic)
+		s.retainedExpiry.set(m.Topic, time.Time{})
 		b.DeleteRetained(m.Topic)
 		return
 	}
 	s.retained.Set(m.Topic, m)
+	s.retainedExpiry.set(m.Topic, m.Expiry)
 	b.PutRetained(m.Topic, appendMessage(nil, m))
 }

@@ -29,6 +29,7 @@ func (s *Server) recover() error {
 			return nil
 		}
 		s.retained.Set(m.Topic, m)
+		s.retainedExpiry.set(m.Topic, m.Expiry)
 		retained++
 		return nil
 	})
@@ -103,6 +104,7 @@ func (s *Server) recoverSession(clientID string, r *sessionRecord, now time.Time
 		if ss.stored == 0 {
 			ss.storedFrom = seq
 		}
+		ss.noteExpiry(e.expiry)
 		ss.stored++
 		ss.storedBytes += int64(e.size)
 		ss.nextSeq = seq + 1

@@ -38,6 +38,9 @@ type Server struct {
 	sessions      map[string]*session
 	nextSessionID atomic.Uint64
 
+	// retainedExpiry lists the retained topics whose message expires.
+	retainedExpiry expiryIndex
+
 	// sharesMu guards shares, the groups by name and filter.
 	sharesMu sync.Mutex
 	shares   map[string]*shareGroup
@@ -199,10 +202,14 @@ func (s *Server) close() error {
 func (s *Server) sweep(ctx context.Context) {
 	t := time.NewTicker(sweepInterval)
 	defer t.Stop()
+	exp := time.NewTicker(expireSweepInterval)
+	defer exp.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case now := <-exp.C:
+			s.sweepExpired(now)
 		case now := <-t.C:
 			s.conns.expired(now.UnixNano(), func(c *conn) {
 				if id := c.clientID(); id == "" {

@@ -41,6 +41,9 @@ type session struct {
 	nextSeq  uint64
 	inflight inflightWindow
 	queue    messageQueue
+	// queueExpiry is the earliest expiry (unix ns) of a queued delivery, 0
+	// for none: the background sweep purges the session once it passes.
+	queueExpiry atomic.Int64
 	durableState
 	// inboundQoS2 holds the packet ids of QoS 2 PUBLISHes received from the
 	// client and not yet released by PUBREL: a re-sent PUBLISH with one of
@@ -125,6 +128,7 @@ func (ss *session) push(d delivery, tx *routeTx) bool {
 		return false
 	}
 	d.subIDs = slices.Clone(d.subIDs)
+	ss.noteExpiry(d.msg.Expiry)
 	if ss.durable() {
 		ss.stageLocked(d, tx)
 		return true

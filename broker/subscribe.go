@@ -2,6 +2,7 @@ package broker
 
 import (
 	"strings"
+	"time"
 
 	"github.com/petrelmq/petrel/packet"
 	"github.com/petrelmq/petrel/topic"
@@ -47,17 +48,27 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 	c.reply(&packet.Suback{PacketID: p.PacketID, Codes: codes}, tx.group())
 	tx.finish(c.srv, c)
 	defer tx.finish(c.srv, nil)
+	var msgs []*Message
+	now := time.Now()
 	for _, g := range retained {
 		// Retained messages of a new (or, with Retain Handling 0, replaced)
 		// subscription go out flagged RETAIN=1. [MQTT-3.3.1-6] [MQTT-3.3.1-8] [MQTT-3.8.4-3]
+		// They are collected first: the retained index is not held while
+		// sessions are locked.
+		msgs = msgs[:0]
 		c.srv.retained.Match(g.filter, func(_ string, m *Message) bool {
-			d := delivery{msg: m, qos: min(m.QoS, g.qos), retain: true}
-			if g.subID != 0 {
-				d.subIDs = []uint32{g.subID}
+			if !m.expired(now) {
+				msgs = append(msgs, m)
 			}
-			ss.push(d, tx)
 			return true
 		})
+		var ids []uint32
+		if g.subID != 0 {
+			ids = []uint32{g.subID}
+		}
+		for _, m := range msgs {
+			ss.push(delivery{msg: m, qos: min(m.QoS, g.qos), retain: true, subIDs: ids}, tx)
+		}
 	}
 	return nil
 }

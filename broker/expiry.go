@@ -1,0 +1,162 @@
+package broker
+
+import (
+	"sync"
+	"time"
+)
+
+// Expired messages are dropped when the broker comes across them (routing,
+// paging a queue in, a subscription's retained messages), and also by a
+// background sweep, so they do not hold memory or disk while nobody looks:
+// retained messages with an expiry, and the queues of offline durable
+// sessions that hold messages with one.
+
+// expiryIndex remembers which retained topics carry a message with an
+// expiry, so the sweep visits those alone.
+type expiryIndex struct {
+	mu     sync.Mutex
+	topics map[string]time.Time
+}
+
+func (x *expiryIndex) set(topic string, at time.Time) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if at.IsZero() {
+		delete(x.topics, topic)
+		return
+	}
+	if x.topics == nil {
+		x.topics = make(map[string]time.Time)
+	}
+	x.topics[topic] = at
+}
+
+// due removes and returns the topics whose expiry has passed.
+func (x *expiryIndex) due(now time.Time) []string {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	var out []string
+	for t, at := range x.topics {
+		if !now.Before(at) {
+			out = append(out, t)
+			delete(x.topics, t)
+		}
+	}
+	return out
+}
+
+// expireSweepInterval is how often the background expiry runs.
+const expireSweepInterval = time.Second
+
+// sweepExpired drops expired retained messages and purges expired
+// deliveries from offline durable sessions.
+func (s *Server) sweepExpired(now time.Time) {
+	if topics := s.retainedExpiry.due(now); len(topics) > 0 {
+		tx := txPool.Get().(*routeTx)
+		for _, t := range topics {
+			if m, ok := s.retained.Get(t); ok && m.expired(now) {
+				s.retained.Delete(t)
+				tx.batch(s).DeleteRetained(t)
+				s.stats.expired.Add(1)
+			}
+		}
+		tx.finish(s, nil)
+		putTx(tx)
+	}
+	var due []*session
+	s.mu.Lock()
+	for _, ss := range s.sessions {
+		if ss.expiryDue(now) {
+			due = append(due, ss)
+		}
+	}
+	s.mu.Unlock()
+	for _, ss := range due {
+		ss.purgeExpired(now)
+	}
+}
+
+// expiryDue reports whether an offline session holds a delivery that may
+// have expired. It reads without the lock: a stale answer only delays the
+// purge to the next sweep.
+func (ss *session) expiryDue(now time.Time) bool {
+	at := ss.queueExpiry.Load()
+	return at != 0 && at <= now.UnixNano() && !ss.online.Load()
+}
+
+// noteExpiry records that a delivery expiring at `at` was queued.
+func (ss *session) noteExpiry(at time.Time) {
+	if at.IsZero() {
+		return
+	}
+	n := at.UnixNano()
+	if cur := ss.queueExpiry.Load(); cur == 0 || n < cur {
+		ss.queueExpiry.Store(n)
+	}
+}
+
+// purgeExpired drops the expired deliveries of an offline session, from
+// memory and from the store, and records when the next one expires.
+func (ss *session) purgeExpired(now time.Time) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.conn != nil || ss.ended {
+		return
+	}
+	var next time.Time
+	keep := func(exp time.Time) bool {
+		if exp.IsZero() || now.Before(exp) {
+			if !exp.IsZero() && (next.IsZero() || exp.Before(next)) {
+				next = exp
+			}
+			return true
+		}
+		ss.srv.stats.expired.Add(1)
+		return false
+	}
+	// The memory queue.
+	var kept []delivery
+	for ss.queue.len() > 0 {
+		d := ss.queue.peek()
+		ss.queue.pop()
+		if keep(d.msg.Expiry) {
+			kept = append(kept, d)
+		} else {
+			ss.forgetLocked(&d)
+		}
+	}
+	for _, d := range kept {
+		ss.queue.push(d)
+	}
+	// What waits in the store alone.
+	if ss.persisted && ss.stored > 0 {
+		first := true
+		stored, bytes := 0, int64(0)
+		err := ss.srv.store.LoadQueue(ss.queueName(), ss.storedFrom, func(seq uint64, rec []byte) (bool, error) {
+			e, err := decodeEntry(rec)
+			if err != nil {
+				return false, err
+			}
+			if e.released || keep(e.expiry) {
+				if first {
+					ss.storedFrom, first = seq, false
+				}
+				stored++
+				bytes += int64(e.size)
+				return true, nil
+			}
+			ss.srv.committer.dropEntry(ss.queueName(), seq, e.msgID)
+			return true, nil
+		})
+		if err != nil {
+			ss.srv.log.Error("purging expired messages from the store", "client", ss.clientID, "err", err)
+		} else {
+			ss.stored, ss.storedBytes = stored, bytes
+		}
+	}
+	if next.IsZero() {
+		ss.queueExpiry.Store(0)
+	} else {
+		ss.queueExpiry.Store(next.UnixNano())
+	}
+}
