@@ -124,14 +124,6 @@ func (cm *committer) dropEntry(queue string, seq, msgID uint64) {
 	cm.poke()
 }
 
-// putEntry rewrites a queue entry (a QoS 2 delivery that got its PUBREC).
-func (cm *committer) putEntry(queue string, seq uint64, rec []byte) {
-	cm.mu.Lock()
-	cm.open.batch.PutQueue(queue, seq, rec)
-	cm.mu.Unlock()
-	cm.poke()
-}
-
 // write adds writes nobody waits for to the open group.
 func (cm *committer) write(b *store.Batch) {
 	cm.mu.Lock()

@@ -262,11 +262,12 @@ func (ss *session) forgetLocked(d *delivery) {
 }
 
 // markReleasedLocked records that a QoS 2 delivery got its PUBREC.
-func (ss *session) markReleasedLocked(f *inflight) {
+func (ss *session) markReleasedLocked(f *inflight, tx *routeTx) {
 	if !ss.persisted || f.msgID == 0 {
 		return
 	}
-	ss.srv.committer.putEntry(ss.queueName(), f.seq, appendEntry(nil, entryOf(&f.delivery, true)))
+	tx.batch(ss.srv).PutQueue(ss.queueName(), f.seq, appendEntry(nil, entryOf(&f.delivery, true)))
+	tx.sync = true
 }
 
 // recordLocked encodes the session for the store.

@@ -275,13 +275,21 @@ func (ss *session) acked(kind packet.Type, pid uint16, code packet.ReasonCode) b
 		}
 		// The receiver owns the message now; what is left is the release.
 		// A repeated PUBREC gets its PUBREL again. [MQTT-4.3.3-1]
+		tx := txPool.Get().(*routeTx)
+		defer putTx(tx)
 		if !f.released {
 			f.released = true
-			ss.markReleasedLocked(f)
+			ss.markReleasedLocked(f, tx)
 			f.msg = &Message{} // the message itself is no longer needed
 		}
-		if ss.conn != nil {
-			ss.conn.writeAck(packet.PUBREL, pid, packet.Success)
+		if c := ss.conn; c != nil {
+			// For a durable session the release is on disk first: were the
+			// broker to crash before, it would send the PUBLISH again, which
+			// the receiver can only tell from a new one until PUBREL.
+			c.ack(packet.PUBREL, pid, packet.Success, tx.group())
+			tx.finish(ss.srv, c)
+		} else {
+			tx.finish(ss.srv, nil)
 		}
 		return true
 	case packet.PUBCOMP:
