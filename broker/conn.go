@@ -192,7 +192,9 @@ func (c *conn) handle(p packet.Packet) error {
 	case *packet.Unsubscribe:
 		return c.handleUnsubscribe(p)
 	case *packet.Pingreq:
-		c.writePacket(&packet.Pingresp{}) // [MQTT-3.12.4-1]
+		// Behind any reply still waiting for the disk, so that a client can
+		// use PINGREQ to learn that everything before it was answered.
+		c.reply(&packet.Pingresp{}, 0) // [MQTT-3.12.4-1]
 		return nil
 	case *packet.Disconnect:
 		return c.handleDisconnect(p)
