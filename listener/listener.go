@@ -66,6 +66,13 @@ type Conn interface {
 	LocalAddr() net.Addr
 }
 
+// Underlying is implemented by Conns that wrap a net.Conn (the goroutine
+// driver's): an endpoint can reach, say, the TLS state of the connection.
+// The event-loop driver serves plain TCP and has nothing more to offer.
+type Underlying interface {
+	NetConn() net.Conn
+}
+
 // Handler creates the Endpoint for each accepted connection.
 type Handler interface {
 	// Open is called once per accepted connection, before any Data.
