@@ -91,7 +91,8 @@ func (c *conn) authStep(data []byte, reauth bool) error {
 	c.pending = nil
 	c.authMethod, c.username = cp.authMethod, user
 	cp.username = user
-	c.accept(cp, serverData)
+	c.client.Username, c.client.HasUsername = user, user != ""
+	c.admit(cp, serverData)
 	return nil
 }
 

@@ -68,6 +68,19 @@ type conn struct {
 	// connectedV5 is set once an MQTT 5 CONNECT is accepted: from then on
 	// the server explains a close with DISCONNECT.
 	connectedV5 atomic.Bool
+
+	// refusal, when set at accept time (a connection limit), is the reason
+	// CONNECT will be refused with.
+	refusal packet.ReasonCode
+	// client is who the client is, for the authenticator and authorizer.
+	client *auth.Client
+	// paused holds input while authentication runs elsewhere.
+	paused bool
+	// partial (unix ns) is when an incomplete packet must have finished
+	// arriving; 0 when none is pending. [slowloris]
+	partial atomic.Int64
+	// Rate limits (publish messages and bytes, SUBSCRIBE/UNSUBSCRIBE).
+	pubRate, pubBytes, ctlRate bucket
 	// id is the client identifier, set once at CONNECT, for logs.
 	id atomic.Pointer[string]
 
@@ -109,19 +122,38 @@ func (c *conn) Data(b []byte) {
 	if c.closing.Load() || c.state == stateClosed {
 		return
 	}
-	if c.state == stateConnected && c.keepAlive > 0 {
-		c.deadline.Store(time.Now().Add(c.keepAlive * 3 / 2).UnixNano())
+	if c.paused {
+		// Authentication runs elsewhere: hold what the client sends
+		// meanwhile (it may send before CONNACK), within reason.
+		if len(c.in)+len(b) > c.srv.opts.MaxPacketSize+64<<10 {
+			c.fail(violation(packet.ProtocolError, "%d bytes sent before CONNACK", len(c.in)+len(b)))
+			return
+		}
+		if c.in == nil {
+			c.in = bufpool.Get(len(b))
+		}
+		c.in = append(c.in, b...)
+		return
 	}
+	c.consume(b)
+}
+
+// consume parses what was buffered followed by b, and keeps the start of an
+// incomplete packet. Keep alive counts complete packets: a client that
+// trickles bytes does not stay alive by them. [MQTT-3.1.2-24]
+func (c *conn) consume(b []byte) {
 	dec := decoders.Get().(*packet.Decoder)
 	dec.Version = c.version
+	var rest []byte
+	var parsed bool
 	if len(c.in) == 0 {
-		rest := c.parse(dec, b)
+		rest, parsed = c.parse(dec, b)
 		if len(rest) > 0 && !c.closing.Load() {
 			c.in = append(bufpool.Get(len(rest)), rest...)
 		}
 	} else {
 		c.in = append(c.in, b...)
-		rest := c.parse(dec, c.in)
+		rest, parsed = c.parse(dec, c.in)
 		if len(rest) == 0 || c.closing.Load() {
 			bufpool.Put(c.in)
 			c.in = nil
@@ -131,22 +163,40 @@ func (c *conn) Data(b []byte) {
 		}
 	}
 	decoders.Put(dec)
+	if c.closing.Load() {
+		return
+	}
+	var now time.Time
+	if parsed && c.state == stateConnected && c.keepAlive > 0 {
+		now = time.Now()
+		c.deadline.Store(now.Add(c.keepAlive * 3 / 2).UnixNano())
+	}
+	switch {
+	case len(c.in) == 0 || c.paused:
+		c.partial.Store(0)
+	case parsed || c.partial.Load() == 0:
+		// A packet has started to arrive: it has this long to finish.
+		if now.IsZero() {
+			now = time.Now()
+		}
+		c.partial.Store(now.Add(c.srv.opts.Limits.IncompletePacketTimeout).UnixNano())
+	}
 }
 
 // parse handles every complete packet at the start of b and returns the
-// incomplete remainder.
-func (c *conn) parse(dec *packet.Decoder, b []byte) []byte {
-	for len(b) > 0 && !c.closing.Load() {
+// incomplete remainder, and whether any packet was complete.
+func (c *conn) parse(dec *packet.Decoder, b []byte) (rest []byte, parsed bool) {
+	for len(b) > 0 && !c.closing.Load() && !c.paused {
 		h, n, err := packet.ParseFixedHeader(b, c.srv.opts.MaxPacketSize)
 		if err == packet.ErrIncomplete {
-			return b
+			return b, parsed
 		}
 		if err != nil {
 			c.fail(err)
-			return nil
+			return nil, parsed
 		}
 		if len(b) < n+h.Remaining {
-			return b
+			return b, parsed
 		}
 		p, err := dec.Decode(h, b[n:n+h.Remaining])
 		if c.version == 0 && dec.Version != 0 {
@@ -154,15 +204,16 @@ func (c *conn) parse(dec *packet.Decoder, b []byte) []byte {
 		}
 		if err != nil {
 			c.fail(err)
-			return nil
+			return nil, parsed
 		}
 		b = b[n+h.Remaining:]
+		parsed = true
 		if err := c.handle(p); err != nil {
 			c.fail(err)
-			return nil
+			return nil, parsed
 		}
 	}
-	return b
+	return b, parsed
 }
 
 // handle dispatches one decoded packet. An error is a protocol violation
@@ -357,6 +408,8 @@ func (c *conn) Closed(err error) {
 	wasOpen := c.state != stateNew
 	c.state = stateClosed
 	c.srv.conns.remove(c)
+	c.srv.connCount.Add(-1)
+	c.ln.conns.Add(-1)
 	if c.in != nil {
 		bufpool.Put(c.in)
 		c.in = nil

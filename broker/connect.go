@@ -1,12 +1,19 @@
 package broker
 
 import (
+	"bytes"
+	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"encoding/hex"
 	"strings"
 	"time"
 	"unicode/utf8"
 
+	"github.com/petrelmq/petrel/auth"
+	"github.com/petrelmq/petrel/listener"
 	"github.com/petrelmq/petrel/packet"
 )
 
@@ -23,6 +30,7 @@ type connectParams struct {
 	will         *Message
 	willDelay    uint32
 	username     string
+	certified    bool // username comes from a verified client certificate
 	authMethod   string
 	responseInfo bool // the client asked for Response Information
 }
@@ -35,6 +43,10 @@ func (c *conn) handleConnect(p *packet.Connect) error {
 	if p.Version == packet.V5 && p.Props.Has(packet.PropMaximumPacketSize) {
 		// Known before anything is sent, a refusing CONNACK included. [MQTT-3.2.2-19] (v5)
 		c.maxOut = p.Props.MaximumPacketSize
+	}
+	if c.refusal != 0 {
+		c.refuse(c.refusal, "connection limit reached")
+		return nil
 	}
 	if code := c.checkClientID(p); code != packet.Success {
 		c.refuse(code, "client identifier not valid")
@@ -63,11 +75,144 @@ func (c *conn) handleConnect(p *packet.Connect) error {
 		}
 	}
 	c.negotiate(p, cp)
+	c.client = &auth.Client{ClientID: cp.clientID, Username: cp.username, HasUsername: p.UsernameFlag,
+		Listener: c.ln.name, RemoteAddr: c.nc.RemoteAddr(), Certificates: c.peerCertificates()}
+	if id, ok := certIdentity(c.client.Certificates, c.ln.cfg.UsernameFrom); ok {
+		// The listener takes the identity from the verified certificate,
+		// which proves it: no password is asked. [MQTT-3.1.3-?]
+		c.client.Username, c.client.HasUsername = id, true
+		cp.username, cp.certified = id, true
+	}
 	if p.Version == packet.V5 && p.Props.Has(packet.PropAuthMethod) {
 		return c.startAuth(cp, p.Props.AuthMethod, p.Props.AuthData)
 	}
-	c.accept(cp, nil)
+	c.login(cp, p.Password)
 	return nil
+}
+
+// login decides whether the client may connect with what CONNECT says: an
+// identity from its certificate; no user name, where the listener allows
+// anonymous clients; or credentials the Authenticator accepts. The
+// Authenticator runs on its own goroutine (it may hash or call out) while
+// the connection holds its input; a failure is answered after a delay that
+// grows with the failures from the same address.
+func (c *conn) login(cp *connectParams, password []byte) {
+	authn := c.srv.opts.Authenticator
+	switch {
+	case cp.certified:
+		c.admit(cp, nil)
+		return
+	case !c.client.HasUsername:
+		if !c.ln.allowAnonymous {
+			c.refuse(packet.NotAuthorized, "anonymous clients are not allowed on this listener")
+			return
+		}
+		c.admit(cp, nil)
+		return
+	case authn == nil:
+		if c.ln.allowAnonymous {
+			c.admit(cp, nil) // no password database: a user name is only a name
+			return
+		}
+		c.refuse(packet.BadUserNameOrPassword, "no authentication is configured")
+		return
+	}
+	pw := bytes.Clone(password)
+	cl := c.client
+	c.paused = true
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), c.srv.opts.AuthTimeout)
+		err := authn.Authenticate(ctx, cl, pw)
+		cancel()
+		c.loggedIn(cp, err)
+	}()
+}
+
+// loggedIn continues a CONNECT after the Authenticator answered.
+func (c *conn) loggedIn(cp *connectParams, err error) {
+	s := c.srv
+	if err != nil {
+		code := packet.ReasonCode(auth.ReasonCode(err))
+		if !errors.Is(err, auth.ErrBadCredentials) && !errors.Is(err, auth.ErrNotAuthorized) {
+			s.log.Error("authentication error", "client", cp.clientID, "remote", c.nc.RemoteAddr().String(), "err", err)
+			code = packet.ServerUnavailable
+		}
+		s.stats.failedLogins.Add(1)
+		delay := s.loginFailed(c.nc.RemoteAddr())
+		s.log.Info("login failed", "client", cp.clientID, "user", c.client.Username,
+			"remote", c.nc.RemoteAddr().String(), "delay", delay)
+		time.AfterFunc(delay, func() {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			if !c.closing.Load() && c.state != stateClosed {
+				c.refuse(code, "authentication failed")
+			}
+		})
+		return
+	}
+	s.loginSucceeded(c.nc.RemoteAddr())
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing.Load() || c.state == stateClosed {
+		return
+	}
+	c.paused = false
+	c.admit(cp, nil)
+	if len(c.in) > 0 && !c.closing.Load() {
+		c.consume(nil) // what the client sent meanwhile
+	}
+}
+
+// admit lets an authenticated client in, unless its will goes where it may
+// not publish. [MQTT-3.1.2-?]
+func (c *conn) admit(cp *connectParams, authData []byte) {
+	if cp.will != nil && !c.srv.mayWrite(c.client, cp.will.Topic) {
+		c.refuse(packet.NotAuthorized, "the will's topic is not allowed")
+		return
+	}
+	c.accept(cp, authData)
+}
+
+// peerCertificates is the verified client certificate chain of a TLS
+// connection, nil otherwise.
+func (c *conn) peerCertificates() []*x509.Certificate {
+	u, ok := c.nc.(listener.Underlying)
+	if !ok {
+		return nil
+	}
+	tc, ok := u.NetConn().(interface{ ConnectionState() tls.ConnectionState })
+	if !ok {
+		return nil
+	}
+	st := tc.ConnectionState()
+	if len(st.VerifiedChains) == 0 {
+		return nil
+	}
+	return st.VerifiedChains[0]
+}
+
+// certIdentity takes a user name from a verified certificate: its Subject
+// Common Name ("cn") or its first Subject Alternative Name ("san": DNS
+// name, then e-mail address, then URI).
+func certIdentity(chain []*x509.Certificate, from string) (string, bool) {
+	if len(chain) == 0 || from == "" {
+		return "", false
+	}
+	leaf := chain[0]
+	switch from {
+	case "cn":
+		return leaf.Subject.CommonName, leaf.Subject.CommonName != ""
+	case "san":
+		switch {
+		case len(leaf.DNSNames) > 0:
+			return leaf.DNSNames[0], true
+		case len(leaf.EmailAddresses) > 0:
+			return leaf.EmailAddresses[0], true
+		case len(leaf.URIs) > 0:
+			return leaf.URIs[0].String(), true
+		}
+	}
+	return "", false
 }
 
 // negotiate records what the client asked for in CONNECT: its session
@@ -159,6 +304,8 @@ func v3ReturnCode(code packet.ReasonCode) (packet.ReasonCode, bool) {
 		return packet.ConnRefusedBadUsernamePassword, true
 	case packet.NotAuthorized, packet.Banned:
 		return packet.ConnRefusedNotAuthorized, true
+	case packet.QuotaExceeded, packet.ConnectionRateExceeded:
+		return packet.ConnRefusedServerUnavailable, true
 	}
 	return 0, false
 }
@@ -296,6 +443,7 @@ func (s *Server) openSession(c *conn, cp *connectParams, connack *packet.Connack
 	ss.saveLazilyLocked()
 	c.sess.Store(ss)
 	c.id.Store(&ss.clientID)
+	ss.client.Store(c.client)
 	if cp.will != nil {
 		cp.will.origin = ss.id
 		c.willDelay = cp.willDelay

@@ -272,7 +272,7 @@ func (ss *session) markReleasedLocked(f *inflight, tx *routeTx) {
 
 // recordLocked encodes the session for the store.
 func (ss *session) recordLocked(now time.Time) []byte {
-	rec := sessionRecord{uid: ss.uid, expiry: ss.expiry, will: ss.pendingWill, willAt: ss.willAt}
+	rec := sessionRecord{uid: ss.uid, expiry: ss.expiry, will: ss.pendingWill, willAt: ss.willAt, user: ss.client.Load()}
 	if ss.conn == nil {
 		rec.offlineSince = now
 	}
@@ -283,6 +283,9 @@ func (ss *session) recordLocked(now time.Time) []byte {
 		}
 		if sub.retainAsPublished {
 			st.opts |= subRAP
+		}
+		if sub.checkRead {
+			st.opts |= subCheckRead
 		}
 		rec.subs = append(rec.subs, st)
 	}

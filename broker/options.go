@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"crypto/tls"
 	"io"
 	"log/slog"
 	"time"
@@ -77,6 +78,18 @@ type Options struct {
 	ResponseInformation string
 	// AuthMethods are the MQTT 5 enhanced authentication methods, by name.
 	AuthMethods auth.Methods
+	// Authenticator checks the user name and password of CONNECT. A client
+	// that gives a user name is checked whenever there is one; one without
+	// is let in only where its listener allows anonymous clients.
+	Authenticator auth.Authenticator
+	// Authorizer decides what clients may publish, subscribe to and
+	// receive; nil allows everything. Either way no client may publish to a
+	// topic starting with '$'.
+	Authorizer auth.Authorizer
+	// AuthTimeout bounds one authentication. Default 10s.
+	AuthTimeout time.Duration
+
+	Limits Limits
 
 	// Store keeps durable sessions, their queues and retained messages.
 	// The caller opens it and closes it after Close. Nil keeps them in
@@ -91,12 +104,67 @@ type Options struct {
 	SyncPeriod time.Duration
 }
 
+// Limits protect the broker from clients that ask too much. Zero means the
+// default given; a negative value removes the limit. Each refusal carries
+// the MQTT 5 reason code named and is counted (Server.Stats).
+type Limits struct {
+	// MaxConnections is the number of connections the broker serves at
+	// once (CONNACK 0x97 Quota exceeded beyond it). Default: unlimited.
+	MaxConnections int
+	// ConnectionRate is how many new connections per second one source
+	// address may open, with bursts of ConnectionBurst (CONNACK 0x9F
+	// Connection rate exceeded). Default: unlimited; burst default 10.
+	ConnectionRate  float64
+	ConnectionBurst int
+	// MaxTopicLength and MaxTopicLevels bound topic names and filters
+	// (DISCONNECT 0x90 for a PUBLISH, SUBACK 0x8F for a filter).
+	// Defaults 65535 bytes and 128 levels.
+	MaxTopicLength int
+	MaxTopicLevels int
+	// MaxSubscriptions is how many subscriptions one session may hold
+	// (SUBACK 0x97 beyond it). Default 1000.
+	MaxSubscriptions int
+	// PublishRate and PublishBytesRate bound what one client may publish
+	// per second, with bursts of one second's worth (DISCONNECT 0x96
+	// Message rate too high). Default: unlimited.
+	PublishRate      float64
+	PublishBytesRate float64
+	// ControlRate bounds SUBSCRIBE and UNSUBSCRIBE packets per second per
+	// client, bursts of ten (DISCONNECT 0x96). Default 100.
+	ControlRate float64
+	// QueuedMemory is the memory all sessions together may use for queued
+	// messages; past it, messages for clients that are not keeping up are
+	// dropped and counted (persistent sessions' queues are on disk and do
+	// not count). Default 256 MiB.
+	QueuedMemory int64
+	// IncompletePacketTimeout closes a connection whose packet has started
+	// to arrive but not finished in this time: a client that trickles bytes
+	// (slowloris). Default 30s.
+	IncompletePacketTimeout time.Duration
+}
+
 // ListenerConfig is one listening socket.
 type ListenerConfig struct {
-	// Name labels the listener in logs; default "tcp:<address>".
+	// Name labels the listener in logs; default "<kind>:<address>".
 	Name string
-	// Address is host:port; port 0 picks a free port (see Server.Addrs).
+	// Kind is "tcp" (the default), "tls", "ws", "wss" or "unix".
+	Kind string
+	// Address is host:port, or a socket path for "unix"; port 0 picks a
+	// free port (see Server.Addrs).
 	Address string
+	// AllowAnonymous lets clients in without a user name. Nil means: yes
+	// on loopback addresses and unix sockets, no elsewhere (secure by
+	// default); the broker warns when a network listener allows them.
+	AllowAnonymous *bool
+	// MaxConnections bounds this listener's connections (CONNACK 0x97).
+	MaxConnections int
+	// TLS configures "tls" and "wss" listeners.
+	TLS *tls.Config
+	// UsernameFrom takes the user name from the verified client certificate
+	// ("cn" or "san"; empty: from CONNECT).
+	UsernameFrom string
+	// WebSocketPath is where "ws" and "wss" listeners serve MQTT. Default /mqtt.
+	WebSocketPath string
 	// GoroutineDriver serves plain TCP with a goroutine per connection
 	// instead of the event loop.
 	GoroutineDriver bool
@@ -114,8 +182,15 @@ func (o *Options) setDefaults() {
 		o.Listeners = []ListenerConfig{{Address: "127.0.0.1:1883"}}
 	}
 	for i := range o.Listeners {
-		if o.Listeners[i].Name == "" {
-			o.Listeners[i].Name = "tcp:" + o.Listeners[i].Address
+		l := &o.Listeners[i]
+		if l.Kind == "" {
+			l.Kind = "tcp"
+		}
+		if l.Name == "" {
+			l.Name = l.Kind + ":" + l.Address
+		}
+		if l.WebSocketPath == "" {
+			l.WebSocketPath = "/mqtt"
 		}
 	}
 	if o.Logger == nil {
@@ -142,6 +217,31 @@ func (o *Options) setDefaults() {
 	}
 	if o.MaxClientIDLength <= 0 {
 		o.MaxClientIDLength = 65535
+	}
+	if o.AuthTimeout <= 0 {
+		o.AuthTimeout = 10 * time.Second
+	}
+	o.Limits.setDefaults()
+}
+
+func (l *Limits) setDefaults() {
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&l.ConnectionBurst, 10)
+	def(&l.MaxTopicLength, 65535)
+	def(&l.MaxTopicLevels, 128)
+	def(&l.MaxSubscriptions, 1000)
+	if l.ControlRate == 0 {
+		l.ControlRate = 100
+	}
+	if l.QueuedMemory == 0 {
+		l.QueuedMemory = 256 << 20
+	}
+	if l.IncompletePacketTimeout <= 0 {
+		l.IncompletePacketTimeout = 30 * time.Second
 	}
 }
 

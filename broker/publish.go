@@ -39,6 +39,40 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 			return nil
 		}
 	}
+	lim := &c.srv.opts.Limits
+	if lim.topicTooBig(p.Topic) {
+		return violation(packet.TopicNameInvalid, "topic longer than %d bytes or %d levels", lim.MaxTopicLength, lim.MaxTopicLevels)
+	}
+	if lim.PublishRate > 0 || lim.PublishBytesRate > 0 {
+		now := time.Now().UnixNano()
+		if (lim.PublishRate > 0 && !c.pubRate.take(now, lim.PublishRate, max(lim.PublishRate, 1), 1)) ||
+			(lim.PublishBytesRate > 0 && !c.pubBytes.take(now, lim.PublishBytesRate, max(lim.PublishBytesRate, float64(len(p.Payload))), float64(len(p.Payload)))) {
+			c.srv.stats.rateLimited.Add(1)
+			return violation(packet.MessageRateTooHigh, "publishing faster than allowed")
+		}
+	}
+	if !c.srv.mayWrite(c.client, p.Topic) {
+		// 3.1.1 has no way to say no: the message is acknowledged and
+		// dropped [MQTT-3.3.5-2]; MQTT 5 answers 0x87 at QoS 1 and 2.
+		c.srv.stats.deniedPublish.Add(1)
+		c.srv.log.Debug("publish denied", "client", c.clientID(), "topic", p.Topic)
+		if p.QoS > 0 {
+			code := packet.Success
+			if c.version == packet.V5 {
+				code = packet.NotAuthorized
+			} else if p.QoS == 2 {
+				// The PUBREL that follows needs its PUBCOMP.
+				tx := txPool.Get().(*routeTx)
+				ss.receivedQoS2(p.PacketID, o.ReceiveMaximum, tx)
+				c.ack(packet.PUBREC, p.PacketID, code, tx.group())
+				tx.finish(c.srv, c)
+				putTx(tx)
+				return nil
+			}
+			c.ack(ackKind(p.QoS), p.PacketID, code, 0)
+		}
+		return nil
+	}
 	tx := txPool.Get().(*routeTx)
 	defer putTx(tx)
 	switch p.QoS {
@@ -179,6 +213,9 @@ func (s *Server) publish(m *Message, tx *routeTx) int {
 		if sub.noLocal && sub.sess.id == m.origin {
 			continue // [MQTT-3.8.3-3] (v5)
 		}
+		if sub.checkRead && !s.mayRead(sub.sess, m.Topic) {
+			continue
+		}
 		d := delivery{msg: m, qos: min(sub.qos, m.QoS), retain: sub.retainAsPublished && m.Retain}
 		if sub.subID != 0 {
 			sc.ids = append(sc.ids[:0], sub.subID)
@@ -221,6 +258,9 @@ func (s *Server) deliverOverlapping(m *Message, sc *matches, tx *routeTx) int {
 		for ; i < len(subs) && subs[i].sess == ss; i++ {
 			sub := &subs[i]
 			if sub.noLocal && ss.id == m.origin {
+				continue
+			}
+			if sub.checkRead && !s.mayRead(ss, m.Topic) {
 				continue
 			}
 			any = true

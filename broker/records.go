@@ -6,15 +6,23 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/petrelmq/petrel/auth"
 	"github.com/petrelmq/petrel/packet"
 )
+
+func boolByte(b bool) byte {
+	if b {
+		return 1
+	}
+	return 0
+}
 
 // The broker's records in the store are small versioned binary encodings.
 // Each starts with a version byte so a later format can read an earlier one.
 //
 //	message   v1 | qos+flags | expiry (unix ms, varint) | topic | forwarded properties | payload
 //	entry     v1 | message id | qos+flags | expiry | payload size | subscription ids
-//	session   v1 | uid | expiry | offline since (unix ms) | subscriptions | pending will
+//	session   v1 | uid | expiry | offline since (unix ms) | subscriptions | identity | pending will
 //
 // Strings and byte fields are uvarint length-prefixed.
 
@@ -247,13 +255,15 @@ func decodeEntry(rec []byte) (queueEntry, error) {
 
 // Subscription option bits in a session record.
 const (
-	subNoLocal = 1 << 2
-	subRAP     = 1 << 3
+	subNoLocal   = 1 << 2
+	subRAP       = 1 << 3
+	subCheckRead = 1 << 4
 )
 
 // sessionRecord is the stored form of a durable session.
 type sessionRecord struct {
-	uid          string // names the session's queues
+	uid          string       // names the session's queues
+	user         *auth.Client // who connected last (for the authorizer); nil when unknown
 	expiry       uint32
 	offlineSince time.Time // zero while connected
 	subs         []storedSub
@@ -278,6 +288,14 @@ func appendSession(b []byte, s *sessionRecord) []byte {
 		b = appendStr(b, sub.key)
 		b = append(b, sub.qos|sub.opts)
 		b = appendUvarint(b, uint64(sub.subID))
+	}
+	if s.user == nil {
+		b = append(b, 0)
+	} else {
+		b = append(b, 1)
+		b = appendStr(b, s.user.Username)
+		b = append(b, boolByte(s.user.HasUsername))
+		b = appendStr(b, s.user.Listener)
 	}
 	if s.will == nil {
 		return append(b, 0)
@@ -306,6 +324,9 @@ func decodeSession(rec []byte) (*sessionRecord, error) {
 		key := r.str()
 		o := r.byte()
 		s.subs = append(s.subs, storedSub{key: key, qos: o & 3, opts: o &^ 3, subID: uint32(r.uvarint())})
+	}
+	if r.byte() == 1 {
+		s.user = &auth.Client{Username: r.str(), HasUsername: r.byte() == 1, Listener: r.str()}
 	}
 	if r.byte() == 1 {
 		s.willAt = fromUnixMilli(r.uvarint())

@@ -75,6 +75,10 @@ func (s *Server) recover() error {
 func (s *Server) recoverSession(clientID string, r *sessionRecord, now time.Time) (*session, *Message, error) {
 	ss := &session{id: s.nextSessionID.Add(1), clientID: clientID, srv: s, nextSeq: 1, expiry: r.expiry}
 	ss.persisted, ss.uid = true, r.uid
+	if r.user != nil {
+		r.user.ClientID = clientID
+		ss.client.Store(r.user)
+	}
 	offline := r.offlineSince
 	if offline.IsZero() || offline.After(now) {
 		offline = now // it was connected when the broker stopped
@@ -126,7 +130,7 @@ func (s *Server) recoverSession(clientID string, r *sessionRecord, now time.Time
 	}
 	for _, st := range r.subs {
 		sub := subscriber{sess: ss, qos: st.qos, noLocal: st.opts&subNoLocal != 0,
-			retainAsPublished: st.opts&subRAP != 0, subID: st.subID}
+			retainAsPublished: st.opts&subRAP != 0, checkRead: st.opts&subCheckRead != 0, subID: st.subID}
 		if ss.subs == nil {
 			ss.subs = make(map[string]subscriber)
 		}

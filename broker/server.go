@@ -45,6 +45,14 @@ type Server struct {
 	sharesMu sync.Mutex
 	shares   map[string]*shareGroup
 
+	// connCount counts open connections; connRate limits new ones per
+	// source address (nil: no limit); queuedMem is the payload bytes held
+	// in memory queues, for the memory budget.
+	connCount atomic.Int64
+	connRate  *ipLimiter
+	queuedMem atomic.Int64
+	logins    loginThrottle
+
 	// store keeps durable state; committer writes to it.
 	store     store.Store
 	ownStore  bool
@@ -66,7 +74,12 @@ type Server struct {
 type listenerState struct {
 	srv    *Server
 	name   string
+	cfg    ListenerConfig
 	driver listener.Driver
+	// allowAnonymous: clients without a user name may connect here.
+	allowAnonymous bool
+	// conns counts the listener's open connections.
+	conns atomic.Int64
 }
 
 // New makes a Server; Start opens its listeners.
@@ -85,6 +98,9 @@ func New(opts Options) *Server {
 	s.store = opts.Store
 	if s.store == nil {
 		s.store, s.ownStore = memory.New(), true
+	}
+	if r := opts.Limits.ConnectionRate; r > 0 {
+		s.connRate = newIPLimiter(r, opts.Limits.ConnectionBurst)
 	}
 	s.committer = newCommitter(s.store, s.log)
 	s.committer.syncEvery = opts.SyncPeriod
@@ -135,7 +151,14 @@ func (s *Server) listen(lc ListenerConfig) (*listenerState, error) {
 	if err != nil {
 		return nil, err
 	}
-	ls := &listenerState{srv: s, name: lc.Name}
+	ls := &listenerState{srv: s, name: lc.Name, cfg: lc, allowAnonymous: anonymousAllowed(lc)}
+	if ls.allowAnonymous && !isLocal(lc) {
+		s.log.Warn("listener allows anonymous clients on a network address", "listener", lc.Name, "addr", lc.Address)
+	}
+	if !ls.allowAnonymous && s.opts.Authenticator == nil && s.opts.AuthMethods == nil {
+		s.log.Warn("listener refuses anonymous clients and no authentication is configured: nobody can connect",
+			"listener", lc.Name)
+	}
 	dopts := listener.Options{Logger: s.log}
 	if tl, ok := ln.(*net.TCPListener); ok && !lc.GoroutineDriver && runtime.GOOS == "linux" {
 		d, err := listener.NewEventLoopDriver(tl, ls, dopts)
@@ -154,10 +177,52 @@ func (s *Server) listen(lc ListenerConfig) (*listenerState, error) {
 func (ls *listenerState) Open(nc listener.Conn) listener.Endpoint {
 	s := ls.srv
 	c := &conn{srv: s, nc: nc, ln: ls}
-	// [MQTT-3.1.4-1] A client that does not send CONNECT in time is cut off.
-	c.deadline.Store(time.Now().Add(s.opts.ConnectTimeout).UnixNano())
+	now := time.Now()
+	total, here := s.connCount.Add(1), ls.conns.Add(1)
+	lim := &s.opts.Limits
+	switch {
+	case lim.MaxConnections > 0 && total > int64(lim.MaxConnections),
+		ls.cfg.MaxConnections > 0 && here > int64(ls.cfg.MaxConnections):
+		c.refusal = packet.QuotaExceeded
+		s.stats.refusedConnections.Add(1)
+	case s.connRate != nil && !s.connRate.allow(nc.RemoteAddr(), now.UnixNano()):
+		c.refusal = packet.ConnectionRateExceeded
+		s.stats.refusedRate.Add(1)
+	}
+	// [MQTT-3.1.4-1] A client that does not send CONNECT in time is cut
+	// off; one that is to be refused gets a second to hear why.
+	timeout := s.opts.ConnectTimeout
+	if c.refusal != 0 {
+		timeout = min(timeout, time.Second)
+	}
+	c.deadline.Store(now.Add(timeout).UnixNano())
 	s.conns.add(c)
 	return c
+}
+
+// anonymousAllowed applies the secure default: anonymous clients only on
+// loopback addresses and unix sockets, unless the configuration says.
+func anonymousAllowed(lc ListenerConfig) bool {
+	if lc.AllowAnonymous != nil {
+		return *lc.AllowAnonymous
+	}
+	return isLocal(lc)
+}
+
+// isLocal reports whether a listener is reachable from this machine only.
+func isLocal(lc ListenerConfig) bool {
+	if lc.Kind == "unix" {
+		return true
+	}
+	host, _, err := net.SplitHostPort(lc.Address)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // Addrs returns the address of every listener, in configuration order.
@@ -269,7 +334,12 @@ func (cs *connSet) expired(now int64, fn func(*conn)) {
 		sh := &cs.shards[i]
 		sh.mu.Lock()
 		for c := range sh.m {
-			if d := c.deadline.Load(); d != 0 && d < now && !c.closing.Load() {
+			if c.closing.Load() {
+				continue
+			}
+			if d := c.deadline.Load(); d != 0 && d < now {
+				due = append(due, c)
+			} else if p := c.partial.Load(); p != 0 && p < now {
 				due = append(due, c)
 			}
 		}
@@ -313,6 +383,14 @@ type stats struct {
 	droppedQoS0Slow    atomic.Int64
 	droppedQueueFull   atomic.Int64
 	droppedTooLarge    atomic.Int64 // larger than the client's Maximum Packet Size
+	droppedMemory      atomic.Int64 // the queued-message memory budget was spent
+	refusedConnections atomic.Int64 // connection limits
+	refusedRate        atomic.Int64 // connection rate per source address
+	deniedPublish      atomic.Int64 // the authorizer refused a PUBLISH
+	deniedSubscribe    atomic.Int64
+	withheld           atomic.Int64 // deliveries the authorizer refused
+	failedLogins       atomic.Int64
+	rateLimited        atomic.Int64 // clients disconnected for publishing or subscribing too fast
 	expired            atomic.Int64 // messages whose expiry passed before delivery
 	protocolErrors     atomic.Int64
 	refused            atomic.Int64

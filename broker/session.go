@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/petrelmq/petrel/auth"
 	"github.com/petrelmq/petrel/packet"
 )
 
@@ -24,6 +25,8 @@ type session struct {
 	// offline; online mirrors conn != nil for readers without mu.
 	conn   *conn
 	online atomic.Bool
+	// client is who last connected to the session: what it may read.
+	client atomic.Pointer[auth.Client]
 	// expiry is the Session Expiry Interval in seconds: 0 ends the session
 	// with its connection, expiryNever keeps it until a clean start.
 	expiry uint32
@@ -68,8 +71,11 @@ type subscriber struct {
 	qos               byte
 	noLocal           bool
 	retainAsPublished bool
-	subID             uint32 // MQTT 5 Subscription Identifier, 0 when none
-	group             *shareGroup
+	// checkRead: the authorizer must approve each message (it could not
+	// vouch for every topic the filter matches).
+	checkRead bool
+	subID     uint32 // MQTT 5 Subscription Identifier, 0 when none
+	group     *shareGroup
 }
 
 // delivery is one message on its way to one session, with what is

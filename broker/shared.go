@@ -32,6 +32,9 @@ func (g *shareGroup) deliver(m *Message, sc *matches, tx *routeTx) bool {
 			if pass == 0 && !sub.sess.online.Load() {
 				continue
 			}
+			if sub.checkRead && !sub.sess.srv.mayRead(sub.sess, m.Topic) {
+				continue
+			}
 			d := delivery{msg: m, qos: min(sub.qos, m.QoS), retain: sub.retainAsPublished && m.Retain}
 			if sub.subID != 0 {
 				sc.ids = append(sc.ids[:0], sub.subID)

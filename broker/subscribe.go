@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"slices"
 	"strings"
 	"time"
 
@@ -14,6 +15,9 @@ import (
 // for. [MQTT-3.8.4-1] [MQTT-3.8.4-5] [MQTT-3.9.3-1]
 func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 	o := &c.srv.opts
+	if err := c.controlRate(); err != nil {
+		return err
+	}
 	var subID uint32
 	if len(p.Props.SubscriptionIDs) > 0 {
 		if o.DisableSubscriptionIdentifiers {
@@ -24,13 +28,13 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 	codes := make([]packet.ReasonCode, len(p.Subs))
 	var retained []grantedSub
 	for i, s := range p.Subs {
-		code, send, err := c.subscribeOne(&s, subID)
+		code, send, checkRead, err := c.subscribeOne(&s, subID)
 		if err != nil {
 			return err
 		}
 		codes[i] = code
 		if send {
-			retained = append(retained, grantedSub{strings.Clone(s.Filter), byte(code), s.RetainAsPublished, subID})
+			retained = append(retained, grantedSub{strings.Clone(s.Filter), byte(code), s.RetainAsPublished, subID, checkRead})
 		}
 	}
 	if c.version != packet.V5 {
@@ -62,6 +66,10 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 			}
 			return true
 		})
+		if g.checkRead {
+			// The authorizer vouches message by message. [ACL on retained]
+			msgs = slices.DeleteFunc(msgs, func(m *Message) bool { return !c.srv.mayRead(ss, m.Topic) })
+		}
 		var ids []uint32
 		if g.subID != 0 {
 			ids = []uint32{g.subID}
@@ -78,12 +86,13 @@ type grantedSub struct {
 	qos               byte
 	retainAsPublished bool
 	subID             uint32
+	checkRead         bool
 }
 
 // subscribeOne applies one filter of a SUBSCRIBE. It returns the SUBACK code,
-// whether retained messages are to be sent, and an error for what closes
-// the connection.
-func (c *conn) subscribeOne(s *packet.Subscription, subID uint32) (packet.ReasonCode, bool, error) {
+// whether retained messages are to be sent, whether each message needs the
+// authorizer's approval, and an error for what closes the connection.
+func (c *conn) subscribeOne(s *packet.Subscription, subID uint32) (code packet.ReasonCode, send, checkRead bool, err error) {
 	o := &c.srv.opts
 	filter := s.Filter
 	sub := subscriber{
@@ -96,33 +105,50 @@ func (c *conn) subscribeOne(s *packet.Subscription, subID uint32) (packet.Reason
 	if topic.IsShared(filter) {
 		if o.DisableSharedSubscriptions {
 			if c.version == packet.V5 {
-				return 0, false, violation(packet.SharedSubscriptionsNotSupported, "shared subscriptions are not available") // [MQTT-3.8.3-? ] (v5)
+				return 0, false, false, violation(packet.SharedSubscriptionsNotSupported, "shared subscriptions are not available") // [MQTT-3.8.3-? ] (v5)
 			}
-			return packet.SharedSubscriptionsNotSupported, false, nil
+			return packet.SharedSubscriptionsNotSupported, false, false, nil
 		}
 		name, f, err := topic.ParseShare(filter)
 		if err != nil { // the codec refuses these; kept for safety
-			return packet.TopicFilterInvalid, false, nil
+			return packet.TopicFilterInvalid, false, false, nil
 		}
 		shareName, filter = name, f
 	}
 	if o.DisableWildcardSubscriptions && topic.HasWildcard(filter) {
-		return packet.WildcardSubscriptionsNotSupported, false, nil // [MQTT-3.8.3-? ] (v5)
+		return packet.WildcardSubscriptionsNotSupported, false, false, nil // [MQTT-3.8.3-? ] (v5)
 	}
-	existed, ok := c.sess.Load().subscribe(strings.Clone(s.Filter), shareName, strings.Clone(filter), sub)
+	if o.Limits.topicTooBig(filter) {
+		return packet.TopicFilterInvalid, false, false, nil
+	}
+	ok, checkEach := c.srv.maySubscribe(c.client, filter)
 	if !ok {
-		return packet.UnspecifiedError, false, nil
+		c.srv.stats.deniedSubscribe.Add(1)
+		c.srv.log.Debug("subscribe denied", "client", c.clientID(), "filter", s.Filter)
+		return packet.NotAuthorized, false, false, nil
+	}
+	sub.checkRead = checkEach
+	ss := c.sess.Load()
+	if max := o.Limits.MaxSubscriptions; max > 0 && int(ss.nsubs.Load()) >= max && !ss.hasSubscription(s.Filter) {
+		return packet.QuotaExceeded, false, false, nil
+	}
+	existed, ok := ss.subscribe(strings.Clone(s.Filter), shareName, strings.Clone(filter), sub)
+	if !ok {
+		return packet.UnspecifiedError, false, false, nil
 	}
 	// Retain Handling: 0 sends retained messages on every subscribe, 1 only
 	// for a new subscription, 2 never; a shared subscription never gets
 	// them. [MQTT-3.3.1-9..11] (v5)
-	send := shareName == "" && (s.RetainHandling == 0 || (s.RetainHandling == 1 && !existed))
-	return packet.ReasonCode(sub.qos), send, nil
+	send = shareName == "" && (s.RetainHandling == 0 || (s.RetainHandling == 1 && !existed))
+	return packet.ReasonCode(sub.qos), send, checkEach, nil
 }
 
 // handleUnsubscribe removes subscriptions and always answers UNSUBACK, even
 // when nothing matched. [MQTT-3.10.4-4] [MQTT-3.10.4-5]
 func (c *conn) handleUnsubscribe(p *packet.Unsubscribe) error {
+	if err := c.controlRate(); err != nil {
+		return err
+	}
 	codes := make([]packet.ReasonCode, len(p.Filters))
 	ss := c.sess.Load()
 	for i, f := range p.Filters {
@@ -168,6 +194,24 @@ func (ss *session) subscribe(key, shareName, filter string, sub subscriber) (exi
 	}
 	ss.subs[key] = sub
 	return existed, true
+}
+
+// hasSubscription reports whether the session subscribes to key.
+func (ss *session) hasSubscription(key string) bool {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	_, ok := ss.subs[key]
+	return ok
+}
+
+// controlRate bounds SUBSCRIBE and UNSUBSCRIBE floods.
+func (c *conn) controlRate() error {
+	r := c.srv.opts.Limits.ControlRate
+	if r <= 0 || c.ctlRate.take(time.Now().UnixNano(), r, max(10, r), 1) {
+		return nil
+	}
+	c.srv.stats.rateLimited.Add(1)
+	return violation(packet.MessageRateTooHigh, "more than %g SUBSCRIBE/UNSUBSCRIBE packets per second", r)
 }
 
 // unsubscribe removes the subscription to key, reporting whether it existed.

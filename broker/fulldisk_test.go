@@ -1,0 +1,203 @@
+package broker
+
+import (
+	"encoding/binary"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+
+	"github.com/petrelmq/petrel/internal/wiretest"
+	"github.com/petrelmq/petrel/packet"
+	pebblestore "github.com/petrelmq/petrel/store/pebble"
+)
+
+// smallDisk mounts a tmpfs of the given size (like "32m") in a temporary
+// directory for the test, or skips the test where that is not possible.
+func smallDisk(t *testing.T, size string) string {
+	t.Helper()
+	if os.Getuid() != 0 {
+		t.Skip("needs root to mount a tmpfs")
+	}
+	mnt := t.TempDir()
+	if err := syscall.Mount("tmpfs", mnt, "tmpfs", 0, "size="+size); err != nil {
+		t.Skipf("cannot mount a tmpfs here: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := syscall.Unmount(mnt, 0); err != nil {
+			t.Errorf("unmount %s: %v", mnt, err)
+		}
+	})
+	return mnt
+}
+
+// fill writes a file that leaves about free bytes available on the
+// filesystem of dir.
+func fill(t *testing.T, dir string, free int64) string {
+	t.Helper()
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	name := filepath.Join(dir, "filler")
+	if err := os.WriteFile(name, make([]byte, max(int64(st.Bavail)*st.Bsize-free, 0)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return name
+}
+
+// fullDiskOptions are the store's options on the small disk: a reserve of
+// 4 MiB, so the disk fills within the tmpfs.
+func fullDiskOptions() pebblestore.Options {
+	return pebblestore.Options{CacheSize: 1 << 20, MemTableSize: 1 << 20, MinFreeBytes: 4 << 20}
+}
+
+// numbered is an incompressible payload of size bytes that starts with n.
+func numbered(rng *rand.Rand, n uint64, size int) []byte {
+	b := make([]byte, size)
+	for i := 8; i < size; i += 8 {
+		binary.LittleEndian.PutUint64(b[i-8:], rng.Uint64())
+	}
+	binary.BigEndian.PutUint64(b, n)
+	return b
+}
+
+func connectV5(t *testing.T, addr, id string, clean bool, expiry uint32) *wiretest.Client {
+	t.Helper()
+	cp := &packet.Connect{Version: packet.V5, CleanStart: clean, ClientID: id, KeepAlive: 60}
+	if expiry > 0 {
+		cp.Props.SessionExpiry = expiry
+		cp.Props.Mark(packet.PropSessionExpiry)
+	}
+	c, ack := wiretest.Connect(t, addr, cp)
+	if ack.Code != 0 {
+		t.Fatalf("%s: CONNACK 0x%02x", id, byte(ack.Code))
+	}
+	return c
+}
+
+// TestFullDiskRefusesPublishersAndRecovers fills a real, small filesystem
+// through the broker: a durable offline subscriber's queue grows until the
+// store refuses commits. Then an MQTT 5 publisher gets PUBACK 0x97 (Quota
+// exceeded) and stays connected, an MQTT 3.1.1 publisher (which has no
+// negative acknowledgement) is disconnected without PUBACK, and the broker
+// goes on serving everyone else. Once space is freed (a file another
+// program left on the disk is deleted) publishes are accepted again, and
+// the subscriber receives every message acknowledged before, during and
+// after.
+// [MQTT-4.3.2-2] v3.1.1
+// [MQTT-3.4.2-1] v5
+func TestFullDiskRefusesPublishersAndRecovers(t *testing.T) {
+	mnt := smallDisk(t, "32m")
+	st := openPebble(t, filepath.Join(mnt, "store"), fullDiskOptions())
+	srv := startServer(t, Options{Store: st, Logger: warnLogger(t)})
+	addr := srv.Addrs()[0].String()
+
+	sub, _ := wiretest.MustConnect(t, addr, "fd-sub", false)
+	sub.Subscribe("fd/#", 1)
+	sub.Disconnect()
+	// Another program holds all but 12 MiB; the broker fills the rest.
+	filler := fill(t, mnt, 12<<20)
+
+	rng := rand.New(rand.NewChaCha8([32]byte{1}))
+	pub := connectV5(t, addr, "fd-pub5", true, 0)
+	acked := map[uint64]bool{}
+	next := uint64(0)
+	publish := func(c *wiretest.Client, pid uint16) packet.ReasonCode {
+		t.Helper()
+		n := next
+		next++
+		c.Send(&packet.Publish{Topic: "fd/data", Payload: numbered(rng, n, 16<<10), QoS: 1, PacketID: pid})
+		p := c.Next()
+		a, ok := p.(*packet.Ack)
+		if !ok || a.Kind != packet.PUBACK || a.PacketID != pid {
+			t.Fatalf("message %d: want PUBACK %d, got %s %+v", n, pid, p.Type(), p)
+		}
+		if a.Code == packet.Success {
+			acked[n] = true
+		}
+		return a.Code
+	}
+	var refused packet.ReasonCode
+	for i := 0; i < 2000 && refused == 0; i++ {
+		refused = publish(pub, uint16(i%60000+1))
+	}
+	if refused != packet.QuotaExceeded {
+		t.Fatalf("after %d messages of 16 KiB with 12 MiB free: PUBACK code 0x%02x; want 0x97 (Quota exceeded)",
+			len(acked), byte(refused))
+	}
+	t.Logf("refused with 0x97 after %d messages of 16 KiB", len(acked))
+	pub.Ping() // still connected
+	if code := publish(pub, 1); code != packet.QuotaExceeded {
+		t.Fatalf("while the disk is still full: PUBACK code 0x%02x; want 0x97", byte(code))
+	}
+
+	// MQTT 3.1.1 has no negative PUBACK: the publisher is disconnected and
+	// will publish again. [MQTT-4.3.2-2]
+	pub3, _ := wiretest.MustConnect(t, addr, "fd-pub3", true)
+	pub3.Send(&packet.Publish{Topic: "fd/data", Payload: numbered(rng, next, 16<<10), QoS: 1, PacketID: 1})
+	next++
+	if p, err := pub3.TryNext(); err == nil {
+		t.Fatalf("MQTT 3.1.1 publisher on a full disk: got %s %+v; want the connection closed", p.Type(), p)
+	}
+
+	// The broker serves everyone else meanwhile.
+	other, _ := wiretest.MustConnect(t, addr, "fd-other", true)
+	other.Ping()
+	pub.Ping()
+
+	// Space comes back: publishes are accepted again.
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		if code := publish(pub, uint16(100+i)); code != packet.Success {
+			t.Fatalf("message %d after space was freed: PUBACK code 0x%02x; want 0x00", next-1, byte(code))
+		}
+	}
+	pub3, _ = wiretest.MustConnect(t, addr, "fd-pub3", true)
+	if code := publish(pub3, 2); code != packet.Success {
+		t.Fatalf("MQTT 3.1.1 publisher after space was freed: code 0x%02x", byte(code))
+	}
+
+	// Nothing acknowledged is lost.
+	got := drainNumbered(t, addr, "fd-sub")
+	for n := range acked {
+		if got[n] == 0 {
+			t.Errorf("message %d was acknowledged but is lost", n)
+		}
+	}
+	t.Logf("%d messages acknowledged, %d delivered", len(acked), len(got))
+}
+
+// drainNumbered resumes a persistent session and takes every queued
+// message (numbered payloads), acknowledging each, until a PINGREQ finds
+// nothing more. It returns how many times each number arrived.
+func drainNumbered(t *testing.T, addr, clientID string) map[uint64]int {
+	t.Helper()
+	c, present := wiretest.MustConnect(t, addr, clientID, false)
+	if !present {
+		t.Fatalf("%s: session lost", clientID)
+	}
+	got := map[uint64]int{}
+	for {
+		c.Send(&packet.Pingreq{})
+		arrived := 0
+		for done := false; !done; {
+			switch p := c.Next().(type) {
+			case *packet.Pingresp:
+				done = true
+			case *packet.Publish:
+				arrived++
+				got[binary.BigEndian.Uint64(p.Payload)]++
+				c.Send(&packet.Ack{Kind: packet.PUBACK, PacketID: p.PacketID})
+			default:
+				t.Fatalf("%s: unexpected %s", clientID, p.Type())
+			}
+		}
+		if arrived == 0 {
+			return got
+		}
+	}
+}
