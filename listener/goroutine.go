@@ -433,5 +433,5 @@ func (c *gconn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
 
 // NetConn is the connection the driver serves (a *tls.Conn on TLS
 // listeners), for endpoints that need more than bytes: see Underlying.
-func (c *gconn) NetConn() net.Conn { return c.nc }
-func (c *gconn) LocalAddr() net.Addr  { return c.nc.LocalAddr() }
+func (c *gconn) NetConn() net.Conn   { return c.nc }
+func (c *gconn) LocalAddr() net.Addr { return c.nc.LocalAddr() }
