@@ -105,3 +105,10 @@ func (s *Server) loginSucceeded(addr net.Addr) {
 	defer t.mu.Unlock()
 	delete(t.fails, addrIP(addr))
 }
+
+// overMemoryBudget reports whether queueing size more bytes in memory would
+// exceed the budget for queued messages.
+func (s *Server) overMemoryBudget(size int) bool {
+	b := s.opts.Limits.QueuedMemory
+	return b > 0 && s.queuedMem.Load()+int64(size) > b
+}

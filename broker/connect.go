@@ -472,6 +472,7 @@ func (s *Server) openSession(c *conn, cp *connectParams, connack *packet.Connack
 // the store from the start.
 func (s *Server) newSession(clientID string, expiry uint32) *session {
 	ss := &session{id: s.nextSessionID.Add(1), clientID: clientID, srv: s, nextSeq: 1}
+	ss.queue.mem = &s.queuedMem
 	if expiry > 0 {
 		ss.persisted, ss.uid = true, newSessionUID()
 	}
@@ -484,6 +485,7 @@ func (s *Server) newSession(clientID string, expiry uint32) *session {
 // for its delay: the end of the session publishes it. [MQTT-3.1.3-9] (v5)
 func (s *Server) endLocked(ss *session) *Message {
 	ss.ended = true
+	ss.queue.reset()
 	if ss.persisted {
 		s.committer.dropSession(ss.clientID, ss.queueName(), ss.inboundName())
 	}

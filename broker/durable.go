@@ -190,7 +190,7 @@ func (ss *session) committed(g uint64, err error) {
 // queue has room and nothing waits in the store ahead of it, otherwise in
 // the store alone.
 func (ss *session) admitLocked(d delivery) {
-	if ss.stored == 0 && ss.queue.len() < memQueueLimit {
+	if ss.stored == 0 && ss.queue.len() < memQueueLimit && !ss.srv.overMemoryBudget(len(d.msg.Payload)) {
 		ss.queue.push(d)
 		return
 	}
@@ -240,7 +240,7 @@ func (ss *session) pageInLocked() bool {
 		}
 		ss.queue.push(d)
 		loaded++
-		return ss.stored > 0 && loaded < memQueueLimit, nil
+		return ss.stored > 0 && loaded < memQueueLimit && !s.overMemoryBudget(0), nil
 	})
 	if err != nil {
 		s.log.Error("reading a session's queue from the store", "client", ss.clientID, "err", err)

@@ -145,6 +145,12 @@ func (ss *session) push(d delivery, tx *routeTx) bool {
 		ss.sendLocked(c, d)
 		return true
 	}
+	if ss.srv.overMemoryBudget(len(d.msg.Payload)) {
+		n := ss.srv.stats.droppedMemory.Add(1)
+		ss.srv.log.Warn("queued-message memory budget spent: message dropped",
+			"client", ss.clientID, "topic", d.msg.Topic, "qos", d.qos, "dropped_total", n)
+		return false
+	}
 	ss.queue.push(d)
 	return true
 }
@@ -422,11 +428,27 @@ func (w *inflightWindow) remove(i int) {
 	}
 }
 
-// messageQueue is a FIFO of deliveries waiting for the client.
+// messageQueue is a FIFO of deliveries waiting for the client. Its payload
+// bytes count towards the server's queued-memory budget (mem).
 type messageQueue struct {
 	items []delivery
 	head  int
 	bytes int64
+	mem   *atomic.Int64
+}
+
+func (q *messageQueue) account(n int64) {
+	q.bytes += n
+	if q.mem != nil {
+		q.mem.Add(n)
+	}
+}
+
+// reset empties the queue, giving its memory back to the budget.
+func (q *messageQueue) reset() {
+	q.account(-q.bytes)
+	clear(q.items)
+	q.items, q.head = nil, 0
 }
 
 func (q *messageQueue) len() int { return len(q.items) - q.head }
@@ -436,7 +458,7 @@ func (q *messageQueue) push(d delivery) {
 		q.items, q.head = q.items[:0], 0
 	}
 	q.items = append(q.items, d)
-	q.bytes += int64(len(d.msg.Payload))
+	q.account(int64(len(d.msg.Payload)))
 }
 
 func (q *messageQueue) peek() delivery { return q.items[q.head] }
@@ -446,14 +468,14 @@ func (q *messageQueue) pushFront(ds []inflight) {
 	items := make([]delivery, 0, len(ds)+q.len())
 	for _, f := range ds {
 		items = append(items, f.delivery)
-		q.bytes += int64(len(f.msg.Payload))
+		q.account(int64(len(f.msg.Payload)))
 	}
 	q.items = append(items, q.items[q.head:]...)
 	q.head = 0
 }
 
 func (q *messageQueue) pop() {
-	q.bytes -= int64(len(q.items[q.head].msg.Payload))
+	q.account(-int64(len(q.items[q.head].msg.Payload)))
 	q.items[q.head] = delivery{}
 	q.head++
 	switch {
