@@ -2,6 +2,7 @@ package broker
 
 import (
 	"encoding/binary"
+	"errors"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -32,17 +33,27 @@ func smallDisk(t *testing.T, size string) string {
 	return mnt
 }
 
-// fill writes a file that leaves about free bytes available on the
-// filesystem of dir.
-func fill(t *testing.T, dir string, free int64) string {
+// fill writes the file name, on a filesystem of its own, to leave about
+// free bytes available there: another program taking the space. It stops
+// early, without failing, where the disk fills meanwhile.
+func fill(t *testing.T, name string, free int64) string {
 	t.Helper()
 	var st syscall.Statfs_t
-	if err := syscall.Statfs(dir, &st); err != nil {
+	if err := syscall.Statfs(filepath.Dir(name), &st); err != nil {
 		t.Fatal(err)
 	}
-	name := filepath.Join(dir, "filler")
-	if err := os.WriteFile(name, make([]byte, max(int64(st.Bavail)*st.Bsize-free, 0)), 0o644); err != nil {
+	f, err := os.Create(name)
+	if err != nil {
 		t.Fatal(err)
+	}
+	defer f.Close()
+	chunk := make([]byte, 1<<20)
+	for left := int64(st.Bavail)*st.Bsize - free; left > 0; left -= int64(len(chunk)) {
+		if _, err := f.Write(chunk[:min(left, int64(len(chunk)))]); errors.Is(err, syscall.ENOSPC) {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
 	}
 	return name
 }
@@ -98,7 +109,7 @@ func TestFullDiskRefusesPublishersAndRecovers(t *testing.T) {
 	sub.Subscribe("fd/#", 1)
 	sub.Disconnect()
 	// Another program holds all but 12 MiB; the broker fills the rest.
-	filler := fill(t, mnt, 12<<20)
+	filler := fill(t, filepath.Join(mnt, "filler"), 12<<20)
 
 	rng := rand.New(rand.NewChaCha8([32]byte{1}))
 	pub := connectV5(t, addr, "fd-pub5", true, 0)
