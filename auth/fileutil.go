@@ -11,8 +11,12 @@ import (
 // in the same directory is written, synced and renamed over path, and the
 // directory is synced, so readers see the old contents or the new, never a
 // part. The new file has mode perm and, where the process may, the owner and
-// group of the file it replaces.
+// group of the file it replaces. A symbolic link at path is followed.
 func writeFileAtomic(path string, perm os.FileMode, write func(io.Writer) error) (err error) {
+	// Replace what a symbolic link points to, not the link.
+	if real, err := filepath.EvalSymlinks(path); err == nil {
+		path = real
+	}
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
 	if err != nil {

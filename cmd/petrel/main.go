@@ -1,6 +1,7 @@
 // Command petrel is the Petrel MQTT broker and the tools around it.
 //
 //	petrel [serve] [--config FILE] [--listen ADDR]... [--log-level LEVEL]
+//	petrel passwd [-c] [-b] [-D] [-U] [-I iterations] FILE [USER [PASSWORD]]
 //	petrel version
 package main
 
@@ -25,6 +26,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch cmd {
 	case "serve":
 		return serve(args, stderr)
+	case "passwd":
+		return passwd(args, os.Stdin, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "petrel", version())
 		return 0
@@ -41,6 +44,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 func usage(w io.Writer) {
 	fmt.Fprint(w, `Usage:
   petrel [serve] [flags]   run the broker (the default)
+  petrel passwd [flags] FILE USER [PASSWORD]
+                           manage a password file (Mosquitto's format)
   petrel version           print the version
   petrel help              show this help
 
