@@ -83,6 +83,11 @@ type PasswordFile struct {
 
 type passwordTable struct {
 	users map[string]passwordHash
+	// dummy is verified against for unknown users, so that an unknown user
+	// costs as much as a known one and the time to answer does not tell
+	// which user names exist: a "$7$" hash with the iteration count most
+	// entries of the file have.
+	dummy passwordHash
 }
 
 // passwordHash is one parsed entry. The zero value is "no password", which
@@ -147,16 +152,6 @@ func (f *PasswordFile) Reload() error {
 // Len returns the number of users.
 func (f *PasswordFile) Len() int { return len(f.users.Load().users) }
 
-// dummyHash is verified against for unknown users, so that an unknown user
-// costs as much as a known one and the time to answer does not tell which
-// user names exist.
-var dummyHash = passwordHash{
-	pbkdf2:     true,
-	iterations: DefaultIterations,
-	salt:       make([]byte, saltLen),
-	key:        make([]byte, sha512.Size),
-}
-
 // Authenticate checks c's user name and password against the file.
 // password is nil when the CONNECT had no password flag; such a client is
 // refused, as is one with no user name: whether anonymous clients may
@@ -173,9 +168,11 @@ func (f *PasswordFile) Authenticate(ctx context.Context, c *Client, password []b
 	if password == nil {
 		return fmt.Errorf("%w: no password", ErrBadCredentials)
 	}
-	h, known := f.users.Load().users[c.Username]
-	if !known {
-		h = dummyHash
+	t := f.users.Load()
+	h, known := t.users[c.Username]
+	usable := known && len(h.key) > 0
+	if !usable {
+		h = t.dummy
 	}
 	select {
 	case f.verifying <- struct{}{}:
@@ -184,8 +181,11 @@ func (f *PasswordFile) Authenticate(ctx context.Context, c *Client, password []b
 	}
 	ok := h.verify(password)
 	<-f.verifying
-	if !known {
+	switch {
+	case !known:
 		return fmt.Errorf("%w: unknown user", ErrBadCredentials)
+	case !usable:
+		return fmt.Errorf("%w: the user has no password in the file", ErrBadCredentials)
 	}
 	if !ok {
 		return fmt.Errorf("%w: wrong password", ErrBadCredentials)
@@ -286,7 +286,29 @@ func parsePasswordTable(name string, r io.Reader) (*passwordTable, error) {
 	if err != nil {
 		return nil, err
 	}
+	t.dummy = dummyHash(t.users)
 	return t, nil
+}
+
+// dummyHash returns a hash that costs what most of users' hashes cost.
+func dummyHash(users map[string]passwordHash) passwordHash {
+	counts := make(map[int]int)
+	iterations := DefaultIterations
+	for _, h := range users {
+		if !h.pbkdf2 {
+			continue
+		}
+		counts[h.iterations]++
+		if c := counts[h.iterations]; c > counts[iterations] || c == counts[iterations] && h.iterations > iterations {
+			iterations = h.iterations
+		}
+	}
+	return passwordHash{
+		pbkdf2:     true,
+		iterations: iterations,
+		salt:       make([]byte, saltLen),
+		key:        make([]byte, sha512.Size),
+	}
 }
 
 // maxLineLen bounds one line of a password or ACL file.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -279,6 +280,33 @@ func TestPasswordFileReload(t *testing.T) {
 	parsed, _ := ParsePasswordFile("x", strings.NewReader(""))
 	if err := parsed.Reload(); err == nil {
 		t.Error("Reload of a parsed file did not fail")
+	}
+}
+
+func TestUnknownUserCostsAsMuchAsAKnownOne(t *testing.T) {
+	tests := []struct {
+		iterations []int
+		want       int
+	}{
+		{nil, DefaultIterations},
+		{[]int{101, 101, 5000}, 101},
+		{[]int{101, 5000, 5000}, 5000},
+		{[]int{101, 5000}, 5000},
+	}
+	for _, tt := range tests {
+		var file strings.Builder
+		for i, n := range tt.iterations {
+			e, _ := HashPassword("x", n)
+			fmt.Fprintf(&file, "u%d:%s\n", i, e)
+		}
+		file.WriteString("old:$6$AAAA$" + strings.Repeat("A", 86) + "==\n")
+		pf, err := ParsePasswordFile("pw", strings.NewReader(file.String()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := pf.users.Load().dummy; !d.pbkdf2 || d.iterations != tt.want {
+			t.Errorf("iterations %v: unknown users are checked with %+v, want %d iterations", tt.iterations, d, tt.want)
+		}
 	}
 }
 
