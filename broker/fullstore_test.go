@@ -126,6 +126,8 @@ func TestRefusedCommitDoesNotUndoCleanStart(t *testing.T) {
 		t.Fatalf("SUBSCRIBE once the store takes writes: SUBACK 0x%02x; want 1", byte(code))
 	}
 
+	watcher.Disconnect()
+	pub.Disconnect()
 	if err := srv.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -192,6 +194,7 @@ func TestRefusedReleaseSendsNoPUBREL(t *testing.T) {
 	// The connection drops before its PUBCOMP; space comes back; the
 	// broker restarts.
 	sub.Conn.Close()
+	pub.Disconnect()
 	st.full.Store(false)
 	if err := srv.Close(); err != nil {
 		t.Fatal(err)

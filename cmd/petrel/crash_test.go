@@ -295,14 +295,14 @@ func drainSession(t *testing.T, addr, clientID string) map[int]int {
 // acknowledged QoS 2 message exactly once: a crash between sending a
 // PUBLISH, receiving PUBREC, sending PUBREL and receiving PUBCOMP neither
 // loses it nor makes it arrive as a new message. PETREL_CRASH_ROUNDS sets
-// the number of kills (default 4).
+// the number of kills (default 3).
 // [MQTT-4.3.2-2] v3.1.1
 // [MQTT-4.3.3-2] v3.1.1
 // [MQTT-4.4.0-1] v3.1.1
 // [MQTT-3.3.1-1] v3.1.1
 // [MQTT-3.1.2-5] v3.1.1
 func TestCrashOnlineSubscribersExactlyOnce(t *testing.T) {
-	rounds := crashRounds(4)
+	rounds := crashRounds(3)
 	dir := t.TempDir()
 	b := startBroker(t, dir)
 	subs := []*conformingSubscriber{newConformingSubscriber("live-q1", "live/q1", 1),

@@ -24,6 +24,7 @@ import (
 // These tests start petrel serve on data directories it must refuse: it
 // exits with code 1 and a message that says which directory and what is
 // wrong, and changes nothing in it. The store is never wiped silently.
+// They run in parallel: each mostly waits for a child process.
 
 // refusedServe runs cmd, which must exit by itself within 20s, and returns
 // its exit code and stderr.
@@ -121,6 +122,7 @@ func makeStore(t *testing.T, dir string) {
 }
 
 func TestServeRefusesDataDirInUse(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	startBroker(t, dir)
 	code, stderr := refusedServe(t, petrel(serveArgs(dir)...))
@@ -128,6 +130,7 @@ func TestServeRefusesDataDirInUse(t *testing.T) {
 }
 
 func TestServeRefusesDataDirWithoutStore(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	for name, content := range map[string]string{
 		"notes.txt":  "my notes",
@@ -150,6 +153,7 @@ func TestServeRefusesDataDirWithoutStore(t *testing.T) {
 }
 
 func TestServeRefusesCorruptStore(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	makeStore(t, dir)
 	manifests, _ := filepath.Glob(filepath.Join(dir, "MANIFEST-*"))
@@ -172,6 +176,7 @@ func TestServeRefusesCorruptStore(t *testing.T) {
 // read the key lets pebble replay its log into a table, so the files may
 // change: what must not change is what the store holds.
 func TestServeRefusesNewerStore(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	makeStore(t, dir)
 	newer := strconv.Itoa(store.FormatVersion + 1)
@@ -221,6 +226,7 @@ func (quietPebble) Fatalf(format string, args ...any) {
 // TestServeRefusesReadOnlyDataDir runs petrel serve as user nobody on a
 // store, and on a new directory, that nobody may not write.
 func TestServeRefusesReadOnlyDataDir(t *testing.T) {
+	t.Parallel()
 	if os.Getuid() != 0 {
 		t.Skip("needs root to run a process as nobody")
 	}
