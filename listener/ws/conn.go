@@ -2,6 +2,7 @@ package ws
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -172,14 +173,34 @@ func (c *Conn) ConnectionState() tls.ConnectionState {
 }
 
 // hijackCapture keeps the connection websocket.Accept hijacks, so the Conn
-// can set its deadlines and close it directly.
+// can set its deadlines and close it directly, and swaps net/http's 4 KiB
+// read and write buffers for smaller ones: a connection holds them for
+// life, idle or not. Large payloads bypass bufio either way.
 type hijackCapture struct {
 	http.ResponseWriter
 	conn net.Conn
 }
 
+// bufferSize is the size of a connection's read and write buffers.
+const bufferSize = 1 << 10
+
 func (h *hijackCapture) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	c, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
 	h.conn = c
-	return c, brw, err
+	// Bytes the client sent after its request may sit in net/http's
+	// buffer: move them into the new one (Accept takes what is buffered).
+	early := bytes.Clone(peekBuffered(brw.Reader))
+	r := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(early), c), max(bufferSize, len(early)))
+	if _, err := r.Peek(len(early)); err != nil {
+		return nil, nil, err
+	}
+	return c, bufio.NewReadWriter(r, bufio.NewWriterSize(c, bufferSize)), nil
+}
+
+func peekBuffered(r *bufio.Reader) []byte {
+	b, _ := r.Peek(r.Buffered())
+	return b
 }

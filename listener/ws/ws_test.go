@@ -627,8 +627,16 @@ func TestPlainConnectionState(t *testing.T) {
 	}
 }
 
-// A raw upgrade request, to check the exact response headers.
+// A raw upgrade request, to check the exact response headers, with a
+// binary frame sent in the same write as the request: bytes the HTTP
+// server read ahead must reach the stream.
 func TestRawHandshake(t *testing.T) {
+	for _, size := range []int{5, 3000} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) { rawHandshake(t, size) })
+	}
+}
+
+func rawHandshake(t *testing.T, size int) {
 	s := startServer(t, serverOptions{})
 	c, err := net.Dial("tcp", strings.TrimPrefix(s.base, "ws://"))
 	if err != nil {
@@ -636,10 +644,15 @@ func TestRawHandshake(t *testing.T) {
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(echotest.Timeout))
-	fmt.Fprintf(c, "GET /mqtt HTTP/1.1\r\nHost: broker\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
-		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"+
-		"Sec-WebSocket-Protocol: mqtt\r\n\r\n")
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	early := echotest.Pattern(size, 7)
+	req := "GET /mqtt HTTP/1.1\r\nHost: broker\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n" +
+		"Sec-WebSocket-Protocol: mqtt\r\n\r\n"
+	if _, err := c.Write(append([]byte(req), maskedFrame(early)...)); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -655,4 +668,55 @@ func TestRawHandshake(t *testing.T) {
 	if got := resp.Header.Get("Sec-WebSocket-Extensions"); got != "" {
 		t.Errorf("Sec-WebSocket-Extensions %q, want none (no compression)", got)
 	}
+	var echo []byte
+	for len(echo) < len(early) {
+		payload, err := readServerFrame(br)
+		if err != nil {
+			t.Fatalf("reading the echo after %d bytes: %v", len(echo), err)
+		}
+		echo = append(echo, payload...)
+	}
+	echotest.SameBytes(t, "echo of the frame sent with the request", echo, early)
+}
+
+// maskedFrame is a client's binary frame holding p.
+func maskedFrame(p []byte) []byte {
+	f := []byte{0x82}
+	switch {
+	case len(p) < 126:
+		f = append(f, 0x80|byte(len(p)))
+	default:
+		f = append(f, 0x80|126, byte(len(p)>>8), byte(len(p)))
+	}
+	key := []byte{0x12, 0x34, 0x56, 0x78}
+	f = append(f, key...)
+	for i, b := range p {
+		f = append(f, b^key[i%4])
+	}
+	return f
+}
+
+// readServerFrame reads one unmasked binary frame and returns its payload.
+func readServerFrame(r *bufio.Reader) ([]byte, error) {
+	var h [2]byte
+	if _, err := io.ReadFull(r, h[:]); err != nil {
+		return nil, err
+	}
+	if h[0] != 0x82 || h[1]&0x80 != 0 {
+		return nil, fmt.Errorf("frame header % x, want an unmasked final binary frame", h)
+	}
+	n := int(h[1])
+	switch n {
+	case 126:
+		var ext [2]byte
+		if _, err := io.ReadFull(r, ext[:]); err != nil {
+			return nil, err
+		}
+		n = int(ext[0])<<8 | int(ext[1])
+	case 127:
+		return nil, errors.New("a 64-bit frame length in a test that sends little")
+	}
+	p := make([]byte, n)
+	_, err := io.ReadFull(r, p)
+	return p, err
 }
