@@ -24,8 +24,9 @@ const Timeout = 20 * time.Second
 const Bye = "bye"
 
 // Handler opens an Endpoint per connection. Each echoes what it reads,
-// except a read of exactly Bye, which writes Final and closes the
-// connection from the server side.
+// except a read that starts with Bye, which writes Final and closes the
+// connection from the server side (what follows Bye may arrive in the
+// same read, and is discarded).
 type Handler struct {
 	// Final is written before a server-side close.
 	Final []byte
@@ -93,7 +94,7 @@ func (e *Endpoint) Write(b []byte) {
 
 // Data implements listener.Endpoint.
 func (e *Endpoint) Data(b []byte) {
-	if string(b) == Bye {
+	if bytes.HasPrefix(b, []byte(Bye)) {
 		e.Write(e.h.Final)
 		e.Conn.Close()
 		return
