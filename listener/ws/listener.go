@@ -127,7 +127,8 @@ type Listener struct {
 }
 
 // Listen starts serving HTTP on ln and returns the listener of the
-// connections it upgrades. Close stops it and closes ln.
+// connections it upgrades. Close stops it and closes ln. An error means
+// opts is invalid; ln is then left open, to the caller.
 func Listen(ln net.Listener, opts Options) (*Listener, error) {
 	if opts.Path == "" {
 		opts.Path = defaultPath
