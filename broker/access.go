@@ -1,12 +1,12 @@
 package broker
 
 import (
+	"context"
 	"net"
-	"net/netip"
-	"sync"
 	"time"
 
 	"github.com/petrelmq/petrel/auth"
+	"github.com/petrelmq/petrel/packet"
 )
 
 // mayWrite reports whether a client may publish to topic. No client may
@@ -50,65 +50,64 @@ func (s *Server) mayRead(ss *session, topic string) bool {
 	return true
 }
 
-// loginThrottle slows password guessing: a failed login is answered after
-// a delay that doubles with each recent failure from the same address, up to
-// a cap, and decays when the address goes quiet.
-type loginThrottle struct {
-	mu    sync.Mutex
-	fails map[netip.Addr]*failures
-}
-
-type failures struct {
-	n    int
-	last time.Time
-}
-
-const (
-	loginDelayBase  = 500 * time.Millisecond
-	loginDelayMax   = 10 * time.Second
-	loginQuiet      = 5 * time.Minute
-	loginAddrsLimit = 100000
-)
-
+// loginFailed records a failed login from addr and returns how long to wait
+// before answering it: password guessing gets slower with every failure
+// from the same address (auth.LoginThrottle).
 func (s *Server) loginFailed(addr net.Addr) time.Duration {
-	t := &s.logins
-	ip := addrIP(addr)
-	now := time.Now()
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.fails == nil {
-		t.fails = make(map[netip.Addr]*failures)
-	}
-	f := t.fails[ip]
-	if f == nil || now.Sub(f.last) > loginQuiet {
-		if len(t.fails) >= loginAddrsLimit {
-			for a, g := range t.fails {
-				if now.Sub(g.last) > loginQuiet {
-					delete(t.fails, a)
-				}
-			}
-		}
-		f = &failures{}
-		if len(t.fails) < loginAddrsLimit {
-			t.fails[ip] = f
-		}
-	}
-	f.n++
-	f.last = now
-	d := loginDelayBase << min(f.n-1, 5)
-	return min(d, loginDelayMax)
+	ip := addrIP(addr).String()
+	s.logins.Failed(ip)
+	return s.logins.Delay(ip)
 }
 
-func (s *Server) loginSucceeded(addr net.Addr) {
-	t := &s.logins
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	delete(t.fails, addrIP(addr))
-}
+func (s *Server) loginSucceeded(addr net.Addr) { s.logins.Succeeded(addrIP(addr).String()) }
 
 // overMemoryBudget reports whether queueing size more bytes in memory would
 // exceed the budget for queued messages.
 func (s *Server) overMemoryBudget(size int) bool {
 	b := s.opts.Limits.QueuedMemory
 	return b > 0 && s.queuedMem.Load()+int64(size) > b
+}
+
+// waitFor asks a remote authorizer what its cache could not answer: the
+// packet is kept (a copy), input is held, and once the answer is in the
+// packet is handled again, the answer now cached. It reports false when
+// the authorizer cannot be asked again (it has answered already, or does
+// not wait), so the caller takes the refusal as final.
+func (c *conn) waitFor(a auth.Access, topics []string, p packet.Packet) bool {
+	w, ok := c.srv.opts.Authorizer.(auth.WaitingAuthorizer)
+	if !ok || c.rechecking {
+		return false
+	}
+	kept := packet.Clone(p)
+	cl := c.client
+	c.paused = true
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), c.srv.opts.AuthTimeout)
+		for _, t := range topics {
+			w.AllowWait(ctx, cl, a, t)
+		}
+		cancel()
+		c.resume(kept)
+	}()
+	return true
+}
+
+// resume handles a packet kept by waitFor, then what arrived meanwhile.
+func (c *conn) resume(p packet.Packet) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing.Load() || c.state == stateClosed {
+		return
+	}
+	c.paused = false
+	c.rechecking = true
+	err := c.handle(p)
+	c.rechecking = false
+	if err != nil {
+		c.fail(err)
+		return
+	}
+	if len(c.in) > 0 && !c.paused && !c.closing.Load() {
+		c.consume(nil)
+	}
 }

@@ -74,8 +74,10 @@ type conn struct {
 	refusal packet.ReasonCode
 	// client is who the client is, for the authenticator and authorizer.
 	client *auth.Client
-	// paused holds input while authentication runs elsewhere.
-	paused bool
+	// paused holds input while authentication (or a remote authorizer)
+	// runs elsewhere; rechecking is set while a packet kept for the
+	// authorizer is handled again.
+	paused, rechecking bool
 	// partial (unix ns) is when an incomplete packet must have finished
 	// arriving; 0 when none is pending. [slowloris]
 	partial atomic.Int64

@@ -14,6 +14,7 @@ import (
 
 	"github.com/petrelmq/petrel/auth"
 	"github.com/petrelmq/petrel/listener"
+	"github.com/petrelmq/petrel/listener/tlsconf"
 	"github.com/petrelmq/petrel/packet"
 )
 
@@ -77,7 +78,7 @@ func (c *conn) handleConnect(p *packet.Connect) error {
 	c.negotiate(p, cp)
 	c.client = &auth.Client{ClientID: cp.clientID, Username: cp.username, HasUsername: p.UsernameFlag,
 		Listener: c.ln.name, RemoteAddr: c.nc.RemoteAddr(), Certificates: c.peerCertificates()}
-	if id, ok := certIdentity(c.client.Certificates, c.ln.cfg.UsernameFrom); ok {
+	if id, ok := c.certIdentity(); ok {
 		// The listener takes the identity from the verified certificate,
 		// which proves it: no password is asked. [MQTT-3.1.3-?]
 		c.client.Username, c.client.HasUsername = id, true
@@ -173,47 +174,43 @@ func (c *conn) admit(cp *connectParams, authData []byte) {
 	c.accept(cp, authData)
 }
 
-// peerCertificates is the verified client certificate chain of a TLS
-// connection, nil otherwise.
-func (c *conn) peerCertificates() []*x509.Certificate {
+// tlsState is the TLS state of a connection on a TLS or wss listener.
+func (c *conn) tlsState() (tls.ConnectionState, bool) {
 	u, ok := c.nc.(listener.Underlying)
 	if !ok {
-		return nil
+		return tls.ConnectionState{}, false
 	}
 	tc, ok := u.NetConn().(interface{ ConnectionState() tls.ConnectionState })
 	if !ok {
-		return nil
+		return tls.ConnectionState{}, false
 	}
-	st := tc.ConnectionState()
-	if len(st.VerifiedChains) == 0 {
+	return tc.ConnectionState(), true
+}
+
+// peerCertificates is the verified client certificate chain of a TLS
+// connection, nil otherwise.
+func (c *conn) peerCertificates() []*x509.Certificate {
+	st, ok := c.tlsState()
+	if !ok || len(st.VerifiedChains) == 0 {
 		return nil
 	}
 	return st.VerifiedChains[0]
 }
 
-// certIdentity takes a user name from a verified certificate: its Subject
-// Common Name ("cn") or its first Subject Alternative Name ("san": DNS
-// name, then e-mail address, then URI).
-func certIdentity(chain []*x509.Certificate, from string) (string, bool) {
-	if len(chain) == 0 || from == "" {
+// certIdentity takes the user name from the verified client certificate
+// when the listener says so (UsernameFrom "cn", "san", ...).
+func (c *conn) certIdentity() (string, bool) {
+	from := c.ln.cfg.UsernameFrom
+	if from == "" {
 		return "", false
 	}
-	leaf := chain[0]
-	switch from {
-	case "cn":
-		return leaf.Subject.CommonName, leaf.Subject.CommonName != ""
-	case "san":
-		switch {
-		case len(leaf.DNSNames) > 0:
-			return leaf.DNSNames[0], true
-		case len(leaf.EmailAddresses) > 0:
-			return leaf.EmailAddresses[0], true
-		case len(leaf.URIs) > 0:
-			return leaf.URIs[0].String(), true
-		}
+	st, ok := c.tlsState()
+	if !ok {
+		return "", false
 	}
-	return "", false
+	return tlsconf.IdentityFrom(st, from)
 }
+
 
 // negotiate records what the client asked for in CONNECT: its session
 // expiry, and for MQTT 5 its own limits, which bind what the broker sends.

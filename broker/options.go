@@ -165,6 +165,10 @@ type ListenerConfig struct {
 	UsernameFrom string
 	// WebSocketPath is where "ws" and "wss" listeners serve MQTT. Default /mqtt.
 	WebSocketPath string
+	// AllowedOrigins restricts the Origin of WebSocket upgrades (empty:
+	// any); TrustProxy takes the client's address from X-Forwarded-For.
+	AllowedOrigins []string
+	TrustProxy     bool
 	// GoroutineDriver serves plain TCP with a goroutine per connection
 	// instead of the event loop.
 	GoroutineDriver bool

@@ -8,6 +8,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/petrelmq/petrel/auth"
 	"github.com/petrelmq/petrel/packet"
 )
 
@@ -43,7 +44,7 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 	if lim.topicTooBig(p.Topic) {
 		return violation(packet.TopicNameInvalid, "topic longer than %d bytes or %d levels", lim.MaxTopicLength, lim.MaxTopicLevels)
 	}
-	if lim.PublishRate > 0 || lim.PublishBytesRate > 0 {
+	if (lim.PublishRate > 0 || lim.PublishBytesRate > 0) && !c.rechecking {
 		now := time.Now().UnixNano()
 		if (lim.PublishRate > 0 && !c.pubRate.take(now, lim.PublishRate, max(lim.PublishRate, 1), 1)) ||
 			(lim.PublishBytesRate > 0 && !c.pubBytes.take(now, lim.PublishBytesRate, max(lim.PublishBytesRate, float64(len(p.Payload))), float64(len(p.Payload)))) {
@@ -52,6 +53,9 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 		}
 	}
 	if !c.srv.mayWrite(c.client, p.Topic) {
+		if p.Topic[0] != '$' && c.waitFor(auth.Write, []string{p.Topic}, p) {
+			return nil // handled again once the authorizer has answered
+		}
 		// 3.1.1 has no way to say no: the message is acknowledged and
 		// dropped [MQTT-3.3.5-2]; MQTT 5 answers 0x87 at QoS 1 and 2.
 		c.srv.stats.deniedPublish.Add(1)

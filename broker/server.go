@@ -6,6 +6,7 @@ package broker
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,7 +16,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/petrelmq/petrel/auth"
 	"github.com/petrelmq/petrel/listener"
+	"github.com/petrelmq/petrel/listener/ws"
 	"github.com/petrelmq/petrel/packet"
 	"github.com/petrelmq/petrel/store"
 	"github.com/petrelmq/petrel/store/memory"
@@ -51,7 +54,7 @@ type Server struct {
 	connCount atomic.Int64
 	connRate  *ipLimiter
 	queuedMem atomic.Int64
-	logins    loginThrottle
+	logins    *auth.LoginThrottle
 
 	// store keeps durable state; committer writes to it.
 	store     store.Store
@@ -99,6 +102,7 @@ func New(opts Options) *Server {
 	if s.store == nil {
 		s.store, s.ownStore = memory.New(), true
 	}
+	s.logins = auth.NewLoginThrottle(auth.LoginThrottleConfig{})
 	if r := opts.Limits.ConnectionRate; r > 0 {
 		s.connRate = newIPLimiter(r, opts.Limits.ConnectionBurst)
 	}
@@ -147,7 +151,7 @@ func (s *Server) Start() error {
 }
 
 func (s *Server) listen(lc ListenerConfig) (*listenerState, error) {
-	ln, err := net.Listen("tcp", lc.Address)
+	ln, err := s.openListener(lc)
 	if err != nil {
 		return nil, err
 	}
@@ -171,6 +175,40 @@ func (s *Server) listen(lc ListenerConfig) (*listenerState, error) {
 		ls.driver = listener.NewGoroutineDriver(ln, ls, dopts)
 	}
 	return ls, nil
+}
+
+// openListener opens the socket for a listener of any kind: TCP, TLS over
+// TCP, WebSocket over TCP or TLS, or a unix socket.
+func (s *Server) openListener(lc ListenerConfig) (net.Listener, error) {
+	if lc.Kind == "unix" {
+		return listener.ListenUnix(lc.Address, 0o660)
+	}
+	if (lc.Kind == "tls" || lc.Kind == "wss") && lc.TLS == nil {
+		return nil, fmt.Errorf("%s listener without a TLS configuration", lc.Kind)
+	}
+	ln, err := net.Listen("tcp", lc.Address)
+	if err != nil {
+		return nil, err
+	}
+	switch lc.Kind {
+	case "tcp":
+		return ln, nil
+	case "tls":
+		return tls.NewListener(ln, lc.TLS), nil
+	case "ws", "wss":
+		if lc.Kind == "wss" {
+			ln = tls.NewListener(ln, lc.TLS)
+		}
+		wl, err := ws.Listen(ln, ws.Options{Path: lc.WebSocketPath, AllowedOrigins: lc.AllowedOrigins,
+			TrustProxy: lc.TrustProxy, ReadLimit: int64(s.opts.MaxPacketSize) + 64<<10, Logger: s.log})
+		if err != nil {
+			ln.Close()
+			return nil, err
+		}
+		return wl, nil
+	}
+	ln.Close()
+	return nil, fmt.Errorf("unknown listener kind %q (tcp, tls, ws, wss or unix)", lc.Kind)
 }
 
 // Open implements listener.Handler: a connection arrived.

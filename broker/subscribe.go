@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/petrelmq/petrel/auth"
 	"github.com/petrelmq/petrel/packet"
 	"github.com/petrelmq/petrel/topic"
 )
@@ -15,8 +16,29 @@ import (
 // for. [MQTT-3.8.4-1] [MQTT-3.8.4-5] [MQTT-3.9.3-1]
 func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 	o := &c.srv.opts
-	if err := c.controlRate(); err != nil {
-		return err
+	if !c.rechecking {
+		if err := c.controlRate(); err != nil {
+			return err
+		}
+		if c.srv.opts.Authorizer != nil {
+			// A remote authorizer may need asking first: then the whole
+			// packet waits, so its filters are answered together, in order.
+			var ask []string
+			for _, s := range p.Subs {
+				f := s.Filter
+				if topic.IsShared(f) {
+					if _, rest, err := topic.ParseShare(f); err == nil {
+						f = rest
+					}
+				}
+				if !c.srv.opts.Authorizer.Allow(c.client, auth.Subscribe, f) {
+					ask = append(ask, f)
+				}
+			}
+			if len(ask) > 0 && c.waitFor(auth.Subscribe, ask, p) {
+				return nil
+			}
+		}
 	}
 	var subID uint32
 	if len(p.Props.SubscriptionIDs) > 0 {
