@@ -111,3 +111,51 @@ func (c *conn) resume(p packet.Packet) {
 		c.consume(nil)
 	}
 }
+
+// AuthorizationChanged re-evaluates every subscription after the
+// authorizer's rules changed (an ACL file reloaded): a subscription the
+// rules no longer cover gets its messages checked one by one from now on,
+// one they cover again stops being checked. Subscriptions are not removed;
+// what their client may no longer read is withheld.
+func (s *Server) AuthorizationChanged() {
+	s.mu.Lock()
+	all := make([]*session, 0, len(s.sessions))
+	for _, ss := range s.sessions {
+		all = append(all, ss)
+	}
+	s.mu.Unlock()
+	for _, ss := range all {
+		ss.reauthorize()
+	}
+	s.log.Info("authorization rules changed: subscriptions re-evaluated", "sessions", len(all))
+}
+
+// reauthorize recomputes which of the session's subscriptions need each
+// message checked.
+func (ss *session) reauthorize() {
+	s := ss.srv
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	c := ss.client.Load()
+	if ss.ended || c == nil {
+		return
+	}
+	for key, sub := range ss.subs {
+		filter := key
+		if sub.group != nil {
+			filter = sub.group.filter
+		}
+		ok, checkEach := s.maySubscribe(c, filter)
+		check := !ok || checkEach
+		if check == sub.checkRead {
+			continue
+		}
+		sub.checkRead = check
+		ss.subs[key] = sub
+		if sub.group != nil {
+			s.joinShare(sub.group.name, sub.group.filter, sub)
+		} else {
+			s.index.Add(key, ss, sub)
+		}
+	}
+}
