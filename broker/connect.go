@@ -211,7 +211,6 @@ func (c *conn) certIdentity() (string, bool) {
 	return tlsconf.IdentityFrom(st, from)
 }
 
-
 // negotiate records what the client asked for in CONNECT: its session
 // expiry, and for MQTT 5 its own limits, which bind what the broker sends.
 func (c *conn) negotiate(p *packet.Connect, cp *connectParams) {
