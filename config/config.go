@@ -27,6 +27,8 @@ import "time"
 type File struct {
 	Log       Log        `yaml:"log"`
 	Listeners []Listener `yaml:"listeners"`
+	Auth      Auth       `yaml:"auth"`
+	Limits    Limits     `yaml:"limits"`
 	MQTT      MQTT       `yaml:"mqtt"`
 	Store     Store      `yaml:"store"`
 
@@ -50,11 +52,143 @@ type Log struct {
 // Listener is one address the broker accepts MQTT connections on.
 type Listener struct {
 	// Name labels the listener in logs and metrics. Empty means
-	// "tcp:<address>"; Validate fills it in.
+	// "<kind>:<address>"; Validate fills it in.
 	Name string `yaml:"name"`
-	// Address is host:port, as net.Listen takes it. An empty host listens
-	// on every interface; port 0 picks a free port.
+	// Kind is the transport: tcp (the default; empty means tcp too), tls,
+	// ws (WebSocket), wss (WebSocket over TLS) or unix (a unix socket).
+	Kind string `yaml:"kind"`
+	// Address is host:port, as net.Listen takes it, or for unix the
+	// socket's path. An empty host listens on every interface; port 0
+	// picks a free port.
 	Address string `yaml:"address"`
+	// AllowAnonymous lets clients in without a user name. Auto means yes
+	// on loopback addresses and unix sockets, no elsewhere.
+	AllowAnonymous Tristate `yaml:"allow_anonymous"`
+	// MaxConnections bounds the listener's connections; 0 means unlimited.
+	MaxConnections int `yaml:"max_connections"`
+	// TLS is required by tls and wss listeners and refused by the others.
+	TLS ListenerTLS `yaml:"tls"`
+	// WebSocket tunes ws and wss listeners and is refused by the others.
+	WebSocket ListenerWebSocket `yaml:"websocket"`
+}
+
+// ListenerTLS names a TLS listener's files. They are read when the broker
+// starts and again on SIGHUP, not when the configuration is validated.
+type ListenerTLS struct {
+	// CertFile and KeyFile hold the server's PEM certificate chain (leaf
+	// first) and its private key.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// ClientCAFile holds the PEM certificates that client certificates
+	// are verified against; required when ClientAuth asks for them.
+	ClientCAFile string `yaml:"client_ca_file"`
+	// ClientAuth is none, request (verify a certificate when the client
+	// gives one) or require (refuse the handshake without one).
+	ClientAuth string `yaml:"client_auth"`
+	// MinVersion is the oldest TLS version accepted: "1.2" or "1.3".
+	MinVersion string `yaml:"min_version"`
+	// UsernameFrom, when set, takes the user name from the verified client
+	// certificate instead of CONNECT (see tlsconf.IdentityFrom).
+	UsernameFrom string `yaml:"username_from"`
+}
+
+// ListenerWebSocket tunes a ws or wss listener.
+type ListenerWebSocket struct {
+	// Path is the URL path that is upgraded to MQTT over WebSocket.
+	Path string `yaml:"path"`
+	// AllowedOrigins restricts the Origin of upgrade requests (host
+	// patterns such as "*.example.com"); empty allows any.
+	AllowedOrigins []string `yaml:"allowed_origins"`
+	// TrustProxy takes the client's address from X-Forwarded-For: for a
+	// listener that only a reverse proxy can reach.
+	TrustProxy bool `yaml:"trust_proxy"`
+}
+
+// defaultTLS is a listener's tls section when the file writes none.
+var defaultTLS = ListenerTLS{ClientAuth: "none", MinVersion: "1.2"}
+
+// defaultWebSocketPath is the path ws and wss listeners serve by default.
+const defaultWebSocketPath = "/mqtt"
+
+// setDefaults gives a listener of the file its defaults.
+func (l *Listener) setDefaults() { l.fillEmpty() }
+
+// fillEmpty sets the fields left empty to their defaults. It serves a
+// listener built in Go (petrel --listen ADDR) as well as a new list entry.
+func (l *Listener) fillEmpty() {
+	if l.Kind == "" {
+		l.Kind = "tcp"
+	}
+	if l.TLS.ClientAuth == "" {
+		l.TLS.ClientAuth = defaultTLS.ClientAuth
+	}
+	if l.TLS.MinVersion == "" {
+		l.TLS.MinVersion = defaultTLS.MinVersion
+	}
+	if l.WebSocket.Path == "" {
+		l.WebSocket.Path = defaultWebSocketPath
+	}
+}
+
+// Auth chooses who may connect and what they may do. Files are read when
+// the broker starts and again on SIGHUP, not when the configuration is
+// validated.
+type Auth struct {
+	// PasswordFile is a password file in Mosquitto's format (made by
+	// petrel passwd or mosquitto_passwd): the authenticator.
+	PasswordFile string `yaml:"password_file"`
+	// ACLFile is an ACL file in Mosquitto's format: the authorizer.
+	ACLFile string `yaml:"acl_file"`
+	// HTTP asks a web service instead of the files.
+	HTTP AuthHTTP `yaml:"http"`
+	// Timeout bounds one authentication.
+	Timeout Duration `yaml:"timeout"`
+}
+
+// AuthHTTP is the web service that authenticates and authorizes clients
+// (auth.HTTP describes the requests).
+type AuthHTTP struct {
+	// AuthURL receives a POST for each login: the authenticator.
+	AuthURL string `yaml:"auth_url"`
+	// ACLURL receives a POST for each access decision not in the cache:
+	// the authorizer.
+	ACLURL string `yaml:"acl_url"`
+	// Timeout bounds each request.
+	Timeout Duration `yaml:"timeout"`
+	// CacheTTL is how long an allow answer is remembered, NegativeTTL a
+	// deny answer or a failure to get one.
+	CacheTTL    Duration `yaml:"cache_ttl"`
+	NegativeTTL Duration `yaml:"negative_ttl"`
+}
+
+// Limits protect the broker from clients that ask too much. For each, 0
+// means unlimited, except where its comment says otherwise.
+type Limits struct {
+	// MaxConnections is how many connections the broker serves at once.
+	MaxConnections int `yaml:"max_connections"`
+	// ConnectionRate is how many new connections per second one source
+	// address may open, in bursts of up to ConnectionBurst (at least 1).
+	ConnectionRate  float64 `yaml:"connection_rate"`
+	ConnectionBurst int     `yaml:"connection_burst"`
+	// MaxTopicLength (bytes, at most 65535) and MaxTopicLevels bound topic
+	// names and filters.
+	MaxTopicLength int `yaml:"max_topic_length"`
+	MaxTopicLevels int `yaml:"max_topic_levels"`
+	// MaxSubscriptions is how many subscriptions one session may hold.
+	MaxSubscriptions int `yaml:"max_subscriptions"`
+	// PublishRate (messages) and PublishBytesRate (payload bytes) bound
+	// what one client may publish per second.
+	PublishRate      float64 `yaml:"publish_rate"`
+	PublishBytesRate Size    `yaml:"publish_bytes_rate"`
+	// ControlRate bounds SUBSCRIBE and UNSUBSCRIBE packets per second per
+	// client.
+	ControlRate float64 `yaml:"control_rate"`
+	// QueuedMemory is the memory all sessions together may use for
+	// messages queued in memory.
+	QueuedMemory Size `yaml:"queued_memory"`
+	// IncompletePacketTimeout closes a connection whose packet has started
+	// to arrive but not finished in this time; it cannot be turned off.
+	IncompletePacketTimeout Duration `yaml:"incomplete_packet_timeout"`
 }
 
 // MQTT holds the protocol limits, the same for every listener.
@@ -139,9 +273,24 @@ const DefaultListenAddress = "127.0.0.1:1883"
 // Default returns the configuration used where a file is silent.
 func Default() *File {
 	return &File{
-		Log: Log{Level: "info", Format: "text"},
-		Listeners: []Listener{
-			{Name: defaultListenerName(DefaultListenAddress), Address: DefaultListenAddress},
+		Log:       Log{Level: "info", Format: "text"},
+		Listeners: []Listener{defaultListener()},
+		Auth: Auth{
+			Timeout: Duration{10 * time.Second},
+			HTTP: AuthHTTP{
+				Timeout:     Duration{2 * time.Second},
+				CacheTTL:    Duration{60 * time.Second},
+				NegativeTTL: Duration{5 * time.Second},
+			},
+		},
+		Limits: Limits{
+			ConnectionBurst:         10,
+			MaxTopicLength:          65535,
+			MaxTopicLevels:          128,
+			MaxSubscriptions:        1000,
+			ControlRate:             100,
+			QueuedMemory:            256 * MiB,
+			IncompletePacketTimeout: Duration{30 * time.Second},
 		},
 		MQTT: MQTT{
 			MaxPacketSize:     1 * MiB,
@@ -164,5 +313,13 @@ func Default() *File {
 	}
 }
 
+// defaultListener is the listener of a broker configured nowhere.
+func defaultListener() Listener {
+	l := Listener{Address: DefaultListenAddress}
+	l.fillEmpty()
+	l.Name = defaultListenerName(l.Kind, l.Address)
+	return l
+}
+
 // defaultListenerName is a listener's name when the file gives none.
-func defaultListenerName(address string) string { return "tcp:" + address }
+func defaultListenerName(kind, address string) string { return kind + ":" + address }

@@ -21,8 +21,8 @@ import (
 //     an embedded struct tagged `yaml:",inline"` lends its keys to the parent;
 //   - a slice takes a list, which replaces the slice;
 //   - a map with string keys takes a mapping, which replaces the map;
-//   - a type implementing encoding.TextUnmarshaler (Size, Duration) takes a
-//     scalar, whose text it parses;
+//   - a type implementing encoding.TextUnmarshaler (Size, Duration,
+//     Tristate) takes a scalar, whose text it parses;
 //   - bool, the integers, the floats and string take a scalar of that kind.
 //
 // A null value (a key with nothing after it, or ~) leaves a struct as it was
@@ -386,6 +386,8 @@ func describeType(t reflect.Type) string {
 		return "a size"
 	case reflect.TypeFor[Duration]():
 		return "a duration"
+	case reflect.TypeFor[Tristate]():
+		return "true, false or auto"
 	}
 	switch t.Kind() {
 	case reflect.Bool:

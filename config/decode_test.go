@@ -156,7 +156,17 @@ func TestWalkerRecordsPositions(t *testing.T) {
 func TestKeyPaths(t *testing.T) {
 	want := []string{
 		"log", "log.level", "log.format",
-		"listeners", "listeners[].name", "listeners[].address",
+		"listeners", "listeners[].name", "listeners[].kind", "listeners[].address",
+		"listeners[].allow_anonymous", "listeners[].max_connections",
+		"listeners[].tls", "listeners[].tls.cert_file", "listeners[].tls.key_file", "listeners[].tls.client_ca_file",
+		"listeners[].tls.client_auth", "listeners[].tls.min_version", "listeners[].tls.username_from",
+		"listeners[].websocket", "listeners[].websocket.path", "listeners[].websocket.allowed_origins",
+		"listeners[].websocket.trust_proxy",
+		"auth", "auth.password_file", "auth.acl_file", "auth.http", "auth.http.auth_url", "auth.http.acl_url",
+		"auth.http.timeout", "auth.http.cache_ttl", "auth.http.negative_ttl", "auth.timeout",
+		"limits", "limits.max_connections", "limits.connection_rate", "limits.connection_burst",
+		"limits.max_topic_length", "limits.max_topic_levels", "limits.max_subscriptions", "limits.publish_rate",
+		"limits.publish_bytes_rate", "limits.control_rate", "limits.queued_memory", "limits.incomplete_packet_timeout",
 		"mqtt", "mqtt.max_packet_size", "mqtt.connect_timeout", "mqtt.max_inflight",
 		"mqtt.max_queued_messages", "mqtt.max_queued_bytes", "mqtt.queue_qos0",
 		"mqtt.retain_available", "mqtt.max_client_id_length",

@@ -16,3 +16,8 @@ func assertSettings(t *testing.T, got, want *File) {
 		t.Errorf("settings differ\n got: %+v\nwant: %+v", g, w)
 	}
 }
+
+// tcpListener is a tcp listener as the file's defaults make it.
+func tcpListener(name, address string) Listener {
+	return Listener{Name: name, Kind: "tcp", Address: address, TLS: defaultTLS, WebSocket: ListenerWebSocket{Path: "/mqtt"}}
+}

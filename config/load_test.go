@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -39,7 +40,7 @@ var parseErrors = []struct {
 		`petrel.yaml:2: log.colour: unknown key (expected one of: level, format)`},
 	{"unknown top-level key",
 		"metrics:\n  path: /var/lib/petrel\n",
-		`petrel.yaml:1: metrics: unknown key (expected one of: log, listeners, mqtt, store)`},
+		`petrel.yaml:1: metrics: unknown key (expected one of: log, listeners, auth, limits, mqtt, store)`},
 	{"misspelled top-level key",
 		"storage:\n  dir: /var/lib/petrel\n",
 		`petrel.yaml:1: storage: unknown key (did you mean "store"?)`},
@@ -73,10 +74,10 @@ var parseErrors = []struct {
 		`petrel.yaml:2: log.level: expected a single value, got a list`},
 	{"file is a list",
 		"- log\n- mqtt\n",
-		`petrel.yaml:1: expected a mapping (keys: log, listeners, mqtt, store), got a list`},
+		`petrel.yaml:1: expected a mapping (keys: log, listeners, auth, limits, mqtt, store), got a list`},
 	{"file is a scalar",
 		"hello\n",
-		`petrel.yaml:1: expected a mapping (keys: log, listeners, mqtt, store), got "hello"`},
+		`petrel.yaml:1: expected a mapping (keys: log, listeners, auth, limits, mqtt, store), got "hello"`},
 	{"key is not a name",
 		"log:\n  ? [level]\n  : debug\n",
 		`petrel.yaml:2: log: a key must be a plain name, not a list`},
@@ -188,7 +189,7 @@ var parseErrors = []struct {
 		`petrel.yaml:1: listeners: at least one listener is required`},
 	{"listener written as an address",
 		"listeners:\n  - \":1883\"\n",
-		`petrel.yaml:2: listeners[0]: expected a mapping (keys: name, address), got ":1883"`},
+		`petrel.yaml:2: listeners[0]: expected a mapping (keys: name, kind, address, allow_anonymous, max_connections, tls, websocket), got ":1883"`},
 	{"listener without an address",
 		"listeners:\n  - name: main\n",
 		`petrel.yaml:2: listeners[0].address: required (host:port, such as "127.0.0.1:1883" or ":1883")`},
@@ -222,6 +223,150 @@ var parseErrors = []struct {
 	{"two unnamed listeners on port 0",
 		"listeners:\n  - address: 127.0.0.1:0\n  - address: 127.0.0.1:0\n",
 		`petrel.yaml:3: listeners[1].name: "tcp:127.0.0.1:0" (the default name) is already the name of listeners[0]; give one of them a name`},
+
+	// Listener kinds and their addresses.
+	{"unknown listener kind",
+		"listeners:\n  - kind: mqtts\n    address: :8883\n",
+		`petrel.yaml:2: listeners[0].kind: "mqtts" is not one of tcp, tls, ws, wss, unix`},
+	{"unix listener on host:port",
+		"listeners:\n  - kind: unix\n    address: localhost:1883\n",
+		`petrel.yaml:3: listeners[0].address: "localhost:1883" is host:port; a unix listener takes a socket path, such as "/run/petrel/mqtt.sock"`},
+	{"unix listener without a path",
+		"listeners:\n  - kind: unix\n",
+		`petrel.yaml:2: listeners[0].address: required (a socket path, such as "/run/petrel/mqtt.sock")`},
+	{"unix listener on a directory",
+		"listeners:\n  - kind: unix\n    address: /run/petrel/\n",
+		`petrel.yaml:3: listeners[0].address: "/run/petrel/" names a directory; name the socket file in it`},
+	{"unix socket path too long",
+		"listeners:\n  - kind: unix\n    address: /" + strings.Repeat("s", 200) + "\n",
+		fmt.Sprintf(`petrel.yaml:3: listeners[0].address: "/%s" is 201 bytes long; a socket path may be at most %d`, strings.Repeat("s", 200), maxSocketPath())},
+	{"socket path on a tcp listener",
+		"listeners:\n  - address: /run/petrel/mqtt.sock\n",
+		`petrel.yaml:2: listeners[0].address: "/run/petrel/mqtt.sock" is not host:port; for a unix socket set kind: unix`},
+	{"duplicate socket path",
+		"listeners:\n  - {kind: unix, address: /run/petrel.sock, name: a}\n  - {kind: unix, address: /run/../run/petrel.sock, name: b}\n",
+		`petrel.yaml:3: listeners[1].address: "/run/../run/petrel.sock" is already the address of listeners[0]`},
+	{"tls and tcp on one port",
+		"listeners:\n  - address: :8883\n  - kind: tls\n    address: :8883\n    tls: {cert_file: c.pem, key_file: k.pem}\n",
+		`petrel.yaml:4: listeners[1].address: ":8883" is already the address of listeners[0]`},
+	{"default names follow the kind",
+		"listeners:\n  - name: ws::80\n    address: :1883\n  - kind: ws\n    address: :80\n",
+		`petrel.yaml:4: listeners[1].name: "ws::80" (the default name) is already the name of listeners[0]; give one of them a name`},
+	{"allow_anonymous not a tristate",
+		"listeners:\n  - address: :1883\n    allow_anonymous: yes\n",
+		`petrel.yaml:3: listeners[0].allow_anonymous: "yes" is not true, false or auto`},
+	{"allow_anonymous a list",
+		"listeners:\n  - address: :1883\n    allow_anonymous: [true]\n",
+		`petrel.yaml:3: listeners[0].allow_anonymous: expected true, false or auto, got a list`},
+	{"negative listener connections",
+		"listeners:\n  - address: :1883\n    max_connections: -1\n",
+		`petrel.yaml:3: listeners[0].max_connections: -1 is negative (0 means unlimited)`},
+
+	// TLS settings.
+	{"tls listener without tls",
+		"listeners:\n  - kind: tls\n    address: :8883\n",
+		`petrel.yaml:2: listeners[0].tls: required for a tls listener: set cert_file and key_file`},
+	{"wss listener with tls commented out",
+		"listeners:\n  - kind: wss\n    address: :443\n    tls:\n      # cert_file: c.pem\n",
+		`petrel.yaml:4: listeners[0].tls: required for a wss listener: set cert_file and key_file`},
+	{"tls listener without a key",
+		"listeners:\n  - kind: tls\n    address: :8883\n    tls:\n      cert_file: c.pem\n",
+		`petrel.yaml:2: listeners[0].tls.key_file: required for a tls listener`},
+	{"tls settings on a tcp listener",
+		"listeners:\n  - address: :8883\n    tls:\n      cert_file: c.pem\n      key_file: k.pem\n",
+		`petrel.yaml:3: listeners[0].tls: a tcp listener takes no tls settings; for MQTT over TLS set kind: tls`},
+	{"tls settings on a ws listener",
+		"listeners:\n  - kind: ws\n    address: :80\n    tls: {cert_file: c.pem, key_file: k.pem}\n",
+		`petrel.yaml:4: listeners[0].tls: a ws listener takes no tls settings; for WebSocket over TLS set kind: wss`},
+	{"tls settings on a unix listener",
+		"listeners:\n  - kind: unix\n    address: petrel.sock\n    tls: {min_version: \"1.3\"}\n",
+		`petrel.yaml:4: listeners[0].tls: a unix listener takes no tls settings`},
+	{"unknown client_auth",
+		"listeners:\n  - kind: tls\n    address: :8883\n    tls: {cert_file: c.pem, key_file: k.pem, client_auth: optional}\n",
+		`petrel.yaml:4: listeners[0].tls.client_auth: "optional" is not one of none, request, require`},
+	{"client_auth without a CA",
+		"listeners:\n  - kind: tls\n    address: :8883\n    tls:\n      cert_file: c.pem\n      key_file: k.pem\n      client_auth: require\n",
+		`petrel.yaml:2: listeners[0].tls.client_ca_file: required with client_auth: require (the CA that verifies client certificates)`},
+	{"CA without client_auth",
+		"listeners:\n  - kind: tls\n    address: :8883\n    tls:\n      cert_file: c.pem\n      key_file: k.pem\n      client_ca_file: ca.pem\n",
+		`petrel.yaml:7: listeners[0].tls.client_ca_file: set, but client_auth is none, so no client certificate is asked for; set client_auth to request or require`},
+	{"old TLS version",
+		"listeners:\n  - kind: tls\n    address: :8883\n    tls: {cert_file: c.pem, key_file: k.pem, min_version: 1.1}\n",
+		`petrel.yaml:4: listeners[0].tls.min_version: "1.1" is not one of 1.2, 1.3`},
+	{"unknown identity source",
+		"listeners:\n  - kind: tls\n    address: :8883\n    tls:\n      cert_file: c.pem\n      key_file: k.pem\n      client_ca_file: ca.pem\n      client_auth: require\n      username_from: email\n",
+		`petrel.yaml:9: listeners[0].tls.username_from: "email" is not one of cn, san, dn, san:dns, san:email, san:uri`},
+	{"identity from certificates nobody asks for",
+		"listeners:\n  - kind: tls\n    address: :8883\n    tls:\n      cert_file: c.pem\n      key_file: k.pem\n      username_from: cn\n",
+		`petrel.yaml:7: listeners[0].tls.username_from: needs verified client certificates; set client_auth to request or require`},
+
+	// WebSocket settings.
+	{"websocket settings on a tls listener",
+		"listeners:\n  - kind: tls\n    address: :8883\n    tls: {cert_file: c.pem, key_file: k.pem}\n    websocket: {path: /ws}\n",
+		`petrel.yaml:5: listeners[0].websocket: a tls listener takes no websocket settings; they are for kind ws or wss`},
+	{"websocket path without a slash",
+		"listeners:\n  - kind: ws\n    address: :80\n    websocket:\n      path: mqtt\n",
+		`petrel.yaml:5: listeners[0].websocket.path: "mqtt" does not start with /`},
+	{"bad origin pattern",
+		"listeners:\n  - kind: ws\n    address: :80\n    websocket:\n      allowed_origins: [\"example.com\", \"[a-\"]\n",
+		`petrel.yaml:5: listeners[0].websocket.allowed_origins[1]: "[a-" is not a valid host pattern (syntax error in pattern)`},
+	{"empty origin pattern",
+		"listeners:\n  - kind: ws\n    address: :80\n    websocket:\n      allowed_origins:\n        - \"\"\n",
+		`petrel.yaml:6: listeners[0].websocket.allowed_origins[0]: empty; write a host pattern such as "*.example.com"`},
+
+	// Authentication and authorisation.
+	{"two authenticators",
+		"auth:\n  password_file: /etc/petrel/passwd\n  http:\n    auth_url: https://auth.example.com/login\n",
+		`petrel.yaml:4: auth.http.auth_url: set together with auth.password_file; choose one authenticator`},
+	{"two authorizers",
+		"auth:\n  acl_file: /etc/petrel/acl\n  http:\n    acl_url: https://auth.example.com/acl\n",
+		`petrel.yaml:4: auth.http.acl_url: set together with auth.acl_file; choose one authorizer`},
+	{"auth URL without a scheme",
+		"auth:\n  http:\n    auth_url: auth.example.com/login\n",
+		`petrel.yaml:3: auth.http.auth_url: "auth.example.com/login" is not an http or https URL`},
+	{"ACL URL of another scheme",
+		"auth:\n  http:\n    acl_url: ftp://auth.example.com/acl\n",
+		`petrel.yaml:3: auth.http.acl_url: "ftp://auth.example.com/acl" is not an http or https URL`},
+	{"auth URL without a host",
+		"auth:\n  http:\n    auth_url: \"http://\"\n",
+		`petrel.yaml:3: auth.http.auth_url: "http://" is not an http or https URL`},
+	{"auth URL that does not parse",
+		"auth:\n  http:\n    auth_url: \"http://[::1\"\n",
+		`petrel.yaml:3: auth.http.auth_url: "http://[::1" is not an http or https URL`},
+	{"zero auth timeout",
+		"auth:\n  timeout: 0s\n",
+		`petrel.yaml:2: auth.timeout: 0s must be greater than 0`},
+	{"zero http durations",
+		"auth:\n  http:\n    timeout: 0s\n    cache_ttl: -1s\n    negative_ttl: 0s\n",
+		`petrel.yaml:3: auth.http.timeout: 0s must be greater than 0` + "\n" +
+			`petrel.yaml:4: auth.http.cache_ttl: -1s must be greater than 0` + "\n" +
+			`petrel.yaml:5: auth.http.negative_ttl: 0s must be greater than 0`},
+
+	// Limits.
+	{"negative limits",
+		"limits:\n  max_connections: -1\n  connection_rate: -0.5\n  max_topic_levels: -1\n  max_subscriptions: -1\n  publish_rate: -2\n  control_rate: -1\n",
+		`petrel.yaml:2: limits.max_connections: -1 is negative (0 means unlimited)` + "\n" +
+			`petrel.yaml:3: limits.connection_rate: -0.5 is negative (0 means unlimited)` + "\n" +
+			`petrel.yaml:4: limits.max_topic_levels: -1 is negative (0 means unlimited)` + "\n" +
+			`petrel.yaml:5: limits.max_subscriptions: -1 is negative (0 means unlimited)` + "\n" +
+			`petrel.yaml:6: limits.publish_rate: -2 is negative (0 means unlimited)` + "\n" +
+			`petrel.yaml:7: limits.control_rate: -1 is negative (0 means unlimited)`},
+	{"negative sizes of limits",
+		"limits:\n  queued_memory: -1MiB\n  publish_bytes_rate: -1\n",
+		`petrel.yaml:2: limits.queued_memory: "-1MiB" is a negative size` + "\n" +
+			`petrel.yaml:3: limits.publish_bytes_rate: "-1" is a negative size`},
+	{"no connection burst",
+		"limits:\n  connection_burst: 0\n",
+		`petrel.yaml:2: limits.connection_burst: 0 must be at least 1`},
+	{"topic length beyond MQTT",
+		"limits:\n  max_topic_length: 65536\n",
+		`petrel.yaml:2: limits.max_topic_length: 65536 is out of range 0..65535`},
+	{"incomplete packets never time out",
+		"limits:\n  incomplete_packet_timeout: 0s\n",
+		`petrel.yaml:2: limits.incomplete_packet_timeout: 0s must be greater than 0`},
+	{"rate written as a string",
+		"limits:\n  publish_rate: \"10\"\n",
+		`petrel.yaml:2: limits.publish_rate: "10" is a string, not a number (remove the quotes)`},
 
 	// YAML itself.
 	{"bad indentation",
@@ -393,12 +538,12 @@ func TestOverlay(t *testing.T) {
 		{"listeners replace the default list",
 			"listeners:\n  - address: \":1883\"\n  - name: local\n    address: 127.0.0.1:1884\n",
 			func(f *File) {
-				f.Listeners = []Listener{{Name: "tcp::1883", Address: ":1883"}, {Name: "local", Address: "127.0.0.1:1884"}}
+				f.Listeners = []Listener{tcpListener("tcp::1883", ":1883"), tcpListener("local", "127.0.0.1:1884")}
 			}},
 		{"two named listeners on port 0",
 			"listeners:\n  - {name: a, address: \"127.0.0.1:0\"}\n  - {name: b, address: \"127.0.0.1:0\"}\n",
 			func(f *File) {
-				f.Listeners = []Listener{{Name: "a", Address: "127.0.0.1:0"}, {Name: "b", Address: "127.0.0.1:0"}}
+				f.Listeners = []Listener{tcpListener("a", "127.0.0.1:0"), tcpListener("b", "127.0.0.1:0")}
 			}},
 		{"flow style and aliases",
 			"mqtt: {max_inflight: &n 7, max_queued_messages: *n}\n",
@@ -409,6 +554,59 @@ func TestOverlay(t *testing.T) {
 		{"integers with separators",
 			"mqtt:\n  max_queued_messages: 10_000\n",
 			func(f *File) { f.MQTT.MaxQueuedMessages = 10000 }},
+		{"a tls listener",
+			"listeners:\n  - kind: tls\n    address: :8883\n    allow_anonymous: true\n    max_connections: 5\n" +
+				"    tls:\n      cert_file: c.pem\n      key_file: k.pem\n      client_ca_file: ca.pem\n" +
+				"      client_auth: require\n      min_version: 1.3\n      username_from: san:email\n",
+			func(f *File) {
+				f.Listeners = []Listener{{Name: "tls::8883", Kind: "tls", Address: ":8883", AllowAnonymous: True, MaxConnections: 5,
+					TLS: ListenerTLS{CertFile: "c.pem", KeyFile: "k.pem", ClientCAFile: "ca.pem", ClientAuth: "require",
+						MinVersion: "1.3", UsernameFrom: "san:email"},
+					WebSocket: ListenerWebSocket{Path: "/mqtt"}}}
+			}},
+		{"ws and unix listeners",
+			"listeners:\n  - kind: ws\n    address: 127.0.0.1:8080\n    allow_anonymous: auto\n" +
+				"    websocket: {path: /, allowed_origins: [\"*.example.com\"], trust_proxy: true}\n" +
+				"  - kind: unix\n    address: petrel.sock\n    allow_anonymous: FALSE\n",
+			func(f *File) {
+				f.Listeners = []Listener{
+					{Name: "ws:127.0.0.1:8080", Kind: "ws", Address: "127.0.0.1:8080", TLS: defaultTLS,
+						WebSocket: ListenerWebSocket{Path: "/", AllowedOrigins: []string{"*.example.com"}, TrustProxy: true}},
+					{Name: "unix:petrel.sock", Kind: "unix", Address: "petrel.sock", AllowAnonymous: False, TLS: defaultTLS,
+						WebSocket: ListenerWebSocket{Path: "/mqtt"}},
+				}
+			}},
+		{"a socket path may hold a colon",
+			"listeners:\n  - kind: unix\n    address: ./mqtt:1883\n",
+			func(f *File) {
+				f.Listeners = []Listener{{Name: "unix:./mqtt:1883", Kind: "unix", Address: "./mqtt:1883", TLS: defaultTLS,
+					WebSocket: ListenerWebSocket{Path: "/mqtt"}}}
+			}},
+		{"a password file and an ACL service",
+			"auth:\n  password_file: passwd\n  http:\n    acl_url: http://127.0.0.1:8080/acl\n    cache_ttl: 10m\n  timeout: 3s\n",
+			func(f *File) {
+				f.Auth.PasswordFile = "passwd"
+				f.Auth.HTTP.ACLURL = "http://127.0.0.1:8080/acl"
+				f.Auth.HTTP.CacheTTL = Duration{10 * time.Minute}
+				f.Auth.Timeout = Duration{3 * time.Second}
+			}},
+		{"a login service and an ACL file",
+			"auth:\n  acl_file: acl\n  http: {auth_url: \"https://auth.example.com/login\"}\n",
+			func(f *File) {
+				f.Auth.ACLFile = "acl"
+				f.Auth.HTTP.AuthURL = "https://auth.example.com/login"
+			}},
+		{"limits lifted",
+			"limits:\n  max_topic_length: 0\n  max_topic_levels: 0\n  max_subscriptions: 0\n  control_rate: 0\n  queued_memory: 0\n",
+			func(f *File) {
+				f.Limits.MaxTopicLength, f.Limits.MaxTopicLevels, f.Limits.MaxSubscriptions = 0, 0, 0
+				f.Limits.ControlRate, f.Limits.QueuedMemory = 0, 0
+			}},
+		{"fractional rates",
+			"limits:\n  connection_rate: 0.5\n  publish_rate: 2.5\n  publish_bytes_rate: 64KiB\n",
+			func(f *File) {
+				f.Limits.ConnectionRate, f.Limits.PublishRate, f.Limits.PublishBytesRate = 0.5, 2.5, 64*KiB
+			}},
 		{"the largest packet",
 			"mqtt:\n  max_packet_size: 268435460\n",
 			func(f *File) { f.MQTT.MaxPacketSize = MaxPacketSize }},
@@ -462,8 +660,38 @@ func TestExampleFile(t *testing.T) {
 	want := &File{
 		Log: Log{Level: "info", Format: "json"},
 		Listeners: []Listener{
-			{Name: "local", Address: "127.0.0.1:1883"},
-			{Name: "tcp:[::1]:1883", Address: "[::1]:1883"},
+			{
+				Name: "browsers", Kind: "wss", Address: "0.0.0.0:443", AllowAnonymous: False, MaxConnections: 10000,
+				TLS: ListenerTLS{CertFile: "/etc/petrel/server.crt", KeyFile: "/etc/petrel/server.key",
+					ClientCAFile: "/etc/petrel/clients-ca.crt", ClientAuth: "request", MinVersion: "1.3", UsernameFrom: "cn"},
+				WebSocket: ListenerWebSocket{Path: "/mqtt", AllowedOrigins: []string{"app.example.com", "*.example.com"}},
+			},
+			tcpListener("local", "127.0.0.1:1883"),
+			tcpListener("tcp:[::1]:1883", "[::1]:1883"),
+			{
+				Name: "tls::8883", Kind: "tls", Address: ":8883",
+				TLS:       ListenerTLS{CertFile: "/etc/petrel/server.crt", KeyFile: "/etc/petrel/server.key", ClientAuth: "none", MinVersion: "1.2"},
+				WebSocket: ListenerWebSocket{Path: "/mqtt"},
+			},
+			{Name: "unix:/run/petrel/mqtt.sock", Kind: "unix", Address: "/run/petrel/mqtt.sock", TLS: defaultTLS, WebSocket: ListenerWebSocket{Path: "/mqtt"}},
+		},
+		Auth: Auth{
+			PasswordFile: "/etc/petrel/passwd",
+			HTTP: AuthHTTP{ACLURL: "https://auth.example.com/mqtt/acl", Timeout: Duration{2 * time.Second},
+				CacheTTL: Duration{time.Minute}, NegativeTTL: Duration{5 * time.Second}},
+			Timeout: Duration{10 * time.Second},
+		},
+		Limits: Limits{
+			MaxConnections:          50000,
+			ConnectionRate:          20,
+			ConnectionBurst:         10,
+			MaxTopicLength:          1024,
+			MaxTopicLevels:          32,
+			MaxSubscriptions:        1000,
+			PublishBytesRate:        MiB,
+			ControlRate:             100,
+			QueuedMemory:            256 * MiB,
+			IncompletePacketTimeout: Duration{30 * time.Second},
 		},
 		MQTT: MQTT{
 			MaxPacketSize:     256 * KiB,

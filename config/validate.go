@@ -4,7 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
+	"path"
+	"path/filepath"
 	"reflect"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -12,10 +16,16 @@ import (
 )
 
 var (
-	logLevels    = []string{"debug", "info", "warn", "error"}
-	logFormats   = []string{"text", "json"}
-	storeEngines = []string{"pebble", "memory"}
-	syncModes    = []string{"always", "periodic"}
+	logLevels     = []string{"debug", "info", "warn", "error"}
+	logFormats    = []string{"text", "json"}
+	storeEngines  = []string{"pebble", "memory"}
+	syncModes     = []string{"always", "periodic"}
+	listenerKinds = []string{"tcp", "tls", "ws", "wss", "unix"}
+	clientAuths   = []string{"none", "request", "require"}
+	tlsVersions   = []string{"1.2", "1.3"}
+	// identitySources are the values tlsconf.CheckIdentitySource accepts
+	// (a test keeps them in step).
+	identitySources = []string{"cn", "san", "dn", "san:dns", "san:email", "san:uri"}
 )
 
 func (v *validator) store(s Store) {
@@ -47,16 +57,21 @@ func (f *File) validate() []*Error {
 	v := validator{f: f}
 	v.log(f.Log)
 	v.listeners(f.Listeners)
+	v.auth(f.Auth)
+	v.limits(f.Limits)
 	v.mqtt(f.MQTT)
 	v.store(f.Store)
 	return v.errs
 }
 
-// fillDerived sets the values whose defaults depend on other values.
+// fillDerived sets the values whose defaults depend on other values, and
+// the defaults of listeners built in Go, which have not had setDefaults.
 func (f *File) fillDerived() {
 	for i := range f.Listeners {
-		if l := &f.Listeners[i]; l.Name == "" {
-			l.Name = defaultListenerName(l.Address)
+		l := &f.Listeners[i]
+		l.fillEmpty()
+		if l.Name == "" {
+			l.Name = defaultListenerName(l.Kind, l.Address)
 		}
 	}
 }
@@ -98,9 +113,34 @@ func (f *File) place(key string) (position, bool) {
 	return p, true
 }
 
-func (v *validator) oneOf(key, value string, options []string) {
+// oneOf reports whether value is one of options, and records a problem
+// when it is not.
+func (v *validator) oneOf(key, value string, options []string) bool {
 	if !slices.Contains(options, value) {
 		v.failf(key, "%q is not one of %s", value, strings.Join(options, ", "))
+		return false
+	}
+	return true
+}
+
+// unlimited checks a limit for which 0 means unlimited.
+func (v *validator) unlimited(key string, value int) {
+	if value < 0 {
+		v.failf(key, "%d is negative (0 means unlimited)", value)
+	}
+}
+
+// unlimitedRate checks a rate for which 0 means unlimited.
+func (v *validator) unlimitedRate(key string, value float64) {
+	if value < 0 {
+		v.failf(key, "%g is negative (0 means unlimited)", value)
+	}
+}
+
+// positive checks a duration that must be greater than 0.
+func (v *validator) positive(key string, d Duration) {
+	if d.Duration <= 0 {
+		v.failf(key, "%s must be greater than 0", d)
 	}
 }
 
@@ -125,13 +165,18 @@ func (v *validator) listeners(ls []Listener) {
 	for i := range ls {
 		l := &ls[i]
 		key := indexKey("listeners", i)
-		derived := l.Name == defaultListenerName(l.Address)
-		if !v.address(key+".address", l.Address) {
+		derived := l.Name == defaultListenerName(l.Kind, l.Address)
+		if v.oneOf(key+".kind", l.Kind, listenerKinds) {
+			v.listenerTLS(key, l)
+			v.listenerWebSocket(key, l)
+		}
+		v.unlimited(key+".max_connections", l.MaxConnections)
+		if !v.listenAddress(key+".address", l.Kind, l.Address) {
 			continue
 		}
 		// Two listeners on port 0 get different ports; any other repeat
 		// would fail to bind.
-		if addr, port := normalizeAddress(l.Address); port != 0 {
+		if addr, ok := bindingOf(l.Kind, l.Address); ok {
 			if first, dup := addresses[addr]; dup {
 				v.failf(key+".address", "%q is already the address of listeners[%d]", l.Address, first)
 				if derived {
@@ -153,6 +198,129 @@ func (v *validator) listeners(ls []Listener) {
 	}
 }
 
+// listenAddress checks a listener's address for its kind, reporting
+// whether it is usable.
+func (v *validator) listenAddress(key, kind, addr string) bool {
+	if kind == "unix" {
+		return v.socketPath(key, addr)
+	}
+	return v.address(key, addr)
+}
+
+// bindingOf returns what a listener binds, in one spelling per binding (a
+// unix socket's cleaned path, a network address with its port), and false
+// when its port is 0: any number of those can bind.
+func bindingOf(kind, addr string) (string, bool) {
+	if kind == "unix" {
+		return "unix:" + filepath.Clean(addr), true
+	}
+	addr, port := normalizeAddress(addr)
+	return addr, port != 0
+}
+
+// exampleSocket is the socket path error messages suggest.
+const exampleSocket = "/run/petrel/mqtt.sock"
+
+// socketPath checks a unix listener's address, reporting whether it is
+// usable. The file is not looked at: it is created when the broker starts.
+func (v *validator) socketPath(key, p string) bool {
+	switch {
+	case p == "":
+		v.failf(key, "required (a socket path, such as %q)", exampleSocket)
+	case !strings.Contains(p, "/") && isHostPort(p):
+		v.failf(key, "%q is host:port; a unix listener takes a socket path, such as %q", p, exampleSocket)
+	case strings.HasSuffix(p, "/"):
+		v.failf(key, "%q names a directory; name the socket file in it", p)
+	case len(p) > maxSocketPath():
+		v.failf(key, "%q is %d bytes long; a socket path may be at most %d", p, len(p), maxSocketPath())
+	default:
+		return true
+	}
+	return false
+}
+
+// isHostPort reports whether s reads as host:port with a numeric port.
+func isHostPort(s string) bool {
+	_, port, err := net.SplitHostPort(s)
+	return err == nil && port != "" && strings.Trim(port, "0123456789") == ""
+}
+
+// maxSocketPath is the longest path a unix socket can be bound to: the
+// size of sockaddr_un's sun_path less its terminating NUL.
+func maxSocketPath() int {
+	if runtime.GOOS == "linux" {
+		return 107
+	}
+	return 103 // the BSDs and macOS
+}
+
+// tlsHints say what to write instead of tls settings on a listener of a
+// kind without TLS.
+var tlsHints = map[string]string{
+	"tcp":  "; for MQTT over TLS set kind: tls",
+	"ws":   "; for WebSocket over TLS set kind: wss",
+	"unix": "",
+}
+
+func (v *validator) listenerTLS(key string, l *Listener) {
+	t := l.TLS
+	key += ".tls"
+	if l.Kind != "tls" && l.Kind != "wss" {
+		if t != defaultTLS {
+			v.failf(key, "a %s listener takes no tls settings%s", l.Kind, tlsHints[l.Kind])
+		}
+		return
+	}
+	if t.CertFile == "" && t.KeyFile == "" {
+		v.failf(key, "required for a %s listener: set cert_file and key_file", l.Kind)
+	} else {
+		if t.CertFile == "" {
+			v.failf(key+".cert_file", "required for a %s listener", l.Kind)
+		}
+		if t.KeyFile == "" {
+			v.failf(key+".key_file", "required for a %s listener", l.Kind)
+		}
+	}
+	v.oneOf(key+".min_version", t.MinVersion, tlsVersions)
+	if !v.oneOf(key+".client_auth", t.ClientAuth, clientAuths) {
+		return
+	}
+	verifies := t.ClientAuth != "none"
+	switch {
+	case verifies && t.ClientCAFile == "":
+		v.failf(key+".client_ca_file", "required with client_auth: %s (the CA that verifies client certificates)", t.ClientAuth)
+	case !verifies && t.ClientCAFile != "":
+		v.failf(key+".client_ca_file", "set, but client_auth is none, so no client certificate is asked for; set client_auth to request or require")
+	}
+	if t.UsernameFrom == "" {
+		return
+	}
+	if v.oneOf(key+".username_from", t.UsernameFrom, identitySources) && !verifies {
+		v.failf(key+".username_from", "needs verified client certificates; set client_auth to request or require")
+	}
+}
+
+func (v *validator) listenerWebSocket(key string, l *Listener) {
+	w := l.WebSocket
+	key += ".websocket"
+	if l.Kind != "ws" && l.Kind != "wss" {
+		if w.Path != defaultWebSocketPath || len(w.AllowedOrigins) > 0 || w.TrustProxy {
+			v.failf(key, "a %s listener takes no websocket settings; they are for kind ws or wss", l.Kind)
+		}
+		return
+	}
+	if !strings.HasPrefix(w.Path, "/") {
+		v.failf(key+".path", "%q does not start with /", w.Path)
+	}
+	for i, p := range w.AllowedOrigins {
+		if p == "" {
+			v.failf(indexKey(key+".allowed_origins", i), "empty; write a host pattern such as %q", "*.example.com")
+		} else if _, err := path.Match(p, ""); err != nil {
+			v.failf(indexKey(key+".allowed_origins", i), "%q is not a valid host pattern (%v)", p, err)
+		}
+	}
+}
+
 // address checks a listen address, reporting whether it is usable.
 func (v *validator) address(key, addr string) bool {
 	if addr == "" {
@@ -160,6 +328,10 @@ func (v *validator) address(key, addr string) bool {
 		return false
 	}
 	_, portText, err := net.SplitHostPort(addr)
+	if err != nil && strings.Contains(addr, "/") {
+		v.failf(key, "%q is not host:port; for a unix socket set kind: unix", addr)
+		return false
+	}
 	if err != nil {
 		reason := err.Error()
 		if ae, ok := errors.AsType[*net.AddrError](err); ok {
@@ -216,4 +388,51 @@ func (v *validator) mqtt(m MQTT) {
 	if m.MaxSessionExpiry.Duration < 0 {
 		v.failf("mqtt.max_session_expiry", "%s is negative (0 means no cap)", m.MaxSessionExpiry)
 	}
+}
+
+func (v *validator) auth(a Auth) {
+	h := a.HTTP
+	v.httpURL("auth.http.auth_url", h.AuthURL)
+	v.httpURL("auth.http.acl_url", h.ACLURL)
+	if a.PasswordFile != "" && h.AuthURL != "" {
+		v.failf("auth.http.auth_url", "set together with auth.password_file; choose one authenticator")
+	}
+	if a.ACLFile != "" && h.ACLURL != "" {
+		v.failf("auth.http.acl_url", "set together with auth.acl_file; choose one authorizer")
+	}
+	v.positive("auth.http.timeout", h.Timeout)
+	v.positive("auth.http.cache_ttl", h.CacheTTL)
+	v.positive("auth.http.negative_ttl", h.NegativeTTL)
+	v.positive("auth.timeout", a.Timeout)
+}
+
+// httpURL checks a URL the broker will POST to; empty means none.
+func (v *validator) httpURL(key, u string) {
+	if u == "" {
+		return
+	}
+	p, err := url.Parse(u)
+	if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+		v.failf(key, "%q is not an http or https URL", u)
+	}
+}
+
+func (v *validator) limits(l Limits) {
+	v.unlimited("limits.max_connections", l.MaxConnections)
+	v.unlimitedRate("limits.connection_rate", l.ConnectionRate)
+	if l.ConnectionBurst < 1 {
+		v.failf("limits.connection_burst", "%d must be at least 1", l.ConnectionBurst)
+	}
+	v.intRange("limits.max_topic_length", l.MaxTopicLength, 0, 65535)
+	v.unlimited("limits.max_topic_levels", l.MaxTopicLevels)
+	v.unlimited("limits.max_subscriptions", l.MaxSubscriptions)
+	v.unlimitedRate("limits.publish_rate", l.PublishRate)
+	if l.PublishBytesRate < 0 {
+		v.failf("limits.publish_bytes_rate", "%s is negative (0 means unlimited)", l.PublishBytesRate)
+	}
+	v.unlimitedRate("limits.control_rate", l.ControlRate)
+	if l.QueuedMemory < 0 {
+		v.failf("limits.queued_memory", "%s is negative (0 means unlimited)", l.QueuedMemory)
+	}
+	v.positive("limits.incomplete_packet_timeout", l.IncompletePacketTimeout)
 }

@@ -2,8 +2,11 @@ package config
 
 import (
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/petrelmq/petrel/listener/tlsconf"
 )
 
 func TestDefaultIsValid(t *testing.T) {
@@ -11,13 +14,15 @@ func TestDefaultIsValid(t *testing.T) {
 	if err := f.Validate(); err != nil {
 		t.Fatalf("Default().Validate() = %v", err)
 	}
-	if got := f.Listeners; len(got) != 1 || got[0] != (Listener{Name: "tcp:127.0.0.1:1883", Address: "127.0.0.1:1883"}) {
+	want := Listener{Name: "tcp:127.0.0.1:1883", Kind: "tcp", Address: "127.0.0.1:1883", TLS: defaultTLS,
+		WebSocket: ListenerWebSocket{Path: "/mqtt"}}
+	if got := f.Listeners; len(got) != 1 || !reflect.DeepEqual(got[0], want) {
 		t.Errorf("default listeners = %+v, want one on 127.0.0.1:1883", got)
 	}
 }
 
 func TestDefaults(t *testing.T) {
-	m := Default().MQTT
+	m, a, l := Default().MQTT, Default().Auth, Default().Limits
 	for _, tc := range []struct {
 		key       string
 		got, want any
@@ -32,6 +37,27 @@ func TestDefaults(t *testing.T) {
 		{"mqtt.queue_qos0", m.QueueQoS0, false},
 		{"mqtt.retain_available", m.RetainAvailable, true},
 		{"mqtt.max_client_id_length", m.MaxClientIDLength, 65535},
+
+		{"auth.password_file", a.PasswordFile, ""},
+		{"auth.acl_file", a.ACLFile, ""},
+		{"auth.http.auth_url", a.HTTP.AuthURL, ""},
+		{"auth.http.acl_url", a.HTTP.ACLURL, ""},
+		{"auth.http.timeout", a.HTTP.Timeout.String(), "2s"},
+		{"auth.http.cache_ttl", a.HTTP.CacheTTL.String(), "1m0s"},
+		{"auth.http.negative_ttl", a.HTTP.NegativeTTL.String(), "5s"},
+		{"auth.timeout", a.Timeout.String(), "10s"},
+
+		{"limits.max_connections", l.MaxConnections, 0},
+		{"limits.connection_rate", l.ConnectionRate, 0.0},
+		{"limits.connection_burst", l.ConnectionBurst, 10},
+		{"limits.max_topic_length", l.MaxTopicLength, 65535},
+		{"limits.max_topic_levels", l.MaxTopicLevels, 128},
+		{"limits.max_subscriptions", l.MaxSubscriptions, 1000},
+		{"limits.publish_rate", l.PublishRate, 0.0},
+		{"limits.publish_bytes_rate", l.PublishBytesRate, Size(0)},
+		{"limits.control_rate", l.ControlRate, 100.0},
+		{"limits.queued_memory", l.QueuedMemory, 256 * MiB},
+		{"limits.incomplete_packet_timeout", l.IncompletePacketTimeout.String(), "30s"},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("default %s = %v, want %v", tc.key, tc.got, tc.want)
@@ -75,6 +101,67 @@ func TestValidateInGo(t *testing.T) {
 				t.Errorf("Validate() =\n%v\nwant\n%s", err, tc.want)
 			}
 		})
+	}
+}
+
+// A file's listener gets its defaults from setDefaults; one built in Go
+// (petrel --listen) gets the same from Validate.
+func TestListenerDefaults(t *testing.T) {
+	f, err := Parse("petrel.yaml", []byte("listeners:\n  - address: :1883\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := Default()
+	g.Listeners = []Listener{{Address: ":1883"}}
+	if err := g.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	want := Listener{Name: "tcp::1883", Kind: "tcp", Address: ":1883", AllowAnonymous: Auto,
+		TLS: ListenerTLS{ClientAuth: "none", MinVersion: "1.2"}, WebSocket: ListenerWebSocket{Path: "/mqtt"}}
+	if !reflect.DeepEqual(f.Listeners[0], want) {
+		t.Errorf("file's listener = %+v\nwant %+v", f.Listeners[0], want)
+	}
+	if !reflect.DeepEqual(g.Listeners[0], want) {
+		t.Errorf("Go-built listener = %+v\nwant %+v", g.Listeners[0], want)
+	}
+}
+
+// The choices the schema offers for TLS are the ones package tlsconf takes.
+func TestTLSChoicesMatchTLSConf(t *testing.T) {
+	for _, s := range identitySources {
+		if err := tlsconf.CheckIdentitySource(s); err != nil {
+			t.Errorf("username_from %q: %v", s, err)
+		}
+	}
+	for _, v := range tlsVersions {
+		if _, err := tlsconf.ParseVersion(v); err != nil {
+			t.Errorf("min_version %q: %v", v, err)
+		}
+	}
+	for _, a := range clientAuths {
+		c := tlsconf.Config{CertFile: "c", KeyFile: "k", ClientAuth: tlsconf.ClientAuth(a)}
+		if a != "none" {
+			c.ClientCAFile = "ca"
+		}
+		if err := c.Validate(); err != nil {
+			t.Errorf("client_auth %q: %v", a, err)
+		}
+	}
+}
+
+// A listener replaced by petrel --listen is a tcp listener, whatever the
+// file's listener in its place was.
+func TestFlagListenerReplacesATLSListener(t *testing.T) {
+	f, err := Parse("petrel.yaml", []byte("listeners:\n  - kind: wss\n    address: :443\n    tls: {cert_file: c.pem, key_file: k.pem}\n    websocket: {path: /ws}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Listeners = append(f.Listeners[:0], Listener{Address: "127.0.0.1:1884"})
+	if err := f.Validate(); err != nil {
+		t.Fatalf("Validate() = %v", err)
+	}
+	if l := f.Listeners[0]; l.Kind != "tcp" || l.Name != "tcp:127.0.0.1:1884" || l.TLS != defaultTLS || l.WebSocket.Path != "/mqtt" {
+		t.Errorf("listener = %+v, want a tcp listener with defaults", l)
 	}
 }
 
