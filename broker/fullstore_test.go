@@ -39,6 +39,14 @@ func restartOn(t *testing.T, st store.Store) (*Server, string) {
 	return srv, srv.Addrs()[0].String()
 }
 
+// hangUp disconnects c and closes the socket, so that the broker, which
+// drains a connection it closes until the client closes too, can shut
+// down at once.
+func hangUp(c *wiretest.Client) {
+	c.Disconnect()
+	c.Conn.Close()
+}
+
 // commitBarrier subscribes c (an MQTT 5 client with a durable session)
 // once more: the session is on disk before its SUBACK, and groups commit in
 // order, so the SUBACK comes after every write the broker made before the
@@ -66,7 +74,7 @@ func TestRefusedCommitKeepsAcknowledgedRemovals(t *testing.T) {
 	_, addr := restartOn(t, st)
 	sub, _ := wiretest.MustConnect(t, addr, "rm-sub", false)
 	sub.Subscribe("rm/#", 1)
-	sub.Disconnect()
+	hangUp(sub)
 	pub, _ := wiretest.MustConnect(t, addr, "rm-pub", true)
 	const n = 50
 	for i := range n {
@@ -105,7 +113,7 @@ func TestRefusedCommitDoesNotUndoCleanStart(t *testing.T) {
 	srv, addr := restartOn(t, st)
 	sub, _ := wiretest.MustConnect(t, addr, "cs-sub", false)
 	sub.Subscribe("cs/#", 1)
-	sub.Disconnect()
+	hangUp(sub)
 	pub, _ := wiretest.MustConnect(t, addr, "cs-pub", true)
 	for i := range 5 {
 		pub.Publish("cs/data", fmt.Sprint(i), 1, uint16(i+1), false)
@@ -119,22 +127,22 @@ func TestRefusedCommitDoesNotUndoCleanStart(t *testing.T) {
 		t.Fatal("session present after a clean start")
 	}
 	sub.Ping() // nothing of the old session arrives
-	sub.Disconnect()
+	hangUp(sub)
 	commitBarrier(t, watcher, "cs/watch") // the session's removal was tried
 	st.full.Store(false)
 	if code := commitBarrier(t, watcher, "cs/watch"); code != 1 {
 		t.Fatalf("SUBSCRIBE once the store takes writes: SUBACK 0x%02x; want 1", byte(code))
 	}
 
-	watcher.Disconnect()
-	pub.Disconnect()
+	hangUp(watcher)
+	hangUp(pub)
 	if err := srv.Close(); err != nil {
 		t.Fatal(err)
 	}
 	_, addr = restartOn(t, st)
 	sub, present = wiretest.MustConnect(t, addr, "cs-sub", false)
 	if present {
-		sub.Disconnect()
+		hangUp(sub)
 		got := drainText(t, addr, "cs-sub")
 		t.Skipf("BROKER BUG: a session discarded by a clean start while the disk was full is back after a restart, "+
 			"session present with %d queued messages; want no session (committer.commitOpen: the session's removal "+
@@ -194,7 +202,7 @@ func TestRefusedReleaseSendsNoPUBREL(t *testing.T) {
 	// The connection drops before its PUBCOMP; space comes back; the
 	// broker restarts.
 	sub.Conn.Close()
-	pub.Disconnect()
+	hangUp(pub)
 	st.full.Store(false)
 	if err := srv.Close(); err != nil {
 		t.Fatal(err)
