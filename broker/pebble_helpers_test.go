@@ -3,7 +3,6 @@ package broker
 import (
 	"fmt"
 	"log/slog"
-	"net"
 	"testing"
 	"time"
 
@@ -170,10 +169,4 @@ func pipelinedPublisher(c *wiretest.Client, topic string, payload []byte, n, win
 		}
 	}
 	return acked, nil
-}
-
-// isTimeout reports whether err is a read or write deadline passing.
-func isTimeout(err error) bool {
-	ne, ok := err.(net.Error)
-	return ok && ne.Timeout()
 }
