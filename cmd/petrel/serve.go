@@ -6,14 +6,18 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
+	"github.com/petrelmq/petrel/auth"
 	"github.com/petrelmq/petrel/broker"
 	"github.com/petrelmq/petrel/config"
+	"github.com/petrelmq/petrel/listener/tlsconf"
 	"github.com/petrelmq/petrel/store"
 	"github.com/petrelmq/petrel/store/memory"
 	pebblestore "github.com/petrelmq/petrel/store/pebble"
@@ -25,7 +29,8 @@ type stringList []string
 func (l *stringList) String() string     { return strings.Join(*l, ",") }
 func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
 
-// serve runs the broker until SIGINT or SIGTERM.
+// serve runs the broker until SIGINT or SIGTERM. SIGHUP reloads the files
+// the configuration names (reload.go).
 func serve(args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("petrel serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -56,12 +61,23 @@ func serve(args []string, stderr io.Writer) int {
 	// broker is listening still shuts it down cleanly.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// SIGHUP's default action ends the process: it is caught from here on,
+	// and one that arrives while the broker starts is handled once it runs.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	// The files the configuration names are read before the store is
+	// opened or anything listens: a bad one is a configuration error.
+	opts, files, err := brokerOptions(cfg, log)
+	if err != nil {
+		fmt.Fprintln(stderr, "petrel:", err)
+		return 2
+	}
 	st, err := openStore(cfg.Store, log)
 	if err != nil {
 		fmt.Fprintln(stderr, "petrel:", err)
 		return 1
 	}
-	opts := brokerOptions(cfg, log)
 	opts.Store = st
 	srv := broker.New(opts)
 	if err := srv.Start(); err != nil {
@@ -69,7 +85,14 @@ func serve(args []string, stderr io.Writer) int {
 		st.Close()
 		return 1
 	}
-	<-ctx.Done()
+	for running := true; running; {
+		select {
+		case <-ctx.Done():
+			running = false
+		case <-hup:
+			files.reload(srv, log)
+		}
+	}
 	log.Info("shutting down")
 	code := 0
 	if err := srv.Close(); err != nil {
@@ -129,6 +152,7 @@ func loadConfig(path string, ov overrides) (*config.File, error) {
 	if len(ov.listen) > 0 {
 		cfg.Listeners = cfg.Listeners[:0]
 		for _, addr := range ov.listen {
+			// A tcp listener; Validate gives it the other defaults.
 			cfg.Listeners = append(cfg.Listeners, config.Listener{Address: addr})
 		}
 	}
@@ -157,8 +181,11 @@ func newLogger(lc config.Log, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-// brokerOptions maps the configuration file's schema onto the broker's options.
-func brokerOptions(cfg *config.File, log *slog.Logger) broker.Options {
+// brokerOptions maps the configuration file's schema onto the broker's
+// options. It loads the files the configuration names (certificates, the
+// password and ACL files) and returns them for SIGHUP; an error names the
+// file that cannot be used.
+func brokerOptions(cfg *config.File, log *slog.Logger) (broker.Options, *reloadable, error) {
 	maxQoS := byte(cfg.MQTT.MaxQoS)
 	o := broker.Options{
 		Logger:            log,
@@ -180,6 +207,9 @@ func brokerOptions(cfg *config.File, log *slog.Logger) broker.Options {
 		ServerKeepAlive:                cfg.MQTT.ServerKeepAlive.Duration,
 		MaxSessionExpiry:               cfg.MQTT.MaxSessionExpiry.Duration,
 		ResponseInformation:            cfg.MQTT.ResponseInformation,
+
+		AuthTimeout: cfg.Auth.Timeout.Duration,
+		Limits:      brokerLimits(cfg.Limits),
 	}
 	if o.MaxQueuedMessages == 0 {
 		o.MaxQueuedMessages = -1 // the file's 0 means unlimited
@@ -190,8 +220,180 @@ func brokerOptions(cfg *config.File, log *slog.Logger) broker.Options {
 	if cfg.Store.Sync == "periodic" {
 		o.SyncPeriod = cfg.Store.SyncInterval.Duration
 	}
+	files := &reloadable{}
 	for _, l := range cfg.Listeners {
-		o.Listeners = append(o.Listeners, broker.ListenerConfig{Name: l.Name, Address: l.Address})
+		lc, cert, err := listenerConfig(l, log)
+		if err != nil {
+			return broker.Options{}, nil, err
+		}
+		o.Listeners = append(o.Listeners, lc)
+		if cert != nil {
+			files.certs = append(files.certs, listenerCert{listener: l.Name, tls: cert})
+		}
 	}
-	return o
+	if err := authBackends(cfg.Auth, &o, files, log); err != nil {
+		return broker.Options{}, nil, err
+	}
+	return o, files, nil
+}
+
+// brokerLimits maps the limits. In the file 0 means unlimited, as it does
+// for mqtt.max_queued_messages; to the broker 0 means its default and a
+// negative value lifts the limit.
+func brokerLimits(l config.Limits) broker.Limits {
+	unlimited := func(v int) int {
+		if v == 0 {
+			return -1
+		}
+		return v
+	}
+	unlimitedRate := func(v float64) float64 {
+		if v == 0 {
+			return -1
+		}
+		return v
+	}
+	b := broker.Limits{
+		MaxConnections:          unlimited(l.MaxConnections),
+		ConnectionRate:          unlimitedRate(l.ConnectionRate),
+		ConnectionBurst:         l.ConnectionBurst,
+		MaxTopicLength:          unlimited(l.MaxTopicLength),
+		MaxTopicLevels:          unlimited(l.MaxTopicLevels),
+		MaxSubscriptions:        unlimited(l.MaxSubscriptions),
+		PublishRate:             unlimitedRate(l.PublishRate),
+		PublishBytesRate:        unlimitedRate(float64(l.PublishBytesRate)),
+		ControlRate:             unlimitedRate(l.ControlRate),
+		QueuedMemory:            int64(l.QueuedMemory),
+		IncompletePacketTimeout: l.IncompletePacketTimeout.Duration,
+	}
+	if b.QueuedMemory == 0 {
+		b.QueuedMemory = -1
+	}
+	return b
+}
+
+// listenerConfig maps one listener, loading its certificate when it has
+// one.
+func listenerConfig(l config.Listener, log *slog.Logger) (broker.ListenerConfig, *tlsconf.Reloader, error) {
+	lc := broker.ListenerConfig{
+		Name:           l.Name,
+		Kind:           l.Kind,
+		Address:        l.Address,
+		MaxConnections: l.MaxConnections, // 0 is unlimited to both
+	}
+	if allow, set := l.AllowAnonymous.Bool(); set {
+		lc.AllowAnonymous = &allow
+	}
+	if l.Kind == "ws" || l.Kind == "wss" {
+		lc.WebSocketPath = l.WebSocket.Path
+		lc.AllowedOrigins = l.WebSocket.AllowedOrigins
+		lc.TrustProxy = l.WebSocket.TrustProxy
+	}
+	if l.Kind != "tls" && l.Kind != "wss" {
+		return lc, nil, nil
+	}
+	minVersion, err := tlsconf.ParseVersion(l.TLS.MinVersion)
+	if err != nil {
+		return lc, nil, fmt.Errorf("listener %q: %w", l.Name, err) // config validated it
+	}
+	cert, err := tlsconf.New(tlsconf.Config{
+		CertFile:     l.TLS.CertFile,
+		KeyFile:      l.TLS.KeyFile,
+		ClientCAFile: l.TLS.ClientCAFile,
+		ClientAuth:   tlsconf.ClientAuth(l.TLS.ClientAuth),
+		MinVersion:   minVersion,
+		Logger:       log,
+	})
+	if err != nil {
+		return lc, nil, tlsFileError(l.TLS, err)
+	}
+	// tlsconf logs the certificates it reloads; this is the first.
+	leaf := cert.Certificate()
+	log.Info("tls: certificate loaded", "listener", l.Name, "cert", l.TLS.CertFile,
+		"subject", leaf.Subject.String(), "not_after", leaf.NotAfter)
+	if time.Now().After(leaf.NotAfter) {
+		log.Warn("tls: the certificate has expired", "listener", l.Name, "cert", l.TLS.CertFile, "not_after", leaf.NotAfter)
+	}
+	lc.TLS = cert.TLSConfig()
+	lc.UsernameFrom = l.TLS.UsernameFrom
+	return lc, cert, nil
+}
+
+// authBackends loads the authenticator and the authorizer into o, and the
+// files among them into files.
+func authBackends(a config.Auth, o *broker.Options, files *reloadable, log *slog.Logger) error {
+	if a.PasswordFile != "" {
+		pw, err := auth.LoadPasswordFile(a.PasswordFile)
+		if err != nil {
+			return fileError(a.PasswordFile, err)
+		}
+		log.Info("password file loaded", "file", a.PasswordFile, "users", pw.Len())
+		o.Authenticator = pw
+		files.passwords, files.passwordFile = pw, a.PasswordFile
+	}
+	if a.ACLFile != "" {
+		acl, err := auth.LoadACLFile(a.ACLFile)
+		if err != nil {
+			return fileError(a.ACLFile, err)
+		}
+		log.Info("ACL file loaded", "file", a.ACLFile, "rules", acl.Len())
+		o.Authorizer = acl
+		files.acl, files.aclFile = acl, a.ACLFile
+	}
+	h := a.HTTP
+	if h.AuthURL == "" && h.ACLURL == "" {
+		return nil
+	}
+	service, err := auth.NewHTTP(auth.HTTPConfig{
+		AuthURL:     h.AuthURL,
+		ACLURL:      h.ACLURL,
+		Timeout:     h.Timeout.Duration,
+		CacheTTL:    h.CacheTTL.Duration,
+		NegativeTTL: h.NegativeTTL.Duration,
+	})
+	if err != nil {
+		return err // config validated the URLs
+	}
+	// config refuses a file and a URL for the same role.
+	if h.AuthURL != "" {
+		o.Authenticator = service
+	}
+	if h.ACLURL != "" {
+		o.Authorizer = service
+	}
+	return nil
+}
+
+// fileError says which file could not be loaded and why, as
+// "path: reason" (or "path:line: reason" for a file that does not parse).
+func fileError(path string, err error) error {
+	if pe, ok := errors.AsType[*fs.PathError](err); ok {
+		return pathError(pe)
+	}
+	if strings.HasPrefix(err.Error(), path+":") {
+		return err
+	}
+	return fmt.Errorf("%s: %w", path, err)
+}
+
+// tlsFileError says which of a listener's TLS files could not be loaded.
+// A certificate and its key are loaded as a pair: when they do not make
+// one (a file without PEM data, a key of another certificate), both are
+// named.
+func tlsFileError(t config.ListenerTLS, err error) error {
+	if pe, ok := errors.AsType[*fs.PathError](err); ok {
+		return pathError(pe)
+	}
+	if t.ClientCAFile != "" && strings.Contains(err.Error(), t.ClientCAFile) {
+		return fmt.Errorf("%s: %w", t.ClientCAFile, err)
+	}
+	if inner := errors.Unwrap(err); inner != nil {
+		err = inner // without tlsconf's "loading CERT and KEY"
+	}
+	return fmt.Errorf("%s and %s: %w", t.CertFile, t.KeyFile, err)
+}
+
+// pathError is "path: reason", without the operation that failed.
+func pathError(pe *fs.PathError) error {
+	return fmt.Errorf("%s: %w", pe.Path, pe.Err)
 }
