@@ -470,7 +470,7 @@ func (s *Server) newSession(clientID string, expiry uint32) *session {
 	ss := &session{id: s.nextSessionID.Add(1), clientID: clientID, srv: s, nextSeq: 1}
 	ss.queue.mem = &s.queuedMem
 	if expiry > 0 {
-		ss.persisted, ss.uid = true, newSessionUID()
+		ss.persisted, ss.durableState = true, &durableState{uid: newSessionUID()}
 	}
 	return ss
 }

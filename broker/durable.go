@@ -25,9 +25,6 @@ import (
 
 // durableState is the store side of a session.
 type durableState struct {
-	// persisted is set for a session that is in the store; it stays set
-	// until the session ends, even if its expiry drops to 0.
-	persisted bool
 	// uid names this incarnation's queues in the store, so a session that
 	// replaces an ended one with the same client id never meets its entries.
 	uid string

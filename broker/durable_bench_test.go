@@ -213,7 +213,7 @@ func writeRecoveryStore(b *testing.B, dir string, retained, sessions, queued int
 		rec := sessionRecord{uid: newSessionUID(), expiry: expiryNever, offlineSince: offline,
 			subs: []storedSub{{key: fmt.Sprintf("tenant/%d/device/%d/cmd", i/1000, i%1000), qos: 1}}}
 		batch.PutSession(clientID, appendSession(nil, &rec))
-		ss := &session{clientID: clientID, durableState: durableState{uid: rec.uid}}
+		ss := &session{clientID: clientID, durableState: &durableState{uid: rec.uid}}
 		for seq := range uint64(queued) {
 			m := &Message{Topic: rec.subs[0].key, Payload: payload, QoS: 1}
 			batch.PutMessage(msgID, appendMessage(nil, m))

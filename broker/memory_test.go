@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"runtime/pprof"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -52,6 +53,13 @@ func TestIdleMemory(t *testing.T) {
 			defer stop()
 			took := time.Since(start)
 			after := memstat.Take()
+			if f := os.Getenv("PETREL_MEMTEST_HEAPPROFILE"); f != "" && !goroutines {
+				out, err := os.Create(f)
+				if err == nil {
+					pprof.WriteHeapProfile(out)
+					out.Close()
+				}
+			}
 			per := func(a, b int64) float64 { return float64(a-b) / float64(n) }
 			t.Logf("%s driver, %d idle MQTT clients (connected in %v, %.0f/s): HeapInuse+StackInuse %.0f B/conn (heap %.0f, stack %.0f), VmRSS %.0f B/conn, goroutines %d",
 				name, n, took.Round(time.Millisecond), float64(n)/took.Seconds(),

@@ -55,7 +55,7 @@ func storeContents(t testing.TB, st store.Store) (bodies, entries int) {
 		if err != nil {
 			return err
 		}
-		ss := &session{clientID: clientID, durableState: durableState{uid: r.uid}}
+		ss := &session{clientID: clientID, durableState: &durableState{uid: r.uid}}
 		for _, name := range []string{ss.queueName(), ss.inboundName()} {
 			if err := st.LoadQueue(name, 0, func(uint64, []byte) (bool, error) { entries++; return true, nil }); err != nil {
 				return err

@@ -75,7 +75,7 @@ func (s *Server) recover() error {
 func (s *Server) recoverSession(clientID string, r *sessionRecord, now time.Time) (*session, *Message, error) {
 	ss := &session{id: s.nextSessionID.Add(1), clientID: clientID, srv: s, nextSeq: 1, expiry: r.expiry}
 	ss.queue.mem = &s.queuedMem
-	ss.persisted, ss.uid = true, r.uid
+	ss.persisted, ss.durableState = true, &durableState{uid: r.uid}
 	if r.user != nil {
 		r.user.ClientID = clientID
 		ss.client.Store(r.user)

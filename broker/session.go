@@ -47,7 +47,12 @@ type session struct {
 	// queueExpiry is the earliest expiry (unix ns) of a queued delivery, 0
 	// for none: the background sweep purges the session once it passes.
 	queueExpiry atomic.Int64
-	durableState
+	// persisted is set for a session that is in the store; it stays set
+	// until the session ends, even if its expiry drops to 0. Only such a
+	// session has a durableState (clean sessions, most connections, spare
+	// the memory).
+	persisted bool
+	*durableState
 	// inboundQoS2 holds the packet ids of QoS 2 PUBLISHes received from the
 	// client and not yet released by PUBREL: a re-sent PUBLISH with one of
 	// these ids is acknowledged but not routed again. [MQTT-4.3.3-2]
@@ -158,7 +163,11 @@ func (ss *session) push(d delivery, tx *routeTx) bool {
 // queuedLocked counts the deliveries waiting for their turn: not yet in
 // flight to the client. The queue limits apply to these.
 func (ss *session) queuedLocked() int {
-	return ss.queue.len() + len(ss.pending) + ss.stored
+	n := ss.queue.len()
+	if ss.persisted {
+		n += len(ss.pending) + ss.stored
+	}
+	return n
 }
 
 // hasQueueRoom applies the queue limits to one more delivery of size bytes.
@@ -167,7 +176,14 @@ func (ss *session) hasQueueRoom(size int) bool {
 	if o.MaxQueuedMessages > 0 && ss.queuedLocked() >= o.MaxQueuedMessages {
 		return false
 	}
-	return o.MaxQueuedBytes <= 0 || ss.queue.bytes+ss.storedBytes+ss.pendingBytes+int64(size) <= o.MaxQueuedBytes
+	if o.MaxQueuedBytes <= 0 {
+		return true
+	}
+	n := ss.queue.bytes + int64(size)
+	if ss.persisted {
+		n += ss.storedBytes + ss.pendingBytes
+	}
+	return n <= o.MaxQueuedBytes
 }
 
 // sendLocked records the delivery in flight and writes it. A message larger
@@ -179,7 +195,7 @@ func (ss *session) sendLocked(c *conn, d delivery) {
 		c.writeAck(packet.PUBREL, pidOf(d.seq), packet.Success) // recovered after its PUBREC
 		return
 	}
-	if !c.writePublish(&d, pidOf(d.seq), d.dup || d.seq < ss.resendBelow) {
+	if !c.writePublish(&d, pidOf(d.seq), d.dup || (ss.persisted && d.seq < ss.resendBelow)) {
 		ss.inflight.remove(ss.inflight.len() - 1)
 		ss.forgetLocked(&d)
 	}
@@ -193,7 +209,7 @@ func (ss *session) drainLocked(c *conn) {
 	var now time.Time
 	for {
 		if ss.queue.len() == 0 {
-			if ss.stored == 0 || !ss.pageInLocked() {
+			if !ss.persisted || ss.stored == 0 || !ss.pageInLocked() {
 				return
 			}
 		}
