@@ -4,7 +4,7 @@ GO ?= go
 # with a spurious "context deadline exceeded" at the deadline (go.dev/issue/75804).
 FUZZTIME ?= 300000x
 
-.PHONY: all build test vet unit fuzz bench clean
+.PHONY: all build test vet unit fuzz bench clean interop
 
 all: build
 
@@ -31,6 +31,12 @@ fuzz:
 			$(GO) test -run=NONE -fuzz="^$$target\$$" -fuzztime=$(FUZZTIME) $$pkg; \
 		done; \
 	done
+
+# interop: third-party clients (mosquitto_pub/sub, Python paho-mqtt, MQTT.js in
+# Node and in headless Chromium) against the broker. test/interop/README.md says
+# what to install; a missing tool skips its test unless PETREL_INTEROP_REQUIRE=1.
+interop:
+	$(GO) test -tags interop -race -count=1 -timeout 15m -v ./test/interop
 
 bench:
 	$(GO) test -run=NONE -bench=. -benchmem ./...
