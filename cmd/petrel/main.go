@@ -2,6 +2,8 @@
 //
 //	petrel [serve] [--config FILE] [--listen ADDR]... [--log-level LEVEL]
 //	petrel passwd [-c] [-b] [-D] [-U] [-I iterations] FILE [USER [PASSWORD]]
+//	petrel pub {-t topic | -L URL} {-m message | -f file | -s | -l | -n} [flags]
+//	petrel sub {-t topic... | -L URL} [-v | -F format | -j] [-C count] [-W seconds] [flags]
 //	petrel version
 package main
 
@@ -28,6 +30,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return serve(args, stderr)
 	case "passwd":
 		return passwd(args, os.Stdin, stdout, stderr)
+	case "pub":
+		return pub(args, os.Stdin, stdout, stderr)
+	case "sub":
+		return sub(args, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "petrel", version())
 		return 0
@@ -46,10 +52,13 @@ func usage(w io.Writer) {
   petrel [serve] [flags]   run the broker (the default)
   petrel passwd [flags] FILE USER [PASSWORD]
                            manage a password file (Mosquitto's format)
+  petrel pub [flags]       publish a message (mosquitto_pub's flags)
+  petrel sub [flags]       subscribe and print messages (mosquitto_sub's flags)
   petrel version           print the version
   petrel help              show this help
 
-Run 'petrel serve -h' for the broker's flags.
+Run 'petrel serve -h' for the broker's flags, 'petrel pub --help' and
+'petrel sub --help' for the clients'.
 `)
 }
 

@@ -1,0 +1,742 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/petrelmq/petrel/client"
+	"github.com/petrelmq/petrel/packet"
+)
+
+// This file holds what `petrel pub` and `petrel sub` share: their flags,
+// named as mosquitto_pub's and mosquitto_sub's are, the client options they
+// make, and their exit codes.
+
+// Exit codes, as mosquitto_pub and mosquitto_sub's: 0 for success, 1 for a
+// usage error or a failure, the CONNACK reason code when the server refuses
+// the connection, and 27 (libmosquitto's MOSQ_ERR_TIMEOUT) when sub's -W
+// expires.
+const (
+	exitOK      = 0
+	exitFail    = 1
+	exitTimeout = 27
+)
+
+// clientFlags are the flags of pub and sub.
+type clientFlags struct {
+	cmd string // "pub" or "sub", for messages
+
+	host, unixPath, bind string
+	port                 int
+	url                  string // -L
+	topics               []string
+	username             string
+	password             *string
+	id, idPrefix         string
+	keepAlive            int
+	noClean              bool
+	sessionExpiry        int64 // -1: not given
+	version              byte  // 0: not given
+	qos                  int
+
+	// -D, by command: CONNECT, PUBLISH, SUBSCRIBE, UNSUBSCRIBE, DISCONNECT, WILL.
+	props   map[string]*packet.Properties
+	anyProp bool
+
+	willTopic, willPayload string
+	willQoS                int
+	willRetain             bool
+
+	caFile, caPath, certFile, keyFile, tlsVersion, alpn string
+	insecure, osCerts                                   bool
+
+	debug, quiet bool
+	help         bool
+}
+
+// flagSpec is one option: its names, how many arguments it takes, and what
+// it does with them.
+type flagSpec struct {
+	names string // space-separated: "-h --host"
+	nargs int
+	set   func(args []string) error
+}
+
+// commonSpecs are the options of both commands.
+func (f *clientFlags) commonSpecs() []flagSpec {
+	str := func(p *string) func([]string) error {
+		return func(a []string) error { *p = a[0]; return nil }
+	}
+	boolean := func(p *bool) func([]string) error {
+		return func([]string) error { *p = true; return nil }
+	}
+	return []flagSpec{
+		{"-h --host", 1, str(&f.host)},
+		{"-p --port", 1, func(a []string) error {
+			p, err := strconv.Atoi(a[0])
+			if err != nil || p < 1 || p > 65535 {
+				return errors.New("Invalid port given: " + a[0])
+			}
+			f.port = p
+			return nil
+		}},
+		{"--unix", 1, str(&f.unixPath)},
+		{"-A", 1, str(&f.bind)},
+		{"-L --url", 1, str(&f.url)},
+		{"-t --topic", 1, func(a []string) error { f.topics = append(f.topics, a[0]); return nil }},
+		{"-u --username", 1, str(&f.username)},
+		{"-P --pw --password", 1, func(a []string) error { f.password = &a[0]; return nil }},
+		{"-i --id", 1, str(&f.id)},
+		{"-I --id-prefix", 1, str(&f.idPrefix)},
+		{"-k --keepalive", 1, func(a []string) error {
+			k, err := strconv.Atoi(a[0])
+			if err != nil || k < 0 || k > 65535 {
+				return errors.New("Invalid keepalive given, it must be between 0 and 65535 inclusive.")
+			}
+			f.keepAlive = k
+			return nil
+		}},
+		{"-c --disable-clean-session", 0, boolean(&f.noClean)},
+		{"-x --session-expiry-interval", 1, func(a []string) error {
+			switch a[0] {
+			case "-1", "∞":
+				f.sessionExpiry = math.MaxUint32
+				return nil
+			}
+			v, err := strconv.ParseUint(a[0], 10, 32)
+			if err != nil {
+				return errors.New("Invalid session expiry interval given: " + a[0])
+			}
+			f.sessionExpiry = int64(v)
+			return nil
+		}},
+		{"-V --protocol-version", 1, func(a []string) error {
+			switch strings.ToLower(a[0]) {
+			case "31", "mqttv31":
+				f.version = packet.V31
+			case "311", "mqttv311":
+				f.version = packet.V311
+			case "5", "mqttv5":
+				f.version = packet.V5
+			default:
+				return errors.New("Invalid protocol version given: " + a[0])
+			}
+			return nil
+		}},
+		{"-q --qos", 1, func(a []string) error {
+			q, err := strconv.Atoi(a[0])
+			if err != nil || q < 0 || q > 2 {
+				return errors.New("Invalid QoS given: " + a[0])
+			}
+			f.qos = q
+			return nil
+		}},
+		{"--will-topic", 1, str(&f.willTopic)},
+		{"--will-payload", 1, str(&f.willPayload)},
+		{"--will-qos", 1, func(a []string) error {
+			q, err := strconv.Atoi(a[0])
+			if err != nil || q < 0 || q > 2 {
+				return errors.New("Invalid will QoS given: " + a[0])
+			}
+			f.willQoS = q
+			return nil
+		}},
+		{"--will-retain", 0, boolean(&f.willRetain)},
+		{"--cafile", 1, str(&f.caFile)},
+		{"--capath", 1, str(&f.caPath)},
+		{"--cert", 1, str(&f.certFile)},
+		{"--key", 1, str(&f.keyFile)},
+		{"--insecure", 0, boolean(&f.insecure)},
+		{"--tls-version", 1, str(&f.tlsVersion)},
+		{"--tls-alpn", 1, str(&f.alpn)},
+		{"--tls-use-os-certs", 0, boolean(&f.osCerts)},
+		{"--nodelay", 0, func([]string) error { return nil }}, // Go's TCP connections have TCP_NODELAY already
+		{"-d --debug", 0, boolean(&f.debug)},
+		{"--quiet", 0, boolean(&f.quiet)},
+		{"--help", 0, boolean(&f.help)},
+	}
+}
+
+// parseFlags reads args against specs. -D (--property) takes three
+// arguments, four for user-property.
+func (f *clientFlags) parseFlags(args []string, specs []flagSpec) error {
+	byName := map[string]*flagSpec{}
+	for i := range specs {
+		for _, n := range strings.Fields(specs[i].names) {
+			byName[n] = &specs[i]
+		}
+	}
+	f.sessionExpiry = -1
+	f.keepAlive = 60
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "-D" || a == "--property" {
+			n := 3
+			if i+2 < len(args) && args[i+2] == "user-property" {
+				n = 4
+			}
+			if i+n >= len(args) {
+				return errors.New(a + " argument given but not enough arguments specified.")
+			}
+			if err := f.addProperty(args[i+1 : i+1+n]); err != nil {
+				return err
+			}
+			i += n
+			continue
+		}
+		s := byName[a]
+		if s == nil {
+			return errors.New("Unknown option '" + a + "'.")
+		}
+		if i+s.nargs >= len(args) && s.nargs > 0 {
+			return errors.New(a + " argument given but no value specified.")
+		}
+		if err := s.set(args[i+1 : i+1+s.nargs]); err != nil {
+			return err
+		}
+		i += s.nargs
+	}
+	return nil
+}
+
+// propTypes are the properties -D knows, by their names in the
+// specification with '-' between words, and the commands that may carry
+// them.
+var propTypes = map[string]struct {
+	id   packet.PropID
+	cmds string
+}{
+	"payload-format-indicator":     {packet.PropPayloadFormat, "PUBLISH WILL"},
+	"message-expiry-interval":      {packet.PropMessageExpiry, "PUBLISH WILL"},
+	"content-type":                 {packet.PropContentType, "PUBLISH WILL"},
+	"response-topic":               {packet.PropResponseTopic, "PUBLISH WILL"},
+	"correlation-data":             {packet.PropCorrelationData, "PUBLISH WILL"},
+	"subscription-identifier":      {packet.PropSubscriptionID, "SUBSCRIBE"},
+	"session-expiry-interval":      {packet.PropSessionExpiry, "CONNECT DISCONNECT"},
+	"request-problem-information":  {packet.PropRequestProblemInfo, "CONNECT"},
+	"will-delay-interval":          {packet.PropWillDelay, "WILL"},
+	"request-response-information": {packet.PropRequestResponseInfo, "CONNECT"},
+	"reason-string":                {packet.PropReasonString, "DISCONNECT"},
+	"receive-maximum":              {packet.PropReceiveMaximum, "CONNECT"},
+	"topic-alias-maximum":          {packet.PropTopicAliasMaximum, "CONNECT"},
+	"topic-alias":                  {packet.PropTopicAlias, "PUBLISH"},
+	"user-property":                {packet.PropUser, "CONNECT PUBLISH SUBSCRIBE UNSUBSCRIBE DISCONNECT WILL"},
+	"maximum-packet-size":          {packet.PropMaximumPacketSize, "CONNECT"},
+}
+
+// addProperty reads one -D: command identifier value, or command
+// user-property name value.
+func (f *clientFlags) addProperty(a []string) error {
+	cmd, name := strings.ToUpper(a[0]), a[1]
+	switch cmd {
+	case "CONNECT", "PUBLISH", "SUBSCRIBE", "UNSUBSCRIBE", "DISCONNECT", "WILL":
+	case "AUTH", "PUBACK", "PUBREC", "PUBREL", "PUBCOMP":
+		return errors.New("Properties of " + cmd + " are not supported.")
+	default:
+		return errors.New("Invalid command " + a[0] + " given in --property argument.")
+	}
+	pt, ok := propTypes[name]
+	if !ok {
+		if name == "authentication-method" || name == "authentication-data" {
+			return errors.New("Enhanced authentication (" + name + ") is not supported.")
+		}
+		return errors.New("Invalid property name " + name + " given in --property argument.")
+	}
+	if !strings.Contains(pt.cmds, cmd) || (f.cmd == "pub" && (cmd == "SUBSCRIBE" || cmd == "UNSUBSCRIBE")) ||
+		(f.cmd == "sub" && cmd == "PUBLISH") {
+		return errors.New("Property " + name + " is not valid for " + cmd + " in petrel " + f.cmd + ".")
+	}
+	if f.props == nil {
+		f.props = map[string]*packet.Properties{}
+	}
+	p := f.props[cmd]
+	if p == nil {
+		p = &packet.Properties{}
+		f.props[cmd] = p
+	}
+	f.anyProp = true
+	value := a[2]
+	bad := errors.New("Invalid value " + strconv.Quote(value) + " for property " + name + ".")
+	num := func(bits int) (uint64, error) {
+		v, err := strconv.ParseUint(value, 10, bits)
+		if err != nil {
+			return 0, bad
+		}
+		return v, nil
+	}
+	switch pt.id {
+	case packet.PropUser:
+		p.User = append(p.User, packet.UserProperty{Key: a[2], Value: a[3]})
+		return nil
+	case packet.PropSubscriptionID:
+		v, err := num(32)
+		if err != nil || v == 0 || v > 268435455 {
+			return bad
+		}
+		p.SubscriptionIDs = append(p.SubscriptionIDs[:0], uint32(v))
+		return nil
+	case packet.PropContentType:
+		p.ContentType = value
+	case packet.PropResponseTopic:
+		p.ResponseTopic = value
+	case packet.PropCorrelationData:
+		p.CorrelationData = []byte(value)
+	case packet.PropReasonString:
+		p.ReasonString = value
+	case packet.PropPayloadFormat, packet.PropRequestProblemInfo, packet.PropRequestResponseInfo:
+		v, err := num(8)
+		if err != nil || v > 1 {
+			return bad
+		}
+		switch pt.id {
+		case packet.PropPayloadFormat:
+			p.PayloadFormat = byte(v)
+		case packet.PropRequestProblemInfo:
+			p.RequestProblemInfo = byte(v)
+		default:
+			p.RequestResponseInfo = byte(v)
+		}
+	case packet.PropReceiveMaximum, packet.PropTopicAliasMaximum, packet.PropTopicAlias:
+		v, err := num(16)
+		if err != nil {
+			return err
+		}
+		switch pt.id {
+		case packet.PropReceiveMaximum:
+			p.ReceiveMaximum = uint16(v)
+		case packet.PropTopicAliasMaximum:
+			p.TopicAliasMaximum = uint16(v)
+		default:
+			p.TopicAlias = uint16(v)
+		}
+	default: // the 32-bit integers
+		v, err := num(32)
+		if err != nil {
+			return err
+		}
+		switch pt.id {
+		case packet.PropMessageExpiry:
+			p.MessageExpiry = uint32(v)
+		case packet.PropSessionExpiry:
+			p.SessionExpiry = uint32(v)
+		case packet.PropWillDelay:
+			p.WillDelay = uint32(v)
+		case packet.PropMaximumPacketSize:
+			p.MaximumPacketSize = uint32(v)
+		}
+	}
+	p.Mark(pt.id)
+	return nil
+}
+
+// prop returns the -D properties of cmd (empty if none).
+func (f *clientFlags) prop(cmd string) packet.Properties {
+	if p := f.props[cmd]; p != nil {
+		return *p
+	}
+	return packet.Properties{}
+}
+
+// options turns the flags into the client's options. topicFromURL is the
+// topic an mqtt:// or mqtts:// -L URL names, if any.
+func (f *clientFlags) options() (o client.Options, topicFromURL string, err error) {
+	switch {
+	case f.version == 0 && f.anyProp:
+		f.version = packet.V5 // -D makes an MQTT 5 client, as in mosquitto
+	case f.version == 0:
+		f.version = packet.V311
+	case f.version != packet.V5 && f.anyProp:
+		return o, "", errors.New("-D (--property) needs MQTT v5 (-V 5).")
+	}
+	o.Version = f.version
+	o.Username = f.username
+	if f.password != nil {
+		if f.username == "" && f.version != packet.V5 {
+			return o, "", errors.New("A password needs a username before MQTT v5 (-u).")
+		}
+		o.Password = []byte(*f.password)
+	}
+
+	useTLS := f.caFile != "" || f.caPath != "" || f.certFile != "" || f.osCerts
+	scheme, host, port := "tcp", "localhost", f.port
+	if f.host != "" {
+		host = f.host
+	}
+	path := ""
+	if f.url != "" {
+		u, err := parseURLFlag(f.url)
+		if err != nil {
+			return o, "", err
+		}
+		scheme, host, port, path, topicFromURL = u.scheme, u.host, u.port, u.path, u.topic
+		if u.user != "" {
+			o.Username = u.user
+		}
+		if u.pass != nil {
+			o.Password = []byte(*u.pass)
+		}
+		useTLS = useTLS || scheme == "tls" || scheme == "wss"
+	}
+	if useTLS && scheme == "tcp" {
+		scheme = "tls"
+	}
+	if useTLS && scheme == "ws" {
+		scheme = "wss"
+	}
+	if port == 0 {
+		port = map[string]int{"tcp": 1883, "tls": 8883, "ws": 80, "wss": 443}[scheme]
+	}
+	if scheme == "tcp" && port == 8883 && f.url == "" {
+		scheme = "tls" // as mosquitto: port 8883 means TLS with the system's roots
+	}
+	o.Addr = scheme + "://" + net.JoinHostPort(host, strconv.Itoa(port)) + path
+	if f.unixPath != "" {
+		o.Addr = "unix://" + f.unixPath
+	}
+	if scheme == "tls" || scheme == "wss" {
+		if o.TLS, err = f.tlsConfig(); err != nil {
+			return o, "", err
+		}
+	}
+	if f.bind != "" {
+		ip, err := net.ResolveIPAddr("ip", f.bind)
+		if err != nil {
+			return o, "", fmt.Errorf("-A %s: %w", f.bind, err)
+		}
+		o.Dialer = &net.Dialer{LocalAddr: &net.TCPAddr{IP: ip.IP}}
+	}
+
+	switch {
+	case f.id != "" && f.idPrefix != "":
+		return o, "", errors.New("-i and -I argument cannot be used together.")
+	case f.idPrefix != "":
+		o.ClientID = f.idPrefix + strconv.Itoa(os.Getpid())
+	case f.id != "":
+		o.ClientID = f.id
+	case f.noClean || f.sessionExpiry > 0:
+		return o, "", errors.New("You must provide a client id if you are using the -c option or a session expiry.")
+	case f.version != packet.V5:
+		o.ClientID = randomID()
+	}
+	// -c: resume the session; in MQTT 5 it never expires unless -x says.
+	o.CleanStart = !f.noClean
+	if f.version == packet.V5 {
+		o.ConnectProps = f.prop("CONNECT")
+		switch {
+		case f.sessionExpiry >= 0:
+			o.SessionExpiry = uint32(f.sessionExpiry)
+		case f.noClean:
+			o.SessionExpiry = math.MaxUint32
+		}
+	}
+	o.KeepAlive = time.Duration(f.keepAlive) * time.Second
+	if f.keepAlive == 0 {
+		o.KeepAlive = -1
+	}
+	if f.willTopic != "" {
+		o.Will = &packet.Publish{Topic: f.willTopic, Payload: []byte(f.willPayload), QoS: byte(f.willQoS),
+			Retain: f.willRetain, Props: f.prop("WILL")}
+	} else if f.willPayload != "" || f.willQoS != 0 || f.willRetain {
+		return o, "", errors.New("Will topic must be provided (--will-topic).")
+	}
+	return o, topicFromURL, nil
+}
+
+// urlFlag is a parsed -L: mqtt(s)://[user[:pass]@]host[:port]/topic, or
+// ws(s)://[user[:pass]@]host[:port]/path where the path is the WebSocket
+// endpoint (default /mqtt) and topics come from -t.
+type urlFlag struct {
+	scheme, host, path, topic, user string
+	pass                            *string
+	port                            int
+}
+
+// parseURLFlag reads -L by hand: a topic may hold '#' and '+', which a URL
+// parser would take for a fragment and a space.
+func parseURLFlag(s string) (urlFlag, error) {
+	bad := errors.New("Unsupported URL scheme or malformed URL: " + s)
+	var u urlFlag
+	scheme, rest, ok := strings.Cut(s, "://")
+	if !ok {
+		return u, bad
+	}
+	switch strings.ToLower(scheme) {
+	case "mqtt":
+		u.scheme = "tcp"
+	case "mqtts":
+		u.scheme = "tls"
+	case "ws", "wss":
+		u.scheme = strings.ToLower(scheme)
+	default:
+		return u, bad
+	}
+	authority, path, _ := strings.Cut(rest, "/")
+	if at := strings.LastIndex(authority, "@"); at >= 0 {
+		user, pass, hasPass := strings.Cut(authority[:at], ":")
+		u.user = user
+		if hasPass {
+			u.pass = &pass
+		}
+		authority = authority[at+1:]
+	}
+	u.host = authority
+	if h, p, err := net.SplitHostPort(authority); err == nil {
+		port, err := strconv.Atoi(p)
+		if err != nil || port < 1 || port > 65535 {
+			return u, bad
+		}
+		u.host, u.port = h, port
+	}
+	u.host = strings.Trim(u.host, "[]")
+	if u.host == "" {
+		return u, bad
+	}
+	if u.scheme == "ws" || u.scheme == "wss" {
+		u.path = "/" + path
+		if path == "" {
+			u.path = "/mqtt"
+		}
+	} else {
+		u.topic = path
+	}
+	return u, nil
+}
+
+// tlsConfig builds the TLS configuration: roots from --cafile and --capath
+// (else the system's), a client certificate from --cert and --key, and
+// --insecure, which like mosquitto's skips only the host name check: the
+// chain is still verified.
+func (f *clientFlags) tlsConfig() (*tls.Config, error) {
+	cfg := &tls.Config{}
+	if f.caFile != "" || f.caPath != "" {
+		roots := x509.NewCertPool()
+		if f.osCerts {
+			if sys, err := x509.SystemCertPool(); err == nil {
+				roots = sys
+			}
+		}
+		files := []string{}
+		if f.caFile != "" {
+			files = append(files, f.caFile)
+		}
+		if f.caPath != "" {
+			matches, err := filepath.Glob(filepath.Join(f.caPath, "*"))
+			if err != nil {
+				return nil, err
+			}
+			for _, m := range matches {
+				if strings.HasSuffix(m, ".crt") || strings.HasSuffix(m, ".pem") {
+					files = append(files, m)
+				}
+			}
+		}
+		for _, file := range files {
+			pem, err := os.ReadFile(file)
+			if err != nil {
+				return nil, fmt.Errorf("Unable to load CA certificates: %w", err)
+			}
+			if !roots.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("Unable to load CA certificates: no certificate in %s", file)
+			}
+		}
+		cfg.RootCAs = roots
+	}
+	switch {
+	case f.certFile != "" && f.keyFile != "":
+		cert, err := tls.LoadX509KeyPair(f.certFile, f.keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("Unable to load client certificate and key: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	case f.certFile != "" || f.keyFile != "":
+		return nil, errors.New("Both --cert and --key must be given.")
+	}
+	switch strings.ToLower(f.tlsVersion) {
+	case "":
+	case "tlsv1.3":
+		cfg.MinVersion, cfg.MaxVersion = tls.VersionTLS13, tls.VersionTLS13
+	case "tlsv1.2":
+		cfg.MinVersion, cfg.MaxVersion = tls.VersionTLS12, tls.VersionTLS12
+	case "tlsv1.1":
+		cfg.MinVersion, cfg.MaxVersion = tls.VersionTLS11, tls.VersionTLS11
+	default:
+		return nil, errors.New("Unsupported TLS version " + f.tlsVersion + " (tlsv1.3, tlsv1.2 or tlsv1.1).")
+	}
+	if f.alpn != "" {
+		cfg.NextProtos = []string{f.alpn}
+	}
+	if f.insecure {
+		roots := cfg.RootCAs
+		cfg.InsecureSkipVerify = true
+		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return errors.New("the server sent no certificate")
+			}
+			opts := x509.VerifyOptions{Roots: roots, Intermediates: x509.NewCertPool()}
+			for _, c := range cs.PeerCertificates[1:] {
+				opts.Intermediates.AddCert(c)
+			}
+			_, err := cs.PeerCertificates[0].Verify(opts)
+			return err
+		}
+	}
+	return cfg, nil
+}
+
+// randomID is a client identifier for MQTT 3.1.1, which servers need not
+// assign: "petrel-" and 16 letters and digits, 23 characters in all, the
+// most MQTT 3.1 servers must accept.
+func randomID() string {
+	const alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+	b := make([]byte, 16)
+	rand.Read(b)
+	for i := range b {
+		b[i] = alphabet[int(b[i])%len(alphabet)]
+	}
+	return "petrel-" + string(b)
+}
+
+// connectClient connects with o and reports a failure as mosquitto does: a
+// refusal exits with the CONNACK reason code.
+func connectClient(ctx context.Context, f *clientFlags, o client.Options, stderr io.Writer) (*client.Client, *packet.Connack, int) {
+	c, ack, err := client.Connect(ctx, o)
+	if err == nil {
+		return c, ack, exitOK
+	}
+	var ce *client.ConnectError
+	if errors.As(err, &ce) {
+		msg := "Connection error: Connection Refused: " + ce.Text() + "."
+		if ce.Reason != "" {
+			msg += " (" + ce.Reason + ")"
+		}
+		f.fail(stderr, msg)
+		return nil, ack, int(ce.Code)
+	}
+	f.fail(stderr, "Error: "+strings.TrimPrefix(err.Error(), "client: "))
+	return nil, nil, exitFail
+}
+
+// fail reports a runtime error unless --quiet.
+func (f *clientFlags) fail(stderr io.Writer, msg string) {
+	if !f.quiet {
+		fmt.Fprintln(stderr, msg)
+	}
+}
+
+// usageError reports a mistake in the arguments; --quiet does not hide it.
+func usageError(stderr io.Writer, cmd string, err error) int {
+	fmt.Fprintf(stderr, "Error: %v\n\nUse 'petrel %s --help' to see usage.\n", err, cmd)
+	return exitFail
+}
+
+// tracer prints packets as mosquitto's -d does, on stderr.
+type tracer struct {
+	mu sync.Mutex
+	w  io.Writer
+	id string
+}
+
+func (t *tracer) setID(id string) {
+	t.mu.Lock()
+	t.id = id
+	t.mu.Unlock()
+}
+
+func (t *tracer) trace(sent bool, p packet.Packet) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	id := t.id
+	if id == "" {
+		id = "(null)"
+	}
+	dir := "received"
+	if sent {
+		dir = "sending"
+	}
+	fmt.Fprintf(t.w, "Client %s %s %s%s\n", id, dir, p.Type(), describe(p))
+}
+
+// describe is the detail -d prints after a packet's name.
+func describe(p packet.Packet) string {
+	switch p := p.(type) {
+	case *packet.Connack:
+		return " (" + strconv.Itoa(int(p.Code)) + ")"
+	case *packet.Publish:
+		return fmt.Sprintf(" (d%d, q%d, r%d, m%d, '%s', ... (%d bytes))", b2i(p.Dup), p.QoS, b2i(p.Retain),
+			p.PacketID, p.Topic, len(p.Payload))
+	case *packet.Ack:
+		return fmt.Sprintf(" (Mid: %d, RC:%d)", p.PacketID, p.Code)
+	case *packet.Subscribe:
+		var b strings.Builder
+		fmt.Fprintf(&b, " (Mid: %d", p.PacketID)
+		for _, s := range p.Subs {
+			fmt.Fprintf(&b, ", Topic: %s, QoS: %d", s.Filter, s.QoS)
+		}
+		b.WriteString(")")
+		return b.String()
+	case *packet.Suback:
+		return fmt.Sprintf(" (Mid: %d, Codes: %v)", p.PacketID, p.Codes)
+	case *packet.Unsubscribe:
+		return fmt.Sprintf(" (Mid: %d, Topics: %s)", p.PacketID, strings.Join(p.Filters, ", "))
+	case *packet.Unsuback:
+		return fmt.Sprintf(" (Mid: %d)", p.PacketID)
+	case *packet.Disconnect:
+		if p.Code != 0 {
+			return fmt.Sprintf(" (%d)", p.Code)
+		}
+	}
+	return ""
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// commonUsage documents the flags both commands share.
+const commonUsage = `
+Connection:
+ -h, --host HOST     broker host (default localhost)
+ -p, --port PORT     port (default 1883, 8883 with TLS)
+ -L, --url URL       mqtt(s)://[user[:pass]@]host[:port]/topic, or
+                     ws(s)://[user[:pass]@]host[:port]/path (WebSocket, path
+                     default /mqtt; topics from -t)
+ --unix PATH         connect to a unix socket instead
+ -A ADDRESS          bind the connection to this local address
+ -V, --protocol-version 31|311|5 (or mqttv31, mqttv311, mqttv5; default 311)
+ -i, --id ID         client id (default: random for 3.1.1, server-assigned for 5)
+ -I, --id-prefix P   client id P followed by the process id
+ -u, --username U    -P, --pw PASSWORD
+ -k, --keepalive S   keep alive in seconds (default 60, 0 off)
+ -c, --disable-clean-session   resume the session (needs -i); with MQTT 5
+                     it never expires unless -x says
+ -x SECONDS          session expiry interval (MQTT 5; -1 or ∞: never)
+ -D, --property COMMAND NAME VALUE, or COMMAND user-property KEY VALUE
+                     an MQTT 5 property (makes the client MQTT 5)
+ --will-topic T [--will-payload P] [--will-qos Q] [--will-retain]
+TLS (any of --cafile, --capath, --cert, --tls-use-os-certs, or port 8883
+turns it on):
+ --cafile FILE  --capath DIR  --cert FILE --key FILE  --tls-use-os-certs
+ --insecure          do not check the server's host name (the chain still is)
+ --tls-version tlsv1.3|tlsv1.2|tlsv1.1   --tls-alpn PROTOCOL
+Other:
+ -d, --debug         print the packets sent and received on stderr
+ --quiet             print no runtime errors
+ --nodelay           accepted; TCP_NODELAY is always on
+ --help              this help
+`
