@@ -61,6 +61,11 @@ type commitGroup struct {
 	// dropQueues are durable sessions whose queues are discarded: their
 	// entries' references are released before the range is deleted.
 	dropQueues []string
+	// lazy lists the writes of batch that nobody waits for (removals,
+	// bookkeeping): a refused commit does not lose them, they are tried
+	// again with the next group. The others belong to waiters, who hear of
+	// the failure.
+	lazy []int
 }
 
 // refKeyBit marks the message-namespace key holding a message's reference
@@ -118,6 +123,7 @@ func (cm *committer) endTx(g *commitGroup, tx *routeTx) {
 // the delivery is made again, which QoS 1 and 2 allow for.
 func (cm *committer) dropEntry(queue string, seq, msgID uint64) {
 	cm.mu.Lock()
+	cm.open.lazy = append(cm.open.lazy, cm.open.batch.Len())
 	cm.open.batch.DeleteQueue(queue, seq)
 	cm.open.dropRefs[msgID]++
 	cm.mu.Unlock()
@@ -127,6 +133,9 @@ func (cm *committer) dropEntry(queue string, seq, msgID uint64) {
 // write adds writes nobody waits for to the open group.
 func (cm *committer) write(b *store.Batch) {
 	cm.mu.Lock()
+	for i := range b.Len() {
+		cm.open.lazy = append(cm.open.lazy, cm.open.batch.Len()+i)
+	}
 	cm.open.batch.Append(b)
 	cm.mu.Unlock()
 	cm.poke()
@@ -138,9 +147,13 @@ func (cm *committer) dropSession(clientID, queue, inbound string) {
 	cm.mu.Lock()
 	g := cm.open
 	g.dropQueues = append(g.dropQueues, queue)
+	n := g.batch.Len()
 	g.batch.DeleteSession(clientID)
 	g.batch.DeleteQueueAll(queue)
 	g.batch.DeleteQueueAll(inbound)
+	for i := n; i < g.batch.Len(); i++ {
+		g.lazy = append(g.lazy, i)
+	}
 	cm.mu.Unlock()
 	cm.poke()
 }
@@ -216,6 +229,7 @@ func (cm *committer) commitOpen() {
 		cm.log.Error("store commit failed: the writes of this group are refused", "group", g.id,
 			"writes", g.batch.Len(), "err", err)
 		clear(cm.refs) // counts may not have been written
+		cm.retryLater(g)
 	}
 	for _, w := range g.waiters {
 		w.committed(g.id, err)
@@ -225,15 +239,63 @@ func (cm *committer) commitOpen() {
 	g.reset()
 	cm.spare = g
 	cm.mu.Unlock()
+	if err != nil {
+		// The store refuses writes (a full disk): try again a little later
+		// rather than spin.
+		select {
+		case <-time.After(retryDelay):
+		case <-cm.done:
+		}
+		cm.poke()
+	}
+}
+
+// retryDelay spaces the attempts to commit while the store refuses writes.
+const retryDelay = 100 * time.Millisecond
+
+// retryLater moves the writes nobody waited for from a refused group to
+// the front of the open one, in their order, with the references they
+// released and the queues they dropped.
+func (cm *committer) retryLater(g *commitGroup) {
+	cm.mu.Lock()
+	defer cm.mu.Unlock()
+	next := cm.open
+	retry := make([]store.Op, 0, len(g.lazy)+next.batch.Len())
+	for _, i := range g.lazy {
+		retry = append(retry, g.batch.Ops[i])
+	}
+	shift := len(retry)
+	lazy := make([]int, 0, shift+len(next.lazy))
+	for i := range shift {
+		lazy = append(lazy, i)
+	}
+	for _, i := range next.lazy {
+		lazy = append(lazy, i+shift)
+	}
+	next.batch.Ops = append(retry, next.batch.Ops...)
+	next.lazy = lazy
+	for id, n := range g.dropRefs {
+		next.dropRefs[id] += n
+	}
+	next.dropQueues = append(next.dropQueues, g.dropQueues...)
 }
 
 // prepare turns a group's reference changes into writes: a message whose
 // last reference is released loses its body and count.
 func (cm *committer) prepare(g *commitGroup) error {
+	// The references of dropped queues are counted apart from g.dropRefs,
+	// which a refused commit hands on as it was.
+	drops := g.dropRefs
+	if len(g.dropQueues) > 0 {
+		drops = make(map[uint64]uint32, len(g.dropRefs))
+		for id, n := range g.dropRefs {
+			drops[id] = n
+		}
+	}
 	for _, client := range g.dropQueues {
 		err := cm.st.LoadQueue(client, 0, func(_ uint64, entry []byte) (bool, error) {
 			if e, err := decodeEntry(entry); err == nil && e.msgID != 0 {
-				g.dropRefs[e.msgID]++
+				drops[e.msgID]++
 			}
 			return true, nil
 		})
@@ -244,7 +306,7 @@ func (cm *committer) prepare(g *commitGroup) error {
 	for id, n := range g.newRefs {
 		cm.refs[id] = n
 	}
-	for id, dropped := range g.dropRefs {
+	for id, dropped := range drops {
 		n, ok := cm.refs[id]
 		if !ok {
 			rec, err := cm.st.Message(id | refKeyBit)
@@ -270,7 +332,7 @@ func (cm *committer) prepare(g *commitGroup) error {
 		g.batch.PutMessage(id|refKeyBit, binary.BigEndian.AppendUint32(nil, n))
 	}
 	for id, n := range g.newRefs {
-		if _, dropped := g.dropRefs[id]; !dropped {
+		if _, dropped := drops[id]; !dropped {
 			g.batch.PutMessage(id|refKeyBit, binary.BigEndian.AppendUint32(nil, n))
 		}
 	}
@@ -288,4 +350,5 @@ func (g *commitGroup) reset() {
 	clear(g.newRefs)
 	clear(g.dropRefs)
 	g.dropQueues = g.dropQueues[:0]
+	g.lazy = g.lazy[:0]
 }

@@ -539,7 +539,7 @@ func (c *conn) deferGroup(group uint64) uint64 {
 func (c *conn) committed(g uint64, err error) {
 	c.outMu.Lock()
 	n := 0
-	failed := false
+	failed, failedRelease := false, false
 	for n < len(c.deferred) && c.deferred[n].group <= g {
 		r := &c.deferred[n]
 		n++
@@ -548,6 +548,13 @@ func (c *conn) committed(g uint64, err error) {
 		}
 		if err != nil && r.group == g {
 			failed = true
+			if r.p == nil && r.ack.Kind == packet.PUBREL {
+				// No PUBREL for a release the store does not have: the
+				// client is disconnected instead, and the QoS 2 flow starts
+				// over when it returns.
+				failedRelease = true
+				continue
+			}
 			if c.version != packet.V5 {
 				continue
 			}
@@ -557,9 +564,7 @@ func (c *conn) committed(g uint64, err error) {
 			}
 			switch p := r.p.(type) {
 			case nil:
-				if r.ack.Kind != packet.PUBREL {
-					r.ack.Code = code
-				}
+				r.ack.Code = code
 			case *packet.Suback:
 				for i := range p.Codes {
 					p.Codes[i] = code
@@ -593,7 +598,15 @@ func (c *conn) committed(g uint64, err error) {
 	if n > 0 {
 		c.nc.Flush()
 	}
-	if failed && c.version != packet.V5 {
+	switch {
+	case failedRelease:
+		c.srv.log.Warn("closing a connection: a QoS 2 release could not be stored", "client", c.clientID(), "err", err)
+		code := packet.UnspecifiedError
+		if errors.Is(err, store.ErrFull) {
+			code = packet.QuotaExceeded
+		}
+		c.disconnect(code, "the broker cannot store right now")
+	case failed && c.version != packet.V5:
 		c.srv.log.Warn("closing an MQTT 3 connection: its message could not be stored", "client", c.clientID(), "err", err)
 		c.shutdown()
 	}

@@ -39,6 +39,13 @@ type durableState struct {
 	// resendBelow: deliveries with smaller sequence numbers may have been
 	// sent before a restart, so they go out again with DUP=1.
 	resendBelow uint64
+	// releasing are QoS 2 deliveries whose PUBREC is being written: they
+	// count as released once their commit group is on disk.
+	releasing []releasing
+}
+
+type releasing struct {
+	seq, group uint64
 }
 
 type pendingDelivery struct {
@@ -149,6 +156,9 @@ func entryOf(d *delivery, released bool) *queueEntry {
 func (ss *session) committed(g uint64, err error) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
+	if len(ss.releasing) > 0 {
+		ss.releasedLocked(g, err)
+	}
 	for i := range ss.pending {
 		if p := &ss.pending[i]; p.group == g && p.state == pendingWaiting {
 			if err != nil {
@@ -181,6 +191,32 @@ func (ss *session) committed(g uint64, err error) {
 	if ss.conn != nil && !ss.ended {
 		ss.drainLocked(ss.conn)
 	}
+}
+
+// releasedLocked completes the releases written in group g: the delivery
+// is released and its message dropped; if the write was refused, it stays
+// as it was (its client, which gets no PUBREL, is disconnected and the flow
+// starts again when it returns).
+func (ss *session) releasedLocked(g uint64, err error) {
+	kept := ss.releasing[:0]
+	for _, r := range ss.releasing {
+		if r.group != g {
+			kept = append(kept, r)
+			continue
+		}
+		if err != nil {
+			continue
+		}
+		for i := range ss.inflight.items {
+			if f := &ss.inflight.items[i]; f.seq == r.seq {
+				f.released = true
+				f.msg = &Message{}
+				break
+			}
+		}
+	}
+	clear(ss.releasing[len(kept):])
+	ss.releasing = kept
 }
 
 // admitLocked queues a committed delivery: in memory while the memory

@@ -305,9 +305,16 @@ func (ss *session) acked(kind packet.Type, pid uint16, code packet.ReasonCode) b
 		// A repeated PUBREC gets its PUBREL again. [MQTT-4.3.3-1]
 		tx := txPool.Get().(*routeTx)
 		defer putTx(tx)
-		if !f.released {
-			f.released = true
+		switch {
+		case f.released:
+		case ss.persisted && f.msgID != 0:
+			// Released once the store has it (see committed); until then
+			// a crash must find the PUBLISH still to be sent.
 			ss.markReleasedLocked(f, tx)
+			ss.releasing = append(ss.releasing, releasing{seq: f.seq, group: tx.group()})
+			tx.waiters = append(tx.waiters, ss)
+		default:
+			f.released = true
 			f.msg = &Message{} // the message itself is no longer needed
 		}
 		if c := ss.conn; c != nil {
