@@ -9,6 +9,12 @@ import (
 	"github.com/petrelmq/petrel/packet"
 )
 
+// needsIdentity reports whether anything will ask who a client is.
+func (s *Server) needsIdentity() bool {
+	o := &s.opts
+	return o.Authenticator != nil || o.Authorizer != nil || o.AuthMethods != nil
+}
+
 // mayWrite reports whether a client may publish to topic. No client may
 // publish to a topic starting with '$': those are the broker's ($SYS).
 func (s *Server) mayWrite(c *auth.Client, topic string) bool {

@@ -27,35 +27,33 @@ func (c *conn) startAuth(cp *connectParams, method string, data []byte) error {
 		c.authFailed(err, false)
 		return nil
 	}
-	c.pending, c.authx, c.state = cp, x, stateAuthenticating
+	c.ea = &enhancedAuth{pending: cp, x: x}
+	c.state = stateAuthenticating
 	return c.authStep(data, false)
 }
 
 // handleAuth takes the client's AUTH: the next step of a running exchange,
 // or the start of a re-authentication.
 func (c *conn) handleAuth(p *packet.Auth) error {
-	method := c.authMethod
-	if c.pending != nil {
-		method = c.pending.authMethod
-	}
-	if method == "" {
+	if c.ea == nil {
 		// Only a client that authenticated with a method may send AUTH. [MQTT-4.12.0-7]
 		return violation(packet.ProtocolError, "AUTH without an authentication method in CONNECT")
 	}
+	method := c.ea.methodName()
 	if p.Props.AuthMethod != method {
 		return violation(packet.ProtocolError, "AUTH names method %q, not %q", p.Props.AuthMethod, method) // [MQTT-4.12.0-5]
 	}
 	switch {
-	case p.Code == packet.ContinueAuthentication && c.authx != nil:
+	case p.Code == packet.ContinueAuthentication && c.ea.x != nil:
 		return c.authStep(p.Props.AuthData, c.state == stateConnected)
-	case p.Code == packet.ReAuthenticate && c.state == stateConnected && c.authx == nil:
+	case p.Code == packet.ReAuthenticate && c.state == stateConnected && c.ea.x == nil:
 		m, _ := c.srv.opts.AuthMethods.Lookup(method)
 		x, err := m.Start(c.clientID())
 		if err != nil {
 			c.authFailed(err, true)
 			return nil
 		}
-		c.authx = x
+		c.ea.x = x
 		return c.authStep(p.Props.AuthData, true)
 	}
 	return violation(packet.ProtocolError, "AUTH with reason 0x%02x out of turn", byte(p.Code))
@@ -63,23 +61,20 @@ func (c *conn) handleAuth(p *packet.Auth) error {
 
 // authStep gives the client's data to the exchange and sends its answer.
 func (c *conn) authStep(data []byte, reauth bool) error {
-	serverData, done, err := c.authx.Step(data)
+	serverData, done, err := c.ea.x.Step(data)
 	if err != nil {
 		c.authFailed(err, reauth)
 		return nil
 	}
-	method := c.authMethod
-	if c.pending != nil {
-		method = c.pending.authMethod
-	}
+	method := c.ea.methodName()
 	if !done {
 		c.writePacket(&packet.Auth{Code: packet.ContinueAuthentication, Props: authProps(method, serverData)})
 		return nil
 	}
-	user := c.authx.Username()
-	c.authx = nil
+	user := c.ea.x.Username()
+	c.ea.x = nil
 	if reauth {
-		if user != c.username {
+		if user != c.ea.username {
 			// Re-authentication may not change who the client is.
 			c.disconnect(packet.NotAuthorized, "re-authenticated as another user")
 			return nil
@@ -87,11 +82,13 @@ func (c *conn) authStep(data []byte, reauth bool) error {
 		c.writePacket(&packet.Auth{Code: packet.Success, Props: authProps(method, serverData)})
 		return nil
 	}
-	cp := c.pending
-	c.pending = nil
-	c.authMethod, c.username = cp.authMethod, user
+	cp := c.ea.pending
+	c.ea.pending = nil
+	c.ea.method, c.ea.username = cp.authMethod, user
 	cp.username = user
-	c.client.Username, c.client.HasUsername = user, user != ""
+	if c.client != nil {
+		c.client.Username, c.client.HasUsername = user, user != ""
+	}
 	c.admit(cp, serverData)
 	return nil
 }
@@ -106,7 +103,9 @@ func (c *conn) authFailed(err error, reauth bool) {
 		// Not the client's fault: a broken credential store, for example.
 		c.srv.log.Error("authentication error", "remote", c.nc.RemoteAddr().String(), "reauth", reauth, "err", err)
 	}
-	c.authx = nil
+	if c.ea != nil {
+		c.ea.x = nil
+	}
 	if reauth {
 		if code == packet.BadUserNameOrPassword {
 			code = packet.NotAuthorized // 0x86 is not a DISCONNECT reason [MQTT-3.14.2-1]
@@ -125,4 +124,12 @@ func authProps(method string, data []byte) packet.Properties {
 		p.Mark(packet.PropAuthData)
 	}
 	return p
+}
+
+// methodName is the authentication method in use or being negotiated.
+func (ea *enhancedAuth) methodName() string {
+	if ea.pending != nil {
+		return ea.pending.authMethod
+	}
+	return ea.method
 }

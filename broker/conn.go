@@ -43,12 +43,9 @@ type conn struct {
 	willDelay uint32
 	// willDone makes sure the will is considered once.
 	willDone atomic.Bool
-	// pending holds the accepted CONNECT while an MQTT 5 authentication
-	// exchange runs, and the exchange itself (also for re-authentication).
-	pending *connectParams
-	authx   auth.Exchange
-	// authMethod and username are how the client authenticated.
-	authMethod, username string
+	// ea is the state of MQTT 5 enhanced authentication, for the clients
+	// that use it.
+	ea *enhancedAuth
 	// inAliases maps the client's topic aliases to topics (MQTT 5).
 	inAliases map[uint16]string
 
@@ -81,8 +78,8 @@ type conn struct {
 	// partial (unix ns) is when an incomplete packet must have finished
 	// arriving; 0 when none is pending. [slowloris]
 	partial atomic.Int64
-	// Rate limits (publish messages and bytes, SUBSCRIBE/UNSUBSCRIBE).
-	pubRate, pubBytes, ctlRate bucket
+	// rates are the client's rate-limit buckets, made on first use.
+	rates *connRates
 	// id is the client identifier, set once at CONNECT, for logs.
 	id atomic.Pointer[string]
 
@@ -258,6 +255,29 @@ func (c *conn) handle(p packet.Packet) error {
 	default:
 		return violation(packet.ProtocolError, "unexpected %s from a client", p.Type())
 	}
+}
+
+// enhancedAuth is what an MQTT 5 authentication exchange needs.
+type enhancedAuth struct {
+	// pending holds the accepted CONNECT while the exchange runs; x is the
+	// exchange (also for re-authentication).
+	pending *connectParams
+	x       auth.Exchange
+	// method and username are how the client authenticated.
+	method, username string
+}
+
+// connRates are the buckets of a client's rate limits: PUBLISH messages
+// and bytes, SUBSCRIBE/UNSUBSCRIBE packets.
+type connRates struct {
+	pub, pubBytes, control bucket
+}
+
+func (c *conn) rateBuckets() *connRates {
+	if c.rates == nil {
+		c.rates = new(connRates)
+	}
+	return c.rates
 }
 
 // protocolError is a client's breach of the protocol: the connection is

@@ -31,6 +31,7 @@ type connectParams struct {
 	will         *Message
 	willDelay    uint32
 	username     string
+	hasUsername  bool
 	certified    bool // username comes from a verified client certificate
 	authMethod   string
 	responseInfo bool // the client asked for Response Information
@@ -76,13 +77,17 @@ func (c *conn) handleConnect(p *packet.Connect) error {
 		}
 	}
 	c.negotiate(p, cp)
-	c.client = &auth.Client{ClientID: cp.clientID, Username: cp.username, HasUsername: p.UsernameFlag,
-		Listener: c.ln.name, RemoteAddr: c.nc.RemoteAddr(), Certificates: c.peerCertificates()}
+	cp.hasUsername = p.UsernameFlag
 	if id, ok := c.certIdentity(); ok {
 		// The listener takes the identity from the verified certificate,
 		// which proves it: no password is asked. [MQTT-3.1.3-?]
-		c.client.Username, c.client.HasUsername = id, true
-		cp.username, cp.certified = id, true
+		cp.username, cp.hasUsername, cp.certified = id, true, true
+	}
+	if c.srv.needsIdentity() {
+		// Kept only when something will ask who the client is: an idle
+		// connection of an open broker spares the memory.
+		c.client = &auth.Client{ClientID: cp.clientID, Username: cp.username, HasUsername: cp.hasUsername,
+			Listener: c.ln.name, RemoteAddr: c.nc.RemoteAddr(), Certificates: c.peerCertificates()}
 	}
 	if p.Version == packet.V5 && p.Props.Has(packet.PropAuthMethod) {
 		return c.startAuth(cp, p.Props.AuthMethod, p.Props.AuthData)
@@ -103,7 +108,7 @@ func (c *conn) login(cp *connectParams, password []byte) {
 	case cp.certified:
 		c.admit(cp, nil)
 		return
-	case !c.client.HasUsername:
+	case !cp.hasUsername:
 		if !c.ln.allowAnonymous {
 			c.refuse(packet.NotAuthorized, "anonymous clients are not allowed on this listener")
 			return
@@ -140,7 +145,7 @@ func (c *conn) loggedIn(cp *connectParams, err error) {
 		}
 		s.stats.failedLogins.Add(1)
 		delay := s.loginFailed(c.nc.RemoteAddr())
-		s.log.Info("login failed", "client", cp.clientID, "user", c.client.Username,
+		s.log.Info("login failed", "client", cp.clientID, "user", cp.username,
 			"remote", c.nc.RemoteAddr().String(), "delay", delay)
 		time.AfterFunc(delay, func() {
 			c.mu.Lock()
@@ -319,7 +324,6 @@ func (c *conn) accept(cp *connectParams, authData []byte) {
 		c.connackProps(cp, &connack.Props, authData)
 	}
 	c.keepAlive = keepAlive
-	c.username = cp.username
 	c.state = stateConnected
 	c.connectedV5.Store(c.version == packet.V5)
 	if keepAlive > 0 {
@@ -407,7 +411,6 @@ func (s *Server) assignClientID() string {
 // anything is delivered, and the session is attached under the table lock,
 // so two connections with one client id cannot both win it.
 func (s *Server) openSession(c *conn, cp *connectParams, connack *packet.Connack) {
-	now := time.Now()
 	s.mu.Lock()
 	ss := s.sessions[cp.clientID]
 	var previous *conn
@@ -433,8 +436,7 @@ func (s *Server) openSession(c *conn, cp *connectParams, connack *packet.Connack
 	// A connection within the will delay cancels the pending will.
 	// [MQTT-3.1.3-9] (v5)
 	ss.gen++
-	ss.pendingWill, ss.willAt, ss.expireAt = nil, time.Time{}, time.Time{}
-	ss.armLocked(now)
+	ss.stopAwayLocked()
 	ss.expiry = cp.expiry
 	ss.saveLazilyLocked()
 	c.sess.Store(ss)
@@ -488,12 +490,7 @@ func (s *Server) endLocked(ss *session) *Message {
 	subs := ss.subs
 	ss.subs = nil
 	ss.nsubs.Store(0)
-	will := ss.pendingWill
-	ss.pendingWill = nil
-	if ss.timer != nil {
-		ss.timer.Stop()
-		ss.timer = nil
-	}
+	will := ss.stopAwayLocked()
 	ss.mu.Unlock()
 	if s.sessions[ss.clientID] == ss {
 		delete(s.sessions, ss.clientID)
@@ -531,11 +528,12 @@ func (s *Server) release(c *conn, will *Message, willDelay uint32) {
 			if willDelay == 0 {
 				publish[1] = will
 			} else {
-				ss.pendingWill, ss.willAt = will, now.Add(time.Duration(willDelay)*time.Second)
+				a := ss.awayLocked()
+				a.pendingWill, a.willAt = will, now.Add(time.Duration(willDelay)*time.Second)
 			}
 		}
 		if ss.expiry != expiryNever {
-			ss.expireAt = now.Add(time.Duration(ss.expiry) * time.Second)
+			ss.awayLocked().expireAt = now.Add(time.Duration(ss.expiry) * time.Second)
 		}
 		ss.armLocked(now)
 		ss.saveLazilyLocked() // when it went offline, and its pending will
@@ -565,11 +563,12 @@ func (s *Server) sessionTimer(ss *session, gen uint64) {
 		s.mu.Unlock()
 		return
 	}
-	if ss.pendingWill != nil && !now.Before(ss.willAt) {
-		publish[0], ss.pendingWill = ss.pendingWill, nil
+	a := ss.awayLocked()
+	if a.pendingWill != nil && !now.Before(a.willAt) {
+		publish[0], a.pendingWill = a.pendingWill, nil
 		ss.saveLazilyLocked()
 	}
-	if !ss.expireAt.IsZero() && !now.Before(ss.expireAt) {
+	if !a.expireAt.IsZero() && !now.Before(a.expireAt) {
 		s.log.Debug("session expired", "client", ss.clientID)
 		publish[1] = s.endLocked(ss)
 	} else {

@@ -305,7 +305,10 @@ func (ss *session) markReleasedLocked(f *inflight, tx *routeTx) {
 
 // recordLocked encodes the session for the store.
 func (ss *session) recordLocked(now time.Time) []byte {
-	rec := sessionRecord{uid: ss.uid, expiry: ss.expiry, will: ss.pendingWill, willAt: ss.willAt, user: ss.client.Load()}
+	rec := sessionRecord{uid: ss.uid, expiry: ss.expiry, user: ss.client.Load()}
+	if a := ss.away; a != nil {
+		rec.will, rec.willAt = a.pendingWill, a.willAt
+	}
 	if ss.conn == nil {
 		rec.offlineSince = now
 	}

@@ -379,7 +379,12 @@ func TestV5SessionExpiryNeverIsNotScheduled(t *testing.T) {
 		t.Fatal("the session is gone after DISCONNECT")
 	}
 	ss.mu.Lock()
-	expireAt, timer, expiry := ss.expireAt, ss.timer, ss.expiry
+	var expireAt time.Time
+	var timer *time.Timer
+	if ss.away != nil {
+		expireAt, timer = ss.away.expireAt, ss.away.timer
+	}
+	expiry := ss.expiry
 	ss.mu.Unlock()
 	if !expireAt.IsZero() || timer != nil || expiry != expiryNever {
 		t.Fatalf("offline session with expiry 0xFFFFFFFF: expiry %d, expires at %v, timer %v; want no expiry",

@@ -46,8 +46,9 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 	}
 	if (lim.PublishRate > 0 || lim.PublishBytesRate > 0) && !c.rechecking {
 		now := time.Now().UnixNano()
-		if (lim.PublishRate > 0 && !c.pubRate.take(now, lim.PublishRate, max(lim.PublishRate, 1), 1)) ||
-			(lim.PublishBytesRate > 0 && !c.pubBytes.take(now, lim.PublishBytesRate, max(lim.PublishBytesRate, float64(len(p.Payload))), float64(len(p.Payload)))) {
+		r := c.rateBuckets()
+		if (lim.PublishRate > 0 && !r.pub.take(now, lim.PublishRate, max(lim.PublishRate, 1), 1)) ||
+			(lim.PublishBytesRate > 0 && !r.pubBytes.take(now, lim.PublishBytesRate, max(lim.PublishBytesRate, float64(len(p.Payload))), float64(len(p.Payload)))) {
 			c.srv.stats.rateLimited.Add(1)
 			return violation(packet.MessageRateTooHigh, "publishing faster than allowed")
 		}

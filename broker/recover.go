@@ -85,9 +85,9 @@ func (s *Server) recoverSession(clientID string, r *sessionRecord, now time.Time
 		offline = now // it was connected when the broker stopped
 	}
 	if ss.expiry != expiryNever {
-		ss.expireAt = offline.Add(time.Duration(ss.expiry) * time.Second)
+		ss.awayLocked().expireAt = offline.Add(time.Duration(ss.expiry) * time.Second)
 	}
-	if !ss.expireAt.IsZero() && !now.Before(ss.expireAt) {
+	if a := ss.away; a != nil && !now.Before(a.expireAt) {
 		// Expired while the broker was down: it ends, and its will goes.
 		s.committer.dropSession(clientID, ss.queueName(), ss.inboundName())
 		return nil, r.will, nil
@@ -97,7 +97,8 @@ func (s *Server) recoverSession(clientID string, r *sessionRecord, now time.Time
 		if !now.Before(r.willAt) {
 			will = r.will
 		} else {
-			ss.pendingWill, ss.willAt = r.will, r.willAt
+			a := ss.awayLocked()
+			a.pendingWill, a.willAt = r.will, r.willAt
 		}
 	}
 	// The queue: its length and bytes, where it starts and ends.

@@ -58,12 +58,8 @@ type session struct {
 	// these ids is acknowledged but not routed again. [MQTT-4.3.3-2]
 	inboundQoS2 map[uint16]struct{}
 
-	// While offline: a will waiting for its delay, when the session
-	// expires, and the one timer that wakes for the earlier of the two.
-	pendingWill *Message
-	willAt      time.Time
-	expireAt    time.Time
-	timer       *time.Timer
+	// away is what an offline session waits for; nil while connected.
+	away *awayState
 	// gen changes whenever a connection takes the session, so a timer armed
 	// for an earlier absence does nothing.
 	gen uint64
@@ -381,25 +377,70 @@ func (ss *session) released(pid uint16, tx *routeTx) (known bool) {
 	return known
 }
 
+// awayState is what an offline session waits for: a will's delay, its own
+// expiry, and the one timer that wakes for the earlier of the two.
+type awayState struct {
+	pendingWill *Message
+	willAt      time.Time
+	expireAt    time.Time
+	timer       *time.Timer
+}
+
+// awayLocked returns the session's away state, made on first use.
+func (ss *session) awayLocked() *awayState {
+	if ss.away == nil {
+		ss.away = new(awayState)
+	}
+	return ss.away
+}
+
+// pendingWillLocked is the will waiting for its delay, nil when none.
+func (ss *session) pendingWillLocked() *Message {
+	if ss.away == nil {
+		return nil
+	}
+	return ss.away.pendingWill
+}
+
+// stopAwayLocked forgets the away state: a connection took the session
+// (which cancels a will waiting for its delay) or the session ended. It
+// returns the will that was waiting.
+func (ss *session) stopAwayLocked() *Message {
+	a := ss.away
+	if a == nil {
+		return nil
+	}
+	if a.timer != nil {
+		a.timer.Stop()
+	}
+	ss.away = nil
+	return a.pendingWill
+}
+
 // armLocked sets the timer for the earlier of the pending will's delay and
 // the session's expiry, or stops it when neither is due.
 func (ss *session) armLocked(now time.Time) {
-	if ss.timer != nil {
-		ss.timer.Stop()
-		ss.timer = nil
+	a := ss.away
+	if a == nil {
+		return
+	}
+	if a.timer != nil {
+		a.timer.Stop()
+		a.timer = nil
 	}
 	var next time.Time
-	if ss.pendingWill != nil {
-		next = ss.willAt
+	if a.pendingWill != nil {
+		next = a.willAt
 	}
-	if !ss.expireAt.IsZero() && (next.IsZero() || ss.expireAt.Before(next)) {
-		next = ss.expireAt
+	if !a.expireAt.IsZero() && (next.IsZero() || a.expireAt.Before(next)) {
+		next = a.expireAt
 	}
 	if next.IsZero() {
+		ss.away = nil
 		return
 	}
 	gen := ss.gen
-	ss.timer = time.AfterFunc(next.Sub(now), func() { ss.srv.sessionTimer(ss, gen) })
+	a.timer = time.AfterFunc(next.Sub(now), func() { ss.srv.sessionTimer(ss, gen) })
 }
 
 // inflightWindow holds the QoS 1 and 2 deliveries sent to the client and

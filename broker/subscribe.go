@@ -229,7 +229,7 @@ func (ss *session) hasSubscription(key string) bool {
 // controlRate bounds SUBSCRIBE and UNSUBSCRIBE floods.
 func (c *conn) controlRate() error {
 	r := c.srv.opts.Limits.ControlRate
-	if r <= 0 || c.ctlRate.take(time.Now().UnixNano(), r, max(10, r), 1) {
+	if r <= 0 || c.rateBuckets().control.take(time.Now().UnixNano(), r, max(10, r), 1) {
 		return nil
 	}
 	c.srv.stats.rateLimited.Add(1)
