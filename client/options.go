@@ -70,9 +70,12 @@ type Options struct {
 	// OnMessage receives every message the server sends, on the client's
 	// read goroutine, before the client acknowledges it. The Message and
 	// what it points to are valid only until OnMessage returns: copy what
-	// you keep (Message.Clone). It must not wait for an acknowledgement —
-	// Publish at QoS 1 or 2, Subscribe, Unsubscribe, Disconnect and Close
-	// would deadlock — but it may call PublishAsync.
+	// you keep (Message.Clone). It must not wait for the server — Publish at
+	// QoS 1 or 2, Subscribe, Unsubscribe, Disconnect and Close would
+	// deadlock, as the acknowledgements they wait for are read by this
+	// goroutine — but it may publish at QoS 0, and call PublishAsync with a
+	// context that is already done (which returns ErrInflightFull rather
+	// than wait for the window).
 	OnMessage func(*Message)
 	// OnDisconnect is called once, on the read goroutine, when the
 	// connection ends for any reason but Close or Disconnect: a

@@ -34,9 +34,9 @@ func (c *Client) Publish(ctx context.Context, m *packet.Publish) (packet.ReasonC
 // returns, so m and its payload are the caller's again at once. At QoS 1
 // and 2 done, if not nil, is called with the outcome once the server has
 // acknowledged m or the connection has ended; at QoS 0 it is called before
-// PublishAsync returns. done runs on one of the client's goroutines: it
-// must be quick and must not wait for the client (PublishAsync, with a
-// window that has room, is fine).
+// PublishAsync returns. done runs on the read goroutine, or on the one that
+// ends the connection: it must be quick and must not wait for the server
+// (see Options.OnMessage).
 //
 // When the in-flight window is full PublishAsync waits for room until ctx is
 // done, then returns ErrInflightFull: with a context that is already done it

@@ -340,8 +340,8 @@ func appendFormat(dst []byte, format string, m *client.Message, now time.Time, p
 			if err != nil {
 				return dst, err
 			}
-			if prec >= 0 && len(field) > prec {
-				field = field[:prec]
+			if prec >= 0 {
+				field = truncateRunes(field, prec)
 			}
 			if pad := width - utf8.RuneCount(field); pad > 0 {
 				fill := byte(' ')
@@ -371,6 +371,20 @@ func appendFormat(dst []byte, format string, m *client.Message, now time.Time, p
 		}
 	}
 	return dst, nil
+}
+
+// truncateRunes cuts b to at most n characters (bytes where b is not
+// UTF-8).
+func truncateRunes(b []byte, n int) []byte {
+	for i := range b {
+		if utf8.RuneStart(b[i]) {
+			if n == 0 {
+				return b[:i]
+			}
+			n--
+		}
+	}
+	return b
 }
 
 // appendField renders one -F conversion. Absent properties render as
