@@ -2,6 +2,8 @@ package client
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -152,5 +154,62 @@ func TestPublishAllocations(t *testing.T) {
 		if allocs > 0.05 {
 			t.Errorf("%s: %.2f allocations per message, want 0", tc.name, allocs)
 		}
+	}
+}
+
+// BenchmarkReceive measures the client's inbound path alone: a scripted
+// server streams pre-encoded messages and discards the acknowledgements,
+// so allocs/op are the client's (decoding, delivery, PUBACK).
+func BenchmarkReceive(b *testing.B) {
+	for _, qos := range []byte{0, 1} {
+		b.Run(fmt.Sprintf("qos%d", qos), func(b *testing.B) {
+			n := b.N
+			addr := fakeServer(b, func(f *fakeConn) {
+				if _, err := f.accept(packet.Properties{}); err != nil {
+					return
+				}
+				// Read the acks until the client leaves: closing with
+				// them unread would reset the connection.
+				drained := make(chan struct{})
+				go func() {
+					io.Copy(io.Discard, f.Conn)
+					close(drained)
+				}()
+				defer func() { <-drained }()
+				var chunk []byte
+				const perChunk = 1000
+				for i := range perChunk {
+					m := packet.Publish{Topic: "bench/topic", QoS: qos, Payload: make([]byte, 64)}
+					if qos > 0 {
+						m.PacketID = uint16(i + 1)
+					}
+					chunk, _ = packet.AppendPublish(chunk, &m, f.v)
+				}
+				size := len(chunk) / perChunk
+				for sent := 0; sent < n; sent += perChunk {
+					if _, err := f.Write(chunk[:min(perChunk, n-sent)*size]); err != nil {
+						return
+					}
+				}
+			})
+			var got atomic.Int64
+			all := make(chan struct{})
+			target := int64(n)
+			connect(b, Options{Addr: addr, CleanStart: true, ClientID: "bench-recv", OnMessage: func(*Message) {
+				if got.Add(1) == target {
+					close(all)
+				}
+			}})
+			b.SetBytes(64)
+			b.ReportAllocs()
+			b.ResetTimer()
+			start := time.Now()
+			select {
+			case <-all:
+			case <-time.After(time.Minute):
+				b.Fatalf("received %d of %d", got.Load(), n)
+			}
+			b.ReportMetric(float64(n)/time.Since(start).Seconds(), "msgs/s")
+		})
 	}
 }
