@@ -126,54 +126,6 @@ func subscriber(t testing.TB, addr string, v byte, filter string, qos byte) *inb
 	return in
 }
 
-// proxy accepts connections on ln and relays each to the TCP address dst:
-// a TLS, WebSocket or unix listener in front of the broker's TCP one.
-func proxy(t testing.TB, ln net.Listener, dst string) {
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	conns := map[net.Conn]struct{}{}
-	track := func(c net.Conn) {
-		mu.Lock()
-		conns[c] = struct{}{}
-		mu.Unlock()
-	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			in, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			out, err := net.Dial("tcp", dst)
-			if err != nil {
-				in.Close()
-				continue
-			}
-			track(in)
-			track(out)
-			wg.Add(2)
-			relay := func(w, r net.Conn) {
-				defer wg.Done()
-				io.Copy(w, r)
-				w.Close()
-				r.Close()
-			}
-			go relay(out, in)
-			go relay(in, out)
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-}
-
 // pki is a test CA with a server certificate for 127.0.0.1 and localhost
 // and a client certificate.
 type pki struct {

@@ -9,52 +9,37 @@ import (
 	"testing"
 
 	"github.com/petrelmq/petrel/broker"
-	"github.com/petrelmq/petrel/listener/ws"
 	"github.com/petrelmq/petrel/packet"
 )
 
-// The transports are tested through a relay in front of the broker's TCP
-// listener: a TLS listener that requires a client certificate, a WebSocket
-// one (listener/ws, plain and over TLS), and a unix socket.
+// TestTransports runs each flow over each of the broker's listener kinds:
+// TLS requiring a client certificate, WebSocket (plain and over TLS) and a
+// unix socket.
 func TestTransports(t *testing.T) {
 	p := newPKI(t)
+	sock := filepath.Join(t.TempDir(), "mqtt.sock")
 	cases := []struct {
 		name   string
-		listen func(t *testing.T) (net.Listener, string) // the listener and the client's Addr
+		config broker.ListenerConfig
+		url    func(addr string) string
 		tls    *tls.Config
 	}{
-		{"tls", func(t *testing.T) (net.Listener, string) {
-			ln := tlsListen(t, p)
-			return ln, "tls://" + ln.Addr().String()
-		}, p.clientTLS()},
-		{"mqtts-localhost", func(t *testing.T) (net.Listener, string) {
-			ln := tlsListen(t, p)
-			_, port, _ := net.SplitHostPort(ln.Addr().String())
-			return ln, "mqtts://localhost:" + port
-		}, p.clientTLS()},
-		{"ws", func(t *testing.T) (net.Listener, string) {
-			ln := wsListen(t, tcpListen(t))
-			return ln, "ws://" + ln.Addr().String() + "/mqtt"
-		}, nil},
-		{"wss", func(t *testing.T) (net.Listener, string) {
-			ln := wsListen(t, tlsListen(t, p))
-			return ln, "wss://" + ln.Addr().String() + "/mqtt"
-		}, p.clientTLS()},
-		{"unix", func(t *testing.T) (net.Listener, string) {
-			path := filepath.Join(t.TempDir(), "mqtt.sock")
-			ln, err := net.Listen("unix", path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return ln, "unix://" + path
-		}, nil},
+		{"tls", broker.ListenerConfig{Kind: "tls", Address: "127.0.0.1:0", TLS: p.serverTLS()},
+			func(a string) string { return "tls://" + a }, p.clientTLS()},
+		{"mqtts-localhost", broker.ListenerConfig{Kind: "tls", Address: "127.0.0.1:0", TLS: p.serverTLS()},
+			func(a string) string { _, port, _ := net.SplitHostPort(a); return "mqtts://localhost:" + port }, p.clientTLS()},
+		{"ws", broker.ListenerConfig{Kind: "ws", Address: "127.0.0.1:0"},
+			func(a string) string { return "ws://" + a + "/mqtt" }, nil},
+		{"wss", broker.ListenerConfig{Kind: "wss", Address: "127.0.0.1:0", TLS: p.serverTLS()},
+			func(a string) string { return "wss://" + a + "/mqtt" }, p.clientTLS()},
+		{"unix", broker.ListenerConfig{Kind: "unix", Address: sock},
+			func(a string) string { return "unix://" + a }, nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			addr := startBroker(t, broker.Options{})
+			addr := startBroker(t, broker.Options{Listeners: []broker.ListenerConfig{tc.config}})
 			checkGoroutines(t)
-			ln, url := tc.listen(t)
-			proxy(t, ln, addr)
+			url := tc.url(addr)
 			for _, ver := range versions {
 				in := newInbox()
 				c := connect(t, Options{Addr: url, TLS: tc.tls, Version: ver.v, CleanStart: true,
@@ -84,9 +69,8 @@ func TestTransports(t *testing.T) {
 // TestTLSRefusesUnknownServer: without the CA the handshake fails.
 func TestTLSRefusesUnknownServer(t *testing.T) {
 	p := newPKI(t)
-	ln := tlsListen(t, p)
-	proxy(t, ln, startBroker(t, broker.Options{}))
-	_, _, err := Connect(context.Background(), Options{Addr: "tls://" + ln.Addr().String(), ClientID: "x", CleanStart: true})
+	addr := startBroker(t, broker.Options{Listeners: []broker.ListenerConfig{{Kind: "tls", Address: "127.0.0.1:0", TLS: p.serverTLS()}}})
+	_, _, err := Connect(context.Background(), Options{Addr: "tls://" + addr, ClientID: "x", CleanStart: true})
 	if err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Errorf("connect to an unknown server: %v, want a certificate error", err)
 	}
@@ -115,24 +99,4 @@ func TestParseAddr(t *testing.T) {
 			t.Errorf("parseAddr(%q) succeeded", bad)
 		}
 	}
-}
-
-func tcpListen(t *testing.T) net.Listener {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ln
-}
-
-func tlsListen(t *testing.T, p *pki) net.Listener {
-	return tls.NewListener(tcpListen(t), p.serverTLS())
-}
-
-func wsListen(t *testing.T, ln net.Listener) net.Listener {
-	l, err := ws.Listen(ln, ws.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l
 }

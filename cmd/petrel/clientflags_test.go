@@ -9,7 +9,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"io"
 	"math"
 	"math/big"
 	"net"
@@ -36,13 +35,23 @@ func cliBroker(t *testing.T, opts broker.Options) string {
 	if len(opts.Listeners) == 0 {
 		opts.Listeners = []broker.ListenerConfig{{Address: "127.0.0.1:0"}}
 	}
+	_, port, _ := net.SplitHostPort(cliListeners(t, opts)[0])
+	return port
+}
+
+// cliListeners runs a broker and returns the addresses of its listeners.
+func cliListeners(t *testing.T, opts broker.Options) []string {
+	t.Helper()
 	s := broker.New(opts)
 	if err := s.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	_, port, _ := net.SplitHostPort(s.Addrs()[0].String())
-	return port
+	var addrs []string
+	for _, a := range s.Addrs() {
+		addrs = append(addrs, a.String())
+	}
+	return addrs
 }
 
 // cliPub runs petrel pub with stdin and returns its exit code and output.
@@ -200,50 +209,6 @@ func (c *collector) wait(t *testing.T, n int) []*client.Message {
 			t.Fatalf("received %d messages after 10s, want %d", got, n)
 		}
 	}
-}
-
-// cliProxy relays connections from ln to the broker's TCP port: the TLS and
-// WebSocket listeners of these tests sit in front of the broker.
-func cliProxy(t *testing.T, ln net.Listener, port string) {
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			in, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			out, err := net.Dial("tcp", "127.0.0.1:"+port)
-			if err != nil {
-				in.Close()
-				continue
-			}
-			mu.Lock()
-			conns = append(conns, in, out)
-			mu.Unlock()
-			wg.Add(2)
-			relay := func(w, r net.Conn) {
-				defer wg.Done()
-				io.Copy(w, r)
-				w.Close()
-				r.Close()
-			}
-			go relay(out, in)
-			go relay(in, out)
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
 }
 
 // cliPKI writes a CA, a server certificate for localhost (only: not

@@ -13,7 +13,6 @@ import (
 
 	"github.com/petrelmq/petrel/broker"
 	"github.com/petrelmq/petrel/client"
-	"github.com/petrelmq/petrel/listener/ws"
 	"github.com/petrelmq/petrel/packet"
 )
 
@@ -237,23 +236,18 @@ func TestSubConnectionLost(t *testing.T) {
 	}
 }
 
-// TestPubSubTLS: pub and sub over TLS with --cafile, a client certificate, and
-// --insecure for a server whose certificate does not name the host used.
-// The broker's listener is plain TCP behind a TLS relay.
+// TestPubSubTLS: pub and sub over the broker's TLS listener with --cafile,
+// a client certificate, and --insecure for a server whose certificate does
+// not name the host used.
 func TestPubSubTLS(t *testing.T) {
-	port := cliBroker(t, broker.Options{})
 	p := newCLIPKI(t)
 	cert, err := tls.LoadX509KeyPair(p.cert, p.key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert},
-		ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: p.pool})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cliProxy(t, ln, port)
-	_, tlsPort, _ := net.SplitHostPort(ln.Addr().String())
+	addrs := cliListeners(t, broker.Options{Listeners: []broker.ListenerConfig{{Kind: "tls", Address: "127.0.0.1:0",
+		TLS: &tls.Config{Certificates: []tls.Certificate{cert}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: p.pool}}}})
+	_, tlsPort, _ := net.SplitHostPort(addrs[0])
 	creds := []string{"--cafile", p.ca, "--cert", p.clientCert, "--key", p.clientKey}
 
 	s := cliSub(t, append([]string{"-h", "localhost", "-p", tlsPort, "-t", "secure", "-C", "2", "-v"}, creds...)...)
@@ -282,49 +276,32 @@ func TestPubSubTLS(t *testing.T) {
 	}
 }
 
-// TestPubSubWebSocket: -L ws:// and wss:// through the broker's WebSocket
-// listener code in front of its TCP listener.
+// TestPubSubWebSocket: -L ws:// and wss:// to the broker's WebSocket
+// listeners.
 func TestPubSubWebSocket(t *testing.T) {
-	port := cliBroker(t, broker.Options{})
 	p := newCLIPKI(t)
-	plain, err := net.Listen("tcp", "127.0.0.1:0")
+	cert, err := tls.LoadX509KeyPair(p.cert, p.key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	wsl, err := ws.Listen(plain, ws.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cliProxy(t, wsl, port)
-	cert, _ := tls.LoadX509KeyPair(p.cert, p.key)
-	secure, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	wssl, err := ws.Listen(secure, ws.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cliProxy(t, wssl, port)
-	_, wssPort, _ := net.SplitHostPort(secure.Addr().String())
+	addrs := cliListeners(t, broker.Options{Listeners: []broker.ListenerConfig{
+		{Kind: "ws", Address: "127.0.0.1:0"},
+		{Kind: "wss", Address: "127.0.0.1:0", TLS: &tls.Config{Certificates: []tls.Certificate{cert}}},
+	}})
+	_, wssPort, _ := net.SplitHostPort(addrs[1])
 
-	s := cliSub(t, "-L", "ws://"+plain.Addr().String()+"/mqtt", "-t", "w", "-C", "2", "-V", "5")
-	mustPub(t, "-L", "ws://"+plain.Addr().String(), "-t", "w", "-m", "over ws", "-q", "2")
+	s := cliSub(t, "-L", "ws://"+addrs[0]+"/mqtt", "-t", "w", "-C", "2", "-V", "5")
+	mustPub(t, "-L", "ws://"+addrs[0], "-t", "w", "-m", "over ws", "-q", "2")
 	mustPub(t, "-L", "wss://localhost:"+wssPort+"/mqtt", "-t", "w", "-m", "over wss", "--cafile", p.ca)
 	if code := s.wait(t); code != 0 || s.stdout.String() != "over ws\nover wss\n" {
 		t.Errorf("exit %d, printed %q, stderr %q", code, s.stdout.String(), s.stderr.String())
 	}
 }
 
-// TestPubSubUnixSocket: --unix through a relay.
+// TestPubSubUnixSocket: --unix to the broker's unix socket listener.
 func TestPubSubUnixSocket(t *testing.T) {
-	port := cliBroker(t, broker.Options{})
 	path := filepath.Join(t.TempDir(), "mqtt.sock")
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cliProxy(t, ln, port)
+	cliListeners(t, broker.Options{Listeners: []broker.ListenerConfig{{Kind: "unix", Address: path}}})
 	s := cliSub(t, "--unix", path, "-t", "u", "-C", "1")
 	mustPub(t, "--unix", path, "-t", "u", "-m", "local")
 	if code := s.wait(t); code != 0 || s.stdout.String() != "local\n" {
