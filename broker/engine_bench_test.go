@@ -35,7 +35,7 @@ func (b *benchConn) LocalAddr() net.Addr  { return benchAddr }
 
 func benchOpen(b *testing.B, srv *Server, id string, subscribe string, qos byte) *benchConn {
 	b.Helper()
-	ls := &listenerState{srv: srv, name: "bench"}
+	ls := &listenerState{srv: srv, name: "bench", allowAnonymous: true}
 	bc := &benchConn{}
 	bc.ep = ls.Open(bc)
 	feed(b, bc, &packet.Connect{Version: packet.V311, CleanStart: true, ClientID: id})
