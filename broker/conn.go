@@ -654,6 +654,9 @@ func (c *conn) writeAck(kind packet.Type, pid uint16, code packet.ReasonCode) {
 // the outbound buffer costs one copy of the payload and no allocation.
 func (c *conn) writePublish(d *delivery, pid uint16, dup bool) bool {
 	m := d.msg
+	if c.version != packet.V5 || (m.Props == nil && m.Expiry.IsZero() && len(d.subIDs) == 0 && c.aliasMax == 0) {
+		return c.writePlainPublish(d, pid, dup)
+	}
 	p := packet.Publish{Topic: m.Topic, Payload: m.Payload, QoS: d.qos, PacketID: pid, Dup: dup, Retain: d.retain}
 	if c.version == packet.V5 {
 		if m.Props != nil {
@@ -704,6 +707,47 @@ func (c *conn) writePublish(d *delivery, pid uint16, dup bool) bool {
 		c.out = bufpool.Get(len(m.Payload) + len(m.Topic) + 16)
 	}
 	out, err := packet.AppendPublish(c.out, &p, c.version)
+	c.out = out
+	c.outMu.Unlock()
+	if err != nil {
+		c.srv.log.Error("encoding PUBLISH", "client", c.clientID(), "topic", m.Topic, "err", err)
+		return true
+	}
+	c.nc.Flush()
+	return true
+}
+
+// writePlainPublish is writePublish for a delivery that carries no
+// properties (every MQTT 3 delivery, most MQTT 5 ones): the common case,
+// encoded without building a full packet.Publish.
+func (c *conn) writePlainPublish(d *delivery, pid uint16, dup bool) bool {
+	m := d.msg
+	h := packet.PublishHeader{Topic: m.Topic, Payload: m.Payload, QoS: d.qos, PacketID: pid, Dup: dup, Retain: d.retain}
+	c.outMu.Lock()
+	if c.outClosed {
+		c.outMu.Unlock()
+		return true
+	}
+	if d.qos == 0 && !d.retain && len(c.out) > maxPendingOutput {
+		c.outMu.Unlock()
+		c.srv.stats.droppedQoS0Slow.Add(1)
+		return true
+	}
+	if c.maxOut > 0 {
+		size := 2 + len(m.Topic) + len(m.Payload) + 2 + 1 + 5
+		if size > int(c.maxOut) {
+			full := packet.Publish{Topic: m.Topic, Payload: m.Payload, QoS: d.qos, PacketID: pid, Dup: dup}
+			if packet.PublishLen(&full, c.version) > int(c.maxOut) {
+				c.outMu.Unlock()
+				c.srv.stats.droppedTooLarge.Add(1)
+				return false
+			}
+		}
+	}
+	if c.out == nil {
+		c.out = bufpool.Get(len(m.Payload) + len(m.Topic) + 16)
+	}
+	out, err := packet.AppendPublishHeader(c.out, &h, c.version)
 	c.out = out
 	c.outMu.Unlock()
 	if err != nil {

@@ -69,7 +69,7 @@ func (c *conn) handleConnect(p *packet.Connect) error {
 			return nil
 		}
 		cp.will = newMessage(&packet.Publish{Topic: p.WillTopic, Payload: p.WillPayload, QoS: p.WillQoS,
-			Retain: p.WillRetain, Props: p.WillProps}, 0, time.Now())
+			Retain: p.WillRetain, Props: p.WillProps}, 0)
 		cp.willDelay = p.WillProps.WillDelay
 		cp.will.Expiry = time.Time{}
 		if p.WillProps.Has(packet.PropMessageExpiry) {

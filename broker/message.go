@@ -38,7 +38,7 @@ const forwarded = 1<<packet.PropPayloadFormat | 1<<packet.PropContentType |
 // newMessage copies what it keeps out of a decoded PUBLISH, which aliases
 // the connection's read buffer. Topic and payload share one allocation;
 // properties, which MQTT 3 messages never have, take their own.
-func newMessage(p *packet.Publish, origin uint64, now time.Time) *Message {
+func newMessage(p *packet.Publish, origin uint64) *Message {
 	buf := make([]byte, len(p.Topic)+len(p.Payload))
 	copy(buf, p.Topic)
 	copy(buf[len(p.Topic):], p.Payload)
@@ -54,7 +54,7 @@ func newMessage(p *packet.Publish, origin uint64, now time.Time) *Message {
 	// An interval of 0 is taken as no expiry, as Mosquitto does: the spec
 	// gives it no meaning of its own.
 	if p.Props.Has(packet.PropMessageExpiry) && p.Props.MessageExpiry > 0 {
-		m.Expiry = now.Add(time.Duration(p.Props.MessageExpiry) * time.Second)
+		m.Expiry = time.Now().Add(time.Duration(p.Props.MessageExpiry) * time.Second)
 	}
 	if p.Props.Present&forwarded != 0 || len(p.Props.User) > 0 {
 		m.Props = copyForwarded(&p.Props)

@@ -82,10 +82,10 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 	defer putTx(tx)
 	switch p.QoS {
 	case 0:
-		c.srv.publish(newMessage(p, ss.id, time.Now()), tx)
+		c.srv.publish(newMessage(p, ss.id), tx)
 		tx.finish(c.srv, nil)
 	case 1:
-		n := c.srv.publish(newMessage(p, ss.id, time.Now()), tx)
+		n := c.srv.publish(newMessage(p, ss.id), tx)
 		// Acknowledged once the message is in the store for every durable
 		// session it goes to. [MQTT-4.3.2-2]
 		c.ack(packet.PUBACK, p.PacketID, c.routedCode(n), tx.group())
@@ -100,7 +100,7 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 		}
 		code := packet.Success
 		if !dup {
-			code = c.routedCode(c.srv.publish(newMessage(p, ss.id, time.Now()), tx))
+			code = c.routedCode(c.srv.publish(newMessage(p, ss.id), tx))
 		}
 		c.ack(packet.PUBREC, p.PacketID, code, tx.group())
 		tx.finish(c.srv, c)

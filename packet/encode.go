@@ -86,6 +86,61 @@ func AppendPublish(dst []byte, p *Publish, version byte) ([]byte, error) {
 	return p.write(dst, version, s), nil
 }
 
+// PublishHeader is a PUBLISH without properties, for the broker's hot path:
+// building it costs nothing like a Publish, whose Properties are large.
+type PublishHeader struct {
+	Topic    string
+	Payload  []byte
+	QoS      byte
+	PacketID uint16
+	Dup      bool
+	Retain   bool
+}
+
+// AppendPublishHeader appends h as a PUBLISH with no properties (an empty
+// property block in MQTT 5). The same checks as Append apply.
+func AppendPublishHeader(dst []byte, h *PublishHeader, version byte) ([]byte, error) {
+	switch {
+	case !validVersion(version):
+		return dst, errEncode("protocol level " + strconv.Itoa(int(version)) + " is not 3, 4 or 5")
+	case h.QoS > 2:
+		return dst, errEncode("PUBLISH QoS " + strconv.Itoa(int(h.QoS)))
+	case h.QoS == 0 && h.Dup:
+		return dst, errEncode("PUBLISH QoS 0 with DUP [MQTT-3.3.1-2]")
+	case h.QoS > 0 && h.PacketID == 0:
+		return dst, errNoPacketID(PUBLISH)
+	case len(h.Topic) > maxString:
+		return dst, errTooLong("topic name")
+	}
+	rem := 2 + len(h.Topic) + len(h.Payload)
+	if h.QoS > 0 {
+		rem += 2
+	}
+	if version == V5 {
+		rem++ // property length 0
+	}
+	if rem > MaxRemainingLength {
+		return dst, &Error{Code: PacketTooLarge, Reason: "encode: PUBLISH remaining length " +
+			strconv.Itoa(rem) + " exceeds " + strconv.Itoa(MaxRemainingLength)}
+	}
+	first := byte(PUBLISH)<<4 | h.QoS<<1
+	if h.Dup {
+		first |= 0x08
+	}
+	if h.Retain {
+		first |= 0x01
+	}
+	dst = slices.Grow(dst, 1+VarIntLen(uint32(rem))+rem)
+	dst = appendString(appendFixedHeader(dst, first, rem), h.Topic)
+	if h.QoS > 0 {
+		dst = appendU16(dst, h.PacketID)
+	}
+	if version == V5 {
+		dst = append(dst, 0)
+	}
+	return append(dst, h.Payload...), nil
+}
+
 // PublishLen is Len for a PUBLISH, without making p escape to the heap:
 // the broker checks each delivery against the client's Maximum Packet Size.
 func PublishLen(p *Publish, version byte) int {

@@ -198,3 +198,33 @@ func TestDecodeDoesNotAllocate(t *testing.T) {
 		}
 	}
 }
+
+// AppendPublishHeader writes the same bytes as Append for a PUBLISH without
+// properties, at every level, QoS and flag.
+func TestAppendPublishHeaderMatchesAppend(t *testing.T) {
+	for _, v := range []byte{V31, V311, V5} {
+		for _, qos := range []byte{0, 1, 2} {
+			for _, flags := range []struct{ dup, retain bool }{{false, false}, {true, false}, {false, true}, {true, true}} {
+				if qos == 0 && flags.dup {
+					continue
+				}
+				h := PublishHeader{Topic: "a/b", Payload: []byte("payload"), QoS: qos, Dup: flags.dup, Retain: flags.retain}
+				if qos > 0 {
+					h.PacketID = 42
+				}
+				p := Publish{Topic: h.Topic, Payload: h.Payload, QoS: qos, PacketID: h.PacketID, Dup: h.Dup, Retain: h.Retain}
+				want, err := Append(nil, &p, v)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := AppendPublishHeader(nil, &h, v)
+				if err != nil || !bytes.Equal(got, want) {
+					t.Fatalf("v%d qos%d %+v: got % x (%v), want % x", v, qos, flags, got, err, want)
+				}
+			}
+		}
+	}
+	if _, err := AppendPublishHeader(nil, &PublishHeader{Topic: "a", QoS: 1}, V311); err == nil {
+		t.Error("QoS 1 without a packet id encoded")
+	}
+}
