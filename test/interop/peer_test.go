@@ -123,7 +123,8 @@ func startPeer(t *testing.T, name string, env []string, argv ...string) *peer {
 			t.Logf("%s stderr:\n%s", name, p.stderr.String())
 		}
 	})
-	ready := p.reply(t, "ready")
+	// Chromium can take several seconds to start on a busy machine.
+	ready := p.replyWithin(t, "ready", 3*timeout)
 	t.Logf("%s: %s", name, ready.Client)
 	return p
 }
@@ -153,7 +154,12 @@ func (p *peer) String() string { return p.name }
 // reply waits for the answer to op.
 func (p *peer) reply(t *testing.T, op string) event {
 	t.Helper()
-	timer := time.NewTimer(timeout)
+	return p.replyWithin(t, op, timeout)
+}
+
+func (p *peer) replyWithin(t *testing.T, op string, wait time.Duration) event {
+	t.Helper()
+	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	select {
 	case ev, ok := <-p.replies:
@@ -168,7 +174,7 @@ func (p *peer) reply(t *testing.T, op string) event {
 		}
 		return ev
 	case <-timer.C:
-		t.Fatalf("%s: no answer to %s within %v", p.name, op, timeout)
+		t.Fatalf("%s: no answer to %s within %v", p.name, op, wait)
 		return event{}
 	}
 }
