@@ -5,7 +5,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/petrelmq/petrel/auth"
 	"github.com/petrelmq/petrel/packet"
@@ -310,7 +309,7 @@ func TestHashSubscriptionNeverGetsDollarTopics(t *testing.T) {
 	}
 
 	// What the broker would publish about itself.
-	srv.publishWill(newMessage(&packet.Publish{Topic: "$SYS/broker/uptime", Payload: []byte("42")}, 0, time.Now()))
+	srv.publishWill(newMessage(&packet.Publish{Topic: "$SYS/broker/uptime", Payload: []byte("42")}, 0))
 	if m := sys.nextPublish(); m.Topic != "$SYS/broker/uptime" {
 		t.Fatalf("$SYS/# subscriber got %s, want $SYS/broker/uptime", m.Topic)
 	}

@@ -165,7 +165,8 @@ func loginDelay(t *testing.T, addr string, d *net.Dialer, version byte) time.Dur
 // meanwhile, and other addresses are not slowed.
 func TestFailedLoginDelayGrows(t *testing.T) {
 	t.Parallel()
-	const base, max = 100 * time.Millisecond, 400 * time.Millisecond
+	// Wide enough apart that scheduling noise under -race cannot swap them.
+	const base, max = 150 * time.Millisecond, 600 * time.Millisecond
 	srv := secStart(t, Options{Authenticator: loadMosquittoPasswd(t)}, throttle(base, max))
 	addr := srv.Addrs()[0].String()
 	d := &net.Dialer{Timeout: secTimeout}
@@ -176,7 +177,7 @@ func TestFailedLoginDelayGrows(t *testing.T) {
 	if d1 < base*9/10 || d2 < 2*base*9/10 || d2 <= d1 {
 		t.Errorf("failures answered after %v then %v; want at least %v then %v, growing", d1, d2, base, 2*base)
 	}
-	for range 2 {
+	for range 2 { // the third reaches the cap; the fourth stays there
 		if dn := loginDelay(t, addr, d, packet.V311); dn > max+time.Second {
 			t.Fatalf("failure answered after %v; the delay is capped at %v", dn, max)
 		}

@@ -106,8 +106,7 @@ func secTLSDial(t testing.TB, addr, name string, version byte, conf *tls.Config)
 }
 
 // connectPacket is a CONNECT of version for clientID with a 60 second keep
-// alive and a clean start; user, when not empty, is the user name and
-// password pw.
+// alive and a clean start, without a user name.
 func connectPacket(version byte, clientID string) *packet.Connect {
 	return &packet.Connect{Version: version, ClientID: clientID, CleanStart: true, KeepAlive: 60}
 }
