@@ -4,6 +4,7 @@
 //	petrel passwd [-c] [-b] [-D] [-U] [-I iterations] FILE [USER [PASSWORD]]
 //	petrel pub {-t topic | -L URL} {-m message | -f file | -s | -l | -n} [flags]
 //	petrel sub {-t topic... | -L URL} [-v | -F format | -j] [-C count] [-W seconds] [flags]
+//	petrel bench {conn | pub | sub | pubsub | preset NAME} [flags]
 //	petrel version
 package main
 
@@ -34,6 +35,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return pub(args, os.Stdin, stdout, stderr)
 	case "sub":
 		return sub(args, stdout, stderr)
+	case "bench":
+		return bench(args, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "petrel", version())
 		return 0
@@ -54,11 +57,15 @@ func usage(w io.Writer) {
                            manage a password file (Mosquitto's format)
   petrel pub [flags]       publish a message (mosquitto_pub's flags)
   petrel sub [flags]       subscribe and print messages (mosquitto_sub's flags)
+  petrel bench MODE [flags]
+                           generate load and measure a broker (conn, pub, sub,
+                           pubsub, preset NAME)
   petrel version           print the version
   petrel help              show this help
 
 Run 'petrel serve -h' for the broker's flags, 'petrel pub --help' and
-'petrel sub --help' for the clients'.
+'petrel sub --help' for the clients', 'petrel bench --help' for the load
+generator's.
 `)
 }
 

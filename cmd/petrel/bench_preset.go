@@ -1,0 +1,62 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+)
+
+// benchPreset is one of issue 7's scenarios: a mode and its flags, which
+// flags given after the preset's name override. Every preset is bounded in
+// time and in messages.
+type benchPreset struct {
+	name, about string
+	args        []string
+}
+
+var benchPresets = []benchPreset{
+	{"fanin-q0", "64 publishers → 1 subscriber, QoS 0",
+		[]string{"pubsub", "--pubs", "64", "--subs", "1", "-q", "0", "-s", "64",
+			"-t", "bench/fanin/%i", "--filter", "bench/fanin/+", "--count", "1000000", "--duration", "10s"}},
+	{"fanin-q1", "64 publishers, 64 unacknowledged each → 1 subscriber, QoS 1",
+		[]string{"pubsub", "--pubs", "64", "--subs", "1", "-q", "1", "--inflight", "64", "-s", "64",
+			"-t", "bench/fanin/%i", "--filter", "bench/fanin/+", "--count", "1000000", "--duration", "10s"}},
+	{"fanin-q2", "64 publishers, 64 unacknowledged each → 1 subscriber, QoS 2",
+		[]string{"pubsub", "--pubs", "64", "--subs", "1", "-q", "2", "--inflight", "64", "-s", "64",
+			"-t", "bench/fanin/%i", "--filter", "bench/fanin/+", "--count", "1000000", "--duration", "10s"}},
+	{"fanout-q0", "1 publisher → 256 subscribers, QoS 0",
+		[]string{"pubsub", "--pubs", "1", "--subs", "256", "-q", "0", "-s", "64",
+			"-t", "bench/fanout", "--filter", "bench/fanout", "--count", "10000000", "--duration", "10s"}},
+	{"fanout-q1", "1 publisher, 64 unacknowledged → 256 subscribers, QoS 1",
+		[]string{"pubsub", "--pubs", "1", "--subs", "256", "-q", "1", "--inflight", "64", "-s", "64",
+			"-t", "bench/fanout", "--filter", "bench/fanout", "--count", "10000000", "--duration", "10s"}},
+	{"many-topics", "1000 publishers on dev/%i/temp → 10 subscribers on dev/+/temp, QoS 0",
+		[]string{"pubsub", "--pubs", "1000", "--subs", "10", "-q", "0", "-s", "64",
+			"-t", "dev/%i/temp", "--filter", "dev/+/temp", "--count", "100000", "--duration", "10s"}},
+	{"large", "1 publisher → 1 subscriber, 256 KiB payloads, QoS 1, 16 unacknowledged",
+		[]string{"pubsub", "--pubs", "1", "--subs", "1", "-q", "1", "--inflight", "16", "-s", "256KiB",
+			"-t", "bench/large", "--filter", "bench/large", "--count", "100000", "--duration", "10s"}},
+	{"idle-conns", "10,000 idle connections held 10s (--broker-pid: the broker's memory per connection)",
+		[]string{"conn", "-c", "10000", "--duration", "10s"}},
+}
+
+func findPreset(name string) *benchPreset {
+	for i := range benchPresets {
+		if benchPresets[i].name == name {
+			return &benchPresets[i]
+		}
+	}
+	return nil
+}
+
+// presetCommand is the preset's equivalent command line.
+func (p *benchPreset) command() string {
+	return "petrel bench " + strings.Join(p.args, " ")
+}
+
+func listPresets(w io.Writer) {
+	fmt.Fprintln(w, "Presets (petrel bench preset NAME [flags]; flags override the preset's):")
+	for _, p := range benchPresets {
+		fmt.Fprintf(w, "  %-12s %s\n  %12s = %s\n", p.name, p.about, "", p.command())
+	}
+}

@@ -1,0 +1,840 @@
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/petrelmq/petrel/client"
+	"github.com/petrelmq/petrel/packet"
+)
+
+// benchStampSize is what a publisher writes at the start of each payload
+// (as much of it as fits): the time it was sent (8 bytes, nanoseconds since
+// the run's start), the run's id (4), the publisher's index (4) and the
+// message's sequence number from that publisher (4), little-endian.
+const benchStampSize = 20
+
+// Times and limits of a run.
+const (
+	ackTimeout = 10 * time.Second // a publisher waits this long for its last acknowledgements
+	stallAfter = time.Second      // a publisher held back this long sends one message anyway
+	deadWait   = 30 * time.Second // drain gives up on publishers that stopped reporting
+)
+
+// monoNow reads CLOCK_MONOTONIC in nanoseconds, which every process of a
+// run shares, through Go's monotonic clock (the vDSO): an anchor read once
+// at start plus the time since.
+func monoNow() int64 { return monoAnchorAbs + int64(time.Since(monoAnchor)) }
+
+var (
+	monoAnchor    = time.Now()
+	monoAnchorAbs = func() int64 {
+		var ts unix.Timespec
+		unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+		return ts.Nano()
+	}()
+)
+
+// benchRun is one process's part of a run: its share of the clients (every
+// K-th, from its index k), and what they measured.
+type benchRun struct {
+	f     *benchFlags
+	topo  *topology
+	b     *board
+	k, K  int
+	base  int64 // the run's start, CLOCK_MONOTONIC nanoseconds
+	runID uint32
+	opts  client.Options
+
+	lat   []histogram // end-to-end latency, sharded by subscriber
+	conn  histogram   // connection time: dial to CONNACK (and SUBACK)
+	errs  errorLog
+	pulse pulse
+
+	pubsub bool // the subscribers check stamps
+
+	stopping atomic.Bool
+	stopCh   chan struct{}
+	stopOnce sync.Once
+	closing  atomic.Bool
+
+	mu      sync.Mutex
+	clients []*client.Client
+	pubs    []*benchPub
+	subs    []*benchSub
+}
+
+func newBenchRun(f *benchFlags, topo *topology, b *board, k, K int, base int64, runID uint32, opts client.Options) *benchRun {
+	r := &benchRun{f: f, topo: topo, b: b, k: k, K: K, base: base, runID: runID, opts: opts,
+		stopCh: make(chan struct{}), pulse: pulse{ch: make(chan struct{})}}
+	r.lat = make([]histogram, min(8, max(1, f.subs)))
+	r.pubsub = f.mode == "pubsub"
+	return r
+}
+
+// now is nanoseconds since the run's start.
+func (r *benchRun) now() int64 { return monoNow() - r.base }
+
+// stamp is how the board keeps a time: now plus one, as 0 means "not yet".
+func (r *benchRun) stamp() uint64 { return uint64(r.now() + 1) }
+
+// halt stops publishing and holding.
+func (r *benchRun) halt() {
+	r.stopOnce.Do(func() {
+		r.stopping.Store(true)
+		close(r.stopCh)
+	})
+}
+
+// mine lists the global indices of n clients that this process runs.
+func (r *benchRun) mine(n int) []int {
+	var idx []int
+	for i := r.k; i < n; i += r.K {
+		idx = append(idx, i)
+	}
+	return idx
+}
+
+// work runs this process's clients: connect them, wait for the start,
+// measure, and once the coordinator has read the broker, disconnect.
+func (r *benchRun) work(ctx context.Context) benchPart {
+	part := benchPart{Proc: r.k}
+	start := readCPU()
+	r.connectPhase(ctx)
+	connected := readCPU()
+	part.CPUConnect = connected.user + connected.sys - start.user - start.sys
+	r.b.hdr(hReady).Add(1)
+	t0, ok := r.waitGo(ctx)
+	cpu0 := readCPU()
+	if ok {
+		pulseDone := make(chan struct{})
+		go r.pulse.run(pulseDone)
+		go r.watchStop(ctx, pulseDone)
+		r.measure(ctx, t0)
+		close(pulseDone)
+	}
+	r.b.proc(r.k, pMeasured).Store(r.stamp())
+	cpu1 := readCPU()
+	part.CPUUser, part.CPUSys = cpu1.user-cpu0.user, cpu1.sys-cpu0.sys
+	r.waitRelease(ctx)
+	r.closeAll()
+	part.Latency = r.latency().wire()
+	part.Connect = r.conn.wire()
+	part.Errors = r.errs.list()
+	return part
+}
+
+// latency merges the subscribers' histograms.
+func (r *benchRun) latency() *histogram {
+	h := &histogram{}
+	for i := range r.lat {
+		h.merge(&r.lat[i])
+	}
+	return h
+}
+
+// waitGo waits for the coordinator's start and returns its time.
+func (r *benchRun) waitGo(ctx context.Context) (int64, bool) {
+	for {
+		if t := r.b.hdr(hGo).Load(); t != 0 {
+			return int64(t - 1), true
+		}
+		if r.b.hdr(hStop).Load() != 0 {
+			return 0, false
+		}
+		select {
+		case <-ctx.Done():
+			return 0, false
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
+// watchStop halts the run when the coordinator says so, or on interrupt.
+func (r *benchRun) watchStop(ctx context.Context, done <-chan struct{}) {
+	t := time.NewTicker(2 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			r.halt()
+			return
+		case <-done:
+			return
+		case <-t.C:
+			if r.b.hdr(hStop).Load() != 0 {
+				r.halt()
+				return
+			}
+		}
+	}
+}
+
+// waitRelease waits until the coordinator has read the broker's figures
+// with every connection still open.
+func (r *benchRun) waitRelease(ctx context.Context) {
+	deadline := time.After(30 * time.Second)
+	for r.b.hdr(hRelease).Load() == 0 {
+		select {
+		case <-deadline:
+			return
+		case <-time.After(2 * time.Millisecond):
+		case <-ctx.Done():
+			// Interrupted: the coordinator releases at once.
+			if r.b.hdr(hRelease).Load() == 0 {
+				time.Sleep(50 * time.Millisecond)
+			}
+			if r.b.hdr(hRelease).Load() == 0 && ctx.Err() != nil {
+				return
+			}
+		}
+	}
+}
+
+// connJob is one connection to open, and what to do once it is up.
+type connJob struct {
+	opts   client.Options
+	after  func(ctx context.Context, c *client.Client) error
+	failed func() // the connection or the after step failed
+}
+
+// connectPhase opens this process's connections: subscribers first (and
+// subscribed), then publishers, or the conn mode's.
+func (r *benchRun) connectPhase(ctx context.Context) {
+	var jobs []connJob
+	f := r.f
+	if f.mode == "conn" {
+		for _, i := range r.mine(f.clients) {
+			o := r.opts
+			o.ClientID = benchClientID(f.idPrefix, "conn", i)
+			o.OnDisconnect = r.lost(nil)
+			jobs = append(jobs, connJob{opts: o})
+		}
+	}
+	for _, i := range r.mine(f.subs) {
+		s := r.newSub(i)
+		o := r.opts
+		o.ClientID = r.topo.subIDs[i]
+		o.OnMessage = s.onMessage
+		o.OnDisconnect = r.lost(r.b.sub(i, wDead))
+		dead := r.b.sub(i, wDead)
+		jobs = append(jobs, connJob{opts: o, after: s.subscribe, failed: func() { dead.Store(1) }})
+	}
+	for _, i := range r.mine(f.pubs) {
+		p := r.newPub(i)
+		o := r.opts
+		o.ClientID = r.topo.pubIDs[i]
+		o.MaxInflight = f.inflight
+		o.OnDisconnect = r.lost(nil)
+		jobs = append(jobs, connJob{opts: o, after: func(_ context.Context, c *client.Client) error {
+			p.c = c
+			return nil
+		}})
+	}
+	r.connectAll(ctx, jobs)
+}
+
+// lost is a client's OnDisconnect: a connection that ends during the run
+// is counted, and a subscriber's is marked dead (publishers stop waiting
+// for it).
+func (r *benchRun) lost(dead *atomic.Uint64) func(error) {
+	return func(err error) {
+		if r.closing.Load() {
+			return
+		}
+		r.b.proc(r.k, pLost).Add(1)
+		r.errs.add("connection lost", err)
+		if dead != nil {
+			dead.Store(1)
+		}
+	}
+}
+
+// connectAll opens the connections, at -R (this process's share of it)
+// when given, with at most --connect-parallel attempts at once.
+func (r *benchRun) connectAll(ctx context.Context, jobs []connJob) {
+	rate := r.f.connRate / float64(r.K)
+	sem := make(chan struct{}, max(1, r.f.connParallel))
+	var wg sync.WaitGroup
+	start := r.now()
+	for j := range jobs {
+		if rate > 0 {
+			due := start + int64(float64(j)/rate*float64(time.Second))
+			if d := due - r.now(); d > 0 {
+				select {
+				case <-time.After(time.Duration(d)):
+				case <-ctx.Done():
+				}
+			}
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Add(1)
+		go func(job *connJob) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			r.connectOne(ctx, job)
+		}(&jobs[j])
+	}
+	wg.Wait()
+}
+
+func (r *benchRun) connectOne(ctx context.Context, job *connJob) {
+	t := r.now()
+	atomicMinSet(r.b.proc(r.k, pConnFirst), uint64(t+1))
+	c, _, err := client.Connect(ctx, job.opts)
+	if err == nil && job.after != nil {
+		if err = job.after(ctx, c); err != nil {
+			c.Close()
+		}
+	}
+	end := r.now()
+	atomicMax(r.b.proc(r.k, pConnLast), uint64(end+1))
+	if err != nil {
+		r.b.proc(r.k, pConnFail).Add(1)
+		r.errs.add("connect", err)
+		if job.failed != nil {
+			job.failed()
+		}
+		return
+	}
+	r.conn.record(end - t)
+	r.b.proc(r.k, pConnOK).Add(1)
+	r.mu.Lock()
+	r.clients = append(r.clients, c)
+	r.mu.Unlock()
+}
+
+// measure runs the load from t0 until it is done or halted.
+func (r *benchRun) measure(ctx context.Context, t0 int64) {
+	f := r.f
+	if f.duration > 0 {
+		// The coordinator halts at the deadline; this is in case it cannot.
+		stop := time.AfterFunc(time.Duration(t0+int64(f.duration)-r.now())+time.Second, r.halt)
+		defer stop.Stop()
+	}
+	switch f.mode {
+	case "conn":
+		<-r.stopCh
+	case "sub":
+		r.waitSubCounts()
+	case "pub", "pubsub":
+		var wg sync.WaitGroup
+		pubCtx, cancel := context.WithCancel(ctx)
+		context.AfterFunc(pubCtx, r.halt)
+		go func() {
+			<-r.stopCh
+			cancel()
+		}()
+		for _, p := range r.pubs {
+			if p.c == nil {
+				p.doneAt().Store(r.stamp())
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				p.run(pubCtx, t0)
+			}()
+		}
+		wg.Wait()
+		cancel()
+		r.drain(ctx)
+	}
+}
+
+// waitSubCounts waits for a halt or, with --count, for every subscriber to
+// have that many messages.
+func (r *benchRun) waitSubCounts() {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.stopCh:
+			return
+		case <-t.C:
+		}
+		if r.f.count == 0 {
+			continue
+		}
+		done := true
+		for _, s := range r.subs {
+			if s.c != nil && r.b.sub(s.i, wDead).Load() == 0 && s.recv.Load() < uint64(r.f.count) {
+				done = false
+			}
+		}
+		if done {
+			return
+		}
+	}
+}
+
+// drain waits, once every publisher of the run is done, until this
+// process's subscribers have every message the broker accepted, or until
+// nothing has arrived for --drain.
+func (r *benchRun) drain(ctx context.Context) {
+	if len(r.subs) == 0 {
+		return
+	}
+	tick := 5 * time.Millisecond
+	if r.topo.pairs > 100000 {
+		tick = 50 * time.Millisecond
+	}
+	var last uint64
+	lastChange := r.now()
+	for {
+		now := r.now()
+		var total uint64
+		for _, s := range r.subs {
+			total += s.recv.Load()
+		}
+		if total != last {
+			last, lastChange = total, now
+		}
+		idle := time.Duration(now - lastChange)
+		pubsDone := true
+		for p := range r.f.pubs {
+			pubsDone = pubsDone && r.b.pub(p, wDoneAt).Load() != 0
+		}
+		switch {
+		case pubsDone && r.complete():
+			return
+		case pubsDone && idle >= r.f.drain:
+			return
+		case idle >= deadWait:
+			r.errs.add("drain", errors.New("publishers did not finish"))
+			return
+		case ctx.Err() != nil && idle >= min(r.f.drain, 200*time.Millisecond):
+			return
+		}
+		time.Sleep(tick)
+	}
+}
+
+// complete reports whether every live local subscriber has every message
+// the broker acknowledged to the publishers it hears.
+func (r *benchRun) complete() bool {
+	if !r.topo.tracked {
+		return false
+	}
+	for _, s := range r.subs {
+		if s.c == nil || r.b.sub(s.i, wDead).Load() != 0 {
+			continue
+		}
+		ok := true
+		r.topo.pubsOf(s.i, func(p, pair int) {
+			ok = ok && r.b.pairUnique(pair).Load() >= r.b.pub(p, wAcked).Load()
+		})
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// closeAll disconnects every client, many at once.
+func (r *benchRun) closeAll() {
+	r.closing.Store(true)
+	r.mu.Lock()
+	clients := r.clients
+	r.clients = nil
+	r.mu.Unlock()
+	sem := make(chan struct{}, 256)
+	var wg sync.WaitGroup
+	for _, c := range clients {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.Disconnect(packet.Success, nil)
+			<-sem
+		}()
+	}
+	wg.Wait()
+}
+
+// benchPub is a publisher.
+type benchPub struct {
+	r     *benchRun
+	i     int
+	c     *client.Client
+	msg   packet.Publish
+	done  func(packet.ReasonCode, error)
+	pairs []pairRef
+	timer *time.Timer
+
+	sent, acked, failed *atomic.Uint64
+}
+
+func (r *benchRun) newPub(i int) *benchPub {
+	p := &benchPub{r: r, i: i, sent: r.b.pub(i, wSent), acked: r.b.pub(i, wAcked), failed: r.b.pub(i, wFailed)}
+	p.msg = packet.Publish{Topic: r.topo.pubTopics[i], QoS: byte(r.f.qos), Payload: make([]byte, r.f.size),
+		Props: r.f.prop("PUBLISH")}
+	for j := benchStampSize; j < len(p.msg.Payload); j++ {
+		p.msg.Payload[j] = byte('a' + j%26)
+	}
+	if r.topo.tracked && r.f.mode == "pubsub" {
+		p.pairs = r.topo.pubPairs[i]
+	}
+	p.done = p.onDone
+	r.pubs = append(r.pubs, p)
+	return p
+}
+
+func (p *benchPub) doneAt() *atomic.Uint64 { return p.r.b.pub(p.i, wDoneAt) }
+
+// onDone counts an acknowledgement (at QoS 0: the message was queued).
+func (p *benchPub) onDone(_ packet.ReasonCode, err error) {
+	if err != nil {
+		p.failed.Add(1)
+		if !errors.Is(err, client.ErrClosed) {
+			p.r.errs.add("publish", err)
+		}
+		return
+	}
+	p.acked.Add(1)
+}
+
+// run publishes until --count, a halt, or a failure, then waits for the
+// acknowledgements.
+func (p *benchPub) run(ctx context.Context, t0 int64) {
+	r, f := p.r, p.r.f
+	defer func() { p.doneAt().Store(r.stamp()) }()
+	interval := int64(f.pubInterval())
+	// Publishers at an interval start spread over it, not all at once.
+	due := t0 + interval*int64(p.i)/int64(max(1, f.pubs))
+	budget := 0
+	for seq := uint32(0); f.count == 0 || int(seq) < f.count; seq++ {
+		if r.stopping.Load() {
+			break
+		}
+		if interval > 0 {
+			if !p.pace(due) {
+				break
+			}
+			due += interval
+			if now := r.now(); now-due > int64(time.Second) {
+				due = now // far behind: do not burst to catch up
+			}
+		}
+		if p.pairs != nil && budget == 0 {
+			if budget = p.waitBudget(seq); budget == 0 {
+				break
+			}
+		}
+		budget--
+		p.stampPayload(seq)
+		p.sent.Add(1)
+		if err := p.c.PublishAsync(ctx, &p.msg, p.done); err != nil {
+			p.sent.Add(math.MaxUint64) // not sent after all
+			if !r.stopping.Load() && ctx.Err() == nil {
+				r.b.proc(r.k, pPubErr).Add(1)
+				r.errs.add("publish", err)
+			}
+			break
+		}
+	}
+	p.awaitAcks()
+}
+
+// pace sleeps until due; false when halted first.
+func (p *benchPub) pace(due int64) bool {
+	d := due - p.r.now()
+	if d <= 0 {
+		return true
+	}
+	if p.timer == nil {
+		p.timer = time.NewTimer(time.Duration(d))
+	} else {
+		p.timer.Reset(time.Duration(d))
+	}
+	select {
+	case <-p.timer.C:
+		return true
+	case <-p.r.stopCh:
+		return false
+	}
+}
+
+// waitBudget is backpressure: it returns how many messages the publisher
+// may send before it looks again, waiting while it is a window ahead of a
+// live subscriber it feeds. 0 means halted. A wait longer than stallAfter
+// lets one message through: if the subscriber lost the last messages, a
+// later one shows it.
+func (p *benchPub) waitBudget(seq uint32) int {
+	r := p.r
+	var since int64
+	for {
+		if b := p.budget(seq); b > 0 {
+			return b
+		}
+		now := r.now()
+		if since == 0 {
+			since = now
+			r.b.proc(r.k, pWaits).Add(1)
+		} else if now-since >= int64(stallAfter) {
+			r.b.proc(r.k, pStalls).Add(1)
+			return 1
+		}
+		if !r.pulse.wait(r.stopCh) {
+			return 0
+		}
+	}
+}
+
+// budget is how far the publisher may go: the least room left in its
+// pairs' windows.
+func (p *benchPub) budget(seq uint32) int {
+	b := math.MaxInt32
+	for _, pr := range p.pairs {
+		if p.r.b.sub(int(pr.sub), wDead).Load() != 0 {
+			continue
+		}
+		ahead := int64(seq) - int64(p.r.b.pairNext(pr.idx).Load())
+		b = min(b, int(int64(pr.window)-ahead))
+	}
+	return max(b, 0)
+}
+
+// stampPayload writes the stamp (as much as fits) at the payload's start.
+func (p *benchPub) stampPayload(seq uint32) {
+	b := p.msg.Payload
+	if len(b) >= benchStampSize {
+		binary.LittleEndian.PutUint64(b, uint64(p.r.now()))
+		binary.LittleEndian.PutUint32(b[8:], p.r.runID)
+		binary.LittleEndian.PutUint32(b[12:], uint32(p.i))
+		binary.LittleEndian.PutUint32(b[16:], seq)
+	} else if len(b) >= 8 {
+		binary.LittleEndian.PutUint64(b, uint64(p.r.now()))
+	}
+}
+
+// awaitAcks waits for the acknowledgements of what was sent, for at most
+// ackTimeout.
+func (p *benchPub) awaitAcks() {
+	deadline := p.r.now() + int64(ackTimeout)
+	for p.acked.Load()+p.failed.Load() < p.sent.Load() {
+		select {
+		case <-p.c.Done():
+			return
+		default:
+		}
+		if p.r.now() > deadline {
+			n := p.sent.Load() - p.acked.Load() - p.failed.Load()
+			p.r.errs.add("publish", fmt.Errorf("%d messages still unacknowledged after %v", n, ackTimeout))
+			return
+		}
+		p.r.pulse.wait(nil)
+	}
+}
+
+// benchSub is a subscriber.
+type benchSub struct {
+	r       *benchRun
+	i       int
+	c       *client.Client
+	hist    *histogram
+	tracked bool
+
+	recv, bytes, dups, foreign, last *atomic.Uint64
+}
+
+func (r *benchRun) newSub(i int) *benchSub {
+	b := r.b
+	s := &benchSub{r: r, i: i, hist: &r.lat[i%len(r.lat)], tracked: r.topo.tracked,
+		recv: b.sub(i, wRecv), bytes: b.sub(i, wBytes), dups: b.sub(i, wDups), foreign: b.sub(i, wForeign),
+		last: b.sub(i, wLastRecv)}
+	r.subs = append(r.subs, s)
+	return s
+}
+
+// subscribe is run once the subscriber is connected.
+func (s *benchSub) subscribe(ctx context.Context, c *client.Client) error {
+	f := s.r.f
+	codes, err := c.Subscribe(ctx, []packet.Subscription{{Filter: s.r.topo.subFilters[s.i], QoS: byte(f.subQoS)}},
+		f.prop("SUBSCRIBE"))
+	if err != nil {
+		return fmt.Errorf("subscribe: %w", err)
+	}
+	if codes[0].IsError() {
+		return fmt.Errorf("subscribe %s: refused with %s (0x%02x)", s.r.topo.subFilters[s.i], codes[0], byte(codes[0]))
+	}
+	s.c = c
+	return nil
+}
+
+// onMessage counts a message and, when it carries this run's stamp, times
+// it and checks its sequence number. It runs on the client's read
+// goroutine and allocates nothing.
+func (s *benchSub) onMessage(m *client.Message) {
+	r := s.r
+	now := r.now()
+	s.recv.Add(1)
+	s.bytes.Add(uint64(len(m.Payload)))
+	s.last.Store(uint64(now + 1))
+	if !r.pubsub {
+		return
+	}
+	pl := m.Payload
+	if len(pl) < benchStampSize || binary.LittleEndian.Uint32(pl[8:]) != r.runID {
+		s.foreign.Add(1)
+		return
+	}
+	s.hist.record(now - int64(binary.LittleEndian.Uint64(pl)))
+	if !s.tracked {
+		return
+	}
+	k, ok := r.topo.pairOf(s.i, binary.LittleEndian.Uint32(pl[12:]))
+	if !ok {
+		s.foreign.Add(1)
+		return
+	}
+	seq := uint64(binary.LittleEndian.Uint32(pl[16:]))
+	next := r.b.pairNext(k)
+	if seq < next.Load() {
+		// Seen already, or out of order (which MQTT's ordering forbids).
+		s.dups.Add(1)
+		return
+	}
+	next.Store(seq + 1)
+	r.b.pairUnique(k).Add(1)
+}
+
+// pulse wakes waiting publishers every millisecond: polling, cheap when
+// nobody waits, where a wake-up per message would cost the receivers.
+type pulse struct {
+	mu      sync.Mutex
+	ch      chan struct{}
+	waiting atomic.Bool
+}
+
+// wait blocks until the next tick; false if stop closed first.
+func (p *pulse) wait(stop <-chan struct{}) bool {
+	p.mu.Lock()
+	ch := p.ch
+	p.mu.Unlock()
+	p.waiting.Store(true)
+	select {
+	case <-ch:
+		return true
+	case <-stop:
+		return false
+	}
+}
+
+func (p *pulse) run(done <-chan struct{}) {
+	t := time.NewTicker(time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			p.tick()
+			return
+		case <-t.C:
+			if p.waiting.Swap(false) {
+				p.tick()
+			}
+		}
+	}
+}
+
+func (p *pulse) tick() {
+	p.mu.Lock()
+	close(p.ch)
+	p.ch = make(chan struct{})
+	p.mu.Unlock()
+}
+
+// errorLog counts errors by their text, keeping the first maxErrorKinds
+// kinds.
+type errorLog struct {
+	mu     sync.Mutex
+	counts map[string]int
+	order  []string
+}
+
+const maxErrorKinds = 20
+
+type errCount struct {
+	Error string `json:"error"`
+	Count int    `json:"count"`
+}
+
+func (l *errorLog) add(what string, err error) {
+	msg := what + ": " + strings.TrimPrefix(err.Error(), "client: ")
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.counts == nil {
+		l.counts = map[string]int{}
+	}
+	if _, ok := l.counts[msg]; !ok {
+		if len(l.order) >= maxErrorKinds {
+			msg = "other errors"
+		}
+		if _, ok := l.counts[msg]; !ok {
+			l.order = append(l.order, msg)
+		}
+	}
+	l.counts[msg]++
+}
+
+func (l *errorLog) list() []errCount {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]errCount, 0, len(l.order))
+	for _, m := range l.order {
+		out = append(out, errCount{m, l.counts[m]})
+	}
+	return out
+}
+
+// mergeErrors adds up error counts from several processes, most frequent
+// first.
+func mergeErrors(lists ...[]errCount) []errCount {
+	sum := map[string]int{}
+	var order []string
+	for _, l := range lists {
+		for _, e := range l {
+			if _, ok := sum[e.Error]; !ok {
+				order = append(order, e.Error)
+			}
+			sum[e.Error] += e.Count
+		}
+	}
+	out := make([]errCount, 0, len(order))
+	for _, m := range order {
+		out = append(out, errCount{m, sum[m]})
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Count > out[j].Count })
+	return out
+}
+
+// cpuTime is a process's CPU time in seconds.
+type cpuTime struct{ user, sys float64 }
+
+// readCPU is this process's CPU time so far (getrusage).
+func readCPU() cpuTime {
+	var ru unix.Rusage
+	if unix.Getrusage(unix.RUSAGE_SELF, &ru) != nil {
+		return cpuTime{}
+	}
+	return cpuTime{
+		user: float64(ru.Utime.Sec) + float64(ru.Utime.Usec)/1e6,
+		sys:  float64(ru.Stime.Sec) + float64(ru.Stime.Usec)/1e6,
+	}
+}
