@@ -29,15 +29,15 @@ type LoginThrottleConfig struct {
 }
 
 // LoginThrottle slows password guessing by the address it comes from. The
-// broker records each failed login with Failed, answers it after Delay, and
-// clears the address with Succeeded on a successful login:
+// broker records each failed login with Failed and answers it after Delay:
 //
 //	if err != nil {
 //		t.Failed(ip)
 //		time.AfterFunc(t.Delay(ip), refuse)
-//	} else {
-//		t.Succeeded(ip)
 //	}
+//
+// The broker does not call Succeeded on a login: an attacker holding one
+// account of its own could otherwise clear its failures between guesses.
 //
 // Addresses are IPv4 addresses or IPv6 /64 networks (one host usually has a
 // whole /64, so counting its addresses apart would not slow it); a port,

@@ -3,6 +3,8 @@ package broker
 import (
 	"context"
 	"net"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/petrelmq/petrel/auth"
@@ -65,8 +67,6 @@ func (s *Server) loginFailed(addr net.Addr) time.Duration {
 	return s.logins.Delay(ip)
 }
 
-func (s *Server) loginSucceeded(addr net.Addr) { s.logins.Succeeded(addrIP(addr).String()) }
-
 // overMemoryBudget reports whether queueing size more bytes in memory would
 // exceed the budget for queued messages.
 func (s *Server) overMemoryBudget(size int) bool {
@@ -86,6 +86,12 @@ func (c *conn) waitFor(a auth.Access, topics []string, p packet.Packet) bool {
 	}
 	kept := packet.Clone(p)
 	cl := c.client
+	// The topics alias the read buffer, which is reused as soon as this
+	// returns: the goroutine gets its own copies.
+	topics = slices.Clone(topics)
+	for i, t := range topics {
+		topics[i] = strings.Clone(t)
+	}
 	c.paused = true
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), c.srv.opts.AuthTimeout)

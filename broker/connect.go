@@ -156,7 +156,9 @@ func (c *conn) loggedIn(cp *connectParams, err error) {
 		})
 		return
 	}
-	s.loginSucceeded(c.nc.RemoteAddr())
+	// A success does not clear the address's failures: they fade with time
+	// only, or an attacker with an account of its own could reset the delay
+	// between guesses by logging in now and then.
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closing.Load() || c.state == stateClosed {

@@ -95,10 +95,9 @@ func TestRefusedCommitKeepsAcknowledgedRemovals(t *testing.T) {
 		t.Fatalf("SUBSCRIBE once the store takes writes: SUBACK 0x%02x; want 1", byte(code))
 	}
 	if bodies, entries := storeContents(t, st); bodies != 0 || entries != 0 {
-		t.Skipf("BROKER BUG: the subscriber acknowledged all %d messages while the disk was full (%d commits "+
-			"refused), yet once writes are accepted again the store holds %d message bodies (with counts) and %d "+
-			"queue entries, until a restart delivers them again; want 0 and 0 (committer.commitOpen: the "+
-			"removals of a refused group are dropped with it, never retried)", n, st.refused.Load(), bodies, entries)
+		t.Errorf("the subscriber acknowledged all %d messages while the disk was full (%d commits refused), yet "+
+			"once writes are accepted again the store holds %d message bodies and %d queue entries; want 0 and 0",
+			n, st.refused.Load(), bodies, entries)
 	}
 }
 
@@ -144,9 +143,8 @@ func TestRefusedCommitDoesNotUndoCleanStart(t *testing.T) {
 	if present {
 		hangUp(sub)
 		got := drainText(t, addr, "cs-sub")
-		t.Skipf("BROKER BUG: a session discarded by a clean start while the disk was full is back after a restart, "+
-			"session present with %d queued messages; want no session (committer.commitOpen: the session's removal "+
-			"was in a refused group and is never retried, so the store still holds it)", len(got))
+		t.Errorf("a session discarded by a clean start while the disk was full is back after a restart, "+
+			"session present with %d queued messages; want no session", len(got))
 	}
 	sub.Ping()
 }
@@ -219,11 +217,8 @@ func TestRefusedReleaseSendsNoPUBREL(t *testing.T) {
 			t.Fatalf("after the restart: %s %d; want PUBREL %d", q.Kind, q.PacketID, p.PacketID)
 		}
 	case *packet.Publish:
-		t.Skipf("BROKER BUG: PUBREL %d (reason 0x%02x) was sent while the store refused the release, so after a "+
-			"restart the broker sends the PUBLISH again (DUP=%v), which the receiver, having seen PUBREL, takes for a "+
-			"new message: delivered twice. Want no PUBREL until the release is on disk (session.acked marks it "+
-			"released in memory before the commit; conn.committed sends a PUBREL whose group failed)",
-			p.PacketID, byte(rel.Code), q.Dup)
+		t.Errorf("PUBREL %d (reason 0x%02x) was sent while the store refused the release, and after a restart "+
+			"the broker sends the PUBLISH again (DUP=%v): delivered twice", p.PacketID, byte(rel.Code), q.Dup)
 	default:
 		t.Fatalf("after the restart: unexpected %s %+v", q.Type(), q)
 	}

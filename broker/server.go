@@ -426,6 +426,7 @@ type stats struct {
 	refusedRate        atomic.Int64 // connection rate per source address
 	deniedPublish      atomic.Int64 // the authorizer refused a PUBLISH
 	deniedSubscribe    atomic.Int64
+	refusedFilters     atomic.Int64 // filters over the topic limits, or past MaxSubscriptions
 	withheld           atomic.Int64 // deliveries the authorizer refused
 	failedLogins       atomic.Int64
 	rateLimited        atomic.Int64 // clients disconnected for publishing or subscribing too fast

@@ -141,6 +141,7 @@ func (c *conn) subscribeOne(s *packet.Subscription, subID uint32) (code packet.R
 		return packet.WildcardSubscriptionsNotSupported, false, false, nil // [MQTT-3.8.3-? ] (v5)
 	}
 	if o.Limits.topicTooBig(filter) {
+		c.srv.stats.refusedFilters.Add(1)
 		return packet.TopicFilterInvalid, false, false, nil
 	}
 	ok, checkEach := c.srv.maySubscribe(c.client, filter)
@@ -152,6 +153,7 @@ func (c *conn) subscribeOne(s *packet.Subscription, subID uint32) (code packet.R
 	sub.checkRead = checkEach
 	ss := c.sess.Load()
 	if max := o.Limits.MaxSubscriptions; max > 0 && int(ss.nsubs.Load()) >= max && !ss.hasSubscription(s.Filter) {
+		c.srv.stats.refusedFilters.Add(1)
 		return packet.QuotaExceeded, false, false, nil
 	}
 	existed, ok := ss.subscribe(strings.Clone(s.Filter), shareName, strings.Clone(filter), sub)
