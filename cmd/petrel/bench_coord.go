@@ -248,6 +248,11 @@ func (c *coordinator) supervise(ctx context.Context) {
 			fmt.Fprintln(c.stderr, c.prog.line(c, now))
 		}
 	}
+	// The clients watch ctx too, and may end the loop before it saw the
+	// interrupt.
+	if ctx.Err() != nil {
+		c.interrupted = true
+	}
 	c.brokerEnd = readBroker(f.brokerPID)
 	if c.t0 == 0 {
 		halt()
