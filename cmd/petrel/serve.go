@@ -40,6 +40,7 @@ func serve(args []string, stderr io.Writer) int {
 	logLevel := fs.String("log-level", "", "log `level`: debug, info, warn or error (overrides the file)")
 	dataDir := fs.String("data-dir", "", "keep durable state in this `directory` (default ./data; overrides the file)")
 	engine := fs.String("store", "", "store `engine`: pebble (on disk, the default) or memory (overrides the file)")
+	pprofAddr := fs.String("pprof", "", "serve Go's profiles (net/http/pprof) on this loopback `address`, e.g. 127.0.0.1:6060")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -84,6 +85,16 @@ func serve(args []string, stderr io.Writer) int {
 		log.Error("cannot start", "err", err)
 		st.Close()
 		return 1
+	}
+	if *pprofAddr != "" {
+		stopProfiles, err := serveProfiles(*pprofAddr, log)
+		if err != nil {
+			log.Error("pprof", "err", err)
+			srv.Close()
+			st.Close()
+			return 2
+		}
+		defer stopProfiles()
 	}
 	for running := true; running; {
 		select {
