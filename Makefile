@@ -3,6 +3,9 @@ GO ?= go
 # A count, not a duration: Go 1.26's fuzz coordinator can fail a duration run
 # with a spurious "context deadline exceeded" at the deadline (go.dev/issue/75804).
 FUZZTIME ?= 300000x
+# Targets named FuzzLive* drive a whole broker over TCP per input, a few
+# hundred inputs a second: they get fewer.
+FUZZTIME_LIVE ?= 30000x
 
 .PHONY: all build test vet unit fuzz bench clean interop
 
@@ -27,8 +30,9 @@ fuzz:
 	@set -e; for pkg in $$($(GO) list ./...); do \
 		dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
 		for target in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go 2>/dev/null | sed 's/^func //'); do \
-			echo "fuzz $$pkg $$target ($(FUZZTIME))"; \
-			$(GO) test -run=NONE -fuzz="^$$target\$$" -fuzztime=$(FUZZTIME) $$pkg; \
+			n=$(FUZZTIME); case $$target in FuzzLive*) n=$(FUZZTIME_LIVE);; esac; \
+			echo "fuzz $$pkg $$target ($$n)"; \
+			$(GO) test -run=NONE -fuzz="^$$target\$$" -fuzztime=$$n $$pkg; \
 		done; \
 	done
 
