@@ -100,6 +100,7 @@ func connectV5(t *testing.T, addr, id string, clean bool, expiry uint32) *wirete
 // after.
 // [MQTT-4.3.2-2] v3.1.1
 // [MQTT-3.4.2-1] v5
+// [MQTT-4.8.0-2] v3.1.1
 func TestFullDiskRefusesPublishersAndRecovers(t *testing.T) {
 	mnt := smallDisk(t, "32m")
 	st := openPebble(t, filepath.Join(mnt, "store"), fullDiskOptions())

@@ -1,7 +1,9 @@
 package broker
 
 import (
+	"errors"
 	"fmt"
+	"net"
 	"sync/atomic"
 	"testing"
 
@@ -255,5 +257,45 @@ func drainText(t *testing.T, addr, clientID string) map[string]int {
 		if arrived == 0 {
 			return got
 		}
+	}
+}
+
+// TestRefusedCommitClosesOnlyThatConnection: a store that refuses writes
+// for a while (a full disk) is a transient error in handling a QoS 1
+// PUBLISH. MQTT 3.1.1 has no negative PUBACK, so the broker closes that
+// publisher's connection without a PUBACK; the other clients are not
+// affected, and once the store takes writes again the publisher is served.
+// [MQTT-4.8.0-2] v3.1.1
+func TestRefusedCommitClosesOnlyThatConnection(t *testing.T) {
+	st := &refusingStore{Store: memory.New()}
+	_, addr := restartOn(t, st)
+	sub, _ := wiretest.MustConnect(t, addr, "tr-sub", false) // its queue is in the store
+	sub.Subscribe("tr/#", 1)
+	hangUp(sub)
+	bystander, _ := wiretest.MustConnect(t, addr, "tr-bystander", true)
+	pub, _ := wiretest.MustConnect(t, addr, "tr-pub", true)
+
+	st.full.Store(true)
+	pub.Publish("tr/x", "refused", 1, 1, false)
+	p, err := pub.TryNext()
+	var ne net.Error
+	switch {
+	case err == nil:
+		t.Fatalf("the store refused the message, yet the MQTT 3.1.1 publisher got %s %+v; want its connection closed",
+			p.Type(), p)
+	case errors.As(err, &ne) && ne.Timeout():
+		t.Fatalf("the store refused the message, and the publisher's connection is still open after %v", wiretest.Timeout)
+	}
+	bystander.Ping()
+	other, _ := wiretest.MustConnect(t, addr, "tr-other", true)
+	other.Ping()
+
+	st.full.Store(false)
+	pub, _ = wiretest.MustConnect(t, addr, "tr-pub", true)
+	pub.Publish("tr/x", "accepted", 1, 1, false)
+	pub.ExpectAck(packet.PUBACK, 1)
+	bystander.Ping()
+	if got := drainText(t, addr, "tr-sub"); got["accepted"] != 1 {
+		t.Errorf("the subscriber received %v, want %q once", got, "accepted")
 	}
 }

@@ -97,6 +97,7 @@ func pahoTryConnect(t *testing.T, o *mqtt.ClientOptions) (mqtt.Client, error) {
 // feeds the same broker: a subscriber on TCP receives what is published
 // over TLS, WebSocket, secure WebSocket and the unix socket.
 // [MQTT-6.0.0-4] v3.1.1
+// [MQTT-7.0.0-2] v3.1.1
 func TestListenersWithPaho(t *testing.T) {
 	ca := newSecCA(t, "petrel test CA")
 	dir := shortTempDir(t)
@@ -495,4 +496,123 @@ func TestTLSCertificateRotation(t *testing.T) {
 	// The connection made before goes on.
 	before.ping()
 	after.ping()
+}
+
+// MQTT over WebSocket with frames that do not line up with packets: one
+// binary message holding CONNECT, SUBSCRIBE and PINGREQ, then a PUBLISH
+// split over three messages. The broker answers in binary messages only,
+// and a text message closes the connection.
+// [MQTT-6.0.0-1] v3.1.1
+// [MQTT-6.0.0-2] v3.1.1
+// [MQTT-6.0.0-1] v5
+// [MQTT-6.0.0-2] v5
+func TestWebSocketFramesAndPackets(t *testing.T) {
+	srv := secStart(t, Options{Listeners: []ListenerConfig{{Name: "ws", Kind: "ws", Address: "127.0.0.1:0"}}}, nil)
+	url := "ws://" + srv.Addrs()[0].String() + "/mqtt"
+	for _, version := range []byte{packet.V311, packet.V5} {
+		t.Run(fmt.Sprint("version ", version), func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), secTimeout)
+			defer cancel()
+			ws, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{Subprotocols: []string{"mqtt"}})
+			if err != nil {
+				t.Fatalf("dial %s: %v", url, err)
+			}
+			defer ws.CloseNow()
+			enc := func(ps ...packet.Packet) []byte {
+				var b []byte
+				for _, p := range ps {
+					if b, err = packet.Append(b, p, version); err != nil {
+						t.Fatalf("encode %s: %v", p.Type(), err)
+					}
+				}
+				return b
+			}
+			send := func(typ websocket.MessageType, b []byte) {
+				t.Helper()
+				if err := ws.Write(ctx, typ, b); err != nil {
+					t.Fatalf("write a message of %d bytes: %v", len(b), err)
+				}
+			}
+			// next returns the broker's next packet, read from as many binary
+			// messages as it takes.
+			var buf []byte
+			dec := packet.Decoder{Version: version}
+			next := func() (packet.Packet, error) {
+				for {
+					h, n, err := packet.ParseFixedHeader(buf, 0)
+					if err == nil && len(buf) >= n+h.Remaining {
+						p, err := dec.Decode(h, buf[n:n+h.Remaining])
+						if err != nil {
+							return nil, err
+						}
+						p = packet.Clone(p)
+						buf = buf[n+h.Remaining:]
+						return p, nil
+					}
+					if err != nil && err != packet.ErrIncomplete {
+						return nil, err
+					}
+					typ, b, err := ws.Read(ctx)
+					if err != nil {
+						return nil, err
+					}
+					if typ != websocket.MessageBinary {
+						t.Fatalf("the broker sent a %v message, want binary only", typ)
+					}
+					buf = append(buf, b...)
+				}
+			}
+			expect := func(want ...packet.Type) {
+				t.Helper()
+				for _, w := range want {
+					p, err := next()
+					if err != nil || p.Type() != w {
+						t.Fatalf("want %s, got %v (%v)", w, p, err)
+					}
+				}
+			}
+
+			send(websocket.MessageBinary, enc(
+				&packet.Connect{Version: version, CleanStart: true, ClientID: "frames", KeepAlive: 60},
+				&packet.Subscribe{PacketID: 1, Subs: []packet.Subscription{{Filter: "ws/frames", QoS: 1}}},
+				&packet.Pingreq{}))
+			expect(packet.CONNACK, packet.SUBACK, packet.PINGRESP)
+
+			pub := enc(&packet.Publish{Topic: "ws/frames", QoS: 1, PacketID: 7, Payload: []byte("in three pieces")})
+			send(websocket.MessageBinary, pub[:1])
+			send(websocket.MessageBinary, pub[1:6])
+			send(websocket.MessageBinary, append(pub[6:], enc(&packet.Pingreq{})...))
+			var got *packet.Publish
+			acked := false
+			for !acked || got == nil {
+				p, err := next()
+				switch p := p.(type) {
+				case *packet.Ack:
+					acked = p.Kind == packet.PUBACK && p.PacketID == 7
+				case *packet.Publish:
+					got = p
+				}
+				if err != nil || (p.Type() != packet.PUBACK && p.Type() != packet.PUBLISH) {
+					t.Fatalf("want PUBACK 7 and the PUBLISH, got %v (%v)", p, err)
+				}
+			}
+			if string(got.Payload) != "in three pieces" || got.QoS != 1 {
+				t.Fatalf("got %q at QoS %d, want %q at QoS 1", got.Payload, got.QoS, "in three pieces")
+			}
+			expect(packet.PINGRESP)
+			send(websocket.MessageBinary, enc(&packet.Ack{Kind: packet.PUBACK, PacketID: got.PacketID}))
+
+			send(websocket.MessageText, enc(&packet.Pingreq{}))
+			p, err := next()
+			if err == nil {
+				t.Fatalf("after a text message the broker sent %s, want the connection closed", p.Type())
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("the connection is still open %v after a text message", secTimeout)
+			}
+			if s := websocket.CloseStatus(err); s != websocket.StatusUnsupportedData {
+				t.Logf("closed with %v (status %d)", err, s)
+			}
+		})
+	}
 }

@@ -840,6 +840,82 @@ func TestV5ReAuthentication(t *testing.T) {
 	}
 }
 
+// The broker's AUTH packets leave out a Reason String or User Property the
+// client's Maximum Packet Size has no room for: with a limit that the
+// SCRAM exchange fits only without them, an authentication and a
+// re-authentication complete and no packet exceeds the limit.
+// [MQTT-3.15.2-2] v5
+// [MQTT-3.15.2-3] v5
+// [MQTT-3.1.2-24] v5
+func TestV5AuthWithinClientMaximumPacketSize(t *testing.T) {
+	srv := ctAuthServer(t)
+	// exchange authenticates and re-authenticates on a new connection whose
+	// CONNECT sets limit (0: none). It returns the size the largest packet
+	// the broker sent would have without a Reason String or User Property.
+	exchange := func(id string, limit uint32) int {
+		c := ctDial(t, srv, packet.V5)
+		need := 0
+		recv := func() packet.Packet {
+			p := c.recv()
+			if n := packet.Len(p, packet.V5); limit > 0 && n > int(limit) {
+				t.Errorf("%s: %s of %d bytes, above the client's Maximum Packet Size %d", id, p.Type(), n, limit)
+			}
+			bare := packet.Clone(p)
+			switch b := bare.(type) {
+			case *packet.Auth:
+				b.Props.Clear(packet.PropReasonString)
+				b.Props.Clear(packet.PropUser)
+			case *packet.Connack:
+				b.Props.Clear(packet.PropReasonString)
+				b.Props.Clear(packet.PropUser)
+			}
+			need = max(need, packet.Len(bare, packet.V5))
+			return p
+		}
+		round := func(first *packet.Auth, sc *auth.SCRAMClient) {
+			t.Helper()
+			final, err := sc.Final(first.Props.AuthData)
+			if err != nil {
+				t.Fatalf("%s: server-first: %v", id, err)
+			}
+			c.send(ctAuth(packet.ContinueAuthentication, ctMethod, final))
+		}
+
+		sc := ctSCRAMClient(t, "alice", "wonderland")
+		p := ctConnect5(id, true, 0)
+		p.Version = packet.V5
+		p.Props.AuthMethod, p.Props.AuthData = ctMethod, sc.First()
+		p.Props.Mark(packet.PropAuthMethod)
+		p.Props.Mark(packet.PropAuthData)
+		if limit > 0 {
+			p.Props.MaximumPacketSize = limit
+			p.Props.Mark(packet.PropMaximumPacketSize)
+		}
+		c.send(p)
+		round(ctAs[*packet.Auth](t, recv()), sc)
+		ca := ctAs[*packet.Connack](t, recv())
+		ctExpectConnack(t, ca, packet.Success, false)
+		if err := sc.Verify(ca.Props.AuthData); err != nil {
+			t.Fatalf("%s: server-final: %v", id, err)
+		}
+
+		sc = ctSCRAMClient(t, "alice", "wonderland")
+		c.send(ctAuth(packet.ReAuthenticate, ctMethod, sc.First()))
+		round(ctAs[*packet.Auth](t, recv()), sc)
+		done := ctAs[*packet.Auth](t, recv())
+		if done.Code != packet.Success {
+			t.Fatalf("%s: re-authentication ended with AUTH 0x%02x, want 0x00", id, byte(done.Code))
+		}
+		if err := sc.Verify(done.Props.AuthData); err != nil {
+			t.Fatalf("%s: re-authentication server-final: %v", id, err)
+		}
+		c.ping()
+		return need
+	}
+	need := exchange("roomy", 0)
+	exchange("tight", uint32(need))
+}
+
 // paho.golang re-authenticates through its Auther.
 // [MQTT-4.12.0-5] v5
 func TestV5PahoReAuthentication(t *testing.T) {

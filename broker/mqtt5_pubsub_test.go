@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -361,6 +362,31 @@ func TestV5PubSubViolationsDisconnect(t *testing.T) {
 			send: []string{`30 [ s"t" [ 23 00 01 ] "x" ]`, `30 [ 00 00 [ 23 00 02 ] "x" ]`}, code: packet.ProtocolError},
 		{name: "empty topic and no alias", opts: Options{TopicAliasMaximum: 5},
 			send: []string{`30 [ 00 00 [ ] "x" ]`}, code: packet.ProtocolError},
+		// [MQTT-3.3.2-1] v5
+		// [MQTT-1.5.4-1] v5
+		{name: "topic name not UTF-8",
+			send: []string{`30 [ 00 02 c3 28 [ ] "x" ]`}, code: packet.MalformedPacket},
+		// [MQTT-1.5.4-2] v5
+		{name: "topic name containing U+0000",
+			send: []string{`30 [ 00 03 61 00 62 [ ] "x" ]`}, code: packet.MalformedPacket},
+		// [MQTT-3.3.2-13] v5
+		{name: "Response Topic not UTF-8",
+			send: []string{`30 [ s"t" [ 08 00 02 c3 28 ] "x" ]`}, code: packet.MalformedPacket},
+		// [MQTT-3.3.2-19] v5
+		{name: "Content Type not UTF-8",
+			send: []string{`30 [ s"t" [ 03 00 02 c3 28 ] "x" ]`}, code: packet.MalformedPacket},
+		// [MQTT-1.5.7-1] v5
+		{name: "User Property name not UTF-8 in PUBLISH",
+			send: []string{`30 [ s"t" [ 26 00 02 c3 28 s"v" ] "x" ]`}, code: packet.MalformedPacket},
+		// [MQTT-1.5.7-1] v5
+		{name: "User Property value not UTF-8 in SUBSCRIBE",
+			send: []string{`82 [ 00 01 [ 26 s"k" 00 02 c3 28 ] s"t" 00 ]`}, code: packet.MalformedPacket},
+		// [MQTT-3.8.3-1] v5
+		{name: "SUBSCRIBE filter not UTF-8",
+			send: []string{`82 [ 00 01 [ ] 00 02 c3 28 00 ]`}, code: packet.MalformedPacket},
+		// [MQTT-3.10.3-1] v5
+		{name: "UNSUBSCRIBE filter not UTF-8",
+			send: []string{`a2 [ 00 01 [ ] 00 02 c3 28 ]`}, code: packet.MalformedPacket},
 		// [MQTT-3.3.4-6] v5
 		{name: "PUBLISH with a Subscription Identifier",
 			send: []string{`32 [ s"t" 00 01 [ 0b 01 ] "x" ]`}, code: packet.ProtocolError},
@@ -712,6 +738,34 @@ func TestV5MessageExpiry(t *testing.T) {
 				t.Errorf("%s re-sent with DUP %v and packet id %d, want DUP and id %d", p.Payload, p.Dup,
 					p.PacketID, first[i].PacketID)
 			}
+		}
+	})
+
+	// The broker as QoS 2 receiver: the message expires while it waits for
+	// its only subscriber, before the publisher's PUBREL; the handshake
+	// still completes, and the message is not delivered.
+	// [MQTT-4.3.3-13] v5
+	t.Run("receiver", func(t *testing.T) {
+		t.Parallel()
+		srv := startServer(t, Options{})
+		cp := psSession("sub", 300)
+		sub, _ := psConnect(t, srv, cp)
+		sub.subscribe(1, 0, packet.Subscription{Filter: "exp/#", QoS: 2})
+		sub.disconnect()
+		pub, _ := psConnect(t, srv, psV5("pub", packet.Properties{}))
+		pub.send(&packet.Publish{QoS: 2, Topic: "exp/q2", PacketID: 7, Payload: []byte("q2"), Props: setExpiry(1)})
+		if a := pub.nextAck(packet.PUBREC, 7); a.Code != packet.Success {
+			t.Fatalf("PUBREC 0x%02x, want 0x00", byte(a.Code))
+		}
+		waitPast(time.Now())
+		pub.send(&packet.Ack{Kind: packet.PUBREL, PacketID: 7})
+		if a := pub.nextAck(packet.PUBCOMP, 7); a.Code != packet.Success {
+			t.Fatalf("PUBCOMP 0x%02x after the message expired, want 0x00: the handshake completes", byte(a.Code))
+		}
+		cp.CleanStart = false
+		sub, _ = psConnect(t, srv, cp)
+		if got := sub.drainUntilPong(); len(got) != 0 {
+			t.Fatalf("the subscriber got %q, want nothing: the message expired", psPayloads(got))
 		}
 	})
 
@@ -1262,4 +1316,216 @@ func TestV5SharedSubscriptionRejectedIsNotRerouted(t *testing.T) {
 			t.Errorf("%s got %q after the message was refused, want nothing", name, psPayloads(pubs))
 		}
 	}
+}
+
+// psSession is the CONNECT of an MQTT 5 client whose session outlives its
+// connection by expiry seconds (0: it ends with the connection).
+func psSession(id string, expiry uint32) packet.Connect {
+	cp := psV5(id, packet.Properties{SessionExpiry: expiry})
+	cp.Props.Mark(packet.PropSessionExpiry)
+	return cp
+}
+
+// psOneHolder drains a and b and returns the one that received exactly one
+// PUBLISH, with it, and the other, which must have received nothing.
+func psOneHolder(t *testing.T, a, b *psClient) (holder, other *psClient, p *packet.Publish) {
+	t.Helper()
+	ga, gb := a.drainUntilPong(), b.drainUntilPong()
+	switch {
+	case len(ga) == 1 && len(gb) == 0:
+		return a, b, ga[0]
+	case len(gb) == 1 && len(ga) == 0:
+		return b, a, gb[0]
+	}
+	t.Fatalf("a got %q, b got %q; want the message at exactly one member", psPayloads(ga), psPayloads(gb))
+	return nil, nil, nil
+}
+
+// A QoS 2 delivery to a member that is cut off by a disconnect stays with
+// that member: the other member is not given it, and the member finishes
+// it when it returns: the PUBLISH again with DUP if it had not answered,
+// the PUBREL again if it had sent PUBREC.
+// [MQTT-4.8.2-4] v5
+func TestV5SharedQoS2StaysWithItsMember(t *testing.T) {
+	for _, answered := range []bool{false, true} {
+		t.Run(fmt.Sprintf("PUBREC sent %v", answered), func(t *testing.T) {
+			t.Parallel()
+			srv := startServer(t, Options{})
+			cps := map[*psClient]packet.Connect{}
+			var members []*psClient
+			for _, id := range []string{"a", "b"} {
+				cp := psSession(id, 300)
+				c, _ := psConnect(t, srv, cp)
+				c.subscribe(1, 0, packet.Subscription{Filter: "$share/g/s2/x", QoS: 2})
+				cps[c] = cp
+				members = append(members, c)
+			}
+			pub, _ := psConnect(t, srv, psV5("pub", packet.Properties{}))
+			pub.send(&packet.Publish{QoS: 2, Topic: "s2/x", PacketID: 1, Payload: []byte("once")})
+			pub.nextAck(packet.PUBREC, 1)
+			pub.send(&packet.Ack{Kind: packet.PUBREL, PacketID: 1})
+			pub.nextAck(packet.PUBCOMP, 1)
+
+			holder, other, p := psOneHolder(t, members[0], members[1])
+			if p.QoS != 2 || p.Dup {
+				t.Fatalf("%s got QoS %d DUP %v, want QoS 2 and DUP 0", holder.name, p.QoS, p.Dup)
+			}
+			if answered {
+				holder.send(&packet.Ack{Kind: packet.PUBREC, PacketID: p.PacketID})
+				holder.nextAck(packet.PUBREL, p.PacketID)
+			}
+			holder.disconnect() // session kept
+			if got := other.drainUntilPong(); len(got) != 0 {
+				t.Fatalf("%s got %q after %s disconnected mid-flow, want nothing", other.name, psPayloads(got), holder.name)
+			}
+
+			cp := cps[holder]
+			cp.CleanStart = false
+			back, ack := psConnect(t, srv, cp)
+			if !ack.SessionPresent {
+				t.Fatalf("%s: CONNACK %+v, want the session resumed", back.name, ack)
+			}
+			if answered {
+				back.nextAck(packet.PUBREL, p.PacketID)
+			} else {
+				again := back.nextPublish()
+				if !again.Dup || again.PacketID != p.PacketID || string(again.Payload) != "once" {
+					t.Fatalf("%s on its return got %q id %d DUP %v, want %q again with id %d and DUP", back.name,
+						again.Payload, again.PacketID, again.Dup, "once", p.PacketID)
+				}
+				back.send(&packet.Ack{Kind: packet.PUBREC, PacketID: p.PacketID})
+				back.nextAck(packet.PUBREL, p.PacketID)
+			}
+			back.send(&packet.Ack{Kind: packet.PUBCOMP, PacketID: p.PacketID})
+			back.ping()
+			other.ping()
+		})
+	}
+}
+
+// A QoS 2 delivery to a member whose session then ends is not given to
+// another member.
+// [MQTT-4.8.2-5] v5
+func TestV5SharedQoS2NotMovedWhenItsSessionEnds(t *testing.T) {
+	srv := startServer(t, Options{})
+	var members []*psClient
+	for _, id := range []string{"a", "b"} {
+		c, _ := psConnect(t, srv, psSession(id, 0))
+		c.subscribe(1, 0, packet.Subscription{Filter: "$share/g/s5/x", QoS: 2})
+		members = append(members, c)
+	}
+	pub, _ := psConnect(t, srv, psV5("pub", packet.Properties{}))
+	pub.send(&packet.Publish{QoS: 2, Topic: "s5/x", PacketID: 1, Payload: []byte("once")})
+	pub.nextAck(packet.PUBREC, 1)
+	pub.send(&packet.Ack{Kind: packet.PUBREL, PacketID: 1})
+	pub.nextAck(packet.PUBCOMP, 1)
+
+	holder, other, _ := psOneHolder(t, members[0], members[1])
+	holder.disconnect() // its session ends with the connection
+	if got := other.drainUntilPong(); len(got) != 0 {
+		t.Fatalf("%s got %q after %s's session ended mid-flow, want nothing", other.name, psPayloads(got), holder.name)
+	}
+	back, ack := psConnect(t, srv, psSession(holder.name, 0))
+	if ack.SessionPresent {
+		t.Fatalf("%s: CONNACK %+v, want no session", back.name, ack)
+	}
+	back.ping()
+}
+
+// A client that matches through a shared and a non-shared subscription
+// gets one copy through each, and each copy carries its own subscription's
+// identifier and no other.
+// [MQTT-3.3.4-5] v5
+func TestV5SubscriptionIdentifierPerCopy(t *testing.T) {
+	srv := startServer(t, Options{})
+	sub, _ := psConnect(t, srv, psV5("sub", packet.Properties{}))
+	sub.subscribe(1, 3, packet.Subscription{Filter: "$share/g/pc/x", QoS: 1})
+	sub.subscribe(2, 4, packet.Subscription{Filter: "pc/+", QoS: 1})
+	sub.subscribe(3, 0, packet.Subscription{Filter: "$share/h/pc/#", QoS: 1})
+	pub, _ := psConnect(t, srv, psV5("pub", packet.Properties{}))
+	if code := pub.publish(1, "pc/x", "m", packet.Properties{}); code != packet.Success {
+		t.Fatalf("PUBACK 0x%02x, want 0x00", byte(code))
+	}
+	var got []string
+	for _, p := range sub.drainUntilPong() {
+		got = append(got, fmt.Sprint(p.Props.SubscriptionIDs))
+		sub.send(&packet.Ack{Kind: packet.PUBACK, PacketID: p.PacketID})
+	}
+	slices.Sort(got)
+	if want := []string{"[3]", "[4]", "[]"}; !slices.Equal(got, want) {
+		t.Fatalf("copies carry subscription identifiers %v, want one copy each with %v", got, want)
+	}
+	sub.ping()
+}
+
+// One publisher's messages reach a subscriber in the order they were
+// published, per topic and QoS, none lost and none doubled: 300 messages
+// over two topics at QoS 0, 1 and 2, sent without waiting for
+// acknowledgements.
+// [MQTT-4.6.0-5] v5
+// [MQTT-4.6.0-6] v5
+// [MQTT-4.2.0-1] v5
+func TestV5OrderedTopics(t *testing.T) {
+	srv := startServer(t, Options{})
+	sub, _ := psConnect(t, srv, psV5("sub", packet.Properties{}))
+	sub.subscribe(1, 0, packet.Subscription{Filter: "ord/+", QoS: 2})
+	pub, _ := psConnect(t, srv, psV5("pub", packet.Properties{}))
+
+	const n = 300
+	for i := range n {
+		p := &packet.Publish{Topic: fmt.Sprint("ord/", i%2), QoS: byte(i % 3), Payload: []byte(fmt.Sprint(i))}
+		if p.QoS > 0 {
+			p.PacketID = uint16(i + 1)
+		}
+		pub.send(p)
+	}
+	// The publisher's acknowledgements: PUBACK, or PUBREC then PUBCOMP.
+	for acked := 0; acked < n/3*2; {
+		a, ok := pub.next().(*packet.Ack)
+		switch {
+		case !ok || a.Code != packet.Success:
+			t.Fatalf("publisher got %+v, want a successful acknowledgement", a)
+		case a.Kind == packet.PUBREC:
+			pub.send(&packet.Ack{Kind: packet.PUBREL, PacketID: a.PacketID})
+		case a.Kind == packet.PUBACK || a.Kind == packet.PUBCOMP:
+			acked++
+		}
+	}
+
+	last := map[string]int{} // topic and QoS → the last number received
+	seen := map[int]bool{}
+	released := 0 // QoS 2 flows the broker has released
+	for len(seen) < n || released < n/3 {
+		switch p := sub.next().(type) {
+		case *packet.Publish:
+			i, err := strconv.Atoi(string(p.Payload))
+			if err != nil || seen[i] || p.QoS != byte(i%3) {
+				t.Fatalf("got %q at QoS %d: not one of the messages sent, or sent twice", p.Payload, p.QoS)
+			}
+			seen[i] = true
+			key := fmt.Sprint(p.Topic, " QoS ", p.QoS)
+			if prev, ok := last[key]; ok && prev > i {
+				t.Fatalf("%s: message %d arrived after %d", key, i, prev)
+			}
+			last[key] = i
+			switch p.QoS {
+			case 1:
+				sub.send(&packet.Ack{Kind: packet.PUBACK, PacketID: p.PacketID})
+			case 2:
+				sub.send(&packet.Ack{Kind: packet.PUBREC, PacketID: p.PacketID})
+			}
+		case *packet.Ack:
+			if p.Kind != packet.PUBREL {
+				t.Fatalf("subscriber got %s %+v", p.Kind, p)
+			}
+			sub.send(&packet.Ack{Kind: packet.PUBCOMP, PacketID: p.PacketID})
+			released++
+		default:
+			t.Fatalf("subscriber got %s %+v", p.Type(), p)
+		}
+	}
+	if len(last) != 6 {
+		t.Errorf("messages arrived on %d topic and QoS pairs, want 6: %v", len(last), last)
+	}
+	sub.ping()
 }
