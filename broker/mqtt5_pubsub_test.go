@@ -328,14 +328,14 @@ func pahoV5Publish(t *testing.T, c *paho.Client, p *paho.Publish) *paho.PublishR
 
 // --- Protocol violations answered with DISCONNECT ---
 
+// Each case sends what the broker must refuse, and wants the DISCONNECT
+// reason code, then the close; the statement each case breaks is tagged on
+// it where MQTT 5 numbers one.
 // [MQTT-4.13.1-1] v5
 // [MQTT-3.14.2-1] v5
 // [MQTT-3.14.2-2] v5
 // [MQTT-3.14.4-1] v5
 // [MQTT-3.14.4-2] v5
-// Each case sends what the broker must refuse, and wants the DISCONNECT
-// reason code, then the close; the statement each case breaks is tagged on
-// it where MQTT 5 numbers one.
 func TestV5PubSubViolationsDisconnect(t *testing.T) {
 	big := strings.Repeat("x", 200)
 	cases := []struct {
@@ -485,9 +485,9 @@ func TestV5PubSubViolationsDisconnect(t *testing.T) {
 	}
 }
 
-// [MQTT-3.3.2-7] v5
 // An inbound alias lives as long as its connection: a new connection of the
 // same client, session resumed, must set it again.
+// [MQTT-3.3.2-7] v5
 func TestV5InboundTopicAliasDoesNotOutliveConnection(t *testing.T) {
 	srv := startServer(t, Options{TopicAliasMaximum: 5})
 	sub, _ := psConnect(t, srv, psV5("sub", packet.Properties{}))
@@ -513,10 +513,10 @@ func TestV5InboundTopicAliasDoesNotOutliveConnection(t *testing.T) {
 	sub.ping()
 }
 
-// [MQTT-3.3.4-7] v5
-// [MQTT-4.13.1-1] v5
 // A client that exceeds the broker's Receive Maximum is disconnected; another
 // client's flows, and what was accepted before, are not disturbed.
+// [MQTT-3.3.4-7] v5
+// [MQTT-4.13.1-1] v5
 func TestV5ReceiveMaximumExceededSparesOthers(t *testing.T) {
 	srv := startServer(t, Options{ReceiveMaximum: 2})
 	other, ack := psConnect(t, srv, psV5("other", packet.Properties{}))
@@ -557,13 +557,13 @@ func TestV5ReceiveMaximumExceededSparesOthers(t *testing.T) {
 	other.ping()
 }
 
+// The send quota starts afresh with each connection: PUBLISHes re-sent on
+// resuming a session count against the new connection's Receive Maximum,
+// and the rest follow as acknowledgements free the slots.
 // [MQTT-3.3.4-9] v5
 // [MQTT-4.9.0-1] v5
 // [MQTT-4.9.0-2] v5
 // [MQTT-4.4.0-1] v5
-// The send quota starts afresh with each connection: PUBLISHes re-sent on
-// resuming a session count against the new connection's Receive Maximum,
-// and the rest follow as acknowledgements free the slots.
 func TestV5ResendWithinReceiveMaximum(t *testing.T) {
 	srv := startServer(t, Options{})
 	cp := psV5("sub", packet.Properties{SessionExpiry: 300})
@@ -596,11 +596,11 @@ func TestV5ResendWithinReceiveMaximum(t *testing.T) {
 
 // --- Subscription identifiers ---
 
+// Overlapping subscriptions deliver one PUBLISH at the highest QoS carrying
+// the identifiers of all matching subscriptions that have one, in any order.
 // [MQTT-3.3.4-2] v5
 // [MQTT-3.3.4-3] v5
 // [MQTT-3.3.4-4] v5
-// Overlapping subscriptions deliver one PUBLISH at the highest QoS carrying
-// the identifiers of all matching subscriptions that have one, in any order.
 func TestV5SubscriptionIdentifiersOverlapping(t *testing.T) {
 	srv := startServer(t, Options{})
 	sub, _ := psConnect(t, srv, psV5("sub", packet.Properties{}))
@@ -636,13 +636,13 @@ func TestV5SubscriptionIdentifiersOverlapping(t *testing.T) {
 
 // --- Message Expiry ---
 
-// [MQTT-3.3.2-5] v5
-// [MQTT-3.3.2-6] v5
 // A message that waits in the broker is forwarded with the interval minus
 // the wait, and not at all once it has expired. Expiry is counted in whole
 // seconds, so each subtest waits once, about 1.1s, for a one-second interval
 // to pass: no event marks it. The subtests run in parallel and share that
 // wait.
+// [MQTT-3.3.2-5] v5
+// [MQTT-3.3.2-6] v5
 func TestV5MessageExpiry(t *testing.T) {
 	setExpiry := func(secs uint32) packet.Properties {
 		p := packet.Properties{MessageExpiry: secs}
@@ -830,10 +830,10 @@ func mapKeys[K comparable, V any](m map[K]V) func(func(K) bool) {
 
 // --- Maximum Packet Size towards the client ---
 
-// [MQTT-3.1.2-24] v5
-// [MQTT-3.1.2-25] v5
 // A message larger than the client's Maximum Packet Size is not sent, and
 // is then treated as delivered: not queued, not re-sent on reconnection.
+// [MQTT-3.1.2-24] v5
+// [MQTT-3.1.2-25] v5
 func TestV5MaximumPacketSizeTowardsClient(t *testing.T) {
 	srv := startServer(t, Options{})
 	cp := psV5("sub", packet.Properties{SessionExpiry: 300, MaximumPacketSize: 64})
@@ -877,11 +877,11 @@ func TestV5MaximumPacketSizeTowardsClient(t *testing.T) {
 	}
 }
 
-// [MQTT-3.1.2-25] v5
-// [MQTT-3.3.4-9] v5
 // A message in flight from an earlier connection that is too large for the
 // client's new Maximum Packet Size is not re-sent, and is then as good as
 // delivered: it must not hold a slot of the new Receive Maximum forever.
+// [MQTT-3.1.2-25] v5
+// [MQTT-3.3.4-9] v5
 func TestV5MaximumPacketSizeOnResend(t *testing.T) {
 	srv := startServer(t, Options{})
 	cp := psV5("sub", packet.Properties{SessionExpiry: 300})
@@ -915,6 +915,9 @@ func TestV5MaximumPacketSizeOnResend(t *testing.T) {
 
 // --- Forwarding between MQTT 5 and 3.1.1 clients (Eclipse Paho) ---
 
+// Properties reach an MQTT 5 subscriber as sent, and a 3.1.1 subscriber gets
+// the same message without them; a 3.1.1 publisher's message reaches an
+// MQTT 5 subscriber with no properties.
 // [MQTT-3.3.2-4] v5
 // [MQTT-3.3.2-15] v5
 // [MQTT-3.3.2-16] v5
@@ -922,9 +925,6 @@ func TestV5MaximumPacketSizeOnResend(t *testing.T) {
 // [MQTT-3.3.2-18] v5
 // [MQTT-3.3.2-20] v5
 // [MQTT-3.3.2-6] v5
-// Properties reach an MQTT 5 subscriber as sent, and a 3.1.1 subscriber gets
-// the same message without them; a 3.1.1 publisher's message reaches an
-// MQTT 5 subscriber with no properties.
 func TestV5PahoForwardingMixedVersions(t *testing.T) {
 	srv := startServer(t, Options{})
 	sub5, in5 := pahoV5(t, srv, &paho.Connect{ClientID: "sub5", CleanStart: true})
@@ -1108,14 +1108,14 @@ func (tl *psTally) sentinel(t *testing.T, pub *paho.Client, topic, payload strin
 	})
 }
 
-// [MQTT-4.8.2-1] v5
-// [MQTT-4.8.2-2] v5
-// [MQTT-4.8.2-3] v5
-// [MQTT-4.5.0-1] v5
 // Three members of one group, MQTT 5 and 3.1.1 clients, share 300 messages:
 // each message goes to exactly one of them, all are delivered, the load is
 // balanced and each member gets the QoS it was granted. Another group on the
 // same filter and a normal subscriber each get every message.
+// [MQTT-4.8.2-1] v5
+// [MQTT-4.8.2-2] v5
+// [MQTT-4.8.2-3] v5
+// [MQTT-4.5.0-1] v5
 func TestV5SharedSubscriptionDistributes(t *testing.T) {
 	srv := startServer(t, Options{})
 	tl := newTally()
@@ -1176,10 +1176,10 @@ func TestV5SharedSubscriptionDistributes(t *testing.T) {
 	})
 }
 
-// [MQTT-4.8.2-3] v5
-// [MQTT-4.5.0-1] v5
 // A member that disconnects leaves the group: the others get every later
 // message.
+// [MQTT-4.8.2-3] v5
+// [MQTT-4.5.0-1] v5
 func TestV5SharedSubscriptionMemberLeaves(t *testing.T) {
 	srv := startServer(t, Options{})
 	tl := newTally()
@@ -1290,9 +1290,9 @@ func TestV5SharedSubscriptionSkipsMembers(t *testing.T) {
 	})
 }
 
-// [MQTT-4.8.2-6] v5
 // A member that refuses a message with PUBACK 0x80 or more has it
 // discarded: it is not offered to another member.
+// [MQTT-4.8.2-6] v5
 func TestV5SharedSubscriptionRejectedIsNotRerouted(t *testing.T) {
 	srv := startServer(t, Options{})
 	a, _ := psConnect(t, srv, psV5("a", packet.Properties{}))
