@@ -30,63 +30,68 @@ type conn struct {
 	nc  listener.Conn
 	ln  *listenerState
 
-	mu      sync.Mutex
-	in      []byte // the start of a packet that has not fully arrived
-	state   connState
-	version byte
+	// The fields are ordered to leave no padding: a conn is most of an idle
+	// connection's cost. mu guards the connection's state and input; outMu
+	// its output.
+	mu    sync.Mutex
+	outMu sync.Mutex
+
+	in []byte // the start of a packet that has not fully arrived
 	// sess is set once, at CONNECT; atomic because the path that ends a
 	// connection may run on another goroutine (timeouts, takeover).
 	sess atomic.Pointer[session]
 	// will is published when the connection ends without DISCONNECT (or
 	// with MQTT 5's DISCONNECT 0x04), after willDelay seconds.
-	will      atomic.Pointer[Message]
-	willDelay uint32
-	// willDone makes sure the will is considered once.
-	willDone atomic.Bool
+	will atomic.Pointer[Message]
 	// ea is the state of MQTT 5 enhanced authentication, for the clients
 	// that use it.
 	ea *enhancedAuth
 	// inAliases maps the client's topic aliases to topics (MQTT 5).
 	inAliases map[uint16]string
-
-	// Negotiated at CONNECT, read by deliveries under the session lock.
-	window      int    // outbound in-flight limit: MaxInflight, lowered by the client's Receive Maximum
-	maxOut      uint32 // the client's Maximum Packet Size; 0 when it set none
-	aliasMax    uint16 // the client's Topic Alias Maximum
-	problemInfo bool   // the client's Request Problem Information [MQTT-3.1.2-29]
+	// client is who the client is, for the authenticator and authorizer.
+	client *auth.Client
+	// rates are the client's rate-limit buckets, made on first use.
+	rates *connRates
+	// id is the client identifier, set once at CONNECT, for logs.
+	id atomic.Pointer[string]
 
 	// deadline (unix nanoseconds) after which the sweeper closes the
 	// connection: the CONNECT timeout first, then 1.5 × keep alive after the
 	// last bytes read. Zero means none. [MQTT-3.1.2-24]
 	deadline  atomic.Int64
 	keepAlive time.Duration
+	// partial (unix ns) is when an incomplete packet must have finished
+	// arriving; 0 when none is pending. [slowloris]
+	partial atomic.Int64
+
+	// Negotiated at CONNECT, read by deliveries under the session lock.
+	maxOut uint32 // the client's Maximum Packet Size; 0 when it set none
+
+	willDelay uint32
+	// willDone makes sure the will is considered once.
+	willDone atomic.Bool
 	// closing is set when the engine decides to close; later input is ignored.
 	closing atomic.Bool
 	// connectedV5 is set once an MQTT 5 CONNECT is accepted: from then on
 	// the server explains a close with DISCONNECT.
 	connectedV5 atomic.Bool
 
+	window      uint16 // outbound in-flight limit: MaxInflight, lowered by the client's Receive Maximum
+	aliasMax    uint16 // the client's Topic Alias Maximum
+	problemInfo bool   // the client's Request Problem Information [MQTT-3.1.2-29]
+	state       connState
+	version     byte
 	// refusal, when set at accept time (a connection limit), is the reason
 	// CONNECT will be refused with.
 	refusal packet.ReasonCode
-	// client is who the client is, for the authenticator and authorizer.
-	client *auth.Client
 	// paused holds input while authentication (or a remote authorizer)
 	// runs elsewhere; rechecking is set while a packet kept for the
 	// authorizer is handled again.
 	paused, rechecking bool
-	// partial (unix ns) is when an incomplete packet must have finished
-	// arriving; 0 when none is pending. [slowloris]
-	partial atomic.Int64
-	// rates are the client's rate-limit buckets, made on first use.
-	rates *connRates
-	// id is the client identifier, set once at CONNECT, for logs.
-	id atomic.Pointer[string]
-
-	outMu sync.Mutex
-	out   []byte
-	// outClosed stops appends once the connection is gone.
+	// outClosed, under outMu, stops appends once the connection is gone.
 	outClosed bool
+
+	out []byte
 	// outAliases are the topic aliases the broker has set towards the client.
 	outAliases map[string]uint16
 	// deferred holds replies that wait for a store commit, in the order the
@@ -446,7 +451,7 @@ func (c *conn) Closed(err error) {
 	if !wasOpen {
 		return
 	}
-	if err != nil && !c.closing.Load() {
+	if err != nil && !c.closing.Load() && c.srv.debugging() {
 		c.srv.log.Debug("connection lost", "client", c.clientID(), "remote", c.nc.RemoteAddr().String(), "err", err)
 	}
 	c.closing.Store(true)

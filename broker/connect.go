@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -222,7 +223,7 @@ func (c *conn) certIdentity() (string, bool) {
 // expiry, and for MQTT 5 its own limits, which bind what the broker sends.
 func (c *conn) negotiate(p *packet.Connect, cp *connectParams) {
 	o := &c.srv.opts
-	c.window = o.MaxInflight
+	c.window = uint16(min(o.MaxInflight, 65535))
 	c.problemInfo = true
 	if p.Version != packet.V5 {
 		// MQTT 3: a session that is not clean lasts until the next clean
@@ -236,7 +237,7 @@ func (c *conn) negotiate(p *packet.Connect, cp *connectParams) {
 	cp.expiry = o.sessionExpiry(asked)
 	cp.expiryCapped = cp.expiry != asked
 	if p.Props.Has(packet.PropReceiveMaximum) {
-		c.window = min(c.window, int(p.Props.ReceiveMaximum)) // [MQTT-3.3.4-9]
+		c.window = min(c.window, p.Props.ReceiveMaximum) // [MQTT-3.3.4-9]
 	}
 	if p.Props.Has(packet.PropMaximumPacketSize) {
 		c.maxOut = p.Props.MaximumPacketSize
@@ -284,7 +285,9 @@ func (c *conn) checkWill(p *packet.Connect) (packet.ReasonCode, string) {
 // the nearest 3.1.1 return code, or just the close when none fits.
 // [MQTT-3.2.2-5] [MQTT-3.2.2-6]
 func (c *conn) refuse(code packet.ReasonCode, reason string) {
-	c.srv.log.Debug("connection refused", "remote", c.nc.RemoteAddr().String(), "code", byte(code), "reason", reason)
+	if c.srv.debugging() {
+		c.srv.log.Debug("connection refused", "remote", c.nc.RemoteAddr().String(), "code", byte(code), "reason", reason)
+	}
 	c.srv.stats.refused.Add(1)
 	if c.version == packet.V5 {
 		c.writePacket(&packet.Connack{Code: code, Props: c.reasonProps(reason)})
@@ -317,7 +320,8 @@ func v3ReturnCode(code packet.ReasonCode) (packet.ReasonCode, bool) {
 // and enforces. authData is the final data of an authentication exchange.
 func (c *conn) accept(cp *connectParams, authData []byte) {
 	o := &c.srv.opts
-	connack := packet.Connack{Code: packet.Success}
+	connack := connacks.Get().(*packet.Connack)
+	*connack = packet.Connack{Code: packet.Success}
 	keepAlive := time.Duration(cp.keepAlive) * time.Second
 	if o.ServerKeepAlive > 0 {
 		keepAlive = o.ServerKeepAlive // [MQTT-3.2.2-21]
@@ -334,10 +338,19 @@ func (c *conn) accept(cp *connectParams, authData []byte) {
 	} else {
 		c.deadline.Store(0)
 	}
-	c.srv.openSession(c, cp, &connack)
-	c.srv.log.Debug("client connected", "client", cp.clientID, "remote", c.nc.RemoteAddr().String(),
-		"version", c.version, "clean", cp.cleanStart, "keepalive", keepAlive, "session_expiry", cp.expiry)
+	c.srv.openSession(c, cp, connack)
+	*connack = packet.Connack{}
+	connacks.Put(connack)
+	if c.srv.debugging() {
+		c.srv.log.Debug("client connected", "client", cp.clientID, "remote", c.nc.RemoteAddr().String(),
+			"version", c.version, "clean", cp.cleanStart, "keepalive", keepAlive, "session_expiry", cp.expiry)
+	}
 }
+
+// connacks recycles the CONNACKs of accepted connections: one is written
+// as soon as it is made, and an allocation per connection would stay
+// behind as garbage among the connection's long-lived objects.
+var connacks = sync.Pool{New: func() any { return new(packet.Connack) }}
 
 // connackProps advertises the broker's limits and features to an MQTT 5
 // client; each is enforced where the packets arrive. [MQTT-3.2.2-9..22]
@@ -462,8 +475,10 @@ func (s *Server) openSession(c *conn, cp *connectParams, connack *packet.Connack
 		s.publishWill(endedWill)
 	}
 	if previous != nil {
-		s.log.Debug("session taken over", "client", cp.clientID, "old_remote", previous.nc.RemoteAddr().String(),
-			"new_remote", c.nc.RemoteAddr().String())
+		if s.debugging() {
+			s.log.Debug("session taken over", "client", cp.clientID, "old_remote", previous.nc.RemoteAddr().String(),
+				"new_remote", c.nc.RemoteAddr().String())
+		}
 		previous.disconnect(packet.SessionTakenOver, "another connection took the session over") // [MQTT-3.1.4-3] (v5)
 	}
 }
@@ -472,7 +487,6 @@ func (s *Server) openSession(c *conn, cp *connectParams, connack *packet.Connack
 // the store from the start.
 func (s *Server) newSession(clientID string, expiry uint32) *session {
 	ss := &session{id: s.nextSessionID.Add(1), clientID: clientID, srv: s, nextSeq: 1}
-	ss.queue.mem = &s.queuedMem
 	if expiry > 0 {
 		ss.persisted, ss.durableState = true, &durableState{uid: newSessionUID()}
 	}
@@ -485,7 +499,7 @@ func (s *Server) newSession(clientID string, expiry uint32) *session {
 // for its delay: the end of the session publishes it. [MQTT-3.1.3-9] (v5)
 func (s *Server) endLocked(ss *session) *Message {
 	ss.ended = true
-	ss.queue.reset()
+	ss.queue.reset(&ss.srv.queuedMem)
 	if ss.persisted {
 		s.committer.dropSession(ss.clientID, ss.queueName(), ss.inboundName())
 	}

@@ -118,7 +118,7 @@ func (ss *session) purgeExpired(now time.Time) {
 	var kept []delivery
 	for ss.queue.len() > 0 {
 		d := ss.queue.peek()
-		ss.queue.pop()
+		ss.queue.pop(&ss.srv.queuedMem)
 		if keep(d.msg.Expiry) {
 			kept = append(kept, d)
 		} else {
@@ -126,7 +126,7 @@ func (ss *session) purgeExpired(now time.Time) {
 		}
 	}
 	for _, d := range kept {
-		ss.queue.push(d)
+		ss.queue.push(&ss.srv.queuedMem, d)
 	}
 	// What waits in the store alone.
 	if ss.persisted && ss.stored > 0 {

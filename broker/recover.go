@@ -74,7 +74,6 @@ func (s *Server) recover() error {
 // that expired while the broker was down, and a will to publish now.
 func (s *Server) recoverSession(clientID string, r *sessionRecord, now time.Time) (*session, *Message, error) {
 	ss := &session{id: s.nextSessionID.Add(1), clientID: clientID, srv: s, nextSeq: 1, expiry: r.expiry}
-	ss.queue.mem = &s.queuedMem
 	ss.persisted, ss.durableState = true, &durableState{uid: r.uid}
 	if r.user != nil {
 		r.user.ClientID = clientID

@@ -435,3 +435,7 @@ type stats struct {
 	refused            atomic.Int64
 	timeouts           atomic.Int64
 }
+
+// debugging reports whether debug messages are logged: the callers that
+// format an address for one, per connection, ask first.
+func (s *Server) debugging() bool { return s.log.Enabled(context.Background(), slog.LevelDebug) }

@@ -23,22 +23,30 @@ type session struct {
 	mu sync.Mutex
 	// conn is the connection that currently holds the session, nil while
 	// offline; online mirrors conn != nil for readers without mu.
-	conn   *conn
-	online atomic.Bool
+	conn *conn
 	// client is who last connected to the session: what it may read.
 	client atomic.Pointer[auth.Client]
+
+	// The small fields sit together: a session is part of every idle
+	// connection's cost.
+	online atomic.Bool
+	// nsubs is len(subs), readable without mu: routing only deduplicates
+	// the matches of sessions holding more than one subscription.
+	nsubs atomic.Int32
 	// expiry is the Session Expiry Interval in seconds: 0 ends the session
 	// with its connection, expiryNever keeps it until a clean start.
 	expiry uint32
 	// ended is set once the session is discarded; a delivery racing with
 	// that sees it and drops the message instead of queueing forever.
 	ended bool
+	// persisted is set for a session that is in the store; it stays set
+	// until the session ends, even if its expiry drops to 0. Only such a
+	// session has a durableState (clean sessions, most connections, spare
+	// the memory).
+	persisted bool
 
 	// subs maps a topic filter (with its $share/ prefix) to the subscription.
 	subs map[string]subscriber
-	// nsubs is len(subs), readable without mu: routing only deduplicates
-	// the matches of sessions holding more than one subscription.
-	nsubs atomic.Int32
 
 	// nextSeq numbers the session's deliveries in order.
 	nextSeq  uint64
@@ -47,11 +55,6 @@ type session struct {
 	// queueExpiry is the earliest expiry (unix ns) of a queued delivery, 0
 	// for none: the background sweep purges the session once it passes.
 	queueExpiry atomic.Int64
-	// persisted is set for a session that is in the store; it stays set
-	// until the session ends, even if its expiry drops to 0. Only such a
-	// session has a durableState (clean sessions, most connections, spare
-	// the memory).
-	persisted bool
 	*durableState
 	// inboundQoS2 holds the packet ids of QoS 2 PUBLISHes received from the
 	// client and not yet released by PUBREL: a re-sent PUBLISH with one of
@@ -142,7 +145,7 @@ func (ss *session) push(d delivery, tx *routeTx) bool {
 	}
 	d.seq = ss.nextSeq
 	ss.nextSeq++
-	if c != nil && ss.queue.len() == 0 && ss.inflight.hasRoom(c.window, d.seq) {
+	if c != nil && ss.queue.len() == 0 && ss.inflight.hasRoom(int(c.window), d.seq) {
 		ss.sendLocked(c, d)
 		return true
 	}
@@ -152,7 +155,7 @@ func (ss *session) push(d delivery, tx *routeTx) bool {
 			"client", ss.clientID, "topic", d.msg.Topic, "qos", d.qos, "dropped_total", n)
 		return false
 	}
-	ss.queue.push(d)
+	ss.queue.push(&ss.srv.queuedMem, d)
 	return true
 }
 
@@ -210,10 +213,10 @@ func (ss *session) drainLocked(c *conn) {
 			}
 		}
 		d := ss.queue.peek()
-		if d.qos > 0 && !ss.inflight.hasRoom(c.window, d.seq) {
+		if d.qos > 0 && !ss.inflight.hasRoom(int(c.window), d.seq) {
 			return
 		}
-		ss.queue.pop()
+		ss.queue.pop(&ss.srv.queuedMem)
 		if !d.msg.Expiry.IsZero() {
 			if now.IsZero() {
 				now = time.Now()
@@ -242,14 +245,14 @@ func (ss *session) resumeLocked(c *conn) {
 	// one had: what does not fit goes back to the head of the queue, to be
 	// re-sent (still with DUP=1) as acknowledgements free the window.
 	// [MQTT-3.3.4-9] (v5)
-	if over := ss.inflight.len() - c.window; over > 0 {
-		back := ss.inflight.items[c.window:]
+	if over := ss.inflight.len() - int(c.window); over > 0 {
+		back := ss.inflight.items[int(c.window):]
 		for i := range back {
 			back[i].dup = true
 		}
-		ss.queue.pushFront(back)
+		ss.queue.pushFront(&ss.srv.queuedMem, back)
 		clear(back)
-		ss.inflight.items = ss.inflight.items[:c.window]
+		ss.inflight.items = ss.inflight.items[:int(c.window)]
 	}
 	for i := 0; i < len(ss.inflight.items); {
 		f := &ss.inflight.items[i]
@@ -494,52 +497,52 @@ func (w *inflightWindow) remove(i int) {
 
 // messageQueue is a FIFO of deliveries waiting for the client. Its payload
 // bytes count towards the server's queued-memory budget (mem).
+// messageQueue is a session's queue. The methods that change it take mem,
+// the server's count of queued bytes, rather than each queue keeping a
+// pointer to it: a session is part of every idle connection's cost.
 type messageQueue struct {
 	items []delivery
 	head  int
 	bytes int64
-	mem   *atomic.Int64
 }
 
-func (q *messageQueue) account(n int64) {
+func (q *messageQueue) account(mem *atomic.Int64, n int64) {
 	q.bytes += n
-	if q.mem != nil {
-		q.mem.Add(n)
-	}
+	mem.Add(n)
 }
 
 // reset empties the queue, giving its memory back to the budget.
-func (q *messageQueue) reset() {
-	q.account(-q.bytes)
+func (q *messageQueue) reset(mem *atomic.Int64) {
+	q.account(mem, -q.bytes)
 	clear(q.items)
 	q.items, q.head = nil, 0
 }
 
 func (q *messageQueue) len() int { return len(q.items) - q.head }
 
-func (q *messageQueue) push(d delivery) {
+func (q *messageQueue) push(mem *atomic.Int64, d delivery) {
 	if q.head > 0 && q.head == len(q.items) {
 		q.items, q.head = q.items[:0], 0
 	}
 	q.items = append(q.items, d)
-	q.account(int64(len(d.msg.Payload)))
+	q.account(mem, int64(len(d.msg.Payload)))
 }
 
 func (q *messageQueue) peek() delivery { return q.items[q.head] }
 
 // pushFront puts ds, in order, ahead of everything queued.
-func (q *messageQueue) pushFront(ds []inflight) {
+func (q *messageQueue) pushFront(mem *atomic.Int64, ds []inflight) {
 	items := make([]delivery, 0, len(ds)+q.len())
 	for _, f := range ds {
 		items = append(items, f.delivery)
-		q.account(int64(len(f.msg.Payload)))
+		q.account(mem, int64(len(f.msg.Payload)))
 	}
 	q.items = append(items, q.items[q.head:]...)
 	q.head = 0
 }
 
-func (q *messageQueue) pop() {
-	q.account(-int64(len(q.items[q.head].msg.Payload)))
+func (q *messageQueue) pop(mem *atomic.Int64) {
+	q.account(mem, -int64(len(q.items[q.head].msg.Payload)))
 	q.items[q.head] = delivery{}
 	q.head++
 	switch {

@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -102,13 +103,14 @@ func (d *eventLoopDriver) Serve(ctx context.Context) error {
 	defer stop()
 
 	var (
-		nfd  int
-		sa   unix.Sockaddr
-		aerr error
+		nfd    int
+		remote netip.AddrPort
+		aerr   error
+		rsa    = new(unix.RawSockaddrAny)
 	)
 	accept := func(fd uintptr) bool {
 		for {
-			nfd, sa, aerr = unix.Accept4(int(fd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+			nfd, remote, aerr = accept4(int(fd), rsa)
 			switch aerr {
 			case unix.EINTR:
 				continue
@@ -139,12 +141,39 @@ func (d *eventLoopDriver) Serve(ctx context.Context) error {
 			continue
 		}
 		backoff = 0
-		d.dispatch(nfd, sa)
+		d.dispatch(nfd, remote)
 	}
 }
 
+// accept4 is unix.Accept4 without its two allocations per connection (a
+// sockaddr buffer and the decoded address), which would linger as garbage
+// among the connection's long-lived objects: the caller's buffer is
+// reused and the address decoded into a value.
+func accept4(fd int, rsa *unix.RawSockaddrAny) (int, netip.AddrPort, error) {
+	n := uint32(unix.SizeofSockaddrAny)
+	r, _, e := unix.Syscall6(unix.SYS_ACCEPT4, uintptr(fd), uintptr(unsafe.Pointer(rsa)), uintptr(unsafe.Pointer(&n)),
+		unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0, 0)
+	if e != 0 {
+		return -1, netip.AddrPort{}, e
+	}
+	var ap netip.AddrPort
+	switch rsa.Addr.Family {
+	case unix.AF_INET:
+		a := (*unix.RawSockaddrInet4)(unsafe.Pointer(rsa))
+		ap = netip.AddrPortFrom(netip.AddrFrom4(a.Addr), binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&a.Port))[:]))
+	case unix.AF_INET6:
+		a := (*unix.RawSockaddrInet6)(unsafe.Pointer(rsa))
+		ip := netip.AddrFrom16(a.Addr).Unmap()
+		if a.Scope_id != 0 && ip.Is6() {
+			ip = ip.WithZone(strconv.FormatUint(uint64(a.Scope_id), 10))
+		}
+		ap = netip.AddrPortFrom(ip, binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&a.Port))[:]))
+	}
+	return int(r), ap, nil
+}
+
 // dispatch hands a freshly accepted socket to the least loaded loop.
-func (d *eventLoopDriver) dispatch(fd int, sa unix.Sockaddr) {
+func (d *eventLoopDriver) dispatch(fd int, remote netip.AddrPort) {
 	// Small MQTT packets must not wait for Nagle; the driver batches itself.
 	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	// Probe dead peers as package net does for the connections it accepts
@@ -153,12 +182,7 @@ func (d *eventLoopDriver) dispatch(fd int, sa unix.Sockaddr) {
 	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, 15)
 	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, 15)
 	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPCNT, 9)
-	c := &econn{fd: fd, remote: addrPort(sa), local: d.local}
-	if !c.local.IsValid() { // listening on a wildcard address: ask which one
-		if lsa, err := unix.Getsockname(fd); err == nil {
-			c.local = addrPort(lsa)
-		}
-	}
+	c := &econn{fd: fd, remote: remote}
 	l := d.pick()
 	c.l = l
 	l.load.Add(1)
@@ -866,7 +890,9 @@ type econn struct {
 	ep Endpoint
 	fd int
 
-	remote, local netip.AddrPort
+	// remote is kept; the local address is asked for when wanted (rarely):
+	// an idle connection's every byte counts.
+	remote netip.AddrPort
 
 	flushQueued atomic.Bool // on the loop's flush queue
 	closeReq    atomic.Bool // Close was called
@@ -899,7 +925,18 @@ func (c *econn) Close() {
 }
 
 func (c *econn) RemoteAddr() net.Addr { return net.TCPAddrFromAddrPort(c.remote) }
-func (c *econn) LocalAddr() net.Addr  { return net.TCPAddrFromAddrPort(c.local) }
+
+// LocalAddr implements Conn: the listener's address, or when it listens on
+// a wildcard address, the one the connection came to.
+func (c *econn) LocalAddr() net.Addr {
+	local := c.l.d.local
+	if !local.IsValid() && !c.gone.Load() {
+		if lsa, err := unix.Getsockname(c.fd); err == nil {
+			local = addrPort(lsa)
+		}
+	}
+	return net.TCPAddrFromAddrPort(local)
+}
 
 func addrPort(sa unix.Sockaddr) netip.AddrPort {
 	switch sa := sa.(type) {
