@@ -150,17 +150,45 @@ func (c *conn) consume(b []byte) {
 	dec.Version = c.version
 	var rest []byte
 	var parsed bool
-	if len(c.in) == 0 {
-		rest, parsed = c.parse(dec, b)
-		if len(rest) > 0 && !c.closing.Load() {
-			c.in = append(bufpool.Get(len(rest)), rest...)
+	total := c.bigPending()
+	if total > 0 {
+		// The rest of a big packet goes into its own buffer, and no further
+		// (DataRead may have put it there already).
+		take := min(total-len(c.in), len(b))
+		c.in = append(c.in, b[:take]...)
+		b = b[take:]
+		if len(c.in) == total {
+			own := c.in
+			c.in = nil
+			_, parsed = c.parse(dec, own, true)
 		}
-	} else {
+	}
+	switch {
+	case len(c.in) == 0:
+		if len(b) == 0 {
+			break
+		}
+		var more bool
+		rest, more = c.parse(dec, b, false)
+		parsed = parsed || more
+		if len(rest) > 0 && !c.closing.Load() {
+			if c.in = bigBuffer(rest, c.srv.opts.MaxPacketSize); c.in == nil {
+				c.in = append(bufpool.Get(len(rest)), rest...)
+			}
+		}
+	case total > 0:
+		// Still assembling the big packet: b went into it.
+	default:
 		c.in = append(c.in, b...)
-		rest, parsed = c.parse(dec, c.in)
+		var more bool
+		rest, more = c.parse(dec, c.in, false)
+		parsed = parsed || more
 		if len(rest) == 0 || c.closing.Load() {
 			bufpool.Put(c.in)
 			c.in = nil
+		} else if big := bigBuffer(rest, c.srv.opts.MaxPacketSize); big != nil {
+			bufpool.Put(c.in)
+			c.in = big
 		} else {
 			n := copy(c.in, rest)
 			c.in = c.in[:n]
@@ -187,9 +215,86 @@ func (c *conn) consume(b []byte) {
 	}
 }
 
+// bigPacket is the size from which a packet that arrives in pieces is
+// assembled in a buffer of its own, sized once, which a PUBLISH's message
+// then keeps: its payload is not copied again after the read.
+const bigPacket = 64 << 10
+
+// bigBuffer returns a buffer of its own for the big packet that rest
+// starts, holding rest, or nil if rest does not start one. The buffer is
+// only made once an eighth of the packet has arrived: a client cannot make
+// the broker reserve more than eight times what it sent.
+func bigBuffer(rest []byte, maxPacket int) []byte {
+	h, n, err := packet.ParseFixedHeader(rest, maxPacket)
+	if err != nil {
+		return nil
+	}
+	total := n + h.Remaining
+	if total < bigPacket || len(rest) < total/8 || len(rest) >= total {
+		return nil
+	}
+	buf := make([]byte, len(rest), total)
+	copy(buf, rest)
+	return buf
+}
+
+// bigPending returns the size of the big packet c.in is assembling in a
+// buffer of its own (bigBuffer's), or 0. A pooled buffer that happens to
+// look like one is harmless: it is left to the garbage collector instead
+// of going back to the pool.
+func (c *conn) bigPending() int {
+	if len(c.in) == 0 {
+		return 0
+	}
+	h, n, err := packet.ParseFixedHeader(c.in, c.srv.opts.MaxPacketSize)
+	if err != nil {
+		return 0
+	}
+	if total := n + h.Remaining; total >= bigPacket && cap(c.in) == total && len(c.in) <= total {
+		return total
+	}
+	return 0
+}
+
+// ReadBuffer implements listener.DirectReader: the rest of a big packet is
+// read into the packet's own buffer.
+func (c *conn) ReadBuffer() []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	// While paused, another goroutine may resume and consume c.in.
+	if c.paused || c.closing.Load() || c.state == stateClosed {
+		return nil
+	}
+	if total := c.bigPending(); total > len(c.in) {
+		return c.in[len(c.in):total]
+	}
+	return nil
+}
+
+// DataRead implements listener.DirectReader.
+func (c *conn) DataRead(b []byte) {
+	c.mu.Lock()
+	if c.closing.Load() || c.state == stateClosed {
+		c.mu.Unlock()
+		return
+	}
+	if n := len(c.in); !c.paused && len(b) > 0 && n < cap(c.in) && &c.in[:n+1][n] == &b[0] {
+		c.in = c.in[:n+len(b)]
+		c.consume(nil)
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Unlock()
+	// Not where ReadBuffer pointed (it cannot happen while the loop is the
+	// only reader): take the bytes as ordinary input.
+	c.Data(b)
+}
+
 // parse handles every complete packet at the start of b and returns the
-// incomplete remainder, and whether any packet was complete.
-func (c *conn) parse(dec *packet.Decoder, b []byte) (rest []byte, parsed bool) {
+// incomplete remainder, and whether any packet was complete. owned says
+// that b holds one packet in a buffer nobody reuses: a PUBLISH's message
+// may keep it rather than copy it.
+func (c *conn) parse(dec *packet.Decoder, b []byte, owned bool) (rest []byte, parsed bool) {
 	for len(b) > 0 && !c.closing.Load() && !c.paused {
 		h, n, err := packet.ParseFixedHeader(b, c.srv.opts.MaxPacketSize)
 		if err == packet.ErrIncomplete {
@@ -212,7 +317,12 @@ func (c *conn) parse(dec *packet.Decoder, b []byte) (rest []byte, parsed bool) {
 		}
 		b = b[n+h.Remaining:]
 		parsed = true
-		if err := c.handle(p); err != nil {
+		if pub, ok := p.(*packet.Publish); ok && owned && c.state == stateConnected {
+			err = c.handlePublish(pub, true)
+		} else {
+			err = c.handle(p)
+		}
+		if err != nil {
 			c.fail(err)
 			return nil, parsed
 		}
@@ -239,7 +349,7 @@ func (c *conn) handle(p packet.Packet) error {
 	}
 	switch p := p.(type) {
 	case *packet.Publish:
-		return c.handlePublish(p)
+		return c.handlePublish(p, false)
 	case *packet.Ack:
 		return c.handleAck(p)
 	case *packet.Subscribe:

@@ -36,20 +36,31 @@ const forwarded = 1<<packet.PropPayloadFormat | 1<<packet.PropContentType |
 	1<<packet.PropResponseTopic | 1<<packet.PropCorrelationData
 
 // newMessage copies what it keeps out of a decoded PUBLISH, which aliases
-// the connection's read buffer. Topic and payload share one allocation;
-// properties, which MQTT 3 messages never have, take their own.
-func newMessage(p *packet.Publish, origin uint64) *Message {
-	buf := make([]byte, len(p.Topic)+len(p.Payload))
-	copy(buf, p.Topic)
-	copy(buf[len(p.Topic):], p.Payload)
+// the connection's read buffer.
+func newMessage(p *packet.Publish, origin uint64) *Message { return makeMessage(p, origin, false) }
+
+// makeMessage makes the message of a decoded PUBLISH. Unless owned (p's
+// bytes are in a buffer nobody reuses, which the message may keep), it
+// copies the topic and payload into one allocation; properties, which
+// MQTT 3 messages never have, take their own.
+func makeMessage(p *packet.Publish, origin uint64, owned bool) *Message {
+	topic, payload := p.Topic, p.Payload[:len(p.Payload):len(p.Payload)]
+	if !owned {
+		buf := make([]byte, len(p.Topic)+len(p.Payload))
+		copy(buf, p.Topic)
+		copy(buf[len(p.Topic):], p.Payload)
+		payload = buf[len(p.Topic):len(buf):len(buf)]
+		topic = ""
+		if len(p.Topic) > 0 {
+			topic = unsafe.String(&buf[0], len(p.Topic))
+		}
+	}
 	m := &Message{
+		Topic:   topic,
 		QoS:     p.QoS,
 		Retain:  p.Retain,
-		Payload: buf[len(p.Topic):len(buf):len(buf)],
+		Payload: payload,
 		origin:  origin,
-	}
-	if len(p.Topic) > 0 {
-		m.Topic = unsafe.String(&buf[0], len(p.Topic))
 	}
 	// An interval of 0 is taken as no expiry, as Mosquitto does: the spec
 	// gives it no meaning of its own.

@@ -15,7 +15,9 @@ import (
 // handlePublish checks an application message from the client against what
 // the broker advertised, routes it and acknowledges it as its QoS requires.
 // The codec has already refused wildcards in the topic name. [MQTT-3.3.2-2]
-func (c *conn) handlePublish(p *packet.Publish) error {
+// owned says that p's bytes are in a buffer nobody reuses, which the
+// message may keep.
+func (c *conn) handlePublish(p *packet.Publish, owned bool) error {
 	o := &c.srv.opts
 	ss := c.sess.Load()
 	if p.QoS > o.maxQoS() {
@@ -82,10 +84,10 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 	defer putTx(tx)
 	switch p.QoS {
 	case 0:
-		c.srv.publish(newMessage(p, ss.id), tx)
+		c.srv.publish(makeMessage(p, ss.id, owned), tx)
 		tx.finish(c.srv, nil)
 	case 1:
-		n := c.srv.publish(newMessage(p, ss.id), tx)
+		n := c.srv.publish(makeMessage(p, ss.id, owned), tx)
 		// Acknowledged once the message is in the store for every durable
 		// session it goes to. [MQTT-4.3.2-2]
 		c.ack(packet.PUBACK, p.PacketID, c.routedCode(n), tx.group())
@@ -100,7 +102,7 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 		}
 		code := packet.Success
 		if !dup {
-			code = c.routedCode(c.srv.publish(newMessage(p, ss.id), tx))
+			code = c.routedCode(c.srv.publish(makeMessage(p, ss.id, owned), tx))
 		}
 		c.ack(packet.PUBREC, p.PacketID, code, tx.group())
 		tx.finish(c.srv, c)

@@ -516,7 +516,16 @@ func (l *loop) handle(ev unix.EpollEvent) {
 // bytes left in the socket bring the loop back next round, after the other
 // connections had their turn.
 func (l *loop) readable(c *econn) {
-	n, err := ignoringEINTR(func() (int, error) { return unix.Read(c.fd, l.buf) })
+	buf := l.buf
+	dr, direct := c.ep.(DirectReader)
+	if direct && c.phase == phaseOpen {
+		if b := dr.ReadBuffer(); len(b) > 0 {
+			buf = b
+		} else {
+			direct = false
+		}
+	}
+	n, err := ignoringEINTR(func() (int, error) { return unix.Read(c.fd, buf) })
 	switch {
 	case err == unix.EAGAIN:
 	case err != nil:
@@ -524,7 +533,13 @@ func (l *loop) readable(c *econn) {
 	case n == 0:
 		l.readEOF(c)
 	case c.phase == phaseOpen && !c.closeReq.Load():
-		if p := l.data(c, l.buf[:n]); p != nil {
+		var p *PanicError
+		if direct {
+			p = l.dataRead(c, dr, buf[:n])
+		} else {
+			p = l.data(c, buf[:n])
+		}
+		if p != nil {
 			l.finalize(c, p)
 		}
 	}
@@ -550,6 +565,16 @@ func (l *loop) data(c *econn, b []byte) (p *PanicError) {
 		}
 	}()
 	c.ep.Data(b)
+	return nil
+}
+
+func (l *loop) dataRead(c *econn, dr DirectReader, b []byte) (p *PanicError) {
+	defer func() {
+		if r := recover(); r != nil {
+			p = recovered(l.d.opts.Logger, "DataRead", c.RemoteAddr(), r)
+		}
+	}()
+	dr.DataRead(b)
 	return nil
 }
 

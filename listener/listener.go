@@ -46,6 +46,20 @@ type Endpoint interface {
 	Closed(err error)
 }
 
+// A DirectReader is an Endpoint that can take some input straight into a
+// buffer of its own (the rest of a big packet) instead of having it copied
+// out of the driver's. The event-loop driver asks before each read; the
+// goroutine driver does not.
+type DirectReader interface {
+	// ReadBuffer returns where the next read should go, or nil for the
+	// driver's buffer. The endpoint must not touch that memory until
+	// DataRead.
+	ReadBuffer() []byte
+	// DataRead hands over the bytes read into ReadBuffer's buffer: b is
+	// its first len(b) bytes.
+	DataRead(b []byte)
+}
+
 // Conn is what an Endpoint may ask of its driver. Every method is safe to call
 // from any goroutine, at any time, including after the connection closed.
 type Conn interface {
