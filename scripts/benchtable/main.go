@@ -1,0 +1,182 @@
+// Command benchtable prints the Markdown table of scripts/bench-compare.sh:
+// for each preset, Mosquitto's and Petrel's results side by side and their
+// ratio, from the JSON files petrel bench --json wrote into a directory
+// (named <broker>-<preset>-<round>.json; with several rounds, the median
+// round by the preset's main figure).
+//
+//	go run ./scripts/benchtable DIR
+package main
+
+import (
+	"cmp"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+)
+
+// result is the part of petrel bench's JSON the table shows.
+type result struct {
+	Preset  string `json:"preset"`
+	Command string `json:"command"`
+	Connect struct {
+		OK   uint64  `json:"ok"`
+		PerS float64 `json:"per_s"`
+	} `json:"connect"`
+	Receive *struct {
+		Received uint64  `json:"received"`
+		PerS     float64 `json:"msgs_per_s"`
+		MBPerS   float64 `json:"mb_per_s"`
+		Lost     uint64  `json:"lost"`
+		Checked  bool    `json:"loss_checked"`
+		Dups     uint64  `json:"duplicates"`
+	} `json:"receive"`
+	Latency *struct {
+		P99 float64 `json:"p99"`
+	} `json:"latency_ms"`
+	Errors struct {
+		Total uint64 `json:"total"`
+	} `json:"errors"`
+	Bench struct {
+		Percent float64 `json:"percent"`
+	} `json:"bench_cpu"`
+	Broker *struct {
+		CPUSeconds   float64 `json:"cpu_s"`
+		CPUPercent   float64 `json:"cpu_percent"`
+		PerCPUS      float64 `json:"deliveries_per_cpu_s"`
+		MBPerCPUS    float64 `json:"mb_per_cpu_s"`
+		BytesPerConn float64 `json:"rss_per_conn_bytes"`
+	} `json:"broker"`
+}
+
+// large reports whether the preset is judged in MB rather than messages.
+func (r *result) large() bool { return r.Preset == "large" }
+
+// figure is what the preset is judged by, per broker CPU-second: deliveries
+// (MB for large payloads); for idle connections, connections per second.
+func (r *result) figure() float64 {
+	switch {
+	case r.Broker == nil:
+		return 0
+	case r.Receive == nil:
+		return r.Connect.PerS
+	case r.large():
+		return r.Broker.MBPerCPUS
+	default:
+		return r.Broker.PerCPUS
+	}
+}
+
+func main() {
+	if len(os.Args) != 2 {
+		fmt.Fprintln(os.Stderr, "usage: benchtable DIR")
+		os.Exit(2)
+	}
+	dir := os.Args[1]
+	runs := map[string]map[string][]*result{} // preset -> broker -> rounds
+	var order []string
+	files, _ := filepath.Glob(filepath.Join(dir, "*.json"))
+	slices.Sort(files)
+	for _, f := range files {
+		broker, rest, ok := strings.Cut(strings.TrimSuffix(filepath.Base(f), ".json"), "-")
+		if !ok {
+			continue
+		}
+		i := strings.LastIndex(rest, "-")
+		if i < 0 {
+			continue
+		}
+		preset := rest[:i]
+		b, err := os.ReadFile(f)
+		if err != nil || len(b) == 0 {
+			continue
+		}
+		var r result
+		if err := json.Unmarshal(b, &r); err != nil {
+			fmt.Fprintf(os.Stderr, "benchtable: %s: %v\n", f, err)
+			continue
+		}
+		if runs[preset] == nil {
+			runs[preset] = map[string][]*result{}
+			order = append(order, preset)
+		}
+		runs[preset][broker] = append(runs[preset][broker], &r)
+	}
+	if about, err := os.ReadFile(filepath.Join(dir, "about.txt")); err == nil {
+		for _, l := range strings.Split(strings.TrimSpace(string(about)), "\n") {
+			fmt.Printf("- %s\n", l)
+		}
+		fmt.Println()
+	}
+	presets := []string{"fanin-q0", "fanin-q1", "fanin-q2", "fanout-q0", "fanout-q1", "many-topics", "large", "idle-conns"}
+	slices.SortStableFunc(order, func(a, b string) int {
+		ia, ib := slices.Index(presets, a), slices.Index(presets, b)
+		if ia < 0 {
+			ia = len(presets)
+		}
+		if ib < 0 {
+			ib = len(presets)
+		}
+		return cmp.Compare(ia, ib)
+	})
+
+	fmt.Println("| preset | measure | Mosquitto | Petrel | Petrel / Mosquitto |")
+	fmt.Println("|---|---|---:|---:|---:|")
+	for _, p := range order {
+		m, pt := median(runs[p]["mosquitto"]), median(runs[p]["petrel"])
+		if m == nil || pt == nil {
+			fmt.Printf("| %s | (a run is missing) | | | |\n", p)
+			continue
+		}
+		row := func(measure string, f func(*result) float64, format string) {
+			a, b := f(m), f(pt)
+			ratio := "–"
+			if a > 0 {
+				ratio = fmt.Sprintf("%.2f×", b/a)
+			}
+			fmt.Printf("| %s | %s | %s | %s | %s |\n", p, measure, fmt.Sprintf(format, a), fmt.Sprintf(format, b), ratio)
+		}
+		if m.Receive == nil {
+			row("connections/s", func(r *result) float64 { return r.Connect.PerS }, "%.0f")
+			row("broker bytes per idle connection", func(r *result) float64 { return brokerField(r, func(b float64, _ float64) float64 { return b }) }, "%.0f")
+			continue
+		}
+		if m.large() {
+			row("MB per broker CPU-s", (*result).figure, "%.1f")
+			row("MB/s", func(r *result) float64 { return r.Receive.MBPerS }, "%.1f")
+		} else {
+			row("deliveries per broker CPU-s", (*result).figure, "%.0f")
+			row("deliveries/s", func(r *result) float64 { return r.Receive.PerS }, "%.0f")
+		}
+		row("broker CPU %", func(r *result) float64 { return brokerField(r, func(_ float64, pct float64) float64 { return pct }) }, "%.0f")
+		row("p99 latency ms", func(r *result) float64 {
+			if r.Latency == nil {
+				return 0
+			}
+			return r.Latency.P99
+		}, "%.1f")
+		row("lost + duplicated + errors", func(r *result) float64 {
+			return float64(r.Receive.Lost + r.Receive.Dups + r.Errors.Total)
+		}, "%.0f")
+		row("bench CPU % (of its CPU)", func(r *result) float64 { return r.Bench.Percent }, "%.0f")
+	}
+}
+
+func brokerField(r *result, f func(bytesPerConn, cpuPercent float64) float64) float64 {
+	if r.Broker == nil {
+		return 0
+	}
+	return f(r.Broker.BytesPerConn, r.Broker.CPUPercent)
+}
+
+// median is the round with the median figure.
+func median(rs []*result) *result {
+	if len(rs) == 0 {
+		return nil
+	}
+	rs = slices.Clone(rs)
+	slices.SortFunc(rs, func(a, b *result) int { return cmp.Compare(a.figure(), b.figure()) })
+	return rs[len(rs)/2]
+}
