@@ -3,6 +3,7 @@ package broker
 import (
 	"fmt"
 	"net"
+	"runtime"
 	"testing"
 
 	"github.com/petrelmq/petrel/internal/bufpool"
@@ -60,7 +61,7 @@ func BenchmarkRoute(b *testing.B) {
 	for _, tc := range []struct {
 		subs int
 		qos  byte
-	}{{1, 0}, {1, 1}, {10, 0}, {100, 0}, {100, 1}, {1000, 0}} {
+	}{{1, 0}, {1, 1}, {10, 0}, {100, 0}, {100, 1}, {1000, 0}, {10000, 0}} {
 		b.Run(fmt.Sprintf("subs=%d/qos=%d", tc.subs, tc.qos), func(b *testing.B) {
 			srv := New(Options{MaxInflight: 65535, MaxQueuedMessages: -1})
 			subs := make([]*benchConn, tc.subs)
@@ -86,6 +87,37 @@ func BenchmarkRoute(b *testing.B) {
 			}
 			b.StopTimer()
 			b.ReportMetric(float64(b.N*tc.subs)/b.Elapsed().Seconds(), "deliveries/s")
+		})
+	}
+}
+
+// BenchmarkQueuedMessageMemory measures the memory a message costs while it
+// waits in a session's queue: a subscriber that never acknowledges has its
+// in-flight window (1) full, so each op's message is queued. It reports the
+// heap growth per queued message, and that over the payload plus topic.
+func BenchmarkQueuedMessageMemory(b *testing.B) {
+	const topic = "building/3/floor/2/temp" // 23 bytes
+	for _, size := range []int{64, 1024, 16 << 10} {
+		b.Run(fmt.Sprintf("payload=%d", size), func(b *testing.B) {
+			srv := New(Options{MaxInflight: 1, MaxQueuedMessages: -1, MaxQueuedBytes: -1, Limits: Limits{QueuedMemory: -1}})
+			benchOpen(b, srv, "slow", topic, 1)
+			pub := benchOpen(b, srv, "pub", "", 0)
+			payload := make([]byte, size)
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			for i := 0; i < b.N; i++ {
+				msg, _ := packet.Append(nil, &packet.Publish{Topic: topic, QoS: 1, PacketID: uint16(i%65535 + 1),
+					Payload: payload}, packet.V311)
+				pub.ep.Data(msg)
+			}
+			b.StopTimer()
+			runtime.GC()
+			runtime.ReadMemStats(&after)
+			per := float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / float64(b.N)
+			b.ReportMetric(per, "B/queued")
+			b.ReportMetric(per/float64(size+len(topic)), "x(payload+topic)")
+			runtime.KeepAlive(srv)
 		})
 	}
 }

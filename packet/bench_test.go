@@ -70,6 +70,21 @@ func BenchmarkDecodePuback(b *testing.B) {
 	})
 }
 
+// BenchmarkAppendPublishHeader is the broker's encoding for a subscriber
+// of a message without properties (every MQTT 3 delivery).
+func BenchmarkAppendPublishHeader(b *testing.B) {
+	h := PublishHeader{Topic: benchPublish4.Topic, Payload: benchPublish4.Payload, QoS: 1, PacketID: 42}
+	buf := make([]byte, 0, 512)
+	b.SetBytes(int64(Len(benchPublish4, V311)))
+	b.ReportAllocs()
+	for b.Loop() {
+		var err error
+		if buf, err = AppendPublishHeader(buf[:0], &h, V311); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 func BenchmarkAppendPublish(b *testing.B) {
 	for _, c := range []struct {
 		name string
