@@ -83,22 +83,7 @@ func TestServeAndStop(t *testing.T) {
 			cmd.Wait()
 		}
 	})
-	addrs := make(chan string, 1)
-	go func() {
-		re := regexp.MustCompile(`msg=listening .*addr=(\S+)`)
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			if m := re.FindStringSubmatch(sc.Text()); m != nil {
-				addrs <- m[1]
-			}
-		}
-	}()
-	var addr string
-	select {
-	case addr = <-addrs:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the broker did not log its listening address")
-	}
+	addr := awaitLog(t, stderr, `msg=listening .*addr=(\S+)`)
 
 	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
@@ -124,6 +109,33 @@ func TestServeAndStop(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the broker did not stop within 10s of SIGTERM")
+	}
+}
+
+// awaitLog reads the broker's log until a line matches pattern, and returns
+// the pattern's first group. The rest of the log is read and dropped, so
+// the broker never blocks on it.
+func awaitLog(t *testing.T, log io.Reader, pattern string) string {
+	t.Helper()
+	re := regexp.MustCompile(pattern)
+	found := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(log)
+		for sc.Scan() {
+			if m := re.FindStringSubmatch(sc.Text()); m != nil {
+				select {
+				case found <- m[1]:
+				default:
+				}
+			}
+		}
+	}()
+	select {
+	case v := <-found:
+		return v
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the broker logged no line matching %q", pattern)
+		return ""
 	}
 }
 

@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"net/http"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -29,22 +27,7 @@ func TestPprofServesProfiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	urls := make(chan string, 1)
-	go func() {
-		re := regexp.MustCompile(`msg="serving profiles" url=(\S+)`)
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			if m := re.FindStringSubmatch(sc.Text()); m != nil {
-				urls <- m[1]
-			}
-		}
-	}()
-	var url string
-	select {
-	case url = <-urls:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the broker did not log where it serves profiles")
-	}
+	url := awaitLog(t, stderr, `msg="serving profiles" url=(\S+)`)
 	hc := &http.Client{Timeout: 5 * time.Second}
 	resp, err := hc.Get(url + "goroutine?debug=1")
 	if err != nil {
