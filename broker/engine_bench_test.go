@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"runtime"
+	"sync/atomic"
 	"testing"
 
 	"github.com/petrelmq/petrel/internal/bufpool"
@@ -120,4 +121,25 @@ func BenchmarkQueuedMessageMemory(b *testing.B) {
 			runtime.KeepAlive(srv)
 		})
 	}
+}
+
+// BenchmarkRouteParallel publishes from one client per goroutine, each to
+// its own topic with its own subscriber, so that the engine's shared state
+// (the topic index, the server's maps and counters) is what the goroutines
+// share. Run with -cpu 1,2 to see whether throughput scales with cores.
+func BenchmarkRouteParallel(b *testing.B) {
+	srv := New(Options{MaxInflight: 65535, MaxQueuedMessages: -1})
+	var next atomic.Int64
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		i := next.Add(1)
+		topic := fmt.Sprintf("bench/%d/temp", i)
+		benchOpen(b, srv, fmt.Sprintf("s%d", i), topic, 0)
+		pub := benchOpen(b, srv, fmt.Sprintf("p%d", i), "", 0)
+		msg, _ := packet.Append(nil, &packet.Publish{Topic: topic, Payload: make([]byte, 64)}, packet.V311)
+		for pb.Next() {
+			pub.ep.Data(msg)
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "deliveries/s")
 }
