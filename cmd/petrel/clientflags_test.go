@@ -127,18 +127,24 @@ func cliSub(t *testing.T, args ...string) *runningSub {
 		cancel()
 		<-s.exit
 	})
+	s.await(t, "received SUBACK")
+	return s
+}
+
+// await waits until sub's debug output says text, or sub has ended.
+func (s *runningSub) await(t *testing.T, text string) {
+	t.Helper()
 	deadline := time.After(10 * time.Second)
-	for !strings.Contains(s.stderr.String(), "received SUBACK") {
+	for !strings.Contains(s.stderr.String(), text) {
 		select {
 		case code := <-s.exit:
 			s.exit <- code
-			return s
+			return
 		case <-s.stderr.wrote:
 		case <-deadline:
-			t.Fatalf("petrel sub not subscribed after 10s; stderr %q", s.stderr.String())
+			t.Fatalf("petrel sub: no %q after 10s; stderr %q", text, s.stderr.String())
 		}
 	}
-	return s
 }
 
 // wait returns the exit code once sub has ended by itself.

@@ -193,6 +193,7 @@ func TestSubRetainedOptions(t *testing.T) {
 
 	// -U after -t: the unsubscribed filter no longer delivers.
 	s = cliSub(t, "-p", port, "-V", "5", "-t", "u/a", "-t", "u/b", "-U", "u/a", "-C", "1", "-v")
+	s.await(t, "received UNSUBACK")
 	mustPub(t, "-p", port, "-t", "u/a", "-m", "1")
 	mustPub(t, "-p", port, "-t", "u/b", "-m", "2")
 	if s.wait(t); s.stdout.String() != "u/b 2\n" {
