@@ -1,11 +1,9 @@
 package broker
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
-	"io"
 	"net"
 	"slices"
 	"strings"
@@ -27,134 +25,33 @@ import (
 
 const ctTimeout = 5 * time.Second
 
-// ctConn is a raw MQTT client connection: it sends packets encoded by
-// package packet and decodes what the broker answers.
+// ctConn is a raw MQTT client connection (a secClient): it sends packets
+// encoded by package packet and decodes what the broker answers.
 type ctConn struct {
-	t   *testing.T
-	nc  net.Conn
-	r   *bufio.Reader
-	dec packet.Decoder
+	*secClient
 }
 
 func ctDial(t *testing.T, srv *Server, version byte) *ctConn {
 	t.Helper()
-	nc, err := net.Dial("tcp", srv.Addrs()[0].String())
-	if err != nil {
-		t.Fatalf("dial: %v", err)
-	}
-	t.Cleanup(func() { nc.Close() })
-	c := &ctConn{t: t, nc: nc, r: bufio.NewReader(nc)}
-	c.dec.Version = version
-	return c
+	return &ctConn{secDial(t, "tcp", srv.Addrs()[0].String(), "client", version)}
 }
 
-func (c *ctConn) send(p packet.Packet) {
-	c.t.Helper()
-	b, err := packet.Append(nil, p, c.dec.Version)
-	if err != nil {
-		c.t.Fatalf("encode %s: %v", p.Type(), err)
-	}
-	c.sendRaw(b)
-}
-
-func (c *ctConn) sendRaw(b []byte) {
-	c.t.Helper()
-	c.nc.SetWriteDeadline(time.Now().Add(ctTimeout))
-	if _, err := c.nc.Write(b); err != nil {
-		c.t.Fatalf("send: %v", err)
-	}
-}
-
-// recv returns the next packet from the broker, or fails the test.
-func (c *ctConn) recv() packet.Packet {
-	c.t.Helper()
-	p, err := c.read()
-	if err != nil {
-		c.t.Fatalf("waiting for a packet: %v", err)
-	}
-	return p
-}
-
-// read returns the next packet, or the error that prevented it (io.EOF
-// when the broker closed the connection).
-func (c *ctConn) read() (packet.Packet, error) {
-	c.nc.SetReadDeadline(time.Now().Add(ctTimeout))
-	hdr := make([]byte, 0, 5)
-	for {
-		b, err := c.r.ReadByte()
-		if err != nil {
-			if len(hdr) > 0 {
-				return nil, io.ErrUnexpectedEOF
-			}
-			return nil, err
-		}
-		hdr = append(hdr, b)
-		if len(hdr) > 1 && (b&0x80 == 0 || len(hdr) == 5) {
-			break
-		}
-	}
-	h, _, err := packet.ParseFixedHeader(hdr, 0)
-	if err != nil {
-		return nil, err
-	}
-	body := make([]byte, h.Remaining)
-	if _, err := io.ReadFull(c.r, body); err != nil {
-		return nil, err
-	}
-	p, err := c.dec.Decode(h, body)
-	if err != nil {
-		return nil, err
-	}
-	return packet.Clone(p), nil
-}
-
-// connect sends CONNECT and returns the CONNACK.
+// connect sends CONNECT in the connection's version and returns the CONNACK.
 func (c *ctConn) connect(p *packet.Connect) *packet.Connack {
 	c.t.Helper()
-	p.Version = c.dec.Version
-	c.send(p)
-	return ctAs[*packet.Connack](c.t, c.recv())
-}
-
-// expectClosed checks that the broker closes the connection without
-// sending anything more.
-func (c *ctConn) expectClosed() {
-	c.t.Helper()
-	p, err := c.read()
-	var ne net.Error
-	switch {
-	case err == nil:
-		c.t.Fatalf("want the connection closed, got %s %+v", p.Type(), p)
-	case errors.As(err, &ne) && ne.Timeout():
-		c.t.Fatalf("connection still open after %v", ctTimeout)
-	}
-	c.nc.Close() // the broker need not wait for our side to close
+	p.Version = c.version
+	return c.secClient.connect(p)
 }
 
 // expectDisconnect checks that the broker sends DISCONNECT with code, and
 // then closes the connection.
 func (c *ctConn) expectDisconnect(code packet.ReasonCode) *packet.Disconnect {
 	c.t.Helper()
-	d := ctAs[*packet.Disconnect](c.t, c.recv())
-	if d.Code != code {
-		c.t.Fatalf("DISCONNECT reason 0x%02x (%s, %q), want 0x%02x (%s)",
-			byte(d.Code), d.Code, d.Props.ReasonString, byte(code), code)
-	}
+	d := c.secClient.expectDisconnect(code)
 	if d.Props.Has(packet.PropSessionExpiry) {
 		c.t.Fatalf("the server's DISCONNECT carries a Session Expiry Interval [MQTT-3.14.2-2]")
 	}
-	c.expectClosed()
 	return d
-}
-
-// ping makes a PINGREQ round trip: whatever the broker sent before the
-// PINGRESP fails the test.
-func (c *ctConn) ping() {
-	c.t.Helper()
-	c.send(&packet.Pingreq{})
-	if p := c.recv(); p.Type() != packet.PINGRESP {
-		c.t.Fatalf("want PINGRESP, got %s %+v", p.Type(), p)
-	}
 }
 
 func ctAs[T packet.Packet](t *testing.T, p packet.Packet) T {
@@ -783,13 +680,13 @@ func ctSCRAMRaw(t *testing.T, srv *Server, clientID, user, password string) *ctC
 	p.Props.Mark(packet.PropAuthMethod)
 	p.Props.Mark(packet.PropAuthData)
 	c.send(p)
-	first := ctAs[*packet.Auth](t, c.recv())
+	first := ctAs[*packet.Auth](t, c.next())
 	final, err := sc.Final(first.Props.AuthData)
 	if err != nil {
 		t.Fatalf("server-first: %v", err)
 	}
 	c.send(ctAuth(packet.ContinueAuthentication, ctMethod, final))
-	ca := ctAs[*packet.Connack](t, c.recv())
+	ca := ctAs[*packet.Connack](t, c.next())
 	ctExpectConnack(t, ca, packet.Success, false)
 	if err := sc.Verify(ca.Props.AuthData); err != nil {
 		t.Fatalf("server-final: %v", err)
@@ -820,7 +717,7 @@ func TestV5ReAuthentication(t *testing.T) {
 	for round := range 2 {
 		sc := ctSCRAMClient(t, "alice", "wonderland")
 		c.send(ctAuth(packet.ReAuthenticate, ctMethod, sc.First()))
-		first := ctAs[*packet.Auth](t, c.recv())
+		first := ctAs[*packet.Auth](t, c.next())
 		if first.Code != packet.ContinueAuthentication || first.Props.AuthMethod != ctMethod {
 			t.Fatalf("round %d: AUTH 0x%02x method %q, want 0x18 and %q", round, byte(first.Code), first.Props.AuthMethod, ctMethod)
 		}
@@ -829,7 +726,7 @@ func TestV5ReAuthentication(t *testing.T) {
 			t.Fatalf("round %d: server-first: %v", round, err)
 		}
 		c.send(ctAuth(packet.ContinueAuthentication, ctMethod, final))
-		done := ctAs[*packet.Auth](t, c.recv())
+		done := ctAs[*packet.Auth](t, c.next())
 		if done.Code != packet.Success || done.Props.AuthMethod != ctMethod {
 			t.Fatalf("round %d: AUTH 0x%02x method %q, want 0x00 and %q", round, byte(done.Code), done.Props.AuthMethod, ctMethod)
 		}
@@ -856,7 +753,7 @@ func TestV5AuthWithinClientMaximumPacketSize(t *testing.T) {
 		c := ctDial(t, srv, packet.V5)
 		need := 0
 		recv := func() packet.Packet {
-			p := c.recv()
+			p := c.next()
 			if n := packet.Len(p, packet.V5); limit > 0 && n > int(limit) {
 				t.Errorf("%s: %s of %d bytes, above the client's Maximum Packet Size %d", id, p.Type(), n, limit)
 			}
@@ -958,7 +855,7 @@ func TestV5ReAuthenticationFails(t *testing.T) {
 			c := ctSCRAMRaw(t, srv, "a-"+tc.user, "alice", "wonderland")
 			sc := ctSCRAMClient(t, tc.user, tc.password)
 			c.send(ctAuth(packet.ReAuthenticate, ctMethod, sc.First()))
-			first := ctAs[*packet.Auth](t, c.recv())
+			first := ctAs[*packet.Auth](t, c.next())
 			final, err := sc.Final(first.Props.AuthData)
 			if err != nil {
 				t.Fatalf("server-first: %v", err)
@@ -1043,9 +940,9 @@ func TestV5AuthOutOfTurnDuringExchange(t *testing.T) {
 			p.Props.Mark(packet.PropAuthMethod)
 			p.Props.Mark(packet.PropAuthData)
 			c.send(p)
-			first := ctAs[*packet.Auth](t, c.recv())
+			first := ctAs[*packet.Auth](t, c.next())
 			c.send(tc.next(sc, first.Props.AuthData))
-			reply, err := c.read()
+			reply, err := c.read(ctTimeout)
 			if err == nil {
 				ca, ok := reply.(*packet.Connack)
 				if !ok || ca.Code != packet.ProtocolError {
@@ -1082,9 +979,9 @@ func TestV5AuthAbandonedExchangeTimesOut(t *testing.T) {
 	p.Props.Mark(packet.PropAuthMethod)
 	p.Props.Mark(packet.PropAuthData)
 	c.send(p)
-	ctAs[*packet.Auth](t, c.recv())
+	ctAs[*packet.Auth](t, c.next())
 	// Nothing more from the client: before CONNACK only a close may follow.
-	reply, err := c.read()
+	reply, err := c.read(ctTimeout)
 	if err == nil {
 		t.Fatalf("want the connection closed, got %s %+v", reply.Type(), reply)
 	}

@@ -1,11 +1,8 @@
 package broker
 
 import (
-	"bufio"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"net"
 	"slices"
 	"strconv"
@@ -29,16 +26,11 @@ import (
 
 const psTimeout = 5 * time.Second
 
-// psClient is a raw MQTT connection that encodes and decodes with package
-// packet: every property and reason code is visible. Used from the test
-// goroutine only.
+// psClient is a raw MQTT connection (a secClient) with the publish and
+// subscribe of the MQTT 5 tests: every property and reason code is
+// visible. Used from the test goroutine only.
 type psClient struct {
-	t       *testing.T
-	name    string
-	nc      net.Conn
-	r       *bufio.Reader
-	version byte
-	dec     packet.Decoder
+	*secClient
 }
 
 // psConnect opens a connection and sends CONNECT; the CONNACK must accept it.
@@ -50,33 +42,16 @@ func psConnect(t *testing.T, srv *Server, c packet.Connect) (*psClient, *packet.
 	if c.KeepAlive == 0 {
 		c.KeepAlive = 60
 	}
-	nc, err := net.DialTimeout("tcp", srv.Addrs()[0].String(), psTimeout)
-	if err != nil {
-		t.Fatalf("dial: %v", err)
+	sc, ack := secConnect(t, srv.Addrs()[0].String(), &c)
+	if ack.Code != packet.Success {
+		t.Fatalf("%s: CONNACK %+v, want success", c.ClientID, ack)
 	}
-	t.Cleanup(func() { nc.Close() })
-	pc := &psClient{t: t, name: c.ClientID, nc: nc, r: bufio.NewReader(nc), version: c.Version}
-	pc.dec.Version = c.Version
-	pc.send(&c)
-	ack, ok := pc.next().(*packet.Connack)
-	if !ok || ack.Code != packet.Success {
-		t.Fatalf("%s: CONNACK %+v, want success", pc.name, ack)
-	}
-	return pc, ack
+	return &psClient{sc}, ack
 }
 
 // psV5 is the CONNECT of an MQTT 5 client with a clean start and props.
 func psV5(id string, props packet.Properties) packet.Connect {
 	return packet.Connect{Version: packet.V5, CleanStart: true, ClientID: id, Props: props}
-}
-
-func (c *psClient) send(p packet.Packet) {
-	c.t.Helper()
-	b, err := packet.Append(nil, p, c.version)
-	if err != nil {
-		c.t.Fatalf("%s: encode %s: %v", c.name, p.Type(), err)
-	}
-	c.write(b)
 }
 
 // sendWire sends bytes in the wire scripts' notation (see parseWireBytes),
@@ -87,86 +62,7 @@ func (c *psClient) sendWire(notation string) {
 	if err != nil {
 		c.t.Fatalf("bad wire notation %q: %v", notation, err)
 	}
-	c.write(b)
-}
-
-func (c *psClient) write(b []byte) {
-	c.t.Helper()
-	c.nc.SetWriteDeadline(time.Now().Add(psTimeout))
-	if _, err := c.nc.Write(b); err != nil {
-		c.t.Fatalf("%s: write: %v", c.name, err)
-	}
-}
-
-// read returns the next packet, or the error that ended the connection.
-func (c *psClient) read() (packet.Packet, []byte, error) {
-	c.nc.SetReadDeadline(time.Now().Add(psTimeout))
-	hdr := make([]byte, 1, 5)
-	var err error
-	if hdr[0], err = c.r.ReadByte(); err != nil {
-		return nil, nil, err
-	}
-	for {
-		b, err := c.r.ReadByte()
-		if err != nil {
-			return nil, nil, err
-		}
-		hdr = append(hdr, b)
-		if b&0x80 == 0 || len(hdr) == 5 {
-			break
-		}
-	}
-	h, _, err := packet.ParseFixedHeader(hdr, 0)
-	if err != nil {
-		return nil, nil, fmt.Errorf("fixed header % x: %w", hdr, err)
-	}
-	body := make([]byte, h.Remaining)
-	if _, err := io.ReadFull(c.r, body); err != nil {
-		return nil, nil, err
-	}
-	p, err := c.dec.Decode(h, body)
-	if err != nil {
-		return nil, nil, fmt.Errorf("decode %s: %w", h.Type, err)
-	}
-	return packet.Clone(p), append(hdr, body...), nil
-}
-
-func (c *psClient) next() packet.Packet {
-	c.t.Helper()
-	p, _, err := c.read()
-	if err != nil {
-		c.t.Fatalf("%s: reading the next packet: %v", c.name, err)
-	}
-	return p
-}
-
-func (c *psClient) nextPublish() *packet.Publish {
-	c.t.Helper()
-	p := c.next()
-	pub, ok := p.(*packet.Publish)
-	if !ok {
-		c.t.Fatalf("%s: got %s %+v, want PUBLISH", c.name, p.Type(), p)
-	}
-	return pub
-}
-
-func (c *psClient) nextAck(kind packet.Type, pid uint16) *packet.Ack {
-	c.t.Helper()
-	p := c.next()
-	a, ok := p.(*packet.Ack)
-	if !ok || a.Kind != kind || a.PacketID != pid {
-		c.t.Fatalf("%s: got %s %+v, want %s for packet id %d", c.name, p.Type(), p, kind, pid)
-	}
-	return a
-}
-
-// ping proves that nothing was sent before the PINGRESP.
-func (c *psClient) ping() {
-	c.t.Helper()
-	c.send(&packet.Pingreq{})
-	if p := c.next(); p.Type() != packet.PINGRESP {
-		c.t.Fatalf("%s: got %s %+v before PINGRESP, want nothing", c.name, p.Type(), p)
-	}
+	c.sendRaw(b)
 }
 
 // drainUntilPong sends PINGREQ and returns the PUBLISHes that arrive before
@@ -217,36 +113,14 @@ func (c *psClient) disconnect() {
 	c.expectClosed()
 }
 
-// expectClosed requires the broker to close the connection with nothing
-// more sent.
-func (c *psClient) expectClosed() {
-	c.t.Helper()
-	p, raw, err := c.read()
-	if err == nil {
-		c.t.Fatalf("%s: got %s % x, want the connection closed", c.name, p.Type(), raw)
-	}
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		c.t.Fatalf("%s: connection still open after %v", c.name, psTimeout)
-	}
-}
-
 // expectDisconnect requires a DISCONNECT with code, and then the close.
 // [MQTT-4.13.1-1] [MQTT-3.14.4-1] [MQTT-3.14.4-2] [MQTT-3.14.2-2]
 func (c *psClient) expectDisconnect(code packet.ReasonCode) {
 	c.t.Helper()
-	p, raw, err := c.read()
-	if err != nil {
-		c.t.Fatalf("%s: want DISCONNECT 0x%02x, got %v", c.name, byte(code), err)
-	}
-	d, ok := p.(*packet.Disconnect)
-	if !ok || d.Code != code {
-		c.t.Fatalf("%s: got %s % x, want DISCONNECT 0x%02x", c.name, p.Type(), raw, byte(code))
-	}
+	d := c.secClient.expectDisconnect(code)
 	if d.Props.Has(packet.PropSessionExpiry) {
 		c.t.Errorf("%s: the server's DISCONNECT carries a Session Expiry Interval", c.name)
 	}
-	c.expectClosed()
 }
 
 func psQoS(q byte) *byte { return &q }
@@ -475,7 +349,7 @@ func TestV5PubSubViolationsDisconnect(t *testing.T) {
 			}
 			for _, want := range tc.before {
 				wb, _ := parseWireBytes(want)
-				_, raw, err := c.read()
+				_, raw, err := c.readRaw(psTimeout)
 				if err != nil || string(raw) != string(wb) {
 					t.Fatalf("want % x before the DISCONNECT, got % x (%v)", wb, raw, err)
 				}
@@ -848,7 +722,7 @@ func TestV5MaximumPacketSizeTowardsClient(t *testing.T) {
 	pub.send(&packet.Publish{QoS: 0, Topic: "mps/big0", Payload: []byte(big)})
 	pub.publish(2, "mps/small", "small", packet.Properties{})
 
-	p, raw, err := sub.read()
+	p, raw, err := sub.readRaw(psTimeout)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -904,7 +778,7 @@ func TestV5MaximumPacketSizeOnResend(t *testing.T) {
 		t.Fatalf("after reconnecting with Maximum Packet Size 64 got %d PUBLISHes %q, want none", len(pubs), psPayloads(pubs))
 	}
 	pub.publish(2, "mps/small", "small", packet.Properties{})
-	p, raw, err := sub.read()
+	p, raw, err := sub.readRaw(psTimeout)
 	if err != nil {
 		t.Fatalf("want the small message: it must not wait behind the dropped one (%v)", err)
 	}

@@ -167,6 +167,12 @@ func (c *secClient) sendRaw(b []byte) {
 // read returns the next packet, or the error that ended the connection
 // (io.EOF when the broker closed it).
 func (c *secClient) read(timeout time.Duration) (packet.Packet, error) {
+	p, _, err := c.readRaw(timeout)
+	return p, err
+}
+
+// readRaw is read that also returns the packet's bytes as they came.
+func (c *secClient) readRaw(timeout time.Duration) (packet.Packet, []byte, error) {
 	c.nc.SetReadDeadline(time.Now().Add(timeout))
 	hdr := make([]byte, 0, 5)
 	for {
@@ -175,7 +181,7 @@ func (c *secClient) read(timeout time.Duration) (packet.Packet, error) {
 			if len(hdr) > 0 && err == io.EOF {
 				err = io.ErrUnexpectedEOF
 			}
-			return nil, err
+			return nil, nil, err
 		}
 		hdr = append(hdr, b)
 		if len(hdr) > 1 && (b&0x80 == 0 || len(hdr) == 5) {
@@ -184,17 +190,17 @@ func (c *secClient) read(timeout time.Duration) (packet.Packet, error) {
 	}
 	h, _, err := packet.ParseFixedHeader(hdr, 0)
 	if err != nil {
-		return nil, err
+		return nil, nil, fmt.Errorf("fixed header % x: %w", hdr, err)
 	}
 	body := make([]byte, h.Remaining)
 	if _, err := io.ReadFull(c.r, body); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	p, err := c.dec.Decode(h, body)
 	if err != nil {
-		return nil, err
+		return nil, nil, fmt.Errorf("decode %s: %w", h.Type, err)
 	}
-	return packet.Clone(p), nil
+	return packet.Clone(p), append(hdr, body...), nil
 }
 
 // next returns the next packet or fails the test.
@@ -346,8 +352,9 @@ func (c *secClient) expectClosed() {
 	}
 }
 
-// expectDisconnect requires a DISCONNECT with code, then the close.
-func (c *secClient) expectDisconnect(code packet.ReasonCode) {
+// expectDisconnect requires a DISCONNECT with code, then the close, and
+// returns the DISCONNECT.
+func (c *secClient) expectDisconnect(code packet.ReasonCode) *packet.Disconnect {
 	c.t.Helper()
 	d := c.closedErr(secTimeout)
 	switch {
@@ -356,6 +363,7 @@ func (c *secClient) expectDisconnect(code packet.ReasonCode) {
 	case d.Code != code:
 		c.t.Fatalf("%s: DISCONNECT 0x%02x (%q), want 0x%02x (%s)", c.name, byte(d.Code), d.Props.ReasonString, byte(code), code)
 	}
+	return d
 }
 
 // expectRefused requires CONNACK with code, then the close. A 3.1.1
