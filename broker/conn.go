@@ -773,26 +773,15 @@ func (c *conn) writePublish(d *delivery, pid uint16, dup bool) bool {
 		return c.writePlainPublish(d, pid, dup)
 	}
 	p := packet.Publish{Topic: m.Topic, Payload: m.Payload, QoS: d.qos, PacketID: pid, Dup: dup, Retain: d.retain}
-	if c.version == packet.V5 {
-		if m.Props != nil {
-			p.Props = *m.Props
-		}
-		if !m.Expiry.IsZero() {
-			p.Props.MessageExpiry = m.remaining(time.Now()) // [MQTT-3.3.2-6]
-			p.Props.Mark(packet.PropMessageExpiry)
-		}
-		p.Props.SubscriptionIDs = d.subIDs
+	if m.Props != nil {
+		p.Props = *m.Props
 	}
-	c.outMu.Lock()
-	if c.outClosed {
-		c.outMu.Unlock()
-		return true
+	if !m.Expiry.IsZero() {
+		p.Props.MessageExpiry = m.remaining(time.Now()) // [MQTT-3.3.2-6]
+		p.Props.Mark(packet.PropMessageExpiry)
 	}
-	if d.qos == 0 && !d.retain && len(c.out) > maxPendingOutput {
-		// The client is not reading. QoS 0 may be dropped; QoS 1 and 2
-		// are bounded by the in-flight window instead.
-		c.outMu.Unlock()
-		c.srv.stats.droppedQoS0Slow.Add(1)
+	p.Props.SubscriptionIDs = d.subIDs
+	if !c.lockOutput(d) {
 		return true
 	}
 	newAlias := uint16(0)
@@ -808,9 +797,7 @@ func (c *conn) writePublish(d *delivery, pid uint16, dup bool) bool {
 		}
 	}
 	if c.maxOut > 0 && packet.PublishLen(&p, c.version) > int(c.maxOut) {
-		c.outMu.Unlock()
-		c.srv.stats.droppedTooLarge.Add(1)
-		return false
+		return c.tooLargeLocked()
 	}
 	if newAlias != 0 {
 		if c.outAliases == nil {
@@ -818,17 +805,8 @@ func (c *conn) writePublish(d *delivery, pid uint16, dup bool) bool {
 		}
 		c.outAliases[m.Topic] = newAlias
 	}
-	if c.out == nil {
-		c.out = bufpool.Get(len(m.Payload) + len(m.Topic) + 16)
-	}
-	out, err := packet.AppendPublish(c.out, &p, c.version)
-	c.out = out
-	c.outMu.Unlock()
-	if err != nil {
-		c.srv.log.Error("encoding PUBLISH", "client", c.clientID(), "topic", m.Topic, "err", err)
-		return true
-	}
-	c.nc.Flush()
+	out, err := packet.AppendPublish(c.outBufLocked(m), &p, c.version)
+	c.appendedLocked(out, err, m)
 	return true
 }
 
@@ -838,39 +816,66 @@ func (c *conn) writePublish(d *delivery, pid uint16, dup bool) bool {
 func (c *conn) writePlainPublish(d *delivery, pid uint16, dup bool) bool {
 	m := d.msg
 	h := packet.PublishHeader{Topic: m.Topic, Payload: m.Payload, QoS: d.qos, PacketID: pid, Dup: dup, Retain: d.retain}
+	if !c.lockOutput(d) {
+		return true
+	}
+	// The exact size is only worked out when a rough upper bound exceeds
+	// the client's maximum.
+	if c.maxOut > 0 && 2+len(m.Topic)+len(m.Payload)+2+1+5 > int(c.maxOut) {
+		full := packet.Publish{Topic: m.Topic, Payload: m.Payload, QoS: d.qos, PacketID: pid, Dup: dup}
+		if packet.PublishLen(&full, c.version) > int(c.maxOut) {
+			return c.tooLargeLocked()
+		}
+	}
+	out, err := packet.AppendPublishHeader(c.outBufLocked(m), &h, c.version)
+	c.appendedLocked(out, err, m)
+	return true
+}
+
+// lockOutput takes outMu to write delivery d. It reports false, with outMu
+// released, when d is not to be written: the connection is gone, or d is
+// QoS 0 to a client that does not read (QoS 1 and 2 are bounded by the
+// in-flight window instead), which is counted.
+func (c *conn) lockOutput(d *delivery) bool {
 	c.outMu.Lock()
 	if c.outClosed {
 		c.outMu.Unlock()
-		return true
+		return false
 	}
 	if d.qos == 0 && !d.retain && len(c.out) > maxPendingOutput {
 		c.outMu.Unlock()
 		c.srv.stats.droppedQoS0Slow.Add(1)
-		return true
+		return false
 	}
-	if c.maxOut > 0 {
-		size := 2 + len(m.Topic) + len(m.Payload) + 2 + 1 + 5
-		if size > int(c.maxOut) {
-			full := packet.Publish{Topic: m.Topic, Payload: m.Payload, QoS: d.qos, PacketID: pid, Dup: dup}
-			if packet.PublishLen(&full, c.version) > int(c.maxOut) {
-				c.outMu.Unlock()
-				c.srv.stats.droppedTooLarge.Add(1)
-				return false
-			}
-		}
-	}
+	return true
+}
+
+// tooLargeLocked counts a delivery larger than the client accepts and
+// releases outMu; its result is writePublish's.
+func (c *conn) tooLargeLocked() bool {
+	c.outMu.Unlock()
+	c.srv.stats.droppedTooLarge.Add(1)
+	return false
+}
+
+// outBufLocked returns the output buffer to append m's PUBLISH to.
+func (c *conn) outBufLocked(m *Message) []byte {
 	if c.out == nil {
 		c.out = bufpool.Get(len(m.Payload) + len(m.Topic) + 16)
 	}
-	out, err := packet.AppendPublishHeader(c.out, &h, c.version)
+	return c.out
+}
+
+// appendedLocked keeps what was appended, releases outMu and asks the
+// driver to write.
+func (c *conn) appendedLocked(out []byte, err error, m *Message) {
 	c.out = out
 	c.outMu.Unlock()
 	if err != nil {
 		c.srv.log.Error("encoding PUBLISH", "client", c.clientID(), "topic", m.Topic, "err", err)
-		return true
+		return
 	}
 	c.nc.Flush()
-	return true
 }
 
 // maxPendingOutput bounds the bytes waiting for a client that does not read,
