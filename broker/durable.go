@@ -210,7 +210,7 @@ func (ss *session) releasedLocked(g uint64, err error) {
 		for i := range ss.inflight.items {
 			if f := &ss.inflight.items[i]; f.seq == r.seq {
 				f.released = true
-				f.msg = &Message{}
+				f.msg = releasedMessage
 				break
 			}
 		}
@@ -251,7 +251,7 @@ func (ss *session) pageInLocked() bool {
 		ss.storedBytes -= int64(e.size)
 		d := delivery{qos: e.qos, retain: e.retain, subIDs: e.subIDs, seq: seq, msgID: e.msgID, released: e.released}
 		if e.released {
-			d.msg = &Message{} // the body is no longer needed: only PUBREL is left
+			d.msg = releasedMessage // the body is no longer needed: only PUBREL is left
 		} else if !e.expiry.IsZero() && !now.Before(e.expiry) {
 			s.stats.expired.Add(1)
 			d.msg = &Message{Expiry: e.expiry}

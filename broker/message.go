@@ -35,6 +35,11 @@ type Message struct {
 const forwarded = 1<<packet.PropPayloadFormat | 1<<packet.PropContentType |
 	1<<packet.PropResponseTopic | 1<<packet.PropCorrelationData
 
+// releasedMessage stands for the message of a QoS 2 delivery whose PUBREC came:
+// only PUBREL is left to send, so the body can go. It is shared and never
+// written.
+var releasedMessage = &Message{}
+
 // newMessage copies what it keeps out of a decoded PUBLISH, which aliases
 // the connection's read buffer.
 func newMessage(p *packet.Publish, origin uint64) *Message { return makeMessage(p, origin, false) }

@@ -314,7 +314,7 @@ func (ss *session) acked(kind packet.Type, pid uint16, code packet.ReasonCode) b
 			tx.waiters = append(tx.waiters, ss)
 		default:
 			f.released = true
-			f.msg = &Message{} // the message itself is no longer needed
+			f.msg = releasedMessage // the message itself is no longer needed
 		}
 		if c := ss.conn; c != nil {
 			// For a durable session the release is on disk first: were the
