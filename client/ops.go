@@ -94,6 +94,12 @@ func (c *Client) complete(kind packet.Type, id uint16, r result) {
 		c.mu.Unlock()
 		return
 	}
+	c.finishLocked(id, o, r)
+}
+
+// finishLocked ends o with r, releases mu and then runs o's callback, if
+// any.
+func (c *Client) finishLocked(id uint16, o *op, r result) {
 	cb := c.endLocked(id, o, r)
 	c.mu.Unlock()
 	if cb != nil {

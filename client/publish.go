@@ -140,12 +140,7 @@ func (c *Client) onPuback(a *packet.Ack) {
 		c.mu.Unlock()
 		return
 	}
-	r := ackResult(a)
-	cb := c.endLocked(a.PacketID, o, r)
-	c.mu.Unlock()
-	if cb != nil {
-		cb(r.code, r.err)
-	}
+	c.finishLocked(a.PacketID, o, ackResult(a))
 }
 
 // onPubrec answers PUBREC with PUBREL, or ends the flow on a failure code
@@ -164,12 +159,7 @@ func (c *Client) onPubrec(a *packet.Ack) {
 			c.appendAckLocked(packet.PUBREL, a.PacketID, code)
 		}
 	case a.Code.IsError():
-		r := ackResult(a)
-		cb := c.endLocked(a.PacketID, o, r)
-		c.mu.Unlock()
-		if cb != nil {
-			cb(r.code, r.err)
-		}
+		c.finishLocked(a.PacketID, o, ackResult(a))
 		return
 	default:
 		o.rel = true
@@ -186,12 +176,7 @@ func (c *Client) onPubcomp(a *packet.Ack) {
 		c.mu.Unlock()
 		return
 	}
-	r := ackResult(a)
-	cb := c.endLocked(a.PacketID, o, r)
-	c.mu.Unlock()
-	if cb != nil {
-		cb(r.code, r.err)
-	}
+	c.finishLocked(a.PacketID, o, ackResult(a))
 }
 
 // ackResult is the outcome an acknowledgement carries.
