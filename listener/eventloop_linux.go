@@ -167,11 +167,7 @@ func accept4(fd int, rsa *unix.RawSockaddrAny) (int, netip.AddrPort, error) {
 		ap = netip.AddrPortFrom(netip.AddrFrom4(a.Addr), binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&a.Port))[:]))
 	case unix.AF_INET6:
 		a := (*unix.RawSockaddrInet6)(unsafe.Pointer(rsa))
-		ip := netip.AddrFrom16(a.Addr).Unmap()
-		if a.Scope_id != 0 && ip.Is6() {
-			ip = ip.WithZone(strconv.FormatUint(uint64(a.Scope_id), 10))
-		}
-		ap = netip.AddrPortFrom(ip, binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&a.Port))[:]))
+		ap = netip.AddrPortFrom(addr6(a.Addr, a.Scope_id), binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&a.Port))[:]))
 	}
 	return int(r), ap, nil
 }
@@ -978,13 +974,19 @@ func addrPort(sa unix.Sockaddr) netip.AddrPort {
 	case *unix.SockaddrInet4:
 		return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port))
 	case *unix.SockaddrInet6:
-		ip := netip.AddrFrom16(sa.Addr).Unmap()
-		if sa.ZoneId != 0 && ip.Is6() {
-			ip = ip.WithZone(strconv.FormatUint(uint64(sa.ZoneId), 10))
-		}
-		return netip.AddrPortFrom(ip, uint16(sa.Port))
+		return netip.AddrPortFrom(addr6(sa.Addr, sa.ZoneId), uint16(sa.Port))
 	}
 	return netip.AddrPort{}
+}
+
+// addr6 is an IPv6 socket address's IP: an IPv4-mapped one as IPv4, a
+// scoped one with its zone.
+func addr6(a [16]byte, scope uint32) netip.Addr {
+	ip := netip.AddrFrom16(a).Unmap()
+	if scope != 0 && ip.Is6() {
+		ip = ip.WithZone(strconv.FormatUint(uint64(scope), 10))
+	}
+	return ip
 }
 
 func ignoringEINTR(f func() (int, error)) (int, error) {
