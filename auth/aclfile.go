@@ -452,7 +452,7 @@ func parseACLRules(name string, r io.Reader) (*aclRules, error) {
 	rules := &aclRules{users: make(map[string]*aclNode)}
 	var current *aclNode // the anonymous clients' until the first user line
 	anonymous := true
-	err := scanPasswordLines(name, r, func(n int, line string) error {
+	err := scanLines(name, r, func(n int, line string) error {
 		line = strings.TrimLeft(line, " \t")
 		if line == "" || line[0] == '#' {
 			return nil

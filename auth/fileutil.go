@@ -1,10 +1,12 @@
 package auth
 
 import (
+	"bufio"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // writeFileAtomic replaces path with what write produces: a temporary file
@@ -47,6 +49,27 @@ func writeFileAtomic(path string, perm os.FileMode, write func(io.Writer) error)
 	if d, err := os.Open(dir); err == nil {
 		d.Sync()
 		d.Close()
+	}
+	return nil
+}
+
+// maxLineLen bounds one line of a password or ACL file.
+const maxLineLen = 64 << 10
+
+// scanLines calls fn with each line of r (numbered from 1), with a
+// trailing "\r" and trailing blanks removed.
+func scanLines(name string, r io.Reader, fn func(n int, line string) error) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(nil, maxLineLen)
+	n := 0
+	for sc.Scan() {
+		n++
+		if err := fn(n, strings.TrimRight(sc.Text(), " \t\r")); err != nil {
+			return err
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("%s:%d: %w", name, n+1, err)
 	}
 	return nil
 }

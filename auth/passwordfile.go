@@ -1,7 +1,6 @@
 package auth
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/pbkdf2"
@@ -260,7 +259,7 @@ func readPasswordTable(path string) (*passwordTable, error) {
 func parsePasswordTable(name string, r io.Reader) (*passwordTable, error) {
 	t := &passwordTable{users: make(map[string]passwordHash)}
 	firstLine := make(map[string]int)
-	err := scanPasswordLines(name, r, func(n int, line string) error {
+	err := scanLines(name, r, func(n int, line string) error {
 		user, entry, ok := splitPasswordLine(line)
 		if !ok {
 			return nil // blank or comment
@@ -309,27 +308,6 @@ func dummyHash(users map[string]passwordHash) passwordHash {
 		salt:       make([]byte, saltLen),
 		key:        make([]byte, sha512.Size),
 	}
-}
-
-// maxLineLen bounds one line of a password or ACL file.
-const maxLineLen = 64 << 10
-
-// scanPasswordLines calls fn with each line of r (numbered from 1), with a
-// trailing "\r" and trailing blanks removed.
-func scanPasswordLines(name string, r io.Reader, fn func(n int, line string) error) error {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(nil, maxLineLen)
-	n := 0
-	for sc.Scan() {
-		n++
-		if err := fn(n, strings.TrimRight(sc.Text(), " \t\r")); err != nil {
-			return err
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("%s:%d: %w", name, n+1, err)
-	}
-	return nil
 }
 
 // splitPasswordLine splits "user:entry"; ok is false for a blank line or a
@@ -416,7 +394,7 @@ func NewPasswordEditor() *PasswordEditor { return &PasswordEditor{} }
 // check the hashes: a tool must be able to fix a file the broker refuses.
 func ReadPasswordEditor(r io.Reader) (*PasswordEditor, error) {
 	e := &PasswordEditor{}
-	err := scanPasswordLines("password file", r, func(_ int, line string) error {
+	err := scanLines("password file", r, func(_ int, line string) error {
 		e.lines = append(e.lines, line)
 		return nil
 	})
