@@ -148,6 +148,23 @@ func (b *Batch) Append(other *Batch) { b.Ops = append(b.Ops, other.Ops...) }
 // Len is the number of writes.
 func (b *Batch) Len() int { return len(b.Ops) }
 
+// Validate reports the first op an engine cannot apply (an unknown
+// namespace, or AllQueue without Delete in the queues namespace), so that a
+// Commit can refuse the whole batch before applying any of it.
+func (b *Batch) Validate() error {
+	for i, op := range b.Ops {
+		switch op.NS {
+		case Sessions, Queues, Messages, Retained:
+		default:
+			return fmt.Errorf("op %d: unknown %v", i, op.NS)
+		}
+		if op.AllQueue && (!op.Delete || op.NS != Queues) {
+			return fmt.Errorf("op %d: AllQueue needs Delete and the queues namespace", i)
+		}
+	}
+	return nil
+}
+
 // Reset empties b for reuse.
 func (b *Batch) Reset() {
 	clear(b.Ops)

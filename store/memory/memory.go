@@ -52,8 +52,8 @@ func New() *Store {
 // Commit applies b under one lock, so no reader sees half of it. Values are
 // copied.
 func (s *Store) Commit(b *store.Batch, sync bool) error {
-	if err := validate(b); err != nil {
-		return err
+	if err := b.Validate(); err != nil {
+		return fmt.Errorf("memory store: %w", err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -62,22 +62,6 @@ func (s *Store) Commit(b *store.Batch, sync bool) error {
 	}
 	for i := range b.Ops {
 		s.apply(&b.Ops[i])
-	}
-	return nil
-}
-
-// validate rejects a batch the store cannot apply completely, before any of
-// it is applied.
-func validate(b *store.Batch) error {
-	for i, op := range b.Ops {
-		switch op.NS {
-		case store.Sessions, store.Queues, store.Messages, store.Retained:
-		default:
-			return fmt.Errorf("memory store: op %d: unknown %v", i, op.NS)
-		}
-		if op.AllQueue && (!op.Delete || op.NS != store.Queues) {
-			return fmt.Errorf("memory store: op %d: AllQueue needs Delete and the queues namespace", i)
-		}
 	}
 	return nil
 }

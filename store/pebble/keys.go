@@ -2,7 +2,6 @@ package pebblestore
 
 import (
 	"encoding/binary"
-	"fmt"
 
 	"github.com/petrelmq/petrel/store"
 )
@@ -59,19 +58,3 @@ func namespaceBounds(ns store.Namespace) (lower, upper []byte) {
 
 // seqOf decodes the sequence number at the end of a queue key.
 func seqOf(key []byte) uint64 { return binary.BigEndian.Uint64(key[len(key)-8:]) }
-
-// validate rejects a batch that cannot be applied completely, before any of
-// it is applied.
-func validate(b *store.Batch) error {
-	for i, op := range b.Ops {
-		switch op.NS {
-		case store.Sessions, store.Queues, store.Messages, store.Retained:
-		default:
-			return fmt.Errorf("pebble store: op %d: unknown %v", i, op.NS)
-		}
-		if op.AllQueue && (!op.Delete || op.NS != store.Queues) {
-			return fmt.Errorf("pebble store: op %d: AllQueue needs Delete and the queues namespace", i)
-		}
-	}
-	return nil
-}

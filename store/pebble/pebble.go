@@ -334,8 +334,8 @@ func (s *Store) initFormat() error {
 // Commit applies b atomically: one pebble batch, synced when sync is set.
 // Pebble copies keys and values into the batch.
 func (s *Store) Commit(b *store.Batch, sync bool) error {
-	if err := validate(b); err != nil {
-		return err
+	if err := b.Validate(); err != nil {
+		return fmt.Errorf("pebble store: %w", err)
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
