@@ -18,6 +18,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/petrelmq/petrel/auth"
+	"github.com/petrelmq/petrel/internal/testpki"
 	"github.com/petrelmq/petrel/listener/tlsconf"
 	"github.com/petrelmq/petrel/packet"
 )
@@ -30,7 +31,7 @@ import (
 
 // tlsFiles writes the server's certificate and key, and the client CA when
 // there is one, into dir, and returns the tlsconf configuration naming them.
-func tlsFiles(t *testing.T, dir string, server *secLeaf, clientCA *secCA) tlsconf.Config {
+func tlsFiles(t *testing.T, dir string, server *testpki.Leaf, clientCA *testpki.CA) tlsconf.Config {
 	t.Helper()
 	cfg := tlsconf.Config{
 		CertFile:      filepath.Join(dir, "cert.pem"),
@@ -38,12 +39,12 @@ func tlsFiles(t *testing.T, dir string, server *secLeaf, clientCA *secCA) tlscon
 		CheckInterval: 10 * time.Millisecond,
 		Logger:        testLogger(t),
 	}
-	writeAtomic(t, cfg.KeyFile, server.keyPEM)
-	writeAtomic(t, cfg.CertFile, server.certPEM)
+	testpki.WriteFile(t, cfg.KeyFile, server.KeyPEM)
+	testpki.WriteFile(t, cfg.CertFile, server.CertPEM)
 	if clientCA != nil {
 		cfg.ClientCAFile = filepath.Join(dir, "clients.pem")
 		cfg.ClientAuth = tlsconf.ClientAuthRequire
-		writeAtomic(t, cfg.ClientCAFile, clientCA.pem)
+		testpki.WriteFile(t, cfg.ClientCAFile, clientCA.PEM)
 	}
 	return cfg
 }
@@ -99,9 +100,9 @@ func pahoTryConnect(t *testing.T, o *mqtt.ClientOptions) (mqtt.Client, error) {
 // [MQTT-6.0.0-4] v3.1.1
 // [MQTT-7.0.0-2] v3.1.1
 func TestListenersWithPaho(t *testing.T) {
-	ca := newSecCA(t, "petrel test CA")
+	ca := testpki.NewCA(t, "petrel test CA")
 	dir := shortTempDir(t)
-	tlsCfg := tlsFiles(t, dir, ca.server(t, 1), nil)
+	tlsCfg := tlsFiles(t, dir, ca.Server(t, 1), nil)
 	sock := filepath.Join(dir, "mqtt.sock")
 	srv := secStart(t, Options{Listeners: []ListenerConfig{
 		{Name: "tcp", Address: "127.0.0.1:0"},
@@ -111,7 +112,7 @@ func TestListenersWithPaho(t *testing.T) {
 		{Name: "unix", Kind: "unix", Address: sock},
 	}}, nil)
 	a := srv.Addrs()
-	clientTLS := &tls.Config{RootCAs: ca.pool()}
+	clientTLS := &tls.Config{RootCAs: ca.Pool()}
 	kinds := []struct {
 		name, url string
 		conf      *tls.Config
@@ -164,7 +165,7 @@ func TestListenersWithPaho(t *testing.T) {
 
 	t.Run("TLS before 1.2 is refused", func(t *testing.T) {
 		for _, v := range []uint16{tls.VersionTLS10, tls.VersionTLS11} {
-			conf := &tls.Config{RootCAs: ca.pool(), MinVersion: v, MaxVersion: v}
+			conf := &tls.Config{RootCAs: ca.Pool(), MinVersion: v, MaxVersion: v}
 			c, err := tls.DialWithDialer(&net.Dialer{Timeout: secTimeout}, "tcp", a[1].String(), conf)
 			if err == nil {
 				c.Close()
@@ -206,14 +207,14 @@ func wsDial(t *testing.T, url string, conf *tls.Config) (net.Conn, error) {
 // subprotocol is mqtt.
 // [MQTT-6.0.0-4] v5
 func TestWebSocketWithPahoV5(t *testing.T) {
-	ca := newSecCA(t, "petrel test CA")
-	tlsCfg := tlsFiles(t, t.TempDir(), ca.server(t, 1), nil)
+	ca := testpki.NewCA(t, "petrel test CA")
+	tlsCfg := tlsFiles(t, t.TempDir(), ca.Server(t, 1), nil)
 	srv := secStart(t, Options{Listeners: []ListenerConfig{
 		{Name: "ws", Kind: "ws", Address: "127.0.0.1:0", WebSocketPath: "/broker"},
 		{Name: "wss", Kind: "wss", Address: "127.0.0.1:0", TLS: tlsListener(t, tlsCfg)},
 	}}, nil)
 	a := srv.Addrs()
-	clientTLS := &tls.Config{RootCAs: ca.pool()}
+	clientTLS := &tls.Config{RootCAs: ca.Pool()}
 	if _, err := wsDial(t, "ws://"+a[0].String()+"/mqtt", nil); err == nil {
 		t.Error("the ws listener serving /broker upgraded /mqtt")
 	}
@@ -296,9 +297,9 @@ func expectCertRefused(t *testing.T, addr string, conf *tls.Config) {
 
 // insistOn makes a client present cert whatever authorities the server
 // names (crypto/tls would otherwise send none that they did not sign).
-func insistOn(conf *tls.Config, cert *secLeaf) *tls.Config {
+func insistOn(conf *tls.Config, cert *testpki.Leaf) *tls.Config {
 	if cert != nil {
-		conf.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert.tls, nil }
+		conf.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert.TLS, nil }
 	}
 	return conf
 }
@@ -308,18 +309,18 @@ func insistOn(conf *tls.Config, cert *secLeaf) *tls.Config {
 // authority signed, over TLS 1.2 and 1.3 and on wss too; a client with a
 // good certificate is served.
 func TestTLSClientCertificateRequired(t *testing.T) {
-	ca, other := newSecCA(t, "petrel client CA"), newSecCA(t, "someone else's CA")
-	cfg := tlsFiles(t, t.TempDir(), ca.server(t, 1), ca)
+	ca, other := testpki.NewCA(t, "petrel client CA"), testpki.NewCA(t, "someone else's CA")
+	cfg := tlsFiles(t, t.TempDir(), ca.Server(t, 1), ca)
 	srv := secStart(t, Options{Listeners: []ListenerConfig{
 		{Name: "mtls", Kind: "tls", Address: "127.0.0.1:0", TLS: tlsListener(t, cfg)},
 		{Name: "mwss", Kind: "wss", Address: "127.0.0.1:0", TLS: tlsListener(t, cfg)},
 	}}, nil)
 	addr, wssAddr := srv.Addrs()[0].String(), srv.Addrs()[1].String()
-	good := ca.client(t, "device-1")
-	stranger := other.client(t, "device-1")
+	good := clientCert(t, ca, "device-1")
+	stranger := clientCert(t, other, "device-1")
 
 	t.Run("a good certificate is served", func(t *testing.T) {
-		conf := &tls.Config{RootCAs: ca.pool(), Certificates: []tls.Certificate{good.tls}}
+		conf := &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{good.TLS}}
 		c, err := pahoTryConnect(t, pahoOn("ssl://"+addr, "device-1", conf))
 		if err != nil {
 			t.Fatalf("paho with a good client certificate: %v", err)
@@ -335,20 +336,20 @@ func TestTLSClientCertificateRequired(t *testing.T) {
 	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
 		for _, tc := range []struct {
 			name string
-			cert *secLeaf
+			cert *testpki.Leaf
 		}{{"no certificate", nil}, {"certificate of another CA", stranger}} {
 			t.Run(fmt.Sprintf("%s, TLS 0x%04x", tc.name, v), func(t *testing.T) {
-				expectCertRefused(t, addr, insistOn(&tls.Config{RootCAs: ca.pool(), MinVersion: v, MaxVersion: v}, tc.cert))
+				expectCertRefused(t, addr, insistOn(&tls.Config{RootCAs: ca.Pool(), MinVersion: v, MaxVersion: v}, tc.cert))
 			})
 		}
 	}
 	t.Run("paho without a certificate", func(t *testing.T) {
-		if _, err := pahoTryConnect(t, pahoOn("ssl://"+addr, "no-cert", &tls.Config{RootCAs: ca.pool()})); err == nil {
+		if _, err := pahoTryConnect(t, pahoOn("ssl://"+addr, "no-cert", &tls.Config{RootCAs: ca.Pool()})); err == nil {
 			t.Fatal("paho connected without a client certificate")
 		}
 	})
 	t.Run("wss without a certificate", func(t *testing.T) {
-		if _, err := wsDial(t, "wss://"+wssAddr+"/mqtt", &tls.Config{RootCAs: ca.pool()}); err == nil {
+		if _, err := wsDial(t, "wss://"+wssAddr+"/mqtt", &tls.Config{RootCAs: ca.Pool()}); err == nil {
 			t.Fatal("a wss upgrade succeeded without a client certificate")
 		}
 	})
@@ -364,8 +365,8 @@ func TestTLSUsernameFromCertificate(t *testing.T) {
 		t.Fatal(err)
 	}
 	authn := &goAuth{release: make(chan struct{})}
-	ca := newSecCA(t, "petrel client CA")
-	cfg := tlsFiles(t, t.TempDir(), ca.server(t, 1), ca)
+	ca := testpki.NewCA(t, "petrel client CA")
+	cfg := tlsFiles(t, t.TempDir(), ca.Server(t, 1), ca)
 	no := false
 	srv := secStart(t, Options{Authenticator: authn, Authorizer: acl, Listeners: []ListenerConfig{
 		{Name: "tcp", Address: "127.0.0.1:0", AllowAnonymous: &no},
@@ -379,13 +380,13 @@ func TestTLSUsernameFromCertificate(t *testing.T) {
 	for _, tc := range []struct {
 		listener string
 		addr     string
-		cert     *secLeaf
+		cert     *testpki.Leaf
 	}{
-		{"by-cn", a[1].String(), ca.client(t, "sensor-7")},
-		{"by-san", a[2].String(), ca.client(t, "not-a-user", "sensor-7")},
+		{"by-cn", a[1].String(), clientCert(t, ca, "sensor-7")},
+		{"by-san", a[2].String(), clientCert(t, ca, "not-a-user", "sensor-7")},
 	} {
 		t.Run(tc.listener, func(t *testing.T) {
-			conf := &tls.Config{RootCAs: ca.pool(), Certificates: []tls.Certificate{tc.cert.tls}}
+			conf := &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{tc.cert.TLS}}
 			for _, version := range []byte{packet.V311, packet.V5} {
 				c, err := secTLSDial(t, tc.addr, "sensor", version, conf)
 				if err != nil {
@@ -423,7 +424,7 @@ func TestTLSUsernameFromCertificate(t *testing.T) {
 	}
 
 	t.Run("a certificate without the name", func(t *testing.T) {
-		conf := &tls.Config{RootCAs: ca.pool(), Certificates: []tls.Certificate{ca.client(t, "").tls}}
+		conf := &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{clientCert(t, ca, "").TLS}}
 		c, err := secTLSDial(t, a[1].String(), "nameless", packet.V5, conf)
 		if err != nil {
 			t.Fatal(err)
@@ -445,15 +446,15 @@ func TestTLSUsernameFromCertificate(t *testing.T) {
 // a restart: the server certificate and the client CA. Connections made
 // before go on.
 func TestTLSCertificateRotation(t *testing.T) {
-	ca1, ca2 := newSecCA(t, "CA 1"), newSecCA(t, "CA 2")
+	ca1, ca2 := testpki.NewCA(t, "CA 1"), testpki.NewCA(t, "CA 2")
 	dir := t.TempDir()
-	cfg := tlsFiles(t, dir, ca1.server(t, 1), ca1)
+	cfg := tlsFiles(t, dir, ca1.Server(t, 1), ca1)
 	srv := secStart(t, Options{Listeners: []ListenerConfig{
 		{Name: "tls", Kind: "tls", Address: "127.0.0.1:0", TLS: tlsListener(t, cfg)},
 	}}, nil)
 	addr := srv.Addrs()[0].String()
-	conf := func(ca *secCA, cn string) *tls.Config {
-		return &tls.Config{RootCAs: ca.pool(), Certificates: []tls.Certificate{ca.client(t, cn).tls}}
+	conf := func(ca *testpki.CA, cn string) *tls.Config {
+		return &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{clientCert(t, ca, cn).TLS}}
 	}
 	serial := func(c *secClient) int64 {
 		return c.nc.(*tls.Conn).ConnectionState().PeerCertificates[0].SerialNumber.Int64()
@@ -471,10 +472,10 @@ func TestTLSCertificateRotation(t *testing.T) {
 	}
 
 	// The files are replaced one by one, as certificate tools do.
-	next := ca2.server(t, 2)
-	writeAtomic(t, cfg.KeyFile, next.keyPEM)
-	writeAtomic(t, cfg.CertFile, next.certPEM)
-	writeAtomic(t, cfg.ClientCAFile, ca2.pem)
+	next := ca2.Server(t, 2)
+	testpki.WriteFile(t, cfg.KeyFile, next.KeyPEM)
+	testpki.WriteFile(t, cfg.CertFile, next.CertPEM)
+	testpki.WriteFile(t, cfg.ClientCAFile, ca2.PEM)
 
 	var after *secClient
 	eventually(t, "a new connection gets the new certificate", func() bool {
@@ -492,7 +493,7 @@ func TestTLSCertificateRotation(t *testing.T) {
 		t.Fatalf("after the rotation: CONNACK 0x%02x", byte(ack.Code))
 	}
 	// A certificate of the old client CA is no longer accepted.
-	expectCertRefused(t, addr, insistOn(&tls.Config{RootCAs: ca2.pool()}, ca1.client(t, "old")))
+	expectCertRefused(t, addr, insistOn(&tls.Config{RootCAs: ca2.Pool()}, clientCert(t, ca1, "old")))
 	// The connection made before goes on.
 	before.ping()
 	after.ping()

@@ -2,18 +2,13 @@ package broker
 
 import (
 	"bufio"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"os"
 	"reflect"
@@ -24,6 +19,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/petrelmq/petrel/internal/testpki"
 	"github.com/petrelmq/petrel/packet"
 )
 
@@ -432,110 +428,8 @@ func shortTempDir(t testing.TB) string {
 	return dir
 }
 
-// secCA is a certificate authority for the TLS tests (ECDSA P-256). The
-// listener package's testpki is internal to it, so the broker's tests carry
-// their own.
-type secCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  []byte
-}
-
-// secLeaf is a certificate and its key, in PEM and ready for crypto/tls.
-type secLeaf struct {
-	certPEM, keyPEM []byte
-	tls             tls.Certificate
-}
-
-func newSecCA(t testing.TB, name string) *secCA {
+// clientCert issues a client certificate with common name cn and DNS SANs.
+func clientCert(t testing.TB, ca *testpki.CA, cn string, dnsNames ...string) *testpki.Leaf {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &secCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
-}
-
-func (ca *secCA) pool() *x509.CertPool {
-	p := x509.NewCertPool()
-	p.AddCert(ca.cert)
-	return p
-}
-
-// server issues a server certificate for 127.0.0.1 and localhost.
-func (ca *secCA) server(t testing.TB, serial int64) *secLeaf {
-	return ca.issue(t, &x509.Certificate{
-		SerialNumber: big.NewInt(serial),
-		Subject:      pkix.Name{CommonName: "localhost"},
-		DNSNames:     []string{"localhost"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	})
-}
-
-// client issues a client certificate with common name cn and DNS SANs.
-func (ca *secCA) client(t testing.TB, cn string, dnsNames ...string) *secLeaf {
-	return ca.issue(t, &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: cn},
-		DNSNames:     dnsNames,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	})
-}
-
-func (ca *secCA) issue(t testing.TB, tmpl *x509.Certificate) *secLeaf {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl.NotBefore, tmpl.NotAfter = time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour)
-	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := &secLeaf{
-		certPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		keyPEM:  pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
-	}
-	l.tls, err = tls.X509KeyPair(l.certPEM, l.keyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l
-}
-
-// writeAtomic replaces path's contents in one step (write, then rename), as
-// certificate tools do.
-func writeAtomic(t testing.TB, path string, data []byte) {
-	t.Helper()
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
+	return ca.Client(t, &x509.Certificate{Subject: pkix.Name{CommonName: cn}, DNSNames: dnsNames})
 }

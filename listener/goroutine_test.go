@@ -2,13 +2,9 @@ package listener
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"io"
-	"math/big"
 	"net"
 	"os"
 	"strings"
@@ -16,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/petrelmq/petrel/internal/testpki"
 )
 
 // The goroutine driver exists for TLS: echo, then final bytes after Close
@@ -88,31 +86,10 @@ func TestGoroutineDriverOverTLS(t *testing.T) {
 }
 
 func tlsConfigs(t *testing.T) (server, client *tls.Config) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cert := testpki.SelfSigned(t, "petrel test")
 	roots := x509.NewCertPool()
-	roots.AddCert(cert)
-	server = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+	roots.AddCert(cert.Cert)
+	server = &tls.Config{Certificates: []tls.Certificate{cert.TLS}}
 	client = &tls.Config{RootCAs: roots, ServerName: "127.0.0.1"}
 	return server, client
 }

@@ -1,5 +1,6 @@
-// Package testpki makes certificate authorities and the certificates they
-// sign (ECDSA P-256) for tests of TLS listeners.
+// Package testpki makes certificate authorities, the certificates they
+// sign and self-signed server certificates (ECDSA P-256) for tests of TLS
+// listeners.
 package testpki
 
 import (
@@ -36,25 +37,29 @@ type Leaf struct {
 // NewCA returns a fresh self-signed authority.
 func NewCA(t testing.TB, name string) *CA {
 	t.Helper()
-	key := newKey(t)
-	tmpl := &x509.Certificate{
+	l := sign(t, &x509.Certificate{
 		SerialNumber:          big.NewInt(1),
 		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
 		BasicConstraintsValid: true,
 		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &CA{Cert: cert, Key: key, PEM: pemBlock("CERTIFICATE", der)}
+	}, nil, nil)
+	return &CA{Cert: l.Cert, Key: l.TLS.PrivateKey.(*ecdsa.PrivateKey), PEM: l.CertPEM}
+}
+
+// SelfSigned returns a server certificate for 127.0.0.1 and localhost,
+// with common name name, that is its own root: clients trust it directly.
+func SelfSigned(t testing.TB, name string) *Leaf {
+	t.Helper()
+	return sign(t, &x509.Certificate{
+		Subject:               pkix.Name{CommonName: name},
+		DNSNames:              []string{"localhost"},
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}, nil, nil)
 }
 
 // Pool returns a pool holding only this authority.
@@ -88,7 +93,18 @@ func (ca *CA) Client(t testing.TB, tmpl *x509.Certificate) *Leaf {
 // validity and key usage when they are unset.
 func (ca *CA) Issue(t testing.TB, tmpl *x509.Certificate) *Leaf {
 	t.Helper()
+	return sign(t, tmpl, ca.Cert, ca.Key)
+}
+
+// sign makes a key and a certificate for it from tmpl, signed by parent
+// with parentKey, or by itself when parent is nil. It fills in the serial
+// number, validity and key usage when they are unset.
+func sign(t testing.TB, tmpl, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) *Leaf {
+	t.Helper()
 	key := newKey(t)
+	if parent == nil {
+		parent, parentKey = tmpl, key
+	}
 	if tmpl.SerialNumber == nil {
 		tmpl.SerialNumber = big.NewInt(time.Now().UnixNano())
 	}
@@ -99,7 +115,7 @@ func (ca *CA) Issue(t testing.TB, tmpl *x509.Certificate) *Leaf {
 	if tmpl.KeyUsage == 0 {
 		tmpl.KeyUsage = x509.KeyUsageDigitalSignature
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
 	if err != nil {
 		t.Fatal(err)
 	}

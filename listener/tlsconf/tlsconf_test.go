@@ -16,9 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/petrelmq/petrel/internal/testpki"
 	"github.com/petrelmq/petrel/listener"
 	"github.com/petrelmq/petrel/listener/internal/echotest"
-	"github.com/petrelmq/petrel/listener/internal/testpki"
 )
 
 // files is a listener's certificate files in a temporary directory.

@@ -18,9 +18,9 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/petrelmq/petrel/internal/testpki"
 	"github.com/petrelmq/petrel/listener"
 	"github.com/petrelmq/petrel/listener/internal/echotest"
-	"github.com/petrelmq/petrel/listener/internal/testpki"
 	"github.com/petrelmq/petrel/listener/ws"
 )
 
