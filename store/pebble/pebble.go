@@ -339,10 +339,7 @@ func (s *Store) Commit(b *store.Batch, sync bool) error {
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if s.closed.Load() {
-		return store.ErrClosed
-	}
-	if err := s.failure(); err != nil {
+	if err := s.writable(); err != nil {
 		return err
 	}
 	if b.Len() == 0 {
@@ -417,6 +414,15 @@ func (s *Store) fail(cause error) error {
 		kind = store.ErrReadOnly
 	}
 	return fmt.Errorf("%w: commit to %s failed: %w", kind, s.dir, cause)
+}
+
+// writable returns why the store takes no writes (it is closed, or a
+// write failed inside pebble), or nil. The caller holds s.mu.
+func (s *Store) writable() error {
+	if s.closed.Load() {
+		return store.ErrClosed
+	}
+	return s.failure()
 }
 
 func (s *Store) failure() error {
@@ -517,10 +523,7 @@ func (s *Store) Message(id uint64) ([]byte, error) {
 func (s *Store) Sync() (err error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if s.closed.Load() {
-		return store.ErrClosed
-	}
-	if err := s.failure(); err != nil {
+	if err := s.writable(); err != nil {
 		return err
 	}
 	defer func() {
