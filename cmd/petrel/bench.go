@@ -192,7 +192,7 @@ func (f *benchFlags) parse(args []string) error {
 	f.clients, f.pubs, f.subs = 1, 1, 1
 	f.connParallel, f.subQoS, f.size, f.inflight = 64, -1, 64, 64
 	f.window, f.windowBytes, f.drain, f.procs = 10000, 32<<20, 2*time.Second, 1
-	var topicSet, clientsSet, pubsSet bool
+	var clientsSet, pubsSet bool
 	positive := func(p *int, what string) func([]string) error {
 		return func(a []string) error {
 			n, err := strconv.Atoi(a[0])
@@ -298,13 +298,12 @@ func (f *benchFlags) parse(args []string) error {
 	if err := f.parseFlags(args, specs); err != nil {
 		return err
 	}
-	topicSet = len(f.topics) > 0
-	return f.check(topicSet, clientsSet, pubsSet)
+	return f.check(clientsSet, pubsSet)
 }
 
 // check validates the flags together and fills in the defaults that depend
 // on the mode.
-func (f *benchFlags) check(topicSet, clientsSet, pubsSet bool) error {
+func (f *benchFlags) check(clientsSet, pubsSet bool) error {
 	switch {
 	case f.mode == "pubsub" && clientsSet:
 		return errors.New("pubsub takes --pubs and --subs, not -c.")
@@ -328,12 +327,12 @@ func (f *benchFlags) check(topicSet, clientsSet, pubsSet bool) error {
 	if f.subQoS < 0 {
 		f.subQoS = f.qos
 	}
-	if !topicSet && f.url != "" {
+	if len(f.topics) == 0 && f.url != "" {
 		if u, err := parseURLFlag(f.url); err == nil && u.topic != "" {
-			f.topics, topicSet = []string{u.topic}, true
+			f.topics = []string{u.topic}
 		}
 	}
-	if !topicSet {
+	if len(f.topics) == 0 {
 		f.topics = []string{"bench/%i"}
 		if f.mode == "sub" {
 			f.topics = []string{"bench/#"}
