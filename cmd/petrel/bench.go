@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/signal"
 	"strconv"
@@ -193,16 +194,7 @@ func (f *benchFlags) parse(args []string) error {
 	f.connParallel, f.subQoS, f.size, f.inflight = 64, -1, 64, 64
 	f.window, f.windowBytes, f.drain, f.procs = 10000, 32<<20, 2*time.Second, 1
 	var clientsSet, pubsSet bool
-	positive := func(p *int, what string) func([]string) error {
-		return func(a []string) error {
-			n, err := strconv.Atoi(a[0])
-			if err != nil || n < 0 {
-				return fmt.Errorf("Invalid %s given: %s", what, a[0])
-			}
-			*p = n
-			return nil
-		}
-	}
+	positive := func(p *int, what string) func([]string) error { return intFlag(p, 0, math.MaxInt, what) }
 	specs := append(withoutNames(f.commonSpecs(), "-c", "-i", "--id", "-I", "-d", "--debug"),
 		flagSpec{"--disable-clean-session --persistent", 0, func([]string) error { f.noClean = true; return nil }},
 		flagSpec{"-c --clients", 1, func(a []string) error { clientsSet = true; return positive(&f.clients, "client count")(a) }},
@@ -211,14 +203,7 @@ func (f *benchFlags) parse(args []string) error {
 		flagSpec{"-R --conn-rate", 1, func(a []string) error { return parseRate(a[0], &f.connRate) }},
 		flagSpec{"--connect-parallel", 1, positive(&f.connParallel, "--connect-parallel")},
 		flagSpec{"--filter", 1, func(a []string) error { f.filter = a[0]; return nil }},
-		flagSpec{"--sub-qos", 1, func(a []string) error {
-			q, err := strconv.Atoi(a[0])
-			if err != nil || q < 0 || q > 2 {
-				return errors.New("Invalid --sub-qos given: " + a[0])
-			}
-			f.subQoS = q
-			return nil
-		}},
+		flagSpec{"--sub-qos", 1, intFlag(&f.subQoS, 0, 2, "--sub-qos")},
 		flagSpec{"-s --size", 1, func(a []string) error {
 			n, err := parseSize(a[0])
 			if err != nil || n > 256<<20 {
@@ -236,14 +221,7 @@ func (f *benchFlags) parse(args []string) error {
 			return nil
 		}},
 		flagSpec{"--rate", 1, func(a []string) error { return parseRate(a[0], &f.rate) }},
-		flagSpec{"--inflight", 1, func(a []string) error {
-			n, err := strconv.Atoi(a[0])
-			if err != nil || n < 1 || n > 65535 {
-				return errors.New("Invalid --inflight given: " + a[0])
-			}
-			f.inflight = n
-			return nil
-		}},
+		flagSpec{"--inflight", 1, intFlag(&f.inflight, 1, 65535, "--inflight")},
 		flagSpec{"--count", 1, positive(&f.count, "--count")},
 		flagSpec{"--duration", 1, func(a []string) error {
 			d, err := parseDuration(a[0], time.Second)
@@ -272,14 +250,7 @@ func (f *benchFlags) parse(args []string) error {
 		}},
 		flagSpec{"--json", 0, func([]string) error { f.json = true; return nil }},
 		flagSpec{"--no-progress", 0, func([]string) error { f.noProgress = true; return nil }},
-		flagSpec{"--procs", 1, func(a []string) error {
-			n, err := strconv.Atoi(a[0])
-			if err != nil || n < 1 || n > 1024 {
-				return errors.New("Invalid --procs given: " + a[0])
-			}
-			f.procs = n
-			return nil
-		}},
+		flagSpec{"--procs", 1, intFlag(&f.procs, 1, 1024, "--procs")},
 		flagSpec{"--cpus", 1, func(a []string) (err error) { f.cpus, err = parseCPUList(a[0]); return err }},
 		flagSpec{"--broker-pid", 1, positive(&f.brokerPID, "--broker-pid")},
 		// Set by a coordinator on the processes it starts.

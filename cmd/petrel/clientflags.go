@@ -85,14 +85,7 @@ func (f *clientFlags) commonSpecs() []flagSpec {
 	}
 	return []flagSpec{
 		{"-h --host", 1, str(&f.host)},
-		{"-p --port", 1, func(a []string) error {
-			p, err := strconv.Atoi(a[0])
-			if err != nil || p < 1 || p > 65535 {
-				return errors.New("Invalid port given: " + a[0])
-			}
-			f.port = p
-			return nil
-		}},
+		{"-p --port", 1, intFlag(&f.port, 1, 65535, "port")},
 		{"--unix", 1, str(&f.unixPath)},
 		{"-A", 1, str(&f.bind)},
 		{"-L --url", 1, str(&f.url)},
@@ -136,24 +129,10 @@ func (f *clientFlags) commonSpecs() []flagSpec {
 			}
 			return nil
 		}},
-		{"-q --qos", 1, func(a []string) error {
-			q, err := strconv.Atoi(a[0])
-			if err != nil || q < 0 || q > 2 {
-				return errors.New("Invalid QoS given: " + a[0])
-			}
-			f.qos = q
-			return nil
-		}},
+		{"-q --qos", 1, intFlag(&f.qos, 0, 2, "QoS")},
 		{"--will-topic", 1, str(&f.willTopic)},
 		{"--will-payload", 1, str(&f.willPayload)},
-		{"--will-qos", 1, func(a []string) error {
-			q, err := strconv.Atoi(a[0])
-			if err != nil || q < 0 || q > 2 {
-				return errors.New("Invalid will QoS given: " + a[0])
-			}
-			f.willQoS = q
-			return nil
-		}},
+		{"--will-qos", 1, intFlag(&f.willQoS, 0, 2, "will QoS")},
 		{"--will-retain", 0, boolean(&f.willRetain)},
 		{"--cafile", 1, str(&f.caFile)},
 		{"--capath", 1, str(&f.caPath)},
@@ -167,6 +146,19 @@ func (f *clientFlags) commonSpecs() []flagSpec {
 		{"-d --debug", 0, boolean(&f.debug)},
 		{"--quiet", 0, boolean(&f.quiet)},
 		{"--help", 0, boolean(&f.help)},
+	}
+}
+
+// intFlag sets *p to its argument, an integer from lo to hi; what names
+// the option in the error.
+func intFlag(p *int, lo, hi int, what string) func([]string) error {
+	return func(a []string) error {
+		n, err := strconv.Atoi(a[0])
+		if err != nil || n < lo || n > hi {
+			return fmt.Errorf("Invalid %s given: %s", what, a[0])
+		}
+		*p = n
+		return nil
 	}
 }
 
