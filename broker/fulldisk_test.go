@@ -209,28 +209,9 @@ func TestFullDiskRefusesPublishersAndRecovers(t *testing.T) {
 // nothing more. It returns how many times each number arrived.
 func drainNumbered(t *testing.T, addr, clientID string) map[uint64]int {
 	t.Helper()
-	c, present := wiretest.MustConnect(t, addr, clientID, false)
-	if !present {
-		t.Fatalf("%s: session lost", clientID)
-	}
 	got := map[uint64]int{}
-	for {
-		c.Send(&packet.Pingreq{})
-		arrived := 0
-		for done := false; !done; {
-			switch p := c.Next().(type) {
-			case *packet.Pingresp:
-				done = true
-			case *packet.Publish:
-				arrived++
-				got[binary.BigEndian.Uint64(p.Payload)]++
-				c.Send(&packet.Ack{Kind: packet.PUBACK, PacketID: p.PacketID})
-			default:
-				t.Fatalf("%s: unexpected %s", clientID, p.Type())
-			}
-		}
-		if arrived == 0 {
-			return got
-		}
-	}
+	wiretest.DrainSession(t, addr, clientID, func(p *packet.Publish) {
+		got[binary.BigEndian.Uint64(p.Payload)]++
+	})
+	return got
 }

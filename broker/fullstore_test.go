@@ -231,33 +231,9 @@ func TestRefusedReleaseSendsNoPUBREL(t *testing.T) {
 // returns how many times each payload arrived.
 func drainText(t *testing.T, addr, clientID string) map[string]int {
 	t.Helper()
-	c, present := wiretest.MustConnect(t, addr, clientID, false)
-	if !present {
-		t.Fatalf("%s: session lost", clientID)
-	}
 	got := map[string]int{}
-	for {
-		c.Send(&packet.Pingreq{})
-		arrived := 0
-		for done := false; !done; {
-			switch p := c.Next().(type) {
-			case *packet.Pingresp:
-				done = true
-			case *packet.Publish:
-				arrived++
-				got[string(p.Payload)]++
-				c.Send(&packet.Ack{Kind: ackKind(p.QoS), PacketID: p.PacketID})
-			case *packet.Ack:
-				arrived++
-				c.Send(&packet.Ack{Kind: packet.PUBCOMP, PacketID: p.PacketID})
-			default:
-				t.Fatalf("%s: unexpected %s", clientID, p.Type())
-			}
-		}
-		if arrived == 0 {
-			return got
-		}
-	}
+	wiretest.DrainSession(t, addr, clientID, func(p *packet.Publish) { got[string(p.Payload)]++ })
+	return got
 }
 
 // TestRefusedCommitClosesOnlyThatConnection: a store that refuses writes

@@ -246,44 +246,15 @@ func (p *crashPublisher) awaitAck(t *testing.T, c *wiretest.Client) error {
 // many times each payload (a number) arrived.
 func drainSession(t *testing.T, addr, clientID string) map[int]int {
 	t.Helper()
-	c, present := wiretest.MustConnect(t, addr, clientID, false)
-	if !present {
-		t.Fatalf("%s: session lost", clientID)
-	}
 	got := map[int]int{}
-	for {
-		c.Send(&packet.Pingreq{})
-		arrived := 0
-		for done := false; !done; {
-			switch p := c.Next().(type) {
-			case *packet.Pingresp:
-				done = true
-			case *packet.Publish:
-				arrived++
-				n, err := strconv.Atoi(string(p.Payload))
-				if err != nil {
-					t.Fatalf("%s: payload %q", clientID, p.Payload)
-				}
-				got[n]++
-				if p.QoS == 1 {
-					c.Send(&packet.Ack{Kind: packet.PUBACK, PacketID: p.PacketID})
-				} else {
-					c.Send(&packet.Ack{Kind: packet.PUBREC, PacketID: p.PacketID})
-				}
-			case *packet.Ack:
-				if p.Kind != packet.PUBREL {
-					t.Fatalf("%s: unexpected %s", clientID, p.Kind)
-				}
-				c.Send(&packet.Ack{Kind: packet.PUBCOMP, PacketID: p.PacketID})
-				arrived++
-			default:
-				t.Fatalf("%s: unexpected %s", clientID, p.Type())
-			}
+	wiretest.DrainSession(t, addr, clientID, func(p *packet.Publish) {
+		n, err := strconv.Atoi(string(p.Payload))
+		if err != nil {
+			t.Fatalf("%s: payload %q", clientID, p.Payload)
 		}
-		if arrived == 0 {
-			return got
-		}
-	}
+		got[n]++
+	})
+	return got
 }
 
 // TestCrashOnlineSubscribersExactlyOnce is the crash test with the

@@ -152,3 +152,45 @@ func (w *Client) Disconnect() {
 	w.Conn.SetReadDeadline(time.Now().Add(Timeout))
 	io.Copy(io.Discard, w.Conn)
 }
+
+// DrainSession resumes clientID's persistent session (MQTT 3.1.1) and
+// takes every queued message until a PINGREQ finds nothing more, calling
+// each for every PUBLISH. It acknowledges as a conforming subscriber does:
+// PUBACK at QoS 1, PUBREC at QoS 2 and PUBCOMP for the PUBREL.
+func DrainSession(t testing.TB, addr, clientID string, each func(*packet.Publish)) {
+	t.Helper()
+	w, present := MustConnect(t, addr, clientID, false)
+	if !present {
+		t.Fatalf("%s: session lost", clientID)
+	}
+	for {
+		w.Send(&packet.Pingreq{})
+		arrived := 0
+		for done := false; !done; {
+			switch p := w.Next().(type) {
+			case *packet.Pingresp:
+				done = true
+			case *packet.Publish:
+				arrived++
+				each(p)
+				switch p.QoS {
+				case 1:
+					w.Send(&packet.Ack{Kind: packet.PUBACK, PacketID: p.PacketID})
+				case 2:
+					w.Send(&packet.Ack{Kind: packet.PUBREC, PacketID: p.PacketID})
+				}
+			case *packet.Ack:
+				if p.Kind != packet.PUBREL {
+					t.Fatalf("%s: unexpected %s", clientID, p.Kind)
+				}
+				arrived++
+				w.Send(&packet.Ack{Kind: packet.PUBCOMP, PacketID: p.PacketID})
+			default:
+				t.Fatalf("%s: unexpected %s", clientID, p.Type())
+			}
+		}
+		if arrived == 0 {
+			return
+		}
+	}
+}
