@@ -624,23 +624,24 @@ func TestV5AuthSCRAM(t *testing.T) {
 // [MQTT-4.12.0-4] v5
 // [MQTT-3.2.2-7] v5
 func TestV5AuthWrongPassword(t *testing.T) {
-	srv := ctAuthServer(t)
-	sc := ctSCRAMClient(t, "alice", "looking-glass")
-	a := &ctAuther{sc: sc}
-	_, ca, err := ctPaho(t, srv, paho.ClientConfig{ClientID: "a", AuthHandler: a}, ctAuthConnect("a", sc))
-	if err == nil || ca == nil || ca.ReasonCode != byte(packet.BadUserNameOrPassword) {
-		t.Fatalf("connect with a wrong password: CONNACK %+v, err %v; want CONNACK 0x86", ca, err)
-	}
+	ctExpectSCRAMRefused(t, "with a wrong password", "alice", "looking-glass")
 }
 
 // [MQTT-4.12.0-4] v5
 func TestV5AuthUnknownUser(t *testing.T) {
+	ctExpectSCRAMRefused(t, "as an unknown user", "mallory", "wonderland")
+}
+
+// ctExpectSCRAMRefused connects a paho.golang client that authenticates
+// with SCRAM as user and requires CONNACK 0x86; how says how it connects.
+func ctExpectSCRAMRefused(t *testing.T, how, user, password string) {
+	t.Helper()
 	srv := ctAuthServer(t)
-	sc := ctSCRAMClient(t, "mallory", "wonderland")
+	sc := ctSCRAMClient(t, user, password)
 	a := &ctAuther{sc: sc}
 	_, ca, err := ctPaho(t, srv, paho.ClientConfig{ClientID: "a", AuthHandler: a}, ctAuthConnect("a", sc))
 	if err == nil || ca == nil || ca.ReasonCode != byte(packet.BadUserNameOrPassword) {
-		t.Fatalf("connect as an unknown user: CONNACK %+v, err %v; want CONNACK 0x86", ca, err)
+		t.Fatalf("connect %s: CONNACK %+v, err %v; want CONNACK 0x86", how, ca, err)
 	}
 }
 
