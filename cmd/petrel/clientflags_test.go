@@ -3,12 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/pem"
 	"math"
 	"math/big"
 	"net"
@@ -22,6 +18,7 @@ import (
 
 	"github.com/petrelmq/petrel/broker"
 	"github.com/petrelmq/petrel/client"
+	"github.com/petrelmq/petrel/internal/testpki"
 	"github.com/petrelmq/petrel/packet"
 )
 
@@ -229,41 +226,19 @@ type cliPKI struct {
 func newCLIPKI(t *testing.T) *cliPKI {
 	t.Helper()
 	dir := t.TempDir()
-	p := &cliPKI{dir: dir, pool: x509.NewCertPool()}
-	write := func(name, typ string, der []byte) string {
+	write := func(name string, data []byte) string {
 		path := filepath.Join(dir, name)
-		if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		testpki.WriteFile(t, path, data)
 		return path
 	}
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "petrel CLI test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
-		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	p.pool.AddCert(ca)
-	p.ca = write("ca.crt", "CERTIFICATE", caDER)
-	leaf := func(serial int64, usage x509.ExtKeyUsage, certName, keyName string) (string, string) {
-		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "localhost"},
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
-			DNSNames: []string{"localhost"}}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		keyDER, _ := x509.MarshalECPrivateKey(key)
-		return write(certName, "CERTIFICATE", der), write(keyName, "EC PRIVATE KEY", keyDER)
-	}
-	p.cert, p.key = leaf(2, x509.ExtKeyUsageServerAuth, "server.crt", "server.key")
-	p.clientCert, p.clientKey = leaf(3, x509.ExtKeyUsageClientAuth, "client.crt", "client.key")
-	return p
+	ca := testpki.NewCA(t, "petrel CLI test CA")
+	srv := ca.Issue(t, &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "localhost"},
+		DNSNames: []string{"localhost"}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+	cli := ca.Client(t, &x509.Certificate{SerialNumber: big.NewInt(3), Subject: pkix.Name{CommonName: "localhost"},
+		DNSNames: []string{"localhost"}})
+	return &cliPKI{dir: dir, pool: ca.Pool(), ca: write("ca.crt", ca.PEM),
+		cert: write("server.crt", srv.CertPEM), key: write("server.key", srv.KeyPEM),
+		clientCert: write("client.crt", cli.CertPEM), clientKey: write("client.key", cli.KeyPEM)}
 }
 
 func TestParseURLFlag(t *testing.T) {
