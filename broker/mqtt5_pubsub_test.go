@@ -96,13 +96,7 @@ func (c *psClient) subscribe(pid uint16, subID uint32, subs ...packet.Subscripti
 	if subID != 0 {
 		s.Props.SubscriptionIDs = []uint32{subID}
 	}
-	c.send(s)
-	p := c.next()
-	sa, ok := p.(*packet.Suback)
-	if !ok || sa.PacketID != pid || len(sa.Codes) != len(subs) {
-		c.t.Fatalf("%s: got %s %+v, want SUBACK for packet id %d with %d codes", c.name, p.Type(), p, pid, len(subs))
-	}
-	return sa.Codes
+	return c.sendSubscribe(s)
 }
 
 // disconnect sends DISCONNECT 0x00 and waits for the broker to close: by

@@ -286,11 +286,17 @@ func (c *secClient) subscribe(pid uint16, qos byte, filters ...string) []packet.
 	for _, f := range filters {
 		s.Subs = append(s.Subs, packet.Subscription{Filter: f, QoS: qos})
 	}
+	return c.sendSubscribe(s)
+}
+
+// sendSubscribe sends s and returns the SUBACK's codes, one a subscription.
+func (c *secClient) sendSubscribe(s *packet.Subscribe) []packet.ReasonCode {
+	c.t.Helper()
 	c.send(s)
 	p := c.next()
 	sa, ok := p.(*packet.Suback)
-	if !ok || sa.PacketID != pid || len(sa.Codes) != len(filters) {
-		c.t.Fatalf("%s: got %s %+v, want SUBACK for packet id %d with %d codes", c.name, p.Type(), p, pid, len(filters))
+	if !ok || sa.PacketID != s.PacketID || len(sa.Codes) != len(s.Subs) {
+		c.t.Fatalf("%s: got %s %+v, want SUBACK for packet id %d with %d codes", c.name, p.Type(), p, s.PacketID, len(s.Subs))
 	}
 	return sa.Codes
 }
