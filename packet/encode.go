@@ -100,12 +100,21 @@ type PublishHeader struct {
 // AppendPublishHeader appends h as a PUBLISH with no properties (an empty
 // property block in MQTT 5). The same checks as Append apply.
 func AppendPublishHeader(dst []byte, h *PublishHeader, version byte) ([]byte, error) {
-	if !validVersion(version) {
+	switch {
+	case !validVersion(version):
 		return dst, errEncode("protocol level " + strconv.Itoa(int(version)) + " is not 3, 4 or 5")
+	case h.QoS > 2:
+		return dst, errEncode("PUBLISH QoS " + strconv.Itoa(int(h.QoS)))
+	case h.QoS == 0 && h.Dup:
+		return dst, errEncode("PUBLISH QoS 0 with DUP [MQTT-3.3.1-2]")
+	case h.QoS > 0 && h.PacketID == 0:
+		return dst, errNoPacketID(PUBLISH)
+	case len(h.Topic) > maxString:
+		return dst, errTooLong("topic name")
 	}
-	rem, err := publishSize(h.Topic, len(h.Payload), h.QoS, h.PacketID, h.Dup)
-	if err != nil {
-		return dst, err
+	rem := 2 + len(h.Topic) + len(h.Payload)
+	if h.QoS > 0 {
+		rem += 2
 	}
 	if version == V5 {
 		rem++ // property length 0
@@ -114,49 +123,22 @@ func AppendPublishHeader(dst []byte, h *PublishHeader, version byte) ([]byte, er
 		return dst, &Error{Code: PacketTooLarge, Reason: "encode: PUBLISH remaining length " +
 			strconv.Itoa(rem) + " exceeds " + strconv.Itoa(MaxRemainingLength)}
 	}
+	first := byte(PUBLISH)<<4 | h.QoS<<1
+	if h.Dup {
+		first |= 0x08
+	}
+	if h.Retain {
+		first |= 0x01
+	}
 	dst = slices.Grow(dst, 1+VarIntLen(uint32(rem))+rem)
-	dst = appendPublishStart(dst, rem, h.Topic, h.QoS, h.PacketID, h.Dup, h.Retain)
+	dst = appendString(appendFixedHeader(dst, first, rem), h.Topic)
+	if h.QoS > 0 {
+		dst = appendU16(dst, h.PacketID)
+	}
 	if version == V5 {
 		dst = append(dst, 0)
 	}
 	return append(dst, h.Payload...), nil
-}
-
-// publishSize checks what every PUBLISH encoding checks (Publish and
-// PublishHeader alike) and returns the remaining length without the
-// properties.
-func publishSize(topic string, payload int, qos byte, pid uint16, dup bool) (int, error) {
-	switch {
-	case qos > 2:
-		return 0, errEncode("PUBLISH QoS " + strconv.Itoa(int(qos)))
-	case qos == 0 && dup:
-		return 0, errEncode("PUBLISH QoS 0 with DUP [MQTT-3.3.1-2]")
-	case qos > 0 && pid == 0:
-		return 0, errNoPacketID(PUBLISH)
-	case len(topic) > maxString:
-		return 0, errTooLong("topic name")
-	}
-	n := 2 + len(topic) + payload
-	if qos > 0 {
-		n += 2
-	}
-	return n, nil
-}
-
-// appendPublishStart appends a PUBLISH's fixed header, topic and packet id.
-func appendPublishStart(dst []byte, rem int, topic string, qos byte, pid uint16, dup, retain bool) []byte {
-	first := byte(PUBLISH)<<4 | qos<<1
-	if dup {
-		first |= 0x08
-	}
-	if retain {
-		first |= 0x01
-	}
-	dst = appendString(appendFixedHeader(dst, first, rem), topic)
-	if qos > 0 {
-		dst = appendU16(dst, pid)
-	}
-	return dst
 }
 
 // PublishLen is Len for a PUBLISH, without making p escape to the heap:
@@ -349,9 +331,19 @@ func (c *Connack) write(dst []byte, v byte, s sizes) []byte {
 
 func (p *Publish) size(v byte) (sizes, error) {
 	var s sizes
-	n, err := publishSize(p.Topic, len(p.Payload), p.QoS, p.PacketID, p.Dup)
-	if err != nil {
-		return s, err
+	switch {
+	case p.QoS > 2:
+		return s, errEncode("PUBLISH QoS " + strconv.Itoa(int(p.QoS)))
+	case p.QoS == 0 && p.Dup:
+		return s, errEncode("PUBLISH QoS 0 with DUP [MQTT-3.3.1-2]")
+	case p.QoS > 0 && p.PacketID == 0:
+		return s, errNoPacketID(PUBLISH)
+	case len(p.Topic) > maxString:
+		return s, errTooLong("topic name")
+	}
+	n := 2 + len(p.Topic) + len(p.Payload)
+	if p.QoS > 0 {
+		n += 2
 	}
 	if v == V5 {
 		f, pl, err := propsField(&p.Props, publishProps)
@@ -365,7 +357,17 @@ func (p *Publish) size(v byte) (sizes, error) {
 }
 
 func (p *Publish) write(dst []byte, v byte, s sizes) []byte {
-	dst = appendPublishStart(dst, s.rem, p.Topic, p.QoS, p.PacketID, p.Dup, p.Retain)
+	first := byte(PUBLISH)<<4 | p.QoS<<1
+	if p.Dup {
+		first |= 0x08
+	}
+	if p.Retain {
+		first |= 0x01
+	}
+	dst = appendString(appendFixedHeader(dst, first, s.rem), p.Topic)
+	if p.QoS > 0 {
+		dst = appendU16(dst, p.PacketID)
+	}
 	if v == V5 {
 		dst = appendProps(dst, &p.Props, publishProps, s.props)
 	}
