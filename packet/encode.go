@@ -98,7 +98,10 @@ type PublishHeader struct {
 }
 
 // AppendPublishHeader appends h as a PUBLISH with no properties (an empty
-// property block in MQTT 5). The same checks as Append apply.
+// property block in MQTT 5). The same checks as Append apply. It repeats
+// Publish.size and Publish.write on purpose: sharing them as functions
+// (which do not inline) cost 3 ns of this call's 9, once per delivery.
+// TestAppendPublishHeaderMatchesAppend keeps the two in step.
 func AppendPublishHeader(dst []byte, h *PublishHeader, version byte) ([]byte, error) {
 	switch {
 	case !validVersion(version):
