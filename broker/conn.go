@@ -781,8 +781,9 @@ func (c *conn) writePublish(d *delivery, pid uint16, dup bool) bool {
 		p.Props.Mark(packet.PropMessageExpiry)
 	}
 	p.Props.SubscriptionIDs = d.subIDs
-	if !c.lockOutput(d) {
-		return true
+	c.outMu.Lock()
+	if c.outClosed || (d.qos == 0 && !d.retain && len(c.out) > maxPendingOutput) {
+		return c.skipLocked()
 	}
 	newAlias := uint16(0)
 	if c.aliasMax > 0 {
@@ -806,7 +807,13 @@ func (c *conn) writePublish(d *delivery, pid uint16, dup bool) bool {
 		c.outAliases[m.Topic] = newAlias
 	}
 	out, err := packet.AppendPublish(c.outBufLocked(m), &p, c.version)
-	c.appendedLocked(out, err, m)
+	c.out = out
+	c.outMu.Unlock()
+	if err != nil {
+		c.encodingFailed(m, err)
+		return true
+	}
+	c.nc.Flush()
 	return true
 }
 
@@ -816,8 +823,9 @@ func (c *conn) writePublish(d *delivery, pid uint16, dup bool) bool {
 func (c *conn) writePlainPublish(d *delivery, pid uint16, dup bool) bool {
 	m := d.msg
 	h := packet.PublishHeader{Topic: m.Topic, Payload: m.Payload, QoS: d.qos, PacketID: pid, Dup: dup, Retain: d.retain}
-	if !c.lockOutput(d) {
-		return true
+	c.outMu.Lock()
+	if c.outClosed || (d.qos == 0 && !d.retain && len(c.out) > maxPendingOutput) {
+		return c.skipLocked()
 	}
 	// The exact size is only worked out when a rough upper bound exceeds
 	// the client's maximum.
@@ -828,25 +836,25 @@ func (c *conn) writePlainPublish(d *delivery, pid uint16, dup bool) bool {
 		}
 	}
 	out, err := packet.AppendPublishHeader(c.outBufLocked(m), &h, c.version)
-	c.appendedLocked(out, err, m)
+	c.out = out
+	c.outMu.Unlock()
+	if err != nil {
+		c.encodingFailed(m, err)
+		return true
+	}
+	c.nc.Flush()
 	return true
 }
 
-// lockOutput takes outMu to write delivery d. It reports false, with outMu
-// released, when d is not to be written: the connection is gone, or d is
-// QoS 0 to a client that does not read (QoS 1 and 2 are bounded by the
-// in-flight window instead), which is counted.
-func (c *conn) lockOutput(d *delivery) bool {
-	c.outMu.Lock()
-	if c.outClosed {
-		c.outMu.Unlock()
-		return false
-	}
-	if d.qos == 0 && !d.retain && len(c.out) > maxPendingOutput {
-		c.outMu.Unlock()
+// skipLocked releases outMu for a delivery that is not written: the
+// connection is gone, or it is QoS 0 to a client that does not read (QoS 1
+// and 2 are bounded by the in-flight window instead), which is counted.
+// The callers test for these inline: this is the uncommon path.
+func (c *conn) skipLocked() bool {
+	if !c.outClosed {
 		c.srv.stats.droppedQoS0Slow.Add(1)
-		return false
 	}
+	c.outMu.Unlock()
 	return true
 }
 
@@ -866,16 +874,10 @@ func (c *conn) outBufLocked(m *Message) []byte {
 	return c.out
 }
 
-// appendedLocked keeps what was appended, releases outMu and asks the
-// driver to write.
-func (c *conn) appendedLocked(out []byte, err error, m *Message) {
-	c.out = out
-	c.outMu.Unlock()
-	if err != nil {
-		c.srv.log.Error("encoding PUBLISH", "client", c.clientID(), "topic", m.Topic, "err", err)
-		return
-	}
-	c.nc.Flush()
+// encodingFailed logs a PUBLISH that could not be encoded (a bug: the
+// message was checked when it arrived).
+func (c *conn) encodingFailed(m *Message, err error) {
+	c.srv.log.Error("encoding PUBLISH", "client", c.clientID(), "topic", m.Topic, "err", err)
 }
 
 // maxPendingOutput bounds the bytes waiting for a client that does not read,
