@@ -97,16 +97,16 @@ func TestBigBufferReservesInProportion(t *testing.T) {
 		return b
 	}
 	whole := header(800 << 10)
-	if b := bigBuffer(whole[:100<<10-1], 1<<20); b != nil {
+	if b, _ := bigBuffer(whole[:100<<10-1], 1<<20); b != nil {
 		t.Errorf("less than an eighth arrived: reserved %d bytes", cap(b))
 	}
-	if b := bigBuffer(whole[:100<<10+10], 1<<20); b == nil || cap(b) != len(whole) || !bytes.Equal(b, whole[:100<<10+10]) {
+	if b, _ := bigBuffer(whole[:100<<10+10], 1<<20); b == nil || cap(b) != len(whole) || !bytes.Equal(b, whole[:100<<10+10]) {
 		t.Errorf("an eighth arrived: want a buffer of %d holding what came", len(whole))
 	}
-	if b := bigBuffer(header(1000)[:500], 1<<20); b != nil {
+	if b, _ := bigBuffer(header(1000)[:500], 1<<20); b != nil {
 		t.Errorf("small packet: reserved %d bytes", cap(b))
 	}
-	if b := bigBuffer(whole[:200<<10], 512<<10); b != nil {
+	if b, _ := bigBuffer(whole[:200<<10], 512<<10); b != nil {
 		t.Errorf("packet over the maximum size: reserved %d bytes", cap(b))
 	}
 }

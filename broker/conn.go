@@ -37,6 +37,9 @@ type conn struct {
 	outMu sync.Mutex
 
 	in []byte // the start of a packet that has not fully arrived
+	// inBig is the pooled buffer in holds, while a big packet is assembled
+	// in a buffer of its own (bigBuffer); nil otherwise.
+	inBig *bigBuf
 	// sess is set once, at CONNECT; atomic because the path that ends a
 	// connection may run on another goroutine (timeouts, takeover).
 	sess atomic.Pointer[session]
@@ -58,8 +61,7 @@ type conn struct {
 	// deadline (unix nanoseconds) after which the sweeper closes the
 	// connection: the CONNECT timeout first, then 1.5 × keep alive after the
 	// last bytes read. Zero means none. [MQTT-3.1.2-24]
-	deadline  atomic.Int64
-	keepAlive time.Duration
+	deadline atomic.Int64
 	// partial (unix ns) is when an incomplete packet must have finished
 	// arriving; 0 when none is pending. [slowloris]
 	partial atomic.Int64
@@ -68,13 +70,13 @@ type conn struct {
 	maxOut uint32 // the client's Maximum Packet Size; 0 when it set none
 
 	willDelay uint32
-	// willDone makes sure the will is considered once.
-	willDone atomic.Bool
+	// keepAliveMs is the keep alive in force, in milliseconds (the server
+	// may set one finer than MQTT's seconds); 0 for none.
+	keepAliveMs uint32
+	// flags holds flagWillDone and flagConnectedV5.
+	flags atomic.Uint32
 	// closing is set when the engine decides to close; later input is ignored.
 	closing atomic.Bool
-	// connectedV5 is set once an MQTT 5 CONNECT is accepted: from then on
-	// the server explains a close with DISCONNECT.
-	connectedV5 atomic.Bool
 
 	window      uint16 // outbound in-flight limit: MaxInflight, lowered by the client's Receive Maximum
 	aliasMax    uint16 // the client's Topic Alias Maximum
@@ -108,6 +110,15 @@ type deferredReply struct {
 }
 
 type connState uint8
+
+// conn.flags: atomic, so that any goroutine may read them.
+const (
+	// flagWillDone makes sure the will is considered once.
+	flagWillDone = 1 << iota
+	// flagConnectedV5 is set once an MQTT 5 CONNECT is accepted: from then
+	// on the server explains a close with DISCONNECT.
+	flagConnectedV5
+)
 
 const (
 	stateNew            connState = iota // waiting for CONNECT
@@ -158,9 +169,12 @@ func (c *conn) consume(b []byte) {
 		c.in = append(c.in, b[:take]...)
 		b = b[take:]
 		if len(c.in) == total {
-			own := c.in
-			c.in = nil
-			_, parsed = c.parse(dec, own, true)
+			own, big := c.in, c.inBig
+			c.in, c.inBig = nil, nil
+			if big != nil && &big.b[0] != &own[0] {
+				big = nil // not the buffer it was made for: not recycled
+			}
+			_, parsed = c.parse(dec, own, true, big)
 		}
 	}
 	switch {
@@ -169,26 +183,26 @@ func (c *conn) consume(b []byte) {
 			break
 		}
 		var more bool
-		rest, more = c.parse(dec, b, false)
+		rest, more = c.parse(dec, b, false, nil)
 		parsed = parsed || more
 		if len(rest) > 0 && !c.closing.Load() {
-			if c.in = bigBuffer(rest, c.srv.opts.MaxPacketSize); c.in == nil {
+			if c.in, c.inBig = bigBuffer(rest, c.srv.opts.MaxPacketSize); c.in == nil {
 				c.in = append(bufpool.Get(len(rest)), rest...)
 			}
 		}
 	case total > 0:
 		// Still assembling the big packet: b went into it.
 	default:
-		c.in = append(c.in, b...)
+		c.in, c.inBig = append(c.in, b...), nil
 		var more bool
-		rest, more = c.parse(dec, c.in, false)
+		rest, more = c.parse(dec, c.in, false, nil)
 		parsed = parsed || more
 		if len(rest) == 0 || c.closing.Load() {
 			bufpool.Put(c.in)
 			c.in = nil
-		} else if big := bigBuffer(rest, c.srv.opts.MaxPacketSize); big != nil {
+		} else if big, bb := bigBuffer(rest, c.srv.opts.MaxPacketSize); big != nil {
 			bufpool.Put(c.in)
-			c.in = big
+			c.in, c.inBig = big, bb
 		} else {
 			n := copy(c.in, rest)
 			c.in = c.in[:n]
@@ -199,9 +213,9 @@ func (c *conn) consume(b []byte) {
 		return
 	}
 	var now time.Time
-	if parsed && c.state == stateConnected && c.keepAlive > 0 {
+	if parsed && c.state == stateConnected && c.keepAliveMs > 0 {
 		now = time.Now()
-		c.deadline.Store(now.Add(c.keepAlive * 3 / 2).UnixNano())
+		c.deadline.Store(now.Add(time.Duration(c.keepAliveMs) * time.Millisecond * 3 / 2).UnixNano())
 	}
 	switch {
 	case len(c.in) == 0 || c.paused:
@@ -221,21 +235,23 @@ func (c *conn) consume(b []byte) {
 const bigPacket = 64 << 10
 
 // bigBuffer returns a buffer of its own for the big packet that rest
-// starts, holding rest, or nil if rest does not start one. The buffer is
+// starts, holding rest, or nil if rest does not start one; the buffer is
+// exactly the packet's size, in a pooled one (bb) that may be larger. It is
 // only made once an eighth of the packet has arrived: a client cannot make
 // the broker reserve more than eight times what it sent.
-func bigBuffer(rest []byte, maxPacket int) []byte {
+func bigBuffer(rest []byte, maxPacket int) (buf []byte, bb *bigBuf) {
 	h, n, err := packet.ParseFixedHeader(rest, maxPacket)
 	if err != nil {
-		return nil
+		return nil, nil
 	}
 	total := n + h.Remaining
 	if total < bigPacket || len(rest) < total/8 || len(rest) >= total {
-		return nil
+		return nil, nil
 	}
-	buf := make([]byte, len(rest), total)
+	bb = getBigBuf(total)
+	buf = bb.b[:len(rest):total]
 	copy(buf, rest)
-	return buf
+	return buf, bb
 }
 
 // bigPending returns the size of the big packet c.in is assembling in a
@@ -294,7 +310,7 @@ func (c *conn) DataRead(b []byte) {
 // incomplete remainder, and whether any packet was complete. owned says
 // that b holds one packet in a buffer nobody reuses: a PUBLISH's message
 // may keep it rather than copy it.
-func (c *conn) parse(dec *packet.Decoder, b []byte, owned bool) (rest []byte, parsed bool) {
+func (c *conn) parse(dec *packet.Decoder, b []byte, owned bool, big *bigBuf) (rest []byte, parsed bool) {
 	for len(b) > 0 && !c.closing.Load() && !c.paused {
 		h, n, err := packet.ParseFixedHeader(b, c.srv.opts.MaxPacketSize)
 		if err == packet.ErrIncomplete {
@@ -318,7 +334,7 @@ func (c *conn) parse(dec *packet.Decoder, b []byte, owned bool) (rest []byte, pa
 		b = b[n+h.Remaining:]
 		parsed = true
 		if pub, ok := p.(*packet.Publish); ok && owned && c.state == stateConnected {
-			err = c.handlePublish(pub, true)
+			err = c.handlePublish(pub, true, big)
 		} else {
 			err = c.handle(p)
 		}
@@ -349,7 +365,7 @@ func (c *conn) handle(p packet.Packet) error {
 	}
 	switch p := p.(type) {
 	case *packet.Publish:
-		return c.handlePublish(p, false)
+		return c.handlePublish(p, false, nil)
 	case *packet.Ack:
 		return c.handleAck(p)
 	case *packet.Subscribe:
@@ -451,7 +467,7 @@ func (c *conn) disconnect(code packet.ReasonCode, reason string) {
 // earlier protocol levels have no server DISCONNECT and just see the
 // connection close. Safe from any goroutine.
 func (c *conn) appendDisconnect(code packet.ReasonCode, reason string) {
-	if !c.connectedV5.Load() {
+	if c.flags.Load()&flagConnectedV5 == 0 {
 		return
 	}
 	c.appendPacket(&packet.Disconnect{Code: code, Props: c.reasonProps(reason)})
@@ -487,7 +503,7 @@ func (c *conn) shutdown() {
 // where the session was attached while the connection was already closing.
 func (c *conn) finish() {
 	var will *Message
-	if !c.willDone.Swap(true) {
+	if c.flags.Or(flagWillDone)&flagWillDone == 0 {
 		will = c.will.Swap(nil)
 	}
 	c.srv.release(c, will, c.willDelay)
@@ -549,7 +565,7 @@ func (c *conn) Closed(err error) {
 	c.ln.conns.Add(-1)
 	if c.in != nil {
 		bufpool.Put(c.in)
-		c.in = nil
+		c.in, c.inBig = nil, nil
 	}
 	c.outMu.Lock()
 	c.outClosed = true

@@ -329,9 +329,11 @@ func (c *conn) accept(cp *connectParams, authData []byte) {
 	if c.version == packet.V5 {
 		c.connackProps(cp, &connack.Props, authData)
 	}
-	c.keepAlive = keepAlive
+	c.keepAliveMs = uint32(min(keepAlive, 65535*time.Second) / time.Millisecond)
 	c.state = stateConnected
-	c.connectedV5.Store(c.version == packet.V5)
+	if c.version == packet.V5 {
+		c.flags.Or(flagConnectedV5)
+	}
 	if keepAlive > 0 {
 		// The server allows one and a half keep alive periods of silence. [MQTT-3.1.2-24]
 		c.deadline.Store(time.Now().Add(keepAlive * 3 / 2).UnixNano())

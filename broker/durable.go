@@ -130,6 +130,7 @@ func (tx *routeTx) finish(s *Server, waiter commitWaiter) {
 // stageLocked writes a durable delivery to tx and holds it until its commit.
 func (ss *session) stageLocked(d delivery, tx *routeTx) {
 	s := ss.srv
+	d.msg.pin() // held by the store's path (pending, paged in) as well as in memory
 	b := tx.batch(s)
 	if tx.msgID == 0 {
 		tx.msgID = s.nextMessageID()
@@ -210,6 +211,7 @@ func (ss *session) releasedLocked(g uint64, err error) {
 		for i := range ss.inflight.items {
 			if f := &ss.inflight.items[i]; f.seq == r.seq {
 				f.released = true
+				f.msg.unref()
 				f.msg = releasedMessage
 				break
 			}
@@ -285,9 +287,11 @@ func (ss *session) pageInLocked() bool {
 	return loaded > 0
 }
 
-// forgetLocked removes a delivery that is done with (acknowledged, sent at
-// QoS 0, expired or undeliverable) from the store.
+// forgetLocked lets go of a delivery that is done with (acknowledged, sent
+// at QoS 0, expired or undeliverable): its message, and its entry in the
+// store.
 func (ss *session) forgetLocked(d *delivery) {
+	d.msg.unref()
 	if !ss.persisted || d.msgID == 0 {
 		return
 	}

@@ -15,8 +15,6 @@ import (
 type Message struct {
 	Topic   string
 	Payload []byte
-	QoS     byte
-	Retain  bool
 	// Props holds the MQTT 5 properties forwarded unchanged: Payload Format
 	// Indicator, Content Type, Response Topic, Correlation Data and User
 	// Properties (in order). Nil when there are none.
@@ -25,9 +23,14 @@ type Message struct {
 	Expiry time.Time
 	// origin identifies the publishing session, for No Local (0 for the broker).
 	origin uint64
+	// big is the pooled buffer the payload lives in, nil for most
+	// messages; the message then counts its holders (bigbuf.go).
+	big *bigBuf
 	// willExpiry is a will's Message Expiry Interval in seconds: a will's
 	// lifetime starts when it is published, not at CONNECT. [MQTT-3.1.3-?] (v5)
 	willExpiry uint32
+	QoS        byte
+	Retain     bool
 }
 
 // forwarded are the properties a PUBLISH carries on to subscribers as they
@@ -42,28 +45,32 @@ var releasedMessage = &Message{}
 
 // newMessage copies what it keeps out of a decoded PUBLISH, which aliases
 // the connection's read buffer.
-func newMessage(p *packet.Publish, origin uint64) *Message { return makeMessage(p, origin, false) }
+func newMessage(p *packet.Publish, origin uint64) *Message { return makeMessage(p, origin, false, nil) }
 
-// makeMessage makes the message of a decoded PUBLISH. Unless owned (p's
-// bytes are in a buffer nobody reuses, which the message may keep), it
-// copies the topic and payload, into the same allocation as the message
-// when they are small; properties, which MQTT 3 messages never have, take
-// their own.
-func makeMessage(p *packet.Publish, origin uint64, owned bool) *Message {
-	var m *Message
-	topic, payload := p.Topic, p.Payload[:len(p.Payload):len(p.Payload)]
-	if owned {
-		m = new(Message)
-	} else {
-		var buf []byte
-		m, buf = allocMessage(len(p.Topic) + len(p.Payload))
-		copy(buf, p.Topic)
+// makeMessage makes the message of a decoded PUBLISH. It copies the topic
+// and payload, into the same allocation as the message when they are
+// small; properties, which MQTT 3 messages never have, take their own.
+// When owned, p's bytes are in a buffer nobody reuses, and the message
+// keeps the payload where it is; big is that buffer when it is pooled, and
+// the message starts with one holder, its caller.
+func makeMessage(p *packet.Publish, origin uint64, owned bool, big *bigBuf) *Message {
+	payload := p.Payload[:len(p.Payload):len(p.Payload)]
+	n := len(p.Topic)
+	if !owned {
+		n += len(p.Payload)
+	}
+	m, buf := allocMessage(n)
+	copy(buf, p.Topic)
+	if !owned {
 		copy(buf[len(p.Topic):], p.Payload)
 		payload = buf[len(p.Topic):len(buf):len(buf)]
-		topic = ""
-		if len(p.Topic) > 0 {
-			topic = unsafe.String(&buf[0], len(p.Topic))
-		}
+	}
+	// The topic is copied even when the payload is not: it outlives the
+	// message in maps (outbound topic aliases), where a recycled buffer
+	// must not change it.
+	topic := ""
+	if len(p.Topic) > 0 {
+		topic = unsafe.String(&buf[0], len(p.Topic))
 	}
 	*m = Message{
 		Topic:   topic,
@@ -71,6 +78,10 @@ func makeMessage(p *packet.Publish, origin uint64, owned bool) *Message {
 		Retain:  p.Retain,
 		Payload: payload,
 		origin:  origin,
+	}
+	if owned && big != nil {
+		m.big = big
+		big.refs.Store(1)
 	}
 	// An interval of 0 is taken as no expiry, as Mosquitto does: the spec
 	// gives it no meaning of its own.

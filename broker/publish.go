@@ -17,7 +17,7 @@ import (
 // The codec has already refused wildcards in the topic name. [MQTT-3.3.2-2]
 // owned says that p's bytes are in a buffer nobody reuses, which the
 // message may keep.
-func (c *conn) handlePublish(p *packet.Publish, owned bool) error {
+func (c *conn) handlePublish(p *packet.Publish, owned bool, big *bigBuf) error {
 	o := &c.srv.opts
 	ss := c.sess.Load()
 	if p.QoS > o.maxQoS() {
@@ -84,10 +84,14 @@ func (c *conn) handlePublish(p *packet.Publish, owned bool) error {
 	defer putTx(tx)
 	switch p.QoS {
 	case 0:
-		c.srv.publish(makeMessage(p, ss.id, owned), tx)
+		m := makeMessage(p, ss.id, owned, big)
+		c.srv.publish(m, tx)
+		m.unref()
 		tx.finish(c.srv, nil)
 	case 1:
-		n := c.srv.publish(makeMessage(p, ss.id, owned), tx)
+		m := makeMessage(p, ss.id, owned, big)
+		n := c.srv.publish(m, tx)
+		m.unref()
 		// Acknowledged once the message is in the store for every durable
 		// session it goes to. [MQTT-4.3.2-2]
 		c.ack(packet.PUBACK, p.PacketID, c.routedCode(n), tx.group())
@@ -102,7 +106,9 @@ func (c *conn) handlePublish(p *packet.Publish, owned bool) error {
 		}
 		code := packet.Success
 		if !dup {
-			code = c.routedCode(c.srv.publish(makeMessage(p, ss.id, owned), tx))
+			m := makeMessage(p, ss.id, owned, big)
+			code = c.routedCode(c.srv.publish(m, tx))
+			m.unref()
 		}
 		c.ack(packet.PUBREC, p.PacketID, code, tx.group())
 		tx.finish(c.srv, c)
@@ -293,6 +299,7 @@ func (s *Server) deliverOverlapping(m *Message, sc *matches, tx *routeTx) int {
 // message when the payload is empty, in memory and in the store (before a
 // QoS 1 or 2 publisher is acknowledged). [MQTT-3.3.1-5] [MQTT-3.3.1-10] [MQTT-3.3.1-11]
 func (s *Server) retain(m *Message, tx *routeTx) {
+	m.pin() // the retained index keeps it for as long as it likes
 	b := tx.batch(s)
 	tx.sync = tx.sync || m.QoS > 0
 	if len(m.Payload) == 0 {

@@ -146,6 +146,7 @@ func (ss *session) push(d delivery, tx *routeTx) bool {
 	d.seq = ss.nextSeq
 	ss.nextSeq++
 	if c != nil && ss.queue.len() == 0 && ss.inflight.hasRoom(int(c.window), d.seq) {
+		d.msg.ref() // until forgetLocked
 		ss.sendLocked(c, d)
 		return true
 	}
@@ -155,6 +156,7 @@ func (ss *session) push(d delivery, tx *routeTx) bool {
 			"client", ss.clientID, "topic", d.msg.Topic, "qos", d.qos, "dropped_total", n)
 		return false
 	}
+	d.msg.ref() // until forgetLocked
 	ss.queue.push(&ss.srv.queuedMem, d)
 	return true
 }
@@ -314,6 +316,7 @@ func (ss *session) acked(kind packet.Type, pid uint16, code packet.ReasonCode) b
 			tx.waiters = append(tx.waiters, ss)
 		default:
 			f.released = true
+			f.msg.unref()
 			f.msg = releasedMessage // the message itself is no longer needed
 		}
 		if c := ss.conn; c != nil {

@@ -1,0 +1,215 @@
+package broker
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/petrelmq/petrel/internal/wiretest"
+	"github.com/petrelmq/petrel/packet"
+)
+
+// bigPayload is a payload whose every byte depends on seq, so that a
+// payload overwritten by another message's (a buffer recycled too early)
+// cannot pass for it.
+func bigPayload(seq uint32, n int) []byte {
+	b := make([]byte, n)
+	binary.BigEndian.PutUint32(b, seq)
+	for i := 4; i < n; i++ {
+		b[i] = byte(seq*7 + uint32(i)%253)
+	}
+	return b
+}
+
+// routeBig routes a message whose payload is in a pooled buffer, as a big
+// PUBLISH read from a client is, and returns it with the buffer.
+func routeBig(srv *Server, topic string, qos byte, retain bool, payload []byte) (*Message, *bigBuf) {
+	bb := getBigBuf(len(payload))
+	copy(bb.b, payload)
+	m := makeMessage(&packet.Publish{Topic: topic, Payload: bb.b[:len(payload)], QoS: qos, Retain: retain}, 0, true, bb)
+	tx := txPool.Get().(*routeTx)
+	srv.publish(m, tx)
+	tx.finish(srv, nil)
+	putTx(tx)
+	m.unref() // the router is done with it
+	return m, bb
+}
+
+// A pooled buffer goes back to its pool only when no delivery can still be
+// written from it: a QoS 1 delivery holds it until PUBACK, QoS 2 until
+// PUBREC; QoS 0 is copied out at once; retaining it pins it for good.
+func TestBigBufferHolders(t *testing.T) {
+	srv := startServer(t, Options{})
+	addr := srv.Addrs()[0].String()
+	subs := map[byte]*wiretest.Client{}
+	for qos := range byte(3) {
+		c, _ := wiretest.MustConnect(t, addr, fmt.Sprint("sub", qos), true)
+		c.Subscribe("big/t", qos)
+		subs[qos] = c
+	}
+	want := bigPayload(1, 100<<10)
+	_, bb := routeBig(srv, "big/t", 2, false, want)
+	if n := bb.refs.Load(); n != 2 {
+		t.Fatalf("after routing: %d holders, want 2 (the QoS 1 and QoS 2 deliveries)", n)
+	}
+	next := func(c *wiretest.Client) *packet.Publish {
+		t.Helper()
+		p, ok := c.Next().(*packet.Publish)
+		if !ok || !bytes.Equal(p.Payload, want) {
+			t.Fatalf("want the big PUBLISH intact, got %+v", p)
+		}
+		return p
+	}
+	next(subs[0])
+
+	p := next(subs[1])
+	subs[1].Send(&packet.Ack{Kind: packet.PUBACK, PacketID: p.PacketID})
+	subs[1].Ping() // the PUBACK was handled
+	if n := bb.refs.Load(); n != 1 {
+		t.Fatalf("after PUBACK: %d holders, want 1", n)
+	}
+
+	p = next(subs[2])
+	subs[2].Send(&packet.Ack{Kind: packet.PUBREC, PacketID: p.PacketID})
+	subs[2].ExpectAck(packet.PUBREL, p.PacketID)
+	if n := bb.refs.Load(); n != 0 {
+		t.Fatalf("after PUBREC: %d holders, want 0", n)
+	}
+	subs[2].Send(&packet.Ack{Kind: packet.PUBCOMP, PacketID: p.PacketID})
+	subs[2].Ping()
+	if n := bb.refs.Load(); n != 0 {
+		t.Fatalf("after PUBCOMP: %d holders, want still 0", n)
+	}
+
+	_, bb = routeBig(srv, "big/retained", 1, true, bigPayload(2, 80<<10))
+	if n := bb.refs.Load(); n < pinnedRefs {
+		t.Fatalf("retained: %d holders, want pinned", n)
+	}
+}
+
+// Big messages through every kind of holder at once, with buffers
+// recycled all the while: each subscriber must get every payload exactly
+// as it was published. Subscribers read slowly, with two messages in
+// flight, so most deliveries wait in a queue while later messages reuse
+// the buffers of acknowledged ones.
+func TestBigBuffersRecycledIntact(t *testing.T) {
+	for _, goroutines := range []bool{false, true} {
+		t.Run(map[bool]string{false: "event-loop", true: "goroutine"}[goroutines], func(t *testing.T) {
+			srv := New(Options{Logger: testLogger(t), MaxInflight: 2,
+				Listeners: []ListenerConfig{{Address: "127.0.0.1:0", GoroutineDriver: goroutines}}})
+			if err := srv.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { srv.Close() })
+			addr := srv.Addrs()[0].String()
+
+			const count = 60
+			// Two sizes in one size class and one in another, so buffers are
+			// shared between messages of different lengths.
+			sizes := []int{100 << 10, 100<<10 + 100, 70 << 10}
+			payload := func(i int) []byte { return bigPayload(uint32(i), sizes[i%len(sizes)]) }
+
+			// A persistent session (its deliveries go through the store, which
+			// pins their buffers) takes every fifth message, and is away while
+			// they arrive. One message in the middle is retained (pinned too).
+			topic := func(i int) string { return map[bool]string{true: "big/durable", false: "big/x"}[i%5 == 0] }
+			const retained = count/2 + 1
+			away, _ := wiretest.MustConnect(t, addr, "away", false)
+			away.Subscribe("big/durable", 1)
+			away.Disconnect()
+
+			// accepted[i] closes once the broker acknowledged message i.
+			// A subscriber acknowledges message i only after message i+8 was
+			// accepted: deliveries queue up behind its window meanwhile.
+			accepted := make([]chan struct{}, count)
+			for i := range accepted {
+				accepted[i] = make(chan struct{})
+			}
+			var wg sync.WaitGroup
+			errs := make(chan error, 8)
+			for qos := range byte(3) {
+				c, _ := wiretest.MustConnect(t, addr, fmt.Sprint("sub", qos), true)
+				c.Subscribe("big/#", qos)
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					errs <- receiveInOrder(c, qos, count, payload, func(i int) { <-accepted[min(i+8, count-1)] })
+				}()
+			}
+
+			pub, _ := wiretest.MustConnect(t, addr, "pub", true)
+			for i := range count {
+				pid := uint16(i + 1)
+				qos := byte(1 + i%2) // QoS 2 deliveries let go of the message at PUBREC
+				pub.Send(&packet.Publish{Topic: topic(i), Payload: payload(i), QoS: qos, PacketID: pid, Retain: i == retained})
+				if qos == 1 {
+					pub.ExpectAck(packet.PUBACK, pid)
+				} else {
+					pub.ExpectAck(packet.PUBREC, pid)
+					pub.Send(&packet.Ack{Kind: packet.PUBREL, PacketID: pid})
+					pub.ExpectAck(packet.PUBCOMP, pid)
+				}
+				close(accepted[i])
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+
+			i := 0
+			wiretest.DrainSession(t, addr, "away", func(p *packet.Publish) {
+				if i < count && !bytes.Equal(p.Payload, payload(i)) {
+					t.Errorf("persistent session, message %d: payload not as published", i)
+				}
+				i += 5
+			})
+			if i != count {
+				t.Errorf("persistent session got %d messages, want %d", i/5, count/5)
+			}
+			late, _ := wiretest.MustConnect(t, addr, "late", true)
+			late.Subscribe("big/x", 0)
+			if p, ok := late.Next().(*packet.Publish); !ok || !p.Retain || !bytes.Equal(p.Payload, payload(retained)) {
+				t.Fatalf("retained message not as published: %+v", p)
+			}
+		})
+	}
+}
+
+// receiveInOrder takes count PUBLISHes, acknowledging each as its QoS
+// requires once before(i) returns, and checks each payload is the one
+// published in its place.
+func receiveInOrder(c *wiretest.Client, qos byte, count int, payload func(int) []byte, before func(i int)) error {
+	for i := 0; i < count; {
+		p, err := c.TryNext()
+		if err != nil {
+			return fmt.Errorf("QoS %d subscriber, message %d: %v", qos, i, err)
+		}
+		switch p := p.(type) {
+		case *packet.Publish:
+			if !bytes.Equal(p.Payload, payload(i)) {
+				return fmt.Errorf("QoS %d subscriber, message %d: payload of %d bytes not as published (first bytes %x)",
+					qos, i, len(p.Payload), p.Payload[:8])
+			}
+			before(i)
+			i++
+			switch p.QoS {
+			case 1:
+				c.TrySend(&packet.Ack{Kind: packet.PUBACK, PacketID: p.PacketID})
+			case 2:
+				c.TrySend(&packet.Ack{Kind: packet.PUBREC, PacketID: p.PacketID})
+			}
+		case *packet.Ack:
+			if p.Kind == packet.PUBREL {
+				c.TrySend(&packet.Ack{Kind: packet.PUBCOMP, PacketID: p.PacketID})
+			}
+		default:
+			return fmt.Errorf("QoS %d subscriber: unexpected %s", qos, p.Type())
+		}
+	}
+	return nil
+}
