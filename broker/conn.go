@@ -96,9 +96,43 @@ type conn struct {
 	out []byte
 	// outAliases are the topic aliases the broker has set towards the client.
 	outAliases map[string]uint16
+	// rare holds output state few connections need, made on first use
+	// (outRareLocked). Under outMu.
+	rare *outRare
+}
+
+// outRare is the output state of a connection that needed more than a
+// buffer.
+type outRare struct {
 	// deferred holds replies that wait for a store commit, in the order the
 	// client's packets came; any reply behind one waits too. [MQTT-4.6.0-2]
 	deferred []deferredReply
+	// lent are the big payloads the output refers to rather than copies
+	// (lendPayload), in order; lentBytes is their length.
+	lent      []lentPayload
+	lentBytes int
+}
+
+// lentPayload is a message's payload that goes out after out[:at].
+type lentPayload struct {
+	at int
+	m  *Message
+}
+
+// outRareLocked returns c.rare, making it if needed. outMu is held.
+func (c *conn) outRareLocked() *outRare {
+	if c.rare == nil {
+		c.rare = new(outRare)
+	}
+	return c.rare
+}
+
+// deferredLocked returns the replies waiting for a commit. outMu is held.
+func (c *conn) deferredLocked() []deferredReply {
+	if c.rare == nil {
+		return nil
+	}
+	return c.rare.deferred
 }
 
 // deferredReply is an acknowledgement (ack) or another reply (p) held until
@@ -547,7 +581,31 @@ func (c *conn) Output() []byte {
 	c.outMu.Lock()
 	b := c.out
 	c.out = nil
+	lent := c.takeLentLocked()
 	c.outMu.Unlock()
+	if lent != nil {
+		b = flatten(b, lent)
+	}
+	return b
+}
+
+// flatten returns out with the lent payloads copied in where they go, for
+// a driver that takes output in one piece.
+func flatten(out []byte, lent []lentPayload) []byte {
+	n := len(out)
+	for _, l := range lent {
+		n += len(l.m.Payload)
+	}
+	b := bufpool.Get(n)
+	prev := 0
+	for _, l := range lent {
+		b = append(b, out[prev:l.at]...)
+		b = append(b, l.m.Payload...)
+		prev = l.at
+	}
+	b = append(b, out[prev:]...)
+	bufpool.Put(out)
+	unrefLent(lent)
 	return b
 }
 
@@ -573,6 +631,7 @@ func (c *conn) Closed(err error) {
 		bufpool.Put(c.out)
 		c.out = nil
 	}
+	unrefLent(c.takeLentLocked())
 	c.outMu.Unlock()
 	if !wasOpen {
 		return
@@ -649,13 +708,14 @@ func (c *conn) writePacket(p packet.Packet) {
 // `group` is durable (0: nothing to wait for), keeping replies in order.
 func (c *conn) ack(kind packet.Type, pid uint16, code packet.ReasonCode, group uint64) {
 	c.outMu.Lock()
-	if group == 0 && len(c.deferred) == 0 {
+	if group == 0 && len(c.deferredLocked()) == 0 {
 		c.outMu.Unlock()
 		c.writeAck(kind, pid, code)
 		return
 	}
 	if !c.outClosed {
-		c.deferred = append(c.deferred, deferredReply{group: c.deferGroup(group), ack: packet.Ack{Kind: kind, PacketID: pid, Code: code}})
+		r := c.outRareLocked()
+		r.deferred = append(r.deferred, deferredReply{group: c.deferGroup(group), ack: packet.Ack{Kind: kind, PacketID: pid, Code: code}})
 	}
 	c.outMu.Unlock()
 }
@@ -663,13 +723,14 @@ func (c *conn) ack(kind packet.Type, pid uint16, code packet.ReasonCode, group u
 // reply sends p (SUBACK, UNSUBACK) once commit group `group` is durable.
 func (c *conn) reply(p packet.Packet, group uint64) {
 	c.outMu.Lock()
-	if group == 0 && len(c.deferred) == 0 {
+	if group == 0 && len(c.deferredLocked()) == 0 {
 		c.outMu.Unlock()
 		c.writePacket(p)
 		return
 	}
 	if !c.outClosed {
-		c.deferred = append(c.deferred, deferredReply{group: c.deferGroup(group), p: p})
+		r := c.outRareLocked()
+		r.deferred = append(r.deferred, deferredReply{group: c.deferGroup(group), p: p})
 	}
 	c.outMu.Unlock()
 }
@@ -677,8 +738,8 @@ func (c *conn) reply(p packet.Packet, group uint64) {
 // deferGroup is the group a reply waits for: its own, or that of the reply
 // ahead of it if later. outMu is held.
 func (c *conn) deferGroup(group uint64) uint64 {
-	if n := len(c.deferred); n > 0 {
-		group = max(group, c.deferred[n-1].group)
+	if d := c.deferredLocked(); len(d) > 0 {
+		group = max(group, d[len(d)-1].group)
 	}
 	return group
 }
@@ -691,8 +752,9 @@ func (c *conn) committed(g uint64, err error) {
 	c.outMu.Lock()
 	n := 0
 	failed, failedRelease := false, false
-	for n < len(c.deferred) && c.deferred[n].group <= g {
-		r := &c.deferred[n]
+	deferred := c.deferredLocked()
+	for n < len(deferred) && deferred[n].group <= g {
+		r := &deferred[n]
 		n++
 		if c.outClosed {
 			continue
@@ -740,10 +802,12 @@ func (c *conn) committed(g uint64, err error) {
 			c.out = out
 		}
 	}
-	clear(c.deferred[:n])
-	c.deferred = c.deferred[n:]
-	if len(c.deferred) == 0 {
-		c.deferred = nil
+	if n > 0 {
+		clear(deferred[:n])
+		c.rare.deferred = deferred[n:]
+		if len(c.rare.deferred) == 0 {
+			c.rare.deferred = nil
+		}
 	}
 	c.outMu.Unlock()
 	if n > 0 {
@@ -798,7 +862,7 @@ func (c *conn) writePublish(d *delivery, pid uint16, dup bool) bool {
 	}
 	p.Props.SubscriptionIDs = d.subIDs
 	c.outMu.Lock()
-	if c.outClosed || (d.qos == 0 && !d.retain && len(c.out) > maxPendingOutput) {
+	if c.outClosed || (d.qos == 0 && !d.retain && c.pendingLocked() > maxPendingOutput) {
 		return c.skipLocked()
 	}
 	newAlias := uint16(0)
@@ -822,7 +886,7 @@ func (c *conn) writePublish(d *delivery, pid uint16, dup bool) bool {
 		}
 		c.outAliases[m.Topic] = newAlias
 	}
-	out, err := packet.AppendPublish(c.outBufLocked(m), &p, c.version)
+	out, err := packet.AppendPublish(c.outBufLocked(m, false), &p, c.version)
 	c.out = out
 	c.outMu.Unlock()
 	if err != nil {
@@ -840,7 +904,7 @@ func (c *conn) writePlainPublish(d *delivery, pid uint16, dup bool) bool {
 	m := d.msg
 	h := packet.PublishHeader{Topic: m.Topic, Payload: m.Payload, QoS: d.qos, PacketID: pid, Dup: dup, Retain: d.retain}
 	c.outMu.Lock()
-	if c.outClosed || (d.qos == 0 && !d.retain && len(c.out) > maxPendingOutput) {
+	if c.outClosed || (d.qos == 0 && !d.retain && c.pendingLocked() > maxPendingOutput) {
 		return c.skipLocked()
 	}
 	// The exact size is only worked out when a rough upper bound exceeds
@@ -851,8 +915,12 @@ func (c *conn) writePlainPublish(d *delivery, pid uint16, dup bool) bool {
 			return c.tooLargeLocked()
 		}
 	}
-	out, err := packet.AppendPublishHeader(c.outBufLocked(m), &h, c.version)
+	h.PayloadFollows = len(m.Payload) >= minLent
+	out, err := packet.AppendPublishHeader(c.outBufLocked(m, h.PayloadFollows), &h, c.version)
 	c.out = out
+	if h.PayloadFollows && err == nil {
+		c.lendLocked(m)
+	}
 	c.outMu.Unlock()
 	if err != nil {
 		c.encodingFailed(m, err)
@@ -860,6 +928,65 @@ func (c *conn) writePlainPublish(d *delivery, pid uint16, dup bool) bool {
 	}
 	c.nc.Flush()
 	return true
+}
+
+// minLent is the payload size from which a PUBLISH's output refers to the
+// payload instead of copying it (for a driver that writes pieces, see
+// OutputPieces): below it a copy costs less than the bookkeeping.
+const minLent = 16 << 10
+
+// lendLocked makes m's payload the next part of the output, which holds a
+// reference to m until the driver has written it.
+func (c *conn) lendLocked(m *Message) {
+	m.ref()
+	r := c.outRareLocked()
+	r.lent = append(r.lent, lentPayload{at: len(c.out), m: m})
+	r.lentBytes += len(m.Payload)
+}
+
+// pendingLocked is how many bytes wait to be written to the client.
+func (c *conn) pendingLocked() int {
+	if c.rare == nil {
+		return len(c.out)
+	}
+	return len(c.out) + c.rare.lentBytes
+}
+
+// takeLentLocked takes the payloads lent to the output so far.
+func (c *conn) takeLentLocked() []lentPayload {
+	if c.rare == nil || len(c.rare.lent) == 0 {
+		return nil
+	}
+	lent := c.rare.lent
+	c.rare.lent, c.rare.lentBytes = nil, 0
+	return lent
+}
+
+// OutputPieces implements listener.PieceWriter: lent payloads are written
+// from where they are.
+func (c *conn) OutputPieces() (buf []byte, pieces [][]byte, done func()) {
+	c.outMu.Lock()
+	buf = c.out
+	c.out = nil
+	lent := c.takeLentLocked()
+	c.outMu.Unlock()
+	if lent == nil {
+		return buf, nil, nil
+	}
+	pieces = make([][]byte, 0, 2*len(lent)+1)
+	prev := 0
+	for _, l := range lent {
+		pieces = append(pieces, buf[prev:l.at], l.m.Payload)
+		prev = l.at
+	}
+	pieces = append(pieces, buf[prev:])
+	return buf, pieces, func() { unrefLent(lent) }
+}
+
+func unrefLent(lent []lentPayload) {
+	for _, l := range lent {
+		l.m.unref()
+	}
 }
 
 // skipLocked releases outMu for a delivery that is not written: the
@@ -882,10 +1009,15 @@ func (c *conn) tooLargeLocked() bool {
 	return false
 }
 
-// outBufLocked returns the output buffer to append m's PUBLISH to.
-func (c *conn) outBufLocked(m *Message) []byte {
+// outBufLocked returns the output buffer to append m's PUBLISH to, with
+// or without its payload.
+func (c *conn) outBufLocked(m *Message, lent bool) []byte {
 	if c.out == nil {
-		c.out = bufpool.Get(len(m.Payload) + len(m.Topic) + 16)
+		n := len(m.Topic) + 16
+		if !lent {
+			n += len(m.Payload)
+		}
+		c.out = bufpool.Get(n)
 	}
 	return c.out
 }
@@ -900,4 +1032,7 @@ func (c *conn) encodingFailed(m *Message, err error) {
 // beyond which QoS 0 messages to it are dropped.
 const maxPendingOutput = 4 << 20
 
-var _ listener.Endpoint = (*conn)(nil)
+var (
+	_ listener.Endpoint    = (*conn)(nil)
+	_ listener.PieceWriter = (*conn)(nil)
+)

@@ -291,8 +291,11 @@ type loop struct {
 	flushes []*econn
 	stopped bool // the loop is gone: nothing more can be queued
 
-	conns      map[int]*econn // by descriptor
-	buf        []byte         // the loop's one read buffer
+	conns map[int]*econn // by descriptor
+	// pieces holds the output of connections that lent memory
+	// (PieceWriter), being written with writev; econn.pieces marks them.
+	pieces     map[*econn]*pieceOut
+	buf        []byte // the loop's one read buffer
 	events     []unix.EpollEvent
 	wakeBuf    [8]byte
 	opsSpare   []loopOp
@@ -590,7 +593,24 @@ func (l *loop) output(c *econn) (out []byte, p *PanicError) {
 			out, p = nil, recovered(l.d.opts.Logger, "Output", c.RemoteAddr(), r)
 		}
 	}()
-	out = c.ep.Output()
+	if pw, ok := c.ep.(PieceWriter); ok {
+		var pieces [][]byte
+		var done func()
+		out, pieces, done = pw.OutputPieces()
+		if pieces != nil {
+			if l.pieces == nil {
+				l.pieces = make(map[*econn]*pieceOut)
+			}
+			l.pieces[c] = &pieceOut{pieces: pieces, done: done}
+			c.pieces = true
+			if out == nil {
+				out = bufpool.Get(0) // c.out marks that output is pending
+			}
+			return out, nil
+		}
+	} else {
+		out = c.ep.Output()
+	}
 	if len(out) == 0 {
 		if out != nil {
 			bufpool.Put(out)
@@ -721,6 +741,9 @@ func (l *loop) flush(c *econn) {
 // out; false when the socket is full (EPOLLOUT is then watched) or the
 // connection was finalized.
 func (l *loop) writeOut(c *econn) bool {
+	if c.pieces {
+		return l.writePieces(c)
+	}
 	for c.off < len(c.out) {
 		n, err := ignoringEINTR(func() (int, error) { return unix.Write(c.fd, c.out[c.off:]) })
 		l.writes.Add(1)
@@ -742,6 +765,64 @@ func (l *loop) writeOut(c *econn) bool {
 	bufpool.Put(c.out)
 	c.out, c.off = nil, 0
 	return true
+}
+
+// pieceOut is output in pieces, partly lent by the endpoint (PieceWriter).
+type pieceOut struct {
+	pieces [][]byte
+	done   func()
+}
+
+// maxIovecs is how many pieces one writev takes (Linux's IOV_MAX).
+const maxIovecs = 1024
+
+// writePieces is writeOut for output in pieces, written with writev.
+func (l *loop) writePieces(c *econn) bool {
+	v := l.pieces[c]
+	for len(v.pieces) > 0 {
+		iov := v.pieces[:min(len(v.pieces), maxIovecs)]
+		n, err := ignoringEINTR(func() (int, error) { return unix.Writev(c.fd, iov) })
+		l.writes.Add(1)
+		for n > 0 && len(v.pieces) > 0 {
+			k := min(n, len(v.pieces[0]))
+			v.pieces[0] = v.pieces[0][k:]
+			n -= k
+			if len(v.pieces[0]) == 0 {
+				v.pieces = v.pieces[1:]
+			}
+		}
+		switch {
+		case err == unix.EAGAIN:
+			if !c.outWatched {
+				c.outWatched = true
+				l.watch(c)
+			}
+			return false
+		case err != nil:
+			l.finalize(c, os.NewSyscallError("writev", err))
+			return false
+		}
+		for len(v.pieces) > 0 && len(v.pieces[0]) == 0 {
+			v.pieces = v.pieces[1:]
+		}
+	}
+	l.endPieces(c)
+	bufpool.Put(c.out)
+	c.out, c.off = nil, 0
+	return true
+}
+
+// endPieces gives the lent memory of c's output back to its endpoint.
+func (l *loop) endPieces(c *econn) {
+	v := l.pieces[c]
+	delete(l.pieces, c)
+	c.pieces = false
+	defer func() {
+		if r := recover(); r != nil {
+			recovered(l.d.opts.Logger, "OutputPieces done", c.RemoteAddr(), r)
+		}
+	}()
+	v.done()
 }
 
 // watch updates c's epoll interest to its phase and pending output.
@@ -845,6 +926,9 @@ func (l *loop) finalize(c *econn, err error) {
 	c.gone.Store(true)
 	delete(l.conns, c.fd)
 	unix.Close(c.fd) // also leaves the epoll set: the descriptor is never duplicated
+	if c.pieces {
+		l.endPieces(c)
+	}
 	if c.out != nil {
 		bufpool.Put(c.out)
 		c.out = nil
@@ -932,6 +1016,7 @@ type econn struct {
 	phase      phase
 	outWatched bool // EPOLLOUT is watched: c.out has an unwritten remainder
 	inputDone  bool // the peer's EOF arrived while closing
+	pieces     bool // c.out is written as l.pieces[c] (borrowed memory)
 	events     uint32
 	out        []byte // output taken from the endpoint, written up to off
 	off        int

@@ -46,6 +46,20 @@ type Endpoint interface {
 	Closed(err error)
 }
 
+// A PieceWriter is an Endpoint whose output may refer to memory it keeps
+// (a big payload that many connections send) instead of holding a copy.
+// The event-loop driver asks for output this way and writes it with
+// writev; the goroutine driver calls Output, which then copies.
+type PieceWriter interface {
+	// OutputPieces takes all pending output, as Output does. When some of
+	// it is lent, pieces lists what to write, in order (parts of buf and
+	// the lent memory), and done is called once, when all of it is written
+	// or the connection is gone; the driver does not read the pieces after
+	// that. Otherwise pieces and done are nil and buf is written as
+	// Output's result would be. buf goes back to bufpool either way.
+	OutputPieces() (buf []byte, pieces [][]byte, done func())
+}
+
 // A DirectReader is an Endpoint that can take some input straight into a
 // buffer of its own (the rest of a big packet) instead of having it copied
 // out of the driver's. The event-loop driver asks before each read; the

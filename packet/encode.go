@@ -95,6 +95,10 @@ type PublishHeader struct {
 	PacketID uint16
 	Dup      bool
 	Retain   bool
+	// PayloadFollows leaves the payload out of what is appended, though the
+	// remaining length counts it: the caller writes it next, from where it
+	// is (a big payload is not copied into every subscriber's buffer).
+	PayloadFollows bool
 }
 
 // AppendPublishHeader appends h as a PUBLISH with no properties (an empty
@@ -133,13 +137,20 @@ func AppendPublishHeader(dst []byte, h *PublishHeader, version byte) ([]byte, er
 	if h.Retain {
 		first |= 0x01
 	}
-	dst = slices.Grow(dst, 1+VarIntLen(uint32(rem))+rem)
+	grow := rem
+	if h.PayloadFollows {
+		grow -= len(h.Payload)
+	}
+	dst = slices.Grow(dst, 1+VarIntLen(uint32(rem))+grow)
 	dst = appendString(appendFixedHeader(dst, first, rem), h.Topic)
 	if h.QoS > 0 {
 		dst = appendU16(dst, h.PacketID)
 	}
 	if version == V5 {
 		dst = append(dst, 0)
+	}
+	if h.PayloadFollows {
+		return dst, nil
 	}
 	return append(dst, h.Payload...), nil
 }

@@ -221,6 +221,13 @@ func TestAppendPublishHeaderMatchesAppend(t *testing.T) {
 				if err != nil || !bytes.Equal(got, want) {
 					t.Fatalf("v%d qos%d %+v: got % x (%v), want % x", v, qos, flags, got, err, want)
 				}
+				// With the payload left to the caller, header then payload
+				// make the same packet.
+				h.PayloadFollows = true
+				got, err = AppendPublishHeader(nil, &h, v)
+				if err != nil || !bytes.Equal(append(got, h.Payload...), want) {
+					t.Fatalf("v%d qos%d %+v, payload follows: got % x (%v), want % x", v, qos, flags, got, err, want)
+				}
 			}
 		}
 	}
