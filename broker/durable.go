@@ -226,7 +226,7 @@ func (ss *session) releasedLocked(g uint64, err error) {
 // the store alone.
 func (ss *session) admitLocked(d delivery) {
 	if ss.stored == 0 && ss.queue.len() < memQueueLimit && !ss.srv.overMemoryBudget(len(d.msg.Payload)) {
-		ss.queue.push(&ss.srv.queuedMem, d)
+		ss.queueLocked().push(&ss.srv.queuedMem, d)
 		return
 	}
 	if ss.stored == 0 {
@@ -273,7 +273,7 @@ func (ss *session) pageInLocked() bool {
 			}
 			d.msg = m
 		}
-		ss.queue.push(&ss.srv.queuedMem, d)
+		ss.queueLocked().push(&ss.srv.queuedMem, d)
 		loaded++
 		return ss.stored > 0 && loaded < memQueueLimit && !s.overMemoryBudget(0), nil
 	})

@@ -117,8 +117,7 @@ func (ss *session) purgeExpired(now time.Time) {
 	// The memory queue.
 	var kept []delivery
 	for ss.queue.len() > 0 {
-		d := ss.queue.peek()
-		ss.queue.pop(&ss.srv.queuedMem)
+		d := ss.queue.pop(&ss.srv.queuedMem)
 		if keep(d.msg.Expiry) {
 			kept = append(kept, d)
 		} else {
@@ -126,7 +125,7 @@ func (ss *session) purgeExpired(now time.Time) {
 		}
 	}
 	for _, d := range kept {
-		ss.queue.push(&ss.srv.queuedMem, d)
+		ss.queue.push(&ss.srv.queuedMem, d) // the queue was not empty
 	}
 	// What waits in the store alone.
 	if ss.persisted && ss.stored > 0 {

@@ -216,6 +216,12 @@ func (s *Server) publish(m *Message, tx *routeTx) int {
 	sc := matchPool.Get().(*matches)
 	sc.all = s.index.Match(m.Topic, sc.all[:0])
 	sc.multi = sc.multi[:0]
+	if s.shared.Len() > 0 {
+		sc.groups = s.shared.Match(m.Topic, sc.groups[:0])
+	}
+	// A message that one subscription alone takes, and that is not kept as
+	// retained, has no other holder: a queue may copy it.
+	sole := len(sc.all) == 1 && len(sc.groups) == 0 && !m.Retain
 	n := 0
 	for _, sub := range sc.all {
 		// Only a session with several subscriptions can be matched twice.
@@ -229,7 +235,7 @@ func (s *Server) publish(m *Message, tx *routeTx) int {
 		if sub.checkRead && !s.mayRead(sub.sess, m.Topic) {
 			continue
 		}
-		d := delivery{msg: m, qos: min(sub.qos, m.QoS), retain: sub.retainAsPublished && m.Retain}
+		d := delivery{msg: m, qos: min(sub.qos, m.QoS), retain: sub.retainAsPublished && m.Retain, sole: sole}
 		if sub.subID != 0 {
 			sc.ids = append(sc.ids[:0], sub.subID)
 			d.subIDs = sc.ids
@@ -240,15 +246,13 @@ func (s *Server) publish(m *Message, tx *routeTx) int {
 	if len(sc.multi) > 0 {
 		n += s.deliverOverlapping(m, sc, tx)
 	}
-	if s.shared.Len() > 0 {
-		sc.groups = s.shared.Match(m.Topic, sc.groups[:0])
-		for _, g := range sc.groups {
-			if g.deliver(m, sc, tx) {
-				n++
-			}
+	for _, g := range sc.groups {
+		if g.deliver(m, sc, tx) {
+			n++
 		}
-		clear(sc.groups)
 	}
+	clear(sc.groups)
+	sc.groups = sc.groups[:0]
 	clear(sc.all)
 	clear(sc.multi)
 	matchPool.Put(sc)

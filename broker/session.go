@@ -51,7 +51,9 @@ type session struct {
 	// nextSeq numbers the session's deliveries in order.
 	nextSeq  uint64
 	inflight inflightWindow
-	queue    messageQueue
+	// queue is made when the first delivery has to wait (queueLocked):
+	// most sessions never need one.
+	queue *messageQueue
 	// queueExpiry is the earliest expiry (unix ns) of a queued delivery, 0
 	// for none: the background sweep purges the session once it passes.
 	queueExpiry atomic.Int64
@@ -98,6 +100,9 @@ type delivery struct {
 	released bool
 	// dup: sent before, on an earlier connection; goes out again with DUP=1.
 	dup bool
+	// sole: nothing else holds msg (it matched this subscription alone and
+	// is not retained), so a queue may keep a copy instead (messageQueue).
+	sole bool
 }
 
 // pidOf derives a packet id from a sequence number, so that a delivery
@@ -157,7 +162,7 @@ func (ss *session) push(d delivery, tx *routeTx) bool {
 		return false
 	}
 	d.msg.ref() // until forgetLocked
-	ss.queue.push(&ss.srv.queuedMem, d)
+	ss.queueLocked().push(&ss.srv.queuedMem, d)
 	return true
 }
 
@@ -180,7 +185,7 @@ func (ss *session) hasQueueRoom(size int) bool {
 	if o.MaxQueuedBytes <= 0 {
 		return true
 	}
-	n := ss.queue.bytes + int64(size)
+	n := ss.queue.queuedBytes() + int64(size)
 	if ss.persisted {
 		n += ss.storedBytes + ss.pendingBytes
 	}
@@ -214,11 +219,10 @@ func (ss *session) drainLocked(c *conn) {
 				return
 			}
 		}
-		d := ss.queue.peek()
-		if d.qos > 0 && !ss.inflight.hasRoom(int(c.window), d.seq) {
+		if qos, seq := ss.queue.front(); qos > 0 && !ss.inflight.hasRoom(int(c.window), seq) {
 			return
 		}
-		ss.queue.pop(&ss.srv.queuedMem)
+		d := ss.queue.pop(&ss.srv.queuedMem)
 		if !d.msg.Expiry.IsZero() {
 			if now.IsZero() {
 				now = time.Now()
@@ -252,7 +256,7 @@ func (ss *session) resumeLocked(c *conn) {
 		for i := range back {
 			back[i].dup = true
 		}
-		ss.queue.pushFront(&ss.srv.queuedMem, back)
+		ss.queueLocked().pushFront(&ss.srv.queuedMem, back)
 		clear(back)
 		ss.inflight.items = ss.inflight.items[:int(c.window)]
 	}
@@ -498,65 +502,10 @@ func (w *inflightWindow) remove(i int) {
 	}
 }
 
-// messageQueue is a FIFO of deliveries waiting for the client. Its payload
-// bytes count towards the server's queued-memory budget (mem).
-// messageQueue is a session's queue. The methods that change it take mem,
-// the server's count of queued bytes, rather than each queue keeping a
-// pointer to it: a session is part of every idle connection's cost.
-type messageQueue struct {
-	items []delivery
-	head  int
-	bytes int64
-}
-
-func (q *messageQueue) account(mem *atomic.Int64, n int64) {
-	q.bytes += n
-	mem.Add(n)
-}
-
-// reset empties the queue, giving its memory back to the budget.
-func (q *messageQueue) reset(mem *atomic.Int64) {
-	q.account(mem, -q.bytes)
-	clear(q.items)
-	q.items, q.head = nil, 0
-}
-
-func (q *messageQueue) len() int { return len(q.items) - q.head }
-
-func (q *messageQueue) push(mem *atomic.Int64, d delivery) {
-	if q.head > 0 && q.head == len(q.items) {
-		q.items, q.head = q.items[:0], 0
+// queueLocked returns the session's queue, making it if needed.
+func (ss *session) queueLocked() *messageQueue {
+	if ss.queue == nil {
+		ss.queue = new(messageQueue)
 	}
-	q.items = append(q.items, d)
-	q.account(mem, int64(len(d.msg.Payload)))
-}
-
-func (q *messageQueue) peek() delivery { return q.items[q.head] }
-
-// pushFront puts ds, in order, ahead of everything queued.
-func (q *messageQueue) pushFront(mem *atomic.Int64, ds []inflight) {
-	items := make([]delivery, 0, len(ds)+q.len())
-	for _, f := range ds {
-		items = append(items, f.delivery)
-		q.account(mem, int64(len(f.msg.Payload)))
-	}
-	q.items = append(items, q.items[q.head:]...)
-	q.head = 0
-}
-
-func (q *messageQueue) pop(mem *atomic.Int64) {
-	q.account(mem, -int64(len(q.items[q.head].msg.Payload)))
-	q.items[q.head] = delivery{}
-	q.head++
-	switch {
-	case q.head == len(q.items):
-		q.items, q.head = q.items[:0], 0
-		if cap(q.items) > 1024 {
-			q.items = nil
-		}
-	case q.head > 1024 && q.head > len(q.items)/2:
-		n := copy(q.items, q.items[q.head:])
-		clear(q.items[n:])
-		q.items, q.head = q.items[:n], 0
-	}
+	return ss.queue
 }

@@ -1,0 +1,242 @@
+package broker
+
+import (
+	"encoding/binary"
+	"sync/atomic"
+	"time"
+	"unsafe"
+)
+
+// messageQueue is a session's FIFO of deliveries waiting for the client.
+//
+// A client that is behind can have a great many small messages waiting, so
+// the queue keeps them packed where it can: a delivery whose message
+// nobody else holds (delivery.sole) is copied into the queue's buffer,
+// topic and payload included, about ten bytes over their length, and its
+// message is made again when it leaves the queue. Every other delivery (a
+// message shared with other sessions, a big one, one with MQTT 5
+// properties, a durable session's) is kept as it is, behind a one-byte
+// record that holds its place in the order.
+//
+// Its payload bytes count towards the server's queued-memory budget (mem).
+// The methods that change it take mem rather than each queue keeping a
+// pointer to it.
+type messageQueue struct {
+	buf  []byte // the records, from head on
+	head int
+	// refs are the deliveries of the ref records, in order, from refHead.
+	refs    []delivery
+	refHead int
+	n       int
+	bytes   int64
+}
+
+// maxPacked is the largest topic and payload a delivery is packed with:
+// beyond it the message's own overhead is small beside its bytes.
+const maxPacked = 1 << 10
+
+// Record flags (the first byte of each record).
+const (
+	recPacked    = 1 << 0
+	recQoSShift  = 1 // 2 bits: the delivery's QoS
+	recRetain    = 1 << 3
+	recDup       = 1 << 4
+	recExpiry    = 1 << 5
+	recMsgRetain = 1 << 6
+	// The message's own QoS is in the second byte of a packed record.
+)
+
+func (q *messageQueue) account(mem *atomic.Int64, n int64) {
+	q.bytes += n
+	mem.Add(n)
+}
+
+// len returns the number of deliveries queued; a nil queue is empty.
+func (q *messageQueue) len() int {
+	if q == nil {
+		return 0
+	}
+	return q.n
+}
+
+// queuedBytes returns the payload bytes queued.
+func (q *messageQueue) queuedBytes() int64 {
+	if q == nil {
+		return 0
+	}
+	return q.bytes
+}
+
+// reset empties the queue, giving its memory back to the budget. Messages
+// it held are let go without unref: their pooled buffers, if any, are left
+// to the garbage collector.
+func (q *messageQueue) reset(mem *atomic.Int64) {
+	if q == nil {
+		return
+	}
+	q.account(mem, -q.bytes)
+	*q = messageQueue{}
+}
+
+// packable reports whether d may be copied into the queue.
+func packable(d *delivery) bool {
+	m := d.msg
+	return d.sole && m.Props == nil && m.big == nil && d.msgID == 0 && !d.released &&
+		len(m.Topic)+len(m.Payload) <= maxPacked
+}
+
+func (q *messageQueue) push(mem *atomic.Int64, d delivery) {
+	q.compact()
+	if packable(&d) {
+		q.buf = appendPacked(q.buf, &d)
+	} else {
+		q.buf = append(q.buf, 0)
+		q.refs = append(q.refs, d)
+	}
+	q.n++
+	q.account(mem, int64(len(d.msg.Payload)))
+}
+
+// appendPacked appends d's packed record: flags, the message's QoS, seq,
+// the expiry (unix ns) if any, the subscription identifiers, the topic and
+// payload lengths, then the topic and payload.
+func appendPacked(b []byte, d *delivery) []byte {
+	m := d.msg
+	flags := byte(recPacked) | d.qos<<recQoSShift
+	if d.retain {
+		flags |= recRetain
+	}
+	if d.dup {
+		flags |= recDup
+	}
+	if !m.Expiry.IsZero() {
+		flags |= recExpiry
+	}
+	if m.Retain {
+		flags |= recMsgRetain
+	}
+	b = append(b, flags, m.QoS)
+	b = binary.AppendUvarint(b, d.seq)
+	if !m.Expiry.IsZero() {
+		b = binary.BigEndian.AppendUint64(b, uint64(m.Expiry.UnixNano()))
+	}
+	b = binary.AppendUvarint(b, uint64(len(d.subIDs)))
+	for _, id := range d.subIDs {
+		b = binary.AppendUvarint(b, uint64(id))
+	}
+	b = binary.AppendUvarint(b, uint64(len(m.Topic)))
+	b = binary.AppendUvarint(b, uint64(len(m.Payload)))
+	b = append(b, m.Topic...)
+	return append(b, m.Payload...)
+}
+
+// front returns the QoS and sequence number of the delivery at the head,
+// which must exist, without taking it.
+func (q *messageQueue) front() (qos byte, seq uint64) {
+	flags := q.buf[q.head]
+	if flags&recPacked == 0 {
+		d := &q.refs[q.refHead]
+		return d.qos, d.seq
+	}
+	seq, _ = binary.Uvarint(q.buf[q.head+2:])
+	return (flags >> recQoSShift) & 3, seq
+}
+
+// pop takes the delivery at the head, which must exist. A packed one gets
+// a message of its own again.
+func (q *messageQueue) pop(mem *atomic.Int64) delivery {
+	var d delivery
+	if q.buf[q.head]&recPacked == 0 {
+		q.head++
+		d = q.refs[q.refHead]
+		q.refs[q.refHead] = delivery{}
+		q.refHead++
+	} else {
+		d, q.head = unpack(q.buf, q.head)
+	}
+	q.n--
+	q.account(mem, -int64(len(d.msg.Payload)))
+	if q.n == 0 {
+		q.buf, q.head = q.buf[:0], 0
+		q.refs, q.refHead = q.refs[:0], 0
+		if cap(q.buf) > 64<<10 {
+			q.buf = nil // give a drained queue's memory back
+		}
+		if cap(q.refs) > 1024 {
+			q.refs = nil
+		}
+	}
+	return d
+}
+
+// unpack decodes the packed record at b[at:] (appendPacked's, so well
+// formed) and returns it with the offset after it.
+func unpack(b []byte, at int) (delivery, int) {
+	flags, msgQoS := b[at], b[at+1]
+	at += 2
+	uvarint := func() uint64 {
+		v, n := binary.Uvarint(b[at:])
+		at += n
+		return v
+	}
+	d := delivery{
+		qos:    (flags >> recQoSShift) & 3,
+		retain: flags&recRetain != 0,
+		dup:    flags&recDup != 0,
+		sole:   true,
+	}
+	d.seq = uvarint()
+	var expiry time.Time
+	if flags&recExpiry != 0 {
+		expiry = time.Unix(0, int64(binary.BigEndian.Uint64(b[at:])))
+		at += 8
+	}
+	if n := uvarint(); n > 0 {
+		d.subIDs = make([]uint32, n)
+		for i := range d.subIDs {
+			d.subIDs[i] = uint32(uvarint())
+		}
+	}
+	topicLen, payloadLen := int(uvarint()), int(uvarint())
+	m, data := allocMessage(topicLen + payloadLen)
+	copy(data, b[at:at+topicLen+payloadLen])
+	at += topicLen + payloadLen
+	m.Payload = data[topicLen:len(data):len(data)]
+	if topicLen > 0 {
+		m.Topic = unsafe.String(&data[0], topicLen)
+	}
+	m.QoS, m.Retain, m.Expiry = msgQoS, flags&recMsgRetain != 0, expiry
+	d.msg = m
+	return d, at
+}
+
+// pushFront puts ds, in order, ahead of everything queued; they stay as
+// they are (a delivery in flight may be shared).
+func (q *messageQueue) pushFront(mem *atomic.Int64, ds []inflight) {
+	buf := make([]byte, len(ds), len(ds)+len(q.buf)-q.head)
+	refs := make([]delivery, 0, len(ds)+len(q.refs)-q.refHead)
+	for _, f := range ds {
+		d := f.delivery
+		d.sole = false
+		refs = append(refs, d)
+		q.account(mem, int64(len(f.msg.Payload)))
+	}
+	q.buf = append(buf, q.buf[q.head:]...)
+	q.refs = append(refs, q.refs[q.refHead:]...)
+	q.head, q.refHead = 0, 0
+	q.n += len(ds)
+}
+
+// compact moves the records down to the start of the buffer when the
+// part already taken is most of it, before the buffer would grow.
+func (q *messageQueue) compact() {
+	if q.head > 0 && q.head >= len(q.buf)/2 && len(q.buf) == cap(q.buf) {
+		n := copy(q.buf, q.buf[q.head:])
+		q.buf, q.head = q.buf[:n], 0
+	}
+	if q.refHead > 0 && q.refHead >= len(q.refs)/2 && len(q.refs) == cap(q.refs) {
+		n := copy(q.refs, q.refs[q.refHead:])
+		clear(q.refs[n:])
+		q.refs, q.refHead = q.refs[:n], 0
+	}
+}
