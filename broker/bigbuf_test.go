@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/petrelmq/petrel/internal/wiretest"
 	"github.com/petrelmq/petrel/packet"
@@ -24,8 +25,10 @@ func bigPayload(seq uint32, n int) []byte {
 }
 
 // routeBig routes a message whose payload is in a pooled buffer, as a big
-// PUBLISH read from a client is, and returns it with the buffer.
-func routeBig(srv *Server, topic string, qos byte, retain bool, payload []byte) (*Message, *bigBuf) {
+// PUBLISH read from a client is, and returns it with one more holder, the
+// caller, so that it can watch the count without the message being
+// recycled under it.
+func routeBig(srv *Server, topic string, qos byte, retain bool, payload []byte) *Message {
 	bb := getBigBuf(len(payload))
 	copy(bb.b, payload)
 	m := makeMessage(&packet.Publish{Topic: topic, Payload: bb.b[:len(payload)], QoS: qos, Retain: retain}, 0, true, bb)
@@ -33,13 +36,15 @@ func routeBig(srv *Server, topic string, qos byte, retain bool, payload []byte) 
 	srv.publish(m, tx)
 	tx.finish(srv, nil)
 	putTx(tx)
+	m.ref()   // the caller's
 	m.unref() // the router is done with it
-	return m, bb
+	return m
 }
 
-// A pooled buffer goes back to its pool only when no delivery can still be
-// written from it: output that refers to it holds it until written, a QoS 1
-// delivery until PUBACK, QoS 2 until PUBREC; retaining it pins it for good.
+// A message with a pooled buffer goes back to its pool only when no
+// delivery can still be written from it: output that refers to it holds it
+// until written, a QoS 1 delivery until PUBACK, QoS 2 until PUBREC;
+// retaining it pins it for good.
 func TestBigBufferHolders(t *testing.T) {
 	srv := startServer(t, Options{})
 	addr := srv.Addrs()[0].String()
@@ -50,9 +55,9 @@ func TestBigBufferHolders(t *testing.T) {
 		subs[qos] = c
 	}
 	want := bigPayload(1, 100<<10)
-	_, bb := routeBig(srv, "big/t", 2, false, want)
-	if n := bb.refs.Load(); n < 2 {
-		t.Fatalf("after routing: %d holders, want at least 2 (the QoS 1 and QoS 2 deliveries)", n)
+	m := routeBig(srv, "big/t", 2, false, want)
+	if n := m.refs.Load(); n < 3 {
+		t.Fatalf("after routing: %d holders, want at least 3 (the QoS 1 and QoS 2 deliveries, the test)", n)
 	}
 	// Each PUBLISH is read, and a PINGRESP after it: the output that
 	// referred to the payload is written.
@@ -65,41 +70,42 @@ func TestBigBufferHolders(t *testing.T) {
 		c.Ping()
 		pubs[qos] = p
 	}
-	if n := bb.refs.Load(); n != 2 {
-		t.Fatalf("once written: %d holders, want 2 (the QoS 1 and QoS 2 deliveries)", n)
+	if n := m.refs.Load(); n != 3 {
+		t.Fatalf("once written: %d holders, want 3 (the QoS 1 and QoS 2 deliveries, the test)", n)
 	}
 
 	p := pubs[1]
 	subs[1].Send(&packet.Ack{Kind: packet.PUBACK, PacketID: p.PacketID})
 	subs[1].Ping() // the PUBACK was handled
-	if n := bb.refs.Load(); n != 1 {
-		t.Fatalf("after PUBACK: %d holders, want 1", n)
+	if n := m.refs.Load(); n != 2 {
+		t.Fatalf("after PUBACK: %d holders, want 2", n)
 	}
 
 	p = pubs[2]
 	subs[2].Send(&packet.Ack{Kind: packet.PUBREC, PacketID: p.PacketID})
 	subs[2].ExpectAck(packet.PUBREL, p.PacketID)
-	if n := bb.refs.Load(); n != 0 {
-		t.Fatalf("after PUBREC: %d holders, want 0", n)
+	if n := m.refs.Load(); n != 1 {
+		t.Fatalf("after PUBREC: %d holders, want 1 (the test)", n)
 	}
 	subs[2].Send(&packet.Ack{Kind: packet.PUBCOMP, PacketID: p.PacketID})
 	subs[2].Ping()
-	if n := bb.refs.Load(); n != 0 {
-		t.Fatalf("after PUBCOMP: %d holders, want still 0", n)
+	if n := m.refs.Load(); n != 1 {
+		t.Fatalf("after PUBCOMP: %d holders, want still 1", n)
 	}
+	m.unref()
 
-	_, bb = routeBig(srv, "big/retained", 1, true, bigPayload(2, 80<<10))
-	if n := bb.refs.Load(); n < pinnedRefs {
+	m = routeBig(srv, "big/retained", 1, true, bigPayload(2, 80<<10))
+	if n := m.refs.Load(); n < pinnedRefs {
 		t.Fatalf("retained: %d holders, want pinned", n)
 	}
 }
 
-// Big messages through every kind of holder at once, with buffers
-// recycled all the while: each subscriber must get every payload exactly
-// as it was published. Subscribers read slowly, with two messages in
+// Messages big and small through every kind of holder at once, recycled
+// all the while: each subscriber must get every payload exactly as it was
+// published. Subscribers read slowly, with two messages in
 // flight, so most deliveries wait in a queue while later messages reuse
 // the buffers of acknowledged ones.
-func TestBigBuffersRecycledIntact(t *testing.T) {
+func TestRecycledMessagesIntact(t *testing.T) {
 	for _, goroutines := range []bool{false, true} {
 		t.Run(map[bool]string{false: "event-loop", true: "goroutine"}[goroutines], func(t *testing.T) {
 			srv := New(Options{Logger: testLogger(t), MaxInflight: 2,
@@ -111,9 +117,10 @@ func TestBigBuffersRecycledIntact(t *testing.T) {
 			addr := srv.Addrs()[0].String()
 
 			const count = 60
-			// Two sizes in one size class and one in another, so buffers are
-			// shared between messages of different lengths.
-			sizes := []int{100 << 10, 100<<10 + 100, 70 << 10}
+			// Big payloads of two sizes in one class and one in another, so
+			// that buffers are shared between messages of different lengths,
+			// and small ones that live in their message.
+			sizes := []int{100 << 10, 100<<10 + 100, 70 << 10, 20, 300, 21}
 			payload := func(i int) []byte { return bigPayload(uint32(i), sizes[i%len(sizes)]) }
 
 			// A persistent session (its deliveries go through the store, which
@@ -182,6 +189,41 @@ func TestBigBuffersRecycledIntact(t *testing.T) {
 				t.Fatalf("retained message not as published: %+v", p)
 			}
 		})
+	}
+}
+
+// Messages that one subscriber alone takes are packed into its queue while
+// it is behind, and the messages they were routed as are recycled: each
+// must still come out as it was published.
+func TestSoleMessagesRecycledIntact(t *testing.T) {
+	srv := startServer(t, Options{MaxInflight: 2})
+	addr := srv.Addrs()[0].String()
+	const count = 200
+	payload := func(i int) []byte { return bigPayload(uint32(i), 8+i%300) }
+	accepted := make([]chan struct{}, count)
+	for i := range accepted {
+		accepted[i] = make(chan struct{})
+	}
+	errs := make(chan error, 1)
+	solo, _ := wiretest.MustConnect(t, addr, "solo", true)
+	solo.Subscribe("solo/t", 1)
+	go func() {
+		errs <- receiveInOrder(solo, 1, count, payload, func(i int) { <-accepted[min(i+50, count-1)] })
+	}()
+	pub, _ := wiretest.MustConnect(t, addr, "pub", true)
+	for i := range count {
+		pid := uint16(i + 1)
+		pub.Send(&packet.Publish{Topic: "solo/t", Payload: payload(i), QoS: 1, PacketID: pid})
+		pub.ExpectAck(packet.PUBACK, pid)
+		close(accepted[i])
+	}
+	select {
+	case err := <-errs:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(wiretest.Timeout):
+		t.Fatal("the subscriber did not get every message")
 	}
 }
 

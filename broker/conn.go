@@ -3,6 +3,7 @@ package broker
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -884,7 +885,7 @@ func (c *conn) writePublish(d *delivery, pid uint16, dup bool) bool {
 		if c.outAliases == nil {
 			c.outAliases = make(map[string]uint16)
 		}
-		c.outAliases[m.Topic] = newAlias
+		c.outAliases[strings.Clone(m.Topic)] = newAlias // m's bytes are recycled
 	}
 	out, err := packet.AppendPublish(c.outBufLocked(m, false), &p, c.version)
 	c.out = out

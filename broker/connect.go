@@ -74,7 +74,7 @@ func (c *conn) handleConnect(p *packet.Connect) error {
 		cp.willDelay = p.WillProps.WillDelay
 		cp.will.Expiry = time.Time{}
 		if p.WillProps.Has(packet.PropMessageExpiry) {
-			cp.will.willExpiry = p.WillProps.MessageExpiry
+			setWillExpiry(cp.will, p.WillProps.MessageExpiry)
 		}
 	}
 	c.negotiate(p, cp)
@@ -607,8 +607,8 @@ func (s *Server) publishWill(w *Message) {
 	if s.shuttingDown.Load() {
 		return
 	}
-	if w.willExpiry > 0 {
-		w.Expiry = time.Now().Add(time.Duration(w.willExpiry) * time.Second)
+	if secs := willExpiry(w); secs > 0 {
+		w.Expiry = time.Now().Add(time.Duration(secs) * time.Second)
 	}
 	tx := txPool.Get().(*routeTx)
 	s.publish(w, tx)

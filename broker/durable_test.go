@@ -233,12 +233,13 @@ func TestRecordsRoundTrip(t *testing.T) {
 	if err != nil || ge.msgID != 42 || ge.qos != 1 || !ge.retain || !ge.released || ge.size != 5 || len(ge.subIDs) != 2 || ge.subIDs[1] != 300000 {
 		t.Fatalf("entry round trip: %+v (%v)", ge, err)
 	}
-	w := &Message{Topic: "w", Payload: []byte("bye"), willExpiry: 30}
+	w := &Message{Topic: "w", Payload: []byte("bye")}
+	setWillExpiry(w, 30)
 	s := sessionRecord{uid: "u1", expiry: 3600, offlineSince: time.UnixMilli(1700000000000),
 		subs: []storedSub{{key: "$share/g/x", qos: 1, opts: subNoLocal, subID: 9}}, will: w, willAt: time.UnixMilli(1700000001000)}
 	gs, err := decodeSession(appendSession(nil, &s))
 	if err != nil || gs.uid != "u1" || gs.expiry != 3600 || len(gs.subs) != 1 || gs.subs[0].key != "$share/g/x" ||
-		gs.subs[0].opts != subNoLocal || gs.subs[0].subID != 9 || gs.will == nil || gs.will.willExpiry != 30 ||
+		gs.subs[0].opts != subNoLocal || gs.subs[0].subID != 9 || gs.will == nil || willExpiry(gs.will) != 30 ||
 		!gs.willAt.Equal(s.willAt) {
 		t.Fatalf("session round trip: %+v (%v)", gs, err)
 	}

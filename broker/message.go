@@ -2,6 +2,7 @@ package broker
 
 import (
 	"strings"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -24,13 +25,14 @@ type Message struct {
 	// origin identifies the publishing session, for No Local (0 for the broker).
 	origin uint64
 	// big is the pooled buffer the payload lives in, nil for most
-	// messages; the message then counts its holders (bigbuf.go).
+	// messages.
 	big *bigBuf
-	// willExpiry is a will's Message Expiry Interval in seconds: a will's
-	// lifetime starts when it is published, not at CONNECT. [MQTT-3.1.3-?] (v5)
-	willExpiry uint32
-	QoS        byte
-	Retain     bool
+	// refs counts the holders of a message that goes back to its pool once
+	// they are done with it (pool.go); 0 for one that is left to the
+	// garbage collector.
+	refs   atomic.Int32
+	QoS    byte
+	Retain bool
 }
 
 // forwarded are the properties a PUBLISH carries on to subscribers as they
@@ -44,15 +46,20 @@ const forwarded = 1<<packet.PropPayloadFormat | 1<<packet.PropContentType |
 var releasedMessage = &Message{}
 
 // newMessage copies what it keeps out of a decoded PUBLISH, which aliases
-// the connection's read buffer.
-func newMessage(p *packet.Publish, origin uint64) *Message { return makeMessage(p, origin, false, nil) }
+// the connection's read buffer. The message is not counted (pool.go): the
+// garbage collector has it once nobody refers to it.
+func newMessage(p *packet.Publish, origin uint64) *Message {
+	m := makeMessage(p, origin, false, nil)
+	m.refs.Store(0)
+	return m
+}
 
 // makeMessage makes the message of a decoded PUBLISH. It copies the topic
 // and payload, into the same allocation as the message when they are
 // small; properties, which MQTT 3 messages never have, take their own.
 // When owned, p's bytes are in a buffer nobody reuses, and the message
-// keeps the payload where it is; big is that buffer when it is pooled, and
-// the message starts with one holder, its caller.
+// keeps the payload where it is; big is that buffer when it is pooled.
+// The message is counted (pool.go), with one holder: its caller.
 func makeMessage(p *packet.Publish, origin uint64, owned bool, big *bigBuf) *Message {
 	payload := p.Payload[:len(p.Payload):len(p.Payload)]
 	n := len(p.Topic)
@@ -65,9 +72,8 @@ func makeMessage(p *packet.Publish, origin uint64, owned bool, big *bigBuf) *Mes
 		copy(buf[len(p.Topic):], p.Payload)
 		payload = buf[len(p.Topic):len(buf):len(buf)]
 	}
-	// The topic is copied even when the payload is not: it outlives the
-	// message in maps (outbound topic aliases), where a recycled buffer
-	// must not change it.
+	// The topic is copied even when the payload is not, so that the
+	// message's allocation says its size (recycle).
 	topic := ""
 	if len(p.Topic) > 0 {
 		topic = unsafe.String(&buf[0], len(p.Topic))
@@ -79,9 +85,12 @@ func makeMessage(p *packet.Publish, origin uint64, owned bool, big *bigBuf) *Mes
 		Payload: payload,
 		origin:  origin,
 	}
-	if owned && big != nil {
+	switch {
+	case !owned:
+		m.refs.Store(1)
+	case big != nil:
 		m.big = big
-		big.refs.Store(1)
+		m.refs.Store(1)
 	}
 	// An interval of 0 is taken as no expiry, as Mosquitto does: the spec
 	// gives it no meaning of its own.
@@ -94,26 +103,53 @@ func makeMessage(p *packet.Publish, origin uint64, owned bool, big *bigBuf) *Mes
 	return m
 }
 
+// inlineSizes are the sizes of topic and payload that share a message's
+// allocation (one allocation per message instead of two); they fill Go's
+// size classes (a Message is 96 bytes: 96+32 = 128, ..., 96+416 = 512).
+var inlineSizes = [...]int{32, 64, 96, 160, 256, 416}
+
+// inlineClass returns the index in inlineSizes for n bytes, or -1 when n
+// does not fit in a message's allocation.
+func inlineClass(n int) int {
+	for i, size := range inlineSizes {
+		if n <= size {
+			return i
+		}
+	}
+	return -1
+}
+
 // allocMessage returns a zero Message and n bytes for its topic and
-// payload. Up to 416 bytes they share the message's allocation, one
-// allocation per message instead of two; the sizes fill Go's size classes
-// (a Message is 96 bytes: 96+32 = 128, ..., 96+416 = 512).
+// payload, recycled (pool.go) or new.
 func allocMessage(n int) (*Message, []byte) {
-	switch {
-	case n <= 32:
+	class := inlineClass(n)
+	if class < 0 {
+		return new(Message), make([]byte, n)
+	}
+	if v := messagePools[class].Get(); v != nil {
+		m := v.(*Message) // zeroed by recycle
+		return m, inlineBytes(m, inlineSizes[class])[:n:n]
+	}
+	switch class {
+	case 0:
 		return inlineMessage[[32]byte](n)
-	case n <= 64:
+	case 1:
 		return inlineMessage[[64]byte](n)
-	case n <= 96:
+	case 2:
 		return inlineMessage[[96]byte](n)
-	case n <= 160:
+	case 3:
 		return inlineMessage[[160]byte](n)
-	case n <= 256:
+	case 4:
 		return inlineMessage[[256]byte](n)
-	case n <= 416:
+	default:
 		return inlineMessage[[416]byte](n)
 	}
-	return new(Message), make([]byte, n)
+}
+
+// inlineBytes returns the size bytes that follow m in its allocation
+// (withBytes).
+func inlineBytes(m *Message, size int) []byte {
+	return unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(m), unsafe.Sizeof(Message{}))), size)
 }
 
 // withBytes is a message followed by room for its bytes. The bytes hold no
@@ -126,7 +162,29 @@ type withBytes[T any] struct {
 
 func inlineMessage[T any](n int) (*Message, []byte) {
 	w := new(withBytes[T])
-	return &w.m, unsafe.Slice((*byte)(unsafe.Pointer(&w.data)), unsafe.Sizeof(w.data))[:n:n]
+	return &w.m, inlineBytes(&w.m, int(unsafe.Sizeof(w.data)))[:n:n]
+}
+
+// A will keeps its Message Expiry Interval in its properties until it is
+// published: its lifetime starts then, not at CONNECT. publishWill turns
+// it into Expiry, which is what is forwarded from then on. (v5)
+func setWillExpiry(w *Message, secs uint32) {
+	if secs == 0 {
+		return
+	}
+	if w.Props == nil {
+		w.Props = new(packet.Properties)
+	}
+	w.Props.MessageExpiry = secs
+	w.Props.Mark(packet.PropMessageExpiry)
+}
+
+// willExpiry returns what setWillExpiry kept, in seconds.
+func willExpiry(w *Message) uint32 {
+	if w.Props == nil || !w.Props.Has(packet.PropMessageExpiry) {
+		return 0
+	}
+	return w.Props.MessageExpiry
 }
 
 // copyForwarded deep-copies the forwarded properties of src.

@@ -85,10 +85,13 @@ func packable(d *delivery) bool {
 		len(m.Topic)+len(m.Payload) <= maxPacked
 }
 
+// push adds d at the end. The queue takes over the caller's reference to
+// d.msg (pool.go), and lets go of it at once if it packs d.
 func (q *messageQueue) push(mem *atomic.Int64, d delivery) {
 	q.compact()
 	if packable(&d) {
 		q.buf = appendPacked(q.buf, &d)
+		d.msg.unref()
 	} else {
 		q.buf = append(q.buf, 0)
 		q.refs = append(q.refs, d)

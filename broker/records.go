@@ -302,7 +302,7 @@ func appendSession(b []byte, s *sessionRecord) []byte {
 	}
 	b = append(b, 1)
 	b = appendUvarint(b, unixMilli(s.willAt))
-	b = appendUvarint(b, uint64(s.will.willExpiry))
+	b = appendUvarint(b, uint64(willExpiry(s.will)))
 	return appendBytes(b, appendMessage(nil, s.will))
 }
 
@@ -337,7 +337,7 @@ func decodeSession(rec []byte) (*sessionRecord, error) {
 			if err != nil {
 				return nil, err
 			}
-			w.willExpiry = willExpiry
+			setWillExpiry(w, willExpiry)
 			s.will = w
 		}
 	}

@@ -161,7 +161,7 @@ func (ss *session) push(d delivery, tx *routeTx) bool {
 			"client", ss.clientID, "topic", d.msg.Topic, "qos", d.qos, "dropped_total", n)
 		return false
 	}
-	d.msg.ref() // until forgetLocked
+	d.msg.ref() // the queue's, until forgetLocked
 	ss.queueLocked().push(&ss.srv.queuedMem, d)
 	return true
 }
