@@ -5,6 +5,8 @@ import (
 	"sync/atomic"
 	"time"
 	"unsafe"
+
+	"github.com/petrelmq/petrel/internal/bufpool"
 )
 
 // messageQueue is a session's FIFO of deliveries waiting for the client.
@@ -22,8 +24,11 @@ import (
 // The methods that change it take mem rather than each queue keeping a
 // pointer to it.
 type messageQueue struct {
-	buf  []byte // the records, from head on
-	head int
+	// chunks hold the records, the first from head on. Each is a bufpool
+	// buffer, given back once read: records are never moved, so a queue
+	// millions long costs one copy of each message in and one out.
+	chunks [][]byte
+	head   int
 	// refs are the deliveries of the ref records, in order, from refHead.
 	refs    []delivery
 	refHead int
@@ -75,6 +80,9 @@ func (q *messageQueue) reset(mem *atomic.Int64) {
 		return
 	}
 	q.account(mem, -q.bytes)
+	for _, c := range q.chunks {
+		bufpool.Put(c)
+	}
 	*q = messageQueue{}
 }
 
@@ -88,16 +96,54 @@ func packable(d *delivery) bool {
 // push adds d at the end. The queue takes over the caller's reference to
 // d.msg (pool.go), and lets go of it at once if it packs d.
 func (q *messageQueue) push(mem *atomic.Int64, d delivery) {
-	q.compact()
 	if packable(&d) {
-		q.buf = appendPacked(q.buf, &d)
+		c := q.room(packedSize(&d))
+		*c = appendPacked(*c, &d)
 		d.msg.unref()
 	} else {
-		q.buf = append(q.buf, 0)
+		c := q.room(1)
+		*c = append(*c, 0)
 		q.refs = append(q.refs, d)
 	}
 	q.n++
 	q.account(mem, int64(len(d.msg.Payload)))
+}
+
+// room returns the last chunk, with at least size bytes free.
+func (q *messageQueue) room(size int) *[]byte {
+	if k := len(q.chunks); k > 0 && cap(q.chunks[k-1])-len(q.chunks[k-1]) >= size {
+		return &q.chunks[k-1]
+	}
+	// Chunks grow with the queue: a session a few messages behind holds
+	// 512 bytes, a long queue 32 KiB chunks.
+	next := 512
+	if k := len(q.chunks); k > 0 {
+		next = min(2*cap(q.chunks[k-1]), 32<<10)
+	}
+	q.chunks = append(q.chunks, bufpool.Get(max(size, next)))
+	return &q.chunks[len(q.chunks)-1]
+}
+
+// packedSize is the length of d's packed record (appendPacked).
+func packedSize(d *delivery) int {
+	m := d.msg
+	n := 2 + uvarintLen(d.seq) + uvarintLen(uint64(len(d.subIDs))) +
+		uvarintLen(uint64(len(m.Topic))) + uvarintLen(uint64(len(m.Payload))) + len(m.Topic) + len(m.Payload)
+	if !m.Expiry.IsZero() {
+		n += 8
+	}
+	for _, id := range d.subIDs {
+		n += uvarintLen(uint64(id))
+	}
+	return n
+}
+
+func uvarintLen(v uint64) int {
+	n := 1
+	for ; v >= 0x80; v >>= 7 {
+		n++
+	}
+	return n
 }
 
 // appendPacked appends d's packed record: flags, the message's QoS, seq,
@@ -136,12 +182,13 @@ func appendPacked(b []byte, d *delivery) []byte {
 // front returns the QoS and sequence number of the delivery at the head,
 // which must exist, without taking it.
 func (q *messageQueue) front() (qos byte, seq uint64) {
-	flags := q.buf[q.head]
+	b := q.chunks[0]
+	flags := b[q.head]
 	if flags&recPacked == 0 {
 		d := &q.refs[q.refHead]
 		return d.qos, d.seq
 	}
-	seq, _ = binary.Uvarint(q.buf[q.head+2:])
+	seq, _ = binary.Uvarint(b[q.head+2:])
 	return (flags >> recQoSShift) & 3, seq
 }
 
@@ -149,25 +196,37 @@ func (q *messageQueue) front() (qos byte, seq uint64) {
 // a message of its own again.
 func (q *messageQueue) pop(mem *atomic.Int64) delivery {
 	var d delivery
-	if q.buf[q.head]&recPacked == 0 {
+	b := q.chunks[0]
+	if b[q.head]&recPacked == 0 {
 		q.head++
 		d = q.refs[q.refHead]
 		q.refs[q.refHead] = delivery{}
 		q.refHead++
 	} else {
-		d, q.head = unpack(q.buf, q.head)
+		d, q.head = unpack(b, q.head)
 	}
 	q.n--
 	q.account(mem, -int64(len(d.msg.Payload)))
-	if q.n == 0 {
-		q.buf, q.head = q.buf[:0], 0
+	switch {
+	case q.n == 0:
+		for _, c := range q.chunks {
+			bufpool.Put(c)
+		}
+		clear(q.chunks)
+		q.chunks, q.head = q.chunks[:0], 0
 		q.refs, q.refHead = q.refs[:0], 0
-		if cap(q.buf) > 64<<10 {
-			q.buf = nil // give a drained queue's memory back
-		}
 		if cap(q.refs) > 1024 {
-			q.refs = nil
+			q.refs = nil // give a drained queue's memory back
 		}
+	case q.head == len(b):
+		bufpool.Put(b)
+		q.chunks[0] = nil
+		q.chunks, q.head = q.chunks[1:], 0
+	}
+	if q.refHead > 1024 && q.refHead > len(q.refs)/2 {
+		n := copy(q.refs, q.refs[q.refHead:])
+		clear(q.refs[n:])
+		q.refs, q.refHead = q.refs[:n], 0
 	}
 	return d
 }
@@ -216,7 +275,19 @@ func unpack(b []byte, at int) (delivery, int) {
 // pushFront puts ds, in order, ahead of everything queued; they stay as
 // they are (a delivery in flight may be shared).
 func (q *messageQueue) pushFront(mem *atomic.Int64, ds []inflight) {
-	buf := make([]byte, len(ds), len(ds)+len(q.buf)-q.head)
+	var rest []byte
+	if len(q.chunks) > 0 {
+		rest = q.chunks[0][q.head:]
+	}
+	first := append(bufpool.Get(len(ds)+len(rest)), make([]byte, len(ds))...) // ref records
+	first = append(first, rest...)
+	if len(q.chunks) > 0 {
+		bufpool.Put(q.chunks[0])
+		q.chunks[0] = first
+	} else {
+		q.chunks = append(q.chunks, first)
+	}
+	q.head = 0
 	refs := make([]delivery, 0, len(ds)+len(q.refs)-q.refHead)
 	for _, f := range ds {
 		d := f.delivery
@@ -224,22 +295,7 @@ func (q *messageQueue) pushFront(mem *atomic.Int64, ds []inflight) {
 		refs = append(refs, d)
 		q.account(mem, int64(len(f.msg.Payload)))
 	}
-	q.buf = append(buf, q.buf[q.head:]...)
 	q.refs = append(refs, q.refs[q.refHead:]...)
-	q.head, q.refHead = 0, 0
+	q.refHead = 0
 	q.n += len(ds)
-}
-
-// compact moves the records down to the start of the buffer when the
-// part already taken is most of it, before the buffer would grow.
-func (q *messageQueue) compact() {
-	if q.head > 0 && q.head >= len(q.buf)/2 && len(q.buf) == cap(q.buf) {
-		n := copy(q.buf, q.buf[q.head:])
-		q.buf, q.head = q.buf[:n], 0
-	}
-	if q.refHead > 0 && q.refHead >= len(q.refs)/2 && len(q.refs) == cap(q.refs) {
-		n := copy(q.refs, q.refs[q.refHead:])
-		clear(q.refs[n:])
-		q.refs, q.refHead = q.refs[:n], 0
-	}
 }

@@ -494,9 +494,16 @@ func (w *inflightWindow) find(pid uint16) int {
 }
 
 func (w *inflightWindow) remove(i int) {
-	copy(w.items[i:], w.items[i+1:])
-	w.items[len(w.items)-1] = inflight{}
-	w.items = w.items[:len(w.items)-1]
+	if i == 0 {
+		// Acknowledgements mostly come in order: the front goes without
+		// moving the rest (append reallocates once the room behind runs out).
+		w.items[0] = inflight{}
+		w.items = w.items[1:]
+	} else {
+		copy(w.items[i:], w.items[i+1:])
+		w.items[len(w.items)-1] = inflight{}
+		w.items = w.items[:len(w.items)-1]
+	}
 	if len(w.items) == 0 && cap(w.items) > 64 {
 		w.items = nil // give an idle session's memory back
 	}
