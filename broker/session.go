@@ -494,9 +494,11 @@ func (w *inflightWindow) find(pid uint16) int {
 }
 
 func (w *inflightWindow) remove(i int) {
-	if i == 0 {
-		// Acknowledgements mostly come in order: the front goes without
-		// moving the rest (append reallocates once the room behind runs out).
+	if i == 0 && len(w.items) > 16 {
+		// Acknowledgements mostly come in order: from a long window the
+		// front goes without moving the rest (append reallocates, live
+		// entries only, once the room behind runs out). A short one is
+		// moved, and keeps its array.
 		w.items[0] = inflight{}
 		w.items = w.items[1:]
 	} else {
