@@ -7,6 +7,7 @@ import (
 	"unsafe"
 
 	"github.com/petrelmq/petrel/internal/bufpool"
+	"github.com/petrelmq/petrel/packet"
 )
 
 // messageQueue is a session's FIFO of deliveries waiting for the client.
@@ -17,8 +18,8 @@ import (
 // topic and payload included, about ten bytes over their length, and its
 // message is made again when it leaves the queue. Every other delivery (a
 // message shared with other sessions, a big one, one with MQTT 5
-// properties, a durable session's) is kept as it is, behind a one-byte
-// record that holds its place in the order.
+// properties beyond maxPackedProps, a durable session's) is kept as it
+// is, behind a one-byte record that holds its place in the order.
 //
 // Its payload bytes count towards the server's queued-memory budget (mem).
 // The methods that change it take mem rather than each queue keeping a
@@ -38,7 +39,11 @@ type messageQueue struct {
 
 // maxPacked is the largest topic and payload a delivery is packed with:
 // beyond it the message's own overhead is small beside its bytes.
-const maxPacked = 1 << 10
+// maxPackedProps bounds the MQTT 5 properties packed with them.
+const (
+	maxPacked      = 1 << 10
+	maxPackedProps = 512
+)
 
 // Record flags (the first byte of each record).
 const (
@@ -48,6 +53,7 @@ const (
 	recDup       = 1 << 4
 	recExpiry    = 1 << 5
 	recMsgRetain = 1 << 6
+	recProps     = 1 << 7
 	// The message's own QoS is in the second byte of a packed record.
 )
 
@@ -89,8 +95,8 @@ func (q *messageQueue) reset(mem *atomic.Int64) {
 // packable reports whether d may be copied into the queue.
 func packable(d *delivery) bool {
 	m := d.msg
-	return d.sole && m.Props == nil && m.big == nil && d.msgID == 0 && !d.released &&
-		len(m.Topic)+len(m.Payload) <= maxPacked
+	return d.sole && m.big == nil && d.msgID == 0 && !d.released &&
+		len(m.Topic)+len(m.Payload) <= maxPacked && (m.Props == nil || propsSize(m.Props) <= maxPackedProps)
 }
 
 // push adds d at the end. The queue takes over the caller's reference to
@@ -135,6 +141,20 @@ func packedSize(d *delivery) int {
 	for _, id := range d.subIDs {
 		n += uvarintLen(uint64(id))
 	}
+	if m.Props != nil {
+		n += propsSize(m.Props)
+	}
+	return n
+}
+
+// propsSize is the length of appendProps(nil, p).
+func propsSize(p *packet.Properties) int {
+	str := func(n int) int { return uvarintLen(uint64(n)) + n }
+	n := uvarintLen(uint64(p.Present&forwarded)) + 1 + str(len(p.ContentType)) + str(len(p.ResponseTopic)) +
+		str(len(p.CorrelationData)) + uvarintLen(uint64(len(p.User)))
+	for _, u := range p.User {
+		n += str(len(u.Key)) + str(len(u.Value))
+	}
 	return n
 }
 
@@ -164,6 +184,9 @@ func appendPacked(b []byte, d *delivery) []byte {
 	if m.Retain {
 		flags |= recMsgRetain
 	}
+	if m.Props != nil {
+		flags |= recProps
+	}
 	b = append(b, flags, m.QoS)
 	b = binary.AppendUvarint(b, d.seq)
 	if !m.Expiry.IsZero() {
@@ -172,6 +195,9 @@ func appendPacked(b []byte, d *delivery) []byte {
 	b = binary.AppendUvarint(b, uint64(len(d.subIDs)))
 	for _, id := range d.subIDs {
 		b = binary.AppendUvarint(b, uint64(id))
+	}
+	if m.Props != nil {
+		b = appendProps(b, m.Props) // the forwarded ones, as a message record has them
 	}
 	b = binary.AppendUvarint(b, uint64(len(m.Topic)))
 	b = binary.AppendUvarint(b, uint64(len(m.Payload)))
@@ -259,6 +285,12 @@ func unpack(b []byte, at int) (delivery, int) {
 			d.subIDs[i] = uint32(uvarint())
 		}
 	}
+	var props *packet.Properties
+	if flags&recProps != 0 {
+		r := reader{b: b[at:]}
+		props = r.props()
+		at = len(b) - len(r.b)
+	}
 	topicLen, payloadLen := int(uvarint()), int(uvarint())
 	m, data := allocMessage(topicLen + payloadLen)
 	copy(data, b[at:at+topicLen+payloadLen])
@@ -267,7 +299,7 @@ func unpack(b []byte, at int) (delivery, int) {
 	if topicLen > 0 {
 		m.Topic = unsafe.String(&data[0], topicLen)
 	}
-	m.QoS, m.Retain, m.Expiry = msgQoS, flags&recMsgRetain != 0, expiry
+	m.QoS, m.Retain, m.Expiry, m.Props = msgQoS, flags&recMsgRetain != 0, expiry, props
 	d.msg = m
 	return d, at
 }
