@@ -42,8 +42,8 @@ func getBigBuf(size int) *bigBuf {
 
 // putBigBuf returns a buffer nobody reads any more to its pool.
 func putBigBuf(bb *bigBuf) {
-	if len(bb.b) > maxPooledBig || len(bb.b)%bigClassStep != 0 {
-		return
+	if len(bb.b) > maxPooledBig {
+		return // not from a pool (getBigBuf)
 	}
 	bigPools[len(bb.b)/bigClassStep].Put(bb)
 }

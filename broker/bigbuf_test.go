@@ -244,15 +244,12 @@ func receiveInOrder(c *wiretest.Client, qos byte, count int, payload func(int) [
 			}
 			before(i)
 			i++
-			switch p.QoS {
-			case 1:
-				c.TrySend(&packet.Ack{Kind: packet.PUBACK, PacketID: p.PacketID})
-			case 2:
-				c.TrySend(&packet.Ack{Kind: packet.PUBREC, PacketID: p.PacketID})
+			if r := wiretest.Reply(p); r != nil {
+				c.TrySend(r)
 			}
 		case *packet.Ack:
-			if p.Kind == packet.PUBREL {
-				c.TrySend(&packet.Ack{Kind: packet.PUBCOMP, PacketID: p.PacketID})
+			if r := wiretest.Reply(p); r != nil {
+				c.TrySend(r)
 			}
 		default:
 			return fmt.Errorf("QoS %d subscriber: unexpected %s", qos, p.Type())

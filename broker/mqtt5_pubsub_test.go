@@ -14,6 +14,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/petrelmq/petrel/internal/wiretest"
 	"github.com/petrelmq/petrel/packet"
 )
 
@@ -1376,17 +1377,14 @@ func TestV5OrderedTopics(t *testing.T) {
 				t.Fatalf("%s: message %d arrived after %d", key, i, prev)
 			}
 			last[key] = i
-			switch p.QoS {
-			case 1:
-				sub.send(&packet.Ack{Kind: packet.PUBACK, PacketID: p.PacketID})
-			case 2:
-				sub.send(&packet.Ack{Kind: packet.PUBREC, PacketID: p.PacketID})
+			if r := wiretest.Reply(p); r != nil {
+				sub.send(r)
 			}
 		case *packet.Ack:
 			if p.Kind != packet.PUBREL {
 				t.Fatalf("subscriber got %s %+v", p.Kind, p)
 			}
-			sub.send(&packet.Ack{Kind: packet.PUBCOMP, PacketID: p.PacketID})
+			sub.send(wiretest.Reply(p))
 			released++
 		default:
 			t.Fatalf("subscriber got %s %+v", p.Type(), p)

@@ -311,7 +311,8 @@ func (q *messageQueue) pushFront(mem *atomic.Int64, ds []inflight) {
 	if len(q.chunks) > 0 {
 		rest = q.chunks[0][q.head:]
 	}
-	first := append(bufpool.Get(len(ds)+len(rest)), make([]byte, len(ds))...) // ref records
+	first := bufpool.Get(len(ds) + len(rest))[:len(ds)]
+	clear(first) // ref records
 	first = append(first, rest...)
 	if len(q.chunks) > 0 {
 		bufpool.Put(q.chunks[0])

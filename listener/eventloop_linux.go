@@ -750,15 +750,7 @@ func (l *loop) writeOut(c *econn) bool {
 		if n > 0 {
 			c.off += n
 		}
-		switch {
-		case err == unix.EAGAIN:
-			if !c.outWatched {
-				c.outWatched = true
-				l.watch(c)
-			}
-			return false
-		case err != nil:
-			l.finalize(c, os.NewSyscallError("write", err))
+		if l.writeStopped(c, err, "write") {
 			return false
 		}
 	}
@@ -783,33 +775,40 @@ func (l *loop) writePieces(c *econn) bool {
 		iov := v.pieces[:min(len(v.pieces), maxIovecs)]
 		n, err := ignoringEINTR(func() (int, error) { return unix.Writev(c.fd, iov) })
 		l.writes.Add(1)
-		for n > 0 && len(v.pieces) > 0 {
-			k := min(n, len(v.pieces[0]))
+		// Drop what was written, and the empty pieces it leads to.
+		for len(v.pieces) > 0 && (n > 0 || len(v.pieces[0]) == 0) {
+			k := max(min(n, len(v.pieces[0])), 0)
 			v.pieces[0] = v.pieces[0][k:]
 			n -= k
 			if len(v.pieces[0]) == 0 {
 				v.pieces = v.pieces[1:]
 			}
 		}
-		switch {
-		case err == unix.EAGAIN:
-			if !c.outWatched {
-				c.outWatched = true
-				l.watch(c)
-			}
+		if l.writeStopped(c, err, "writev") {
 			return false
-		case err != nil:
-			l.finalize(c, os.NewSyscallError("writev", err))
-			return false
-		}
-		for len(v.pieces) > 0 && len(v.pieces[0]) == 0 {
-			v.pieces = v.pieces[1:]
 		}
 	}
 	l.endPieces(c)
 	bufpool.Put(c.out)
 	c.out, c.off = nil, 0
 	return true
+}
+
+// writeStopped handles a write's error: on EAGAIN it watches EPOLLOUT, on
+// any other it finalizes c. It reports whether writing must stop.
+func (l *loop) writeStopped(c *econn, err error, call string) bool {
+	switch {
+	case err == unix.EAGAIN:
+		if !c.outWatched {
+			c.outWatched = true
+			l.watch(c)
+		}
+		return true
+	case err != nil:
+		l.finalize(c, os.NewSyscallError(call, err))
+		return true
+	}
+	return false
 }
 
 // endPieces gives the lent memory of c's output back to its endpoint.

@@ -153,6 +153,26 @@ func (w *Client) Disconnect() {
 	io.Copy(io.Discard, w.Conn)
 }
 
+// Reply returns what a conforming subscriber answers to p: PUBACK or
+// PUBREC for a PUBLISH at QoS 1 or 2, PUBCOMP for a PUBREL; nil for
+// anything else.
+func Reply(p packet.Packet) packet.Packet {
+	switch p := p.(type) {
+	case *packet.Publish:
+		switch p.QoS {
+		case 1:
+			return &packet.Ack{Kind: packet.PUBACK, PacketID: p.PacketID}
+		case 2:
+			return &packet.Ack{Kind: packet.PUBREC, PacketID: p.PacketID}
+		}
+	case *packet.Ack:
+		if p.Kind == packet.PUBREL {
+			return &packet.Ack{Kind: packet.PUBCOMP, PacketID: p.PacketID}
+		}
+	}
+	return nil
+}
+
 // DrainSession resumes clientID's persistent session (MQTT 3.1.1) and
 // takes every queued message until a PINGREQ finds nothing more, calling
 // each for every PUBLISH. It acknowledges as a conforming subscriber does:
@@ -173,18 +193,15 @@ func DrainSession(t testing.TB, addr, clientID string, each func(*packet.Publish
 			case *packet.Publish:
 				arrived++
 				each(p)
-				switch p.QoS {
-				case 1:
-					w.Send(&packet.Ack{Kind: packet.PUBACK, PacketID: p.PacketID})
-				case 2:
-					w.Send(&packet.Ack{Kind: packet.PUBREC, PacketID: p.PacketID})
+				if r := Reply(p); r != nil {
+					w.Send(r)
 				}
 			case *packet.Ack:
 				if p.Kind != packet.PUBREL {
 					t.Fatalf("%s: unexpected %s", clientID, p.Kind)
 				}
 				arrived++
-				w.Send(&packet.Ack{Kind: packet.PUBCOMP, PacketID: p.PacketID})
+				w.Send(Reply(p))
 			default:
 				t.Fatalf("%s: unexpected %s", clientID, p.Type())
 			}
