@@ -32,6 +32,7 @@ func (b *benchConn) Flush() {
 	}
 }
 func (b *benchConn) Close()               {}
+func (b *benchConn) Resume()              {}
 func (b *benchConn) RemoteAddr() net.Addr { return benchAddr }
 func (b *benchConn) LocalAddr() net.Addr  { return benchAddr }
 

@@ -255,6 +255,7 @@ const (
 	opRegister opKind = iota // a new connection for this loop
 	opClose                  // Conn.Close was called
 	opShutdown               // Driver.Close: close everything and stop
+	opResume                 // Conn.Resume was called
 )
 
 type loopOp struct {
@@ -550,9 +551,25 @@ func (l *loop) readable(c *econn) {
 		}
 		if p != nil {
 			l.finalize(c, p)
+			return
+		}
+		if pz, ok := c.ep.(Pauser); ok && c.phase == phaseOpen && pz.ReadPaused() {
+			c.readPaused = true
+			l.watch(c)
 		}
 	}
 	// Bytes read after Close are discarded: the drain.
+}
+
+// resume reads from a paused connection again once its endpoint allows.
+// The endpoint is asked here, on the loop, so a pause decided after the
+// Resume call wins.
+func (l *loop) resume(c *econn) {
+	if !c.readPaused || c.phase != phaseOpen || c.ep.(Pauser).ReadPaused() {
+		return
+	}
+	c.readPaused = false
+	l.watch(c)
 }
 
 // readEOF handles the peer's end of input.
@@ -632,6 +649,8 @@ func (l *loop) runOps() {
 			l.register(op.c)
 		case opClose:
 			l.startClose(op.c)
+		case opResume:
+			l.resume(op.c)
 		case opShutdown:
 			l.shutting = true
 			for _, c := range l.conns {
@@ -827,7 +846,7 @@ func (l *loop) endPieces(c *econn) {
 // watch updates c's epoll interest to its phase and pending output.
 func (l *loop) watch(c *econn) {
 	var events uint32
-	if !c.inputDone {
+	if !c.inputDone && !c.readPaused {
 		events = unix.EPOLLIN | unix.EPOLLRDHUP
 	}
 	if c.outWatched {
@@ -850,6 +869,7 @@ func (l *loop) startClose(c *econn) {
 		return
 	}
 	c.phase = phaseClosing
+	c.readPaused = false // the drain reads (continueClose watches input)
 	c.closeReq.Store(true) // also when Driver.Close asked: Closed(nil), and Close is a no-op
 	c.deadline = l.d.now() + l.d.opts.CloseTimeout
 	l.closingQ.push(c, c.deadline)
@@ -1016,6 +1036,7 @@ type econn struct {
 	outWatched bool // EPOLLOUT is watched: c.out has an unwritten remainder
 	inputDone  bool // the peer's EOF arrived while closing
 	pieces     bool // c.out is written as l.pieces[c] (borrowed memory)
+	readPaused bool // the endpoint (a Pauser) asked for no more input for now
 	events     uint32
 	out        []byte // output taken from the endpoint, written up to off
 	off        int
@@ -1037,6 +1058,14 @@ func (c *econn) Close() {
 		return
 	}
 	c.l.push(loopOp{kind: opClose, c: c})
+}
+
+// Resume implements Conn.
+func (c *econn) Resume() {
+	if c.gone.Load() || c.closeReq.Load() {
+		return
+	}
+	c.l.push(loopOp{kind: opResume, c: c})
 }
 
 func (c *econn) RemoteAddr() net.Addr { return net.TCPAddrFromAddrPort(c.remote) }

@@ -118,7 +118,7 @@ func (d *goroutineDriver) Close() error {
 }
 
 func (d *goroutineDriver) start(nc net.Conn) {
-	c := &gconn{d: d, nc: nc, writerDone: make(chan struct{})}
+	c := &gconn{d: d, nc: nc, writerDone: make(chan struct{}), resumed: make(chan struct{}, 1)}
 	c.raw, c.readable = readinessWaiter(nc)
 	// The opening goroutine owns the write side until Open returned, so a
 	// Flush from inside Open cannot start a writer before ep is set.
@@ -170,6 +170,8 @@ type gconn struct {
 	closing  atomic.Bool  // Close set its deadlines: discard input, flush, half-close
 	shut     atomic.Bool  // the final flush is done and the write side shut
 	failure  atomic.Pointer[error]
+	// resumed wakes a read loop paused by its endpoint (Pauser).
+	resumed chan struct{}
 }
 
 // serve is the connection's read goroutine.
@@ -230,6 +232,7 @@ func (c *gconn) readLoop() error {
 		n, err := c.nc.Read(buf)
 		if n > 0 && !c.closing.Load() && c.failure.Load() == nil {
 			c.data(buf[:n])
+			c.waitResumed()
 		}
 		if err != nil {
 			return err
@@ -248,6 +251,26 @@ func (c *gconn) readLoop() error {
 			bufpool.Put(buf)
 			buf = nil
 		}
+	}
+}
+
+// waitResumed blocks while the endpoint keeps reading paused, until it
+// resumes or the connection closes or fails.
+func (c *gconn) waitResumed() {
+	pz, ok := c.ep.(Pauser)
+	if !ok {
+		return
+	}
+	for pz.ReadPaused() && !c.closing.Load() && c.failure.Load() == nil {
+		<-c.resumed
+	}
+}
+
+// Resume implements Conn.
+func (c *gconn) Resume() {
+	select {
+	case c.resumed <- struct{}{}:
+	default: // a wake is already pending
 	}
 }
 
@@ -281,6 +304,7 @@ func (c *gconn) fail(err error) {
 	if c.failure.CompareAndSwap(nil, &err) {
 		c.state.Or(wDead)
 		c.nc.Close()
+		c.Resume()
 	}
 }
 
@@ -385,6 +409,7 @@ func (c *gconn) Close() {
 	c.nc.SetWriteDeadline(now.Add(c.d.opts.CloseTimeout))
 	c.nc.SetReadDeadline(now.Add(c.d.opts.CloseTimeout + c.d.opts.DrainTimeout))
 	c.closing.Store(true)
+	c.Resume()
 	c.Flush()
 }
 

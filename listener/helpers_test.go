@@ -69,6 +69,12 @@ type server struct {
 // the driver and then checks that every endpoint saw Closed exactly once.
 func startServer(t testing.TB, dk driverKind, h *testHandler, opts Options) *server {
 	t.Helper()
+	return startServerWith(t, dk, h, h, opts)
+}
+
+// startServerWith is startServer for a handler that wraps th.
+func startServerWith(t testing.TB, dk driverKind, h Handler, th *testHandler, opts Options) *server {
+	t.Helper()
 	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
@@ -80,7 +86,7 @@ func startServer(t testing.TB, dk driverKind, h *testHandler, opts Options) *ser
 	}
 	s := &server{d: d, addr: ln.Addr().String(), served: make(chan error, 1)}
 	go func() { s.served <- d.Serve(context.Background()) }()
-	t.Cleanup(h.verify) // runs last
+	t.Cleanup(th.verify) // runs last
 	t.Cleanup(func() {
 		closed := make(chan error, 1)
 		go func() { closed <- d.Close() }()

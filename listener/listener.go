@@ -74,6 +74,16 @@ type DirectReader interface {
 	DataRead(b []byte)
 }
 
+// A Pauser is an Endpoint that can ask its driver to stop reading for a
+// while, when what the peer sends has nowhere to go yet (backpressure:
+// TCP's window then slows the peer). The driver asks ReadPaused after each
+// Data and DataRead; once it says true, the driver reads nothing more from
+// the connection until the endpoint calls Conn.Resume and ReadPaused says
+// false. Closing the connection ends a pause.
+type Pauser interface {
+	ReadPaused() bool
+}
+
 // Conn is what an Endpoint may ask of its driver. Every method is safe to call
 // from any goroutine, at any time, including after the connection closed.
 type Conn interface {
@@ -87,6 +97,11 @@ type Conn interface {
 	// write side, drains input briefly so the peer sees the final bytes
 	// rather than a reset, then closes the socket and calls Closed(nil).
 	Close()
+
+	// Resume tells the driver that a Pauser's ReadPaused may have turned
+	// false: if it has, reading starts again. It never blocks, and does
+	// nothing when the connection is not paused.
+	Resume()
 
 	// RemoteAddr is the peer's address.
 	RemoteAddr() net.Addr
