@@ -869,7 +869,7 @@ func (l *loop) startClose(c *econn) {
 		return
 	}
 	c.phase = phaseClosing
-	c.readPaused = false // the drain reads (continueClose watches input)
+	c.readPaused = false   // the drain reads (continueClose watches input)
 	c.closeReq.Store(true) // also when Driver.Close asked: Closed(nil), and Close is a no-op
 	c.deadline = l.d.now() + l.d.opts.CloseTimeout
 	l.closingQ.push(c, c.deadline)
