@@ -153,6 +153,9 @@ const (
 	// flagConnectedV5 is set once an MQTT 5 CONNECT is accepted: from then
 	// on the server explains a close with DISCONNECT.
 	flagConnectedV5
+	// flagHeldBack: the connection is not read while a session its
+	// messages go to is backed up (backpressure.go).
+	flagHeldBack
 )
 
 const (
@@ -346,7 +349,8 @@ func (c *conn) DataRead(b []byte) {
 // that b holds one packet in a buffer nobody reuses: a PUBLISH's message
 // may keep it rather than copy it.
 func (c *conn) parse(dec *packet.Decoder, b []byte, owned bool, big *bigBuf) (rest []byte, parsed bool) {
-	for len(b) > 0 && !c.closing.Load() && !c.paused {
+	// A held-back client's further packets wait in c.in (backpressure.go).
+	for len(b) > 0 && !c.closing.Load() && !c.paused && c.flags.Load()&flagHeldBack == 0 {
 		h, n, err := packet.ParseFixedHeader(b, c.srv.opts.MaxPacketSize)
 		if err == packet.ErrIncomplete {
 			return b, parsed
@@ -622,6 +626,9 @@ func (c *conn) Closed(err error) {
 	c.srv.conns.remove(c)
 	c.srv.connCount.Add(-1)
 	c.ln.conns.Add(-1)
+	if c.flags.Load()&flagHeldBack != 0 {
+		c.srv.forgetHeldBack(c)
+	}
 	if c.in != nil {
 		bufpool.Put(c.in)
 		c.in, c.inBig = nil, nil

@@ -501,6 +501,7 @@ func (s *Server) newSession(clientID string, expiry uint32) *session {
 // for its delay: the end of the session publishes it. [MQTT-3.1.3-9] (v5)
 func (s *Server) endLocked(ss *session) *Message {
 	ss.ended = true
+	ss.letAllGoLocked()
 	ss.queue.reset(&ss.srv.queuedMem)
 	if ss.persisted {
 		s.committer.dropSession(ss.clientID, ss.queueName(), ss.inboundName())
@@ -537,6 +538,7 @@ func (s *Server) release(c *conn, will *Message, willDelay uint32) {
 	case ss.conn == c:
 		ss.conn = nil
 		ss.online.Store(false)
+		ss.letAllGoLocked() // offline, its queue limits apply instead
 		if ss.expiry == 0 {
 			publish[0] = s.endLocked(ss)
 			publish[1] = will

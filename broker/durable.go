@@ -86,6 +86,9 @@ type routeTx struct {
 	refs    uint32
 	sync    bool
 	waiters []commitWaiter
+	// backedUp are the online sessions whose backlog the routing filled:
+	// the publisher waits for them (backpressure.go).
+	backedUp []*session
 }
 
 // batch pins the open commit group on first use and returns the writes.
@@ -98,6 +101,13 @@ func (tx *routeTx) batch(s *Server) *store.Batch {
 
 // reset empties tx for reuse.
 func (tx *routeTx) reset() {
+	tx.resetWrites()
+	clear(tx.backedUp)
+	tx.backedUp = tx.backedUp[:0]
+}
+
+// resetWrites empties tx of its store writes, once they are handed over.
+func (tx *routeTx) resetWrites() {
 	tx.g, tx.msgID, tx.refs, tx.sync = nil, 0, 0, false
 	tx.b.Reset()
 	clear(tx.waiters)
@@ -124,7 +134,7 @@ func (tx *routeTx) finish(s *Server, waiter commitWaiter) {
 		tx.waiters = append(tx.waiters, waiter)
 	}
 	s.committer.endTx(tx.g, tx)
-	tx.reset() // ready for more writes
+	tx.resetWrites() // ready for more writes
 }
 
 // stageLocked writes a durable delivery to tx and holds it until its commit.

@@ -41,6 +41,13 @@ type Options struct {
 	// MaxQueuedBytes bounds the payload bytes in each session's queue.
 	// Default 64 MiB; negative means unlimited.
 	MaxQueuedBytes int64
+	// BacklogMessages and BacklogBytes bound an online session's backlog
+	// (QoS 1 and 2 deliveries waiting behind its in-flight window) by
+	// backpressure: at either, the clients publishing to it are not read
+	// until it is down to half. Defaults 1,000 and 16 MiB, capped by
+	// MaxQueuedMessages and MaxQueuedBytes. See backpressure.go.
+	BacklogMessages int
+	BacklogBytes    int64
 	// QueueQoS0 queues QoS 0 messages for offline persistent sessions.
 	QueueQoS0 bool
 	// MaxClientIDLength refuses longer client identifiers. Default 65535.
@@ -218,6 +225,18 @@ func (o *Options) setDefaults() {
 	}
 	if o.MaxQueuedBytes == 0 {
 		o.MaxQueuedBytes = 64 << 20
+	}
+	if o.BacklogMessages <= 0 {
+		o.BacklogMessages = 1000
+	}
+	if o.MaxQueuedMessages > 0 {
+		o.BacklogMessages = min(o.BacklogMessages, o.MaxQueuedMessages)
+	}
+	if o.BacklogBytes <= 0 {
+		o.BacklogBytes = 16 << 20
+	}
+	if o.MaxQueuedBytes > 0 {
+		o.BacklogBytes = min(o.BacklogBytes, o.MaxQueuedBytes)
 	}
 	if o.MaxClientIDLength <= 0 {
 		o.MaxClientIDLength = 65535

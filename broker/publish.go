@@ -113,6 +113,9 @@ func (c *conn) handlePublish(p *packet.Publish, owned bool, big *bigBuf) error {
 		c.ack(packet.PUBREC, p.PacketID, code, tx.group())
 		tx.finish(c.srv, c)
 	}
+	if len(tx.backedUp) > 0 {
+		c.holdBack(tx.backedUp)
+	}
 	return nil
 }
 

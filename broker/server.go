@@ -62,9 +62,20 @@ type Server struct {
 	committer *committer
 	msgIDs    atomic.Uint64
 
-	conns        connSet
-	listeners    []*listenerState
-	stats        stats
+	// heldBack lists, for each backed-up session, the connections that
+	// wait for its backlog to drain, and holds what each held-back
+	// connection waits for (backpressure.go). heldBackMu is a leaf, taken
+	// under session.mu.
+	heldBackMu sync.Mutex
+	heldBack   map[*session]*heldBackOn
+	holds      map[*conn]*hold
+	holdEpoch  uint64
+
+	conns     connSet
+	listeners []*listenerState
+	stats     stats
+	// lastDropLog (unix ns) rate-limits the warnings for dropped messages.
+	lastDropLog  atomic.Int64
 	shuttingDown atomic.Bool
 
 	cancel    context.CancelFunc
@@ -372,8 +383,8 @@ func (cs *connSet) expired(now int64, fn func(*conn)) {
 		sh := &cs.shards[i]
 		sh.mu.Lock()
 		for c := range sh.m {
-			if c.closing.Load() {
-				continue
+			if c.closing.Load() || c.flags.Load()&flagHeldBack != 0 {
+				continue // a held-back client's packets wait unread: not its fault
 			}
 			if d := c.deadline.Load(); d != 0 && d < now {
 				due = append(due, c)
@@ -422,6 +433,7 @@ type stats struct {
 	droppedQueueFull   atomic.Int64
 	droppedTooLarge    atomic.Int64 // larger than the client's Maximum Packet Size
 	droppedMemory      atomic.Int64 // the queued-message memory budget was spent
+	heldBack           atomic.Int64 // publishers held back by a subscriber's backlog
 	refusedConnections atomic.Int64 // connection limits
 	refusedRate        atomic.Int64 // connection rate per source address
 	deniedPublish      atomic.Int64 // the authorizer refused a PUBLISH
@@ -434,6 +446,20 @@ type stats struct {
 	protocolErrors     atomic.Int64
 	refused            atomic.Int64
 	timeouts           atomic.Int64
+}
+
+// dropped counts a message a session could not take and warns, at most
+// once a second: under overload a warning per message would cost more than
+// the messages (one write to the log each).
+func (s *Server) dropped(counter *atomic.Int64, what string, ss *session, m *Message, qos byte) {
+	n := counter.Add(1)
+	now := time.Now().UnixNano()
+	last := s.lastDropLog.Load()
+	if now-last < int64(time.Second) || !s.lastDropLog.CompareAndSwap(last, now) {
+		return
+	}
+	s.log.Warn(what, "client", ss.clientID, "topic", m.Topic, "qos", qos, "queued", ss.queuedLocked(),
+		"dropped_total", n, "note", "at most one such warning a second")
 }
 
 // debugging reports whether debug messages are logged: the callers that

@@ -44,6 +44,9 @@ type session struct {
 	// session has a durableState (clean sessions, most connections, spare
 	// the memory).
 	persisted bool
+	// backedUp: publishers are held back until the backlog drains
+	// (backpressure.go).
+	backedUp bool
 
 	// subs maps a topic filter (with its $share/ prefix) to the subscription.
 	subs map[string]subscriber
@@ -137,10 +140,12 @@ func (ss *session) push(d delivery, tx *routeTx) bool {
 		return true
 	}
 	if !ss.hasQueueRoom(len(d.msg.Payload)) {
-		n := ss.srv.stats.droppedQueueFull.Add(1)
-		ss.srv.log.Warn("session queue full: message dropped",
-			"client", ss.clientID, "topic", d.msg.Topic, "qos", d.qos, "queued", ss.queuedLocked(), "dropped_total", n)
+		ss.srv.dropped(&ss.srv.stats.droppedQueueFull, "session queue full: message dropped", ss, d.msg, d.qos)
 		return false
+	}
+	if c != nil && ss.backlogFullLocked(len(d.msg.Payload)) {
+		// Queued all the same: the publisher waits instead (backpressure.go).
+		tx.backedUp = append(tx.backedUp, ss)
 	}
 	d.subIDs = slices.Clone(d.subIDs)
 	ss.noteExpiry(d.msg.Expiry)
@@ -156,10 +161,12 @@ func (ss *session) push(d delivery, tx *routeTx) bool {
 		return true
 	}
 	if ss.srv.overMemoryBudget(len(d.msg.Payload)) {
-		n := ss.srv.stats.droppedMemory.Add(1)
-		ss.srv.log.Warn("queued-message memory budget spent: message dropped",
-			"client", ss.clientID, "topic", d.msg.Topic, "qos", d.qos, "dropped_total", n)
-		return false
+		if c != nil {
+			tx.backedUp = append(tx.backedUp, ss) // queued, and the publisher waits
+		} else {
+			ss.srv.dropped(&ss.srv.stats.droppedMemory, "queued-message memory budget spent: message dropped", ss, d.msg, d.qos)
+			return false
+		}
 	}
 	d.msg.ref() // the queue's, until forgetLocked
 	ss.queueLocked().push(&ss.srv.queuedMem, d)
@@ -197,6 +204,11 @@ func (ss *session) hasQueueRoom(size int) bool {
 // [MQTT-3.1.2-25]
 func (ss *session) sendLocked(c *conn, d delivery) {
 	ss.inflight.push(d)
+	if c.flags.Load()&flagHeldBack != 0 {
+		// Its acknowledgements must be read (backpressure.go).
+		ss.srv.endHold(c)
+		c.letGo()
+	}
 	if d.released {
 		c.writeAck(packet.PUBREL, pidOf(d.seq), packet.Success) // recovered after its PUBREC
 		return
@@ -216,11 +228,11 @@ func (ss *session) drainLocked(c *conn) {
 	for {
 		if ss.queue.len() == 0 {
 			if !ss.persisted || ss.stored == 0 || !ss.pageInLocked() {
-				return
+				break
 			}
 		}
 		if qos, seq := ss.queue.front(); qos > 0 && !ss.inflight.hasRoom(int(c.window), seq) {
-			return
+			break
 		}
 		d := ss.queue.pop(&ss.srv.queuedMem)
 		if !d.msg.Expiry.IsZero() {
@@ -240,6 +252,7 @@ func (ss *session) drainLocked(c *conn) {
 		}
 		ss.sendLocked(c, d)
 	}
+	ss.relieveLocked()
 }
 
 // resumeLocked re-sends, in order, everything in flight when a connection

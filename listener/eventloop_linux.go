@@ -561,15 +561,25 @@ func (l *loop) readable(c *econn) {
 	// Bytes read after Close are discarded: the drain.
 }
 
-// resume reads from a paused connection again once its endpoint allows.
-// The endpoint is asked here, on the loop, so a pause decided after the
-// Resume call wins.
+// resume reads from a paused connection again once its endpoint allows,
+// and hands it what it set aside. The endpoint is asked here, on the loop,
+// so a pause decided after the Resume call wins.
 func (l *loop) resume(c *econn) {
-	if !c.readPaused || c.phase != phaseOpen || c.ep.(Pauser).ReadPaused() {
+	if c.phase != phaseOpen || c.ep.(Pauser).ReadPaused() {
 		return
 	}
-	c.readPaused = false
-	l.watch(c)
+	if c.readPaused {
+		c.readPaused = false
+		l.watch(c)
+	}
+	if p := l.data(c, nil); p != nil {
+		l.finalize(c, p)
+		return
+	}
+	if c.phase == phaseOpen && c.ep.(Pauser).ReadPaused() {
+		c.readPaused = true // paused again by what it took up
+		l.watch(c)
+	}
 }
 
 // readEOF handles the peer's end of input.

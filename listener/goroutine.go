@@ -255,14 +255,29 @@ func (c *gconn) readLoop() error {
 }
 
 // waitResumed blocks while the endpoint keeps reading paused, until it
-// resumes or the connection closes or fails.
+// resumes (then Data takes up what the endpoint set aside) or the
+// connection closes or fails.
 func (c *gconn) waitResumed() {
 	pz, ok := c.ep.(Pauser)
 	if !ok {
 		return
 	}
-	for pz.ReadPaused() && !c.closing.Load() && c.failure.Load() == nil {
-		<-c.resumed
+	resumed := false
+	for !c.closing.Load() && c.failure.Load() == nil {
+		if pz.ReadPaused() {
+			<-c.resumed
+			resumed = true
+			continue
+		}
+		if !resumed {
+			select {
+			case <-c.resumed: // resumed before the pause was seen
+			default:
+				return
+			}
+		}
+		resumed = false
+		c.data(nil) // what the endpoint set aside; it may pause again
 	}
 }
 

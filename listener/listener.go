@@ -79,7 +79,8 @@ type DirectReader interface {
 // TCP's window then slows the peer). The driver asks ReadPaused after each
 // Data and DataRead; once it says true, the driver reads nothing more from
 // the connection until the endpoint calls Conn.Resume and ReadPaused says
-// false. Closing the connection ends a pause.
+// false; it then calls Data with no bytes, for the endpoint to take up
+// input it set aside when it paused. Closing the connection ends a pause.
 type Pauser interface {
 	ReadPaused() bool
 }

@@ -1,0 +1,226 @@
+package broker
+
+import "time"
+
+// Backpressure: an online session never drops a QoS 1 or 2 message because
+// its client is slow. When its backlog (deliveries waiting behind the
+// in-flight window) reaches Options.BacklogMessages or BacklogBytes, or
+// the memory all queues may use (Limits.QueuedMemory) is spent, the
+// connections whose PUBLISHes go to it stop being read (listener.Pauser):
+// TCP's window then slows their clients. A connection is read again once
+// every session it waits for has its backlog down to half (so the slowest
+// subscriber sets the pace, and no backlog grows past its bound), or has
+// gone offline (its queue limits apply then) or ended.
+//
+// A connection with deliveries in flight to it is never held back, and one
+// that is held back is let go as soon as a delivery goes in flight to it:
+// its acknowledgements must be read for its own session to drain. So every
+// backed-up session waits only on its own client, never on a held-back one,
+// and holding back cannot form a cycle (A waits for B's session while B
+// waits for A's). What such a connection publishes still queues, up to
+// MaxQueuedMessages and MaxQueuedBytes, past which it is dropped and
+// counted.
+//
+// Who waits for what is kept by the Server (heldBack, holds), not in every
+// session and connection: few are ever backed up. A hold has an epoch, so
+// a session that drains after its connection was let go early (and maybe
+// held again since) does not count for the new hold.
+
+// ReadPaused implements listener.Pauser.
+func (c *conn) ReadPaused() bool { return c.flags.Load()&flagHeldBack != 0 }
+
+// hold is what one held-back connection waits for.
+type hold struct {
+	epoch uint64
+	// waiting counts the sessions that have yet to drain.
+	waiting int
+}
+
+// heldBackOn is what waits for one backed-up session: the connections (and
+// the epoch of their hold), and the backlog at which they may go again.
+type heldBackOn struct {
+	conns             map[*conn]uint64
+	wakeAt, wakeBytes int64
+}
+
+// holdBack stops reading from the client after the packet being handled,
+// until the backed-up sessions its message went to have drained. c.mu is
+// held.
+func (c *conn) holdBack(sessions []*session) {
+	if c.flags.Load()&flagHeldBack != 0 {
+		return // held already (it was let go meanwhile, then read on)
+	}
+	own := c.sess.Load()
+	if own != nil && own.hasInflight() {
+		return // its acknowledgements must be read: see above
+	}
+	s := c.srv
+	// The hold counts one more session while it registers, so a session
+	// that drains meanwhile cannot let the connection go half-registered.
+	s.heldBackMu.Lock()
+	s.holdEpoch++
+	h := &hold{epoch: s.holdEpoch, waiting: 1}
+	if s.holds == nil {
+		s.holds = make(map[*conn]*hold)
+	}
+	s.holds[c] = h
+	s.heldBackMu.Unlock()
+	c.flags.Or(flagHeldBack)
+	for _, ss := range sessions {
+		ss.addHeldBack(c, h)
+	}
+	s.heldBackMu.Lock()
+	h.waiting--
+	done := h.waiting == 0 && s.holds[c] == h
+	if done {
+		delete(s.holds, c)
+	}
+	s.heldBackMu.Unlock()
+	if done {
+		c.letGo() // no session had a backlog left to wait for
+		return
+	}
+	s.stats.heldBack.Add(1)
+}
+
+// letGo reads from a held-back client again. The keep-alive and
+// incomplete-packet clocks start afresh: the broker, not the client, kept
+// its packets unread. Any goroutine, any lock.
+func (c *conn) letGo() {
+	if c.flags.Load()&flagHeldBack == 0 {
+		return
+	}
+	c.flags.And(^uint32(flagHeldBack))
+	now := time.Now()
+	if c.keepAliveMs > 0 && c.deadline.Load() != 0 {
+		c.deadline.Store(now.Add(time.Duration(c.keepAliveMs) * time.Millisecond * 3 / 2).UnixNano())
+	}
+	if c.partial.Load() != 0 {
+		c.partial.Store(now.Add(c.srv.opts.Limits.IncompletePacketTimeout).UnixNano())
+	}
+	c.nc.Resume()
+}
+
+// hasInflight reports whether deliveries are in flight to the client.
+func (ss *session) hasInflight() bool {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return ss.inflight.len() > 0
+}
+
+// backlogFullLocked reports whether one more delivery of size bytes puts
+// an online session's backlog at its limit: its publishers wait.
+func (ss *session) backlogFullLocked(size int) bool {
+	o := &ss.srv.opts
+	return ss.queuedLocked() >= o.BacklogMessages || ss.backlogBytesLocked()+int64(size) > o.BacklogBytes
+}
+
+// backlogBytesLocked is the payload bytes waiting behind the window.
+func (ss *session) backlogBytesLocked() int64 {
+	n := ss.queue.queuedBytes()
+	if ss.persisted {
+		n += ss.storedBytes + ss.pendingBytes
+	}
+	return n
+}
+
+// addHeldBack counts the session in h, c's hold, until the session's
+// backlog is down to half what it is now, and at most half its limits. It
+// counts nothing if there is no backlog to wait for, or the session is
+// offline or ended (nothing would count it off again).
+func (ss *session) addHeldBack(c *conn, h *hold) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.ended || ss.conn == nil {
+		return
+	}
+	o := &ss.srv.opts
+	n, bytes := int64(ss.queuedLocked()), ss.backlogBytesLocked()
+	wakeAt, wakeBytes := min(n, int64(o.BacklogMessages))/2, min(bytes, o.BacklogBytes)/2
+	if n <= wakeAt && bytes <= wakeBytes {
+		return
+	}
+	ss.backedUp = true
+	s := ss.srv
+	s.heldBackMu.Lock()
+	defer s.heldBackMu.Unlock()
+	if s.heldBack == nil {
+		s.heldBack = make(map[*session]*heldBackOn)
+	}
+	on := s.heldBack[ss]
+	if on == nil {
+		on = &heldBackOn{conns: make(map[*conn]uint64), wakeAt: wakeAt, wakeBytes: wakeBytes}
+		s.heldBack[ss] = on
+	}
+	if epoch, ok := on.conns[c]; ok && epoch == h.epoch {
+		return // counted already (the message was over two limits)
+	}
+	on.conns[c] = h.epoch
+	h.waiting++
+}
+
+// relieveLocked counts the session off for the connections waiting for it
+// once its backlog has drained. Called whenever deliveries leave the queue.
+func (ss *session) relieveLocked() {
+	if !ss.backedUp {
+		return
+	}
+	s := ss.srv
+	s.heldBackMu.Lock()
+	on := s.heldBack[ss]
+	drained := on == nil || int64(ss.queuedLocked()) <= on.wakeAt && ss.backlogBytesLocked() <= on.wakeBytes
+	s.heldBackMu.Unlock()
+	if drained {
+		ss.letAllGoLocked()
+	}
+}
+
+// letAllGoLocked counts the session off for every connection waiting for
+// it (it drained, went offline or ended), and lets go those that waited
+// for nothing else.
+func (ss *session) letAllGoLocked() {
+	if !ss.backedUp {
+		return
+	}
+	ss.backedUp = false
+	s := ss.srv
+	var free []*conn
+	s.heldBackMu.Lock()
+	on := s.heldBack[ss]
+	delete(s.heldBack, ss)
+	if on != nil {
+		for c, epoch := range on.conns {
+			h := s.holds[c]
+			if h == nil || h.epoch != epoch {
+				continue // that hold ended already
+			}
+			if h.waiting--; h.waiting == 0 {
+				delete(s.holds, c)
+				free = append(free, c)
+			}
+		}
+	}
+	s.heldBackMu.Unlock()
+	for _, c := range free {
+		c.letGo()
+	}
+}
+
+// endHold forgets c's hold: it was let go early (a delivery went in flight
+// to it) or it closed. Sessions still listing it no longer count for it.
+func (s *Server) endHold(c *conn) {
+	s.heldBackMu.Lock()
+	delete(s.holds, c)
+	s.heldBackMu.Unlock()
+}
+
+// forgetHeldBack drops a closed connection from the lists it waits in, so
+// a session that never drains does not keep it.
+func (s *Server) forgetHeldBack(c *conn) {
+	s.heldBackMu.Lock()
+	defer s.heldBackMu.Unlock()
+	delete(s.holds, c)
+	for _, on := range s.heldBack {
+		delete(on.conns, c)
+	}
+}
