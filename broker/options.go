@@ -44,7 +44,7 @@ type Options struct {
 	// BacklogMessages and BacklogBytes bound an online session's backlog
 	// (QoS 1 and 2 deliveries waiting behind its in-flight window) by
 	// backpressure: at either, the clients publishing to it are not read
-	// until it is down to half. Defaults 1,000 and 16 MiB, capped by
+	// until it is down to half. Defaults 1,000 and 16 MiB, capped at half
 	// MaxQueuedMessages and MaxQueuedBytes. See backpressure.go.
 	BacklogMessages int
 	BacklogBytes    int64
@@ -229,14 +229,16 @@ func (o *Options) setDefaults() {
 	if o.BacklogMessages <= 0 {
 		o.BacklogMessages = 1000
 	}
+	// Held-back publishers may each have one more message on its way:
+	// the backlog stops short of the queue limits, which drop.
 	if o.MaxQueuedMessages > 0 {
-		o.BacklogMessages = min(o.BacklogMessages, o.MaxQueuedMessages)
+		o.BacklogMessages = max(min(o.BacklogMessages, o.MaxQueuedMessages/2), 1)
 	}
 	if o.BacklogBytes <= 0 {
 		o.BacklogBytes = 16 << 20
 	}
 	if o.MaxQueuedBytes > 0 {
-		o.BacklogBytes = min(o.BacklogBytes, o.MaxQueuedBytes)
+		o.BacklogBytes = max(min(o.BacklogBytes, o.MaxQueuedBytes/2), 1)
 	}
 	if o.MaxClientIDLength <= 0 {
 		o.MaxClientIDLength = 65535
