@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"time"
@@ -53,6 +54,13 @@ func (c *conn) handleConnect(p *packet.Connect) error {
 	}
 	if code := c.checkClientID(p); code != packet.Success {
 		c.refuse(code, "client identifier not valid")
+		return nil
+	}
+	if max := c.srv.opts.ServerKeepAlive; max > 0 && p.Version != packet.V5 && time.Duration(p.KeepAlive)*time.Second > max {
+		// MQTT 3 has no way to tell a client to ping sooner, and one that
+		// pings less often than the broker waits would be cut off again
+		// and again: refused, as Mosquitto's max_keepalive does (0x02).
+		c.refuse(packet.ClientIdentifierNotValid, fmt.Sprintf("keep alive %ds above the maximum %v", p.KeepAlive, max))
 		return nil
 	}
 	cp := &connectParams{
@@ -323,7 +331,7 @@ func (c *conn) accept(cp *connectParams, authData []byte) {
 	connack := connacks.Get().(*packet.Connack)
 	*connack = packet.Connack{Code: packet.Success}
 	keepAlive := time.Duration(cp.keepAlive) * time.Second
-	if o.ServerKeepAlive > 0 {
+	if c.serverKeepAlive(cp) {
 		keepAlive = o.ServerKeepAlive // [MQTT-3.2.2-21]
 	}
 	if c.version == packet.V5 {
@@ -353,6 +361,15 @@ func (c *conn) accept(cp *connectParams, authData []byte) {
 // as soon as it is made, and an allocation per connection would stay
 // behind as garbage among the connection's long-lived objects.
 var connacks = sync.Pool{New: func() any { return new(packet.Connack) }}
+
+// serverKeepAlive reports whether the broker's maximum keep alive replaces
+// the client's: an MQTT 5 client asking for more, or for none, is told the
+// maximum in CONNACK (an MQTT 3 client asking for more was refused). A
+// shorter keep alive is always kept. [MQTT-3.1.2-24]
+func (c *conn) serverKeepAlive(cp *connectParams) bool {
+	max := c.srv.opts.ServerKeepAlive
+	return max > 0 && c.version == packet.V5 && (cp.keepAlive == 0 || time.Duration(cp.keepAlive)*time.Second > max)
+}
 
 // connackProps advertises the broker's limits and features to an MQTT 5
 // client; each is enforced where the packets arrive. [MQTT-3.2.2-9..22]
@@ -396,7 +413,7 @@ func (c *conn) connackProps(cp *connectParams, p *packet.Properties, authData []
 		p.SharedSubAvailable = 0
 		p.Mark(packet.PropSharedSubAvailable)
 	}
-	if o.ServerKeepAlive > 0 {
+	if c.serverKeepAlive(cp) {
 		p.ServerKeepAlive = uint16(min(o.ServerKeepAlive/time.Second, 65535))
 		p.Mark(packet.PropServerKeepAlive)
 	}

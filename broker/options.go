@@ -71,8 +71,10 @@ type Options struct {
 	// TopicAliasMaximum is how many topic aliases an MQTT 5 client may set
 	// towards the broker. Zero accepts none.
 	TopicAliasMaximum uint16
-	// ServerKeepAlive, when non-zero, replaces the keep alive every client
-	// asks for (MQTT 5 clients are told in CONNACK).
+	// ServerKeepAlive, when non-zero, is the longest keep alive a client may
+	// have. An MQTT 5 client asking for more, or for none, gets this one
+	// and is told in CONNACK; an MQTT 3 client asking for more is refused
+	// (0x02, as Mosquitto's max_keepalive); a shorter one is kept.
 	ServerKeepAlive time.Duration
 	// MaxSessionExpiry caps the Session Expiry Interval a client may ask
 	// for; the session of an MQTT 3.1.1 client that is not clean lasts this

@@ -228,7 +228,8 @@ type MQTT struct {
 	SharedSubscriptions     bool `yaml:"shared_subscriptions"`
 	// TopicAliasMaximum is how many topic aliases an MQTT 5 client may set.
 	TopicAliasMaximum int `yaml:"topic_alias_maximum"`
-	// ServerKeepAlive, when not 0, replaces the keep alive clients ask for.
+	// ServerKeepAlive, when not 0, is the longest keep alive a client may
+	// have (MQTT 5: longer or none is lowered; MQTT 3: longer is refused).
 	ServerKeepAlive Duration `yaml:"server_keep_alive"`
 	// MaxSessionExpiry caps how long a session outlives its connection;
 	// 0 means no cap.

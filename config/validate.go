@@ -381,7 +381,7 @@ func (v *validator) mqtt(m MQTT) {
 	v.intRange("mqtt.receive_maximum", m.ReceiveMaximum, 1, 65535)
 	v.intRange("mqtt.topic_alias_maximum", m.TopicAliasMaximum, 0, 65535)
 	if m.ServerKeepAlive.Duration < 0 || m.ServerKeepAlive.Duration > 65535*time.Second {
-		v.failf("mqtt.server_keep_alive", "%s is out of range 0s..18h12m15s (0 keeps the client's)", m.ServerKeepAlive)
+		v.failf("mqtt.server_keep_alive", "%s is out of range 0s..18h12m15s (0: no maximum)", m.ServerKeepAlive)
 	} else if m.ServerKeepAlive.Duration%time.Second != 0 {
 		v.failf("mqtt.server_keep_alive", "%s is not a whole number of seconds", m.ServerKeepAlive)
 	}
