@@ -206,6 +206,11 @@ type MQTT struct {
 	MaxQueuedMessages int `yaml:"max_queued_messages"`
 	// MaxQueuedBytes bounds the same queue in bytes; 0 means unlimited.
 	MaxQueuedBytes Size `yaml:"max_queued_bytes"`
+	// BacklogMessages and BacklogBytes bound an online client's backlog
+	// (QoS 1/2 messages waiting behind its in-flight window) by holding
+	// back the clients that publish to it, until it is down to half.
+	BacklogMessages int  `yaml:"backlog_messages"`
+	BacklogBytes    Size `yaml:"backlog_bytes"`
 	// QueueQoS0 queues QoS 0 messages for offline persistent sessions too
 	// (off by default, as in Mosquitto).
 	QueueQoS0 bool `yaml:"queue_qos0"`
@@ -299,6 +304,8 @@ func Default() *File {
 			MaxInflight:       100,
 			MaxQueuedMessages: 100000,
 			MaxQueuedBytes:    64 * MiB,
+			BacklogMessages:   1000,
+			BacklogBytes:      16 * MiB,
 			QueueQoS0:         false,
 			RetainAvailable:   true,
 			MaxClientIDLength: 65535,

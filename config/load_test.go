@@ -699,6 +699,8 @@ func TestExampleFile(t *testing.T) {
 			MaxInflight:       200,
 			MaxQueuedMessages: 10000,
 			MaxQueuedBytes:    64 * MiB,
+			BacklogMessages:   1000,
+			BacklogBytes:      16 * MiB,
 			QueueQoS0:         false,
 			RetainAvailable:   true,
 			MaxClientIDLength: 256,

@@ -376,6 +376,12 @@ func (v *validator) mqtt(m MQTT) {
 	if m.MaxQueuedBytes < 0 {
 		v.failf("mqtt.max_queued_bytes", "%s is negative (0 means unlimited)", m.MaxQueuedBytes)
 	}
+	if m.BacklogMessages < 1 {
+		v.failf("mqtt.backlog_messages", "%d must be at least 1", m.BacklogMessages)
+	}
+	if m.BacklogBytes < 1 {
+		v.failf("mqtt.backlog_bytes", "%s must be more than 0", m.BacklogBytes)
+	}
 	v.intRange("mqtt.max_client_id_length", m.MaxClientIDLength, MinClientIDLength, 65535)
 	v.intRange("mqtt.max_qos", m.MaxQoS, 0, 2)
 	v.intRange("mqtt.receive_maximum", m.ReceiveMaximum, 1, 65535)

@@ -205,6 +205,8 @@ func brokerOptions(cfg *config.File, log *slog.Logger) (broker.Options, *reloada
 		MaxInflight:       cfg.MQTT.MaxInflight,
 		MaxQueuedMessages: cfg.MQTT.MaxQueuedMessages,
 		MaxQueuedBytes:    int64(cfg.MQTT.MaxQueuedBytes),
+		BacklogMessages:   cfg.MQTT.BacklogMessages,
+		BacklogBytes:      int64(cfg.MQTT.BacklogBytes),
 		QueueQoS0:         cfg.MQTT.QueueQoS0,
 		DisableRetain:     !cfg.MQTT.RetainAvailable,
 		MaxClientIDLength: cfg.MQTT.MaxClientIDLength,
