@@ -304,8 +304,10 @@ func TestLimitMaxInflight(t *testing.T) {
 	}
 }
 
-// MaxQueuedMessages and MaxQueuedBytes: what does not fit a session's queue
-// is dropped and counted, online (beyond the in-flight window) and offline.
+// MaxQueuedMessages and MaxQueuedBytes: offline, what does not fit a
+// session's queue is dropped and counted. Online, nothing is dropped: the
+// publisher is held back at half the limit (the backlog) until the
+// subscriber catches up, and every message arrives in order.
 func TestLimitMaxQueued(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
@@ -329,19 +331,29 @@ func TestLimitMaxQueued(t *testing.T) {
 				}
 			}
 
-			// Online: one in flight, three queued, six dropped.
+			// Online: the ten are sent at once; the publisher waits while the
+			// subscriber is behind, and nothing is dropped.
 			before := counters(srv)
 			sub := secMustConnect(t, addr, connectPacket(packet.V311, "online"))
 			sub.mustSubscribe(1, 1, "q/online")
-			publish10("q/online")
-			expectCounted(t, before, counters(srv), "droppedQueueFull", 6)
-			got := ackAll(sub, 4)
+			var all []byte
+			for i := range 10 {
+				all, _ = packet.Append(all, &packet.Publish{Topic: "q/online", Payload: []byte(fmt.Sprint(i) + payload),
+					QoS: 1, PacketID: uint16(i + 1)}, packet.V5)
+			}
+			pub.sendRaw(all)
+			eventually(t, "the publisher held back", func() bool { return srv.stats.heldBack.Load() > before["heldBack"] })
+			got := ackAll(sub, 10)
 			sub.ping()
 			for i, g := range got {
 				if !strings.HasPrefix(g, fmt.Sprint(i)) {
-					t.Errorf("online message %d is %.3q..., want the first four in order", i, g)
+					t.Errorf("online message %d is %.3q..., want all ten in order", i, g)
 				}
 			}
+			for i := range 10 {
+				pub.nextAck(packet.PUBACK, uint16(i+1))
+			}
+			expectCounted(t, before, counters(srv), "droppedQueueFull", 0)
 
 			// Offline (a persistent session): three queued, seven dropped.
 			before = counters(srv)
