@@ -25,7 +25,7 @@ ROUNDS=${ROUNDS:-1}
 BROKER_CPU=${BROKER_CPU:-0}
 BENCH_CPUS=${BENCH_CPUS:-1}
 PETREL_STORE=${PETREL_STORE:-memory}
-PRESETS=${PRESETS:-"fanin-q0 fanin-q1 fanin-q2 fanout-q0 fanout-q1 many-topics large idle-conns"}
+PRESETS=${PRESETS:-"fanin-q0 fanin-q1 fanin-q2 overload-q1 overload-q2 fanout-q0 fanout-q1 many-topics large idle-conns"}
 IDLE_CONNS=${IDLE_CONNS:-19800}
 OUT=${OUT:-$(mktemp -d -t petrel-bench.XXXXXX)}
 

@@ -6,7 +6,7 @@ import (
 	"strings"
 )
 
-// benchPreset is one of issue 7's scenarios: a mode and its flags, which
+// benchPreset is one of issue 7's (and 12's) scenarios: a mode and its flags, which
 // flags given after the preset's name override. Every preset is bounded in
 // time and in messages.
 type benchPreset struct {
@@ -24,6 +24,15 @@ var benchPresets = []benchPreset{
 	{"fanin-q2", "64 publishers, 64 unacknowledged each → 1 subscriber, QoS 2",
 		[]string{"pubsub", "--pubs", "64", "--subs", "1", "-q", "2", "--inflight", "64", "-s", "64",
 			"-t", "bench/fanin/%i", "--filter", "bench/fanin/+", "--count", "1000000", "--duration", "10s"}},
+	// The fan-in presets above pace their publishers (--window): these do
+	// not, so the subscriber falls behind and the broker must either slow
+	// the publishers or lose what it acknowledged (issue 12).
+	{"overload-q1", "64 publishers, 64 unacknowledged each, unpaced → 1 subscriber on the same topic, QoS 1",
+		[]string{"pubsub", "--pubs", "64", "--subs", "1", "-q", "1", "--inflight", "64", "-s", "64", "--window", "0",
+			"-t", "bench/overload", "--filter", "bench/overload", "--count", "1000000", "--duration", "10s"}},
+	{"overload-q2", "64 publishers, 64 unacknowledged each, unpaced → 1 subscriber on the same topic, QoS 2",
+		[]string{"pubsub", "--pubs", "64", "--subs", "1", "-q", "2", "--inflight", "64", "-s", "64", "--window", "0",
+			"-t", "bench/overload", "--filter", "bench/overload", "--count", "1000000", "--duration", "10s"}},
 	{"fanout-q0", "1 publisher → 256 subscribers, QoS 0",
 		[]string{"pubsub", "--pubs", "1", "--subs", "256", "-q", "0", "-s", "64",
 			"-t", "bench/fanout", "--filter", "bench/fanout", "--count", "10000000", "--duration", "10s"}},

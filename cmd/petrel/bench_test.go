@@ -183,9 +183,26 @@ func TestBenchPreset(t *testing.T) {
 	}
 
 	code, out, _ := runBenchCLI(context.Background(), t, "preset", "list")
-	for _, name := range []string{"fanin-q0", "fanin-q1", "fanin-q2", "fanout-q0", "fanout-q1", "many-topics", "large", "idle-conns"} {
+	for _, name := range []string{"fanin-q0", "fanin-q1", "fanin-q2", "overload-q1", "overload-q2", "fanout-q0", "fanout-q1", "many-topics", "large", "idle-conns"} {
 		if code != 0 || !strings.Contains(out, name) {
 			t.Errorf("preset list: exit %d, %s missing:\n%s", code, name, out)
+		}
+	}
+}
+
+// TestBenchOverloadPreset: unpaced publishers outrun the subscriber, and
+// the run reports what was acknowledged but never delivered. Against a
+// broker with a small queue, that backpressure keeps at none.
+func TestBenchOverloadPreset(t *testing.T) {
+	for _, preset := range []string{"overload-q1", "overload-q2"} {
+		port := cliBroker(t, broker.Options{MaxQueuedMessages: 100})
+		r := benchJSON(t, "preset", preset, "-p", port, "--pubs", "16", "--count", "1000", "--no-progress")
+		checkSane(t, r, 17)
+		if r.Params.Pubs != 16 || r.Params.Subs != 1 || r.Params.Filter != "bench/overload" {
+			t.Errorf("preset %s: %+v", preset, r.Params)
+		}
+		if r.Publish.Sent != 16000 || r.Receive.Lost != 0 || r.Receive.Received != 16000 {
+			t.Errorf("preset %s: sent %d, received %d, lost %d", preset, r.Publish.Sent, r.Receive.Received, r.Receive.Lost)
 		}
 	}
 }

@@ -157,9 +157,8 @@ func main() {
 			}
 			return r.Latency.P99
 		}, "%.1f")
-		row("lost + duplicated + errors", func(r *result) float64 {
-			return float64(r.Receive.Lost + r.Receive.Dups + r.Errors.Total)
-		}, "%.0f")
+		row("lost (acknowledged, never delivered)", func(r *result) float64 { return float64(r.Receive.Lost) }, "%.0f")
+		row("duplicated + errors", func(r *result) float64 { return float64(r.Receive.Dups + r.Errors.Total) }, "%.0f")
 		row("bench CPU % (of its CPU)", func(r *result) float64 { return r.Bench.Percent }, "%.0f")
 	}
 }
