@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -298,6 +299,10 @@ type loop struct {
 	pieces     map[*econn]*pieceOut
 	buf        []byte // the loop's one read buffer
 	events     []unix.EpollEvent
+	more       []unix.EpollEvent // a round's later looks (serve)
+	seen       map[int32]struct{}
+	busyEvents []unix.EpollEvent // quietFirst's scratch
+	longRounds bool              // the last round took longer than repollEvery
 	wakeBuf    [8]byte
 	opsSpare   []loopOp
 	flushSpare []*econn
@@ -333,6 +338,7 @@ func newLoop(d *eventLoopDriver) (*loop, error) {
 		conns:  make(map[int]*econn),
 		buf:    make([]byte, d.opts.ReadBufferSize),
 		events: make([]unix.EpollEvent, 256),
+		more:   make([]unix.EpollEvent, 64),
 	}
 	// Non-blocking, so os.NewFile adds it to the poller. epoll_wait itself
 	// ignores the flag: its timeout (always 0 here) decides.
@@ -366,9 +372,12 @@ func (l *loop) closeFDs() {
 }
 
 // epollWait collects ready events without blocking.
-func (l *loop) epollWait() (int, error) {
+func (l *loop) epollWait() (int, error) { return l.epollWaitInto(l.events) }
+
+// epollWaitInto is epollWait into another buffer.
+func (l *loop) epollWaitInto(events []unix.EpollEvent) (int, error) {
 	for {
-		n, err := unix.EpollWait(l.epfd, l.events, 0)
+		n, err := unix.EpollWait(l.epfd, events, 0)
 		if err != unix.EINTR {
 			if err != nil {
 				return 0, os.NewSyscallError("epoll_wait", err)
@@ -430,9 +439,7 @@ func (l *loop) run() {
 			l.fatal(err)
 			return
 		}
-		for _, ev := range l.events[:n] {
-			l.handle(ev)
-		}
+		l.serve(n)
 		l.runOps()
 		l.runFlushes()
 		l.expire()
@@ -440,6 +447,103 @@ func (l *loop) run() {
 			return
 		}
 	}
+}
+
+// repollEvery is how long a loop works through a round's ready
+// connections before it looks again for connections that became ready
+// meanwhile.
+const repollEvery = 500 * time.Microsecond
+
+// busyRead is the read from which a connection counts as a busy sender: a
+// SUBSCRIBE or a lone PUBLISH is smaller.
+const busyRead = 1 << 10
+
+// serve handles the round's n ready events in l.events, one read each.
+//
+// Under load a round takes milliseconds (a read of every busy connection,
+// and what it carries), and a connection that becomes ready meanwhile used
+// to wait for the next round, behind every busy sender again (epoll lists
+// them first). Another loop, whose round happened to start later, could
+// then route a PUBLISH that arrived after, say, a SUBSCRIBE waiting here:
+// the subscriber missed a message that a single-threaded broker would have
+// delivered. So, once rounds are long, connections that are not busy
+// senders (a SUBSCRIBE, a PUBLISH now and then) go first in a round, and
+// every repollEvery the loop asks epoll again, without waiting, and puts
+// those that became ready meanwhile next (busy ones at the end). A
+// connection is read at most once a round, so reads stay as large as
+// before. A quiet loop pays for none of it.
+func (l *loop) serve(n int) {
+	start := time.Now()
+	// work may grow past n, within l.events or beyond: nothing else reads
+	// l.events until the next round's epoll_wait.
+	work := l.events[:n]
+	if l.longRounds {
+		l.quietFirst(work)
+	}
+	polled := start
+	seen := false // l.seen holds every fd taken up this round
+	// Only the round's own events look again: what they add cannot make
+	// the round go on and on, keeping the flushes after it waiting.
+	for i := 0; i < len(work); i++ {
+		l.handle(work[i])
+		if i+1 >= n {
+			continue
+		}
+		now := time.Now()
+		if now.Sub(polled) < repollEvery {
+			continue
+		}
+		polled = now
+		m, err := l.epollWaitInto(l.more)
+		if err != nil || m == 0 {
+			continue
+		}
+		if !seen {
+			if l.seen == nil {
+				l.seen = make(map[int32]struct{})
+			}
+			for _, ev := range work {
+				l.seen[ev.Fd] = struct{}{}
+			}
+			seen = true
+		}
+		next := i + 1
+		for _, ev := range l.more[:m] {
+			c := l.conns[int(ev.Fd)]
+			quiet := c != nil && !c.busy
+			if _, ok := l.seen[ev.Fd]; ok {
+				continue // read once a round: more waits for the next
+			}
+			l.seen[ev.Fd] = struct{}{}
+			if quiet {
+				work = slices.Insert(work, next, ev)
+				next++
+			} else {
+				work = append(work, ev)
+			}
+		}
+	}
+	if seen {
+		clear(l.seen)
+	}
+	l.longRounds = time.Since(start) > repollEvery
+}
+
+// quietFirst reorders a round's events so that connections that are not
+// busy senders come first, each group in epoll's order.
+func (l *loop) quietFirst(work []unix.EpollEvent) {
+	busy := l.busyEvents[:0]
+	n := 0
+	for _, ev := range work {
+		if c := l.conns[int(ev.Fd)]; c != nil && c.busy {
+			busy = append(busy, ev)
+			continue
+		}
+		work[n] = ev
+		n++
+	}
+	copy(work[n:], busy)
+	l.busyEvents = busy[:0]
 }
 
 // wait returns the number of ready events in l.events. With none, and no
@@ -536,6 +640,7 @@ func (l *loop) readable(c *econn) {
 		}
 	}
 	n, err := ignoringEINTR(func() (int, error) { return unix.Read(c.fd, buf) })
+	c.busy = n >= busyRead
 	switch {
 	case err == unix.EAGAIN:
 	case err != nil:
@@ -1047,10 +1152,13 @@ type econn struct {
 	inputDone  bool // the peer's EOF arrived while closing
 	pieces     bool // c.out is written as l.pieces[c] (borrowed memory)
 	readPaused bool // the endpoint (a Pauser) asked for no more input for now
-	events     uint32
-	out        []byte // output taken from the endpoint, written up to off
-	off        int
-	deadline   time.Duration // of the current close phase, on the loop clock
+	// busy: its last read was busyRead or more (a heavy sender), so a
+	// connection that just became ready goes before it (loop.serve).
+	busy     bool
+	events   uint32
+	out      []byte // output taken from the endpoint, written up to off
+	off      int
+	deadline time.Duration // of the current close phase, on the loop clock
 }
 
 // Flush implements Conn. Only the first call between two flushes by the
