@@ -1018,14 +1018,16 @@ func (c *conn) tooLargeLocked() bool {
 }
 
 // outBufLocked returns the output buffer to append m's PUBLISH to, with
-// or without its payload.
+// or without its payload, with room for it (grown through bufpool).
 func (c *conn) outBufLocked(m *Message, lent bool) []byte {
+	n := len(m.Topic) + 16
+	if !lent {
+		n += len(m.Payload)
+	}
 	if c.out == nil {
-		n := len(m.Topic) + 16
-		if !lent {
-			n += len(m.Payload)
-		}
 		c.out = bufpool.Get(n)
+	} else {
+		c.out = bufpool.Grow(c.out, n)
 	}
 	return c.out
 }

@@ -9,7 +9,7 @@ import (
 
 // Size classes, smallest first. Buffers larger than twice the last class are
 // not pooled: they are rare (big payloads) and holding them would pin memory.
-var classes = [...]int{512, 4 << 10, 32 << 10, 256 << 10, 1 << 20}
+var classes = [...]int{512, 4 << 10, 32 << 10, 256 << 10, 1 << 20, 4 << 20}
 
 // The pools hold a pointer to the first byte of each buffer rather than a
 // slice: a pointer fits in an interface without allocating, so Put is free.
@@ -43,4 +43,18 @@ func Put(b []byte) {
 			return
 		}
 	}
+}
+
+// Grow returns b with room for n more bytes: b itself if it has the room,
+// otherwise b's bytes in a pooled buffer at least twice as large, and b
+// goes back to the pool. An output buffer that grows through a busy round
+// so costs no garbage, where append would leave every smaller array
+// behind.
+func Grow(b []byte, n int) []byte {
+	if cap(b)-len(b) >= n {
+		return b
+	}
+	nb := append(Get(max(2*cap(b), len(b)+n)), b...)
+	Put(b)
+	return nb
 }

@@ -37,3 +37,17 @@ func TestPutDoesNotAllocate(t *testing.T) {
 		t.Fatalf("Get/Put allocate %.1f times per round", allocs)
 	}
 }
+
+func TestGrowKeepsBytesAndMakesRoom(t *testing.T) {
+	b := append(Get(10), "hello"...)
+	if g := Grow(b, 3); &g[0] != &b[0] {
+		t.Error("Grow moved a buffer that had room")
+	}
+	g := Grow(b, 10<<10)
+	if string(g) != "hello" || cap(g)-len(g) < 10<<10 {
+		t.Errorf("Grow: %q with room %d, want hello with room for 10 KiB", g, cap(g)-len(g))
+	}
+	if cap(g) != 32<<10 {
+		t.Errorf("Grow: capacity %d, want the pooled class 32 KiB", cap(g))
+	}
+}
