@@ -22,24 +22,23 @@ import "time"
 // counted.
 //
 // Who waits for what is kept by the Server (heldBack, holds), not in every
-// session and connection: few are ever backed up. A hold has an epoch, so
-// a session that drains after its connection was let go early (and maybe
-// held again since) does not count for the new hold.
+// session and connection: few are ever backed up. A session lists the hold
+// it counts for, so one that drains after its connection was let go early
+// (and maybe held again since) does not count for the new hold.
 
 // ReadPaused implements listener.Pauser.
 func (c *conn) ReadPaused() bool { return c.flags.Load()&flagHeldBack != 0 }
 
-// hold is what one held-back connection waits for.
+// hold is what one held-back connection waits for: the number of
+// sessions that have yet to drain.
 type hold struct {
-	epoch uint64
-	// waiting counts the sessions that have yet to drain.
 	waiting int
 }
 
 // heldBackOn is what waits for one backed-up session: the connections (and
-// the epoch of their hold), and the backlog at which they may go again.
+// the hold each counts it in), and the backlog at which they may go again.
 type heldBackOn struct {
-	conns             map[*conn]uint64
+	conns             map[*conn]*hold
 	wakeAt, wakeBytes int64
 }
 
@@ -58,8 +57,7 @@ func (c *conn) holdBack(sessions []*session) {
 	// The hold counts one more session while it registers, so a session
 	// that drains meanwhile cannot let the connection go half-registered.
 	s.heldBackMu.Lock()
-	s.holdEpoch++
-	h := &hold{epoch: s.holdEpoch, waiting: 1}
+	h := &hold{waiting: 1}
 	if s.holds == nil {
 		s.holds = make(map[*conn]*hold)
 	}
@@ -93,10 +91,10 @@ func (c *conn) letGo() {
 	c.flags.And(^uint32(flagHeldBack))
 	now := time.Now()
 	if c.keepAliveMs > 0 && c.deadline.Load() != 0 {
-		c.deadline.Store(now.Add(time.Duration(c.keepAliveMs) * time.Millisecond * 3 / 2).UnixNano())
+		c.deadline.Store(c.keepAliveDeadline(now))
 	}
 	if c.partial.Load() != 0 {
-		c.partial.Store(now.Add(c.srv.opts.Limits.IncompletePacketTimeout).UnixNano())
+		c.partial.Store(c.partialDeadline(now))
 	}
 	c.nc.Resume()
 }
@@ -112,16 +110,7 @@ func (ss *session) hasInflight() bool {
 // an online session's backlog at its limit: its publishers wait.
 func (ss *session) backlogFullLocked(size int) bool {
 	o := &ss.srv.opts
-	return ss.queuedLocked() >= o.BacklogMessages || ss.backlogBytesLocked()+int64(size) > o.BacklogBytes
-}
-
-// backlogBytesLocked is the payload bytes waiting behind the window.
-func (ss *session) backlogBytesLocked() int64 {
-	n := ss.queue.queuedBytes()
-	if ss.persisted {
-		n += ss.storedBytes + ss.pendingBytes
-	}
-	return n
+	return ss.queuedLocked() >= o.BacklogMessages || ss.queuedBytesLocked()+int64(size) > o.BacklogBytes
 }
 
 // addHeldBack counts the session in h, c's hold, until the session's
@@ -135,7 +124,7 @@ func (ss *session) addHeldBack(c *conn, h *hold) {
 		return
 	}
 	o := &ss.srv.opts
-	n, bytes := int64(ss.queuedLocked()), ss.backlogBytesLocked()
+	n, bytes := int64(ss.queuedLocked()), ss.queuedBytesLocked()
 	wakeAt, wakeBytes := min(n, int64(o.BacklogMessages))/2, min(bytes, o.BacklogBytes)/2
 	if n <= wakeAt && bytes <= wakeBytes {
 		return
@@ -149,13 +138,13 @@ func (ss *session) addHeldBack(c *conn, h *hold) {
 	}
 	on := s.heldBack[ss]
 	if on == nil {
-		on = &heldBackOn{conns: make(map[*conn]uint64), wakeAt: wakeAt, wakeBytes: wakeBytes}
+		on = &heldBackOn{conns: make(map[*conn]*hold), wakeAt: wakeAt, wakeBytes: wakeBytes}
 		s.heldBack[ss] = on
 	}
-	if epoch, ok := on.conns[c]; ok && epoch == h.epoch {
+	if on.conns[c] == h {
 		return // counted already (the message was over two limits)
 	}
-	on.conns[c] = h.epoch
+	on.conns[c] = h
 	h.waiting++
 }
 
@@ -168,7 +157,7 @@ func (ss *session) relieveLocked() {
 	s := ss.srv
 	s.heldBackMu.Lock()
 	on := s.heldBack[ss]
-	drained := on == nil || int64(ss.queuedLocked()) <= on.wakeAt && ss.backlogBytesLocked() <= on.wakeBytes
+	drained := on == nil || int64(ss.queuedLocked()) <= on.wakeAt && ss.queuedBytesLocked() <= on.wakeBytes
 	s.heldBackMu.Unlock()
 	if drained {
 		ss.letAllGoLocked()
@@ -189,9 +178,8 @@ func (ss *session) letAllGoLocked() {
 	on := s.heldBack[ss]
 	delete(s.heldBack, ss)
 	if on != nil {
-		for c, epoch := range on.conns {
-			h := s.holds[c]
-			if h == nil || h.epoch != epoch {
+		for c, h := range on.conns {
+			if s.holds[c] != h {
 				continue // that hold ended already
 			}
 			if h.waiting--; h.waiting == 0 {

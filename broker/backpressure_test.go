@@ -42,32 +42,14 @@ func TestFanInOverloadLosesNothing(t *testing.T) {
 
 			// The publishers send everything without waiting, then collect
 			// their acknowledgements.
-			var wg sync.WaitGroup
-			failed := make(chan error, pubs)
+			var cs []mqtt.Client
 			for p := range pubs {
-				c := pahoConnect(t, pahoOptions(t, srv, fmt.Sprint("pub-", p)))
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					toks := make([]mqtt.Token, 0, each)
-					for i := range each {
-						payload := binary.BigEndian.AppendUint32(nil, uint32(p*each+i))
-						payload = append(payload, make([]byte, 60)...)
-						toks = append(toks, c.Publish("fanin", qos, false, payload))
-					}
-					for _, tok := range toks {
-						if !tok.WaitTimeout(2*pahoTimeout) || tok.Error() != nil {
-							failed <- fmt.Errorf("publisher %d: not acknowledged: %v", p, tok.Error())
-							return
-						}
-					}
-				}()
+				cs = append(cs, pahoConnect(t, pahoOptions(t, srv, fmt.Sprint("pub-", p))))
 			}
-			wg.Wait()
-			close(failed)
-			for err := range failed {
-				t.Fatal(err)
-			}
+			publishAll(t, cs, each, func(p, i int) (string, byte, []byte) {
+				payload := binary.BigEndian.AppendUint32(nil, uint32(p*each+i))
+				return "fanin", qos, append(payload, make([]byte, 60)...)
+			})
 			select {
 			case <-all:
 			case <-time.After(2 * pahoTimeout):
@@ -114,29 +96,9 @@ func TestHoldingBackFormsNoCycle(t *testing.T) {
 		wait(t, c.Subscribe("ring/#", 1, nil), "subscribe")
 		cs = append(cs, c)
 	}
-	var wg sync.WaitGroup
-	failed := make(chan error, clients)
-	for i, c := range cs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			toks := make([]mqtt.Token, 0, each)
-			for range each {
-				toks = append(toks, c.Publish(fmt.Sprint("ring/", i), 1, false, make([]byte, 64)))
-			}
-			for _, tok := range toks {
-				if !tok.WaitTimeout(2*pahoTimeout) || tok.Error() != nil {
-					failed <- fmt.Errorf("ring-%d: a publish was not acknowledged: %v", i, tok.Error())
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(failed)
-	for err := range failed {
-		t.Fatal(err)
-	}
+	publishAll(t, cs, each, func(p, _ int) (string, byte, []byte) {
+		return fmt.Sprint("ring/", p), 1, make([]byte, 64)
+	})
 	// None of them can be held back (each has deliveries in flight), so
 	// past the queue limit messages are dropped, and counted.
 	want := int64(clients * clients * each)
@@ -147,4 +109,35 @@ func TestHoldingBackFormsNoCycle(t *testing.T) {
 	})
 	t.Logf("%d delivered, %d dropped past the queue limit, held back %d times",
 		got, srv.stats.droppedQueueFull.Load(), srv.stats.heldBack.Load())
+}
+
+// publishAll has each client publish each messages (msg gives the topic,
+// QoS and payload of client p's i-th) without waiting, then waits until
+// every one is acknowledged, failing the test if one is not.
+func publishAll(t *testing.T, cs []mqtt.Client, each int, msg func(p, i int) (string, byte, []byte)) {
+	t.Helper()
+	var wg sync.WaitGroup
+	failed := make(chan error, len(cs))
+	for p, c := range cs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			toks := make([]mqtt.Token, 0, each)
+			for i := range each {
+				topic, qos, payload := msg(p, i)
+				toks = append(toks, c.Publish(topic, qos, false, payload))
+			}
+			for _, tok := range toks {
+				if !tok.WaitTimeout(2*pahoTimeout) || tok.Error() != nil {
+					failed <- fmt.Errorf("client %d: a publish was not acknowledged: %v", p, tok.Error())
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(failed)
+	for err := range failed {
+		t.Fatal(err)
+	}
 }

@@ -253,7 +253,7 @@ func (c *conn) consume(b []byte) {
 	var now time.Time
 	if parsed && c.state == stateConnected && c.keepAliveMs > 0 {
 		now = time.Now()
-		c.deadline.Store(now.Add(time.Duration(c.keepAliveMs) * time.Millisecond * 3 / 2).UnixNano())
+		c.deadline.Store(c.keepAliveDeadline(now))
 	}
 	switch {
 	case len(c.in) == 0 || c.paused:
@@ -263,8 +263,19 @@ func (c *conn) consume(b []byte) {
 		if now.IsZero() {
 			now = time.Now()
 		}
-		c.partial.Store(now.Add(c.srv.opts.Limits.IncompletePacketTimeout).UnixNano())
+		c.partial.Store(c.partialDeadline(now))
 	}
+}
+
+// keepAliveDeadline is when silence from now on closes the connection:
+// one and a half keep alive periods. [MQTT-3.1.2-24]
+func (c *conn) keepAliveDeadline(now time.Time) int64 {
+	return now.Add(time.Duration(c.keepAliveMs) * time.Millisecond * 3 / 2).UnixNano()
+}
+
+// partialDeadline is when a packet that starts arriving now must be whole.
+func (c *conn) partialDeadline(now time.Time) int64 {
+	return now.Add(c.srv.opts.Limits.IncompletePacketTimeout).UnixNano()
 }
 
 // bigPacket is the size from which a packet that arrives in pieces is

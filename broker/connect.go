@@ -344,7 +344,7 @@ func (c *conn) accept(cp *connectParams, authData []byte) {
 	}
 	if keepAlive > 0 {
 		// The server allows one and a half keep alive periods of silence. [MQTT-3.1.2-24]
-		c.deadline.Store(time.Now().Add(keepAlive * 3 / 2).UnixNano())
+		c.deadline.Store(c.keepAliveDeadline(time.Now()))
 	} else {
 		c.deadline.Store(0)
 	}

@@ -69,7 +69,6 @@ type Server struct {
 	heldBackMu sync.Mutex
 	heldBack   map[*session]*heldBackOn
 	holds      map[*conn]*hold
-	holdEpoch  uint64
 
 	conns     connSet
 	listeners []*listenerState

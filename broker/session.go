@@ -173,6 +173,16 @@ func (ss *session) push(d delivery, tx *routeTx) bool {
 	return true
 }
 
+// queuedBytesLocked is the payload bytes of the deliveries queuedLocked
+// counts.
+func (ss *session) queuedBytesLocked() int64 {
+	n := ss.queue.queuedBytes()
+	if ss.persisted {
+		n += ss.storedBytes + ss.pendingBytes
+	}
+	return n
+}
+
 // queuedLocked counts the deliveries waiting for their turn: not yet in
 // flight to the client. The queue limits apply to these.
 func (ss *session) queuedLocked() int {
@@ -192,11 +202,7 @@ func (ss *session) hasQueueRoom(size int) bool {
 	if o.MaxQueuedBytes <= 0 {
 		return true
 	}
-	n := ss.queue.queuedBytes() + int64(size)
-	if ss.persisted {
-		n += ss.storedBytes + ss.pendingBytes
-	}
-	return n <= o.MaxQueuedBytes
+	return ss.queuedBytesLocked()+int64(size) <= o.MaxQueuedBytes
 }
 
 // sendLocked records the delivery in flight and writes it. A message larger

@@ -509,13 +509,11 @@ func (l *loop) serve(n int) {
 		}
 		next := i + 1
 		for _, ev := range l.more[:m] {
-			c := l.conns[int(ev.Fd)]
-			quiet := c != nil && !c.busy
 			if _, ok := l.seen[ev.Fd]; ok {
 				continue // read once a round: more waits for the next
 			}
 			l.seen[ev.Fd] = struct{}{}
-			if quiet {
+			if c := l.conns[int(ev.Fd)]; c != nil && !c.busy {
 				work = slices.Insert(work, next, ev)
 				next++
 			} else {
@@ -658,10 +656,7 @@ func (l *loop) readable(c *econn) {
 			l.finalize(c, p)
 			return
 		}
-		if pz, ok := c.ep.(Pauser); ok && c.phase == phaseOpen && pz.ReadPaused() {
-			c.readPaused = true
-			l.watch(c)
-		}
+		l.pauseIfAsked(c)
 	}
 	// Bytes read after Close are discarded: the drain.
 }
@@ -681,8 +676,14 @@ func (l *loop) resume(c *econn) {
 		l.finalize(c, p)
 		return
 	}
-	if c.phase == phaseOpen && c.ep.(Pauser).ReadPaused() {
-		c.readPaused = true // paused again by what it took up
+	l.pauseIfAsked(c) // paused again by what it took up?
+}
+
+// pauseIfAsked stops watching c's input if its endpoint, a Pauser, asked
+// after the Data just handed over.
+func (l *loop) pauseIfAsked(c *econn) {
+	if pz, ok := c.ep.(Pauser); ok && c.phase == phaseOpen && pz.ReadPaused() {
+		c.readPaused = true
 		l.watch(c)
 	}
 }

@@ -2,6 +2,7 @@ package listener
 
 import (
 	"errors"
+	"net"
 	"os"
 	"sync/atomic"
 	"testing"
@@ -69,18 +70,25 @@ func fillUntilBlocked(t *testing.T, c interface {
 	return 0
 }
 
+// pausedConn connects to a server of pausing endpoints and sends one byte,
+// after which its endpoint pauses; then it fills the socket buffers, and
+// returns how much that took.
+func pausedConn(t *testing.T, dk driverKind) (*net.TCPConn, *pausingEndpoint, int64) {
+	t.Helper()
+	h := &pausingHandler{testHandler: newTestHandler(t), opened: make(chan *pausingEndpoint, 1)}
+	s := startServerWith(t, dk, h, h.testHandler, Options{})
+	c := dial(t, s.addr)
+	e := receive(t, h.opened, "Open")
+	c.Write([]byte("x"))
+	receive(t, e.first, "the first Data")
+	return c, e, fillUntilBlocked(t, c)
+}
+
 // A paused connection is not read until Resume; then everything sent
 // meanwhile arrives.
 func TestPauseStopsReadingUntilResume(t *testing.T) {
 	forEachDriver(t, func(t *testing.T, dk driverKind) {
-		h := &pausingHandler{testHandler: newTestHandler(t), opened: make(chan *pausingEndpoint, 1)}
-		s := startServerWith(t, dk, h, h.testHandler, Options{})
-		c := dial(t, s.addr)
-		e := receive(t, h.opened, "Open")
-		c.Write([]byte("x"))
-		receive(t, e.first, "the first Data")
-
-		sent := fillUntilBlocked(t, c)
+		_, e, sent := pausedConn(t, dk)
 		if got := e.received.Load(); got != 1 {
 			t.Fatalf("Data got %d bytes while paused, want none after the first", got-1)
 		}
@@ -98,13 +106,7 @@ func TestPauseStopsReadingUntilResume(t *testing.T) {
 // Closing a paused connection still ends it properly.
 func TestCloseWhilePaused(t *testing.T) {
 	forEachDriver(t, func(t *testing.T, dk driverKind) {
-		h := &pausingHandler{testHandler: newTestHandler(t), opened: make(chan *pausingEndpoint, 1)}
-		s := startServerWith(t, dk, h, h.testHandler, Options{})
-		c := dial(t, s.addr)
-		e := receive(t, h.opened, "Open")
-		c.Write([]byte("x"))
-		receive(t, e.first, "the first Data")
-		fillUntilBlocked(t, c)
+		c, e, _ := pausedConn(t, dk)
 		e.write([]byte("bye"))
 		e.conn.Close()
 		c.CloseWrite()
