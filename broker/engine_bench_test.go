@@ -144,3 +144,35 @@ func BenchmarkRouteParallel(b *testing.B) {
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "deliveries/s")
 }
+
+// BenchmarkBackloggedDelivery shows that a delivery to a subscriber that is
+// behind costs the same however long its backlog: each op queues one QoS 1
+// message behind backlog others and acknowledges the oldest in flight,
+// which moves the head of the queue into the window (issue 12).
+func BenchmarkBackloggedDelivery(b *testing.B) {
+	for _, backlog := range []int{0, 1000, 100000} {
+		b.Run(fmt.Sprintf("backlog=%d", backlog), func(b *testing.B) {
+			// A backlog limit above the backlog: nothing is held back here.
+			srv := New(Options{MaxInflight: 10, MaxQueuedMessages: -1, BacklogMessages: 1 << 30, BacklogBytes: 1 << 40})
+			sub := benchOpen(b, srv, "sub", "bench/backlog", 1)
+			pub := benchOpen(b, srv, "pub", "", 0)
+			msg, _ := packet.Append(nil, &packet.Publish{Topic: "bench/backlog", QoS: 1, PacketID: 1,
+				Payload: make([]byte, 64)}, packet.V311)
+			for range 10 + backlog { // the window, then the backlog
+				pub.ep.Data(msg)
+			}
+			acks := make([]byte, 0, 4)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				pub.ep.Data(msg)
+				pid := uint16(i%65535 + 1)
+				sub.ep.Data(append(acks[:0], 0x40, 2, byte(pid>>8), byte(pid)))
+			}
+			b.StopTimer()
+			if n := sub.ep.(*conn).sess.Load().queue.len(); n != backlog {
+				b.Fatalf("backlog %d at the end, want %d", n, backlog)
+			}
+		})
+	}
+}
