@@ -1,0 +1,552 @@
+//go:build linux
+
+package listener
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/petrelmq/petrel/internal/bufpool"
+)
+
+func (l *loop) handle(ev unix.EpollEvent) {
+	fd := int(ev.Fd)
+	if fd == l.wakefd {
+		unix.Read(l.wakefd, l.wakeBuf[:])
+		return
+	}
+	c := l.conns[fd]
+	if c == nil {
+		return // closed earlier in this batch
+	}
+	// While closing, an error or a hang-up (reset, or both sides shut before
+	// our half-close) leaves nothing to write. Draining reads on to the EOF.
+	if c.phase == phaseClosing && ev.Events&(unix.EPOLLERR|unix.EPOLLHUP) != 0 ||
+		c.phase == phaseDraining && ev.Events&unix.EPOLLERR != 0 {
+		l.finalize(c, nil)
+		return
+	}
+	if ev.Events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+		l.readable(c)
+	}
+	if ev.Events&unix.EPOLLOUT != 0 {
+		switch c.phase {
+		case phaseOpen:
+			l.flush(c)
+		case phaseClosing:
+			l.continueClose(c)
+		}
+	}
+}
+
+// readable reads once into the loop buffer. Epoll is level-triggered, so
+// bytes left in the socket bring the loop back next round, after the other
+// connections had their turn.
+func (l *loop) readable(c *econn) {
+	buf := l.buf
+	dr, direct := c.ep.(DirectReader)
+	if direct && c.phase == phaseOpen {
+		if b := dr.ReadBuffer(); len(b) > 0 {
+			buf = b
+		} else {
+			direct = false
+		}
+	}
+	n, err := ignoringEINTR(func() (int, error) { return unix.Read(c.fd, buf) })
+	c.busy = n >= busyRead
+	switch {
+	case err == unix.EAGAIN:
+	case err != nil:
+		l.finalize(c, os.NewSyscallError("read", err))
+	case n == 0:
+		l.readEOF(c)
+	case c.phase == phaseOpen && !c.closeReq.Load():
+		var p *PanicError
+		if direct {
+			p = l.dataRead(c, dr, buf[:n])
+		} else {
+			p = l.data(c, buf[:n])
+		}
+		if p != nil {
+			l.finalize(c, p)
+			return
+		}
+		l.pauseIfAsked(c)
+	}
+	// Bytes read after Close are discarded: the drain.
+}
+
+// resume reads from a paused connection again once its endpoint allows,
+// and hands it what it set aside. The endpoint is asked here, on the loop,
+// so a pause decided after the Resume call wins.
+func (l *loop) resume(c *econn) {
+	if c.phase != phaseOpen || c.ep.(Pauser).ReadPaused() {
+		return
+	}
+	if c.readPaused {
+		c.readPaused = false
+		l.watch(c)
+	}
+	if p := l.data(c, nil); p != nil {
+		l.finalize(c, p)
+		return
+	}
+	l.pauseIfAsked(c) // paused again by what it took up?
+}
+
+// pauseIfAsked stops watching c's input if its endpoint, a Pauser, asked
+// after the Data just handed over.
+func (l *loop) pauseIfAsked(c *econn) {
+	if pz, ok := c.ep.(Pauser); ok && c.phase == phaseOpen && pz.ReadPaused() {
+		c.readPaused = true
+		l.watch(c)
+	}
+}
+
+// readEOF handles the peer's end of input.
+func (l *loop) readEOF(c *econn) {
+	if c.phase != phaseClosing {
+		l.finalize(c, io.EOF)
+		return
+	}
+	// Still flushing the final output, which the peer may yet read: stop
+	// watching input (level-triggered EOF would spin) and finish the flush.
+	c.inputDone = true
+	l.watch(c)
+}
+
+func (l *loop) data(c *econn, b []byte) (p *PanicError) {
+	defer func() {
+		if r := recover(); r != nil {
+			p = recovered(l.d.opts.Logger, "Data", c.RemoteAddr(), r)
+		}
+	}()
+	c.ep.Data(b)
+	return nil
+}
+
+func (l *loop) dataRead(c *econn, dr DirectReader, b []byte) (p *PanicError) {
+	defer func() {
+		if r := recover(); r != nil {
+			p = recovered(l.d.opts.Logger, "DataRead", c.RemoteAddr(), r)
+		}
+	}()
+	dr.DataRead(b)
+	return nil
+}
+
+func (l *loop) output(c *econn) (out []byte, p *PanicError) {
+	defer func() {
+		if r := recover(); r != nil {
+			out, p = nil, recovered(l.d.opts.Logger, "Output", c.RemoteAddr(), r)
+		}
+	}()
+	if pw, ok := c.ep.(PieceWriter); ok {
+		var pieces [][]byte
+		var done func()
+		out, pieces, done = pw.OutputPieces()
+		if pieces != nil {
+			if l.pieces == nil {
+				l.pieces = make(map[*econn]*pieceOut)
+			}
+			l.pieces[c] = &pieceOut{pieces: pieces, done: done}
+			c.pieces = true
+			if out == nil {
+				out = bufpool.Get(0) // c.out marks that output is pending
+			}
+			return out, nil
+		}
+	} else {
+		out = c.ep.Output()
+	}
+	if len(out) == 0 {
+		if out != nil {
+			bufpool.Put(out)
+		}
+		return nil, nil
+	}
+	return out, nil
+}
+
+func (l *loop) register(c *econn) {
+	if l.shutting {
+		l.load.Add(-1)
+		unix.Close(c.fd)
+		return
+	}
+	c.events = unix.EPOLLIN | unix.EPOLLRDHUP
+	ev := unix.EpollEvent{Events: c.events, Fd: int32(c.fd)}
+	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, c.fd, &ev); err != nil {
+		l.d.opts.Logger.Error("listener: cannot watch a connection", "err", os.NewSyscallError("epoll_ctl", err))
+		l.load.Add(-1)
+		c.phase = phaseClosed
+		c.gone.Store(true)
+		unix.Close(c.fd)
+		return
+	}
+	l.conns[c.fd] = c
+	c.ep = l.open(c)
+	if c.ep == nil {
+		delete(l.conns, c.fd)
+		l.load.Add(-1)
+		c.phase = phaseClosed
+		c.gone.Store(true)
+		unix.Close(c.fd)
+	}
+}
+
+func (l *loop) open(c *econn) (ep Endpoint) {
+	defer func() {
+		if r := recover(); r != nil {
+			recovered(l.d.opts.Logger, "Open", c.RemoteAddr(), r)
+			ep = nil
+		}
+	}()
+	ep = l.d.h.Open(c)
+	if ep == nil {
+		l.d.opts.Logger.Error("listener: Handler.Open returned no endpoint; closing the connection",
+			"remote", addrString(c.RemoteAddr()))
+	}
+	return ep
+}
+
+// flush writes c's output while the connection is open: the unwritten
+// remainder first, then one fresh Output. On EAGAIN it keeps the rest and
+// watches EPOLLOUT; Output is not called again until the rest is written.
+func (l *loop) flush(c *econn) {
+	fresh := false
+	for {
+		if c.out == nil {
+			if fresh {
+				break
+			}
+			fresh = true
+			out, p := l.output(c)
+			if p != nil {
+				l.finalize(c, p)
+				return
+			}
+			if out == nil {
+				break
+			}
+			c.out, c.off = out, 0
+		}
+		if !l.writeOut(c) {
+			return
+		}
+	}
+	if c.outWatched {
+		c.outWatched = false
+		l.watch(c)
+	}
+}
+
+// writeOut writes c.out from c.off. It reports true when all of it went
+// out; false when the socket is full (EPOLLOUT is then watched) or the
+// connection was finalized.
+func (l *loop) writeOut(c *econn) bool {
+	if c.pieces {
+		return l.writePieces(c)
+	}
+	for c.off < len(c.out) {
+		n, err := ignoringEINTR(func() (int, error) { return unix.Write(c.fd, c.out[c.off:]) })
+		l.writes.Add(1)
+		if n > 0 {
+			c.off += n
+		}
+		if l.writeStopped(c, err, "write") {
+			return false
+		}
+	}
+	bufpool.Put(c.out)
+	c.out, c.off = nil, 0
+	return true
+}
+
+// pieceOut is output in pieces, partly lent by the endpoint (PieceWriter).
+type pieceOut struct {
+	pieces [][]byte
+	done   func()
+}
+
+// maxIovecs is how many pieces one writev takes (Linux's IOV_MAX).
+const maxIovecs = 1024
+
+// writePieces is writeOut for output in pieces, written with writev.
+func (l *loop) writePieces(c *econn) bool {
+	v := l.pieces[c]
+	for len(v.pieces) > 0 {
+		iov := v.pieces[:min(len(v.pieces), maxIovecs)]
+		n, err := ignoringEINTR(func() (int, error) { return unix.Writev(c.fd, iov) })
+		l.writes.Add(1)
+		// Drop what was written, and the empty pieces it leads to.
+		for len(v.pieces) > 0 && (n > 0 || len(v.pieces[0]) == 0) {
+			k := max(min(n, len(v.pieces[0])), 0)
+			v.pieces[0] = v.pieces[0][k:]
+			n -= k
+			if len(v.pieces[0]) == 0 {
+				v.pieces = v.pieces[1:]
+			}
+		}
+		if l.writeStopped(c, err, "writev") {
+			return false
+		}
+	}
+	l.endPieces(c)
+	bufpool.Put(c.out)
+	c.out, c.off = nil, 0
+	return true
+}
+
+// writeStopped handles a write's error: on EAGAIN it watches EPOLLOUT, on
+// any other it finalizes c. It reports whether writing must stop.
+func (l *loop) writeStopped(c *econn, err error, call string) bool {
+	switch {
+	case err == unix.EAGAIN:
+		if !c.outWatched {
+			c.outWatched = true
+			l.watch(c)
+		}
+		return true
+	case err != nil:
+		l.finalize(c, os.NewSyscallError(call, err))
+		return true
+	}
+	return false
+}
+
+// endPieces gives the lent memory of c's output back to its endpoint.
+func (l *loop) endPieces(c *econn) {
+	v := l.pieces[c]
+	delete(l.pieces, c)
+	c.pieces = false
+	defer func() {
+		if r := recover(); r != nil {
+			recovered(l.d.opts.Logger, "OutputPieces done", c.RemoteAddr(), r)
+		}
+	}()
+	v.done()
+}
+
+// watch updates c's epoll interest to its phase and pending output.
+func (l *loop) watch(c *econn) {
+	var events uint32
+	if !c.inputDone && !c.readPaused {
+		events = unix.EPOLLIN | unix.EPOLLRDHUP
+	}
+	if c.outWatched {
+		events |= unix.EPOLLOUT
+	}
+	if events == c.events {
+		return
+	}
+	c.events = events
+	ev := unix.EpollEvent{Events: events, Fd: int32(c.fd)}
+	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, c.fd, &ev); err != nil {
+		l.finalize(c, os.NewSyscallError("epoll_ctl", err))
+	}
+}
+
+// startClose begins the close sequence: flush everything, half-close,
+// drain input until the peer closes, then close. Deadlines bound each step.
+func (l *loop) startClose(c *econn) {
+	if c.phase != phaseOpen {
+		return
+	}
+	c.phase = phaseClosing
+	c.readPaused = false   // the drain reads (continueClose watches input)
+	c.closeReq.Store(true) // also when Driver.Close asked: Closed(nil), and Close is a no-op
+	c.deadline = l.d.now() + l.d.opts.CloseTimeout
+	l.closingQ.push(c, c.deadline)
+	l.continueClose(c)
+}
+
+// continueClose writes output until Output has no more, then shuts the
+// write side and starts the drain. It resumes on EPOLLOUT.
+func (l *loop) continueClose(c *econn) {
+	for {
+		if c.out == nil {
+			if l.d.now() > c.deadline {
+				l.finalize(c, nil) // an endpoint that keeps producing
+				return
+			}
+			out, p := l.output(c)
+			if p != nil {
+				l.finalize(c, p)
+				return
+			}
+			if out == nil {
+				break
+			}
+			c.out, c.off = out, 0
+		}
+		if !l.writeOut(c) {
+			return
+		}
+	}
+	if c.inputDone {
+		// The peer already closed its side and has all our bytes in its
+		// receive queue: nothing to drain.
+		l.finalize(c, nil)
+		return
+	}
+	unix.Shutdown(c.fd, unix.SHUT_WR)
+	c.phase = phaseDraining
+	c.outWatched = false
+	l.watch(c)
+	c.deadline = l.d.now() + l.d.opts.DrainTimeout
+	l.drainQ.push(c, c.deadline)
+}
+
+// finalize closes c's socket and calls Closed. The descriptor leaves the
+// map before it is closed, so a new connection reusing the number cannot be
+// mistaken for this one.
+func (l *loop) finalize(c *econn, err error) {
+	if c.phase == phaseClosed {
+		return
+	}
+	c.phase = phaseClosed
+	c.gone.Store(true)
+	delete(l.conns, c.fd)
+	unix.Close(c.fd) // also leaves the epoll set: the descriptor is never duplicated
+	if c.pieces {
+		l.endPieces(c)
+	}
+	if c.out != nil {
+		bufpool.Put(c.out)
+		c.out = nil
+	}
+	l.load.Add(-1)
+	if c.closeReq.Load() {
+		err = nil
+	}
+	if err != nil && l.d.opts.Logger.Enabled(context.Background(), slog.LevelDebug) {
+		l.d.opts.Logger.Debug("listener: connection ended", "remote", addrString(c.RemoteAddr()), "err", err)
+	}
+	l.closed(c, err)
+}
+
+func (l *loop) closed(c *econn, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			recovered(l.d.opts.Logger, "Closed", c.RemoteAddr(), r)
+		}
+	}()
+	c.ep.Closed(err)
+}
+
+type phase uint8
+
+const (
+	phaseOpen     phase = iota
+	phaseClosing        // Close was called: writing the final output
+	phaseDraining       // write side shut: discarding input until EOF
+	phaseClosed
+)
+
+// econn is one connection of the event-loop driver: about 200 bytes while
+// idle. The atomics are for Flush and Close from any goroutine; everything
+// else belongs to the loop goroutine.
+type econn struct {
+	l  *loop
+	ep Endpoint
+	fd int
+
+	// remote is kept; the local address is asked for when wanted (rarely):
+	// an idle connection's every byte counts.
+	remote netip.AddrPort
+
+	flushQueued atomic.Bool // on the loop's flush queue
+	closeReq    atomic.Bool // Close was called
+	gone        atomic.Bool // finalized: Flush and Close do nothing
+
+	phase      phase
+	outWatched bool // EPOLLOUT is watched: c.out has an unwritten remainder
+	inputDone  bool // the peer's EOF arrived while closing
+	pieces     bool // c.out is written as l.pieces[c] (borrowed memory)
+	readPaused bool // the endpoint (a Pauser) asked for no more input for now
+	// busy: its last read was busyRead or more (a heavy sender), so a
+	// connection that just became ready goes before it (loop.serve).
+	busy     bool
+	events   uint32
+	out      []byte // output taken from the endpoint, written up to off
+	off      int
+	deadline time.Duration // of the current close phase, on the loop clock
+}
+
+// Flush implements Conn. Only the first call between two flushes by the
+// loop takes the queue's lock; the rest are one atomic load.
+func (c *econn) Flush() {
+	if c.flushQueued.Load() || c.gone.Load() || !c.flushQueued.CompareAndSwap(false, true) {
+		return
+	}
+	c.l.pushFlush(c)
+}
+
+// Close implements Conn.
+func (c *econn) Close() {
+	if c.gone.Load() || !c.closeReq.CompareAndSwap(false, true) {
+		return
+	}
+	c.l.push(loopOp{kind: opClose, c: c})
+}
+
+// Resume implements Conn.
+func (c *econn) Resume() {
+	if c.gone.Load() || c.closeReq.Load() {
+		return
+	}
+	c.l.push(loopOp{kind: opResume, c: c})
+}
+
+func (c *econn) RemoteAddr() net.Addr { return net.TCPAddrFromAddrPort(c.remote) }
+
+// LocalAddr implements Conn: the listener's address, or when it listens on
+// a wildcard address, the one the connection came to.
+func (c *econn) LocalAddr() net.Addr {
+	local := c.l.d.local
+	if !local.IsValid() && !c.gone.Load() {
+		if lsa, err := unix.Getsockname(c.fd); err == nil {
+			local = addrPort(lsa)
+		}
+	}
+	return net.TCPAddrFromAddrPort(local)
+}
+
+func addrPort(sa unix.Sockaddr) netip.AddrPort {
+	switch sa := sa.(type) {
+	case *unix.SockaddrInet4:
+		return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port))
+	case *unix.SockaddrInet6:
+		return netip.AddrPortFrom(addr6(sa.Addr, sa.ZoneId), uint16(sa.Port))
+	}
+	return netip.AddrPort{}
+}
+
+// addr6 is an IPv6 socket address's IP: an IPv4-mapped one as IPv4, a
+// scoped one with its zone.
+func addr6(a [16]byte, scope uint32) netip.Addr {
+	ip := netip.AddrFrom16(a).Unmap()
+	if scope != 0 && ip.Is6() {
+		ip = ip.WithZone(strconv.FormatUint(uint64(scope), 10))
+	}
+	return ip
+}
+
+func ignoringEINTR(f func() (int, error)) (int, error) {
+	for {
+		n, err := f()
+		if err != unix.EINTR {
+			return n, err
+		}
+	}
+}
