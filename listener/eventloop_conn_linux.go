@@ -63,6 +63,7 @@ func (l *loop) readable(c *econn) {
 	}
 	n, err := ignoringEINTR(func() (int, error) { return unix.Read(c.fd, buf) })
 	c.busy = n >= busyRead
+	l.heavy = l.heavy || c.busy
 	switch {
 	case err == unix.EAGAIN:
 	case err != nil:

@@ -15,6 +15,18 @@ func (l *loop) nextDeadline() (time.Duration, bool) {
 	return next, ok
 }
 
+// publishDeadline tells the hub the loop's nearest deadline.
+func (l *loop) publishDeadline() {
+	at, _ := l.nextDeadline()
+	l.deadline.Store(int64(at))
+}
+
+// deadlineDue reports whether a close or drain deadline has passed.
+func (l *loop) deadlineDue() bool {
+	at, ok := l.nextDeadline()
+	return ok && at <= l.d.now()
+}
+
 // expire closes connections whose close or drain deadline passed.
 func (l *loop) expire() {
 	now := l.d.now()

@@ -22,14 +22,15 @@ import (
 //
 // Opts.Loops event loops each own an epoll set, an eventfd to wake it, the
 // connections assigned to it and one read buffer; an idle connection holds
-// no goroutine and no buffer. An idle loop parks its goroutine on Go's
-// poller (the epoll descriptor is itself pollable), so no thread blocks in
-// epoll_wait. Serve accepts with accept4 (so sockets come
+// no goroutine and no buffer. One goroutine, the hub, runs the loops that
+// are not busy, in the order they became ready, and parks on Go's poller
+// when none is (eventloop_hub_linux.go says why); a busy loop gets a
+// goroutine of its own until it is quiet again. Serve accepts with accept4 (so sockets come
 // out non-blocking, without a trip through package net) on a duplicate of
 // ln's descriptor, parked on Go's poller between connections, and hands
 // each connection to the least loaded loop. Everything a connection
-// does (Data, Output, Closed, its close sequence) runs on its loop's
-// goroutine; Flush and Close from any goroutine queue work for that loop.
+// does (Data, Output, Closed, its close sequence) runs on whichever
+// goroutine runs its loop, one at a time; Flush and Close from any goroutine queue work for that loop.
 // Output requested during an event batch is written after the batch, one
 // write per connection.
 //
@@ -51,21 +52,28 @@ func NewEventLoopDriver(ln *net.TCPListener, h Handler, opts Options) (Driver, e
 		ap := la.AddrPort()
 		d.local = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 	}
-	for range d.opts.Loops {
-		l, err := newLoop(d)
+	if d.hub, err = newHub(); err != nil {
+		lnFile.Close()
+		return nil, err
+	}
+	for i := range d.opts.Loops {
+		l, err := newLoop(d, int32(i))
+		if err == nil {
+			d.loops = append(d.loops, l)
+			err = d.add(l)
+		}
 		if err != nil {
 			for _, l := range d.loops {
 				l.closeFDs()
 			}
+			d.hub.close()
 			lnFile.Close()
 			return nil, err
 		}
-		d.loops = append(d.loops, l)
 	}
-	for _, l := range d.loops {
-		d.running.Add(1)
-		go l.run()
-	}
+	d.loopsLeft.Store(int32(len(d.loops)))
+	d.running.Add(len(d.loops) + 1)
+	go d.runHub()
 	return d, nil
 }
 
@@ -75,6 +83,7 @@ type eventLoopDriver struct {
 	h      Handler
 	opts   Options
 	loops  []*loop
+	hub    *hub
 	epoch  time.Time      // loops measure deadlines from here (monotonic)
 	local  netip.AddrPort // every connection's local address, unless ln is on a wildcard
 	next   atomic.Uint32
@@ -82,7 +91,11 @@ type eventLoopDriver struct {
 	closing   atomic.Bool
 	closeOnce sync.Once
 	closeErr  error
-	running   sync.WaitGroup // one count per loop goroutine
+	running   sync.WaitGroup // one count per loop until it stops, one for the hub
+	loopsLeft atomic.Int32   // loops not stopped yet
+	hubDown   atomic.Bool    // the hub failed: a loop given back would wait for ever
+	hubMu     sync.Mutex     // a leaf: guards hubClosed, and the hub's eventfd with it
+	hubClosed bool
 }
 
 func (d *eventLoopDriver) Addr() net.Addr { return d.ln.Addr() }

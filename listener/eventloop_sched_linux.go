@@ -4,13 +4,11 @@ package listener
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -30,23 +28,27 @@ type loopOp struct {
 	c    *econn
 }
 
-// loop is one event loop. Fields below mu are shared with other goroutines;
-// the rest belong to the loop goroutine alone.
+// loop is one event loop: an epoll set, the connections in it, and what
+// other goroutines queue for them. Fields below mu are shared with other
+// goroutines; the rest belong to whoever holds runMu: the hub goroutine
+// while the loop is pooled, the loop's own goroutine while it is
+// dedicated (eventloop_hub_linux.go).
 type loop struct {
 	d      *eventLoopDriver
+	index  int32 // in d.loops, and its tag in the hub's epoll set
 	epfd   int
 	wakefd int // eventfd: written to wake the loop while it is parked
 
-	// The epoll descriptor is itself pollable, so the loop parks on Go's
-	// poller rather than blocking its thread in epoll_wait (which would
-	// hold a P until sysmon retakes it, adding tens of microseconds to
-	// every wakeup of every goroutine).
-	epf       *os.File
-	epRaw     syscall.RawConn
-	ready     func(fd uintptr) bool // epRaw.Read's callback: a non-blocking epoll_wait
-	nready    int
-	readyErr  error
-	parkUntil time.Duration // the deadline set on epf, 0 for none
+	// runMu is held by whoever runs the loop's rounds. The hub takes it
+	// for one round at a time; a dedicated goroutine holds it throughout.
+	runMu sync.Mutex
+	// pooled: the hub runs this loop (its epoll descriptor is armed in
+	// the hub's set); false while a goroutine of its own runs it.
+	pooled atomic.Bool
+	// deadline is the nearest close or drain deadline on the driver's
+	// clock (0 for none), published after each round for the hub, which
+	// parks no longer than a pooled loop's deadline.
+	deadline atomic.Int64
 
 	sleeping atomic.Bool  // the loop is (about to be) parked
 	load     atomic.Int32 // connections assigned, for balancing
@@ -69,6 +71,9 @@ type loop struct {
 	seen       map[int32]struct{}
 	busyEvents []unix.EpollEvent // quietFirst's scratch
 	longRounds bool              // the last round took longer than repollEvery
+	// heavy: the last round read heavyEvents or more events, or from a
+	// busy sender (a read of busyRead or more); the hub counts these.
+	heavy      bool
 	wakeBuf    [8]byte
 	opsSpare   []loopOp
 	flushSpare []*econn
@@ -81,7 +86,7 @@ type loop struct {
 // value makes it readable.
 var wakeValue = binary.NativeEndian.AppendUint64(nil, 1)
 
-func newLoop(d *eventLoopDriver) (*loop, error) {
+func newLoop(d *eventLoopDriver, index int32) (*loop, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("listener: %w", os.NewSyscallError("epoll_create1", err))
@@ -99,6 +104,7 @@ func newLoop(d *eventLoopDriver) (*loop, error) {
 	}
 	l := &loop{
 		d:      d,
+		index:  index,
 		epfd:   epfd,
 		wakefd: wakefd,
 		conns:  make(map[int]*econn),
@@ -106,34 +112,11 @@ func newLoop(d *eventLoopDriver) (*loop, error) {
 		events: make([]unix.EpollEvent, 256),
 		more:   make([]unix.EpollEvent, 64),
 	}
-	// Non-blocking, so os.NewFile adds it to the poller. epoll_wait itself
-	// ignores the flag: its timeout (always 0 here) decides.
-	if err := unix.SetNonblock(epfd, true); err != nil {
-		l.closeFDs()
-		return nil, fmt.Errorf("listener: %w", os.NewSyscallError("fcntl", err))
-	}
-	l.epf = os.NewFile(uintptr(epfd), "epoll")
-	if err := l.epf.SetReadDeadline(time.Time{}); err != nil {
-		l.closeFDs()
-		return nil, fmt.Errorf("listener: the poller does not take an epoll descriptor: %w", err)
-	}
-	if l.epRaw, err = l.epf.SyscallConn(); err != nil {
-		l.closeFDs()
-		return nil, fmt.Errorf("listener: %w", err)
-	}
-	l.ready = func(uintptr) bool {
-		l.nready, l.readyErr = l.epollWait()
-		return l.nready > 0 || l.readyErr != nil
-	}
 	return l, nil
 }
 
 func (l *loop) closeFDs() {
-	if l.epf != nil {
-		l.epf.Close()
-	} else {
-		unix.Close(l.epfd)
-	}
+	unix.Close(l.epfd) // which also takes it out of the hub's set
 	unix.Close(l.wakefd)
 }
 
@@ -195,24 +178,16 @@ func (l *loop) hasWork() bool {
 	return len(l.ops) > 0 || len(l.flushes) > 0
 }
 
-// run is the loop goroutine: wait for events, handle them, then the queued
-// operations, then the flushes requested meanwhile, then expired deadlines.
-func (l *loop) run() {
-	defer l.d.running.Done()
-	for {
-		n, err := l.wait()
-		if err != nil {
-			l.fatal(err)
-			return
-		}
-		l.serve(n)
-		l.runOps()
-		l.runFlushes()
-		l.expire()
-		if l.shutting && len(l.conns) == 0 && l.stop() {
-			return
-		}
-	}
+// round handles n ready events in l.events, then the queued operations,
+// then the flushes requested meanwhile, then expired deadlines. It reports
+// whether the loop stopped: shut down with no connection left.
+func (l *loop) round(n int) (stopped bool) {
+	l.serve(n)
+	l.runOps()
+	l.runFlushes()
+	l.expire()
+	l.publishDeadline()
+	return l.shutting && len(l.conns) == 0 && l.stop()
 }
 
 // repollEvery is how long a loop works through a round's ready
@@ -223,6 +198,11 @@ const repollEvery = 500 * time.Microsecond
 // busyRead is the read from which a connection counts as a busy sender: a
 // SUBSCRIBE or a lone PUBLISH is smaller.
 const busyRead = 1 << 10
+
+// heavyEvents is how many ready events make a round heavy, as a read from
+// a busy sender does: a round of a loop that keeps up with its clients
+// has one or two.
+const heavyEvents = 8
 
 // serve handles the round's n ready events in l.events, one read each.
 //
@@ -240,6 +220,7 @@ const busyRead = 1 << 10
 // before. A quiet loop pays for none of it.
 func (l *loop) serve(n int) {
 	start := time.Now()
+	l.heavy = n >= heavyEvents
 	// work may grow past n, within l.events or beyond: nothing else reads
 	// l.events until the next round's epoll_wait.
 	work := l.events[:n]
@@ -310,47 +291,6 @@ func (l *loop) quietFirst(work []unix.EpollEvent) {
 	l.busyEvents = busy[:0]
 }
 
-// wait returns the number of ready events in l.events. With none, and no
-// queued work or due deadline, it parks the goroutine on Go's poller until
-// the epoll set has events (a socket, or the eventfd) or the nearest close
-// deadline passes.
-func (l *loop) wait() (int, error) {
-	n, err := l.epollWait()
-	if n > 0 || err != nil {
-		return n, err
-	}
-	until, ok := l.nextDeadline()
-	if ok && until <= l.d.now() {
-		return 0, nil
-	}
-	l.sleeping.Store(true)
-	if l.hasWork() {
-		l.sleeping.Store(false)
-		return 0, nil
-	}
-	if !ok {
-		until = 0
-	}
-	if until != l.parkUntil {
-		var t time.Time
-		if until != 0 {
-			t = l.d.epoch.Add(until)
-		}
-		l.epf.SetReadDeadline(t)
-		l.parkUntil = until
-	}
-	l.nready, l.readyErr = 0, nil
-	err = l.epRaw.Read(l.ready)
-	l.sleeping.Store(false)
-	switch {
-	case errors.Is(err, os.ErrDeadlineExceeded):
-		return 0, nil
-	case err != nil:
-		return 0, err
-	}
-	return l.nready, l.readyErr
-}
-
 // runOps performs the operations queued since the last round.
 func (l *loop) runOps() {
 	l.mu.Lock()
@@ -409,6 +349,7 @@ func (l *loop) stop() bool {
 	l.stopped = true
 	l.mu.Unlock()
 	l.closeFDs()
+	l.d.loopGone()
 	return true
 }
 
@@ -431,4 +372,5 @@ func (l *loop) fatal(err error) {
 		l.finalize(c, err)
 	}
 	l.closeFDs()
+	l.d.loopGone()
 }

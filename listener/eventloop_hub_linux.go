@@ -1,0 +1,369 @@
+//go:build linux
+
+package listener
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Scheduling the loops.
+//
+// A packet the kernel received earlier must take effect first: a client
+// that sends SUBSCRIBE and then has another client PUBLISH to that topic
+// expects the message, as from a single-threaded broker. Loops that each
+// park on Go's poller cannot promise it: the runtime wakes ready
+// goroutines in no particular order (in practice the last one first), and
+// two loops woken together run in parallel, so a PUBLISH read by one loop
+// was routed before a SUBSCRIBE that reached another loop's socket first
+// (most of the time, measured). A closed connection's will lost to the
+// next client's SUBSCRIBE the same way.
+//
+// So one goroutine, the hub, serves every loop that is not busy. Each
+// loop's epoll descriptor sits in the hub's epoll set, which lists ready
+// loops in the order they became ready; the hub runs one round of each in
+// that order. An idle or lightly loaded broker thus handles packets one at
+// a time, in the order they arrived, like a single event loop, and pays
+// one more epoll_wait per round. The set is level-triggered: a loop it
+// reported goes back to the end of its list at once, before anything that
+// becomes ready later. (With EPOLLONESHOT a loop would be re-armed after its
+// round, behind loops that became ready during it, with bytes that arrived
+// before theirs: a SUBSCRIBE that lost to a later PUBLISH again.)
+//
+// Under load one goroutine would cap the broker at one core, so a loop
+// whose round takes longer than repollEvery, or that the hub serves while
+// it has been busy for longer than hubBusy without a pause, is dedicated:
+// the hub starts a goroutine that runs that loop's rounds back to back
+// (in parallel with the hub and the other dedicated loops, in no order
+// across loops, as in any multi-threaded broker under load) until it has
+// nothing to do, and then gives the loop back to the hub.
+
+// The hub is busy when it has run at least hubBusyTurns heavy rounds (see
+// heavyEvents) over at least hubBusyTime without finding itself idle (no
+// loop ready). Heavy rounds, because a client that answers at once keeps
+// some loop ready all the time with one small packet per round, which one
+// goroutine serves easily; and time too, so that a short burst does not
+// make it give up the order.
+const (
+	hubBusyTime  = 2 * repollEvery
+	hubBusyTurns = 16
+)
+
+// hubWakeTag marks the hub's own eventfd among the loops in its set.
+const hubWakeTag = -1
+
+// hub is the state of the hub goroutine; only it touches the fields below
+// the descriptors.
+type hub struct {
+	epfd   int
+	wakefd int // eventfd: a loop that stopped wakes the hub to notice
+
+	// The hub parks on Go's poller, as the loops used to, rather than
+	// blocking a thread in epoll_wait (which would hold a P until sysmon
+	// retakes it, adding tens of microseconds to every wakeup).
+	epf       *os.File
+	epRaw     syscall.RawConn
+	ready     func(fd uintptr) bool // epRaw.Read's callback: a non-blocking epoll_wait
+	nready    int
+	readyErr  error
+	parkUntil time.Duration // the deadline set on epf, 0 for none
+	events    []unix.EpollEvent
+	// busySince is when the hub's busy spell began (its first heavy round
+	// after it last found no loop ready), and turns how many heavy rounds
+	// it has run since.
+	busySince time.Time
+	turns     int
+	wakeBuf   [8]byte
+}
+
+func newHub() (*hub, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("listener: %w", os.NewSyscallError("epoll_create1", err))
+	}
+	wakefd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, fmt.Errorf("listener: %w", os.NewSyscallError("eventfd", err))
+	}
+	h := &hub{epfd: epfd, wakefd: wakefd, events: make([]unix.EpollEvent, 64)}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: hubWakeTag}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wakefd, &ev); err != nil {
+		h.close()
+		return nil, fmt.Errorf("listener: %w", os.NewSyscallError("epoll_ctl", err))
+	}
+	// Non-blocking, so os.NewFile adds it to the poller. epoll_wait itself
+	// ignores the flag: its timeout (always 0 here) decides.
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		h.close()
+		return nil, fmt.Errorf("listener: %w", os.NewSyscallError("fcntl", err))
+	}
+	h.epf = os.NewFile(uintptr(epfd), "epoll")
+	if err := h.epf.SetReadDeadline(time.Time{}); err != nil {
+		h.close()
+		return nil, fmt.Errorf("listener: the poller does not take an epoll descriptor: %w", err)
+	}
+	if h.epRaw, err = h.epf.SyscallConn(); err != nil {
+		h.close()
+		return nil, fmt.Errorf("listener: %w", err)
+	}
+	h.ready = func(uintptr) bool {
+		h.nready, h.readyErr = h.epollWait()
+		return h.nready > 0 || h.readyErr != nil
+	}
+	return h, nil
+}
+
+func (h *hub) close() {
+	if h.epf != nil {
+		h.epf.Close()
+	} else {
+		unix.Close(h.epfd)
+	}
+	unix.Close(h.wakefd)
+}
+
+// epollWait collects ready loops without blocking.
+func (h *hub) epollWait() (int, error) {
+	for {
+		n, err := unix.EpollWait(h.epfd, h.events, 0)
+		if err != unix.EINTR {
+			if err != nil {
+				return 0, os.NewSyscallError("epoll_wait", err)
+			}
+			return n, nil
+		}
+	}
+}
+
+// add puts a new loop in the hub's set, pooled.
+func (d *eventLoopDriver) add(l *loop) error {
+	l.pooled.Store(true)
+	l.sleeping.Store(true)
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: l.index}
+	if err := unix.EpollCtl(d.hub.epfd, unix.EPOLL_CTL_ADD, l.epfd, &ev); err != nil {
+		return fmt.Errorf("listener: %w", os.NewSyscallError("epoll_ctl", err))
+	}
+	return nil
+}
+
+// watchLoop has the hub's set report l while it has events, or not at all
+// while a goroutine of its own runs it.
+func (d *eventLoopDriver) watchLoop(l *loop, on bool) {
+	ev := unix.EpollEvent{Fd: l.index}
+	if on {
+		ev.Events = unix.EPOLLIN
+	}
+	if err := unix.EpollCtl(d.hub.epfd, unix.EPOLL_CTL_MOD, l.epfd, &ev); err != nil {
+		// Only a closed descriptor fails here, and a loop closes its
+		// descriptors only once it stopped.
+		d.opts.Logger.Error("listener: cannot watch an event loop", "err", os.NewSyscallError("epoll_ctl", err))
+	}
+}
+
+// wakeHub makes the hub look at its loops again. hubMu keeps the hub from
+// closing the eventfd underneath (the number could be reused).
+func (d *eventLoopDriver) wakeHub() {
+	d.hubMu.Lock()
+	if !d.hubClosed {
+		unix.Write(d.hub.wakefd, wakeValue)
+	}
+	d.hubMu.Unlock()
+}
+
+// closeHub closes the hub's descriptors once it has stopped.
+func (d *eventLoopDriver) closeHub() {
+	d.hubMu.Lock()
+	d.hubClosed = true
+	d.hub.close()
+	d.hubMu.Unlock()
+}
+
+// loopGone counts a loop out; the hub stops after the last one.
+func (d *eventLoopDriver) loopGone() {
+	if d.loopsLeft.Add(-1) == 0 {
+		d.wakeHub()
+	}
+	d.running.Done()
+}
+
+// runHub is the hub goroutine: it serves the pooled loops, one round each
+// in the order they became ready, and their deadlines.
+func (d *eventLoopDriver) runHub() {
+	defer d.running.Done()
+	defer d.closeHub()
+	h := d.hub
+	for d.loopsLeft.Load() > 0 {
+		n, err := d.hubWait()
+		if err != nil {
+			d.opts.Logger.Error("listener: event loop hub failed", "err", err)
+			d.hubFailed()
+			return
+		}
+		for _, ev := range h.events[:n] {
+			if ev.Fd == hubWakeTag {
+				unix.Read(h.wakefd, h.wakeBuf[:])
+				continue
+			}
+			d.turn(d.loops[ev.Fd])
+		}
+		now := d.now()
+		for _, l := range d.loops {
+			if at := time.Duration(l.deadline.Load()); at != 0 && at <= now && l.pooled.Load() {
+				d.turn(l)
+			}
+		}
+	}
+}
+
+// hubWait returns the number of ready loops in the hub's events. With none
+// and no pooled loop's deadline due, it parks on Go's poller until a loop
+// is ready or the nearest deadline passes.
+func (d *eventLoopDriver) hubWait() (int, error) {
+	h := d.hub
+	n, err := h.epollWait()
+	if n > 0 || err != nil {
+		return n, err
+	}
+	// Caught up: whatever comes next starts a new busy spell.
+	h.turns = 0
+	var until time.Duration
+	for _, l := range d.loops {
+		if at := time.Duration(l.deadline.Load()); at != 0 && l.pooled.Load() && (until == 0 || at < until) {
+			until = at
+		}
+	}
+	if until != 0 && until <= d.now() {
+		return 0, nil
+	}
+	if until != h.parkUntil {
+		var t time.Time
+		if until != 0 {
+			t = d.epoch.Add(until)
+		}
+		h.epf.SetReadDeadline(t)
+		h.parkUntil = until
+	}
+	h.nready, h.readyErr = 0, nil
+	err = h.epRaw.Read(h.ready)
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return 0, nil
+	case err != nil:
+		return 0, err
+	}
+	return h.nready, h.readyErr
+}
+
+// busy counts a round in the hub's busy spell and reports whether the
+// spell is long enough to dedicate the loop that ran it. The spell starts
+// over then, so the next loop waits as long.
+func (h *hub) busy(heavy bool) bool {
+	if !heavy {
+		return false
+	}
+	h.turns++
+	if h.turns == 1 {
+		h.busySince = time.Now()
+		return false
+	}
+	if h.turns < hubBusyTurns || time.Since(h.busySince) < hubBusyTime {
+		return false
+	}
+	h.turns = 0
+	return true
+}
+
+// turn runs one round of a pooled loop on the hub, or more while work is
+// queued for it, and dedicates it when it is busy.
+func (d *eventLoopDriver) turn(l *loop) {
+	if !l.pooled.Load() {
+		return // dedicated earlier in the hub's batch
+	}
+	l.runMu.Lock()
+	l.sleeping.Store(false)
+	for {
+		n, err := l.epollWait()
+		if err != nil {
+			l.fatal(err)
+			l.runMu.Unlock()
+			return
+		}
+		if l.round(n) {
+			l.runMu.Unlock()
+			return
+		}
+		// Work queued while the round ran found the loop awake and did
+		// not write the eventfd: take it up now.
+		l.sleeping.Store(true)
+		if !l.hasWork() {
+			break
+		}
+		l.sleeping.Store(false)
+	}
+	if d.hub.busy(l.heavy) {
+		l.sleeping.Store(false)
+		l.pooled.Store(false)
+		d.watchLoop(l, false)
+		go l.runDedicated() // runMu goes with it
+		return
+	}
+	l.runMu.Unlock()
+}
+
+// runDedicated runs a busy loop's rounds on a goroutine of its own until
+// the loop has nothing to do, then gives it back to the hub. The caller
+// holds runMu for it.
+func (l *loop) runDedicated() {
+	for {
+		n, err := l.epollWait()
+		if err != nil {
+			l.fatal(err)
+			l.runMu.Unlock()
+			return
+		}
+		if n == 0 && !l.deadlineDue() {
+			l.sleeping.Store(true)
+			if !l.hasWork() {
+				break
+			}
+			l.sleeping.Store(false)
+		}
+		if l.round(n) {
+			l.runMu.Unlock()
+			return
+		}
+	}
+	if l.d.hubDown.Load() {
+		l.fatal(errors.New("listener: the event loop hub failed"))
+		l.runMu.Unlock()
+		return
+	}
+	l.pooled.Store(true)
+	l.runMu.Unlock()
+	l.d.watchLoop(l, true)
+	if l.deadline.Load() != 0 {
+		l.d.wakeHub() // to park no longer than the deadline
+	}
+}
+
+// hubFailed ends every pooled loop after the hub's epoll set failed, which
+// leaves no way to know when they have work.
+func (d *eventLoopDriver) hubFailed() {
+	d.hubDown.Store(true)
+	for _, l := range d.loops {
+		if !l.pooled.Load() {
+			continue
+		}
+		l.runMu.Lock()
+		if l.pooled.Load() {
+			l.fatal(errors.New("listener: the event loop hub failed"))
+		}
+		l.runMu.Unlock()
+	}
+}
