@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/petrelmq/petrel/config"
 	"github.com/petrelmq/petrel/internal/bench"
 )
 
@@ -64,8 +65,9 @@ Load:
                      with every level holding %i or %c replaced by +)
  -q QOS              publish QoS, and sub's subscription QoS (default 0)
  --sub-qos QOS       pubsub's subscription QoS (default -q's)
- -s SIZE             payload bytes; K, KiB, M, MiB suffixes (default 64; pubsub: at
-                     least 20, the stamp's size)
+ -s SIZE             payload bytes, or with a unit as in the config file: KiB, MiB
+                     (powers of 1024), KB, MB (powers of 1000); default 64; pubsub: at
+                     least 20, the stamp's size
  -I INTERVAL         between one publisher's messages: milliseconds, or a duration
                      (10ms, 1s); default 0: as fast as the connection takes them
  --rate N            messages per second, all publishers together (instead of -I)
@@ -76,7 +78,7 @@ Load:
  --window N          pubsub backpressure: how many messages publishers may be ahead of
                      any one subscriber (default 10000; the broker's per-session queue
                      is 100,000); 0: no limit
- --window-bytes SIZE the same in payload bytes (default 32MiB)
+ --window-bytes SIZE the same in payload bytes, units as -s (default 32MiB)
  --drain D           pubsub: after publishing, how long to wait for messages that do not
                      come (default 2s)
 
@@ -169,11 +171,24 @@ func (f *benchFlags) parse(args []string) error {
 	positive := func(p *int, what string) func([]string) error { return intFlag(p, 0, math.MaxInt, what) }
 	duration := func(p *time.Duration, unit time.Duration, what string) func([]string) error {
 		return func(a []string) error {
-			d, err := parseDuration(a[0], unit)
+			d, err := flagDuration(a[0], unit)
 			if err != nil {
 				return errors.New("Invalid " + what + " given: " + a[0])
 			}
 			*p = d
+			return nil
+		}
+	}
+	size := func(most config.Size, what string, set func(config.Size)) func([]string) error {
+		return func(a []string) error {
+			n, err := config.ParseSize(a[0])
+			if err == nil && n > most {
+				err = fmt.Errorf("%q is more than %s", a[0], most)
+			}
+			if err != nil {
+				return fmt.Errorf("Invalid %s given: %v", what, err)
+			}
+			set(n)
 			return nil
 		}
 	}
@@ -186,28 +201,14 @@ func (f *benchFlags) parse(args []string) error {
 		flagSpec{"--connect-parallel", 1, positive(&c.ConnParallel, "--connect-parallel")},
 		flagSpec{"--filter", 1, func(a []string) error { c.Filter = a[0]; return nil }},
 		flagSpec{"--sub-qos", 1, intFlag(&c.SubQoS, 0, 2, "--sub-qos")},
-		flagSpec{"-s --size", 1, func(a []string) error {
-			n, err := parseSize(a[0])
-			if err != nil || n > 256<<20 {
-				return errors.New("Invalid payload size given: " + a[0])
-			}
-			c.Size = int(n)
-			return nil
-		}},
+		flagSpec{"-s --size", 1, size(256*config.MiB, "payload size", func(n config.Size) { c.Size = int(n) })},
 		flagSpec{"-I --interval", 1, duration(&c.Interval, time.Millisecond, "interval")},
 		flagSpec{"--rate", 1, func(a []string) error { return parseRate(a[0], &c.Rate) }},
 		flagSpec{"--inflight", 1, intFlag(&c.Inflight, 1, 65535, "--inflight")},
 		flagSpec{"--count", 1, positive(&c.Count, "--count")},
 		flagSpec{"--duration", 1, duration(&c.Duration, time.Second, "duration")},
 		flagSpec{"--window", 1, positive(&c.Window, "--window")},
-		flagSpec{"--window-bytes", 1, func(a []string) error {
-			n, err := parseSize(a[0])
-			if err != nil {
-				return errors.New("Invalid --window-bytes given: " + a[0])
-			}
-			c.WindowBytes = n
-			return nil
-		}},
+		flagSpec{"--window-bytes", 1, size(math.MaxInt64, "--window-bytes", func(n config.Size) { c.WindowBytes = int64(n) })},
 		flagSpec{"--drain", 1, duration(&c.Drain, time.Second, "--drain")},
 		flagSpec{"--json", 0, func([]string) error { f.json = true; return nil }},
 		flagSpec{"--no-progress", 0, func([]string) error { c.NoProgress = true; return nil }},
@@ -338,19 +339,18 @@ func withoutNames(specs []flagSpec, names ...string) []flagSpec {
 	return out
 }
 
-// parseDuration reads a Go duration, or a plain number of units.
-func parseDuration(s string, unit time.Duration) (time.Duration, error) {
-	if v, err := strconv.ParseFloat(s, 64); err == nil {
-		if v < 0 {
-			return 0, errors.New("negative")
-		}
+// flagDuration reads a duration as the config file does (config.ParseDuration:
+// 10s, 1m30s, 250ms), or a bare number of unit, as petrel bench's flags
+// have always taken them. Negative durations are refused.
+func flagDuration(s string, unit time.Duration) (time.Duration, error) {
+	if v, err := strconv.ParseFloat(s, 64); err == nil && v >= 0 {
 		return time.Duration(v * float64(unit)), nil
 	}
-	d, err := time.ParseDuration(s)
-	if err == nil && d < 0 {
-		return 0, errors.New("negative")
+	d, err := config.ParseDuration(s)
+	if err == nil && d.Duration < 0 {
+		err = errors.New("negative")
 	}
-	return d, err
+	return d.Duration, err
 }
 
 func parseRate(s string, p *float64) error {
@@ -360,28 +360,6 @@ func parseRate(s string, p *float64) error {
 	}
 	*p = v
 	return nil
-}
-
-// parseSize reads bytes with an optional K, KiB, KB, M, MiB or MB suffix
-// (all powers of 1024).
-func parseSize(s string) (int64, error) {
-	num := strings.TrimRight(s, "KkMmGgiBb")
-	unit := strings.ToLower(s[len(num):])
-	mult := int64(1)
-	switch unit {
-	case "":
-	case "k", "kb", "kib":
-		mult = 1 << 10
-	case "m", "mb", "mib":
-		mult = 1 << 20
-	default:
-		return 0, errors.New("unknown unit " + unit)
-	}
-	n, err := strconv.ParseInt(num, 10, 64)
-	if err != nil || n < 0 {
-		return 0, errors.New("invalid size")
-	}
-	return n * mult, nil
 }
 
 // parseCPUList reads taskset's CPU list: 1, 0-3,6.

@@ -103,6 +103,16 @@ func TestBenchFlags(t *testing.T) {
 		{[]string{"pub", "-c", "3", "-I", "10"}, func(c bench.Config) bool {
 			return c.Pubs == 3 && c.Subs == 0 && c.Interval == 10*time.Millisecond && c.Topic == "bench/%i"
 		}},
+		// Sizes and durations are written as in the config file: KB is
+		// 1,000 bytes, KiB 1,024; a bare number is -I's milliseconds,
+		// --duration's seconds.
+		{[]string{"pub", "-s", "1KB", "--window-bytes", "2MiB", "-I", "1.5s", "--duration", "1m30s"}, func(c bench.Config) bool {
+			return c.Size == 1000 && c.WindowBytes == 2<<20 && c.Interval == 1500*time.Millisecond &&
+				c.Duration == 90*time.Second
+		}},
+		{[]string{"pub", "-s", "256KiB", "--window-bytes", "1 MB"}, func(c bench.Config) bool {
+			return c.Size == 256<<10 && c.WindowBytes == 1e6
+		}},
 		{[]string{"sub", "-c", "2", "-t", "a/#", "--filter", "ignored"}, func(c bench.Config) bool {
 			return c.Subs == 2 && c.Pubs == 0 && c.Filter == "a/#"
 		}},
@@ -134,6 +144,10 @@ func TestBenchFlagErrors(t *testing.T) {
 		{"pub", "-t", "a/+"},
 		{"pub", "--cpus", "3-1"},
 		{"pub", "-s", "12XB"},
+		{"pub", "-s", "64K"}, // K alone: KB or KiB? The config file refuses it too.
+		{"pub", "-s", "257MiB"},
+		{"pub", "-I", "-5"},
+		{"pub", "--duration", "soon"},
 		{"pub", "--x-child", "1"},
 	} {
 		if code, _, stderr := runBenchCLI(context.Background(), t, args...); code != exitFail || !strings.Contains(stderr, "Error:") {
