@@ -88,9 +88,9 @@ Output and processes:
  --procs K           run K processes, the clients split between them, and add up their
                      results (a shared memory file holds the counters)
  --cpus LIST         pin to these CPUs (taskset's list: 1, 0-3,6); with --procs, one CPU
-                     each when there are enough
+                     each when there are enough (Linux only)
  --broker-pid PID    also report that broker's CPU time and memory (its VmRSS before
-                     the run, while loaded, per connection)
+                     the run, while loaded, per connection; Linux only, from /proc)
 
 Client ids are <prefix>pub-<i>, <prefix>sub-<i> and <prefix>conn-<i>, prefix
 --id-prefix (default bench-). Connection flags are petrel pub's, except
@@ -213,7 +213,7 @@ func (f *benchFlags) parse(args []string) error {
 		flagSpec{"--json", 0, func([]string) error { f.json = true; return nil }},
 		flagSpec{"--no-progress", 0, func([]string) error { c.NoProgress = true; return nil }},
 		flagSpec{"--procs", 1, intFlag(&c.Procs, 1, 1024, "--procs")},
-		flagSpec{"--cpus", 1, func(a []string) (err error) { c.CPUs, err = parseCPUList(a[0]); return err }},
+		flagSpec{"--cpus", 1, func(a []string) (err error) { c.CPUs, err = bench.ParseCPUList(a[0]); return err }},
 		flagSpec{"--broker-pid", 1, positive(&c.BrokerPID, "--broker-pid")},
 		// Set by a coordinator on the processes it starts.
 		flagSpec{"--x-child", 1, positive(&f.child.Index, "--x-child")},
@@ -360,30 +360,4 @@ func parseRate(s string, p *float64) error {
 	}
 	*p = v
 	return nil
-}
-
-// parseCPUList reads taskset's CPU list: 1, 0-3,6.
-func parseCPUList(s string) ([]int, error) {
-	bad := errors.New("Invalid CPU list given: " + s)
-	var cpus []int
-	for _, part := range strings.Split(s, ",") {
-		lo, hi, isRange := strings.Cut(part, "-")
-		a, err := strconv.Atoi(lo)
-		if err != nil || a < 0 {
-			return nil, bad
-		}
-		b := a
-		if isRange {
-			if b, err = strconv.Atoi(hi); err != nil || b < a {
-				return nil, bad
-			}
-		}
-		for c := a; c <= b; c++ {
-			cpus = append(cpus, c)
-		}
-	}
-	if len(cpus) == 0 || len(cpus) > 4096 {
-		return nil, bad
-	}
-	return cpus, nil
 }

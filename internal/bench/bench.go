@@ -14,9 +14,10 @@
 // The files: bench.go (the Config), preset.go (the issue-7 scenarios),
 // coord.go (the run: processes, start, progress, stop), run.go (one
 // process's clients), board.go (the shared counters and who hears whom),
-// hist.go (latency histograms), report.go (the results); and what depends
-// on the operating system: pin_*.go (--cpus), clock_*.go, cpu_*.go,
-// proc_*.go (--broker-pid) and shm_*.go (the shared board of --procs).
+// hist.go (latency histograms), report.go (the results), pin.go (--cpus's
+// list); and what depends on the operating system: pin_*.go (--cpus),
+// clock_*.go, cpu_*.go, proc_*.go (--broker-pid) and shm_*.go (the shared
+// board of --procs).
 package bench
 
 import (

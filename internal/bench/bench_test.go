@@ -282,6 +282,19 @@ func TestConfigErrors(t *testing.T) {
 	}
 }
 
+func TestParseCPUList(t *testing.T) {
+	for in, want := range map[string]string{"1": "[1]", "0-3,6": "[0 1 2 3 6]", "2-2,0": "[2 0]"} {
+		if got, err := ParseCPUList(in); err != nil || fmt.Sprint(got) != want {
+			t.Errorf("ParseCPUList(%q) = %v, %v; want %s", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "3-1", "-1", "a", "1,", "0-5000"} {
+		if got, err := ParseCPUList(in); err == nil {
+			t.Errorf("ParseCPUList(%q) = %v; want an error", in, got)
+		}
+	}
+}
+
 // TestHistogram: every value lands in a bucket that holds it, buckets are
 // within 1/64 of their values, and quantiles come out in order.
 func TestHistogram(t *testing.T) {
