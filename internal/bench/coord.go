@@ -94,14 +94,6 @@ func RunChild(ctx context.Context, cfg Config, c Child, w io.Writer) error {
 	return json.NewEncoder(w).Encode(p)
 }
 
-// pin pins this process to cpus, if any.
-func pin(cpus []int) error {
-	if len(cpus) == 0 {
-		return nil
-	}
-	return PinCPUs(cpus)
-}
-
 // newRunID tells this run's messages from any other's (a resumed session
 // may hold old ones).
 func newRunID() uint32 {

@@ -31,3 +31,11 @@ func ParseCPUList(s string) ([]int, error) {
 	}
 	return cpus, nil
 }
+
+// pin pins this process to cpus, if any.
+func pin(cpus []int) error {
+	if len(cpus) == 0 {
+		return nil
+	}
+	return PinCPUs(cpus)
+}

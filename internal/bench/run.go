@@ -46,7 +46,7 @@ type procRun struct {
 	topo  *topology
 	b     *board
 	k, K  int
-	base  int64 // the run's start, CLOCK_MONOTONIC nanoseconds
+	base  int64 // the run's start on the shared clock (monoNow)
 	runID uint32
 
 	lat   []histogram // end-to-end latency, sharded by subscriber
