@@ -20,7 +20,7 @@ func RaiseFileLimit(need uint64) error {
 			return err
 		}
 	}
-	if rl.Cur < need {
+	if uint64(rl.Cur) < need { // int64 on some systems (FreeBSD)
 		return fmt.Errorf("need %d descriptors, the limit is %d (ulimit -n)", need, rl.Cur)
 	}
 	return nil
