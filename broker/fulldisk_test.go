@@ -10,46 +10,25 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/petrelmq/petrel/internal/testdisk"
 	"github.com/petrelmq/petrel/internal/wiretest"
 	"github.com/petrelmq/petrel/packet"
 	pebblestore "github.com/petrelmq/petrel/store/pebble"
 )
-
-// smallDisk mounts a tmpfs of the given size (like "32m") in a temporary
-// directory for the test, or skips the test where that is not possible.
-func smallDisk(t *testing.T, size string) string {
-	t.Helper()
-	if os.Getuid() != 0 {
-		t.Skip("needs root to mount a tmpfs")
-	}
-	mnt := t.TempDir()
-	if err := syscall.Mount("tmpfs", mnt, "tmpfs", 0, "size="+size); err != nil {
-		t.Skipf("cannot mount a tmpfs here: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := syscall.Unmount(mnt, 0); err != nil {
-			t.Errorf("unmount %s: %v", mnt, err)
-		}
-	})
-	return mnt
-}
 
 // fill writes the file name, on a filesystem of its own, to leave about
 // free bytes available there: another program taking the space. It stops
 // early, without failing, where the disk fills meanwhile.
 func fill(t *testing.T, name string, free int64) string {
 	t.Helper()
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(filepath.Dir(name), &st); err != nil {
-		t.Fatal(err)
-	}
+	avail := testdisk.Avail(t, filepath.Dir(name))
 	f, err := os.Create(name)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
 	chunk := make([]byte, 1<<20)
-	for left := int64(st.Bavail)*st.Bsize - free; left > 0; left -= int64(len(chunk)) {
+	for left := avail - free; left > 0; left -= int64(len(chunk)) {
 		if _, err := f.Write(chunk[:min(left, int64(len(chunk)))]); errors.Is(err, syscall.ENOSPC) {
 			break
 		} else if err != nil {
@@ -102,7 +81,7 @@ func connectV5(t *testing.T, addr, id string, clean bool, expiry uint32) *wirete
 // [MQTT-3.4.2-1] v5
 // [MQTT-4.8.0-2] v3.1.1
 func TestFullDiskRefusesPublishersAndRecovers(t *testing.T) {
-	mnt := smallDisk(t, "32m")
+	mnt := testdisk.Small(t, "32m")
 	st := openPebble(t, filepath.Join(mnt, "store"), fullDiskOptions())
 	srv := startServer(t, Options{Store: st, Logger: warnLogger(t)})
 	addr := srv.Addrs()[0].String()

@@ -17,7 +17,8 @@ type Duration struct {
 	time.Duration
 }
 
-// ParseDuration parses a duration as written in a config file.
+// ParseDuration parses a duration as written in a config file; petrel
+// bench's duration flags take the same, or a bare number in their unit.
 func ParseDuration(s string) (Duration, error) {
 	text := strings.TrimSpace(s)
 	if text != "" && text != "0" && strings.Trim(text, "+-0123456789") == "" {

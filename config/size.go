@@ -43,8 +43,8 @@ var sizeUnits = []struct {
 
 const sizeExamples = "512, 64KiB, 1MiB, 2GiB, 1KB"
 
-// ParseSize parses a size as written in a config file. Sizes are never
-// negative.
+// ParseSize parses a size as written in a config file, and in petrel
+// bench's size flags (-s, --window-bytes). Sizes are never negative.
 func ParseSize(s string) (Size, error) {
 	text := strings.TrimSpace(s)
 	digits := len(text) - len(strings.TrimLeft(text, "0123456789"))

@@ -2,67 +2,34 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math"
 	"os"
+	"os/exec"
 	"os/signal"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
-	"github.com/petrelmq/petrel/client"
-	"github.com/petrelmq/petrel/topic"
+	"github.com/petrelmq/petrel/config"
+	"github.com/petrelmq/petrel/internal/bench"
 )
 
-// petrel bench is a load generator in the spirit of emqtt-bench: many
-// connections in one process, each a client.Client, opened at a chosen
-// rate; publishers at a chosen rate or flat out, pipelined within an
-// in-flight window; subscribers that time every message from the stamp in
-// its payload. It reports its own CPU use next to every result, so a run
-// that measured the generator rather than the broker shows it.
-//
-// The files: bench.go (flags), bench_preset.go (the issue-7 scenarios),
-// bench_coord.go (the run: processes, start, progress, stop),
-// bench_run.go (one process's clients), bench_board.go (the shared
-// counters and who hears whom), bench_hist.go (latency histograms) and
-// bench_report.go (the results).
+// petrel bench's flags: the load generator itself is internal/bench, whose
+// Config has a field for each flag.
 
 // benchFlags are petrel bench's flags.
 type benchFlags struct {
 	clientFlags
-	mode   string // conn, pub, sub or pubsub
-	preset string // the preset that set the defaults, if any
-	args   []string
-
-	clients      int // -c: connections (conn), publishers (pub), subscribers (sub)
-	pubs, subs   int // pubsub
-	connRate     float64
-	connParallel int
-	filter       string
-	subQoS       int // -1: -q's
-	size         int
-	interval     time.Duration // between one publisher's messages
-	rate         float64       // messages/s, all publishers together
-	inflight     int
-	count        int
-	duration     time.Duration
-	window       int
-	windowBytes  int64
-	drain        time.Duration
-	json         bool
-	noProgress   bool
-	procs        int
-	cpus         []int
-	brokerPID    int
-
-	// Set on the processes a coordinator starts (--procs).
-	child     int // the process's index; -1 in a coordinator or a lone process
-	boardPath string
-	base      int64 // the run's start, CLOCK_MONOTONIC nanoseconds
-	runID     uint32
+	cfg   bench.Config
+	args  []string
+	list  bool        // preset list
+	json  bool        // --json
+	child bench.Child // set by a coordinator on the processes it starts (--procs); Index -1 elsewhere
 }
 
 const benchUsage = `Usage: petrel bench conn   [-c N] [-R conn/s] [--duration D] [flags]
@@ -98,8 +65,9 @@ Load:
                      with every level holding %i or %c replaced by +)
  -q QOS              publish QoS, and sub's subscription QoS (default 0)
  --sub-qos QOS       pubsub's subscription QoS (default -q's)
- -s SIZE             payload bytes; K, KiB, M, MiB suffixes (default 64; pubsub: at
-                     least 20, the stamp's size)
+ -s SIZE             payload bytes, or with a unit as in the config file: KiB, MiB
+                     (powers of 1024), KB, MB (powers of 1000); default 64; pubsub: at
+                     least 20, the stamp's size
  -I INTERVAL         between one publisher's messages: milliseconds, or a duration
                      (10ms, 1s); default 0: as fast as the connection takes them
  --rate N            messages per second, all publishers together (instead of -I)
@@ -110,7 +78,7 @@ Load:
  --window N          pubsub backpressure: how many messages publishers may be ahead of
                      any one subscriber (default 10000; the broker's per-session queue
                      is 100,000); 0: no limit
- --window-bytes SIZE the same in payload bytes (default 32MiB)
+ --window-bytes SIZE the same in payload bytes, units as -s (default 32MiB)
  --drain D           pubsub: after publishing, how long to wait for messages that do not
                      come (default 2s)
 
@@ -120,9 +88,9 @@ Output and processes:
  --procs K           run K processes, the clients split between them, and add up their
                      results (a shared memory file holds the counters)
  --cpus LIST         pin to these CPUs (taskset's list: 1, 0-3,6); with --procs, one CPU
-                     each when there are enough
+                     each when there are enough (Linux only)
  --broker-pid PID    also report that broker's CPU time and memory (its VmRSS before
-                     the run, while loaded, per connection)
+                     the run, while loaded, per connection; Linux only, from /proc)
 
 Client ids are <prefix>pub-<i>, <prefix>sub-<i> and <prefix>conn-<i>, prefix
 --id-prefix (default bench-). Connection flags are petrel pub's, except
@@ -130,8 +98,8 @@ that -c, -i and -I mean other things here: --disable-clean-session (or
 --persistent) and --id-prefix are spelled out.
 ` + commonUsage
 
-// bench runs petrel bench until done or interrupted.
-func bench(args []string, stdout, stderr io.Writer) int {
+// benchCommand runs petrel bench until done or interrupted.
+func benchCommand(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	// After the first interrupt (which ends the run and prints the
@@ -153,8 +121,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		io.WriteString(stdout, benchUsage)
 		return exitOK
 	}
-	if f.mode == "list" {
-		listPresets(stdout)
+	if f.list {
+		bench.WritePresets(stdout)
 		return exitOK
 	}
 	return runBenchFlags(ctx, f, stdout, stderr)
@@ -163,23 +131,24 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 // parseBenchArgs reads a mode (or preset NAME) and its flags; a preset's
 // flags come first, so that those given override them.
 func parseBenchArgs(args []string) (*benchFlags, error) {
-	f := &benchFlags{clientFlags: clientFlags{cmd: "bench"}, args: args, child: -1}
+	f := &benchFlags{clientFlags: clientFlags{cmd: "bench"}, cfg: bench.Defaults(), args: args,
+		child: bench.Child{Index: -1}}
 	mode, rest := args[0], args[1:]
 	if mode == "preset" {
 		if len(rest) == 0 || rest[0] == "list" {
-			f.mode = "list"
+			f.list = true
 			return f, nil
 		}
-		p := findPreset(rest[0])
-		if p == nil {
+		p, ok := bench.FindPreset(rest[0])
+		if !ok {
 			return nil, fmt.Errorf("Unknown preset %q; petrel bench preset list names them.", rest[0])
 		}
-		f.preset = p.name
-		mode, rest = p.args[0], append(append([]string{}, p.args[1:]...), rest[1:]...)
+		f.cfg.Preset = p.Name
+		mode, rest = p.Args[0], append(p.Args[1:], rest[1:]...)
 	}
-	switch mode {
-	case "conn", "pub", "sub", "pubsub":
-		f.mode = mode
+	switch m := bench.Mode(mode); m {
+	case bench.Conn, bench.Pub, bench.Sub, bench.PubSub:
+		f.cfg.Mode = m
 	default:
 		return nil, fmt.Errorf("Unknown mode %q: conn, pub, sub, pubsub or preset.", mode)
 	}
@@ -190,191 +159,161 @@ func parseBenchArgs(args []string) (*benchFlags, error) {
 }
 
 func (f *benchFlags) parse(args []string) error {
-	f.clients, f.pubs, f.subs = 1, 1, 1
-	f.connParallel, f.subQoS, f.size, f.inflight = 64, -1, 64, 64
-	f.window, f.windowBytes, f.drain, f.procs = 10000, 32<<20, 2*time.Second, 1
+	c := &f.cfg
+	clients := &c.Conns // -c: connections, publishers or subscribers
+	switch c.Mode {
+	case bench.Pub:
+		clients = &c.Pubs
+	case bench.Sub:
+		clients = &c.Subs
+	}
 	var clientsSet, pubsSet bool
 	positive := func(p *int, what string) func([]string) error { return intFlag(p, 0, math.MaxInt, what) }
+	duration := func(p *time.Duration, unit time.Duration, what string) func([]string) error {
+		return func(a []string) error {
+			d, err := flagDuration(a[0], unit)
+			if err != nil {
+				return errors.New("Invalid " + what + " given: " + a[0])
+			}
+			*p = d
+			return nil
+		}
+	}
+	size := func(most config.Size, what string, set func(config.Size)) func([]string) error {
+		return func(a []string) error {
+			n, err := config.ParseSize(a[0])
+			if err == nil && n > most {
+				err = fmt.Errorf("%q is more than %s", a[0], most)
+			}
+			if err != nil {
+				return fmt.Errorf("Invalid %s given: %v", what, err)
+			}
+			set(n)
+			return nil
+		}
+	}
 	specs := append(withoutNames(f.commonSpecs(), "-c", "-i", "--id", "-I", "-d", "--debug"),
 		flagSpec{"--disable-clean-session --persistent", 0, func([]string) error { f.noClean = true; return nil }},
-		flagSpec{"-c --clients", 1, func(a []string) error { clientsSet = true; return positive(&f.clients, "client count")(a) }},
-		flagSpec{"--pubs", 1, func(a []string) error { pubsSet = true; return positive(&f.pubs, "publisher count")(a) }},
-		flagSpec{"--subs", 1, func(a []string) error { pubsSet = true; return positive(&f.subs, "subscriber count")(a) }},
-		flagSpec{"-R --conn-rate", 1, func(a []string) error { return parseRate(a[0], &f.connRate) }},
-		flagSpec{"--connect-parallel", 1, positive(&f.connParallel, "--connect-parallel")},
-		flagSpec{"--filter", 1, func(a []string) error { f.filter = a[0]; return nil }},
-		flagSpec{"--sub-qos", 1, intFlag(&f.subQoS, 0, 2, "--sub-qos")},
-		flagSpec{"-s --size", 1, func(a []string) error {
-			n, err := parseSize(a[0])
-			if err != nil || n > 256<<20 {
-				return errors.New("Invalid payload size given: " + a[0])
-			}
-			f.size = int(n)
-			return nil
-		}},
-		flagSpec{"-I --interval", 1, func(a []string) error {
-			d, err := parseDuration(a[0], time.Millisecond)
-			if err != nil {
-				return errors.New("Invalid interval given: " + a[0])
-			}
-			f.interval = d
-			return nil
-		}},
-		flagSpec{"--rate", 1, func(a []string) error { return parseRate(a[0], &f.rate) }},
-		flagSpec{"--inflight", 1, intFlag(&f.inflight, 1, 65535, "--inflight")},
-		flagSpec{"--count", 1, positive(&f.count, "--count")},
-		flagSpec{"--duration", 1, func(a []string) error {
-			d, err := parseDuration(a[0], time.Second)
-			if err != nil {
-				return errors.New("Invalid duration given: " + a[0])
-			}
-			f.duration = d
-			return nil
-		}},
-		flagSpec{"--window", 1, positive(&f.window, "--window")},
-		flagSpec{"--window-bytes", 1, func(a []string) error {
-			n, err := parseSize(a[0])
-			if err != nil {
-				return errors.New("Invalid --window-bytes given: " + a[0])
-			}
-			f.windowBytes = n
-			return nil
-		}},
-		flagSpec{"--drain", 1, func(a []string) error {
-			d, err := parseDuration(a[0], time.Second)
-			if err != nil {
-				return errors.New("Invalid --drain given: " + a[0])
-			}
-			f.drain = d
-			return nil
-		}},
+		flagSpec{"-c --clients", 1, func(a []string) error { clientsSet = true; return positive(clients, "client count")(a) }},
+		flagSpec{"--pubs", 1, func(a []string) error { pubsSet = true; return positive(&c.Pubs, "publisher count")(a) }},
+		flagSpec{"--subs", 1, func(a []string) error { pubsSet = true; return positive(&c.Subs, "subscriber count")(a) }},
+		flagSpec{"-R --conn-rate", 1, func(a []string) error { return parseRate(a[0], &c.ConnRate) }},
+		flagSpec{"--connect-parallel", 1, positive(&c.ConnParallel, "--connect-parallel")},
+		flagSpec{"--filter", 1, func(a []string) error { c.Filter = a[0]; return nil }},
+		flagSpec{"--sub-qos", 1, intFlag(&c.SubQoS, 0, 2, "--sub-qos")},
+		flagSpec{"-s --size", 1, size(256*config.MiB, "payload size", func(n config.Size) { c.Size = int(n) })},
+		flagSpec{"-I --interval", 1, duration(&c.Interval, time.Millisecond, "interval")},
+		flagSpec{"--rate", 1, func(a []string) error { return parseRate(a[0], &c.Rate) }},
+		flagSpec{"--inflight", 1, intFlag(&c.Inflight, 1, 65535, "--inflight")},
+		flagSpec{"--count", 1, positive(&c.Count, "--count")},
+		flagSpec{"--duration", 1, duration(&c.Duration, time.Second, "duration")},
+		flagSpec{"--window", 1, positive(&c.Window, "--window")},
+		flagSpec{"--window-bytes", 1, size(math.MaxInt64, "--window-bytes", func(n config.Size) { c.WindowBytes = int64(n) })},
+		flagSpec{"--drain", 1, duration(&c.Drain, time.Second, "--drain")},
 		flagSpec{"--json", 0, func([]string) error { f.json = true; return nil }},
-		flagSpec{"--no-progress", 0, func([]string) error { f.noProgress = true; return nil }},
-		flagSpec{"--procs", 1, intFlag(&f.procs, 1, 1024, "--procs")},
-		flagSpec{"--cpus", 1, func(a []string) (err error) { f.cpus, err = parseCPUList(a[0]); return err }},
-		flagSpec{"--broker-pid", 1, positive(&f.brokerPID, "--broker-pid")},
+		flagSpec{"--no-progress", 0, func([]string) error { c.NoProgress = true; return nil }},
+		flagSpec{"--procs", 1, intFlag(&c.Procs, 1, 1024, "--procs")},
+		flagSpec{"--cpus", 1, func(a []string) (err error) { c.CPUs, err = bench.ParseCPUList(a[0]); return err }},
+		flagSpec{"--broker-pid", 1, positive(&c.BrokerPID, "--broker-pid")},
 		// Set by a coordinator on the processes it starts.
-		flagSpec{"--x-child", 1, positive(&f.child, "--x-child")},
-		flagSpec{"--x-board", 1, func(a []string) error { f.boardPath = a[0]; return nil }},
-		flagSpec{"--x-base", 1, func(a []string) (err error) { f.base, err = strconv.ParseInt(a[0], 10, 64); return err }},
+		flagSpec{"--x-child", 1, positive(&f.child.Index, "--x-child")},
+		flagSpec{"--x-board", 1, func(a []string) error { f.child.Board = a[0]; return nil }},
+		flagSpec{"--x-base", 1, func(a []string) (err error) { f.child.Base, err = strconv.ParseInt(a[0], 10, 64); return err }},
 		flagSpec{"--x-run", 1, func(a []string) error {
 			v, err := strconv.ParseUint(a[0], 10, 32)
-			f.runID = uint32(v)
+			f.child.RunID = uint32(v)
 			return err
 		}},
 	)
-	if f.idPrefix == "" {
-		f.idPrefix = "bench-"
-	}
+	f.idPrefix = c.IDPrefix
 	if err := f.parseFlags(args, specs); err != nil {
 		return err
 	}
+	c.IDPrefix, c.QoS = f.idPrefix, f.qos // the flags pub and sub share
 	return f.check(clientsSet, pubsSet)
 }
 
-// check validates the flags together and fills in the defaults that depend
-// on the mode.
+// check validates the flags together; the Config checks the rest.
 func (f *benchFlags) check(clientsSet, pubsSet bool) error {
+	c := &f.cfg
 	switch {
-	case f.mode == "pubsub" && clientsSet:
+	case c.Mode == bench.PubSub && clientsSet:
 		return errors.New("pubsub takes --pubs and --subs, not -c.")
-	case f.mode != "pubsub" && pubsSet:
+	case c.Mode != bench.PubSub && pubsSet:
 		return errors.New("--pubs and --subs are for pubsub; use -c.")
-	case f.interval > 0 && f.rate > 0:
-		return errors.New("-I and --rate cannot be used together.")
-	case f.mode == "pubsub" && f.size < benchStampSize:
-		return fmt.Errorf("pubsub needs payloads of at least %d bytes (-s): the stamp is that long.", benchStampSize)
-	}
-	switch f.mode {
-	case "conn", "pub", "sub":
-		f.pubs, f.subs = 0, 0
-		switch f.mode {
-		case "pub":
-			f.pubs = f.clients
-		case "sub":
-			f.subs = f.clients
-		}
-	}
-	if f.subQoS < 0 {
-		f.subQoS = f.qos
 	}
 	if len(f.topics) == 0 && f.url != "" {
 		if u, err := parseURLFlag(f.url); err == nil && u.topic != "" {
 			f.topics = []string{u.topic}
 		}
 	}
-	if len(f.topics) == 0 {
-		f.topics = []string{"bench/%i"}
-		if f.mode == "sub" {
-			f.topics = []string{"bench/#"}
-		}
+	if len(f.topics) > 0 {
+		c.Topic = f.topics[len(f.topics)-1]
 	}
-	t := f.topics[len(f.topics)-1]
-	if f.mode == "sub" {
-		f.filter = t
-	} else if f.filter == "" {
-		f.filter = defaultFilter(t)
+	if err := c.Complete(); err != nil {
+		return err
 	}
-	if f.pubs > 0 {
-		if strings.ContainsAny(t, "+#") {
-			return fmt.Errorf("Invalid publish topic '%s', does it contain '+' or '#'?", t)
-		}
-		if err := topic.ValidateName(expandPattern(t, 0, "x")); err != nil {
-			return fmt.Errorf("Invalid publish topic '%s': %v", t, err)
-		}
-	}
-	if f.subs > 0 {
-		if err := topic.ValidateFilter(expandPattern(f.filter, 0, "x")); err != nil {
-			return fmt.Errorf("Invalid filter '%s': %v", f.filter, err)
-		}
-	}
-	if f.child >= 0 && (f.child >= f.procs || f.boardPath == "") {
+	if f.child.Index >= 0 && (f.child.Index >= c.Procs || f.child.Board == "") {
 		return errors.New("--x-child needs --procs above it and --x-board.")
 	}
 	return nil
 }
 
-// benchTopic is the publish topic pattern.
-func (f *benchFlags) benchTopic() string { return f.topics[len(f.topics)-1] }
-
-// pubInterval is the time between one publisher's messages: -I, or --rate
-// shared by the publishers; 0 means flat out.
-func (f *benchFlags) pubInterval() time.Duration {
-	if f.rate > 0 && f.pubs > 0 {
-		return time.Duration(float64(f.pubs) / f.rate * float64(time.Second))
-	}
-	return f.interval
-}
-
-// subWindow is how far publishers may be ahead of one subscriber, in
-// messages: --window, and --window-bytes worth of payloads.
-func (f *benchFlags) subWindow() int {
-	if f.window == 0 {
-		return 1 << 30
-	}
-	w := f.window
-	if f.windowBytes > 0 && f.size > 0 {
-		w = min(w, int(max(1, f.windowBytes/int64(f.size))))
-	}
-	return w
-}
-
-// clientOptions are the options every client starts from.
-func (f *benchFlags) clientOptions() (client.Options, error) {
+// runBenchFlags runs the Config the flags made: a coordinator, or one of
+// the processes of --procs that a coordinator started.
+func runBenchFlags(ctx context.Context, f *benchFlags, stdout, stderr io.Writer) int {
 	o, _, err := f.options() // -L's topic was taken by check
-	return o, err
+	if err != nil {
+		return usageError(stderr, "bench", err)
+	}
+	cfg := f.cfg
+	cfg.Client, cfg.PublishProps, cfg.SubscribeProps = o, f.prop("PUBLISH"), f.prop("SUBSCRIBE")
+	cfg.Command, cfg.Stderr, cfg.Spawn = "petrel bench "+strings.Join(f.args, " "), stderr, f.spawn
+	if f.child.Index >= 0 {
+		if err := bench.RunChild(ctx, cfg, f.child, stdout); err != nil {
+			fmt.Fprintln(stderr, "Error:", err)
+			return exitFail
+		}
+		return exitOK
+	}
+	if p, ok := bench.FindPreset(cfg.Preset); ok {
+		fmt.Fprintf(stderr, "preset %s: %s\n  = %s", p.Name, p.About, p.Command())
+		if extra := f.args[2:]; len(extra) > 0 {
+			fmt.Fprintf(stderr, ", then %s", strings.Join(extra, " "))
+		}
+		fmt.Fprintln(stderr)
+	}
+	r, err := bench.Run(ctx, cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, "Error:", err)
+		return exitFail
+	}
+	summary := stdout
+	if f.json {
+		summary = stderr
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		enc.Encode(r)
+	}
+	r.WriteSummary(summary)
+	if r.Connect.OK == 0 {
+		return exitFail
+	}
+	return exitOK
 }
 
-// defaultFilter subscribes to what publishers on pattern publish: every
-// level that holds %i or %c becomes +.
-func defaultFilter(pattern string) string {
-	levels := strings.Split(pattern, "/")
-	for i, l := range levels {
-		if strings.Contains(l, "%i") || strings.Contains(l, "%c") {
-			levels[i] = "+"
-		}
+// spawn starts process c of a run of --procs: this program with the same
+// arguments, told its share.
+func (f *benchFlags) spawn(c bench.Child) (*exec.Cmd, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
 	}
-	return strings.Join(levels, "/")
+	args := append([]string{"bench"}, f.args...)
+	args = append(args, "--x-child", strconv.Itoa(c.Index), "--x-board", c.Board,
+		"--x-base", strconv.FormatInt(c.Base, 10), "--x-run", strconv.FormatUint(uint64(c.RunID), 10),
+		"--no-progress")
+	return exec.Command(exe, args...), nil
 }
 
 // withoutNames removes option names from specs, dropping a spec left with
@@ -400,19 +339,18 @@ func withoutNames(specs []flagSpec, names ...string) []flagSpec {
 	return out
 }
 
-// parseDuration reads a Go duration, or a plain number of units.
-func parseDuration(s string, unit time.Duration) (time.Duration, error) {
-	if v, err := strconv.ParseFloat(s, 64); err == nil {
-		if v < 0 {
-			return 0, errors.New("negative")
-		}
+// flagDuration reads a duration as the config file does (config.ParseDuration:
+// 10s, 1m30s, 250ms), or a bare number of unit, as petrel bench's flags
+// have always taken them. Negative durations are refused.
+func flagDuration(s string, unit time.Duration) (time.Duration, error) {
+	if v, err := strconv.ParseFloat(s, 64); err == nil && v >= 0 {
 		return time.Duration(v * float64(unit)), nil
 	}
-	d, err := time.ParseDuration(s)
-	if err == nil && d < 0 {
-		return 0, errors.New("negative")
+	d, err := config.ParseDuration(s)
+	if err == nil && d.Duration < 0 {
+		err = errors.New("negative")
 	}
-	return d, err
+	return d.Duration, err
 }
 
 func parseRate(s string, p *float64) error {
@@ -422,52 +360,4 @@ func parseRate(s string, p *float64) error {
 	}
 	*p = v
 	return nil
-}
-
-// parseSize reads bytes with an optional K, KiB, KB, M, MiB or MB suffix
-// (all powers of 1024).
-func parseSize(s string) (int64, error) {
-	num := strings.TrimRight(s, "KkMmGgiBb")
-	unit := strings.ToLower(s[len(num):])
-	mult := int64(1)
-	switch unit {
-	case "":
-	case "k", "kb", "kib":
-		mult = 1 << 10
-	case "m", "mb", "mib":
-		mult = 1 << 20
-	default:
-		return 0, errors.New("unknown unit " + unit)
-	}
-	n, err := strconv.ParseInt(num, 10, 64)
-	if err != nil || n < 0 {
-		return 0, errors.New("invalid size")
-	}
-	return n * mult, nil
-}
-
-// parseCPUList reads taskset's CPU list: 1, 0-3,6.
-func parseCPUList(s string) ([]int, error) {
-	bad := errors.New("Invalid CPU list given: " + s)
-	var cpus []int
-	for _, part := range strings.Split(s, ",") {
-		lo, hi, isRange := strings.Cut(part, "-")
-		a, err := strconv.Atoi(lo)
-		if err != nil || a < 0 {
-			return nil, bad
-		}
-		b := a
-		if isRange {
-			if b, err = strconv.Atoi(hi); err != nil || b < a {
-				return nil, bad
-			}
-		}
-		for c := a; c <= b; c++ {
-			cpus = append(cpus, c)
-		}
-	}
-	if len(cpus) == 0 || len(cpus) > 4096 {
-		return nil, bad
-	}
-	return cpus, nil
 }

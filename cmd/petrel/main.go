@@ -36,7 +36,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "sub":
 		return sub(args, stdout, stderr)
 	case "bench":
-		return bench(args, stdout, stderr)
+		return benchCommand(args, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "petrel", version())
 		return 0

@@ -4,12 +4,10 @@ package memstat
 
 import (
 	"bytes"
-	"fmt"
 	"os"
 	"runtime"
 	"runtime/debug"
 	"strconv"
-	"syscall"
 )
 
 // Sample is the memory of this process at one moment, after a GC.
@@ -43,23 +41,4 @@ func VmRSS() int64 {
 		}
 	}
 	return 0
-}
-
-// RaiseFileLimit lifts the soft descriptor limit to the hard one and reports
-// an error when that is still below need.
-func RaiseFileLimit(need uint64) error {
-	var rl syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
-		return err
-	}
-	if rl.Cur < rl.Max {
-		rl.Cur = rl.Max
-		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
-			return err
-		}
-	}
-	if rl.Cur < need {
-		return fmt.Errorf("need %d descriptors, the limit is %d (ulimit -n)", need, rl.Cur)
-	}
-	return nil
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 
+	"github.com/petrelmq/petrel/internal/testdisk"
 	"github.com/petrelmq/petrel/store"
 )
 
@@ -293,18 +294,7 @@ func TestFailedWriteStopsTheStoreNotTheProcess(t *testing.T) {
 // crashes, accepts commits again when space is freed, and keeps every
 // commit it accepted.
 func TestFullDiskOnTmpfs(t *testing.T) {
-	if os.Getuid() != 0 {
-		t.Skip("needs root to mount a tmpfs")
-	}
-	mnt := t.TempDir()
-	if err := syscall.Mount("tmpfs", mnt, "tmpfs", 0, "size=24m"); err != nil {
-		t.Skipf("cannot mount a tmpfs here: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := syscall.Unmount(mnt, 0); err != nil {
-			t.Errorf("unmount %s: %v", mnt, err)
-		}
-	})
+	mnt := testdisk.Small(t, "24m")
 	dir := filepath.Join(mnt, "store")
 	opts := testOptions()
 	opts.MinFreeBytes = 4 << 20
@@ -317,11 +307,7 @@ func TestFullDiskOnTmpfs(t *testing.T) {
 
 	// Another program takes all but 8 MiB.
 	filler := filepath.Join(mnt, "filler")
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(mnt, &st); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filler, make([]byte, int64(st.Bavail)*st.Bsize-8<<20), 0o644); err != nil {
+	if err := os.WriteFile(filler, make([]byte, testdisk.Avail(t, mnt)-8<<20), 0o644); err != nil {
 		t.Fatal(err)
 	}
 

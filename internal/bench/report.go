@@ -1,11 +1,9 @@
-package main
+package bench
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -13,24 +11,24 @@ import (
 	"github.com/petrelmq/petrel/packet"
 )
 
-// benchResult is a run's results: --json prints it as it is.
-type benchResult struct {
-	Mode        string        `json:"mode"`
+// Report is a run's results: --json prints it as it is.
+type Report struct {
+	Mode        Mode          `json:"mode"`
 	Preset      string        `json:"preset,omitempty"`
 	Command     string        `json:"command"`
-	Params      benchParams   `json:"params"`
+	Params      Params        `json:"params"`
 	Interrupted bool          `json:"interrupted"`
 	ElapsedS    float64       `json:"elapsed_s"` // from the start of the measurement to its end
-	Connect     connectResult `json:"connect"`
-	Publish     *pubResult    `json:"publish,omitempty"`
-	Receive     *recvResult   `json:"receive,omitempty"`
-	Latency     *latResult    `json:"latency_ms,omitempty"`
-	Errors      errResult     `json:"errors"`
-	CPU         cpuResult     `json:"bench_cpu"`
-	Broker      *brokerResult `json:"broker,omitempty"`
+	Connect     ConnectStats  `json:"connect"`
+	Publish     *PublishStats `json:"publish,omitempty"`
+	Receive     *ReceiveStats `json:"receive,omitempty"`
+	Latency     *LatencyStats `json:"latency_ms,omitempty"`
+	Errors      ErrorStats    `json:"errors"`
+	CPU         CPUStats      `json:"bench_cpu"`
+	Broker      *BrokerStats  `json:"broker,omitempty"`
 }
 
-type benchParams struct {
+type Params struct {
 	Addr       string  `json:"addr"`
 	Version    string  `json:"mqtt"`
 	Clients    int     `json:"clients,omitempty"`
@@ -51,7 +49,7 @@ type benchParams struct {
 	CPUs       []int   `json:"cpus,omitempty"`
 }
 
-type connectResult struct {
+type ConnectStats struct {
 	OK       uint64  `json:"ok"`
 	BenchCPU float64 `json:"bench_cpu_s"` // the generator's CPU time while connecting
 	Failed   uint64  `json:"failed"`
@@ -63,7 +61,7 @@ type connectResult struct {
 	Lost     uint64  `json:"lost"` // up, then lost during the run
 }
 
-type pubResult struct {
+type PublishStats struct {
 	Sent    uint64  `json:"sent"`
 	Acked   uint64  `json:"acked"`
 	Failed  uint64  `json:"failed"`
@@ -74,7 +72,7 @@ type pubResult struct {
 	Stalls  uint64  `json:"backpressure_stalls"`
 }
 
-type recvResult struct {
+type ReceiveStats struct {
 	Received     uint64  `json:"received"` // deliveries: every subscriber's messages
 	Bytes        uint64  `json:"bytes"`
 	Seconds      float64 `json:"seconds"` // until the last message arrived
@@ -91,7 +89,7 @@ type recvResult struct {
 	SubsComplete uint64  `json:"subscribers_complete"`
 }
 
-type latResult struct {
+type LatencyStats struct {
 	Samples uint64  `json:"samples"`
 	P50     float64 `json:"p50"`
 	P90     float64 `json:"p90"`
@@ -101,12 +99,12 @@ type latResult struct {
 	Mean    float64 `json:"mean"`
 }
 
-type errResult struct {
-	Total uint64     `json:"total"`
-	Kinds []errCount `json:"kinds"`
+type ErrorStats struct {
+	Total uint64       `json:"total"`
+	Kinds []ErrorCount `json:"kinds"`
 }
 
-type cpuResult struct {
+type CPUStats struct {
 	User       float64 `json:"user_s"`
 	Sys        float64 `json:"sys_s"`
 	Seconds    float64 `json:"seconds"`
@@ -116,7 +114,7 @@ type cpuResult struct {
 	GOMAXPROCS int     `json:"gomaxprocs"`
 }
 
-type brokerResult struct {
+type BrokerStats struct {
 	PID               int     `json:"pid"`
 	ConnectCPUSeconds float64 `json:"connect_cpu_s"` // while the clients connected
 	CPUSeconds        float64 `json:"cpu_s"`         // over the measurement
@@ -128,28 +126,28 @@ type brokerResult struct {
 	BytesPerConn      float64 `json:"rss_per_conn_bytes,omitempty"` // conn: (loaded - before) / connections
 }
 
-// result adds up the board and the processes' parts.
-func (c *coordinator) result(parts []benchPart) *benchResult {
-	f, b := c.f, c.b
-	res := &benchResult{Mode: f.mode, Preset: f.preset, Interrupted: c.interrupted,
-		Command: "petrel bench " + strings.Join(f.args, " ")}
-	o, _ := f.clientOptions()
-	res.Params = benchParams{Addr: o.Addr, Version: map[byte]string{packet.V31: "3.1", packet.V311: "3.1.1", packet.V5: "5"}[o.Version],
-		Pubs: f.pubs, Subs: f.subs, QoS: f.qos, SubQoS: f.subQoS, Size: f.size, Inflight: f.inflight,
-		IntervalMs: float64(f.pubInterval()) / 1e6, Count: f.count, DurationS: f.duration.Seconds(),
-		Window: f.subWindow(), ConnRate: f.connRate, Procs: f.procs, CPUs: f.cpus}
-	if f.mode == "conn" {
-		res.Params.Clients = f.clients
+// report adds up the board and the processes' parts.
+func (c *coordinator) report(parts []part) *Report {
+	cfg, b := c.cfg, c.b
+	res := &Report{Mode: cfg.Mode, Preset: cfg.Preset, Interrupted: c.interrupted,
+		Command: cfg.Command}
+	o := cfg.Client
+	res.Params = Params{Addr: o.Addr, Version: map[byte]string{packet.V31: "3.1", packet.V311: "3.1.1", packet.V5: "5"}[o.Version],
+		Pubs: cfg.Pubs, Subs: cfg.Subs, QoS: cfg.QoS, SubQoS: cfg.SubQoS, Size: cfg.Size, Inflight: cfg.Inflight,
+		IntervalMs: float64(cfg.pubInterval()) / 1e6, Count: cfg.Count, DurationS: cfg.Duration.Seconds(),
+		Window: cfg.subWindow(), ConnRate: cfg.ConnRate, Procs: cfg.Procs, CPUs: cfg.CPUs}
+	if cfg.Mode == Conn {
+		res.Params.Clients = cfg.Conns
 	}
-	if f.pubs > 0 {
-		res.Params.Topic = f.benchTopic()
+	if cfg.Pubs > 0 {
+		res.Params.Topic = cfg.Topic
 	}
-	if f.subs > 0 {
-		res.Params.Filter = f.filter
+	if cfg.Subs > 0 {
+		res.Params.Filter = cfg.Filter
 	}
 
 	var end int64
-	for k := range f.procs {
+	for k := range cfg.Procs {
 		end = max(end, int64(b.proc(k, pMeasured).Load())-1)
 	}
 	if c.t0 > 0 && end > c.t0 {
@@ -158,7 +156,7 @@ func (c *coordinator) result(parts []benchPart) *benchResult {
 
 	conn := &histogram{}
 	lat := &histogram{}
-	var errLists [][]errCount
+	var errLists [][]ErrorCount
 	for _, p := range parts {
 		conn.mergeWire(p.Connect)
 		lat.mergeWire(p.Latency)
@@ -171,7 +169,7 @@ func (c *coordinator) result(parts []benchPart) *benchResult {
 	if c.local != nil {
 		res.CPU.GOMAXPROCS = runtime.GOMAXPROCS(0)
 	}
-	res.CPU.Procs = f.procs
+	res.CPU.Procs = cfg.Procs
 	res.CPU.Seconds = res.CPU.User + res.CPU.Sys
 	res.CPU.WallS = res.ElapsedS
 	if res.ElapsedS > 0 {
@@ -179,39 +177,39 @@ func (c *coordinator) result(parts []benchPart) *benchResult {
 	}
 
 	var first, last uint64
-	for k := range f.procs {
+	for k := range cfg.Procs {
 		if v := b.proc(k, pConnFirst).Load(); v != 0 && (first == 0 || v < first) {
 			first = v
 		}
 		last = max(last, b.proc(k, pConnLast).Load())
 	}
 	connCPU := res.Connect.BenchCPU
-	res.Connect = connectResult{BenchCPU: connCPU, OK: b.sumProcs(pConnOK), Failed: b.sumProcs(pConnFail), Lost: b.sumProcs(pLost),
+	res.Connect = ConnectStats{BenchCPU: connCPU, OK: b.sumProcs(pConnOK), Failed: b.sumProcs(pConnFail), Lost: b.sumProcs(pLost),
 		P50Ms: ms(conn.quantile(0.5)), P99Ms: ms(conn.quantile(0.99)), MaxMs: ms(conn.max.Load())}
 	if first != 0 && last > first {
 		res.Connect.Seconds = secs(int64(last - first))
 		res.Connect.PerS = float64(res.Connect.OK) / res.Connect.Seconds
 	}
 
-	if f.pubs > 0 {
-		p := &pubResult{Sent: b.sumPubs(wSent), Acked: b.sumPubs(wAcked), Failed: b.sumPubs(wFailed),
+	if cfg.Pubs > 0 {
+		p := &PublishStats{Sent: b.sumPubs(wSent), Acked: b.sumPubs(wAcked), Failed: b.sumPubs(wFailed),
 			Waits: b.sumProcs(pWaits), Stalls: b.sumProcs(pStalls)}
 		var done int64
-		for i := range f.pubs {
+		for i := range cfg.Pubs {
 			done = max(done, int64(b.pub(i, wDoneAt).Load())-1)
 		}
 		if c.t0 > 0 && done > c.t0 {
 			p.Seconds = secs(done - c.t0)
 			p.PerS = float64(p.Sent) / p.Seconds
-			p.MBPerS = p.PerS * float64(f.size) / 1e6
+			p.MBPerS = p.PerS * float64(cfg.Size) / 1e6
 		}
 		res.Publish = p
 	}
-	if f.subs > 0 {
+	if cfg.Subs > 0 {
 		res.Receive = c.receiveResult(end)
 	}
 	if lat.n.Load() > 0 {
-		res.Latency = &latResult{Samples: lat.n.Load(), P50: ms(lat.quantile(0.5)), P90: ms(lat.quantile(0.9)),
+		res.Latency = &LatencyStats{Samples: lat.n.Load(), P50: ms(lat.quantile(0.5)), P90: ms(lat.quantile(0.9)),
 			P99: ms(lat.quantile(0.99)), P999: ms(lat.quantile(0.999)), Max: ms(lat.max.Load()), Mean: ms(lat.mean())}
 	}
 	res.Errors.Kinds = mergeErrors(errLists...)
@@ -222,25 +220,25 @@ func (c *coordinator) result(parts []benchPart) *benchResult {
 	if res.Receive != nil && !res.Receive.LossAllowed {
 		res.Errors.Total += res.Receive.Lost
 	}
-	res.Broker = c.brokerResult(res)
+	res.Broker = c.brokerStats(res)
 	return res
 }
 
 // receiveResult counts deliveries and, where pairs are tracked, what each
 // subscriber should have had: every message the broker acknowledged (QoS
 // 0: every message sent) from every publisher it hears.
-func (c *coordinator) receiveResult(end int64) *recvResult {
-	f, b, t := c.f, c.b, c.topo
-	r := &recvResult{Received: b.sumSubs(wRecv), Bytes: b.sumSubs(wBytes), Duplicates: b.sumSubs(wDups),
-		Foreign: b.sumSubs(wForeign), LossAllowed: min(f.qos, f.subQoS) == 0}
+func (c *coordinator) receiveResult(end int64) *ReceiveStats {
+	cfg, b, t := c.cfg, c.b, c.topo
+	r := &ReceiveStats{Received: b.sumSubs(wRecv), Bytes: b.sumSubs(wBytes), Duplicates: b.sumSubs(wDups),
+		Foreign: b.sumSubs(wForeign), LossAllowed: min(cfg.QoS, cfg.SubQoS) == 0}
 	last := int64(0)
-	for s := range f.subs {
+	for s := range cfg.Subs {
 		last = max(last, int64(b.sub(s, wLastRecv).Load())-1)
 		if b.sub(s, wDead).Load() != 0 {
 			r.DeadSubs++
 		}
 	}
-	if f.mode != "pubsub" || last <= c.t0 {
+	if cfg.Mode != PubSub || last <= c.t0 {
 		last = end // sub: the whole window
 	}
 	if c.t0 > 0 && last > c.t0 {
@@ -249,13 +247,13 @@ func (c *coordinator) receiveResult(end int64) *recvResult {
 		r.MBPerS = float64(r.Bytes) / r.Seconds / 1e6
 	}
 	switch {
-	case f.mode != "pubsub":
+	case cfg.Mode != PubSub:
 		r.NotChecked = "no publishers in this run"
 	case !t.tracked:
 		r.NotChecked = t.untraced
 	default:
 		r.LossChecked = true
-		for s := range f.subs {
+		for s := range cfg.Subs {
 			if b.sub(s, wDead).Load() != 0 {
 				continue
 			}
@@ -276,13 +274,13 @@ func (c *coordinator) receiveResult(end int64) *recvResult {
 	return r
 }
 
-// brokerResult is what --broker-pid's /proc files said: CPU time over the
+// brokerStats is what --broker-pid's /proc files said: CPU time over the
 // measurement, and memory before any connection and at its end.
-func (c *coordinator) brokerResult(res *benchResult) *brokerResult {
-	if c.f.brokerPID == 0 || !c.brokerEnd.ok {
+func (c *coordinator) brokerStats(res *Report) *BrokerStats {
+	if c.cfg.BrokerPID == 0 || !c.brokerEnd.ok {
 		return nil
 	}
-	br := &brokerResult{PID: c.f.brokerPID, RSSBeforeKiB: c.brokerStart.rssKiB, RSSLoadedKiB: c.brokerEnd.rssKiB}
+	br := &BrokerStats{PID: c.cfg.BrokerPID, RSSBeforeKiB: c.brokerStart.rssKiB, RSSLoadedKiB: c.brokerEnd.rssKiB}
 	if c.brokerGo.ok {
 		br.CPUSeconds = c.brokerEnd.cpu - c.brokerGo.cpu
 	}
@@ -296,32 +294,15 @@ func (c *coordinator) brokerResult(res *benchResult) *brokerResult {
 	if c.brokerStart.ok && c.brokerGo.ok {
 		br.ConnectCPUSeconds = c.brokerGo.cpu - c.brokerStart.cpu
 	}
-	if n := res.Connect.OK; n > 0 && c.brokerStart.ok && c.f.mode == "conn" {
+	if n := res.Connect.OK; n > 0 && c.brokerStart.ok && c.cfg.Mode == Conn {
 		br.BytesPerConn = float64(br.RSSLoadedKiB-br.RSSBeforeKiB) * 1024 / float64(n)
 	}
 	return br
 }
 
-// report prints the results and returns the exit code: 1 when nothing
-// could connect.
-func (c *coordinator) report(res *benchResult) int {
-	summary := c.stdout
-	if c.f.json {
-		summary = c.stderr
-		enc := json.NewEncoder(c.stdout)
-		enc.SetIndent("", "  ")
-		enc.Encode(res)
-	}
-	writeSummary(summary, res)
-	if res.Connect.OK == 0 {
-		return exitFail
-	}
-	return exitOK
-}
-
-func writeSummary(w io.Writer, r *benchResult) {
+// WriteSummary writes the report as petrel bench prints it.
+func (r *Report) WriteSummary(w io.Writer) error {
 	bw := bufio.NewWriter(w)
-	defer bw.Flush()
 	p := r.Params
 	fmt.Fprintf(bw, "petrel bench %s", r.Mode)
 	if r.Preset != "" {
@@ -424,6 +405,7 @@ func writeSummary(w io.Writer, r *benchResult) {
 		}
 		fmt.Fprintln(bw)
 	}
+	return bw.Flush()
 }
 
 // brokerSample is a broker process's CPU time and memory at one moment.
@@ -442,51 +424,6 @@ func readBroker(pid int) brokerSample {
 		return brokerSample{}
 	}
 	return brokerSample{ok: true, cpu: cpu, rssKiB: procRSS(pid)}
-}
-
-// clockTicks is USER_HZ, the unit of /proc/PID/stat's times: 100 on every
-// Linux architecture Go supports.
-const clockTicks = 100
-
-// procCPU reads a process's user and system time from /proc/PID/stat.
-func procCPU(pid int) (float64, bool) {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, false
-	}
-	// The command name may hold spaces and parentheses: fields count from
-	// the last ')'. utime and stime are fields 14 and 15, the 12th and 13th
-	// after it.
-	s := string(data)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, false
-	}
-	fields := strings.Fields(s[i+1:])
-	if len(fields) < 13 {
-		return 0, false
-	}
-	u, err1 := strconv.ParseUint(fields[11], 10, 64)
-	st, err2 := strconv.ParseUint(fields[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, false
-	}
-	return float64(u+st) / clockTicks, true
-}
-
-// procRSS reads VmRSS from /proc/PID/status, in KiB.
-func procRSS(pid int) int64 {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			n, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return n
-		}
-	}
-	return 0
 }
 
 func secs(ns int64) float64 { return float64(ns) / 1e9 }

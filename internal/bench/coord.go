@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bytes"
@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -14,72 +15,83 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"golang.org/x/sys/unix"
-
-	"github.com/petrelmq/petrel/client"
 )
 
-// A run has one coordinator: the process the user started. Alone it runs
-// the clients on a goroutine; with --procs K it starts K copies of itself,
+// A run has one coordinator: the process that called Run. Alone it runs
+// the clients on a goroutine; with Procs K it starts K processes (Spawn),
 // each with a share of the clients and the shared board. The coordinator
 // starts the measurement once every process has connected, prints the
-// progress line, stops the run at --duration or on interrupt, reads the
-// broker (--broker-pid) while every connection is still open, and adds up
+// progress line, stops the run at Duration or when its context ends, reads
+// the broker (BrokerPID) while every connection is still open, and adds up
 // the results.
 
-// benchPart is what one process reports: what the board does not hold.
-type benchPart struct {
-	Proc       int        `json:"proc"`
-	PID        int        `json:"pid"`
-	GOMAXPROCS int        `json:"gomaxprocs"`
-	CPUConnect float64    `json:"cpu_connect_s"` // while connecting
-	CPUUser    float64    `json:"cpu_user_s"`    // over its measurement
-	CPUSys     float64    `json:"cpu_sys_s"`
-	Latency    histWire   `json:"latency"`
-	Connect    histWire   `json:"connect"`
-	Errors     []errCount `json:"errors"`
+// Child is what a process of a run with Procs above 1 is told: its index,
+// the board the coordinator made, the run's start (CLOCK_MONOTONIC
+// nanoseconds on Linux) and the run's id.
+type Child struct {
+	Index int
+	Board string
+	Base  int64
+	RunID uint32
 }
 
-func runBenchFlags(ctx context.Context, f *benchFlags, stdout, stderr io.Writer) int {
-	opts, err := f.clientOptions()
-	if err != nil {
-		return usageError(stderr, "bench", err)
-	}
-	if len(f.cpus) > 0 {
-		cpus := f.cpus
-		if f.child >= 0 && len(cpus) >= f.procs {
-			cpus = cpus[f.child : f.child+1]
-		}
-		if err := pinCPUs(cpus); err != nil {
-			fmt.Fprintln(stderr, "Error: --cpus:", err)
-			return exitFail
-		}
-	}
-	topo := newTopology(f.idPrefix, f.pubs, f.benchTopic(), f.subs, f.filter, f.subWindow())
-	if f.child >= 0 {
-		return benchChild(ctx, f, topo, opts, stdout, stderr)
-	}
-	c := &coordinator{f: f, topo: topo, stdout: stdout, stderr: stderr, base: monoNow(), runID: newRunID()}
-	return c.run(ctx, opts)
+// part is what one process reports: what the board does not hold.
+type part struct {
+	Proc       int          `json:"proc"`
+	PID        int          `json:"pid"`
+	GOMAXPROCS int          `json:"gomaxprocs"`
+	CPUConnect float64      `json:"cpu_connect_s"` // while connecting
+	CPUUser    float64      `json:"cpu_user_s"`    // over its measurement
+	CPUSys     float64      `json:"cpu_sys_s"`
+	Latency    histWire     `json:"latency"`
+	Connect    histWire     `json:"connect"`
+	Errors     []ErrorCount `json:"errors"`
 }
 
-// benchChild is one of the processes of --procs: it runs its share and
-// writes its part as JSON.
-func benchChild(ctx context.Context, f *benchFlags, topo *topology, opts client.Options, stdout, stderr io.Writer) int {
-	b, err := openSharedBoard(f.boardPath, f.procs, f.pubs, f.subs, topo.pairs)
+// Run runs cfg until it is done or ctx ends, which stops the run early:
+// the report says it was interrupted. An error means the run could not
+// start; a run whose clients all failed to connect is a report that says
+// so (Connect.OK is 0).
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	if err := cfg.Complete(); err != nil {
+		return nil, err
+	}
+	if cfg.Stderr == nil {
+		cfg.Stderr = io.Discard
+	}
+	if err := pin(cfg.CPUs); err != nil {
+		return nil, fmt.Errorf("--cpus: %w", err)
+	}
+	c := &coordinator{cfg: &cfg, topo: newTopology(&cfg), base: monoNow(), runID: newRunID()}
+	return c.run(ctx)
+}
+
+// RunChild runs process c's share of a run that a coordinator started, and
+// writes what it measured to w, for the coordinator to read.
+func RunChild(ctx context.Context, cfg Config, c Child, w io.Writer) error {
+	if err := cfg.Complete(); err != nil {
+		return err
+	}
+	if c.Index < 0 || c.Index >= cfg.Procs {
+		return fmt.Errorf("process %d of a run of %d", c.Index, cfg.Procs)
+	}
+	cpus := cfg.CPUs
+	if len(cpus) >= cfg.Procs {
+		cpus = cpus[c.Index : c.Index+1]
+	}
+	if err := pin(cpus); err != nil {
+		return fmt.Errorf("--cpus: %w", err)
+	}
+	topo := newTopology(&cfg)
+	b, err := openSharedBoard(c.Board, cfg.Procs, cfg.Pubs, cfg.Subs, topo.pairs)
 	if err != nil {
-		fmt.Fprintln(stderr, "Error:", err)
-		return exitFail
+		return err
 	}
 	defer b.close()
-	r := newBenchRun(f, topo, b, f.child, f.procs, f.base, f.runID, opts)
-	part := r.work(ctx)
-	part.PID, part.GOMAXPROCS = os.Getpid(), runtime.GOMAXPROCS(0)
-	if err := json.NewEncoder(stdout).Encode(part); err != nil {
-		return exitFail
-	}
-	return exitOK
+	r := newProcRun(&cfg, topo, b, c.Index, cfg.Procs, c.Base, c.RunID)
+	p := r.work(ctx)
+	p.PID, p.GOMAXPROCS = os.Getpid(), runtime.GOMAXPROCS(0)
+	return json.NewEncoder(w).Encode(p)
 }
 
 // newRunID tells this run's messages from any other's (a resumed session
@@ -91,15 +103,14 @@ func newRunID() uint32 {
 }
 
 type coordinator struct {
-	f              *benchFlags
-	topo           *topology
-	b              *board
-	stdout, stderr io.Writer
-	base           int64
-	runID          uint32
+	cfg   *Config
+	topo  *topology
+	b     *board
+	base  int64
+	runID uint32
 
-	children    []*benchChildProc
-	local       chan benchPart
+	children    []*childProc
+	local       chan part
 	t0          int64 // the measurement's start, since base
 	stopAt      int64 // when the coordinator halted the run; 0: it ended by itself
 	interrupted bool
@@ -108,7 +119,7 @@ type coordinator struct {
 	prog                             progressState
 }
 
-type benchChildProc struct {
+type childProc struct {
 	cmd    *exec.Cmd
 	out    bytes.Buffer
 	exited chan struct{} // closed once Wait has returned
@@ -116,61 +127,47 @@ type benchChildProc struct {
 
 func (c *coordinator) now() int64 { return monoNow() - c.base }
 
-func (c *coordinator) run(ctx context.Context, opts client.Options) int {
-	f := c.f
-	if f.preset != "" {
-		p := findPreset(f.preset)
-		fmt.Fprintf(c.stderr, "preset %s: %s\n  = %s", p.name, p.about, p.command())
-		if extra := f.args[1:]; len(extra) > 1 {
-			fmt.Fprintf(c.stderr, ", then %s", strings.Join(extra[1:], " "))
-		}
-		fmt.Fprintln(c.stderr)
-	}
-	if f.procs > 1 {
-		b, path, err := createSharedBoard(f.procs, f.pubs, f.subs, c.topo.pairs)
+func (c *coordinator) run(ctx context.Context) (*Report, error) {
+	cfg := c.cfg
+	if cfg.Procs > 1 {
+		b, path, err := createSharedBoard(cfg.Procs, cfg.Pubs, cfg.Subs, c.topo.pairs)
 		if err != nil {
-			fmt.Fprintln(c.stderr, "Error: --procs:", err)
-			return exitFail
+			return nil, fmt.Errorf("--procs: %w", err)
 		}
 		defer os.Remove(path)
 		defer b.close()
 		c.b = b
-		c.brokerStart = readBroker(f.brokerPID)
+		c.brokerStart = readBroker(cfg.BrokerPID)
 		if err := c.startChildren(path); err != nil {
 			c.b.hdr(hStop).Store(1)
 			c.b.hdr(hRelease).Store(1)
 			c.waitChildren()
-			fmt.Fprintln(c.stderr, "Error: --procs:", err)
-			return exitFail
+			return nil, fmt.Errorf("--procs: %w", err)
 		}
 	} else {
-		c.b = newBoard(1, f.pubs, f.subs, c.topo.pairs)
-		c.brokerStart = readBroker(f.brokerPID)
-		r := newBenchRun(f, c.topo, c.b, 0, 1, c.base, c.runID, opts)
-		c.local = make(chan benchPart, 1)
+		c.b = newBoard(1, cfg.Pubs, cfg.Subs, c.topo.pairs)
+		c.brokerStart = readBroker(cfg.BrokerPID)
+		r := newProcRun(cfg, c.topo, c.b, 0, 1, c.base, c.runID)
+		c.local = make(chan part, 1)
 		go func() { c.local <- r.work(ctx) }()
 	}
 
 	c.supervise(ctx)
-	parts := c.collect()
-	res := c.result(parts)
-	return c.report(res)
+	return c.report(c.collect()), nil
 }
 
-// startChildren runs this program K times with the same arguments and its
-// share.
+// startChildren starts the Procs processes, each with its share.
 func (c *coordinator) startChildren(boardPath string) error {
-	exe, err := os.Executable()
-	if err != nil {
-		return err
+	if c.cfg.Spawn == nil {
+		return errors.New("no way to start the processes (Config.Spawn)")
 	}
-	for k := range c.f.procs {
-		args := append([]string{"bench"}, c.f.args...)
-		args = append(args, "--x-child", strconv.Itoa(k), "--x-board", boardPath,
-			"--x-base", strconv.FormatInt(c.base, 10), "--x-run", strconv.FormatUint(uint64(c.runID), 10),
-			"--no-progress")
-		ch := &benchChildProc{cmd: exec.Command(exe, args...), exited: make(chan struct{})}
-		ch.cmd.Stdout, ch.cmd.Stderr = &ch.out, c.stderr
+	for k := range c.cfg.Procs {
+		cmd, err := c.cfg.Spawn(Child{Index: k, Board: boardPath, Base: c.base, RunID: c.runID})
+		if err != nil {
+			return err
+		}
+		ch := &childProc{cmd: cmd, exited: make(chan struct{})}
+		ch.cmd.Stdout, ch.cmd.Stderr = &ch.out, c.cfg.Stderr
 		if err := ch.cmd.Start(); err != nil {
 			return err
 		}
@@ -197,10 +194,10 @@ func (c *coordinator) exited() int {
 }
 
 // supervise starts the measurement once every process is connected, prints
-// progress, halts the run at --duration or on interrupt, and reads the
+// progress, halts the run at Duration or when ctx ends, and reads the
 // broker before releasing the connections.
 func (c *coordinator) supervise(ctx context.Context) {
-	f, b := c.f, c.b
+	cfg, b := c.cfg, c.b
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	lastLine := c.now()
@@ -220,18 +217,18 @@ func (c *coordinator) supervise(ctx context.Context) {
 		case <-tick.C:
 		}
 		now := c.now()
-		procs := f.procs
+		procs := cfg.Procs
 		ended := c.exited()
 		if c.local != nil && len(c.local) > 0 {
 			ended = 1
 		}
 		if c.t0 == 0 && int(b.hdr(hReady).Load())+ended >= procs && b.hdr(hStop).Load() == 0 {
-			c.brokerGo = readBroker(f.brokerPID)
+			c.brokerGo = readBroker(cfg.BrokerPID)
 			c.t0 = c.now()
 			b.hdr(hGo).Store(uint64(c.t0 + 1))
 			c.prog.reset(c, c.t0)
 		}
-		if c.t0 != 0 && f.duration > 0 && now >= c.t0+int64(f.duration) {
+		if c.t0 != 0 && cfg.Duration > 0 && now >= c.t0+int64(cfg.Duration) {
 			halt()
 		}
 		measured := 0
@@ -243,9 +240,9 @@ func (c *coordinator) supervise(ctx context.Context) {
 		if measured+ended >= procs || (c.t0 == 0 && b.hdr(hStop).Load() != 0 && ended >= procs) {
 			break
 		}
-		if !f.noProgress && now-lastLine >= int64(time.Second) {
+		if !cfg.NoProgress && now-lastLine >= int64(time.Second) {
 			lastLine = now
-			fmt.Fprintln(c.stderr, c.prog.line(c, now))
+			fmt.Fprintln(cfg.Stderr, c.prog.line(c, now))
 		}
 	}
 	// The clients watch ctx too, and may end the loop before it saw the
@@ -253,7 +250,7 @@ func (c *coordinator) supervise(ctx context.Context) {
 	if ctx.Err() != nil {
 		c.interrupted = true
 	}
-	c.brokerEnd = readBroker(f.brokerPID)
+	c.brokerEnd = readBroker(cfg.BrokerPID)
 	if c.t0 == 0 {
 		halt()
 	}
@@ -261,20 +258,20 @@ func (c *coordinator) supervise(ctx context.Context) {
 }
 
 // collect gathers every process's part.
-func (c *coordinator) collect() []benchPart {
+func (c *coordinator) collect() []part {
 	if c.local != nil {
-		return []benchPart{<-c.local}
+		return []part{<-c.local}
 	}
 	c.waitChildren()
-	var parts []benchPart
+	var parts []part
 	for k, ch := range c.children {
-		var p benchPart
+		var p part
 		if err := json.Unmarshal(ch.out.Bytes(), &p); err != nil {
 			state := "no result"
 			if ch.cmd.ProcessState != nil {
 				state = ch.cmd.ProcessState.String()
 			}
-			p = benchPart{Proc: k, Errors: []errCount{{Error: "process " + strconv.Itoa(k) + ": " + state, Count: 1}}}
+			p = part{Proc: k, Errors: []ErrorCount{{Error: "process " + strconv.Itoa(k) + ": " + state, Count: 1}}}
 		}
 		parts = append(parts, p)
 	}
@@ -337,20 +334,17 @@ func (p *progressState) line(c *coordinator, now int64) string {
 	rate := func(n, was uint64) string { return siCount(float64(n-was) / dt) }
 	var sb strings.Builder
 	if c.t0 == 0 {
-		total := c.f.clients
-		if c.f.mode == "pubsub" {
-			total = c.f.pubs + c.f.subs
-		}
+		total := c.cfg.Conns + c.cfg.Pubs + c.cfg.Subs // one of them, or pubsub's two
 		fmt.Fprintf(&sb, "[connecting] %d/%d up (%s/s), %d failed", conn, total, rate(conn, p.conn), fail)
 	} else {
 		fmt.Fprintf(&sb, "[%5.1fs] conns %d", float64(now-c.t0)/1e9, conn)
 		if fail > 0 {
 			fmt.Fprintf(&sb, " (%d failed)", fail)
 		}
-		if c.f.pubs > 0 {
+		if c.cfg.Pubs > 0 {
 			fmt.Fprintf(&sb, "  sent %s (%s/s)", siCount(float64(sent)), rate(sent, p.sent))
 		}
-		if c.f.subs > 0 {
+		if c.cfg.Subs > 0 {
 			fmt.Fprintf(&sb, "  recv %s (%s/s)", siCount(float64(recv)), rate(recv, p.recv))
 		}
 		fmt.Fprintf(&sb, "  errors %d", errs)
@@ -358,33 +352,4 @@ func (p *progressState) line(c *coordinator, now int64) string {
 	fmt.Fprintf(&sb, "  bench cpu %.0f%%", (cpu-p.cpu)/dt*100)
 	p.t, p.sent, p.recv, p.conn, p.cpu = now, sent, recv, conn, cpu
 	return sb.String()
-}
-
-// pinCPUs pins every thread of this process to cpus and sets GOMAXPROCS to
-// their number. The Go runtime makes new threads from existing ones, which
-// pass their affinity on; threads listed twice close the race with one
-// made meanwhile.
-func pinCPUs(cpus []int) error {
-	var set unix.CPUSet
-	set.Zero()
-	for _, c := range cpus {
-		set.Set(c)
-	}
-	runtime.GOMAXPROCS(len(cpus))
-	for range 2 {
-		tasks, err := os.ReadDir("/proc/self/task")
-		if err != nil {
-			return unix.SchedSetaffinity(0, &set)
-		}
-		for _, t := range tasks {
-			tid, err := strconv.Atoi(t.Name())
-			if err != nil {
-				continue
-			}
-			if err := unix.SchedSetaffinity(tid, &set); err != nil && err != unix.ESRCH {
-				return err
-			}
-		}
-	}
-	return nil
 }

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -12,17 +12,15 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/petrelmq/petrel/client"
 	"github.com/petrelmq/petrel/packet"
 )
 
-// benchStampSize is what a publisher writes at the start of each payload
+// stampSize is what a publisher writes at the start of each payload
 // (as much of it as fits): the time it was sent (8 bytes, nanoseconds since
 // the run's start), the run's id (4), the publisher's index (4) and the
 // message's sequence number from that publisher (4), little-endian.
-const benchStampSize = 20
+const stampSize = 20
 
 // Times and limits of a run.
 const (
@@ -31,30 +29,25 @@ const (
 	deadWait   = 30 * time.Second // drain gives up on publishers that stopped reporting
 )
 
-// monoNow reads CLOCK_MONOTONIC in nanoseconds, which every process of a
-// run shares, through Go's monotonic clock (the vDSO): an anchor read once
-// at start plus the time since.
+// monoNow is nanoseconds on a clock every process of a run shares
+// (sharedClock: CLOCK_MONOTONIC on Linux), read through Go's monotonic
+// clock (the vDSO): an anchor read once at start plus the time since.
 func monoNow() int64 { return monoAnchorAbs + int64(time.Since(monoAnchor)) }
 
 var (
 	monoAnchor    = time.Now()
-	monoAnchorAbs = func() int64 {
-		var ts unix.Timespec
-		unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-		return ts.Nano()
-	}()
+	monoAnchorAbs = sharedClock()
 )
 
-// benchRun is one process's part of a run: its share of the clients (every
+// procRun is one process's part of a run: its share of the clients (every
 // K-th, from its index k), and what they measured.
-type benchRun struct {
-	f     *benchFlags
+type procRun struct {
+	cfg   *Config
 	topo  *topology
 	b     *board
 	k, K  int
-	base  int64 // the run's start, CLOCK_MONOTONIC nanoseconds
+	base  int64 // the run's start on the shared clock (monoNow)
 	runID uint32
-	opts  client.Options
 
 	lat   []histogram // end-to-end latency, sharded by subscriber
 	conn  histogram   // connection time: dial to CONNACK (and SUBACK)
@@ -70,26 +63,26 @@ type benchRun struct {
 
 	mu      sync.Mutex
 	clients []*client.Client
-	pubs    []*benchPub
-	subs    []*benchSub
+	pubs    []*publisher
+	subs    []*subscriber
 }
 
-func newBenchRun(f *benchFlags, topo *topology, b *board, k, K int, base int64, runID uint32, opts client.Options) *benchRun {
-	r := &benchRun{f: f, topo: topo, b: b, k: k, K: K, base: base, runID: runID, opts: opts,
+func newProcRun(cfg *Config, topo *topology, b *board, k, K int, base int64, runID uint32) *procRun {
+	r := &procRun{cfg: cfg, topo: topo, b: b, k: k, K: K, base: base, runID: runID,
 		stopCh: make(chan struct{}), pulse: pulse{ch: make(chan struct{})}}
-	r.lat = make([]histogram, min(8, max(1, f.subs)))
-	r.pubsub = f.mode == "pubsub"
+	r.lat = make([]histogram, min(8, max(1, cfg.Subs)))
+	r.pubsub = cfg.Mode == PubSub
 	return r
 }
 
 // now is nanoseconds since the run's start.
-func (r *benchRun) now() int64 { return monoNow() - r.base }
+func (r *procRun) now() int64 { return monoNow() - r.base }
 
 // stamp is how the board keeps a time: now plus one, as 0 means "not yet".
-func (r *benchRun) stamp() uint64 { return uint64(r.now() + 1) }
+func (r *procRun) stamp() uint64 { return uint64(r.now() + 1) }
 
 // halt stops publishing and holding.
-func (r *benchRun) halt() {
+func (r *procRun) halt() {
 	r.stopOnce.Do(func() {
 		r.stopping.Store(true)
 		close(r.stopCh)
@@ -97,7 +90,7 @@ func (r *benchRun) halt() {
 }
 
 // mine lists the global indices of n clients that this process runs.
-func (r *benchRun) mine(n int) []int {
+func (r *procRun) mine(n int) []int {
 	var idx []int
 	for i := r.k; i < n; i += r.K {
 		idx = append(idx, i)
@@ -107,8 +100,8 @@ func (r *benchRun) mine(n int) []int {
 
 // work runs this process's clients: connect them, wait for the start,
 // measure, and once the coordinator has read the broker, disconnect.
-func (r *benchRun) work(ctx context.Context) benchPart {
-	part := benchPart{Proc: r.k}
+func (r *procRun) work(ctx context.Context) part {
+	part := part{Proc: r.k}
 	start := readCPU()
 	r.connectPhase(ctx)
 	connected := readCPU()
@@ -135,7 +128,7 @@ func (r *benchRun) work(ctx context.Context) benchPart {
 }
 
 // latency merges the subscribers' histograms.
-func (r *benchRun) latency() *histogram {
+func (r *procRun) latency() *histogram {
 	h := &histogram{}
 	for i := range r.lat {
 		h.merge(&r.lat[i])
@@ -144,7 +137,7 @@ func (r *benchRun) latency() *histogram {
 }
 
 // waitGo waits for the coordinator's start and returns its time.
-func (r *benchRun) waitGo(ctx context.Context) (int64, bool) {
+func (r *procRun) waitGo(ctx context.Context) (int64, bool) {
 	for {
 		if t := r.b.hdr(hGo).Load(); t != 0 {
 			return int64(t - 1), true
@@ -161,7 +154,7 @@ func (r *benchRun) waitGo(ctx context.Context) (int64, bool) {
 }
 
 // watchStop halts the run when the coordinator says so, or on interrupt.
-func (r *benchRun) watchStop(ctx context.Context, done <-chan struct{}) {
+func (r *procRun) watchStop(ctx context.Context, done <-chan struct{}) {
 	t := time.NewTicker(2 * time.Millisecond)
 	defer t.Stop()
 	for {
@@ -182,7 +175,7 @@ func (r *benchRun) watchStop(ctx context.Context, done <-chan struct{}) {
 
 // waitRelease waits until the coordinator has read the broker's figures
 // with every connection still open.
-func (r *benchRun) waitRelease(ctx context.Context) {
+func (r *procRun) waitRelease(ctx context.Context) {
 	deadline := time.After(30 * time.Second)
 	for r.b.hdr(hRelease).Load() == 0 {
 		select {
@@ -210,31 +203,31 @@ type connJob struct {
 
 // connectPhase opens this process's connections: subscribers first (and
 // subscribed), then publishers, or the conn mode's.
-func (r *benchRun) connectPhase(ctx context.Context) {
+func (r *procRun) connectPhase(ctx context.Context) {
 	var jobs []connJob
-	f := r.f
-	if f.mode == "conn" {
-		for _, i := range r.mine(f.clients) {
-			o := r.opts
-			o.ClientID = benchClientID(f.idPrefix, "conn", i)
+	cfg := r.cfg
+	if cfg.Mode == Conn {
+		for _, i := range r.mine(cfg.Conns) {
+			o := r.cfg.Client
+			o.ClientID = clientID(cfg.IDPrefix, "conn", i)
 			o.OnDisconnect = r.lost(nil)
 			jobs = append(jobs, connJob{opts: o})
 		}
 	}
-	for _, i := range r.mine(f.subs) {
+	for _, i := range r.mine(cfg.Subs) {
 		s := r.newSub(i)
-		o := r.opts
+		o := r.cfg.Client
 		o.ClientID = r.topo.subIDs[i]
 		o.OnMessage = s.onMessage
 		o.OnDisconnect = r.lost(r.b.sub(i, wDead))
 		dead := r.b.sub(i, wDead)
 		jobs = append(jobs, connJob{opts: o, after: s.subscribe, failed: func() { dead.Store(1) }})
 	}
-	for _, i := range r.mine(f.pubs) {
+	for _, i := range r.mine(cfg.Pubs) {
 		p := r.newPub(i)
-		o := r.opts
+		o := r.cfg.Client
 		o.ClientID = r.topo.pubIDs[i]
-		o.MaxInflight = f.inflight
+		o.MaxInflight = cfg.Inflight
 		o.OnDisconnect = r.lost(nil)
 		jobs = append(jobs, connJob{opts: o, after: func(_ context.Context, c *client.Client) error {
 			p.c = c
@@ -247,7 +240,7 @@ func (r *benchRun) connectPhase(ctx context.Context) {
 // lost is a client's OnDisconnect: a connection that ends during the run
 // is counted, and a subscriber's is marked dead (publishers stop waiting
 // for it).
-func (r *benchRun) lost(dead *atomic.Uint64) func(error) {
+func (r *procRun) lost(dead *atomic.Uint64) func(error) {
 	return func(err error) {
 		if r.closing.Load() {
 			return
@@ -262,9 +255,9 @@ func (r *benchRun) lost(dead *atomic.Uint64) func(error) {
 
 // connectAll opens the connections, at -R (this process's share of it)
 // when given, with at most --connect-parallel attempts at once.
-func (r *benchRun) connectAll(ctx context.Context, jobs []connJob) {
-	rate := r.f.connRate / float64(r.K)
-	sem := make(chan struct{}, max(1, r.f.connParallel))
+func (r *procRun) connectAll(ctx context.Context, jobs []connJob) {
+	rate := r.cfg.ConnRate / float64(r.K)
+	sem := make(chan struct{}, max(1, r.cfg.ConnParallel))
 	var wg sync.WaitGroup
 	start := r.now()
 	for j := range jobs {
@@ -294,7 +287,7 @@ func (r *benchRun) connectAll(ctx context.Context, jobs []connJob) {
 	wg.Wait()
 }
 
-func (r *benchRun) connectOne(ctx context.Context, job *connJob) {
+func (r *procRun) connectOne(ctx context.Context, job *connJob) {
 	t := r.now()
 	atomicMinSet(r.b.proc(r.k, pConnFirst), uint64(t+1))
 	c, _, err := client.Connect(ctx, job.opts)
@@ -321,19 +314,19 @@ func (r *benchRun) connectOne(ctx context.Context, job *connJob) {
 }
 
 // measure runs the load from t0 until it is done or halted.
-func (r *benchRun) measure(ctx context.Context, t0 int64) {
-	f := r.f
-	if f.duration > 0 {
+func (r *procRun) measure(ctx context.Context, t0 int64) {
+	cfg := r.cfg
+	if cfg.Duration > 0 {
 		// The coordinator halts at the deadline; this is in case it cannot.
-		stop := time.AfterFunc(time.Duration(t0+int64(f.duration)-r.now())+time.Second, r.halt)
+		stop := time.AfterFunc(time.Duration(t0+int64(cfg.Duration)-r.now())+time.Second, r.halt)
 		defer stop.Stop()
 	}
-	switch f.mode {
-	case "conn":
+	switch cfg.Mode {
+	case Conn:
 		<-r.stopCh
-	case "sub":
+	case Sub:
 		r.waitSubCounts()
-	case "pub", "pubsub":
+	case Pub, PubSub:
 		var wg sync.WaitGroup
 		pubCtx, cancel := context.WithCancel(ctx)
 		context.AfterFunc(pubCtx, r.halt)
@@ -360,7 +353,7 @@ func (r *benchRun) measure(ctx context.Context, t0 int64) {
 
 // waitSubCounts waits for a halt or, with --count, for every subscriber to
 // have that many messages.
-func (r *benchRun) waitSubCounts() {
+func (r *procRun) waitSubCounts() {
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
 	for {
@@ -369,12 +362,12 @@ func (r *benchRun) waitSubCounts() {
 			return
 		case <-t.C:
 		}
-		if r.f.count == 0 {
+		if r.cfg.Count == 0 {
 			continue
 		}
 		done := true
 		for _, s := range r.subs {
-			if s.c != nil && r.b.sub(s.i, wDead).Load() == 0 && s.recv.Load() < uint64(r.f.count) {
+			if s.c != nil && r.b.sub(s.i, wDead).Load() == 0 && s.recv.Load() < uint64(r.cfg.Count) {
 				done = false
 			}
 		}
@@ -387,7 +380,7 @@ func (r *benchRun) waitSubCounts() {
 // drain waits, once every publisher of the run is done, until this
 // process's subscribers have every message the broker accepted, or until
 // nothing has arrived for --drain.
-func (r *benchRun) drain(ctx context.Context) {
+func (r *procRun) drain(ctx context.Context) {
 	if len(r.subs) == 0 {
 		return
 	}
@@ -408,18 +401,18 @@ func (r *benchRun) drain(ctx context.Context) {
 		}
 		idle := time.Duration(now - lastChange)
 		pubsDone := true
-		for p := range r.f.pubs {
+		for p := range r.cfg.Pubs {
 			pubsDone = pubsDone && r.b.pub(p, wDoneAt).Load() != 0
 		}
 		switch {
 		case pubsDone && r.complete():
 			return
-		case pubsDone && idle >= r.f.drain:
+		case pubsDone && idle >= r.cfg.Drain:
 			return
 		case idle >= deadWait:
 			r.errs.add("drain", errors.New("publishers did not finish"))
 			return
-		case ctx.Err() != nil && idle >= min(r.f.drain, 200*time.Millisecond):
+		case ctx.Err() != nil && idle >= min(r.cfg.Drain, 200*time.Millisecond):
 			return
 		}
 		time.Sleep(tick)
@@ -428,7 +421,7 @@ func (r *benchRun) drain(ctx context.Context) {
 
 // complete reports whether every live local subscriber has every message
 // the broker acknowledged to the publishers it hears.
-func (r *benchRun) complete() bool {
+func (r *procRun) complete() bool {
 	if !r.topo.tracked {
 		return false
 	}
@@ -448,7 +441,7 @@ func (r *benchRun) complete() bool {
 }
 
 // closeAll disconnects every client, many at once.
-func (r *benchRun) closeAll() {
+func (r *procRun) closeAll() {
 	r.closing.Store(true)
 	r.mu.Lock()
 	clients := r.clients
@@ -468,9 +461,9 @@ func (r *benchRun) closeAll() {
 	wg.Wait()
 }
 
-// benchPub is a publisher.
-type benchPub struct {
-	r     *benchRun
+// publisher is a publisher.
+type publisher struct {
+	r     *procRun
 	i     int
 	c     *client.Client
 	msg   packet.Publish
@@ -481,14 +474,14 @@ type benchPub struct {
 	sent, acked, failed *atomic.Uint64
 }
 
-func (r *benchRun) newPub(i int) *benchPub {
-	p := &benchPub{r: r, i: i, sent: r.b.pub(i, wSent), acked: r.b.pub(i, wAcked), failed: r.b.pub(i, wFailed)}
-	p.msg = packet.Publish{Topic: r.topo.pubTopics[i], QoS: byte(r.f.qos), Payload: make([]byte, r.f.size),
-		Props: r.f.prop("PUBLISH")}
-	for j := benchStampSize; j < len(p.msg.Payload); j++ {
+func (r *procRun) newPub(i int) *publisher {
+	p := &publisher{r: r, i: i, sent: r.b.pub(i, wSent), acked: r.b.pub(i, wAcked), failed: r.b.pub(i, wFailed)}
+	p.msg = packet.Publish{Topic: r.topo.pubTopics[i], QoS: byte(r.cfg.QoS), Payload: make([]byte, r.cfg.Size),
+		Props: r.cfg.PublishProps}
+	for j := stampSize; j < len(p.msg.Payload); j++ {
 		p.msg.Payload[j] = byte('a' + j%26)
 	}
-	if r.topo.tracked && r.f.mode == "pubsub" {
+	if r.topo.tracked && r.cfg.Mode == PubSub {
 		p.pairs = r.topo.pubPairs[i]
 	}
 	p.done = p.onDone
@@ -496,10 +489,10 @@ func (r *benchRun) newPub(i int) *benchPub {
 	return p
 }
 
-func (p *benchPub) doneAt() *atomic.Uint64 { return p.r.b.pub(p.i, wDoneAt) }
+func (p *publisher) doneAt() *atomic.Uint64 { return p.r.b.pub(p.i, wDoneAt) }
 
 // onDone counts an acknowledgement (at QoS 0: the message was queued).
-func (p *benchPub) onDone(_ packet.ReasonCode, err error) {
+func (p *publisher) onDone(_ packet.ReasonCode, err error) {
 	if err != nil {
 		p.failed.Add(1)
 		if !errors.Is(err, client.ErrClosed) {
@@ -512,14 +505,14 @@ func (p *benchPub) onDone(_ packet.ReasonCode, err error) {
 
 // run publishes until --count, a halt, or a failure, then waits for the
 // acknowledgements.
-func (p *benchPub) run(ctx context.Context, t0 int64) {
-	r, f := p.r, p.r.f
+func (p *publisher) run(ctx context.Context, t0 int64) {
+	r, cfg := p.r, p.r.cfg
 	defer func() { p.doneAt().Store(r.stamp()) }()
-	interval := int64(f.pubInterval())
+	interval := int64(cfg.pubInterval())
 	// Publishers at an interval start spread over it, not all at once.
-	due := t0 + interval*int64(p.i)/int64(max(1, f.pubs))
+	due := t0 + interval*int64(p.i)/int64(max(1, cfg.Pubs))
 	budget := 0
-	for seq := uint32(0); f.count == 0 || int(seq) < f.count; seq++ {
+	for seq := uint32(0); cfg.Count == 0 || int(seq) < cfg.Count; seq++ {
 		if r.stopping.Load() {
 			break
 		}
@@ -553,7 +546,7 @@ func (p *benchPub) run(ctx context.Context, t0 int64) {
 }
 
 // pace sleeps until due; false when halted first.
-func (p *benchPub) pace(due int64) bool {
+func (p *publisher) pace(due int64) bool {
 	d := due - p.r.now()
 	if d <= 0 {
 		return true
@@ -576,7 +569,7 @@ func (p *benchPub) pace(due int64) bool {
 // live subscriber it feeds. 0 means halted. A wait longer than stallAfter
 // lets one message through: if the subscriber lost the last messages, a
 // later one shows it.
-func (p *benchPub) waitBudget(seq uint32) int {
+func (p *publisher) waitBudget(seq uint32) int {
 	r := p.r
 	var since int64
 	for {
@@ -599,7 +592,7 @@ func (p *benchPub) waitBudget(seq uint32) int {
 
 // budget is how far the publisher may go: the least room left in its
 // pairs' windows.
-func (p *benchPub) budget(seq uint32) int {
+func (p *publisher) budget(seq uint32) int {
 	b := math.MaxInt32
 	for _, pr := range p.pairs {
 		if p.r.b.sub(int(pr.sub), wDead).Load() != 0 {
@@ -612,9 +605,9 @@ func (p *benchPub) budget(seq uint32) int {
 }
 
 // stampPayload writes the stamp (as much as fits) at the payload's start.
-func (p *benchPub) stampPayload(seq uint32) {
+func (p *publisher) stampPayload(seq uint32) {
 	b := p.msg.Payload
-	if len(b) >= benchStampSize {
+	if len(b) >= stampSize {
 		binary.LittleEndian.PutUint64(b, uint64(p.r.now()))
 		binary.LittleEndian.PutUint32(b[8:], p.r.runID)
 		binary.LittleEndian.PutUint32(b[12:], uint32(p.i))
@@ -626,7 +619,7 @@ func (p *benchPub) stampPayload(seq uint32) {
 
 // awaitAcks waits for the acknowledgements of what was sent, for at most
 // ackTimeout.
-func (p *benchPub) awaitAcks() {
+func (p *publisher) awaitAcks() {
 	deadline := p.r.now() + int64(ackTimeout)
 	for p.acked.Load()+p.failed.Load() < p.sent.Load() {
 		select {
@@ -643,9 +636,9 @@ func (p *benchPub) awaitAcks() {
 	}
 }
 
-// benchSub is a subscriber.
-type benchSub struct {
-	r       *benchRun
+// subscriber is a subscriber.
+type subscriber struct {
+	r       *procRun
 	i       int
 	c       *client.Client
 	hist    *histogram
@@ -654,9 +647,9 @@ type benchSub struct {
 	recv, bytes, dups, foreign, last *atomic.Uint64
 }
 
-func (r *benchRun) newSub(i int) *benchSub {
+func (r *procRun) newSub(i int) *subscriber {
 	b := r.b
-	s := &benchSub{r: r, i: i, hist: &r.lat[i%len(r.lat)], tracked: r.topo.tracked,
+	s := &subscriber{r: r, i: i, hist: &r.lat[i%len(r.lat)], tracked: r.topo.tracked,
 		recv: b.sub(i, wRecv), bytes: b.sub(i, wBytes), dups: b.sub(i, wDups), foreign: b.sub(i, wForeign),
 		last: b.sub(i, wLastRecv)}
 	r.subs = append(r.subs, s)
@@ -664,10 +657,10 @@ func (r *benchRun) newSub(i int) *benchSub {
 }
 
 // subscribe is run once the subscriber is connected.
-func (s *benchSub) subscribe(ctx context.Context, c *client.Client) error {
-	f := s.r.f
-	codes, err := c.Subscribe(ctx, []packet.Subscription{{Filter: s.r.topo.subFilters[s.i], QoS: byte(f.subQoS)}},
-		f.prop("SUBSCRIBE"))
+func (s *subscriber) subscribe(ctx context.Context, c *client.Client) error {
+	cfg := s.r.cfg
+	codes, err := c.Subscribe(ctx, []packet.Subscription{{Filter: s.r.topo.subFilters[s.i], QoS: byte(cfg.SubQoS)}},
+		cfg.SubscribeProps)
 	if err != nil {
 		return fmt.Errorf("subscribe: %w", err)
 	}
@@ -681,7 +674,7 @@ func (s *benchSub) subscribe(ctx context.Context, c *client.Client) error {
 // onMessage counts a message and, when it carries this run's stamp, times
 // it and checks its sequence number. It runs on the client's read
 // goroutine and allocates nothing.
-func (s *benchSub) onMessage(m *client.Message) {
+func (s *subscriber) onMessage(m *client.Message) {
 	r := s.r
 	now := r.now()
 	s.recv.Add(1)
@@ -691,7 +684,7 @@ func (s *benchSub) onMessage(m *client.Message) {
 		return
 	}
 	pl := m.Payload
-	if len(pl) < benchStampSize || binary.LittleEndian.Uint32(pl[8:]) != r.runID {
+	if len(pl) < stampSize || binary.LittleEndian.Uint32(pl[8:]) != r.runID {
 		s.foreign.Add(1)
 		return
 	}
@@ -770,7 +763,7 @@ type errorLog struct {
 
 const maxErrorKinds = 20
 
-type errCount struct {
+type ErrorCount struct {
 	Error string `json:"error"`
 	Count int    `json:"count"`
 }
@@ -793,19 +786,19 @@ func (l *errorLog) add(what string, err error) {
 	l.counts[msg]++
 }
 
-func (l *errorLog) list() []errCount {
+func (l *errorLog) list() []ErrorCount {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	out := make([]errCount, 0, len(l.order))
+	out := make([]ErrorCount, 0, len(l.order))
 	for _, m := range l.order {
-		out = append(out, errCount{m, l.counts[m]})
+		out = append(out, ErrorCount{m, l.counts[m]})
 	}
 	return out
 }
 
 // mergeErrors adds up error counts from several processes, most frequent
 // first.
-func mergeErrors(lists ...[]errCount) []errCount {
+func mergeErrors(lists ...[]ErrorCount) []ErrorCount {
 	sum := map[string]int{}
 	var order []string
 	for _, l := range lists {
@@ -816,25 +809,13 @@ func mergeErrors(lists ...[]errCount) []errCount {
 			sum[e.Error] += e.Count
 		}
 	}
-	out := make([]errCount, 0, len(order))
+	out := make([]ErrorCount, 0, len(order))
 	for _, m := range order {
-		out = append(out, errCount{m, sum[m]})
+		out = append(out, ErrorCount{m, sum[m]})
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Count > out[j].Count })
 	return out
 }
 
-// cpuTime is a process's CPU time in seconds.
+// cpuTime is a process's CPU time in seconds (readCPU, in cpu_*.go).
 type cpuTime struct{ user, sys float64 }
-
-// readCPU is this process's CPU time so far (getrusage).
-func readCPU() cpuTime {
-	var ru unix.Rusage
-	if unix.Getrusage(unix.RUSAGE_SELF, &ru) != nil {
-		return cpuTime{}
-	}
-	return cpuTime{
-		user: float64(ru.Utime.Sec) + float64(ru.Utime.Usec)/1e6,
-		sys:  float64(ru.Stime.Sec) + float64(ru.Stime.Usec)/1e6,
-	}
-}

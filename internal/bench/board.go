@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"fmt"
@@ -7,8 +7,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"unsafe"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/petrelmq/petrel/topic"
 )
@@ -123,9 +121,9 @@ func openSharedBoard(path string, procs, pubs, subs, pairs int) (*board, error) 
 }
 
 func mapBoard(f *os.File, size int64, procs, pubs, subs, pairs int) (*board, error) {
-	mem, err := unix.Mmap(int(f.Fd()), 0, int(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	mem, err := mapShared(f, int(size))
 	if err != nil {
-		return nil, fmt.Errorf("bench board: mmap: %w", err)
+		return nil, fmt.Errorf("bench board: %w", err)
 	}
 	// The mapping is page-aligned, so 8-byte atomics on it are aligned;
 	// they work across processes as they do across threads.
@@ -135,7 +133,7 @@ func mapBoard(f *os.File, size int64, procs, pubs, subs, pairs int) (*board, err
 
 func (b *board) close() {
 	if b.mem != nil {
-		unix.Munmap(b.mem)
+		unmapBoard(b.mem)
 		b.mem, b.w = nil, nil
 	}
 }
@@ -248,25 +246,26 @@ func expandPattern(pattern string, i int, id string) string {
 	return strings.NewReplacer("%i", strconv.Itoa(i), "%c", id).Replace(pattern)
 }
 
-// benchClientID is the client identifier of a role's i-th client.
-func benchClientID(prefix, role string, i int) string {
+// clientID is the client identifier of a role's i-th client.
+func clientID(prefix, role string, i int) string {
 	return prefix + role + "-" + strconv.Itoa(i)
 }
 
-// newTopology lays out pubs publishers on topicPattern and subs subscribers
-// on filterPattern. window is how far publishers may run ahead of one
-// subscriber, in messages.
-func newTopology(prefix string, pubs int, topicPattern string, subs int, filterPattern string, window int) *topology {
+// newTopology lays out cfg's publishers on its topic and its subscribers
+// on its filter.
+func newTopology(cfg *Config) *topology {
+	prefix, topicPattern, filterPattern := cfg.IDPrefix, cfg.Topic, cfg.Filter
+	pubs, subs, window := cfg.Pubs, cfg.Subs, cfg.subWindow()
 	t := &topology{
 		pubIDs: make([]string, pubs), pubTopics: make([]string, pubs),
 		subIDs: make([]string, subs), subFilters: make([]string, subs),
 	}
 	for i := range pubs {
-		t.pubIDs[i] = benchClientID(prefix, "pub", i)
+		t.pubIDs[i] = clientID(prefix, "pub", i)
 		t.pubTopics[i] = expandPattern(topicPattern, i, t.pubIDs[i])
 	}
 	for i := range subs {
-		t.subIDs[i] = benchClientID(prefix, "sub", i)
+		t.subIDs[i] = clientID(prefix, "sub", i)
 		t.subFilters[i] = expandPattern(filterPattern, i, t.subIDs[i])
 	}
 	if pubs == 0 || subs == 0 {

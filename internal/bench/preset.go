@@ -1,20 +1,21 @@
-package main
+package bench
 
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 )
 
-// benchPreset is one of issue 7's (and 12's) scenarios: a mode and its flags, which
-// flags given after the preset's name override. Every preset is bounded in
-// time and in messages.
-type benchPreset struct {
-	name, about string
-	args        []string
+// Preset is one of issue 7's (and 12's) scenarios: petrel bench's
+// arguments, a mode and its flags, which flags given after the preset's
+// name override. Every preset is bounded in time and in messages.
+type Preset struct {
+	Name, About string
+	Args        []string
 }
 
-var benchPresets = []benchPreset{
+var presets = []Preset{
 	{"fanin-q0", "64 publishers → 1 subscriber, QoS 0",
 		[]string{"pubsub", "--pubs", "64", "--subs", "1", "-q", "0", "-s", "64",
 			"-t", "bench/fanin/%i", "--filter", "bench/fanin/+", "--count", "1000000", "--duration", "10s"}},
@@ -49,23 +50,26 @@ var benchPresets = []benchPreset{
 		[]string{"conn", "-c", "10000", "--duration", "10s"}},
 }
 
-func findPreset(name string) *benchPreset {
-	for i := range benchPresets {
-		if benchPresets[i].name == name {
-			return &benchPresets[i]
+// FindPreset returns the preset called name.
+func FindPreset(name string) (Preset, bool) {
+	for _, p := range presets {
+		if p.Name == name {
+			p.Args = slices.Clone(p.Args)
+			return p, true
 		}
 	}
-	return nil
+	return Preset{}, false
 }
 
-// presetCommand is the preset's equivalent command line.
-func (p *benchPreset) command() string {
-	return "petrel bench " + strings.Join(p.args, " ")
+// Command is the preset's equivalent command line.
+func (p Preset) Command() string {
+	return "petrel bench " + strings.Join(p.Args, " ")
 }
 
-func listPresets(w io.Writer) {
+// WritePresets lists the presets, as petrel bench preset list does.
+func WritePresets(w io.Writer) {
 	fmt.Fprintln(w, "Presets (petrel bench preset NAME [flags]; flags override the preset's):")
-	for _, p := range benchPresets {
-		fmt.Fprintf(w, "  %-12s %s\n  %12s = %s\n", p.name, p.about, "", p.command())
+	for _, p := range presets {
+		fmt.Fprintf(w, "  %-12s %s\n  %12s = %s\n", p.Name, p.About, "", p.Command())
 	}
 }

@@ -1,0 +1,187 @@
+// Package bench is the load generator behind petrel bench, in the spirit of
+// emqtt-bench: many connections in one process, each a client.Client,
+// opened at a chosen rate; publishers at a chosen rate or flat out,
+// pipelined within an in-flight window; subscribers that time every message
+// from the stamp in its payload. It reports its own CPU use next to every
+// result, so a run that measured the generator rather than the broker shows
+// it.
+//
+// Run runs a Config and returns its Report, which WriteSummary prints and
+// encoding/json encodes as petrel bench --json does. cmd/petrel turns
+// flags into the Config: each field is one of its flags, and errors name
+// them.
+//
+// The files: bench.go (the Config), preset.go (the issue-7 scenarios),
+// coord.go (the run: processes, start, progress, stop), run.go (one
+// process's clients), board.go (the shared counters and who hears whom),
+// hist.go (latency histograms), report.go (the results), pin.go (--cpus's
+// list); and what depends on the operating system: pin_*.go (--cpus),
+// clock_*.go, cpu_*.go, proc_*.go (--broker-pid) and shm_*.go (the shared
+// board of --procs).
+package bench
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os/exec"
+	"strings"
+	"time"
+
+	"github.com/petrelmq/petrel/client"
+	"github.com/petrelmq/petrel/packet"
+	"github.com/petrelmq/petrel/topic"
+)
+
+// Mode is what a run's clients do.
+type Mode string
+
+const (
+	Conn   Mode = "conn"   // open connections and hold them
+	Pub    Mode = "pub"    // publish
+	Sub    Mode = "sub"    // subscribe and count what arrives
+	PubSub Mode = "pubsub" // both in one run: latency, losses and duplicates
+)
+
+// Config is one run. Defaults is where petrel bench starts from; Complete
+// fills in what depends on the mode and checks the whole (Run calls it).
+type Config struct {
+	Mode    Mode
+	Preset  string // the preset the run came from, for the report
+	Command string // the command line, for the report
+
+	// Client is what every client's options start from; the run sets
+	// ClientID, OnMessage, OnDisconnect and, for publishers, MaxInflight.
+	Client         client.Options
+	PublishProps   packet.Properties // -D PUBLISH
+	SubscribeProps packet.Properties // -D SUBSCRIBE
+	// IDPrefix (--id-prefix): client ids are IDPrefix followed by conn-<i>,
+	// pub-<i> or sub-<i>.
+	IDPrefix string
+
+	Conns        int     // conn's -c: connections
+	Pubs, Subs   int     // pub's and sub's -c; pubsub's --pubs and --subs
+	ConnRate     float64 // -R: connections per second, all processes together; 0: no limit
+	ConnParallel int     // --connect-parallel: connection attempts at once
+	// Topic (-t) is the publish topic, and sub's filter: %i is the client's
+	// index, %c its id. Empty: bench/%i, sub's bench/#.
+	Topic string
+	// Filter (--filter) is pubsub's subscription, %i and %c as in Topic.
+	// Empty: Topic with every level holding %i or %c replaced by +.
+	Filter      string
+	QoS         int           // -q: publish QoS, and sub's subscription QoS
+	SubQoS      int           // --sub-qos: pubsub's subscription QoS; -1: QoS
+	Size        int           // -s: payload bytes
+	Interval    time.Duration // -I: between one publisher's messages; 0: as fast as the connection takes them
+	Rate        float64       // --rate: messages per second, all publishers together (instead of Interval)
+	Inflight    int           // --inflight: QoS 1 and 2 messages each publisher keeps unacknowledged
+	Count       int           // --count: messages per publisher (sub: per subscriber); 0: no limit
+	Duration    time.Duration // --duration (conn: how long to hold); 0: until the context ends
+	Window      int           // --window: how far publishers may be ahead of a subscriber; 0: no limit
+	WindowBytes int64         // --window-bytes: the same in payload bytes; 0: no limit
+	Drain       time.Duration // --drain: after publishing, how long to wait for messages that do not come
+	NoProgress  bool          // --no-progress
+	Procs       int           // --procs: processes that share the clients
+	CPUs        []int         // --cpus: pin to these CPUs
+	BrokerPID   int           // --broker-pid: also report that process's CPU time and memory
+
+	// Stderr receives the progress lines, and what the processes of Procs
+	// write on their stderr; nil discards them.
+	Stderr io.Writer
+	// Spawn starts the process of a run with Procs above 1 that runs its
+	// share: this program, with this configuration, calling RunChild with
+	// c. Its stdout and stderr are the run's to set.
+	Spawn func(c Child) (*exec.Cmd, error)
+}
+
+// Defaults is the configuration petrel bench's flags start from.
+func Defaults() Config {
+	return Config{Conns: 1, Pubs: 1, Subs: 1, ConnParallel: 64, SubQoS: -1, Size: 64, Inflight: 64,
+		Window: 10000, WindowBytes: 32 << 20, Drain: 2 * time.Second, Procs: 1, IDPrefix: "bench-"}
+}
+
+// Complete fills in the defaults that depend on the mode and checks the
+// configuration as a whole.
+func (c *Config) Complete() error {
+	switch c.Mode {
+	case Conn:
+		c.Pubs, c.Subs = 0, 0
+	case Pub:
+		c.Conns, c.Subs = 0, 0
+	case Sub:
+		c.Conns, c.Pubs = 0, 0
+	case PubSub:
+		c.Conns = 0
+	default:
+		return fmt.Errorf("Unknown mode %q: conn, pub, sub, pubsub or preset.", c.Mode)
+	}
+	switch {
+	case c.Interval > 0 && c.Rate > 0:
+		return errors.New("-I and --rate cannot be used together.")
+	case c.Mode == PubSub && c.Size < stampSize:
+		return fmt.Errorf("pubsub needs payloads of at least %d bytes (-s): the stamp is that long.", stampSize)
+	}
+	c.Procs = max(c.Procs, 1)
+	if c.SubQoS < 0 {
+		c.SubQoS = c.QoS
+	}
+	if c.Topic == "" {
+		c.Topic = "bench/%i"
+		if c.Mode == Sub {
+			c.Topic = "bench/#"
+		}
+	}
+	if c.Mode == Sub {
+		c.Filter = c.Topic
+	} else if c.Filter == "" {
+		c.Filter = defaultFilter(c.Topic)
+	}
+	if c.Pubs > 0 {
+		if strings.ContainsAny(c.Topic, "+#") {
+			return fmt.Errorf("Invalid publish topic '%s', does it contain '+' or '#'?", c.Topic)
+		}
+		if err := topic.ValidateName(expandPattern(c.Topic, 0, "x")); err != nil {
+			return fmt.Errorf("Invalid publish topic '%s': %v", c.Topic, err)
+		}
+	}
+	if c.Subs > 0 {
+		if err := topic.ValidateFilter(expandPattern(c.Filter, 0, "x")); err != nil {
+			return fmt.Errorf("Invalid filter '%s': %v", c.Filter, err)
+		}
+	}
+	return nil
+}
+
+// pubInterval is the time between one publisher's messages: Interval, or
+// Rate shared by the publishers; 0 means flat out.
+func (c *Config) pubInterval() time.Duration {
+	if c.Rate > 0 && c.Pubs > 0 {
+		return time.Duration(float64(c.Pubs) / c.Rate * float64(time.Second))
+	}
+	return c.Interval
+}
+
+// subWindow is how far publishers may be ahead of one subscriber, in
+// messages: Window, and WindowBytes worth of payloads.
+func (c *Config) subWindow() int {
+	if c.Window == 0 {
+		return 1 << 30
+	}
+	w := c.Window
+	if c.WindowBytes > 0 && c.Size > 0 {
+		w = min(w, int(max(1, c.WindowBytes/int64(c.Size))))
+	}
+	return w
+}
+
+// defaultFilter subscribes to what publishers on pattern publish: every
+// level that holds %i or %c becomes +.
+func defaultFilter(pattern string) string {
+	levels := strings.Split(pattern, "/")
+	for i, l := range levels {
+		if strings.Contains(l, "%i") || strings.Contains(l, "%c") {
+			levels[i] = "+"
+		}
+	}
+	return strings.Join(levels, "/")
+}

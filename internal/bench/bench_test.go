@@ -1,0 +1,370 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/petrelmq/petrel/broker"
+	"github.com/petrelmq/petrel/client"
+	"github.com/petrelmq/petrel/packet"
+)
+
+// childEnv, when set, makes the test binary one of the processes of a
+// --procs run (TestProcs): "addr index board base runID".
+const childEnv = "PETREL_BENCH_TEST_CHILD"
+
+func TestMain(m *testing.M) {
+	if v := os.Getenv(childEnv); v != "" {
+		var addr string
+		var c Child
+		if _, err := fmt.Sscan(v, &addr, &c.Index, &c.Board, &c.Base, &c.RunID); err != nil {
+			fmt.Fprintln(os.Stderr, "child:", err)
+			os.Exit(1)
+		}
+		if err := RunChild(context.Background(), procsConfig(addr), c, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "child:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// testBroker runs a broker on a free loopback port and returns its address.
+func testBroker(t *testing.T, opts broker.Options) string {
+	t.Helper()
+	opts.Listeners = []broker.ListenerConfig{{Address: "127.0.0.1:0"}}
+	s := broker.New(opts)
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	_, port, _ := net.SplitHostPort(s.Addrs()[0].String())
+	return "tcp://127.0.0.1:" + port
+}
+
+// testConfig is petrel bench's defaults against addr: MQTT 3.1.1, clean
+// sessions, no progress lines.
+func testConfig(addr string, mode Mode) Config {
+	c := Defaults()
+	c.Mode = mode
+	c.Client = client.Options{Addr: addr, Version: packet.V311, CleanStart: true, KeepAlive: time.Minute}
+	c.NoProgress = true
+	return c
+}
+
+// run runs cfg and fails the test unless it ran.
+func run(t *testing.T, cfg Config) *Report {
+	t.Helper()
+	r, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("Run %s: %v", cfg.Mode, err)
+	}
+	return r
+}
+
+// checkSane checks what every report must have: connections, the
+// generator's CPU figure, and no errors.
+func checkSane(t *testing.T, r *Report, conns uint64) {
+	t.Helper()
+	if r.Connect.OK != conns || r.Connect.Failed != 0 || r.Connect.PerS <= 0 {
+		t.Errorf("connect: %+v, want %d up and none failed", r.Connect, conns)
+	}
+	if r.CPU.WallS <= 0 || r.CPU.Seconds <= 0 || r.CPU.Percent <= 0 || r.CPU.GOMAXPROCS < 1 {
+		t.Errorf("bench cpu figure missing: %+v", r.CPU)
+	}
+	if r.Errors.Total != 0 || len(r.Errors.Kinds) != 0 {
+		t.Errorf("errors: %+v", r.Errors)
+	}
+}
+
+// checkLatency checks the percentiles' order.
+func checkLatency(t *testing.T, l *LatencyStats, samples uint64) {
+	t.Helper()
+	if l == nil || l.Samples != samples {
+		t.Fatalf("latency: %+v, want %d samples", l, samples)
+	}
+	if !(l.P50 > 0 && l.P50 <= l.P90 && l.P90 <= l.P99 && l.P99 <= l.P999 && l.P999 <= l.Max) {
+		t.Errorf("latency percentiles out of order: %+v", l)
+	}
+}
+
+func TestConn(t *testing.T) {
+	cfg := testConfig(testBroker(t, broker.Options{}), Conn)
+	cfg.Conns, cfg.ConnRate, cfg.Duration, cfg.BrokerPID = 40, 2000, 200*time.Millisecond, os.Getpid()
+	r := run(t, cfg)
+	checkSane(t, r, 40)
+	if r.ElapsedS < 0.2 || r.Connect.Seconds < 0.015 {
+		t.Errorf("held %.2f s (want ≥ 0.2), connected in %.3f s (40 at 2000/s: ≥ 0.0195)", r.ElapsedS, r.Connect.Seconds)
+	}
+	if runtime.GOOS != "linux" {
+		return // the broker's figures come from /proc
+	}
+	if r.Broker == nil || r.Broker.RSSBeforeKiB <= 0 || r.Broker.RSSLoadedKiB <= 0 {
+		t.Errorf("BrokerPID: %+v", r.Broker)
+	}
+}
+
+// TestPubSub: every message published at QoS 1 and 2 arrives at every
+// subscriber, once, and is timed.
+func TestPubSub(t *testing.T) {
+	addr := testBroker(t, broker.Options{})
+	for _, qos := range []int{0, 1, 2} {
+		cfg := testConfig(addr, PubSub)
+		cfg.Pubs, cfg.Subs, cfg.QoS, cfg.Count, cfg.Inflight = 3, 2, qos, 1500, 16
+		r := run(t, cfg)
+		checkSane(t, r, 5)
+		p, rc := r.Publish, r.Receive
+		if p == nil || p.Sent != 4500 || p.Acked != 4500 || p.PerS <= 0 || p.MBPerS <= 0 {
+			t.Fatalf("QoS %d publish: %+v", qos, p)
+		}
+		if rc == nil || !rc.LossChecked || rc.Expected != 9000 || rc.PerS <= 0 {
+			t.Fatalf("QoS %d receive: %+v", qos, rc)
+		}
+		if qos != 0 && (rc.Lost != 0 || rc.Received != 9000 || rc.Duplicates != 0) {
+			t.Errorf("QoS %d: %d lost, %d received, %d duplicates of 9000", qos, rc.Lost, rc.Received, rc.Duplicates)
+		}
+		checkLatency(t, r.Latency, rc.Received-rc.Foreign)
+	}
+}
+
+// TestBackpressure: with a small window publishers wait for the subscriber
+// and nothing is lost.
+func TestBackpressure(t *testing.T) {
+	cfg := testConfig(testBroker(t, broker.Options{}), PubSub)
+	cfg.Pubs, cfg.Subs, cfg.QoS, cfg.Count, cfg.Window = 2, 1, 1, 2000, 20
+	r := run(t, cfg)
+	checkSane(t, r, 3)
+	if r.Publish.Waits == 0 || r.Receive.Lost != 0 || r.Receive.Received != 4000 {
+		t.Errorf("window 20: %d waits, %d lost, %d received", r.Publish.Waits, r.Receive.Lost, r.Receive.Received)
+	}
+}
+
+// TestPubAndSub: the pub and sub modes in separate runs see each other's
+// messages; pub paces itself with Rate.
+func TestPubAndSub(t *testing.T) {
+	addr := testBroker(t, broker.Options{})
+	sub := testConfig(addr, Sub)
+	sub.Subs, sub.Topic, sub.QoS, sub.Count, sub.Duration = 2, "ps/#", 1, 300, 8*time.Second
+	type outcome struct {
+		r   *Report
+		err error
+	}
+	subDone := make(chan outcome, 1)
+	go func() {
+		r, err := Run(context.Background(), sub)
+		subDone <- outcome{r, err}
+	}()
+	// The publishers run for a second: the subscribers, which connect in
+	// milliseconds, get most of it.
+	pub := testConfig(addr, Pub)
+	pub.Pubs, pub.Topic, pub.QoS, pub.Rate, pub.Duration = 2, "ps/%i", 1, 1000, time.Second
+	pr := run(t, pub)
+	checkSane(t, pr, 2)
+	if p := pr.Publish; p.Sent < 800 || p.Sent > 1100 || p.Acked != p.Sent {
+		t.Errorf("pub at Rate 1000 for 1s: %+v", p)
+	}
+	o := <-subDone
+	if o.err != nil {
+		t.Fatalf("sub: %v", o.err)
+	}
+	checkSane(t, o.r, 2)
+	if o.r.Receive == nil || o.r.Receive.Received < 600 {
+		t.Errorf("sub received %+v, want ≥ 600", o.r.Receive)
+	}
+}
+
+// procsConfig is TestProcs's run, which its processes build again.
+func procsConfig(addr string) Config {
+	cfg := testConfig(addr, PubSub)
+	cfg.Pubs, cfg.Subs, cfg.QoS, cfg.Count, cfg.Procs = 3, 2, 1, 1000, 2
+	return cfg
+}
+
+// TestProcs: two processes share the clients, and the run adds up their
+// results, latency across processes included.
+func TestProcs(t *testing.T) {
+	addr := testBroker(t, broker.Options{})
+	cfg := procsConfig(addr)
+	var stderr lockedBuffer
+	cfg.Stderr = &stderr
+	cfg.Spawn = func(c Child) (*exec.Cmd, error) {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %d %s %d %d", childEnv, addr, c.Index, c.Board, c.Base, c.RunID))
+		return cmd, nil
+	}
+	r := run(t, cfg)
+	checkSane(t, r, 5)
+	if r.CPU.Procs != 2 || r.Receive.Lost != 0 || r.Receive.Received != 6000 || r.Publish.Sent != 3000 {
+		t.Errorf("Procs 2: procs %d, sent %d, received %d, lost %d; stderr:\n%s", r.CPU.Procs, r.Publish.Sent,
+			r.Receive.Received, r.Receive.Lost, stderr.String())
+	}
+	checkLatency(t, r.Latency, 6000)
+}
+
+// TestOverload: unpaced publishers (Window 0, as the overload presets)
+// outrun the subscriber, and the run reports what was acknowledged but
+// never delivered. Against a broker with a small queue, that
+// backpressure keeps at none.
+func TestOverload(t *testing.T) {
+	for _, qos := range []int{1, 2} {
+		cfg := testConfig(testBroker(t, broker.Options{MaxQueuedMessages: 100}), PubSub)
+		cfg.Pubs, cfg.Subs, cfg.QoS, cfg.Window, cfg.Count = 16, 1, qos, 0, 1000
+		cfg.Topic, cfg.Filter = "bench/overload", "bench/overload"
+		r := run(t, cfg)
+		checkSane(t, r, 17)
+		if r.Publish.Sent != 16000 || r.Receive.Lost != 0 || r.Receive.Received != 16000 {
+			t.Errorf("QoS %d: sent %d, received %d, lost %d", qos, r.Publish.Sent, r.Receive.Received, r.Receive.Lost)
+		}
+	}
+}
+
+// TestInterrupt: a run whose context ends still reports, after a progress
+// line each second.
+func TestInterrupt(t *testing.T) {
+	cfg := testConfig(testBroker(t, broker.Options{}), Pub)
+	var stderr lockedBuffer
+	cfg.Pubs, cfg.Interval, cfg.NoProgress, cfg.Stderr = 2, 5*time.Millisecond, false, &stderr
+	ctx, cancel := context.WithTimeout(context.Background(), 1200*time.Millisecond)
+	defer cancel()
+	r, err := Run(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	r.WriteSummary(&out)
+	if !r.Interrupted || !strings.Contains(out.String(), "(interrupted)") || !strings.Contains(out.String(), "msgs/s") ||
+		!strings.Contains(stderr.String(), "sent") {
+		t.Errorf("interrupted: %v\nsummary:\n%s\nprogress:\n%s", r.Interrupted, out.String(), stderr.String())
+	}
+}
+
+// TestReportJSON: the report's JSON has the names scripts/benchtable reads.
+func TestReportJSON(t *testing.T) {
+	b, err := json.Marshal(&Report{Mode: PubSub, Receive: &ReceiveStats{}, Latency: &LatencyStats{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{`"mode":"pubsub"`, `"msgs_per_s"`, `"duplicates"`, `"latency_ms"`, `"bench_cpu"`, `"percent"`} {
+		if !bytes.Contains(b, []byte(key)) {
+			t.Errorf("JSON lacks %s: %s", key, b)
+		}
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	for _, tc := range []struct {
+		change func(*Config)
+		want   string
+	}{
+		{func(c *Config) { c.Mode = "nonsense" }, "Unknown mode"},
+		{func(c *Config) { c.Interval, c.Rate = time.Millisecond, 5 }, "cannot be used together"},
+		{func(c *Config) { c.Mode, c.Size = PubSub, 8 }, "at least 20 bytes"},
+		{func(c *Config) { c.Topic = "a/+" }, "Invalid publish topic"},
+		{func(c *Config) { c.Mode, c.Filter = PubSub, "a/#/b" }, "Invalid filter"},
+	} {
+		cfg := testConfig("tcp://127.0.0.1:1", Pub)
+		tc.change(&cfg)
+		if err := cfg.Complete(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: error %v, want %q", cfg, err, tc.want)
+		}
+	}
+}
+
+func TestParseCPUList(t *testing.T) {
+	for in, want := range map[string]string{"1": "[1]", "0-3,6": "[0 1 2 3 6]", "2-2,0": "[2 0]"} {
+		if got, err := ParseCPUList(in); err != nil || fmt.Sprint(got) != want {
+			t.Errorf("ParseCPUList(%q) = %v, %v; want %s", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "3-1", "-1", "a", "1,", "0-5000"} {
+		if got, err := ParseCPUList(in); err == nil {
+			t.Errorf("ParseCPUList(%q) = %v; want an error", in, got)
+		}
+	}
+}
+
+// TestHistogram: every value lands in a bucket that holds it, buckets are
+// within 1/64 of their values, and quantiles come out in order.
+func TestHistogram(t *testing.T) {
+	for _, v := range []int64{0, 1, 127, 128, 129, 255, 256, 1000, 123456, 1e9, 1<<40 - 1} {
+		i := histBucket(v)
+		if lo, w := histLow(i), histWidth(i); v < lo || v >= lo+w {
+			t.Errorf("%d in bucket %d = [%d, %d)", v, i, lo, lo+w)
+		} else if v >= 128 && float64(w)/float64(v) > 1.0/64 {
+			t.Errorf("%d: bucket width %d is more than 1/64 of it", v, w)
+		}
+	}
+	var h histogram
+	for v := int64(1); v <= 100000; v++ {
+		h.record(v * 1000) // 1µs to 100ms
+	}
+	p50, p99 := h.quantile(0.5), h.quantile(0.99)
+	if p50 < 49e6 || p50 > 51e6 || p99 < 98e6 || p99 > 100e6 || h.max.Load() != 100e6 {
+		t.Errorf("uniform 1µs-100ms: p50 %d, p99 %d, max %d", p50, p99, h.max.Load())
+	}
+	var m histogram
+	m.mergeWire(h.wire())
+	if m.quantile(0.5) != p50 || m.n.Load() != 100000 {
+		t.Errorf("histogram through the wire: p50 %d, n %d", m.quantile(0.5), m.n.Load())
+	}
+}
+
+// TestReceiveAllocs: counting and timing a message allocates nothing.
+func TestReceiveAllocs(t *testing.T) {
+	cfg := testConfig("", PubSub)
+	cfg.Pubs, cfg.Subs = 2, 1
+	if err := cfg.Complete(); err != nil {
+		t.Fatal(err)
+	}
+	topo := newTopology(&cfg)
+	r := newProcRun(&cfg, topo, newBoard(1, cfg.Pubs, cfg.Subs, topo.pairs), 0, 1, monoNow(), 7)
+	s := r.newSub(0)
+	payload := make([]byte, 64)
+	m := &client.Message{Topic: "bench/1", Payload: payload}
+	seq := uint32(0)
+	allocs := testing.AllocsPerRun(1000, func() {
+		binary.LittleEndian.PutUint64(payload, uint64(r.now()))
+		binary.LittleEndian.PutUint32(payload[8:], 7)
+		binary.LittleEndian.PutUint32(payload[12:], 1)
+		binary.LittleEndian.PutUint32(payload[16:], seq)
+		seq++
+		s.onMessage(m)
+	})
+	if allocs != 0 {
+		t.Errorf("onMessage: %.1f allocations per message", allocs)
+	}
+	if got := r.b.pairUnique(topo.subPair[0] + 1).Load(); got != 1001 || s.dups.Load() != 0 {
+		t.Errorf("pair (sub 0, pub 1): %d unique, %d duplicates after 1001 in-order messages", got, s.dups.Load())
+	}
+}
+
+// lockedBuffer is an output the run's goroutines and processes share with
+// the test.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
