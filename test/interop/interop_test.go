@@ -39,16 +39,19 @@ type testBroker struct {
 	mqttURL, wsURL string
 }
 
-func startBroker(t *testing.T) *testBroker {
+func startBroker(t *testing.T) *testBroker { return startBrokerWith(t, broker.Options{}) }
+
+// startBrokerWith is startBroker with options other than the defaults; its
+// listeners and logger are set here.
+func startBrokerWith(t *testing.T, opts broker.Options) *testBroker {
 	t.Helper()
 	var logs syncBuffer
-	srv := broker.New(broker.Options{
-		Listeners: []broker.ListenerConfig{
-			{Address: "127.0.0.1:0"},
-			{Kind: "ws", Address: "127.0.0.1:0"},
-		},
-		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-	})
+	opts.Listeners = []broker.ListenerConfig{
+		{Address: "127.0.0.1:0"},
+		{Kind: "ws", Address: "127.0.0.1:0"},
+	}
+	opts.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	srv := broker.New(opts)
 	if err := srv.Start(); err != nil {
 		t.Fatalf("start broker: %v", err)
 	}
