@@ -54,8 +54,11 @@ const (
 	hubBusyTurns = 16
 )
 
+// errHubFailed ends the loops left when the hub's own epoll set failed.
+var errHubFailed = errors.New("listener: the event loop hub failed")
+
 // hubWakeTag marks the hub's own eventfd among the loops in its set.
-const hubWakeTag = -1
+const hubWakeTag = -2
 
 // hub is the state of the hub goroutine; only it touches the fields below
 // the descriptors.
@@ -82,21 +85,11 @@ type hub struct {
 }
 
 func newHub() (*hub, error) {
-	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	epfd, wakefd, err := newEpollWithWaker(hubWakeTag)
 	if err != nil {
-		return nil, fmt.Errorf("listener: %w", os.NewSyscallError("epoll_create1", err))
-	}
-	wakefd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
-	if err != nil {
-		unix.Close(epfd)
-		return nil, fmt.Errorf("listener: %w", os.NewSyscallError("eventfd", err))
+		return nil, err
 	}
 	h := &hub{epfd: epfd, wakefd: wakefd, events: make([]unix.EpollEvent, 64)}
-	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: hubWakeTag}
-	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wakefd, &ev); err != nil {
-		h.close()
-		return nil, fmt.Errorf("listener: %w", os.NewSyscallError("epoll_ctl", err))
-	}
 	// Non-blocking, so os.NewFile adds it to the poller. epoll_wait itself
 	// ignores the flag: its timeout (always 0 here) decides.
 	if err := unix.SetNonblock(epfd, true); err != nil {
@@ -340,7 +333,7 @@ func (l *loop) runDedicated() {
 		}
 	}
 	if l.d.hubDown.Load() {
-		l.fatal(errors.New("listener: the event loop hub failed"))
+		l.fatal(errHubFailed)
 		l.runMu.Unlock()
 		return
 	}
@@ -362,7 +355,7 @@ func (d *eventLoopDriver) hubFailed() {
 		}
 		l.runMu.Lock()
 		if l.pooled.Load() {
-			l.fatal(errors.New("listener: the event loop hub failed"))
+			l.fatal(errHubFailed)
 		}
 		l.runMu.Unlock()
 	}

@@ -82,25 +82,38 @@ type loop struct {
 	shutting   bool
 }
 
+// newEpollWithWaker creates an epoll set with an eventfd in it, tagged
+// tag (or with its descriptor, for -1), that wakes whoever waits on the set.
+func newEpollWithWaker(tag int32) (epfd, wakefd int, err error) {
+	epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return -1, -1, fmt.Errorf("listener: %w", os.NewSyscallError("epoll_create1", err))
+	}
+	wakefd, err = unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		unix.Close(epfd)
+		return -1, -1, fmt.Errorf("listener: %w", os.NewSyscallError("eventfd", err))
+	}
+	if tag == -1 {
+		tag = int32(wakefd)
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: tag}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wakefd, &ev); err != nil {
+		unix.Close(epfd)
+		unix.Close(wakefd)
+		return -1, -1, fmt.Errorf("listener: %w", os.NewSyscallError("epoll_ctl", err))
+	}
+	return epfd, wakefd, nil
+}
+
 // wakeValue is what a waker adds to the eventfd counter; any non-zero
 // value makes it readable.
 var wakeValue = binary.NativeEndian.AppendUint64(nil, 1)
 
 func newLoop(d *eventLoopDriver, index int32) (*loop, error) {
-	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	epfd, wakefd, err := newEpollWithWaker(-1)
 	if err != nil {
-		return nil, fmt.Errorf("listener: %w", os.NewSyscallError("epoll_create1", err))
-	}
-	wakefd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
-	if err != nil {
-		unix.Close(epfd)
-		return nil, fmt.Errorf("listener: %w", os.NewSyscallError("eventfd", err))
-	}
-	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wakefd)}
-	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wakefd, &ev); err != nil {
-		unix.Close(epfd)
-		unix.Close(wakefd)
-		return nil, fmt.Errorf("listener: %w", os.NewSyscallError("epoll_ctl", err))
+		return nil, err
 	}
 	l := &loop{
 		d:      d,
