@@ -7,7 +7,7 @@ FUZZTIME ?= 300000x
 # hundred inputs a second: they get fewer.
 FUZZTIME_LIVE ?= 30000x
 
-.PHONY: all build test vet unit fuzz bench clean interop
+.PHONY: all build test vet unit fuzz bench clean interop tidy
 
 all: build
 
@@ -21,6 +21,11 @@ test: vet unit fuzz
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { gofmt -l .; echo "gofmt: files above need formatting"; exit 1; }
 	$(GO) vet ./...
+
+# tidy: go.mod and go.sum say exactly what the code imports (go mod tidy would
+# change nothing).
+tidy:
+	$(GO) mod tidy -diff
 
 unit:
 	$(GO) test -race -count=1 -timeout 15m ./...
