@@ -24,13 +24,12 @@ type committer struct {
 	st  store.Store
 	log *slog.Logger
 
-	mu     sync.Mutex
-	cond   *sync.Cond // signalled when a closed group's pins reach zero
-	open   *commitGroup
-	spare  *commitGroup
-	closed bool
-	wake   chan struct{}
-	done   chan struct{}
+	mu    sync.Mutex
+	cond  *sync.Cond // signalled when a closed group's pins reach zero
+	open  *commitGroup
+	spare *commitGroup
+	wake  chan struct{}
+	done  chan struct{}
 
 	// refs caches message reference counts the committer has written, so a
 	// count is read from the store at most once while it stays in use.

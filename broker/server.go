@@ -414,17 +414,6 @@ func (cs *connSet) each(fn func(*conn)) {
 	}
 }
 
-func (cs *connSet) len() int {
-	n := 0
-	for i := range cs.shards {
-		sh := &cs.shards[i]
-		sh.mu.Lock()
-		n += len(sh.m)
-		sh.mu.Unlock()
-	}
-	return n
-}
-
 // stats counts what happened, for logs, tests and (later) metrics.
 type stats struct {
 	droppedQoS0Offline atomic.Int64
