@@ -26,7 +26,7 @@ import (
 // its payload. It reports its own CPU use next to every result, so a run
 // that measured the generator rather than the broker shows it.
 //
-// The files: bench.go (flags), bench_preset.go (the issue-7 scenarios),
+// The files: bench.go (flags), bench_preset.go (the named scenarios),
 // bench_coord.go (the run: processes, start, progress, stop),
 // bench_run.go (one process's clients), bench_board.go (the shared
 // counters and who hears whom), bench_hist.go (latency histograms) and
