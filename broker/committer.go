@@ -291,8 +291,8 @@ func (cm *committer) prepare(g *commitGroup) error {
 			drops[id] = n
 		}
 	}
-	for _, client := range g.dropQueues {
-		err := cm.st.LoadQueue(client, 0, func(_ uint64, entry []byte) (bool, error) {
+	for _, queue := range g.dropQueues {
+		err := cm.st.LoadQueue(queue, 0, func(_ uint64, entry []byte) (bool, error) {
 			if e, err := decodeEntry(entry); err == nil && e.msgID != 0 {
 				drops[e.msgID]++
 			}
