@@ -12,7 +12,7 @@ import (
 
 	"github.com/petrelmq/petrel/internal/wiretest"
 	"github.com/petrelmq/petrel/packet"
-	pebblestore "github.com/petrelmq/petrel/store/pebble"
+	"github.com/petrelmq/petrel/store/pebblestore"
 )
 
 // smallDisk mounts a tmpfs of the given size (like "32m") in a temporary

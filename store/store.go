@@ -1,7 +1,7 @@
 // Package store is the broker's persistence: a few namespaces of opaque
 // records (sessions, queue entries, message bodies, retained messages) that
 // the broker encodes and decodes itself. Engines live in subpackages:
-// store/pebble (durable, the default) and store/memory.
+// store/pebblestore (durable, the default) and store/memory.
 //
 // Writes are grouped in a Batch and committed atomically. A commit with sync
 // set returns only once the batch is on stable storage; the broker commits
