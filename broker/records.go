@@ -156,6 +156,9 @@ func decodeMessage(rec []byte) (*Message, error) {
 	r := reader{b: rec}
 	r.version("message")
 	flags := r.byte()
+	if flags&3 == 3 {
+		r.fail() // no message has QoS 3
+	}
 	m := &Message{QoS: flags & 3, Retain: flags&msgRetain != 0}
 	m.Expiry = fromUnixMilli(r.uvarint())
 	topic := r.bytes()
@@ -240,6 +243,9 @@ func decodeEntry(rec []byte) (queueEntry, error) {
 	e.msgID = binary.BigEndian.Uint64(r.b)
 	r.b = r.b[8:]
 	flags := r.byte()
+	if flags&3 == 3 {
+		r.fail() // no delivery has QoS 3
+	}
 	e.qos, e.retain, e.released = flags&3, flags&entryRetain != 0, flags&entryReleased != 0
 	e.expiry = fromUnixMilli(r.uvarint())
 	e.size = int(r.uvarint())
@@ -323,6 +329,9 @@ func decodeSession(rec []byte) (*sessionRecord, error) {
 	for i := uint64(0); i < n && r.err == nil; i++ {
 		key := r.str()
 		o := r.byte()
+		if o&3 == 3 {
+			r.fail() // no subscription has QoS 3
+		}
 		s.subs = append(s.subs, storedSub{key: key, qos: o & 3, opts: o &^ 3, subID: uint32(r.uvarint())})
 	}
 	if r.byte() == 1 {
