@@ -23,10 +23,10 @@ func FuzzRecordDecoders(f *testing.F) {
 		f.Add(rec)
 	}
 	f.Fuzz(func(t *testing.T, rec []byte) {
-		// Every decoded byte comes from a byte of rec, but a few bytes
-		// can make a whole struct (a user property, a subscription): 64 per
-		// byte is generous for that, and far below what a hostile length
-		// would ask.
+		// Every decoded byte comes from a byte of rec, but two or three
+		// bytes can make a whole struct (a user property, a subscription)
+		// of 24 or 32: 64 per byte is generous for that, and far below
+		// what a hostile length would ask.
 		limit := uint64(64*len(rec) + 64<<10)
 		before := allocatedBytes()
 		m, merr := decodeMessage(rec)
