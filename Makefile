@@ -7,7 +7,20 @@ FUZZTIME ?= 300000x
 # hundred inputs a second: they get fewer.
 FUZZTIME_LIVE ?= 30000x
 
-.PHONY: all build test vet cross unit fuzz bench clean interop
+.PHONY: all build test vet cross unit fuzz bench clean interop tidy lint staticcheck vulncheck
+
+# The linters, pinned, run with go run: they come from the module proxy on
+# first use and stay out of our go.mod.
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+GOVULNCHECK := golang.org/x/vuln/cmd/govulncheck@v1.10.0
+# The vulnerability database, read from the golang.org/x/vulndb module (its
+# data/osv) since the online one cannot be reached: bump it to learn of newer
+# vulnerabilities.
+VULNDB := golang.org/x/vulndb@v0.0.0-20261105234957-e22db6528018
+# What a vulnerability in the standard library that our code reaches does:
+# warn (it is fixed by building with a newer Go, not by changing the tree) or
+# fail.
+VULN_STDLIB ?= warn
 
 all: build
 
@@ -31,6 +44,28 @@ cross:
 		GOOS=$${p%/*} GOARCH=$${p#*/} $(GO) build ./...; \
 		GOOS=$${p%/*} GOARCH=$${p#*/} $(GO) vet ./...; \
 	done
+
+# lint: staticcheck (with the interop tests' build tag), go.mod is tidy, and no
+# known vulnerability in a required module is reached (CONTRIBUTING.md).
+lint: staticcheck tidy vulncheck
+
+staticcheck:
+	$(GO) run $(STATICCHECK) -tags interop ./...
+
+# govulncheck against a database built from the vulndb module's OSV files
+# by vulndb's own indexdb; scripts/vulncheck decides from its JSON output.
+vulncheck:
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	$(GO) mod download $(VULNDB); \
+	$(GO) run golang.org/x/vulndb/cmd/indexdb@$(lastword $(subst @, ,$(VULNDB))) \
+		-vulns "$$($(GO) list -m -f '{{.Dir}}' $(VULNDB))/data/osv" -out "$$tmp/db"; \
+	$(GO) run $(GOVULNCHECK) -db "file://$$tmp/db" -format json ./... >"$$tmp/out.json"; \
+	$(GO) run ./scripts/vulncheck -stdlib=$(VULN_STDLIB) <"$$tmp/out.json"
+
+# tidy: go.mod and go.sum say exactly what the code imports (go mod tidy would
+# change nothing).
+tidy:
+	$(GO) mod tidy -diff
 
 unit:
 	$(GO) test -race -count=1 -timeout 15m ./...

@@ -24,13 +24,12 @@ type committer struct {
 	st  store.Store
 	log *slog.Logger
 
-	mu     sync.Mutex
-	cond   *sync.Cond // signalled when a closed group's pins reach zero
-	open   *commitGroup
-	spare  *commitGroup
-	closed bool
-	wake   chan struct{}
-	done   chan struct{}
+	mu    sync.Mutex
+	cond  *sync.Cond // signalled when a closed group's pins reach zero
+	open  *commitGroup
+	spare *commitGroup
+	wake  chan struct{}
+	done  chan struct{}
 
 	// refs caches message reference counts the committer has written, so a
 	// count is read from the store at most once while it stays in use.
@@ -292,8 +291,8 @@ func (cm *committer) prepare(g *commitGroup) error {
 			drops[id] = n
 		}
 	}
-	for _, client := range g.dropQueues {
-		err := cm.st.LoadQueue(client, 0, func(_ uint64, entry []byte) (bool, error) {
+	for _, queue := range g.dropQueues {
+		err := cm.st.LoadQueue(queue, 0, func(_ uint64, entry []byte) (bool, error) {
 			if e, err := decodeEntry(entry); err == nil && e.msgID != 0 {
 				drops[e.msgID]++
 			}

@@ -409,7 +409,7 @@ func (c *conn) handle(p packet.Packet) error {
 	case stateAuthenticating:
 		ap, ok := p.(*packet.Auth)
 		if !ok {
-			return violation(packet.ProtocolError, "%s during authentication", p.Type()) // [MQTT-4.12.0-?]
+			return violation(packet.ProtocolError, "%s during authentication", p.Type()) // [MQTT-3.1.2-30] [MQTT-4.13.1-1] (v5)
 		}
 		return c.handleAuth(ap)
 	}

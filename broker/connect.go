@@ -89,7 +89,9 @@ func (c *conn) handleConnect(p *packet.Connect) error {
 	cp.hasUsername = p.UsernameFlag
 	if id, ok := c.certIdentity(); ok {
 		// The listener takes the identity from the verified certificate,
-		// which proves it: no password is asked. [MQTT-3.1.3-?]
+		// which proves it: no password is asked. MQTT leaves how a client
+		// proves who it is to the server (§5.4.1 in 3.1.1 and 5.0 names TLS
+		// client certificates); no numbered statement.
 		cp.username, cp.hasUsername, cp.certified = id, true, true
 	}
 	if c.srv.needsIdentity() {
@@ -181,7 +183,8 @@ func (c *conn) loggedIn(cp *connectParams, err error) {
 }
 
 // admit lets an authenticated client in, unless its will goes where it may
-// not publish. [MQTT-3.1.2-?]
+// not publish: an authorisation check that fails refuses the CONNECT.
+// [MQTT-3.1.4-2] (v5); 3.1.1 §3.1.4 allows the same without a number.
 func (c *conn) admit(cp *connectParams, authData []byte) {
 	if cp.will != nil && !c.srv.mayWrite(c.client, cp.will.Topic) {
 		c.refuse(packet.NotAuthorized, "the will's topic is not allowed")

@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"time"
 
@@ -376,12 +375,4 @@ func randomMessageBase() uint64 {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	return binary.BigEndian.Uint64(b[:]) >> 2
-}
-
-// commitError is what a client is told when its write could not be stored.
-func commitError(err error) error {
-	if errors.Is(err, store.ErrFull) {
-		return fmt.Errorf("store full: %w", err)
-	}
-	return err
 }

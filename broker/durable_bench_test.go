@@ -15,7 +15,7 @@ import (
 	"github.com/petrelmq/petrel/packet"
 	"github.com/petrelmq/petrel/store"
 	"github.com/petrelmq/petrel/store/memory"
-	pebblestore "github.com/petrelmq/petrel/store/pebble"
+	"github.com/petrelmq/petrel/store/pebblestore"
 )
 
 // Benchmarks of the durable path over real TCP (docs/BENCHMARKS.md,

@@ -134,15 +134,88 @@ func TestRestartKeepsSessionsQueuesAndRetained(t *testing.T) {
 	sub.Disconnect()
 	other.Disconnect()
 	r.restart()
-	var queues, messages int
+	var messages int
 	r.st.LoadMessages(func(uint64, []byte) error { messages++; return nil })
-	r.st.LoadSessions(func(id string, _ []byte) error {
-		r.st.LoadQueue(id, 0, func(uint64, []byte) (bool, error) { queues++; return true, nil })
-		return nil
-	})
 	if messages != 0 {
 		t.Errorf("%d message bodies left in the store after every delivery was acknowledged", messages)
 	}
+	if q, in := r.storedQueues("durable"); q != 0 || in != 0 {
+		t.Errorf("after every delivery was acknowledged the store holds %d queue entries and %d inbound ids; want none", q, in)
+	}
+}
+
+// storedQueues counts the entries the store holds in the queue and the
+// inbound QoS 2 ids of clientID's session.
+func (r *restartable) storedQueues(clientID string) (queued, inbound int) {
+	r.t.Helper()
+	r.srv.mu.Lock()
+	ss := r.srv.sessions[clientID]
+	r.srv.mu.Unlock()
+	if ss == nil {
+		r.t.Fatalf("no session %q", clientID)
+	}
+	return r.countQueue(ss.queueName()), r.countQueue(ss.inboundName())
+}
+
+func (r *restartable) countQueue(name string) int {
+	r.t.Helper()
+	n := 0
+	if err := r.st.LoadQueue(name, 0, func(uint64, []byte) (bool, error) { n++; return true, nil }); err != nil {
+		r.t.Fatal(err)
+	}
+	return n
+}
+
+// TestEndedSessionLeavesNothingInTheStore: a durable session that a clean
+// start ends takes its record, its queue, its inbound QoS 2 ids and the
+// message bodies only it referred to out of the store.
+// [MQTT-3.1.2-6] v3.1.1
+func TestEndedSessionLeavesNothingInTheStore(t *testing.T) {
+	r := newRestartable(t)
+	gone, _ := wireConnect(t, r.addr(), "gone", false)
+	gone.Subscribe("gone/#", 1)
+	gone.Publish("elsewhere", "awaiting PUBREL", 2, 5, false)
+	gone.ExpectAck(packet.PUBREC, 5)
+	hangUp(gone)
+	pub, _ := wireConnect(t, r.addr(), "gone-pub", true)
+	for i := range 3 {
+		pub.Publish("gone/x", fmt.Sprint(i), 1, uint16(i+1), false)
+		pub.ExpectAck(packet.PUBACK, uint16(i+1))
+	}
+	watcher := connectV5(t, r.addr(), "gone-watcher", false, 3600)
+	commitBarrier(t, watcher, "gone-watch")
+
+	r.srv.mu.Lock()
+	ss := r.srv.sessions["gone"]
+	r.srv.mu.Unlock()
+	queue, inbound := ss.queueName(), ss.inboundName()
+	if q, in := r.countQueue(queue), r.countQueue(inbound); q != 3 || in != 1 {
+		t.Fatalf("before the clean start the store holds %d queue entries and %d inbound ids; want 3 and 1", q, in)
+	}
+
+	gone, present := wireConnect(t, r.addr(), "gone", true)
+	if present {
+		t.Fatal("session present after a clean start")
+	}
+	hangUp(gone)
+	commitBarrier(t, watcher, "gone-watch") // the old session's removal is committed
+
+	if q, in := r.countQueue(queue), r.countQueue(inbound); q != 0 || in != 0 {
+		t.Errorf("after the clean start the store holds %d queue entries and %d inbound ids of the ended session; want none", q, in)
+	}
+	var messages int
+	r.st.LoadMessages(func(uint64, []byte) error { messages++; return nil })
+	if messages != 0 {
+		t.Errorf("%d message bodies left in the store that only the ended session referred to", messages)
+	}
+	r.st.LoadSessions(func(id string, _ []byte) error {
+		if id == "gone" {
+			t.Errorf("the ended session's record is still in the store")
+		}
+		return nil
+	})
+	hangUp(watcher)
+	hangUp(pub)
 }
 
 // [MQTT-4.3.3-2] v3.1.1

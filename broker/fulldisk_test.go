@@ -13,7 +13,7 @@ import (
 	"github.com/petrelmq/petrel/internal/testdisk"
 	"github.com/petrelmq/petrel/internal/wiretest"
 	"github.com/petrelmq/petrel/packet"
-	pebblestore "github.com/petrelmq/petrel/store/pebble"
+	"github.com/petrelmq/petrel/store/pebblestore"
 )
 
 // fill writes the file name, on a filesystem of its own, to leave about

@@ -8,7 +8,7 @@ import (
 
 	"github.com/petrelmq/petrel/internal/wiretest"
 	"github.com/petrelmq/petrel/packet"
-	pebblestore "github.com/petrelmq/petrel/store/pebble"
+	"github.com/petrelmq/petrel/store/pebblestore"
 )
 
 // TestSoakDurableStoreStaysSmall runs the broker on the Pebble store with a

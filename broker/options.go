@@ -115,7 +115,9 @@ type Options struct {
 
 // Limits protect the broker from clients that ask too much. Zero means the
 // default given; a negative value removes the limit. Each refusal carries
-// the MQTT 5 reason code named and is counted (Server.Stats).
+// the MQTT 5 reason code named. Refusals are counted in the Server's
+// internal counters (stats, in server.go), which the tests read; no API
+// exports them yet.
 type Limits struct {
 	// MaxConnections is the number of connections the broker serves at
 	// once (CONNACK 0x97 Quota exceeded beyond it). Default: unlimited.

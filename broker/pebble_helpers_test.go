@@ -9,7 +9,7 @@ import (
 	"github.com/petrelmq/petrel/internal/wiretest"
 	"github.com/petrelmq/petrel/packet"
 	"github.com/petrelmq/petrel/store"
-	pebblestore "github.com/petrelmq/petrel/store/pebble"
+	"github.com/petrelmq/petrel/store/pebblestore"
 )
 
 // Helpers for the tests and benchmarks that run the broker on the Pebble

@@ -145,9 +145,12 @@ func (r *reader) bytes() []byte {
 
 func (r *reader) str() string { return string(r.bytes()) }
 
+// version reads the version byte; a record of another version is not read
+// further.
 func (r *reader) version(what string) {
 	if v := r.byte(); v != recordV1 && r.err == nil {
 		r.err = fmt.Errorf("%s record version %d: %w", what, v, errRecord)
+		r.b = nil
 	}
 }
 
@@ -156,6 +159,9 @@ func decodeMessage(rec []byte) (*Message, error) {
 	r := reader{b: rec}
 	r.version("message")
 	flags := r.byte()
+	if flags&3 == 3 {
+		r.fail() // no message has QoS 3
+	}
 	m := &Message{QoS: flags & 3, Retain: flags&msgRetain != 0}
 	m.Expiry = fromUnixMilli(r.uvarint())
 	topic := r.bytes()
@@ -181,12 +187,17 @@ func (r *reader) props() *packet.Properties {
 	if cd := r.bytes(); len(cd) > 0 || p.Has(packet.PropCorrelationData) {
 		p.CorrelationData = append([]byte(nil), cd...)
 	}
+	// A user property takes at least its two lengths: a count the rest of
+	// the record cannot hold is malformed, and one it can is allocated once.
 	n := r.uvarint()
-	if n > uint64(len(r.b)) {
+	if n > uint64(len(r.b))/2 {
 		r.fail()
 		return p
 	}
-	for range n {
+	if n > 0 {
+		p.User = make([]packet.UserProperty, 0, n)
+	}
+	for i := uint64(0); i < n && r.err == nil; i++ {
 		p.User = append(p.User, packet.UserProperty{Key: r.str(), Value: r.str()})
 	}
 	return p
@@ -240,12 +251,17 @@ func decodeEntry(rec []byte) (queueEntry, error) {
 	e.msgID = binary.BigEndian.Uint64(r.b)
 	r.b = r.b[8:]
 	flags := r.byte()
+	if flags&3 == 3 {
+		r.fail() // no delivery has QoS 3
+	}
 	e.qos, e.retain, e.released = flags&3, flags&entryRetain != 0, flags&entryReleased != 0
 	e.expiry = fromUnixMilli(r.uvarint())
 	e.size = int(r.uvarint())
-	n := r.uvarint()
+	n := r.uvarint() // each id takes at least a byte
 	if n > uint64(len(r.b)) {
 		r.fail()
+	} else if n > 0 {
+		e.subIDs = make([]uint32, 0, n)
 	}
 	for i := uint64(0); i < n && r.err == nil; i++ {
 		e.subIDs = append(e.subIDs, uint32(r.uvarint()))
@@ -316,13 +332,18 @@ func decodeSession(rec []byte) (*sessionRecord, error) {
 	s.expiry = binary.BigEndian.Uint32(r.b)
 	r.b = r.b[4:]
 	s.offlineSince = fromUnixMilli(r.uvarint())
-	n := r.uvarint()
-	if n > uint64(len(r.b)) {
+	n := r.uvarint() // each subscription takes at least three bytes
+	if n > uint64(len(r.b))/3 {
 		r.fail()
+	} else if n > 0 {
+		s.subs = make([]storedSub, 0, n)
 	}
 	for i := uint64(0); i < n && r.err == nil; i++ {
 		key := r.str()
 		o := r.byte()
+		if o&3 == 3 {
+			r.fail() // no subscription has QoS 3
+		}
 		s.subs = append(s.subs, storedSub{key: key, qos: o & 3, opts: o &^ 3, subID: uint32(r.uvarint())})
 	}
 	if r.byte() == 1 {

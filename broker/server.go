@@ -294,7 +294,8 @@ func (s *Server) close() error {
 	if s.cancel != nil {
 		s.cancel()
 	}
-	// Tell MQTT 5 clients why they lose the connection. [MQTT-3.14.2-?]
+	// Tell MQTT 5 clients why they lose the connection: DISCONNECT 0x8B,
+	// Server shutting down (MQTT 5 §3.14.2.1; no numbered statement).
 	s.conns.each(func(c *conn) { c.disconnect(packet.ServerShuttingDown, "server shutting down") })
 	var errs []error
 	for _, l := range s.listeners {
@@ -412,17 +413,6 @@ func (cs *connSet) each(fn func(*conn)) {
 	for _, c := range all {
 		fn(c)
 	}
-}
-
-func (cs *connSet) len() int {
-	n := 0
-	for i := range cs.shards {
-		sh := &cs.shards[i]
-		sh.mu.Lock()
-		n += len(sh.m)
-		sh.mu.Unlock()
-	}
-	return n
 }
 
 // stats counts what happened, for logs, tests and (later) metrics.

@@ -423,14 +423,6 @@ func (ss *session) awayLocked() *awayState {
 	return ss.away
 }
 
-// pendingWillLocked is the will waiting for its delay, nil when none.
-func (ss *session) pendingWillLocked() *Message {
-	if ss.away == nil {
-		return nil
-	}
-	return ss.away.pendingWill
-}
-
 // stopAwayLocked forgets the away state: a connection took the session
 // (which cancels a will waiting for its delay) or the session ended. It
 // returns the will that was waiting.

@@ -43,7 +43,10 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 	var subID uint32
 	if len(p.Props.SubscriptionIDs) > 0 {
 		if o.DisableSubscriptionIdentifiers {
-			return violation(packet.SubscriptionIdentifiersNotSupported, "subscription identifiers are not available") // [MQTT-3.2.2-? ] (v5)
+			// CONNACK said Subscription Identifiers Available 0, which makes
+			// one in SUBSCRIBE a Protocol Error answered with DISCONNECT 0xA1
+			// (MQTT 5 §3.2.2.3.12; no numbered statement).
+			return violation(packet.SubscriptionIdentifiersNotSupported, "subscription identifiers are not available")
 		}
 		subID = p.Props.SubscriptionIDs[0]
 	}
@@ -127,8 +130,12 @@ func (c *conn) subscribeOne(s *packet.Subscription, subID uint32) (code packet.R
 	if topic.IsShared(filter) {
 		if o.DisableSharedSubscriptions {
 			if c.version == packet.V5 {
-				return 0, false, false, violation(packet.SharedSubscriptionsNotSupported, "shared subscriptions are not available") // [MQTT-3.8.3-? ] (v5)
+				// CONNACK said Shared Subscription Available 0, which makes a
+				// shared filter a Protocol Error answered with DISCONNECT 0x9E
+				// (MQTT 5 §3.2.2.3.13; no numbered statement).
+				return 0, false, false, violation(packet.SharedSubscriptionsNotSupported, "shared subscriptions are not available")
 			}
+			// 3.1.1 has no $share: the filter is refused in the SUBACK.
 			return packet.SharedSubscriptionsNotSupported, false, false, nil
 		}
 		name, f, err := topic.ParseShare(filter)
@@ -138,7 +145,10 @@ func (c *conn) subscribeOne(s *packet.Subscription, subID uint32) (code packet.R
 		shareName, filter = name, f
 	}
 	if o.DisableWildcardSubscriptions && topic.HasWildcard(filter) {
-		return packet.WildcardSubscriptionsNotSupported, false, false, nil // [MQTT-3.8.3-? ] (v5)
+		// CONNACK said Wildcard Subscription Available 0 (MQTT 5
+		// §3.2.2.3.11); the filter is refused with SUBACK reason 0xA2
+		// (§3.9.3), 0x80 before MQTT 5, and the connection stays up.
+		return packet.WildcardSubscriptionsNotSupported, false, false, nil
 	}
 	if o.Limits.topicTooBig(filter) {
 		c.srv.stats.refusedFilters.Add(1)

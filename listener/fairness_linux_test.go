@@ -10,7 +10,8 @@ import (
 // A connection that becomes ready while the loop works through a long
 // round of busy senders is served within about one of their reads, not at
 // the end of the round: otherwise another loop could route a PUBLISH that
-// arrived after this connection's SUBSCRIBE first (issue 12).
+// arrived after this connection's SUBSCRIBE before the SUBSCRIBE, and the
+// subscriber would miss a message sent after it subscribed.
 func TestNewlyReadyServedBeforeTheRoundEnds(t *testing.T) {
 	const busy = 8
 	h := newTestHandler(t)

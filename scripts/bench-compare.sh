@@ -13,9 +13,10 @@
 #   PRESETS="fanin-q0 large" scripts/bench-compare.sh
 #   PETREL_STORE=pebble scripts/bench-compare.sh   # Petrel durable (fsync per commit)
 #
-# Mosquitto runs as issue 7 describes: persistence off,
-# max_queued_messages 1000000, max_inflight_messages 1000. Petrel gets the
-# same limits and, unless PETREL_STORE says otherwise, its memory store.
+# Mosquitto runs with persistence off, max_queued_messages 1000000 and
+# max_inflight_messages 1000, so that neither broker drops or stalls for
+# want of room; Petrel gets the same limits and, unless PETREL_STORE says
+# otherwise, its memory store (the like of Mosquitto without persistence).
 # The results (one JSON file per run) stay in OUT (default a new temporary
 # directory); the table is printed on stdout.
 set -euo pipefail

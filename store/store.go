@@ -1,7 +1,7 @@
 // Package store is the broker's persistence: a few namespaces of opaque
 // records (sessions, queue entries, message bodies, retained messages) that
 // the broker encodes and decodes itself. Engines live in subpackages:
-// store/pebble (durable, the default) and store/memory.
+// store/pebblestore (durable, the default) and store/memory.
 //
 // Writes are grouped in a Batch and committed atomically. A commit with sync
 // set returns only once the batch is on stable storage; the broker commits
@@ -31,9 +31,9 @@ type Store interface {
 	LoadRetained(fn func(topic string, rec []byte) error) error
 	LoadMessages(fn func(id uint64, rec []byte) error) error
 
-	// LoadQueue calls fn for the queue entries of clientID with sequence
+	// LoadQueue calls fn for the entries of the named queue with sequence
 	// numbers from from on, in order, until fn returns false or an error.
-	LoadQueue(clientID string, from uint64, fn func(seq uint64, entry []byte) (bool, error)) error
+	LoadQueue(queue string, from uint64, fn func(seq uint64, entry []byte) (bool, error)) error
 
 	// Message returns the body stored under id, or ErrNotFound.
 	Message(id uint64) ([]byte, error)
@@ -77,7 +77,7 @@ type Namespace byte
 // The namespaces.
 const (
 	Sessions Namespace = 's' // client id → session record
-	Queues   Namespace = 'q' // (client id, sequence number) → queue entry
+	Queues   Namespace = 'q' // (queue name, sequence number) → queue entry
 	Messages Namespace = 'm' // message id → message body
 	Retained Namespace = 'r' // topic → retained message
 )
@@ -86,7 +86,7 @@ const (
 type Op struct {
 	Delete bool
 	NS     Namespace
-	Name   string // client id or topic; empty for Messages
+	Name   string // client id (Sessions), queue name, or topic; empty for Messages
 	Num    uint64 // sequence number (Queues) or message id (Messages)
 	Value  []byte // nil for deletes
 	// AllQueue removes every entry of Name's queue (with Delete set,
@@ -106,23 +106,26 @@ func (b *Batch) PutSession(clientID string, rec []byte) {
 	b.Ops = append(b.Ops, Op{NS: Sessions, Name: clientID, Value: rec})
 }
 
-// DeleteSession removes a session record and its whole queue.
+// DeleteSession removes a session record, and nothing else: a session's
+// queues have names of their own (the broker's add a per-session id to the
+// client id), and go with DeleteQueueAll.
 func (b *Batch) DeleteSession(clientID string) {
-	b.Ops = append(b.Ops, Op{Delete: true, NS: Sessions, Name: clientID},
-		Op{Delete: true, NS: Queues, Name: clientID, AllQueue: true})
+	b.Ops = append(b.Ops, Op{Delete: true, NS: Sessions, Name: clientID})
 }
 
 // DeleteQueueAll removes every entry of the named queue.
-func (b *Batch) DeleteQueueAll(name string) {
-	b.Ops = append(b.Ops, Op{Delete: true, NS: Queues, Name: name, AllQueue: true})
+func (b *Batch) DeleteQueueAll(queue string) {
+	b.Ops = append(b.Ops, Op{Delete: true, NS: Queues, Name: queue, AllQueue: true})
 }
 
-func (b *Batch) PutQueue(clientID string, seq uint64, entry []byte) {
-	b.Ops = append(b.Ops, Op{NS: Queues, Name: clientID, Num: seq, Value: entry})
+// PutQueue writes the entry at seq of the named queue.
+func (b *Batch) PutQueue(queue string, seq uint64, entry []byte) {
+	b.Ops = append(b.Ops, Op{NS: Queues, Name: queue, Num: seq, Value: entry})
 }
 
-func (b *Batch) DeleteQueue(clientID string, seq uint64) {
-	b.Ops = append(b.Ops, Op{Delete: true, NS: Queues, Name: clientID, Num: seq})
+// DeleteQueue removes the entry at seq of the named queue.
+func (b *Batch) DeleteQueue(queue string, seq uint64) {
+	b.Ops = append(b.Ops, Op{Delete: true, NS: Queues, Name: queue, Num: seq})
 }
 
 func (b *Batch) PutMessage(id uint64, body []byte) {

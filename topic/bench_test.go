@@ -31,8 +31,10 @@ const (
 type benchSub struct {
 	session uint64
 	qos     uint8
+	//lint:ignore U1000 never read: the field gives the entry a real subscription's size.
 	noLocal bool
-	subID   uint32
+	//lint:ignore U1000 never read: the field gives the entry a real subscription's size.
+	subID uint32
 }
 
 // shapedFilter returns the i-th filter of tenant t's mix; rng picks devices.

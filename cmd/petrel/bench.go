@@ -1,5 +1,7 @@
 package main
 
+//lint:file-ignore ST1005 these errors are printed to a person after "Error: " as whole sentences, in the voice of petrel pub and sub (mosquitto_pub's wording); none is wrapped into another message.
+
 import (
 	"context"
 	"encoding/json"

@@ -1,5 +1,7 @@
 package main
 
+//lint:file-ignore ST1005 these errors are printed to a person after "Error: " as whole sentences, worded as mosquitto_pub's and mosquitto_sub's are; none is wrapped into another message.
+
 import (
 	"context"
 	"crypto/rand"

@@ -93,19 +93,6 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// waitFor waits until the output contains want.
-func (s *syncBuffer) waitFor(t *testing.T, want string) {
-	t.Helper()
-	timeout := time.After(10 * time.Second)
-	for !strings.Contains(s.String(), want) {
-		select {
-		case <-s.wrote:
-		case <-timeout:
-			t.Fatalf("output %q does not contain %q after 10s", s.String(), want)
-		}
-	}
-}
-
 // runningSub is a petrel sub running in-process.
 type runningSub struct {
 	stdout, stderr *syncBuffer

@@ -16,7 +16,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/petrelmq/petrel/store"
-	pebblestore "github.com/petrelmq/petrel/store/pebble"
+	"github.com/petrelmq/petrel/store/pebblestore"
 )
 
 // These tests start petrel serve on data directories it must refuse: it

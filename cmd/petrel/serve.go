@@ -20,7 +20,7 @@ import (
 	"github.com/petrelmq/petrel/listener/tlsconf"
 	"github.com/petrelmq/petrel/store"
 	"github.com/petrelmq/petrel/store/memory"
-	pebblestore "github.com/petrelmq/petrel/store/pebble"
+	"github.com/petrelmq/petrel/store/pebblestore"
 )
 
 // stringList is a repeatable string flag.

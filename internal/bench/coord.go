@@ -219,7 +219,7 @@ func (c *coordinator) supervise(ctx context.Context) {
 		now := c.now()
 		procs := cfg.Procs
 		ended := c.exited()
-		if c.local != nil && len(c.local) > 0 {
+		if len(c.local) > 0 {
 			ended = 1
 		}
 		if c.t0 == 0 && int(b.hdr(hReady).Load())+ended >= procs && b.hdr(hStop).Load() == 0 {

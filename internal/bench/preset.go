@@ -7,7 +7,8 @@ import (
 	"strings"
 )
 
-// Preset is one of issue 7's (and 12's) scenarios: petrel bench's
+// Preset is one of the scenarios we measure Petrel by, against Mosquitto
+// (scripts/bench-compare.sh, docs/BENCHMARKS.md): petrel bench's
 // arguments, a mode and its flags, which flags given after the preset's
 // name override. Every preset is bounded in time and in messages.
 type Preset struct {
@@ -27,7 +28,9 @@ var presets = []Preset{
 			"-t", "bench/fanin/%i", "--filter", "bench/fanin/+", "--count", "1000000", "--duration", "10s"}},
 	// The fan-in presets above pace their publishers (--window): these do
 	// not, so the subscriber falls behind and the broker must either slow
-	// the publishers or lose what it acknowledged (issue 12).
+	// the publishers or lose what it acknowledged; the run counts every
+	// loss. Petrel's choice is in docs/DURABILITY.md, "Limits and
+	// backpressure".
 	{"overload-q1", "64 publishers, 64 unacknowledged each, unpaced → 1 subscriber on the same topic, QoS 1",
 		[]string{"pubsub", "--pubs", "64", "--subs", "1", "-q", "1", "--inflight", "64", "-s", "64", "--window", "0",
 			"-t", "bench/overload", "--filter", "bench/overload", "--count", "1000000", "--duration", "10s"}},

@@ -27,7 +27,6 @@ type files struct {
 	cert, key, ca  string
 	serverCA       *testpki.CA // signs the server certificates
 	clientCA       *testpki.CA // written to the client CA file
-	serverSerial   int64
 	serverRootPool *x509.CertPool
 }
 

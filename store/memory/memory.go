@@ -2,9 +2,9 @@
 // that promise no durability. Nothing survives Close.
 //
 // Sessions, retained messages and message bodies live in maps and are sorted
-// when they are loaded (loading happens once, at startup). Each client's queue
-// is its own slice ordered by sequence number, so LoadQueue finds its start
-// with a binary search and never looks at another client's entries.
+// when they are loaded (loading happens once, at startup). Each queue is its
+// own slice ordered by sequence number, so LoadQueue finds its start with a
+// binary search and never looks at another queue's entries.
 package memory
 
 import (
@@ -28,7 +28,7 @@ type Store struct {
 	bytes    int64 // keys and values held, for Usage
 }
 
-// queue is one client's entries, ordered by seq. Entries are mostly appended
+// queue is one queue's entries, ordered by seq. Entries are mostly appended
 // at the tail and deleted from the head.
 type queue struct {
 	entries []entry
@@ -215,9 +215,10 @@ func loadSorted[K cmp.Ordered](s *Store, ns func() map[K][]byte, fn func(K, []by
 // loadChunk is how many queue entries LoadQueue copies per lock hold.
 const loadChunk = 64
 
-// LoadQueue calls fn for clientID's entries from seq from on, in order. It
-// copies a few entries at a time under the read lock and calls fn without it.
-func (s *Store) LoadQueue(clientID string, from uint64, fn func(seq uint64, entry []byte) (bool, error)) error {
+// LoadQueue calls fn for the named queue's entries from seq from on, in
+// order. It copies a few entries at a time under the read lock and calls fn
+// without it.
+func (s *Store) LoadQueue(queue string, from uint64, fn func(seq uint64, entry []byte) (bool, error)) error {
 	var chunk []entry
 	for {
 		chunk = chunk[:0]
@@ -226,7 +227,7 @@ func (s *Store) LoadQueue(clientID string, from uint64, fn func(seq uint64, entr
 			s.mu.RUnlock()
 			return store.ErrClosed
 		}
-		if q := s.queues[clientID]; q != nil {
+		if q := s.queues[queue]; q != nil {
 			i := q.search(from)
 			chunk = append(chunk, q.entries[i:min(i+loadChunk, len(q.entries))]...)
 		}

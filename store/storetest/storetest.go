@@ -27,7 +27,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"QueuePutLoadDelete", testQueue},
 		{"QueueOrderAndFrom", testQueueOrder},
 		{"QueueStopAndError", testQueueStop},
-		{"DeleteSessionTakesOnlyItsQueue", testDeleteSession},
+		{"DeleteQueueAllTakesOnlyItsQueue", testDeleteQueueAll},
+		{"DeleteSessionTakesOnlyTheRecord", testDeleteSession},
 		{"LoadOrder", testLoadOrder},
 		{"LoadStopsOnError", testLoadError},
 		{"EmptyValues", testEmptyValues},
@@ -107,14 +108,14 @@ func messages(t *testing.T, s store.Store) []record {
 	return got
 }
 
-func queue(t *testing.T, s store.Store, clientID string, from uint64) []record {
+func queue(t *testing.T, s store.Store, name string, from uint64) []record {
 	t.Helper()
 	var got []record
-	if err := s.LoadQueue(clientID, from, func(seq uint64, entry []byte) (bool, error) {
+	if err := s.LoadQueue(name, from, func(seq uint64, entry []byte) (bool, error) {
 		got = append(got, record{fmt.Sprint(seq), string(entry)})
 		return true, nil
 	}); err != nil {
-		t.Fatalf("LoadQueue(%q, %d): %v", clientID, from, err)
+		t.Fatalf("LoadQueue(%q, %d): %v", name, from, err)
 	}
 	return got
 }
@@ -260,44 +261,74 @@ func testQueueStop(t *testing.T, s store.Store) {
 	}
 }
 
-func testDeleteSession(t *testing.T, s store.Store) {
-	// Each id is a prefix of the next, or differs only after a NUL.
-	ids := []string{"", "a", "a\x00", "a\x00b", "ab", "b", "a\xff"}
+// sameNames are names of which each is a prefix of the next, or differs
+// only after a NUL: a range over one must not reach into another.
+var sameNames = []string{"", "a", "a\x00", "a\x00b", "ab", "b", "a\xff"}
+
+// fillNames gives every name of sameNames a session record and a queue of
+// three entries, and adds a retained message and a message body named a.
+func fillNames(t *testing.T, s store.Store) {
+	t.Helper()
 	commit(t, s, func(b *store.Batch) {
-		for _, id := range ids {
-			b.PutSession(id, []byte("s:"+id))
+		for _, name := range sameNames {
+			b.PutSession(name, []byte("s:"+name))
 			for seq := uint64(0); seq < 3; seq++ {
-				b.PutQueue(id, seq, []byte(fmt.Sprintf("%s/%d", id, seq)))
+				b.PutQueue(name, seq, []byte(fmt.Sprintf("%s/%d", name, seq)))
 			}
 		}
 		b.PutRetained("a", []byte("retained a"))
 		b.PutMessage(0x61, []byte("message 'a'"))
 	})
+}
+
+// wantQueues checks that every queue of sameNames but gone still holds its
+// three entries.
+func wantQueues(t *testing.T, s store.Store, after, gone string) {
+	t.Helper()
+	for _, name := range sameNames {
+		if name != gone {
+			want(t, fmt.Sprintf("queue %q after %s", name, after), queue(t, s, name, 0),
+				[]record{{"0", name + "/0"}, {"1", name + "/1"}, {"2", name + "/2"}})
+		}
+	}
+}
+
+func testDeleteQueueAll(t *testing.T, s store.Store) {
+	fillNames(t, s)
+	commit(t, s, func(b *store.Batch) { b.DeleteQueueAll("a") })
+
+	if got := queue(t, s, "a", 0); len(got) != 0 {
+		t.Errorf("queue a after DeleteQueueAll(a): %q", got)
+	}
+	wantQueues(t, s, "DeleteQueueAll(a)", "a")
+	var wantSessions []record
+	for _, name := range slices.Sorted(slices.Values(sameNames)) {
+		wantSessions = append(wantSessions, record{name, "s:" + name})
+	}
+	want(t, "sessions after DeleteQueueAll(a)", sessions(t, s), wantSessions)
+	want(t, "retained after DeleteQueueAll(a)", retained(t, s), []record{{"a", "retained a"}})
+	want(t, "messages after DeleteQueueAll(a)", messages(t, s), []record{{"97", "message 'a'"}})
+
+	// The queue can be used again afterwards.
+	commit(t, s, func(b *store.Batch) { b.PutQueue("a", 9, []byte("again")) })
+	want(t, "queue a reused", queue(t, s, "a", 0), []record{{"9", "again"}})
+}
+
+func testDeleteSession(t *testing.T, s store.Store) {
+	fillNames(t, s)
 	commit(t, s, func(b *store.Batch) { b.DeleteSession("a") })
 
 	var wantSessions []record
-	for _, id := range slices.Sorted(slices.Values(ids)) {
-		if id != "a" {
-			wantSessions = append(wantSessions, record{id, "s:" + id})
+	for _, name := range slices.Sorted(slices.Values(sameNames)) {
+		if name != "a" {
+			wantSessions = append(wantSessions, record{name, "s:" + name})
 		}
 	}
 	want(t, "sessions after DeleteSession(a)", sessions(t, s), wantSessions)
-	if got := queue(t, s, "a", 0); len(got) != 0 {
-		t.Errorf("queue of a after DeleteSession(a): %q", got)
-	}
-	for _, id := range ids {
-		if id == "a" {
-			continue
-		}
-		want(t, fmt.Sprintf("queue of %q after DeleteSession(a)", id), queue(t, s, id, 0),
-			[]record{{"0", id + "/0"}, {"1", id + "/1"}, {"2", id + "/2"}})
-	}
+	// Queues are named apart from sessions: a queue named a stays.
+	wantQueues(t, s, "DeleteSession(a)", "")
 	want(t, "retained after DeleteSession(a)", retained(t, s), []record{{"a", "retained a"}})
 	want(t, "messages after DeleteSession(a)", messages(t, s), []record{{"97", "message 'a'"}})
-
-	// The session's queue can be used again afterwards.
-	commit(t, s, func(b *store.Batch) { b.PutQueue("a", 9, []byte("again")) })
-	want(t, "queue of a reused", queue(t, s, "a", 0), []record{{"9", "again"}})
 }
 
 func testLoadOrder(t *testing.T, s store.Store) {
@@ -440,7 +471,8 @@ func testLaterOpWins(t *testing.T, s store.Store) {
 	commit(t, s, func(b *store.Batch) {
 		b.PutSession("c", []byte("first"))
 		b.PutQueue("c", 1, []byte("q1"))
-		b.DeleteSession("c") // takes the queue entry above too
+		b.DeleteSession("c")
+		b.DeleteQueueAll("c") // takes the queue entry above
 		b.PutSession("c", []byte("second"))
 		b.PutQueue("c", 2, []byte("q2"))
 		b.PutMessage(1, []byte("m"))

@@ -6,16 +6,16 @@
 // Every key starts with one byte naming its namespace; the rest is:
 //
 //	's' client id                                   session record
-//	'q' uvarint(len(client id)) client id  seq(8)  queue entry
+//	'q' uvarint(len(queue name)) queue name seq(8)  queue entry
 //	'm' id(8)                                       message body
 //	'r' topic                                       retained message
 //	"\x00format"                                    store.FormatVersion, decimal
 //
 // Numbers are 8-byte big-endian, so key order is numeric order. The length in
-// front of a queue's client id keeps each client's entries one contiguous
-// range that holds no other client's ("a" and "ab" and "a\x00" differ in
-// length), ordered by sequence number: LoadQueue is one bounded scan and
-// DeleteSession is one range deletion.
+// front of a queue's name keeps each queue's entries one contiguous range
+// that holds no other queue's ("a" and "ab" and "a\x00" differ in length),
+// ordered by sequence number: LoadQueue is one bounded scan and
+// DeleteQueueAll is one range deletion.
 //
 // # Opening
 //
@@ -37,7 +37,7 @@
 // # Writes, and a full disk
 //
 // Commit turns the ops into one pebble batch (an AllQueue delete becomes a
-// DeleteRange over the client's queue) and commits it with pebble.Sync or
+// DeleteRange over the queue) and commits it with pebble.Sync or
 // pebble.NoSync. Pebble groups concurrent synced commits into one fsync.
 //
 // Pebble treats a failed write of its log (WAL) as fatal: the failing commit
@@ -457,9 +457,9 @@ func (s *Store) scanNamespace(ns store.Namespace, fn func(k, v []byte) error) er
 	return s.scan(lower, upper, func(k, v []byte) (bool, error) { return true, fn(k, v) })
 }
 
-// LoadQueue calls fn for clientID's entries from seq from on, in order.
-func (s *Store) LoadQueue(clientID string, from uint64, fn func(seq uint64, entry []byte) (bool, error)) error {
-	prefix := appendQueuePrefix(nil, clientID)
+// LoadQueue calls fn for the named queue's entries from seq from on, in order.
+func (s *Store) LoadQueue(queue string, from uint64, fn func(seq uint64, entry []byte) (bool, error)) error {
+	prefix := appendQueuePrefix(nil, queue)
 	lower := binary.BigEndian.AppendUint64(bytes.Clone(prefix), from)
 	return s.scan(lower, prefixEnd(prefix), func(k, v []byte) (bool, error) {
 		if len(k) != len(prefix)+8 {

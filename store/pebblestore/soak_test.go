@@ -38,6 +38,7 @@ func TestSoakPutDeleteStaysSmall(t *testing.T) {
 		b.PutQueue(visitor, i, body[:200])
 		if i%100 == 99 {
 			b.DeleteSession(visitor)
+			b.DeleteQueueAll(visitor)
 		}
 		if err := s.Commit(&b, false); err != nil {
 			t.Fatal(err)

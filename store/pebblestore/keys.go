@@ -26,15 +26,15 @@ func appendKey(dst []byte, op *store.Op) []byte {
 	}
 }
 
-// appendQueuePrefix appends the prefix every key of clientID's queue starts
-// with: 'q', the id's length as a uvarint, the id. The length makes the
-// prefixes of two different clients never a prefix of one another (the
-// prefix of "a" is not one of "ab"'s), so a client's entries are one
+// appendQueuePrefix appends the prefix every key of the named queue starts
+// with: 'q', the name's length as a uvarint, the name. The length makes the
+// prefixes of two different queues never a prefix of one another (the
+// prefix of "a" is not one of "ab"'s), so a queue's entries are one
 // contiguous range that holds nothing else.
-func appendQueuePrefix(dst []byte, clientID string) []byte {
+func appendQueuePrefix(dst []byte, queue string) []byte {
 	dst = append(dst, byte(store.Queues))
-	dst = binary.AppendUvarint(dst, uint64(len(clientID)))
-	return append(dst, clientID...)
+	dst = binary.AppendUvarint(dst, uint64(len(queue)))
+	return append(dst, queue...)
 }
 
 // prefixEnd returns the smallest key greater than every key starting with

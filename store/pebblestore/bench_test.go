@@ -28,7 +28,7 @@ func TestMain(m *testing.M) {
 // BenchmarkCommit commits what a QoS 1 publish to one persistent session
 // writes: a message body of 100 bytes and a queue entry.
 //
-//	go test ./store/pebble -run '^$' -bench Commit -benchtime 3s
+//	go test ./store/pebblestore -run '^$' -bench Commit -benchtime 3s
 func BenchmarkCommit(b *testing.B) {
 	body := make([]byte, 100)
 	for _, sync := range []bool{true, false} {
@@ -161,7 +161,7 @@ var coldCache = flag.Bool("coldcache", false,
 // then LoadRetained, LoadSessions and LoadMessages over the records above
 // (the broker's decoding of each record comes on top).
 //
-//	go test ./store/pebble -run '^$' -bench Recovery -benchtime 5x [-coldcache]
+//	go test ./store/pebblestore -run '^$' -bench Recovery -benchtime 5x [-coldcache]
 func BenchmarkRecovery(b *testing.B) {
 	dir := makeRecoveryStore(b)
 	var open, load time.Duration
