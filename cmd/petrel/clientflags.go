@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/petrelmq/petrel/client"
@@ -632,72 +631,6 @@ func (f *clientFlags) fail(stderr io.Writer, msg string) {
 func usageError(stderr io.Writer, cmd string, err error) int {
 	fmt.Fprintf(stderr, "Error: %v\n\nUse 'petrel %s --help' to see usage.\n", err, cmd)
 	return exitFail
-}
-
-// tracer prints packets as mosquitto's -d does, on stderr.
-type tracer struct {
-	mu sync.Mutex
-	w  io.Writer
-	id string
-}
-
-func (t *tracer) setID(id string) {
-	t.mu.Lock()
-	t.id = id
-	t.mu.Unlock()
-}
-
-func (t *tracer) trace(sent bool, p packet.Packet) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	id := t.id
-	if id == "" {
-		id = "(null)"
-	}
-	dir := "received"
-	if sent {
-		dir = "sending"
-	}
-	fmt.Fprintf(t.w, "Client %s %s %s%s\n", id, dir, p.Type(), describe(p))
-}
-
-// describe is the detail -d prints after a packet's name.
-func describe(p packet.Packet) string {
-	switch p := p.(type) {
-	case *packet.Connack:
-		return " (" + strconv.Itoa(int(p.Code)) + ")"
-	case *packet.Publish:
-		return fmt.Sprintf(" (d%d, q%d, r%d, m%d, '%s', ... (%d bytes))", b2i(p.Dup), p.QoS, b2i(p.Retain),
-			p.PacketID, p.Topic, len(p.Payload))
-	case *packet.Ack:
-		return fmt.Sprintf(" (Mid: %d, RC:%d)", p.PacketID, p.Code)
-	case *packet.Subscribe:
-		var b strings.Builder
-		fmt.Fprintf(&b, " (Mid: %d", p.PacketID)
-		for _, s := range p.Subs {
-			fmt.Fprintf(&b, ", Topic: %s, QoS: %d", s.Filter, s.QoS)
-		}
-		b.WriteString(")")
-		return b.String()
-	case *packet.Suback:
-		return fmt.Sprintf(" (Mid: %d, Codes: %v)", p.PacketID, p.Codes)
-	case *packet.Unsubscribe:
-		return fmt.Sprintf(" (Mid: %d, Topics: %s)", p.PacketID, strings.Join(p.Filters, ", "))
-	case *packet.Unsuback:
-		return fmt.Sprintf(" (Mid: %d)", p.PacketID)
-	case *packet.Disconnect:
-		if p.Code != 0 {
-			return fmt.Sprintf(" (%d)", p.Code)
-		}
-	}
-	return ""
-}
-
-func b2i(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 // commonUsage documents the flags both commands share.

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/petrelmq/petrel/client"
+	"github.com/petrelmq/petrel/internal/packettrace"
 	"github.com/petrelmq/petrel/packet"
 )
 
@@ -140,16 +141,16 @@ func runPub(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	}
 
 	o.MaxInflight = f.maxInflight
-	tr := &tracer{w: stderr, id: o.ClientID}
+	tr := packettrace.New(stderr, o.ClientID)
 	if f.debug {
-		o.Trace = tr.trace
+		o.Trace = tr.Trace
 	}
 	c, ack, code := connectClient(ctx, &f.clientFlags, o, stderr)
 	if c == nil {
 		return code
 	}
 	if id := ack.Props.AssignedClientID; id != "" {
-		tr.setID(id)
+		tr.SetClientID(id)
 	}
 	if f.stdinLine {
 		err = publishLines(ctx, c, m, stdin)

@@ -19,6 +19,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/petrelmq/petrel/client"
+	"github.com/petrelmq/petrel/internal/packettrace"
 	"github.com/petrelmq/petrel/packet"
 	"github.com/petrelmq/petrel/topic"
 )
@@ -149,9 +150,9 @@ func runSub(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 
 	p := &printer{f: f, out: bufio.NewWriter(stdout), stderr: stderr, finished: make(chan struct{})}
-	tr := &tracer{w: stderr, id: o.ClientID}
+	tr := packettrace.New(stderr, o.ClientID)
 	if f.debug {
-		o.Trace = tr.trace
+		o.Trace = tr.Trace
 	}
 	var c *client.Client
 	var ready sync.WaitGroup // OnMessage may run before Connect returns
@@ -166,7 +167,7 @@ func runSub(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	if id := ack.Props.AssignedClientID; id != "" {
-		tr.setID(id)
+		tr.SetClientID(id)
 	}
 	if code := f.subscribe(ctx, c, stderr); code >= 0 {
 		return code
@@ -601,4 +602,11 @@ func appendJSONString(dst []byte, s string) []byte {
 		}
 	}
 	return append(dst, '"')
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
