@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/petrelmq/petrel/client"
+	"github.com/petrelmq/petrel/internal/propflag"
 	"github.com/petrelmq/petrel/packet"
 )
 
@@ -51,9 +52,7 @@ type clientFlags struct {
 	version              byte  // 0: not given
 	qos                  int
 
-	// -D, by command: CONNECT, PUBLISH, SUBSCRIBE, UNSUBSCRIBE, DISCONNECT, WILL.
-	props   map[string]*packet.Properties
-	anyProp bool
+	props propflag.Props // -D
 
 	willTopic, willPayload string
 	willQoS                int
@@ -65,6 +64,10 @@ type clientFlags struct {
 	debug, quiet bool
 	help         bool
 }
+
+// unsentCommands are the packets a command never sends: -D may not give
+// them properties.
+var unsentCommands = map[string][]string{"pub": {"SUBSCRIBE", "UNSUBSCRIBE"}, "sub": {"PUBLISH"}}
 
 // flagSpec is one option: its names, how many arguments it takes, and what
 // it does with them.
@@ -172,17 +175,15 @@ func (f *clientFlags) parseFlags(args []string, specs []flagSpec) error {
 	}
 	f.sessionExpiry = -1
 	f.keepAlive = 60
+	f.props.Program, f.props.Unsent = "petrel "+f.cmd, unsentCommands[f.cmd]
 	for i := 0; i < len(args); i++ {
 		a := args[i]
 		if a == "-D" || a == "--property" {
-			n := 3
-			if i+2 < len(args) && args[i+2] == "user-property" {
-				n = 4
-			}
+			n := propflag.Args(args[i+1:])
 			if i+n >= len(args) {
 				return errors.New(a + " argument given but not enough arguments specified.")
 			}
-			if err := f.addProperty(args[i+1 : i+1+n]); err != nil {
+			if err := f.props.Add(args[i+1 : i+1+n]); err != nil {
 				return err
 			}
 			i += n
@@ -203,153 +204,15 @@ func (f *clientFlags) parseFlags(args []string, specs []flagSpec) error {
 	return nil
 }
 
-// propTypes are the properties -D knows, by their names in the
-// specification with '-' between words, and the commands that may carry
-// them.
-var propTypes = map[string]struct {
-	id   packet.PropID
-	cmds string
-}{
-	"payload-format-indicator":     {packet.PropPayloadFormat, "PUBLISH WILL"},
-	"message-expiry-interval":      {packet.PropMessageExpiry, "PUBLISH WILL"},
-	"content-type":                 {packet.PropContentType, "PUBLISH WILL"},
-	"response-topic":               {packet.PropResponseTopic, "PUBLISH WILL"},
-	"correlation-data":             {packet.PropCorrelationData, "PUBLISH WILL"},
-	"subscription-identifier":      {packet.PropSubscriptionID, "SUBSCRIBE"},
-	"session-expiry-interval":      {packet.PropSessionExpiry, "CONNECT DISCONNECT"},
-	"request-problem-information":  {packet.PropRequestProblemInfo, "CONNECT"},
-	"will-delay-interval":          {packet.PropWillDelay, "WILL"},
-	"request-response-information": {packet.PropRequestResponseInfo, "CONNECT"},
-	"reason-string":                {packet.PropReasonString, "DISCONNECT"},
-	"receive-maximum":              {packet.PropReceiveMaximum, "CONNECT"},
-	"topic-alias-maximum":          {packet.PropTopicAliasMaximum, "CONNECT"},
-	"topic-alias":                  {packet.PropTopicAlias, "PUBLISH"},
-	"user-property":                {packet.PropUser, "CONNECT PUBLISH SUBSCRIBE UNSUBSCRIBE DISCONNECT WILL"},
-	"maximum-packet-size":          {packet.PropMaximumPacketSize, "CONNECT"},
-}
-
-// addProperty reads one -D: command identifier value, or command
-// user-property name value.
-func (f *clientFlags) addProperty(a []string) error {
-	cmd, name := strings.ToUpper(a[0]), a[1]
-	switch cmd {
-	case "CONNECT", "PUBLISH", "SUBSCRIBE", "UNSUBSCRIBE", "DISCONNECT", "WILL":
-	case "AUTH", "PUBACK", "PUBREC", "PUBREL", "PUBCOMP":
-		return errors.New("Properties of " + cmd + " are not supported.")
-	default:
-		return errors.New("Invalid command " + a[0] + " given in --property argument.")
-	}
-	pt, ok := propTypes[name]
-	if !ok {
-		if name == "authentication-method" || name == "authentication-data" {
-			return errors.New("Enhanced authentication (" + name + ") is not supported.")
-		}
-		return errors.New("Invalid property name " + name + " given in --property argument.")
-	}
-	if !strings.Contains(pt.cmds, cmd) || (f.cmd == "pub" && (cmd == "SUBSCRIBE" || cmd == "UNSUBSCRIBE")) ||
-		(f.cmd == "sub" && cmd == "PUBLISH") {
-		return errors.New("Property " + name + " is not valid for " + cmd + " in petrel " + f.cmd + ".")
-	}
-	if f.props == nil {
-		f.props = map[string]*packet.Properties{}
-	}
-	p := f.props[cmd]
-	if p == nil {
-		p = &packet.Properties{}
-		f.props[cmd] = p
-	}
-	f.anyProp = true
-	value := a[2]
-	bad := errors.New("Invalid value " + strconv.Quote(value) + " for property " + name + ".")
-	num := func(bits int) (uint64, error) {
-		v, err := strconv.ParseUint(value, 10, bits)
-		if err != nil {
-			return 0, bad
-		}
-		return v, nil
-	}
-	switch pt.id {
-	case packet.PropUser:
-		p.User = append(p.User, packet.UserProperty{Key: a[2], Value: a[3]})
-		return nil
-	case packet.PropSubscriptionID:
-		v, err := num(32)
-		if err != nil || v == 0 || v > 268435455 {
-			return bad
-		}
-		p.SubscriptionIDs = append(p.SubscriptionIDs[:0], uint32(v))
-		return nil
-	case packet.PropContentType:
-		p.ContentType = value
-	case packet.PropResponseTopic:
-		p.ResponseTopic = value
-	case packet.PropCorrelationData:
-		p.CorrelationData = []byte(value)
-	case packet.PropReasonString:
-		p.ReasonString = value
-	case packet.PropPayloadFormat, packet.PropRequestProblemInfo, packet.PropRequestResponseInfo:
-		v, err := num(8)
-		if err != nil || v > 1 {
-			return bad
-		}
-		switch pt.id {
-		case packet.PropPayloadFormat:
-			p.PayloadFormat = byte(v)
-		case packet.PropRequestProblemInfo:
-			p.RequestProblemInfo = byte(v)
-		default:
-			p.RequestResponseInfo = byte(v)
-		}
-	case packet.PropReceiveMaximum, packet.PropTopicAliasMaximum, packet.PropTopicAlias:
-		v, err := num(16)
-		if err != nil {
-			return err
-		}
-		switch pt.id {
-		case packet.PropReceiveMaximum:
-			p.ReceiveMaximum = uint16(v)
-		case packet.PropTopicAliasMaximum:
-			p.TopicAliasMaximum = uint16(v)
-		default:
-			p.TopicAlias = uint16(v)
-		}
-	default: // the 32-bit integers
-		v, err := num(32)
-		if err != nil {
-			return err
-		}
-		switch pt.id {
-		case packet.PropMessageExpiry:
-			p.MessageExpiry = uint32(v)
-		case packet.PropSessionExpiry:
-			p.SessionExpiry = uint32(v)
-		case packet.PropWillDelay:
-			p.WillDelay = uint32(v)
-		case packet.PropMaximumPacketSize:
-			p.MaximumPacketSize = uint32(v)
-		}
-	}
-	p.Mark(pt.id)
-	return nil
-}
-
-// prop returns the -D properties of cmd (empty if none).
-func (f *clientFlags) prop(cmd string) packet.Properties {
-	if p := f.props[cmd]; p != nil {
-		return *p
-	}
-	return packet.Properties{}
-}
-
 // options turns the flags into the client's options. topicFromURL is the
 // topic an mqtt:// or mqtts:// -L URL names, if any.
 func (f *clientFlags) options() (o client.Options, topicFromURL string, err error) {
 	switch {
-	case f.version == 0 && f.anyProp:
+	case f.version == 0 && f.props.Any():
 		f.version = packet.V5 // -D makes an MQTT 5 client, as in mosquitto
 	case f.version == 0:
 		f.version = packet.V311
-	case f.version != packet.V5 && f.anyProp:
+	case f.version != packet.V5 && f.props.Any():
 		return o, "", errors.New("-D (--property) needs MQTT v5 (-V 5).")
 	}
 	o.Version = f.version
@@ -425,7 +288,7 @@ func (f *clientFlags) options() (o client.Options, topicFromURL string, err erro
 	// -c: resume the session; in MQTT 5 it never expires unless -x says.
 	o.CleanStart = !f.noClean
 	if f.version == packet.V5 {
-		o.ConnectProps = f.prop("CONNECT")
+		o.ConnectProps = f.props.Of("CONNECT")
 		switch {
 		case f.sessionExpiry >= 0:
 			o.SessionExpiry = uint32(f.sessionExpiry)
@@ -439,7 +302,7 @@ func (f *clientFlags) options() (o client.Options, topicFromURL string, err erro
 	}
 	if f.willTopic != "" {
 		o.Will = &packet.Publish{Topic: f.willTopic, Payload: []byte(f.willPayload), QoS: byte(f.willQoS),
-			Retain: f.willRetain, Props: f.prop("WILL")}
+			Retain: f.willRetain, Props: f.props.Of("WILL")}
 	} else if f.willPayload != "" || f.willQoS != 0 || f.willRetain {
 		return o, "", errors.New("Will topic must be provided (--will-topic).")
 	}

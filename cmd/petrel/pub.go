@@ -124,7 +124,7 @@ func runPub(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		return usageError(stderr, "pub", fmt.Errorf("Invalid publish topic '%s', does it contain '+' or '#'?", topic))
 	}
 
-	m := &packet.Publish{Topic: topic, QoS: byte(f.qos), Retain: f.retain, Props: f.prop("PUBLISH")}
+	m := &packet.Publish{Topic: topic, QoS: byte(f.qos), Retain: f.retain, Props: f.props.Of("PUBLISH")}
 	switch {
 	case f.message != nil:
 		m.Payload = []byte(*f.message)
@@ -162,7 +162,7 @@ func runPub(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		c.Close()
 		return exitFail
 	}
-	disconnect := f.prop("DISCONNECT")
+	disconnect := f.props.Of("DISCONNECT")
 	if err := c.Disconnect(packet.Success, &disconnect); err != nil {
 		f.fail(stderr, "Error: "+strings.TrimPrefix(err.Error(), "client: "))
 		return exitFail

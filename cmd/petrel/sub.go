@@ -187,7 +187,7 @@ func runSub(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		f.fail(stderr, "Error: "+strings.TrimPrefix(c.Err().Error(), "client: "))
 		return exitFail
 	}
-	disconnect := f.prop("DISCONNECT")
+	disconnect := f.props.Of("DISCONNECT")
 	if err := c.Disconnect(packet.Success, &disconnect); err != nil && code == exitOK {
 		f.fail(stderr, "Error: "+strings.TrimPrefix(err.Error(), "client: "))
 		return exitFail
@@ -208,7 +208,7 @@ func (f *subFlags) subscribe(ctx context.Context, c *client.Client, stderr io.Wr
 		for i, t := range f.topics {
 			subs[i] = packet.Subscription{Filter: t, QoS: byte(f.qos), RetainAsPublished: f.retainAsPublished}
 		}
-		codes, err := c.Subscribe(ctx, subs, f.prop("SUBSCRIBE"))
+		codes, err := c.Subscribe(ctx, subs, f.props.Of("SUBSCRIBE"))
 		if err != nil {
 			return end(err)
 		}
@@ -224,12 +224,12 @@ func (f *subFlags) subscribe(ctx context.Context, c *client.Client, stderr io.Wr
 		}
 	}
 	if len(f.unsub) > 0 {
-		if _, err := c.Unsubscribe(ctx, f.unsub, f.prop("UNSUBSCRIBE")); err != nil {
+		if _, err := c.Unsubscribe(ctx, f.unsub, f.props.Of("UNSUBSCRIBE")); err != nil {
 			return end(err)
 		}
 	}
 	if f.exitAfterSub || len(f.topics) == 0 {
-		disconnect := f.prop("DISCONNECT")
+		disconnect := f.props.Of("DISCONNECT")
 		if err := c.Disconnect(packet.Success, &disconnect); err != nil {
 			return end(err)
 		}
