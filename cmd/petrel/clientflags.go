@@ -3,20 +3,18 @@ package main
 import (
 	"context"
 	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"math"
 	"net"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/petrelmq/petrel/client"
+	"github.com/petrelmq/petrel/internal/clienttls"
 	"github.com/petrelmq/petrel/internal/propflag"
 	"github.com/petrelmq/petrel/packet"
 )
@@ -58,8 +56,7 @@ type clientFlags struct {
 	willQoS                int
 	willRetain             bool
 
-	caFile, caPath, certFile, keyFile, tlsVersion, alpn string
-	insecure, osCerts                                   bool
+	tls clienttls.Options
 
 	debug, quiet bool
 	help         bool
@@ -136,14 +133,14 @@ func (f *clientFlags) commonSpecs() []flagSpec {
 		{"--will-payload", 1, str(&f.willPayload)},
 		{"--will-qos", 1, intFlag(&f.willQoS, 0, 2, "will QoS")},
 		{"--will-retain", 0, boolean(&f.willRetain)},
-		{"--cafile", 1, str(&f.caFile)},
-		{"--capath", 1, str(&f.caPath)},
-		{"--cert", 1, str(&f.certFile)},
-		{"--key", 1, str(&f.keyFile)},
-		{"--insecure", 0, boolean(&f.insecure)},
-		{"--tls-version", 1, str(&f.tlsVersion)},
-		{"--tls-alpn", 1, str(&f.alpn)},
-		{"--tls-use-os-certs", 0, boolean(&f.osCerts)},
+		{"--cafile", 1, str(&f.tls.CAFile)},
+		{"--capath", 1, str(&f.tls.CAPath)},
+		{"--cert", 1, str(&f.tls.CertFile)},
+		{"--key", 1, str(&f.tls.KeyFile)},
+		{"--insecure", 0, boolean(&f.tls.Insecure)},
+		{"--tls-version", 1, str(&f.tls.Version)},
+		{"--tls-alpn", 1, str(&f.tls.ALPN)},
+		{"--tls-use-os-certs", 0, boolean(&f.tls.OSCerts)},
 		{"--nodelay", 0, func([]string) error { return nil }}, // Go's TCP connections have TCP_NODELAY already
 		{"-d --debug", 0, boolean(&f.debug)},
 		{"--quiet", 0, boolean(&f.quiet)},
@@ -224,7 +221,7 @@ func (f *clientFlags) options() (o client.Options, topicFromURL string, err erro
 		o.Password = []byte(*f.password)
 	}
 
-	useTLS := f.caFile != "" || f.caPath != "" || f.certFile != "" || f.osCerts
+	useTLS := f.tls.CAFile != "" || f.tls.CAPath != "" || f.tls.CertFile != "" || f.tls.OSCerts
 	scheme, host, port := "tcp", "localhost", f.port
 	if f.host != "" {
 		host = f.host
@@ -261,7 +258,7 @@ func (f *clientFlags) options() (o client.Options, topicFromURL string, err erro
 		o.Addr = "unix://" + f.unixPath
 	}
 	if scheme == "tls" || scheme == "wss" {
-		if o.TLS, err = f.tlsConfig(); err != nil {
+		if o.TLS, err = clienttls.Config(f.tls); err != nil {
 			return o, "", err
 		}
 	}
@@ -367,87 +364,6 @@ func parseURLFlag(s string) (urlFlag, error) {
 		u.topic = path
 	}
 	return u, nil
-}
-
-// tlsConfig builds the TLS configuration: roots from --cafile and --capath
-// (else the system's), a client certificate from --cert and --key, and
-// --insecure, which like mosquitto's skips only the host name check: the
-// chain is still verified.
-func (f *clientFlags) tlsConfig() (*tls.Config, error) {
-	cfg := &tls.Config{}
-	if f.caFile != "" || f.caPath != "" {
-		roots := x509.NewCertPool()
-		if f.osCerts {
-			if sys, err := x509.SystemCertPool(); err == nil {
-				roots = sys
-			}
-		}
-		files := []string{}
-		if f.caFile != "" {
-			files = append(files, f.caFile)
-		}
-		if f.caPath != "" {
-			matches, err := filepath.Glob(filepath.Join(f.caPath, "*"))
-			if err != nil {
-				return nil, err
-			}
-			for _, m := range matches {
-				if strings.HasSuffix(m, ".crt") || strings.HasSuffix(m, ".pem") {
-					files = append(files, m)
-				}
-			}
-		}
-		for _, file := range files {
-			pem, err := os.ReadFile(file)
-			if err != nil {
-				return nil, fmt.Errorf("Unable to load CA certificates: %w", err)
-			}
-			if !roots.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("Unable to load CA certificates: no certificate in %s", file)
-			}
-		}
-		cfg.RootCAs = roots
-	}
-	switch {
-	case f.certFile != "" && f.keyFile != "":
-		cert, err := tls.LoadX509KeyPair(f.certFile, f.keyFile)
-		if err != nil {
-			return nil, fmt.Errorf("Unable to load client certificate and key: %w", err)
-		}
-		cfg.Certificates = []tls.Certificate{cert}
-	case f.certFile != "" || f.keyFile != "":
-		return nil, errors.New("Both --cert and --key must be given.")
-	}
-	switch strings.ToLower(f.tlsVersion) {
-	case "":
-	case "tlsv1.3":
-		cfg.MinVersion, cfg.MaxVersion = tls.VersionTLS13, tls.VersionTLS13
-	case "tlsv1.2":
-		cfg.MinVersion, cfg.MaxVersion = tls.VersionTLS12, tls.VersionTLS12
-	case "tlsv1.1":
-		cfg.MinVersion, cfg.MaxVersion = tls.VersionTLS11, tls.VersionTLS11
-	default:
-		return nil, errors.New("Unsupported TLS version " + f.tlsVersion + " (tlsv1.3, tlsv1.2 or tlsv1.1).")
-	}
-	if f.alpn != "" {
-		cfg.NextProtos = []string{f.alpn}
-	}
-	if f.insecure {
-		roots := cfg.RootCAs
-		cfg.InsecureSkipVerify = true
-		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
-			if len(cs.PeerCertificates) == 0 {
-				return errors.New("the server sent no certificate")
-			}
-			opts := x509.VerifyOptions{Roots: roots, Intermediates: x509.NewCertPool()}
-			for _, c := range cs.PeerCertificates[1:] {
-				opts.Intermediates.AddCert(c)
-			}
-			_, err := cs.PeerCertificates[0].Verify(opts)
-			return err
-		}
-	}
-	return cfg, nil
 }
 
 // randomID is a client identifier for MQTT 3.1.1, which servers need not
