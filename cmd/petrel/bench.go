@@ -269,7 +269,7 @@ func runBenchFlags(ctx context.Context, f *benchFlags, stdout, stderr io.Writer)
 		return usageError(stderr, "bench", err)
 	}
 	cfg := f.cfg
-	cfg.Client, cfg.PublishProps, cfg.SubscribeProps = o, f.prop("PUBLISH"), f.prop("SUBSCRIBE")
+	cfg.Client, cfg.PublishProps, cfg.SubscribeProps = o, f.props.Of("PUBLISH"), f.props.Of("SUBSCRIBE")
 	cfg.Command, cfg.Stderr, cfg.Spawn = "petrel bench "+strings.Join(f.args, " "), stderr, f.spawn
 	if f.child.Index >= 0 {
 		if err := bench.RunChild(ctx, cfg, f.child, stdout); err != nil {

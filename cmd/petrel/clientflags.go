@@ -5,21 +5,19 @@ package main
 import (
 	"context"
 	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"math"
 	"net"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/petrelmq/petrel/client"
+	"github.com/petrelmq/petrel/internal/clienttls"
+	"github.com/petrelmq/petrel/internal/propflag"
 	"github.com/petrelmq/petrel/packet"
 )
 
@@ -54,20 +52,21 @@ type clientFlags struct {
 	version              byte  // 0: not given
 	qos                  int
 
-	// -D, by command: CONNECT, PUBLISH, SUBSCRIBE, UNSUBSCRIBE, DISCONNECT, WILL.
-	props   map[string]*packet.Properties
-	anyProp bool
+	props propflag.Props // -D
 
 	willTopic, willPayload string
 	willQoS                int
 	willRetain             bool
 
-	caFile, caPath, certFile, keyFile, tlsVersion, alpn string
-	insecure, osCerts                                   bool
+	tls clienttls.Options
 
 	debug, quiet bool
 	help         bool
 }
+
+// unsentCommands are the packets a command never sends: -D may not give
+// them properties.
+var unsentCommands = map[string][]string{"pub": {"SUBSCRIBE", "UNSUBSCRIBE"}, "sub": {"PUBLISH"}}
 
 // flagSpec is one option: its names, how many arguments it takes, and what
 // it does with them.
@@ -136,14 +135,14 @@ func (f *clientFlags) commonSpecs() []flagSpec {
 		{"--will-payload", 1, str(&f.willPayload)},
 		{"--will-qos", 1, intFlag(&f.willQoS, 0, 2, "will QoS")},
 		{"--will-retain", 0, boolean(&f.willRetain)},
-		{"--cafile", 1, str(&f.caFile)},
-		{"--capath", 1, str(&f.caPath)},
-		{"--cert", 1, str(&f.certFile)},
-		{"--key", 1, str(&f.keyFile)},
-		{"--insecure", 0, boolean(&f.insecure)},
-		{"--tls-version", 1, str(&f.tlsVersion)},
-		{"--tls-alpn", 1, str(&f.alpn)},
-		{"--tls-use-os-certs", 0, boolean(&f.osCerts)},
+		{"--cafile", 1, str(&f.tls.CAFile)},
+		{"--capath", 1, str(&f.tls.CAPath)},
+		{"--cert", 1, str(&f.tls.CertFile)},
+		{"--key", 1, str(&f.tls.KeyFile)},
+		{"--insecure", 0, boolean(&f.tls.Insecure)},
+		{"--tls-version", 1, str(&f.tls.Version)},
+		{"--tls-alpn", 1, str(&f.tls.ALPN)},
+		{"--tls-use-os-certs", 0, boolean(&f.tls.OSCerts)},
 		{"--nodelay", 0, func([]string) error { return nil }}, // Go's TCP connections have TCP_NODELAY already
 		{"-d --debug", 0, boolean(&f.debug)},
 		{"--quiet", 0, boolean(&f.quiet)},
@@ -175,17 +174,15 @@ func (f *clientFlags) parseFlags(args []string, specs []flagSpec) error {
 	}
 	f.sessionExpiry = -1
 	f.keepAlive = 60
+	f.props.Program, f.props.Unsent = "petrel "+f.cmd, unsentCommands[f.cmd]
 	for i := 0; i < len(args); i++ {
 		a := args[i]
 		if a == "-D" || a == "--property" {
-			n := 3
-			if i+2 < len(args) && args[i+2] == "user-property" {
-				n = 4
-			}
+			n := propflag.Args(args[i+1:])
 			if i+n >= len(args) {
 				return errors.New(a + " argument given but not enough arguments specified.")
 			}
-			if err := f.addProperty(args[i+1 : i+1+n]); err != nil {
+			if err := f.props.Add(args[i+1 : i+1+n]); err != nil {
 				return err
 			}
 			i += n
@@ -206,153 +203,15 @@ func (f *clientFlags) parseFlags(args []string, specs []flagSpec) error {
 	return nil
 }
 
-// propTypes are the properties -D knows, by their names in the
-// specification with '-' between words, and the commands that may carry
-// them.
-var propTypes = map[string]struct {
-	id   packet.PropID
-	cmds string
-}{
-	"payload-format-indicator":     {packet.PropPayloadFormat, "PUBLISH WILL"},
-	"message-expiry-interval":      {packet.PropMessageExpiry, "PUBLISH WILL"},
-	"content-type":                 {packet.PropContentType, "PUBLISH WILL"},
-	"response-topic":               {packet.PropResponseTopic, "PUBLISH WILL"},
-	"correlation-data":             {packet.PropCorrelationData, "PUBLISH WILL"},
-	"subscription-identifier":      {packet.PropSubscriptionID, "SUBSCRIBE"},
-	"session-expiry-interval":      {packet.PropSessionExpiry, "CONNECT DISCONNECT"},
-	"request-problem-information":  {packet.PropRequestProblemInfo, "CONNECT"},
-	"will-delay-interval":          {packet.PropWillDelay, "WILL"},
-	"request-response-information": {packet.PropRequestResponseInfo, "CONNECT"},
-	"reason-string":                {packet.PropReasonString, "DISCONNECT"},
-	"receive-maximum":              {packet.PropReceiveMaximum, "CONNECT"},
-	"topic-alias-maximum":          {packet.PropTopicAliasMaximum, "CONNECT"},
-	"topic-alias":                  {packet.PropTopicAlias, "PUBLISH"},
-	"user-property":                {packet.PropUser, "CONNECT PUBLISH SUBSCRIBE UNSUBSCRIBE DISCONNECT WILL"},
-	"maximum-packet-size":          {packet.PropMaximumPacketSize, "CONNECT"},
-}
-
-// addProperty reads one -D: command identifier value, or command
-// user-property name value.
-func (f *clientFlags) addProperty(a []string) error {
-	cmd, name := strings.ToUpper(a[0]), a[1]
-	switch cmd {
-	case "CONNECT", "PUBLISH", "SUBSCRIBE", "UNSUBSCRIBE", "DISCONNECT", "WILL":
-	case "AUTH", "PUBACK", "PUBREC", "PUBREL", "PUBCOMP":
-		return errors.New("Properties of " + cmd + " are not supported.")
-	default:
-		return errors.New("Invalid command " + a[0] + " given in --property argument.")
-	}
-	pt, ok := propTypes[name]
-	if !ok {
-		if name == "authentication-method" || name == "authentication-data" {
-			return errors.New("Enhanced authentication (" + name + ") is not supported.")
-		}
-		return errors.New("Invalid property name " + name + " given in --property argument.")
-	}
-	if !strings.Contains(pt.cmds, cmd) || (f.cmd == "pub" && (cmd == "SUBSCRIBE" || cmd == "UNSUBSCRIBE")) ||
-		(f.cmd == "sub" && cmd == "PUBLISH") {
-		return errors.New("Property " + name + " is not valid for " + cmd + " in petrel " + f.cmd + ".")
-	}
-	if f.props == nil {
-		f.props = map[string]*packet.Properties{}
-	}
-	p := f.props[cmd]
-	if p == nil {
-		p = &packet.Properties{}
-		f.props[cmd] = p
-	}
-	f.anyProp = true
-	value := a[2]
-	bad := errors.New("Invalid value " + strconv.Quote(value) + " for property " + name + ".")
-	num := func(bits int) (uint64, error) {
-		v, err := strconv.ParseUint(value, 10, bits)
-		if err != nil {
-			return 0, bad
-		}
-		return v, nil
-	}
-	switch pt.id {
-	case packet.PropUser:
-		p.User = append(p.User, packet.UserProperty{Key: a[2], Value: a[3]})
-		return nil
-	case packet.PropSubscriptionID:
-		v, err := num(32)
-		if err != nil || v == 0 || v > 268435455 {
-			return bad
-		}
-		p.SubscriptionIDs = append(p.SubscriptionIDs[:0], uint32(v))
-		return nil
-	case packet.PropContentType:
-		p.ContentType = value
-	case packet.PropResponseTopic:
-		p.ResponseTopic = value
-	case packet.PropCorrelationData:
-		p.CorrelationData = []byte(value)
-	case packet.PropReasonString:
-		p.ReasonString = value
-	case packet.PropPayloadFormat, packet.PropRequestProblemInfo, packet.PropRequestResponseInfo:
-		v, err := num(8)
-		if err != nil || v > 1 {
-			return bad
-		}
-		switch pt.id {
-		case packet.PropPayloadFormat:
-			p.PayloadFormat = byte(v)
-		case packet.PropRequestProblemInfo:
-			p.RequestProblemInfo = byte(v)
-		default:
-			p.RequestResponseInfo = byte(v)
-		}
-	case packet.PropReceiveMaximum, packet.PropTopicAliasMaximum, packet.PropTopicAlias:
-		v, err := num(16)
-		if err != nil {
-			return err
-		}
-		switch pt.id {
-		case packet.PropReceiveMaximum:
-			p.ReceiveMaximum = uint16(v)
-		case packet.PropTopicAliasMaximum:
-			p.TopicAliasMaximum = uint16(v)
-		default:
-			p.TopicAlias = uint16(v)
-		}
-	default: // the 32-bit integers
-		v, err := num(32)
-		if err != nil {
-			return err
-		}
-		switch pt.id {
-		case packet.PropMessageExpiry:
-			p.MessageExpiry = uint32(v)
-		case packet.PropSessionExpiry:
-			p.SessionExpiry = uint32(v)
-		case packet.PropWillDelay:
-			p.WillDelay = uint32(v)
-		case packet.PropMaximumPacketSize:
-			p.MaximumPacketSize = uint32(v)
-		}
-	}
-	p.Mark(pt.id)
-	return nil
-}
-
-// prop returns the -D properties of cmd (empty if none).
-func (f *clientFlags) prop(cmd string) packet.Properties {
-	if p := f.props[cmd]; p != nil {
-		return *p
-	}
-	return packet.Properties{}
-}
-
 // options turns the flags into the client's options. topicFromURL is the
 // topic an mqtt:// or mqtts:// -L URL names, if any.
 func (f *clientFlags) options() (o client.Options, topicFromURL string, err error) {
 	switch {
-	case f.version == 0 && f.anyProp:
+	case f.version == 0 && f.props.Any():
 		f.version = packet.V5 // -D makes an MQTT 5 client, as in mosquitto
 	case f.version == 0:
 		f.version = packet.V311
-	case f.version != packet.V5 && f.anyProp:
+	case f.version != packet.V5 && f.props.Any():
 		return o, "", errors.New("-D (--property) needs MQTT v5 (-V 5).")
 	}
 	o.Version = f.version
@@ -364,7 +223,7 @@ func (f *clientFlags) options() (o client.Options, topicFromURL string, err erro
 		o.Password = []byte(*f.password)
 	}
 
-	useTLS := f.caFile != "" || f.caPath != "" || f.certFile != "" || f.osCerts
+	useTLS := f.tls.CAFile != "" || f.tls.CAPath != "" || f.tls.CertFile != "" || f.tls.OSCerts
 	scheme, host, port := "tcp", "localhost", f.port
 	if f.host != "" {
 		host = f.host
@@ -401,7 +260,7 @@ func (f *clientFlags) options() (o client.Options, topicFromURL string, err erro
 		o.Addr = "unix://" + f.unixPath
 	}
 	if scheme == "tls" || scheme == "wss" {
-		if o.TLS, err = f.tlsConfig(); err != nil {
+		if o.TLS, err = clienttls.Config(f.tls); err != nil {
 			return o, "", err
 		}
 	}
@@ -428,7 +287,7 @@ func (f *clientFlags) options() (o client.Options, topicFromURL string, err erro
 	// -c: resume the session; in MQTT 5 it never expires unless -x says.
 	o.CleanStart = !f.noClean
 	if f.version == packet.V5 {
-		o.ConnectProps = f.prop("CONNECT")
+		o.ConnectProps = f.props.Of("CONNECT")
 		switch {
 		case f.sessionExpiry >= 0:
 			o.SessionExpiry = uint32(f.sessionExpiry)
@@ -442,7 +301,7 @@ func (f *clientFlags) options() (o client.Options, topicFromURL string, err erro
 	}
 	if f.willTopic != "" {
 		o.Will = &packet.Publish{Topic: f.willTopic, Payload: []byte(f.willPayload), QoS: byte(f.willQoS),
-			Retain: f.willRetain, Props: f.prop("WILL")}
+			Retain: f.willRetain, Props: f.props.Of("WILL")}
 	} else if f.willPayload != "" || f.willQoS != 0 || f.willRetain {
 		return o, "", errors.New("Will topic must be provided (--will-topic).")
 	}
@@ -509,87 +368,6 @@ func parseURLFlag(s string) (urlFlag, error) {
 	return u, nil
 }
 
-// tlsConfig builds the TLS configuration: roots from --cafile and --capath
-// (else the system's), a client certificate from --cert and --key, and
-// --insecure, which like mosquitto's skips only the host name check: the
-// chain is still verified.
-func (f *clientFlags) tlsConfig() (*tls.Config, error) {
-	cfg := &tls.Config{}
-	if f.caFile != "" || f.caPath != "" {
-		roots := x509.NewCertPool()
-		if f.osCerts {
-			if sys, err := x509.SystemCertPool(); err == nil {
-				roots = sys
-			}
-		}
-		files := []string{}
-		if f.caFile != "" {
-			files = append(files, f.caFile)
-		}
-		if f.caPath != "" {
-			matches, err := filepath.Glob(filepath.Join(f.caPath, "*"))
-			if err != nil {
-				return nil, err
-			}
-			for _, m := range matches {
-				if strings.HasSuffix(m, ".crt") || strings.HasSuffix(m, ".pem") {
-					files = append(files, m)
-				}
-			}
-		}
-		for _, file := range files {
-			pem, err := os.ReadFile(file)
-			if err != nil {
-				return nil, fmt.Errorf("Unable to load CA certificates: %w", err)
-			}
-			if !roots.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("Unable to load CA certificates: no certificate in %s", file)
-			}
-		}
-		cfg.RootCAs = roots
-	}
-	switch {
-	case f.certFile != "" && f.keyFile != "":
-		cert, err := tls.LoadX509KeyPair(f.certFile, f.keyFile)
-		if err != nil {
-			return nil, fmt.Errorf("Unable to load client certificate and key: %w", err)
-		}
-		cfg.Certificates = []tls.Certificate{cert}
-	case f.certFile != "" || f.keyFile != "":
-		return nil, errors.New("Both --cert and --key must be given.")
-	}
-	switch strings.ToLower(f.tlsVersion) {
-	case "":
-	case "tlsv1.3":
-		cfg.MinVersion, cfg.MaxVersion = tls.VersionTLS13, tls.VersionTLS13
-	case "tlsv1.2":
-		cfg.MinVersion, cfg.MaxVersion = tls.VersionTLS12, tls.VersionTLS12
-	case "tlsv1.1":
-		cfg.MinVersion, cfg.MaxVersion = tls.VersionTLS11, tls.VersionTLS11
-	default:
-		return nil, errors.New("Unsupported TLS version " + f.tlsVersion + " (tlsv1.3, tlsv1.2 or tlsv1.1).")
-	}
-	if f.alpn != "" {
-		cfg.NextProtos = []string{f.alpn}
-	}
-	if f.insecure {
-		roots := cfg.RootCAs
-		cfg.InsecureSkipVerify = true
-		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
-			if len(cs.PeerCertificates) == 0 {
-				return errors.New("the server sent no certificate")
-			}
-			opts := x509.VerifyOptions{Roots: roots, Intermediates: x509.NewCertPool()}
-			for _, c := range cs.PeerCertificates[1:] {
-				opts.Intermediates.AddCert(c)
-			}
-			_, err := cs.PeerCertificates[0].Verify(opts)
-			return err
-		}
-	}
-	return cfg, nil
-}
-
 // randomID is a client identifier for MQTT 3.1.1, which servers need not
 // assign: "petrel-" and 16 letters and digits, 23 characters in all, the
 // most MQTT 3.1 servers must accept.
@@ -634,72 +412,6 @@ func (f *clientFlags) fail(stderr io.Writer, msg string) {
 func usageError(stderr io.Writer, cmd string, err error) int {
 	fmt.Fprintf(stderr, "Error: %v\n\nUse 'petrel %s --help' to see usage.\n", err, cmd)
 	return exitFail
-}
-
-// tracer prints packets as mosquitto's -d does, on stderr.
-type tracer struct {
-	mu sync.Mutex
-	w  io.Writer
-	id string
-}
-
-func (t *tracer) setID(id string) {
-	t.mu.Lock()
-	t.id = id
-	t.mu.Unlock()
-}
-
-func (t *tracer) trace(sent bool, p packet.Packet) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	id := t.id
-	if id == "" {
-		id = "(null)"
-	}
-	dir := "received"
-	if sent {
-		dir = "sending"
-	}
-	fmt.Fprintf(t.w, "Client %s %s %s%s\n", id, dir, p.Type(), describe(p))
-}
-
-// describe is the detail -d prints after a packet's name.
-func describe(p packet.Packet) string {
-	switch p := p.(type) {
-	case *packet.Connack:
-		return " (" + strconv.Itoa(int(p.Code)) + ")"
-	case *packet.Publish:
-		return fmt.Sprintf(" (d%d, q%d, r%d, m%d, '%s', ... (%d bytes))", b2i(p.Dup), p.QoS, b2i(p.Retain),
-			p.PacketID, p.Topic, len(p.Payload))
-	case *packet.Ack:
-		return fmt.Sprintf(" (Mid: %d, RC:%d)", p.PacketID, p.Code)
-	case *packet.Subscribe:
-		var b strings.Builder
-		fmt.Fprintf(&b, " (Mid: %d", p.PacketID)
-		for _, s := range p.Subs {
-			fmt.Fprintf(&b, ", Topic: %s, QoS: %d", s.Filter, s.QoS)
-		}
-		b.WriteString(")")
-		return b.String()
-	case *packet.Suback:
-		return fmt.Sprintf(" (Mid: %d, Codes: %v)", p.PacketID, p.Codes)
-	case *packet.Unsubscribe:
-		return fmt.Sprintf(" (Mid: %d, Topics: %s)", p.PacketID, strings.Join(p.Filters, ", "))
-	case *packet.Unsuback:
-		return fmt.Sprintf(" (Mid: %d)", p.PacketID)
-	case *packet.Disconnect:
-		if p.Code != 0 {
-			return fmt.Sprintf(" (%d)", p.Code)
-		}
-	}
-	return ""
-}
-
-func b2i(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 // commonUsage documents the flags both commands share.

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/petrelmq/petrel/client"
+	"github.com/petrelmq/petrel/internal/packettrace"
 	"github.com/petrelmq/petrel/packet"
 )
 
@@ -125,7 +126,7 @@ func runPub(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		return usageError(stderr, "pub", fmt.Errorf("Invalid publish topic '%s', does it contain '+' or '#'?", topic))
 	}
 
-	m := &packet.Publish{Topic: topic, QoS: byte(f.qos), Retain: f.retain, Props: f.prop("PUBLISH")}
+	m := &packet.Publish{Topic: topic, QoS: byte(f.qos), Retain: f.retain, Props: f.props.Of("PUBLISH")}
 	switch {
 	case f.message != nil:
 		m.Payload = []byte(*f.message)
@@ -142,16 +143,16 @@ func runPub(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	}
 
 	o.MaxInflight = f.maxInflight
-	tr := &tracer{w: stderr, id: o.ClientID}
+	tr := packettrace.New(stderr, o.ClientID)
 	if f.debug {
-		o.Trace = tr.trace
+		o.Trace = tr.Trace
 	}
 	c, ack, code := connectClient(ctx, &f.clientFlags, o, stderr)
 	if c == nil {
 		return code
 	}
 	if id := ack.Props.AssignedClientID; id != "" {
-		tr.setID(id)
+		tr.SetClientID(id)
 	}
 	if f.stdinLine {
 		err = publishLines(ctx, c, m, stdin)
@@ -163,7 +164,7 @@ func runPub(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		c.Close()
 		return exitFail
 	}
-	disconnect := f.prop("DISCONNECT")
+	disconnect := f.props.Of("DISCONNECT")
 	if err := c.Disconnect(packet.Success, &disconnect); err != nil {
 		f.fail(stderr, "Error: "+strings.TrimPrefix(err.Error(), "client: "))
 		return exitFail

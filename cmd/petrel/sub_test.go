@@ -44,25 +44,6 @@ func TestSubOutputFormats(t *testing.T) {
 	}
 }
 
-func TestAppendFormatWidths(t *testing.T) {
-	m := &client.Message{Topic: "héllo/wörld", Payload: []byte("p"), QoS: 1}
-	for format, want := range map[string]string{
-		"%.2t|":              "hé|",
-		"%-6.3t|":            "hél   |",
-		"%14t|":              "   héllo/wörld|",
-		"%03l|%-3q|%3q|%03t": "001|1  |  1|héllo/wörld", // 0 pads numbers only
-		"%":                  "%",
-		"%z":                 "%z",
-		`\e\0\q`:             "\x1b\x00\\q",
-		"@@@q":               "@@q",
-	} {
-		got, err := appendFormat(nil, format, m, time.Unix(0, 5), false)
-		if err != nil || string(got) != want {
-			t.Errorf("-F %q: %q, %v; want %q", format, got, err, want)
-		}
-	}
-}
-
 // subJSON is sub's -j output.
 type subJSON struct {
 	Tst        string         `json:"tst"`
