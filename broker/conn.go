@@ -74,10 +74,9 @@ type conn struct {
 	// keepAliveMs is the keep alive in force, in milliseconds (the server
 	// may set one finer than MQTT's seconds); 0 for none.
 	keepAliveMs uint32
-	// flags holds flagWillDone and flagConnectedV5.
+	// flags holds flagWillDone, flagConnectedV5, flagHeldBack and
+	// flagClosing.
 	flags atomic.Uint32
-	// closing is set when the engine decides to close; later input is ignored.
-	closing atomic.Bool
 
 	window      uint16 // outbound in-flight limit: MaxInflight, lowered by the client's Receive Maximum
 	aliasMax    uint16 // the client's Topic Alias Maximum
@@ -156,7 +155,14 @@ const (
 	// flagHeldBack: the connection is not read while a session its
 	// messages go to is backed up (backpressure.go).
 	flagHeldBack
+	// flagClosing is set when the engine decides to close; later input is
+	// ignored. (A flag rather than a field of its own: a conn is most of an
+	// idle connection's cost.)
+	flagClosing
 )
+
+// isClosing reports whether the engine decided to close the connection.
+func (c *conn) isClosing() bool { return c.flags.Load()&flagClosing != 0 }
 
 const (
 	stateNew            connState = iota // waiting for CONNECT
@@ -172,7 +178,7 @@ var decoders = sync.Pool{New: func() any { return new(packet.Decoder) }}
 func (c *conn) Data(b []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closing.Load() || c.state == stateClosed {
+	if c.isClosing() || c.state == stateClosed {
 		return
 	}
 	if c.paused {
@@ -223,7 +229,7 @@ func (c *conn) consume(b []byte) {
 		var more bool
 		rest, more = c.parse(dec, b, false, nil)
 		parsed = parsed || more
-		if len(rest) > 0 && !c.closing.Load() {
+		if len(rest) > 0 && !c.isClosing() {
 			if c.in, c.inBig = bigBuffer(rest, c.srv.opts.MaxPacketSize); c.in == nil {
 				c.in = append(bufpool.Get(len(rest)), rest...)
 			}
@@ -235,7 +241,7 @@ func (c *conn) consume(b []byte) {
 		var more bool
 		rest, more = c.parse(dec, c.in, false, nil)
 		parsed = parsed || more
-		if len(rest) == 0 || c.closing.Load() {
+		if len(rest) == 0 || c.isClosing() {
 			bufpool.Put(c.in)
 			c.in = nil
 		} else if big, bb := bigBuffer(rest, c.srv.opts.MaxPacketSize); big != nil {
@@ -247,7 +253,7 @@ func (c *conn) consume(b []byte) {
 		}
 	}
 	decoders.Put(dec)
-	if c.closing.Load() {
+	if c.isClosing() {
 		return
 	}
 	var now time.Time
@@ -327,7 +333,7 @@ func (c *conn) ReadBuffer() []byte {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	// While paused, another goroutine may resume and consume c.in.
-	if c.paused || c.closing.Load() || c.state == stateClosed {
+	if c.paused || c.isClosing() || c.state == stateClosed {
 		return nil
 	}
 	if total := c.bigPending(); total > len(c.in) {
@@ -339,7 +345,7 @@ func (c *conn) ReadBuffer() []byte {
 // DataRead implements listener.DirectReader.
 func (c *conn) DataRead(b []byte) {
 	c.mu.Lock()
-	if c.closing.Load() || c.state == stateClosed {
+	if c.isClosing() || c.state == stateClosed {
 		c.mu.Unlock()
 		return
 	}
@@ -361,7 +367,7 @@ func (c *conn) DataRead(b []byte) {
 // may keep it rather than copy it.
 func (c *conn) parse(dec *packet.Decoder, b []byte, owned bool, big *bigBuf) (rest []byte, parsed bool) {
 	// A held-back client's further packets wait in c.in (backpressure.go).
-	for len(b) > 0 && !c.closing.Load() && !c.paused && c.flags.Load()&flagHeldBack == 0 {
+	for len(b) > 0 && !c.isClosing() && !c.paused && c.flags.Load()&flagHeldBack == 0 {
 		h, n, err := packet.ParseFixedHeader(b, c.srv.opts.MaxPacketSize)
 		if err == packet.ErrIncomplete {
 			return b, parsed
@@ -506,7 +512,7 @@ func (c *conn) fail(err error) {
 // disconnect closes the connection for a reason of the server's own (takeover,
 // keep alive, shutdown), telling an MQTT 5 client why. [MQTT-3.14.0-1]
 func (c *conn) disconnect(code packet.ReasonCode, reason string) {
-	if c.closing.Load() {
+	if c.isClosing() {
 		return
 	}
 	c.appendDisconnect(code, reason)
@@ -541,7 +547,7 @@ func (c *conn) reasonProps(reason string) packet.Properties {
 // (a final CONNACK or DISCONNECT), half-closes and drains, so the client
 // reads those bytes rather than a reset.
 func (c *conn) shutdown() {
-	if c.closing.Swap(true) {
+	if c.flags.Or(flagClosing)&flagClosing != 0 {
 		return
 	}
 	c.finish()
@@ -655,10 +661,10 @@ func (c *conn) Closed(err error) {
 	if !wasOpen {
 		return
 	}
-	if err != nil && !c.closing.Load() && c.srv.debugging() {
+	if err != nil && !c.isClosing() && c.srv.debugging() {
 		c.srv.log.Debug("connection lost", "client", c.clientID(), "remote", c.nc.RemoteAddr().String(), "err", err)
 	}
-	c.closing.Store(true)
+	c.flags.Or(flagClosing)
 	c.finish()
 }
 

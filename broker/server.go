@@ -382,7 +382,7 @@ func (cs *connSet) expired(now int64, fn func(*conn)) {
 		sh := &cs.shards[i]
 		sh.mu.Lock()
 		for c := range sh.m {
-			if c.closing.Load() || c.flags.Load()&flagHeldBack != 0 {
+			if c.isClosing() || c.flags.Load()&flagHeldBack != 0 {
 				continue // a held-back client's packets wait unread: not its fault
 			}
 			if d := c.deadline.Load(); d != 0 && d < now {
