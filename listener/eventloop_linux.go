@@ -891,6 +891,23 @@ func (l *loop) writeOut(c *econn) bool {
 	}
 	bufpool.Put(c.out)
 	c.out, c.off = nil, 0
+	return l.written(c)
+}
+
+// written tells a WriteWatcher endpoint that its output went out. It
+// reports false when the endpoint panicked, which closed the connection.
+func (l *loop) written(c *econn) (ok bool) {
+	w, watches := c.ep.(WriteWatcher)
+	if !watches {
+		return true
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			l.finalize(c, recovered(l.d.opts.Logger, "Written", c.RemoteAddr(), r))
+			ok = false
+		}
+	}()
+	w.Written()
 	return true
 }
 
@@ -926,7 +943,7 @@ func (l *loop) writePieces(c *econn) bool {
 	l.endPieces(c)
 	bufpool.Put(c.out)
 	c.out, c.off = nil, 0
-	return true
+	return l.written(c)
 }
 
 // writeStopped handles a write's error: on EAGAIN it watches EPOLLOUT, on

@@ -395,9 +395,25 @@ func (c *gconn) writeAll() bool {
 		bufpool.Put(out)
 		if err != nil {
 			c.fail(err)
+			continue
 		}
+		c.written()
 	}
 	return false
+}
+
+// written tells a WriteWatcher endpoint that its output went out.
+func (c *gconn) written() {
+	w, ok := c.ep.(WriteWatcher)
+	if !ok {
+		return
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			c.fail(recovered(c.d.opts.Logger, "Written", c.nc.RemoteAddr(), r))
+		}
+	}()
+	w.Written()
 }
 
 // shutdown ends the write side after the final flush and bounds the drain

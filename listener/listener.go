@@ -24,8 +24,8 @@ import (
 // called are discarded. Output and Closed may be called from any driver
 // goroutine, and Output concurrently with Data (the goroutine driver writes
 // on another goroutine than it reads), so the endpoint guards its outbound
-// buffer. A panic in Data or Output is recovered and logged, and closes that
-// connection with a *PanicError.
+// buffer. A panic in Data or Output (or Written, see WriteWatcher) is
+// recovered and logged, and closes that connection with a *PanicError.
 type Endpoint interface {
 	// Data hands over bytes read from the connection. b is the driver's
 	// buffer: it is valid only during the call, so the endpoint copies what
@@ -58,6 +58,16 @@ type PieceWriter interface {
 	// that. Otherwise pieces and done are nil and buf is written as
 	// Output's result would be. buf goes back to bufpool either way.
 	OutputPieces() (buf []byte, pieces [][]byte, done func())
+}
+
+// A WriteWatcher is an Endpoint that counts the output its driver still
+// holds: for a peer that does not read, the driver keeps what Output last
+// returned until the socket takes it, and that memory is the endpoint's
+// to bound. The driver calls Written once all of what Output (or
+// OutputPieces) returned has been written; both drivers call Output again
+// only after that, so at most one batch of output is held at a time.
+type WriteWatcher interface {
+	Written()
 }
 
 // A DirectReader is an Endpoint that can take some input straight into a
