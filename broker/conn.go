@@ -3,6 +3,7 @@ package broker
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -77,6 +78,10 @@ type conn struct {
 	// flags holds flagWillDone, flagConnectedV5, flagHeldBack and
 	// flagClosing.
 	flags atomic.Uint32
+	// held is the size of the output the driver took and has not written
+	// yet (listener.WriteWatcher): set under outMu when output is taken,
+	// cleared by the driver once it went out.
+	held atomic.Uint32
 
 	window      uint16 // outbound in-flight limit: MaxInflight, lowered by the client's Receive Maximum
 	aliasMax    uint16 // the client's Topic Alias Maximum
@@ -603,6 +608,7 @@ func (c *conn) Output() []byte {
 	c.outMu.Lock()
 	b := c.out
 	c.out = nil
+	c.holdLocked(len(b))
 	lent := c.takeLentLocked()
 	c.outMu.Unlock()
 	if lent != nil {
@@ -887,8 +893,8 @@ func (c *conn) writePublish(d *delivery, pid uint16, dup bool) bool {
 	}
 	p.Props.SubscriptionIDs = d.subIDs
 	c.outMu.Lock()
-	if c.outClosed || (d.qos == 0 && !d.retain && c.pendingLocked() > maxPendingOutput) {
-		return c.skipLocked()
+	if c.outClosed || (d.qos == 0 && !d.retain && c.outboundFullLocked(publishSize(m))) {
+		return c.skipLocked(m)
 	}
 	newAlias := uint16(0)
 	if c.aliasMax > 0 {
@@ -929,8 +935,8 @@ func (c *conn) writePlainPublish(d *delivery, pid uint16, dup bool) bool {
 	m := d.msg
 	h := packet.PublishHeader{Topic: m.Topic, Payload: m.Payload, QoS: d.qos, PacketID: pid, Dup: dup, Retain: d.retain}
 	c.outMu.Lock()
-	if c.outClosed || (d.qos == 0 && !d.retain && c.pendingLocked() > maxPendingOutput) {
-		return c.skipLocked()
+	if c.outClosed || (d.qos == 0 && !d.retain && c.outboundFullLocked(publishSize(m))) {
+		return c.skipLocked(m)
 	}
 	// The exact size is only worked out when a rough upper bound exceeds
 	// the client's maximum.
@@ -969,12 +975,39 @@ func (c *conn) lendLocked(m *Message) {
 	r.lentBytes += len(m.Payload)
 }
 
-// pendingLocked is how many bytes wait to be written to the client.
+// pendingLocked is how many bytes wait to be written to the client: in the
+// outbound buffer, lent to it, or taken by the driver and not yet written.
 func (c *conn) pendingLocked() int {
-	if c.rare == nil {
-		return len(c.out)
+	n := len(c.out) + int(c.held.Load())
+	if c.rare != nil {
+		n += c.rare.lentBytes
 	}
-	return len(c.out) + c.rare.lentBytes
+	return n
+}
+
+// holdLocked records that the driver takes the output, out bytes of it
+// plus what is lent, before takeLentLocked.
+func (c *conn) holdLocked(out int) {
+	if c.rare != nil {
+		out += c.rare.lentBytes
+	}
+	c.held.Store(uint32(min(out, math.MaxUint32)))
+}
+
+// Written implements listener.WriteWatcher: the output taken last is in
+// the socket. The drivers take output again only after this.
+func (c *conn) Written() { c.held.Store(0) }
+
+// outboundFullLocked reports whether a QoS 0 delivery of about size bytes
+// would take what waits for the client past Limits.MaxOutboundBytes. Into
+// an empty output, one message goes whatever its size.
+func (c *conn) outboundFullLocked(size int) bool {
+	max := c.srv.opts.Limits.MaxOutboundBytes
+	if max < 0 {
+		return false
+	}
+	p := c.pendingLocked()
+	return p > 0 && p+size > max
 }
 
 // takeLentLocked takes the payloads lent to the output so far.
@@ -993,6 +1026,7 @@ func (c *conn) OutputPieces() (buf []byte, pieces [][]byte, done func()) {
 	c.outMu.Lock()
 	buf = c.out
 	c.out = nil
+	c.holdLocked(len(buf))
 	lent := c.takeLentLocked()
 	c.outMu.Unlock()
 	if lent == nil {
@@ -1014,17 +1048,30 @@ func unrefLent(lent []lentPayload) {
 	}
 }
 
-// skipLocked releases outMu for a delivery that is not written: the
+// skipLocked releases outMu for a delivery of m that is not written: the
 // connection is gone, or it is QoS 0 to a client that does not read (QoS 1
-// and 2 are bounded by the in-flight window instead), which is counted.
-// The callers test for these inline: this is the uncommon path.
-func (c *conn) skipLocked() bool {
-	if !c.outClosed {
-		c.srv.stats.droppedQoS0Slow.Add(1)
+// and 2 wait in the session's queue instead, bounded by the in-flight
+// window), which is counted and logged. The callers test for these
+// inline: this is the uncommon path.
+func (c *conn) skipLocked(m *Message) bool {
+	if c.outClosed {
+		c.outMu.Unlock()
+		return true
 	}
+	pending := c.pendingLocked()
 	c.outMu.Unlock()
+	n := c.srv.stats.droppedQoS0Slow.Add(1)
+	if c.srv.mayWarnDropped() {
+		c.srv.log.Warn("client not reading: QoS 0 message dropped", "client", c.clientID(), "topic", m.Topic,
+			"pending_bytes", pending, "max_outbound_bytes", c.srv.opts.Limits.MaxOutboundBytes,
+			"dropped_total", n, "note", dropNote)
+	}
 	return true
 }
+
+// publishSize is about what a PUBLISH of m adds to the output: its topic
+// and payload, and at most 9 bytes of header and packet id.
+func publishSize(m *Message) int { return len(m.Topic) + len(m.Payload) + 9 }
 
 // tooLargeLocked counts a delivery larger than the client accepts and
 // releases outMu; its result is writePublish's.
@@ -1055,11 +1102,8 @@ func (c *conn) encodingFailed(m *Message, err error) {
 	c.srv.log.Error("encoding PUBLISH", "client", c.clientID(), "topic", m.Topic, "err", err)
 }
 
-// maxPendingOutput bounds the bytes waiting for a client that does not read,
-// beyond which QoS 0 messages to it are dropped.
-const maxPendingOutput = 4 << 20
-
 var (
-	_ listener.Endpoint    = (*conn)(nil)
-	_ listener.PieceWriter = (*conn)(nil)
+	_ listener.Endpoint     = (*conn)(nil)
+	_ listener.PieceWriter  = (*conn)(nil)
+	_ listener.WriteWatcher = (*conn)(nil)
 )

@@ -30,6 +30,7 @@ func (b *benchConn) Flush() {
 		b.bytes += int64(len(out))
 		bufpool.Put(out)
 	}
+	b.ep.(listener.WriteWatcher).Written()
 }
 func (b *benchConn) Close()               {}
 func (b *benchConn) Resume()              {}

@@ -150,6 +150,18 @@ type Limits struct {
 	// to arrive but not finished in this time: a client that trickles bytes
 	// (slowloris). Default 30s.
 	IncompletePacketTimeout time.Duration
+	// MaxOutboundBytes bounds what one connection may have waiting to be
+	// written: its outbound buffer, the payloads that buffer refers to,
+	// and what its driver took but could not write yet. Past it, QoS 0
+	// messages to the connection are dropped and counted (QoS 1 and 2 wait
+	// in the session's queue instead, within the in-flight window and the
+	// queue and backlog limits); a single message goes out into an empty
+	// buffer whatever its size. Default 1 MiB: the kernel's send buffer
+	// already holds up to 4 MiB (Linux's tcp_wmem) for a client that reads
+	// slowly, so the broker's own only has to carry what piles up between
+	// two writes to a client that keeps up, and a client that does not read
+	// costs 1 MiB (plus what the kernel holds), not what is published to it.
+	MaxOutboundBytes int
 }
 
 // ListenerConfig is one listening socket.
@@ -184,8 +196,9 @@ type ListenerConfig struct {
 }
 
 const (
-	defaultMaxPacketSize = 1 << 20
-	maxReceiveMaximum    = 65535
+	defaultMaxPacketSize    = 1 << 20
+	defaultMaxOutboundBytes = 1 << 20
+	maxReceiveMaximum       = 65535
 	// expiryNever is the Session Expiry Interval that means "does not expire".
 	expiryNever = 0xFFFFFFFF
 )
@@ -270,6 +283,7 @@ func (l *Limits) setDefaults() {
 	if l.IncompletePacketTimeout <= 0 {
 		l.IncompletePacketTimeout = 30 * time.Second
 	}
+	def(&l.MaxOutboundBytes, defaultMaxOutboundBytes)
 }
 
 // maxQoS is the highest QoS the broker accepts and grants.

@@ -452,13 +452,22 @@ type stats struct {
 // the messages (one write to the log each).
 func (s *Server) dropped(counter *atomic.Int64, what string, ss *session, m *Message, qos byte) {
 	n := counter.Add(1)
-	now := time.Now().UnixNano()
-	last := s.lastDropLog.Load()
-	if now-last < int64(time.Second) || !s.lastDropLog.CompareAndSwap(last, now) {
+	if !s.mayWarnDropped() {
 		return
 	}
 	s.log.Warn(what, "client", ss.clientID, "topic", m.Topic, "qos", qos, "queued", ss.queuedLocked(),
-		"dropped_total", n, "note", "at most one such warning a second")
+		"dropped_total", n, "note", dropNote)
+}
+
+// dropNote ends every warning about dropped messages.
+const dropNote = "at most one such warning a second"
+
+// mayWarnDropped reports whether a warning about dropped messages may be
+// logged now: at most one a second, for all kinds together.
+func (s *Server) mayWarnDropped() bool {
+	now := time.Now().UnixNano()
+	last := s.lastDropLog.Load()
+	return now-last >= int64(time.Second) && s.lastDropLog.CompareAndSwap(last, now)
 }
 
 // debugging reports whether debug messages are logged: the callers that
