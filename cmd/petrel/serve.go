@@ -278,6 +278,7 @@ func brokerLimits(l config.Limits) broker.Limits {
 		ControlRate:             unlimitedRate(l.ControlRate),
 		QueuedMemory:            int64(l.QueuedMemory),
 		IncompletePacketTimeout: l.IncompletePacketTimeout.Duration,
+		MaxOutboundBytes:        unlimited(int(l.MaxOutboundBytes)),
 	}
 	if b.QueuedMemory == 0 {
 		b.QueuedMemory = -1
