@@ -78,9 +78,9 @@ type conn struct {
 	// flags holds flagWillDone, flagConnectedV5, flagHeldBack and
 	// flagClosing.
 	flags atomic.Uint32
-	// held is the size of the output the driver took and has not written
+	// held is how much of the output the driver took it has not written
 	// yet (listener.WriteWatcher): set under outMu when output is taken,
-	// cleared by the driver once it went out.
+	// lowered by the driver as the socket takes it.
 	held atomic.Uint32
 
 	window      uint16 // outbound in-flight limit: MaxInflight, lowered by the client's Receive Maximum
@@ -994,9 +994,14 @@ func (c *conn) holdLocked(out int) {
 	c.held.Store(uint32(min(out, math.MaxUint32)))
 }
 
-// Written implements listener.WriteWatcher: the output taken last is in
-// the socket. The drivers take output again only after this.
-func (c *conn) Written() { c.held.Store(0) }
+// Written implements listener.WriteWatcher: n more bytes of the output
+// taken are in the socket. Only the driver's writer calls Output and
+// Written, one at a time, so the load and store lose no update; deliveries
+// only read held.
+func (c *conn) Written(n int) {
+	h := c.held.Load()
+	c.held.Store(h - uint32(min(int64(h), int64(n))))
+}
 
 // outboundFullLocked reports whether a QoS 0 delivery of about size bytes
 // would take what waits for the client past Limits.MaxOutboundBytes. Into

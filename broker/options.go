@@ -152,15 +152,16 @@ type Limits struct {
 	IncompletePacketTimeout time.Duration
 	// MaxOutboundBytes bounds what one connection may have waiting to be
 	// written: its outbound buffer, the payloads that buffer refers to,
-	// and what its driver took but could not write yet. Past it, QoS 0
-	// messages to the connection are dropped and counted (QoS 1 and 2 wait
-	// in the session's queue instead, within the in-flight window and the
-	// queue and backlog limits); a single message goes out into an empty
-	// buffer whatever its size. Default 1 MiB: the kernel's send buffer
-	// already holds up to 4 MiB (Linux's tcp_wmem) for a client that reads
-	// slowly, so the broker's own only has to carry what piles up between
-	// two writes to a client that keeps up, and a client that does not read
-	// costs 1 MiB (plus what the kernel holds), not what is published to it.
+	// and what its driver took and the socket has not accepted yet. Past
+	// it, QoS 0 messages to the connection are dropped and counted (QoS 1
+	// and 2 wait in the session's queue instead, within the in-flight
+	// window and the queue and backlog limits); a single message goes out
+	// into an empty buffer whatever its size. Default 1 MiB: enough for
+	// what piles up between two writes to a client that keeps up, while a
+	// client that stops reading costs about that much (at most twice: a
+	// batch being written is kept whole), not what is published to it. A
+	// client that reads more slowly than its publishers publish loses QoS 0
+	// messages once it is this far behind, plus what the kernel buffers.
 	MaxOutboundBytes int
 }
 

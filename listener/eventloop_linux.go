@@ -884,6 +884,9 @@ func (l *loop) writeOut(c *econn) bool {
 		l.writes.Add(1)
 		if n > 0 {
 			c.off += n
+			if !l.written(c, n) {
+				return false
+			}
 		}
 		if l.writeStopped(c, err, "write") {
 			return false
@@ -891,12 +894,13 @@ func (l *loop) writeOut(c *econn) bool {
 	}
 	bufpool.Put(c.out)
 	c.out, c.off = nil, 0
-	return l.written(c)
+	return true
 }
 
-// written tells a WriteWatcher endpoint that its output went out. It
-// reports false when the endpoint panicked, which closed the connection.
-func (l *loop) written(c *econn) (ok bool) {
+// written tells a WriteWatcher endpoint that n bytes of its output went
+// out. It reports false when the endpoint panicked, which closed the
+// connection.
+func (l *loop) written(c *econn, n int) (ok bool) {
 	w, watches := c.ep.(WriteWatcher)
 	if !watches {
 		return true
@@ -907,7 +911,7 @@ func (l *loop) written(c *econn) (ok bool) {
 			ok = false
 		}
 	}()
-	w.Written()
+	w.Written(n)
 	return true
 }
 
@@ -927,6 +931,7 @@ func (l *loop) writePieces(c *econn) bool {
 		iov := v.pieces[:min(len(v.pieces), maxIovecs)]
 		n, err := ignoringEINTR(func() (int, error) { return unix.Writev(c.fd, iov) })
 		l.writes.Add(1)
+		wrote := n
 		// Drop what was written, and the empty pieces it leads to.
 		for len(v.pieces) > 0 && (n > 0 || len(v.pieces[0]) == 0) {
 			k := max(min(n, len(v.pieces[0])), 0)
@@ -936,6 +941,9 @@ func (l *loop) writePieces(c *econn) bool {
 				v.pieces = v.pieces[1:]
 			}
 		}
+		if wrote > 0 && !l.written(c, wrote) {
+			return false
+		}
 		if l.writeStopped(c, err, "writev") {
 			return false
 		}
@@ -943,7 +951,7 @@ func (l *loop) writePieces(c *econn) bool {
 	l.endPieces(c)
 	bufpool.Put(c.out)
 	c.out, c.off = nil, 0
-	return l.written(c)
+	return true
 }
 
 // writeStopped handles a write's error: on EAGAIN it watches EPOLLOUT, on

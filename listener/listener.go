@@ -62,12 +62,15 @@ type PieceWriter interface {
 
 // A WriteWatcher is an Endpoint that counts the output its driver still
 // holds: for a peer that does not read, the driver keeps what Output last
-// returned until the socket takes it, and that memory is the endpoint's
-// to bound. The driver calls Written once all of what Output (or
-// OutputPieces) returned has been written; both drivers call Output again
-// only after that, so at most one batch of output is held at a time.
+// returned until the socket takes it, and that is the endpoint's to bound.
+// After each write that moved bytes, the driver calls Written with their
+// number. Both drivers take output again only once all they took before
+// is written, so at most one batch is held at a time, and they call Output
+// and Written from one goroutine at a time for a connection. (The event
+// loop reports each partial write; the goroutine driver, whose Write
+// returns only when done, reports each batch whole.)
 type WriteWatcher interface {
-	Written()
+	Written(n int)
 }
 
 // A DirectReader is an Endpoint that can take some input straight into a
