@@ -58,6 +58,7 @@ func serve(args []string, stderr io.Writer) int {
 		return 2
 	}
 	log := newLogger(cfg.Log, stderr)
+	defer setMemoryLimit(cfg.Limits, log)()
 	// Signals are caught before anything starts, so one sent as soon as the
 	// broker is listening still shuts it down cleanly.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
