@@ -78,9 +78,9 @@ type conn struct {
 	// flags holds flagWillDone, flagConnectedV5, flagHeldBack and
 	// flagClosing.
 	flags atomic.Uint32
-	// held is how much of the output the driver took it has not written
-	// yet (listener.WriteWatcher): set under outMu when output is taken,
-	// lowered by the driver as the socket takes it.
+	// held is the part of the output the driver took that the socket has
+	// not accepted yet (listener.WriteWatcher): set under outMu when output
+	// is taken, lowered by the driver as the socket takes it.
 	held atomic.Uint32
 
 	window      uint16 // outbound in-flight limit: MaxInflight, lowered by the client's Receive Maximum
@@ -1007,12 +1007,12 @@ func (c *conn) Written(n int) {
 // would take what waits for the client past Limits.MaxOutboundBytes. Into
 // an empty output, one message goes whatever its size.
 func (c *conn) outboundFullLocked(size int) bool {
-	max := c.srv.opts.Limits.MaxOutboundBytes
-	if max < 0 {
+	bound := c.srv.opts.Limits.MaxOutboundBytes
+	if bound < 0 {
 		return false
 	}
 	p := c.pendingLocked()
-	return p > 0 && p+size > max
+	return p > 0 && p+size > bound
 }
 
 // takeLentLocked takes the payloads lent to the output so far.
