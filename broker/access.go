@@ -108,7 +108,7 @@ func (c *conn) waitFor(a auth.Access, topics []string, p packet.Packet) bool {
 func (c *conn) resume(p packet.Packet) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closing.Load() || c.state == stateClosed {
+	if c.isClosing() || c.state == stateClosed {
 		return
 	}
 	c.paused = false
@@ -119,7 +119,7 @@ func (c *conn) resume(p packet.Packet) {
 		c.fail(err)
 		return
 	}
-	if len(c.in) > 0 && !c.paused && !c.closing.Load() {
+	if len(c.in) > 0 && !c.paused && !c.isClosing() {
 		c.consume(nil)
 	}
 }

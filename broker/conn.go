@@ -3,6 +3,7 @@ package broker
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -74,10 +75,13 @@ type conn struct {
 	// keepAliveMs is the keep alive in force, in milliseconds (the server
 	// may set one finer than MQTT's seconds); 0 for none.
 	keepAliveMs uint32
-	// flags holds flagWillDone and flagConnectedV5.
+	// flags holds flagWillDone, flagConnectedV5, flagHeldBack and
+	// flagClosing.
 	flags atomic.Uint32
-	// closing is set when the engine decides to close; later input is ignored.
-	closing atomic.Bool
+	// held is the part of the output the driver took that the socket has
+	// not accepted yet (listener.WriteWatcher): set under outMu when output
+	// is taken, lowered by the driver as the socket takes it.
+	held atomic.Uint32
 
 	window      uint16 // outbound in-flight limit: MaxInflight, lowered by the client's Receive Maximum
 	aliasMax    uint16 // the client's Topic Alias Maximum
@@ -156,7 +160,14 @@ const (
 	// flagHeldBack: the connection is not read while a session its
 	// messages go to is backed up (backpressure.go).
 	flagHeldBack
+	// flagClosing is set when the engine decides to close; later input is
+	// ignored. (A flag rather than a field of its own: a conn is most of an
+	// idle connection's cost.)
+	flagClosing
 )
+
+// isClosing reports whether the engine decided to close the connection.
+func (c *conn) isClosing() bool { return c.flags.Load()&flagClosing != 0 }
 
 const (
 	stateNew            connState = iota // waiting for CONNECT
@@ -172,7 +183,7 @@ var decoders = sync.Pool{New: func() any { return new(packet.Decoder) }}
 func (c *conn) Data(b []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closing.Load() || c.state == stateClosed {
+	if c.isClosing() || c.state == stateClosed {
 		return
 	}
 	if c.paused {
@@ -223,7 +234,7 @@ func (c *conn) consume(b []byte) {
 		var more bool
 		rest, more = c.parse(dec, b, false, nil)
 		parsed = parsed || more
-		if len(rest) > 0 && !c.closing.Load() {
+		if len(rest) > 0 && !c.isClosing() {
 			if c.in, c.inBig = bigBuffer(rest, c.srv.opts.MaxPacketSize); c.in == nil {
 				c.in = append(bufpool.Get(len(rest)), rest...)
 			}
@@ -235,7 +246,7 @@ func (c *conn) consume(b []byte) {
 		var more bool
 		rest, more = c.parse(dec, c.in, false, nil)
 		parsed = parsed || more
-		if len(rest) == 0 || c.closing.Load() {
+		if len(rest) == 0 || c.isClosing() {
 			bufpool.Put(c.in)
 			c.in = nil
 		} else if big, bb := bigBuffer(rest, c.srv.opts.MaxPacketSize); big != nil {
@@ -247,7 +258,7 @@ func (c *conn) consume(b []byte) {
 		}
 	}
 	decoders.Put(dec)
-	if c.closing.Load() {
+	if c.isClosing() {
 		return
 	}
 	var now time.Time
@@ -327,7 +338,7 @@ func (c *conn) ReadBuffer() []byte {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	// While paused, another goroutine may resume and consume c.in.
-	if c.paused || c.closing.Load() || c.state == stateClosed {
+	if c.paused || c.isClosing() || c.state == stateClosed {
 		return nil
 	}
 	if total := c.bigPending(); total > len(c.in) {
@@ -339,7 +350,7 @@ func (c *conn) ReadBuffer() []byte {
 // DataRead implements listener.DirectReader.
 func (c *conn) DataRead(b []byte) {
 	c.mu.Lock()
-	if c.closing.Load() || c.state == stateClosed {
+	if c.isClosing() || c.state == stateClosed {
 		c.mu.Unlock()
 		return
 	}
@@ -361,7 +372,7 @@ func (c *conn) DataRead(b []byte) {
 // may keep it rather than copy it.
 func (c *conn) parse(dec *packet.Decoder, b []byte, owned bool, big *bigBuf) (rest []byte, parsed bool) {
 	// A held-back client's further packets wait in c.in (backpressure.go).
-	for len(b) > 0 && !c.closing.Load() && !c.paused && c.flags.Load()&flagHeldBack == 0 {
+	for len(b) > 0 && !c.isClosing() && !c.paused && c.flags.Load()&flagHeldBack == 0 {
 		h, n, err := packet.ParseFixedHeader(b, c.srv.opts.MaxPacketSize)
 		if err == packet.ErrIncomplete {
 			return b, parsed
@@ -506,7 +517,7 @@ func (c *conn) fail(err error) {
 // disconnect closes the connection for a reason of the server's own (takeover,
 // keep alive, shutdown), telling an MQTT 5 client why. [MQTT-3.14.0-1]
 func (c *conn) disconnect(code packet.ReasonCode, reason string) {
-	if c.closing.Load() {
+	if c.isClosing() {
 		return
 	}
 	c.appendDisconnect(code, reason)
@@ -541,7 +552,7 @@ func (c *conn) reasonProps(reason string) packet.Properties {
 // (a final CONNACK or DISCONNECT), half-closes and drains, so the client
 // reads those bytes rather than a reset.
 func (c *conn) shutdown() {
-	if c.closing.Swap(true) {
+	if c.flags.Or(flagClosing)&flagClosing != 0 {
 		return
 	}
 	c.finish()
@@ -597,6 +608,7 @@ func (c *conn) Output() []byte {
 	c.outMu.Lock()
 	b := c.out
 	c.out = nil
+	c.holdLocked(len(b))
 	lent := c.takeLentLocked()
 	c.outMu.Unlock()
 	if lent != nil {
@@ -655,10 +667,10 @@ func (c *conn) Closed(err error) {
 	if !wasOpen {
 		return
 	}
-	if err != nil && !c.closing.Load() && c.srv.debugging() {
+	if err != nil && !c.isClosing() && c.srv.debugging() {
 		c.srv.log.Debug("connection lost", "client", c.clientID(), "remote", c.nc.RemoteAddr().String(), "err", err)
 	}
-	c.closing.Store(true)
+	c.flags.Or(flagClosing)
 	c.finish()
 }
 
@@ -881,8 +893,8 @@ func (c *conn) writePublish(d *delivery, pid uint16, dup bool) bool {
 	}
 	p.Props.SubscriptionIDs = d.subIDs
 	c.outMu.Lock()
-	if c.outClosed || (d.qos == 0 && !d.retain && c.pendingLocked() > maxPendingOutput) {
-		return c.skipLocked()
+	if c.outClosed || (d.qos == 0 && !d.retain && c.outboundFullLocked(publishSize(m))) {
+		return c.skipLocked(m)
 	}
 	newAlias := uint16(0)
 	if c.aliasMax > 0 {
@@ -923,8 +935,8 @@ func (c *conn) writePlainPublish(d *delivery, pid uint16, dup bool) bool {
 	m := d.msg
 	h := packet.PublishHeader{Topic: m.Topic, Payload: m.Payload, QoS: d.qos, PacketID: pid, Dup: dup, Retain: d.retain}
 	c.outMu.Lock()
-	if c.outClosed || (d.qos == 0 && !d.retain && c.pendingLocked() > maxPendingOutput) {
-		return c.skipLocked()
+	if c.outClosed || (d.qos == 0 && !d.retain && c.outboundFullLocked(publishSize(m))) {
+		return c.skipLocked(m)
 	}
 	// The exact size is only worked out when a rough upper bound exceeds
 	// the client's maximum.
@@ -963,12 +975,44 @@ func (c *conn) lendLocked(m *Message) {
 	r.lentBytes += len(m.Payload)
 }
 
-// pendingLocked is how many bytes wait to be written to the client.
+// pendingLocked is how many bytes wait to be written to the client: in the
+// outbound buffer, lent to it, or taken by the driver and not yet written.
 func (c *conn) pendingLocked() int {
-	if c.rare == nil {
-		return len(c.out)
+	n := len(c.out) + int(c.held.Load())
+	if c.rare != nil {
+		n += c.rare.lentBytes
 	}
-	return len(c.out) + c.rare.lentBytes
+	return n
+}
+
+// holdLocked records that the driver takes the output, out bytes of it
+// plus what is lent, before takeLentLocked.
+func (c *conn) holdLocked(out int) {
+	if c.rare != nil {
+		out += c.rare.lentBytes
+	}
+	c.held.Store(uint32(min(out, math.MaxUint32)))
+}
+
+// Written implements listener.WriteWatcher: n more bytes of the output
+// taken are in the socket. Only the driver's writer calls Output and
+// Written, one at a time, so the load and store lose no update; deliveries
+// only read held.
+func (c *conn) Written(n int) {
+	h := c.held.Load()
+	c.held.Store(h - uint32(min(int64(h), int64(n))))
+}
+
+// outboundFullLocked reports whether a QoS 0 delivery of about size bytes
+// would take what waits for the client past Limits.MaxOutboundBytes. Into
+// an empty output, one message goes whatever its size.
+func (c *conn) outboundFullLocked(size int) bool {
+	bound := c.srv.opts.Limits.MaxOutboundBytes
+	if bound < 0 {
+		return false
+	}
+	p := c.pendingLocked()
+	return p > 0 && p+size > bound
 }
 
 // takeLentLocked takes the payloads lent to the output so far.
@@ -987,6 +1031,7 @@ func (c *conn) OutputPieces() (buf []byte, pieces [][]byte, done func()) {
 	c.outMu.Lock()
 	buf = c.out
 	c.out = nil
+	c.holdLocked(len(buf))
 	lent := c.takeLentLocked()
 	c.outMu.Unlock()
 	if lent == nil {
@@ -1008,17 +1053,30 @@ func unrefLent(lent []lentPayload) {
 	}
 }
 
-// skipLocked releases outMu for a delivery that is not written: the
+// skipLocked releases outMu for a delivery of m that is not written: the
 // connection is gone, or it is QoS 0 to a client that does not read (QoS 1
-// and 2 are bounded by the in-flight window instead), which is counted.
-// The callers test for these inline: this is the uncommon path.
-func (c *conn) skipLocked() bool {
-	if !c.outClosed {
-		c.srv.stats.droppedQoS0Slow.Add(1)
+// and 2 wait in the session's queue instead, bounded by the in-flight
+// window), which is counted and logged. The callers test for these
+// inline: this is the uncommon path.
+func (c *conn) skipLocked(m *Message) bool {
+	if c.outClosed {
+		c.outMu.Unlock()
+		return true
 	}
+	pending := c.pendingLocked()
 	c.outMu.Unlock()
+	n := c.srv.stats.droppedQoS0Slow.Add(1)
+	if c.srv.mayWarnDropped() {
+		c.srv.log.Warn("client not reading: QoS 0 message dropped", "client", c.clientID(), "topic", m.Topic,
+			"pending_bytes", pending, "max_outbound_bytes", c.srv.opts.Limits.MaxOutboundBytes,
+			"dropped_total", n, "note", dropNote)
+	}
 	return true
 }
+
+// publishSize is about what a PUBLISH of m adds to the output: its topic
+// and payload, and at most 9 bytes of header and packet id.
+func publishSize(m *Message) int { return len(m.Topic) + len(m.Payload) + 9 }
 
 // tooLargeLocked counts a delivery larger than the client accepts and
 // releases outMu; its result is writePublish's.
@@ -1049,11 +1107,8 @@ func (c *conn) encodingFailed(m *Message, err error) {
 	c.srv.log.Error("encoding PUBLISH", "client", c.clientID(), "topic", m.Topic, "err", err)
 }
 
-// maxPendingOutput bounds the bytes waiting for a client that does not read,
-// beyond which QoS 0 messages to it are dropped.
-const maxPendingOutput = 4 << 20
-
 var (
-	_ listener.Endpoint    = (*conn)(nil)
-	_ listener.PieceWriter = (*conn)(nil)
+	_ listener.Endpoint     = (*conn)(nil)
+	_ listener.PieceWriter  = (*conn)(nil)
+	_ listener.WriteWatcher = (*conn)(nil)
 )

@@ -161,7 +161,7 @@ func (c *conn) loggedIn(cp *connectParams, err error) {
 		time.AfterFunc(delay, func() {
 			c.mu.Lock()
 			defer c.mu.Unlock()
-			if !c.closing.Load() && c.state != stateClosed {
+			if !c.isClosing() && c.state != stateClosed {
 				c.refuse(code, "authentication failed")
 			}
 		})
@@ -172,12 +172,12 @@ func (c *conn) loggedIn(cp *connectParams, err error) {
 	// between guesses by logging in now and then.
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closing.Load() || c.state == stateClosed {
+	if c.isClosing() || c.state == stateClosed {
 		return
 	}
 	c.paused = false
 	c.admit(cp, nil)
-	if len(c.in) > 0 && !c.closing.Load() {
+	if len(c.in) > 0 && !c.isClosing() {
 		c.consume(nil) // what the client sent meanwhile
 	}
 }

@@ -28,6 +28,7 @@ var benchAddr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}
 func (b *benchConn) Flush() {
 	if out := b.ep.Output(); out != nil {
 		b.bytes += int64(len(out))
+		b.ep.(listener.WriteWatcher).Written(len(out))
 		bufpool.Put(out)
 	}
 }

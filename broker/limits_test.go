@@ -599,15 +599,7 @@ func TestLimitSlowConsumerQoS0(t *testing.T) {
 
 	// Once it reads, it gets what was kept for it: every message is
 	// either delivered or counted as dropped.
-	delivered := 0
-	slow.send(&packet.Pingreq{})
-	for {
-		p := slow.next()
-		if p.Type() == packet.PINGRESP {
-			break
-		}
-		delivered++
-	}
+	delivered := len(slow.untilPong())
 	if int64(delivered)+dropped != n {
 		t.Errorf("%d delivered + %d dropped = %d, want the %d published", delivered, dropped, int64(delivered)+dropped, n)
 	}

@@ -152,6 +152,19 @@ type Limits struct {
 	// to arrive but not finished in this time: a client that trickles bytes
 	// (slowloris). Default 30s.
 	IncompletePacketTimeout time.Duration
+	// MaxOutboundBytes bounds what one connection may have waiting to be
+	// written: its outbound buffer, the payloads that buffer refers to,
+	// and what its driver took and the socket has not accepted yet. Past
+	// it, QoS 0 messages to the connection are dropped and counted (QoS 1
+	// and 2 wait in the session's queue instead, within the in-flight
+	// window and the queue and backlog limits); a single message goes out
+	// into an empty buffer whatever its size. Default 1 MiB: enough for
+	// what piles up between two writes to a client that keeps up, while a
+	// client that stops reading costs about that much (at most twice: a
+	// batch being written is kept whole), not what is published to it. A
+	// client that reads more slowly than its publishers publish loses QoS 0
+	// messages once it is this far behind, plus what the kernel buffers.
+	MaxOutboundBytes int
 }
 
 // ListenerConfig is one listening socket.
@@ -186,8 +199,9 @@ type ListenerConfig struct {
 }
 
 const (
-	defaultMaxPacketSize = 1 << 20
-	maxReceiveMaximum    = 65535
+	defaultMaxPacketSize    = 1 << 20
+	defaultMaxOutboundBytes = 1 << 20
+	maxReceiveMaximum       = 65535
 	// expiryNever is the Session Expiry Interval that means "does not expire".
 	expiryNever = 0xFFFFFFFF
 )
@@ -272,6 +286,7 @@ func (l *Limits) setDefaults() {
 	if l.IncompletePacketTimeout <= 0 {
 		l.IncompletePacketTimeout = 30 * time.Second
 	}
+	def(&l.MaxOutboundBytes, defaultMaxOutboundBytes)
 }
 
 // maxQoS is the highest QoS the broker accepts and grants.

@@ -383,7 +383,7 @@ func (cs *connSet) expired(now int64, fn func(*conn)) {
 		sh := &cs.shards[i]
 		sh.mu.Lock()
 		for c := range sh.m {
-			if c.closing.Load() || c.flags.Load()&flagHeldBack != 0 {
+			if c.isClosing() || c.flags.Load()&flagHeldBack != 0 {
 				continue // a held-back client's packets wait unread: not its fault
 			}
 			if d := c.deadline.Load(); d != 0 && d < now {
@@ -442,13 +442,22 @@ type stats struct {
 // the messages (one write to the log each).
 func (s *Server) dropped(counter *atomic.Int64, what string, ss *session, m *Message, qos byte) {
 	n := counter.Add(1)
-	now := time.Now().UnixNano()
-	last := s.lastDropLog.Load()
-	if now-last < int64(time.Second) || !s.lastDropLog.CompareAndSwap(last, now) {
+	if !s.mayWarnDropped() {
 		return
 	}
 	s.log.Warn(what, "client", ss.clientID, "topic", m.Topic, "qos", qos, "queued", ss.queuedLocked(),
-		"dropped_total", n, "note", "at most one such warning a second")
+		"dropped_total", n, "note", dropNote)
+}
+
+// dropNote ends every warning about dropped messages.
+const dropNote = "at most one such warning a second"
+
+// mayWarnDropped reports whether a warning about dropped messages may be
+// logged now: at most one a second, for all kinds together.
+func (s *Server) mayWarnDropped() bool {
+	now := time.Now().UnixNano()
+	last := s.lastDropLog.Load()
+	return now-last >= int64(time.Second) && s.lastDropLog.CompareAndSwap(last, now)
 }
 
 // debugging reports whether debug messages are logged: the callers that

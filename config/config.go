@@ -189,6 +189,9 @@ type Limits struct {
 	// IncompletePacketTimeout closes a connection whose packet has started
 	// to arrive but not finished in this time; it cannot be turned off.
 	IncompletePacketTimeout Duration `yaml:"incomplete_packet_timeout"`
+	// MaxOutboundBytes bounds what one connection may have waiting to be
+	// written; past it, QoS 0 messages to that client are dropped.
+	MaxOutboundBytes Size `yaml:"max_outbound_bytes"`
 }
 
 // MQTT holds the protocol limits, the same for every listener.
@@ -297,6 +300,7 @@ func Default() *File {
 			ControlRate:             100,
 			QueuedMemory:            256 * MiB,
 			IncompletePacketTimeout: Duration{30 * time.Second},
+			MaxOutboundBytes:        1 * MiB,
 		},
 		MQTT: MQTT{
 			MaxPacketSize:     1 * MiB,

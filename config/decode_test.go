@@ -167,6 +167,7 @@ func TestKeyPaths(t *testing.T) {
 		"limits", "limits.max_connections", "limits.connection_rate", "limits.connection_burst",
 		"limits.max_topic_length", "limits.max_topic_levels", "limits.max_subscriptions", "limits.publish_rate",
 		"limits.publish_bytes_rate", "limits.control_rate", "limits.queued_memory", "limits.incomplete_packet_timeout",
+		"limits.max_outbound_bytes",
 		"mqtt", "mqtt.max_packet_size", "mqtt.connect_timeout", "mqtt.max_inflight",
 		"mqtt.max_queued_messages", "mqtt.max_queued_bytes", "mqtt.backlog_messages", "mqtt.backlog_bytes", "mqtt.queue_qos0",
 		"mqtt.retain_available", "mqtt.max_client_id_length",

@@ -352,9 +352,10 @@ var parseErrors = []struct {
 			`petrel.yaml:6: limits.publish_rate: -2 is negative (0 means unlimited)` + "\n" +
 			`petrel.yaml:7: limits.control_rate: -1 is negative (0 means unlimited)`},
 	{"negative sizes of limits",
-		"limits:\n  queued_memory: -1MiB\n  publish_bytes_rate: -1\n",
+		"limits:\n  queued_memory: -1MiB\n  publish_bytes_rate: -1\n  max_outbound_bytes: -1KiB\n",
 		`petrel.yaml:2: limits.queued_memory: "-1MiB" is a negative size` + "\n" +
-			`petrel.yaml:3: limits.publish_bytes_rate: "-1" is a negative size`},
+			`petrel.yaml:3: limits.publish_bytes_rate: "-1" is a negative size` + "\n" +
+			`petrel.yaml:4: limits.max_outbound_bytes: "-1KiB" is a negative size`},
 	{"no connection burst",
 		"limits:\n  connection_burst: 0\n",
 		`petrel.yaml:2: limits.connection_burst: 0 must be at least 1`},
@@ -597,10 +598,10 @@ func TestOverlay(t *testing.T) {
 				f.Auth.HTTP.AuthURL = "https://auth.example.com/login"
 			}},
 		{"limits lifted",
-			"limits:\n  max_topic_length: 0\n  max_topic_levels: 0\n  max_subscriptions: 0\n  control_rate: 0\n  queued_memory: 0\n",
+			"limits:\n  max_topic_length: 0\n  max_topic_levels: 0\n  max_subscriptions: 0\n  control_rate: 0\n  queued_memory: 0\n  max_outbound_bytes: 0\n",
 			func(f *File) {
 				f.Limits.MaxTopicLength, f.Limits.MaxTopicLevels, f.Limits.MaxSubscriptions = 0, 0, 0
-				f.Limits.ControlRate, f.Limits.QueuedMemory = 0, 0
+				f.Limits.ControlRate, f.Limits.QueuedMemory, f.Limits.MaxOutboundBytes = 0, 0, 0
 			}},
 		{"fractional rates",
 			"limits:\n  connection_rate: 0.5\n  publish_rate: 2.5\n  publish_bytes_rate: 64KiB\n",
@@ -692,6 +693,7 @@ func TestExampleFile(t *testing.T) {
 			ControlRate:             100,
 			QueuedMemory:            256 * MiB,
 			IncompletePacketTimeout: Duration{30 * time.Second},
+			MaxOutboundBytes:        1 * MiB,
 		},
 		MQTT: MQTT{
 			MaxPacketSize:     256 * KiB,

@@ -441,4 +441,7 @@ func (v *validator) limits(l Limits) {
 		v.failf("limits.queued_memory", "%s is negative (0 means unlimited)", l.QueuedMemory)
 	}
 	v.positive("limits.incomplete_packet_timeout", l.IncompletePacketTimeout)
+	if l.MaxOutboundBytes < 0 {
+		v.failf("limits.max_outbound_bytes", "%s is negative (0 means unlimited)", l.MaxOutboundBytes)
+	}
 }

@@ -58,6 +58,7 @@ func TestDefaults(t *testing.T) {
 		{"limits.control_rate", l.ControlRate, 100.0},
 		{"limits.queued_memory", l.QueuedMemory, 256 * MiB},
 		{"limits.incomplete_packet_timeout", l.IncompletePacketTimeout.String(), "30s"},
+		{"limits.max_outbound_bytes", l.MaxOutboundBytes, 1 * MiB},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("default %s = %v, want %v", tc.key, tc.got, tc.want)

@@ -263,6 +263,9 @@ func (l *loop) writeOut(c *econn) bool {
 		l.writes.Add(1)
 		if n > 0 {
 			c.off += n
+			if !l.written(c, n) {
+				return false
+			}
 		}
 		if l.writeStopped(c, err, "write") {
 			return false
@@ -270,6 +273,24 @@ func (l *loop) writeOut(c *econn) bool {
 	}
 	bufpool.Put(c.out)
 	c.out, c.off = nil, 0
+	return true
+}
+
+// written tells a WriteWatcher endpoint that n bytes of its output went
+// out. It reports false when the endpoint panicked, which closed the
+// connection.
+func (l *loop) written(c *econn, n int) (ok bool) {
+	w, watches := c.ep.(WriteWatcher)
+	if !watches {
+		return true
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			l.finalize(c, recovered(l.d.opts.Logger, "Written", c.RemoteAddr(), r))
+			ok = false
+		}
+	}()
+	w.Written(n)
 	return true
 }
 
@@ -289,6 +310,7 @@ func (l *loop) writePieces(c *econn) bool {
 		iov := v.pieces[:min(len(v.pieces), maxIovecs)]
 		n, err := ignoringEINTR(func() (int, error) { return unix.Writev(c.fd, iov) })
 		l.writes.Add(1)
+		wrote := n
 		// Drop what was written, and the empty pieces it leads to.
 		for len(v.pieces) > 0 && (n > 0 || len(v.pieces[0]) == 0) {
 			k := max(min(n, len(v.pieces[0])), 0)
@@ -297,6 +319,9 @@ func (l *loop) writePieces(c *econn) bool {
 			if len(v.pieces[0]) == 0 {
 				v.pieces = v.pieces[1:]
 			}
+		}
+		if wrote > 0 && !l.written(c, wrote) {
+			return false
 		}
 		if l.writeStopped(c, err, "writev") {
 			return false

@@ -390,14 +390,32 @@ func (c *gconn) writeAll() bool {
 		if len(out) == 0 {
 			return c.failure.Load() == nil
 		}
-		_, err := c.nc.Write(out)
+		n, err := c.nc.Write(out)
 		c.d.writes.Add(1)
 		bufpool.Put(out)
+		if n > 0 {
+			c.written(n)
+		}
 		if err != nil {
 			c.fail(err)
 		}
 	}
 	return false
+}
+
+// written tells a WriteWatcher endpoint that n bytes of its output went
+// out.
+func (c *gconn) written(n int) {
+	w, ok := c.ep.(WriteWatcher)
+	if !ok {
+		return
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			c.fail(recovered(c.d.opts.Logger, "Written", c.nc.RemoteAddr(), r))
+		}
+	}()
+	w.Written(n)
 }
 
 // shutdown ends the write side after the final flush and bounds the drain

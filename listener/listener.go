@@ -24,8 +24,8 @@ import (
 // called are discarded. Output and Closed may be called from any driver
 // goroutine, and Output concurrently with Data (the goroutine driver writes
 // on another goroutine than it reads), so the endpoint guards its outbound
-// buffer. A panic in Data or Output is recovered and logged, and closes that
-// connection with a *PanicError.
+// buffer. A panic in Data or Output (or Written, see WriteWatcher) is
+// recovered and logged, and closes that connection with a *PanicError.
 type Endpoint interface {
 	// Data hands over bytes read from the connection. b is the driver's
 	// buffer: it is valid only during the call, so the endpoint copies what
@@ -58,6 +58,19 @@ type PieceWriter interface {
 	// that. Otherwise pieces and done are nil and buf is written as
 	// Output's result would be. buf goes back to bufpool either way.
 	OutputPieces() (buf []byte, pieces [][]byte, done func())
+}
+
+// A WriteWatcher is an Endpoint that counts the output its driver still
+// holds: for a peer that does not read, the driver keeps what Output last
+// returned until the socket takes it, and that is the endpoint's to bound.
+// After each write that moved bytes, the driver calls Written with their
+// number. Both drivers take output again only once all they took before
+// is written, so at most one batch is held at a time, and they call Output
+// and Written from one goroutine at a time for a connection. (The event
+// loop reports each partial write; the goroutine driver, whose Write
+// returns only when done, reports each batch whole.)
+type WriteWatcher interface {
+	Written(n int)
 }
 
 // A DirectReader is an Endpoint that can take some input straight into a

@@ -74,7 +74,7 @@ func (o Options) withDefaults(loopDriver bool) Options {
 // own methods panicked: the driver recovers, logs the stack and closes that
 // connection only.
 type PanicError struct {
-	Method string // "Data" or "Output"
+	Method string // "Data", "Output", "Written" and so on
 	Value  any    // the value passed to panic
 	Stack  []byte // the panicking goroutine's stack
 }

@@ -50,6 +50,7 @@ func TestBrokerLimits(t *testing.T) {
 		ControlRate:             100,
 		QueuedMemory:            256 << 20,
 		IncompletePacketTimeout: 30 * time.Second,
+		MaxOutboundBytes:        1 << 20,
 	}
 	if o.Limits != want {
 		t.Errorf("default limits\n got: %+v\nwant: %+v", o.Limits, want)
@@ -70,6 +71,7 @@ func TestBrokerLimits(t *testing.T) {
   control_rate: 0
   queued_memory: 0
   incomplete_packet_timeout: 5s
+  max_outbound_bytes: 0
 auth:
   timeout: 3s
 `))
@@ -85,6 +87,7 @@ auth:
 		ControlRate:             -1,
 		QueuedMemory:            -1,
 		IncompletePacketTimeout: 5 * time.Second,
+		MaxOutboundBytes:        -1,
 	}
 	if o.Limits != want {
 		t.Errorf("limits\n got: %+v\nwant: %+v", o.Limits, want)

@@ -58,6 +58,7 @@ func serve(args []string, stderr io.Writer) int {
 		return 2
 	}
 	log := newLogger(cfg.Log, stderr)
+	defer setMemoryLimit(cfg.Limits, log)()
 	// Signals are caught before anything starts, so one sent as soon as the
 	// broker is listening still shuts it down cleanly.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -278,6 +279,7 @@ func brokerLimits(l config.Limits) broker.Limits {
 		ControlRate:             unlimitedRate(l.ControlRate),
 		QueuedMemory:            int64(l.QueuedMemory),
 		IncompletePacketTimeout: l.IncompletePacketTimeout.Duration,
+		MaxOutboundBytes:        unlimited(int(l.MaxOutboundBytes)),
 	}
 	if b.QueuedMemory == 0 {
 		b.QueuedMemory = -1
