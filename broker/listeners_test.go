@@ -541,17 +541,12 @@ func TestWebSocketFramesAndPackets(t *testing.T) {
 			dec := packet.Decoder{Version: version}
 			next := func() (packet.Packet, error) {
 				for {
-					h, n, err := packet.ParseFixedHeader(buf, 0)
-					if err == nil && len(buf) >= n+h.Remaining {
-						p, err := dec.Decode(h, buf[n:n+h.Remaining])
-						if err != nil {
-							return nil, err
-						}
-						p = packet.Clone(p)
-						buf = buf[n+h.Remaining:]
+					p, n, err := wiretest.Decode(&dec, buf)
+					if err == nil {
+						buf = buf[n:]
 						return p, nil
 					}
-					if err != nil && err != packet.ErrIncomplete {
+					if err != packet.ErrIncomplete {
 						return nil, err
 					}
 					typ, b, err := ws.Read(ctx)

@@ -162,19 +162,15 @@ func (w *Client) Read(timeout time.Duration) (packet.Packet, error) {
 func (w *Client) ReadRaw(timeout time.Duration) (packet.Packet, []byte, error) {
 	w.Conn.SetReadDeadline(time.Now().Add(timeout))
 	for {
-		h, n, err := packet.ParseFixedHeader(w.buf, 0)
-		if err == nil && len(w.buf) >= n+h.Remaining {
-			raw := bytes.Clone(w.buf[:n+h.Remaining])
-			w.buf = w.buf[n+h.Remaining:]
-			w.dec.Version = w.Version
-			p, err := w.dec.Decode(h, raw[n:])
-			if err != nil {
-				return nil, nil, fmt.Errorf("decode %s: %w", h.Type, err)
-			}
-			return packet.Clone(p), raw, nil
+		w.dec.Version = w.Version
+		p, n, err := Decode(&w.dec, w.buf)
+		if err == nil {
+			raw := bytes.Clone(w.buf[:n])
+			w.buf = w.buf[n:]
+			return p, raw, nil
 		}
-		if err != nil && err != packet.ErrIncomplete {
-			return nil, nil, fmt.Errorf("fixed header % x: %w", w.buf[:min(len(w.buf), 5)], err)
+		if err != packet.ErrIncomplete {
+			return nil, nil, err
 		}
 		tmp := make([]byte, 64<<10)
 		k, err := w.Conn.Read(tmp)
@@ -186,6 +182,25 @@ func (w *Client) ReadRaw(timeout time.Duration) (packet.Packet, []byte, error) {
 			return nil, nil, err
 		}
 	}
+}
+
+// Decode decodes the packet at the start of b and returns a copy of it
+// that stays valid when b changes, with its length in bytes. It returns
+// packet.ErrIncomplete while b holds less than a whole packet. For tests
+// whose bytes come in some other way than a net.Conn (WebSocket messages).
+func Decode(dec *packet.Decoder, b []byte) (packet.Packet, int, error) {
+	h, n, err := packet.ParseFixedHeader(b, 0)
+	if err == packet.ErrIncomplete || err == nil && len(b) < n+h.Remaining {
+		return nil, 0, packet.ErrIncomplete
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("fixed header % x: %w", b[:min(len(b), 5)], err)
+	}
+	p, err := dec.Decode(h, b[n:n+h.Remaining])
+	if err != nil {
+		return nil, 0, fmt.Errorf("decode %s: %w", h.Type, err)
+	}
+	return packet.Clone(p), n + h.Remaining, nil
 }
 
 // Reply returns what a conforming subscriber answers to p: PUBACK or
