@@ -37,7 +37,7 @@ type Client struct {
 	// when Connect dialed it.
 	Name string
 	// Version is the protocol version packets are encoded and decoded in.
-	// A test may set it before the CONNECT it sends raw.
+	// A test that sends its CONNECT raw may set it before reading the answer.
 	Version byte
 	dec     packet.Decoder
 	buf     []byte // what was read and is not yet returned
