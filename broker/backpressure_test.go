@@ -8,6 +8,8 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/petrelmq/petrel/internal/wiretest"
 )
 
 // Many publishers flood one subscriber faster than it takes messages:
@@ -52,7 +54,10 @@ func TestFanInOverloadLosesNothing(t *testing.T) {
 			})
 			select {
 			case <-all:
-			case <-time.After(2 * pahoTimeout):
+			// Twice the usual bound: this waits for the whole flood, 9,600
+			// messages squeezed through a 200-message queue, not for one
+			// exchange, and under -race on a busy machine that takes longer.
+			case <-time.After(2 * wiretest.Timeout):
 				mu.Lock()
 				t.Fatalf("the subscriber got %d of %d acknowledged messages (dropped: queue full %d, memory %d; held back %d)",
 					distinct, pubs*each, srv.stats.droppedQueueFull.Load(), srv.stats.droppedMemory.Load(), srv.stats.heldBack.Load())
@@ -127,8 +132,10 @@ func publishAll(t *testing.T, cs []mqtt.Client, each int, msg func(p, i int) (st
 				topic, qos, payload := msg(p, i)
 				toks = append(toks, c.Publish(topic, qos, false, payload))
 			}
+			// Twice the usual bound: a publisher's last message waits behind
+			// the whole flood, held back until the subscriber catches up.
 			for _, tok := range toks {
-				if !tok.WaitTimeout(2*pahoTimeout) || tok.Error() != nil {
+				if !tok.WaitTimeout(2*wiretest.Timeout) || tok.Error() != nil {
 					failed <- fmt.Errorf("client %d: a publish was not acknowledged: %v", p, tok.Error())
 					return
 				}

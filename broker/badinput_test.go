@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/petrelmq/petrel/internal/wiretest"
 )
 
 // syncBuffer is a log sink the test can read while the broker writes.
@@ -59,7 +61,7 @@ func TestBadInputIsLoggedWithItsReason(t *testing.T) {
 			if _, err := bad.Write(tc.input); err != nil {
 				t.Fatal(err)
 			}
-			bad.SetReadDeadline(time.Now().Add(wireTimeout))
+			bad.SetReadDeadline(time.Now().Add(wiretest.Timeout))
 			if n, err := bad.Read(make([]byte, 16)); err == nil {
 				t.Fatalf("read %d bytes, want the connection closed", n)
 			} else if ne := (net.Error)(nil); errors.As(err, &ne) && ne.Timeout() {
@@ -76,7 +78,7 @@ func TestBadInputIsLoggedWithItsReason(t *testing.T) {
 				t.Fatalf("no protocol-violation log line for client bad mentioning %q; logs:\n%s", tc.reason, logs.String())
 			}
 			// The other client is served as before.
-			bystander.SetDeadline(time.Now().Add(wireTimeout))
+			bystander.SetDeadline(time.Now().Add(wiretest.Timeout))
 			bystander.Write([]byte{0xc0, 0})
 			pong := make([]byte, 2)
 			if _, err := io.ReadFull(bystander, pong); err != nil || pong[0] != 0xd0 {
@@ -89,13 +91,13 @@ func TestBadInputIsLoggedWithItsReason(t *testing.T) {
 // dialConnect opens a 3.1.1 connection with the given client id and reads its CONNACK.
 func dialConnect(t *testing.T, addr, id string) net.Conn {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, wireTimeout)
+	c, err := net.DialTimeout("tcp", addr, wiretest.Timeout)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
 	pkt := append([]byte{0x10, byte(12 + len(id)), 0, 4, 'M', 'Q', 'T', 'T', 4, 2, 0, 60, 0, byte(len(id))}, id...)
-	c.SetDeadline(time.Now().Add(wireTimeout))
+	c.SetDeadline(time.Now().Add(wiretest.Timeout))
 	if _, err := c.Write(pkt); err != nil {
 		t.Fatal(err)
 	}

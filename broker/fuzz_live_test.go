@@ -100,7 +100,10 @@ func liveFuzzSend(addr string, data []byte) error {
 
 var probeConnect, _ = packet.Append(nil, &packet.Connect{Version: packet.V311, CleanStart: true, ClientID: "probe", KeepAlive: 5}, packet.V311)
 
-// liveFuzzProbe connects a well-behaved client and makes a PINGREQ round trip.
+// liveFuzzProbe connects a well-behaved client and makes a PINGREQ round
+// trip. Its bounds are seconds, not wiretest.Timeout: a fuzzing run makes
+// hundreds of thousands of probes, and a loopback broker that needs longer
+// for one is a finding.
 func liveFuzzProbe(addr string) error {
 	nc, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
@@ -230,7 +233,7 @@ func TestFuzzLiveSeedsAreValid(t *testing.T) {
 	for i, seed := range liveFuzzSeeds()[:4] {
 		c := secDial(t, "tcp", srv.Addrs()[0].String(), "seed", 0)
 		c.sendRaw(seed)
-		c.dec.Version = seed[8] // the protocol level byte of CONNECT
+		c.Version = seed[8] // the protocol level byte of CONNECT
 		if ack, ok := c.next().(*packet.Connack); !ok || ack.Code != packet.Success {
 			t.Errorf("seed %d: CONNECT refused: %+v", i, ack)
 		}

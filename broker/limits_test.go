@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/petrelmq/petrel/internal/wiretest"
 	"github.com/petrelmq/petrel/packet"
 )
 
@@ -89,7 +90,7 @@ func TestLimitConnectionRate(t *testing.T) {
 	expectCounted(t, before, counters(srv), "refusedRate", 2)
 	bystander.ping()
 
-	d := &net.Dialer{Timeout: secTimeout, LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
+	d := &net.Dialer{Timeout: wiretest.Timeout, LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
 	nc, err := d.Dial("tcp", addr)
 	if err != nil {
 		t.Skipf("cannot connect from 127.0.0.2: %v", err)
@@ -438,7 +439,7 @@ func TestLimitControlRate(t *testing.T) {
 		c.sendRaw(flood)
 		acks := 0
 		for {
-			p, err := c.read(secTimeout)
+			p, err := c.read(wiretest.Timeout)
 			if err != nil {
 				break
 			}
@@ -514,7 +515,7 @@ func TestLimitQueuedMemory(t *testing.T) {
 		go func() {
 			k := 0
 			for k < n {
-				p, err := c.read(secTimeout)
+				p, err := c.read(wiretest.Timeout)
 				if err != nil {
 					break
 				}
@@ -540,7 +541,7 @@ func TestLimitQueuedMemory(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-	case <-time.After(secTimeout):
+	case <-time.After(wiretest.Timeout):
 		t.Fatal("the publisher's write did not finish")
 	}
 	for i := range n {
@@ -618,7 +619,7 @@ func trickle(nc net.Conn, b []byte, interval time.Duration, stop <-chan struct{}
 	go func() {
 		defer close(done)
 		for i := 0; ; i = (i + 1) % len(b) {
-			nc.SetWriteDeadline(time.Now().Add(secTimeout))
+			nc.SetWriteDeadline(time.Now().Add(wiretest.Timeout))
 			if _, err := nc.Write(b[i : i+1]); err != nil {
 				return
 			}
@@ -733,7 +734,7 @@ func TestLimitHugeDeclaredLength(t *testing.T) {
 			runtime.ReadMemStats(&m0)
 			c.sendRaw(append([]byte{tc.first}, huge...)) // five bytes, and no more
 			start := time.Now()
-			d := c.closedErr(secTimeout)
+			d := c.closedErr(wiretest.Timeout)
 			var m1 runtime.MemStats
 			runtime.ReadMemStats(&m1)
 			if tc.connect && tc.version == packet.V5 && (d == nil || d.Code != packet.PacketTooLarge) {

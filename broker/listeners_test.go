@@ -19,6 +19,7 @@ import (
 
 	"github.com/petrelmq/petrel/auth"
 	"github.com/petrelmq/petrel/internal/testpki"
+	"github.com/petrelmq/petrel/internal/wiretest"
 	"github.com/petrelmq/petrel/listener/tlsconf"
 	"github.com/petrelmq/petrel/packet"
 )
@@ -68,8 +69,8 @@ func pahoOn(brokerURL, clientID string, conf *tls.Config) *mqtt.ClientOptions {
 		SetProtocolVersion(4).
 		SetAutoReconnect(false).
 		SetConnectRetry(false).
-		SetConnectTimeout(secTimeout).
-		SetWriteTimeout(secTimeout).
+		SetConnectTimeout(wiretest.Timeout).
+		SetWriteTimeout(wiretest.Timeout).
 		SetKeepAlive(30 * time.Second).
 		SetOrderMatters(true)
 	if conf != nil {
@@ -84,8 +85,8 @@ func pahoTryConnect(t *testing.T, o *mqtt.ClientOptions) (mqtt.Client, error) {
 	t.Helper()
 	c := mqtt.NewClient(o)
 	tok := c.Connect()
-	if !tok.WaitTimeout(secTimeout) {
-		t.Fatalf("paho connect: no answer within %v", secTimeout)
+	if !tok.WaitTimeout(wiretest.Timeout) {
+		t.Fatalf("paho connect: no answer within %v", wiretest.Timeout)
 	}
 	if err := tok.Error(); err != nil {
 		return nil, err
@@ -166,7 +167,7 @@ func TestListenersWithPaho(t *testing.T) {
 	t.Run("TLS before 1.2 is refused", func(t *testing.T) {
 		for _, v := range []uint16{tls.VersionTLS10, tls.VersionTLS11} {
 			conf := &tls.Config{RootCAs: ca.Pool(), MinVersion: v, MaxVersion: v}
-			c, err := tls.DialWithDialer(&net.Dialer{Timeout: secTimeout}, "tcp", a[1].String(), conf)
+			c, err := tls.DialWithDialer(&net.Dialer{Timeout: wiretest.Timeout}, "tcp", a[1].String(), conf)
 			if err == nil {
 				c.Close()
 				t.Errorf("a TLS 0x%04x handshake succeeded; want TLS 1.2 or later only", v)
@@ -181,7 +182,7 @@ func TestListenersWithPaho(t *testing.T) {
 // checks the subprotocol the broker chose.
 func wsDial(t *testing.T, url string, conf *tls.Config) (net.Conn, error) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), secTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), wiretest.Timeout)
 	defer cancel()
 	opts := &websocket.DialOptions{Subprotocols: []string{"mqtt"}}
 	if conf != nil {
@@ -239,7 +240,7 @@ func TestWebSocketWithPahoV5(t *testing.T) {
 				}},
 				OnClientError: func(error) {},
 			})
-			ctx, cancel := context.WithTimeout(context.Background(), secTimeout)
+			ctx, cancel := context.WithTimeout(context.Background(), wiretest.Timeout)
 			defer cancel()
 			// No keep alive: paho.golang writes a packet in several Writes
 			// (net.Buffers, one writev on TCP only) and its pinger's PINGREQ
@@ -260,7 +261,7 @@ func TestWebSocketWithPahoV5(t *testing.T) {
 				if m.Topic != topic || string(m.Payload) != "v5 over "+k.name {
 					t.Fatalf("got %s=%q", m.Topic, m.Payload)
 				}
-			case <-time.After(secTimeout):
+			case <-time.After(wiretest.Timeout):
 				t.Fatal("no message")
 			}
 		})
@@ -273,13 +274,13 @@ func TestWebSocketWithPahoV5(t *testing.T) {
 // alert on the first read. Nothing MQTT may come back.
 func expectCertRefused(t *testing.T, addr string, conf *tls.Config) {
 	t.Helper()
-	nc, err := tls.DialWithDialer(&net.Dialer{Timeout: secTimeout}, "tcp", addr, conf)
+	nc, err := tls.DialWithDialer(&net.Dialer{Timeout: wiretest.Timeout}, "tcp", addr, conf)
 	if err != nil {
 		t.Logf("refused in the handshake: %v", err)
 		return
 	}
 	defer nc.Close()
-	nc.SetDeadline(time.Now().Add(secTimeout))
+	nc.SetDeadline(time.Now().Add(wiretest.Timeout))
 	connect, _ := packet.Append(nil, connectPacket(packet.V311, "no-cert"), packet.V311)
 	nc.Write(connect)
 	n, err := nc.Read(make([]byte, 64))
@@ -512,7 +513,7 @@ func TestWebSocketFramesAndPackets(t *testing.T) {
 	url := "ws://" + srv.Addrs()[0].String() + "/mqtt"
 	for _, version := range []byte{packet.V311, packet.V5} {
 		t.Run(fmt.Sprint("version ", version), func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), secTimeout)
+			ctx, cancel := context.WithTimeout(context.Background(), wiretest.Timeout)
 			defer cancel()
 			ws, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{Subprotocols: []string{"mqtt"}})
 			if err != nil {
@@ -540,17 +541,12 @@ func TestWebSocketFramesAndPackets(t *testing.T) {
 			dec := packet.Decoder{Version: version}
 			next := func() (packet.Packet, error) {
 				for {
-					h, n, err := packet.ParseFixedHeader(buf, 0)
-					if err == nil && len(buf) >= n+h.Remaining {
-						p, err := dec.Decode(h, buf[n:n+h.Remaining])
-						if err != nil {
-							return nil, err
-						}
-						p = packet.Clone(p)
-						buf = buf[n+h.Remaining:]
+					p, n, err := wiretest.Decode(&dec, buf)
+					if err == nil {
+						buf = buf[n:]
 						return p, nil
 					}
-					if err != nil && err != packet.ErrIncomplete {
+					if err != packet.ErrIncomplete {
 						return nil, err
 					}
 					typ, b, err := ws.Read(ctx)
@@ -609,7 +605,7 @@ func TestWebSocketFramesAndPackets(t *testing.T) {
 				t.Fatalf("after a text message the broker sent %s, want the connection closed", p.Type())
 			}
 			if ctx.Err() != nil {
-				t.Fatalf("the connection is still open %v after a text message", secTimeout)
+				t.Fatalf("the connection is still open %v after a text message", wiretest.Timeout)
 			}
 			if s := websocket.CloseStatus(err); s != websocket.StatusUnsupportedData {
 				t.Logf("closed with %v (status %d)", err, s)

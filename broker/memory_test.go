@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/petrelmq/petrel/internal/memstat"
+	"github.com/petrelmq/petrel/internal/wiretest"
 	"github.com/petrelmq/petrel/packet"
 )
 
@@ -130,7 +131,7 @@ func TestIdleMemoryClient(t *testing.T) {
 	for range 16 {
 		wg.Go(func() {
 			for i := next.Add(1) - 1; i < int64(n); i = next.Add(1) - 1 {
-				c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+				c, err := net.DialTimeout("tcp", addr, wiretest.Timeout)
 				if err != nil {
 					t.Errorf("dial %d: %v", i, err)
 					return
@@ -139,7 +140,7 @@ func TestIdleMemoryClient(t *testing.T) {
 				connect, _ := packet.Append(nil, &packet.Connect{Version: packet.V311, CleanStart: true,
 					ClientID: fmt.Sprintf("idle-%06d", i)}, packet.V311)
 				ack := make([]byte, 4)
-				c.SetDeadline(time.Now().Add(10 * time.Second))
+				c.SetDeadline(time.Now().Add(wiretest.Timeout))
 				if _, err := c.Write(connect); err != nil {
 					t.Errorf("connect %d: %v", i, err)
 					return

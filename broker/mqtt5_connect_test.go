@@ -14,6 +14,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/petrelmq/petrel/auth"
+	"github.com/petrelmq/petrel/internal/wiretest"
 	"github.com/petrelmq/petrel/packet"
 )
 
@@ -23,10 +24,9 @@ import (
 // implementation we did not write, reading what the broker sends. The
 // byte-exact cases are in testdata/wire/v5_connect.txt.
 
-const ctTimeout = 5 * time.Second
-
-// ctConn is a raw MQTT client connection (a secClient): it sends packets
-// encoded by package packet and decodes what the broker answers.
+// ctConn is a raw MQTT client connection (a secClient, so a
+// wiretest.Client): it sends packets encoded by package packet and decodes
+// what the broker answers.
 type ctConn struct {
 	*secClient
 }
@@ -40,14 +40,14 @@ func ctDial(t *testing.T, srv *Server, version byte) *ctConn {
 func (c *ctConn) connect(p *packet.Connect) *packet.Connack {
 	c.t.Helper()
 	p.Version = c.version
-	return c.secClient.connect(p)
+	return c.SendConnect(p)
 }
 
 // expectDisconnect checks that the broker sends DISCONNECT with code, and
 // then closes the connection.
 func (c *ctConn) expectDisconnect(code packet.ReasonCode) *packet.Disconnect {
 	c.t.Helper()
-	d := c.secClient.expectDisconnect(code)
+	d := c.ExpectDisconnect(code)
 	if d.Props.Has(packet.PropSessionExpiry) {
 		c.t.Fatalf("the server's DISCONNECT carries a Session Expiry Interval [MQTT-3.14.2-2]")
 	}
@@ -91,9 +91,9 @@ func ctPaho(t *testing.T, srv *Server, cfg paho.ClientConfig, cp *paho.Connect) 
 		t.Fatalf("dial: %v", err)
 	}
 	cfg.Conn = nc
-	cfg.PacketTimeout = ctTimeout
+	cfg.PacketTimeout = wiretest.Timeout
 	c := paho.NewClient(cfg)
-	ctx, cancel := context.WithTimeout(context.Background(), ctTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), wiretest.Timeout)
 	defer cancel()
 	ca, err := c.Connect(ctx, cp)
 	if err != nil {
@@ -105,7 +105,7 @@ func ctPaho(t *testing.T, srv *Server, cfg paho.ClientConfig, cp *paho.Connect) 
 }
 
 func ctCtx(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), ctTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), wiretest.Timeout)
 	t.Cleanup(cancel)
 	return ctx
 }
@@ -125,8 +125,8 @@ func (in ctInbox) next(t *testing.T) *paho.Publish {
 	select {
 	case p := <-in:
 		return p
-	case <-time.After(ctTimeout):
-		t.Fatalf("no message within %v", ctTimeout)
+	case <-time.After(wiretest.Timeout):
+		t.Fatalf("no message within %v", wiretest.Timeout)
 		return nil
 	}
 }
@@ -434,7 +434,7 @@ func TestV5PahoTakeover(t *testing.T) {
 		if d.ReasonCode != byte(packet.SessionTakenOver) {
 			t.Fatalf("DISCONNECT reason 0x%02x, want 0x8E (session taken over)", d.ReasonCode)
 		}
-	case <-time.After(ctTimeout):
+	case <-time.After(wiretest.Timeout):
 		t.Fatal("the connection taken over got no DISCONNECT")
 	}
 }
@@ -467,7 +467,7 @@ func TestV5ServerShutdownDisconnect(t *testing.T) {
 		if d.ReasonCode != byte(packet.ServerShuttingDown) {
 			t.Fatalf("paho.golang saw DISCONNECT 0x%02x, want 0x8B (server shutting down)", d.ReasonCode)
 		}
-	case <-time.After(ctTimeout):
+	case <-time.After(wiretest.Timeout):
 		t.Fatal("paho.golang saw no DISCONNECT from the server shutting down")
 	}
 	raw5.expectDisconnect(packet.ServerShuttingDown)
@@ -477,7 +477,7 @@ func TestV5ServerShutdownDisconnect(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Close: %v", err)
 		}
-	case <-time.After(ctTimeout):
+	case <-time.After(wiretest.Timeout):
 		t.Fatal("Close did not return")
 	}
 }
@@ -505,7 +505,7 @@ func TestV5PahoPacketTooLarge(t *testing.T) {
 		if d.ReasonCode != byte(packet.PacketTooLarge) {
 			t.Fatalf("DISCONNECT reason 0x%02x, want 0x95 (packet too large)", d.ReasonCode)
 		}
-	case <-time.After(ctTimeout):
+	case <-time.After(wiretest.Timeout):
 		t.Fatal("no DISCONNECT after a PUBLISH above the maximum packet size")
 	}
 }
@@ -943,7 +943,7 @@ func TestV5AuthOutOfTurnDuringExchange(t *testing.T) {
 			c.send(p)
 			first := ctAs[*packet.Auth](t, c.next())
 			c.send(tc.next(sc, first.Props.AuthData))
-			reply, err := c.read(ctTimeout)
+			reply, err := c.read(wiretest.Timeout)
 			if err == nil {
 				ca, ok := reply.(*packet.Connack)
 				if !ok || ca.Code != packet.ProtocolError {
@@ -954,7 +954,7 @@ func TestV5AuthOutOfTurnDuringExchange(t *testing.T) {
 			}
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
-				t.Fatalf("connection still open after %v", ctTimeout)
+				t.Fatalf("connection still open after %v", wiretest.Timeout)
 			}
 		})
 	}
@@ -982,7 +982,7 @@ func TestV5AuthAbandonedExchangeTimesOut(t *testing.T) {
 	c.send(p)
 	ctAs[*packet.Auth](t, c.next())
 	// Nothing more from the client: before CONNACK only a close may follow.
-	reply, err := c.read(ctTimeout)
+	reply, err := c.read(wiretest.Timeout)
 	if err == nil {
 		t.Fatalf("want the connection closed, got %s %+v", reply.Type(), reply)
 	}

@@ -25,11 +25,9 @@ import (
 // subscriptions with Eclipse Paho clients (paho.golang for MQTT 5,
 // paho.mqtt.golang for 3.1.1).
 
-const psTimeout = 5 * time.Second
-
-// psClient is a raw MQTT connection (a secClient) with the publish and
-// subscribe of the MQTT 5 tests: every property and reason code is
-// visible. Used from the test goroutine only.
+// psClient is a raw MQTT connection (a secClient, so a wiretest.Client)
+// with the publish and subscribe of the MQTT 5 tests: every property and
+// reason code is visible. Used from the test goroutine only.
 type psClient struct {
 	*secClient
 }
@@ -63,32 +61,20 @@ func (c *psClient) sendWire(notation string) {
 	if err != nil {
 		c.t.Fatalf("bad wire notation %q: %v", notation, err)
 	}
-	c.sendRaw(b)
+	c.SendRaw(b)
 }
 
 // drainUntilPong sends PINGREQ and returns the PUBLISHes that arrive before
-// the PINGRESP.
+// the PINGRESP, acknowledging none.
 func (c *psClient) drainUntilPong() []*packet.Publish {
 	c.t.Helper()
-	c.send(&packet.Pingreq{})
-	var pubs []*packet.Publish
-	for {
-		switch p := c.next().(type) {
-		case *packet.Pingresp:
-			return pubs
-		case *packet.Publish:
-			pubs = append(pubs, p)
-		default:
-			c.t.Fatalf("%s: got %s %+v, want PUBLISH or PINGRESP", c.name, p.Type(), p)
-		}
-	}
+	return c.UntilPong(false)
 }
 
 // publish sends a QoS 1 PUBLISH and returns the PUBACK's reason code.
 func (c *psClient) publish(pid uint16, topic, payload string, props packet.Properties) packet.ReasonCode {
 	c.t.Helper()
-	c.send(&packet.Publish{QoS: 1, Topic: topic, PacketID: pid, Payload: []byte(payload), Props: props})
-	return c.nextAck(packet.PUBACK, pid).Code
+	return c.SendPublish(&packet.Publish{QoS: 1, Topic: topic, PacketID: pid, Payload: []byte(payload), Props: props})
 }
 
 func (c *psClient) subscribe(pid uint16, subID uint32, subs ...packet.Subscription) []packet.ReasonCode {
@@ -97,22 +83,22 @@ func (c *psClient) subscribe(pid uint16, subID uint32, subs ...packet.Subscripti
 	if subID != 0 {
 		s.Props.SubscriptionIDs = []uint32{subID}
 	}
-	return c.sendSubscribe(s)
+	return c.SendSubscribe(s)
 }
 
 // disconnect sends DISCONNECT 0x00 and waits for the broker to close: by
 // then the broker has released the session.
 func (c *psClient) disconnect() {
 	c.t.Helper()
-	c.send(&packet.Disconnect{})
-	c.expectClosed()
+	c.Send(&packet.Disconnect{})
+	c.ExpectClosed()
 }
 
 // expectDisconnect requires a DISCONNECT with code, and then the close.
 // [MQTT-4.13.1-1] [MQTT-3.14.4-1] [MQTT-3.14.4-2] [MQTT-3.14.2-2]
 func (c *psClient) expectDisconnect(code packet.ReasonCode) {
 	c.t.Helper()
-	d := c.secClient.expectDisconnect(code)
+	d := c.ExpectDisconnect(code)
 	if d.Props.Has(packet.PropSessionExpiry) {
 		c.t.Errorf("%s: the server's DISCONNECT carries a Session Expiry Interval", c.name)
 	}
@@ -132,7 +118,7 @@ func psPayloads(pubs []*packet.Publish) []string {
 // goes to the returned channel, acknowledged by the library.
 func pahoV5(t *testing.T, srv *Server, cp *paho.Connect) (*paho.Client, chan *paho.Publish) {
 	t.Helper()
-	nc, err := net.DialTimeout("tcp", srv.Addrs()[0].String(), psTimeout)
+	nc, err := net.DialTimeout("tcp", srv.Addrs()[0].String(), wiretest.Timeout)
 	if err != nil {
 		t.Fatalf("dial: %v", err)
 	}
@@ -151,7 +137,7 @@ func pahoV5(t *testing.T, srv *Server, cp *paho.Connect) (*paho.Client, chan *pa
 	if cp.KeepAlive == 0 {
 		cp.KeepAlive = 30
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), psTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), wiretest.Timeout)
 	defer cancel()
 	ca, err := c.Connect(ctx, cp)
 	if err != nil || ca.ReasonCode != 0 {
@@ -162,7 +148,7 @@ func pahoV5(t *testing.T, srv *Server, cp *paho.Connect) (*paho.Client, chan *pa
 		_ = c.Disconnect(&paho.Disconnect{ReasonCode: 0})
 		select {
 		case <-c.Done():
-		case <-time.After(psTimeout):
+		case <-time.After(wiretest.Timeout):
 			t.Errorf("paho.golang client %s did not shut down", cp.ClientID)
 		}
 	})
@@ -171,7 +157,7 @@ func pahoV5(t *testing.T, srv *Server, cp *paho.Connect) (*paho.Client, chan *pa
 
 func pahoV5Subscribe(t *testing.T, c *paho.Client, opts ...paho.SubscribeOptions) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), psTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), wiretest.Timeout)
 	defer cancel()
 	sa, err := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: opts})
 	if err != nil {
@@ -186,7 +172,7 @@ func pahoV5Subscribe(t *testing.T, c *paho.Client, opts ...paho.SubscribeOptions
 
 func pahoV5Publish(t *testing.T, c *paho.Client, p *paho.Publish) *paho.PublishResponse {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), psTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), wiretest.Timeout)
 	defer cancel()
 	r, err := c.Publish(ctx, p)
 	if err != nil {
@@ -344,7 +330,7 @@ func TestV5PubSubViolationsDisconnect(t *testing.T) {
 			}
 			for _, want := range tc.before {
 				wb, _ := parseWireBytes(want)
-				_, raw, err := c.readRaw(psTimeout)
+				_, raw, err := c.readRaw(wiretest.Timeout)
 				if err != nil || string(raw) != string(wb) {
 					t.Fatalf("want % x before the DISCONNECT, got % x (%v)", wb, raw, err)
 				}
@@ -717,7 +703,7 @@ func TestV5MaximumPacketSizeTowardsClient(t *testing.T) {
 	pub.send(&packet.Publish{QoS: 0, Topic: "mps/big0", Payload: []byte(big)})
 	pub.publish(2, "mps/small", "small", packet.Properties{})
 
-	p, raw, err := sub.readRaw(psTimeout)
+	p, raw, err := sub.readRaw(wiretest.Timeout)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -773,7 +759,7 @@ func TestV5MaximumPacketSizeOnResend(t *testing.T) {
 		t.Fatalf("after reconnecting with Maximum Packet Size 64 got %d PUBLISHes %q, want none", len(pubs), psPayloads(pubs))
 	}
 	pub.publish(2, "mps/small", "small", packet.Properties{})
-	p, raw, err := sub.readRaw(psTimeout)
+	p, raw, err := sub.readRaw(wiretest.Timeout)
 	if err != nil {
 		t.Fatalf("want the small message: it must not wait behind the dropped one (%v)", err)
 	}
@@ -866,8 +852,8 @@ func psNextPaho(t *testing.T, in chan *paho.Publish) *paho.Publish {
 	select {
 	case p := <-in:
 		return p
-	case <-time.After(psTimeout):
-		t.Fatalf("no message within %v", psTimeout)
+	case <-time.After(wiretest.Timeout):
+		t.Fatalf("no message within %v", wiretest.Timeout)
 		return nil
 	}
 }
@@ -897,21 +883,21 @@ func (tl *psTally) add(name, payload string) {
 	tl.cond.Broadcast()
 }
 
-// waitFor waits until ok holds, or fails the test after psTimeout.
+// waitFor waits until ok holds, or fails the test after wiretest.Timeout.
 func (tl *psTally) waitFor(t *testing.T, what string, ok func() bool) {
 	t.Helper()
-	timer := time.AfterFunc(psTimeout, func() {
+	timer := time.AfterFunc(wiretest.Timeout, func() {
 		tl.mu.Lock()
 		tl.cond.Broadcast()
 		tl.mu.Unlock()
 	})
 	defer timer.Stop()
-	deadline := time.Now().Add(psTimeout)
+	deadline := time.Now().Add(wiretest.Timeout)
 	tl.mu.Lock()
 	defer tl.mu.Unlock()
 	for !ok() {
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v; received %v", what, psTimeout, tl.countsLocked())
+			t.Fatalf("%s: not within %v; received %v", what, wiretest.Timeout, tl.countsLocked())
 		}
 		tl.cond.Wait()
 	}

@@ -9,12 +9,12 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/petrelmq/petrel/internal/wiretest"
 )
 
 // These tests drive the broker with Eclipse Paho's Go client for MQTT 3.1.1,
 // an implementation we did not write, over real TCP.
-
-const pahoTimeout = 10 * time.Second
 
 // pahoOptions returns client options for the test broker. The connection is
 // made through dial so a test can cut it like a network failure would.
@@ -26,8 +26,8 @@ func pahoOptions(t *testing.T, srv *Server, clientID string) *mqtt.ClientOptions
 		SetProtocolVersion(4).
 		SetAutoReconnect(false).
 		SetConnectRetry(false).
-		SetConnectTimeout(pahoTimeout).
-		SetWriteTimeout(pahoTimeout).
+		SetConnectTimeout(wiretest.Timeout).
+		SetWriteTimeout(wiretest.Timeout).
 		SetKeepAlive(30 * time.Second).
 		SetOrderMatters(true)
 	return o
@@ -47,8 +47,8 @@ func pahoConnect(t *testing.T, o *mqtt.ClientOptions) mqtt.Client {
 
 func wait(t *testing.T, tok mqtt.Token, what string) {
 	t.Helper()
-	if !tok.WaitTimeout(pahoTimeout) {
-		t.Fatalf("%s: no answer within %v", what, pahoTimeout)
+	if !tok.WaitTimeout(wiretest.Timeout) {
+		t.Fatalf("%s: no answer within %v", what, wiretest.Timeout)
 	}
 	if err := tok.Error(); err != nil {
 		t.Fatalf("%s: %v", what, err)
@@ -67,8 +67,8 @@ func (in inbox) next(t *testing.T) mqtt.Message {
 	select {
 	case m := <-in:
 		return m
-	case <-time.After(pahoTimeout):
-		t.Fatalf("no message within %v", pahoTimeout)
+	case <-time.After(wiretest.Timeout):
+		t.Fatalf("no message within %v", wiretest.Timeout)
 		return nil
 	}
 }
@@ -268,7 +268,7 @@ func TestPahoRedeliveryAfterCut(t *testing.T) {
 		if m.Duplicate() {
 			t.Fatal("first delivery has DUP=1")
 		}
-	case <-time.After(pahoTimeout):
+	case <-time.After(wiretest.Timeout):
 		t.Fatal("no first delivery")
 	}
 	cc.cut()
@@ -291,7 +291,7 @@ func TestPahoTakeover(t *testing.T) {
 	second := pahoConnect(t, pahoOptions(t, srv, "same"))
 	select {
 	case <-lost:
-	case <-time.After(pahoTimeout):
+	case <-time.After(wiretest.Timeout):
 		t.Fatal("the first connection was not closed on takeover")
 	}
 	in := newInbox()

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/petrelmq/petrel/auth"
+	"github.com/petrelmq/petrel/internal/wiretest"
 	"github.com/petrelmq/petrel/packet"
 )
 
@@ -169,7 +170,7 @@ func TestFailedLoginDelayGrows(t *testing.T) {
 	const base, max = 150 * time.Millisecond, 600 * time.Millisecond
 	srv := secStart(t, Options{Authenticator: loadMosquittoPasswd(t)}, throttle(base, max))
 	addr := srv.Addrs()[0].String()
-	d := &net.Dialer{Timeout: secTimeout}
+	d := &net.Dialer{Timeout: wiretest.Timeout}
 
 	d1 := loginDelay(t, addr, d, packet.V311)
 	d2 := loginDelay(t, addr, d, packet.V5)
@@ -187,7 +188,7 @@ func TestFailedLoginDelayGrows(t *testing.T) {
 	}
 
 	t.Run("another address is not slowed", func(t *testing.T) {
-		other := &net.Dialer{Timeout: secTimeout, LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
+		other := &net.Dialer{Timeout: wiretest.Timeout, LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
 		if c, err := other.Dial("tcp", addr); err != nil {
 			t.Skipf("cannot connect from 127.0.0.2: %v", err)
 		} else {

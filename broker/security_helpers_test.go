@@ -1,11 +1,9 @@
 package broker
 
 import (
-	"bufio"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -20,15 +18,13 @@ import (
 	"unsafe"
 
 	"github.com/petrelmq/petrel/internal/testpki"
+	"github.com/petrelmq/petrel/internal/wiretest"
 	"github.com/petrelmq/petrel/packet"
 )
 
 // Helpers shared by the security tests (security_*_test.go, limits_test.go,
 // listeners_test.go): a broker on any set of listeners, a raw MQTT client
 // on any transport, and the broker's counters read as a whole.
-
-// secTimeout bounds every wait of the security tests.
-const secTimeout = 5 * time.Second
 
 // secStart runs a broker with opts until the test ends. Without listeners it
 // gets one TCP listener on a loopback port picked by the OS. prepare, when
@@ -60,45 +56,42 @@ func captureLogs(t testing.TB) (*slog.Logger, *syncBuffer) {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})), buf
 }
 
-// secClient is one raw MQTT connection over any transport: it sends packets
-// encoded by package packet (or raw bytes) and decodes what the broker
-// answers, so a test sees the exact reason codes.
+// secClient is a wiretest.Client under the names the security, limits,
+// listener and MQTT 5 tests call it by. The methods below are thin: every
+// read, decode and write is wiretest's.
 type secClient struct {
-	t       testing.TB
+	*wiretest.Client
+	t testing.TB
+	// Read-only copies of the Client's Name, Conn and Version, under the
+	// names these tests use.
 	name    string
 	nc      net.Conn
-	r       *bufio.Reader
-	dec     packet.Decoder
 	version byte
 }
 
 // secOn wraps an open connection. The connection is closed when the test ends.
 func secOn(t testing.TB, nc net.Conn, name string, version byte) *secClient {
-	t.Cleanup(func() { nc.Close() })
-	c := &secClient{t: t, name: name, nc: nc, r: bufio.NewReader(nc), version: version}
-	c.dec.Version = version
-	return c
+	return secWrap(t, wiretest.New(t, nc, name, version))
+}
+
+func secWrap(t testing.TB, c *wiretest.Client) *secClient {
+	return &secClient{Client: c, t: t, name: c.Name, nc: c.Conn, version: c.Version}
 }
 
 // secDial opens a connection ("tcp" or "unix") without sending anything.
 func secDial(t testing.TB, network, addr, name string, version byte) *secClient {
 	t.Helper()
-	nc, err := net.DialTimeout(network, addr, secTimeout)
-	if err != nil {
-		t.Fatalf("%s: dial %s %s: %v", name, network, addr, err)
-	}
-	return secOn(t, nc, name, version)
+	return secWrap(t, wiretest.Dial(t, network, addr, name, version))
 }
 
 // secTLSDial opens a TLS connection and completes the handshake.
 func secTLSDial(t testing.TB, addr, name string, version byte, conf *tls.Config) (*secClient, error) {
 	t.Helper()
-	d := &net.Dialer{Timeout: secTimeout}
-	nc, err := tls.DialWithDialer(d, "tcp", addr, conf)
+	c, err := wiretest.DialTLS(t, addr, name, version, conf)
 	if err != nil {
 		return nil, err
 	}
-	return secOn(t, nc, name, version), nil
+	return secWrap(t, c), nil
 }
 
 // connectPacket is a CONNECT of version for clientID with a 60 second keep
@@ -134,110 +127,51 @@ func secMustConnect(t testing.TB, addr string, p *packet.Connect) *secClient {
 // connect sends CONNECT and returns the CONNACK.
 func (c *secClient) connect(p *packet.Connect) *packet.Connack {
 	c.t.Helper()
-	c.send(p)
-	p2 := c.next()
-	ack, ok := p2.(*packet.Connack)
-	if !ok {
-		c.t.Fatalf("%s: got %s %+v, want CONNACK", c.name, p2.Type(), p2)
-	}
-	return ack
+	return c.SendConnect(p)
 }
 
 func (c *secClient) send(p packet.Packet) {
 	c.t.Helper()
-	b, err := packet.Append(nil, p, c.version)
-	if err != nil {
-		c.t.Fatalf("%s: encode %s: %v", c.name, p.Type(), err)
-	}
-	c.sendRaw(b)
+	c.Send(p)
 }
 
 func (c *secClient) sendRaw(b []byte) {
 	c.t.Helper()
-	c.nc.SetWriteDeadline(time.Now().Add(secTimeout))
-	if _, err := c.nc.Write(b); err != nil {
-		c.t.Fatalf("%s: write: %v", c.name, err)
-	}
+	c.SendRaw(b)
 }
 
 // read returns the next packet, or the error that ended the connection
 // (io.EOF when the broker closed it).
 func (c *secClient) read(timeout time.Duration) (packet.Packet, error) {
-	p, _, err := c.readRaw(timeout)
-	return p, err
+	return c.Read(timeout)
 }
 
 // readRaw is read that also returns the packet's bytes as they came.
 func (c *secClient) readRaw(timeout time.Duration) (packet.Packet, []byte, error) {
-	c.nc.SetReadDeadline(time.Now().Add(timeout))
-	hdr := make([]byte, 0, 5)
-	for {
-		b, err := c.r.ReadByte()
-		if err != nil {
-			if len(hdr) > 0 && err == io.EOF {
-				err = io.ErrUnexpectedEOF
-			}
-			return nil, nil, err
-		}
-		hdr = append(hdr, b)
-		if len(hdr) > 1 && (b&0x80 == 0 || len(hdr) == 5) {
-			break
-		}
-	}
-	h, _, err := packet.ParseFixedHeader(hdr, 0)
-	if err != nil {
-		return nil, nil, fmt.Errorf("fixed header % x: %w", hdr, err)
-	}
-	body := make([]byte, h.Remaining)
-	if _, err := io.ReadFull(c.r, body); err != nil {
-		return nil, nil, err
-	}
-	p, err := c.dec.Decode(h, body)
-	if err != nil {
-		return nil, nil, fmt.Errorf("decode %s: %w", h.Type, err)
-	}
-	return packet.Clone(p), append(hdr, body...), nil
+	return c.ReadRaw(timeout)
 }
 
 // next returns the next packet or fails the test.
 func (c *secClient) next() packet.Packet {
 	c.t.Helper()
-	p, err := c.read(secTimeout)
-	if err != nil {
-		c.t.Fatalf("%s: waiting for a packet: %v", c.name, err)
-	}
-	return p
+	return c.Next()
 }
 
 func (c *secClient) nextPublish() *packet.Publish {
 	c.t.Helper()
-	p := c.next()
-	pub, ok := p.(*packet.Publish)
-	if !ok {
-		c.t.Fatalf("%s: got %s %+v, want PUBLISH", c.name, p.Type(), p)
-	}
-	return pub
+	return c.NextPublish()
 }
 
 func (c *secClient) nextAck(kind packet.Type, pid uint16) *packet.Ack {
 	c.t.Helper()
-	p := c.next()
-	a, ok := p.(*packet.Ack)
-	if !ok || a.Kind != kind || a.PacketID != pid {
-		c.t.Fatalf("%s: got %s %+v, want %s for packet id %d", c.name, p.Type(), p, kind, pid)
-	}
-	return a
+	return c.ExpectAck(kind, pid)
 }
 
 // ping makes a PINGREQ round trip: anything the broker sends before the
-// PINGRESP fails the test. It proves the connection is served and that
-// nothing was pending for it.
+// PINGRESP fails the test.
 func (c *secClient) ping() {
 	c.t.Helper()
-	c.send(&packet.Pingreq{})
-	if p := c.next(); p.Type() != packet.PINGRESP {
-		c.t.Fatalf("%s: got %s %+v before PINGRESP, want nothing", c.name, p.Type(), p)
-	}
+	c.Ping()
 }
 
 // untilPong sends PINGREQ and returns the topics and payloads of the
@@ -245,38 +179,22 @@ func (c *secClient) ping() {
 // QoS 1 ones.
 func (c *secClient) untilPong() []string {
 	c.t.Helper()
-	c.send(&packet.Pingreq{})
-	var got []string
-	for {
-		switch p := c.next().(type) {
-		case *packet.Pingresp:
-			return got
-		case *packet.Publish:
-			got = append(got, p.Topic+"="+string(p.Payload))
-			if p.QoS == 1 {
-				c.send(&packet.Ack{Kind: packet.PUBACK, PacketID: p.PacketID})
-			}
-		default:
-			c.t.Fatalf("%s: got %s %+v, want PUBLISH or PINGRESP", c.name, p.Type(), p)
-		}
-	}
+	return topicPayloads(c.UntilPong(true))
 }
 
 // until reads PUBLISHes until one with topic sentinel and returns those
 // before it ("topic=payload"), acknowledging QoS 1 ones.
 func (c *secClient) until(sentinel string) []string {
 	c.t.Helper()
+	return topicPayloads(c.UntilTopic(sentinel, true))
+}
+
+func topicPayloads(pubs []*packet.Publish) []string {
 	var got []string
-	for {
-		p := c.nextPublish()
-		if p.QoS == 1 {
-			c.send(&packet.Ack{Kind: packet.PUBACK, PacketID: p.PacketID})
-		}
-		if p.Topic == sentinel {
-			return got
-		}
+	for _, p := range pubs {
 		got = append(got, p.Topic+"="+string(p.Payload))
 	}
+	return got
 }
 
 // subscribe sends one SUBSCRIBE and returns the SUBACK's codes.
@@ -286,19 +204,13 @@ func (c *secClient) subscribe(pid uint16, qos byte, filters ...string) []packet.
 	for _, f := range filters {
 		s.Subs = append(s.Subs, packet.Subscription{Filter: f, QoS: qos})
 	}
-	return c.sendSubscribe(s)
+	return c.SendSubscribe(s)
 }
 
 // sendSubscribe sends s and returns the SUBACK's codes, one a subscription.
 func (c *secClient) sendSubscribe(s *packet.Subscribe) []packet.ReasonCode {
 	c.t.Helper()
-	c.send(s)
-	p := c.next()
-	sa, ok := p.(*packet.Suback)
-	if !ok || sa.PacketID != s.PacketID || len(sa.Codes) != len(s.Subs) {
-		c.t.Fatalf("%s: got %s %+v, want SUBACK for packet id %d with %d codes", c.name, p.Type(), p, s.PacketID, len(s.Subs))
-	}
-	return sa.Codes
+	return c.SendSubscribe(s)
 }
 
 // mustSubscribe subscribes to filters at qos and fails unless all are granted.
@@ -314,58 +226,28 @@ func (c *secClient) mustSubscribe(pid uint16, qos byte, filters ...string) {
 // publish sends a PUBLISH; at QoS 1 it returns the PUBACK's code.
 func (c *secClient) publish(pid uint16, qos byte, topic, payload string, retain bool) packet.ReasonCode {
 	c.t.Helper()
-	c.send(&packet.Publish{Topic: topic, Payload: []byte(payload), QoS: qos, PacketID: pid, Retain: retain})
-	if qos == 0 {
-		return packet.Success
-	}
-	return c.nextAck(ackKind(qos), pid).Code
+	return c.SendPublish(&packet.Publish{Topic: topic, Payload: []byte(payload), QoS: qos, PacketID: pid, Retain: retain})
 }
 
 // closedErr waits for the broker to close the connection and returns what
-// arrived first: nil, or the DISCONNECT it sent. Other packets fail the
-// test, and so does a connection still open after the timeout.
+// arrived first: nil, or the DISCONNECT it sent.
 func (c *secClient) closedErr(timeout time.Duration) *packet.Disconnect {
 	c.t.Helper()
-	var disc *packet.Disconnect
-	for {
-		p, err := c.read(timeout)
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				c.t.Fatalf("%s: connection still open after %v", c.name, timeout)
-			}
-			c.nc.Close()
-			return disc
-		}
-		d, ok := p.(*packet.Disconnect)
-		if !ok || disc != nil {
-			c.t.Fatalf("%s: got %s %+v, want the connection closed", c.name, p.Type(), p)
-		}
-		disc = d
-	}
+	return c.WaitClose(timeout)
 }
 
 // expectClosed requires the broker to close the connection without
-// sending anything: what a 3.1.1 client sees of a refusal after CONNACK.
+// sending anything.
 func (c *secClient) expectClosed() {
 	c.t.Helper()
-	if d := c.closedErr(secTimeout); d != nil {
-		c.t.Fatalf("%s: got DISCONNECT 0x%02x before the close; a %d client gets none", c.name, byte(d.Code), c.version)
-	}
+	c.ExpectClosed()
 }
 
 // expectDisconnect requires a DISCONNECT with code, then the close, and
 // returns the DISCONNECT.
 func (c *secClient) expectDisconnect(code packet.ReasonCode) *packet.Disconnect {
 	c.t.Helper()
-	d := c.closedErr(secTimeout)
-	switch {
-	case d == nil:
-		c.t.Fatalf("%s: the connection closed without DISCONNECT; want DISCONNECT 0x%02x (%s)", c.name, byte(code), code)
-	case d.Code != code:
-		c.t.Fatalf("%s: DISCONNECT 0x%02x (%q), want 0x%02x (%s)", c.name, byte(d.Code), d.Props.ReasonString, byte(code), code)
-	}
-	return d
+	return c.ExpectDisconnect(code)
 }
 
 // expectRefused requires CONNACK with code, then the close. A 3.1.1
@@ -411,13 +293,14 @@ func countersMoved(before, after map[string]int64) string {
 	return strings.Join(moved, " ")
 }
 
-// eventually polls cond until it holds, failing the test after secTimeout.
+// eventually polls cond until it holds, failing the test after
+// wiretest.Timeout.
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(secTimeout)
+	deadline := time.Now().Add(wiretest.Timeout)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, secTimeout)
+			t.Fatalf("%s: not within %v", what, wiretest.Timeout)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

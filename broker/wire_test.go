@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/petrelmq/petrel/internal/wiretest"
 )
 
 // The wire tests are scripts in testdata/wire/*.txt: a client sends these
@@ -32,8 +34,6 @@ import (
 // See parseWireBytes for the byte notation. Every wait is bounded.
 // A statement that something is NOT sent is checked by a PINGREQ round trip:
 // the PINGRESP must be the next packet.
-
-const wireTimeout = 5 * time.Second
 
 func TestWire(t *testing.T) {
 	files, err := filepath.Glob("testdata/wire/*.txt")
@@ -274,13 +274,13 @@ func (wc *wireCase) run(t *testing.T) {
 			}
 		case "recv":
 			got := make([]byte, len(st.data))
-			cur.SetReadDeadline(time.Now().Add(wireTimeout))
+			cur.SetReadDeadline(time.Now().Add(wiretest.Timeout))
 			n, err := io.ReadFull(cur, got)
 			if err != nil || !bytes.Equal(got, st.data) {
 				t.Fatalf("%s: want % x\n got % x (err %v)", where, st.data, got[:n], err)
 			}
 		case "closed":
-			cur.SetReadDeadline(time.Now().Add(wireTimeout))
+			cur.SetReadDeadline(time.Now().Add(wiretest.Timeout))
 			var extra []byte
 			buf := make([]byte, 256)
 			for {
@@ -289,7 +289,7 @@ func (wc *wireCase) run(t *testing.T) {
 				if err != nil {
 					var ne net.Error
 					if errors.As(err, &ne) && ne.Timeout() {
-						t.Fatalf("%s: connection still open after %v", where, wireTimeout)
+						t.Fatalf("%s: connection still open after %v", where, wiretest.Timeout)
 					}
 					break
 				}

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/petrelmq/petrel/auth"
 	"github.com/petrelmq/petrel/internal/testpki"
+	"github.com/petrelmq/petrel/internal/wiretest"
 	"github.com/petrelmq/petrel/packet"
 )
 
@@ -54,7 +54,7 @@ auth:
 	if code := alice.connect("alice", "alice", "old-secret"); code != 0 {
 		t.Fatalf("alice with her password: CONNACK 0x%02x, want 0", code)
 	}
-	alice.subscribe("#", 0x00) // allowed: it can bring her public/...
+	alice.Subscribe("#", 0) // allowed: it can bring her public/...
 	if code := dialMQTTOverTLS(t, b.addr, pool).connect("mallory", "alice", "guess"); code != packet.ConnRefusedBadUsernamePassword {
 		t.Fatalf("alice with a wrong password: CONNACK 0x%02x, want 0x04", code)
 	}
@@ -65,7 +65,7 @@ auth:
 	bob.publish("secret/plans", "hidden", 1)
 	bob.publish("public/news", "visible", 2)
 	alice.expectPublish("public/news", "visible") // and not secret/plans, published first
-	alice.ping()
+	alice.Ping()
 
 	// New passwords, a new rule and a new certificate; then SIGHUP.
 	writePasswordFile(t, passwdFile, "alice", "new-secret", "bob", "bob-secret")
@@ -84,13 +84,13 @@ auth:
 	}
 
 	// The connections made before are still up, and see the new rules.
-	alice.ping()
+	alice.Ping()
 	bob.publish("secret/plans", "shared now", 3)
 	alice.expectPublish("secret/plans", "shared now")
 
 	// New logins use the new passwords and the new certificate.
 	again := dialMQTTOverTLS(t, b.addr, pool)
-	if cn := again.conn.ConnectionState().PeerCertificates[0].Subject.CommonName; cn != "petrel-2" {
+	if cn := again.Conn.(*tls.Conn).ConnectionState().PeerCertificates[0].Subject.CommonName; cn != "petrel-2" {
 		t.Errorf("the broker presents %q after SIGHUP, want petrel-2", cn)
 	}
 	if code := again.connect("alice-2", "alice", "new-secret"); code != 0 {
@@ -333,123 +333,43 @@ func writeSelfSignedCert(t *testing.T, certFile, keyFile, name string) *x509.Cer
 	return cert.Cert
 }
 
-// rawMQTT is an MQTT 3.1.1 client over any connection, TLS included
-// (internal/wiretest dials plain TCP only).
+// rawMQTT is a wiretest.Client that speaks MQTT 3.1.1 and logs in.
 type rawMQTT struct {
-	t    *testing.T
-	nc   net.Conn
-	conn *tls.Conn // nil over plain TCP
-	dec  packet.Decoder
-	buf  []byte
+	*wiretest.Client
+	t *testing.T
 }
-
-const rawMQTTTimeout = 10 * time.Second
 
 func dialMQTTOverTLS(t *testing.T, addr string, roots *x509.CertPool) *rawMQTT {
 	t.Helper()
-	d := &net.Dialer{Timeout: rawMQTTTimeout}
-	c, err := tls.DialWithDialer(d, "tcp", addr, &tls.Config{RootCAs: roots, ServerName: "127.0.0.1"})
+	c, err := wiretest.DialTLS(t, addr, "", packet.V311, &tls.Config{RootCAs: roots, ServerName: "127.0.0.1"})
 	if err != nil {
 		t.Fatalf("TLS dial %s: %v", addr, err)
 	}
-	t.Cleanup(func() { c.Close() })
-	return &rawMQTT{t: t, nc: c, conn: c, dec: packet.Decoder{Version: packet.V311}}
+	return &rawMQTT{c, t}
 }
 
 func dialMQTT(t *testing.T, addr string) *rawMQTT {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, rawMQTTTimeout)
-	if err != nil {
-		t.Fatalf("dial %s: %v", addr, err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return &rawMQTT{t: t, nc: c, dec: packet.Decoder{Version: packet.V311}}
-}
-
-func (c *rawMQTT) send(p packet.Packet) {
-	c.t.Helper()
-	b, err := packet.Append(nil, p, packet.V311)
-	if err != nil {
-		c.t.Fatalf("encode %s: %v", p.Type(), err)
-	}
-	c.nc.SetWriteDeadline(time.Now().Add(rawMQTTTimeout))
-	if _, err := c.nc.Write(b); err != nil {
-		c.t.Fatalf("send %s: %v", p.Type(), err)
-	}
-}
-
-// next reads one packet.
-func (c *rawMQTT) next() packet.Packet {
-	c.t.Helper()
-	c.nc.SetReadDeadline(time.Now().Add(rawMQTTTimeout))
-	for {
-		h, n, err := packet.ParseFixedHeader(c.buf, 0)
-		if err == nil && len(c.buf) >= n+h.Remaining {
-			p, err := c.dec.Decode(h, c.buf[n:n+h.Remaining])
-			if err != nil {
-				c.t.Fatalf("decode: %v", err)
-			}
-			p = packet.Clone(p)
-			c.buf = c.buf[n+h.Remaining:]
-			return p
-		}
-		if err != nil && err != packet.ErrIncomplete {
-			c.t.Fatalf("read: %v", err)
-		}
-		tmp := make([]byte, 4096)
-		k, err := c.nc.Read(tmp)
-		if err != nil {
-			c.t.Fatalf("read: %v", err)
-		}
-		c.buf = append(c.buf, tmp[:k]...)
-	}
+	return &rawMQTT{wiretest.Dial(t, "tcp", addr, "", packet.V311), t}
 }
 
 // connect logs in and returns the CONNACK's return code.
 func (c *rawMQTT) connect(clientID, username, password string) packet.ReasonCode {
 	c.t.Helper()
-	c.send(&packet.Connect{Version: packet.V311, CleanStart: true, KeepAlive: 60, ClientID: clientID,
-		UsernameFlag: true, Username: username, PasswordFlag: true, Password: []byte(password)})
-	ack, ok := c.next().(*packet.Connack)
-	if !ok {
-		c.t.Fatalf("%s: want CONNACK", clientID)
-	}
-	return ack.Code
-}
-
-func (c *rawMQTT) subscribe(filter string, granted packet.ReasonCode) {
-	c.t.Helper()
-	c.send(&packet.Subscribe{PacketID: 1, Subs: []packet.Subscription{{Filter: filter}}})
-	p := c.next()
-	if a, ok := p.(*packet.Suback); !ok || len(a.Codes) != 1 || a.Codes[0] != granted {
-		c.t.Fatalf("SUBSCRIBE %s: got %s %+v, want SUBACK 0x%02x", filter, p.Type(), p, granted)
-	}
+	c.Name = clientID
+	return c.SendConnect(&packet.Connect{Version: packet.V311, CleanStart: true, KeepAlive: 60, ClientID: clientID,
+		UsernameFlag: true, Username: username, PasswordFlag: true, Password: []byte(password)}).Code
 }
 
 // publish sends a QoS 1 PUBLISH and waits for its PUBACK.
 func (c *rawMQTT) publish(topic, payload string, id uint16) {
 	c.t.Helper()
-	c.send(&packet.Publish{Topic: topic, Payload: []byte(payload), QoS: 1, PacketID: id})
-	p := c.next()
-	if a, ok := p.(*packet.Ack); !ok || a.Kind != packet.PUBACK || a.PacketID != id {
-		c.t.Fatalf("PUBLISH %s: got %s %+v, want PUBACK %d", topic, p.Type(), p, id)
-	}
+	c.SendPublish(&packet.Publish{Topic: topic, Payload: []byte(payload), QoS: 1, PacketID: id})
 }
 
 func (c *rawMQTT) expectPublish(topic, payload string) {
 	c.t.Helper()
-	p := c.next()
-	if m, ok := p.(*packet.Publish); !ok || m.Topic != topic || string(m.Payload) != payload {
-		c.t.Fatalf("got %s %+v, want PUBLISH %s %q", p.Type(), p, topic, payload)
-	}
-}
-
-// ping proves that nothing else was sent to the client and that the
-// connection is up.
-func (c *rawMQTT) ping() {
-	c.t.Helper()
-	c.send(&packet.Pingreq{})
-	if p := c.next(); p.Type() != packet.PINGRESP {
-		c.t.Fatalf("got %s %+v, want PINGRESP", p.Type(), p)
+	if m := c.NextPublish(); m.Topic != topic || string(m.Payload) != payload {
+		c.t.Fatalf("got PUBLISH %s %q, want %s %q", m.Topic, m.Payload, topic, payload)
 	}
 }

@@ -1,9 +1,18 @@
 // Package wiretest is a minimal MQTT client for tests that need exact
-// control of the packets: it sends what it is told and returns what
-// arrives, decoded with package packet. It is not the product's client.
+// control of the packets: it sends what it is told, over any connection
+// (TCP, TLS, a unix socket), and returns what arrives, decoded with package
+// packet, so a test sees every flag, property and reason code. It is not
+// the product's client.
+//
+// The methods that wait fail the test after Timeout; the Try and Read
+// methods return the error instead, for tests that expect the connection to
+// end and for goroutines, which may not fail a test.
 package wiretest
 
 import (
+	"bytes"
+	"crypto/tls"
+	"fmt"
 	"io"
 	"net"
 	"testing"
@@ -12,41 +21,69 @@ import (
 	"github.com/petrelmq/petrel/packet"
 )
 
-// Timeout bounds every read and write.
+// Timeout bounds every wait of the tests that drive the broker over the
+// wire: a read, a write, a dial, a condition polled. It is a bound on a
+// failure, not a pause: a passing test never waits it out.
 const Timeout = 10 * time.Second
 
-// Client is one raw MQTT connection.
+// Client is one raw MQTT connection. It is used from one goroutine at a
+// time; only the methods that return errors may be called off the test's
+// goroutine.
 type Client struct {
-	t       testing.TB
-	Conn    net.Conn
+	t testing.TB
+	// Conn is the connection, for a test that writes or closes it itself.
+	Conn net.Conn
+	// Name is the client's name in failure messages: its client identifier
+	// when Connect dialed it.
+	Name string
+	// Version is the protocol version packets are encoded and decoded in.
+	// A test that sends its CONNECT raw may set it before reading the answer.
 	Version byte
 	dec     packet.Decoder
-	buf     []byte
+	buf     []byte // what was read and is not yet returned
 }
 
-// Connect dials addr, sends c and returns the client with its CONNACK.
-// It fails the test if the dial fails; the CONNACK is returned as it came.
+// New wraps an open connection, closed when the test ends.
+func New(t testing.TB, nc net.Conn, name string, version byte) *Client {
+	t.Cleanup(func() { nc.Close() })
+	return &Client{t: t, Conn: nc, Name: name, Version: version}
+}
+
+// Dial opens a connection ("tcp" or "unix") without sending anything; it
+// fails the test if the dial fails.
+func Dial(t testing.TB, network, addr, name string, version byte) *Client {
+	t.Helper()
+	nc, err := net.DialTimeout(network, addr, Timeout)
+	if err != nil {
+		t.Fatalf("%s: dial %s %s: %v", name, network, addr, err)
+	}
+	return New(t, nc, name, version)
+}
+
+// DialTLS opens a TLS connection and completes the handshake. It returns
+// the error, which a test of refused certificates expects.
+func DialTLS(t testing.TB, addr, name string, version byte, conf *tls.Config) (*Client, error) {
+	t.Helper()
+	nc, err := tls.DialWithDialer(&net.Dialer{Timeout: Timeout}, "tcp", addr, conf)
+	if err != nil {
+		return nil, err
+	}
+	return New(t, nc, name, version), nil
+}
+
+// Connect dials addr over TCP, sends c and returns the client with its
+// CONNACK, as it came. A CONNECT without a version is sent as 3.1.1.
 func Connect(t testing.TB, addr string, c *packet.Connect) (*Client, *packet.Connack) {
 	t.Helper()
-	nc, err := net.DialTimeout("tcp", addr, Timeout)
-	if err != nil {
-		t.Fatalf("dial %s: %v", addr, err)
-	}
-	t.Cleanup(func() { nc.Close() })
 	if c.Version == 0 {
 		c.Version = packet.V311
 	}
-	w := &Client{t: t, Conn: nc, Version: c.Version}
-	w.dec.Version = c.Version
-	w.Send(c)
-	ack, ok := w.Next().(*packet.Connack)
-	if !ok {
-		t.Fatalf("%s: want CONNACK, got %+v", c.ClientID, ack)
-	}
-	return w, ack
+	w := Dial(t, "tcp", addr, c.ClientID, c.Version)
+	return w, w.SendConnect(c)
 }
 
-// MustConnect is Connect that fails the test unless CONNACK accepts.
+// MustConnect connects a 3.1.1 client and fails the test unless CONNACK
+// accepts. It returns the CONNACK's session present flag.
 func MustConnect(t testing.TB, addr, clientID string, clean bool) (*Client, bool) {
 	t.Helper()
 	w, ack := Connect(t, addr, &packet.Connect{Version: packet.V311, CleanStart: clean, ClientID: clientID, KeepAlive: 60})
@@ -56,11 +93,20 @@ func MustConnect(t testing.TB, addr, clientID string, clean bool) (*Client, bool
 	return w, ack.SessionPresent
 }
 
+// fatalf fails the test with the client's name in front of the message.
+func (w *Client) fatalf(format string, args ...any) {
+	w.t.Helper()
+	if w.Name != "" {
+		format = w.Name + ": " + format
+	}
+	w.t.Fatalf(format, args...)
+}
+
 // Send encodes and writes p.
 func (w *Client) Send(p packet.Packet) {
 	w.t.Helper()
 	if err := w.TrySend(p); err != nil {
-		w.t.Fatalf("send %s: %v", p.Type(), err)
+		w.fatalf("send %s: %v", p.Type(), err)
 	}
 }
 
@@ -68,89 +114,93 @@ func (w *Client) Send(p packet.Packet) {
 func (w *Client) TrySend(p packet.Packet) error {
 	b, err := packet.Append(nil, p, w.Version)
 	if err != nil {
-		return err
+		return fmt.Errorf("encode: %w", err)
 	}
+	return w.trySendRaw(b)
+}
+
+// SendRaw writes b as it is: for packets the encoder refuses to build.
+func (w *Client) SendRaw(b []byte) {
+	w.t.Helper()
+	if err := w.trySendRaw(b); err != nil {
+		w.fatalf("write: %v", err)
+	}
+}
+
+func (w *Client) trySendRaw(b []byte) error {
 	w.Conn.SetWriteDeadline(time.Now().Add(Timeout))
-	_, err = w.Conn.Write(b)
+	_, err := w.Conn.Write(b)
 	return err
 }
 
-// Next reads one packet; it fails the test on error or timeout.
+// Next reads one packet; it fails the test on error or after Timeout.
 func (w *Client) Next() packet.Packet {
 	w.t.Helper()
 	p, err := w.TryNext()
 	if err != nil {
-		w.t.Fatalf("read: %v", err)
+		w.fatalf("waiting for a packet: %v", err)
 	}
 	return p
 }
 
-// TryNext reads one packet, a copy that stays valid after later reads.
+// TryNext is Read with Timeout.
 func (w *Client) TryNext() (packet.Packet, error) {
-	w.Conn.SetReadDeadline(time.Now().Add(Timeout))
+	return w.Read(Timeout)
+}
+
+// Read returns the next packet, a copy that stays valid after later
+// reads, or the error that ended the wait: io.EOF when the broker closed
+// the connection between packets, io.ErrUnexpectedEOF inside one, a
+// net.Error whose Timeout() is true after timeout. After a timeout the
+// client may read again: what arrived of a packet is kept.
+func (w *Client) Read(timeout time.Duration) (packet.Packet, error) {
+	p, _, err := w.ReadRaw(timeout)
+	return p, err
+}
+
+// ReadRaw is Read that also returns the packet's bytes as they came.
+func (w *Client) ReadRaw(timeout time.Duration) (packet.Packet, []byte, error) {
+	w.Conn.SetReadDeadline(time.Now().Add(timeout))
 	for {
-		h, n, err := packet.ParseFixedHeader(w.buf, 0)
-		if err == nil && len(w.buf) >= n+h.Remaining {
-			p, err := w.dec.Decode(h, w.buf[n:n+h.Remaining])
-			if err != nil {
-				return nil, err
-			}
-			p = packet.Clone(p)
-			w.buf = w.buf[n+h.Remaining:]
-			return p, nil
+		w.dec.Version = w.Version
+		p, n, err := Decode(&w.dec, w.buf)
+		if err == nil {
+			raw := bytes.Clone(w.buf[:n])
+			w.buf = w.buf[n:]
+			return p, raw, nil
 		}
-		if err != nil && err != packet.ErrIncomplete {
-			return nil, err
+		if err != packet.ErrIncomplete {
+			return nil, nil, err
 		}
 		tmp := make([]byte, 64<<10)
 		k, err := w.Conn.Read(tmp)
-		if err != nil {
-			return nil, err
-		}
 		w.buf = append(w.buf, tmp[:k]...)
+		if err != nil {
+			if err == io.EOF && len(w.buf) > 0 {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, nil, err
+		}
 	}
 }
 
-// Publish sends a PUBLISH.
-func (w *Client) Publish(topic, payload string, qos byte, pid uint16, retain bool) {
-	w.t.Helper()
-	w.Send(&packet.Publish{Topic: topic, Payload: []byte(payload), QoS: qos, PacketID: pid, Retain: retain})
-}
-
-// ExpectAck reads the next packet and fails unless it is kind for pid.
-func (w *Client) ExpectAck(kind packet.Type, pid uint16) {
-	w.t.Helper()
-	p := w.Next()
-	if a, ok := p.(*packet.Ack); !ok || a.Kind != kind || a.PacketID != pid {
-		w.t.Fatalf("want %s %d, got %s %+v", kind, pid, p.Type(), p)
+// Decode decodes the packet at the start of b and returns a copy of it
+// that stays valid when b changes, with its length in bytes. It returns
+// packet.ErrIncomplete while b holds less than a whole packet. For tests
+// whose bytes come in some other way than a net.Conn (WebSocket messages).
+func Decode(dec *packet.Decoder, b []byte) (packet.Packet, int, error) {
+	h, n, err := packet.ParseFixedHeader(b, 0)
+	if err == packet.ErrIncomplete || err == nil && len(b) < n+h.Remaining {
+		return nil, 0, packet.ErrIncomplete
 	}
-}
-
-// Ping proves that nothing else is queued for the client: PINGRESP must be
-// the next packet.
-func (w *Client) Ping() {
-	w.t.Helper()
-	w.Send(&packet.Pingreq{})
-	if p := w.Next(); p.Type() != packet.PINGRESP {
-		w.t.Fatalf("want PINGRESP, got %s %+v", p.Type(), p)
+	if err != nil {
+		return nil, 0, fmt.Errorf("fixed header % x: %w", b[:min(len(b), 5)], err)
 	}
-}
-
-// Subscribe subscribes to one filter and checks the granted QoS.
-func (w *Client) Subscribe(filter string, qos byte) {
-	w.t.Helper()
-	w.Send(&packet.Subscribe{PacketID: 1, Subs: []packet.Subscription{{Filter: filter, QoS: qos}}})
-	p := w.Next()
-	if a, ok := p.(*packet.Suback); !ok || len(a.Codes) != 1 || a.Codes[0] != packet.ReasonCode(qos) {
-		w.t.Fatalf("want SUBACK granting %d, got %s %+v", qos, p.Type(), p)
+	p, err := dec.Decode(h, b[n:n+h.Remaining])
+	if err != nil {
+		return nil, 0, fmt.Errorf("decode %s: %w", h.Type, err)
 	}
-}
-
-// Disconnect sends DISCONNECT and waits for the broker to close.
-func (w *Client) Disconnect() {
-	w.Send(&packet.Disconnect{})
-	w.Conn.SetReadDeadline(time.Now().Add(Timeout))
-	io.Copy(io.Discard, w.Conn)
+	return packet.Clone(p), n + h.Remaining, nil
 }
 
 // Reply returns what a conforming subscriber answers to p: PUBACK or
