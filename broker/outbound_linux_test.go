@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/petrelmq/petrel/internal/wiretest"
 	"github.com/petrelmq/petrel/packet"
 )
 
@@ -115,7 +116,7 @@ func TestLimitMaxOutboundBytesQoS0(t *testing.T) {
 // set before the handshake so that the window the broker sees is small.
 func dialSmallReceiveBuffer(t *testing.T, addr string, rcvbuf int) net.Conn {
 	t.Helper()
-	d := net.Dialer{Timeout: secTimeout, Control: func(_, _ string, rc syscall.RawConn) error {
+	d := net.Dialer{Timeout: wiretest.Timeout, Control: func(_, _ string, rc syscall.RawConn) error {
 		var err error
 		rc.Control(func(fd uintptr) { err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, rcvbuf) })
 		return err
@@ -139,7 +140,7 @@ type sequenceReader struct {
 func (r *sequenceReader) read(c *secClient, n int) {
 	defer close(r.done)
 	for i := range n {
-		p, err := c.read(secTimeout)
+		p, err := c.read(wiretest.Timeout)
 		if err != nil {
 			r.err = err
 			return
