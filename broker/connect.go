@@ -401,7 +401,7 @@ func (c *conn) connackProps(cp *connectParams, p *packet.Properties, authData []
 		p.Mark(packet.PropAssignedClientID)
 	}
 	if o.TopicAliasMaximum > 0 {
-		p.TopicAliasMaximum = o.TopicAliasMaximum
+		p.TopicAliasMaximum = uint16(o.TopicAliasMaximum)
 		p.Mark(packet.PropTopicAliasMaximum)
 	}
 	if o.DisableWildcardSubscriptions {

@@ -211,7 +211,7 @@ func TestV5PubSubViolationsDisconnect(t *testing.T) {
 		{name: "topic alias above the maximum", opts: Options{TopicAliasMaximum: 5},
 			send: []string{`30 [ s"t" [ 23 00 05 ] "x" ]`, `30 [ s"t" [ 23 00 06 ] "x" ]`}, code: packet.TopicAliasInvalid},
 		// [MQTT-3.2.2-18] v5
-		{name: "topic alias when the broker accepts none",
+		{name: "topic alias when the broker accepts none", opts: Options{TopicAliasMaximum: -1},
 			send: []string{`30 [ s"t" [ 23 00 01 ] "x" ]`}, code: packet.TopicAliasInvalid},
 		{name: "topic alias never set", opts: Options{TopicAliasMaximum: 5},
 			send: []string{`30 [ s"t" [ 23 00 01 ] "x" ]`, `30 [ 00 00 [ 23 00 02 ] "x" ]`}, code: packet.ProtocolError},

@@ -11,8 +11,9 @@ import (
 )
 
 // Options configure a Server. The zero value of every field is a working
-// default, so Options{} runs a broker on 127.0.0.1:1883; docs/CONFIG.md and
-// docs/MQTT5.md give the defaults the configuration file applies.
+// default, so Options{} runs a broker on 127.0.0.1:1883; Defaults lists
+// them, and the configuration file (docs/CONFIG.md) takes its own from
+// there. In a limit, zero is the default and Unlimited lifts it.
 type Options struct {
 	// Listeners to open. Empty means one TCP listener on 127.0.0.1:1883.
 	Listeners []ListenerConfig
@@ -69,8 +70,9 @@ type Options struct {
 	// DISCONNECT 0x9E; SUBACK 0x80 before MQTT 5).
 	DisableSharedSubscriptions bool
 	// TopicAliasMaximum is how many topic aliases an MQTT 5 client may set
-	// towards the broker. Zero accepts none.
-	TopicAliasMaximum uint16
+	// towards the broker, at most 65535. Default 10, as Mosquitto's; a
+	// negative value accepts none.
+	TopicAliasMaximum int
 	// ServerKeepAlive, when non-zero, is the longest keep alive a client may
 	// have. An MQTT 5 client asking for more, or for none, gets this one
 	// and is told in CONNACK; an MQTT 3 client asking for more is refused
@@ -114,7 +116,7 @@ type Options struct {
 }
 
 // Limits protect the broker from clients that ask too much. Zero means the
-// default given; a negative value removes the limit. Each refusal carries
+// default given; a negative value (Unlimited) removes the limit. Each refusal carries
 // the MQTT 5 reason code named. Refusals are counted in the Server's
 // internal counters (stats, in server.go), which the tests read; no API
 // exports them yet.
@@ -200,93 +202,135 @@ type ListenerConfig struct {
 
 const (
 	defaultMaxPacketSize    = 1 << 20
-	defaultMaxOutboundBytes = 1 << 20
 	maxReceiveMaximum       = 65535
 	// expiryNever is the Session Expiry Interval that means "does not expire".
 	expiryNever = 0xFFFFFFFF
 )
 
+// Unlimited, in a limit of Options or Limits, lifts it: any negative value
+// does. (In the configuration file, 0 does: the petrel command maps one to
+// the other.)
+const Unlimited = -1
+
+// Defaults returns every default of Options in one place: what a zero
+// field stands for. The configuration file's defaults (config.Default) and
+// so the petrel command's are taken from here.
+func Defaults() Options {
+	maxQoS := byte(2)
+	return Options{
+		Listeners:         []ListenerConfig{{Kind: "tcp", Address: "127.0.0.1:1883", WebSocketPath: "/mqtt"}},
+		MaxPacketSize:     1 << 20,
+		ConnectTimeout:    10 * time.Second,
+		MaxInflight:       100,
+		ReceiveMaximum:    maxReceiveMaximum,
+		MaxQueuedMessages: 100000,
+		MaxQueuedBytes:    64 << 20,
+		BacklogMessages:   1000,
+		BacklogBytes:      16 << 20,
+		MaxClientIDLength: 65535,
+		MaxQoS:            &maxQoS,
+		TopicAliasMaximum: 10,
+		AuthTimeout:       10 * time.Second,
+		Limits: Limits{
+			MaxConnections:          Unlimited,
+			ConnectionRate:          Unlimited,
+			ConnectionBurst:         10,
+			MaxTopicLength:          65535,
+			MaxTopicLevels:          128,
+			MaxSubscriptions:        1000,
+			PublishRate:             Unlimited,
+			PublishBytesRate:        Unlimited,
+			ControlRate:             100,
+			QueuedMemory:            256 << 20,
+			IncompletePacketTimeout: 30 * time.Second,
+			MaxOutboundBytes:        1 << 20,
+		},
+	}
+}
+
+// orDefault is v, or d when v is zero.
+func orDefault[T int | int64 | float64 | time.Duration](v, d T) T {
+	if v == 0 {
+		return d
+	}
+	return v
+}
+
 func (o *Options) setDefaults() {
+	d := Defaults()
 	if len(o.Listeners) == 0 {
-		o.Listeners = []ListenerConfig{{Address: "127.0.0.1:1883"}}
+		o.Listeners = []ListenerConfig{{Address: d.Listeners[0].Address}}
 	}
 	for i := range o.Listeners {
 		l := &o.Listeners[i]
 		if l.Kind == "" {
-			l.Kind = "tcp"
+			l.Kind = d.Listeners[0].Kind
 		}
 		if l.Name == "" {
 			l.Name = l.Kind + ":" + l.Address
 		}
 		if l.WebSocketPath == "" {
-			l.WebSocketPath = "/mqtt"
+			l.WebSocketPath = d.Listeners[0].WebSocketPath
 		}
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	// These have no "unlimited": zero or less is the default.
 	if o.MaxPacketSize <= 0 {
-		o.MaxPacketSize = defaultMaxPacketSize
+		o.MaxPacketSize = d.MaxPacketSize
 	}
 	if o.ConnectTimeout <= 0 {
-		o.ConnectTimeout = 10 * time.Second
+		o.ConnectTimeout = d.ConnectTimeout
 	}
 	if o.MaxInflight <= 0 {
-		o.MaxInflight = 100
+		o.MaxInflight = d.MaxInflight
 	}
 	o.MaxInflight = min(o.MaxInflight, 65535)
 	if o.ReceiveMaximum <= 0 || o.ReceiveMaximum > maxReceiveMaximum {
-		o.ReceiveMaximum = maxReceiveMaximum
-	}
-	if o.MaxQueuedMessages == 0 {
-		o.MaxQueuedMessages = 100000
-	}
-	if o.MaxQueuedBytes == 0 {
-		o.MaxQueuedBytes = 64 << 20
+		o.ReceiveMaximum = d.ReceiveMaximum
 	}
 	if o.BacklogMessages <= 0 {
-		o.BacklogMessages = 1000
+		o.BacklogMessages = d.BacklogMessages
 	}
+	if o.BacklogBytes <= 0 {
+		o.BacklogBytes = d.BacklogBytes
+	}
+	if o.MaxClientIDLength <= 0 {
+		o.MaxClientIDLength = d.MaxClientIDLength
+	}
+	if o.AuthTimeout <= 0 {
+		o.AuthTimeout = d.AuthTimeout
+	}
+	o.MaxQueuedMessages = orDefault(o.MaxQueuedMessages, d.MaxQueuedMessages)
+	o.MaxQueuedBytes = orDefault(o.MaxQueuedBytes, d.MaxQueuedBytes)
+	o.TopicAliasMaximum = min(max(orDefault(o.TopicAliasMaximum, d.TopicAliasMaximum), 0), 65535)
 	// Held-back publishers may each have one more message on its way:
 	// the backlog stops short of the queue limits, which drop.
 	if o.MaxQueuedMessages > 0 {
 		o.BacklogMessages = max(min(o.BacklogMessages, o.MaxQueuedMessages/2), 1)
 	}
-	if o.BacklogBytes <= 0 {
-		o.BacklogBytes = 16 << 20
-	}
 	if o.MaxQueuedBytes > 0 {
 		o.BacklogBytes = max(min(o.BacklogBytes, o.MaxQueuedBytes/2), 1)
 	}
-	if o.MaxClientIDLength <= 0 {
-		o.MaxClientIDLength = 65535
-	}
-	if o.AuthTimeout <= 0 {
-		o.AuthTimeout = 10 * time.Second
-	}
-	o.Limits.setDefaults()
+	o.Limits.setDefaults(d.Limits)
 }
 
-func (l *Limits) setDefaults() {
-	def := func(v *int, d int) {
-		if *v == 0 {
-			*v = d
-		}
-	}
-	def(&l.ConnectionBurst, 10)
-	def(&l.MaxTopicLength, 65535)
-	def(&l.MaxTopicLevels, 128)
-	def(&l.MaxSubscriptions, 1000)
-	if l.ControlRate == 0 {
-		l.ControlRate = 100
-	}
-	if l.QueuedMemory == 0 {
-		l.QueuedMemory = 256 << 20
-	}
+func (l *Limits) setDefaults(d Limits) {
+	l.MaxConnections = orDefault(l.MaxConnections, d.MaxConnections)
+	l.ConnectionRate = orDefault(l.ConnectionRate, d.ConnectionRate)
+	l.ConnectionBurst = orDefault(l.ConnectionBurst, d.ConnectionBurst)
+	l.MaxTopicLength = orDefault(l.MaxTopicLength, d.MaxTopicLength)
+	l.MaxTopicLevels = orDefault(l.MaxTopicLevels, d.MaxTopicLevels)
+	l.MaxSubscriptions = orDefault(l.MaxSubscriptions, d.MaxSubscriptions)
+	l.PublishRate = orDefault(l.PublishRate, d.PublishRate)
+	l.PublishBytesRate = orDefault(l.PublishBytesRate, d.PublishBytesRate)
+	l.ControlRate = orDefault(l.ControlRate, d.ControlRate)
+	l.QueuedMemory = orDefault(l.QueuedMemory, d.QueuedMemory)
 	if l.IncompletePacketTimeout <= 0 {
-		l.IncompletePacketTimeout = 30 * time.Second
+		l.IncompletePacketTimeout = d.IncompletePacketTimeout
 	}
-	def(&l.MaxOutboundBytes, defaultMaxOutboundBytes)
+	l.MaxOutboundBytes = orDefault(l.MaxOutboundBytes, d.MaxOutboundBytes)
 }
 
 // maxQoS is the highest QoS the broker accepts and grants.

@@ -152,7 +152,7 @@ func (c *conn) resolveAlias(p *packet.Publish) error {
 		return nil
 	}
 	a := p.Props.TopicAlias
-	if a == 0 || a > c.srv.opts.TopicAliasMaximum {
+	if a == 0 || int(a) > c.srv.opts.TopicAliasMaximum {
 		return violation(packet.TopicAliasInvalid, "topic alias %d outside 1..%d", a, c.srv.opts.TopicAliasMaximum)
 	}
 	if p.Topic == "" {

@@ -92,7 +92,9 @@ func parseWireScript(file string) ([]*wireCase, error) {
 			return fmt.Errorf("%s:%d: %s", file, line, fmt.Sprintf(format, a...))
 		}
 		if op == "case" {
-			cur = &wireCase{name: arg, file: file}
+			// The scripts' CONNACKs were written for a broker that accepts
+			// no topic aliases: a case that wants them sets the option.
+			cur = &wireCase{name: arg, file: file, opts: Options{TopicAliasMaximum: -1}}
 			cases = append(cases, cur)
 			continue
 		}
@@ -154,9 +156,7 @@ func setWireOption(o *Options, kv string) error {
 	case "receive_maximum":
 		o.ReceiveMaximum, err = strconv.Atoi(v)
 	case "topic_alias_maximum":
-		var n uint64
-		n, err = strconv.ParseUint(v, 10, 16)
-		o.TopicAliasMaximum = uint16(n)
+		o.TopicAliasMaximum, err = strconv.Atoi(v)
 	case "server_keep_alive":
 		o.ServerKeepAlive, err = time.ParseDuration(v)
 	case "max_session_expiry":

@@ -21,7 +21,11 @@
 // until the docs and the example know the key.
 package config
 
-import "time"
+import (
+	"time"
+
+	"github.com/petrelmq/petrel/broker"
+)
 
 // File is a whole configuration file.
 type File struct {
@@ -279,13 +283,17 @@ const (
 // the network.
 const DefaultListenAddress = "127.0.0.1:1883"
 
-// Default returns the configuration used where a file is silent.
+// Default returns the configuration used where a file is silent. The
+// broker's limits and protocol settings come from broker.Defaults, the one
+// place they are written; where the broker says Unlimited, the file says 0.
 func Default() *File {
+	d := broker.Defaults()
+	l := d.Limits
 	return &File{
 		Log:       Log{Level: "info", Format: "text"},
 		Listeners: []Listener{defaultListener()},
 		Auth: Auth{
-			Timeout: Duration{10 * time.Second},
+			Timeout: Duration{d.AuthTimeout},
 			HTTP: AuthHTTP{
 				Timeout:     Duration{2 * time.Second},
 				CacheTTL:    Duration{60 * time.Second},
@@ -293,37 +301,46 @@ func Default() *File {
 			},
 		},
 		Limits: Limits{
-			ConnectionBurst:         10,
-			MaxTopicLength:          65535,
-			MaxTopicLevels:          128,
-			MaxSubscriptions:        1000,
-			ControlRate:             100,
-			QueuedMemory:            256 * MiB,
-			IncompletePacketTimeout: Duration{30 * time.Second},
-			MaxOutboundBytes:        1 * MiB,
+			MaxConnections:          fileLimit(l.MaxConnections),
+			ConnectionRate:          fileLimit(l.ConnectionRate),
+			ConnectionBurst:         l.ConnectionBurst,
+			MaxTopicLength:          fileLimit(l.MaxTopicLength),
+			MaxTopicLevels:          fileLimit(l.MaxTopicLevels),
+			MaxSubscriptions:        fileLimit(l.MaxSubscriptions),
+			PublishRate:             fileLimit(l.PublishRate),
+			PublishBytesRate:        Size(fileLimit(l.PublishBytesRate)),
+			ControlRate:             fileLimit(l.ControlRate),
+			QueuedMemory:            Size(fileLimit(l.QueuedMemory)),
+			IncompletePacketTimeout: Duration{l.IncompletePacketTimeout},
+			MaxOutboundBytes:        Size(fileLimit(l.MaxOutboundBytes)),
 		},
 		MQTT: MQTT{
-			MaxPacketSize:     1 * MiB,
-			ConnectTimeout:    Duration{10 * time.Second},
-			MaxInflight:       100,
-			MaxQueuedMessages: 100000,
-			MaxQueuedBytes:    64 * MiB,
-			BacklogMessages:   1000,
-			BacklogBytes:      16 * MiB,
-			QueueQoS0:         false,
-			RetainAvailable:   true,
-			MaxClientIDLength: 65535,
+			MaxPacketSize:     Size(d.MaxPacketSize),
+			ConnectTimeout:    Duration{d.ConnectTimeout},
+			MaxInflight:       d.MaxInflight,
+			MaxQueuedMessages: fileLimit(d.MaxQueuedMessages),
+			MaxQueuedBytes:    Size(fileLimit(d.MaxQueuedBytes)),
+			BacklogMessages:   d.BacklogMessages,
+			BacklogBytes:      Size(d.BacklogBytes),
+			QueueQoS0:         d.QueueQoS0,
+			RetainAvailable:   !d.DisableRetain,
+			MaxClientIDLength: d.MaxClientIDLength,
 
-			MaxQoS:                  2,
-			ReceiveMaximum:          65535,
-			WildcardSubscriptions:   true,
-			SubscriptionIdentifiers: true,
-			SharedSubscriptions:     true,
-			TopicAliasMaximum:       10,
+			MaxQoS:                  int(*d.MaxQoS),
+			ReceiveMaximum:          d.ReceiveMaximum,
+			WildcardSubscriptions:   !d.DisableWildcardSubscriptions,
+			SubscriptionIdentifiers: !d.DisableSubscriptionIdentifiers,
+			SharedSubscriptions:     !d.DisableSharedSubscriptions,
+			TopicAliasMaximum:       fileLimit(d.TopicAliasMaximum),
+			ServerKeepAlive:         Duration{d.ServerKeepAlive},
+			MaxSessionExpiry:        Duration{d.MaxSessionExpiry},
 		},
 		Store: Store{Engine: "pebble", Dir: "./data", Sync: "always", SyncInterval: Duration{100 * time.Millisecond}},
 	}
 }
+
+// fileLimit is a broker default as the file writes it: 0 for Unlimited.
+func fileLimit[T int | int64 | float64](v T) T { return max(v, 0) }
 
 // defaultListener is the listener of a broker configured nowhere.
 func defaultListener() Listener {

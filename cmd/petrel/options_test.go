@@ -97,6 +97,27 @@ auth:
 	}
 }
 
+// A broker run by petrel with no configuration has the settings of one an
+// embedder starts with broker.Options{}: both come from broker.Defaults.
+func TestDefaultsAreTheBrokers(t *testing.T) {
+	o, _ := mustBrokerOptions(t, config.Default())
+	d := broker.Defaults()
+	if o.Limits != d.Limits {
+		t.Errorf("limits\n got: %+v\nwant: %+v", o.Limits, d.Limits)
+	}
+	got := []any{o.MaxPacketSize, o.ConnectTimeout, o.MaxInflight, o.ReceiveMaximum, o.MaxQueuedMessages, o.MaxQueuedBytes,
+		o.BacklogMessages, o.BacklogBytes, o.MaxClientIDLength, *o.MaxQoS, o.TopicAliasMaximum, o.AuthTimeout,
+		o.QueueQoS0, o.DisableRetain, o.DisableWildcardSubscriptions, o.DisableSubscriptionIdentifiers,
+		o.DisableSharedSubscriptions, o.ServerKeepAlive, o.MaxSessionExpiry}
+	want := []any{d.MaxPacketSize, d.ConnectTimeout, d.MaxInflight, d.ReceiveMaximum, d.MaxQueuedMessages, d.MaxQueuedBytes,
+		d.BacklogMessages, d.BacklogBytes, d.MaxClientIDLength, *d.MaxQoS, d.TopicAliasMaximum, d.AuthTimeout,
+		d.QueueQoS0, d.DisableRetain, d.DisableWildcardSubscriptions, d.DisableSubscriptionIdentifiers,
+		d.DisableSharedSubscriptions, d.ServerKeepAlive, d.MaxSessionExpiry}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("options from the default configuration\n got: %v\nwant: %v (broker.Defaults)", got, want)
+	}
+}
+
 func TestBrokerListeners(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile := filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key")

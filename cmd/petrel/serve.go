@@ -217,7 +217,7 @@ func brokerOptions(cfg *config.File, log *slog.Logger) (broker.Options, *reloada
 		DisableWildcardSubscriptions:   !cfg.MQTT.WildcardSubscriptions,
 		DisableSubscriptionIdentifiers: !cfg.MQTT.SubscriptionIdentifiers,
 		DisableSharedSubscriptions:     !cfg.MQTT.SharedSubscriptions,
-		TopicAliasMaximum:              uint16(cfg.MQTT.TopicAliasMaximum),
+		TopicAliasMaximum:              cfg.MQTT.TopicAliasMaximum,
 		ServerKeepAlive:                cfg.MQTT.ServerKeepAlive.Duration,
 		MaxSessionExpiry:               cfg.MQTT.MaxSessionExpiry.Duration,
 		ResponseInformation:            cfg.MQTT.ResponseInformation,
@@ -225,11 +225,16 @@ func brokerOptions(cfg *config.File, log *slog.Logger) (broker.Options, *reloada
 		AuthTimeout: cfg.Auth.Timeout.Duration,
 		Limits:      brokerLimits(cfg.Limits),
 	}
+	// The file's 0 means unlimited (none, for topic aliases); the broker's
+	// zero is its default.
 	if o.MaxQueuedMessages == 0 {
-		o.MaxQueuedMessages = -1 // the file's 0 means unlimited
+		o.MaxQueuedMessages = broker.Unlimited
 	}
 	if o.MaxQueuedBytes == 0 {
-		o.MaxQueuedBytes = -1
+		o.MaxQueuedBytes = broker.Unlimited
+	}
+	if o.TopicAliasMaximum == 0 {
+		o.TopicAliasMaximum = -1
 	}
 	if cfg.Store.Sync == "periodic" {
 		o.SyncPeriod = cfg.Store.SyncInterval.Duration
@@ -252,18 +257,18 @@ func brokerOptions(cfg *config.File, log *slog.Logger) (broker.Options, *reloada
 }
 
 // brokerLimits maps the limits. In the file 0 means unlimited, as it does
-// for mqtt.max_queued_messages; to the broker 0 means its default and a
-// negative value lifts the limit.
+// for mqtt.max_queued_messages; to the broker 0 means its default and
+// broker.Unlimited lifts the limit.
 func brokerLimits(l config.Limits) broker.Limits {
 	unlimited := func(v int) int {
 		if v == 0 {
-			return -1
+			return broker.Unlimited
 		}
 		return v
 	}
 	unlimitedRate := func(v float64) float64 {
 		if v == 0 {
-			return -1
+			return broker.Unlimited
 		}
 		return v
 	}
@@ -282,7 +287,7 @@ func brokerLimits(l config.Limits) broker.Limits {
 		MaxOutboundBytes:        unlimited(int(l.MaxOutboundBytes)),
 	}
 	if b.QueuedMemory == 0 {
-		b.QueuedMemory = -1
+		b.QueuedMemory = broker.Unlimited
 	}
 	return b
 }
