@@ -201,8 +201,8 @@ type ListenerConfig struct {
 }
 
 const (
-	defaultMaxPacketSize    = 1 << 20
-	maxReceiveMaximum       = 65535
+	defaultMaxPacketSize = 1 << 20
+	maxReceiveMaximum    = 65535
 	// expiryNever is the Session Expiry Interval that means "does not expire".
 	expiryNever = 0xFFFFFFFF
 )
