@@ -207,12 +207,6 @@ func (c *secClient) subscribe(pid uint16, qos byte, filters ...string) []packet.
 	return c.SendSubscribe(s)
 }
 
-// sendSubscribe sends s and returns the SUBACK's codes, one a subscription.
-func (c *secClient) sendSubscribe(s *packet.Subscribe) []packet.ReasonCode {
-	c.t.Helper()
-	return c.SendSubscribe(s)
-}
-
 // mustSubscribe subscribes to filters at qos and fails unless all are granted.
 func (c *secClient) mustSubscribe(pid uint16, qos byte, filters ...string) {
 	c.t.Helper()
