@@ -273,13 +273,17 @@ func (h *hub) busy(heavy bool) bool {
 }
 
 // turn runs one round of a pooled loop on the hub, or more while work is
-// queued for it, and dedicates it when it is busy.
+// queued for it (or, for the only loop, while it has events), and
+// dedicates it when it is busy.
 func (d *eventLoopDriver) turn(l *loop) {
 	if !l.pooled.Load() {
 		return // dedicated earlier in the hub's batch
 	}
 	l.runMu.Lock()
 	l.sleeping.Store(false)
+	// The only loop keeps no order with others: it goes on while it has
+	// events, as a loop of its own would, without asking the hub's set.
+	alone := len(d.loops) == 1
 	for {
 		n, err := l.epollWait()
 		if err != nil {
@@ -291,6 +295,9 @@ func (d *eventLoopDriver) turn(l *loop) {
 			l.runMu.Unlock()
 			return
 		}
+		if alone && n > 0 {
+			continue
+		}
 		// Work queued while the round ran found the loop awake and did
 		// not write the eventfd: take it up now.
 		l.sleeping.Store(true)
@@ -299,7 +306,8 @@ func (d *eventLoopDriver) turn(l *loop) {
 		}
 		l.sleeping.Store(false)
 	}
-	if d.hub.busy(l.heavy) {
+	// One loop has nothing to run in parallel with: it stays on the hub.
+	if !alone && d.hub.busy(l.heavy) {
 		l.sleeping.Store(false)
 		l.pooled.Store(false)
 		d.watchLoop(l, false)
