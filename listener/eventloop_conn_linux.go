@@ -64,6 +64,9 @@ func (l *loop) readable(c *econn) {
 	n, err := ignoringEINTR(func() (int, error) { return unix.Read(c.fd, buf) })
 	c.busy = n >= busyRead
 	l.heavy = l.heavy || c.busy
+	// A read that filled its buffer may have left bytes in the socket,
+	// which no new event will announce to the hub.
+	l.leftover = l.leftover || n == len(buf)
 	switch {
 	case err == unix.EAGAIN:
 	case err != nil:

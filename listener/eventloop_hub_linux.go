@@ -29,11 +29,15 @@ import (
 // loops in the order they became ready; the hub runs one round of each in
 // that order. An idle or lightly loaded broker thus handles packets one at
 // a time, in the order they arrived, like a single event loop, and pays
-// one more epoll_wait per round. The set is level-triggered: a loop it
-// reported goes back to the end of its list at once, before anything that
-// becomes ready later. (With EPOLLONESHOT a loop would be re-armed after its
-// round, behind loops that became ready during it, with bytes that arrived
-// before theirs: a SUBSCRIBE that lost to a later PUBLISH again.)
+// one more epoll_wait per round. The set is edge-triggered: a loop is
+// listed when a socket in it becomes ready, behind the loops whose sockets
+// became ready before. (Level-triggered, a loop just served goes back to
+// the end of the list at once, so bytes that reach it later are served
+// before those that reached another loop in between; with EPOLLONESHOT a
+// loop re-armed after its round goes behind loops that became ready during
+// it, with bytes that arrived before theirs. Either way, a SUBSCRIBE lost
+// to a later PUBLISH again, in tests.) A loop whose round may have left
+// something ready, the hub queues again itself.
 //
 // Under load one goroutine would cap the broker at one core, so a loop
 // whose round takes longer than repollEvery, or that the hub serves while
@@ -76,6 +80,9 @@ type hub struct {
 	readyErr  error
 	parkUntil time.Duration // the deadline set on epf, 0 for none
 	events    []unix.EpollEvent
+	// queue lists the loops to serve, in the order they became ready;
+	// spare is the other of the two slices it alternates between.
+	queue, spare []*loop
 	// busySince is when the hub's busy spell began (its first heavy round
 	// after it last found no loop ready), and turns how many heavy rounds
 	// it has run since.
@@ -138,19 +145,24 @@ func (h *hub) epollWait() (int, error) {
 func (d *eventLoopDriver) add(l *loop) error {
 	l.pooled.Store(true)
 	l.sleeping.Store(true)
-	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: l.index}
+	ev := unix.EpollEvent{Events: loopEvents, Fd: l.index}
 	if err := unix.EpollCtl(d.hub.epfd, unix.EPOLL_CTL_ADD, l.epfd, &ev); err != nil {
 		return fmt.Errorf("listener: %w", os.NewSyscallError("epoll_ctl", err))
 	}
 	return nil
 }
 
-// watchLoop has the hub's set report l while it has events, or not at all
+// loopEvents is how the hub's set watches a loop: edge-triggered, so that
+// a loop is listed when something new becomes ready in it, behind what
+// became ready before.
+const loopEvents = unix.EPOLLIN | unix.EPOLLET
+
+// watchLoop has the hub's set report l when it has new events, or not at all
 // while a goroutine of its own runs it.
 func (d *eventLoopDriver) watchLoop(l *loop, on bool) {
 	ev := unix.EpollEvent{Fd: l.index}
 	if on {
-		ev.Events = unix.EPOLLIN
+		ev.Events = loopEvents
 	}
 	if err := unix.EpollCtl(d.hub.epfd, unix.EPOLL_CTL_MOD, l.epfd, &ev); err != nil {
 		// Only a closed descriptor fails here, and a loop closes its
@@ -192,7 +204,7 @@ func (d *eventLoopDriver) runHub() {
 	defer d.closeHub()
 	h := d.hub
 	for d.loopsLeft.Load() > 0 {
-		n, err := d.hubWait()
+		n, err := d.hubWait(len(h.queue) == 0)
 		if err != nil {
 			d.opts.Logger.Error("listener: event loop hub failed", "err", err)
 			d.hubFailed()
@@ -203,24 +215,42 @@ func (d *eventLoopDriver) runHub() {
 				unix.Read(h.wakefd, h.wakeBuf[:])
 				continue
 			}
-			d.turn(d.loops[ev.Fd])
+			h.enqueue(d.loops[ev.Fd])
 		}
+		batch := h.queue
+		h.queue = h.spare[:0]
+		for _, l := range batch {
+			l.queued = false
+			if d.turn(l) {
+				h.enqueue(l)
+			}
+		}
+		clear(batch)
+		h.spare = batch[:0]
 		now := d.now()
 		for _, l := range d.loops {
-			if at := time.Duration(l.deadline.Load()); at != 0 && at <= now && l.pooled.Load() {
-				d.turn(l)
+			if at := time.Duration(l.deadline.Load()); at != 0 && at <= now && l.pooled.Load() && d.turn(l) {
+				h.enqueue(l)
 			}
 		}
 	}
 }
 
-// hubWait returns the number of ready loops in the hub's events. With none
-// and no pooled loop's deadline due, it parks on Go's poller until a loop
+// enqueue puts l at the end of the hub's queue, unless it is in it.
+func (h *hub) enqueue(l *loop) {
+	if !l.queued {
+		l.queued = true
+		h.queue = append(h.queue, l)
+	}
+}
+
+// hubWait returns the number of ready loops in the hub's events. With none,
+// park set and no pooled loop's deadline due, it parks on Go's poller until a loop
 // is ready or the nearest deadline passes.
-func (d *eventLoopDriver) hubWait() (int, error) {
+func (d *eventLoopDriver) hubWait(park bool) (int, error) {
 	h := d.hub
 	n, err := h.epollWait()
-	if n > 0 || err != nil {
+	if n > 0 || err != nil || !park {
 		return n, err
 	}
 	// Caught up: whatever comes next starts a new busy spell.
@@ -275,9 +305,9 @@ func (h *hub) busy(heavy bool) bool {
 // turn runs one round of a pooled loop on the hub, or more while work is
 // queued for it (or, for the only loop, while it has events), and
 // dedicates it when it is busy.
-func (d *eventLoopDriver) turn(l *loop) {
+func (d *eventLoopDriver) turn(l *loop) (again bool) {
 	if !l.pooled.Load() {
-		return // dedicated earlier in the hub's batch
+		return false // dedicated earlier in the hub's batch
 	}
 	l.runMu.Lock()
 	l.sleeping.Store(false)
@@ -289,11 +319,11 @@ func (d *eventLoopDriver) turn(l *loop) {
 		if err != nil {
 			l.fatal(err)
 			l.runMu.Unlock()
-			return
+			return false
 		}
 		if l.round(n) {
 			l.runMu.Unlock()
-			return
+			return false
 		}
 		if alone && n > 0 {
 			continue
@@ -312,9 +342,12 @@ func (d *eventLoopDriver) turn(l *loop) {
 		l.pooled.Store(false)
 		d.watchLoop(l, false)
 		go l.runDedicated() // runMu goes with it
-		return
+		return false
 	}
 	l.runMu.Unlock()
+	// The set reports what becomes ready from now on, not what the round
+	// left: the hub comes back for that itself.
+	return !alone && l.leftover
 }
 
 // runDedicated runs a busy loop's rounds on a goroutine of its own until

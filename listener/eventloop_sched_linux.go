@@ -73,7 +73,12 @@ type loop struct {
 	longRounds bool              // the last round took longer than repollEvery
 	// heavy: the last round read heavyEvents or more events, or from a
 	// busy sender (a read of busyRead or more); the hub counts these.
-	heavy      bool
+	heavy  bool
+	queued bool // in the hub's queue (the hub's own field)
+	// leftover: the last round may have left ready events that the hub's
+	// set will not report again (a read that filled its buffer, more
+	// events than the buffer holds, one left for the next round).
+	leftover   bool
 	wakeBuf    [8]byte
 	opsSpare   []loopOp
 	flushSpare []*econn
@@ -234,6 +239,7 @@ const heavyEvents = 8
 func (l *loop) serve(n int) {
 	start := time.Now()
 	l.heavy = n >= heavyEvents
+	l.leftover = n == len(l.events)
 	// work may grow past n, within l.events or beyond: nothing else reads
 	// l.events until the next round's epoll_wait.
 	work := l.events[:n]
@@ -270,6 +276,7 @@ func (l *loop) serve(n int) {
 		next := i + 1
 		for _, ev := range l.more[:m] {
 			if _, ok := l.seen[ev.Fd]; ok {
+				l.leftover = true
 				continue // read once a round: more waits for the next
 			}
 			l.seen[ev.Fd] = struct{}{}
