@@ -48,6 +48,13 @@ type Options struct {
 	// MaxQueuedMessages and MaxQueuedBytes. See backpressure.go.
 	BacklogMessages int
 	BacklogBytes    int64
+	// StallTimeout disconnects a client whose in-flight window has been
+	// full this long with no acknowledgement from it, which would
+	// otherwise hold its publishers back for ever; its session goes
+	// offline. MQTT 5 clients are told with DISCONNECT 0x97. It acts within
+	// two sweeps (half a second) after the timeout. Default 30s; negative
+	// turns it off. See stall.go.
+	StallTimeout time.Duration
 	// QueueQoS0 queues QoS 0 messages for offline persistent sessions.
 	QueueQoS0 bool
 	// MaxClientIDLength refuses longer client identifiers. Default 65535.
@@ -241,6 +248,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.MaxQueuedBytes > 0 {
 		o.BacklogBytes = max(min(o.BacklogBytes, o.MaxQueuedBytes/2), 1)
+	}
+	if o.StallTimeout == 0 {
+		o.StallTimeout = 30 * time.Second
 	}
 	if o.MaxClientIDLength <= 0 {
 		o.MaxClientIDLength = 65535
