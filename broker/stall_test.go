@@ -109,7 +109,9 @@ func TestStalledSubscriberIsDisconnected(t *testing.T) {
 		keepUpQoS   byte // the subscriber that keeps up
 	}{{"mqtt5", packet.V5, 10 * pubs * each, 5, 1}, {"mqtt311", packet.V311, 100, 100, 0}} {
 		t.Run(tc.name, func(t *testing.T) {
-			srv := startServer(t, Options{MaxInflight: tc.maxInflight, BacklogMessages: 100, StallTimeout: stall, Logger: warnLogger(t)})
+			// A short backlog, so that the publishers are held back well
+			// within the stall timeout even on a busy machine.
+			srv := startServer(t, Options{MaxInflight: tc.maxInflight, BacklogMessages: 10, StallTimeout: stall, Logger: warnLogger(t)})
 
 			lost := make(chan string, pubs+1)
 			onLost := func(id string) mqtt.ConnectionLostHandler {
