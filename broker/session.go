@@ -34,11 +34,11 @@ type session struct {
 	// the matches of sessions holding more than one subscription.
 	nsubs atomic.Int32
 	// load mirrors, for readers without mu, how far behind the client is:
-	// loadFull when its in-flight window is full, or'ed with its backlog
-	// (queuedLocked), so that a lower value is a member with more room
-	// (shared.go). acks counts acknowledgements that arrived while the
-	// window was full (stall.go). Both are kept under mu (noteLoadLocked,
-	// noteAckLocked).
+	// 0 while its in-flight window has room, else loadFull or'ed with the
+	// backlog behind the window, so that a lower value is a member with
+	// more room (shared.go). acks counts acknowledgements that arrived
+	// while the window was full (stall.go). Both are kept under mu
+	// (noteLoadLocked, noteAckLocked).
 	load atomic.Uint32
 	acks atomic.Uint32
 	// expiry is the Session Expiry Interval in seconds: 0 ends the session

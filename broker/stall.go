@@ -22,15 +22,20 @@ import (
 // StallTimeout plus two sweeps after its window filled.
 
 // loadFull is the bit of session.load set while the in-flight window is
-// full; the bits below hold the backlog.
+// full; the bits below hold the backlog behind it.
 const loadFull = 1 << 31
 
 // noteLoadLocked updates session.load after the in-flight window or the
-// backlog changed. mu is held.
+// backlog changed. A durable session's deliveries waiting for their commit
+// (pending) count as in the window, where they go once committed: they
+// wait for the broker, not for the client. Offline sessions have no
+// window, and load 0. mu is held.
 func (ss *session) noteLoadLocked() {
-	v := uint32(min(ss.queuedLocked(), loadFull-1))
-	if c := ss.conn; c != nil && ss.inflight.len() >= int(c.window) {
-		v |= loadFull
+	var v uint32
+	if c := ss.conn; c != nil {
+		if out, w := ss.inflight.len()+ss.queuedLocked(), int(c.window); out >= w {
+			v = loadFull | uint32(min(out-w, loadFull-1))
+		}
 	}
 	if ss.load.Load() != v {
 		ss.load.Store(v)
