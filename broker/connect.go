@@ -559,6 +559,7 @@ func (s *Server) release(c *conn, will *Message, willDelay uint32) {
 		ss.conn = nil
 		ss.online.Store(false)
 		ss.letAllGoLocked() // offline, its queue limits apply instead
+		ss.noteLoadLocked()
 		if ss.expiry == 0 {
 			publish[0] = s.endLocked(ss)
 			publish[1] = will

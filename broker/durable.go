@@ -200,6 +200,8 @@ func (ss *session) committed(g uint64, err error) {
 	}
 	if ss.conn != nil && !ss.ended {
 		ss.drainLocked(ss.conn)
+	} else {
+		ss.noteLoadLocked()
 	}
 }
 

@@ -178,3 +178,54 @@ func BenchmarkBackloggedDelivery(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkRouteShared publishes one message per op to a shared
+// subscription group of members sessions, each a member that acknowledges
+// what it got (in batches, so the acknowledgements cost little beside the
+// routing): what choosing a member costs on top of BenchmarkRoute's
+// subs=1.
+func BenchmarkRouteShared(b *testing.B) {
+	for _, tc := range []struct {
+		members int
+		qos     byte
+	}{{2, 0}, {2, 1}, {10, 1}, {100, 1}} {
+		b.Run(fmt.Sprintf("members=%d/qos=%d", tc.members, tc.qos), func(b *testing.B) {
+			srv := New(Options{MaxInflight: 65535, MaxQueuedMessages: -1})
+			members := make([]*benchConn, tc.members)
+			acked := make([]uint64, tc.members)
+			for i := range members {
+				members[i] = benchOpen(b, srv, fmt.Sprintf("m%d", i), "$share/g/bench/+/temp", tc.qos)
+			}
+			pub := benchOpen(b, srv, "pub", "", 0)
+			msg, _ := packet.Append(nil, &packet.Publish{Topic: "bench/1/temp", QoS: tc.qos, PacketID: 1,
+				Payload: make([]byte, 64)}, packet.V311)
+			var acks []byte
+			ackAll := func() {
+				for i, m := range members {
+					ss := m.ep.(*conn).sess.Load()
+					ss.mu.Lock()
+					sent := ss.nextSeq - 1
+					ss.mu.Unlock()
+					acks = acks[:0]
+					for ; acked[i] < sent; acked[i]++ {
+						pid := pidOf(acked[i] + 1)
+						acks = append(acks, 0x40, 2, byte(pid>>8), byte(pid))
+					}
+					if len(acks) > 0 {
+						m.ep.Data(acks)
+					}
+				}
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				pub.ep.Data(msg)
+				if tc.qos > 0 && i%1024 == 1023 {
+					ackAll()
+				}
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "deliveries/s")
+		})
+	}
+}

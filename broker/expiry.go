@@ -153,6 +153,7 @@ func (ss *session) purgeExpired(now time.Time) {
 			ss.stored, ss.storedBytes = stored, bytes
 		}
 	}
+	ss.noteLoadLocked()
 	if next.IsZero() {
 		ss.queueExpiry.Store(0)
 	} else {

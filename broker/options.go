@@ -49,6 +49,13 @@ type Options struct {
 	// MaxQueuedMessages and MaxQueuedBytes. See backpressure.go.
 	BacklogMessages int
 	BacklogBytes    int64
+	// StallTimeout disconnects a client whose in-flight window has been
+	// full this long with no acknowledgement from it, which would
+	// otherwise hold its publishers back for ever; its session goes
+	// offline. MQTT 5 clients are told with DISCONNECT 0x97. It acts within
+	// two sweeps (half a second) after the timeout. Default 30s; negative
+	// turns it off. See stall.go.
+	StallTimeout time.Duration
 	// QueueQoS0 queues QoS 0 messages for offline persistent sessions.
 	QueueQoS0 bool
 	// MaxClientIDLength refuses longer client identifiers. Default 65535.
@@ -227,6 +234,7 @@ func Defaults() Options {
 		MaxQueuedBytes:    64 << 20,
 		BacklogMessages:   1000,
 		BacklogBytes:      16 << 20,
+		StallTimeout:      30 * time.Second,
 		MaxClientIDLength: 65535,
 		MaxQoS:            &maxQoS,
 		TopicAliasMaximum: 10,
@@ -313,6 +321,7 @@ func (o *Options) setDefaults() {
 	if o.MaxQueuedBytes > 0 {
 		o.BacklogBytes = max(min(o.BacklogBytes, o.MaxQueuedBytes/2), 1)
 	}
+	o.StallTimeout = orDefault(o.StallTimeout, d.StallTimeout)
 	o.Limits.setDefaults(d.Limits)
 }
 

@@ -312,12 +312,15 @@ func (s *Server) close() error {
 	return errors.Join(errs...)
 }
 
-// sweep closes connections whose CONNECT or keep alive deadline passed.
+// sweep closes connections whose CONNECT or keep alive deadline passed,
+// and those stalled with a full in-flight window (stall.go).
 func (s *Server) sweep(ctx context.Context) {
 	t := time.NewTicker(sweepInterval)
 	defer t.Stop()
 	exp := time.NewTicker(expireSweepInterval)
 	defer exp.Stop()
+	stalls := s.opts.StallTimeout > 0
+	watch := make(stallWatch)
 	for {
 		select {
 		case <-ctx.Done():
@@ -325,7 +328,8 @@ func (s *Server) sweep(ctx context.Context) {
 		case now := <-exp.C:
 			s.sweepExpired(now)
 		case now := <-t.C:
-			s.conns.expired(now.UnixNano(), func(c *conn) {
+			due, full := s.conns.scan(now.UnixNano(), stalls)
+			for _, c := range due {
 				if id := c.clientID(); id == "" {
 					s.log.Debug("closing connection: no CONNECT in time", "remote", c.nc.RemoteAddr().String())
 				} else {
@@ -334,7 +338,10 @@ func (s *Server) sweep(ctx context.Context) {
 				}
 				s.stats.timeouts.Add(1)
 				c.disconnect(packet.KeepAliveTimeout, "keep alive timeout") // [MQTT-3.1.2-22] (v5)
-			})
+			}
+			if stalls {
+				s.sweepStalled(watch, now.UnixNano(), full)
+			}
 		}
 	}
 }
@@ -376,14 +383,23 @@ func (cs *connSet) remove(c *conn) {
 	sh.mu.Unlock()
 }
 
-// expired calls fn, outside the shard lock, for every connection whose deadline is before now.
-func (cs *connSet) expired(now int64, fn func(*conn)) {
-	var due []*conn
+// scan returns the connections whose deadline is before now and, if
+// withFull, those whose session's in-flight window is full: one pass for
+// both, as the sweep visits every connection.
+func (cs *connSet) scan(now int64, withFull bool) (due, full []*conn) {
 	for i := range cs.shards {
 		sh := &cs.shards[i]
 		sh.mu.Lock()
 		for c := range sh.m {
-			if c.isClosing() || c.flags.Load()&flagHeldBack != 0 {
+			if c.isClosing() {
+				continue
+			}
+			if withFull {
+				if ss := c.sess.Load(); ss != nil && ss.load.Load()&loadFull != 0 {
+					full = append(full, c)
+				}
+			}
+			if c.flags.Load()&flagHeldBack != 0 {
 				continue // a held-back client's packets wait unread: not its fault
 			}
 			if d := c.deadline.Load(); d != 0 && d < now {
@@ -394,9 +410,7 @@ func (cs *connSet) expired(now int64, fn func(*conn)) {
 		}
 		sh.mu.Unlock()
 	}
-	for _, c := range due {
-		fn(c)
-	}
+	return due, full
 }
 
 // each calls fn, outside the shard locks, for every open connection.
@@ -423,6 +437,7 @@ type stats struct {
 	droppedTooLarge    atomic.Int64 // larger than the client's Maximum Packet Size
 	droppedMemory      atomic.Int64 // the queued-message memory budget was spent
 	heldBack           atomic.Int64 // publishers held back by a subscriber's backlog
+	stalled            atomic.Int64 // clients disconnected for a full window without acknowledgements (StallTimeout)
 	refusedConnections atomic.Int64 // connection limits
 	refusedRate        atomic.Int64 // connection rate per source address
 	deniedPublish      atomic.Int64 // the authorizer refused a PUBLISH

@@ -33,6 +33,14 @@ type session struct {
 	// nsubs is len(subs), readable without mu: routing only deduplicates
 	// the matches of sessions holding more than one subscription.
 	nsubs atomic.Int32
+	// load mirrors, for readers without mu, how far behind the client is:
+	// 0 while its in-flight window has room, else loadFull or'ed with the
+	// backlog behind the window, so that a lower value is a member with
+	// more room (shared.go). acks counts acknowledgements that arrived
+	// while the window was full (stall.go). Both are kept under mu
+	// (noteLoadLocked, noteAckLocked).
+	load atomic.Uint32
+	acks atomic.Uint32
 	// expiry is the Session Expiry Interval in seconds: 0 ends the session
 	// with its connection, expiryNever keeps it until a clean start.
 	expiry uint32
@@ -151,6 +159,7 @@ func (ss *session) push(d delivery, tx *routeTx) bool {
 	ss.noteExpiry(d.msg.Expiry)
 	if ss.durable() {
 		ss.stageLocked(d, tx)
+		ss.noteLoadLocked()
 		return true
 	}
 	d.seq = ss.nextSeq
@@ -158,6 +167,7 @@ func (ss *session) push(d delivery, tx *routeTx) bool {
 	if c != nil && ss.queue.len() == 0 && ss.inflight.hasRoom(int(c.window), d.seq) {
 		d.msg.ref() // until forgetLocked
 		ss.sendLocked(c, d)
+		ss.noteLoadLocked()
 		return true
 	}
 	if ss.srv.overMemoryBudget(len(d.msg.Payload)) {
@@ -170,6 +180,7 @@ func (ss *session) push(d delivery, tx *routeTx) bool {
 	}
 	d.msg.ref() // the queue's, until forgetLocked
 	ss.queueLocked().push(&ss.srv.queuedMem, d)
+	ss.noteLoadLocked()
 	return true
 }
 
@@ -259,6 +270,7 @@ func (ss *session) drainLocked(c *conn) {
 		ss.sendLocked(c, d)
 	}
 	ss.relieveLocked()
+	ss.noteLoadLocked()
 }
 
 // resumeLocked re-sends, in order, everything in flight when a connection
@@ -314,11 +326,15 @@ func (ss *session) acked(kind packet.Type, pid uint16, code packet.ReasonCode) b
 		if f.qos != 1 {
 			return false
 		}
+		ss.noteAckLocked()
 		ss.forgetLocked(&f.delivery)
 		ss.inflight.remove(i)
 	case packet.PUBREC:
 		if f.qos != 2 {
 			return false
+		}
+		if !f.released {
+			ss.noteAckLocked() // a repeated PUBREC moves nothing on
 		}
 		if code.IsError() {
 			ss.forgetLocked(&f.delivery)
@@ -356,6 +372,7 @@ func (ss *session) acked(kind packet.Type, pid uint16, code packet.ReasonCode) b
 		if f.qos != 2 || !f.released {
 			return false
 		}
+		ss.noteAckLocked()
 		ss.forgetLocked(&f.delivery)
 		ss.inflight.remove(i)
 	}

@@ -218,6 +218,10 @@ type MQTT struct {
 	// back the clients that publish to it, until it is down to half.
 	BacklogMessages int  `yaml:"backlog_messages"`
 	BacklogBytes    Size `yaml:"backlog_bytes"`
+	// StallTimeout disconnects a client whose in-flight window has been
+	// full this long without an acknowledgement, so that it cannot hold
+	// its publishers back for ever; 0 turns it off.
+	StallTimeout Duration `yaml:"stall_timeout"`
 	// QueueQoS0 queues QoS 0 messages for offline persistent sessions too
 	// (off by default, as in Mosquitto).
 	QueueQoS0 bool `yaml:"queue_qos0"`
@@ -322,6 +326,7 @@ func Default() *File {
 			MaxQueuedBytes:    Size(fileLimit(d.MaxQueuedBytes)),
 			BacklogMessages:   d.BacklogMessages,
 			BacklogBytes:      Size(d.BacklogBytes),
+			StallTimeout:      Duration{d.StallTimeout},
 			QueueQoS0:         d.QueueQoS0,
 			RetainAvailable:   !d.DisableRetain,
 			MaxClientIDLength: d.MaxClientIDLength,

@@ -382,6 +382,11 @@ func (v *validator) mqtt(m MQTT) {
 	if m.BacklogBytes < 1 {
 		v.failf("mqtt.backlog_bytes", "%s must be more than 0", m.BacklogBytes)
 	}
+	// Below a second, a client on a slow link that is acknowledging could
+	// be cut off before its acknowledgements arrive.
+	if d := m.StallTimeout.Duration; d < 0 || (d > 0 && d < time.Second) {
+		v.failf("mqtt.stall_timeout", "%s must be 0 (off) or at least 1s", m.StallTimeout)
+	}
 	v.intRange("mqtt.max_client_id_length", m.MaxClientIDLength, MinClientIDLength, 65535)
 	v.intRange("mqtt.max_qos", m.MaxQoS, 0, 2)
 	v.intRange("mqtt.receive_maximum", m.ReceiveMaximum, 1, 65535)

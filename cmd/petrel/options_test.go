@@ -118,6 +118,24 @@ func TestDefaultsAreTheBrokers(t *testing.T) {
 	}
 }
 
+// mqtt.stall_timeout: the file's 0 turns it off, which the broker spells
+// negative (its 0 means the default).
+func TestBrokerStallTimeout(t *testing.T) {
+	for _, tc := range []struct {
+		yaml string
+		want time.Duration
+	}{
+		{"", 30 * time.Second},
+		{"mqtt:\n  stall_timeout: 5s\n", 5 * time.Second},
+		{"mqtt:\n  stall_timeout: 0s\n", -1},
+	} {
+		o, _ := mustBrokerOptions(t, parseTestConfig(t, tc.yaml))
+		if o.StallTimeout != tc.want {
+			t.Errorf("%q: StallTimeout = %v, want %v", tc.yaml, o.StallTimeout, tc.want)
+		}
+	}
+}
+
 func TestBrokerListeners(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile := filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key")

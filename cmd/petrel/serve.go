@@ -208,6 +208,7 @@ func brokerOptions(cfg *config.File, log *slog.Logger) (broker.Options, *reloada
 		MaxQueuedBytes:    int64(cfg.MQTT.MaxQueuedBytes),
 		BacklogMessages:   cfg.MQTT.BacklogMessages,
 		BacklogBytes:      int64(cfg.MQTT.BacklogBytes),
+		StallTimeout:      cfg.MQTT.StallTimeout.Duration,
 		QueueQoS0:         cfg.MQTT.QueueQoS0,
 		DisableRetain:     !cfg.MQTT.RetainAvailable,
 		MaxClientIDLength: cfg.MQTT.MaxClientIDLength,
@@ -235,6 +236,9 @@ func brokerOptions(cfg *config.File, log *slog.Logger) (broker.Options, *reloada
 	}
 	if o.TopicAliasMaximum == 0 {
 		o.TopicAliasMaximum = -1
+	}
+	if o.StallTimeout == 0 {
+		o.StallTimeout = -1 // off
 	}
 	if cfg.Store.Sync == "periodic" {
 		o.SyncPeriod = cfg.Store.SyncInterval.Duration

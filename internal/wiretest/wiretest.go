@@ -229,8 +229,19 @@ func Reply(p packet.Packet) packet.Packet {
 // PUBACK at QoS 1, PUBREC at QoS 2 and PUBCOMP for the PUBREL.
 func DrainSession(t testing.TB, addr, clientID string, each func(*packet.Publish)) {
 	t.Helper()
-	w, present := MustConnect(t, addr, clientID, false)
-	if !present {
+	DrainSessionWith(t, addr, &packet.Connect{Version: packet.V311, ClientID: clientID, KeepAlive: 60}, each)
+}
+
+// DrainSessionWith is DrainSession with the CONNECT to resume with (which
+// must not ask for a clean start): another protocol level, properties.
+func DrainSessionWith(t testing.TB, addr string, c *packet.Connect, each func(*packet.Publish)) {
+	t.Helper()
+	clientID := c.ClientID
+	w, ack := Connect(t, addr, c)
+	if ack.Code != 0 {
+		t.Fatalf("%s: CONNACK code 0x%02x", clientID, byte(ack.Code))
+	}
+	if !ack.SessionPresent {
 		t.Fatalf("%s: session lost", clientID)
 	}
 	for {

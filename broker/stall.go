@@ -1,0 +1,107 @@
+package broker
+
+import (
+	"time"
+
+	"github.com/petrelmq/petrel/packet"
+)
+
+// Stalled clients: backpressure (backpressure.go) holds publishers back
+// while a subscriber's backlog is full, so a subscriber that stays
+// connected but never acknowledges would hold them back for ever. A client
+// whose in-flight window has been full for Options.StallTimeout with no
+// acknowledgement is therefore disconnected: its session goes offline,
+// where its queue limits apply instead, and the publishers it held back
+// are read again at once.
+//
+// The hot path reads no clock for this. A session mirrors whether its
+// window is full (session.load) and counts the acknowledgements that
+// arrive while it is (session.acks); the keep-alive sweep, four times a
+// second, notes since when it has seen each full window with an unchanged
+// count. A client is thus disconnected between StallTimeout and
+// StallTimeout plus two sweeps after its window filled.
+
+// loadFull is the bit of session.load set while the in-flight window is
+// full; the bits below hold the backlog behind it.
+const loadFull = 1 << 31
+
+// noteLoadLocked updates session.load after the in-flight window or the
+// backlog changed. A durable session's deliveries waiting for their commit
+// (pending) count as in the window, where they go once committed: they
+// wait for the broker, not for the client. Offline sessions have no
+// window, and load 0. mu is held.
+func (ss *session) noteLoadLocked() {
+	var v uint32
+	if c := ss.conn; c != nil {
+		if out, w := ss.inflight.len()+ss.queuedLocked(), int(c.window); out >= w {
+			v = loadFull | uint32(min(out-w, loadFull-1))
+		}
+	}
+	if ss.load.Load() != v {
+		ss.load.Store(v)
+	}
+}
+
+// noteAckLocked counts an acknowledgement that moved a delivery on. Only
+// those arriving while the window is full are counted: they are the only
+// ones the sweep looks for, and the others cost no atomic write. mu is
+// held.
+func (ss *session) noteAckLocked() {
+	if ss.load.Load()&loadFull != 0 {
+		ss.acks.Add(1)
+	}
+}
+
+// stallWatch is what the sweep remembers of the connections it found with
+// a full in-flight window. Only the sweep goroutine uses it.
+type stallWatch map[*conn]stallMark
+
+type stallMark struct {
+	since int64  // unix ns: the first sweep that saw the window full with this count
+	acks  uint32 // the session's acks then
+	seen  bool   // found full by the current sweep
+}
+
+// sweepStalled disconnects the connections in full (those found with a
+// full window at now) that have acknowledged nothing for StallTimeout, and
+// forgets those whose window is no longer full.
+func (s *Server) sweepStalled(w stallWatch, now int64, full []*conn) {
+	timeout := int64(s.opts.StallTimeout)
+	for _, c := range full {
+		if c.isClosing() {
+			continue // closed meanwhile, by this sweep's keep-alive check perhaps
+		}
+		acks := c.sess.Load().acks.Load()
+		m, ok := w[c]
+		if !ok || m.acks != acks {
+			m = stallMark{since: now, acks: acks}
+		}
+		if now-m.since >= timeout {
+			delete(w, c)
+			s.disconnectStalled(c, time.Duration(now-m.since))
+			continue
+		}
+		m.seen = true
+		w[c] = m
+	}
+	for c, m := range w {
+		if !m.seen {
+			delete(w, c)
+			continue
+		}
+		m.seen = false
+		w[c] = m
+	}
+}
+
+// disconnectStalled ends a connection that holds a full window without
+// acknowledging. MQTT 5 clients hear 0x97 Quota exceeded: the client went
+// past a limit the server imposes, as with the broker's other limits; 0x89
+// Server busy would blame the broker, and invite the client straight back.
+func (s *Server) disconnectStalled(c *conn, stalled time.Duration) {
+	s.stats.stalled.Add(1)
+	s.log.Warn("disconnecting a client that does not acknowledge: its in-flight window is full",
+		"client", c.clientID(), "remote", c.nc.RemoteAddr().String(), "window", c.window,
+		"stalled_for", stalled.Round(time.Millisecond).String(), "stall_timeout", s.opts.StallTimeout.String())
+	c.disconnect(packet.QuotaExceeded, "in-flight window full with no acknowledgement for the stall timeout")
+}
