@@ -46,7 +46,7 @@ type conn struct {
 	sess atomic.Pointer[session]
 	// will is published when the connection ends without DISCONNECT (or
 	// with MQTT 5's DISCONNECT 0x04), after willDelay seconds.
-	will atomic.Pointer[Message]
+	will atomic.Pointer[message]
 	// ea is the state of MQTT 5 enhanced authentication, for the clients
 	// that use it.
 	ea *enhancedAuth
@@ -117,7 +117,7 @@ type outRare struct {
 // lentPayload is a message's payload that goes out after out[:at].
 type lentPayload struct {
 	at int
-	m  *Message
+	m  *message
 }
 
 // outRareLocked returns c.rare, making it if needed. outMu is held.
@@ -552,7 +552,7 @@ func (c *conn) shutdown() {
 // path that ends the connection runs it; Closed runs it again for the case
 // where the session was attached while the connection was already closing.
 func (c *conn) finish() {
-	var will *Message
+	var will *message
 	if c.flags.Or(flagWillDone)&flagWillDone == 0 {
 		will = c.will.Swap(nil)
 	}
@@ -956,7 +956,7 @@ const minLent = 16 << 10
 
 // lendLocked makes m's payload the next part of the output, which holds a
 // reference to m until the driver has written it.
-func (c *conn) lendLocked(m *Message) {
+func (c *conn) lendLocked(m *message) {
 	m.ref()
 	r := c.outRareLocked()
 	r.lent = append(r.lent, lentPayload{at: len(c.out), m: m})
@@ -1030,7 +1030,7 @@ func (c *conn) tooLargeLocked() bool {
 
 // outBufLocked returns the output buffer to append m's PUBLISH to, with
 // or without its payload, with room for it (grown through bufpool).
-func (c *conn) outBufLocked(m *Message, lent bool) []byte {
+func (c *conn) outBufLocked(m *message, lent bool) []byte {
 	n := len(m.Topic) + 16
 	if !lent {
 		n += len(m.Payload)
@@ -1045,7 +1045,7 @@ func (c *conn) outBufLocked(m *Message, lent bool) []byte {
 
 // encodingFailed logs a PUBLISH that could not be encoded (a bug: the
 // message was checked when it arrived).
-func (c *conn) encodingFailed(m *Message, err error) {
+func (c *conn) encodingFailed(m *message, err error) {
 	c.srv.log.Error("encoding PUBLISH", "client", c.clientID(), "topic", m.Topic, "err", err)
 }
 

@@ -30,7 +30,7 @@ type connectParams struct {
 	expiry       uint32 // granted Session Expiry Interval
 	expiryCapped bool   // the broker lowered what the client asked for
 	keepAlive    uint16
-	will         *Message
+	will         *message
 	willDelay    uint32
 	username     string
 	hasUsername  bool
@@ -448,7 +448,7 @@ func (s *Server) openSession(c *conn, cp *connectParams, connack *packet.Connack
 	s.mu.Lock()
 	ss := s.sessions[cp.clientID]
 	var previous *conn
-	var endedWill *Message
+	var endedWill *message
 	if ss != nil {
 		ss.mu.Lock()
 		previous, ss.conn = ss.conn, nil
@@ -516,7 +516,7 @@ func (s *Server) newSession(clientID string, expiry uint32) *session {
 // pending deliveries are dropped, in memory and in the store. s.mu and
 // ss.mu are held; ss.mu is released. It returns the will that was waiting
 // for its delay: the end of the session publishes it. [MQTT-3.1.3-9] (v5)
-func (s *Server) endLocked(ss *session) *Message {
+func (s *Server) endLocked(ss *session) *message {
 	ss.ended = true
 	ss.letAllGoLocked()
 	ss.queue.reset(&ss.srv.queuedMem)
@@ -542,13 +542,13 @@ func (s *Server) endLocked(ss *session) *Message {
 // waits for the client, and the will is published now or parked until its
 // delay passes. If another connection took the session over first, the will
 // is published unless the session lives on and the will had a delay.
-func (s *Server) release(c *conn, will *Message, willDelay uint32) {
+func (s *Server) release(c *conn, will *message, willDelay uint32) {
 	ss := c.sess.Load()
 	if ss == nil {
 		return
 	}
 	now := time.Now()
-	var publish [2]*Message
+	var publish [2]*message
 	s.mu.Lock()
 	ss.mu.Lock()
 	switch {
@@ -592,7 +592,7 @@ func (s *Server) release(c *conn, will *Message, willDelay uint32) {
 // sessionTimer runs when an offline session's will delay or expiry is due.
 func (s *Server) sessionTimer(ss *session, gen uint64) {
 	now := time.Now()
-	var publish [2]*Message
+	var publish [2]*message
 	s.mu.Lock()
 	ss.mu.Lock()
 	if ss.gen != gen || ss.conn != nil || ss.ended {
@@ -622,7 +622,7 @@ func (s *Server) sessionTimer(ss *session, gen uint64) {
 
 // publishWill routes a will, except while the server shuts down. Its
 // expiry, if it has one, counts from now.
-func (s *Server) publishWill(w *Message) {
+func (s *Server) publishWill(w *message) {
 	if s.shuttingDown.Load() {
 		return
 	}

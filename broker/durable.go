@@ -250,7 +250,7 @@ func (ss *session) admitLocked(d delivery) {
 // reports whether any arrived.
 func (ss *session) pageInLocked() bool {
 	s := ss.srv
-	bodies := make(map[uint64]*Message)
+	bodies := make(map[uint64]*message)
 	now := time.Now()
 	loaded := 0
 	err := s.store.LoadQueue(ss.queueName(), ss.storedFrom, func(seq uint64, rec []byte) (bool, error) {
@@ -266,7 +266,7 @@ func (ss *session) pageInLocked() bool {
 			d.msg = releasedMessage // the body is no longer needed: only PUBREL is left
 		} else if !e.expiry.IsZero() && !now.Before(e.expiry) {
 			s.stats.expired.Add(1)
-			d.msg = &Message{Expiry: e.expiry}
+			d.msg = &message{Expiry: e.expiry}
 			ss.forgetLocked(&d)
 			return ss.stored > 0, nil
 		} else {

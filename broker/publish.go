@@ -212,7 +212,7 @@ var matchPool = sync.Pool{New: func() any { return new(matches) }}
 // one member of each matching shared subscription group, and keeps it as
 // the topic's retained message if it asks to be. Store writes go to tx; the
 // caller finishes it. It returns how many subscriptions took the message.
-func (s *Server) publish(m *Message, tx *routeTx) int {
+func (s *Server) publish(m *message, tx *routeTx) int {
 	if m.Retain {
 		s.retain(m, tx)
 	}
@@ -266,7 +266,7 @@ func (s *Server) publish(m *Message, tx *routeTx) int {
 // several subscriptions: at the highest QoS granted, retained if any
 // subscription keeps the flag, with every matching subscription identifier.
 // [MQTT-3.3.5-1] [MQTT-3.3.4-3] (v5)
-func (s *Server) deliverOverlapping(m *Message, sc *matches, tx *routeTx) int {
+func (s *Server) deliverOverlapping(m *message, sc *matches, tx *routeTx) int {
 	subs := sc.multi
 	slices.SortFunc(subs, func(a, b subscriber) int { return cmp.Compare(a.sess.id, b.sess.id) })
 	n := 0
@@ -305,7 +305,7 @@ func (s *Server) deliverOverlapping(m *Message, sc *matches, tx *routeTx) int {
 // retain stores m as its topic's retained message, or deletes the retained
 // message when the payload is empty, in memory and in the store (before a
 // QoS 1 or 2 publisher is acknowledged). [MQTT-3.3.1-5] [MQTT-3.3.1-10] [MQTT-3.3.1-11]
-func (s *Server) retain(m *Message, tx *routeTx) {
+func (s *Server) retain(m *message, tx *routeTx) {
 	m.pin() // the retained index keeps it for as long as it likes
 	b := tx.batch(s)
 	tx.sync = tx.sync || m.QoS > 0

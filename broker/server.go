@@ -32,7 +32,7 @@ type Server struct {
 	log  *slog.Logger
 
 	index    *topic.Index[*session, subscriber]
-	retained *topic.Retained[*Message]
+	retained *topic.Retained[*message]
 	// shared indexes the shared subscription groups by their filter.
 	shared *topic.Index[*shareGroup, *shareGroup]
 
@@ -102,7 +102,7 @@ func New(opts Options) *Server {
 		opts:     opts,
 		log:      opts.Logger,
 		index:    topic.NewIndex[*session, subscriber](),
-		retained: topic.NewRetained[*Message](),
+		retained: topic.NewRetained[*message](),
 		shared:   topic.NewIndex[*shareGroup, *shareGroup](),
 		sessions: make(map[string]*session),
 		shares:   make(map[string]*shareGroup),
@@ -450,7 +450,7 @@ type stats struct {
 // dropped counts a message a session could not take and warns, at most
 // once a second: under overload a warning per message would cost more than
 // the messages (one write to the log each).
-func (s *Server) dropped(counter *atomic.Int64, what string, ss *session, m *Message, qos byte) {
+func (s *Server) dropped(counter *atomic.Int64, what string, ss *session, m *message, qos byte) {
 	n := counter.Add(1)
 	now := time.Now().UnixNano()
 	last := s.lastDropLog.Load()

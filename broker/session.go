@@ -90,7 +90,7 @@ type subscriber struct {
 // delivery is one message on its way to one session, with what is
 // particular to that delivery.
 type delivery struct {
-	msg    *Message
+	msg    *message
 	qos    byte
 	retain bool
 	subIDs []uint32 // the matching subscriptions' identifiers [MQTT-3.3.4-3]
@@ -409,7 +409,7 @@ func (ss *session) released(pid uint16, tx *routeTx) (known bool) {
 // awayState is what an offline session waits for: a will's delay, its own
 // expiry, and the one timer that wakes for the earlier of the two.
 type awayState struct {
-	pendingWill *Message
+	pendingWill *message
 	willAt      time.Time
 	expireAt    time.Time
 	timer       *time.Timer
@@ -424,7 +424,7 @@ func (ss *session) awayLocked() *awayState {
 }
 
 // pendingWillLocked is the will waiting for its delay, nil when none.
-func (ss *session) pendingWillLocked() *Message {
+func (ss *session) pendingWillLocked() *message {
 	if ss.away == nil {
 		return nil
 	}
@@ -434,7 +434,7 @@ func (ss *session) pendingWillLocked() *Message {
 // stopAwayLocked forgets the away state: a connection took the session
 // (which cancels a will waiting for its delay) or the session ended. It
 // returns the will that was waiting.
-func (ss *session) stopAwayLocked() *Message {
+func (ss *session) stopAwayLocked() *message {
 	a := ss.away
 	if a == nil {
 		return nil

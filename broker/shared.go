@@ -19,7 +19,7 @@ type shareGroup struct {
 // it, else the next that takes it at all (an offline persistent session
 // queues it). A member whose session is gone or whose queue is full is
 // passed over. It reports whether a member took the message.
-func (g *shareGroup) deliver(m *Message, sc *matches, tx *routeTx) bool {
+func (g *shareGroup) deliver(m *message, sc *matches, tx *routeTx) bool {
 	mp := g.members.Load()
 	if mp == nil || len(*mp) == 0 {
 		return false

@@ -74,7 +74,7 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 	c.reply(&packet.Suback{PacketID: p.PacketID, Codes: codes}, tx.group())
 	tx.finish(c.srv, c)
 	defer tx.finish(c.srv, nil)
-	var msgs []*Message
+	var msgs []*message
 	now := time.Now()
 	for _, g := range retained {
 		// Retained messages of a new (or, with Retain Handling 0, replaced)
@@ -82,7 +82,7 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 		// They are collected first: the retained index is not held while
 		// sessions are locked.
 		msgs = msgs[:0]
-		c.srv.retained.Match(g.filter, func(_ string, m *Message) bool {
+		c.srv.retained.Match(g.filter, func(_ string, m *message) bool {
 			if !m.expired(now) {
 				msgs = append(msgs, m)
 			}
@@ -90,7 +90,7 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 		})
 		if g.checkRead {
 			// The authorizer vouches message by message. [ACL on retained]
-			msgs = slices.DeleteFunc(msgs, func(m *Message) bool { return !c.srv.mayRead(ss, m.Topic) })
+			msgs = slices.DeleteFunc(msgs, func(m *message) bool { return !c.srv.mayRead(ss, m.Topic) })
 		}
 		var ids []uint32
 		if g.subID != 0 {
