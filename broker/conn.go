@@ -112,6 +112,10 @@ type outRare struct {
 	// (lendPayload), in order; lentBytes is their length.
 	lent      []lentPayload
 	lentBytes int
+	// closed is why the connection ended, for OnDisconnect (hooks.go);
+	// ended is set once its end is reported.
+	closed *DisconnectInfo
+	ended  bool
 }
 
 // lentPayload is a message's payload that goes out after out[:at].
@@ -156,6 +160,13 @@ const (
 	// flagHeldBack: the connection is not read while a session its
 	// messages go to is backed up (backpressure.go).
 	flagHeldBack
+	// For OnDisconnect, which must follow OnConnect (hooks.go):
+	// flagConnectReported is set once OnConnect has run, flagDisconnectReady
+	// once the connection's end is recorded, flagDisconnectReported once
+	// OnDisconnect has run.
+	flagConnectReported
+	flagDisconnectReady
+	flagDisconnectReported
 )
 
 const (
@@ -490,6 +501,7 @@ func (c *conn) fail(err error) {
 	c.srv.log.Debug("closing connection: protocol violation",
 		"remote", c.nc.RemoteAddr().String(), "client", c.clientID(), "reason", err.Error(), "code", byte(code))
 	c.srv.stats.protocolErrors.Add(1)
+	c.noteClose(code, false, "", err)
 	switch {
 	case c.state == stateNew && code == packet.UnsupportedProtocolVersion:
 		// Answer in a form every protocol level reads. [MQTT-3.1.2-2]
@@ -509,6 +521,7 @@ func (c *conn) disconnect(code packet.ReasonCode, reason string) {
 	if c.closing.Load() {
 		return
 	}
+	c.noteClose(code, false, reason, nil)
 	c.appendDisconnect(code, reason)
 	c.shutdown()
 }
@@ -573,6 +586,7 @@ func (c *conn) handleDisconnect(p *packet.Disconnect) error {
 			// Only a normal disconnection discards the will: 0x04 asks for
 			// it, and an error code leaves it to be published. [MQTT-3.1.2-10]
 			c.srv.log.Debug("client disconnected", "client", c.clientID(), "code", byte(p.Code))
+			c.noteClose(p.Code, true, "", nil)
 			c.shutdown()
 			return nil
 		}
@@ -580,6 +594,7 @@ func (c *conn) handleDisconnect(p *packet.Disconnect) error {
 	// A normal DISCONNECT discards the will. [MQTT-3.1.2-10] [MQTT-3.14.4-3]
 	c.will.Store(nil)
 	c.srv.log.Debug("client disconnected", "client", c.clientID(), "code", byte(p.Code))
+	c.noteClose(p.Code, true, "", nil)
 	c.shutdown()
 	return nil
 }
@@ -633,6 +648,9 @@ func (c *conn) Closed(err error) {
 		return
 	}
 	wasOpen := c.state != stateNew
+	if wasOpen && c.srv.opts.Hooks.OnDisconnect != nil {
+		c.noteClose(0, false, "", lostConnection(err))
+	}
 	c.state = stateClosed
 	c.srv.conns.remove(c)
 	c.srv.connCount.Add(-1)
@@ -842,6 +860,7 @@ func (c *conn) committed(g uint64, err error) {
 		c.disconnect(code, "the broker cannot store right now")
 	case failed && c.version != packet.V5:
 		c.srv.log.Warn("closing an MQTT 3 connection: its message could not be stored", "client", c.clientID(), "err", err)
+		c.noteClose(packet.UnspecifiedError, false, "", commitError(err))
 		c.shutdown()
 	}
 }
@@ -863,10 +882,10 @@ func (c *conn) writeAck(kind packet.Type, pid uint16, code packet.ReasonCode) {
 
 // writePublish appends one delivery. For an MQTT 5 client it adds what is
 // particular to this delivery: the remaining expiry, the subscription
-// identifiers and a topic alias. It reports false when the message was not
-// sent because it is larger than the client accepts. Encoding straight into
-// the outbound buffer costs one copy of the payload and no allocation.
-func (c *conn) writePublish(d *delivery, pid uint16, dup bool) bool {
+// identifiers and a topic alias. It reports whether the message was
+// written, and if not why (writeResult). Encoding straight into the
+// outbound buffer costs one copy of the payload and no allocation.
+func (c *conn) writePublish(d *delivery, pid uint16, dup bool) writeResult {
 	m := d.msg
 	if c.version != packet.V5 || (m.Props == nil && m.Expiry.IsZero() && len(d.subIDs) == 0 && c.aliasMax == 0) {
 		return c.writePlainPublish(d, pid, dup)
@@ -910,16 +929,16 @@ func (c *conn) writePublish(d *delivery, pid uint16, dup bool) bool {
 	c.outMu.Unlock()
 	if err != nil {
 		c.encodingFailed(m, err)
-		return true
+		return written
 	}
 	c.nc.Flush()
-	return true
+	return written
 }
 
 // writePlainPublish is writePublish for a delivery that carries no
 // properties (every MQTT 3 delivery, most MQTT 5 ones): the common case,
 // encoded without building a full packet.Publish.
-func (c *conn) writePlainPublish(d *delivery, pid uint16, dup bool) bool {
+func (c *conn) writePlainPublish(d *delivery, pid uint16, dup bool) writeResult {
 	m := d.msg
 	h := packet.PublishHeader{Topic: m.Topic, Payload: m.Payload, QoS: d.qos, PacketID: pid, Dup: dup, Retain: d.retain}
 	c.outMu.Lock()
@@ -943,10 +962,10 @@ func (c *conn) writePlainPublish(d *delivery, pid uint16, dup bool) bool {
 	c.outMu.Unlock()
 	if err != nil {
 		c.encodingFailed(m, err)
-		return true
+		return written
 	}
 	c.nc.Flush()
-	return true
+	return written
 }
 
 // minLent is the payload size from which a PUBLISH's output refers to the
@@ -1012,21 +1031,38 @@ func unrefLent(lent []lentPayload) {
 // connection is gone, or it is QoS 0 to a client that does not read (QoS 1
 // and 2 are bounded by the in-flight window instead), which is counted.
 // The callers test for these inline: this is the uncommon path.
-func (c *conn) skipLocked() bool {
+func (c *conn) skipLocked() writeResult {
+	r := notWritten
 	if !c.outClosed {
 		c.srv.stats.droppedQoS0Slow.Add(1)
+		r = skippedSlow
 	}
 	c.outMu.Unlock()
-	return true
+	return r
 }
 
 // tooLargeLocked counts a delivery larger than the client accepts and
 // releases outMu; its result is writePublish's.
-func (c *conn) tooLargeLocked() bool {
+func (c *conn) tooLargeLocked() writeResult {
 	c.outMu.Unlock()
 	c.srv.stats.droppedTooLarge.Add(1)
-	return false
+	return tooLarge
 }
+
+// writeResult is what became of a delivery handed to writePublish.
+type writeResult uint8
+
+const (
+	written writeResult = iota
+	// notWritten: the connection is closed. A QoS 1 or 2 delivery stays
+	// in flight for the next one; a QoS 0 one is lost.
+	notWritten
+	// skippedSlow: QoS 0 to a client with more than maxPendingOutput
+	// unread, dropped.
+	skippedSlow
+	// tooLarge: larger than the client's Maximum Packet Size, dropped.
+	tooLarge
+)
 
 // outBufLocked returns the output buffer to append m's PUBLISH to, with
 // or without its payload, with room for it (grown through bufpool).

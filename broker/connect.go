@@ -98,7 +98,22 @@ func (c *conn) handleConnect(p *packet.Connect) error {
 		c.client = &auth.Client{ClientID: cp.clientID, Username: cp.username, HasUsername: cp.hasUsername,
 			Listener: c.ln.name, RemoteAddr: c.nc.RemoteAddr(), Certificates: c.peerCertificates()}
 	}
-	if p.Version == packet.V5 && p.Props.Has(packet.PropAuthMethod) {
+	enhanced := p.Version == packet.V5 && p.Props.Has(packet.PropAuthMethod)
+	if c.srv.opts.Hooks.OnConnectAuthenticate != nil {
+		// The hook goes first; when it decides, nothing else is asked (but
+		// a client that asked for an authentication exchange gets it).
+		code, decided := c.authenticateHook(c.connectRequest(p))
+		switch {
+		case decided && code != packet.Success:
+			c.srv.stats.failedLogins.Add(1)
+			c.refuse(code, "connection refused")
+			return nil
+		case decided && !enhanced:
+			c.admit(cp, nil)
+			return nil
+		}
+	}
+	if enhanced {
 		return c.startAuth(cp, p.Props.AuthMethod, p.Props.AuthData)
 	}
 	c.login(cp, p.Password)
@@ -183,7 +198,7 @@ func (c *conn) loggedIn(cp *connectParams, err error) {
 // admit lets an authenticated client in, unless its will goes where it may
 // not publish. [MQTT-3.1.2-?]
 func (c *conn) admit(cp *connectParams, authData []byte) {
-	if cp.will != nil && !c.srv.mayWrite(c.client, cp.will.Topic) {
+	if cp.will != nil && !c.mayPublish(cp.will.Topic) {
 		c.refuse(packet.NotAuthorized, "the will's topic is not allowed")
 		return
 	}
@@ -349,8 +364,12 @@ func (c *conn) accept(cp *connectParams, authData []byte) {
 		c.deadline.Store(0)
 	}
 	c.srv.openSession(c, cp, connack)
+	present := connack.SessionPresent
 	*connack = packet.Connack{}
 	connacks.Put(connack)
+	if h := &o.Hooks; h.OnConnect != nil || h.OnDisconnect != nil {
+		c.connectHook(present)
+	}
 	if c.srv.debugging() {
 		c.srv.log.Debug("client connected", "client", cp.clientID, "remote", c.nc.RemoteAddr().String(),
 			"version", c.version, "clean", cp.cleanStart, "keepalive", keepAlive, "session_expiry", cp.expiry)
@@ -548,7 +567,10 @@ func (s *Server) release(c *conn, will *message, willDelay uint32) {
 		return
 	}
 	now := time.Now()
+	// publish[0] is the will of a session that ends, publish[1] the
+	// connection's; delayed: the connection's waits for its delay.
 	var publish [2]*message
+	delayed := false
 	s.mu.Lock()
 	ss.mu.Lock()
 	switch {
@@ -567,6 +589,7 @@ func (s *Server) release(c *conn, will *message, willDelay uint32) {
 			} else {
 				a := ss.awayLocked()
 				a.pendingWill, a.willAt = will, now.Add(time.Duration(willDelay)*time.Second)
+				delayed = true
 			}
 		}
 		if ss.expiry != expiryNever {
@@ -582,10 +605,12 @@ func (s *Server) release(c *conn, will *message, willDelay uint32) {
 		ss.mu.Unlock()
 	}
 	s.mu.Unlock()
-	for _, w := range publish {
-		if w != nil {
-			s.publishWill(w)
-		}
+	if publish[0] != nil {
+		s.publishWill(publish[0])
+	}
+	published := publish[1] != nil && s.publishWill(publish[1])
+	if s.opts.Hooks.OnDisconnect != nil {
+		c.ended(published, delayed)
 	}
 }
 
@@ -620,11 +645,11 @@ func (s *Server) sessionTimer(ss *session, gen uint64) {
 	}
 }
 
-// publishWill routes a will, except while the server shuts down. Its
-// expiry, if it has one, counts from now.
-func (s *Server) publishWill(w *message) {
+// publishWill routes a will, except while the server shuts down, and
+// reports whether it did. Its expiry, if it has one, counts from now.
+func (s *Server) publishWill(w *message) bool {
 	if s.shuttingDown.Load() {
-		return
+		return false
 	}
 	if secs := willExpiry(w); secs > 0 {
 		w.Expiry = time.Now().Add(time.Duration(secs) * time.Second)
@@ -633,6 +658,7 @@ func (s *Server) publishWill(w *message) {
 	s.publish(w, tx)
 	tx.finish(s, nil)
 	putTx(tx)
+	return true
 }
 
 // setExpiry changes the session expiry from DISCONNECT. It reports false

@@ -185,6 +185,7 @@ func (ss *session) committed(g uint64, err error) {
 		ss.pendingBytes -= int64(len(p.msg.Payload))
 		switch {
 		case p.state == pendingFailed:
+			ss.gaveUp(&p.delivery, DropStoreFailed)
 		case ss.ended:
 			ss.forgetLocked(&p.delivery) // written after the session ended: take it out again
 		default:
@@ -267,19 +268,19 @@ func (ss *session) pageInLocked() bool {
 		} else if !e.expiry.IsZero() && !now.Before(e.expiry) {
 			s.stats.expired.Add(1)
 			d.msg = &message{Expiry: e.expiry}
+			if s.opts.Hooks.OnDropped != nil {
+				// Read for OnDropped only: an expired body is not needed.
+				if m, err := ss.loadBody(bodies, e.msgID); err == nil {
+					d.msg = m
+				}
+				ss.droppedHook(&d, DropExpired)
+			}
 			ss.forgetLocked(&d)
 			return ss.stored > 0, nil
 		} else {
-			m := bodies[e.msgID]
-			if m == nil {
-				rec, err := s.store.Message(e.msgID)
-				if err != nil {
-					return false, fmt.Errorf("session %q entry %d: message %d: %w", ss.clientID, seq, e.msgID, err)
-				}
-				if m, err = decodeMessage(rec); err != nil {
-					return false, fmt.Errorf("session %q entry %d: message %d: %w", ss.clientID, seq, e.msgID, err)
-				}
-				bodies[e.msgID] = m
+			m, err := ss.loadBody(bodies, e.msgID)
+			if err != nil {
+				return false, fmt.Errorf("session %q entry %d: %w", ss.clientID, seq, err)
 			}
 			d.msg = m
 		}
@@ -295,6 +296,24 @@ func (ss *session) pageInLocked() bool {
 		ss.stored, ss.storedBytes = 0, 0 // the count was off: the store is the truth
 	}
 	return loaded > 0
+}
+
+// loadBody reads a message body from the store, or from bodies, where it
+// keeps those it read.
+func (ss *session) loadBody(bodies map[uint64]*message, msgID uint64) (*message, error) {
+	if m := bodies[msgID]; m != nil {
+		return m, nil
+	}
+	rec, err := ss.srv.store.Message(msgID)
+	if err != nil {
+		return nil, fmt.Errorf("message %d: %w", msgID, err)
+	}
+	m, err := decodeMessage(rec)
+	if err != nil {
+		return nil, fmt.Errorf("message %d: %w", msgID, err)
+	}
+	bodies[msgID] = m
+	return m, nil
 }
 
 // forgetLocked lets go of a delivery that is done with (acknowledged, sent

@@ -55,30 +55,27 @@ func (c *conn) handlePublish(p *packet.Publish, owned bool, big *bigBuf) error {
 			return violation(packet.MessageRateTooHigh, "publishing faster than allowed")
 		}
 	}
-	if !c.srv.mayWrite(c.client, p.Topic) {
-		if p.Topic[0] != '$' && c.waitFor(auth.Write, []string{p.Topic}, p) {
-			return nil // handled again once the authorizer has answered
-		}
-		// 3.1.1 has no way to say no: the message is acknowledged and
-		// dropped [MQTT-3.3.5-2]; MQTT 5 answers 0x87 at QoS 1 and 2.
+	allowed := c.srv.mayWrite(c.client, p.Topic)
+	if !allowed && p.Topic[0] != '$' && c.waitFor(auth.Write, []string{p.Topic}, p) {
+		return nil // handled again once the authorizer has answered
+	}
+	if allowed && o.Hooks.OnACLCheck != nil {
+		allowed = c.aclHook(auth.Write, p.Topic)
+	}
+	if !allowed {
 		c.srv.stats.deniedPublish.Add(1)
 		c.srv.log.Debug("publish denied", "client", c.clientID(), "topic", p.Topic)
-		if p.QoS > 0 {
-			code := packet.Success
-			if c.version == packet.V5 {
-				code = packet.NotAuthorized
-			} else if p.QoS == 2 {
-				// The PUBREL that follows needs its PUBCOMP.
-				tx := txPool.Get().(*routeTx)
-				ss.receivedQoS2(p.PacketID, o.ReceiveMaximum, tx)
-				c.ack(packet.PUBREC, p.PacketID, code, tx.group())
-				tx.finish(c.srv, c)
-				putTx(tx)
-				return nil
-			}
-			c.ack(ackKind(p.QoS), p.PacketID, code, 0)
-		}
+		c.refusePublish(p, packet.NotAuthorized)
 		return nil
+	}
+	// A QoS 2 PUBLISH sent again before PUBREL was seen the first time.
+	if o.Hooks.OnPublish != nil && (p.QoS < 2 || !ss.awaitingRelease(p.PacketID)) {
+		if code := c.publishHook(p); code.IsError() {
+			c.srv.stats.rejectedPublish.Add(1)
+			c.srv.log.Debug("publish rejected by OnPublish", "client", c.clientID(), "topic", p.Topic, "code", byte(code))
+			c.refusePublish(p, code)
+			return nil
+		}
 	}
 	tx := txPool.Get().(*routeTx)
 	defer putTx(tx)
@@ -117,6 +114,29 @@ func (c *conn) handlePublish(p *packet.Publish, owned bool, big *bigBuf) error {
 		c.holdBack(tx.backedUp)
 	}
 	return nil
+}
+
+// refusePublish answers a PUBLISH that is not routed. MQTT 5 answers with
+// code at QoS 1 and 2; 3.1.1 has no way to say no: the message is
+// acknowledged and dropped [MQTT-3.3.5-2].
+func (c *conn) refusePublish(p *packet.Publish, code packet.ReasonCode) {
+	if p.QoS == 0 || c.closing.Load() {
+		return // nothing to say, or nobody to say it to (a hook panicked)
+	}
+	if c.version == packet.V5 {
+		c.ack(ackKind(p.QoS), p.PacketID, code, 0)
+		return
+	}
+	if p.QoS == 1 {
+		c.ack(packet.PUBACK, p.PacketID, packet.Success, 0)
+		return
+	}
+	// The PUBREL that follows needs its PUBCOMP.
+	tx := txPool.Get().(*routeTx)
+	c.sess.Load().receivedQoS2(p.PacketID, c.srv.opts.ReceiveMaximum, tx)
+	c.ack(packet.PUBREC, p.PacketID, packet.Success, tx.group())
+	tx.finish(c.srv, c)
+	putTx(tx)
 }
 
 var txPool = sync.Pool{New: func() any { return new(routeTx) }}

@@ -76,6 +76,11 @@ type Server struct {
 	// lastDropLog (unix ns) rate-limits the warnings for dropped messages.
 	lastDropLog  atomic.Int64
 	shuttingDown atomic.Bool
+	// running is set once Start has recovered the store: Publish may
+	// route from then on. pubMu is held (read) by each Publish, so that
+	// Close can wait for them before it stops the committer.
+	running atomic.Bool
+	pubMu   sync.RWMutex
 
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
@@ -136,6 +141,7 @@ func (s *Server) Start() error {
 		s.Close()
 		return fmt.Errorf("recover from the store: %w", err)
 	}
+	s.running.Store(true)
 	for _, lc := range s.opts.Listeners {
 		ls, err := s.listen(lc)
 		if err != nil {
@@ -302,7 +308,10 @@ func (s *Server) close() error {
 			errs = append(errs, err)
 		}
 	}
-	// Every connection is closed: what is left to write goes to the store.
+	// Every connection is closed, and every Publish under way returned:
+	// what is left to write goes to the store.
+	s.pubMu.Lock()
+	s.pubMu.Unlock()
 	s.committer.stop()
 	s.wg.Wait()
 	if s.ownStore {
@@ -435,7 +444,9 @@ type stats struct {
 	heldBack           atomic.Int64 // publishers held back by a subscriber's backlog
 	refusedConnections atomic.Int64 // connection limits
 	refusedRate        atomic.Int64 // connection rate per source address
-	deniedPublish      atomic.Int64 // the authorizer refused a PUBLISH
+	deniedPublish      atomic.Int64 // the authorizer or OnACLCheck refused a PUBLISH
+	rejectedPublish    atomic.Int64 // OnPublish rejected a message
+	hookPanics         atomic.Int64 // hooks that panicked (hooks.go)
 	deniedSubscribe    atomic.Int64
 	refusedFilters     atomic.Int64 // filters over the topic limits, or past MaxSubscriptions
 	withheld           atomic.Int64 // deliveries the authorizer refused

@@ -128,19 +128,24 @@ func (ss *session) push(d delivery, tx *routeTx) bool {
 	}
 	if !d.msg.Expiry.IsZero() && d.msg.expired(time.Now()) {
 		ss.srv.stats.expired.Add(1)
+		ss.gaveUp(&d, DropExpired)
 		return true
 	}
 	c := ss.conn
 	if d.qos == 0 && c != nil {
-		c.writePublish(&d, 0, false)
+		if r := c.writePublish(&d, 0, false); r != written || ss.srv.opts.Hooks.OnDelivered != nil {
+			ss.wroteQoS0(&d, r)
+		}
 		return true
 	}
 	if d.qos == 0 && !(ss.durable() && ss.srv.opts.QueueQoS0) {
 		ss.srv.stats.droppedQoS0Offline.Add(1)
+		ss.gaveUp(&d, DropOffline)
 		return true
 	}
 	if !ss.hasQueueRoom(len(d.msg.Payload)) {
 		ss.srv.dropped(&ss.srv.stats.droppedQueueFull, "session queue full: message dropped", ss, d.msg, d.qos)
+		ss.gaveUp(&d, DropQueueFull)
 		return false
 	}
 	if c != nil && ss.backlogFullLocked(len(d.msg.Payload)) {
@@ -165,6 +170,7 @@ func (ss *session) push(d delivery, tx *routeTx) bool {
 			tx.backedUp = append(tx.backedUp, ss) // queued, and the publisher waits
 		} else {
 			ss.srv.dropped(&ss.srv.stats.droppedMemory, "queued-message memory budget spent: message dropped", ss, d.msg, d.qos)
+			ss.gaveUp(&d, DropMemory)
 			return false
 		}
 	}
@@ -219,8 +225,9 @@ func (ss *session) sendLocked(c *conn, d delivery) {
 		c.writeAck(packet.PUBREL, pidOf(d.seq), packet.Success) // recovered after its PUBREC
 		return
 	}
-	if !c.writePublish(&d, pidOf(d.seq), d.dup || (ss.persisted && d.seq < ss.resendBelow)) {
+	if c.writePublish(&d, pidOf(d.seq), d.dup || (ss.persisted && d.seq < ss.resendBelow)) == tooLarge {
 		ss.inflight.remove(ss.inflight.len() - 1)
+		ss.gaveUp(&d, DropTooLarge)
 		ss.forgetLocked(&d)
 	}
 }
@@ -247,12 +254,15 @@ func (ss *session) drainLocked(c *conn) {
 			}
 			if d.msg.expired(now) {
 				ss.srv.stats.expired.Add(1)
+				ss.gaveUp(&d, DropExpired)
 				ss.forgetLocked(&d)
 				continue
 			}
 		}
 		if d.qos == 0 {
-			c.writePublish(&d, 0, false)
+			if r := c.writePublish(&d, 0, false); r != written || ss.srv.opts.Hooks.OnDelivered != nil {
+				ss.wroteQoS0(&d, r)
+			}
 			ss.forgetLocked(&d)
 			continue
 		}
@@ -286,8 +296,9 @@ func (ss *session) resumeLocked(c *conn) {
 			i++
 			continue
 		}
-		if !c.writePublish(&f.delivery, pidOf(f.seq), true) {
+		if c.writePublish(&f.delivery, pidOf(f.seq), true) == tooLarge {
 			// Too large for this connection: dropped as though delivered. [MQTT-3.1.2-25]
+			ss.gaveUp(&f.delivery, DropTooLarge)
 			ss.forgetLocked(&f.delivery)
 			ss.inflight.remove(i)
 			continue
@@ -314,11 +325,15 @@ func (ss *session) acked(kind packet.Type, pid uint16, code packet.ReasonCode) b
 		if f.qos != 1 {
 			return false
 		}
+		ss.acknowledged(&f.delivery, code)
 		ss.forgetLocked(&f.delivery)
 		ss.inflight.remove(i)
 	case packet.PUBREC:
 		if f.qos != 2 {
 			return false
+		}
+		if !f.released {
+			ss.acknowledged(&f.delivery, code)
 		}
 		if code.IsError() {
 			ss.forgetLocked(&f.delivery)
@@ -386,6 +401,15 @@ func (ss *session) receivedQoS2(pid uint16, max int, tx *routeTx) (dup, full boo
 		tx.batch(ss.srv).PutQueue(ss.inboundName(), uint64(pid), nil)
 	}
 	return false, false
+}
+
+// awaitingRelease reports whether the client's QoS 2 packet id pid was
+// received and awaits PUBREL.
+func (ss *session) awaitingRelease(pid uint16) bool {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	_, ok := ss.inboundQoS2[pid]
+	return ok
 }
 
 // released forgets an inbound QoS 2 packet id on PUBREL, reporting whether

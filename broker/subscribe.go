@@ -54,6 +54,9 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 		if err != nil {
 			return err
 		}
+		if c.closing.Load() {
+			return nil // a hook panicked: the connection is closing
+		}
 		codes[i] = code
 		if send {
 			retained = append(retained, grantedSub{strings.Clone(s.Filter), byte(code), s.RetainAsPublished, subID, checkRead})
@@ -145,6 +148,9 @@ func (c *conn) subscribeOne(s *packet.Subscription, subID uint32) (code packet.R
 		return packet.TopicFilterInvalid, false, false, nil
 	}
 	ok, checkEach := c.srv.maySubscribe(c.client, filter)
+	if ok && o.Hooks.OnACLCheck != nil {
+		ok = c.aclHook(auth.Subscribe, filter)
+	}
 	if !ok {
 		c.srv.stats.deniedSubscribe.Add(1)
 		c.srv.log.Debug("subscribe denied", "client", c.clientID(), "filter", s.Filter)
