@@ -206,6 +206,7 @@ const (
 	DropStoreFailed
 )
 
+// String says the reason in words, for logs.
 func (r DropReason) String() string {
 	switch r {
 	case DropQueueFull:

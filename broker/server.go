@@ -2,6 +2,18 @@
 // protocol engine behind every connection (sessions, QoS state machines,
 // wills, keep alive, takeover, routing). Drivers in package listener move the
 // bytes; this package never touches a socket.
+//
+// # Embedding
+//
+// A Go program runs a broker with New, Start and Close, and publishes into
+// it with Server.Publish. Options.Hooks are functions it calls at each step
+// of a client's life: authentication, authorization, connection,
+// publication, delivery, drops and disconnection. Hooks run on the
+// broker's goroutines, which serve many clients each: a hook must not
+// block, must not keep what it is given past the call, and must not call
+// back into the Server from OnDelivered or OnDropped. A hook that panics
+// closes its client's connection, not the broker. Hooks has the whole
+// contract; examples/embed is a complete program.
 package broker
 
 import (
