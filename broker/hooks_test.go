@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"slices"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/petrelmq/petrel/auth"
+	"github.com/petrelmq/petrel/internal/testpki"
 	"github.com/petrelmq/petrel/packet"
 )
 
@@ -707,4 +709,71 @@ func waitOffline(t testing.TB, srv *Server, clientID string) {
 		ss := srv.sessions[clientID]
 		return ss != nil && !ss.online.Load()
 	})
+}
+
+// OnConnectAuthenticate sees the TLS state, and may admit a client by its
+// certificate where the listener refuses anonymous clients.
+func TestHookConnectAuthenticateTLS(t *testing.T) {
+	ca := testpki.NewCA(t, "petrel client CA")
+	cfg := tlsFiles(t, t.TempDir(), ca.Server(t, 1), ca)
+	no := false
+	srv := secStart(t, Options{
+		Listeners: []ListenerConfig{{Name: "mtls", Kind: "tls", Address: "127.0.0.1:0", TLS: tlsListener(t, cfg), AllowAnonymous: &no}},
+		Hooks: Hooks{OnConnectAuthenticate: func(r *ConnectRequest) (packet.ReasonCode, bool) {
+			if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 || len(r.Certificates) == 0 {
+				return packet.NotAuthorized, true
+			}
+			if r.TLS.PeerCertificates[0].Subject.CommonName != "device-1" {
+				return packet.Banned, true
+			}
+			return packet.Success, true
+		}},
+	}, nil)
+	addr := srv.Addrs()[0].String()
+	for _, tc := range []struct {
+		cn string
+		ok bool
+	}{{"device-1", true}, {"device-2", false}} {
+		conf := &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{clientCert(t, ca, tc.cn).TLS}}
+		c, err := pahoTryConnect(t, pahoOn("ssl://"+addr, tc.cn, conf))
+		if tc.ok != (err == nil) {
+			t.Fatalf("%s: connect: %v; want admitted %v", tc.cn, err, tc.ok)
+		}
+		if err == nil {
+			c.Disconnect(0)
+		}
+	}
+}
+
+// A QoS 0 message for a client that reads nothing is dropped once its
+// unread output passes the limit, and OnDropped says so.
+func TestHookDroppedSlowClient(t *testing.T) {
+	l := newHookLog()
+	srv := secStart(t, Options{Hooks: Hooks{OnDropped: func(id string, m MessageView, r DropReason) {
+		if r == DropSlowClient {
+			l.add(hookEvent{hook: "dropped", client: id, topic: m.Topic(), reason: r})
+		}
+	}}}, nil)
+	addr := srv.Addrs()[0].String()
+	sleepy := secMustConnect(t, addr, hookConnect5("sleepy"))
+	sleepy.mustSubscribe(1, 0, "flood")
+	pub := secMustConnect(t, addr, hookConnect5("pub"))
+	payload := strings.Repeat("z", 64<<10)
+	// The kernel's buffers take some megabytes before the broker's output
+	// grows: publish until the drop is reported, within a bound.
+	for i := 0; ; i++ {
+		if i == 2000 {
+			t.Fatal("no message dropped for a client that reads nothing after 2000 × 64 KiB")
+		}
+		pub.publish(0, 0, "flood", payload, false)
+		select {
+		case e := <-l:
+			if e.client != "sleepy" || e.topic != "flood" {
+				t.Fatalf("dropped %v; want flood for sleepy", e)
+			}
+			pub.ping() // the publisher is still served
+			return
+		default:
+		}
+	}
 }
