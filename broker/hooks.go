@@ -394,6 +394,28 @@ func (c *conn) aclHook(a auth.Access, topic string) (ok bool) {
 	return c.srv.opts.Hooks.OnACLCheck(c.client, a, topic)
 }
 
+// refusedByHooks asks OnACLCheck and OnPublish about a client's PUBLISH
+// that the Authorizer allowed, and answers it if either refuses.
+func (c *conn) refusedByHooks(p *packet.Publish, ss *session) bool {
+	h := &c.srv.opts.Hooks
+	if h.OnACLCheck != nil && !c.aclHook(auth.Write, p.Topic) {
+		c.denyPublish(p)
+		return true
+	}
+	// A QoS 2 PUBLISH sent again before PUBREL was seen the first time.
+	if h.OnPublish == nil || (p.QoS == 2 && ss.awaitingRelease(p.PacketID)) {
+		return false
+	}
+	code := c.publishHook(p)
+	if !code.IsError() {
+		return false
+	}
+	c.srv.stats.rejectedPublish.Add(1)
+	c.srv.log.Debug("publish rejected by OnPublish", "client", c.clientID(), "topic", p.Topic, "code", byte(code))
+	c.refusePublish(p, code)
+	return true
+}
+
 // publishHook asks OnPublish about a client's message. A panic rejects the
 // message and closes the connection.
 func (c *conn) publishHook(p *packet.Publish) (code packet.ReasonCode) {

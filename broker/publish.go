@@ -55,27 +55,15 @@ func (c *conn) handlePublish(p *packet.Publish, owned bool, big *bigBuf) error {
 			return violation(packet.MessageRateTooHigh, "publishing faster than allowed")
 		}
 	}
-	allowed := c.srv.mayWrite(c.client, p.Topic)
-	if !allowed && p.Topic[0] != '$' && c.waitFor(auth.Write, []string{p.Topic}, p) {
-		return nil // handled again once the authorizer has answered
-	}
-	if allowed && o.Hooks.OnACLCheck != nil {
-		allowed = c.aclHook(auth.Write, p.Topic)
-	}
-	if !allowed {
-		c.srv.stats.deniedPublish.Add(1)
-		c.srv.log.Debug("publish denied", "client", c.clientID(), "topic", p.Topic)
-		c.refusePublish(p, packet.NotAuthorized)
+	if !c.srv.mayWrite(c.client, p.Topic) {
+		if p.Topic[0] != '$' && c.waitFor(auth.Write, []string{p.Topic}, p) {
+			return nil // handled again once the authorizer has answered
+		}
+		c.denyPublish(p)
 		return nil
 	}
-	// A QoS 2 PUBLISH sent again before PUBREL was seen the first time.
-	if o.Hooks.OnPublish != nil && (p.QoS < 2 || !ss.awaitingRelease(p.PacketID)) {
-		if code := c.publishHook(p); code.IsError() {
-			c.srv.stats.rejectedPublish.Add(1)
-			c.srv.log.Debug("publish rejected by OnPublish", "client", c.clientID(), "topic", p.Topic, "code", byte(code))
-			c.refusePublish(p, code)
-			return nil
-		}
+	if c.srv.publishHooks && c.refusedByHooks(p, ss) {
+		return nil
 	}
 	tx := txPool.Get().(*routeTx)
 	defer putTx(tx)
@@ -114,6 +102,13 @@ func (c *conn) handlePublish(p *packet.Publish, owned bool, big *bigBuf) error {
 		c.holdBack(tx.backedUp)
 	}
 	return nil
+}
+
+// denyPublish answers a PUBLISH the client may not send.
+func (c *conn) denyPublish(p *packet.Publish) {
+	c.srv.stats.deniedPublish.Add(1)
+	c.srv.log.Debug("publish denied", "client", c.clientID(), "topic", p.Topic)
+	c.refusePublish(p, packet.NotAuthorized)
 }
 
 // refusePublish answers a PUBLISH that is not routed. MQTT 5 answers with

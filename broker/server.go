@@ -93,6 +93,9 @@ type Server struct {
 	// Close can wait for them before it stops the committer.
 	running atomic.Bool
 	pubMu   sync.RWMutex
+	// publishHooks: OnACLCheck or OnPublish is set, so a PUBLISH has more
+	// to pass (one test on the path of every PUBLISH when neither is).
+	publishHooks bool
 
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
@@ -124,6 +127,7 @@ func New(opts Options) *Server {
 		sessions: make(map[string]*session),
 		shares:   make(map[string]*shareGroup),
 	}
+	s.publishHooks = opts.Hooks.OnACLCheck != nil || opts.Hooks.OnPublish != nil
 	s.conns.init()
 	s.store = opts.Store
 	if s.store == nil {
