@@ -14,7 +14,7 @@ import (
 // needsIdentity reports whether anything will ask who a client is.
 func (s *Server) needsIdentity() bool {
 	o := &s.opts
-	return o.Authenticator != nil || o.Authorizer != nil || o.AuthMethods != nil
+	return o.Authenticator != nil || o.Authorizer != nil || o.AuthMethods != nil || o.Hooks.needsIdentity()
 }
 
 // mayWrite reports whether a client may publish to topic. No client may
@@ -24,6 +24,15 @@ func (s *Server) mayWrite(c *auth.Client, topic string) bool {
 		return false
 	}
 	return s.opts.Authorizer == nil || s.opts.Authorizer.Allow(c, auth.Write, topic)
+}
+
+// mayPublish reports whether the client may publish to topic: the
+// Authorizer and the OnACLCheck hook must both allow.
+func (c *conn) mayPublish(topic string) bool {
+	if !c.srv.mayWrite(c.client, topic) {
+		return false
+	}
+	return c.srv.opts.Hooks.OnACLCheck == nil || c.aclHook(auth.Write, topic)
 }
 
 // maySubscribe reports whether a client may subscribe to filter, and

@@ -28,7 +28,7 @@ func bigPayload(seq uint32, n int) []byte {
 // PUBLISH read from a client is, and returns it with one more holder, the
 // caller, so that it can watch the count without the message being
 // recycled under it.
-func routeBig(srv *Server, topic string, qos byte, retain bool, payload []byte) *Message {
+func routeBig(srv *Server, topic string, qos byte, retain bool, payload []byte) *message {
 	bb := getBigBuf(len(payload))
 	copy(bb.b, payload)
 	m := makeMessage(&packet.Publish{Topic: topic, Payload: bb.b[:len(payload)], QoS: qos, Retain: retain}, 0, true, bb)

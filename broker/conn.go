@@ -47,7 +47,7 @@ type conn struct {
 	sess atomic.Pointer[session]
 	// will is published when the connection ends without DISCONNECT (or
 	// with MQTT 5's DISCONNECT 0x04), after willDelay seconds.
-	will atomic.Pointer[Message]
+	will atomic.Pointer[message]
 	// ea is the state of MQTT 5 enhanced authentication, for the clients
 	// that use it.
 	ea *enhancedAuth
@@ -116,12 +116,16 @@ type outRare struct {
 	// (lendPayload), in order; lentBytes is their length.
 	lent      []lentPayload
 	lentBytes int
+	// closed is why the connection ended, for OnDisconnect (hooks.go);
+	// ended is set once its end is reported.
+	closed *DisconnectInfo
+	ended  bool
 }
 
 // lentPayload is a message's payload that goes out after out[:at].
 type lentPayload struct {
 	at int
-	m  *Message
+	m  *message
 }
 
 // outRareLocked returns c.rare, making it if needed. outMu is held.
@@ -164,6 +168,13 @@ const (
 	// ignored. (A flag rather than a field of its own: a conn is most of an
 	// idle connection's cost.)
 	flagClosing
+	// For OnDisconnect, which must follow OnConnect (hooks.go):
+	// flagConnectReported is set once OnConnect has run, flagDisconnectReady
+	// once the connection's end is recorded, flagDisconnectReported once
+	// OnDisconnect has run.
+	flagConnectReported
+	flagDisconnectReady
+	flagDisconnectReported
 )
 
 // isClosing reports whether the engine decided to close the connection.
@@ -501,6 +512,7 @@ func (c *conn) fail(err error) {
 	c.srv.log.Debug("closing connection: protocol violation",
 		"remote", c.nc.RemoteAddr().String(), "client", c.clientID(), "reason", err.Error(), "code", byte(code))
 	c.srv.stats.protocolErrors.Add(1)
+	c.noteClose(code, false, "", err)
 	switch {
 	case c.state == stateNew && code == packet.UnsupportedProtocolVersion:
 		// Answer in a form every protocol level reads. [MQTT-3.1.2-2]
@@ -520,6 +532,7 @@ func (c *conn) disconnect(code packet.ReasonCode, reason string) {
 	if c.isClosing() {
 		return
 	}
+	c.noteClose(code, false, reason, nil)
 	c.appendDisconnect(code, reason)
 	c.shutdown()
 }
@@ -563,7 +576,7 @@ func (c *conn) shutdown() {
 // path that ends the connection runs it; Closed runs it again for the case
 // where the session was attached while the connection was already closing.
 func (c *conn) finish() {
-	var will *Message
+	var will *message
 	if c.flags.Or(flagWillDone)&flagWillDone == 0 {
 		will = c.will.Swap(nil)
 	}
@@ -584,6 +597,7 @@ func (c *conn) handleDisconnect(p *packet.Disconnect) error {
 			// Only a normal disconnection discards the will: 0x04 asks for
 			// it, and an error code leaves it to be published. [MQTT-3.1.2-10]
 			c.srv.log.Debug("client disconnected", "client", c.clientID(), "code", byte(p.Code))
+			c.noteClose(p.Code, true, "", nil)
 			c.shutdown()
 			return nil
 		}
@@ -591,6 +605,7 @@ func (c *conn) handleDisconnect(p *packet.Disconnect) error {
 	// A normal DISCONNECT discards the will. [MQTT-3.1.2-10] [MQTT-3.14.4-3]
 	c.will.Store(nil)
 	c.srv.log.Debug("client disconnected", "client", c.clientID(), "code", byte(p.Code))
+	c.noteClose(p.Code, true, "", nil)
 	c.shutdown()
 	return nil
 }
@@ -645,6 +660,9 @@ func (c *conn) Closed(err error) {
 		return
 	}
 	wasOpen := c.state != stateNew
+	if wasOpen && c.srv.opts.Hooks.OnDisconnect != nil {
+		c.noteClose(0, false, "", lostConnection(err))
+	}
 	c.state = stateClosed
 	c.srv.conns.remove(c)
 	c.srv.connCount.Add(-1)
@@ -854,6 +872,7 @@ func (c *conn) committed(g uint64, err error) {
 		c.disconnect(code, "the broker cannot store right now")
 	case failed && c.version != packet.V5:
 		c.srv.log.Warn("closing an MQTT 3 connection: its message could not be stored", "client", c.clientID(), "err", err)
+		c.noteClose(packet.UnspecifiedError, false, "", commitError(err))
 		c.shutdown()
 	}
 }
@@ -875,10 +894,10 @@ func (c *conn) writeAck(kind packet.Type, pid uint16, code packet.ReasonCode) {
 
 // writePublish appends one delivery. For an MQTT 5 client it adds what is
 // particular to this delivery: the remaining expiry, the subscription
-// identifiers and a topic alias. It reports false when the message was not
-// sent because it is larger than the client accepts. Encoding straight into
-// the outbound buffer costs one copy of the payload and no allocation.
-func (c *conn) writePublish(d *delivery, pid uint16, dup bool) bool {
+// identifiers and a topic alias. It reports whether the message was
+// written, and if not why (writeResult). Encoding straight into the
+// outbound buffer costs one copy of the payload and no allocation.
+func (c *conn) writePublish(d *delivery, pid uint16, dup bool) writeResult {
 	m := d.msg
 	if c.version != packet.V5 || (m.Props == nil && m.Expiry.IsZero() && len(d.subIDs) == 0 && c.aliasMax == 0) {
 		return c.writePlainPublish(d, pid, dup)
@@ -922,16 +941,16 @@ func (c *conn) writePublish(d *delivery, pid uint16, dup bool) bool {
 	c.outMu.Unlock()
 	if err != nil {
 		c.encodingFailed(m, err)
-		return true
+		return written
 	}
 	c.nc.Flush()
-	return true
+	return written
 }
 
 // writePlainPublish is writePublish for a delivery that carries no
 // properties (every MQTT 3 delivery, most MQTT 5 ones): the common case,
 // encoded without building a full packet.Publish.
-func (c *conn) writePlainPublish(d *delivery, pid uint16, dup bool) bool {
+func (c *conn) writePlainPublish(d *delivery, pid uint16, dup bool) writeResult {
 	m := d.msg
 	h := packet.PublishHeader{Topic: m.Topic, Payload: m.Payload, QoS: d.qos, PacketID: pid, Dup: dup, Retain: d.retain}
 	c.outMu.Lock()
@@ -955,10 +974,10 @@ func (c *conn) writePlainPublish(d *delivery, pid uint16, dup bool) bool {
 	c.outMu.Unlock()
 	if err != nil {
 		c.encodingFailed(m, err)
-		return true
+		return written
 	}
 	c.nc.Flush()
-	return true
+	return written
 }
 
 // minLent is the payload size from which a PUBLISH's output refers to the
@@ -968,7 +987,7 @@ const minLent = 16 << 10
 
 // lendLocked makes m's payload the next part of the output, which holds a
 // reference to m until the driver has written it.
-func (c *conn) lendLocked(m *Message) {
+func (c *conn) lendLocked(m *message) {
 	m.ref()
 	r := c.outRareLocked()
 	r.lent = append(r.lent, lentPayload{at: len(c.out), m: m})
@@ -1058,10 +1077,10 @@ func unrefLent(lent []lentPayload) {
 // and 2 wait in the session's queue instead, bounded by the in-flight
 // window), which is counted and logged. The callers test for these
 // inline: this is the uncommon path.
-func (c *conn) skipLocked(m *Message) bool {
+func (c *conn) skipLocked(m *message) writeResult {
 	if c.outClosed {
 		c.outMu.Unlock()
-		return true
+		return notWritten
 	}
 	pending := c.pendingLocked()
 	c.outMu.Unlock()
@@ -1071,24 +1090,39 @@ func (c *conn) skipLocked(m *Message) bool {
 			"pending_bytes", pending, "max_outbound_bytes", c.srv.opts.Limits.MaxOutboundBytes,
 			"dropped_total", n, "note", dropNote)
 	}
-	return true
+	return skippedSlow
 }
 
 // publishSize is about what a PUBLISH of m adds to the output: its topic
 // and payload, and at most 9 bytes of header and packet id.
-func publishSize(m *Message) int { return len(m.Topic) + len(m.Payload) + 9 }
+func publishSize(m *message) int { return len(m.Topic) + len(m.Payload) + 9 }
 
 // tooLargeLocked counts a delivery larger than the client accepts and
 // releases outMu; its result is writePublish's.
-func (c *conn) tooLargeLocked() bool {
+func (c *conn) tooLargeLocked() writeResult {
 	c.outMu.Unlock()
 	c.srv.stats.droppedTooLarge.Add(1)
-	return false
+	return tooLarge
 }
+
+// writeResult is what became of a delivery handed to writePublish.
+type writeResult uint8
+
+const (
+	written writeResult = iota
+	// notWritten: the connection is closed. A QoS 1 or 2 delivery stays
+	// in flight for the next one; a QoS 0 one is lost.
+	notWritten
+	// skippedSlow: QoS 0 to a client with more than maxPendingOutput
+	// unread, dropped.
+	skippedSlow
+	// tooLarge: larger than the client's Maximum Packet Size, dropped.
+	tooLarge
+)
 
 // outBufLocked returns the output buffer to append m's PUBLISH to, with
 // or without its payload, with room for it (grown through bufpool).
-func (c *conn) outBufLocked(m *Message, lent bool) []byte {
+func (c *conn) outBufLocked(m *message, lent bool) []byte {
 	n := len(m.Topic) + 16
 	if !lent {
 		n += len(m.Payload)
@@ -1103,7 +1137,7 @@ func (c *conn) outBufLocked(m *Message, lent bool) []byte {
 
 // encodingFailed logs a PUBLISH that could not be encoded (a bug: the
 // message was checked when it arrived).
-func (c *conn) encodingFailed(m *Message, err error) {
+func (c *conn) encodingFailed(m *message, err error) {
 	c.srv.log.Error("encoding PUBLISH", "client", c.clientID(), "topic", m.Topic, "err", err)
 }
 

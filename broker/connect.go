@@ -30,7 +30,7 @@ type connectParams struct {
 	expiry       uint32 // granted Session Expiry Interval
 	expiryCapped bool   // the broker lowered what the client asked for
 	keepAlive    uint16
-	will         *Message
+	will         *message
 	willDelay    uint32
 	username     string
 	hasUsername  bool
@@ -100,7 +100,22 @@ func (c *conn) handleConnect(p *packet.Connect) error {
 		c.client = &auth.Client{ClientID: cp.clientID, Username: cp.username, HasUsername: cp.hasUsername,
 			Listener: c.ln.name, RemoteAddr: c.nc.RemoteAddr(), Certificates: c.peerCertificates()}
 	}
-	if p.Version == packet.V5 && p.Props.Has(packet.PropAuthMethod) {
+	enhanced := p.Version == packet.V5 && p.Props.Has(packet.PropAuthMethod)
+	if c.srv.opts.Hooks.OnConnectAuthenticate != nil {
+		// The hook goes first; when it decides, nothing else is asked (but
+		// a client that asked for an authentication exchange gets it).
+		code, decided := c.authenticateHook(c.connectRequest(p))
+		switch {
+		case decided && code != packet.Success:
+			c.srv.stats.failedLogins.Add(1)
+			c.refuse(code, "connection refused")
+			return nil
+		case decided && !enhanced:
+			c.admit(cp, nil)
+			return nil
+		}
+	}
+	if enhanced {
 		return c.startAuth(cp, p.Props.AuthMethod, p.Props.AuthData)
 	}
 	c.login(cp, p.Password)
@@ -186,7 +201,7 @@ func (c *conn) loggedIn(cp *connectParams, err error) {
 // not publish: an authorisation check that fails refuses the CONNECT.
 // [MQTT-3.1.4-2] (v5); 3.1.1 §3.1.4 allows the same without a number.
 func (c *conn) admit(cp *connectParams, authData []byte) {
-	if cp.will != nil && !c.srv.mayWrite(c.client, cp.will.Topic) {
+	if cp.will != nil && !c.mayPublish(cp.will.Topic) {
 		c.refuse(packet.NotAuthorized, "the will's topic is not allowed")
 		return
 	}
@@ -352,8 +367,12 @@ func (c *conn) accept(cp *connectParams, authData []byte) {
 		c.deadline.Store(0)
 	}
 	c.srv.openSession(c, cp, connack)
+	present := connack.SessionPresent
 	*connack = packet.Connack{}
 	connacks.Put(connack)
+	if h := &o.Hooks; h.OnConnect != nil || h.OnDisconnect != nil {
+		c.connectHook(present)
+	}
 	if c.srv.debugging() {
 		c.srv.log.Debug("client connected", "client", cp.clientID, "remote", c.nc.RemoteAddr().String(),
 			"version", c.version, "clean", cp.cleanStart, "keepalive", keepAlive, "session_expiry", cp.expiry)
@@ -451,7 +470,7 @@ func (s *Server) openSession(c *conn, cp *connectParams, connack *packet.Connack
 	s.mu.Lock()
 	ss := s.sessions[cp.clientID]
 	var previous *conn
-	var endedWill *Message
+	var endedWill *message
 	if ss != nil {
 		ss.mu.Lock()
 		previous, ss.conn = ss.conn, nil
@@ -519,7 +538,7 @@ func (s *Server) newSession(clientID string, expiry uint32) *session {
 // pending deliveries are dropped, in memory and in the store. s.mu and
 // ss.mu are held; ss.mu is released. It returns the will that was waiting
 // for its delay: the end of the session publishes it. [MQTT-3.1.3-9] (v5)
-func (s *Server) endLocked(ss *session) *Message {
+func (s *Server) endLocked(ss *session) *message {
 	ss.ended = true
 	ss.letAllGoLocked()
 	ss.queue.reset(&ss.srv.queuedMem)
@@ -545,13 +564,16 @@ func (s *Server) endLocked(ss *session) *Message {
 // waits for the client, and the will is published now or parked until its
 // delay passes. If another connection took the session over first, the will
 // is published unless the session lives on and the will had a delay.
-func (s *Server) release(c *conn, will *Message, willDelay uint32) {
+func (s *Server) release(c *conn, will *message, willDelay uint32) {
 	ss := c.sess.Load()
 	if ss == nil {
 		return
 	}
 	now := time.Now()
-	var publish [2]*Message
+	// publish[0] is the will of a session that ends, publish[1] the
+	// connection's; delayed: the connection's waits for its delay.
+	var publish [2]*message
+	delayed := false
 	s.mu.Lock()
 	ss.mu.Lock()
 	switch {
@@ -571,6 +593,7 @@ func (s *Server) release(c *conn, will *Message, willDelay uint32) {
 			} else {
 				a := ss.awayLocked()
 				a.pendingWill, a.willAt = will, now.Add(time.Duration(willDelay)*time.Second)
+				delayed = true
 			}
 		}
 		if ss.expiry != expiryNever {
@@ -586,17 +609,19 @@ func (s *Server) release(c *conn, will *Message, willDelay uint32) {
 		ss.mu.Unlock()
 	}
 	s.mu.Unlock()
-	for _, w := range publish {
-		if w != nil {
-			s.publishWill(w)
-		}
+	if publish[0] != nil {
+		s.publishWill(publish[0])
+	}
+	published := publish[1] != nil && s.publishWill(publish[1])
+	if s.opts.Hooks.OnDisconnect != nil {
+		c.ended(published, delayed)
 	}
 }
 
 // sessionTimer runs when an offline session's will delay or expiry is due.
 func (s *Server) sessionTimer(ss *session, gen uint64) {
 	now := time.Now()
-	var publish [2]*Message
+	var publish [2]*message
 	s.mu.Lock()
 	ss.mu.Lock()
 	if ss.gen != gen || ss.conn != nil || ss.ended {
@@ -624,11 +649,11 @@ func (s *Server) sessionTimer(ss *session, gen uint64) {
 	}
 }
 
-// publishWill routes a will, except while the server shuts down. Its
-// expiry, if it has one, counts from now.
-func (s *Server) publishWill(w *Message) {
+// publishWill routes a will, except while the server shuts down, and
+// reports whether it did. Its expiry, if it has one, counts from now.
+func (s *Server) publishWill(w *message) bool {
 	if s.shuttingDown.Load() {
-		return
+		return false
 	}
 	if secs := willExpiry(w); secs > 0 {
 		w.Expiry = time.Now().Add(time.Duration(secs) * time.Second)
@@ -637,6 +662,7 @@ func (s *Server) publishWill(w *Message) {
 	s.publish(w, tx)
 	tx.finish(s, nil)
 	putTx(tx)
+	return true
 }
 
 // setExpiry changes the session expiry from DISCONNECT. It reports false

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"time"
 
@@ -184,6 +185,7 @@ func (ss *session) committed(g uint64, err error) {
 		ss.pendingBytes -= int64(len(p.msg.Payload))
 		switch {
 		case p.state == pendingFailed:
+			ss.gaveUp(&p.delivery, DropStoreFailed)
 		case ss.ended:
 			ss.forgetLocked(&p.delivery) // written after the session ended: take it out again
 		default:
@@ -251,7 +253,7 @@ func (ss *session) admitLocked(d delivery) {
 // reports whether any arrived.
 func (ss *session) pageInLocked() bool {
 	s := ss.srv
-	bodies := make(map[uint64]*Message)
+	bodies := make(map[uint64]*message)
 	now := time.Now()
 	loaded := 0
 	err := s.store.LoadQueue(ss.queueName(), ss.storedFrom, func(seq uint64, rec []byte) (bool, error) {
@@ -267,20 +269,20 @@ func (ss *session) pageInLocked() bool {
 			d.msg = releasedMessage // the body is no longer needed: only PUBREL is left
 		} else if !e.expiry.IsZero() && !now.Before(e.expiry) {
 			s.stats.expired.Add(1)
-			d.msg = &Message{Expiry: e.expiry}
+			d.msg = &message{Expiry: e.expiry}
+			if s.opts.Hooks.OnDropped != nil {
+				// Read for OnDropped only: an expired body is not needed.
+				if m, err := ss.loadBody(bodies, e.msgID); err == nil {
+					d.msg = m
+				}
+				ss.droppedHook(&d, DropExpired)
+			}
 			ss.forgetLocked(&d)
 			return ss.stored > 0, nil
 		} else {
-			m := bodies[e.msgID]
-			if m == nil {
-				rec, err := s.store.Message(e.msgID)
-				if err != nil {
-					return false, fmt.Errorf("session %q entry %d: message %d: %w", ss.clientID, seq, e.msgID, err)
-				}
-				if m, err = decodeMessage(rec); err != nil {
-					return false, fmt.Errorf("session %q entry %d: message %d: %w", ss.clientID, seq, e.msgID, err)
-				}
-				bodies[e.msgID] = m
+			m, err := ss.loadBody(bodies, e.msgID)
+			if err != nil {
+				return false, fmt.Errorf("session %q entry %d: %w", ss.clientID, seq, err)
 			}
 			d.msg = m
 		}
@@ -296,6 +298,24 @@ func (ss *session) pageInLocked() bool {
 		ss.stored, ss.storedBytes = 0, 0 // the count was off: the store is the truth
 	}
 	return loaded > 0
+}
+
+// loadBody reads a message body from the store, or from bodies, where it
+// keeps those it read.
+func (ss *session) loadBody(bodies map[uint64]*message, msgID uint64) (*message, error) {
+	if m := bodies[msgID]; m != nil {
+		return m, nil
+	}
+	rec, err := ss.srv.store.Message(msgID)
+	if err != nil {
+		return nil, fmt.Errorf("message %d: %w", msgID, err)
+	}
+	m, err := decodeMessage(rec)
+	if err != nil {
+		return nil, fmt.Errorf("message %d: %w", msgID, err)
+	}
+	bodies[msgID] = m
+	return m, nil
 }
 
 // forgetLocked lets go of a delivery that is done with (acknowledged, sent
@@ -377,4 +397,12 @@ func randomMessageBase() uint64 {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	return binary.BigEndian.Uint64(b[:]) >> 2
+}
+
+// commitError is what a client is told when its write could not be stored.
+func commitError(err error) error {
+	if errors.Is(err, store.ErrFull) {
+		return fmt.Errorf("store full: %w", err)
+	}
+	return err
 }

@@ -201,7 +201,7 @@ func writeRecoveryStore(b *testing.B, dir string, retained, sessions, queued int
 	payload := make([]byte, 64)
 	for i := range retained {
 		topic := fmt.Sprintf("tenant/%d/device/%d/state", i/1000, i%1000)
-		m := &Message{Topic: topic, Payload: payload, QoS: 1, Retain: true}
+		m := &message{Topic: topic, Payload: payload, QoS: 1, Retain: true}
 		batch.PutRetained(topic, appendMessage(nil, m))
 		commit(false)
 	}
@@ -215,7 +215,7 @@ func writeRecoveryStore(b *testing.B, dir string, retained, sessions, queued int
 		batch.PutSession(clientID, appendSession(nil, &rec))
 		ss := &session{clientID: clientID, durableState: &durableState{uid: rec.uid}}
 		for seq := range uint64(queued) {
-			m := &Message{Topic: rec.subs[0].key, Payload: payload, QoS: 1}
+			m := &message{Topic: rec.subs[0].key, Payload: payload, QoS: 1}
 			batch.PutMessage(msgID, appendMessage(nil, m))
 			batch.PutMessage(msgID|refKeyBit, one)
 			batch.PutQueue(ss.queueName(), seq+1, appendEntry(nil, &queueEntry{msgID: msgID, qos: 1, size: len(payload)}))

@@ -290,7 +290,7 @@ func TestRestartResumesQoS2Release(t *testing.T) {
 }
 
 func TestRecordsRoundTrip(t *testing.T) {
-	m := &Message{Topic: "a/b", Payload: []byte("hello"), QoS: 2, Retain: true, Expiry: time.UnixMilli(1700000000123)}
+	m := &message{Topic: "a/b", Payload: []byte("hello"), QoS: 2, Retain: true, Expiry: time.UnixMilli(1700000000123)}
 	m.Props = &packet.Properties{ContentType: "text/plain", CorrelationData: []byte{1, 2},
 		User: []packet.UserProperty{{Key: "k", Value: "v"}, {Key: "k", Value: "w"}}}
 	m.Props.Mark(packet.PropContentType)
@@ -306,7 +306,7 @@ func TestRecordsRoundTrip(t *testing.T) {
 	if err != nil || ge.msgID != 42 || ge.qos != 1 || !ge.retain || !ge.released || ge.size != 5 || len(ge.subIDs) != 2 || ge.subIDs[1] != 300000 {
 		t.Fatalf("entry round trip: %+v (%v)", ge, err)
 	}
-	w := &Message{Topic: "w", Payload: []byte("bye")}
+	w := &message{Topic: "w", Payload: []byte("bye")}
 	setWillExpiry(w, 30)
 	s := sessionRecord{uid: "u1", expiry: 3600, offlineSince: time.UnixMilli(1700000000000),
 		subs: []storedSub{{key: "$share/g/x", qos: 1, opts: subNoLocal, subID: 9}}, will: w, willAt: time.UnixMilli(1700000001000)}

@@ -229,3 +229,30 @@ func BenchmarkRouteShared(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkFanIn publishes one QoS 0 message per op from one of pubs
+// clients, each on its own topic, to a single subscriber of them all: the
+// many-sensors-one-collector shape, where per-message costs that do not
+// depend on the subscribers (a hook, a check) show most.
+func BenchmarkFanIn(b *testing.B) {
+	for _, pubs := range []int{10, 1000} {
+		b.Run(fmt.Sprintf("pubs=%d/qos=0", pubs), func(b *testing.B) {
+			srv := New(Options{MaxInflight: 65535, MaxQueuedMessages: -1})
+			benchOpen(b, srv, "collector", "fanin/+/temp", 0)
+			clients := make([]*benchConn, pubs)
+			msgs := make([][]byte, pubs)
+			for i := range clients {
+				clients[i] = benchOpen(b, srv, fmt.Sprintf("p%d", i), "", 0)
+				msgs[i], _ = packet.Append(nil, &packet.Publish{Topic: fmt.Sprintf("fanin/%d/temp", i),
+					Payload: make([]byte, 64)}, packet.V311)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				clients[i%pubs].ep.Data(msgs[i%pubs])
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "deliveries/s")
+		})
+	}
+}

@@ -104,6 +104,7 @@ func (ss *session) purgeExpired(now time.Time) {
 		return
 	}
 	var next time.Time
+	// keep reports whether a delivery expiring at exp is kept.
 	keep := func(exp time.Time) bool {
 		if exp.IsZero() || now.Before(exp) {
 			if !exp.IsZero() && (next.IsZero() || exp.Before(next)) {
@@ -121,6 +122,7 @@ func (ss *session) purgeExpired(now time.Time) {
 		if keep(d.msg.Expiry) {
 			kept = append(kept, d)
 		} else {
+			ss.gaveUp(&d, DropExpired)
 			ss.forgetLocked(&d)
 		}
 	}
@@ -130,6 +132,7 @@ func (ss *session) purgeExpired(now time.Time) {
 	// What waits in the store alone.
 	if ss.persisted && ss.stored > 0 {
 		first := true
+		var bodies map[uint64]*message // read for OnDropped only
 		stored, bytes := 0, int64(0)
 		err := ss.srv.store.LoadQueue(ss.queueName(), ss.storedFrom, func(seq uint64, rec []byte) (bool, error) {
 			e, err := decodeEntry(rec)
@@ -143,6 +146,9 @@ func (ss *session) purgeExpired(now time.Time) {
 				stored++
 				bytes += int64(e.size)
 				return true, nil
+			}
+			if ss.srv.opts.Hooks.OnDropped != nil {
+				ss.expiredInStore(e, &bodies)
 			}
 			ss.srv.committer.dropEntry(ss.queueName(), seq, e.msgID)
 			return true, nil
@@ -159,4 +165,19 @@ func (ss *session) purgeExpired(now time.Time) {
 	} else {
 		ss.queueExpiry.Store(next.UnixNano())
 	}
+}
+
+// expiredInStore reports to OnDropped a delivery that expired while it was
+// in the store alone: its body is read for the hook. ss.mu is held.
+func (ss *session) expiredInStore(e queueEntry, bodies *map[uint64]*message) {
+	if *bodies == nil {
+		*bodies = make(map[uint64]*message)
+	}
+	m, err := ss.loadBody(*bodies, e.msgID)
+	if err != nil {
+		ss.srv.log.Error("reading an expired message for OnDropped", "client", ss.clientID, "err", err)
+		return
+	}
+	d := delivery{msg: m, qos: e.qos, retain: e.retain}
+	ss.droppedHook(&d, DropExpired)
 }

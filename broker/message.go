@@ -9,11 +9,11 @@ import (
 	"github.com/petrelmq/petrel/packet"
 )
 
-// Message is one accepted application message. It is immutable once built
+// message is one accepted application message. It is immutable once built
 // and shared by every session it is delivered to; what differs per delivery
 // (packet id, QoS, DUP, RETAIN, subscription identifiers, topic alias) lives
 // in the delivery, not in a copy.
-type Message struct {
+type message struct {
 	Topic   string
 	Payload []byte
 	// Props holds the MQTT 5 properties forwarded unchanged: Payload Format
@@ -43,12 +43,12 @@ const forwarded = 1<<packet.PropPayloadFormat | 1<<packet.PropContentType |
 // releasedMessage stands for the message of a QoS 2 delivery whose PUBREC came:
 // only PUBREL is left to send, so the body can go. It is shared and never
 // written.
-var releasedMessage = &Message{}
+var releasedMessage = &message{}
 
 // newMessage copies what it keeps out of a decoded PUBLISH, which aliases
 // the connection's read buffer. The message is not counted (pool.go): the
 // garbage collector has it once nobody refers to it.
-func newMessage(p *packet.Publish, origin uint64) *Message {
+func newMessage(p *packet.Publish, origin uint64) *message {
 	m := makeMessage(p, origin, false, nil)
 	m.refs.Store(0)
 	return m
@@ -60,7 +60,7 @@ func newMessage(p *packet.Publish, origin uint64) *Message {
 // When owned, p's bytes are in a buffer nobody reuses, and the message
 // keeps the payload where it is; big is that buffer when it is pooled.
 // The message is counted (pool.go), with one holder: its caller.
-func makeMessage(p *packet.Publish, origin uint64, owned bool, big *bigBuf) *Message {
+func makeMessage(p *packet.Publish, origin uint64, owned bool, big *bigBuf) *message {
 	payload := p.Payload[:len(p.Payload):len(p.Payload)]
 	n := len(p.Topic)
 	if !owned {
@@ -78,7 +78,7 @@ func makeMessage(p *packet.Publish, origin uint64, owned bool, big *bigBuf) *Mes
 	if len(p.Topic) > 0 {
 		topic = unsafe.String(&buf[0], len(p.Topic))
 	}
-	*m = Message{
+	*m = message{
 		Topic:   topic,
 		QoS:     p.QoS,
 		Retain:  p.Retain,
@@ -105,7 +105,7 @@ func makeMessage(p *packet.Publish, origin uint64, owned bool, big *bigBuf) *Mes
 
 // inlineSizes are the sizes of topic and payload that share a message's
 // allocation (one allocation per message instead of two); they fill Go's
-// size classes (a Message is 96 bytes: 96+32 = 128, ..., 96+416 = 512).
+// size classes (a message is 96 bytes: 96+32 = 128, ..., 96+416 = 512).
 var inlineSizes = [...]int{32, 64, 96, 160, 256, 416}
 
 // inlineClass returns the index in inlineSizes for n bytes, or -1 when n
@@ -119,15 +119,15 @@ func inlineClass(n int) int {
 	return -1
 }
 
-// allocMessage returns a zero Message and n bytes for its topic and
+// allocMessage returns a zero message and n bytes for its topic and
 // payload, recycled (pool.go) or new.
-func allocMessage(n int) (*Message, []byte) {
+func allocMessage(n int) (*message, []byte) {
 	class := inlineClass(n)
 	if class < 0 {
-		return new(Message), make([]byte, n)
+		return new(message), make([]byte, n)
 	}
 	if v := messagePools[class].Get(); v != nil {
-		m := v.(*Message) // zeroed by recycle
+		m := v.(*message) // zeroed by recycle
 		return m, inlineBytes(m, inlineSizes[class])[:n:n]
 	}
 	switch class {
@@ -148,19 +148,19 @@ func allocMessage(n int) (*Message, []byte) {
 
 // inlineBytes returns the size bytes that follow m in its allocation
 // (withBytes).
-func inlineBytes(m *Message, size int) []byte {
-	return unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(m), unsafe.Sizeof(Message{}))), size)
+func inlineBytes(m *message, size int) []byte {
+	return unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(m), unsafe.Sizeof(message{}))), size)
 }
 
 // withBytes is a message followed by room for its bytes. The bytes hold no
 // pointers, and a slice into them keeps the whole object alive, as any
 // interior pointer does.
 type withBytes[T any] struct {
-	m    Message
+	m    message
 	data T
 }
 
-func inlineMessage[T any](n int) (*Message, []byte) {
+func inlineMessage[T any](n int) (*message, []byte) {
 	w := new(withBytes[T])
 	return &w.m, inlineBytes(&w.m, int(unsafe.Sizeof(w.data)))[:n:n]
 }
@@ -168,7 +168,7 @@ func inlineMessage[T any](n int) (*Message, []byte) {
 // A will keeps its Message Expiry Interval in its properties until it is
 // published: its lifetime starts then, not at CONNECT. publishWill turns
 // it into Expiry, which is what is forwarded from then on. (v5)
-func setWillExpiry(w *Message, secs uint32) {
+func setWillExpiry(w *message, secs uint32) {
 	if secs == 0 {
 		return
 	}
@@ -180,7 +180,7 @@ func setWillExpiry(w *Message, secs uint32) {
 }
 
 // willExpiry returns what setWillExpiry kept, in seconds.
-func willExpiry(w *Message) uint32 {
+func willExpiry(w *message) uint32 {
 	if w.Props == nil || !w.Props.Has(packet.PropMessageExpiry) {
 		return 0
 	}
@@ -208,13 +208,13 @@ func copyForwarded(src *packet.Properties) *packet.Properties {
 }
 
 // expired reports whether m's lifetime has run out at now.
-func (m *Message) expired(now time.Time) bool {
+func (m *message) expired(now time.Time) bool {
 	return !m.Expiry.IsZero() && !now.Before(m.Expiry)
 }
 
 // remaining is the Message Expiry Interval to send on forwarding: the
 // seconds left, rounded up. [MQTT-3.3.2-6]
-func (m *Message) remaining(now time.Time) uint32 {
+func (m *message) remaining(now time.Time) uint32 {
 	d := m.Expiry.Sub(now)
 	if d <= 0 {
 		return 0

@@ -106,6 +106,11 @@ type Options struct {
 	Authorizer auth.Authorizer
 	// AuthTimeout bounds one authentication. Default 10s.
 	AuthTimeout time.Duration
+	// Hooks are functions of the embedding program that the broker calls
+	// at connection, authorization, publication and delivery (hooks.go
+	// has their contract: they must not block). The zero value sets none
+	// and costs nothing.
+	Hooks Hooks
 
 	Limits Limits
 

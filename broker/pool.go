@@ -30,28 +30,28 @@ const pinnedRefs = 1 << 30
 
 // ref adds a holder. Only a holder may call it, so a counted message's
 // count is not 0 then; for one that is not counted it does nothing.
-func (m *Message) ref() {
+func (m *message) ref() {
 	if m.refs.Load() != 0 {
 		m.refs.Add(1)
 	}
 }
 
 // unref drops a holder; the last one recycles the message.
-func (m *Message) unref() {
+func (m *message) unref() {
 	if m.refs.Load() != 0 && m.refs.Add(-1) == 0 {
 		m.recycle()
 	}
 }
 
 // pin keeps a counted message from ever being recycled.
-func (m *Message) pin() {
+func (m *message) pin() {
 	if m.refs.Load() != 0 {
 		m.refs.Add(pinnedRefs)
 	}
 }
 
 // recycle gives a counted message that nobody holds back to the pools.
-func (m *Message) recycle() {
+func (m *message) recycle() {
 	n := len(m.Topic)
 	if m.big != nil {
 		putBigBuf(m.big)
@@ -59,7 +59,7 @@ func (m *Message) recycle() {
 		n += len(m.Payload)
 	}
 	class := inlineClass(n) // makeMessage allocated n bytes with the message
-	*m = Message{}
+	*m = message{}
 	if class >= 0 {
 		messagePools[class].Put(m)
 	}

@@ -59,25 +59,10 @@ func (c *conn) handlePublish(p *packet.Publish, owned bool, big *bigBuf) error {
 		if p.Topic[0] != '$' && c.waitFor(auth.Write, []string{p.Topic}, p) {
 			return nil // handled again once the authorizer has answered
 		}
-		// 3.1.1 has no way to say no: the message is acknowledged and
-		// dropped [MQTT-3.3.5-2]; MQTT 5 answers 0x87 at QoS 1 and 2.
-		c.srv.stats.deniedPublish.Add(1)
-		c.srv.log.Debug("publish denied", "client", c.clientID(), "topic", p.Topic)
-		if p.QoS > 0 {
-			code := packet.Success
-			if c.version == packet.V5 {
-				code = packet.NotAuthorized
-			} else if p.QoS == 2 {
-				// The PUBREL that follows needs its PUBCOMP.
-				tx := txPool.Get().(*routeTx)
-				ss.receivedQoS2(p.PacketID, o.ReceiveMaximum, tx)
-				c.ack(packet.PUBREC, p.PacketID, code, tx.group())
-				tx.finish(c.srv, c)
-				putTx(tx)
-				return nil
-			}
-			c.ack(ackKind(p.QoS), p.PacketID, code, 0)
-		}
+		c.denyPublish(p)
+		return nil
+	}
+	if c.srv.publishHooks && c.refusedByHooks(p, ss) {
 		return nil
 	}
 	tx := txPool.Get().(*routeTx)
@@ -117,6 +102,36 @@ func (c *conn) handlePublish(p *packet.Publish, owned bool, big *bigBuf) error {
 		c.holdBack(tx.backedUp)
 	}
 	return nil
+}
+
+// denyPublish answers a PUBLISH the client may not send.
+func (c *conn) denyPublish(p *packet.Publish) {
+	c.srv.stats.deniedPublish.Add(1)
+	c.srv.log.Debug("publish denied", "client", c.clientID(), "topic", p.Topic)
+	c.refusePublish(p, packet.NotAuthorized)
+}
+
+// refusePublish answers a PUBLISH that is not routed. MQTT 5 answers with
+// code at QoS 1 and 2; 3.1.1 has no way to say no: the message is
+// acknowledged and dropped [MQTT-3.3.5-2].
+func (c *conn) refusePublish(p *packet.Publish, code packet.ReasonCode) {
+	if p.QoS == 0 || c.isClosing() {
+		return // nothing to say, or nobody to say it to (a hook panicked)
+	}
+	if c.version == packet.V5 {
+		c.ack(ackKind(p.QoS), p.PacketID, code, 0)
+		return
+	}
+	if p.QoS == 1 {
+		c.ack(packet.PUBACK, p.PacketID, packet.Success, 0)
+		return
+	}
+	// The PUBREL that follows needs its PUBCOMP.
+	tx := txPool.Get().(*routeTx)
+	c.sess.Load().receivedQoS2(p.PacketID, c.srv.opts.ReceiveMaximum, tx)
+	c.ack(packet.PUBREC, p.PacketID, packet.Success, tx.group())
+	tx.finish(c.srv, c)
+	putTx(tx)
 }
 
 var txPool = sync.Pool{New: func() any { return new(routeTx) }}
@@ -212,7 +227,7 @@ var matchPool = sync.Pool{New: func() any { return new(matches) }}
 // one member of each matching shared subscription group, and keeps it as
 // the topic's retained message if it asks to be. Store writes go to tx; the
 // caller finishes it. It returns how many subscriptions took the message.
-func (s *Server) publish(m *Message, tx *routeTx) int {
+func (s *Server) publish(m *message, tx *routeTx) int {
 	if m.Retain {
 		s.retain(m, tx)
 	}
@@ -266,7 +281,7 @@ func (s *Server) publish(m *Message, tx *routeTx) int {
 // several subscriptions: at the highest QoS granted, retained if any
 // subscription keeps the flag, with every matching subscription identifier.
 // [MQTT-3.3.5-1] [MQTT-3.3.4-3] (v5)
-func (s *Server) deliverOverlapping(m *Message, sc *matches, tx *routeTx) int {
+func (s *Server) deliverOverlapping(m *message, sc *matches, tx *routeTx) int {
 	subs := sc.multi
 	slices.SortFunc(subs, func(a, b subscriber) int { return cmp.Compare(a.sess.id, b.sess.id) })
 	n := 0
@@ -305,7 +320,7 @@ func (s *Server) deliverOverlapping(m *Message, sc *matches, tx *routeTx) int {
 // retain stores m as its topic's retained message, or deletes the retained
 // message when the payload is empty, in memory and in the store (before a
 // QoS 1 or 2 publisher is acknowledged). [MQTT-3.3.1-5] [MQTT-3.3.1-10] [MQTT-3.3.1-11]
-func (s *Server) retain(m *Message, tx *routeTx) {
+func (s *Server) retain(m *message, tx *routeTx) {
 	m.pin() // the retained index keeps it for as long as it likes
 	b := tx.batch(s)
 	tx.sync = tx.sync || m.QoS > 0

@@ -18,7 +18,7 @@ func FuzzPackedRecord(f *testing.F) {
 	f.Add("t", []byte{}, byte(2), uint64(1)<<40, time.Now().UnixNano(), true, "text/plain", "reply/to", []byte("corr"), uint8(3), []byte{1, 0x7f, 0xff})
 	f.Fuzz(func(t *testing.T, topic string, payload []byte, qos byte, seq uint64, expiry int64, withProps bool,
 		contentType, responseTopic string, corr []byte, users uint8, ids []byte) {
-		m := &Message{Topic: topic, Payload: payload, QoS: qos & 3, Retain: seq&1 == 1}
+		m := &message{Topic: topic, Payload: payload, QoS: qos & 3, Retain: seq&1 == 1}
 		if expiry > 0 {
 			m.Expiry = time.Unix(0, expiry)
 		}

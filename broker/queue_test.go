@@ -16,16 +16,16 @@ import (
 // comes out is what went in, in order, with the byte counts kept.
 func TestMessageQueueMatchesModel(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
-	shared := &Message{Topic: "shared/t", Payload: []byte("shared by many"), QoS: 1}
+	shared := &message{Topic: "shared/t", Payload: []byte("shared by many"), QoS: 1}
 	seq := uint64(0)
 	newDelivery := func() delivery {
 		seq++
-		var m *Message
+		var m *message
 		switch r.IntN(6) {
 		case 0:
 			m = shared
 		case 1:
-			m = &Message{Topic: "with/props", Payload: []byte("p"), QoS: 2,
+			m = &message{Topic: "with/props", Payload: []byte("p"), QoS: 2,
 				Props: &packet.Properties{Present: forwarded, PayloadFormat: 1, ContentType: "text/plain",
 					ResponseTopic: "reply/here", CorrelationData: []byte{byte(seq)},
 					User: []packet.UserProperty{{Key: "k", Value: fmt.Sprint(seq)}, {Key: "k", Value: ""}}}}
@@ -33,9 +33,9 @@ func TestMessageQueueMatchesModel(t *testing.T) {
 				m.Props.User = append(m.Props.User, packet.UserProperty{Key: "big", Value: string(make([]byte, maxPackedProps))})
 			}
 		case 2:
-			m = &Message{Topic: "big", Payload: make([]byte, maxPacked+1), QoS: 1}
+			m = &message{Topic: "big", Payload: make([]byte, maxPacked+1), QoS: 1}
 		default:
-			m = &Message{Topic: fmt.Sprint("dev/", r.IntN(1000), "/temp"), Payload: fmt.Appendf(nil, "reading %d", seq),
+			m = &message{Topic: fmt.Sprint("dev/", r.IntN(1000), "/temp"), Payload: fmt.Appendf(nil, "reading %d", seq),
 				QoS: byte(r.IntN(3)), Retain: r.IntN(2) == 0}
 			if r.IntN(3) == 0 {
 				m.Expiry = time.Unix(0, time.Now().UnixNano()+r.Int64N(1e12))
@@ -123,7 +123,7 @@ func sameDelivery(t *testing.T, step int, got, want delivery) {
 func TestMessageQueuePacksSoleDeliveries(t *testing.T) {
 	var mem atomic.Int64
 	q := new(messageQueue)
-	m := &Message{Topic: "building/3/floor/2/temp", Payload: make([]byte, 64), QoS: 1}
+	m := &message{Topic: "building/3/floor/2/temp", Payload: make([]byte, 64), QoS: 1}
 	const n = 1000
 	for i := range n {
 		q.push(&mem, delivery{msg: m, qos: 1, seq: uint64(i + 1), sole: true})
@@ -143,7 +143,7 @@ func TestMessageQueuePacksSoleDeliveries(t *testing.T) {
 		t.Fatal("a packed delivery came back with the message it was packed from")
 	}
 	// MQTT 5 properties are packed with the message.
-	m5 := &Message{Topic: m.Topic, Payload: m.Payload, QoS: 1, Props: &packet.Properties{
+	m5 := &message{Topic: m.Topic, Payload: m.Payload, QoS: 1, Props: &packet.Properties{
 		Present: 1 << packet.PropContentType, ContentType: "application/json",
 		User: []packet.UserProperty{{Key: "site", Value: "north"}}}}
 	q.push(&mem, delivery{msg: m5, qos: 1, seq: n + 1, sole: true})

@@ -65,7 +65,7 @@ const (
 )
 
 // appendMessage encodes m's body.
-func appendMessage(b []byte, m *Message) []byte {
+func appendMessage(b []byte, m *message) []byte {
 	flags := m.QoS
 	if m.Retain {
 		flags |= msgRetain
@@ -155,14 +155,14 @@ func (r *reader) version(what string) {
 }
 
 // decodeMessage decodes a message body. The result owns its memory.
-func decodeMessage(rec []byte) (*Message, error) {
+func decodeMessage(rec []byte) (*message, error) {
 	r := reader{b: rec}
 	r.version("message")
 	flags := r.byte()
 	if flags&3 == 3 {
 		r.fail() // no message has QoS 3
 	}
-	m := &Message{QoS: flags & 3, Retain: flags&msgRetain != 0}
+	m := &message{QoS: flags & 3, Retain: flags&msgRetain != 0}
 	m.Expiry = fromUnixMilli(r.uvarint())
 	topic := r.bytes()
 	if flags&msgProps != 0 {
@@ -283,7 +283,7 @@ type sessionRecord struct {
 	expiry       uint32
 	offlineSince time.Time // zero while connected
 	subs         []storedSub
-	will         *Message // a will waiting for its delay
+	will         *message // a will waiting for its delay
 	willAt       time.Time
 }
 

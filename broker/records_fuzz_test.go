@@ -68,7 +68,7 @@ func FuzzRecordDecoders(f *testing.F) {
 
 // checkMessage fails unless m is a message the broker could have stored
 // and it survives appendMessage and decodeMessage unchanged.
-func checkMessage(t *testing.T, m *Message) {
+func checkMessage(t *testing.T, m *message) {
 	t.Helper()
 	if m.QoS > 2 {
 		t.Fatalf("decodeMessage accepted QoS %d", m.QoS)
@@ -79,7 +79,7 @@ func checkMessage(t *testing.T, m *Message) {
 	}
 }
 
-func propsOf(m *Message) *packet.Properties {
+func propsOf(m *message) *packet.Properties {
 	if m == nil {
 		return nil
 	}
@@ -98,19 +98,19 @@ func allocatedBytes() uint64 {
 // subscriptions, an identity and a pending will.
 func seedRecords() [][]byte {
 	at := time.UnixMilli(1700000000123)
-	plain := &Message{Topic: "sensors/1/temp", Payload: []byte("21.5"), QoS: 1}
-	rich := &Message{Topic: "a/b", Payload: []byte("hello"), QoS: 2, Retain: true, Expiry: at}
+	plain := &message{Topic: "sensors/1/temp", Payload: []byte("21.5"), QoS: 1}
+	rich := &message{Topic: "a/b", Payload: []byte("hello"), QoS: 2, Retain: true, Expiry: at}
 	rich.Props = &packet.Properties{PayloadFormat: 1, ContentType: "text/plain", ResponseTopic: "replies/a",
 		CorrelationData: []byte{1, 2}, User: []packet.UserProperty{{Key: "k", Value: "v"}, {Key: "k", Value: "w"}}}
 	for _, p := range []packet.PropID{packet.PropPayloadFormat, packet.PropContentType, packet.PropResponseTopic, packet.PropCorrelationData} {
 		rich.Props.Mark(p)
 	}
-	will := &Message{Topic: "status/dev1", Payload: []byte("offline"), QoS: 1, Retain: true}
+	will := &message{Topic: "status/dev1", Payload: []byte("offline"), QoS: 1, Retain: true}
 	setWillExpiry(will, 30)
 	recs := [][]byte{
 		appendMessage(nil, plain),
 		appendMessage(nil, rich),
-		appendMessage(nil, &Message{Topic: "t"}),
+		appendMessage(nil, &message{Topic: "t"}),
 		appendEntry(nil, &queueEntry{msgID: 42, qos: 1, size: 4}),
 		appendEntry(nil, &queueEntry{msgID: 1 << 40, qos: 2, retain: true, released: true, expiry: at, size: 5,
 			subIDs: []uint32{1, 300000}}),

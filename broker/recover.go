@@ -36,7 +36,7 @@ func (s *Server) recover() error {
 	if err != nil {
 		return fmt.Errorf("load retained messages: %w", err)
 	}
-	var wills []*Message
+	var wills []*message
 	sessions, queued := 0, 0
 	err = s.store.LoadSessions(func(clientID string, rec []byte) error {
 		r, err := decodeSession(rec)
@@ -72,7 +72,7 @@ func (s *Server) recover() error {
 
 // recoverSession rebuilds one durable session. It returns nil for a session
 // that expired while the broker was down, and a will to publish now.
-func (s *Server) recoverSession(clientID string, r *sessionRecord, now time.Time) (*session, *Message, error) {
+func (s *Server) recoverSession(clientID string, r *sessionRecord, now time.Time) (*session, *message, error) {
 	ss := &session{id: s.nextSessionID.Add(1), clientID: clientID, srv: s, nextSeq: 1, expiry: r.expiry}
 	ss.persisted, ss.durableState = true, &durableState{uid: r.uid}
 	if r.user != nil {
@@ -91,7 +91,7 @@ func (s *Server) recoverSession(clientID string, r *sessionRecord, now time.Time
 		s.committer.dropSession(clientID, ss.queueName(), ss.inboundName())
 		return nil, r.will, nil
 	}
-	var will *Message
+	var will *message
 	if r.will != nil {
 		if !now.Before(r.willAt) {
 			will = r.will

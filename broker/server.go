@@ -2,6 +2,18 @@
 // protocol engine behind every connection (sessions, QoS state machines,
 // wills, keep alive, takeover, routing). Drivers in package listener move the
 // bytes; this package never touches a socket.
+//
+// # Embedding
+//
+// A Go program runs a broker with New, Start and Close, and publishes into
+// it with Server.Publish. Options.Hooks are functions it calls at each step
+// of a client's life: authentication, authorization, connection,
+// publication, delivery, drops and disconnection. Hooks run on the
+// broker's goroutines, which serve many clients each: a hook must not
+// block, must not keep what it is given past the call, and must not call
+// back into the Server from OnDelivered or OnDropped. A hook that panics
+// closes its client's connection, not the broker. Hooks has the whole
+// contract; examples/embed is a complete program.
 package broker
 
 import (
@@ -32,7 +44,7 @@ type Server struct {
 	log  *slog.Logger
 
 	index    *topic.Index[*session, subscriber]
-	retained *topic.Retained[*Message]
+	retained *topic.Retained[*message]
 	// shared indexes the shared subscription groups by their filter.
 	shared *topic.Index[*shareGroup, *shareGroup]
 
@@ -76,6 +88,14 @@ type Server struct {
 	// lastDropLog (unix ns) rate-limits the warnings for dropped messages.
 	lastDropLog  atomic.Int64
 	shuttingDown atomic.Bool
+	// running is set once Start has recovered the store: Publish may
+	// route from then on. pubMu is held (read) by each Publish, so that
+	// Close can wait for them before it stops the committer.
+	running atomic.Bool
+	pubMu   sync.RWMutex
+	// publishHooks: OnACLCheck or OnPublish is set, so a PUBLISH has more
+	// to pass (one test on the path of every PUBLISH when neither is).
+	publishHooks bool
 
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
@@ -102,11 +122,12 @@ func New(opts Options) *Server {
 		opts:     opts,
 		log:      opts.Logger,
 		index:    topic.NewIndex[*session, subscriber](),
-		retained: topic.NewRetained[*Message](),
+		retained: topic.NewRetained[*message](),
 		shared:   topic.NewIndex[*shareGroup, *shareGroup](),
 		sessions: make(map[string]*session),
 		shares:   make(map[string]*shareGroup),
 	}
+	s.publishHooks = opts.Hooks.OnACLCheck != nil || opts.Hooks.OnPublish != nil
 	s.conns.init()
 	s.store = opts.Store
 	if s.store == nil {
@@ -136,6 +157,7 @@ func (s *Server) Start() error {
 		s.Close()
 		return fmt.Errorf("recover from the store: %w", err)
 	}
+	s.running.Store(true)
 	for _, lc := range s.opts.Listeners {
 		ls, err := s.listen(lc)
 		if err != nil {
@@ -303,7 +325,11 @@ func (s *Server) close() error {
 			errs = append(errs, err)
 		}
 	}
-	// Every connection is closed: what is left to write goes to the store.
+	// Every connection is closed, and every Publish under way returned:
+	// what is left to write goes to the store.
+	s.pubMu.Lock()
+	//lint:ignore SA2001 a barrier: Lock waited for every Publish under way (each holds the read lock)
+	s.pubMu.Unlock()
 	s.committer.stop()
 	s.wg.Wait()
 	if s.ownStore {
@@ -440,7 +466,9 @@ type stats struct {
 	stalled            atomic.Int64 // clients disconnected for a full window without acknowledgements (StallTimeout)
 	refusedConnections atomic.Int64 // connection limits
 	refusedRate        atomic.Int64 // connection rate per source address
-	deniedPublish      atomic.Int64 // the authorizer refused a PUBLISH
+	deniedPublish      atomic.Int64 // the authorizer or OnACLCheck refused a PUBLISH
+	rejectedPublish    atomic.Int64 // OnPublish rejected a message
+	hookPanics         atomic.Int64 // hooks that panicked (hooks.go)
 	deniedSubscribe    atomic.Int64
 	refusedFilters     atomic.Int64 // filters over the topic limits, or past MaxSubscriptions
 	withheld           atomic.Int64 // deliveries the authorizer refused
@@ -455,7 +483,7 @@ type stats struct {
 // dropped counts a message a session could not take and warns, at most
 // once a second: under overload a warning per message would cost more than
 // the messages (one write to the log each).
-func (s *Server) dropped(counter *atomic.Int64, what string, ss *session, m *Message, qos byte) {
+func (s *Server) dropped(counter *atomic.Int64, what string, ss *session, m *message, qos byte) {
 	n := counter.Add(1)
 	if !s.mayWarnDropped() {
 		return

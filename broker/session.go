@@ -98,7 +98,7 @@ type subscriber struct {
 // delivery is one message on its way to one session, with what is
 // particular to that delivery.
 type delivery struct {
-	msg    *Message
+	msg    *message
 	qos    byte
 	retain bool
 	subIDs []uint32 // the matching subscriptions' identifiers [MQTT-3.3.4-3]
@@ -136,19 +136,24 @@ func (ss *session) push(d delivery, tx *routeTx) bool {
 	}
 	if !d.msg.Expiry.IsZero() && d.msg.expired(time.Now()) {
 		ss.srv.stats.expired.Add(1)
+		ss.gaveUp(&d, DropExpired)
 		return true
 	}
 	c := ss.conn
 	if d.qos == 0 && c != nil {
-		c.writePublish(&d, 0, false)
+		if r := c.writePublish(&d, 0, false); r != written || ss.srv.opts.Hooks.OnDelivered != nil {
+			ss.wroteQoS0(&d, r)
+		}
 		return true
 	}
 	if d.qos == 0 && !(ss.durable() && ss.srv.opts.QueueQoS0) {
 		ss.srv.stats.droppedQoS0Offline.Add(1)
+		ss.gaveUp(&d, DropOffline)
 		return true
 	}
 	if !ss.hasQueueRoom(len(d.msg.Payload)) {
 		ss.srv.dropped(&ss.srv.stats.droppedQueueFull, "session queue full: message dropped", ss, d.msg, d.qos)
+		ss.gaveUp(&d, DropQueueFull)
 		return false
 	}
 	if c != nil && ss.backlogFullLocked(len(d.msg.Payload)) {
@@ -175,6 +180,7 @@ func (ss *session) push(d delivery, tx *routeTx) bool {
 			tx.backedUp = append(tx.backedUp, ss) // queued, and the publisher waits
 		} else {
 			ss.srv.dropped(&ss.srv.stats.droppedMemory, "queued-message memory budget spent: message dropped", ss, d.msg, d.qos)
+			ss.gaveUp(&d, DropMemory)
 			return false
 		}
 	}
@@ -230,8 +236,9 @@ func (ss *session) sendLocked(c *conn, d delivery) {
 		c.writeAck(packet.PUBREL, pidOf(d.seq), packet.Success) // recovered after its PUBREC
 		return
 	}
-	if !c.writePublish(&d, pidOf(d.seq), d.dup || (ss.persisted && d.seq < ss.resendBelow)) {
+	if c.writePublish(&d, pidOf(d.seq), d.dup || (ss.persisted && d.seq < ss.resendBelow)) == tooLarge {
 		ss.inflight.remove(ss.inflight.len() - 1)
+		ss.gaveUp(&d, DropTooLarge)
 		ss.forgetLocked(&d)
 	}
 }
@@ -258,12 +265,15 @@ func (ss *session) drainLocked(c *conn) {
 			}
 			if d.msg.expired(now) {
 				ss.srv.stats.expired.Add(1)
+				ss.gaveUp(&d, DropExpired)
 				ss.forgetLocked(&d)
 				continue
 			}
 		}
 		if d.qos == 0 {
-			c.writePublish(&d, 0, false)
+			if r := c.writePublish(&d, 0, false); r != written || ss.srv.opts.Hooks.OnDelivered != nil {
+				ss.wroteQoS0(&d, r)
+			}
 			ss.forgetLocked(&d)
 			continue
 		}
@@ -298,8 +308,9 @@ func (ss *session) resumeLocked(c *conn) {
 			i++
 			continue
 		}
-		if !c.writePublish(&f.delivery, pidOf(f.seq), true) {
+		if c.writePublish(&f.delivery, pidOf(f.seq), true) == tooLarge {
 			// Too large for this connection: dropped as though delivered. [MQTT-3.1.2-25]
+			ss.gaveUp(&f.delivery, DropTooLarge)
 			ss.forgetLocked(&f.delivery)
 			ss.inflight.remove(i)
 			continue
@@ -327,6 +338,7 @@ func (ss *session) acked(kind packet.Type, pid uint16, code packet.ReasonCode) b
 			return false
 		}
 		ss.noteAckLocked()
+		ss.acknowledged(&f.delivery, code)
 		ss.forgetLocked(&f.delivery)
 		ss.inflight.remove(i)
 	case packet.PUBREC:
@@ -335,6 +347,7 @@ func (ss *session) acked(kind packet.Type, pid uint16, code packet.ReasonCode) b
 		}
 		if !f.released {
 			ss.noteAckLocked() // a repeated PUBREC moves nothing on
+			ss.acknowledged(&f.delivery, code)
 		}
 		if code.IsError() {
 			ss.forgetLocked(&f.delivery)
@@ -405,6 +418,15 @@ func (ss *session) receivedQoS2(pid uint16, max int, tx *routeTx) (dup, full boo
 	return false, false
 }
 
+// awaitingRelease reports whether the client's QoS 2 packet id pid was
+// received and awaits PUBREL.
+func (ss *session) awaitingRelease(pid uint16) bool {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	_, ok := ss.inboundQoS2[pid]
+	return ok
+}
+
 // released forgets an inbound QoS 2 packet id on PUBREL, reporting whether
 // it was known. A durable session's id leaves the store through tx, and
 // PUBCOMP waits for it: once PUBCOMP is sent the client may reuse the id.
@@ -426,7 +448,7 @@ func (ss *session) released(pid uint16, tx *routeTx) (known bool) {
 // awayState is what an offline session waits for: a will's delay, its own
 // expiry, and the one timer that wakes for the earlier of the two.
 type awayState struct {
-	pendingWill *Message
+	pendingWill *message
 	willAt      time.Time
 	expireAt    time.Time
 	timer       *time.Timer
@@ -443,7 +465,7 @@ func (ss *session) awayLocked() *awayState {
 // stopAwayLocked forgets the away state: a connection took the session
 // (which cancels a will waiting for its delay) or the session ended. It
 // returns the will that was waiting.
-func (ss *session) stopAwayLocked() *Message {
+func (ss *session) stopAwayLocked() *message {
 	a := ss.away
 	if a == nil {
 		return nil

@@ -21,7 +21,7 @@ type shareGroup struct {
 // next that takes it at all (an offline persistent session queues it). A
 // member whose session is gone or whose queue is full is passed over. It
 // reports whether a member took the message.
-func (g *shareGroup) deliver(m *Message, sc *matches, tx *routeTx) bool {
+func (g *shareGroup) deliver(m *message, sc *matches, tx *routeTx) bool {
 	mp := g.members.Load()
 	if mp == nil || len(*mp) == 0 {
 		return false
@@ -56,7 +56,7 @@ func (g *shareGroup) deliver(m *Message, sc *matches, tx *routeTx) bool {
 // so). Among equals the first from start wins, and the turn moves past it,
 // so that equals take turns. A member that is not behind ends the search
 // at once: that is the common case, and it reads two atomics.
-func (g *shareGroup) choose(members []subscriber, start int, m *Message) int {
+func (g *shareGroup) choose(members []subscriber, start int, m *message) int {
 	best, bestLoad := -1, uint32(0)
 	for i := range members {
 		j := start + i
@@ -88,7 +88,7 @@ func (g *shareGroup) choose(members []subscriber, start int, m *Message) int {
 
 // offer pushes m to one member at the QoS it subscribed with.
 // [MQTT-4.8.2-3] (v5)
-func offer(sub *subscriber, m *Message, sc *matches, tx *routeTx) bool {
+func offer(sub *subscriber, m *message, sc *matches, tx *routeTx) bool {
 	d := delivery{msg: m, qos: min(sub.qos, m.QoS), retain: sub.retainAsPublished && m.Retain}
 	if sub.subID != 0 {
 		sc.ids = append(sc.ids[:0], sub.subID)

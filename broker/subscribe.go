@@ -57,6 +57,9 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 		if err != nil {
 			return err
 		}
+		if c.isClosing() {
+			return nil // a hook panicked: the connection is closing
+		}
 		codes[i] = code
 		if send {
 			retained = append(retained, grantedSub{strings.Clone(s.Filter), byte(code), s.RetainAsPublished, subID, checkRead})
@@ -77,7 +80,7 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 	c.reply(&packet.Suback{PacketID: p.PacketID, Codes: codes}, tx.group())
 	tx.finish(c.srv, c)
 	defer tx.finish(c.srv, nil)
-	var msgs []*Message
+	var msgs []*message
 	now := time.Now()
 	for _, g := range retained {
 		// Retained messages of a new (or, with Retain Handling 0, replaced)
@@ -85,7 +88,7 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 		// They are collected first: the retained index is not held while
 		// sessions are locked.
 		msgs = msgs[:0]
-		c.srv.retained.Match(g.filter, func(_ string, m *Message) bool {
+		c.srv.retained.Match(g.filter, func(_ string, m *message) bool {
 			if !m.expired(now) {
 				msgs = append(msgs, m)
 			}
@@ -93,7 +96,7 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 		})
 		if g.checkRead {
 			// The authorizer vouches message by message. [ACL on retained]
-			msgs = slices.DeleteFunc(msgs, func(m *Message) bool { return !c.srv.mayRead(ss, m.Topic) })
+			msgs = slices.DeleteFunc(msgs, func(m *message) bool { return !c.srv.mayRead(ss, m.Topic) })
 		}
 		var ids []uint32
 		if g.subID != 0 {
@@ -155,6 +158,9 @@ func (c *conn) subscribeOne(s *packet.Subscription, subID uint32) (code packet.R
 		return packet.TopicFilterInvalid, false, false, nil
 	}
 	ok, checkEach := c.srv.maySubscribe(c.client, filter)
+	if ok && o.Hooks.OnACLCheck != nil {
+		ok = c.aclHook(auth.Subscribe, filter)
+	}
 	if !ok {
 		c.srv.stats.deniedSubscribe.Add(1)
 		c.srv.log.Debug("subscribe denied", "client", c.clientID(), "filter", s.Filter)
