@@ -36,6 +36,11 @@ func (l *loop) handle(ev unix.EpollEvent) {
 		return
 	}
 	if ev.Events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+		// The peer's end came with the bytes this read takes: it is left
+		// for the next read, and nothing new will announce it.
+		if ev.Events&(unix.EPOLLRDHUP|unix.EPOLLHUP) != 0 {
+			l.leftover = true
+		}
 		l.readable(c)
 	}
 	if ev.Events&unix.EPOLLOUT != 0 {

@@ -368,6 +368,7 @@ func (l *loop) stop() bool {
 	}
 	l.stopped = true
 	l.mu.Unlock()
+	l.pooled.Store(false) // the hub may still have it queued: it must not run it again
 	l.closeFDs()
 	l.d.loopGone()
 	return true
@@ -391,6 +392,7 @@ func (l *loop) fatal(err error) {
 	for _, c := range l.conns {
 		l.finalize(c, err)
 	}
+	l.pooled.Store(false)
 	l.closeFDs()
 	l.d.loopGone()
 }
