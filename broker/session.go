@@ -34,9 +34,9 @@ type session struct {
 	// the matches of sessions holding more than one subscription.
 	nsubs atomic.Int32
 	// load mirrors, for readers without mu, how far behind the client is:
-	// 0 while its in-flight window has room, else loadFull or'ed with the
-	// backlog behind the window, so that a lower value is a member with
-	// more room (shared.go). acks counts acknowledgements that arrived
+	// 0 while its in-flight window has room, loadFull or'ed with the
+	// backlog once the window is full, so that a lower value is a member
+	// with more room (shared.go). acks counts acknowledgements that arrived
 	// while the window was full (stall.go). Both are kept under mu
 	// (noteLoadLocked, noteAckLocked).
 	load atomic.Uint32

@@ -26,15 +26,22 @@ import (
 const loadFull = 1 << 31
 
 // noteLoadLocked updates session.load after the in-flight window or the
-// backlog changed. A durable session's deliveries waiting for their commit
-// (pending) count as in the window, where they go once committed: they
-// wait for the broker, not for the client. Offline sessions have no
-// window, and load 0. mu is held.
+// backlog changed: 0 while the window has room for one more delivery;
+// loadFull or'ed with the backlog once it is full; in between, for a
+// durable session whose deliveries waiting for their commit (pending) will
+// fill the window once committed, how many it has beyond the window, plus
+// one. Those wait for the broker, not the client: they do not count for
+// the stall sweep, which sees only loadFull. Offline sessions have load 0.
+// mu is held.
 func (ss *session) noteLoadLocked() {
 	var v uint32
 	if c := ss.conn; c != nil {
-		if out, w := ss.inflight.len()+ss.queuedLocked(), int(c.window); out >= w {
-			v = loadFull | uint32(min(out-w, loadFull-1))
+		n, w, queued := ss.inflight.len(), int(c.window), ss.queuedLocked()
+		switch {
+		case n >= w:
+			v = loadFull | uint32(min(queued, loadFull-1))
+		case n+queued >= w:
+			v = uint32(min(n+queued-w+1, loadFull-1))
 		}
 	}
 	if ss.load.Load() != v {
