@@ -213,8 +213,7 @@ type ListenerConfig struct {
 }
 
 const (
-	defaultMaxPacketSize = 1 << 20
-	maxReceiveMaximum    = 65535
+	maxReceiveMaximum = 65535
 	// expiryNever is the Session Expiry Interval that means "does not expire".
 	expiryNever = 0xFFFFFFFF
 )
@@ -261,6 +260,15 @@ func Defaults() Options {
 	}
 }
 
+// positiveOr is v, or d when v is zero or less: for settings that have no
+// "unlimited".
+func positiveOr[T int | int64 | time.Duration](v, d T) T {
+	if v <= 0 {
+		return d
+	}
+	return v
+}
+
 // orDefault is v, or d when v is zero.
 func orDefault[T int | int64 | float64 | time.Duration](v, d T) T {
 	if v == 0 {
@@ -290,31 +298,17 @@ func (o *Options) setDefaults() {
 		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	// These have no "unlimited": zero or less is the default.
-	if o.MaxPacketSize <= 0 {
-		o.MaxPacketSize = d.MaxPacketSize
-	}
-	if o.ConnectTimeout <= 0 {
-		o.ConnectTimeout = d.ConnectTimeout
-	}
-	if o.MaxInflight <= 0 {
-		o.MaxInflight = d.MaxInflight
-	}
+	o.MaxPacketSize = positiveOr(o.MaxPacketSize, d.MaxPacketSize)
+	o.ConnectTimeout = positiveOr(o.ConnectTimeout, d.ConnectTimeout)
+	o.MaxInflight = positiveOr(o.MaxInflight, d.MaxInflight)
 	o.MaxInflight = min(o.MaxInflight, 65535)
 	if o.ReceiveMaximum <= 0 || o.ReceiveMaximum > maxReceiveMaximum {
 		o.ReceiveMaximum = d.ReceiveMaximum
 	}
-	if o.BacklogMessages <= 0 {
-		o.BacklogMessages = d.BacklogMessages
-	}
-	if o.BacklogBytes <= 0 {
-		o.BacklogBytes = d.BacklogBytes
-	}
-	if o.MaxClientIDLength <= 0 {
-		o.MaxClientIDLength = d.MaxClientIDLength
-	}
-	if o.AuthTimeout <= 0 {
-		o.AuthTimeout = d.AuthTimeout
-	}
+	o.BacklogMessages = positiveOr(o.BacklogMessages, d.BacklogMessages)
+	o.BacklogBytes = positiveOr(o.BacklogBytes, d.BacklogBytes)
+	o.MaxClientIDLength = positiveOr(o.MaxClientIDLength, d.MaxClientIDLength)
+	o.AuthTimeout = positiveOr(o.AuthTimeout, d.AuthTimeout)
 	o.MaxQueuedMessages = orDefault(o.MaxQueuedMessages, d.MaxQueuedMessages)
 	o.MaxQueuedBytes = orDefault(o.MaxQueuedBytes, d.MaxQueuedBytes)
 	o.TopicAliasMaximum = min(max(orDefault(o.TopicAliasMaximum, d.TopicAliasMaximum), 0), 65535)
@@ -341,9 +335,7 @@ func (l *Limits) setDefaults(d Limits) {
 	l.PublishBytesRate = orDefault(l.PublishBytesRate, d.PublishBytesRate)
 	l.ControlRate = orDefault(l.ControlRate, d.ControlRate)
 	l.QueuedMemory = orDefault(l.QueuedMemory, d.QueuedMemory)
-	if l.IncompletePacketTimeout <= 0 {
-		l.IncompletePacketTimeout = d.IncompletePacketTimeout
-	}
+	l.IncompletePacketTimeout = positiveOr(l.IncompletePacketTimeout, d.IncompletePacketTimeout)
 	l.MaxOutboundBytes = orDefault(l.MaxOutboundBytes, d.MaxOutboundBytes)
 }
 
