@@ -257,3 +257,61 @@ func receiveInOrder(c *wiretest.Client, qos byte, count int, payload func(int) [
 	}
 	return nil
 }
+
+// Every size up to maxPooledBig has a class that holds it without wasting
+// more than an eighth (or a step, for big ones), and a buffer of a class's
+// size goes back to that class.
+func TestBigClasses(t *testing.T) {
+	prev := -1
+	for size := 1; size <= maxPooledBig; size++ {
+		class, capacity := bigClass(size)
+		if class < 0 || class >= len(bigPools) {
+			t.Fatalf("size %d: class %d out of [0, %d)", size, class, len(bigPools))
+		}
+		if capacity < size {
+			t.Fatalf("size %d: class %d holds only %d", size, class, capacity)
+		}
+		var most int
+		switch {
+		case size <= minPooledBig:
+			most = minPooledBig
+		case size <= finePooledBig:
+			most = size + size/8
+		default:
+			most = size + bigClassStep - 1
+		}
+		if capacity > most {
+			t.Fatalf("size %d: class %d is %d bytes, want at most %d", size, class, capacity, most)
+		}
+		if class < prev {
+			t.Fatalf("size %d: class %d after class %d", size, class, prev)
+		}
+		prev = class
+		if back, c := bigClass(capacity); back != class || c != capacity {
+			t.Fatalf("size %d: class %d of %d bytes, but %d bytes map to class %d of %d", size, class, capacity, capacity, back, c)
+		}
+	}
+}
+
+// A payload too big to share its message's allocation is copied into a
+// pooled buffer, which goes back to its pool with the message.
+func TestMediumPayloadIsPooled(t *testing.T) {
+	for _, n := range []int{417, 1000, 8 << 10, 60 << 10, 1 << 20} {
+		want := bigPayload(uint32(n), n)
+		m := makeMessage(&packet.Publish{Topic: "t/medium", Payload: want}, 0, false, nil)
+		if m.big == nil {
+			t.Fatalf("%d bytes: payload not in a pooled buffer", n)
+		}
+		if !bytes.Equal(m.Payload, want) || m.Topic != "t/medium" {
+			t.Fatalf("%d bytes: message differs from its PUBLISH", n)
+		}
+		if cap(m.Payload) != n {
+			t.Fatalf("%d bytes: payload capacity %d, want its length", n, cap(m.Payload))
+		}
+		m.unref()
+	}
+	small := makeMessage(&packet.Publish{Topic: "t", Payload: make([]byte, 416)}, 0, false, nil)
+	if small.big != nil {
+		t.Fatal("a 416-byte payload took a pooled buffer instead of sharing its message's allocation")
+	}
+}

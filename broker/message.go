@@ -62,6 +62,13 @@ func newMessage(p *packet.Publish, origin uint64) *message {
 // The message is counted (pool.go), with one holder: its caller.
 func makeMessage(p *packet.Publish, origin uint64, owned bool, big *bigBuf) *message {
 	payload := p.Payload[:len(p.Payload):len(p.Payload)]
+	if !owned && len(p.Payload) > inlineSizes[len(inlineSizes)-1] && len(p.Payload) <= maxPooledBig {
+		// Too big to share the message's allocation: the payload goes into
+		// a pooled buffer (bigbuf.go), as a big PUBLISH's is read into one.
+		big = getBigBuf(len(p.Payload))
+		payload = big.b[:copy(big.b, p.Payload):len(p.Payload)]
+		owned = true
+	}
 	n := len(p.Topic)
 	if !owned {
 		n += len(p.Payload)

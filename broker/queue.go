@@ -95,7 +95,7 @@ func (q *messageQueue) reset(mem *atomic.Int64) {
 // packable reports whether d may be copied into the queue.
 func packable(d *delivery) bool {
 	m := d.msg
-	return d.sole && m.big == nil && d.msgID == 0 && !d.released &&
+	return d.sole && d.msgID == 0 && !d.released &&
 		len(m.Topic)+len(m.Payload) <= maxPacked && (m.Props == nil || propsSize(m.Props) <= maxPackedProps)
 }
 
