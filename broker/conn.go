@@ -11,7 +11,7 @@ import (
 
 	"github.com/petrelmq/petrel/auth"
 	"github.com/petrelmq/petrel/internal/bufpool"
-	"github.com/petrelmq/petrel/listener"
+	"github.com/petrelmq/petrel/internal/listener"
 	"github.com/petrelmq/petrel/packet"
 	"github.com/petrelmq/petrel/store"
 )

@@ -15,9 +15,9 @@ import (
 	"unicode/utf8"
 
 	"github.com/petrelmq/petrel/auth"
-	"github.com/petrelmq/petrel/listener"
-	"github.com/petrelmq/petrel/listener/tlsconf"
+	"github.com/petrelmq/petrel/internal/listener"
 	"github.com/petrelmq/petrel/packet"
+	"github.com/petrelmq/petrel/tlsconf"
 )
 
 // connectParams is what an accepted CONNECT asks for, copied out of the

@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/petrelmq/petrel/internal/bufpool"
-	"github.com/petrelmq/petrel/listener"
+	"github.com/petrelmq/petrel/internal/listener"
 	"github.com/petrelmq/petrel/packet"
 )
 

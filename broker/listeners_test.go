@@ -20,8 +20,8 @@ import (
 	"github.com/petrelmq/petrel/auth"
 	"github.com/petrelmq/petrel/internal/testpki"
 	"github.com/petrelmq/petrel/internal/wiretest"
-	"github.com/petrelmq/petrel/listener/tlsconf"
 	"github.com/petrelmq/petrel/packet"
+	"github.com/petrelmq/petrel/tlsconf"
 )
 
 // Every kind of listener, driven by clients we did not write: Eclipse

@@ -196,10 +196,12 @@ type ListenerConfig struct {
 	AllowAnonymous *bool
 	// MaxConnections bounds this listener's connections (CONNACK 0x97).
 	MaxConnections int
-	// TLS configures "tls" and "wss" listeners.
+	// TLS configures "tls" and "wss" listeners; tlsconf.Reloader.TLSConfig
+	// builds one from certificate files and reloads them when they change.
 	TLS *tls.Config
-	// UsernameFrom takes the user name from the verified client certificate
-	// ("cn" or "san"; empty: from CONNECT).
+	// UsernameFrom takes the user name from the verified client certificate:
+	// "cn", "dn", "san", "san:dns", "san:email" or "san:uri" (see
+	// tlsconf.IdentityFrom); empty: from CONNECT.
 	UsernameFrom string
 	// WebSocketPath is where "ws" and "wss" listeners serve MQTT. Default /mqtt.
 	WebSocketPath string

@@ -1,6 +1,6 @@
 // Package broker is Petrel's MQTT server: the Server, and the sans-I/O
 // protocol engine behind every connection (sessions, QoS state machines,
-// wills, keep alive, takeover, routing). Drivers in package listener move the
+// wills, keep alive, takeover, routing). Drivers in internal/listener move the
 // bytes; this package never touches a socket.
 //
 // # Embedding
@@ -14,6 +14,12 @@
 // back into the Server from OnDelivered or OnDropped. A hook that panics
 // closes its client's connection, not the broker. Hooks has the whole
 // contract; examples/embed is a complete program.
+//
+// Options.Listeners says where to listen: plain TCP, TLS, WebSocket,
+// WebSocket over TLS or a unix socket (ListenerConfig.Kind), so an embedder
+// needs no other package for its transports. Package tlsconf builds the
+// tls.Config of a "tls" or "wss" listener from certificate files, and
+// reloads them when they change.
 package broker
 
 import (
@@ -29,8 +35,8 @@ import (
 	"time"
 
 	"github.com/petrelmq/petrel/auth"
-	"github.com/petrelmq/petrel/listener"
-	"github.com/petrelmq/petrel/listener/ws"
+	"github.com/petrelmq/petrel/internal/listener"
+	"github.com/petrelmq/petrel/internal/listener/ws"
 	"github.com/petrelmq/petrel/packet"
 	"github.com/petrelmq/petrel/store"
 	"github.com/petrelmq/petrel/store/memory"

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/petrelmq/petrel/listener/tlsconf"
+	"github.com/petrelmq/petrel/tlsconf"
 )
 
 func TestDefaultIsValid(t *testing.T) {

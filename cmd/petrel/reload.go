@@ -4,7 +4,7 @@ import (
 	"log/slog"
 
 	"github.com/petrelmq/petrel/auth"
-	"github.com/petrelmq/petrel/listener/tlsconf"
+	"github.com/petrelmq/petrel/tlsconf"
 )
 
 // reloadable are the files the configuration names, loaded at start and

@@ -17,10 +17,10 @@ import (
 	"github.com/petrelmq/petrel/auth"
 	"github.com/petrelmq/petrel/broker"
 	"github.com/petrelmq/petrel/config"
-	"github.com/petrelmq/petrel/listener/tlsconf"
 	"github.com/petrelmq/petrel/store"
 	"github.com/petrelmq/petrel/store/memory"
 	"github.com/petrelmq/petrel/store/pebblestore"
+	"github.com/petrelmq/petrel/tlsconf"
 )
 
 // stringList is a repeatable string flag.

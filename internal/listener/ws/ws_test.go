@@ -18,10 +18,10 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/petrelmq/petrel/internal/listener"
+	"github.com/petrelmq/petrel/internal/listener/echotest"
+	"github.com/petrelmq/petrel/internal/listener/ws"
 	"github.com/petrelmq/petrel/internal/testpki"
-	"github.com/petrelmq/petrel/listener"
-	"github.com/petrelmq/petrel/listener/internal/echotest"
-	"github.com/petrelmq/petrel/listener/ws"
 )
 
 // server is an echo server behind a WebSocket listener and the goroutine

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/petrelmq/petrel/internal/bufpool"
-	"github.com/petrelmq/petrel/listener"
+	"github.com/petrelmq/petrel/internal/listener"
 )
 
 // Timeout bounds every wait, so a bug fails a test instead of hanging it.

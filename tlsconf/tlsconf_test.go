@@ -16,9 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/petrelmq/petrel/internal/listener"
+	"github.com/petrelmq/petrel/internal/listener/echotest"
 	"github.com/petrelmq/petrel/internal/testpki"
-	"github.com/petrelmq/petrel/listener"
-	"github.com/petrelmq/petrel/listener/internal/echotest"
 )
 
 // files is a listener's certificate files in a temporary directory.

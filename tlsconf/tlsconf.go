@@ -10,6 +10,15 @@
 // files. Reload forces a load, for the broker's SIGHUP and admin reload.
 //
 // Secure defaults: TLS 1.2 or later, Go's default cipher suites and curves.
+//
+// A program that embeds the broker gives a "tls" or "wss" listener the
+// configuration of a Reloader:
+//
+//	r, err := tlsconf.New(tlsconf.Config{CertFile: "server.pem", KeyFile: "server.key"})
+//	if err != nil {
+//		return err
+//	}
+//	lc := broker.ListenerConfig{Kind: "tls", Address: ":8883", TLS: r.TLSConfig()}
 package tlsconf
 
 import (
