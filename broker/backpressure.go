@@ -43,9 +43,10 @@ type heldBackOn struct {
 }
 
 // holdBack stops reading from the client after the packet being handled,
-// until the backed-up sessions its message went to have drained. c.mu is
-// held.
-func (c *conn) holdBack(sessions []*session) {
+// until the backed-up sessions its message went to have drained, and the
+// clients whose QoS 0 output it took past the bound have taken it
+// (outwait.go). c.mu is held.
+func (c *conn) holdBack(sessions []*session, outs []*conn) {
 	if c.flags.Load()&flagHeldBack != 0 {
 		return // held already (it was let go meanwhile, then read on)
 	}
@@ -66,6 +67,11 @@ func (c *conn) holdBack(sessions []*session) {
 	c.flags.Or(flagHeldBack)
 	for _, ss := range sessions {
 		ss.addHeldBack(c, h)
+	}
+	for _, o := range outs {
+		if o != c { // a client that reads its own messages is read on: it may be waiting to write
+			o.addOutWait(c, h)
+		}
 	}
 	s.heldBackMu.Lock()
 	h.waiting--
@@ -178,20 +184,28 @@ func (ss *session) letAllGoLocked() {
 	on := s.heldBack[ss]
 	delete(s.heldBack, ss)
 	if on != nil {
-		for c, h := range on.conns {
-			if s.holds[c] != h {
-				continue // that hold ended already
-			}
-			if h.waiting--; h.waiting == 0 {
-				delete(s.holds, c)
-				free = append(free, c)
-			}
-		}
+		free = s.countOffLocked(on.conns)
 	}
 	s.heldBackMu.Unlock()
 	for _, c := range free {
 		c.letGo()
 	}
+}
+
+// countOffLocked counts one thing waited for off the holds of conns, and
+// returns the connections that now wait for nothing: the caller lets them
+// go once heldBackMu is released. heldBackMu is held.
+func (s *Server) countOffLocked(conns map[*conn]*hold) (free []*conn) {
+	for c, h := range conns {
+		if s.holds[c] != h {
+			continue // that hold ended already
+		}
+		if h.waiting--; h.waiting == 0 {
+			delete(s.holds, c)
+			free = append(free, c)
+		}
+	}
+	return free
 }
 
 // endHold forgets c's hold: it was let go early (a delivery went in flight
@@ -210,5 +224,8 @@ func (s *Server) forgetHeldBack(c *conn) {
 	delete(s.holds, c)
 	for _, on := range s.heldBack {
 		delete(on.conns, c)
+	}
+	for _, w := range s.outWaits {
+		delete(w.conns, c)
 	}
 }

@@ -127,6 +127,11 @@ const (
 	flagConnectReported
 	flagDisconnectReady
 	flagDisconnectReported
+	// flagOutWaited: publishers wait for the client's output to drain;
+	// flagNotReading: the client's socket took nothing for a while when
+	// they did, and QoS 0 to it past the bound is dropped (outwait.go).
+	flagOutWaited
+	flagNotReading
 )
 
 // isClosing reports whether the engine decided to close the connection.
@@ -264,6 +269,9 @@ func (c *conn) Closed(err error) {
 	c.ln.conns.Add(-1)
 	if c.flags.Load()&flagHeldBack != 0 {
 		c.srv.forgetHeldBack(c)
+	}
+	if c.flags.Load()&flagOutWaited != 0 {
+		c.srv.endOutWait(c, false) // its publishers wait for it no longer
 	}
 	if c.in != nil {
 		bufpool.Put(c.in)

@@ -316,8 +316,12 @@ func (c *conn) writePublish(d *delivery, pid uint16, dup bool) writeResult {
 	}
 	p.Props.SubscriptionIDs = d.subIDs
 	c.outMu.Lock()
+	res := written
 	if c.outClosed || (d.qos == 0 && !d.retain && c.outboundFullLocked(publishSize(m))) {
-		return c.skipLocked(m)
+		if c.outClosed || !c.mayGoOverLocked(publishSize(m)) {
+			return c.skipLocked(m)
+		}
+		res = writtenOver
 	}
 	newAlias := uint16(0)
 	if c.aliasMax > 0 {
@@ -348,7 +352,7 @@ func (c *conn) writePublish(d *delivery, pid uint16, dup bool) writeResult {
 		return written
 	}
 	c.nc.Flush()
-	return written
+	return res
 }
 
 // writePlainPublish is writePublish for a delivery that carries no
@@ -358,8 +362,12 @@ func (c *conn) writePlainPublish(d *delivery, pid uint16, dup bool) writeResult 
 	m := d.msg
 	h := packet.PublishHeader{Topic: m.Topic, Payload: m.Payload, QoS: d.qos, PacketID: pid, Dup: dup, Retain: d.retain}
 	c.outMu.Lock()
+	res := written
 	if c.outClosed || (d.qos == 0 && !d.retain && c.outboundFullLocked(publishSize(m))) {
-		return c.skipLocked(m)
+		if c.outClosed || !c.mayGoOverLocked(publishSize(m)) {
+			return c.skipLocked(m)
+		}
+		res = writtenOver
 	}
 	// The exact size is only worked out when a rough upper bound exceeds
 	// the client's maximum.
@@ -381,7 +389,7 @@ func (c *conn) writePlainPublish(d *delivery, pid uint16, dup bool) writeResult 
 		return written
 	}
 	c.nc.Flush()
-	return written
+	return res
 }
 
 // minLent is the payload size from which a PUBLISH's output refers to the
@@ -424,6 +432,9 @@ func (c *conn) holdLocked(out int) {
 func (c *conn) Written(n int) {
 	h := c.held.Load()
 	c.held.Store(h - uint32(min(int64(h), int64(n))))
+	if n > 0 && c.flags.Load()&(flagOutWaited|flagNotReading) != 0 {
+		c.wroteOutput() // outwait.go
+	}
 }
 
 // outboundFullLocked reports whether a QoS 0 delivery of about size bytes
@@ -517,8 +528,12 @@ const (
 	// notWritten: the connection is closed. A QoS 1 or 2 delivery stays
 	// in flight for the next one; a QoS 0 one is lost.
 	notWritten
-	// skippedSlow: QoS 0 to a client with more than maxPendingOutput
-	// unread, dropped.
+	// writtenOver: QoS 0 written past Limits.MaxOutboundBytes to a client
+	// that reads: its publisher is to wait for it (outwait.go).
+	writtenOver
+	// skippedSlow: QoS 0 to a client that does not read, with more than
+	// Limits.MaxOutboundBytes unwritten, or to one that reads with twice
+	// that: dropped.
 	skippedSlow
 	// tooLarge: larger than the client's Maximum Packet Size, dropped.
 	tooLarge

@@ -89,6 +89,9 @@ type routeTx struct {
 	// backedUp are the online sessions whose backlog the routing filled:
 	// the publisher waits for them (backpressure.go).
 	backedUp []*session
+	// outFull are the connections whose QoS 0 output the routing took
+	// past its bound: the publisher waits for them too (outwait.go).
+	outFull []*conn
 }
 
 // batch pins the open commit group on first use and returns the writes.
@@ -104,6 +107,8 @@ func (tx *routeTx) reset() {
 	tx.resetWrites()
 	clear(tx.backedUp)
 	tx.backedUp = tx.backedUp[:0]
+	clear(tx.outFull)
+	tx.outFull = tx.outFull[:0]
 }
 
 // resetWrites empties tx of its store writes, once they are handed over.

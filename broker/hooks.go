@@ -524,7 +524,7 @@ func (ss *session) gaveUp(d *delivery, reason DropReason) {
 // or dropped as r says. ss.mu is held.
 func (ss *session) wroteQoS0(d *delivery, r writeResult) {
 	switch r {
-	case written:
+	case written, writtenOver:
 		if ss.srv.opts.Hooks.OnDelivered != nil {
 			ss.deliveredHook(d)
 		}

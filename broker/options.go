@@ -169,15 +169,18 @@ type Limits struct {
 	// MaxOutboundBytes bounds what one connection may have waiting to be
 	// written: its outbound buffer, the payloads that buffer refers to,
 	// and what its driver took and the socket has not accepted yet. Past
-	// it, QoS 0 messages to the connection are dropped and counted (QoS 1
-	// and 2 wait in the session's queue instead, within the in-flight
-	// window and the queue and backlog limits); a single message goes out
-	// into an empty buffer whatever its size. Default 1 MiB: enough for
-	// what piles up between two writes to a client that keeps up, while a
-	// client that stops reading costs about that much (at most twice: a
-	// batch being written is kept whole), not what is published to it. A
-	// client that reads more slowly than its publishers publish loses QoS 0
-	// messages once it is this far behind, plus what the kernel buffers.
+	// it, the publishers of the QoS 0 messages that went past it are read
+	// no further until the client has taken its output down to half of it
+	// (so a client that reads sets their pace, as with QoS 1); a client
+	// that has taken nothing for a quarter of a second meanwhile counts as
+	// not reading, and its QoS 0 messages past the bound are dropped and
+	// counted until it catches up. At most twice the bound waits for any
+	// client. QoS 1 and 2 wait in the session's queue instead, within the
+	// in-flight window and the queue and backlog limits. A single message
+	// goes out into an empty buffer whatever its size. Default 1 MiB:
+	// enough for what piles up between two writes to a client that keeps
+	// up, while a client that stops reading costs about that much (at most
+	// twice), not what is published to it.
 	MaxOutboundBytes int
 }
 

@@ -21,9 +21,9 @@ import (
 // Issue 15's outside check, scaled down: a stream of 8 KiB QoS 0 messages
 // to a topic with one subscriber whose socket never reads (a 4 KiB receive
 // buffer) and one that reads everything. What waits for the stalled client
-// stays within Limits.MaxOutboundBytes (plus the message that crossed it),
-// counting what the event loop holds for it: the rest is dropped, counted
-// and logged. The fast subscriber gets every message, in order, and other
+// stays within twice Limits.MaxOutboundBytes (outboundCap: the publisher
+// waits for it at the bound, until it is found not reading), counting what
+// the event loop holds for it: the rest is dropped, counted and logged. The fast subscriber gets every message, in order, and other
 // clients are served (PINGREQ, and a new client's CONNECT) within a second
 // throughout. The publisher keeps within half the bound of the fast
 // subscriber, so a correct broker never has reason to drop a message of
@@ -58,11 +58,7 @@ func TestLimitMaxOutboundBytesQoS0(t *testing.T) {
 	msg := &packet.Publish{Topic: "flood/x", Payload: make([]byte, size)}
 	var buf []byte
 	for sent := 0; sent < n; {
-		buf = buf[:0]
-		for end := min(sent+batch, n); sent < end; sent++ {
-			binary.BigEndian.PutUint64(msg.Payload, uint64(sent))
-			buf, _ = packet.Append(buf, msg, packet.V311)
-		}
+		buf, sent = appendNumbered(buf[:0], msg, sent, min(sent+batch, n))
 		pub.sendRaw(buf)
 		maxPending = max(maxPending, outboundOf(t, srv, "never-reads"))
 		if sent/batch%16 == 0 {
@@ -84,8 +80,11 @@ func TestLimitMaxOutboundBytesQoS0(t *testing.T) {
 	t.Logf("%d MiB in %d messages: %d dropped for the stalled client, %d waiting for it at most (bound %d); %d health checks, slowest %v",
 		total>>20, n, dropped, maxPending, bound, probes, slowest)
 
-	if maxPending > bound+pkt {
-		t.Errorf("%d bytes waited for the stalled client; want at most the bound %d plus one message", maxPending, bound)
+	if limit := outboundCap(bound) + pkt; maxPending > limit {
+		t.Errorf("%d bytes waited for the stalled client; want at most %d (twice the bound %d, plus one message)", maxPending, limit, bound)
+	}
+	if n := after["notReading"] - before["notReading"]; n != 1 {
+		t.Errorf("notReading rose by %d; want 1, the stalled client found not reading once", n)
 	}
 	if dropped == 0 || dropped >= int64(n) {
 		t.Errorf("droppedQoS0Slow rose by %d of %d messages; want some dropped, not all", dropped, n)
@@ -99,9 +98,9 @@ func TestLimitMaxOutboundBytesQoS0(t *testing.T) {
 	inKernel := tcpQueued(t, slowNC.RemoteAddr(), slowNC.LocalAddr()).tx + tcpQueued(t, slowNC.LocalAddr(), slowNC.RemoteAddr()).rx
 	held := (int64(n)-dropped)*int64(pkt) - int64(inKernel)
 	t.Logf("the sockets hold %d bytes for the stalled client, the broker %d", inKernel, held)
-	if held > int64(bound+pkt) {
+	if limit := int64(outboundCap(bound) + pkt); held > limit {
 		t.Errorf("the broker holds %d bytes for the stalled client (accepted %d messages, the sockets hold %d bytes); want at most %d",
-			held, int64(n)-dropped, inKernel, bound+pkt)
+			held, int64(n)-dropped, inKernel, limit)
 	}
 
 	// Once it reads, it gets what was kept for it: every message is either
@@ -110,6 +109,16 @@ func TestLimitMaxOutboundBytesQoS0(t *testing.T) {
 	if delivered+dropped != int64(n) {
 		t.Errorf("%d delivered + %d dropped = %d, want the %d published", delivered, dropped, delivered+dropped, n)
 	}
+}
+
+// appendNumbered appends msg as PUBLISHes numbered from up to end (in the first 8
+// bytes of its payload), and returns end.
+func appendNumbered(buf []byte, msg *packet.Publish, from, end int) ([]byte, int) {
+	for ; from < end; from++ {
+		binary.BigEndian.PutUint64(msg.Payload, uint64(from))
+		buf, _ = packet.Append(buf, msg, packet.V311)
+	}
+	return buf, end
 }
 
 // dialSmallReceiveBuffer connects with a receive buffer of rcvbuf bytes,
@@ -261,4 +270,76 @@ func procAddr(t *testing.T, a net.Addr) string {
 	}
 	ip := ap.Addr().Unmap().As4()
 	return fmt.Sprintf("%08X:%04X", binary.NativeEndian.Uint32(ip[:]), ap.Port())
+}
+
+// QoS 0 to a subscriber that reads, but more slowly than an unpaced
+// publisher publishes: the publisher is held back at the bound
+// (outwait.go) and the subscriber gets every message, in order, where it
+// used to lose whatever went past the bound. Nothing is dropped and the
+// subscriber is never taken for one that does not read.
+func TestQoS0ReaderPacesItsPublisher(t *testing.T) {
+	const size, batch = 8 << 10, 64
+	total := 24 << 20
+	if testing.Short() {
+		total = 8 << 20
+	}
+	n := total / size
+	srv := secStart(t, Options{}, nil)
+	addr := srv.Addrs()[0].String()
+	slow := secMustConnect(t, addr, connectPacket(packet.V311, "slow-reader"))
+	slow.mustSubscribe(1, 0, "pace/#")
+	pub := secMustConnect(t, addr, connectPacket(packet.V311, "pacer"))
+	before := counters(srv)
+
+	// The reader takes a break after every 16 messages (128 KiB): at most
+	// about 128 MB/s, slower than the broker can route an unpaced stream.
+	got := make(chan error, 1)
+	go func() {
+		for i := range n {
+			p, err := slow.read(wiretest.Timeout)
+			if err != nil {
+				got <- fmt.Errorf("after %d messages: %w", i, err)
+				return
+			}
+			pub, ok := p.(*packet.Publish)
+			if !ok {
+				got <- fmt.Errorf("got %s, want PUBLISH", p.Type())
+				return
+			}
+			if seq := binary.BigEndian.Uint64(pub.Payload); seq != uint64(i) {
+				got <- fmt.Errorf("got message %d, want %d: the ones between were lost", seq, i)
+				return
+			}
+			if i%16 == 15 {
+				time.Sleep(time.Millisecond) // load shaping: a reader slower than the publisher
+			}
+		}
+		got <- nil
+	}()
+	msg := &packet.Publish{Topic: "pace/x", Payload: make([]byte, size)}
+	var buf []byte
+	for sent := 0; sent < n; {
+		buf, sent = appendNumbered(buf[:0], msg, sent, min(sent+batch, n))
+		pub.sendRaw(buf)
+	}
+	pub.ping()
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the reader did not get every message within 30s")
+	}
+	after := counters(srv)
+	t.Logf("%d MiB in %d messages: %s", total>>20, n, countersMoved(before, after))
+	if d := after["droppedQoS0Slow"] - before["droppedQoS0Slow"]; d != 0 {
+		t.Errorf("%d QoS 0 messages dropped for a subscriber that reads", d)
+	}
+	if d := after["notReading"] - before["notReading"]; d != 0 {
+		t.Errorf("the reader was taken for one that does not read %d times", d)
+	}
+	if after["heldBack"] == before["heldBack"] {
+		t.Error("the publisher was never held back: the test did not outrun its reader")
+	}
 }

@@ -98,8 +98,8 @@ func (c *conn) handlePublish(p *packet.Publish, owned bool, big *bigBuf) error {
 		c.ack(packet.PUBREC, p.PacketID, code, tx.group())
 		tx.finish(c.srv, c)
 	}
-	if len(tx.backedUp) > 0 {
-		c.holdBack(tx.backedUp)
+	if len(tx.backedUp) > 0 || len(tx.outFull) > 0 {
+		c.holdBack(tx.backedUp, tx.outFull)
 	}
 	return nil
 }

@@ -87,6 +87,9 @@ type Server struct {
 	heldBackMu sync.Mutex
 	heldBack   map[*session]*heldBackOn
 	holds      map[*conn]*hold
+	// outWaits lists, for each client whose QoS 0 output went past its
+	// bound, the publishers waiting for it to drain (outwait.go).
+	outWaits map[*conn]*outWait
 
 	conns     connSet
 	listeners []*listenerState
@@ -470,6 +473,7 @@ type stats struct {
 	droppedMemory      atomic.Int64 // the queued-message memory budget was spent
 	heldBack           atomic.Int64 // publishers held back by a subscriber's backlog
 	stalled            atomic.Int64 // clients disconnected for a full window without acknowledgements (StallTimeout)
+	notReading         atomic.Int64 // clients found not reading while publishers waited for their QoS 0 output
 	refusedConnections atomic.Int64 // connection limits
 	refusedRate        atomic.Int64 // connection rate per source address
 	deniedPublish      atomic.Int64 // the authorizer or OnACLCheck refused a PUBLISH

@@ -142,6 +142,9 @@ func (ss *session) push(d delivery, tx *routeTx) bool {
 	c := ss.conn
 	if d.qos == 0 && c != nil {
 		if r := c.writePublish(&d, 0, false); r != written || ss.srv.opts.Hooks.OnDelivered != nil {
+			if r == writtenOver {
+				tx.outFull = append(tx.outFull, c) // the publisher waits (outwait.go)
+			}
 			ss.wroteQoS0(&d, r)
 		}
 		return true
