@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/petrelmq/petrel/auth"
+	"github.com/petrelmq/petrel/internal/throttle"
 	"github.com/petrelmq/petrel/internal/wiretest"
 	"github.com/petrelmq/petrel/packet"
 )
@@ -46,11 +47,11 @@ func loadMosquittoPasswd(t *testing.T) *auth.PasswordFile {
 }
 
 // quickThrottle makes failed logins cost a millisecond, for tests that
-// fail many on purpose; throttle sets another schedule.
-func quickThrottle(s *Server) { throttle(time.Millisecond, 2*time.Millisecond)(s) }
+// fail many on purpose; loginThrottle sets another schedule.
+func quickThrottle(s *Server) { loginThrottle(time.Millisecond, 2*time.Millisecond)(s) }
 
-func throttle(base, max time.Duration) func(*Server) {
-	return func(s *Server) { s.logins = auth.NewLoginThrottle(auth.LoginThrottleConfig{Base: base, Max: max}) }
+func loginThrottle(base, max time.Duration) func(*Server) {
+	return func(s *Server) { s.logins = throttle.New(throttle.Config{Base: base, Max: max}) }
 }
 
 // refusal codes of each protocol level for the same failure.
@@ -168,7 +169,7 @@ func TestFailedLoginDelayGrows(t *testing.T) {
 	t.Parallel()
 	// Wide enough apart that scheduling noise under -race cannot swap them.
 	const base, max = 150 * time.Millisecond, 600 * time.Millisecond
-	srv := secStart(t, Options{Authenticator: loadMosquittoPasswd(t)}, throttle(base, max))
+	srv := secStart(t, Options{Authenticator: loadMosquittoPasswd(t)}, loginThrottle(base, max))
 	addr := srv.Addrs()[0].String()
 	d := &net.Dialer{Timeout: wiretest.Timeout}
 
@@ -217,7 +218,7 @@ func TestFailedLoginDelayGrows(t *testing.T) {
 	t.Run("a success from the address does not reset the delay", func(t *testing.T) {
 		// An attacker with an account of its own logs in between guesses
 		// at someone else's password.
-		srv := secStart(t, Options{Authenticator: loadMosquittoPasswd(t)}, throttle(base, max))
+		srv := secStart(t, Options{Authenticator: loadMosquittoPasswd(t)}, loginThrottle(base, max))
 		addr := srv.Addrs()[0].String()
 		var delays []time.Duration
 		for i := range 3 {

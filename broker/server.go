@@ -34,9 +34,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/petrelmq/petrel/auth"
 	"github.com/petrelmq/petrel/internal/listener"
 	"github.com/petrelmq/petrel/internal/listener/ws"
+	"github.com/petrelmq/petrel/internal/throttle"
 	"github.com/petrelmq/petrel/packet"
 	"github.com/petrelmq/petrel/store"
 	"github.com/petrelmq/petrel/store/memory"
@@ -72,7 +72,7 @@ type Server struct {
 	connCount atomic.Int64
 	connRate  *ipLimiter
 	queuedMem atomic.Int64
-	logins    *auth.LoginThrottle
+	logins    *throttle.Logins
 
 	// store keeps durable state; committer writes to it.
 	store     store.Store
@@ -139,7 +139,7 @@ func New(opts Options) *Server {
 	if s.store == nil {
 		s.store, s.ownStore = memory.New(), true
 	}
-	s.logins = auth.NewLoginThrottle(auth.LoginThrottleConfig{})
+	s.logins = throttle.New(throttle.Config{})
 	if r := opts.Limits.ConnectionRate; r > 0 {
 		s.connRate = newIPLimiter(r, opts.Limits.ConnectionBurst)
 	}
