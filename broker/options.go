@@ -209,9 +209,10 @@ type ListenerConfig struct {
 	// any); TrustProxy takes the client's address from X-Forwarded-For.
 	AllowedOrigins []string
 	TrustProxy     bool
-	// GoroutineDriver serves plain TCP with a goroutine per connection
-	// instead of the event loop.
-	GoroutineDriver bool
+
+	// goroutineDriver serves plain TCP with a goroutine per connection
+	// instead of the event loop, for tests that run both drivers.
+	goroutineDriver bool
 }
 
 const (

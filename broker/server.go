@@ -202,7 +202,7 @@ func (s *Server) listen(lc ListenerConfig) (*listenerState, error) {
 			"listener", lc.Name)
 	}
 	dopts := listener.Options{Logger: s.log}
-	if tl, ok := ln.(*net.TCPListener); ok && !lc.GoroutineDriver && runtime.GOOS == "linux" {
+	if tl, ok := ln.(*net.TCPListener); ok && !lc.goroutineDriver && runtime.GOOS == "linux" {
 		d, err := listener.NewEventLoopDriver(tl, ls, dopts)
 		if err != nil {
 			ln.Close()
