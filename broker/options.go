@@ -201,7 +201,8 @@ type ListenerConfig struct {
 	TLS *tls.Config
 	// UsernameFrom takes the user name from the verified client certificate:
 	// "cn", "dn", "san", "san:dns", "san:email" or "san:uri" (see
-	// tlsconf.IdentityFrom); empty: from CONNECT.
+	// tlsconf.IdentityFrom); empty: from CONNECT. Start refuses any other
+	// value.
 	UsernameFrom string
 	// WebSocketPath is where "ws" and "wss" listeners serve MQTT. Default /mqtt.
 	WebSocketPath string

@@ -40,6 +40,7 @@ import (
 	"github.com/petrelmq/petrel/packet"
 	"github.com/petrelmq/petrel/store"
 	"github.com/petrelmq/petrel/store/memory"
+	"github.com/petrelmq/petrel/tlsconf"
 	"github.com/petrelmq/petrel/topic"
 )
 
@@ -218,6 +219,11 @@ func (s *Server) listen(lc ListenerConfig) (*listenerState, error) {
 // openListener opens the socket for a listener of any kind: TCP, TLS over
 // TCP, WebSocket over TCP or TLS, or a unix socket.
 func (s *Server) openListener(lc ListenerConfig) (net.Listener, error) {
+	if lc.UsernameFrom != "" {
+		if err := tlsconf.CheckIdentitySource(lc.UsernameFrom); err != nil {
+			return nil, fmt.Errorf("UsernameFrom: %w", err)
+		}
+	}
 	if lc.Kind == "unix" {
 		return listener.ListenUnix(lc.Address, 0o660)
 	}
