@@ -37,11 +37,11 @@ import (
 	"github.com/petrelmq/petrel/internal/listener"
 	"github.com/petrelmq/petrel/internal/listener/ws"
 	"github.com/petrelmq/petrel/internal/throttle"
+	"github.com/petrelmq/petrel/internal/topic"
 	"github.com/petrelmq/petrel/packet"
 	"github.com/petrelmq/petrel/store"
 	"github.com/petrelmq/petrel/store/memory"
 	"github.com/petrelmq/petrel/tlsconf"
-	"github.com/petrelmq/petrel/topic"
 )
 
 // Server is an MQTT broker. Everything it owns hangs off it, so one process

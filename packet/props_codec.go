@@ -3,7 +3,7 @@ package packet
 import (
 	"math/bits"
 
-	"github.com/petrelmq/petrel/topic"
+	"github.com/petrelmq/petrel/internal/topic"
 )
 
 // Which properties each packet allows (MQTT 5 §2.2.2.2, Table 2-4), one bit
