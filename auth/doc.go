@@ -15,7 +15,6 @@
 //   - HTTP: a web service asked at login and, through a bounded cache, for
 //     access; Allow never blocks (the message path), AllowWait may
 //     (WaitingAuthorizer, for publish and subscribe).
-//   - LoginThrottle: delays the answer to failed logins per address.
 //
 // Each is safe for concurrent use; the file backends reload atomically.
 //

@@ -42,6 +42,6 @@ func FuzzParsePasswordFile(f *testing.F) {
 			return
 		}
 		var b strings.Builder
-		e.WriteTo(&b)
+		e.writeTo(&b)
 	})
 }

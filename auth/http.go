@@ -117,8 +117,8 @@ type HTTP struct {
 	stats    httpCounters
 }
 
-// HTTPStats counts what an HTTP backend did, for metrics.
-type HTTPStats struct {
+// httpStats counts what an HTTP backend did.
+type httpStats struct {
 	AuthRequests uint64 // logins asked
 	ACLRequests  uint64 // access decisions asked
 	Errors       uint64 // requests that failed: timeouts, network, bad status
@@ -211,9 +211,9 @@ func setDefault[T time.Duration | int](v *T, d T) {
 	}
 }
 
-// Stats returns the backend's counters.
-func (h *HTTP) Stats() HTTPStats {
-	s := HTTPStats{
+// readStats returns the backend's counters.
+func (h *HTTP) readStats() httpStats {
+	s := httpStats{
 		AuthRequests: h.stats.authRequests.Load(),
 		ACLRequests:  h.stats.aclRequests.Load(),
 		Errors:       h.stats.errors.Load(),

@@ -236,17 +236,6 @@ func HashPassword(password string, iterations int) (string, error) {
 		base64.StdEncoding.EncodeToString(key), nil
 }
 
-// VerifyPasswordHash reports whether password matches a password file entry
-// (the part after "username:"), comparing in constant time. It returns an
-// error if the entry is not a hash this package knows.
-func VerifyPasswordHash(entry, password string) (bool, error) {
-	h, err := parsePasswordHash(entry)
-	if err != nil {
-		return false, err
-	}
-	return h.verify([]byte(password)), nil
-}
-
 func readPasswordTable(path string) (*passwordTable, error) {
 	file, err := os.Open(path)
 	if err != nil {
@@ -424,31 +413,10 @@ func ValidateUsername(name string) error {
 	return nil
 }
 
-// Users returns the user names in file order.
-func (e *PasswordEditor) Users() []string {
-	var us []string
-	for _, l := range e.lines {
-		if u, _, ok := splitPasswordLine(l); ok {
-			us = append(us, u)
-		}
-	}
-	return us
-}
-
-// Entry returns user's entry (the part after ':'), and whether there is one.
-func (e *PasswordEditor) Entry(user string) (string, bool) {
-	for _, l := range e.lines {
-		if u, entry, ok := splitPasswordLine(l); ok && u == user {
-			return entry, true
-		}
-	}
-	return "", false
-}
-
-// SetEntry sets user's entry: the user's first line is replaced in place
+// setEntry sets user's entry: the user's first line is replaced in place
 // and any later lines for the same user are removed; a new user is added at
 // the end.
-func (e *PasswordEditor) SetEntry(user, entry string) error {
+func (e *PasswordEditor) setEntry(user, entry string) error {
 	if err := ValidateUsername(user); err != nil {
 		return err
 	}
@@ -484,7 +452,7 @@ func (e *PasswordEditor) SetPassword(user, password string, iterations int) erro
 	if err != nil {
 		return err
 	}
-	return e.SetEntry(user, h)
+	return e.setEntry(user, h)
 }
 
 // Delete removes every line for user and reports whether there was one.
@@ -530,8 +498,8 @@ func (e *PasswordEditor) UpgradePlaintext(iterations int) (hashed, skipped int, 
 	return hashed, skipped, nil
 }
 
-// WriteTo writes the file's text to w.
-func (e *PasswordEditor) WriteTo(w io.Writer) (int64, error) {
+// writeTo writes the file's text to w.
+func (e *PasswordEditor) writeTo(w io.Writer) (int64, error) {
 	var b bytes.Buffer
 	for _, l := range e.lines {
 		b.WriteString(l)
@@ -548,7 +516,7 @@ func (e *PasswordEditor) WriteTo(w io.Writer) (int64, error) {
 // by the broker's user.
 func WritePasswordFile(path string, e *PasswordEditor) error {
 	return writeFileAtomic(path, 0o600, func(w io.Writer) error {
-		_, err := e.WriteTo(w)
+		_, err := e.writeTo(w)
 		return err
 	})
 }

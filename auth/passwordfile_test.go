@@ -204,11 +204,11 @@ func TestHashPassword(t *testing.T) {
 		t.Errorf("HashPassword(202) = %q", h3)
 	}
 	for _, h := range []string{h1, h2, h3} {
-		if ok, err := VerifyPasswordHash(h, "pw"); !ok || err != nil {
-			t.Errorf("VerifyPasswordHash(%q, right) = %v, %v", h, ok, err)
+		if ok, err := verifyPasswordHash(h, "pw"); !ok || err != nil {
+			t.Errorf("verifyPasswordHash(%q, right) = %v, %v", h, ok, err)
 		}
-		if ok, _ := VerifyPasswordHash(h, "pW"); ok {
-			t.Errorf("VerifyPasswordHash(%q, wrong) = true", h)
+		if ok, _ := verifyPasswordHash(h, "pW"); ok {
+			t.Errorf("verifyPasswordHash(%q, wrong) = true", h)
 		}
 	}
 	if _, err := HashPassword("pw", maxIterations+1); err == nil {
@@ -344,7 +344,7 @@ func TestPasswordEditor(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := strings.Join(e.Users(), ","), "ann,bob,carl,this line has no colon,ann"; got != want {
+	if got, want := strings.Join(e.users(), ","), "ann,bob,carl,this line has no colon,ann"; got != want {
 		t.Errorf("Users = %s, want %s", got, want)
 	}
 	n, skipped, err := e.UpgradePlaintext(10)
@@ -357,11 +357,11 @@ func TestPasswordEditor(t *testing.T) {
 	}
 	check := func(user, pass string) {
 		t.Helper()
-		entry, ok := e.Entry(user)
+		entry, ok := e.entry(user)
 		if !ok {
 			t.Fatalf("no entry for %q", user)
 		}
-		if ok, err := VerifyPasswordHash(entry, pass); !ok || err != nil {
+		if ok, err := verifyPasswordHash(entry, pass); !ok || err != nil {
 			t.Errorf("%s: password %q does not verify (%v)", user, pass, err)
 		}
 	}
@@ -384,7 +384,7 @@ func TestPasswordEditor(t *testing.T) {
 		t.Error("Delete reported wrongly")
 	}
 	var out bytes.Buffer
-	e.WriteTo(&out)
+	e.writeTo(&out)
 	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
 	var shape []string
 	for _, l := range lines {
@@ -420,7 +420,7 @@ func TestWritePasswordFileMode(t *testing.T) {
 	path := filepath.Join(dir, "passwd")
 	os.WriteFile(path, []byte("old\n"), 0o644)
 	e := NewPasswordEditor()
-	e.SetEntry("ann", "$7$1$AAAA$AAAA")
+	e.setEntry("ann", "$7$1$AAAA$AAAA")
 	if err := WritePasswordFile(path, e); err != nil {
 		t.Fatal(err)
 	}
@@ -458,4 +458,36 @@ func BenchmarkPasswordFileAuthenticate(b *testing.B) {
 			}
 		})
 	}
+}
+
+// verifyPasswordHash reports whether password matches a password file entry
+// (the part after "username:"). It returns an error if the entry is not a
+// hash this package knows.
+func verifyPasswordHash(entry, password string) (bool, error) {
+	h, err := parsePasswordHash(entry)
+	if err != nil {
+		return false, err
+	}
+	return h.verify([]byte(password)), nil
+}
+
+// users returns the editor's user names in file order.
+func (e *PasswordEditor) users() []string {
+	var us []string
+	for _, l := range e.lines {
+		if u, _, ok := splitPasswordLine(l); ok {
+			us = append(us, u)
+		}
+	}
+	return us
+}
+
+// entry returns user's entry (the part after ':'), and whether there is one.
+func (e *PasswordEditor) entry(user string) (string, bool) {
+	for _, l := range e.lines {
+		if u, entry, ok := splitPasswordLine(l); ok && u == user {
+			return entry, true
+		}
+	}
+	return "", false
 }

@@ -69,7 +69,7 @@ func (s *Server) mayRead(ss *session, topic string) bool {
 
 // loginFailed records a failed login from addr and returns how long to wait
 // before answering it: password guessing gets slower with every failure
-// from the same address (auth.LoginThrottle).
+// from the same address (internal/throttle).
 func (s *Server) loginFailed(addr net.Addr) time.Duration {
 	ip := addrIP(addr).String()
 	s.logins.Failed(ip)

@@ -17,7 +17,7 @@ func TestBigPacketsInPieces(t *testing.T) {
 	for _, goroutines := range []bool{false, true} {
 		t.Run(map[bool]string{false: "event-loop", true: "goroutine"}[goroutines], func(t *testing.T) {
 			srv := New(Options{Logger: testLogger(t),
-				Listeners: []ListenerConfig{{Address: "127.0.0.1:0", GoroutineDriver: goroutines}}})
+				Listeners: []ListenerConfig{{Address: "127.0.0.1:0", goroutineDriver: goroutines}}})
 			if err := srv.Start(); err != nil {
 				t.Fatal(err)
 			}

@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"unicode/utf8"
 
+	"github.com/petrelmq/petrel/internal/topic"
 	"github.com/petrelmq/petrel/packet"
-	"github.com/petrelmq/petrel/topic"
 )
 
 // ErrNotRunning is returned by Publish before Start has finished or once

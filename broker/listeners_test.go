@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -439,6 +440,25 @@ func TestTLSUsernameFromCertificate(t *testing.T) {
 	for _, c := range authn.seen {
 		if c.Listener != "tcp" && c.ClientID != "nameless" {
 			t.Errorf("the authenticator was asked about %+v; a certificate identity needs no password", c)
+		}
+	}
+}
+
+// A UsernameFrom that tlsconf.IdentityFrom does not know is an error from
+// Start, not a listener that quietly takes the user name from CONNECT.
+func TestUsernameFromChecked(t *testing.T) {
+	for _, from := range []string{"CN", "subject", "san:ip"} {
+		srv := New(Options{Logger: testLogger(t), Listeners: []ListenerConfig{
+			{Name: "by-cert", Kind: "tls", Address: "127.0.0.1:0", TLS: &tls.Config{}, UsernameFrom: from},
+		}})
+		err := srv.Start()
+		if err == nil {
+			srv.Close()
+			t.Errorf("UsernameFrom %q: Start succeeded", from)
+			continue
+		}
+		if !strings.Contains(err.Error(), "by-cert") || !strings.Contains(err.Error(), strconv.Quote(from)) {
+			t.Errorf("UsernameFrom %q: error %q names neither the listener nor the value", from, err)
 		}
 	}
 }

@@ -43,7 +43,7 @@ func TestIdleMemory(t *testing.T) {
 	for _, goroutines := range []bool{false, true} {
 		name := map[bool]string{false: "event-loop", true: "goroutine"}[goroutines]
 		t.Run(name, func(t *testing.T) {
-			srv := New(Options{Listeners: []ListenerConfig{{Address: "127.0.0.1:0", GoroutineDriver: goroutines}}})
+			srv := New(Options{Listeners: []ListenerConfig{{Address: "127.0.0.1:0", goroutineDriver: goroutines}}})
 			if err := srv.Start(); err != nil {
 				t.Fatal(err)
 			}

@@ -204,7 +204,8 @@ type ListenerConfig struct {
 	TLS *tls.Config
 	// UsernameFrom takes the user name from the verified client certificate:
 	// "cn", "dn", "san", "san:dns", "san:email" or "san:uri" (see
-	// tlsconf.IdentityFrom); empty: from CONNECT.
+	// tlsconf.IdentityFrom); empty: from CONNECT. Start refuses any other
+	// value.
 	UsernameFrom string
 	// WebSocketPath is where "ws" and "wss" listeners serve MQTT. Default /mqtt.
 	WebSocketPath string
@@ -212,9 +213,10 @@ type ListenerConfig struct {
 	// any); TrustProxy takes the client's address from X-Forwarded-For.
 	AllowedOrigins []string
 	TrustProxy     bool
-	// GoroutineDriver serves plain TCP with a goroutine per connection
-	// instead of the event loop.
-	GoroutineDriver bool
+
+	// goroutineDriver serves plain TCP with a goroutine per connection
+	// instead of the event loop, for tests that run both drivers.
+	goroutineDriver bool
 }
 
 const (

@@ -5,8 +5,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/petrelmq/petrel/internal/topic"
 	"github.com/petrelmq/petrel/store"
-	"github.com/petrelmq/petrel/topic"
 )
 
 // recover loads what the store holds before the broker serves anyone:

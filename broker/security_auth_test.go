@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/petrelmq/petrel/auth"
+	"github.com/petrelmq/petrel/internal/throttle"
 	"github.com/petrelmq/petrel/internal/wiretest"
 	"github.com/petrelmq/petrel/packet"
 )
@@ -46,11 +47,11 @@ func loadMosquittoPasswd(t *testing.T) *auth.PasswordFile {
 }
 
 // quickThrottle makes failed logins cost a millisecond, for tests that
-// fail many on purpose; throttle sets another schedule.
-func quickThrottle(s *Server) { throttle(time.Millisecond, 2*time.Millisecond)(s) }
+// fail many on purpose; loginThrottle sets another schedule.
+func quickThrottle(s *Server) { loginThrottle(time.Millisecond, 2*time.Millisecond)(s) }
 
-func throttle(base, max time.Duration) func(*Server) {
-	return func(s *Server) { s.logins = auth.NewLoginThrottle(auth.LoginThrottleConfig{Base: base, Max: max}) }
+func loginThrottle(base, max time.Duration) func(*Server) {
+	return func(s *Server) { s.logins = throttle.New(throttle.Config{Base: base, Max: max}) }
 }
 
 // refusal codes of each protocol level for the same failure.
@@ -168,7 +169,7 @@ func TestFailedLoginDelayGrows(t *testing.T) {
 	t.Parallel()
 	// Wide enough apart that scheduling noise under -race cannot swap them.
 	const base, max = 150 * time.Millisecond, 600 * time.Millisecond
-	srv := secStart(t, Options{Authenticator: loadMosquittoPasswd(t)}, throttle(base, max))
+	srv := secStart(t, Options{Authenticator: loadMosquittoPasswd(t)}, loginThrottle(base, max))
 	addr := srv.Addrs()[0].String()
 	d := &net.Dialer{Timeout: wiretest.Timeout}
 
@@ -217,7 +218,7 @@ func TestFailedLoginDelayGrows(t *testing.T) {
 	t.Run("a success from the address does not reset the delay", func(t *testing.T) {
 		// An attacker with an account of its own logs in between guesses
 		// at someone else's password.
-		srv := secStart(t, Options{Authenticator: loadMosquittoPasswd(t)}, throttle(base, max))
+		srv := secStart(t, Options{Authenticator: loadMosquittoPasswd(t)}, loginThrottle(base, max))
 		addr := srv.Addrs()[0].String()
 		var delays []time.Duration
 		for i := range 3 {
@@ -474,7 +475,7 @@ func (s *aclService) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // httpBroker runs a broker whose logins and access decisions go to svc.
-func httpBroker(t *testing.T, svc *aclService, opts Options) (*Server, *auth.HTTP) {
+func httpBroker(t *testing.T, svc *aclService, opts Options) *Server {
 	t.Helper()
 	hs := httptest.NewServer(svc)
 	t.Cleanup(hs.Close)
@@ -483,13 +484,13 @@ func httpBroker(t *testing.T, svc *aclService, opts Options) (*Server, *auth.HTT
 		t.Fatal(err)
 	}
 	opts.Authenticator, opts.Authorizer = h, h
-	return secStart(t, opts, quickThrottle), h
+	return secStart(t, opts, quickThrottle)
 }
 
 // The HTTP backend's login answers map to CONNACK codes: 200 accepts, 401
 // is a bad password, 403 not authorized, anything else the server's fault.
 func TestHTTPBackendLogin(t *testing.T) {
-	srv, _ := httpBroker(t, &aclService{}, Options{})
+	srv := httpBroker(t, &aclService{}, Options{})
 	addr := srv.Addrs()[0].String()
 	before := srv.stats.failedLogins.Load()
 	for i, lc := range []loginCase{
@@ -511,7 +512,7 @@ func TestHTTPBackendLogin(t *testing.T) {
 // decided by the service's answer, not refused because nothing was cached.
 func TestHTTPBackendColdCache(t *testing.T) {
 	svc := &aclService{delay: 20 * time.Millisecond}
-	srv, h := httpBroker(t, svc, Options{})
+	srv := httpBroker(t, svc, Options{})
 	addr := srv.Addrs()[0].String()
 
 	sub := secMustConnect(t, addr, withLogin(connectPacket(packet.V5, "sub"), "alice", "secret"))
@@ -540,9 +541,6 @@ func TestHTTPBackendColdCache(t *testing.T) {
 	// allowed/a was answered from the cache.
 	if n := svc.count("write allowed/a"); n != 1 {
 		t.Errorf("the service was asked %d times about writing allowed/a, want 1", n)
-	}
-	if st := h.Stats(); st.ACLRequests == 0 || st.CacheHits == 0 {
-		t.Errorf("backend stats %+v: want requests and cache hits", st)
 	}
 	if srv.stats.deniedPublish.Load() != 1 || srv.stats.deniedSubscribe.Load() != 1 {
 		t.Errorf("deniedPublish %d, deniedSubscribe %d; want 1 and 1", srv.stats.deniedPublish.Load(), srv.stats.deniedSubscribe.Load())
@@ -586,7 +584,7 @@ func TestHTTPBackendColdCache(t *testing.T) {
 func TestHTTPBackendTimeoutFailsClosed(t *testing.T) {
 	t.Parallel()
 	svc := &aclService{}
-	srv, _ := httpBroker(t, svc, Options{AuthTimeout: 200 * time.Millisecond})
+	srv := httpBroker(t, svc, Options{AuthTimeout: 200 * time.Millisecond})
 	c := secMustConnect(t, srv.Addrs()[0].String(), withLogin(connectPacket(packet.V5, "c"), "alice", "secret"))
 	start := time.Now()
 	if code := c.publish(1, 1, "slow/x", "x", false); code != packet.NotAuthorized {

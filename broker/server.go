@@ -34,13 +34,14 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/petrelmq/petrel/auth"
 	"github.com/petrelmq/petrel/internal/listener"
 	"github.com/petrelmq/petrel/internal/listener/ws"
+	"github.com/petrelmq/petrel/internal/throttle"
+	"github.com/petrelmq/petrel/internal/topic"
 	"github.com/petrelmq/petrel/packet"
 	"github.com/petrelmq/petrel/store"
 	"github.com/petrelmq/petrel/store/memory"
-	"github.com/petrelmq/petrel/topic"
+	"github.com/petrelmq/petrel/tlsconf"
 )
 
 // Server is an MQTT broker. Everything it owns hangs off it, so one process
@@ -72,7 +73,7 @@ type Server struct {
 	connCount atomic.Int64
 	connRate  *ipLimiter
 	queuedMem atomic.Int64
-	logins    *auth.LoginThrottle
+	logins    *throttle.Logins
 
 	// store keeps durable state; committer writes to it.
 	store     store.Store
@@ -142,7 +143,7 @@ func New(opts Options) *Server {
 	if s.store == nil {
 		s.store, s.ownStore = memory.New(), true
 	}
-	s.logins = auth.NewLoginThrottle(auth.LoginThrottleConfig{})
+	s.logins = throttle.New(throttle.Config{})
 	if r := opts.Limits.ConnectionRate; r > 0 {
 		s.connRate = newIPLimiter(r, opts.Limits.ConnectionBurst)
 	}
@@ -205,7 +206,7 @@ func (s *Server) listen(lc ListenerConfig) (*listenerState, error) {
 			"listener", lc.Name)
 	}
 	dopts := listener.Options{Logger: s.log}
-	if tl, ok := ln.(*net.TCPListener); ok && !lc.GoroutineDriver && runtime.GOOS == "linux" {
+	if tl, ok := ln.(*net.TCPListener); ok && !lc.goroutineDriver && runtime.GOOS == "linux" {
 		d, err := listener.NewEventLoopDriver(tl, ls, dopts)
 		if err != nil {
 			ln.Close()
@@ -221,6 +222,11 @@ func (s *Server) listen(lc ListenerConfig) (*listenerState, error) {
 // openListener opens the socket for a listener of any kind: TCP, TLS over
 // TCP, WebSocket over TCP or TLS, or a unix socket.
 func (s *Server) openListener(lc ListenerConfig) (net.Listener, error) {
+	if lc.UsernameFrom != "" {
+		if err := tlsconf.CheckIdentitySource(lc.UsernameFrom); err != nil {
+			return nil, fmt.Errorf("UsernameFrom: %w", err)
+		}
+	}
 	if lc.Kind == "unix" {
 		return listener.ListenUnix(lc.Address, 0o660)
 	}

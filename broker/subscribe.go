@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"github.com/petrelmq/petrel/auth"
+	"github.com/petrelmq/petrel/internal/topic"
 	"github.com/petrelmq/petrel/packet"
-	"github.com/petrelmq/petrel/topic"
 )
 
 // handleSubscribe adds or replaces the client's subscriptions, answers

@@ -373,3 +373,41 @@ func TestTopicAliasInbound(t *testing.T) {
 		}
 	}
 }
+
+// TestMaxPacketSize: an MQTT 5 CONNECT carries Options.MaxPacketSize as its
+// Maximum Packet Size, and a larger packet from the server ends the
+// connection, undelivered; a packet within it is delivered, its DUP flag
+// with it.
+func TestMaxPacketSize(t *testing.T) {
+	asked := make(chan uint32, 1)
+	addr := fakeServer(t, func(f *fakeConn) {
+		c, err := f.accept(packet.Properties{})
+		if err != nil {
+			return
+		}
+		asked <- c.Props.MaximumPacketSize
+		f.send(&packet.Publish{Topic: "small", QoS: 1, PacketID: 1, Dup: true, Payload: make([]byte, 10)})
+		f.read() // PUBACK
+		f.send(&packet.Publish{Topic: "big", Payload: make([]byte, 100)})
+		f.read()
+	})
+	in := newInbox()
+	lost := make(chan error, 1)
+	connect(t, Options{Addr: addr, Version: packet.V5, CleanStart: true, MaxPacketSize: 64, OnMessage: in.add,
+		OnDisconnect: func(err error) { lost <- err }})
+	if got := <-asked; got != 64 {
+		t.Errorf("CONNECT's Maximum Packet Size %d, want 64", got)
+	}
+	select {
+	case err := <-lost:
+		var perr *packet.Error
+		if !errors.As(err, &perr) || perr.Code != packet.PacketTooLarge {
+			t.Errorf("OnDisconnect(%v), want a PacketTooLarge *packet.Error", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a packet above MaxPacketSize did not end the connection")
+	}
+	if msgs := in.wait(t, 1); in.len() != 1 || msgs[0].Topic != "small" || !msgs[0].Dup {
+		t.Errorf("delivered %d messages, the first %+v; want only small, with Dup", in.len(), msgs[0])
+	}
+}

@@ -3,7 +3,7 @@ package packet
 import (
 	"strconv"
 
-	"github.com/petrelmq/petrel/topic"
+	"github.com/petrelmq/petrel/internal/topic"
 )
 
 // Decoder decodes the packets of one connection. Its zero value is ready: it

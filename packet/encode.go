@@ -64,7 +64,7 @@ func Append(dst []byte, p Packet, version byte) ([]byte, error) {
 	if err != nil {
 		return dst, err
 	}
-	dst = slices.Grow(dst, 1+VarIntLen(uint32(s.rem))+s.rem)
+	dst = slices.Grow(dst, 1+varIntLen(uint32(s.rem))+s.rem)
 	return e.write(dst, version, s), nil
 }
 
@@ -82,7 +82,7 @@ func AppendPublish(dst []byte, p *Publish, version byte) ([]byte, error) {
 		return dst, &Error{Code: PacketTooLarge, Reason: "encode: PUBLISH remaining length " +
 			strconv.Itoa(s.rem) + " exceeds " + strconv.Itoa(MaxRemainingLength)}
 	}
-	dst = slices.Grow(dst, 1+VarIntLen(uint32(s.rem))+s.rem)
+	dst = slices.Grow(dst, 1+varIntLen(uint32(s.rem))+s.rem)
 	return p.write(dst, version, s), nil
 }
 
@@ -141,7 +141,7 @@ func AppendPublishHeader(dst []byte, h *PublishHeader, version byte) ([]byte, er
 	if h.PayloadFollows {
 		grow -= len(h.Payload)
 	}
-	dst = slices.Grow(dst, 1+VarIntLen(uint32(rem))+grow)
+	dst = slices.Grow(dst, 1+varIntLen(uint32(rem))+grow)
 	dst = appendString(appendFixedHeader(dst, first, rem), h.Topic)
 	if h.QoS > 0 {
 		dst = appendU16(dst, h.PacketID)
@@ -165,7 +165,7 @@ func PublishLen(p *Publish, version byte) int {
 	if err != nil {
 		return -1
 	}
-	return 1 + VarIntLen(uint32(s.rem)) + s.rem
+	return 1 + varIntLen(uint32(s.rem)) + s.rem
 }
 
 // AppendAck is Append for PUBACK, PUBREC, PUBREL and PUBCOMP, without
@@ -178,7 +178,7 @@ func AppendAck(dst []byte, a *Ack, version byte) ([]byte, error) {
 	if err != nil {
 		return dst, err
 	}
-	dst = slices.Grow(dst, 1+VarIntLen(uint32(s.rem))+s.rem)
+	dst = slices.Grow(dst, 1+varIntLen(uint32(s.rem))+s.rem)
 	return a.write(dst, version, s), nil
 }
 
@@ -190,7 +190,7 @@ func Len(p Packet, version byte) int {
 	if err != nil {
 		return -1
 	}
-	return 1 + VarIntLen(uint32(s.rem)) + s.rem
+	return 1 + varIntLen(uint32(s.rem)) + s.rem
 }
 
 func measure(p Packet, v byte) (encoder, sizes, error) {
@@ -215,7 +215,7 @@ func measure(p Packet, v byte) (encoder, sizes, error) {
 // propsField measures a properties field, length prefix included.
 func propsField(p *Properties, mask uint64) (field, n int, err error) {
 	n, err = propsLen(p, mask)
-	return VarIntLen(uint32(n)) + n, n, err
+	return varIntLen(uint32(n)) + n, n, err
 }
 
 func (c *Connect) size(v byte) (sizes, error) {

@@ -83,7 +83,7 @@ func flagBits(f byte) string {
 
 // appendFixedHeader appends the first byte and the Remaining Length.
 func appendFixedHeader(dst []byte, first byte, remaining int) []byte {
-	return AppendVarInt(append(dst, first), uint32(remaining))
+	return appendVarInt(append(dst, first), uint32(remaining))
 }
 
 // firstByte returns the fixed flags of every type except PUBLISH.

@@ -22,19 +22,19 @@ func TestVarInt(t *testing.T) {
 		{268435455, hx("ff ff ff 7f")},
 	}
 	for _, c := range cases {
-		if got := AppendVarInt(nil, c.v); !bytes.Equal(got, c.wire) {
-			t.Errorf("AppendVarInt(%d) = % x, want % x", c.v, got, c.wire)
+		if got := appendVarInt(nil, c.v); !bytes.Equal(got, c.wire) {
+			t.Errorf("appendVarInt(%d) = % x, want % x", c.v, got, c.wire)
 		}
-		if n := VarIntLen(c.v); n != len(c.wire) {
-			t.Errorf("VarIntLen(%d) = %d, want %d", c.v, n, len(c.wire))
+		if n := varIntLen(c.v); n != len(c.wire) {
+			t.Errorf("varIntLen(%d) = %d, want %d", c.v, n, len(c.wire))
 		}
 		v, n := uvarint(c.wire)
 		if v != c.v || n != len(c.wire) {
 			t.Errorf("uvarint(% x) = %d, %d; want %d, %d", c.wire, v, n, c.v, len(c.wire))
 		}
 	}
-	if n := VarIntLen(MaxRemainingLength + 1); n != 5 {
-		t.Errorf("VarIntLen beyond the maximum = %d, want 5", n)
+	if n := varIntLen(MaxRemainingLength + 1); n != 5 {
+		t.Errorf("varIntLen beyond the maximum = %d, want 5", n)
 	}
 }
 

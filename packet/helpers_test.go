@@ -49,7 +49,7 @@ func body(parts ...any) []byte {
 		case u32:
 			b = append(b, byte(p>>24), byte(p>>16), byte(p>>8), byte(p))
 		case vi:
-			b = AppendVarInt(b, uint32(p))
+			b = appendVarInt(b, uint32(p))
 		default:
 			panic("unknown part")
 		}
@@ -61,13 +61,13 @@ func body(parts ...any) []byte {
 // from the body, then the body.
 func pk(first byte, parts ...any) []byte {
 	bd := body(parts...)
-	return append(AppendVarInt([]byte{first}, uint32(len(bd))), bd...)
+	return append(appendVarInt([]byte{first}, uint32(len(bd))), bd...)
 }
 
 // props builds a property block: its length, then the properties.
 func props(parts ...any) []byte {
 	bd := body(parts...)
-	return append(AppendVarInt(nil, uint32(len(bd))), bd...)
+	return append(appendVarInt(nil, uint32(len(bd))), bd...)
 }
 
 // decodeAll parses and decodes one whole packet with a Decoder at version.

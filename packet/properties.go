@@ -107,9 +107,3 @@ func (p *Properties) Clear(id PropID) {
 func (p *Properties) Empty() bool {
 	return p.Present == 0 && len(p.User) == 0 && len(p.SubscriptionIDs) == 0
 }
-
-// Reset empties p, keeping the capacity of its slices for reuse.
-func (p *Properties) Reset() {
-	user, ids := p.User[:0], p.SubscriptionIDs[:0]
-	*p = Properties{User: user, SubscriptionIDs: ids}
-}

@@ -3,7 +3,7 @@ package packet
 import (
 	"math/bits"
 
-	"github.com/petrelmq/petrel/topic"
+	"github.com/petrelmq/petrel/internal/topic"
 )
 
 // Which properties each packet allows (MQTT 5 §2.2.2.2, Table 2-4), one bit
@@ -286,7 +286,7 @@ func propsLen(p *Properties, mask uint64) (int, error) {
 				if v == 0 || v > MaxRemainingLength {
 					return 0, errEncode("Subscription Identifier must be 1 to 268435455")
 				}
-				n += 1 + VarIntLen(v)
+				n += 1 + varIntLen(v)
 			}
 		case PropPayloadFormat, PropRequestProblemInfo, PropRequestResponseInfo, PropMaximumQoS,
 			PropRetainAvailable, PropWildcardSubAvailable, PropSubIDAvailable, PropSharedSubAvailable:
@@ -334,7 +334,7 @@ func propBytes(p *Properties, id PropID) string {
 // appendProps appends the property length n (from propsLen) and the
 // properties of p allowed by mask, in ascending identifier order.
 func appendProps(dst []byte, p *Properties, mask uint64, n int) []byte {
-	dst = AppendVarInt(dst, uint32(n))
+	dst = appendVarInt(dst, uint32(n))
 	for m := carried(p, mask); m != 0; m &= m - 1 {
 		id := PropID(bits.TrailingZeros64(m))
 		switch id {
@@ -345,7 +345,7 @@ func appendProps(dst []byte, p *Properties, mask uint64, n int) []byte {
 			}
 		case PropSubscriptionID:
 			for _, v := range p.SubscriptionIDs {
-				dst = AppendVarInt(append(dst, byte(PropSubscriptionID)), v)
+				dst = appendVarInt(append(dst, byte(PropSubscriptionID)), v)
 			}
 		case PropPayloadFormat:
 			dst = append(dst, byte(id), p.PayloadFormat)

@@ -39,7 +39,7 @@ func FuzzPropsLen(f *testing.F) {
 				continue // refused before anything is written
 			}
 			got := appendProps(nil, &p, mask, n)
-			if want := VarIntLen(uint32(n)) + n; len(got) != want {
+			if want := varIntLen(uint32(n)) + n; len(got) != want {
 				t.Fatalf("mask %#x: propsLen says %d bytes (%d with the length), appendProps wrote %d", mask, n, want, len(got))
 			}
 		}

@@ -4,9 +4,9 @@ package packet
 // least significant group first, the high bit set on every byte but the last,
 // at most four bytes.
 
-// VarIntLen returns the number of bytes AppendVarInt writes for v: 1 to 4, or
+// varIntLen returns the number of bytes appendVarInt writes for v: 1 to 4, or
 // 5 for a v above MaxRemainingLength, which no four-byte integer holds.
-func VarIntLen(v uint32) int {
+func varIntLen(v uint32) int {
 	switch {
 	case v < 1<<7:
 		return 1
@@ -20,10 +20,10 @@ func VarIntLen(v uint32) int {
 	return 5
 }
 
-// AppendVarInt appends v as a Variable Byte Integer in its shortest form.
+// appendVarInt appends v as a Variable Byte Integer in its shortest form.
 // A v above MaxRemainingLength cannot be encoded in four bytes; the encoder
 // checks lengths before calling it, so here such a v simply takes five bytes.
-func AppendVarInt(dst []byte, v uint32) []byte {
+func appendVarInt(dst []byte, v uint32) []byte {
 	for v >= 0x80 {
 		dst = append(dst, byte(v)|0x80)
 		v >>= 7

@@ -17,8 +17,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/petrelmq/petrel/config"
 	"github.com/petrelmq/petrel/internal/bench"
+	"github.com/petrelmq/petrel/internal/config"
 )
 
 // petrel bench's flags: the load generator itself is internal/bench, whose

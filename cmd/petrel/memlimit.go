@@ -5,7 +5,7 @@ import (
 	"os"
 	"runtime/debug"
 
-	"github.com/petrelmq/petrel/config"
+	"github.com/petrelmq/petrel/internal/config"
 )
 
 // Go's garbage collector lets the heap grow to twice what is live before

@@ -5,7 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/petrelmq/petrel/config"
+	"github.com/petrelmq/petrel/internal/config"
 )
 
 func TestMemoryLimitFromBudgets(t *testing.T) {

@@ -10,7 +10,7 @@ import (
 
 	"github.com/petrelmq/petrel/auth"
 	"github.com/petrelmq/petrel/broker"
-	"github.com/petrelmq/petrel/config"
+	"github.com/petrelmq/petrel/internal/config"
 )
 
 var discardLog = slog.New(slog.NewTextHandler(io.Discard, nil))

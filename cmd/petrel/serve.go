@@ -16,7 +16,7 @@ import (
 
 	"github.com/petrelmq/petrel/auth"
 	"github.com/petrelmq/petrel/broker"
-	"github.com/petrelmq/petrel/config"
+	"github.com/petrelmq/petrel/internal/config"
 	"github.com/petrelmq/petrel/store"
 	"github.com/petrelmq/petrel/store/memory"
 	"github.com/petrelmq/petrel/store/pebblestore"

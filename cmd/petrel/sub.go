@@ -19,8 +19,8 @@ import (
 	"github.com/petrelmq/petrel/client"
 	"github.com/petrelmq/petrel/internal/msgformat"
 	"github.com/petrelmq/petrel/internal/packettrace"
+	"github.com/petrelmq/petrel/internal/topic"
 	"github.com/petrelmq/petrel/packet"
-	"github.com/petrelmq/petrel/topic"
 )
 
 // subFlags are petrel sub's flags: mosquitto_sub's, and -j.

@@ -31,8 +31,8 @@ import (
 	"time"
 
 	"github.com/petrelmq/petrel/client"
+	"github.com/petrelmq/petrel/internal/topic"
 	"github.com/petrelmq/petrel/packet"
-	"github.com/petrelmq/petrel/topic"
 )
 
 // Mode is what a run's clients do.

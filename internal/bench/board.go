@@ -8,7 +8,7 @@ import (
 	"sync/atomic"
 	"unsafe"
 
-	"github.com/petrelmq/petrel/topic"
+	"github.com/petrelmq/petrel/internal/topic"
 )
 
 // The board holds a run's counters: plain memory when the run is one

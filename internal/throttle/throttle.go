@@ -1,4 +1,6 @@
-package auth
+// Package throttle slows password guessing: the broker answers a failed
+// login later with each recent failure from the same address.
+package throttle
 
 import (
 	"net"
@@ -8,9 +10,8 @@ import (
 	"time"
 )
 
-// LoginThrottleConfig configures a LoginThrottle. Zero values mean the
-// defaults.
-type LoginThrottleConfig struct {
+// Config configures a Logins. Zero values mean the defaults.
+type Config struct {
 	// Base is the delay after one recent failure (default 500ms); each
 	// further failure doubles it.
 	Base time.Duration
@@ -28,23 +29,23 @@ type LoginThrottleConfig struct {
 	MaxAddresses int
 }
 
-// LoginThrottle slows password guessing by the address it comes from. The
-// broker records each failed login with Failed and answers it after Delay:
+// Logins slows password guessing by the address it comes from. The broker
+// records each failed login with Failed and answers it after Delay:
 //
 //	if err != nil {
 //		t.Failed(ip)
 //		time.AfterFunc(t.Delay(ip), refuse)
 //	}
 //
-// The broker does not call Succeeded on a login: an attacker holding one
-// account of its own could otherwise clear its failures between guesses.
+// A successful login does not clear its address's failures: an attacker
+// holding one account of its own could otherwise clear them between guesses.
 //
 // Addresses are IPv4 addresses or IPv6 /64 networks (one host usually has a
 // whole /64, so counting its addresses apart would not slow it); a port,
 // as in "192.0.2.1:5000" or "[2001:db8::1]:5000", is ignored. Addresses that
 // do not parse (a unix socket) share one entry. Safe for concurrent use.
-type LoginThrottle struct {
-	cfg LoginThrottleConfig
+type Logins struct {
+	cfg Config
 	now func() time.Time
 
 	mu        sync.Mutex
@@ -59,21 +60,21 @@ type loginFailures struct {
 	last time.Time // the latest failure
 }
 
-// LoginThrottleStats counts what a LoginThrottle did, for metrics.
-type LoginThrottleStats struct {
+// stats counts what a Logins did.
+type stats struct {
 	Tracked   int    // addresses with recent failures tracked now
 	Failures  uint64 // failed logins recorded
 	Throttled uint64 // Delay calls that returned a delay
 	Evicted   uint64 // addresses forgotten early to stay within MaxAddresses
 }
 
-// NewLoginThrottle returns a LoginThrottle.
-func NewLoginThrottle(cfg LoginThrottleConfig) *LoginThrottle {
+// New returns a Logins.
+func New(cfg Config) *Logins {
 	setDefault(&cfg.Base, 500*time.Millisecond)
 	setDefault(&cfg.Max, 10*time.Second)
 	setDefault(&cfg.Quiet, time.Minute)
 	setDefault(&cfg.MaxAddresses, 65536)
-	return &LoginThrottle{cfg: cfg, now: time.Now, addrs: make(map[netip.Addr]*loginFailures)}
+	return &Logins{cfg: cfg, now: time.Now, addrs: make(map[netip.Addr]*loginFailures)}
 }
 
 // throttleKey returns the table key for an address string.
@@ -97,7 +98,7 @@ func throttleKey(ip string) netip.Addr {
 }
 
 // recent returns f's failure count at now, less one per quiet period.
-func (t *LoginThrottle) recent(f *loginFailures, now time.Time) int {
+func (t *Logins) recent(f *loginFailures, now time.Time) int {
 	forgotten := now.Sub(f.last) / t.cfg.Quiet
 	if forgotten >= time.Duration(f.n) {
 		return 0
@@ -106,7 +107,7 @@ func (t *LoginThrottle) recent(f *loginFailures, now time.Time) int {
 }
 
 // Failed records a failed login from ip.
-func (t *LoginThrottle) Failed(ip string) {
+func (t *Logins) Failed(ip string) {
 	key := throttleKey(ip)
 	now := t.now()
 	t.failures.Add(1)
@@ -125,7 +126,7 @@ func (t *LoginThrottle) Failed(ip string) {
 // Delay returns how long to wait before answering a failed login from ip:
 // Base for the first recent failure, doubling with each further one up to
 // Max; zero when ip has no recent failures.
-func (t *LoginThrottle) Delay(ip string) time.Duration {
+func (t *Logins) Delay(ip string) time.Duration {
 	key := throttleKey(ip)
 	now := t.now()
 	t.mu.Lock()
@@ -145,20 +146,12 @@ func (t *LoginThrottle) Delay(ip string) time.Duration {
 	return min(d, t.cfg.Max)
 }
 
-// Succeeded forgets ip's failures: its user knew the password.
-func (t *LoginThrottle) Succeeded(ip string) {
-	key := throttleKey(ip)
-	t.mu.Lock()
-	delete(t.addrs, key)
-	t.mu.Unlock()
-}
-
-// Stats returns the throttle's counters.
-func (t *LoginThrottle) Stats() LoginThrottleStats {
+// stats returns the throttle's counters.
+func (t *Logins) stats() stats {
 	t.mu.Lock()
 	n := len(t.addrs)
 	t.mu.Unlock()
-	return LoginThrottleStats{Tracked: n, Failures: t.failures.Load(),
+	return stats{Tracked: n, Failures: t.failures.Load(),
 		Throttled: t.throttled.Load(), Evicted: t.evicted.Load()}
 }
 
@@ -167,7 +160,7 @@ func (t *LoginThrottle) Stats() LoginThrottleStats {
 const evictionSample = 8
 
 // makeRoom makes room for one more address. The caller holds t.mu.
-func (t *LoginThrottle) makeRoom(now time.Time) {
+func (t *Logins) makeRoom(now time.Time) {
 	if len(t.addrs) < t.cfg.MaxAddresses {
 		return
 	}
@@ -196,5 +189,11 @@ func (t *LoginThrottle) makeRoom(now time.Time) {
 		}
 		delete(t.addrs, victim)
 		t.evicted.Add(1)
+	}
+}
+
+func setDefault[T time.Duration | int](v *T, d T) {
+	if *v <= 0 {
+		*v = d
 	}
 }

@@ -11,7 +11,7 @@ import (
 // schema: a key added without them fails here.
 
 func TestDocsListEveryKey(t *testing.T) {
-	doc, err := os.ReadFile("../docs/CONFIG.md")
+	doc, err := os.ReadFile("../../docs/CONFIG.md")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -23,7 +23,7 @@ func TestDocsListEveryKey(t *testing.T) {
 }
 
 func TestDocsShowTheExample(t *testing.T) {
-	doc, err := os.ReadFile("../docs/CONFIG.md")
+	doc, err := os.ReadFile("../../docs/CONFIG.md")
 	if err != nil {
 		t.Fatal(err)
 	}
