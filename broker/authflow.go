@@ -76,7 +76,7 @@ func (c *conn) authStep(data []byte, reauth bool) error {
 	if reauth {
 		if user != c.ea.username {
 			// Re-authentication may not change who the client is.
-			c.disconnect(packet.NotAuthorized, "re-authenticated as another user")
+			c.disconnectAs(closeAuthFailed, packet.NotAuthorized, "re-authenticated as another user")
 			return nil
 		}
 		c.writePacket(&packet.Auth{Code: packet.Success, Props: authProps(method, serverData)})
@@ -110,7 +110,7 @@ func (c *conn) authFailed(err error, reauth bool) {
 		if code == packet.BadUserNameOrPassword {
 			code = packet.NotAuthorized // 0x86 is not a DISCONNECT reason [MQTT-3.14.2-1]
 		}
-		c.disconnect(code, "re-authentication failed")
+		c.disconnectAs(closeAuthFailed, code, "re-authentication failed")
 		return
 	}
 	c.refuse(code, "authentication failed")

@@ -65,6 +65,9 @@ type conn struct {
 	// partial (unix ns) is when an incomplete packet must have finished
 	// arriving; 0 when none is pending. [slowloris]
 	partial atomic.Int64
+	// connectedAt (unix ns) is when CONNECT was accepted, for the log line
+	// of the connection's end. Under mu.
+	connectedAt int64
 
 	// Negotiated at CONNECT, read by deliveries under the session lock.
 	maxOut uint32 // the client's Maximum Packet Size; 0 when it set none
@@ -173,7 +176,7 @@ func (c *conn) fail(err error) {
 	c.srv.log.Debug("closing connection: protocol violation",
 		"remote", c.nc.RemoteAddr().String(), "client", c.clientID(), "reason", err.Error(), "code", byte(code))
 	c.srv.stats.protocolErrors.Add(1)
-	c.noteClose(code, false, "", err)
+	c.noteClose(closeProtocolError, code, "", err)
 	switch {
 	case c.state == stateNew && code == packet.UnsupportedProtocolVersion:
 		// Answer in a form every protocol level reads. [MQTT-3.1.2-2]
@@ -190,10 +193,16 @@ func (c *conn) fail(err error) {
 // disconnect closes the connection for a reason of the server's own (takeover,
 // keep alive, shutdown), telling an MQTT 5 client why. [MQTT-3.14.0-1]
 func (c *conn) disconnect(code packet.ReasonCode, reason string) {
+	c.disconnectAs(closeReasonOf(code), code, reason)
+}
+
+// disconnectAs is disconnect with the reason its log line gives, for codes
+// that several reasons share.
+func (c *conn) disconnectAs(why closeReason, code packet.ReasonCode, reason string) {
 	if c.isClosing() {
 		return
 	}
-	c.noteClose(code, false, reason, nil)
+	c.noteClose(why, code, reason, nil)
 	c.appendDisconnect(code, reason)
 	c.shutdown()
 }
@@ -260,8 +269,12 @@ func (c *conn) Closed(err error) {
 		return
 	}
 	wasOpen := c.state != stateNew
-	if wasOpen && c.srv.opts.Hooks.OnDisconnect != nil {
-		c.noteClose(0, false, "", lostConnection(err))
+	connected := c.state == stateConnected
+	if wasOpen {
+		c.noteEnd(closeConnectionLost, 0)
+		if c.srv.opts.Hooks.OnDisconnect != nil {
+			c.noteClose(closeConnectionLost, 0, "", lostConnection(err))
+		}
 	}
 	c.state = stateClosed
 	c.srv.conns.remove(c)
@@ -288,8 +301,8 @@ func (c *conn) Closed(err error) {
 	if !wasOpen {
 		return
 	}
-	if err != nil && !c.isClosing() && c.srv.debugging() {
-		c.srv.log.Debug("connection lost", "client", c.clientID(), "remote", c.nc.RemoteAddr().String(), "err", err)
+	if connected {
+		c.logDisconnected(err)
 	}
 	c.flags.Or(flagClosing)
 	c.finish()

@@ -323,16 +323,14 @@ func (c *conn) handleDisconnect(p *packet.Disconnect) error {
 		if p.Code != packet.Success {
 			// Only a normal disconnection discards the will: 0x04 asks for
 			// it, and an error code leaves it to be published. [MQTT-3.1.2-10]
-			c.srv.log.Debug("client disconnected", "client", c.clientID(), "code", byte(p.Code))
-			c.noteClose(p.Code, true, "", nil)
+			c.noteClose(closeClientDisconnect, p.Code, "", nil)
 			c.shutdown()
 			return nil
 		}
 	}
 	// A normal DISCONNECT discards the will. [MQTT-3.1.2-10] [MQTT-3.14.4-3]
 	c.will.Store(nil)
-	c.srv.log.Debug("client disconnected", "client", c.clientID(), "code", byte(p.Code))
-	c.noteClose(p.Code, true, "", nil)
+	c.noteClose(closeClientDisconnect, p.Code, "", nil)
 	c.shutdown()
 	return nil
 }

@@ -273,10 +273,10 @@ func (c *conn) committed(g uint64, err error) {
 		if errors.Is(err, store.ErrFull) {
 			code = packet.QuotaExceeded
 		}
-		c.disconnect(code, "the broker cannot store right now")
+		c.disconnectAs(closeStoreError, code, "the broker cannot store right now")
 	case failed && c.version != packet.V5:
 		c.srv.log.Warn("closing an MQTT 3 connection: its message could not be stored", "client", c.clientID(), "err", err)
-		c.noteClose(packet.UnspecifiedError, false, "", commitError(err))
+		c.noteClose(closeStoreError, packet.UnspecifiedError, "", commitError(err))
 		c.shutdown()
 	}
 }

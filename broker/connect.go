@@ -356,6 +356,7 @@ func (c *conn) accept(cp *connectParams, authData []byte) {
 		c.connackProps(cp, &connack.Props, authData)
 	}
 	c.keepAliveMs = uint32(min(keepAlive, 65535*time.Second) / time.Millisecond)
+	c.connectedAt = time.Now().UnixNano()
 	c.state = stateConnected
 	if c.version == packet.V5 {
 		c.flags.Or(flagConnectedV5)
@@ -373,10 +374,7 @@ func (c *conn) accept(cp *connectParams, authData []byte) {
 	if h := &o.Hooks; h.OnConnect != nil || h.OnDisconnect != nil {
 		c.connectHook(present)
 	}
-	if c.srv.debugging() {
-		c.srv.log.Debug("client connected", "client", cp.clientID, "remote", c.nc.RemoteAddr().String(),
-			"version", c.version, "clean", cp.cleanStart, "keepalive", keepAlive, "session_expiry", cp.expiry)
-	}
+	c.logConnected(cp, keepAlive)
 }
 
 // connacks recycles the CONNACKs of accepted connections: one is written

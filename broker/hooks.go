@@ -387,7 +387,7 @@ func (c *conn) aclHook(a auth.Access, topic string) (ok bool) {
 	defer func() {
 		if p := recover(); p != nil {
 			c.srv.hookPanicked("OnACLCheck", c.clientID(), p)
-			c.disconnect(packet.UnspecifiedError, hookPanicReason)
+			c.disconnectAs(closeInternalError, packet.UnspecifiedError, hookPanicReason)
 			ok = false
 		}
 	}()
@@ -422,7 +422,7 @@ func (c *conn) publishHook(p *packet.Publish) (code packet.ReasonCode) {
 	defer func() {
 		if r := recover(); r != nil {
 			c.srv.hookPanicked("OnPublish", c.clientID(), r)
-			c.disconnect(packet.UnspecifiedError, hookPanicReason)
+			c.disconnectAs(closeInternalError, packet.UnspecifiedError, hookPanicReason)
 			code = packet.UnspecifiedError
 		}
 	}()
@@ -438,7 +438,7 @@ func (c *conn) connectHook(present bool) {
 			defer func() {
 				if r := recover(); r != nil {
 					c.srv.hookPanicked("OnConnect", c.clientID(), r)
-					c.disconnect(packet.UnspecifiedError, hookPanicReason)
+					c.disconnectAs(closeInternalError, packet.UnspecifiedError, hookPanicReason)
 				}
 			}()
 			h.OnConnect(c.client, present)
@@ -449,12 +449,15 @@ func (c *conn) connectHook(present bool) {
 	}
 }
 
-// noteClose records, for OnDisconnect, why the connection ends: err, or
-// reason in words; the first reason given wins.
-func (c *conn) noteClose(code packet.ReasonCode, byClient bool, reason string, err error) {
+// noteClose records why the connection ends, for its log line (noteEnd)
+// and for OnDisconnect: err, or reason in words; the first reason given
+// wins.
+func (c *conn) noteClose(why closeReason, code packet.ReasonCode, reason string, err error) {
+	c.noteEnd(why, code)
 	if c.srv.opts.Hooks.OnDisconnect == nil {
 		return
 	}
+	byClient := why == closeClientDisconnect
 	if err == nil && reason != "" {
 		err = errors.New(reason)
 	}
@@ -571,6 +574,6 @@ func (ss *session) recoverHook(hook string) {
 	}
 	ss.srv.hookPanicked(hook, ss.clientID, r)
 	if c := ss.conn; c != nil {
-		go c.disconnect(packet.UnspecifiedError, hookPanicReason)
+		go c.disconnectAs(closeInternalError, packet.UnspecifiedError, hookPanicReason)
 	}
 }

@@ -2,7 +2,6 @@ package broker
 
 import (
 	"crypto/tls"
-	"io"
 	"log/slog"
 	"time"
 
@@ -302,7 +301,7 @@ func (o *Options) setDefaults() {
 		}
 	}
 	if o.Logger == nil {
-		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		o.Logger = slog.New(slog.DiscardHandler) // nothing is formatted
 	}
 	// These have no "unlimited": zero or less is the default.
 	o.MaxPacketSize = positiveOr(o.MaxPacketSize, d.MaxPacketSize)

@@ -110,5 +110,5 @@ func (s *Server) disconnectStalled(c *conn, stalled time.Duration) {
 	s.log.Warn("disconnecting a client that does not acknowledge: its in-flight window is full",
 		"client", c.clientID(), "remote", c.nc.RemoteAddr().String(), "window", c.window,
 		"stalled_for", stalled.Round(time.Millisecond).String(), "stall_timeout", s.opts.StallTimeout.String())
-	c.disconnect(packet.QuotaExceeded, "in-flight window full with no acknowledgement for the stall timeout")
+	c.disconnectAs(closeStalled, packet.QuotaExceeded, "in-flight window full with no acknowledgement for the stall timeout")
 }

@@ -51,14 +51,14 @@ func run(addr string, selfCheck bool, log *slog.Logger) error {
 			// Hooks run on the broker's event loops: they log, or send
 			// without blocking, and return.
 			OnConnect: func(c *auth.Client, sessionPresent bool) {
-				log.Info("client connected", "client", c.ClientID, "remote", c.RemoteAddr.String(), "session_present", sessionPresent)
+				log.Info("OnConnect", "client", c.ClientID, "remote", c.RemoteAddr.String(), "session_present", sessionPresent)
 				select {
 				case connected <- strings.Clone(c.ClientID): // the client id is the broker's: copied to be kept
 				default:
 				}
 			},
 			OnDisconnect: func(c *auth.Client, d broker.DisconnectInfo) {
-				log.Info("client disconnected", "client", c.ClientID, "by_client", d.ByClient, "code", d.Code.String(),
+				log.Info("OnDisconnect", "client", c.ClientID, "by_client", d.ByClient, "code", d.Code.String(),
 					"err", d.Err, "will_published", d.WillPublished)
 			},
 			OnACLCheck: func(c *auth.Client, access auth.Access, topic string) bool {

@@ -29,7 +29,7 @@ func TestExampleSelfCheck(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "self-check passed") {
 		t.Fatalf("embed -selfcheck: %v\n%s", err, out)
 	}
-	for _, want := range []string{"client connected", "access denied", "client disconnected"} {
+	for _, want := range []string{"client connected", "msg=OnConnect", "access denied", "msg=OnDisconnect", "client disconnected"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("the example's log has no %q line:\n%s", want, out)
 		}
