@@ -38,6 +38,7 @@ func serve(args []string, stderr io.Writer) int {
 	var listen stringList
 	fs.Var(&listen, "listen", "listen on this `address` (host:port); repeatable; replaces the file's listeners")
 	logLevel := fs.String("log-level", "", "log `level`: debug, info, warn or error (overrides the file)")
+	logFormat := fs.String("log-format", "", "log `format`: text or json (overrides the file)")
 	dataDir := fs.String("data-dir", "", "keep durable state in this `directory` (default ./data; overrides the file)")
 	engine := fs.String("store", "", "store `engine`: pebble (on disk, the default) or memory (overrides the file)")
 	pprofAddr := fs.String("pprof", "", "serve Go's profiles (net/http/pprof) on this loopback `address`, e.g. 127.0.0.1:6060")
@@ -52,7 +53,7 @@ func serve(args []string, stderr io.Writer) int {
 		return 2
 	}
 
-	cfg, err := loadConfig(*configPath, overrides{listen: listen, logLevel: *logLevel, dataDir: *dataDir, engine: *engine})
+	cfg, err := loadConfig(*configPath, overrides{listen: listen, logLevel: *logLevel, logFormat: *logFormat, dataDir: *dataDir, engine: *engine})
 	if err != nil {
 		fmt.Fprintln(stderr, "petrel:", err)
 		return 2
@@ -147,8 +148,8 @@ func openStore(sc config.Store, log *slog.Logger) (store.Store, error) {
 
 // overrides are the command-line flags that replace settings of the file.
 type overrides struct {
-	listen                    []string
-	logLevel, dataDir, engine string
+	listen                               []string
+	logLevel, logFormat, dataDir, engine string
 }
 
 // loadConfig reads the file (or takes the defaults) and applies the
@@ -170,6 +171,9 @@ func loadConfig(path string, ov overrides) (*config.File, error) {
 	}
 	if ov.logLevel != "" {
 		cfg.Log.Level = ov.logLevel
+	}
+	if ov.logFormat != "" {
+		cfg.Log.Format = ov.logFormat
 	}
 	if ov.dataDir != "" {
 		cfg.Store.Dir = ov.dataDir
