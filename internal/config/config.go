@@ -36,6 +36,10 @@ type File struct {
 	MQTT      MQTT       `yaml:"mqtt"`
 	Store     Store      `yaml:"store"`
 
+	// ShutdownTimeout bounds a shutdown (SIGTERM, SIGINT): past it the
+	// process exits without waiting for the rest.
+	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+
 	// Where the settings came from, so that Validate can point at the line
 	// that set a bad value. name is the file's name; pos maps the key paths
 	// the file sets ("listeners[1].address") to where it sets them; parsed
@@ -341,6 +345,8 @@ func Default() *File {
 			MaxSessionExpiry:        Duration{d.MaxSessionExpiry},
 		},
 		Store: Store{Engine: "pebble", Dir: "./data", Sync: "always", SyncInterval: Duration{100 * time.Millisecond}},
+
+		ShutdownTimeout: Duration{10 * time.Second},
 	}
 }
 

@@ -176,6 +176,7 @@ func TestKeyPaths(t *testing.T) {
 		"mqtt.shared_subscriptions", "mqtt.topic_alias_maximum", "mqtt.server_keep_alive", "mqtt.max_session_expiry",
 		"mqtt.response_information",
 		"store", "store.engine", "store.dir", "store.sync", "store.sync_interval",
+		"shutdown_timeout",
 	}
 	if got := keyPaths(reflect.TypeFor[File](), ""); !slices.Equal(got, want) {
 		t.Errorf("keyPaths(File)\n got: %q\nwant: %q", got, want)

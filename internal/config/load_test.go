@@ -40,7 +40,7 @@ var parseErrors = []struct {
 		`petrel.yaml:2: log.colour: unknown key (expected one of: level, format)`},
 	{"unknown top-level key",
 		"metrics:\n  path: /var/lib/petrel\n",
-		`petrel.yaml:1: metrics: unknown key (expected one of: log, listeners, auth, limits, mqtt, store)`},
+		`petrel.yaml:1: metrics: unknown key (expected one of: log, listeners, auth, limits, mqtt, store, shutdown_timeout)`},
 	{"misspelled top-level key",
 		"storage:\n  dir: /var/lib/petrel\n",
 		`petrel.yaml:1: storage: unknown key (did you mean "store"?)`},
@@ -74,10 +74,10 @@ var parseErrors = []struct {
 		`petrel.yaml:2: log.level: expected a single value, got a list`},
 	{"file is a list",
 		"- log\n- mqtt\n",
-		`petrel.yaml:1: expected a mapping (keys: log, listeners, auth, limits, mqtt, store), got a list`},
+		`petrel.yaml:1: expected a mapping (keys: log, listeners, auth, limits, mqtt, store, shutdown_timeout), got a list`},
 	{"file is a scalar",
 		"hello\n",
-		`petrel.yaml:1: expected a mapping (keys: log, listeners, auth, limits, mqtt, store), got "hello"`},
+		`petrel.yaml:1: expected a mapping (keys: log, listeners, auth, limits, mqtt, store, shutdown_timeout), got "hello"`},
 	{"key is not a name",
 		"log:\n  ? [level]\n  : debug\n",
 		`petrel.yaml:2: log: a key must be a plain name, not a list`},
@@ -185,6 +185,12 @@ var parseErrors = []struct {
 	{"log format",
 		"log:\n  format: xml\n",
 		`petrel.yaml:2: log.format: "xml" is not one of text, json`},
+	{"shutdown timeout zero",
+		"log:\n  level: info\nshutdown_timeout: 0s\n",
+		`petrel.yaml:3: shutdown_timeout: 0s must be greater than 0`},
+	{"shutdown timeout without a unit",
+		"shutdown_timeout: 10\n",
+		`petrel.yaml:1: shutdown_timeout: 10 has no unit; write "10s" for seconds (units: ms, s, m, h)`},
 
 	// Listeners.
 	{"empty listener list",
@@ -724,6 +730,8 @@ func TestExampleFile(t *testing.T) {
 			ResponseInformation:     "responses/",
 		},
 		Store: Store{Engine: "pebble", Dir: "/var/lib/petrel", Sync: "always", SyncInterval: Duration{100 * time.Millisecond}},
+
+		ShutdownTimeout: Duration{10 * time.Second},
 	}
 	assertSettings(t, f, want)
 }

@@ -56,6 +56,7 @@ func (f *File) validate() []*Error {
 	f.fillDerived()
 	v := validator{f: f}
 	v.log(f.Log)
+	v.positive("shutdown_timeout", f.ShutdownTimeout)
 	v.listeners(f.Listeners)
 	v.auth(f.Auth)
 	v.limits(f.Limits)

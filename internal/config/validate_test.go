@@ -29,6 +29,7 @@ func TestDefaults(t *testing.T) {
 	}{
 		{"log.level", Default().Log.Level, "info"},
 		{"log.format", Default().Log.Format, "text"},
+		{"shutdown_timeout", Default().ShutdownTimeout.String(), "10s"},
 		{"mqtt.max_packet_size", m.MaxPacketSize, 1 * MiB},
 		{"mqtt.connect_timeout", m.ConnectTimeout.String(), "10s"},
 		{"mqtt.max_inflight", m.MaxInflight, 100},
