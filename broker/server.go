@@ -327,19 +327,30 @@ func (s *Server) Close() error {
 }
 
 func (s *Server) close() error {
+	start := time.Now()
 	s.shuttingDown.Store(true)
 	if s.cancel != nil {
-		s.cancel()
+		s.cancel() // the listeners stop accepting
 	}
 	// Tell MQTT 5 clients why they lose the connection: DISCONNECT 0x8B,
 	// Server shutting down (MQTT 5 §3.14.2.1; no numbered statement).
-	s.conns.each(func(c *conn) { c.disconnect(packet.ServerShuttingDown, "server shutting down") })
+	conns, told := 0, 0
+	s.conns.each(func(c *conn) {
+		conns++
+		if c.flags.Load()&flagConnectedV5 != 0 && !c.isClosing() {
+			told++
+		}
+		c.disconnect(packet.ServerShuttingDown, "server shutting down")
+	})
+	s.log.Info("shutdown: stopped accepting; closing every connection", "connections", conns,
+		"mqtt5_disconnect_0x8b", told)
 	var errs []error
 	for _, l := range s.listeners {
 		if err := l.driver.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 			errs = append(errs, err)
 		}
 	}
+	s.log.Info("shutdown: connections closed", "elapsed", time.Since(start).Round(time.Millisecond))
 	// Every connection is closed, and every Publish under way returned:
 	// what is left to write goes to the store.
 	s.pubMu.Lock()
@@ -347,6 +358,7 @@ func (s *Server) close() error {
 	s.pubMu.Unlock()
 	s.committer.stop()
 	s.wg.Wait()
+	s.log.Info("shutdown: pending store writes committed", "elapsed", time.Since(start).Round(time.Millisecond))
 	if s.ownStore {
 		errs = append(errs, s.store.Close())
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -42,6 +41,7 @@ func serve(args []string, stderr io.Writer) int {
 	dataDir := fs.String("data-dir", "", "keep durable state in this `directory` (default ./data; overrides the file)")
 	engine := fs.String("store", "", "store `engine`: pebble (on disk, the default) or memory (overrides the file)")
 	pprofAddr := fs.String("pprof", "", "serve Go's profiles (net/http/pprof) on this loopback `address`, e.g. 127.0.0.1:6060")
+	shutdownTimeout := fs.Duration("shutdown-timeout", 0, "exit this long after SIGTERM at the latest (`duration`; overrides the file's shutdown_timeout)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -53,7 +53,8 @@ func serve(args []string, stderr io.Writer) int {
 		return 2
 	}
 
-	cfg, err := loadConfig(*configPath, overrides{listen: listen, logLevel: *logLevel, logFormat: *logFormat, dataDir: *dataDir, engine: *engine})
+	cfg, err := loadConfig(*configPath, overrides{listen: listen, logLevel: *logLevel, logFormat: *logFormat, dataDir: *dataDir, engine: *engine,
+		shutdownTimeout: *shutdownTimeout})
 	if err != nil {
 		fmt.Fprintln(stderr, "petrel:", err)
 		return 2
@@ -62,8 +63,9 @@ func serve(args []string, stderr io.Writer) int {
 	defer setMemoryLimit(cfg.Limits, log)()
 	// Signals are caught before anything starts, so one sent as soon as the
 	// broker is listening still shuts it down cleanly.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	term := make(chan os.Signal, 2)
+	signal.Notify(term, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(term)
 	// SIGHUP's default action ends the process: it is caught from here on,
 	// and one that arrives while the broker starts is handled once it runs.
 	hup := make(chan os.Signal, 1)
@@ -98,25 +100,14 @@ func serve(args []string, stderr io.Writer) int {
 		}
 		defer stopProfiles()
 	}
-	for running := true; running; {
+	for {
 		select {
-		case <-ctx.Done():
-			running = false
+		case sig := <-term:
+			return shutdown(srv, st, sig, term, cfg.ShutdownTimeout.Duration, log)
 		case <-hup:
 			files.reload(srv, log)
 		}
 	}
-	log.Info("shutting down")
-	code := 0
-	if err := srv.Close(); err != nil {
-		log.Error("shutdown", "err", err)
-		code = 1
-	}
-	if err := st.Close(); err != nil {
-		log.Error("closing the store", "err", err)
-		code = 1
-	}
-	return code
 }
 
 // openStore opens the configured store engine. Its errors say what is wrong
@@ -150,6 +141,7 @@ func openStore(sc config.Store, log *slog.Logger) (store.Store, error) {
 type overrides struct {
 	listen                               []string
 	logLevel, logFormat, dataDir, engine string
+	shutdownTimeout                      time.Duration
 }
 
 // loadConfig reads the file (or takes the defaults) and applies the
@@ -180,6 +172,9 @@ func loadConfig(path string, ov overrides) (*config.File, error) {
 	}
 	if ov.engine != "" {
 		cfg.Store.Engine = ov.engine
+	}
+	if ov.shutdownTimeout != 0 {
+		cfg.ShutdownTimeout.Duration = ov.shutdownTimeout
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
