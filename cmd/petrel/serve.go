@@ -103,7 +103,7 @@ func serve(args []string, stderr io.Writer) int {
 	for {
 		select {
 		case sig := <-term:
-			return shutdown(srv, st, sig, term, cfg.ShutdownTimeout.Duration, log)
+			return shutdown(srv, st, sig, cfg.ShutdownTimeout.Duration, log)
 		case <-hup:
 			files.reload(srv, log)
 		}

@@ -13,11 +13,15 @@ import (
 // clients why they lose their connection (DISCONNECT 0x8B), closes every
 // connection, commits what is left and closes the store, logging each step
 // (Server.Close logs its own). It returns the exit code: 0 once all that is
-// done, 1 when something failed, or when it did not finish within timeout
-// or a second signal came first, in which case it returns at once and the
-// process exits without waiting for the rest. Nothing acknowledged to a
-// client depends on the rest: the store has it (store.sync).
-func shutdown(srv *broker.Server, st store.Store, sig os.Signal, again <-chan os.Signal, timeout time.Duration, log *slog.Logger) int {
+// done, 1 when something failed, or when it did not finish within timeout,
+// in which case it returns at once and the process exits without waiting
+// for the rest. Nothing acknowledged to a client depends on the rest: the
+// store has it (store.sync).
+//
+// Signals that come meanwhile are ignored, not taken as a demand to hurry:
+// some supervisors deliver one SIGTERM twice (timeout(1) sends it to the
+// process and to its group); the timeout bounds the wait.
+func shutdown(srv *broker.Server, st store.Store, sig os.Signal, timeout time.Duration, log *slog.Logger) int {
 	start := time.Now()
 	log.Info("shutting down", "signal", sig.String(), "shutdown_timeout", timeout)
 	done := make(chan int, 1)
@@ -43,10 +47,6 @@ func shutdown(srv *broker.Server, st store.Store, sig os.Signal, again <-chan os
 		return code
 	case <-timer.C:
 		log.Error("shutdown timed out: exiting without waiting for the rest", "shutdown_timeout", timeout)
-		return 1
-	case sig := <-again:
-		log.Error("shutdown cut short by a second signal: exiting without waiting for the rest", "signal", sig.String(),
-			"elapsed", time.Since(start).Round(time.Millisecond))
 		return 1
 	}
 }
