@@ -1,6 +1,7 @@
 // Command petrel is the Petrel MQTT broker and the tools around it.
 //
 //	petrel [serve] [--config FILE] [--listen ADDR]... [--log-level LEVEL]
+//	petrel check-config FILE
 //	petrel passwd [-c] [-b] [-D] [-U] [-I iterations] FILE [USER [PASSWORD]]
 //	petrel pub {-t topic | -L URL} {-m message | -f file | -s | -l | -n} [flags]
 //	petrel sub {-t topic... | -L URL} [-v | -F format | -j] [-C count] [-W seconds] [flags]
@@ -29,6 +30,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch cmd {
 	case "serve":
 		return serve(args, stderr)
+	case "check-config":
+		return checkConfig(args, stdout, stderr)
 	case "passwd":
 		return passwd(args, os.Stdin, stdout, stderr)
 	case "pub":
@@ -53,6 +56,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 func usage(w io.Writer) {
 	fmt.Fprint(w, `Usage:
   petrel [serve] [flags]   run the broker (the default)
+  petrel check-config FILE check a configuration file, and the files it
+                           names, without starting the broker
   petrel passwd [flags] FILE USER [PASSWORD]
                            manage a password file (Mosquitto's format)
   petrel pub [flags]       publish a message (mosquitto_pub's flags)
