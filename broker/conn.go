@@ -98,6 +98,9 @@ type conn struct {
 	paused, rechecking bool
 	// outClosed, under outMu, stops appends once the connection is gone.
 	outClosed bool
+	// cleanStart is the accepted CONNECT's, for the admin API (admin.go):
+	// set before the session holds the connection, never changed after.
+	cleanStart bool
 
 	out []byte
 	// outAliases are the topic aliases the broker has set towards the client.

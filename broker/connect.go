@@ -357,6 +357,7 @@ func (c *conn) accept(cp *connectParams, authData []byte) {
 	}
 	c.keepAliveMs = uint32(min(keepAlive, 65535*time.Second) / time.Millisecond)
 	c.connectedAt = time.Now().UnixNano()
+	c.cleanStart = cp.cleanStart
 	c.state = stateConnected
 	if c.version == packet.V5 {
 		c.flags.Or(flagConnectedV5)

@@ -13,6 +13,18 @@ import (
 // Close has begun.
 var ErrNotRunning = errors.New("broker: server is not running")
 
+// ErrInvalidMessage is wrapped by the errors of Publish (and of the admin
+// methods that take a message) for a message the broker would refuse from
+// a client: a bad topic, a QoS above the maximum, a payload too large.
+var ErrInvalidMessage = errors.New("broker: invalid message")
+
+// invalidMessage is a message refused by checkPublish: it is
+// ErrInvalidMessage, and reads as the reason.
+type invalidMessage struct{ error }
+
+func (e invalidMessage) Unwrap() error        { return e.error }
+func (e invalidMessage) Is(target error) bool { return target == ErrInvalidMessage }
+
 // PublishOptions are a message's QoS, RETAIN flag and MQTT 5 properties,
 // for PublishWith.
 type PublishOptions struct {
@@ -58,13 +70,20 @@ func (s *Server) Publish(topic string, payload []byte, qos byte, retain bool) er
 // loops), never from OnDelivered or OnDropped. At QoS 1 and 2 it waits for
 // the disk, which a hook should not.
 func (s *Server) PublishWith(topic string, payload []byte, o PublishOptions) error {
+	_, err := s.publishWith(topic, payload, o)
+	return err
+}
+
+// publishWith is PublishWith, and says how many subscriptions took the
+// message (a shared subscription group counts once).
+func (s *Server) publishWith(topic string, payload []byte, o PublishOptions) (matched int, err error) {
 	if err := s.checkPublish(topic, payload, &o); err != nil {
-		return err
+		return 0, invalidMessage{err}
 	}
 	s.pubMu.RLock()
 	defer s.pubMu.RUnlock()
 	if !s.running.Load() || s.shuttingDown.Load() {
-		return ErrNotRunning
+		return 0, ErrNotRunning
 	}
 	p := packet.Publish{Topic: topic, Payload: payload, QoS: o.QoS, Retain: o.Retain}
 	if o.Properties != nil {
@@ -73,24 +92,24 @@ func (s *Server) PublishWith(topic string, payload []byte, o PublishOptions) err
 	if s.opts.Hooks.OnPublish != nil {
 		if code := s.publishHook(&p); code.IsError() {
 			s.stats.rejectedPublish.Add(1)
-			return fmt.Errorf("%w: reason code 0x%02x (%v)", ErrRejected, byte(code), code)
+			return 0, fmt.Errorf("%w: reason code 0x%02x (%v)", ErrRejected, byte(code), code)
 		}
 	}
 	m := makeMessage(&p, 0, false, nil)
 	tx := txPool.Get().(*routeTx)
 	defer putTx(tx)
-	s.publish(m, tx)
+	matched = s.publish(m, tx)
 	m.unref()
 	if o.QoS == 0 || tx.group() == 0 {
 		tx.finish(s, nil)
-		return nil
+		return matched, nil
 	}
 	w := publishWaiter(make(chan error, 1))
 	tx.finish(s, w)
 	if err := <-w; err != nil {
-		return fmt.Errorf("broker: publish: the store refused the message: %w", commitError(err))
+		return matched, fmt.Errorf("broker: publish: the store refused the message: %w", commitError(err))
 	}
-	return nil
+	return matched, nil
 }
 
 // checkPublish refuses what the broker would refuse from a client.

@@ -83,6 +83,7 @@ func (s *Server) recoverSession(clientID string, r *sessionRecord, now time.Time
 	if offline.IsZero() || offline.After(now) {
 		offline = now // it was connected when the broker stopped
 	}
+	ss.since = offline.UnixNano()
 	if ss.expiry != expiryNever {
 		ss.awayLocked().expireAt = offline.Add(time.Duration(ss.expiry) * time.Second)
 	}
@@ -149,6 +150,7 @@ func (s *Server) recoverSession(clientID string, r *sessionRecord, now time.Time
 	ss.nsubs.Store(int32(len(ss.subs)))
 	s.mu.Lock()
 	s.sessions[clientID] = ss
+	s.admin.dir.add(ss)
 	s.mu.Unlock()
 	ss.mu.Lock()
 	ss.armLocked(now)

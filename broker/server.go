@@ -93,6 +93,7 @@ type Server struct {
 	outWaits map[*conn]*outWait
 
 	conns     connSet
+	admin     adminState // the admin API's directory of sessions, and readiness (admin.go)
 	listeners []*listenerState
 	stats     stats
 	// lastDropLog (unix ns) rate-limits the warnings for dropped messages.
@@ -189,6 +190,7 @@ func (s *Server) Start() error {
 		defer s.wg.Done()
 		s.sweep(ctx)
 	}()
+	s.admin.ready.Store(true)
 	return nil
 }
 

@@ -79,6 +79,9 @@ type session struct {
 	// gen changes whenever a connection takes the session, so a timer armed
 	// for an earlier absence does nothing.
 	gen uint64
+	// since (unix ns) is when the connection holding the session
+	// connected, or when the session went offline; for the admin API.
+	since int64
 }
 
 // subscriber is what the topic index holds for one subscription: the

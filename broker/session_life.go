@@ -38,10 +38,12 @@ func (s *Server) openSession(c *conn, cp *connectParams, connack *packet.Connack
 		ss = s.newSession(cp.clientID, cp.expiry)
 		ss.mu.Lock()
 		s.sessions[cp.clientID] = ss
+		s.admin.dir.add(ss)
 	}
 	// A connection within the will delay cancels the pending will.
 	// [MQTT-3.1.3-9] (v5)
 	ss.gen++
+	ss.since = time.Now().UnixNano()
 	ss.stopAwayLocked()
 	ss.expiry = cp.expiry
 	ss.saveLazilyLocked()
@@ -103,6 +105,7 @@ func (s *Server) endLocked(ss *session) *message {
 	if s.sessions[ss.clientID] == ss {
 		delete(s.sessions, ss.clientID)
 	}
+	s.admin.dir.remove(ss)
 	for filter, sub := range subs {
 		s.unindex(filter, ss, sub)
 	}
@@ -130,6 +133,7 @@ func (s *Server) release(c *conn, will *message, willDelay uint32) {
 	case ss.conn == c:
 		ss.conn = nil
 		ss.online.Store(false)
+		ss.since = now.UnixNano()
 		ss.letAllGoLocked() // offline, its queue limits apply instead
 		ss.noteLoadLocked()
 		if ss.expiry == 0 {
