@@ -22,6 +22,7 @@
 package config
 
 import (
+	"path/filepath"
 	"time"
 
 	"github.com/petrelmq/petrel/broker"
@@ -35,6 +36,7 @@ type File struct {
 	Limits    Limits     `yaml:"limits"`
 	MQTT      MQTT       `yaml:"mqtt"`
 	Store     Store      `yaml:"store"`
+	HTTP      HTTP       `yaml:"http"`
 
 	// ShutdownTimeout bounds a shutdown (SIGTERM, SIGINT): past it the
 	// process exits without waiting for the rest.
@@ -274,6 +276,53 @@ type Store struct {
 	SyncInterval Duration `yaml:"sync_interval"`
 }
 
+// HTTP is the HTTP server: health checks, metrics, the admin API and the
+// dashboard, on one address.
+type HTTP struct {
+	// Listen is host:port; empty turns the server off.
+	Listen string `yaml:"listen"`
+	// TokenFile holds the bearer token every request but the health checks
+	// must carry. Empty: <store.dir>/http-token, created on first start.
+	TokenFile string `yaml:"token_file"`
+	// MetricsAuth requires the token for /metrics too.
+	MetricsAuth bool `yaml:"metrics_auth"`
+	// TLS serves HTTPS when it names a certificate and its key.
+	TLS HTTPTLS `yaml:"tls"`
+}
+
+// HTTPTLS names the HTTP server's certificate files: those of a TLS
+// listener, without a user name taken from the client certificate.
+type HTTPTLS struct {
+	CertFile     string `yaml:"cert_file"`
+	KeyFile      string `yaml:"key_file"`
+	ClientCAFile string `yaml:"client_ca_file"`
+	ClientAuth   string `yaml:"client_auth"`
+	MinVersion   string `yaml:"min_version"`
+}
+
+// Enabled reports whether the server is to serve HTTPS.
+func (t HTTPTLS) Enabled() bool { return t.CertFile != "" || t.KeyFile != "" }
+
+// Listener returns the same settings as a listener's.
+func (t HTTPTLS) Listener() ListenerTLS {
+	return ListenerTLS{CertFile: t.CertFile, KeyFile: t.KeyFile, ClientCAFile: t.ClientCAFile,
+		ClientAuth: t.ClientAuth, MinVersion: t.MinVersion}
+}
+
+// HTTPTokenFile is the name of the token file created in store.dir when
+// http.token_file is empty.
+const HTTPTokenFile = "http-token"
+
+// TokenPath returns where the HTTP server's token is: http.token_file, or
+// HTTPTokenFile in store.dir. created says whether the server creates it
+// when it is missing: only there.
+func (f *File) TokenPath() (path string, created bool) {
+	if f.HTTP.TokenFile != "" {
+		return f.HTTP.TokenFile, false
+	}
+	return filepath.Join(f.Store.Dir, HTTPTokenFile), true
+}
+
 // Limits the schema enforces.
 const (
 	// MinPacketSize keeps max_packet_size from making the broker useless.
@@ -345,6 +394,7 @@ func Default() *File {
 			MaxSessionExpiry:        Duration{d.MaxSessionExpiry},
 		},
 		Store: Store{Engine: "pebble", Dir: "./data", Sync: "always", SyncInterval: Duration{100 * time.Millisecond}},
+		HTTP:  HTTP{MetricsAuth: true, TLS: HTTPTLS{ClientAuth: defaultTLS.ClientAuth, MinVersion: defaultTLS.MinVersion}},
 
 		ShutdownTimeout: Duration{10 * time.Second},
 	}

@@ -62,6 +62,7 @@ func (f *File) validate() []*Error {
 	v.limits(f.Limits)
 	v.mqtt(f.MQTT)
 	v.store(f.Store)
+	v.http(f.HTTP, f)
 	return v.errs
 }
 
@@ -103,6 +104,7 @@ func (f *File) place(key string) (position, bool) {
 			p, ok = f.pos[at]
 		}
 	}
+
 	if !ok || f.parsed == nil {
 		return position{}, false
 	}
@@ -282,9 +284,20 @@ func (v *validator) listenerTLS(key string, l *Listener) {
 			v.failf(key+".key_file", "required for a %s listener", l.Kind)
 		}
 	}
+	if !v.certificate(key, t) || t.UsernameFrom == "" {
+		return
+	}
+	if v.oneOf(key+".username_from", t.UsernameFrom, identitySources) && t.ClientAuth == "none" {
+		v.failf(key+".username_from", "needs verified client certificates; set client_auth to request or require")
+	}
+}
+
+// certificate checks a TLS section's options, and reports whether
+// client_auth is valid.
+func (v *validator) certificate(key string, t ListenerTLS) bool {
 	v.oneOf(key+".min_version", t.MinVersion, tlsVersions)
 	if !v.oneOf(key+".client_auth", t.ClientAuth, clientAuths) {
-		return
+		return false
 	}
 	verifies := t.ClientAuth != "none"
 	switch {
@@ -293,12 +306,41 @@ func (v *validator) listenerTLS(key string, l *Listener) {
 	case !verifies && t.ClientCAFile != "":
 		v.failf(key+".client_ca_file", "set, but client_auth is none, so no client certificate is asked for; set client_auth to request or require")
 	}
-	if t.UsernameFrom == "" {
+	return true
+}
+
+// http checks the HTTP server's settings; f gives the listeners (whose
+// addresses it must not take) and the store (where its token goes).
+func (v *validator) http(h HTTP, f *File) {
+	if h.Listen == "" {
+		return // off: the other settings wait for --http
+	}
+	if v.address("http.listen", h.Listen) {
+		if addr, ok := bindingOf("tcp", h.Listen); ok {
+			for i, l := range f.Listeners {
+				if other, ok := bindingOf(l.Kind, l.Address); ok && other == addr {
+					v.failf("http.listen", "%q is already the address of listeners[%d]", h.Listen, i)
+				}
+			}
+		}
+	}
+	if h.TokenFile == "" && strings.TrimSpace(f.Store.Dir) == "" {
+		v.failf("store.dir", "must be set for http.token_file's default (<store.dir>/%s); or set http.token_file", HTTPTokenFile)
+	}
+	t := h.TLS
+	if !t.Enabled() && t == Default().HTTP.TLS {
 		return
 	}
-	if v.oneOf(key+".username_from", t.UsernameFrom, identitySources) && !verifies {
-		v.failf(key+".username_from", "needs verified client certificates; set client_auth to request or require")
+	// A missing file is blamed on the section, which the file did set.
+	switch {
+	case t.CertFile == "" && t.KeyFile == "":
+		v.failf("http.tls", "set cert_file and key_file to serve HTTPS")
+	case t.CertFile == "":
+		v.failf("http.tls", "key_file is set, but cert_file, its certificate, is not")
+	case t.KeyFile == "":
+		v.failf("http.tls", "cert_file is set, but key_file, its private key, is not")
 	}
+	v.certificate("http.tls", t.Listener())
 }
 
 func (v *validator) listenerWebSocket(key string, l *Listener) {

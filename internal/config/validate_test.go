@@ -60,6 +60,12 @@ func TestDefaults(t *testing.T) {
 		{"limits.queued_memory", l.QueuedMemory, 256 * MiB},
 		{"limits.incomplete_packet_timeout", l.IncompletePacketTimeout.String(), "30s"},
 		{"limits.max_outbound_bytes", l.MaxOutboundBytes, 1 * MiB},
+
+		{"http.listen", Default().HTTP.Listen, ""},
+		{"http.token_file", Default().HTTP.TokenFile, ""},
+		{"http.metrics_auth", Default().HTTP.MetricsAuth, true},
+		{"http.tls.client_auth", Default().HTTP.TLS.ClientAuth, "none"},
+		{"http.tls.min_version", Default().HTTP.TLS.MinVersion, "1.2"},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("default %s = %v, want %v", tc.key, tc.got, tc.want)
