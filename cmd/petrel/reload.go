@@ -4,6 +4,7 @@ import (
 	"log/slog"
 
 	"github.com/petrelmq/petrel/auth"
+	"github.com/petrelmq/petrel/internal/admin"
 	"github.com/petrelmq/petrel/tlsconf"
 )
 
@@ -15,6 +16,8 @@ type reloadable struct {
 	passwordFile string
 	acl          *auth.ACLFile
 	aclFile      string
+	// http is the HTTP server, whose token file is read again.
+	http *admin.Server
 }
 
 // listenerCert is the certificate of one tls or wss listener.
@@ -34,8 +37,8 @@ type authorizationWatcher interface{ AuthorizationChanged() }
 // up: new logins see the new passwords, every later access decision the new
 // rules, every later handshake the new certificate.
 func (r *reloadable) reload(srv authorizationWatcher, log *slog.Logger) {
-	if len(r.certs) == 0 && r.passwords == nil && r.acl == nil {
-		log.Info("SIGHUP: no certificate, password or ACL file to reload")
+	if len(r.certs) == 0 && r.passwords == nil && r.acl == nil && r.http == nil {
+		log.Info("SIGHUP: no certificate, password, ACL or token file to reload")
 		return
 	}
 	log.Info("SIGHUP: reloading files")
@@ -58,6 +61,13 @@ func (r *reloadable) reload(srv authorizationWatcher, log *slog.Logger) {
 		} else {
 			log.Info("ACL file reloaded", "file", r.aclFile, "rules", r.acl.Len())
 			srv.AuthorizationChanged()
+		}
+	}
+	if r.http != nil {
+		if err := r.http.Reload(); err != nil {
+			log.Error("reload failed; the previous admin API token stays in force", "err", err)
+		} else {
+			log.Info("admin API token reloaded")
 		}
 	}
 }

@@ -132,7 +132,7 @@ func TestReloadWithoutFiles(t *testing.T) {
 	var log bytes.Buffer
 	var w authzWatcher
 	files.reload(&w, slog.New(slog.NewTextHandler(&log, nil)))
-	if !strings.Contains(log.String(), "no certificate, password or ACL file to reload") || w.calls != 0 {
+	if !strings.Contains(log.String(), "no certificate, password, ACL or token file to reload") || w.calls != 0 {
 		t.Errorf("reload without files: %d AuthorizationChanged calls, log:\n%s", w.calls, log.String())
 	}
 }

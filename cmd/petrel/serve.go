@@ -42,6 +42,7 @@ func serve(args []string, stderr io.Writer) int {
 	engine := fs.String("store", "", "store `engine`: pebble (on disk, the default) or memory (overrides the file)")
 	pprofAddr := fs.String("pprof", "", "serve Go's profiles (net/http/pprof) on this loopback `address`, e.g. 127.0.0.1:6060")
 	shutdownTimeout := fs.Duration("shutdown-timeout", 0, "exit this long after SIGTERM at the latest (`duration`; overrides the file's shutdown_timeout)")
+	httpAddr := fs.String("http", "", "serve health checks, metrics, the admin API and the dashboard on this `address`, e.g. 127.0.0.1:8080 (overrides the file)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -54,7 +55,7 @@ func serve(args []string, stderr io.Writer) int {
 	}
 
 	cfg, err := loadConfig(*configPath, overrides{listen: listen, logLevel: *logLevel, logFormat: *logFormat, dataDir: *dataDir, engine: *engine,
-		shutdownTimeout: *shutdownTimeout})
+		shutdownTimeout: *shutdownTimeout, http: *httpAddr})
 	if err != nil {
 		fmt.Fprintln(stderr, "petrel:", err)
 		return 2
@@ -85,6 +86,17 @@ func serve(args []string, stderr io.Writer) int {
 	}
 	opts.Store = st
 	srv := broker.New(opts)
+	stopHTTP, err := startHTTP(cfg, srv, files, log)
+	if err != nil {
+		st.Close()
+		if errors.As(err, new(configError)) {
+			fmt.Fprintln(stderr, "petrel:", err)
+			return 2
+		}
+		log.Error("cannot start", "err", err)
+		return 1
+	}
+	defer stopHTTP(time.Time{}) // on the way out without a shutdown: at once
 	if err := srv.Start(); err != nil {
 		log.Error("cannot start", "err", err)
 		st.Close()
@@ -103,7 +115,12 @@ func serve(args []string, stderr io.Writer) int {
 	for {
 		select {
 		case sig := <-term:
-			return shutdown(srv, st, sig, cfg.ShutdownTimeout.Duration, log)
+			// The HTTP server stops after the broker, so that /readyz says
+			// 503 while the broker stops, within the same timeout.
+			deadline := time.Now().Add(cfg.ShutdownTimeout.Duration)
+			code := shutdown(srv, st, sig, cfg.ShutdownTimeout.Duration, log)
+			stopHTTP(deadline)
+			return code
 		case <-hup:
 			files.reload(srv, log)
 		}
@@ -139,9 +156,9 @@ func openStore(sc config.Store, log *slog.Logger) (store.Store, error) {
 
 // overrides are the command-line flags that replace settings of the file.
 type overrides struct {
-	listen                               []string
-	logLevel, logFormat, dataDir, engine string
-	shutdownTimeout                      time.Duration
+	listen                                     []string
+	logLevel, logFormat, dataDir, engine, http string
+	shutdownTimeout                            time.Duration
 }
 
 // loadConfig reads the file (or takes the defaults) and applies the
@@ -175,6 +192,9 @@ func loadConfig(path string, ov overrides) (*config.File, error) {
 	}
 	if ov.shutdownTimeout != 0 {
 		cfg.ShutdownTimeout.Duration = ov.shutdownTimeout
+	}
+	if ov.http != "" {
+		cfg.HTTP.Listen = ov.http
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -315,31 +335,41 @@ func listenerConfig(l config.Listener, log *slog.Logger) (broker.ListenerConfig,
 	if l.Kind != "tls" && l.Kind != "wss" {
 		return lc, nil, nil
 	}
-	minVersion, err := tlsconf.ParseVersion(l.TLS.MinVersion)
+	cert, err := certificate(l.Name, l.TLS, log)
 	if err != nil {
-		return lc, nil, fmt.Errorf("listener %q: %w", l.Name, err) // config validated it
-	}
-	cert, err := tlsconf.New(tlsconf.Config{
-		CertFile:     l.TLS.CertFile,
-		KeyFile:      l.TLS.KeyFile,
-		ClientCAFile: l.TLS.ClientCAFile,
-		ClientAuth:   tlsconf.ClientAuth(l.TLS.ClientAuth),
-		MinVersion:   minVersion,
-		Logger:       log,
-	})
-	if err != nil {
-		return lc, nil, tlsFileError(l.TLS, err)
-	}
-	// tlsconf logs the certificates it reloads; this is the first.
-	leaf := cert.Certificate()
-	log.Info("tls: certificate loaded", "listener", l.Name, "cert", l.TLS.CertFile,
-		"subject", leaf.Subject.String(), "not_after", leaf.NotAfter)
-	if time.Now().After(leaf.NotAfter) {
-		log.Warn("tls: the certificate has expired", "listener", l.Name, "cert", l.TLS.CertFile, "not_after", leaf.NotAfter)
+		return lc, nil, err
 	}
 	lc.TLS = cert.TLSConfig()
 	lc.UsernameFrom = l.TLS.UsernameFrom
 	return lc, cert, nil
+}
+
+// certificate loads the certificate of a listener (or of the HTTP server,
+// named "http"), to be reloaded on SIGHUP and when its files change.
+func certificate(name string, t config.ListenerTLS, log *slog.Logger) (*tlsconf.Reloader, error) {
+	minVersion, err := tlsconf.ParseVersion(t.MinVersion)
+	if err != nil {
+		return nil, fmt.Errorf("listener %q: %w", name, err) // config validated it
+	}
+	cert, err := tlsconf.New(tlsconf.Config{
+		CertFile:     t.CertFile,
+		KeyFile:      t.KeyFile,
+		ClientCAFile: t.ClientCAFile,
+		ClientAuth:   tlsconf.ClientAuth(t.ClientAuth),
+		MinVersion:   minVersion,
+		Logger:       log,
+	})
+	if err != nil {
+		return nil, tlsFileError(t, err)
+	}
+	// tlsconf logs the certificates it reloads; this is the first.
+	leaf := cert.Certificate()
+	log.Info("tls: certificate loaded", "listener", name, "cert", t.CertFile,
+		"subject", leaf.Subject.String(), "not_after", leaf.NotAfter)
+	if time.Now().After(leaf.NotAfter) {
+		log.Warn("tls: the certificate has expired", "listener", name, "cert", t.CertFile, "not_after", leaf.NotAfter)
+	}
+	return cert, nil
 }
 
 // authBackends loads the authenticator and the authorizer into o, and the

@@ -1,0 +1,81 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/petrelmq/petrel/broker"
+	"github.com/petrelmq/petrel/internal/admin"
+	"github.com/petrelmq/petrel/internal/config"
+)
+
+// httpShutdownTimeout bounds how long the HTTP server waits for requests
+// under way once the broker has stopped; a dashboard's stream is cut after
+// it.
+const httpShutdownTimeout = time.Second
+
+// startHTTP opens the HTTP server (health, metrics, admin API, dashboard)
+// when the configuration has one, before the broker starts, so that /readyz
+// says 503 while the store is recovered. Its token file and certificate
+// join files, for SIGHUP. The function it returns stops it, letting the
+// requests under way finish for at most httpShutdownTimeout and not past
+// deadline (the zero time: at once). A token or certificate that cannot be
+// read is a configuration error (exit code 2).
+func startHTTP(cfg *config.File, srv *broker.Server, files *reloadable, log *slog.Logger) (stop func(deadline time.Time), err error) {
+	h := cfg.HTTP
+	if h.Listen == "" {
+		return func(time.Time) {}, nil
+	}
+	tokenFile, create := cfg.TokenPath()
+	ac := admin.Config{
+		Listen:       h.Listen,
+		TokenFile:    tokenFile,
+		CreateToken:  create,
+		OpenMetrics:  !h.MetricsAuth,
+		Broker:       srv,
+		MaxBodyBytes: int64(cfg.MQTT.MaxPacketSize)*4/3 + 64<<10, // a largest payload, in base64
+		Logger:       log,
+		// Stats, Metrics and Dashboard are served once they exist (issue
+		// 17); until then those paths answer 501 and 404.
+	}
+	if h.TLS.Enabled() {
+		cert, err := certificate("http", h.TLS.Listener(), log)
+		if err != nil {
+			return nil, configError{err}
+		}
+		ac.TLS = cert.TLSConfig()
+		files.certs = append(files.certs, listenerCert{listener: "http", tls: cert})
+	}
+	hs, err := admin.New(ac)
+	if err != nil {
+		if pe, ok := errors.AsType[*fs.PathError](err); ok {
+			err = pathError(pe)
+		}
+		return nil, configError{err}
+	}
+	if err := hs.Start(); err != nil {
+		return nil, err
+	}
+	files.http = hs
+	var once sync.Once
+	return func(deadline time.Time) {
+		once.Do(func() {
+			ctx, cancel := context.WithDeadline(context.Background(), deadline)
+			defer cancel()
+			ctx, cancel2 := context.WithTimeout(ctx, httpShutdownTimeout)
+			defer cancel2()
+			if err := hs.Shutdown(ctx); err != nil && !deadline.IsZero() {
+				log.Warn("http: requests cut short by the shutdown", "err", err)
+			}
+		})
+	}, nil
+}
+
+// configError is an error in what the configuration names: exit code 2.
+type configError struct{ error }
+
+func (e configError) Unwrap() error { return e.error }
