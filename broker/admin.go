@@ -96,9 +96,9 @@ type ClientInfo struct {
 	ClientID  string
 	Connected bool
 	// Username (HasUsername: one was given), Address and Listener are the
-	// connection's, or while offline the last connection's (empty for a
-	// session recovered from the store that nobody has connected to yet,
-	// except Username).
+	// connection's, or while offline the last connection's as far as the
+	// broker kept them: an anonymous client's offline session has none,
+	// unless an authenticator, an authorizer or a hook asked who it was.
 	Username    string
 	HasUsername bool
 	Address     string
@@ -165,6 +165,7 @@ func (ss *session) info() (ClientInfo, bool) {
 	if c != nil {
 		// Set before the session took the connection, which the lock
 		// above orders before this read; never changed since.
+		in.Address, in.Listener = c.nc.RemoteAddr().String(), c.ln.name
 		in.ProtocolVersion = c.version
 		in.KeepAlive = time.Duration(c.keepAliveMs) * time.Millisecond
 		in.CleanStart = c.cleanStart

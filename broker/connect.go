@@ -94,9 +94,10 @@ func (c *conn) handleConnect(p *packet.Connect) error {
 		// client certificates); no numbered statement.
 		cp.username, cp.hasUsername, cp.certified = id, true, true
 	}
-	if c.srv.needsIdentity() {
-		// Kept only when something will ask who the client is: an idle
-		// connection of an open broker spares the memory.
+	if c.srv.needsIdentity() || cp.hasUsername {
+		// Kept only when something will ask who the client is, or the
+		// client said who it is (shown by the admin API): an anonymous
+		// idle connection of an open broker spares the memory.
 		c.client = &auth.Client{ClientID: cp.clientID, Username: cp.username, HasUsername: cp.hasUsername,
 			Listener: c.ln.name, RemoteAddr: c.nc.RemoteAddr(), Certificates: c.peerCertificates()}
 	}

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/petrelmq/petrel/broker"
 )
@@ -49,7 +50,7 @@ func writeBrokerError(w http.ResponseWriter, err error) {
 	case errors.Is(err, broker.ErrNotRunning):
 		status = http.StatusServiceUnavailable
 	}
-	writeError(w, status, err.Error())
+	writeError(w, status, strings.TrimPrefix(err.Error(), "broker: "))
 }
 
 // query is a request's query parameters, checked: a parameter the route
