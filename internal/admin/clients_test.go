@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	paho3 "github.com/eclipse/paho.mqtt.golang"
 	"github.com/eclipse/paho.golang/paho"
+	paho3 "github.com/eclipse/paho.mqtt.golang"
 	"github.com/petrelmq/petrel/internal/wiretest"
 	"github.com/petrelmq/petrel/packet"
 )

@@ -192,7 +192,7 @@ func TestRetainedCRUD(t *testing.T) {
 	}
 
 	for _, bad := range []any{
-		map[string]any{},                                 // an empty payload would delete
+		map[string]any{}, // an empty payload would delete
 		map[string]any{"payload": "a", "payload_base64": "YQ=="},
 		map[string]any{"payload": "a", "qos": 3},
 		map[string]any{"payload": "a", "retian": true},
