@@ -101,8 +101,13 @@ func New(cfg Config) (*Server, error) {
 	if err := s.loadToken(cfg.CreateToken); err != nil {
 		return nil, err
 	}
+	// HTTP/1.1 only: the API needs nothing more, and HTTP/2's framing is
+	// more to defend before a request is even authenticated.
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
 	s.http = &http.Server{
 		Handler:           s,
+		Protocols:         &protocols,
 		TLSConfig:         cfg.TLS,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       time.Minute,
