@@ -85,23 +85,11 @@ func TestServeHTTP(t *testing.T) {
 // --http ADDR turns the server on over a file without one.
 func TestServeHTTPFlag(t *testing.T) {
 	dir := t.TempDir()
-	file := filepath.Join(dir, "petrel.yaml")
 	tokenFile := filepath.Join(dir, "token")
-	writeTestFile(t, file, fmt.Sprintf("listeners:\n  - address: 127.0.0.1:0\nhttp:\n  token_file: %s\n  metrics_auth: false\n", tokenFile))
 	writeTestFile(t, tokenFile, "0123456789abcdef0123\n")
-	cmd := petrel("--config", file, "--data-dir", filepath.Join(dir, "data"), "--http", "127.0.0.1:0")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	base := "http://" + awaitLog(t, stderr, `msg="http: listening" addr=(\S+)`)
+	b := startConfigured(t, dir, fmt.Sprintf("listeners:\n  - address: 127.0.0.1:0\nhttp:\n  token_file: %s\n  metrics_auth: false\n", tokenFile),
+		"--http", "127.0.0.1:0")
+	base := "http://" + b.log.waitFor(t, `msg="http: listening" addr=(\S+)`)[1]
 	if code, _ := httpGet(t, base+"/api/v1/clients", "0123456789abcdef0123"); code != 200 {
 		t.Errorf("/api/v1/clients with the file's token: %d", code)
 	}

@@ -25,31 +25,13 @@ type clientPage struct {
 // pages, and returns the client ids of every page.
 func (f *fixture) allClients(query string, between func()) [][]string {
 	f.t.Helper()
-	var pages [][]string
-	cursor := ""
-	for {
-		q := query
-		if cursor != "" {
-			q += "&cursor=" + url.QueryEscape(cursor)
-		}
-		var page clientPage
-		f.expect(http.StatusOK, "GET", "/api/v1/clients?"+q, nil, &page)
-		ids := make([]string, len(page.Clients))
-		for i, c := range page.Clients {
+	return pages(f, "/api/v1/clients", query, between, func(p *clientPage) ([]string, string) {
+		ids := make([]string, len(p.Clients))
+		for i, c := range p.Clients {
 			ids[i] = c.ClientID
 		}
-		pages = append(pages, ids)
-		if page.Next == "" {
-			return pages
-		}
-		if len(pages) > 1000 {
-			f.t.Fatal("paging does not end")
-		}
-		cursor = page.Next
-		if between != nil {
-			between()
-		}
-	}
+		return ids, p.Next
+	})
 }
 
 // 250 clients in pages of 100 are three pages, each client on one of them
@@ -261,14 +243,7 @@ func TestKick(t *testing.T) {
 	if res["session"] != "kept" || res["client_id"] != "kickme" {
 		t.Errorf("kick answered %v", res)
 	}
-	select {
-	case d := <-c.disconnect:
-		if d.ReasonCode != byte(packet.AdministrativeAction) {
-			t.Fatalf("DISCONNECT 0x%02x, want 0x98 (administrative action)", d.ReasonCode)
-		}
-	case <-time.After(wiretest.Timeout):
-		t.Fatal("no DISCONNECT from the server")
-	}
+	c.expectDisconnect(t, packet.AdministrativeAction)
 	var got clientJSON
 	waitFor(t, "kicked client offline", func() bool {
 		got = clientJSON{}
@@ -292,14 +267,7 @@ func TestKick(t *testing.T) {
 		Properties: &paho.ConnectProperties{SessionExpiryInterval: &expiry}})
 	c.subscribe(t, paho.SubscribeOptions{Topic: "gone/#", QoS: 1})
 	f.expect(http.StatusOK, "DELETE", "/api/v1/clients/gone?session=discard", nil, nil)
-	select {
-	case d := <-c.disconnect:
-		if d.ReasonCode != byte(packet.AdministrativeAction) {
-			t.Fatalf("DISCONNECT 0x%02x, want 0x98", d.ReasonCode)
-		}
-	case <-time.After(wiretest.Timeout):
-		t.Fatal("no DISCONNECT from the server")
-	}
+	c.expectDisconnect(t, packet.AdministrativeAction)
 	f.expect(http.StatusNotFound, "GET", "/api/v1/clients/gone", nil, nil)
 	var pub publishResult
 	f.expect(http.StatusAccepted, "POST", "/api/v1/publish", map[string]any{"topic": "gone/x", "payload": "x"}, &pub)

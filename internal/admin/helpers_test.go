@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	"github.com/petrelmq/petrel/broker"
 	"github.com/petrelmq/petrel/internal/throttle"
 	"github.com/petrelmq/petrel/internal/wiretest"
+	"github.com/petrelmq/petrel/packet"
 )
 
 // fixture is a broker and its HTTP server, both on 127.0.0.1 ports the OS
@@ -165,6 +167,33 @@ func (f *fixture) expect(status int, method, path string, body, out any) *respon
 	return r
 }
 
+// pages follows GET path?query page by page, calling between (when not
+// nil) before each next page; take returns a page's entries, as strings,
+// and its next cursor. It returns every page's entries.
+func pages[P any](f *fixture, path, query string, between func(), take func(*P) ([]string, string)) [][]string {
+	f.t.Helper()
+	var all [][]string
+	cursor := ""
+	for len(all) < 1000 {
+		q := query
+		if cursor != "" {
+			q += "&cursor=" + url.QueryEscape(cursor)
+		}
+		var page P
+		f.expect(http.StatusOK, "GET", path+"?"+q, nil, &page)
+		entries, next := take(&page)
+		all = append(all, entries)
+		if cursor = next; cursor == "" {
+			return all
+		}
+		if between != nil {
+			between()
+		}
+	}
+	f.t.Fatalf("paging through %s does not end", path)
+	return nil
+}
+
 // connectV5 connects a paho.golang client with clientID; disconnect tells
 // it the server's DISCONNECT, inbox the messages it receives.
 type pahoV5 struct {
@@ -229,6 +258,19 @@ func (p *pahoV5) next(t *testing.T) *paho.Publish {
 	case <-time.After(wiretest.Timeout):
 		t.Fatalf("no message within %v", wiretest.Timeout)
 		return nil
+	}
+}
+
+// expectDisconnect waits for the server's DISCONNECT and checks its code.
+func (p *pahoV5) expectDisconnect(t *testing.T, code packet.ReasonCode) {
+	t.Helper()
+	select {
+	case d := <-p.disconnect:
+		if d.ReasonCode != byte(code) {
+			t.Fatalf("DISCONNECT 0x%02x, want 0x%02x (%s)", d.ReasonCode, byte(code), code)
+		}
+	case <-time.After(wiretest.Timeout):
+		t.Fatalf("no DISCONNECT from the server within %v", wiretest.Timeout)
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -24,30 +23,17 @@ type subscriptionPage struct {
 // returns each page's subscriptions as "client filter".
 func (f *fixture) allSubscriptions(query string) [][]string {
 	f.t.Helper()
-	var pages [][]string
-	cursor := ""
-	for len(pages) < 1000 {
-		q := query
-		if cursor != "" {
-			q += "&cursor=" + url.QueryEscape(cursor)
-		}
-		var page subscriptionPage
-		f.expect(http.StatusOK, "GET", "/api/v1/subscriptions?"+q, nil, &page)
+	return pages(f, "/api/v1/subscriptions", query, nil, func(p *subscriptionPage) ([]string, string) {
 		var subs []string
-		for _, s := range page.Subscriptions {
+		for _, s := range p.Subscriptions {
 			key := s.ClientID + " " + s.Filter
 			if s.ShareGroup != "" {
 				key += " share:" + s.ShareGroup
 			}
 			subs = append(subs, key)
 		}
-		pages = append(pages, subs)
-		if cursor = page.Next; cursor == "" {
-			return pages
-		}
-	}
-	f.t.Fatal("paging does not end")
-	return nil
+		return subs, p.Next
+	})
 }
 
 // A client's subscriptions, and everyone's, with their options; filter
@@ -242,28 +228,17 @@ func TestRetainedPaging(t *testing.T) {
 	f.expect(http.StatusBadRequest, "GET", "/api/v1/retained?cursor=zz", nil, nil)
 }
 
+// allRetained pages through GET /api/v1/retained?query and returns each
+// page's topics.
 func (f *fixture) allRetained(query string) [][]string {
 	f.t.Helper()
-	var pages [][]string
-	cursor := ""
-	for len(pages) < 1000 {
-		q := query
-		if cursor != "" {
-			q += "&cursor=" + url.QueryEscape(cursor)
-		}
-		var page retainedPage
-		f.expect(http.StatusOK, "GET", "/api/v1/retained?"+q, nil, &page)
+	return pages(f, "/api/v1/retained", query, nil, func(p *retainedPage) ([]string, string) {
 		var topics []string
-		for _, m := range page.Retained {
+		for _, m := range p.Retained {
 			topics = append(topics, m.Topic)
 		}
-		pages = append(pages, topics)
-		if cursor = page.Next; cursor == "" {
-			return pages
-		}
-	}
-	f.t.Fatal("paging does not end")
-	return nil
+		return topics, p.Next
+	})
 }
 
 // POST /api/v1/publish: 202, with how many subscriptions took the message,
