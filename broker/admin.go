@@ -251,26 +251,29 @@ func (s *Server) Clients(q ClientQuery) (ClientPage, error) {
 // the server closes. With discard the session ends too (connected or
 // not), with its subscriptions and queued messages, as a clean start
 // would end it; without, a session that outlives its connection stays, and
-// an offline one is ErrNotConnected. ErrNoSession: there is no session.
-func (s *Server) Kick(clientID string, discard bool) error {
+// an offline one is ErrNotConnected. ended reports that the session ends:
+// discarded, or ending with its connection (a Session Expiry Interval of
+// 0, an MQTT 3.1.1 clean session). ErrNoSession: there is no session.
+func (s *Server) Kick(clientID string, discard bool) (ended bool, err error) {
 	const reason = "disconnected by an administrator"
 	s.mu.Lock()
 	ss := s.sessions[clientID]
 	if ss == nil {
 		s.mu.Unlock()
-		return ErrNoSession
+		return false, ErrNoSession
 	}
 	ss.mu.Lock()
 	c := ss.conn
 	if !discard {
+		ended = ss.expiry == 0
 		ss.mu.Unlock()
 		s.mu.Unlock()
 		if c == nil {
-			return ErrNotConnected
+			return false, ErrNotConnected
 		}
-		s.log.Info("client kicked", "client", clientID, "session", "kept")
+		s.log.Info("client kicked", "client", clientID, "session_ends", ended)
 		c.disconnect(packet.AdministrativeAction, reason)
-		return nil
+		return ended, nil
 	}
 	// As a clean start takes a session over (openSession): the session
 	// ends now, and the connection that held it is closed after.
@@ -285,7 +288,7 @@ func (s *Server) Kick(clientID string, discard bool) error {
 	if c != nil {
 		c.disconnect(packet.AdministrativeAction, reason)
 	}
-	return nil
+	return true, nil
 }
 
 // ---- Subscriptions ---------------------------------------------------------

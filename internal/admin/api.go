@@ -189,7 +189,7 @@ func (s *Server) kickClient(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := r.PathValue("id")
-	err := s.cfg.Broker.Kick(id, session == "discard")
+	ended, err := s.cfg.Broker.Kick(id, session == "discard")
 	switch err {
 	case nil:
 	case broker.ErrNoSession:
@@ -202,9 +202,15 @@ func (s *Server) kickClient(w http.ResponseWriter, r *http.Request) {
 		writeBrokerError(w, err)
 		return
 	}
-	s.log.Info("http: client kicked", "client", id, "session", session, "remote", r.RemoteAddr)
-	kept := map[string]string{"keep": "kept", "discard": "discarded"}[session]
-	writeJSON(w, http.StatusOK, map[string]string{"client_id": id, "session": kept})
+	result := "kept"
+	switch {
+	case session == "discard":
+		result = "discarded"
+	case ended:
+		result = "ended" // with its connection: a clean session
+	}
+	s.log.Info("http: client kicked", "client", id, "session", result, "remote", r.RemoteAddr)
+	writeJSON(w, http.StatusOK, map[string]string{"client_id": id, "session": result})
 }
 
 // subscriptionJSON is a subscription as the API shows it.

@@ -293,7 +293,11 @@ func TestKickV311(t *testing.T) {
 		t.Fatalf("connect: %v", tok.Error())
 	}
 	defer c.Disconnect(0)
-	f.expect(http.StatusOK, "DELETE", "/api/v1/clients/old", nil, nil)
+	var res map[string]string
+	f.expect(http.StatusOK, "DELETE", "/api/v1/clients/old", nil, &res)
+	if res["session"] != "ended" {
+		t.Errorf("kicking a clean session answered %v, want it ended", res)
+	}
 	select {
 	case <-lost:
 	case <-time.After(wiretest.Timeout):
