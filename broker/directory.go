@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // directory lists the sessions by client id, for the pages of the admin
@@ -16,9 +17,14 @@ import (
 // reaches it after a change: a page locks one shard at a time, for as
 // long as it takes to copy that shard's pointers, and never the table.
 //
-// Keeping it costs one map write per session opened or ended, under
+// It costs nothing until the first page asks for it (enable): a broker
+// nobody lists spares the memory (some 25 bytes a session). From then on,
+// keeping it costs one map write per session opened or ended, under
 // Server.mu, with a lock nobody else is likely to hold.
 type directory struct {
+	// on is set, under Server.mu, once the directory is kept; add and
+	// remove, called under Server.mu, do nothing before.
+	on       atomic.Bool
 	seedOnce sync.Once
 	seed     maphash.Seed
 	shards   [dirShards]dirShard
@@ -44,8 +50,30 @@ func (d *directory) shardOf(clientID string) int {
 	return int(maphash.String(d.seed, clientID) % dirShards)
 }
 
+// enable starts keeping the directory, filled with the sessions there
+// are: one walk of the session table under its lock, once in the
+// Server's life.
+func (s *Server) enableDirectory() {
+	d := &s.admin.dir
+	if d.on.Load() {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if d.on.Load() {
+		return
+	}
+	d.on.Store(true)
+	for _, ss := range s.sessions {
+		d.add(ss)
+	}
+}
+
 // add lists a session that joined the session table. Under Server.mu.
 func (d *directory) add(ss *session) {
+	if !d.on.Load() {
+		return
+	}
 	sh := &d.shards[d.shardOf(ss.clientID)]
 	sh.mu.Lock()
 	if sh.set == nil {
@@ -58,6 +86,9 @@ func (d *directory) add(ss *session) {
 
 // remove forgets a session that ended. Under Server.mu.
 func (d *directory) remove(ss *session) {
+	if !d.on.Load() {
+		return
+	}
 	sh := &d.shards[d.shardOf(ss.clientID)]
 	sh.mu.Lock()
 	delete(sh.set, ss)

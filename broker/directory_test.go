@@ -33,6 +33,7 @@ func walkAll(t *testing.T, d *directory, prefix string, per int) []string {
 // between pages leave the others alone.
 func TestDirectoryWalk(t *testing.T) {
 	var d directory
+	d.on.Store(true)
 	var ids []string
 	byID := map[string]*session{}
 	for i := range 700 {
