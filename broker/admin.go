@@ -22,8 +22,9 @@ import (
 // Lists come in pages, each resuming where the last ended by an opaque
 // cursor. A page never holds a broker-wide lock: clients are listed from a
 // directory sharded by client id (directory.go), one shard locked at a time
-// and only to copy its pointers (the first page of the Server's life fills
-// the directory from the session table, under its lock); retained messages in order of their
+// and only to copy its pointers (the first page of the Server's life
+// fills the directory, holding the session table's lock only to copy its
+// pointers: 17 ms for a million sessions, BenchmarkClientsPage); retained messages in order of their
 // topics, under the retained index's read lock for a bounded number of
 // nodes. A page visits a bounded number of entries, so one with a filter
 // that matches little may hold fewer than its limit, even none, and still

@@ -17,17 +17,17 @@ import (
 // reaches it after a change: a page locks one shard at a time, for as
 // long as it takes to copy that shard's pointers, and never the table.
 //
-// It costs nothing until the first page asks for it (enable): a broker
-// nobody lists spares the memory (some 25 bytes a session). From then on,
-// keeping it costs one map write per session opened or ended, under
-// Server.mu, with a lock nobody else is likely to hold.
+// It costs nothing until the first page asks for it (enableDirectory): a
+// broker nobody lists spares the memory (some 25 bytes a session). From
+// then on, keeping it costs one map write per session opened or ended,
+// under Server.mu, with a lock nobody else is likely to hold.
 type directory struct {
-	// on is set, under Server.mu, once the directory is kept; add and
-	// remove, called under Server.mu, do nothing before.
-	on       atomic.Bool
-	seedOnce sync.Once
-	seed     maphash.Seed
-	shards   [dirShards]dirShard
+	// on is set, under Server.mu, once the directory is kept: add and
+	// remove do nothing before.
+	on     atomic.Bool
+	fill   sync.Once
+	seed   maphash.Seed
+	shards [dirShards]dirShard
 }
 
 // dirShards spreads a million sessions to about 4,000 a shard: a page
@@ -46,30 +46,37 @@ type dirShard struct {
 
 // shardOf returns the index of the shard that holds clientID.
 func (d *directory) shardOf(clientID string) int {
-	d.seedOnce.Do(func() { d.seed = maphash.MakeSeed() })
 	return int(maphash.String(d.seed, clientID) % dirShards)
 }
 
-// enable starts keeping the directory, filled with the sessions there
-// are: one walk of the session table under its lock, once in the
-// Server's life.
+// enableDirectory starts keeping the directory, once in the Server's life,
+// and returns when it holds every session. The session table's lock is
+// held only to copy its pointers (some milliseconds for a million): the
+// sessions go into the directory after, each under its own lock, so that
+// one ending meanwhile is either added before it is removed or not added.
 func (s *Server) enableDirectory() {
 	d := &s.admin.dir
-	if d.on.Load() {
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if d.on.Load() {
-		return
-	}
-	d.on.Store(true)
-	for _, ss := range s.sessions {
-		d.add(ss)
-	}
+	d.fill.Do(func() {
+		d.seed = maphash.MakeSeed()
+		s.mu.Lock()
+		all := make([]*session, 0, len(s.sessions))
+		for _, ss := range s.sessions {
+			all = append(all, ss)
+		}
+		d.on.Store(true) // sessions opened from now on add themselves
+		s.mu.Unlock()
+		for _, ss := range all {
+			ss.mu.Lock()
+			if !ss.ended {
+				d.add(ss)
+			}
+			ss.mu.Unlock()
+		}
+	})
 }
 
-// add lists a session that joined the session table. Under Server.mu.
+// add lists a session that joined the session table: under Server.mu, or
+// the session's lock while enableDirectory fills the directory.
 func (d *directory) add(ss *session) {
 	if !d.on.Load() {
 		return

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"fmt"
+	"hash/maphash"
 	"slices"
 	"strings"
 	"testing"
@@ -32,7 +33,7 @@ func walkAll(t *testing.T, d *directory, prefix string, per int) []string {
 // keeps exactly the ids that start with it; sessions added and removed
 // between pages leave the others alone.
 func TestDirectoryWalk(t *testing.T) {
-	var d directory
+	d := directory{seed: maphash.MakeSeed()}
 	d.on.Store(true)
 	var ids []string
 	byID := map[string]*session{}
