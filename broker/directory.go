@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // directory lists the sessions by client id, for the pages of the admin
@@ -55,24 +56,31 @@ func (d *directory) shardOf(clientID string) int {
 // sessions go into the directory after, each under its own lock, so that
 // one ending meanwhile is either added before it is removed or not added.
 func (s *Server) enableDirectory() {
+	s.admin.dir.fill.Do(func() { s.fillDirectory() })
+}
+
+// fillDirectory does enableDirectory's work, and returns how long it held
+// the session table's lock.
+func (s *Server) fillDirectory() (held time.Duration) {
 	d := &s.admin.dir
-	d.fill.Do(func() {
-		d.seed = maphash.MakeSeed()
-		s.mu.Lock()
-		all := make([]*session, 0, len(s.sessions))
-		for _, ss := range s.sessions {
-			all = append(all, ss)
+	d.seed = maphash.MakeSeed()
+	start := time.Now()
+	s.mu.Lock()
+	all := make([]*session, 0, len(s.sessions))
+	for _, ss := range s.sessions {
+		all = append(all, ss)
+	}
+	d.on.Store(true) // sessions opened from now on add themselves
+	s.mu.Unlock()
+	held = time.Since(start)
+	for _, ss := range all {
+		ss.mu.Lock()
+		if !ss.ended {
+			d.add(ss)
 		}
-		d.on.Store(true) // sessions opened from now on add themselves
-		s.mu.Unlock()
-		for _, ss := range all {
-			ss.mu.Lock()
-			if !ss.ended {
-				d.add(ss)
-			}
-			ss.mu.Unlock()
-		}
-	})
+		ss.mu.Unlock()
+	}
+	return held
 }
 
 // add lists a session that joined the session table: under Server.mu, or
