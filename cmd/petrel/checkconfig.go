@@ -13,7 +13,7 @@ import (
 // what serve checks before it opens the store or a listener. The file is
 // parsed and validated completely, then the files it names are read and
 // parsed as serve reads them (listeners' certificates and keys, the
-// password and ACL files). It prints "ok" and returns 0 when serve would
+// password and ACL files, the HTTP server's certificate and token file). It prints "ok" and returns 0 when serve would
 // start on it; otherwise it prints each problem, "FILE:LINE: KEY: MESSAGE"
 // for the configuration file and "FILE: MESSAGE" for a file it names, and
 // returns 1. The store is not opened: a running broker holds its lock.
@@ -43,6 +43,10 @@ func checkConfig(args []string, stdout, stderr io.Writer) int {
 	// what was loaded are not.
 	log := newLogger(config.Log{Level: "warn", Format: cfg.Log.Format}, stderr)
 	if _, _, err := brokerOptions(cfg, log); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	if err := checkHTTP(cfg, log); err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}

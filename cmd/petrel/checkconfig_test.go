@@ -60,6 +60,15 @@ func TestCheckConfig(t *testing.T) {
 			[]string{filepath.Join(dir, "nocert") + ": no such file or directory"}},
 		{"key of another certificate", tlsListener(cert, write("other.key", string(testpki.SelfSigned(t, "other").KeyPEM))),
 			[]string{cert + " and " + filepath.Join(dir, "other.key") + ": "}},
+		{"https and a token file", "http:\n  listen: 127.0.0.1:8080\n  token_file: " + write("token", "0123456789abcdef0123\n") +
+			"\n  tls:\n    cert_file: " + cert + "\n    key_file: " + key + "\n", nil},
+		{"http token to be created", "http:\n  listen: 127.0.0.1:8080\nstore:\n  dir: " + filepath.Join(dir, "nodata") + "\n", nil},
+		{"missing token file", "http:\n  listen: 127.0.0.1:8080\n  token_file: " + filepath.Join(dir, "notoken") + "\n",
+			[]string{filepath.Join(dir, "notoken") + ": no such file or directory"}},
+		{"short token", "http:\n  listen: 127.0.0.1:8080\n  token_file: " + write("shorttoken", "abc\n") + "\n",
+			[]string{filepath.Join(dir, "shorttoken") + ": the token is shorter than 16 characters"}},
+		{"missing https certificate", "http:\n  listen: 127.0.0.1:8080\n  tls:\n    cert_file: " + filepath.Join(dir, "nocert") +
+			"\n    key_file: " + key + "\n", []string{filepath.Join(dir, "nocert") + ": no such file or directory"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			file := write("petrel.yaml", tc.yaml)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,24 +19,6 @@ func TestDeployConfigPassesCheckConfig(t *testing.T) {
 	code, stdout, stderr := checkConfigOf("../../deploy/petrel.yaml")
 	if code != 0 || stdout != "ok\n" || stderr != "" {
 		t.Fatalf("check-config deploy/petrel.yaml: exit %d, stdout %q, stderr %q; want 0, \"ok\", nothing", code, stdout, stderr)
-	}
-}
-
-// TestDeployConfigHTTPStaysCommented: deploy/petrel.yaml shows the HTTP
-// endpoint commented out because this petrel does not know the http key
-// yet. Once it does, this fails: uncomment it there (and here).
-func TestDeployConfigHTTPStaysCommented(t *testing.T) {
-	data, err := os.ReadFile("../../deploy/petrel.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	commented := "# http:\n#   listen: 127.0.0.1:8080\n"
-	if !bytes.Contains(data, []byte(commented)) {
-		t.Skip("deploy/petrel.yaml no longer has the commented-out http section")
-	}
-	uncommented := bytes.Replace(data, []byte(commented), []byte("http:\n  listen: 127.0.0.1:8080\n"), 1)
-	if _, err := config.Parse("petrel.yaml", uncommented); err == nil {
-		t.Error("the configuration knows http.listen now: uncomment the http section of deploy/petrel.yaml, and drop this test")
 	}
 }
 

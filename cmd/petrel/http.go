@@ -52,10 +52,7 @@ func startHTTP(cfg *config.File, srv *broker.Server, files *reloadable, log *slo
 	}
 	hs, err := admin.New(ac)
 	if err != nil {
-		if pe, ok := errors.AsType[*fs.PathError](err); ok {
-			err = pathError(pe)
-		}
-		return nil, configError{err}
+		return nil, configError{tokenError(err)}
 	}
 	if err := hs.Start(); err != nil {
 		return nil, err
@@ -79,3 +76,33 @@ func startHTTP(cfg *config.File, srv *broker.Server, files *reloadable, log *slo
 type configError struct{ error }
 
 func (e configError) Unwrap() error { return e.error }
+
+// checkHTTP reads what the HTTP server reads at start, for check-config:
+// its certificate, and the token file the configuration names (the one
+// the server creates in the data directory may not be there yet).
+func checkHTTP(cfg *config.File, log *slog.Logger) error {
+	h := cfg.HTTP
+	if h.Listen == "" {
+		return nil
+	}
+	if h.TLS.Enabled() {
+		if _, err := certificate("http", h.TLS.Listener(), log); err != nil {
+			return err
+		}
+	}
+	path, created := cfg.TokenPath()
+	err := admin.CheckTokenFile(path)
+	if err == nil || (created && errors.Is(err, fs.ErrNotExist)) {
+		return nil
+	}
+	return tokenError(err)
+}
+
+// tokenError says which token file could not be read, as the other files'
+// errors do ("path: reason").
+func tokenError(err error) error {
+	if pe, ok := errors.AsType[*fs.PathError](err); ok {
+		return pathError(pe)
+	}
+	return err
+}

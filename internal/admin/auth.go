@@ -37,6 +37,13 @@ func (s *Server) loadToken(create bool) error {
 	return nil
 }
 
+// CheckTokenFile reads a token file as the server would, and says what is
+// wrong with it, for petrel check-config.
+func CheckTokenFile(path string) error {
+	_, err := readToken(path)
+	return err
+}
+
 // readToken returns the token in path: its content without the white
 // space around it. A file others may read is used, with a warning: the
 // token is as good as a password.
