@@ -53,8 +53,13 @@ func TestServeHTTP(t *testing.T) {
 		t.Errorf("the log shows the token")
 	}
 
-	if code, body := httpGet(t, base+"/readyz", ""); code != 200 {
-		t.Errorf("/readyz: %d %s", code, body)
+	// Listening is logged as each listener opens; ready is once all are.
+	deadline := time.Now().Add(10 * time.Second)
+	for code, body := httpGet(t, base+"/readyz", ""); code != 200; code, body = httpGet(t, base+"/readyz", "") {
+		if code != 503 || time.Now().After(deadline) {
+			t.Fatalf("/readyz: %d %s, want 200 within 10s of listening", code, body)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	if code, _ := httpGet(t, base+"/api/v1/clients", ""); code != 401 {
 		t.Errorf("/api/v1/clients without the token: %d, want 401", code)
@@ -72,7 +77,7 @@ func TestServeHTTP(t *testing.T) {
 
 	b.process.Signal(syscall.SIGTERM)
 	b.log.waitFor(t, `msg="shutting down"`)
-	deadline := time.Now().Add(10 * time.Second)
+	deadline = time.Now().Add(10 * time.Second)
 	for _, open := b.log.matches(`^$`); open; _, open = b.log.matches(`^$`) {
 		if time.Now().After(deadline) {
 			t.Fatal("petrel did not exit within 10s of SIGTERM")
