@@ -65,6 +65,44 @@ func (s *Server) Ready() error {
 	return errors.New("starting: recovering the store")
 }
 
+// ListenerInfo describes a listener that is open.
+type ListenerInfo struct {
+	// Name is the listener's name (ListenerConfig.Name: "<kind>:<address>"
+	// unless configured), as ClientInfo.Listener gives it.
+	Name string
+	// Kind is "tcp", "tls", "ws", "wss" or "unix".
+	Kind string
+	// Address is where it listens: host:port with the port the OS picked
+	// for port 0, or the socket's path.
+	Address string
+	// WebSocketPath is where a "ws" or "wss" listener serves MQTT; empty
+	// for the other kinds.
+	WebSocketPath string
+	// Connections counts the network connections open on it now, those
+	// that have not sent CONNECT yet included.
+	Connections int64
+}
+
+// Listeners describes the listeners, in configuration order, once Start
+// has opened them all; nil before (and after a Start that failed). After
+// Close it still describes them, with what connections were left.
+func (s *Server) Listeners() []ListenerInfo {
+	// Start appends to s.listeners before it sets ready, and never after:
+	// once ready is seen, the slice is complete and no longer written.
+	if !s.admin.ready.Load() {
+		return nil
+	}
+	out := make([]ListenerInfo, len(s.listeners))
+	for i, l := range s.listeners {
+		out[i] = ListenerInfo{Name: l.name, Kind: l.cfg.Kind, Address: l.driver.Addr().String(),
+			Connections: l.conns.Load()}
+		if l.cfg.Kind == "ws" || l.cfg.Kind == "wss" {
+			out[i].WebSocketPath = l.cfg.WebSocketPath
+		}
+	}
+	return out
+}
+
 // PublishMatched is PublishWith, and reports how many subscriptions took
 // the message: a session with several matching subscriptions, and a shared
 // subscription group, count once.
