@@ -49,6 +49,34 @@ func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.cfg.Stats())
 }
 
+// listenerJSON is a listener as the API shows it.
+type listenerJSON struct {
+	Name          string `json:"name"`
+	Kind          string `json:"kind"`
+	Address       string `json:"address"`
+	WebSocketPath string `json:"websocket_path,omitempty"`
+	Connections   int64  `json:"connections"`
+}
+
+// listListeners: GET /api/v1/listeners, the MQTT listeners, once the
+// broker has opened them.
+func (s *Server) listListeners(w http.ResponseWriter, r *http.Request) {
+	if !parseQuery(r).ok(w) {
+		return
+	}
+	ls := s.cfg.Broker.Listeners()
+	if ls == nil {
+		writeError(w, http.StatusServiceUnavailable, "the broker has not opened its listeners yet")
+		return
+	}
+	out := make([]listenerJSON, len(ls))
+	for i, l := range ls {
+		out[i] = listenerJSON{Name: l.Name, Kind: l.Kind, Address: l.Address, WebSocketPath: l.WebSocketPath,
+			Connections: l.Connections}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"listeners": out})
+}
+
 // clientJSON is a client as the API shows it. Fields that only a
 // connection has are left out while the client is offline.
 type clientJSON struct {

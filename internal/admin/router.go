@@ -35,6 +35,7 @@ var routes = []route{
 	{"HEAD", "/readyz", public, (*Server).readyz},
 	{"GET", "/metrics", metrics, (*Server).metrics},
 	{"GET", "/api/v1/stats", token, (*Server).stats},
+	{"GET", "/api/v1/listeners", token, (*Server).listListeners},
 	{"GET", "/api/v1/clients", token, (*Server).listClients},
 	{"GET", "/api/v1/clients/{id}", token, (*Server).getClient},
 	{"DELETE", "/api/v1/clients/{id}", token, (*Server).kickClient},

@@ -1,0 +1,45 @@
+package admin
+
+import (
+	"net/http"
+	"testing"
+
+	"github.com/petrelmq/petrel/broker"
+	"github.com/petrelmq/petrel/internal/wiretest"
+)
+
+// GET /api/v1/listeners names each MQTT listener as a client's "listener"
+// field does, with its kind, the address it took and its open
+// connections; 503 until the broker has opened them.
+func TestListeners(t *testing.T) {
+	b := broker.New(broker.Options{Listeners: []broker.ListenerConfig{{Address: "127.0.0.1:0"}}, Logger: testLogger(t)})
+	t.Cleanup(func() { b.Close() })
+	f := startHTTP(t, b)
+	if r := f.expect(http.StatusServiceUnavailable, "GET", "/api/v1/listeners", nil, nil); r.errorText(t) == "" {
+		t.Fatal("no error message")
+	}
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+
+	wiretest.MustConnect(t, f.mqttAddr(), "probe", true)
+	var client struct{ Listener string }
+	f.expect(http.StatusOK, "GET", "/api/v1/clients/probe", nil, &client)
+	var got struct {
+		Listeners []map[string]any `json:"listeners"`
+	}
+	f.expect(http.StatusOK, "GET", "/api/v1/listeners", nil, &got)
+	if len(got.Listeners) != 1 {
+		t.Fatalf("listeners %v, want one", got.Listeners)
+	}
+	want := map[string]any{"name": client.Listener, "kind": "tcp", "address": f.mqttAddr(), "connections": 1.0}
+	for k, v := range want {
+		if got.Listeners[0][k] != v {
+			t.Errorf("listener's %s: %v, want %v (all: %v)", k, got.Listeners[0][k], v, got.Listeners[0])
+		}
+	}
+	if len(got.Listeners[0]) != len(want) {
+		t.Errorf("listener %v has fields besides %v", got.Listeners[0], want)
+	}
+	f.expect(http.StatusBadRequest, "GET", "/api/v1/listeners?kind=tcp", nil, nil)
+}
