@@ -11,6 +11,7 @@ import (
 	"github.com/petrelmq/petrel/broker"
 	"github.com/petrelmq/petrel/internal/admin"
 	"github.com/petrelmq/petrel/internal/config"
+	"github.com/petrelmq/petrel/internal/dashboard"
 )
 
 // httpShutdownTimeout bounds how long the HTTP server waits for requests
@@ -39,8 +40,9 @@ func startHTTP(cfg *config.File, srv *broker.Server, files *reloadable, log *slo
 		Broker:       srv,
 		MaxBodyBytes: int64(cfg.MQTT.MaxPacketSize)*4/3 + 64<<10, // a largest payload, in base64
 		Logger:       log,
-		// Stats, Metrics and Dashboard are served once they exist (issue
-		// 17); until then those paths answer 501 and 404.
+		Dashboard:    dashboard.Handler(),
+		// Stats and Metrics are served once they exist (issue 17); until
+		// then those paths answer 501.
 	}
 	if h.TLS.Enabled() {
 		cert, err := certificate("http", h.TLS.Listener(), log)

@@ -61,6 +61,9 @@ func TestServeHTTP(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	if code, body := httpGet(t, base+"/", ""); code != 200 || !strings.Contains(body, "<title>Petrel</title>") {
+		t.Errorf("the dashboard at / without the token: %d %.200s", code, body)
+	}
 	if code, _ := httpGet(t, base+"/api/v1/clients", ""); code != 401 {
 		t.Errorf("/api/v1/clients without the token: %d, want 401", code)
 	}
