@@ -35,6 +35,7 @@ async function api (path, options = {}) {
     credentials: 'omit'
   })
   if (res.status === 401) {
+    await res.text().catch(() => {}) // read to its end: the request is over
     throw new Unauthorized('the token was refused')
   }
   let body = null
@@ -622,6 +623,16 @@ function main () {
   $('kick-confirm').addEventListener('click', () => confirmKick().catch(failed))
   $('kick-dialog').addEventListener('close', () => { kickTarget = null })
   new ResizeObserver(() => drawChart()).observe($('chart'))
+  // A /#token=… link opened in a tab that shows the page already.
+  window.addEventListener('hashchange', () => {
+    if (new URLSearchParams(location.hash.slice(1)).has('token')) {
+      takeTokenFromFragment()
+      const t = sessionStorage.getItem(TOKEN_KEY)
+      if (t) {
+        signIn(t)
+      }
+    }
+  })
 
   takeTokenFromFragment()
   const t = sessionStorage.getItem(TOKEN_KEY)
