@@ -54,6 +54,8 @@ type event struct {
 	Client         string `json:"client"`
 	SessionPresent bool   `json:"session_present"`
 	Granted        []int  `json:"granted"`
+	// Value is what a dashboard_driver.js command answers.
+	Value json.RawMessage `json:"value"`
 	message
 }
 
