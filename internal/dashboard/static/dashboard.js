@@ -143,6 +143,9 @@ async function poll () {
 // setStatus shows a line above the dashboard; kind says what may clear it.
 function setStatus (text, kind) {
   const el = $('status')
+  if (el.textContent === text && el.dataset.kind === kind) {
+    return // unchanged: a screen reader is not told again every second
+  }
   el.textContent = text
   el.dataset.kind = kind
 }
