@@ -11,13 +11,13 @@
 package dashboard
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"embed"
 	"encoding/base64"
 	"net/http"
+	"strconv"
+	"strings"
 	"sync"
-	"time"
 )
 
 //go:embed static
@@ -83,5 +83,29 @@ func serve(w http.ResponseWriter, r *http.Request) {
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("Content-Security-Policy", contentSecurityPolicy)
 	h.Set("X-Frame-Options", "DENY")
-	http.ServeContent(w, r, f.name, time.Time{}, bytes.NewReader(f.body))
+	// Served by hand rather than with http.ServeContent: no Range, no
+	// If-Modified-Since, only what a browser needs to revalidate, since
+	// anyone may send these requests, without the token.
+	if noneMatch(r.Header.Get("If-None-Match"), f.etag) {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	h.Set("Content-Length", strconv.Itoa(len(f.body)))
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(f.body) // a browser gone meanwhile is nobody's problem
+	}
+}
+
+// noneMatch reports whether an If-None-Match header names etag (or is
+// "*"): the browser has the file. The comparison is weak, as RFC 9110
+// §13.1.2 asks: W/"x" matches "x".
+func noneMatch(header, etag string) bool {
+	for tag := range strings.SplitSeq(header, ",") {
+		tag = strings.TrimPrefix(strings.TrimSpace(tag), "W/")
+		if tag == etag || tag == "*" {
+			return true
+		}
+	}
+	return false
 }

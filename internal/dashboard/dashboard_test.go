@@ -77,7 +77,7 @@ func TestFilesServed(t *testing.T) {
 }
 
 // A browser that has the file gets 304 without a body; HEAD answers the
-// headers only.
+// headers only; a Range is ignored.
 func TestRevalidationAndHEAD(t *testing.T) {
 	first, _ := get(t, "GET", "/dashboard.js", nil)
 	etag := first.Header.Get("ETag")
@@ -85,13 +85,26 @@ func TestRevalidationAndHEAD(t *testing.T) {
 	if resp.StatusCode != http.StatusNotModified || body != "" {
 		t.Errorf("GET with If-None-Match %s: %d with %d bytes, want 304 and none", etag, resp.StatusCode, len(body))
 	}
+	for _, header := range []string{`"other", ` + etag, "W/" + etag, "*"} {
+		if resp, _ := get(t, "GET", "/dashboard.js", map[string]string{"If-None-Match": header}); resp.StatusCode != http.StatusNotModified {
+			t.Errorf("GET with If-None-Match %s: %d, want 304", header, resp.StatusCode)
+		}
+	}
 	resp, body = get(t, "GET", "/dashboard.js", map[string]string{"If-None-Match": `"something-else"`})
 	if resp.StatusCode != http.StatusOK || body == "" {
 		t.Errorf("GET with another ETag: %d, want 200 and the file", resp.StatusCode)
 	}
+	// A range is not served: the whole file comes.
+	resp, body = get(t, "GET", "/dashboard.js", map[string]string{"Range": "bytes=0-9"})
+	if resp.StatusCode != http.StatusOK || len(body) <= 10 {
+		t.Errorf("GET with Range: %d with %d bytes, want 200 and the whole file", resp.StatusCode, len(body))
+	}
 	resp, body = get(t, "HEAD", "/", nil)
 	if resp.StatusCode != http.StatusOK || body != "" || resp.Header.Get("Content-Type") != "text/html; charset=utf-8" {
 		t.Errorf("HEAD /: %d, %d bytes, %q", resp.StatusCode, len(body), resp.Header.Get("Content-Type"))
+	}
+	if got, _ := get(t, "GET", "/", nil); resp.Header.Get("Content-Length") != got.Header.Get("Content-Length") || got.Header.Get("Content-Length") == "" {
+		t.Errorf("HEAD / Content-Length %q, GET's %q", resp.Header.Get("Content-Length"), got.Header.Get("Content-Length"))
 	}
 }
 
