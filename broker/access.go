@@ -64,6 +64,7 @@ func (s *Server) mayRead(ss *session, topic string) bool {
 		s.stats.withheld.Add(1)
 		return false
 	}
+	ss.statShard().allowed.Add(1)
 	return true
 }
 
@@ -129,7 +130,7 @@ func (c *conn) resume(p packet.Packet) {
 		return
 	}
 	if len(c.in) > 0 && !c.paused && !c.isClosing() {
-		c.consume(nil)
+		c.consume(nil, 0)
 	}
 }
 

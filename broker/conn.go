@@ -132,6 +132,8 @@ const (
 	// they did, and QoS 0 to it past the bound is dropped (outwait.go).
 	flagOutWaited
 	flagNotReading
+	// flagEndCounted: why the connection ended is counted (countEnd).
+	flagEndCounted
 )
 
 // isClosing reports whether the engine decided to close the connection.
@@ -173,13 +175,16 @@ func (c *conn) fail(err error) {
 	c.srv.log.Debug("closing connection: protocol violation",
 		"remote", c.nc.RemoteAddr().String(), "client", c.clientID(), "reason", err.Error(), "code", byte(code))
 	c.srv.stats.protocolErrors.Add(1)
+	c.countEnd(endProtocolError)
 	c.noteClose(code, false, "", err)
 	switch {
 	case c.state == stateNew && code == packet.UnsupportedProtocolVersion:
 		// Answer in a form every protocol level reads. [MQTT-3.1.2-2]
 		c.version = packet.V311
+		c.srv.countConnack(code)
 		c.appendPacket(&packet.Connack{Code: packet.ConnRefusedUnacceptableProtocol})
 	case c.state == stateNew && c.version == packet.V5:
+		c.srv.countConnack(code)
 		c.appendPacket(&packet.Connack{Code: code, Props: c.reasonProps(err.Error())})
 	default:
 		c.appendDisconnect(code, err.Error())
@@ -193,6 +198,7 @@ func (c *conn) disconnect(code packet.ReasonCode, reason string) {
 	if c.isClosing() {
 		return
 	}
+	c.countEnd(endReasonOf(code))
 	c.noteClose(code, false, reason, nil)
 	c.appendDisconnect(code, reason)
 	c.shutdown()
@@ -260,6 +266,7 @@ func (c *conn) Closed(err error) {
 		return
 	}
 	wasOpen := c.state != stateNew
+	c.countEnd(endConnectionLost) // unless its end was counted already
 	if wasOpen && c.srv.opts.Hooks.OnDisconnect != nil {
 		c.noteClose(0, false, "", lostConnection(err))
 	}

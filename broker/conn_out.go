@@ -62,7 +62,8 @@ type deferredReply struct {
 	p     packet.Packet
 }
 
-// Output implements listener.Endpoint: it hands the driver every pending byte.
+// Output implements listener.Endpoint: it hands the driver every pending
+// byte. What it hands over is counted as sent (stats.go).
 func (c *conn) Output() []byte {
 	c.outMu.Lock()
 	b := c.out
@@ -72,6 +73,9 @@ func (c *conn) Output() []byte {
 	c.outMu.Unlock()
 	if lent != nil {
 		b = flatten(b, lent)
+	}
+	if len(b) > 0 {
+		c.statShard().addOut(b, nil)
 	}
 	return b
 }
@@ -273,9 +277,11 @@ func (c *conn) committed(g uint64, err error) {
 		if errors.Is(err, store.ErrFull) {
 			code = packet.QuotaExceeded
 		}
+		c.countEnd(endStoreError)
 		c.disconnect(code, "the broker cannot store right now")
 	case failed && c.version != packet.V5:
 		c.srv.log.Warn("closing an MQTT 3 connection: its message could not be stored", "client", c.clientID(), "err", err)
+		c.countEnd(endStoreError)
 		c.noteClose(packet.UnspecifiedError, false, "", commitError(err))
 		c.shutdown()
 	}
@@ -430,6 +436,9 @@ func (c *conn) holdLocked(out int) {
 // Written, one at a time, so the load and store lose no update; deliveries
 // only read held.
 func (c *conn) Written(n int) {
+	if n > 0 {
+		c.statShard().out.bytes.Add(uint64(n))
+	}
 	h := c.held.Load()
 	c.held.Store(h - uint32(min(int64(h), int64(n))))
 	if n > 0 && c.flags.Load()&(flagOutWaited|flagNotReading) != 0 {
@@ -468,6 +477,9 @@ func (c *conn) OutputPieces() (buf []byte, pieces [][]byte, done func()) {
 	c.holdLocked(len(buf))
 	lent := c.takeLentLocked()
 	c.outMu.Unlock()
+	if len(buf) > 0 {
+		c.statShard().addOut(buf, lent)
+	}
 	if lent == nil {
 		return buf, nil, nil
 	}

@@ -62,6 +62,9 @@ func (c *conn) handlePublish(p *packet.Publish, owned bool, big *bigBuf) error {
 		c.denyPublish(p)
 		return nil
 	}
+	if c.srv.opts.Authorizer != nil && c.srv.opts.Hooks.OnACLCheck == nil {
+		c.statShard().allowed.Add(1) // with OnACLCheck, refusedByHooks counts it
+	}
 	if c.srv.publishHooks && c.refusedByHooks(p, ss) {
 		return nil
 	}
@@ -274,6 +277,9 @@ func (s *Server) publish(m *message, tx *routeTx) int {
 	clear(sc.all)
 	clear(sc.multi)
 	matchPool.Put(sc)
+	if n == 0 && !m.Retain {
+		s.messageShard(m).noSubscribers.Add(1)
+	}
 	return n
 }
 

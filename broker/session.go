@@ -188,7 +188,7 @@ func (ss *session) push(d delivery, tx *routeTx) bool {
 		}
 	}
 	d.msg.ref() // the queue's, until forgetLocked
-	ss.queueLocked().push(&ss.srv.queuedMem, d)
+	ss.queueLocked().push(ss.acct(), d)
 	ss.noteLoadLocked()
 	return true
 }
@@ -196,21 +196,30 @@ func (ss *session) push(d delivery, tx *routeTx) bool {
 // queuedBytesLocked is the payload bytes of the deliveries queuedLocked
 // counts.
 func (ss *session) queuedBytesLocked() int64 {
-	n := ss.queue.queuedBytes()
-	if ss.persisted {
-		n += ss.storedBytes + ss.pendingBytes
-	}
-	return n
+	return ss.queue.queuedBytes() + ss.storeQueuedBytesLocked()
 }
 
 // queuedLocked counts the deliveries waiting for their turn: not yet in
 // flight to the client. The queue limits apply to these.
 func (ss *session) queuedLocked() int {
-	n := ss.queue.len()
-	if ss.persisted {
-		n += len(ss.pending) + ss.stored
+	return ss.queue.len() + ss.storeQueuedLocked()
+}
+
+// storeQueuedLocked counts the queued deliveries outside the memory queue:
+// a durable session's, waiting for their commit or in the store alone.
+func (ss *session) storeQueuedLocked() int {
+	if !ss.persisted {
+		return 0
 	}
-	return n
+	return len(ss.pending) + ss.stored
+}
+
+// storeQueuedBytesLocked is the payload bytes of those deliveries.
+func (ss *session) storeQueuedBytesLocked() int64 {
+	if !ss.persisted {
+		return 0
+	}
+	return ss.storedBytes + ss.pendingBytes
 }
 
 // hasQueueRoom applies the queue limits to one more delivery of size bytes.
@@ -229,7 +238,7 @@ func (ss *session) hasQueueRoom(size int) bool {
 // than the client accepts is not sent: it is dropped as though delivered.
 // [MQTT-3.1.2-25]
 func (ss *session) sendLocked(c *conn, d delivery) {
-	ss.inflight.push(d)
+	ss.pushInflightLocked(d)
 	if c.flags.Load()&flagHeldBack != 0 {
 		// Its acknowledgements must be read (backpressure.go).
 		ss.srv.endHold(c)
@@ -240,7 +249,7 @@ func (ss *session) sendLocked(c *conn, d delivery) {
 		return
 	}
 	if c.writePublish(&d, pidOf(d.seq), d.dup || (ss.persisted && d.seq < ss.resendBelow)) == tooLarge {
-		ss.inflight.remove(ss.inflight.len() - 1)
+		ss.removeInflightLocked(ss.inflight.len() - 1)
 		ss.gaveUp(&d, DropTooLarge)
 		ss.forgetLocked(&d)
 	}
@@ -261,7 +270,7 @@ func (ss *session) drainLocked(c *conn) {
 		if qos, seq := ss.queue.front(); qos > 0 && !ss.inflight.hasRoom(int(c.window), seq) {
 			break
 		}
-		d := ss.queue.pop(&ss.srv.queuedMem)
+		d := ss.queue.pop(ss.acct())
 		if !d.msg.Expiry.IsZero() {
 			if now.IsZero() {
 				now = time.Now()
@@ -300,9 +309,10 @@ func (ss *session) resumeLocked(c *conn) {
 		for i := range back {
 			back[i].dup = true
 		}
-		ss.queueLocked().pushFront(&ss.srv.queuedMem, back)
+		ss.queueLocked().pushFront(ss.acct(), back)
 		clear(back)
 		ss.inflight.items = ss.inflight.items[:int(c.window)]
+		ss.gaugeLocked(0, 0, -over)
 	}
 	for i := 0; i < len(ss.inflight.items); {
 		f := &ss.inflight.items[i]
@@ -315,7 +325,7 @@ func (ss *session) resumeLocked(c *conn) {
 			// Too large for this connection: dropped as though delivered. [MQTT-3.1.2-25]
 			ss.gaveUp(&f.delivery, DropTooLarge)
 			ss.forgetLocked(&f.delivery)
-			ss.inflight.remove(i)
+			ss.removeInflightLocked(i)
 			continue
 		}
 		i++
@@ -343,7 +353,7 @@ func (ss *session) acked(kind packet.Type, pid uint16, code packet.ReasonCode) b
 		ss.noteAckLocked()
 		ss.acknowledged(&f.delivery, code)
 		ss.forgetLocked(&f.delivery)
-		ss.inflight.remove(i)
+		ss.removeInflightLocked(i)
 	case packet.PUBREC:
 		if f.qos != 2 {
 			return false
@@ -354,7 +364,7 @@ func (ss *session) acked(kind packet.Type, pid uint16, code packet.ReasonCode) b
 		}
 		if code.IsError() {
 			ss.forgetLocked(&f.delivery)
-			ss.inflight.remove(i)
+			ss.removeInflightLocked(i)
 			break
 		}
 		// The receiver owns the message now; what is left is the release.
@@ -390,7 +400,7 @@ func (ss *session) acked(kind packet.Type, pid uint16, code packet.ReasonCode) b
 		}
 		ss.noteAckLocked()
 		ss.forgetLocked(&f.delivery)
-		ss.inflight.remove(i)
+		ss.removeInflightLocked(i)
 	}
 	if ss.conn != nil {
 		ss.drainLocked(ss.conn)
@@ -504,6 +514,18 @@ func (ss *session) armLocked(now time.Time) {
 	}
 	gen := ss.gen
 	a.timer = time.AfterFunc(next.Sub(now), func() { ss.srv.sessionTimer(ss, gen) })
+}
+
+// pushInflightLocked records d in flight, and counts it (stats.go).
+func (ss *session) pushInflightLocked(d delivery) {
+	ss.inflight.push(d)
+	ss.gaugeLocked(0, 0, 1)
+}
+
+// removeInflightLocked forgets the delivery in flight at i.
+func (ss *session) removeInflightLocked(i int) {
+	ss.inflight.remove(i)
+	ss.gaugeLocked(0, 0, -1)
 }
 
 // inflightWindow holds the QoS 1 and 2 deliveries sent to the client and

@@ -107,6 +107,7 @@ func (s *Server) sweepStalled(w stallWatch, now int64, full []*conn) {
 // Server busy would blame the broker, and invite the client straight back.
 func (s *Server) disconnectStalled(c *conn, stalled time.Duration) {
 	s.stats.stalled.Add(1)
+	c.countEnd(endStalled)
 	s.log.Warn("disconnecting a client that does not acknowledge: its in-flight window is full",
 		"client", c.clientID(), "remote", c.nc.RemoteAddr().String(), "window", c.window,
 		"stalled_for", stalled.Round(time.Millisecond).String(), "stall_timeout", s.opts.StallTimeout.String())

@@ -166,6 +166,9 @@ func (c *conn) subscribeOne(s *packet.Subscription, subID uint32) (code packet.R
 		c.srv.log.Debug("subscribe denied", "client", c.clientID(), "filter", s.Filter)
 		return packet.NotAuthorized, false, false, nil
 	}
+	if c.srv.authorizing() {
+		c.statShard().allowed.Add(1)
+	}
 	sub.checkRead = checkEach
 	ss := c.sess.Load()
 	if max := o.Limits.MaxSubscriptions; max > 0 && int(ss.nsubs.Load()) >= max && !ss.hasSubscription(s.Filter) {
