@@ -2,6 +2,7 @@ package broker
 
 import (
 	"fmt"
+	"math/bits"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -285,7 +286,7 @@ const (
 // first line is never shared, however the array is aligned.
 type statShard struct {
 	in struct {
-		packets [16]atomic.Uint64 // by packet type
+		packets [16]atomic.Uint64 // by packet type, PUBLISH aside
 		msgs    [3]atomic.Uint64  // PUBLISH by QoS
 		bytes   atomic.Uint64
 	}
@@ -321,8 +322,14 @@ func (ss *session) statShard() *statShard            { return ss.srv.stats.shard
 func (s *Server) messageShard(m *message) *statShard { return s.stats.shard(unsafe.Pointer(m)) }
 
 // tally counts packets (and PUBLISH packets by QoS) in plain integers,
-// over one read or one batch of output, before they join a shard.
+// over one read or one batch of output, before they join a shard. A
+// PUBLISH is counted by its QoS alone (its packet count is their sum), so
+// that a batch of PUBLISHes at one QoS, the common case, costs the shard
+// one addition.
 type tally struct {
+	// others has bit t set when packets[t], a type other than PUBLISH,
+	// was counted: adding the tally visits those alone.
+	others  uint16
 	packets [16]uint32
 	msgs    [4]uint32 // QoS 3 is malformed, and never counted; the slot spares a bounds check
 }
@@ -330,9 +337,24 @@ type tally struct {
 // count adds one packet whose first byte is b0.
 func (t *tally) count(b0 byte) {
 	typ := b0 >> 4
-	t.packets[typ]++
 	if packet.Type(typ) == packet.PUBLISH {
 		t.msgs[(b0>>1)&3]++
+		return
+	}
+	t.others |= 1 << typ
+	t.packets[typ]++
+}
+
+// addTo adds the tally to a shard's counts of one direction.
+func (t *tally) addTo(packets *[16]atomic.Uint64, msgs *[3]atomic.Uint64) {
+	for m := t.others; m != 0; m &= m - 1 {
+		typ := bits.TrailingZeros16(m)
+		packets[typ].Add(uint64(t.packets[typ]))
+	}
+	for qos := range msgs {
+		if n := t.msgs[qos]; n != 0 {
+			msgs[qos].Add(uint64(n))
+		}
 	}
 }
 
@@ -341,16 +363,7 @@ func (sh *statShard) addIn(t *tally, bytes int) {
 	if bytes > 0 {
 		sh.in.bytes.Add(uint64(bytes))
 	}
-	for i, n := range t.packets {
-		if n != 0 {
-			sh.in.packets[i].Add(uint64(n))
-		}
-	}
-	for i := range sh.in.msgs {
-		if n := t.msgs[i]; n != 0 {
-			sh.in.msgs[i].Add(uint64(n))
-		}
-	}
+	t.addTo(&sh.in.packets, &sh.in.msgs)
 }
 
 // addOut counts the packets of output taken by the driver: out holds
@@ -380,16 +393,7 @@ func (sh *statShard) addOut(out []byte, lent []lentPayload) {
 		}
 		pos = end
 	}
-	for i, n := range t.packets {
-		if n != 0 {
-			sh.out.packets[i].Add(uint64(n))
-		}
-	}
-	for i := range sh.out.msgs {
-		if n := t.msgs[i]; n != 0 {
-			sh.out.msgs[i].Add(uint64(n))
-		}
-	}
+	t.addTo(&sh.out.packets, &sh.out.msgs)
 }
 
 // countEnd counts, once, why a connected client's connection ends. A
@@ -595,7 +599,9 @@ func (t *tally64) add(packets *[16]atomic.Uint64, msgs *[3]atomic.Uint64) {
 		t.packets[i] += packets[i].Load()
 	}
 	for i := range msgs {
-		t.msgs[i] += msgs[i].Load()
+		n := msgs[i].Load()
+		t.msgs[i] += n
+		t.packets[packet.PUBLISH] += n
 	}
 }
 

@@ -684,13 +684,15 @@ func TestStatsOutputWalk(t *testing.T) {
 	add(&packet.Publish{Topic: "a", Payload: make([]byte, 70000)}, false)                     // 3 bytes
 	add(&packet.Pingresp{}, false)
 	sh.addOut(out, lent)
+	var sum tally64
+	sum.add(&sh.out.packets, &sh.out.msgs)
 	for typ := range 16 {
-		if got := sh.out.packets[typ].Load(); got != want[packet.Type(typ)] {
+		if got := sum.packets[typ]; got != want[packet.Type(typ)] {
 			t.Errorf("%s: %d counted, want %d", packet.Type(typ), got, want[packet.Type(typ)])
 		}
 	}
-	if got := [3]uint64{sh.out.msgs[0].Load(), sh.out.msgs[1].Load(), sh.out.msgs[2].Load()}; got != [3]uint64{2, 2, 1} {
-		t.Errorf("messages by QoS %v, want [2 2 1]", got)
+	if sum.msgs != [3]uint64{2, 2, 1} {
+		t.Errorf("messages by QoS %v, want [2 2 1]", sum.msgs)
 	}
 }
 
