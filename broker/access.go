@@ -123,7 +123,7 @@ func (c *conn) resume(p packet.Packet) {
 	}
 	c.paused = false
 	c.rechecking = true
-	err := c.handle(p)
+	err := c.handle(p, nil)
 	c.rechecking = false
 	if err != nil {
 		c.fail(err)

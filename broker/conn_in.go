@@ -48,7 +48,6 @@ func (c *conn) Data(b []byte) {
 // counted with the packets in one addition to the statistics (stats.go).
 func (c *conn) consume(b []byte, read int) {
 	var t tally
-	defer c.statShard().addIn(&t, read)
 	dec := decoders.Get().(*packet.Decoder)
 	dec.Version = c.version
 	var rest []byte
@@ -101,6 +100,7 @@ func (c *conn) consume(b []byte, read int) {
 		}
 	}
 	decoders.Put(dec)
+	c.statShard().addIn(&t, read)
 	if c.isClosing() {
 		return
 	}
@@ -239,9 +239,9 @@ func (c *conn) parse(dec *packet.Decoder, b []byte, owned bool, big *bigBuf, t *
 		b = b[n+h.Remaining:]
 		parsed = true
 		if pub, ok := p.(*packet.Publish); ok && owned && c.state == stateConnected {
-			err = c.handlePublish(pub, true, big)
+			err = c.handlePublish(pub, true, big, t)
 		} else {
-			err = c.handle(p)
+			err = c.handle(p, t)
 		}
 		if err != nil {
 			c.fail(err)
@@ -252,8 +252,9 @@ func (c *conn) parse(dec *packet.Decoder, b []byte, owned bool, big *bigBuf, t *
 }
 
 // handle dispatches one decoded packet. An error is a protocol violation
-// that closes the connection.
-func (c *conn) handle(p packet.Packet) error {
+// that closes the connection. t is the tally of the read it came in (nil
+// when it is handled again later).
+func (c *conn) handle(p packet.Packet, t *tally) error {
 	switch c.state {
 	case stateNew:
 		cp, ok := p.(*packet.Connect)
@@ -270,7 +271,7 @@ func (c *conn) handle(p packet.Packet) error {
 	}
 	switch p := p.(type) {
 	case *packet.Publish:
-		return c.handlePublish(p, false, nil)
+		return c.handlePublish(p, false, nil, t)
 	case *packet.Ack:
 		return c.handleAck(p)
 	case *packet.Subscribe:

@@ -62,8 +62,7 @@ type deferredReply struct {
 	p     packet.Packet
 }
 
-// Output implements listener.Endpoint: it hands the driver every pending
-// byte. What it hands over is counted as sent (stats.go).
+// Output implements listener.Endpoint: it hands the driver every pending byte.
 func (c *conn) Output() []byte {
 	c.outMu.Lock()
 	b := c.out
@@ -73,9 +72,6 @@ func (c *conn) Output() []byte {
 	c.outMu.Unlock()
 	if lent != nil {
 		b = flatten(b, lent)
-	}
-	if len(b) > 0 {
-		c.statShard().addOut(b, nil)
 	}
 	return b
 }
@@ -119,6 +115,7 @@ func (c *conn) appendPacket(p packet.Packet) {
 		return
 	}
 	c.out = out
+	c.countSent(p.Type())
 }
 
 // fits keeps a packet within the client's Maximum Packet Size: it drops the
@@ -209,6 +206,7 @@ func (c *conn) committed(g uint64, err error) {
 	c.outMu.Lock()
 	n := 0
 	failed, failedRelease := false, false
+	var sent tally // counted once, below (stats.go)
 	deferred := c.deferredLocked()
 	for n < len(deferred) && deferred[n].group <= g {
 		r := &deferred[n]
@@ -250,13 +248,16 @@ func (c *conn) committed(g uint64, err error) {
 		}
 		var out []byte
 		var encErr error
+		typ := r.ack.Kind
 		if r.p != nil {
 			out, encErr = packet.Append(c.out, r.p, c.version)
+			typ = r.p.Type()
 		} else {
 			out, encErr = packet.AppendAck(c.out, &r.ack, c.version)
 		}
 		if encErr == nil {
 			c.out = out
+			sent.countType(typ)
 		}
 	}
 	if n > 0 {
@@ -268,6 +269,8 @@ func (c *conn) committed(g uint64, err error) {
 	}
 	c.outMu.Unlock()
 	if n > 0 {
+		sh := c.statShard()
+		sent.addTo(&sh.out.packets, &sh.out.msgs)
 		c.nc.Flush()
 	}
 	switch {
@@ -299,6 +302,7 @@ func (c *conn) writeAck(kind packet.Type, pid uint16, code packet.ReasonCode) {
 	}
 	c.out, _ = packet.AppendAck(c.out, &a, c.version) // an ack of a valid id always encodes
 	c.outMu.Unlock()
+	c.countSent(kind)
 	c.nc.Flush()
 }
 
@@ -477,9 +481,6 @@ func (c *conn) OutputPieces() (buf []byte, pieces [][]byte, done func()) {
 	c.holdLocked(len(buf))
 	lent := c.takeLentLocked()
 	c.outMu.Unlock()
-	if len(buf) > 0 {
-		c.statShard().addOut(buf, lent)
-	}
 	if lent == nil {
 		return buf, nil, nil
 	}

@@ -92,6 +92,9 @@ type routeTx struct {
 	// outFull are the connections whose QoS 0 output the routing took
 	// past its bound: the publisher waits for them too (outwait.go).
 	outFull []*conn
+	// sent counts the PUBLISHes the routing wrote, by QoS: the caller adds
+	// them to the statistics once (stats.go).
+	sent [3]uint32
 }
 
 // batch pins the open commit group on first use and returns the writes.
@@ -109,6 +112,7 @@ func (tx *routeTx) reset() {
 	tx.backedUp = tx.backedUp[:0]
 	clear(tx.outFull)
 	tx.outFull = tx.outFull[:0]
+	tx.sent = [3]uint32{}
 }
 
 // resetWrites empties tx of its store writes, once they are handed over.

@@ -80,6 +80,7 @@ func (s *Server) PublishWith(topic string, payload []byte, o PublishOptions) err
 	tx := txPool.Get().(*routeTx)
 	defer putTx(tx)
 	s.publish(m, tx)
+	s.messageShard(m).addSent(&tx.sent)
 	m.unref()
 	if o.QoS == 0 || tx.group() == 0 {
 		tx.finish(s, nil)

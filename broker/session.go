@@ -141,7 +141,11 @@ func (ss *session) push(d delivery, tx *routeTx) bool {
 	}
 	c := ss.conn
 	if d.qos == 0 && c != nil {
-		if r := c.writePublish(&d, 0, false); r != written || ss.srv.opts.Hooks.OnDelivered != nil {
+		r := c.writePublish(&d, 0, false)
+		if r == written || r == writtenOver {
+			tx.sent[0]++
+		}
+		if r != written || ss.srv.opts.Hooks.OnDelivered != nil {
 			if r == writtenOver {
 				tx.outFull = append(tx.outFull, c) // the publisher waits (outwait.go)
 			}
@@ -174,7 +178,9 @@ func (ss *session) push(d delivery, tx *routeTx) bool {
 	ss.nextSeq++
 	if c != nil && ss.queue.len() == 0 && ss.inflight.hasRoom(int(c.window), d.seq) {
 		d.msg.ref() // until forgetLocked
-		ss.sendLocked(c, d)
+		if ss.sendLocked(c, d) {
+			tx.sent[d.qos]++
+		}
 		ss.noteLoadLocked()
 		return true
 	}
@@ -234,10 +240,10 @@ func (ss *session) hasQueueRoom(size int) bool {
 	return ss.queuedBytesLocked()+int64(size) <= o.MaxQueuedBytes
 }
 
-// sendLocked records the delivery in flight and writes it. A message larger
-// than the client accepts is not sent: it is dropped as though delivered.
-// [MQTT-3.1.2-25]
-func (ss *session) sendLocked(c *conn, d delivery) {
+// sendLocked records the delivery in flight and writes it, and reports
+// whether it wrote a PUBLISH. A message larger than the client accepts is
+// not sent: it is dropped as though delivered. [MQTT-3.1.2-25]
+func (ss *session) sendLocked(c *conn, d delivery) bool {
 	ss.pushInflightLocked(d)
 	if c.flags.Load()&flagHeldBack != 0 {
 		// Its acknowledgements must be read (backpressure.go).
@@ -246,13 +252,18 @@ func (ss *session) sendLocked(c *conn, d delivery) {
 	}
 	if d.released {
 		c.writeAck(packet.PUBREL, pidOf(d.seq), packet.Success) // recovered after its PUBREC
-		return
+		return false
 	}
-	if c.writePublish(&d, pidOf(d.seq), d.dup || (ss.persisted && d.seq < ss.resendBelow)) == tooLarge {
+	switch c.writePublish(&d, pidOf(d.seq), d.dup || (ss.persisted && d.seq < ss.resendBelow)) {
+	case tooLarge:
 		ss.removeInflightLocked(ss.inflight.len() - 1)
 		ss.gaveUp(&d, DropTooLarge)
 		ss.forgetLocked(&d)
+		return false
+	case notWritten:
+		return false // in flight still, for the next connection
 	}
+	return true
 }
 
 // drainLocked moves queued deliveries into the in-flight window (and QoS 0
@@ -261,6 +272,7 @@ func (ss *session) sendLocked(c *conn, d delivery) {
 // expired while queued are dropped. [MQTT-3.3.2-5]
 func (ss *session) drainLocked(c *conn) {
 	var now time.Time
+	var sent [3]uint32 // PUBLISHes written, by QoS, counted once (stats.go)
 	for {
 		if ss.queue.len() == 0 {
 			if !ss.persisted || ss.stored == 0 || !ss.pageInLocked() {
@@ -283,14 +295,21 @@ func (ss *session) drainLocked(c *conn) {
 			}
 		}
 		if d.qos == 0 {
-			if r := c.writePublish(&d, 0, false); r != written || ss.srv.opts.Hooks.OnDelivered != nil {
+			r := c.writePublish(&d, 0, false)
+			if r == written || r == writtenOver {
+				sent[0]++
+			}
+			if r != written || ss.srv.opts.Hooks.OnDelivered != nil {
 				ss.wroteQoS0(&d, r)
 			}
 			ss.forgetLocked(&d)
 			continue
 		}
-		ss.sendLocked(c, d)
+		if ss.sendLocked(c, d) {
+			sent[d.qos]++
+		}
 	}
+	ss.statShard().addSent(&sent)
 	ss.relieveLocked()
 	ss.noteLoadLocked()
 }
@@ -314,6 +333,7 @@ func (ss *session) resumeLocked(c *conn) {
 		ss.inflight.items = ss.inflight.items[:int(c.window)]
 		ss.gaugeLocked(0, 0, -over)
 	}
+	var sent [3]uint32
 	for i := 0; i < len(ss.inflight.items); {
 		f := &ss.inflight.items[i]
 		if f.released {
@@ -321,15 +341,19 @@ func (ss *session) resumeLocked(c *conn) {
 			i++
 			continue
 		}
-		if c.writePublish(&f.delivery, pidOf(f.seq), true) == tooLarge {
+		switch c.writePublish(&f.delivery, pidOf(f.seq), true) {
+		case tooLarge:
 			// Too large for this connection: dropped as though delivered. [MQTT-3.1.2-25]
 			ss.gaveUp(&f.delivery, DropTooLarge)
 			ss.forgetLocked(&f.delivery)
 			ss.removeInflightLocked(i)
 			continue
+		case written:
+			sent[f.qos]++
 		}
 		i++
 	}
+	ss.statShard().addSent(&sent)
 	ss.drainLocked(c)
 }
 

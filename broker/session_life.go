@@ -221,6 +221,7 @@ func (s *Server) publishWill(w *message) bool {
 	}
 	tx := txPool.Get().(*routeTx)
 	s.publish(w, tx)
+	s.messageShard(w).addSent(&tx.sent)
 	tx.finish(s, nil)
 	putTx(tx)
 	return true

@@ -19,11 +19,15 @@ import (
 //
 //   - Per packet and per message (packets and bytes in and out, messages by
 //     QoS): never one shared atomic each. A read's packets are tallied in
-//     a local array over one conn.consume and added to the connection's
-//     shard once per read; what goes out is counted from the output the
-//     driver takes (Output, OutputPieces: a walk over the packets' fixed
-//     headers) and, in bytes, in Written. A shard is cache-line padded and
-//     chosen by the connection's address, so event loops seldom meet in
+//     a local array over one conn.consume, with the PUBLISHes its routing
+//     wrote to subscribers (routeTx.sent), and added to the connection's
+//     shard once per read. PUBLISHes written outside a routing (a queue
+//     drained, a session resumed) are tallied over the drain. Bytes sent
+//     are added in Written, once per write. Other packets sent (acks,
+//     CONNACK, SUBACK, PINGRESP...) are counted where they are appended,
+//     an atomic each: at most one per message, on QoS 1 and 2 paths that
+//     cost far more. A shard is cache-line padded and chosen by the
+//     connection's (or session's) address, so event loops seldom meet in
 //     one. The shards are summed when Stats is called.
 //   - Gauges that would take a walk over every session (queued and
 //     in-flight deliveries): running counts, changed where the state
@@ -84,7 +88,8 @@ type Stats struct {
 	Disconnects map[string]uint64 `json:"disconnects"`
 	// PacketsReceived and PacketsSent count MQTT control packets by type,
 	// in lower case ("publish", "puback"...); a packet received is counted
-	// once decoded, a packet sent once the driver takes it to write.
+	// once decoded, a packet sent once written to the connection's output
+	// (what a connection closing still had to send is counted too).
 	PacketsReceived map[string]uint64 `json:"packets_received"`
 	PacketsSent     map[string]uint64 `json:"packets_sent"`
 	BytesReceived   uint64            `json:"bytes_received"`
@@ -321,17 +326,19 @@ func (c *conn) statShard() *statShard                { return c.srv.stats.shard(
 func (ss *session) statShard() *statShard            { return ss.srv.stats.shard(unsafe.Pointer(ss)) }
 func (s *Server) messageShard(m *message) *statShard { return s.stats.shard(unsafe.Pointer(m)) }
 
-// tally counts packets (and PUBLISH packets by QoS) in plain integers,
-// over one read or one batch of output, before they join a shard. A
-// PUBLISH is counted by its QoS alone (its packet count is their sum), so
-// that a batch of PUBLISHes at one QoS, the common case, costs the shard
-// one addition.
+// tally counts, in plain integers over one read, the packets received
+// (and PUBLISH packets by QoS) and the PUBLISHes written to subscribers as
+// the read's messages were routed, before they join a shard. A PUBLISH is
+// counted by its QoS alone (its packet count is their sum), so that a read
+// of PUBLISHes at one QoS, the common case, costs the shard one addition
+// each way.
 type tally struct {
 	// others has bit t set when packets[t], a type other than PUBLISH,
 	// was counted: adding the tally visits those alone.
 	others  uint16
 	packets [16]uint32
 	msgs    [4]uint32 // QoS 3 is malformed, and never counted; the slot spares a bounds check
+	sent    [3]uint32
 }
 
 // count adds one packet whose first byte is b0.
@@ -358,43 +365,39 @@ func (t *tally) addTo(packets *[16]atomic.Uint64, msgs *[3]atomic.Uint64) {
 	}
 }
 
+// countType adds one packet of type typ, not a PUBLISH, to the tally.
+func (t *tally) countType(typ packet.Type) {
+	t.others |= 1 << typ
+	t.packets[typ&15]++
+}
+
+// addSent adds PUBLISHes written, by QoS, to the tally.
+func (t *tally) addSent(sent *[3]uint32) {
+	for qos, n := range sent {
+		t.sent[qos] += n
+	}
+}
+
 // addIn adds a read's tally and byte count to the shard.
 func (sh *statShard) addIn(t *tally, bytes int) {
 	if bytes > 0 {
 		sh.in.bytes.Add(uint64(bytes))
 	}
 	t.addTo(&sh.in.packets, &sh.in.msgs)
+	sh.addSent(&t.sent)
 }
 
-// addOut counts the packets of output taken by the driver: out holds
-// whole packets, except that each payload in lent (in order) is left out
-// of it, at its offset, and is the end of the packet that holds it.
-func (sh *statShard) addOut(out []byte, lent []lentPayload) {
-	var t tally
-	for pos := 0; pos < len(out); {
-		// The fixed header: the first byte, then the remaining length.
-		rem, n := 0, 1
-		for shift := 0; ; shift += 7 {
-			if pos+n >= len(out) || shift > 21 {
-				return // cannot happen: the broker encodes whole packets
-			}
-			b := out[pos+n]
-			n++
-			rem |= int(b&0x7f) << shift
-			if b < 0x80 {
-				break
-			}
+// addSent adds PUBLISHes written to subscribers, by QoS.
+func (sh *statShard) addSent(sent *[3]uint32) {
+	for qos, n := range sent {
+		if n != 0 {
+			sh.out.msgs[qos].Add(uint64(n))
 		}
-		t.count(out[pos])
-		end := pos + n + rem
-		if len(lent) > 0 && lent[0].at < end {
-			end -= len(lent[0].m.Payload)
-			lent = lent[1:]
-		}
-		pos = end
 	}
-	t.addTo(&sh.out.packets, &sh.out.msgs)
 }
+
+// countSent counts a packet other than PUBLISH written to the client.
+func (c *conn) countSent(typ packet.Type) { c.statShard().out.packets[typ&15].Add(1) }
 
 // countEnd counts, once, why a connected client's connection ends. A
 // connection that never got its session (refused, or never sent CONNECT)

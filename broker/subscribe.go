@@ -106,6 +106,7 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 			ss.push(delivery{msg: m, qos: min(m.QoS, g.qos), retain: true, subIDs: ids}, tx)
 		}
 	}
+	c.statShard().addSent(&tx.sent)
 	return nil
 }
 
