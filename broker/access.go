@@ -64,6 +64,7 @@ func (s *Server) mayRead(ss *session, topic string) bool {
 		s.stats.withheld.Add(1)
 		return false
 	}
+	ss.statShard().allowed.Add(1)
 	return true
 }
 
@@ -122,14 +123,14 @@ func (c *conn) resume(p packet.Packet) {
 	}
 	c.paused = false
 	c.rechecking = true
-	err := c.handle(p)
+	err := c.handle(p, nil)
 	c.rechecking = false
 	if err != nil {
 		c.fail(err)
 		return
 	}
 	if len(c.in) > 0 && !c.paused && !c.isClosing() {
-		c.consume(nil)
+		c.consume(nil, 0)
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 func (c *conn) startAuth(cp *connectParams, method string, data []byte) error {
 	m, ok := c.srv.opts.AuthMethods.Lookup(method)
 	if !ok {
+		c.srv.countAuthn(authnFailure)
 		c.refuse(packet.BadAuthenticationMethod, "authentication method not supported") // [MQTT-4.12.0-1]
 		return nil
 	}
@@ -77,11 +78,14 @@ func (c *conn) authStep(data []byte, reauth bool) error {
 		if user != c.ea.username {
 			// Re-authentication may not change who the client is.
 			c.disconnectAs(closeAuthFailed, packet.NotAuthorized, "re-authenticated as another user")
+			c.srv.countAuthn(authnFailure)
 			return nil
 		}
+		c.srv.countAuthn(authnSuccess)
 		c.writePacket(&packet.Auth{Code: packet.Success, Props: authProps(method, serverData)})
 		return nil
 	}
+	c.srv.countAuthn(authnSuccess)
 	cp := c.ea.pending
 	c.ea.pending = nil
 	c.ea.method, c.ea.username = cp.authMethod, user
@@ -99,9 +103,11 @@ func (c *conn) authFailed(err error, reauth bool) {
 	code := packet.ReasonCode(auth.ReasonCode(err))
 	if errors.Is(err, auth.ErrBadCredentials) || errors.Is(err, auth.ErrNotAuthorized) || errors.Is(err, auth.ErrMalformed) {
 		c.srv.log.Debug("authentication failed", "remote", c.nc.RemoteAddr().String(), "reauth", reauth, "err", err)
+		c.srv.countAuthn(authnFailure)
 	} else {
 		// Not the client's fault: a broken credential store, for example.
 		c.srv.log.Error("authentication error", "remote", c.nc.RemoteAddr().String(), "reauth", reauth, "err", err)
+		c.srv.countAuthn(authnError)
 	}
 	if c.ea != nil {
 		c.ea.x = nil

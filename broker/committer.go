@@ -39,6 +39,9 @@ type committer struct {
 	// that often instead; unsynced says a sync is due.
 	syncEvery time.Duration
 	unsynced  bool
+
+	// latency is the time each commit group took to write, for Stats.
+	latency latencyHistogram
 }
 
 // commitWaiter hears that the group it joined committed (err nil) or failed.
@@ -218,12 +221,14 @@ func (cm *committer) commitOpen() {
 	}
 	cm.mu.Unlock()
 
+	start := time.Now()
 	err := cm.prepare(g)
 	if err == nil {
 		sync := g.sync && cm.syncEvery <= 0
 		err = cm.st.Commit(&g.batch, sync)
 		cm.unsynced = cm.unsynced || (!sync && g.batch.Len() > 0)
 	}
+	cm.latency.observe(time.Since(start))
 	if err != nil {
 		cm.log.Error("store commit failed: the writes of this group are refused", "group", g.id,
 			"writes", g.batch.Len(), "err", err)

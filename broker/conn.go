@@ -184,8 +184,10 @@ func (c *conn) fail(err error) {
 	case c.state == stateNew && code == packet.UnsupportedProtocolVersion:
 		// Answer in a form every protocol level reads. [MQTT-3.1.2-2]
 		c.version = packet.V311
+		c.srv.countConnack(code)
 		c.appendPacket(&packet.Connack{Code: packet.ConnRefusedUnacceptableProtocol})
 	case c.state == stateNew && c.version == packet.V5:
+		c.srv.countConnack(code)
 		c.appendPacket(&packet.Connack{Code: code, Props: c.reasonProps(err.Error())})
 	default:
 		c.appendDisconnect(code, err.Error())

@@ -25,6 +25,7 @@ func (c *conn) Data(b []byte) {
 		return
 	}
 	if c.paused {
+		c.statShard().in.bytes.Add(uint64(len(b)))
 		// Authentication runs elsewhere: hold what the client sends
 		// meanwhile (it may send before CONNACK), within reason.
 		if len(c.in)+len(b) > c.srv.opts.MaxPacketSize+64<<10 {
@@ -37,13 +38,16 @@ func (c *conn) Data(b []byte) {
 		c.in = append(c.in, b...)
 		return
 	}
-	c.consume(b)
+	c.consume(b, len(b))
 }
 
 // consume parses what was buffered followed by b, and keeps the start of an
 // incomplete packet. Keep alive counts complete packets: a client that
-// trickles bytes does not stay alive by them. [MQTT-3.1.2-24]
-func (c *conn) consume(b []byte) {
+// trickles bytes does not stay alive by them. [MQTT-3.1.2-24] read is
+// the number of bytes just read (in b, or in place at the end of c.in),
+// counted with the packets in one addition to the statistics (stats.go).
+func (c *conn) consume(b []byte, read int) {
+	var t tally
 	dec := decoders.Get().(*packet.Decoder)
 	dec.Version = c.version
 	var rest []byte
@@ -61,7 +65,7 @@ func (c *conn) consume(b []byte) {
 			if big != nil && &big.b[0] != &own[0] {
 				big = nil // not the buffer it was made for: not recycled
 			}
-			_, parsed = c.parse(dec, own, true, big)
+			_, parsed = c.parse(dec, own, true, big, &t)
 		}
 	}
 	switch {
@@ -70,7 +74,7 @@ func (c *conn) consume(b []byte) {
 			break
 		}
 		var more bool
-		rest, more = c.parse(dec, b, false, nil)
+		rest, more = c.parse(dec, b, false, nil, &t)
 		parsed = parsed || more
 		if len(rest) > 0 && !c.isClosing() {
 			if c.in, c.inBig = bigBuffer(rest, c.srv.opts.MaxPacketSize); c.in == nil {
@@ -82,7 +86,7 @@ func (c *conn) consume(b []byte) {
 	default:
 		c.in, c.inBig = append(c.in, b...), nil
 		var more bool
-		rest, more = c.parse(dec, c.in, false, nil)
+		rest, more = c.parse(dec, c.in, false, nil, &t)
 		parsed = parsed || more
 		if len(rest) == 0 || c.isClosing() {
 			bufpool.Put(c.in)
@@ -96,6 +100,7 @@ func (c *conn) consume(b []byte) {
 		}
 	}
 	decoders.Put(dec)
+	c.statShard().addIn(&t, read)
 	if c.isClosing() {
 		return
 	}
@@ -194,7 +199,7 @@ func (c *conn) DataRead(b []byte) {
 	}
 	if n := len(c.in); !c.paused && len(b) > 0 && n < cap(c.in) && &c.in[:n+1][n] == &b[0] {
 		c.in = c.in[:n+len(b)]
-		c.consume(nil)
+		c.consume(nil, len(b))
 		c.mu.Unlock()
 		return
 	}
@@ -207,8 +212,8 @@ func (c *conn) DataRead(b []byte) {
 // parse handles every complete packet at the start of b and returns the
 // incomplete remainder, and whether any packet was complete. owned says
 // that b holds one packet in a buffer nobody reuses: a PUBLISH's message
-// may keep it rather than copy it.
-func (c *conn) parse(dec *packet.Decoder, b []byte, owned bool, big *bigBuf) (rest []byte, parsed bool) {
+// may keep it rather than copy it. Each packet decoded is counted in t.
+func (c *conn) parse(dec *packet.Decoder, b []byte, owned bool, big *bigBuf, t *tally) (rest []byte, parsed bool) {
 	// A held-back client's further packets wait in c.in (backpressure.go).
 	for len(b) > 0 && !c.isClosing() && !c.paused && c.flags.Load()&flagHeldBack == 0 {
 		h, n, err := packet.ParseFixedHeader(b, c.srv.opts.MaxPacketSize)
@@ -230,12 +235,13 @@ func (c *conn) parse(dec *packet.Decoder, b []byte, owned bool, big *bigBuf) (re
 			c.fail(err)
 			return nil, parsed
 		}
+		t.count(b[0])
 		b = b[n+h.Remaining:]
 		parsed = true
 		if pub, ok := p.(*packet.Publish); ok && owned && c.state == stateConnected {
-			err = c.handlePublish(pub, true, big)
+			err = c.handlePublish(pub, true, big, t)
 		} else {
-			err = c.handle(p)
+			err = c.handle(p, t)
 		}
 		if err != nil {
 			c.fail(err)
@@ -246,8 +252,9 @@ func (c *conn) parse(dec *packet.Decoder, b []byte, owned bool, big *bigBuf) (re
 }
 
 // handle dispatches one decoded packet. An error is a protocol violation
-// that closes the connection.
-func (c *conn) handle(p packet.Packet) error {
+// that closes the connection. t is the tally of the read it came in (nil
+// when it is handled again later).
+func (c *conn) handle(p packet.Packet, t *tally) error {
 	switch c.state {
 	case stateNew:
 		cp, ok := p.(*packet.Connect)
@@ -264,7 +271,7 @@ func (c *conn) handle(p packet.Packet) error {
 	}
 	switch p := p.(type) {
 	case *packet.Publish:
-		return c.handlePublish(p, false, nil)
+		return c.handlePublish(p, false, nil, t)
 	case *packet.Ack:
 		return c.handleAck(p)
 	case *packet.Subscribe:

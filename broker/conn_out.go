@@ -115,6 +115,7 @@ func (c *conn) appendPacket(p packet.Packet) {
 		return
 	}
 	c.out = out
+	c.countSent(p.Type())
 }
 
 // fits keeps a packet within the client's Maximum Packet Size: it drops the
@@ -205,6 +206,7 @@ func (c *conn) committed(g uint64, err error) {
 	c.outMu.Lock()
 	n := 0
 	failed, failedRelease := false, false
+	var sent tally // counted once, below (stats.go)
 	deferred := c.deferredLocked()
 	for n < len(deferred) && deferred[n].group <= g {
 		r := &deferred[n]
@@ -246,13 +248,16 @@ func (c *conn) committed(g uint64, err error) {
 		}
 		var out []byte
 		var encErr error
+		typ := r.ack.Kind
 		if r.p != nil {
 			out, encErr = packet.Append(c.out, r.p, c.version)
+			typ = r.p.Type()
 		} else {
 			out, encErr = packet.AppendAck(c.out, &r.ack, c.version)
 		}
 		if encErr == nil {
 			c.out = out
+			sent.countType(typ)
 		}
 	}
 	if n > 0 {
@@ -264,6 +269,8 @@ func (c *conn) committed(g uint64, err error) {
 	}
 	c.outMu.Unlock()
 	if n > 0 {
+		sh := c.statShard()
+		sent.addTo(&sh.out.packets, &sh.out.msgs)
 		c.nc.Flush()
 	}
 	switch {
@@ -293,6 +300,7 @@ func (c *conn) writeAck(kind packet.Type, pid uint16, code packet.ReasonCode) {
 	}
 	c.out, _ = packet.AppendAck(c.out, &a, c.version) // an ack of a valid id always encodes
 	c.outMu.Unlock()
+	c.countSent(kind)
 	c.nc.Flush()
 }
 
@@ -430,6 +438,9 @@ func (c *conn) holdLocked(out int) {
 // Written, one at a time, so the load and store lose no update; deliveries
 // only read held.
 func (c *conn) Written(n int) {
+	if n > 0 {
+		c.statShard().out.bytes.Add(uint64(n))
+	}
 	h := c.held.Load()
 	c.held.Store(h - uint32(min(int64(h), int64(n))))
 	if n > 0 && c.flags.Load()&(flagOutWaited|flagNotReading) != 0 {

@@ -109,9 +109,11 @@ func (c *conn) handleConnect(p *packet.Connect) error {
 		switch {
 		case decided && code != packet.Success:
 			c.srv.stats.failedLogins.Add(1)
+			c.srv.countAuthn(authnFailure)
 			c.refuse(code, "connection refused")
 			return nil
 		case decided && !enhanced:
+			c.srv.countAuthn(authnSuccess)
 			c.admit(cp, nil)
 			return nil
 		}
@@ -130,23 +132,28 @@ func (c *conn) handleConnect(p *packet.Connect) error {
 // the connection holds its input; a failure is answered after a delay that
 // grows with the failures from the same address.
 func (c *conn) login(cp *connectParams, password []byte) {
-	authn := c.srv.opts.Authenticator
+	s, authn := c.srv, c.srv.opts.Authenticator
 	switch {
 	case cp.certified:
+		s.countAuthn(authnSuccess)
 		c.admit(cp, nil)
 		return
 	case !cp.hasUsername:
 		if !c.ln.allowAnonymous {
+			s.countAuthn(authnFailure)
 			c.refuse(packet.NotAuthorized, "anonymous clients are not allowed on this listener")
 			return
 		}
+		s.countAuthn(authnAnonymous)
 		c.admit(cp, nil)
 		return
 	case authn == nil:
 		if c.ln.allowAnonymous {
+			s.countAuthn(authnAnonymous)
 			c.admit(cp, nil) // no password database: a user name is only a name
 			return
 		}
+		s.countAuthn(authnFailure)
 		c.refuse(packet.BadUserNameOrPassword, "no authentication is configured")
 		return
 	}
@@ -166,10 +173,12 @@ func (c *conn) loggedIn(cp *connectParams, err error) {
 	s := c.srv
 	if err != nil {
 		code := packet.ReasonCode(auth.ReasonCode(err))
+		result := authnFailure
 		if !errors.Is(err, auth.ErrBadCredentials) && !errors.Is(err, auth.ErrNotAuthorized) {
 			s.log.Error("authentication error", "client", cp.clientID, "remote", c.nc.RemoteAddr().String(), "err", err)
-			code = packet.ServerUnavailable
+			code, result = packet.ServerUnavailable, authnError
 		}
+		s.countAuthn(result)
 		s.stats.failedLogins.Add(1)
 		delay := s.loginFailed(c.nc.RemoteAddr())
 		s.log.Info("login failed", "client", cp.clientID, "user", cp.username,
@@ -186,6 +195,7 @@ func (c *conn) loggedIn(cp *connectParams, err error) {
 	// A success does not clear the address's failures: they fade with time
 	// only, or an attacker with an account of its own could reset the delay
 	// between guesses by logging in now and then.
+	s.countAuthn(authnSuccess)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.isClosing() || c.state == stateClosed {
@@ -194,7 +204,7 @@ func (c *conn) loggedIn(cp *connectParams, err error) {
 	c.paused = false
 	c.admit(cp, nil)
 	if len(c.in) > 0 && !c.isClosing() {
-		c.consume(nil) // what the client sent meanwhile
+		c.consume(nil, 0) // what the client sent meanwhile
 	}
 }
 
@@ -202,9 +212,15 @@ func (c *conn) loggedIn(cp *connectParams, err error) {
 // not publish: an authorisation check that fails refuses the CONNECT.
 // [MQTT-3.1.4-2] (v5); 3.1.1 §3.1.4 allows the same without a number.
 func (c *conn) admit(cp *connectParams, authData []byte) {
-	if cp.will != nil && !c.mayPublish(cp.will.Topic) {
-		c.refuse(packet.NotAuthorized, "the will's topic is not allowed")
-		return
+	if cp.will != nil {
+		if !c.mayPublish(cp.will.Topic) {
+			c.srv.stats.deniedWill.Add(1)
+			c.refuse(packet.NotAuthorized, "the will's topic is not allowed")
+			return
+		}
+		if c.srv.authorizing() {
+			c.statShard().allowed.Add(1)
+		}
 	}
 	c.accept(cp, authData)
 }
@@ -317,8 +333,10 @@ func (c *conn) refuse(code packet.ReasonCode, reason string) {
 	}
 	c.srv.stats.refused.Add(1)
 	if c.version == packet.V5 {
+		c.srv.countConnack(code)
 		c.writePacket(&packet.Connack{Code: code, Props: c.reasonProps(reason)})
 	} else if rc, ok := v3ReturnCode(code); ok {
+		c.srv.countConnack(code)
 		c.writePacket(&packet.Connack{Code: rc})
 	}
 	c.shutdown()

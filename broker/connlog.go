@@ -107,6 +107,11 @@ func (c *conn) noteEnd(why closeReason, code packet.ReasonCode) {
 			return
 		}
 		if c.flags.CompareAndSwap(f, f|uint32(why)<<endReasonShift|uint32(code)<<endCodeShift) {
+			// Counted once, for clients that got their session: a refused
+			// CONNECT is counted by its CONNACK.
+			if c.sess.Load() != nil {
+				c.srv.stats.ends[why].Add(1)
+			}
 			return
 		}
 	}

@@ -92,6 +92,9 @@ type routeTx struct {
 	// outFull are the connections whose QoS 0 output the routing took
 	// past its bound: the publisher waits for them too (outwait.go).
 	outFull []*conn
+	// sent counts the PUBLISHes the routing wrote, by QoS: the caller adds
+	// them to the statistics once (stats.go).
+	sent [3]uint32
 }
 
 // batch pins the open commit group on first use and returns the writes.
@@ -109,6 +112,7 @@ func (tx *routeTx) reset() {
 	tx.backedUp = tx.backedUp[:0]
 	clear(tx.outFull)
 	tx.outFull = tx.outFull[:0]
+	tx.sent = [3]uint32{}
 }
 
 // resetWrites empties tx of its store writes, once they are handed over.
@@ -158,6 +162,7 @@ func (ss *session) stageLocked(d delivery, tx *routeTx) {
 	b.PutQueue(ss.queueName(), d.seq, appendEntry(nil, entryOf(&d, false)))
 	ss.pending = append(ss.pending, pendingDelivery{delivery: d, group: tx.g.id})
 	ss.pendingBytes += int64(len(d.msg.Payload))
+	ss.gaugeLocked(1, int64(len(d.msg.Payload)), 0)
 	tx.waiters = append(tx.waiters, ss)
 }
 
@@ -188,8 +193,10 @@ func (ss *session) committed(g uint64, err error) {
 	for n < len(ss.pending) && ss.pending[n].state != pendingWaiting {
 		p := &ss.pending[n]
 		ss.pendingBytes -= int64(len(p.msg.Payload))
+		ss.gaugeLocked(-1, -int64(len(p.msg.Payload)), 0)
 		switch {
 		case p.state == pendingFailed:
+			ss.srv.stats.droppedStoreFailed.Add(1)
 			ss.gaveUp(&p.delivery, DropStoreFailed)
 		case ss.ended:
 			ss.forgetLocked(&p.delivery) // written after the session ended: take it out again
@@ -244,14 +251,20 @@ func (ss *session) releasedLocked(g uint64, err error) {
 // the store alone.
 func (ss *session) admitLocked(d delivery) {
 	if ss.stored == 0 && ss.queue.len() < memQueueLimit && !ss.srv.overMemoryBudget(len(d.msg.Payload)) {
-		ss.queueLocked().push(&ss.srv.queuedMem, d)
+		ss.queueLocked().push(ss.acct(), d)
 		return
 	}
 	if ss.stored == 0 {
 		ss.storedFrom = d.seq
 	}
-	ss.stored++
-	ss.storedBytes += int64(len(d.msg.Payload))
+	ss.setStoredLocked(ss.stored+1, ss.storedBytes+int64(len(d.msg.Payload)))
+}
+
+// setStoredLocked sets how many deliveries, of how many bytes, wait in the
+// store alone, and counts the change (stats.go).
+func (ss *session) setStoredLocked(n int, bytes int64) {
+	ss.gaugeLocked(n-ss.stored, bytes-ss.storedBytes, 0)
+	ss.stored, ss.storedBytes = n, bytes
 }
 
 // pageInLocked reads the next stored deliveries into the memory queue. It
@@ -267,8 +280,7 @@ func (ss *session) pageInLocked() bool {
 			return false, fmt.Errorf("session %q entry %d: %w", ss.clientID, seq, err)
 		}
 		ss.storedFrom = seq + 1
-		ss.stored--
-		ss.storedBytes -= int64(e.size)
+		ss.setStoredLocked(ss.stored-1, ss.storedBytes-int64(e.size))
 		d := delivery{qos: e.qos, retain: e.retain, subIDs: e.subIDs, seq: seq, msgID: e.msgID, released: e.released}
 		if e.released {
 			d.msg = releasedMessage // the body is no longer needed: only PUBREL is left
@@ -291,16 +303,16 @@ func (ss *session) pageInLocked() bool {
 			}
 			d.msg = m
 		}
-		ss.queueLocked().push(&ss.srv.queuedMem, d)
+		ss.queueLocked().push(ss.acct(), d)
 		loaded++
 		return ss.stored > 0 && loaded < memQueueLimit && !s.overMemoryBudget(0), nil
 	})
 	if err != nil {
 		s.log.Error("reading a session's queue from the store", "client", ss.clientID, "err", err)
-		ss.stored, ss.storedBytes = 0, 0 // what could not be read is given up, loudly
+		ss.setStoredLocked(0, 0) // what could not be read is given up, loudly
 	}
 	if ss.stored < 0 || (loaded == 0 && ss.stored > 0) {
-		ss.stored, ss.storedBytes = 0, 0 // the count was off: the store is the truth
+		ss.setStoredLocked(0, 0) // the count was off: the store is the truth
 	}
 	return loaded > 0
 }

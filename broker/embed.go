@@ -99,6 +99,7 @@ func (s *Server) publishWith(topic string, payload []byte, o PublishOptions) (ma
 	tx := txPool.Get().(*routeTx)
 	defer putTx(tx)
 	matched = s.publish(m, tx)
+	s.messageShard(m).addSent(&tx.sent)
 	m.unref()
 	if o.QoS == 0 || tx.group() == 0 {
 		tx.finish(s, nil)

@@ -256,3 +256,23 @@ func BenchmarkFanIn(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkStats shows what a Stats snapshot costs, and that it does not
+// grow with the number of sessions: it walks none.
+func BenchmarkStats(b *testing.B) {
+	for _, n := range []int{10, 10000} {
+		b.Run(fmt.Sprintf("sessions=%d", n), func(b *testing.B) {
+			srv := New(Options{})
+			for i := range n {
+				benchOpen(b, srv, fmt.Sprintf("c%d", i), fmt.Sprintf("t/%d", i), 1)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if st := srv.Stats(); st.Sessions != int64(n) {
+					b.Fatalf("%d sessions, want %d", st.Sessions, n)
+				}
+			}
+		})
+	}
+}

@@ -118,7 +118,7 @@ func (ss *session) purgeExpired(now time.Time) {
 	// The memory queue.
 	var kept []delivery
 	for ss.queue.len() > 0 {
-		d := ss.queue.pop(&ss.srv.queuedMem)
+		d := ss.queue.pop(ss.acct())
 		if keep(d.msg.Expiry) {
 			kept = append(kept, d)
 		} else {
@@ -127,7 +127,7 @@ func (ss *session) purgeExpired(now time.Time) {
 		}
 	}
 	for _, d := range kept {
-		ss.queue.push(&ss.srv.queuedMem, d) // the queue was not empty
+		ss.queue.push(ss.acct(), d) // the queue was not empty
 	}
 	// What waits in the store alone.
 	if ss.persisted && ss.stored > 0 {
@@ -156,7 +156,7 @@ func (ss *session) purgeExpired(now time.Time) {
 		if err != nil {
 			ss.srv.log.Error("purging expired messages from the store", "client", ss.clientID, "err", err)
 		} else {
-			ss.stored, ss.storedBytes = stored, bytes
+			ss.setStoredLocked(stored, bytes)
 		}
 	}
 	ss.noteLoadLocked()

@@ -398,9 +398,12 @@ func (c *conn) aclHook(a auth.Access, topic string) (ok bool) {
 // that the Authorizer allowed, and answers it if either refuses.
 func (c *conn) refusedByHooks(p *packet.Publish, ss *session) bool {
 	h := &c.srv.opts.Hooks
-	if h.OnACLCheck != nil && !c.aclHook(auth.Write, p.Topic) {
-		c.denyPublish(p)
-		return true
+	if h.OnACLCheck != nil {
+		if !c.aclHook(auth.Write, p.Topic) {
+			c.denyPublish(p)
+			return true
+		}
+		c.statShard().allowed.Add(1)
 	}
 	// A QoS 2 PUBLISH sent again before PUBREL was seen the first time.
 	if h.OnPublish == nil || (p.QoS == 2 && ss.awaitingRelease(p.PacketID)) {
@@ -532,6 +535,7 @@ func (ss *session) wroteQoS0(d *delivery, r writeResult) {
 			ss.deliveredHook(d)
 		}
 	case notWritten:
+		ss.srv.stats.droppedQoS0Offline.Add(1) // its connection closed as it was written
 		ss.gaveUp(d, DropOffline)
 	case skippedSlow:
 		ss.gaveUp(d, DropSlowClient)
@@ -546,6 +550,7 @@ func (ss *session) wroteQoS0(d *delivery, r writeResult) {
 func (ss *session) acknowledged(d *delivery, code packet.ReasonCode) {
 	switch {
 	case code.IsError():
+		ss.srv.stats.droppedRefused.Add(1)
 		ss.gaveUp(d, DropRefused)
 	case ss.srv.opts.Hooks.OnDelivered != nil:
 		ss.deliveredHook(d)

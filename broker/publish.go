@@ -16,8 +16,9 @@ import (
 // the broker advertised, routes it and acknowledges it as its QoS requires.
 // The codec has already refused wildcards in the topic name. [MQTT-3.3.2-2]
 // owned says that p's bytes are in a buffer nobody reuses, which the
-// message may keep.
-func (c *conn) handlePublish(p *packet.Publish, owned bool, big *bigBuf) error {
+// message may keep. The PUBLISHes its routing writes to subscribers are
+// counted in t, the read's tally (nil: straight into the statistics).
+func (c *conn) handlePublish(p *packet.Publish, owned bool, big *bigBuf, t *tally) error {
 	o := &c.srv.opts
 	ss := c.sess.Load()
 	if p.QoS > o.maxQoS() {
@@ -62,6 +63,9 @@ func (c *conn) handlePublish(p *packet.Publish, owned bool, big *bigBuf) error {
 		c.denyPublish(p)
 		return nil
 	}
+	if c.srv.opts.Authorizer != nil && c.srv.opts.Hooks.OnACLCheck == nil {
+		c.statShard().allowed.Add(1) // with OnACLCheck, refusedByHooks counts it
+	}
 	if c.srv.publishHooks && c.refusedByHooks(p, ss) {
 		return nil
 	}
@@ -97,6 +101,11 @@ func (c *conn) handlePublish(p *packet.Publish, owned bool, big *bigBuf) error {
 		}
 		c.ack(packet.PUBREC, p.PacketID, code, tx.group())
 		tx.finish(c.srv, c)
+	}
+	if t != nil {
+		t.addSent(&tx.sent)
+	} else {
+		c.statShard().addSent(&tx.sent)
 	}
 	if len(tx.backedUp) > 0 || len(tx.outFull) > 0 {
 		c.holdBack(tx.backedUp, tx.outFull)
@@ -274,6 +283,9 @@ func (s *Server) publish(m *message, tx *routeTx) int {
 	clear(sc.all)
 	clear(sc.multi)
 	matchPool.Put(sc)
+	if n == 0 && !m.Retain {
+		s.messageShard(m).noSubscribers.Add(1)
+	}
 	return n
 }
 

@@ -21,8 +21,9 @@ import (
 // properties beyond maxPackedProps, a durable session's) is kept as it
 // is, behind a one-byte record that holds its place in the order.
 //
-// Its payload bytes count towards the server's queued-memory budget (mem).
-// The methods that change it take mem rather than each queue keeping a
+// Its payload bytes count towards the server's queued-memory budget, and
+// its deliveries towards the queued-message gauge (queueAcct). The
+// methods that change it take a queueAcct rather than each queue keeping a
 // pointer to it.
 type messageQueue struct {
 	// chunks hold the records, the first from head on. Each is a bufpool
@@ -57,9 +58,18 @@ const (
 	// The message's own QoS is in the second byte of a packed record.
 )
 
-func (q *messageQueue) account(mem *atomic.Int64, n int64) {
+// queueAcct is where a queue's changes are counted: its payload bytes in
+// the server's queued-memory total (Server.queuedMem, for the budget), its
+// deliveries in the session's statistics shard (stats.go).
+type queueAcct struct {
+	mem, n *atomic.Int64
+}
+
+// account counts n bytes and k deliveries more (fewer, when negative).
+func (q *messageQueue) account(a queueAcct, n int64, k int) {
 	q.bytes += n
-	mem.Add(n)
+	a.mem.Add(n)
+	a.n.Add(int64(k))
 }
 
 // len returns the number of deliveries queued; a nil queue is empty.
@@ -81,11 +91,11 @@ func (q *messageQueue) queuedBytes() int64 {
 // reset empties the queue, giving its memory back to the budget. Messages
 // it held are let go without unref: their pooled buffers, if any, are left
 // to the garbage collector.
-func (q *messageQueue) reset(mem *atomic.Int64) {
+func (q *messageQueue) reset(a queueAcct) {
 	if q == nil {
 		return
 	}
-	q.account(mem, -q.bytes)
+	q.account(a, -q.bytes, -q.n)
 	for _, c := range q.chunks {
 		bufpool.Put(c)
 	}
@@ -101,7 +111,7 @@ func packable(d *delivery) bool {
 
 // push adds d at the end. The queue takes over the caller's reference to
 // d.msg (pool.go), and lets go of it at once if it packs d.
-func (q *messageQueue) push(mem *atomic.Int64, d delivery) {
+func (q *messageQueue) push(a queueAcct, d delivery) {
 	if packable(&d) {
 		c := q.room(packedSize(&d))
 		*c = appendPacked(*c, &d)
@@ -112,7 +122,7 @@ func (q *messageQueue) push(mem *atomic.Int64, d delivery) {
 		q.refs = append(q.refs, d)
 	}
 	q.n++
-	q.account(mem, int64(len(d.msg.Payload)))
+	q.account(a, int64(len(d.msg.Payload)), 1)
 }
 
 // room returns the last chunk, with at least size bytes free.
@@ -220,7 +230,7 @@ func (q *messageQueue) front() (qos byte, seq uint64) {
 
 // pop takes the delivery at the head, which must exist. A packed one gets
 // a message of its own again.
-func (q *messageQueue) pop(mem *atomic.Int64) delivery {
+func (q *messageQueue) pop(a queueAcct) delivery {
 	var d delivery
 	b := q.chunks[0]
 	if b[q.head]&recPacked == 0 {
@@ -232,7 +242,7 @@ func (q *messageQueue) pop(mem *atomic.Int64) delivery {
 		d, q.head = unpack(b, q.head)
 	}
 	q.n--
-	q.account(mem, -int64(len(d.msg.Payload)))
+	q.account(a, -int64(len(d.msg.Payload)), -1)
 	switch {
 	case q.n == 0:
 		for _, c := range q.chunks {
@@ -306,7 +316,7 @@ func unpack(b []byte, at int) (delivery, int) {
 
 // pushFront puts ds, in order, ahead of everything queued; they stay as
 // they are (a delivery in flight may be shared).
-func (q *messageQueue) pushFront(mem *atomic.Int64, ds []inflight) {
+func (q *messageQueue) pushFront(a queueAcct, ds []inflight) {
 	var rest []byte
 	if len(q.chunks) > 0 {
 		rest = q.chunks[0][q.head:]
@@ -326,7 +336,7 @@ func (q *messageQueue) pushFront(mem *atomic.Int64, ds []inflight) {
 		d := f.delivery
 		d.sole = false
 		refs = append(refs, d)
-		q.account(mem, int64(len(f.msg.Payload)))
+		q.account(a, int64(len(f.msg.Payload)), 1)
 	}
 	q.refs = append(refs, q.refs[q.refHead:]...)
 	q.refHead = 0

@@ -51,21 +51,22 @@ func TestMessageQueueMatchesModel(t *testing.T) {
 		}
 		return d
 	}
-	var mem atomic.Int64
+	var mem, n atomic.Int64
+	acct := queueAcct{&mem, &n}
 	q := new(messageQueue)
 	var model []delivery
 	for step := range 20000 {
 		switch op := r.IntN(10); {
 		case op < 5:
 			d := newDelivery()
-			q.push(&mem, d)
+			q.push(acct, d)
 			model = append(model, d)
 		case op < 9 && len(model) > 0:
 			qos, s := q.front()
 			if qos != model[0].qos || s != model[0].seq {
 				t.Fatalf("step %d: front (%d, %d), want (%d, %d)", step, qos, s, model[0].qos, model[0].seq)
 			}
-			got := q.pop(&mem)
+			got := q.pop(acct)
 			sameDelivery(t, step, got, model[0])
 			model = model[1:]
 		case op == 9 && len(model) > 0 && r.IntN(10) == 0:
@@ -74,7 +75,7 @@ func TestMessageQueueMatchesModel(t *testing.T) {
 			for range r.IntN(3) + 1 {
 				back = append(back, inflight{delivery: newDelivery()})
 			}
-			q.pushFront(&mem, back)
+			q.pushFront(acct, back)
 			var front []delivery
 			for _, f := range back {
 				front = append(front, f.delivery)
@@ -91,10 +92,13 @@ func TestMessageQueueMatchesModel(t *testing.T) {
 		if q.queuedBytes() != want || mem.Load() != want {
 			t.Fatalf("step %d: %d bytes queued (budget %d), want %d", step, q.queuedBytes(), mem.Load(), want)
 		}
+		if n.Load() != int64(q.len()) {
+			t.Fatalf("step %d: %d deliveries counted, %d queued", step, n.Load(), q.len())
+		}
 	}
-	q.reset(&mem)
-	if q.len() != 0 || mem.Load() != 0 {
-		t.Fatalf("after reset: len %d, budget %d", q.len(), mem.Load())
+	q.reset(acct)
+	if q.len() != 0 || mem.Load() != 0 || n.Load() != 0 {
+		t.Fatalf("after reset: len %d, budget %d, counted %d", q.len(), mem.Load(), n.Load())
 	}
 }
 
@@ -121,12 +125,13 @@ func sameDelivery(t *testing.T, step int, got, want delivery) {
 // A queued message that only its queue holds costs little more than its
 // topic and payload; the message is made again when it leaves.
 func TestMessageQueuePacksSoleDeliveries(t *testing.T) {
-	var mem atomic.Int64
+	var mem, count atomic.Int64
+	acct := queueAcct{&mem, &count}
 	q := new(messageQueue)
 	m := &message{Topic: "building/3/floor/2/temp", Payload: make([]byte, 64), QoS: 1}
 	const n = 1000
 	for i := range n {
-		q.push(&mem, delivery{msg: m, qos: 1, seq: uint64(i + 1), sole: true})
+		q.push(acct, delivery{msg: m, qos: 1, seq: uint64(i + 1), sole: true})
 	}
 	if len(q.refs) != 0 {
 		t.Fatalf("%d sole deliveries kept by reference, want all packed", len(q.refs))
@@ -138,7 +143,7 @@ func TestMessageQueuePacksSoleDeliveries(t *testing.T) {
 	if per := float64(used) / n; per > 1.2*float64(len(m.Topic)+len(m.Payload)) {
 		t.Fatalf("%.0f bytes per packed delivery of %d bytes", per, len(m.Topic)+len(m.Payload))
 	}
-	d := q.pop(&mem)
+	d := q.pop(acct)
 	if d.msg == m {
 		t.Fatal("a packed delivery came back with the message it was packed from")
 	}
@@ -146,7 +151,7 @@ func TestMessageQueuePacksSoleDeliveries(t *testing.T) {
 	m5 := &message{Topic: m.Topic, Payload: m.Payload, QoS: 1, Props: &packet.Properties{
 		Present: 1 << packet.PropContentType, ContentType: "application/json",
 		User: []packet.UserProperty{{Key: "site", Value: "north"}}}}
-	q.push(&mem, delivery{msg: m5, qos: 1, seq: n + 1, sole: true})
+	q.push(acct, delivery{msg: m5, qos: 1, seq: n + 1, sole: true})
 	if len(q.refs) != 0 {
 		t.Fatal("a sole delivery with properties kept by reference, want it packed")
 	}

@@ -89,6 +89,7 @@ func (s *Server) recoverSession(clientID string, r *sessionRecord, now time.Time
 	}
 	if a := ss.away; a != nil && !now.Before(a.expireAt) {
 		// Expired while the broker was down: it ends, and its will goes.
+		s.stats.sessionExpired.Add(1)
 		s.committer.dropSession(clientID, ss.queueName(), ss.inboundName())
 		return nil, r.will, nil
 	}
@@ -111,8 +112,7 @@ func (s *Server) recoverSession(clientID string, r *sessionRecord, now time.Time
 			ss.storedFrom = seq
 		}
 		ss.noteExpiry(e.expiry)
-		ss.stored++
-		ss.storedBytes += int64(e.size)
+		ss.setStoredLocked(ss.stored+1, ss.storedBytes+int64(e.size)) // not shared yet: no lock needed
 		ss.nextSeq = seq + 1
 		return true, nil
 	})

@@ -55,17 +55,21 @@ type Server struct {
 	// shared indexes the shared subscription groups by their filter.
 	shared *topic.Index[*shareGroup, *shareGroup]
 
-	// mu guards sessions; docs/LOCKING.md gives the lock order.
+	// mu guards sessions; docs/LOCKING.md gives the lock order. online
+	// counts the sessions a connection holds (the clients connected).
 	mu            sync.Mutex
 	sessions      map[string]*session
+	online        int
 	nextSessionID atomic.Uint64
 
 	// retainedExpiry lists the retained topics whose message expires.
 	retainedExpiry expiryIndex
 
-	// sharesMu guards shares, the groups by name and filter.
-	sharesMu sync.Mutex
-	shares   map[string]*shareGroup
+	// sharesMu guards shares, the groups by name and filter; sharedSubs
+	// counts their members (changed under sharesMu, read without).
+	sharesMu   sync.Mutex
+	shares     map[string]*shareGroup
+	sharedSubs atomic.Int64
 
 	// connCount counts open connections; connRate limits new ones per
 	// source address (nil: no limit); queuedMem is the payload bytes held
@@ -157,6 +161,7 @@ func New(opts Options) *Server {
 // Start opens every configured listener and starts serving. It returns once
 // all are listening, or the first error (closing any it opened).
 func (s *Server) Start() error {
+	s.stats.started.Store(time.Now().UnixNano())
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	s.wg.Add(1)
@@ -264,6 +269,7 @@ func (s *Server) openListener(lc ListenerConfig) (net.Listener, error) {
 func (ls *listenerState) Open(nc listener.Conn) listener.Endpoint {
 	s := ls.srv
 	c := &conn{srv: s, nc: nc, ln: ls}
+	s.stats.accepted.Add(1)
 	now := time.Now()
 	total, here := s.connCount.Add(1), ls.conns.Add(1)
 	lim := &s.opts.Limits
@@ -482,55 +488,6 @@ func (cs *connSet) each(fn func(*conn)) {
 	for _, c := range all {
 		fn(c)
 	}
-}
-
-// stats counts what happened, for logs, tests and (later) metrics.
-type stats struct {
-	droppedQoS0Offline atomic.Int64
-	droppedQoS0Slow    atomic.Int64
-	droppedQueueFull   atomic.Int64
-	droppedTooLarge    atomic.Int64 // larger than the client's Maximum Packet Size
-	droppedMemory      atomic.Int64 // the queued-message memory budget was spent
-	heldBack           atomic.Int64 // publishers held back by a subscriber's backlog
-	stalled            atomic.Int64 // clients disconnected for a full window without acknowledgements (StallTimeout)
-	notReading         atomic.Int64 // clients found not reading while publishers waited for their QoS 0 output
-	refusedConnections atomic.Int64 // connection limits
-	refusedRate        atomic.Int64 // connection rate per source address
-	deniedPublish      atomic.Int64 // the authorizer or OnACLCheck refused a PUBLISH
-	rejectedPublish    atomic.Int64 // OnPublish rejected a message
-	hookPanics         atomic.Int64 // hooks that panicked (hooks.go)
-	deniedSubscribe    atomic.Int64
-	refusedFilters     atomic.Int64 // filters over the topic limits, or past MaxSubscriptions
-	withheld           atomic.Int64 // deliveries the authorizer refused
-	failedLogins       atomic.Int64
-	rateLimited        atomic.Int64 // clients disconnected for publishing or subscribing too fast
-	expired            atomic.Int64 // messages whose expiry passed before delivery
-	protocolErrors     atomic.Int64
-	refused            atomic.Int64
-	timeouts           atomic.Int64
-}
-
-// dropped counts a message a session could not take and warns, at most
-// once a second: under overload a warning per message would cost more than
-// the messages (one write to the log each).
-func (s *Server) dropped(counter *atomic.Int64, what string, ss *session, m *message, qos byte) {
-	n := counter.Add(1)
-	if !s.mayWarnDropped() {
-		return
-	}
-	s.log.Warn(what, "client", ss.clientID, "topic", m.Topic, "qos", qos, "queued", ss.queuedLocked(),
-		"dropped_total", n, "note", dropNote)
-}
-
-// dropNote ends every warning about dropped messages.
-const dropNote = "at most one such warning a second"
-
-// mayWarnDropped reports whether a warning about dropped messages may be
-// logged now: at most one a second, for all kinds together.
-func (s *Server) mayWarnDropped() bool {
-	now := time.Now().UnixNano()
-	last := s.lastDropLog.Load()
-	return now-last >= int64(time.Second) && s.lastDropLog.CompareAndSwap(last, now)
 }
 
 // debugging reports whether debug messages are logged: the callers that

@@ -144,7 +144,11 @@ func (ss *session) push(d delivery, tx *routeTx) bool {
 	}
 	c := ss.conn
 	if d.qos == 0 && c != nil {
-		if r := c.writePublish(&d, 0, false); r != written || ss.srv.opts.Hooks.OnDelivered != nil {
+		r := c.writePublish(&d, 0, false)
+		if r == written || r == writtenOver {
+			tx.sent[0]++
+		}
+		if r != written || ss.srv.opts.Hooks.OnDelivered != nil {
 			if r == writtenOver {
 				tx.outFull = append(tx.outFull, c) // the publisher waits (outwait.go)
 			}
@@ -177,7 +181,9 @@ func (ss *session) push(d delivery, tx *routeTx) bool {
 	ss.nextSeq++
 	if c != nil && ss.queue.len() == 0 && ss.inflight.hasRoom(int(c.window), d.seq) {
 		d.msg.ref() // until forgetLocked
-		ss.sendLocked(c, d)
+		if ss.sendLocked(c, d) {
+			tx.sent[d.qos]++
+		}
 		ss.noteLoadLocked()
 		return true
 	}
@@ -191,7 +197,7 @@ func (ss *session) push(d delivery, tx *routeTx) bool {
 		}
 	}
 	d.msg.ref() // the queue's, until forgetLocked
-	ss.queueLocked().push(&ss.srv.queuedMem, d)
+	ss.queueLocked().push(ss.acct(), d)
 	ss.noteLoadLocked()
 	return true
 }
@@ -199,21 +205,30 @@ func (ss *session) push(d delivery, tx *routeTx) bool {
 // queuedBytesLocked is the payload bytes of the deliveries queuedLocked
 // counts.
 func (ss *session) queuedBytesLocked() int64 {
-	n := ss.queue.queuedBytes()
-	if ss.persisted {
-		n += ss.storedBytes + ss.pendingBytes
-	}
-	return n
+	return ss.queue.queuedBytes() + ss.storeQueuedBytesLocked()
 }
 
 // queuedLocked counts the deliveries waiting for their turn: not yet in
 // flight to the client. The queue limits apply to these.
 func (ss *session) queuedLocked() int {
-	n := ss.queue.len()
-	if ss.persisted {
-		n += len(ss.pending) + ss.stored
+	return ss.queue.len() + ss.storeQueuedLocked()
+}
+
+// storeQueuedLocked counts the queued deliveries outside the memory queue:
+// a durable session's, waiting for their commit or in the store alone.
+func (ss *session) storeQueuedLocked() int {
+	if !ss.persisted {
+		return 0
 	}
-	return n
+	return len(ss.pending) + ss.stored
+}
+
+// storeQueuedBytesLocked is the payload bytes of those deliveries.
+func (ss *session) storeQueuedBytesLocked() int64 {
+	if !ss.persisted {
+		return 0
+	}
+	return ss.storedBytes + ss.pendingBytes
 }
 
 // hasQueueRoom applies the queue limits to one more delivery of size bytes.
@@ -228,11 +243,11 @@ func (ss *session) hasQueueRoom(size int) bool {
 	return ss.queuedBytesLocked()+int64(size) <= o.MaxQueuedBytes
 }
 
-// sendLocked records the delivery in flight and writes it. A message larger
-// than the client accepts is not sent: it is dropped as though delivered.
-// [MQTT-3.1.2-25]
-func (ss *session) sendLocked(c *conn, d delivery) {
-	ss.inflight.push(d)
+// sendLocked records the delivery in flight and writes it, and reports
+// whether it wrote a PUBLISH. A message larger than the client accepts is
+// not sent: it is dropped as though delivered. [MQTT-3.1.2-25]
+func (ss *session) sendLocked(c *conn, d delivery) bool {
+	ss.pushInflightLocked(d)
 	if c.flags.Load()&flagHeldBack != 0 {
 		// Its acknowledgements must be read (backpressure.go).
 		ss.srv.endHold(c)
@@ -240,13 +255,18 @@ func (ss *session) sendLocked(c *conn, d delivery) {
 	}
 	if d.released {
 		c.writeAck(packet.PUBREL, pidOf(d.seq), packet.Success) // recovered after its PUBREC
-		return
+		return false
 	}
-	if c.writePublish(&d, pidOf(d.seq), d.dup || (ss.persisted && d.seq < ss.resendBelow)) == tooLarge {
-		ss.inflight.remove(ss.inflight.len() - 1)
+	switch c.writePublish(&d, pidOf(d.seq), d.dup || (ss.persisted && d.seq < ss.resendBelow)) {
+	case tooLarge:
+		ss.removeInflightLocked(ss.inflight.len() - 1)
 		ss.gaveUp(&d, DropTooLarge)
 		ss.forgetLocked(&d)
+		return false
+	case notWritten:
+		return false // in flight still, for the next connection
 	}
+	return true
 }
 
 // drainLocked moves queued deliveries into the in-flight window (and QoS 0
@@ -255,6 +275,7 @@ func (ss *session) sendLocked(c *conn, d delivery) {
 // expired while queued are dropped. [MQTT-3.3.2-5]
 func (ss *session) drainLocked(c *conn) {
 	var now time.Time
+	var sent [3]uint32 // PUBLISHes written, by QoS, counted once (stats.go)
 	for {
 		if ss.queue.len() == 0 {
 			if !ss.persisted || ss.stored == 0 || !ss.pageInLocked() {
@@ -264,7 +285,7 @@ func (ss *session) drainLocked(c *conn) {
 		if qos, seq := ss.queue.front(); qos > 0 && !ss.inflight.hasRoom(int(c.window), seq) {
 			break
 		}
-		d := ss.queue.pop(&ss.srv.queuedMem)
+		d := ss.queue.pop(ss.acct())
 		if !d.msg.Expiry.IsZero() {
 			if now.IsZero() {
 				now = time.Now()
@@ -277,14 +298,21 @@ func (ss *session) drainLocked(c *conn) {
 			}
 		}
 		if d.qos == 0 {
-			if r := c.writePublish(&d, 0, false); r != written || ss.srv.opts.Hooks.OnDelivered != nil {
+			r := c.writePublish(&d, 0, false)
+			if r == written || r == writtenOver {
+				sent[0]++
+			}
+			if r != written || ss.srv.opts.Hooks.OnDelivered != nil {
 				ss.wroteQoS0(&d, r)
 			}
 			ss.forgetLocked(&d)
 			continue
 		}
-		ss.sendLocked(c, d)
+		if ss.sendLocked(c, d) {
+			sent[d.qos]++
+		}
 	}
+	ss.statShard().addSent(&sent)
 	ss.relieveLocked()
 	ss.noteLoadLocked()
 }
@@ -303,10 +331,12 @@ func (ss *session) resumeLocked(c *conn) {
 		for i := range back {
 			back[i].dup = true
 		}
-		ss.queueLocked().pushFront(&ss.srv.queuedMem, back)
+		ss.queueLocked().pushFront(ss.acct(), back)
 		clear(back)
 		ss.inflight.items = ss.inflight.items[:int(c.window)]
+		ss.gaugeLocked(0, 0, -over)
 	}
+	var sent [3]uint32
 	for i := 0; i < len(ss.inflight.items); {
 		f := &ss.inflight.items[i]
 		if f.released {
@@ -314,15 +344,19 @@ func (ss *session) resumeLocked(c *conn) {
 			i++
 			continue
 		}
-		if c.writePublish(&f.delivery, pidOf(f.seq), true) == tooLarge {
+		switch c.writePublish(&f.delivery, pidOf(f.seq), true) {
+		case tooLarge:
 			// Too large for this connection: dropped as though delivered. [MQTT-3.1.2-25]
 			ss.gaveUp(&f.delivery, DropTooLarge)
 			ss.forgetLocked(&f.delivery)
-			ss.inflight.remove(i)
+			ss.removeInflightLocked(i)
 			continue
+		case written:
+			sent[f.qos]++
 		}
 		i++
 	}
+	ss.statShard().addSent(&sent)
 	ss.drainLocked(c)
 }
 
@@ -346,7 +380,7 @@ func (ss *session) acked(kind packet.Type, pid uint16, code packet.ReasonCode) b
 		ss.noteAckLocked()
 		ss.acknowledged(&f.delivery, code)
 		ss.forgetLocked(&f.delivery)
-		ss.inflight.remove(i)
+		ss.removeInflightLocked(i)
 	case packet.PUBREC:
 		if f.qos != 2 {
 			return false
@@ -357,7 +391,7 @@ func (ss *session) acked(kind packet.Type, pid uint16, code packet.ReasonCode) b
 		}
 		if code.IsError() {
 			ss.forgetLocked(&f.delivery)
-			ss.inflight.remove(i)
+			ss.removeInflightLocked(i)
 			break
 		}
 		// The receiver owns the message now; what is left is the release.
@@ -393,7 +427,7 @@ func (ss *session) acked(kind packet.Type, pid uint16, code packet.ReasonCode) b
 		}
 		ss.noteAckLocked()
 		ss.forgetLocked(&f.delivery)
-		ss.inflight.remove(i)
+		ss.removeInflightLocked(i)
 	}
 	if ss.conn != nil {
 		ss.drainLocked(ss.conn)
@@ -507,6 +541,18 @@ func (ss *session) armLocked(now time.Time) {
 	}
 	gen := ss.gen
 	a.timer = time.AfterFunc(next.Sub(now), func() { ss.srv.sessionTimer(ss, gen) })
+}
+
+// pushInflightLocked records d in flight, and counts it (stats.go).
+func (ss *session) pushInflightLocked(d delivery) {
+	ss.inflight.push(d)
+	ss.gaugeLocked(0, 0, 1)
+}
+
+// removeInflightLocked forgets the delivery in flight at i.
+func (ss *session) removeInflightLocked(i int) {
+	ss.inflight.remove(i)
+	ss.gaugeLocked(0, 0, -1)
 }
 
 // inflightWindow holds the QoS 1 and 2 deliveries sent to the client and

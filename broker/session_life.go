@@ -25,6 +25,10 @@ func (s *Server) openSession(c *conn, cp *connectParams, connack *packet.Connack
 		ss.mu.Lock()
 		previous, ss.conn = ss.conn, nil
 		ss.online.Store(false)
+		if previous != nil {
+			s.online--
+			s.stats.takenOver.Add(1)
+		}
 		if cp.cleanStart || ss.expiry == 0 {
 			// A clean start discards the old session; so does a new
 			// connection to one that was ending with its connection.
@@ -56,9 +60,11 @@ func (s *Server) openSession(c *conn, cp *connectParams, connack *packet.Connack
 		c.will.Store(cp.will) // [MQTT-3.1.2-8]
 	}
 	connack.SessionPresent = present
+	s.countConnack(packet.Success)
 	c.appendPacket(connack)
 	ss.conn = c
 	ss.online.Store(true)
+	s.online++
 	s.mu.Unlock()
 	ss.resumeLocked(c)
 	ss.mu.Unlock()
@@ -91,9 +97,12 @@ func (s *Server) newSession(clientID string, expiry uint32) *session {
 // ss.mu are held; ss.mu is released. It returns the will that was waiting
 // for its delay: the end of the session publishes it. [MQTT-3.1.3-9] (v5)
 func (s *Server) endLocked(ss *session) *message {
+	// Its share of the gauges goes with it (the memory queue's with the
+	// queue's reset).
+	ss.gaugeLocked(-ss.storeQueuedLocked(), -ss.storeQueuedBytesLocked(), -ss.inflight.len())
 	ss.ended = true
 	ss.letAllGoLocked()
-	ss.queue.reset(&ss.srv.queuedMem)
+	ss.queue.reset(ss.acct())
 	if ss.persisted {
 		s.committer.dropSession(ss.clientID, ss.queueName(), ss.inboundName())
 	}
@@ -134,6 +143,7 @@ func (s *Server) release(c *conn, will *message, willDelay uint32) {
 		ss.conn = nil
 		ss.online.Store(false)
 		ss.since = now.UnixNano()
+		s.online--
 		ss.letAllGoLocked() // offline, its queue limits apply instead
 		ss.noteLoadLocked()
 		if ss.expiry == 0 {
@@ -190,6 +200,7 @@ func (s *Server) sessionTimer(ss *session, gen uint64) {
 	}
 	if !a.expireAt.IsZero() && !now.Before(a.expireAt) {
 		s.log.Debug("session expired", "client", ss.clientID)
+		s.stats.sessionExpired.Add(1)
 		publish[1] = s.endLocked(ss)
 	} else {
 		ss.armLocked(now)
@@ -214,6 +225,7 @@ func (s *Server) publishWill(w *message) bool {
 	}
 	tx := txPool.Get().(*routeTx)
 	s.publish(w, tx)
+	s.messageShard(w).addSent(&tx.sent)
 	tx.finish(s, nil)
 	putTx(tx)
 	return true

@@ -118,6 +118,7 @@ func (s *Server) joinShare(name, filter string, sub subscriber) *shareGroup {
 		members[i] = sub
 	} else {
 		members = append(members, sub)
+		s.sharedSubs.Add(1)
 	}
 	g.members.Store(&members)
 	return g
@@ -133,6 +134,7 @@ func (s *Server) leaveShare(g *shareGroup, ss *session) {
 	}
 	members := slices.DeleteFunc(slices.Clone(*mp), func(m subscriber) bool { return m.sess == ss })
 	g.members.Store(&members)
+	s.sharedSubs.Add(int64(len(members) - len(*mp)))
 	if len(members) == 0 {
 		delete(s.shares, g.name+"\x00"+g.filter)
 		s.shared.Remove(g.filter, g)

@@ -106,6 +106,7 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 			ss.push(delivery{msg: m, qos: min(m.QoS, g.qos), retain: true, subIDs: ids}, tx)
 		}
 	}
+	c.statShard().addSent(&tx.sent)
 	return nil
 }
 
@@ -165,6 +166,9 @@ func (c *conn) subscribeOne(s *packet.Subscription, subID uint32) (code packet.R
 		c.srv.stats.deniedSubscribe.Add(1)
 		c.srv.log.Debug("subscribe denied", "client", c.clientID(), "filter", s.Filter)
 		return packet.NotAuthorized, false, false, nil
+	}
+	if c.srv.authorizing() {
+		c.statShard().allowed.Add(1)
 	}
 	sub.checkRead = checkEach
 	ss := c.sess.Load()

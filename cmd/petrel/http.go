@@ -12,6 +12,7 @@ import (
 	"github.com/petrelmq/petrel/internal/admin"
 	"github.com/petrelmq/petrel/internal/config"
 	"github.com/petrelmq/petrel/internal/dashboard"
+	"github.com/petrelmq/petrel/internal/metrics"
 )
 
 // httpShutdownTimeout bounds how long the HTTP server waits for requests
@@ -41,8 +42,8 @@ func startHTTP(cfg *config.File, srv *broker.Server, files *reloadable, log *slo
 		MaxBodyBytes: int64(cfg.MQTT.MaxPacketSize)*4/3 + 64<<10, // a largest payload, in base64
 		Logger:       log,
 		Dashboard:    dashboard.Handler(),
-		// Stats and Metrics are served once they exist (issue 17); until
-		// then those paths answer 501.
+		Stats:        func() any { return srv.Stats() },
+		Metrics:      metrics.Handler(srv, metrics.BuildInfo{}),
 	}
 	if h.TLS.Enabled() {
 		cert, err := certificate("http", h.TLS.Listener(), log)

@@ -70,6 +70,16 @@ func TestServeHTTP(t *testing.T) {
 	if code, body := httpGet(t, base+"/api/v1/clients", token); code != 200 || !strings.Contains(body, `"clients"`) {
 		t.Errorf("/api/v1/clients: %d %s", code, body)
 	}
+	// The statistics and the metrics are the broker's own.
+	if code, body := httpGet(t, base+"/api/v1/stats", token); code != 200 || !strings.Contains(body, `"clients_connected":0`) {
+		t.Errorf("/api/v1/stats: %d %.300s", code, body)
+	}
+	if code, _ := httpGet(t, base+"/metrics", ""); code != 401 {
+		t.Errorf("/metrics without the token (http.metrics_auth defaults to true): %d, want 401", code)
+	}
+	if code, body := httpGet(t, base+"/metrics", token); code != 200 || !strings.Contains(body, "\npetrel_clients_connected 0\n") {
+		t.Errorf("/metrics: %d %.300s", code, body)
+	}
 
 	writeTestFile(t, tokenFile, "a-token-set-by-hand-0123\n")
 	b.process.Signal(syscall.SIGHUP)
