@@ -48,6 +48,9 @@ type Stats struct {
 	// ClientsConnected are the connections whose CONNECT was accepted
 	// and which still hold their session.
 	ClientsConnected int64 `json:"clients_connected"`
+	// ClientsMaximum is the most clients there have been connected at
+	// once since Start.
+	ClientsMaximum int64 `json:"clients_maximum"`
 	// Sessions counts every session, of connected clients and offline;
 	// SessionsOffline those without a connection (persistent sessions
 	// waiting for their client).
@@ -508,9 +511,10 @@ func (s *Server) Stats() Stats {
 	}
 
 	s.mu.Lock()
-	sessions, online := len(s.sessions), s.online
+	sessions, online, maxOnline := len(s.sessions), s.online, s.maxOnline
 	s.mu.Unlock()
 	out.ClientsConnected = int64(online)
+	out.ClientsMaximum = int64(maxOnline)
 	out.Sessions = int64(sessions)
 	out.SessionsOffline = int64(sessions - online)
 	shared := s.sharedSubs.Load()
