@@ -185,13 +185,14 @@ type configuredBroker struct {
 	log     *processLog
 }
 
-// startConfigured starts petrel serve with config (written to dir) and
-// waits until it listens. The process is killed at the end of the test.
-func startConfigured(t *testing.T, dir, config string) *configuredBroker {
+// startConfigured starts petrel serve with config (written to dir), and
+// any further flags, and waits until it listens. The process is killed at
+// the end of the test.
+func startConfigured(t *testing.T, dir, config string, flags ...string) *configuredBroker {
 	t.Helper()
 	file := filepath.Join(dir, "petrel.yaml")
 	writeTestFile(t, file, config)
-	cmd := petrel("--config", file, "--data-dir", filepath.Join(dir, "data"), "--log-level", "info")
+	cmd := petrel(append([]string{"--config", file, "--data-dir", filepath.Join(dir, "data"), "--log-level", "info"}, flags...)...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -41,6 +41,8 @@ func serve(args []string, stderr io.Writer) int {
 	dataDir := fs.String("data-dir", "", "keep durable state in this `directory` (default ./data; overrides the file)")
 	engine := fs.String("store", "", "store `engine`: pebble (on disk, the default) or memory (overrides the file)")
 	pprofAddr := fs.String("pprof", "", "serve Go's profiles (net/http/pprof) on this loopback `address`, e.g. 127.0.0.1:6060")
+	var sysInterval optionalDuration
+	fs.Var(&sysInterval, "sys-interval", "publish $SYS statistics this often (`duration`, e.g. 10s; 0 turns $SYS off; overrides the file)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -52,7 +54,8 @@ func serve(args []string, stderr io.Writer) int {
 		return 2
 	}
 
-	cfg, err := loadConfig(*configPath, overrides{listen: listen, logLevel: *logLevel, dataDir: *dataDir, engine: *engine})
+	cfg, err := loadConfig(*configPath, overrides{listen: listen, logLevel: *logLevel, dataDir: *dataDir, engine: *engine,
+		sysInterval: sysInterval.d})
 	if err != nil {
 		fmt.Fprintln(stderr, "petrel:", err)
 		return 2
@@ -149,6 +152,28 @@ func openStore(sc config.Store, log *slog.Logger) (store.Store, error) {
 type overrides struct {
 	listen                    []string
 	logLevel, dataDir, engine string
+	sysInterval               *time.Duration // nil: not given
+}
+
+// optionalDuration is a duration flag that knows whether it was given, for
+// a setting whose 0 means something (off). It reads durations as the
+// configuration file does.
+type optionalDuration struct{ d *time.Duration }
+
+func (o *optionalDuration) String() string {
+	if o.d == nil {
+		return ""
+	}
+	return o.d.String()
+}
+
+func (o *optionalDuration) Set(s string) error {
+	d, err := config.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	o.d = &d.Duration
+	return nil
 }
 
 // loadConfig reads the file (or takes the defaults) and applies the
@@ -176,6 +201,9 @@ func loadConfig(path string, ov overrides) (*config.File, error) {
 	}
 	if ov.engine != "" {
 		cfg.Store.Engine = ov.engine
+	}
+	if ov.sysInterval != nil {
+		cfg.Sys.Interval.Duration = *ov.sysInterval
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -225,6 +253,7 @@ func brokerOptions(cfg *config.File, log *slog.Logger) (broker.Options, *reloada
 
 		AuthTimeout: cfg.Auth.Timeout.Duration,
 		Limits:      brokerLimits(cfg.Limits),
+		SysInterval: cfg.Sys.Interval.Duration,
 	}
 	// The file's 0 means unlimited (none, for topic aliases); the broker's
 	// zero is its default.
@@ -239,6 +268,9 @@ func brokerOptions(cfg *config.File, log *slog.Logger) (broker.Options, *reloada
 	}
 	if o.StallTimeout == 0 {
 		o.StallTimeout = -1 // off
+	}
+	if o.SysInterval == 0 {
+		o.SysInterval = -1 // off
 	}
 	if cfg.Store.Sync == "periodic" {
 		o.SyncPeriod = cfg.Store.SyncInterval.Duration
