@@ -620,7 +620,8 @@ func TestServerPublish(t *testing.T) {
 		}
 	})
 
-	srv := secStart(t, Options{Limits: Limits{MaxTopicLevels: 4}}, nil)
+	// SysInterval: the $SYS/# subscriber below hears only what the test publishes.
+	srv := secStart(t, Options{Limits: Limits{MaxTopicLevels: 4}, SysInterval: -1}, nil)
 	addr := srv.Addrs()[0].String()
 	t.Run("refused", func(t *testing.T) {
 		for _, tc := range []struct {

@@ -33,6 +33,9 @@ type message struct {
 	refs   atomic.Int32
 	QoS    byte
 	Retain bool
+	// ephemeral: kept as retained in memory only, never in the store. The
+	// broker's own $SYS values (sys.go) are, as they describe one run.
+	ephemeral bool
 }
 
 // forwarded are the properties a PUBLISH carries on to subscribers as they

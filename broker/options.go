@@ -124,6 +124,12 @@ type Options struct {
 	// SyncPeriod: a crash of the machine or of the process can lose what was
 	// acknowledged in the last period. docs/DURABILITY.md has the details.
 	SyncPeriod time.Duration
+
+	// SysInterval is how often the broker publishes its statistics as
+	// retained messages under $SYS/broker/, with Mosquitto's topic names,
+	// each topic only when its value changed (sys.go; docs/SYS.md).
+	// Default 10s; negative turns it off, and then it costs nothing.
+	SysInterval time.Duration
 }
 
 // Limits protect the broker from clients that ask too much. Zero means the
@@ -249,6 +255,7 @@ func Defaults() Options {
 		MaxQoS:            &maxQoS,
 		TopicAliasMaximum: 10,
 		AuthTimeout:       10 * time.Second,
+		SysInterval:       10 * time.Second,
 		Limits: Limits{
 			MaxConnections:          Unlimited,
 			ConnectionRate:          Unlimited,
@@ -327,6 +334,7 @@ func (o *Options) setDefaults() {
 		o.BacklogBytes = max(min(o.BacklogBytes, o.MaxQueuedBytes/2), 1)
 	}
 	o.StallTimeout = orDefault(o.StallTimeout, d.StallTimeout)
+	o.SysInterval = orDefault(o.SysInterval, d.SysInterval)
 	o.Limits.setDefaults(d.Limits)
 }
 

@@ -331,9 +331,16 @@ func (s *Server) deliverOverlapping(m *message, sc *matches, tx *routeTx) int {
 
 // retain stores m as its topic's retained message, or deletes the retained
 // message when the payload is empty, in memory and in the store (before a
-// QoS 1 or 2 publisher is acknowledged). [MQTT-3.3.1-5] [MQTT-3.3.1-10] [MQTT-3.3.1-11]
+// QoS 1 or 2 publisher is acknowledged; an ephemeral message in memory
+// only). [MQTT-3.3.1-5] [MQTT-3.3.1-10] [MQTT-3.3.1-11]
 func (s *Server) retain(m *message, tx *routeTx) {
 	m.pin() // the retained index keeps it for as long as it likes
+	if m.ephemeral {
+		// In memory only; its payload is never empty.
+		s.retained.Set(m.Topic, m)
+		s.retainedExpiry.set(m.Topic, m.Expiry)
+		return
+	}
 	b := tx.batch(s)
 	tx.sync = tx.sync || m.QoS > 0
 	if len(m.Payload) == 0 {

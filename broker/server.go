@@ -56,10 +56,12 @@ type Server struct {
 	shared *topic.Index[*shareGroup, *shareGroup]
 
 	// mu guards sessions; docs/LOCKING.md gives the lock order. online
-	// counts the sessions a connection holds (the clients connected).
+	// counts the sessions a connection holds (the clients connected), and
+	// maxOnline is the most there have been at once.
 	mu            sync.Mutex
 	sessions      map[string]*session
 	online        int
+	maxOnline     int
 	nextSessionID atomic.Uint64
 
 	// retainedExpiry lists the retained topics whose message expires.
@@ -111,6 +113,9 @@ type Server struct {
 	// publishHooks: OnACLCheck or OnPublish is set, so a PUBLISH has more
 	// to pass (one test on the path of every PUBLISH when neither is).
 	publishHooks bool
+	// sysKick asks the $SYS goroutine for an update now (sys.go; tests);
+	// nil when $SYS is off.
+	sysKick chan chan struct{}
 
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
@@ -155,13 +160,17 @@ func New(opts Options) *Server {
 	s.committer = newCommitter(s.store, s.log)
 	s.committer.syncEvery = opts.SyncPeriod
 	s.msgIDs.Store(randomMessageBase())
+	if opts.SysInterval > 0 {
+		s.sysKick = make(chan chan struct{})
+	}
 	return s
 }
 
 // Start opens every configured listener and starts serving. It returns once
 // all are listening, or the first error (closing any it opened).
 func (s *Server) Start() error {
-	s.stats.started.Store(time.Now().UnixNano())
+	start := time.Now()
+	s.stats.started.Store(start.UnixNano())
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	s.wg.Add(1)
@@ -195,6 +204,16 @@ func (s *Server) Start() error {
 		defer s.wg.Done()
 		s.sweep(ctx)
 	}()
+	if s.opts.SysInterval > 0 {
+		// The first values are retained before Start returns.
+		tree := newSysTree(start)
+		s.updateSys(tree, time.Now())
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.runSys(ctx, tree)
+		}()
+	}
 	s.admin.ready.Store(true)
 	return nil
 }

@@ -65,6 +65,7 @@ func (s *Server) openSession(c *conn, cp *connectParams, connack *packet.Connack
 	ss.conn = c
 	ss.online.Store(true)
 	s.online++
+	s.maxOnline = max(s.maxOnline, s.online)
 	s.mu.Unlock()
 	ss.resumeLocked(c)
 	ss.mu.Unlock()

@@ -53,6 +53,9 @@ type Stats struct {
 	// ClientsConnected are the connections whose CONNECT was accepted
 	// and which still hold their session.
 	ClientsConnected int64 `json:"clients_connected"`
+	// ClientsMaximum is the most clients there have been connected at
+	// once since Start.
+	ClientsMaximum int64 `json:"clients_maximum"`
 	// Sessions counts every session, of connected clients and offline;
 	// SessionsOffline those without a connection (persistent sessions
 	// waiting for their client).
@@ -230,7 +233,7 @@ type stats struct {
 	accepted       atomic.Uint64 // connections the listeners accepted
 	sessionExpired atomic.Uint64
 	takenOver      atomic.Uint64
-	connacks       [256]atomic.Uint64 // by reason code
+	connacks       [256]atomic.Uint64                   // by reason code
 	ends           [len(closeReasonWords)]atomic.Uint64 // by closeReason
 	authn          [numAuthnResults]atomic.Uint64
 
@@ -469,9 +472,10 @@ func (s *Server) Stats() Stats {
 	}
 
 	s.mu.Lock()
-	sessions, online := len(s.sessions), s.online
+	sessions, online, maxOnline := len(s.sessions), s.online, s.maxOnline
 	s.mu.Unlock()
 	out.ClientsConnected = int64(online)
+	out.ClientsMaximum = int64(maxOnline)
 	out.Sessions = int64(sessions)
 	out.SessionsOffline = int64(sessions - online)
 	shared := s.sharedSubs.Load()

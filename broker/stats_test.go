@@ -89,7 +89,7 @@ func expectGauges(t *testing.T, srv *Server, step string, want walkedGauges) {
 func TestStatsGaugesFollowQueuesAndWindows(t *testing.T) {
 	for _, engine := range []string{"memory", "pebble"} {
 		t.Run(engine, func(t *testing.T) {
-			opts := Options{MaxInflight: 2}
+			opts := Options{MaxInflight: 2, SysInterval: -1} // no retained $SYS messages
 			if engine == "pebble" {
 				opts.Store = openPebble(t, t.TempDir(), pebblestore.Options{})
 			}
@@ -306,7 +306,7 @@ func TestStatsDisconnectReasons(t *testing.T) {
 // subscribed, OnPublish's rejection, a client refusing it in its PUBACK,
 // and its expiry.
 func TestStatsDroppedMessages(t *testing.T) {
-	srv := secStart(t, Options{MaxQueuedMessages: 2, Hooks: Hooks{
+	srv := secStart(t, Options{MaxQueuedMessages: 2, SysInterval: -1, Hooks: Hooks{
 		OnPublish: func(_ *auth.Client, m MessageView) packet.ReasonCode {
 			if m.Topic() == "d/reject" {
 				return packet.ImplementationSpecificError

@@ -43,6 +43,8 @@ func serve(args []string, stderr io.Writer) int {
 	pprofAddr := fs.String("pprof", "", "serve Go's profiles (net/http/pprof) on this loopback `address`, e.g. 127.0.0.1:6060")
 	shutdownTimeout := fs.Duration("shutdown-timeout", 0, "exit this long after SIGTERM at the latest (`duration`; overrides the file's shutdown_timeout)")
 	httpAddr := fs.String("http", "", "serve health checks, metrics, the admin API and the dashboard on this `address`, e.g. 127.0.0.1:8080 (overrides the file)")
+	var sysInterval optionalDuration
+	fs.Var(&sysInterval, "sys-interval", "publish $SYS statistics this often (`duration`, e.g. 10s; 0 turns $SYS off; overrides the file)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -55,7 +57,7 @@ func serve(args []string, stderr io.Writer) int {
 	}
 
 	cfg, err := loadConfig(*configPath, overrides{listen: listen, logLevel: *logLevel, logFormat: *logFormat, dataDir: *dataDir, engine: *engine,
-		shutdownTimeout: *shutdownTimeout, http: *httpAddr})
+		shutdownTimeout: *shutdownTimeout, http: *httpAddr, sysInterval: sysInterval.d})
 	if err != nil {
 		fmt.Fprintln(stderr, "petrel:", err)
 		return 2
@@ -159,6 +161,28 @@ type overrides struct {
 	listen                                     []string
 	logLevel, logFormat, dataDir, engine, http string
 	shutdownTimeout                            time.Duration
+	sysInterval                                *time.Duration // nil: not given
+}
+
+// optionalDuration is a duration flag that knows whether it was given, for
+// a setting whose 0 means something (off). It reads durations as the
+// configuration file does.
+type optionalDuration struct{ d *time.Duration }
+
+func (o *optionalDuration) String() string {
+	if o.d == nil {
+		return ""
+	}
+	return o.d.String()
+}
+
+func (o *optionalDuration) Set(s string) error {
+	d, err := config.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	o.d = &d.Duration
+	return nil
 }
 
 // loadConfig reads the file (or takes the defaults) and applies the
@@ -195,6 +219,9 @@ func loadConfig(path string, ov overrides) (*config.File, error) {
 	}
 	if ov.http != "" {
 		cfg.HTTP.Listen = ov.http
+	}
+	if ov.sysInterval != nil {
+		cfg.Sys.Interval.Duration = *ov.sysInterval
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -244,6 +271,7 @@ func brokerOptions(cfg *config.File, log *slog.Logger) (broker.Options, *reloada
 
 		AuthTimeout: cfg.Auth.Timeout.Duration,
 		Limits:      brokerLimits(cfg.Limits),
+		SysInterval: cfg.Sys.Interval.Duration,
 	}
 	// The file's 0 means unlimited (none, for topic aliases); the broker's
 	// zero is its default.
@@ -258,6 +286,9 @@ func brokerOptions(cfg *config.File, log *slog.Logger) (broker.Options, *reloada
 	}
 	if o.StallTimeout == 0 {
 		o.StallTimeout = -1 // off
+	}
+	if o.SysInterval == 0 {
+		o.SysInterval = -1 // off
 	}
 	if cfg.Store.Sync == "periodic" {
 		o.SyncPeriod = cfg.Store.SyncInterval.Duration

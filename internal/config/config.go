@@ -35,6 +35,7 @@ type File struct {
 	Auth      Auth       `yaml:"auth"`
 	Limits    Limits     `yaml:"limits"`
 	MQTT      MQTT       `yaml:"mqtt"`
+	Sys       Sys        `yaml:"sys"`
 	Store     Store      `yaml:"store"`
 	HTTP      HTTP       `yaml:"http"`
 
@@ -262,6 +263,13 @@ type MQTT struct {
 	ResponseInformation string `yaml:"response_information"`
 }
 
+// Sys is the broker's statistics published under $SYS/broker/ (docs/SYS.md).
+type Sys struct {
+	// Interval is how often they are published, each topic only when its
+	// value changed; 0 turns $SYS off.
+	Interval Duration `yaml:"interval"`
+}
+
 // Store is where durable sessions, their queues and retained messages live.
 type Store struct {
 	// Engine is "pebble" (on disk, the default) or "memory" (nothing
@@ -393,6 +401,7 @@ func Default() *File {
 			ServerKeepAlive:         Duration{d.ServerKeepAlive},
 			MaxSessionExpiry:        Duration{d.MaxSessionExpiry},
 		},
+		Sys:   Sys{Interval: Duration{max(d.SysInterval, 0)}},
 		Store: Store{Engine: "pebble", Dir: "./data", Sync: "always", SyncInterval: Duration{100 * time.Millisecond}},
 		HTTP:  HTTP{MetricsAuth: true, TLS: HTTPTLS{ClientAuth: defaultTLS.ClientAuth, MinVersion: defaultTLS.MinVersion}},
 

@@ -175,6 +175,7 @@ func TestKeyPaths(t *testing.T) {
 		"mqtt.max_qos", "mqtt.receive_maximum", "mqtt.wildcard_subscriptions", "mqtt.subscription_identifiers",
 		"mqtt.shared_subscriptions", "mqtt.topic_alias_maximum", "mqtt.server_keep_alive", "mqtt.max_session_expiry",
 		"mqtt.response_information",
+		"sys", "sys.interval",
 		"store", "store.engine", "store.dir", "store.sync", "store.sync_interval",
 		"http", "http.listen", "http.token_file", "http.metrics_auth", "http.tls", "http.tls.cert_file",
 		"http.tls.key_file", "http.tls.client_ca_file", "http.tls.client_auth", "http.tls.min_version",

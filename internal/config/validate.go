@@ -61,6 +61,7 @@ func (f *File) validate() []*Error {
 	v.auth(f.Auth)
 	v.limits(f.Limits)
 	v.mqtt(f.MQTT)
+	v.sys(f.Sys)
 	v.store(f.Store)
 	v.http(f.HTTP, f)
 	return v.errs
@@ -441,6 +442,14 @@ func (v *validator) mqtt(m MQTT) {
 	}
 	if m.MaxSessionExpiry.Duration < 0 {
 		v.failf("mqtt.max_session_expiry", "%s is negative (0 means no cap)", m.MaxSessionExpiry)
+	}
+}
+
+// sys checks the $SYS interval. Mosquitto's is in seconds, and so is
+// uptime: more often would only send the same values again.
+func (v *validator) sys(s Sys) {
+	if d := s.Interval.Duration; d < 0 || (d > 0 && d < time.Second) {
+		v.failf("sys.interval", "%s must be 0 (off) or at least 1s", s.Interval)
 	}
 }
 
