@@ -8,7 +8,6 @@ import (
 	"net"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -164,6 +163,32 @@ func TestStatsGaugesFollowQueuesAndWindows(t *testing.T) {
 	}
 }
 
+// expectCounts waits until got() returns the counts want: what a client
+// saw may be counted a moment after it saw it.
+func expectCounts(t *testing.T, what string, want map[string]uint64, got func() map[string]uint64) {
+	t.Helper()
+	deadline := time.Now().Add(wiretest.Timeout)
+	for {
+		g := got()
+		if maps.Equal(g, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s %v, want %v", what, g, want)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// zeroCounts is a count of 0 for each label.
+func zeroCounts(labels []string) map[string]uint64 {
+	m := make(map[string]uint64, len(labels))
+	for _, l := range labels {
+		m[l] = 0
+	}
+	return m
+}
+
 // Each way a connected client's connection ends is counted once, under its
 // reason; a connection refused at CONNECT, or that never sent one, is not
 // a disconnect. Once the broker is closed, every CONNACK 0x00 sent has its
@@ -182,24 +207,10 @@ func TestStatsDisconnectReasons(t *testing.T) {
 	}
 	srv := secStart(t, opts, nil)
 	addr := srv.Addrs()[0].String()
-	want := map[string]uint64{}
-	for _, r := range DisconnectReasons {
-		want[r] = 0
-	}
+	want := zeroCounts(DisconnectReasons)
 	expect := func(step string) {
 		t.Helper()
-		var got map[string]uint64
-		deadline := time.Now().Add(wiretest.Timeout)
-		for {
-			got = srv.Stats().Disconnects
-			if maps.Equal(got, want) {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: disconnects %v, want %v", step, got, want)
-			}
-			time.Sleep(time.Millisecond)
-		}
+		expectCounts(t, step+": disconnects", want, func() map[string]uint64 { return srv.Stats().Disconnects })
 	}
 	connect := func(id string) *wiretest.Client {
 		c, _ := wiretest.Connect(t, addr, &packet.Connect{Version: packet.V311, ClientID: id, CleanStart: true})
@@ -314,24 +325,10 @@ func TestStatsDroppedMessages(t *testing.T) {
 			return packet.Success
 		}}}, nil)
 	addr := srv.Addrs()[0].String()
-	want := map[string]uint64{}
-	for _, r := range DropReasons {
-		want[r] = 0
-	}
+	want := zeroCounts(DropReasons)
 	expect := func(step string) {
 		t.Helper()
-		var got map[string]uint64
-		deadline := time.Now().Add(wiretest.Timeout)
-		for {
-			got = srv.Stats().MessagesDropped
-			if maps.Equal(got, want) {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: dropped %v, want %v", step, got, want)
-			}
-			time.Sleep(time.Millisecond)
-		}
+		expectCounts(t, step+": dropped", want, func() map[string]uint64 { return srv.Stats().MessagesDropped })
 	}
 
 	q, _ := wiretest.MustConnect(t, addr, "q", false)
@@ -478,38 +475,19 @@ func TestStatsAuthorization(t *testing.T) {
 	}
 }
 
-// countingConn counts the bytes a client writes and reads, which are the
-// broker's bytes received and sent.
-type countingConn struct {
-	net.Conn
-	written, read *atomic.Int64
-}
-
-func (c countingConn) Write(b []byte) (int, error) {
-	n, err := c.Conn.Write(b)
-	c.written.Add(int64(n))
-	return n, err
-}
-
-func (c countingConn) Read(b []byte) (int, error) {
-	n, err := c.Conn.Read(b)
-	c.read.Add(int64(n))
-	return n, err
-}
-
 // Packets, bytes and messages are counted both ways, exactly, when
 // payloads big enough to be lent to the event loop's writev (rather than
 // copied into the output) go out beside small packets.
 func TestStatsCountsLentPayloads(t *testing.T) {
 	srv := startServer(t, Options{})
 	addr := srv.Addrs()[0].String()
-	var written, read atomic.Int64
+	var bytes wiretest.ByteCounter // the broker's bytes received and sent
 	dial := func(id string) *wiretest.Client {
 		nc, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}
-		c := wiretest.New(t, countingConn{nc, &written, &read}, id, packet.V311)
+		c := wiretest.New(t, bytes.Wrap(nc), id, packet.V311)
 		c.SendConnect(&packet.Connect{Version: packet.V311, ClientID: id, CleanStart: true})
 		return c
 	}
@@ -538,14 +516,14 @@ func TestStatsCountsLentPayloads(t *testing.T) {
 	for {
 		// What the clients saw may be counted a moment after they saw it.
 		st = srv.Stats()
-		if st.BytesReceived == uint64(written.Load()) && st.BytesSent == uint64(read.Load()) &&
+		if st.BytesReceived == uint64(bytes.Written.Load()) && st.BytesSent == uint64(bytes.Read.Load()) &&
 			maps.Equal(nonZero(st.PacketsReceived), wantIn) && maps.Equal(nonZero(st.PacketsSent), wantOut) &&
 			st.MessagesReceived == [3]uint64{0, n, 0} && st.MessagesSent == [3]uint64{0, n, 0} {
 			return
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("bytes received %d sent %d (the clients: %d and %d); packets received %v (want %v), sent %v (want %v); "+
-				"messages received %v sent %v (want %d at QoS 1)", st.BytesReceived, st.BytesSent, written.Load(), read.Load(),
+				"messages received %v sent %v (want %d at QoS 1)", st.BytesReceived, st.BytesSent, bytes.Written.Load(), bytes.Read.Load(),
 				nonZero(st.PacketsReceived), wantIn, nonZero(st.PacketsSent), wantOut, st.MessagesReceived, st.MessagesSent, n)
 		}
 		time.Sleep(time.Millisecond)

@@ -8,7 +8,6 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -77,30 +76,12 @@ func scrape(t *testing.T, srv *broker.Server, build BuildInfo) (map[string]float
 	return samples, types
 }
 
-// countingConn counts what a client writes and reads: the broker's bytes
-// received and sent.
-type countingConn struct {
-	net.Conn
-	written, read *atomic.Int64
-}
-
-func (c countingConn) Write(b []byte) (int, error) {
-	n, err := c.Conn.Write(b)
-	c.written.Add(int64(n))
-	return n, err
-}
-
-func (c countingConn) Read(b []byte) (int, error) {
-	n, err := c.Conn.Read(b)
-	c.read.Add(int64(n))
-	return n, err
-}
-
-// traffic is a broker and raw clients whose bytes are counted.
+// traffic is a broker and raw clients whose bytes are counted: the
+// broker's bytes received and sent.
 type traffic struct {
-	t             *testing.T
-	srv           *broker.Server
-	written, read atomic.Int64
+	t     *testing.T
+	srv   *broker.Server
+	bytes wiretest.ByteCounter
 }
 
 func (tr *traffic) dial(name string, version byte) *wiretest.Client {
@@ -109,7 +90,7 @@ func (tr *traffic) dial(name string, version byte) *wiretest.Client {
 	if err != nil {
 		tr.t.Fatal(err)
 	}
-	return wiretest.New(tr.t, countingConn{nc, &tr.written, &tr.read}, name, version)
+	return wiretest.New(tr.t, tr.bytes.Wrap(nc), name, version)
 }
 
 func (tr *traffic) connect(id string, version byte, clean bool) (*wiretest.Client, *packet.Connack) {
@@ -257,8 +238,8 @@ func TestMetricsAfterKnownTraffic(t *testing.T) {
 		deadline := time.Now().Add(wiretest.Timeout)
 		for {
 			got, _ = scrape(t, srv, BuildInfo{Version: "v9.9.9-test"})
-			want["petrel_bytes_received_total"] = float64(tr.written.Load())
-			want["petrel_bytes_sent_total"] = float64(tr.read.Load())
+			want["petrel_bytes_received_total"] = float64(tr.bytes.Written.Load())
+			want["petrel_bytes_sent_total"] = float64(tr.bytes.Read.Load())
 			missing = missing[:0]
 			for key, v := range got {
 				if !strings.HasPrefix(key, "petrel_") || strings.Contains(key, "_seconds") && !strings.HasSuffix(key, "_count") ||

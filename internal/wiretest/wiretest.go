@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -91,6 +92,33 @@ func MustConnect(t testing.TB, addr, clientID string, clean bool) (*Client, bool
 		t.Fatalf("%s: CONNACK code 0x%02x", clientID, byte(ack.Code))
 	}
 	return w, ack.SessionPresent
+}
+
+// ByteCounter counts the bytes written and read over the connections it
+// wraps: for a test, what the broker received from its clients and sent
+// them. The zero value is ready.
+type ByteCounter struct {
+	Written, Read atomic.Int64
+}
+
+// Wrap returns nc counting into bc.
+func (bc *ByteCounter) Wrap(nc net.Conn) net.Conn { return countingConn{nc, bc} }
+
+type countingConn struct {
+	net.Conn
+	bc *ByteCounter
+}
+
+func (c countingConn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	c.bc.Written.Add(int64(n))
+	return n, err
+}
+
+func (c countingConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	c.bc.Read.Add(int64(n))
+	return n, err
 }
 
 // fatalf fails the test with the client's name in front of the message.
