@@ -201,6 +201,12 @@ func (l *loop) hasWork() bool {
 // whether the loop stopped: shut down with no connection left.
 func (l *loop) round(n int) (stopped bool) {
 	l.serve(n)
+	return l.chores()
+}
+
+// chores is a round without the ready events: the queued operations, the
+// flushes, the deadlines. It reports whether the loop stopped.
+func (l *loop) chores() (stopped bool) {
 	l.runOps()
 	l.runFlushes()
 	l.expire()
