@@ -66,7 +66,16 @@ async function main () {
     process.stderr.write(`${current}: ${req.method()} ${req.url()} ${res ? res.status() : '?'}\n`)
   })
   page.on('requestfailed', (req) => {
-    problems.push(`request failed (during ${current}): ${req.method()} ${req.url()}: ${req.failure() && req.failure().errorText}`)
+    const why = req.failure() && req.failure().errorText
+    const line = `request failed (during ${current}): ${req.method()} ${req.url()}: ${why}`
+    // Leaving a page aborts what it still had in flight (a 401 held back
+    // by the broker's failed-login delay, say): the browser's doing, not
+    // the page's.
+    if (current.startsWith('goto ') && why === 'net::ERR_ABORTED') {
+      process.stderr.write(line + ' (left the page)\n')
+      return
+    }
+    problems.push(line)
   })
 
   let closing = null
