@@ -61,6 +61,12 @@ Load:
  -R RATE             connections per second, all processes together (default 0: as fast
                      as --connect-parallel allows)
  --connect-parallel N   connection attempts at once (default 64)
+ --sources N         spread the clients over the local addresses 127.0.0.1 to 127.0.0.N
+                     (a broker on loopback only): past about 28,000 connections one
+                     source address runs out of ports
+ --subscribe FILTER  conn: each client subscribes to FILTER once connected (%i and %c as
+                     in -t; at --sub-qos, default -q), so that --persistent sessions
+                     have something to resume
  -t TOPIC            topic to publish to (sub: the filter); %i is the client's index,
                      %c its client id (default bench/%i; sub: bench/#)
  --filter FILTER     pubsub's subscription, %i and %c as above (default: the topic
@@ -201,6 +207,8 @@ func (f *benchFlags) parse(args []string) error {
 		flagSpec{"--subs", 1, func(a []string) error { pubsSet = true; return positive(&c.Subs, "subscriber count")(a) }},
 		flagSpec{"-R --conn-rate", 1, func(a []string) error { return parseRate(a[0], &c.ConnRate) }},
 		flagSpec{"--connect-parallel", 1, positive(&c.ConnParallel, "--connect-parallel")},
+		flagSpec{"--sources", 1, intFlag(&c.Sources, 1, 254, "--sources")},
+		flagSpec{"--subscribe", 1, func(a []string) error { c.ConnFilter = a[0]; return nil }},
 		flagSpec{"--filter", 1, func(a []string) error { c.Filter = a[0]; return nil }},
 		flagSpec{"--sub-qos", 1, intFlag(&c.SubQoS, 0, 2, "--sub-qos")},
 		flagSpec{"-s --size", 1, size(256*config.MiB, "payload size", func(n config.Size) { c.Size = int(n) })},

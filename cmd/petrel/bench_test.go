@@ -100,6 +100,9 @@ func TestBenchFlags(t *testing.T) {
 		{[]string{"conn", "-c", "7", "-R", "100", "--duration", "2"}, func(c bench.Config) bool {
 			return c.Conns == 7 && c.Pubs == 0 && c.Subs == 0 && c.ConnRate == 100 && c.Duration == 2*time.Second
 		}},
+		{[]string{"conn", "-c", "9", "--sources", "8", "--subscribe", "s/%i", "-q", "1", "--connect-parallel", "256"}, func(c bench.Config) bool {
+			return c.Conns == 9 && c.Sources == 8 && c.ConnFilter == "s/%i" && c.SubQoS == 1 && c.ConnParallel == 256
+		}},
 		{[]string{"pub", "-c", "3", "-I", "10"}, func(c bench.Config) bool {
 			return c.Pubs == 3 && c.Subs == 0 && c.Interval == 10*time.Millisecond && c.Topic == "bench/%i"
 		}},
@@ -149,6 +152,12 @@ func TestBenchFlagErrors(t *testing.T) {
 		{"pub", "-I", "-5"},
 		{"pub", "--duration", "soon"},
 		{"pub", "--x-child", "1"},
+		{"conn", "--sources", "0"},
+		{"conn", "--sources", "255"},
+		{"conn", "--sources", "4", "-h", "192.0.2.1"},
+		{"conn", "--sources", "4", "-A", "127.0.0.9"},
+		{"pub", "--subscribe", "a/b"},
+		{"conn", "--subscribe", "a/#/b"},
 	} {
 		if code, _, stderr := runBenchCLI(context.Background(), t, args...); code != exitFail || !strings.Contains(stderr, "Error:") {
 			t.Errorf("petrel bench %v: exit %d, %q; want a usage error", args, code, stderr)

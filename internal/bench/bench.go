@@ -26,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os/exec"
 	"strings"
 	"time"
@@ -86,6 +87,16 @@ type Config struct {
 	Procs       int           // --procs: processes that share the clients
 	CPUs        []int         // --cpus: pin to these CPUs
 	BrokerPID   int           // --broker-pid: also report that process's CPU time and memory
+
+	// ConnFilter (--subscribe) has each of conn's clients subscribe to it
+	// once connected, %i and %c as in Topic, at SubQoS: how a storm's
+	// persistent sessions get something to resume.
+	ConnFilter string
+	// Sources (--sources) spreads the clients over the local addresses
+	// 127.0.0.1 to 127.0.0.N, so that tens of thousands of connections to
+	// one loopback port do not run out of ephemeral ports; 0 or 1: the
+	// system's choice.
+	Sources int
 
 	// Stderr receives the progress lines, and what the processes of Procs
 	// write on their stderr; nil discards them.
@@ -151,7 +162,51 @@ func (c *Config) Complete() error {
 			return fmt.Errorf("Invalid filter '%s': %v", c.Filter, err)
 		}
 	}
+	if c.ConnFilter != "" {
+		if c.Mode != Conn {
+			return errors.New("--subscribe is for conn; pubsub and sub take --filter and -t.")
+		}
+		if err := topic.ValidateFilter(expandPattern(c.ConnFilter, 0, "x")); err != nil {
+			return fmt.Errorf("Invalid filter '%s': %v", c.ConnFilter, err)
+		}
+	}
+	if c.Sources > 1 {
+		if c.Sources > 254 {
+			return errors.New("--sources takes at most 254 addresses (127.0.0.1 to 127.0.0.254).")
+		}
+		if c.Client.Dialer != nil && c.Client.Dialer.LocalAddr != nil {
+			return errors.New("--sources and -A cannot be used together.")
+		}
+		// The address is known once the flags made the client's options
+		// (Run checks again).
+		if c.Client.Addr != "" && !loopbackAddr(c.Client.Addr) {
+			return fmt.Errorf("--sources binds to 127.0.0.x, which reaches only a broker on loopback, not %s.", c.Client.Addr)
+		}
+	}
 	return nil
+}
+
+// loopbackAddr reports whether a client address (tcp://host:port, or
+// host:port) is on loopback: a name such as localhost or an address in
+// 127.0.0.0/8.
+func loopbackAddr(addr string) bool {
+	if _, rest, ok := strings.Cut(addr, "://"); ok {
+		addr = rest
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = addr
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.To4() != nil && ip.IsLoopback()
+}
+
+// sourceAddr is the local address of the i-th client under Sources.
+func (c *Config) sourceAddr(i int) *net.TCPAddr {
+	return &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(1+i%c.Sources))}
 }
 
 // pubInterval is the time between one publisher's messages: Interval, or

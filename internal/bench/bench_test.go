@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/petrelmq/petrel/auth"
 	"github.com/petrelmq/petrel/broker"
 	"github.com/petrelmq/petrel/client"
 	"github.com/petrelmq/petrel/packet"
@@ -113,6 +114,58 @@ func TestConn(t *testing.T) {
 	}
 	if r.Broker == nil || r.Broker.RSSBeforeKiB <= 0 || r.Broker.RSSLoadedKiB <= 0 {
 		t.Errorf("BrokerPID: %+v", r.Broker)
+	}
+}
+
+// TestConnStorm: a storm's pieces. Clients spread over --sources local
+// addresses, subscribe with --subscribe, and on the next run resume their
+// sessions, which the report counts.
+func TestConnStorm(t *testing.T) {
+	var mu sync.Mutex
+	sources := map[string]int{}
+	present := 0
+	srv := broker.New(broker.Options{
+		Listeners: []broker.ListenerConfig{{Address: "127.0.0.1:0"}},
+		Hooks: broker.Hooks{OnConnect: func(c *auth.Client, sessionPresent bool) {
+			host, _, _ := net.SplitHostPort(c.RemoteAddr.String())
+			mu.Lock()
+			sources[host]++
+			if sessionPresent {
+				present++
+			}
+			mu.Unlock()
+		}},
+	})
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	_, port, _ := net.SplitHostPort(srv.Addrs()[0].String())
+	cfg := testConfig("tcp://127.0.0.1:"+port, Conn)
+	cfg.Client.Version, cfg.Client.CleanStart = packet.V5, false
+	cfg.Client.SessionExpiry = 3600
+	cfg.Conns, cfg.Sources, cfg.ConnFilter, cfg.QoS, cfg.Duration = 60, 4, "storm/%i", 1, 50*time.Millisecond
+	r := run(t, cfg)
+	checkSane(t, r, 60)
+	if r.Connect.Resumed != 0 {
+		t.Errorf("first run: %d sessions resumed, want 0", r.Connect.Resumed)
+	}
+	if got := srv.Stats().Subscriptions; got != 60 {
+		t.Errorf("after the first run the broker has %d subscriptions, want 60 (one per client)", got)
+	}
+	mu.Lock()
+	if len(sources) != 4 || sources["127.0.0.1"] != 15 || sources["127.0.0.4"] != 15 {
+		t.Errorf("connections by source address: %v, want 15 from each of 127.0.0.1 to 127.0.0.4", sources)
+	}
+	mu.Unlock()
+
+	cfg.ConnFilter = ""
+	r = run(t, cfg)
+	checkSane(t, r, 60)
+	mu.Lock()
+	defer mu.Unlock()
+	if r.Connect.Resumed != 60 || present != 60 {
+		t.Errorf("second run: the report says %d sessions resumed and the broker %d, want 60", r.Connect.Resumed, present)
 	}
 }
 
@@ -273,6 +326,13 @@ func TestConfigErrors(t *testing.T) {
 		{func(c *Config) { c.Mode, c.Size = PubSub, 8 }, "at least 20 bytes"},
 		{func(c *Config) { c.Topic = "a/+" }, "Invalid publish topic"},
 		{func(c *Config) { c.Mode, c.Filter = PubSub, "a/#/b" }, "Invalid filter"},
+		{func(c *Config) { c.Mode, c.ConnFilter = Conn, "a/#/b" }, "Invalid filter"},
+		{func(c *Config) { c.ConnFilter = "a/b" }, "--subscribe is for conn"},
+		{func(c *Config) { c.Sources = 300 }, "at most 254"},
+		{func(c *Config) { c.Sources, c.Client.Addr = 4, "tcp://192.0.2.1:1883" }, "only a broker on loopback"},
+		{func(c *Config) {
+			c.Sources, c.Client.Dialer = 4, &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 9)}}
+		}, "cannot be used together"},
 	} {
 		cfg := testConfig("tcp://127.0.0.1:1", Pub)
 		tc.change(&cfg)

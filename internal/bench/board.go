@@ -52,6 +52,7 @@ const (
 	pWaits            // times a publisher waited for a subscriber (backpressure)
 	pStalls           // times a publisher gave up waiting after a second
 	pPubErr           // publishes refused by the client
+	pResumed          // connections whose CONNACK said Session Present
 )
 
 // Words of a publisher.

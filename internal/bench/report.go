@@ -59,6 +59,9 @@ type ConnectStats struct {
 	P99Ms    float64 `json:"p99_ms"`
 	MaxMs    float64 `json:"max_ms"`
 	Lost     uint64  `json:"lost"` // up, then lost during the run
+	// Resumed counts the CONNACKs that said Session Present: sessions the
+	// broker kept (from its store, after a restart).
+	Resumed uint64 `json:"resumed"`
 }
 
 type PublishStats struct {
@@ -184,7 +187,7 @@ func (c *coordinator) report(parts []part) *Report {
 		last = max(last, b.proc(k, pConnLast).Load())
 	}
 	connCPU := res.Connect.BenchCPU
-	res.Connect = ConnectStats{BenchCPU: connCPU, OK: b.sumProcs(pConnOK), Failed: b.sumProcs(pConnFail), Lost: b.sumProcs(pLost),
+	res.Connect = ConnectStats{BenchCPU: connCPU, OK: b.sumProcs(pConnOK), Failed: b.sumProcs(pConnFail), Lost: b.sumProcs(pLost), Resumed: b.sumProcs(pResumed),
 		P50Ms: ms(conn.quantile(0.5)), P99Ms: ms(conn.quantile(0.99)), MaxMs: ms(conn.max.Load())}
 	if first != 0 && last > first {
 		res.Connect.Seconds = secs(int64(last - first))
@@ -329,6 +332,9 @@ func (r *Report) WriteSummary(w io.Writer) error {
 	fmt.Fprintf(bw, "  connect   %s up, %s failed in %.2f s: %s conn/s (each: p50 %s, p99 %s, max %s); bench cpu %.2f s",
 		commas(cr.OK), commas(cr.Failed), cr.Seconds, commas(uint64(cr.PerS)), msText(cr.P50Ms), msText(cr.P99Ms), msText(cr.MaxMs),
 		cr.BenchCPU)
+	if cr.Resumed > 0 {
+		fmt.Fprintf(bw, "; %s resumed a session", commas(cr.Resumed))
+	}
 	if cr.Lost > 0 {
 		fmt.Fprintf(bw, "; %s lost during the run", commas(cr.Lost))
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
 	"sort"
 	"strings"
 	"sync"
@@ -211,7 +212,26 @@ func (r *procRun) connectPhase(ctx context.Context) {
 			o := r.cfg.Client
 			o.ClientID = clientID(cfg.IDPrefix, "conn", i)
 			o.OnDisconnect = r.lost(nil)
-			jobs = append(jobs, connJob{opts: o})
+			job := connJob{opts: o}
+			if cfg.ConnFilter != "" {
+				filter := expandPattern(cfg.ConnFilter, i, o.ClientID)
+				job.after = func(ctx context.Context, c *client.Client) error {
+					return subscribeOne(ctx, c, filter, cfg)
+				}
+			}
+			jobs = append(jobs, job)
+		}
+	}
+	if cfg.Sources > 1 {
+		for j := range jobs {
+			// Each its own dialer: the options are copies, the Dialer a
+			// pointer they would share.
+			d := net.Dialer{}
+			if jobs[j].opts.Dialer != nil {
+				d = *jobs[j].opts.Dialer
+			}
+			d.LocalAddr = cfg.sourceAddr(r.k + j*r.K)
+			jobs[j].opts.Dialer = &d
 		}
 	}
 	for _, i := range r.mine(cfg.Subs) {
@@ -290,7 +310,10 @@ func (r *procRun) connectAll(ctx context.Context, jobs []connJob) {
 func (r *procRun) connectOne(ctx context.Context, job *connJob) {
 	t := r.now()
 	atomicMinSet(r.b.proc(r.k, pConnFirst), uint64(t+1))
-	c, _, err := client.Connect(ctx, job.opts)
+	c, ack, err := client.Connect(ctx, job.opts)
+	if err == nil && ack.SessionPresent {
+		r.b.proc(r.k, pResumed).Add(1)
+	}
 	if err == nil && job.after != nil {
 		if err = job.after(ctx, c); err != nil {
 			c.Close()
@@ -658,16 +681,22 @@ func (r *procRun) newSub(i int) *subscriber {
 
 // subscribe is run once the subscriber is connected.
 func (s *subscriber) subscribe(ctx context.Context, c *client.Client) error {
-	cfg := s.r.cfg
-	codes, err := c.Subscribe(ctx, []packet.Subscription{{Filter: s.r.topo.subFilters[s.i], QoS: byte(cfg.SubQoS)}},
-		cfg.SubscribeProps)
+	if err := subscribeOne(ctx, c, s.r.topo.subFilters[s.i], s.r.cfg); err != nil {
+		return err
+	}
+	s.c = c
+	return nil
+}
+
+// subscribeOne subscribes c to filter at the run's subscription QoS.
+func subscribeOne(ctx context.Context, c *client.Client, filter string, cfg *Config) error {
+	codes, err := c.Subscribe(ctx, []packet.Subscription{{Filter: filter, QoS: byte(cfg.SubQoS)}}, cfg.SubscribeProps)
 	if err != nil {
 		return fmt.Errorf("subscribe: %w", err)
 	}
 	if codes[0].IsError() {
-		return fmt.Errorf("subscribe %s: refused with %s (0x%02x)", s.r.topo.subFilters[s.i], codes[0], byte(codes[0]))
+		return fmt.Errorf("subscribe %s: refused with %s (0x%02x)", filter, codes[0], byte(codes[0]))
 	}
-	s.c = c
 	return nil
 }
 
