@@ -12,6 +12,17 @@
 #   ROUNDS=3 scripts/bench-compare.sh        # the median of three rounds
 #   PRESETS="fanin-q0 large" scripts/bench-compare.sh
 #   PETREL_STORE=pebble scripts/bench-compare.sh   # Petrel durable (fsync per commit)
+#   PRESETS="storm storm-persistent storm-tls" scripts/bench-compare.sh
+#
+# The storms (issue 21) connect STORM_CONNS clients at once (default 50,000,
+# or what the descriptor limit leaves): storm with clean sessions over TCP;
+# storm-tls the same over TLS (a throwaway CA and certificate made with
+# openssl); storm-persistent resumes MQTT 5 sessions that a first run
+# subscribed, after a broker restart, so that they come from the store
+# (Mosquitto with persistence on, Petrel on Pebble). During each storm one
+# publisher and one subscriber that connected before it exchange 100
+# QoS 1 messages a second: their p99 latency is the table's "existing
+# clients" row.
 #
 # Mosquitto runs with persistence off, max_queued_messages 1000000 and
 # max_inflight_messages 1000, so that neither broker drops or stalls for
@@ -26,8 +37,15 @@ ROUNDS=${ROUNDS:-1}
 BROKER_CPU=${BROKER_CPU:-0}
 BENCH_CPUS=${BENCH_CPUS:-1}
 PETREL_STORE=${PETREL_STORE:-memory}
-PRESETS=${PRESETS:-"fanin-q0 fanin-q1 fanin-q2 overload-q1 overload-q2 fanout-q0 fanout-q1 many-topics large idle-conns"}
+PRESETS=${PRESETS:-"fanin-q0 fanin-q1 fanin-q2 overload-q1 overload-q2 fanout-q0 fanout-q1 many-topics large idle-conns storm storm-persistent storm-tls"}
 IDLE_CONNS=${IDLE_CONNS:-19800}
+# Each connection is a descriptor in the broker and in the generator.
+nofile=$(ulimit -Hn)
+if [ "$nofile" = unlimited ] || [ "$nofile" -ge 50300 ]; then
+	STORM_CONNS=${STORM_CONNS:-50000}
+else
+	STORM_CONNS=${STORM_CONNS:-$((nofile - 300))}
+fi
 OUT=${OUT:-$(mktemp -d -t petrel-bench.XXXXXX)}
 
 for tool in go taskset mosquitto; do
@@ -53,12 +71,47 @@ wait_port() { # host port: until something accepts there, at most 10 s
 	return 1
 }
 
+# certs makes a CA and a certificate for 127.0.0.1, once, for storm-tls.
+certs() {
+	[ -f "$OUT/tls/server.pem" ] && return 0
+	command -v openssl >/dev/null || { echo "bench-compare: storm-tls needs openssl" >&2; return 1; }
+	mkdir -p "$OUT/tls"
+	(
+		cd "$OUT/tls"
+		openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem \
+			-days 2 -subj /CN=bench-ca
+		openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout server.key -out server.csr \
+			-subj /CN=127.0.0.1
+		printf 'subjectAltName=IP:127.0.0.1\n' >san.ext
+		openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 \
+			-extfile san.ext
+	) >/dev/null 2>&1
+}
+
+# Set by run for the preset at hand: DURABLE keeps sessions across a
+# restart (KEEP_DATA: the restart itself), TLS serves TLS only.
+DURABLE= TLS= KEEP_DATA=
 BROKER_PID=
 start_mosquitto() { # port
+	local persist="persistence false" tls=""
+	if [ -n "$DURABLE" ]; then
+		[ -n "$KEEP_DATA" ] || rm -rf "$OUT/mosquitto-data"
+		mkdir -p "$OUT/mosquitto-data"
+		persist="persistence true
+persistence_location $OUT/mosquitto-data/
+autosave_interval 0"
+	fi
+	[ -n "$TLS" ] && tls="cafile $OUT/tls/ca.pem
+certfile $OUT/tls/server.pem
+keyfile $OUT/tls/server.key"
 	cat >"$OUT/mosquitto.conf" <<EOF
 listener $1 127.0.0.1
+$tls
+# Run as root (as this script may be), Mosquitto would drop to its own
+# user, which cannot read the key or write the store made here.
+user root
 allow_anonymous true
-persistence false
+$persist
 max_queued_messages 1000000
 max_inflight_messages 1000
 max_connections -1
@@ -70,15 +123,25 @@ EOF
 }
 
 start_petrel() { # port
-	rm -rf "$OUT/data"
+	local engine=$PETREL_STORE kind=tcp tls=""
+	[ -n "$KEEP_DATA" ] || rm -rf "$OUT/data"
+	[ -n "$DURABLE" ] && engine=pebble
+	if [ -n "$TLS" ]; then
+		kind=tls
+		tls="    tls:
+      cert_file: $OUT/tls/server.pem
+      key_file: $OUT/tls/server.key"
+	fi
 	cat >"$OUT/petrel.yaml" <<EOF
 log:
   level: warn
 listeners:
-  - address: 127.0.0.1:$1
+  - kind: $kind
+    address: 127.0.0.1:$1
     allow_anonymous: true
+$tls
 store:
-  engine: $PETREL_STORE
+  engine: $engine
   dir: $OUT/data
 mqtt:
   max_inflight: 1000
@@ -102,15 +165,47 @@ stop_broker() {
 trap stop_broker EXIT
 
 run() { # broker preset round
-	local port extra=()
+	local port preset=$2 extra=() addr side=
 	port=$(free_port)
+	addr=(-h 127.0.0.1 -p "$port")
+	DURABLE= TLS= KEEP_DATA=
+	case $2 in
+	idle-conns) extra=(-c "$IDLE_CONNS") ;;
+	storm) extra=(-c "$STORM_CONNS") ;;
+	storm-tls)
+		certs || return 0
+		TLS=1 preset=storm extra=(-c "$STORM_CONNS")
+		addr=(-L "mqtts://127.0.0.1:$port" --cafile "$OUT/tls/ca.pem")
+		;;
+	storm-persistent) DURABLE=1 extra=(-c "$STORM_CONNS") ;;
+	esac
 	"start_$1" "$port"
-	[ "$2" = idle-conns ] && extra=(-c "$IDLE_CONNS")
 	echo "== $1 $2 (round $3)" >&2
-	"$OUT/petrel" bench preset "$2" -h 127.0.0.1 -p "$port" --cpus "$BENCH_CPUS" \
+	if [ "$2" = storm-persistent ]; then
+		# The sessions, subscribed; then a restart reads them back.
+		"$OUT/petrel" bench preset storm-persistent "${addr[@]}" --cpus "$BENCH_CPUS" --no-progress \
+			"${extra[@]}" --subscribe 'storm/%i' -q 1 >"$OUT/$1-$2-$3.prepare.txt" 2>&1 ||
+			echo "bench-compare: $1 $2 round $3: making the sessions failed" >&2
+		stop_broker
+		KEEP_DATA=1 "start_$1" "$port"
+	fi
+	case $2 in
+	storm*)
+		# Clients already connected, timed while the storm comes in.
+		"$OUT/petrel" bench pubsub --pubs 1 --subs 1 -q 1 --rate 100 --duration 120s --id-prefix side- \
+			"${addr[@]}" --cpus "$BENCH_CPUS" --json --no-progress >"$OUT/$1-$2-$3.side" 2>/dev/null &
+		side=$!
+		sleep 1
+		;;
+	esac
+	"$OUT/petrel" bench preset "$preset" "${addr[@]}" --cpus "$BENCH_CPUS" \
 		--broker-pid "$BROKER_PID" --json --no-progress "${extra[@]}" \
 		>"$OUT/$1-$2-$3.json" 2>"$OUT/$1-$2-$3.txt" ||
 		echo "bench-compare: $1 $2 round $3 failed (see $OUT/$1-$2-$3.txt)" >&2
+	if [ -n "$side" ]; then
+		kill -INT "$side" 2>/dev/null || true
+		wait "$side" 2>/dev/null || true
+	fi
 	stop_broker
 }
 

@@ -51,6 +51,15 @@ var presets = []Preset{
 			"-t", "bench/large", "--filter", "bench/large", "--count", "100000", "--duration", "10s"}},
 	{"idle-conns", "10,000 idle connections held 10s (--broker-pid: the broker's memory per connection)",
 		[]string{"conn", "-c", "10000", "--duration", "10s"}},
+	// A reconnect storm: every device at once, after a broker restart or a
+	// network's return. 50,000 needs as many descriptors in the broker and
+	// here (-c for fewer); 16 source addresses keep ephemeral ports from
+	// running out.
+	{"storm", "50,000 clients connect at once from 127.0.0.1-16, clean sessions, MQTT 3.1.1",
+		[]string{"conn", "-c", "50000", "--sources", "16", "--connect-parallel", "256", "--duration", "1s"}},
+	{"storm-persistent", "50,000 clients connect at once from 127.0.0.1-16 and resume MQTT 5 sessions (run it once with --subscribe storm/%i -q 1 to make them, restart the broker, run it again)",
+		[]string{"conn", "-c", "50000", "--sources", "16", "--connect-parallel", "256", "--duration", "1s",
+			"-V", "5", "--persistent", "-x", "86400"}},
 }
 
 // FindPreset returns the preset called name.
@@ -72,7 +81,11 @@ func (p Preset) Command() string {
 // WritePresets lists the presets, as petrel bench preset list does.
 func WritePresets(w io.Writer) {
 	fmt.Fprintln(w, "Presets (petrel bench preset NAME [flags]; flags override the preset's):")
+	width := 0
 	for _, p := range presets {
-		fmt.Fprintf(w, "  %-12s %s\n  %12s = %s\n", p.Name, p.About, "", p.Command())
+		width = max(width, len(p.Name))
+	}
+	for _, p := range presets {
+		fmt.Fprintf(w, "  %-*s %s\n  %*s = %s\n", width, p.Name, p.About, width, "", p.Command())
 	}
 }

@@ -22,8 +22,12 @@ type result struct {
 	Preset  string `json:"preset"`
 	Command string `json:"command"`
 	Connect struct {
-		OK   uint64  `json:"ok"`
-		PerS float64 `json:"per_s"`
+		OK      uint64  `json:"ok"`
+		Failed  uint64  `json:"failed"`
+		Seconds float64 `json:"seconds"`
+		PerS    float64 `json:"per_s"`
+		P99Ms   float64 `json:"p99_ms"`
+		Resumed uint64  `json:"resumed"`
 	} `json:"connect"`
 	Receive *struct {
 		Received uint64  `json:"received"`
@@ -43,23 +47,41 @@ type result struct {
 		Percent float64 `json:"percent"`
 	} `json:"bench_cpu"`
 	Broker *struct {
+		ConnectCPUS  float64 `json:"connect_cpu_s"`
 		CPUSeconds   float64 `json:"cpu_s"`
 		CPUPercent   float64 `json:"cpu_percent"`
 		PerCPUS      float64 `json:"deliveries_per_cpu_s"`
 		MBPerCPUS    float64 `json:"mb_per_cpu_s"`
 		BytesPerConn float64 `json:"rss_per_conn_bytes"`
 	} `json:"broker"`
+	// side is the run of clients connected before a storm, from the
+	// .side file beside the storm's (bench-compare.sh), if any.
+	side *result
+}
+
+// storm reports whether the preset is a reconnect storm.
+func (r *result) storm() bool { return strings.HasPrefix(r.Preset, "storm") }
+
+// connectsPerCPUS is connections per broker CPU-second while connecting.
+func (r *result) connectsPerCPUS() float64 {
+	if r.Broker == nil || r.Broker.ConnectCPUS <= 0 {
+		return 0
+	}
+	return float64(r.Connect.OK) / r.Broker.ConnectCPUS
 }
 
 // large reports whether the preset is judged in MB rather than messages.
 func (r *result) large() bool { return r.Preset == "large" }
 
 // figure is what the preset is judged by, per broker CPU-second: deliveries
-// (MB for large payloads); for idle connections, connections per second.
+// (MB for large payloads); for idle connections, connections per second;
+// for a storm, connections per broker CPU-second.
 func (r *result) figure() float64 {
 	switch {
 	case r.Broker == nil:
 		return 0
+	case r.storm():
+		return r.connectsPerCPUS()
 	case r.Receive == nil:
 		return r.Connect.PerS
 	case r.large():
@@ -98,6 +120,12 @@ func main() {
 			fmt.Fprintf(os.Stderr, "benchtable: %s: %v\n", f, err)
 			continue
 		}
+		if sb, err := os.ReadFile(strings.TrimSuffix(f, ".json") + ".side"); err == nil {
+			var side result
+			if json.Unmarshal(sb, &side) == nil {
+				r.side = &side
+			}
+		}
 		if runs[preset] == nil {
 			runs[preset] = map[string][]*result{}
 			order = append(order, preset)
@@ -110,7 +138,8 @@ func main() {
 		}
 		fmt.Println()
 	}
-	presets := []string{"fanin-q0", "fanin-q1", "fanin-q2", "fanout-q0", "fanout-q1", "many-topics", "large", "idle-conns"}
+	presets := []string{"fanin-q0", "fanin-q1", "fanin-q2", "fanout-q0", "fanout-q1", "many-topics", "large", "idle-conns",
+		"storm", "storm-persistent", "storm-tls"}
 	slices.SortStableFunc(order, func(a, b string) int {
 		ia, ib := slices.Index(presets, a), slices.Index(presets, b)
 		if ia < 0 {
@@ -137,6 +166,24 @@ func main() {
 				ratio = fmt.Sprintf("%.2f×", b/a)
 			}
 			fmt.Printf("| %s | %s | %s | %s | %s |\n", p, measure, fmt.Sprintf(format, a), fmt.Sprintf(format, b), ratio)
+		}
+		if m.storm() {
+			row("connections per broker CPU-s", (*result).connectsPerCPUS, "%.0f")
+			row("connections/s", func(r *result) float64 { return r.Connect.PerS }, "%.0f")
+			row("seconds to the last CONNACK", func(r *result) float64 { return r.Connect.Seconds }, "%.2f")
+			row("p99 CONNACK ms", func(r *result) float64 { return r.Connect.P99Ms }, "%.1f")
+			row("connected", func(r *result) float64 { return float64(r.Connect.OK) }, "%.0f")
+			row("failed", func(r *result) float64 { return float64(r.Connect.Failed) }, "%.0f")
+			if p == "storm-persistent" {
+				row("sessions resumed", func(r *result) float64 { return float64(r.Connect.Resumed) }, "%.0f")
+			}
+			row("existing clients' p99 ms during it", func(r *result) float64 {
+				if r.side == nil || r.side.Latency == nil {
+					return 0
+				}
+				return r.side.Latency.P99
+			}, "%.1f")
+			continue
 		}
 		if m.Receive == nil {
 			row("connections/s", func(r *result) float64 { return r.Connect.PerS }, "%.0f")
