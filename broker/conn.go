@@ -83,6 +83,9 @@ type conn struct {
 	// not accepted yet (listener.WriteWatcher): set under outMu when output
 	// is taken, lowered by the driver as the socket takes it.
 	held atomic.Uint32
+	// setIdx is the connection's place in its Server.conns shard, under
+	// that shard's lock. (conn stays in the 240-byte size class with it.)
+	setIdx int32
 
 	window      uint16 // outbound in-flight limit: MaxInflight, lowered by the client's Receive Maximum
 	aliasMax    uint16 // the client's Topic Alias Maximum
