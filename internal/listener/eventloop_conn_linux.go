@@ -24,7 +24,7 @@ func (l *loop) handle(ev unix.EpollEvent) {
 		unix.Read(l.wakefd, l.wakeBuf[:])
 		return
 	}
-	c := l.conns[fd]
+	c := l.conn(fd)
 	if c == nil {
 		return // closed earlier in this batch
 	}
@@ -202,10 +202,12 @@ func (l *loop) register(c *econn) {
 		unix.Close(c.fd)
 		return
 	}
-	l.conns[c.fd] = c
+	l.d.fds.set(c)
+	l.nconns++
 	c.ep = l.open(c)
 	if c.ep == nil {
-		delete(l.conns, c.fd)
+		l.d.fds.clear(c)
+		l.nconns--
 		l.load.Add(-1)
 		c.phase = phaseClosed
 		c.gone.Store(true)
@@ -442,7 +444,7 @@ func (l *loop) continueClose(c *econn) {
 }
 
 // finalize closes c's socket and calls Closed. The descriptor leaves the
-// map before it is closed, so a new connection reusing the number cannot be
+// table before it is closed, so a new connection reusing the number cannot be
 // mistaken for this one.
 func (l *loop) finalize(c *econn, err error) {
 	if c.phase == phaseClosed {
@@ -450,7 +452,8 @@ func (l *loop) finalize(c *econn, err error) {
 	}
 	c.phase = phaseClosed
 	c.gone.Store(true)
-	delete(l.conns, c.fd)
+	l.d.fds.clear(c)
+	l.nconns--
 	unix.Close(c.fd) // also leaves the epoll set: the descriptor is never duplicated
 	if c.pieces {
 		l.endPieces(c)

@@ -96,6 +96,7 @@ type eventLoopDriver struct {
 	hubDown   atomic.Bool    // the hub failed: a loop given back would wait for ever
 	hubMu     sync.Mutex     // a leaf: guards hubClosed, and the hub's eventfd with it
 	hubClosed bool
+	fds       fdTable // every loop's connections, by descriptor
 }
 
 func (d *eventLoopDriver) Addr() net.Addr { return d.ln.Addr() }

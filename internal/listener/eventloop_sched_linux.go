@@ -61,7 +61,7 @@ type loop struct {
 	flushes []*econn
 	stopped bool // the loop is gone: nothing more can be queued
 
-	conns map[int]*econn // by descriptor
+	nconns int // open connections (the driver's fds finds them)
 	// pieces holds the output of connections that lent memory
 	// (PieceWriter), being written with writev; econn.pieces marks them.
 	pieces     map[*econn]*pieceOut
@@ -125,12 +125,20 @@ func newLoop(d *eventLoopDriver, index int32) (*loop, error) {
 		index:  index,
 		epfd:   epfd,
 		wakefd: wakefd,
-		conns:  make(map[int]*econn),
 		buf:    make([]byte, d.opts.ReadBufferSize),
 		events: make([]unix.EpollEvent, 256),
 		more:   make([]unix.EpollEvent, 64),
 	}
 	return l, nil
+}
+
+// conn is the loop's connection on fd, or nil: a descriptor closed in this
+// round may already be another loop's.
+func (l *loop) conn(fd int) *econn {
+	if c := l.d.fds.get(fd); c != nil && c.l == l {
+		return c
+	}
+	return nil
 }
 
 func (l *loop) closeFDs() {
@@ -211,7 +219,7 @@ func (l *loop) chores() (stopped bool) {
 	l.runFlushes()
 	l.expire()
 	l.publishDeadline()
-	return l.shutting && len(l.conns) == 0 && l.stop()
+	return l.shutting && l.nconns == 0 && l.stop()
 }
 
 // repollEvery is how long a loop works through a round's ready
@@ -286,7 +294,7 @@ func (l *loop) serve(n int) {
 				continue // read once a round: more waits for the next
 			}
 			l.seen[ev.Fd] = struct{}{}
-			if c := l.conns[int(ev.Fd)]; c != nil && !c.busy {
+			if c := l.conn(int(ev.Fd)); c != nil && !c.busy {
 				work = slices.Insert(work, next, ev)
 				next++
 			} else {
@@ -306,7 +314,7 @@ func (l *loop) quietFirst(work []unix.EpollEvent) {
 	busy := l.busyEvents[:0]
 	n := 0
 	for _, ev := range work {
-		if c := l.conns[int(ev.Fd)]; c != nil && c.busy {
+		if c := l.conn(int(ev.Fd)); c != nil && c.busy {
 			busy = append(busy, ev)
 			continue
 		}
@@ -333,9 +341,7 @@ func (l *loop) runOps() {
 			l.resume(op.c)
 		case opShutdown:
 			l.shutting = true
-			for _, c := range l.conns {
-				l.startClose(c)
-			}
+			l.d.fds.each(l, l.startClose)
 		}
 		ops[i] = loopOp{}
 	}
@@ -395,9 +401,7 @@ func (l *loop) fatal(err error) {
 			unix.Close(op.c.fd)
 		}
 	}
-	for _, c := range l.conns {
-		l.finalize(c, err)
-	}
+	l.d.fds.each(l, func(c *econn) { l.finalize(c, err) })
 	l.pooled.Store(false)
 	l.closeFDs()
 	l.d.loopGone()
