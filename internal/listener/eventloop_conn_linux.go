@@ -66,7 +66,7 @@ func (l *loop) readable(c *econn) {
 			direct = false
 		}
 	}
-	n, err := ignoringEINTR(func() (int, error) { return unix.Read(c.fd, buf) })
+	n, err := ignoringEINTR(func() (int, error) { return unix.Read(int(c.fd), buf) })
 	c.busy = n >= busyRead
 	l.heavy = l.heavy || c.busy
 	// A read that filled its buffer may have left bytes in the socket,
@@ -78,7 +78,7 @@ func (l *loop) readable(c *econn) {
 		l.finalize(c, os.NewSyscallError("read", err))
 	case n == 0:
 		l.readEOF(c)
-	case c.phase == phaseOpen && !c.closeReq.Load():
+	case c.phase == phaseOpen && !c.has(cCloseReq):
 		var p *PanicError
 		if direct {
 			p = l.dataRead(c, dr, buf[:n])
@@ -189,17 +189,17 @@ func (l *loop) output(c *econn) (out []byte, p *PanicError) {
 func (l *loop) register(c *econn) {
 	if l.shutting {
 		l.load.Add(-1)
-		unix.Close(c.fd)
+		unix.Close(int(c.fd))
 		return
 	}
 	c.events = unix.EPOLLIN | unix.EPOLLRDHUP
-	ev := unix.EpollEvent{Events: c.events, Fd: int32(c.fd)}
-	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, c.fd, &ev); err != nil {
+	ev := unix.EpollEvent{Events: c.events, Fd: c.fd}
+	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, int(c.fd), &ev); err != nil {
 		l.d.opts.Logger.Error("listener: cannot watch a connection", "err", os.NewSyscallError("epoll_ctl", err))
 		l.load.Add(-1)
 		c.phase = phaseClosed
-		c.gone.Store(true)
-		unix.Close(c.fd)
+		c.set(cGone)
+		unix.Close(int(c.fd))
 		return
 	}
 	l.d.fds.set(c)
@@ -210,8 +210,8 @@ func (l *loop) register(c *econn) {
 		l.nconns--
 		l.load.Add(-1)
 		c.phase = phaseClosed
-		c.gone.Store(true)
-		unix.Close(c.fd)
+		c.set(cGone)
+		unix.Close(int(c.fd))
 	}
 }
 
@@ -268,11 +268,11 @@ func (l *loop) writeOut(c *econn) bool {
 	if c.pieces {
 		return l.writePieces(c)
 	}
-	for c.off < len(c.out) {
-		n, err := ignoringEINTR(func() (int, error) { return unix.Write(c.fd, c.out[c.off:]) })
+	for int(c.off) < len(c.out) {
+		n, err := ignoringEINTR(func() (int, error) { return unix.Write(int(c.fd), c.out[c.off:]) })
 		l.writes.Add(1)
 		if n > 0 {
-			c.off += n
+			c.off += int32(n)
 			if !l.written(c, n) {
 				return false
 			}
@@ -318,7 +318,7 @@ func (l *loop) writePieces(c *econn) bool {
 	v := l.pieces[c]
 	for len(v.pieces) > 0 {
 		iov := v.pieces[:min(len(v.pieces), maxIovecs)]
-		n, err := ignoringEINTR(func() (int, error) { return unix.Writev(c.fd, iov) })
+		n, err := ignoringEINTR(func() (int, error) { return unix.Writev(int(c.fd), iov) })
 		l.writes.Add(1)
 		wrote := n
 		// Drop what was written, and the empty pieces it leads to.
@@ -386,8 +386,8 @@ func (l *loop) watch(c *econn) {
 		return
 	}
 	c.events = events
-	ev := unix.EpollEvent{Events: events, Fd: int32(c.fd)}
-	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, c.fd, &ev); err != nil {
+	ev := unix.EpollEvent{Events: events, Fd: c.fd}
+	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, int(c.fd), &ev); err != nil {
 		l.finalize(c, os.NewSyscallError("epoll_ctl", err))
 	}
 }
@@ -399,8 +399,8 @@ func (l *loop) startClose(c *econn) {
 		return
 	}
 	c.phase = phaseClosing
-	c.readPaused = false   // the drain reads (continueClose watches input)
-	c.closeReq.Store(true) // also when Driver.Close asked: Closed(nil), and Close is a no-op
+	c.readPaused = false // the drain reads (continueClose watches input)
+	c.set(cCloseReq)     // also when Driver.Close asked: Closed(nil), and Close is a no-op
 	c.deadline = l.d.now() + l.d.opts.CloseTimeout
 	l.closingQ.push(c, c.deadline)
 	l.continueClose(c)
@@ -435,7 +435,7 @@ func (l *loop) continueClose(c *econn) {
 		l.finalize(c, nil)
 		return
 	}
-	unix.Shutdown(c.fd, unix.SHUT_WR)
+	unix.Shutdown(int(c.fd), unix.SHUT_WR)
 	c.phase = phaseDraining
 	c.outWatched = false
 	l.watch(c)
@@ -451,10 +451,10 @@ func (l *loop) finalize(c *econn, err error) {
 		return
 	}
 	c.phase = phaseClosed
-	c.gone.Store(true)
+	c.set(cGone)
 	l.d.fds.clear(c)
 	l.nconns--
-	unix.Close(c.fd) // also leaves the epoll set: the descriptor is never duplicated
+	unix.Close(int(c.fd)) // also leaves the epoll set: the descriptor is never duplicated
 	if c.pieces {
 		l.endPieces(c)
 	}
@@ -463,7 +463,7 @@ func (l *loop) finalize(c *econn, err error) {
 		c.out = nil
 	}
 	l.load.Add(-1)
-	if c.closeReq.Load() {
+	if c.has(cCloseReq) {
 		err = nil
 	}
 	if err != nil && l.d.opts.Logger.Enabled(context.Background(), slog.LevelDebug) {
@@ -496,15 +496,21 @@ const (
 type econn struct {
 	l  *loop
 	ep Endpoint
-	fd int
 
 	// remote is kept; the local address is asked for when wanted (rarely):
 	// an idle connection's every byte counts.
 	remote netip.AddrPort
 
-	flushQueued atomic.Bool // on the loop's flush queue
-	closeReq    atomic.Bool // Close was called
-	gone        atomic.Bool // finalized: Flush and Close do nothing
+	out      []byte        // output taken from the endpoint, written up to off
+	deadline time.Duration // of the current close phase, on the loop clock
+
+	// The small fields sit together, so that an econn fits 112 bytes.
+	fd     int32
+	off    int32
+	events uint32
+	// flags holds cFlushQueued (on the loop's flush queue), cCloseReq
+	// (Close was called) and cGone (finalized: Flush and Close do nothing).
+	flags atomic.Uint32
 
 	phase      phase
 	outWatched bool // EPOLLOUT is watched: c.out has an unwritten remainder
@@ -513,17 +519,29 @@ type econn struct {
 	readPaused bool // the endpoint (a Pauser) asked for no more input for now
 	// busy: its last read was busyRead or more (a heavy sender), so a
 	// connection that just became ready goes before it (loop.serve).
-	busy     bool
-	events   uint32
-	out      []byte // output taken from the endpoint, written up to off
-	off      int
-	deadline time.Duration // of the current close phase, on the loop clock
+	busy bool
 }
+
+// econn.flags.
+const (
+	cFlushQueued = 1 << iota
+	cCloseReq
+	cGone
+)
+
+// has reports whether any of the flags f is set.
+func (c *econn) has(f uint32) bool { return c.flags.Load()&f != 0 }
+
+// set sets the flag f and reports whether it was set already.
+func (c *econn) set(f uint32) (was bool) { return c.flags.Or(f)&f != 0 }
+
+// unset clears the flag f.
+func (c *econn) unset(f uint32) { c.flags.And(^uint32(f)) }
 
 // Flush implements Conn. Only the first call between two flushes by the
 // loop takes the queue's lock; the rest are one atomic load.
 func (c *econn) Flush() {
-	if c.flushQueued.Load() || c.gone.Load() || !c.flushQueued.CompareAndSwap(false, true) {
+	if c.has(cFlushQueued|cGone) || c.set(cFlushQueued) {
 		return
 	}
 	c.l.pushFlush(c)
@@ -531,7 +549,7 @@ func (c *econn) Flush() {
 
 // Close implements Conn.
 func (c *econn) Close() {
-	if c.gone.Load() || !c.closeReq.CompareAndSwap(false, true) {
+	if c.has(cGone) || c.set(cCloseReq) {
 		return
 	}
 	c.l.push(loopOp{kind: opClose, c: c})
@@ -539,7 +557,7 @@ func (c *econn) Close() {
 
 // Resume implements Conn.
 func (c *econn) Resume() {
-	if c.gone.Load() || c.closeReq.Load() {
+	if c.has(cGone | cCloseReq) {
 		return
 	}
 	c.l.push(loopOp{kind: opResume, c: c})
@@ -551,8 +569,8 @@ func (c *econn) RemoteAddr() net.Addr { return net.TCPAddrFromAddrPort(c.remote)
 // a wildcard address, the one the connection came to.
 func (c *econn) LocalAddr() net.Addr {
 	local := c.l.d.local
-	if !local.IsValid() && !c.gone.Load() {
-		if lsa, err := unix.Getsockname(c.fd); err == nil {
+	if !local.IsValid() && !c.has(cGone) {
+		if lsa, err := unix.Getsockname(int(c.fd)); err == nil {
 			local = addrPort(lsa)
 		}
 	}

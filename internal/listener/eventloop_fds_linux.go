@@ -40,17 +40,19 @@ func (t *fdTable) get(fd int) *econn {
 
 // set records c on its descriptor.
 func (t *fdTable) set(c *econn) {
-	ch := t.lookup(c.fd)
+	fd := int(c.fd)
+	ch := t.lookup(fd)
 	if ch == nil {
-		ch = t.grow(c.fd)
+		ch = t.grow(fd)
 	}
-	ch[c.fd&(fdChunkSize-1)].Store(c)
+	ch[fd&(fdChunkSize-1)].Store(c)
 }
 
 // clear forgets c, if its descriptor still names it.
 func (t *fdTable) clear(c *econn) {
-	if ch := t.lookup(c.fd); ch != nil {
-		ch[c.fd&(fdChunkSize-1)].CompareAndSwap(c, nil)
+	fd := int(c.fd)
+	if ch := t.lookup(fd); ch != nil {
+		ch[fd&(fdChunkSize-1)].CompareAndSwap(c, nil)
 	}
 }
 

@@ -196,7 +196,7 @@ func setConnOptions(fd int) {
 
 // dispatch hands a freshly accepted socket to the least loaded loop.
 func (d *eventLoopDriver) dispatch(fd int, remote netip.AddrPort) {
-	c := &econn{fd: fd, remote: remote}
+	c := &econn{fd: int32(fd), remote: remote}
 	l := d.pick()
 	c.l = l
 	l.load.Add(1)

@@ -358,7 +358,7 @@ func (l *loop) runFlushes() {
 	for i, c := range cs {
 		// Clear first: a Flush from now on queues c again, and anything
 		// appended before it is taken by the Output below.
-		c.flushQueued.Store(false)
+		c.unset(cFlushQueued)
 		if c.phase == phaseOpen && !c.outWatched {
 			l.flush(c)
 		}
@@ -398,7 +398,7 @@ func (l *loop) fatal(err error) {
 	for _, op := range ops {
 		if op.kind == opRegister {
 			l.load.Add(-1)
-			unix.Close(op.c.fd)
+			unix.Close(int(op.c.fd))
 		}
 	}
 	l.d.fds.each(l, func(c *econn) { l.finalize(c, err) })

@@ -41,7 +41,7 @@ func TestFDTable(t *testing.T) {
 			defer wg.Done()
 			l := []*loop{la, lb}[g%2]
 			for fd := 100 + g; fd < 200_000; fd += 4 * 997 {
-				c := &econn{l: l, fd: fd}
+				c := &econn{l: l, fd: int32(fd)}
 				tab.set(c)
 				if tab.get(fd) != c {
 					t.Errorf("fd %d: not found after set", fd)

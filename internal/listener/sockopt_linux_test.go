@@ -29,7 +29,7 @@ func TestAcceptedSocketOptions(t *testing.T) {
 			{"TCP_KEEPINTVL", unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, 15},
 			{"TCP_KEEPCNT", unix.IPPROTO_TCP, unix.TCP_KEEPCNT, 9},
 		} {
-			got, err := unix.GetsockoptInt(ec.fd, o.level, o.opt)
+			got, err := unix.GetsockoptInt(int(ec.fd), o.level, o.opt)
 			if err != nil || got != o.want {
 				t.Errorf("%s on an accepted socket: %d (%v), want %d", o.name, got, err, o.want)
 			}
