@@ -28,7 +28,7 @@ func (c *conn) startAuth(cp *connectParams, method string, data []byte) error {
 		c.authFailed(err, false)
 		return nil
 	}
-	c.ea = &enhancedAuth{pending: cp, x: x}
+	c.inRareMake().ea = &enhancedAuth{pending: cp, x: x}
 	c.state = stateAuthenticating
 	return c.authStep(data, false)
 }
@@ -36,25 +36,26 @@ func (c *conn) startAuth(cp *connectParams, method string, data []byte) error {
 // handleAuth takes the client's AUTH: the next step of a running exchange,
 // or the start of a re-authentication.
 func (c *conn) handleAuth(p *packet.Auth) error {
-	if c.ea == nil {
+	ea := c.eaState()
+	if ea == nil {
 		// Only a client that authenticated with a method may send AUTH. [MQTT-4.12.0-7]
 		return violation(packet.ProtocolError, "AUTH without an authentication method in CONNECT")
 	}
-	method := c.ea.methodName()
+	method := ea.methodName()
 	if p.Props.AuthMethod != method {
 		return violation(packet.ProtocolError, "AUTH names method %q, not %q", p.Props.AuthMethod, method) // [MQTT-4.12.0-5]
 	}
 	switch {
-	case p.Code == packet.ContinueAuthentication && c.ea.x != nil:
+	case p.Code == packet.ContinueAuthentication && ea.x != nil:
 		return c.authStep(p.Props.AuthData, c.state == stateConnected)
-	case p.Code == packet.ReAuthenticate && c.state == stateConnected && c.ea.x == nil:
+	case p.Code == packet.ReAuthenticate && c.state == stateConnected && ea.x == nil:
 		m, _ := c.srv.opts.AuthMethods.Lookup(method)
 		x, err := m.Start(c.clientID())
 		if err != nil {
 			c.authFailed(err, true)
 			return nil
 		}
-		c.ea.x = x
+		ea.x = x
 		return c.authStep(p.Props.AuthData, true)
 	}
 	return violation(packet.ProtocolError, "AUTH with reason 0x%02x out of turn", byte(p.Code))
@@ -62,20 +63,21 @@ func (c *conn) handleAuth(p *packet.Auth) error {
 
 // authStep gives the client's data to the exchange and sends its answer.
 func (c *conn) authStep(data []byte, reauth bool) error {
-	serverData, done, err := c.ea.x.Step(data)
+	ea := c.eaState()
+	serverData, done, err := ea.x.Step(data)
 	if err != nil {
 		c.authFailed(err, reauth)
 		return nil
 	}
-	method := c.ea.methodName()
+	method := ea.methodName()
 	if !done {
 		c.writePacket(&packet.Auth{Code: packet.ContinueAuthentication, Props: authProps(method, serverData)})
 		return nil
 	}
-	user := c.ea.x.Username()
-	c.ea.x = nil
+	user := ea.x.Username()
+	ea.x = nil
 	if reauth {
-		if user != c.ea.username {
+		if user != ea.username {
 			// Re-authentication may not change who the client is.
 			c.disconnectAs(closeAuthFailed, packet.NotAuthorized, "re-authenticated as another user")
 			c.srv.countAuthn(authnFailure)
@@ -86,9 +88,9 @@ func (c *conn) authStep(data []byte, reauth bool) error {
 		return nil
 	}
 	c.srv.countAuthn(authnSuccess)
-	cp := c.ea.pending
-	c.ea.pending = nil
-	c.ea.method, c.ea.username = cp.authMethod, user
+	cp := ea.pending
+	ea.pending = nil
+	ea.method, ea.username = cp.authMethod, user
 	cp.username = user
 	if c.client != nil {
 		c.client.Username, c.client.HasUsername = user, user != ""
@@ -109,8 +111,8 @@ func (c *conn) authFailed(err error, reauth bool) {
 		c.srv.log.Error("authentication error", "remote", c.nc.RemoteAddr().String(), "reauth", reauth, "err", err)
 		c.srv.countAuthn(authnError)
 	}
-	if c.ea != nil {
-		c.ea.x = nil
+	if ea := c.eaState(); ea != nil {
+		ea.x = nil
 	}
 	if reauth {
 		if code == packet.BadUserNameOrPassword {

@@ -46,11 +46,9 @@ type conn struct {
 	// will is published when the connection ends without DISCONNECT (or
 	// with MQTT 5's DISCONNECT 0x04), after willDelay seconds.
 	will atomic.Pointer[message]
-	// ea is the state of MQTT 5 enhanced authentication, for the clients
-	// that use it.
-	ea *enhancedAuth
-	// inAliases maps the client's topic aliases to topics (MQTT 5).
-	inAliases map[uint16]string
+	// inR holds input state few connections need (enhanced authentication,
+	// the client's topic aliases), made on first use (inRareMake). Under mu.
+	inR *inRare
 	// client is who the client is, for the authenticator and authorizer.
 	client *auth.Client
 	// rates are the client's rate-limit buckets, made on first use.
@@ -84,7 +82,7 @@ type conn struct {
 	// is taken, lowered by the driver as the socket takes it.
 	held atomic.Uint32
 	// setIdx is the connection's place in its Server.conns shard, under
-	// that shard's lock. (conn stays in the 240-byte size class with it.)
+	// that shard's lock.
 	setIdx int32
 
 	window      uint16 // outbound in-flight limit: MaxInflight, lowered by the client's Receive Maximum
@@ -106,11 +104,35 @@ type conn struct {
 	cleanStart bool
 
 	out []byte
-	// outAliases are the topic aliases the broker has set towards the client.
-	outAliases map[string]uint16
 	// rare holds output state few connections need, made on first use
 	// (outRareLocked). Under outMu.
 	rare *outRare
+}
+
+// inRare is the input state few connections need: apart, so that conn
+// stays in a smaller size class (224 bytes rather than 240).
+type inRare struct {
+	// ea is the state of MQTT 5 enhanced authentication, for the clients
+	// that use it.
+	ea *enhancedAuth
+	// aliases maps the client's topic aliases to topics (MQTT 5).
+	aliases map[uint16]string
+}
+
+// inRareMake returns c.inR, made if need be. mu is held.
+func (c *conn) inRareMake() *inRare {
+	if c.inR == nil {
+		c.inR = new(inRare)
+	}
+	return c.inR
+}
+
+// eaState is the enhanced authentication state, nil for none. mu is held.
+func (c *conn) eaState() *enhancedAuth {
+	if c.inR == nil {
+		return nil
+	}
+	return c.inR.ea
 }
 
 type connState uint8

@@ -30,6 +30,8 @@ type outRare struct {
 	// ended is set once its end is reported.
 	closed *DisconnectInfo
 	ended  bool
+	// aliases are the topic aliases the broker has set towards the client.
+	aliases map[string]uint16
 }
 
 // lentPayload is a message's payload that goes out after out[:at].
@@ -332,13 +334,17 @@ func (c *conn) writePublish(d *delivery, pid uint16, dup bool) writeResult {
 		res = writtenOver
 	}
 	newAlias := uint16(0)
+	var aliases map[string]uint16
+	if c.rare != nil {
+		aliases = c.rare.aliases
+	}
 	if c.aliasMax > 0 {
-		if a, ok := c.outAliases[m.Topic]; ok {
+		if a, ok := aliases[m.Topic]; ok {
 			p.Topic = ""
 			p.Props.TopicAlias = a
 			p.Props.Mark(packet.PropTopicAlias)
-		} else if len(c.outAliases) < int(c.aliasMax) {
-			newAlias = uint16(len(c.outAliases) + 1)
+		} else if len(aliases) < int(c.aliasMax) {
+			newAlias = uint16(len(aliases) + 1)
 			p.Props.TopicAlias = newAlias
 			p.Props.Mark(packet.PropTopicAlias)
 		}
@@ -347,10 +353,11 @@ func (c *conn) writePublish(d *delivery, pid uint16, dup bool) writeResult {
 		return c.tooLargeLocked()
 	}
 	if newAlias != 0 {
-		if c.outAliases == nil {
-			c.outAliases = make(map[string]uint16)
+		r := c.outRareLocked()
+		if r.aliases == nil {
+			r.aliases = make(map[string]uint16)
 		}
-		c.outAliases[strings.Clone(m.Topic)] = newAlias // m's bytes are recycled
+		r.aliases[strings.Clone(m.Topic)] = newAlias // m's bytes are recycled
 	}
 	out, err := packet.AppendPublish(c.outBufLocked(m, false), &p, c.version)
 	c.out = out

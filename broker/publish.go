@@ -180,17 +180,22 @@ func (c *conn) resolveAlias(p *packet.Publish) error {
 		return violation(packet.TopicAliasInvalid, "topic alias %d outside 1..%d", a, c.srv.opts.TopicAliasMaximum)
 	}
 	if p.Topic == "" {
-		t, ok := c.inAliases[a]
+		var t string
+		ok := false
+		if c.inR != nil {
+			t, ok = c.inR.aliases[a]
+		}
 		if !ok {
 			return violation(packet.ProtocolError, "topic alias %d was never set", a)
 		}
 		p.Topic = t
 		return nil
 	}
-	if c.inAliases == nil {
-		c.inAliases = make(map[uint16]string)
+	r := c.inRareMake()
+	if r.aliases == nil {
+		r.aliases = make(map[uint16]string)
 	}
-	c.inAliases[a] = strings.Clone(p.Topic)
+	r.aliases[a] = strings.Clone(p.Topic)
 	return nil
 }
 
