@@ -4,7 +4,10 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
+	"runtime/metrics"
+	"time"
 
+	"github.com/petrelmq/petrel/broker"
 	"github.com/petrelmq/petrel/internal/config"
 )
 
@@ -42,20 +45,74 @@ func memoryLimit(l config.Limits) int64 {
 }
 
 // setMemoryLimit applies memoryLimit unless GOMEMLIMIT is set, and
-// returns a function that puts back the limit in force before.
-func setMemoryLimit(l config.Limits, log *slog.Logger) (restore func()) {
+// returns a function that puts back the limit in force before, and the
+// limit it set (0 for none).
+func setMemoryLimit(l config.Limits, log *slog.Logger) (restore func(), limit int64) {
 	if v, set := os.LookupEnv("GOMEMLIMIT"); set {
 		log.Info("memory: GOMEMLIMIT is set; no limit derived from the configuration", "GOMEMLIMIT", v,
 			"limit", config.Size(debug.SetMemoryLimit(-1)).String())
-		return func() {}
+		return func() {}, 0
 	}
-	limit := memoryLimit(l)
+	limit = memoryLimit(l)
 	if limit == 0 {
 		log.Info("memory: no soft limit (limits.queued_memory is unlimited); set GOMEMLIMIT to have one")
-		return func() {}
+		return func() {}, 0
 	}
 	prev := debug.SetMemoryLimit(limit)
 	log.Info("memory: soft limit set (GOMEMLIMIT overrides it)", "limit", config.Size(debug.SetMemoryLimit(-1)).String(),
 		"from", "limits.queued_memory + limits.max_connections × limits.max_outbound_bytes + "+config.Size(memoryHeadroom).String())
-	return func() { debug.SetMemoryLimit(prev) }
+	return func() { debug.SetMemoryLimit(prev) }, limit
+}
+
+// The headroom's share for the broker's state (retained messages,
+// sessions, subscriptions): past it, the limit grows with the state. A
+// broker holding 1,000,000 retained messages has about 450 MB of it, and
+// with the limit below what is live the collector ran all the time: 12%
+// fewer deliveries per CPU-second on fanin-q0 (measured, issue 21).
+const stateAllowance = memoryHeadroom / 2
+
+// memoryCheckEvery is how often the limit follows the state.
+const memoryCheckEvery = 2 * time.Second
+
+// limitWithState is the derived limit base raised by the live heap that no
+// budget accounts for, beyond stateAllowance, with a quarter more for it to
+// grow into before the next check. queued is what the queues hold of their
+// budget (with the store's bytes too: the limit errs low, as before).
+func limitWithState(base, live, queued int64) int64 {
+	state := live - queued
+	if state <= stateAllowance {
+		return base
+	}
+	const mib = 1 << 20
+	return base + ((state-stateAllowance)*5/4+mib-1)/mib*mib // whole MiB, for the log
+}
+
+// followState keeps the derived limit above the broker's state until done
+// is closed: at once (after the store's recovery), then every
+// memoryCheckEvery. A change of more than a tenth is logged.
+func followState(base int64, srv *broker.Server, log *slog.Logger, done <-chan struct{}) {
+	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	current := base
+	t := time.NewTicker(memoryCheckEvery)
+	defer t.Stop()
+	for {
+		metrics.Read(sample)
+		if sample[0].Value.Kind() == metrics.KindUint64 {
+			live := int64(sample[0].Value.Uint64())
+			limit := limitWithState(base, live, srv.Stats().QueuedBytes)
+			if limit != current {
+				debug.SetMemoryLimit(limit)
+				if d := limit - current; d > current/10 || -d > current/10 {
+					log.Info("memory: soft limit follows the broker's state", "limit", config.Size(limit).String(),
+						"live_heap", config.Size(live).String(), "configured", config.Size(base).String())
+				}
+				current = limit
+			}
+		}
+		select {
+		case <-done:
+			return
+		case <-t.C:
+		}
+	}
 }

@@ -63,7 +63,8 @@ func serve(args []string, stderr io.Writer) int {
 		return 2
 	}
 	log := newLogger(cfg.Log, stderr)
-	defer setMemoryLimit(cfg.Limits, log)()
+	restoreLimit, memLimit := setMemoryLimit(cfg.Limits, log)
+	defer restoreLimit()
 	// Signals are caught before anything starts, so one sent as soon as the
 	// broker is listening still shuts it down cleanly.
 	term := make(chan os.Signal, 2)
@@ -103,6 +104,11 @@ func serve(args []string, stderr io.Writer) int {
 		log.Error("cannot start", "err", err)
 		st.Close()
 		return 1
+	}
+	if memLimit > 0 {
+		done := make(chan struct{})
+		defer close(done)
+		go followState(memLimit, srv, log, done)
 	}
 	if *pprofAddr != "" {
 		stopProfiles, err := serveProfiles(*pprofAddr, log)
