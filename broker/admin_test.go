@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/petrelmq/petrel/internal/testlog"
 	"github.com/petrelmq/petrel/internal/wiretest"
 )
 
@@ -13,7 +14,7 @@ import (
 // connections; before Start it has nothing to say.
 func TestListenersDescribesEachListener(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "mqtt.sock")
-	s := New(Options{Logger: testLogger(t), Listeners: []ListenerConfig{
+	s := New(Options{Logger: testlog.New(t), Listeners: []ListenerConfig{
 		{Address: "127.0.0.1:0"},
 		{Name: "web", Kind: "ws", Address: "127.0.0.1:0", WebSocketPath: "/ws"},
 		{Kind: "unix", Address: sock},

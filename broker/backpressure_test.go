@@ -107,7 +107,7 @@ func TestHoldingBackFormsNoCycle(t *testing.T) {
 	// None of them can be held back (each has deliveries in flight), so
 	// past the queue limit messages are dropped, and counted.
 	want := int64(clients * clients * each)
-	eventually(t, "every message delivered or counted as dropped", func() bool {
+	wiretest.Eventually(t, "every message delivered or counted as dropped", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return int64(got)+srv.stats.droppedQueueFull.Load() >= want

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/petrelmq/petrel/internal/testlog"
 	"github.com/petrelmq/petrel/internal/wiretest"
 	"github.com/petrelmq/petrel/packet"
 )
@@ -108,7 +109,7 @@ func TestBigBufferHolders(t *testing.T) {
 func TestRecycledMessagesIntact(t *testing.T) {
 	for _, goroutines := range []bool{false, true} {
 		t.Run(map[bool]string{false: "event-loop", true: "goroutine"}[goroutines], func(t *testing.T) {
-			srv := New(Options{Logger: testLogger(t), MaxInflight: 2,
+			srv := New(Options{Logger: testlog.New(t), MaxInflight: 2,
 				Listeners: []ListenerConfig{{Address: "127.0.0.1:0", goroutineDriver: goroutines}}})
 			if err := srv.Start(); err != nil {
 				t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/petrelmq/petrel/internal/testlog"
 	"github.com/petrelmq/petrel/internal/wiretest"
 	"github.com/petrelmq/petrel/packet"
 )
@@ -16,7 +17,7 @@ import (
 func TestBigPacketsInPieces(t *testing.T) {
 	for _, goroutines := range []bool{false, true} {
 		t.Run(map[bool]string{false: "event-loop", true: "goroutine"}[goroutines], func(t *testing.T) {
-			srv := New(Options{Logger: testLogger(t),
+			srv := New(Options{Logger: testlog.New(t),
 				Listeners: []ListenerConfig{{Address: "127.0.0.1:0", goroutineDriver: goroutines}}})
 			if err := srv.Start(); err != nil {
 				t.Fatal(err)

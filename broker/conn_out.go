@@ -334,11 +334,11 @@ func (c *conn) writePublish(d *delivery, pid uint16, dup bool) writeResult {
 		res = writtenOver
 	}
 	newAlias := uint16(0)
-	var aliases map[string]uint16
-	if c.rare != nil {
-		aliases = c.rare.aliases
-	}
 	if c.aliasMax > 0 {
+		var aliases map[string]uint16
+		if c.rare != nil {
+			aliases = c.rare.aliases
+		}
 		if a, ok := aliases[m.Topic]; ok {
 			p.Topic = ""
 			p.Props.TopicAlias = a

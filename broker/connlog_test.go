@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/petrelmq/petrel/internal/testlog"
 	"github.com/petrelmq/petrel/internal/wiretest"
 	"github.com/petrelmq/petrel/packet"
 )
@@ -22,7 +23,7 @@ type jsonLog struct{ buf syncBuffer }
 // and to the test's log.
 func newJSONLog(t testing.TB, level slog.Level) (*slog.Logger, *jsonLog) {
 	l := &jsonLog{}
-	w := io.MultiWriter(&l.buf, &testWriter{t: t})
+	w := io.MultiWriter(&l.buf, testlog.Writer(t))
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})), l
 }
 

@@ -10,7 +10,6 @@ import (
 // that held a storm gives most of its slots back once it empties.
 func TestConnSet(t *testing.T) {
 	var cs connSet
-	cs.init()
 	const n = 20000
 	all := make([]*conn, n)
 	in := map[*conn]bool{}

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/petrelmq/petrel/internal/testlog"
 	"github.com/petrelmq/petrel/internal/wiretest"
 	"github.com/petrelmq/petrel/packet"
 	"github.com/petrelmq/petrel/store"
@@ -37,7 +38,7 @@ func newRestartable(t *testing.T) *restartable {
 
 func (r *restartable) start() {
 	r.t.Helper()
-	s := New(Options{Listeners: []ListenerConfig{{Address: "127.0.0.1:0"}}, Logger: testLogger(r.t), Store: r.st,
+	s := New(Options{Listeners: []ListenerConfig{{Address: "127.0.0.1:0"}}, Logger: testlog.New(r.t), Store: r.st,
 		MaxQueuedMessages: 100000})
 	if err := s.Start(); err != nil {
 		r.t.Fatalf("start: %v", err)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/petrelmq/petrel/auth"
+	"github.com/petrelmq/petrel/internal/testlog"
 	"github.com/petrelmq/petrel/internal/testpki"
 	"github.com/petrelmq/petrel/internal/wiretest"
 	"github.com/petrelmq/petrel/packet"
@@ -607,7 +608,7 @@ func TestHookDropped(t *testing.T) {
 // QoS, retained, and at QoS 1 durably before it returns.
 func TestServerPublish(t *testing.T) {
 	t.Run("not running", func(t *testing.T) {
-		s := New(Options{Listeners: []ListenerConfig{{Address: "127.0.0.1:0"}}, Logger: testLogger(t)})
+		s := New(Options{Listeners: []ListenerConfig{{Address: "127.0.0.1:0"}}, Logger: testlog.New(t)})
 		if err := s.Publish("a", nil, 0, false); !errors.Is(err, ErrNotRunning) {
 			t.Errorf("before Start: %v, want ErrNotRunning", err)
 		}
@@ -705,7 +706,7 @@ func TestServerPublishDurable(t *testing.T) {
 // connection.
 func waitOffline(t testing.TB, srv *Server, clientID string) {
 	t.Helper()
-	eventually(t, clientID+"'s session goes offline", func() bool {
+	wiretest.Eventually(t, clientID+"'s session goes offline", func() bool {
 		srv.mu.Lock()
 		defer srv.mu.Unlock()
 		ss := srv.sessions[clientID]

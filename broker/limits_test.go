@@ -50,7 +50,7 @@ func TestLimitMaxConnections(t *testing.T) {
 	small, big := srv.Addrs()[0].String(), srv.Addrs()[1].String()
 	settle := func(n int64) {
 		t.Helper()
-		eventually(t, fmt.Sprintf("%d connections open", n), func() bool { return srv.connCount.Load() == n })
+		wiretest.Eventually(t, fmt.Sprintf("%d connections open", n), func() bool { return srv.connCount.Load() == n })
 	}
 	before := counters(srv)
 	bystander := secMustConnect(t, big, connectPacket(packet.V5, "bystander"))
@@ -343,7 +343,7 @@ func TestLimitMaxQueued(t *testing.T) {
 					QoS: 1, PacketID: uint16(i + 1)}, packet.V5)
 			}
 			pub.sendRaw(all)
-			eventually(t, "the publisher held back", func() bool { return srv.stats.heldBack.Load() > before["heldBack"] })
+			wiretest.Eventually(t, "the publisher held back", func() bool { return srv.stats.heldBack.Load() > before["heldBack"] })
 			got := ackAll(sub, 10)
 			sub.ping()
 			for i, g := range got {
@@ -500,7 +500,7 @@ func TestLimitQueuedMemory(t *testing.T) {
 	sent := make(chan error, 1)
 	go func() { _, err := pub.nc.Write(all); sent <- err }()
 
-	eventually(t, "the publisher held back", func() bool { return srv.stats.heldBack.Load() > before["heldBack"] })
+	wiretest.Eventually(t, "the publisher held back", func() bool { return srv.stats.heldBack.Load() > before["heldBack"] })
 	// Nobody reads meanwhile, so what is queued now is the most there was.
 	// Five sessions (the persistent one pages its queue in) may each take
 	// one message past the budget.
@@ -555,7 +555,7 @@ func TestLimitQueuedMemory(t *testing.T) {
 	if d := after["droppedMemory"] + after["droppedQueueFull"] - before["droppedMemory"] - before["droppedQueueFull"]; d != 0 {
 		t.Errorf("%d messages dropped; online sessions hold their publishers back instead (moved: %s)", d, countersMoved(before, after))
 	}
-	eventually(t, "queued memory given back", func() bool { return srv.queuedMem.Load() == 0 })
+	wiretest.Eventually(t, "queued memory given back", func() bool { return srv.queuedMem.Load() == 0 })
 }
 
 // A subscriber that never reads cannot make the broker hold more than a

@@ -19,6 +19,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/petrelmq/petrel/auth"
+	"github.com/petrelmq/petrel/internal/testlog"
 	"github.com/petrelmq/petrel/internal/testpki"
 	"github.com/petrelmq/petrel/internal/wiretest"
 	"github.com/petrelmq/petrel/packet"
@@ -39,7 +40,7 @@ func tlsFiles(t *testing.T, dir string, server *testpki.Leaf, clientCA *testpki.
 		CertFile:      filepath.Join(dir, "cert.pem"),
 		KeyFile:       filepath.Join(dir, "key.pem"),
 		CheckInterval: 10 * time.Millisecond,
-		Logger:        testLogger(t),
+		Logger:        testlog.New(t),
 	}
 	testpki.WriteFile(t, cfg.KeyFile, server.KeyPEM)
 	testpki.WriteFile(t, cfg.CertFile, server.CertPEM)
@@ -448,7 +449,7 @@ func TestTLSUsernameFromCertificate(t *testing.T) {
 // Start, not a listener that quietly takes the user name from CONNECT.
 func TestUsernameFromChecked(t *testing.T) {
 	for _, from := range []string{"CN", "subject", "san:ip"} {
-		srv := New(Options{Logger: testLogger(t), Listeners: []ListenerConfig{
+		srv := New(Options{Logger: testlog.New(t), Listeners: []ListenerConfig{
 			{Name: "by-cert", Kind: "tls", Address: "127.0.0.1:0", TLS: &tls.Config{}, UsernameFrom: from},
 		}})
 		err := srv.Start()
@@ -499,7 +500,7 @@ func TestTLSCertificateRotation(t *testing.T) {
 	testpki.WriteFile(t, cfg.ClientCAFile, ca2.PEM)
 
 	var after *secClient
-	eventually(t, "a new connection gets the new certificate", func() bool {
+	wiretest.Eventually(t, "a new connection gets the new certificate", func() bool {
 		c, err := secTLSDial(t, addr, "after", packet.V5, conf(ca2, "after"))
 		if err != nil {
 			return false

@@ -73,7 +73,7 @@ func TestLimitMaxOutboundBytesQoS0(t *testing.T) {
 	maxPending = max(maxPending, outboundOf(t, srv, "never-reads"))
 	// Output the socket took is no longer counted: counted, it would cut
 	// a client that keeps up off its QoS 0 messages.
-	eventually(t, "nothing counted as waiting for the fast subscriber", func() bool { return outboundOf(t, srv, "fast") == 0 })
+	wiretest.Eventually(t, "nothing counted as waiting for the fast subscriber", func() bool { return outboundOf(t, srv, "fast") == 0 })
 	after := counters(srv)
 	dropped := after["droppedQoS0Slow"] - before["droppedQoS0Slow"]
 	pkt := packet.Len(msg, packet.V311)

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/petrelmq/petrel/internal/testlog"
 	"github.com/petrelmq/petrel/internal/wiretest"
 	"github.com/petrelmq/petrel/packet"
 	"github.com/petrelmq/petrel/store"
@@ -30,16 +31,10 @@ func openPebble(t testing.TB, dir string, opts pebblestore.Options) *pebblestore
 	return st
 }
 
-// warnLogger is testLogger without the debug and info lines: pebble's
+// warnLogger is testlog.New without the debug and info lines: pebble's
 // chatter about every flush and compaction would drown the test's log.
 func warnLogger(t testing.TB) *slog.Logger {
-	w := &testWriter{t: t}
-	t.Cleanup(func() {
-		w.mu.Lock()
-		w.done = true
-		w.mu.Unlock()
-	})
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	return slog.New(slog.NewTextHandler(testlog.Writer(t), &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
 // storeContents counts what the store holds: message bodies (with their

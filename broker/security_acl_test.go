@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/petrelmq/petrel/auth"
+	"github.com/petrelmq/petrel/internal/wiretest"
 	"github.com/petrelmq/petrel/packet"
 )
 
@@ -182,7 +183,7 @@ func TestACLWill(t *testing.T) {
 			t.Fatalf("admin got %s=%q, want the will home/alice/status=gone", m.Topic, m.Payload)
 		}
 		// bob and the anonymous client were each asked about, and refused.
-		eventually(t, "the will withheld from bob and the anonymous client", func() bool {
+		wiretest.Eventually(t, "the will withheld from bob and the anonymous client", func() bool {
 			return srv.stats.withheld.Load() >= withheld+2
 		})
 		bob.ping()

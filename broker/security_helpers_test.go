@@ -17,6 +17,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/petrelmq/petrel/internal/testlog"
 	"github.com/petrelmq/petrel/internal/testpki"
 	"github.com/petrelmq/petrel/internal/wiretest"
 	"github.com/petrelmq/petrel/packet"
@@ -35,7 +36,7 @@ func secStart(t testing.TB, opts Options, prepare func(*Server)) *Server {
 		opts.Listeners = []ListenerConfig{{Address: "127.0.0.1:0"}}
 	}
 	if opts.Logger == nil {
-		opts.Logger = testLogger(t)
+		opts.Logger = testlog.New(t)
 	}
 	s := New(opts)
 	if prepare != nil {
@@ -52,7 +53,7 @@ func secStart(t testing.TB, opts Options, prepare func(*Server)) *Server {
 // buffer the test can search.
 func captureLogs(t testing.TB) (*slog.Logger, *syncBuffer) {
 	buf := &syncBuffer{}
-	w := io.MultiWriter(buf, &testWriter{t: t})
+	w := io.MultiWriter(buf, testlog.Writer(t))
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})), buf
 }
 
@@ -285,19 +286,6 @@ func countersMoved(before, after map[string]int64) string {
 		return "none"
 	}
 	return strings.Join(moved, " ")
-}
-
-// eventually polls cond until it holds, failing the test after
-// wiretest.Timeout.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(wiretest.Timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, wiretest.Timeout)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // shortTempDir is a temporary directory whose paths fit a unix socket

@@ -148,7 +148,6 @@ func New(opts Options) *Server {
 		shares:   make(map[string]*shareGroup),
 	}
 	s.publishHooks = opts.Hooks.OnACLCheck != nil || opts.Hooks.OnPublish != nil
-	s.conns.init()
 	s.store = opts.Store
 	if s.store == nil {
 		s.store, s.ownStore = memory.New(), true
@@ -440,8 +439,6 @@ type connShard struct {
 	mu    sync.Mutex
 	conns []*conn
 }
-
-func (cs *connSet) init() {}
 
 func (cs *connSet) shard(c *conn) *connShard {
 	// Pointer bits are as good a spread as any for a set of live objects.

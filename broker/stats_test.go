@@ -568,12 +568,12 @@ func TestStatsPahoMessages(t *testing.T) {
 		in.next(t)
 	}
 	want := [3]uint64{2 * each, 2 * each, 2 * each}
-	eventually(t, "messages counted", func() bool {
+	wiretest.Eventually(t, "messages counted", func() bool {
 		st := srv.Stats()
 		return st.MessagesReceived == want && st.MessagesSent == want
 	})
 	// The QoS 2 flows are complete on both sides.
-	eventually(t, "QoS 2 flows counted", func() bool {
+	wiretest.Eventually(t, "QoS 2 flows counted", func() bool {
 		st := srv.Stats()
 		return st.PacketsReceived["pubrel"] == 2*each && st.PacketsReceived["pubcomp"] == 2*each &&
 			st.PacketsSent["pubrec"] == 2*each && st.PacketsSent["pubcomp"] == 2*each &&
@@ -594,7 +594,7 @@ func TestStatsSessionExpired(t *testing.T) {
 	if st := srv.Stats(); st.SessionsExpired != 0 || st.Sessions != 1 || st.SessionsOffline != 1 {
 		t.Fatalf("expired %d, sessions %d (%d offline) before the expiry", st.SessionsExpired, st.Sessions, st.SessionsOffline)
 	}
-	eventually(t, "session expired", func() bool {
+	wiretest.Eventually(t, "session expired", func() bool {
 		st := srv.Stats()
 		return st.SessionsExpired == 1 && st.Sessions == 0
 	})
@@ -632,7 +632,7 @@ func TestStatsStore(t *testing.T) {
 			}
 			// The PUBACK waited for the commit: it is counted as it goes out.
 			want := map[string]uint64{"connack": 2, "suback": 1, "puback": 1, "publish": 1}
-			eventually(t, fmt.Sprintf("packets sent %v", want), func() bool {
+			wiretest.Eventually(t, fmt.Sprintf("packets sent %v", want), func() bool {
 				return maps.Equal(nonZero(srv.Stats().PacketsSent), want)
 			})
 		})

@@ -232,7 +232,7 @@ func TestSysTopicsWithMosquittoSub(t *testing.T) {
 	gone := secMustConnect(t, addr, gp)
 	gone.mustSubscribe(1, 1, "q/#")
 	gone.Disconnect()
-	eventually(t, "gone offline", func() bool { return srv.Stats().ClientsConnected == 3 })
+	wiretest.Eventually(t, "gone offline", func() bool { return srv.Stats().ClientsConnected == 3 })
 	brief := wiretest.Dial(t, "tcp", addr, "brief", packet.V5)
 	bp := &packet.Connect{Version: packet.V5, ClientID: "brief", CleanStart: true}
 	bp.Props.SessionExpiry = 1
@@ -256,7 +256,7 @@ func TestSysTopicsWithMosquittoSub(t *testing.T) {
 	if m := c2.nextPublish(); m.Topic != "b" {
 		t.Fatalf("c2 got %s, want b", m.Topic)
 	}
-	eventually(t, "brief's session expired", func() bool { return srv.Stats().SessionsExpired == 1 })
+	wiretest.Eventually(t, "brief's session expired", func() bool { return srv.Stats().SessionsExpired == 1 })
 
 	st := srv.Stats()
 	sysUpdateNow(t, srv)

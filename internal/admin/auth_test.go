@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/petrelmq/petrel/broker"
+	"github.com/petrelmq/petrel/internal/testlog"
 	"github.com/petrelmq/petrel/internal/throttle"
 )
 
@@ -203,7 +204,7 @@ func TestMetricsAuth(t *testing.T) {
 // serves: 503 before its store is recovered and its listeners open, and
 // from the moment it starts shutting down.
 func TestHealthAndReadiness(t *testing.T) {
-	b := broker.New(broker.Options{Listeners: []broker.ListenerConfig{{Address: "127.0.0.1:0"}}, Logger: testLogger(t)})
+	b := broker.New(broker.Options{Listeners: []broker.ListenerConfig{{Address: "127.0.0.1:0"}}, Logger: testlog.New(t)})
 	t.Cleanup(func() { b.Close() })
 	f := startHTTP(t, b)
 	ready := func(want int) string {

@@ -105,7 +105,7 @@ func TestClientsFilters(t *testing.T) {
 	connect("app-1", "alice")
 	offline, _ := wiretest.MustConnect(t, f.mqttAddr(), "sensor-3", false) // anonymous
 	offline.Disconnect()
-	waitFor(t, "sensor-3 offline", func() bool {
+	wiretest.Eventually(t, "sensor-3 offline", func() bool {
 		var c clientJSON
 		f.expect(http.StatusOK, "GET", "/api/v1/clients/sensor-3", nil, &c)
 		return !c.Connected
@@ -149,19 +149,6 @@ func TestClientsFilters(t *testing.T) {
 	}
 }
 
-// waitFor polls cond until it holds: for a state the broker reaches on its
-// own goroutines after the event the test caused (a connection's end).
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(wiretest.Timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, wiretest.Timeout)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // A client's details: its connection while it is connected, its session
 // always; a client id with a slash is percent-encoded in the path.
 func TestClientDetails(t *testing.T) {
@@ -197,7 +184,7 @@ func TestClientDetails(t *testing.T) {
 	off, _ := wiretest.MustConnect(t, f.mqttAddr(), "away", false)
 	off.Subscribe("away/#", 1)
 	off.Disconnect()
-	waitFor(t, "away offline", func() bool {
+	wiretest.Eventually(t, "away offline", func() bool {
 		got = clientJSON{}
 		f.expect(http.StatusOK, "GET", "/api/v1/clients/away", nil, &got)
 		return !got.Connected
@@ -216,7 +203,7 @@ func TestClientDetails(t *testing.T) {
 	if err := c.c.Disconnect(&paho.Disconnect{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "room/1 offline", func() bool {
+	wiretest.Eventually(t, "room/1 offline", func() bool {
 		got = clientJSON{}
 		f.expect(http.StatusOK, "GET", "/api/v1/clients/room%2F1", nil, &got)
 		return !got.Connected
@@ -245,7 +232,7 @@ func TestKick(t *testing.T) {
 	}
 	c.expectDisconnect(t, packet.AdministrativeAction)
 	var got clientJSON
-	waitFor(t, "kicked client offline", func() bool {
+	wiretest.Eventually(t, "kicked client offline", func() bool {
 		got = clientJSON{}
 		f.expect(http.StatusOK, "GET", "/api/v1/clients/kickme", nil, &got)
 		return !got.Connected

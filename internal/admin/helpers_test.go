@@ -5,19 +5,18 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/petrelmq/petrel/broker"
+	"github.com/petrelmq/petrel/internal/testlog"
 	"github.com/petrelmq/petrel/internal/throttle"
 	"github.com/petrelmq/petrel/internal/wiretest"
 	"github.com/petrelmq/petrel/packet"
@@ -39,7 +38,7 @@ type fixture struct {
 // authentications are delayed by a millisecond unless it says otherwise.
 func start(t *testing.T, edit ...func(*Config)) *fixture {
 	t.Helper()
-	log := testLogger(t)
+	log := testlog.New(t)
 	// No $SYS: the tests count the retained messages they set.
 	b := broker.New(broker.Options{Listeners: []broker.ListenerConfig{{Address: "127.0.0.1:0"}}, Logger: log, SysInterval: -1})
 	if err := b.Start(); err != nil {
@@ -57,7 +56,7 @@ func startHTTP(t *testing.T, b *broker.Server, edit ...func(*Config)) *fixture {
 		TokenFile:   filepath.Join(t.TempDir(), "data", "http-token"),
 		CreateToken: true,
 		Broker:      b,
-		Logger:      testLogger(t),
+		Logger:      testlog.New(t),
 		Throttle:    throttle.Config{Base: time.Millisecond, Max: time.Millisecond},
 	}
 	for _, e := range edit {
@@ -273,31 +272,4 @@ func (p *pahoV5) expectDisconnect(t *testing.T, code packet.ReasonCode) {
 	case <-time.After(wiretest.Timeout):
 		t.Fatalf("no DISCONNECT from the server within %v", wiretest.Timeout)
 	}
-}
-
-// testLogger sends logs to the test's log, and drops what comes after the
-// test ended.
-func testLogger(t testing.TB) *slog.Logger {
-	w := &testWriter{t: t}
-	t.Cleanup(func() {
-		w.mu.Lock()
-		w.done = true
-		w.mu.Unlock()
-	})
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type testWriter struct {
-	mu   sync.Mutex
-	t    testing.TB
-	done bool
-}
-
-func (w *testWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Logf("%s", bytes.TrimRight(p, "\n"))
-	}
-	return len(p), nil
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/petrelmq/petrel/broker"
+	"github.com/petrelmq/petrel/internal/testlog"
 	"github.com/petrelmq/petrel/internal/wiretest"
 )
 
@@ -12,7 +13,7 @@ import (
 // field does, with its kind, the address it took and its open
 // connections; 503 until the broker has opened them.
 func TestListeners(t *testing.T) {
-	b := broker.New(broker.Options{Listeners: []broker.ListenerConfig{{Address: "127.0.0.1:0"}}, Logger: testLogger(t)})
+	b := broker.New(broker.Options{Listeners: []broker.ListenerConfig{{Address: "127.0.0.1:0"}}, Logger: testlog.New(t)})
 	t.Cleanup(func() { b.Close() })
 	f := startHTTP(t, b)
 	if r := f.expect(http.StatusServiceUnavailable, "GET", "/api/v1/listeners", nil, nil); r.errorText(t) == "" {

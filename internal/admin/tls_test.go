@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/petrelmq/petrel/internal/testlog"
 	"github.com/petrelmq/petrel/internal/testpki"
 	"github.com/petrelmq/petrel/internal/wiretest"
 	"github.com/petrelmq/petrel/tlsconf"
@@ -25,7 +26,7 @@ func TestHTTPS(t *testing.T) {
 	testpki.WriteFile(t, keyFile, server.KeyPEM)
 	testpki.WriteFile(t, caFile, ca.PEM)
 	r, err := tlsconf.New(tlsconf.Config{CertFile: certFile, KeyFile: keyFile, ClientCAFile: caFile,
-		ClientAuth: tlsconf.ClientAuthRequire, MinVersion: tls.VersionTLS13, Logger: testLogger(t)})
+		ClientAuth: tlsconf.ClientAuthRequire, MinVersion: tls.VersionTLS13, Logger: testlog.New(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

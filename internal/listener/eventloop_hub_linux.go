@@ -330,11 +330,9 @@ func (d *eventLoopDriver) turn(l *loop) (again bool) {
 		}
 		// Work queued while the round ran found the loop awake and did
 		// not write the eventfd: take it up now.
-		l.sleeping.Store(true)
-		if !l.hasWork() {
+		if l.settle() {
 			break
 		}
-		l.sleeping.Store(false)
 	}
 	// One loop has nothing to run in parallel with: it stays on the hub.
 	if !alone && d.hub.busy(l.heavy) {
@@ -366,15 +364,22 @@ func (d *eventLoopDriver) deadlineTurn(l *loop) {
 	defer l.runMu.Unlock()
 	l.sleeping.Store(false)
 	for {
-		if l.chores() {
-			return
+		if l.chores() || l.settle() {
+			return // stopped, or nothing queued meanwhile
 		}
-		l.sleeping.Store(true)
-		if !l.hasWork() {
-			return
-		}
-		l.sleeping.Store(false)
 	}
+}
+
+// settle marks the loop asleep unless work was queued while it ran (which
+// found it awake and so did not write the eventfd): it reports whether
+// the loop may stop, and leaves it awake otherwise.
+func (l *loop) settle() bool {
+	l.sleeping.Store(true)
+	if !l.hasWork() {
+		return true
+	}
+	l.sleeping.Store(false)
+	return false
 }
 
 // runDedicated runs a busy loop's rounds on a goroutine of its own until
@@ -388,12 +393,8 @@ func (l *loop) runDedicated() {
 			l.runMu.Unlock()
 			return
 		}
-		if n == 0 && !l.deadlineDue() {
-			l.sleeping.Store(true)
-			if !l.hasWork() {
-				break
-			}
-			l.sleeping.Store(false)
+		if n == 0 && !l.deadlineDue() && l.settle() {
+			break
 		}
 		if l.round(n) {
 			l.runMu.Unlock()

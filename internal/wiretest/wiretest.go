@@ -27,6 +27,20 @@ import (
 // failure, not a pause: a passing test never waits it out.
 const Timeout = 10 * time.Second
 
+// Eventually polls cond until it holds, failing the test after Timeout:
+// for a state the broker reaches on its own goroutines after the event the
+// test caused (a connection's end, a counter's update).
+func Eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(Timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, Timeout)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // Client is one raw MQTT connection. It is used from one goroutine at a
 // time; only the methods that return errors may be called off the test's
 // goroutine.

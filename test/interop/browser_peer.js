@@ -10,18 +10,7 @@ const fs = require('node:fs')
 const http = require('node:http')
 const path = require('node:path')
 const readline = require('node:readline')
-const { chromium } = require('playwright-core')
-
-// Flags for a closed network: no background fetches, no updates, no sync.
-const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync'
-]
+const { launch } = require('./chromium')
 
 const FILES = {
   '/': [path.join(__dirname, 'page.html'), 'text/html; charset=utf-8'],
@@ -51,11 +40,7 @@ function serve () {
 
 async function main () {
   const server = await serve()
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    headless: true,
-    args: CHROMIUM_ARGS
-  })
+  const browser = await launch()
   let page = null
   let closing = null
   const close = async () => {

@@ -19,18 +19,7 @@
 'use strict'
 
 const readline = require('node:readline')
-const { chromium } = require('playwright-core')
-
-// Flags for a closed network, as browser_peer.js.
-const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync'
-]
+const { launch } = require('./chromium')
 
 const DEFAULT_TIMEOUT = 20000
 
@@ -46,11 +35,7 @@ function pageFunction (js) {
 }
 
 async function main () {
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    headless: true,
-    args: CHROMIUM_ARGS
-  })
+  const browser = await launch()
   const page = await browser.newPage({ viewport: { width: 1024, height: 768 } })
   const problems = []
   let current = 'start' // the command under way, for the problems' context
