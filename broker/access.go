@@ -175,7 +175,7 @@ func (ss *session) reauthorize() {
 		sub.checkRead = check
 		ss.subs[key] = sub
 		if sub.group != nil {
-			s.joinShare(sub.group.name, sub.group.filter, sub)
+			s.joinShare(sub.group.name, sub.group.filter, sub) // replaces: no news for the cluster
 		} else {
 			s.index.Add(key, ss, sub)
 		}

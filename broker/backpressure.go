@@ -46,7 +46,7 @@ type heldBackOn struct {
 // until the backed-up sessions its message went to have drained, and the
 // clients whose QoS 0 output it took past the bound have taken it
 // (outwait.go). c.mu is held.
-func (c *conn) holdBack(sessions []*session, outs []*conn) {
+func (c *conn) holdBack(sessions []*session, outs []*conn, cluster bool) {
 	if c.flags.Load()&flagHeldBack != 0 {
 		return // held already (it was let go meanwhile, then read on)
 	}
@@ -72,6 +72,9 @@ func (c *conn) holdBack(sessions []*session, outs []*conn) {
 		if o != c { // a client that reads its own messages is read on: it may be waiting to write
 			o.addOutWait(c, h)
 		}
+	}
+	if cluster {
+		s.addClusterWait(c, h)
 	}
 	s.heldBackMu.Lock()
 	h.waiting--
@@ -228,4 +231,5 @@ func (s *Server) forgetHeldBack(c *conn) {
 	for _, w := range s.outWaits {
 		delete(w.conns, c)
 	}
+	delete(s.clusterWaits, c)
 }

@@ -117,6 +117,9 @@ type inRare struct {
 	ea *enhancedAuth
 	// aliases maps the client's topic aliases to topics (MQTT 5).
 	aliases map[uint16]string
+	// subWaits is the cluster work the SUBACK being made waits for
+	// (cluster.go), so that every node has its filters first.
+	subWaits []*Pending
 }
 
 // inRareMake returns c.inR, made if need be. mu is held.

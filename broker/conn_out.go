@@ -32,6 +32,10 @@ type outRare struct {
 	ended  bool
 	// aliases are the topic aliases the broker has set towards the client.
 	aliases map[string]uint16
+	// committedTo is the last commit group the connection heard of: the
+	// replies of groups up to it are durable, and go once their cluster
+	// work is done too.
+	committedTo uint64
 }
 
 // lentPayload is a message's payload that goes out after out[:at].
@@ -62,6 +66,12 @@ type deferredReply struct {
 	group uint64
 	ack   packet.Ack
 	p     packet.Packet
+	// wait, when not nil, is the cluster work the reply waits for as well
+	// (cluster.go); failed says the store refused the reply's writes, and
+	// drop that the reply is not to be sent at all.
+	wait   *replyWait
+	failed bool
+	drop   bool
 }
 
 // Output implements listener.Endpoint: it hands the driver every pending byte.
@@ -163,32 +173,62 @@ func (c *conn) writePacket(p packet.Packet) {
 // ack sends an acknowledgement of the client's packet once commit group
 // `group` is durable (0: nothing to wait for), keeping replies in order.
 func (c *conn) ack(kind packet.Type, pid uint16, code packet.ReasonCode, group uint64) {
+	c.ackAfter(kind, pid, code, group, nil)
+}
+
+// ackAfter is ack that also waits for cluster work (cluster.go).
+func (c *conn) ackAfter(kind packet.Type, pid uint16, code packet.ReasonCode, group uint64, remote []*Pending) {
+	w := c.waitAll(remote)
 	c.outMu.Lock()
-	if group == 0 && len(c.deferredLocked()) == 0 {
+	if group == 0 && w == nil && len(c.deferredLocked()) == 0 {
 		c.outMu.Unlock()
 		c.writeAck(kind, pid, code)
 		return
 	}
 	if !c.outClosed {
 		r := c.outRareLocked()
-		r.deferred = append(r.deferred, deferredReply{group: c.deferGroup(group), ack: packet.Ack{Kind: kind, PacketID: pid, Code: code}})
+		r.deferred = append(r.deferred, deferredReply{group: c.deferGroup(group), ack: packet.Ack{Kind: kind, PacketID: pid, Code: code}, wait: w})
 	}
 	c.outMu.Unlock()
+	if w != nil && w.n.Load() == 0 {
+		c.clusterReady() // done while it was being queued
+	}
 }
 
 // reply sends p (SUBACK, UNSUBACK) once commit group `group` is durable.
 func (c *conn) reply(p packet.Packet, group uint64) {
+	c.replyAfter(p, group, nil)
+}
+
+// replyAfter is reply that also waits for cluster work (cluster.go).
+func (c *conn) replyAfter(p packet.Packet, group uint64, remote []*Pending) {
+	w := c.waitAll(remote)
 	c.outMu.Lock()
-	if group == 0 && len(c.deferredLocked()) == 0 {
+	if group == 0 && w == nil && len(c.deferredLocked()) == 0 {
 		c.outMu.Unlock()
 		c.writePacket(p)
 		return
 	}
 	if !c.outClosed {
 		r := c.outRareLocked()
-		r.deferred = append(r.deferred, deferredReply{group: c.deferGroup(group), p: p})
+		r.deferred = append(r.deferred, deferredReply{group: c.deferGroup(group), p: p, wait: w})
 	}
 	c.outMu.Unlock()
+	if w != nil && w.n.Load() == 0 {
+		c.clusterReady()
+	}
+}
+
+// clusterReady sends the replies whose cluster work is done and whose
+// commit group is durable. Any goroutine.
+func (c *conn) clusterReady() {
+	c.outMu.Lock()
+	g := uint64(0)
+	if c.rare != nil {
+		g = c.rare.committedTo
+	}
+	c.outMu.Unlock()
+	c.committed(g, nil)
 }
 
 // deferGroup is the group a reply waits for: its own, or that of the reply
@@ -210,22 +250,29 @@ func (c *conn) committed(g uint64, err error) {
 	failed, failedRelease := false, false
 	var sent tally // counted once, below (stats.go)
 	deferred := c.deferredLocked()
-	for n < len(deferred) && deferred[n].group <= g {
-		r := &deferred[n]
-		n++
-		if c.outClosed {
-			continue
-		}
-		if err != nil && r.group == g {
+	if c.rare != nil && g > c.rare.committedTo {
+		c.rare.committedTo = g
+	}
+	if err != nil {
+		// The failure is marked on every reply of the group now, though
+		// some may still wait for the cluster.
+		for i := range deferred {
+			r := &deferred[i]
+			if r.group != g || r.failed {
+				continue
+			}
+			r.failed = true
 			failed = true
 			if r.p == nil && r.ack.Kind == packet.PUBREL {
 				// No PUBREL for a release the store does not have: the
 				// client is disconnected instead, and the QoS 2 flow starts
 				// over when it returns.
 				failedRelease = true
+				r.drop = true
 				continue
 			}
 			if c.version != packet.V5 {
+				r.drop = true
 				continue
 			}
 			code := packet.UnspecifiedError
@@ -244,6 +291,13 @@ func (c *conn) committed(g uint64, err error) {
 					p.Codes[i] = code
 				}
 			}
+		}
+	}
+	for n < len(deferred) && deferred[n].group <= g && (deferred[n].wait == nil || deferred[n].wait.n.Load() == 0) {
+		r := &deferred[n]
+		n++
+		if c.outClosed || r.drop {
+			continue
 		}
 		if c.out == nil {
 			c.out = bufpool.Get(512)

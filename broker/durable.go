@@ -95,6 +95,11 @@ type routeTx struct {
 	// sent counts the PUBLISHes the routing wrote, by QoS: the caller adds
 	// them to the statistics once (stats.go).
 	sent [3]uint32
+	// remote is the cluster work the acknowledgement waits for, and
+	// clusterFull says that the queue to another node is at its bound
+	// (cluster.go).
+	remote      []*Pending
+	clusterFull bool
 }
 
 // batch pins the open commit group on first use and returns the writes.
@@ -112,6 +117,9 @@ func (tx *routeTx) reset() {
 	tx.backedUp = tx.backedUp[:0]
 	clear(tx.outFull)
 	tx.outFull = tx.outFull[:0]
+	clear(tx.remote)
+	tx.remote = tx.remote[:0]
+	tx.clusterFull = false
 	tx.sent = [3]uint32{}
 }
 

@@ -3,6 +3,7 @@ package broker
 import (
 	"crypto/tls"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/petrelmq/petrel/auth"
@@ -130,6 +131,14 @@ type Options struct {
 	// each topic only when its value changed (sys.go; docs/SYS.md).
 	// Default 10s; negative turns it off, and then it costs nothing.
 	SysInterval time.Duration
+
+	// Cluster, when set, makes the Server one node of a cluster (package
+	// cluster; docs/CLUSTER.md). In a cluster, retained messages are kept
+	// by the cluster rather than in Store. Nil: a single broker.
+	Cluster Cluster
+	// NodeName names this node in a cluster, in $SYS and in the admin API.
+	// Default: the host name.
+	NodeName string
 }
 
 // Limits protect the broker from clients that ask too much. Zero means the
@@ -292,6 +301,9 @@ func orDefault[T int | int64 | float64 | time.Duration](v, d T) T {
 
 func (o *Options) setDefaults() {
 	d := Defaults()
+	if o.NodeName == "" {
+		o.NodeName, _ = os.Hostname()
+	}
 	if len(o.Listeners) == 0 {
 		o.Listeners = []ListenerConfig{{Address: d.Listeners[0].Address}}
 	}

@@ -83,7 +83,7 @@ func (c *conn) handlePublish(p *packet.Publish, owned bool, big *bigBuf, t *tall
 		m.unref()
 		// Acknowledged once the message is in the store for every durable
 		// session it goes to. [MQTT-4.3.2-2]
-		c.ack(packet.PUBACK, p.PacketID, c.routedCode(n), tx.group())
+		c.ackAfter(packet.PUBACK, p.PacketID, c.routedCode(n), tx.group(), tx.remote)
 		tx.finish(c.srv, c)
 	case 2:
 		// Delivered on receipt; the id is remembered until PUBREL so a
@@ -99,7 +99,7 @@ func (c *conn) handlePublish(p *packet.Publish, owned bool, big *bigBuf, t *tall
 			code = c.routedCode(c.srv.publish(m, tx))
 			m.unref()
 		}
-		c.ack(packet.PUBREC, p.PacketID, code, tx.group())
+		c.ackAfter(packet.PUBREC, p.PacketID, code, tx.group(), tx.remote)
 		tx.finish(c.srv, c)
 	}
 	if t != nil {
@@ -107,8 +107,8 @@ func (c *conn) handlePublish(p *packet.Publish, owned bool, big *bigBuf, t *tall
 	} else {
 		c.statShard().addSent(&tx.sent)
 	}
-	if len(tx.backedUp) > 0 || len(tx.outFull) > 0 {
-		c.holdBack(tx.backedUp, tx.outFull)
+	if len(tx.backedUp) > 0 || len(tx.outFull) > 0 || tx.clusterFull {
+		c.holdBack(tx.backedUp, tx.outFull, tx.clusterFull)
 	}
 	return nil
 }
@@ -242,15 +242,25 @@ var matchPool = sync.Pool{New: func() any { return new(matches) }}
 // the topic's retained message if it asks to be. Store writes go to tx; the
 // caller finishes it. It returns how many subscriptions took the message.
 func (s *Server) publish(m *message, tx *routeTx) int {
+	if s.opts.Cluster != nil && !m.ephemeral {
+		return s.publishClustered(m, tx)
+	}
 	if m.Retain {
 		s.retain(m, tx)
 	}
 	sc := matchPool.Get().(*matches)
-	sc.all = s.index.Match(m.Topic, sc.all[:0])
-	sc.multi = sc.multi[:0]
 	if s.shared.Len() > 0 {
 		sc.groups = s.shared.Match(m.Topic, sc.groups[:0])
 	}
+	return s.deliverLocal(m, sc, tx)
+}
+
+// deliverLocal hands m to this node's sessions whose subscriptions match,
+// and to one member of each group in sc.groups, and puts sc back in its
+// pool. It returns how many subscriptions took the message.
+func (s *Server) deliverLocal(m *message, sc *matches, tx *routeTx) int {
+	sc.all = s.index.Match(m.Topic, sc.all[:0])
+	sc.multi = sc.multi[:0]
 	// A message that one subscription alone takes, and that is not kept as
 	// retained, has no other holder: a queue may copy it.
 	sole := len(sc.all) == 1 && len(sc.groups) == 0 && !m.Retain

@@ -141,9 +141,9 @@ func (s *Server) recoverSession(clientID string, r *sessionRecord, now time.Time
 			if err != nil {
 				return nil, nil, fmt.Errorf("session %q subscription %q: %w", clientID, st.key, err)
 			}
-			sub.group = s.joinShare(name, filter, sub)
+			sub.group, _ = s.joinShare(name, filter, sub)
 		} else {
-			s.index.Add(st.key, ss, sub)
+			s.indexAdd(st.key, ss, sub)
 		}
 		ss.subs[st.key] = sub
 	}

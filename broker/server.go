@@ -97,6 +97,9 @@ type Server struct {
 	// outWaits lists, for each client whose QoS 0 output went past its
 	// bound, the publishers waiting for it to drain (outwait.go).
 	outWaits map[*conn]*outWait
+	// clusterWaits are the publishers held back until the queues to other
+	// nodes drain (cluster.go).
+	clusterWaits map[*conn]*hold
 
 	conns     connSet
 	admin     adminState // the admin API's directory of sessions, and readiness (admin.go)
@@ -180,6 +183,12 @@ func (s *Server) Start() error {
 	if err := s.recover(); err != nil {
 		s.Close()
 		return fmt.Errorf("recover from the store: %w", err)
+	}
+	if s.opts.Cluster != nil {
+		if err := s.opts.Cluster.Start(&ClusterNode{s: s}); err != nil {
+			s.Close()
+			return fmt.Errorf("join the cluster: %w", err)
+		}
 	}
 	s.running.Store(true)
 	for _, lc := range s.opts.Listeners {
@@ -377,6 +386,11 @@ func (s *Server) close() error {
 		}
 	}
 	s.log.Info("shutdown: connections closed", "elapsed", time.Since(start).Round(time.Millisecond))
+	if s.opts.Cluster != nil && s.running.Load() {
+		if err := s.opts.Cluster.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("leave the cluster: %w", err))
+		}
+	}
 	// Every connection is closed, and every Publish under way returned:
 	// what is left to write goes to the store.
 	s.pubMu.Lock()

@@ -99,7 +99,7 @@ func offer(sub *subscriber, m *message, sc *matches, tx *routeTx) bool {
 
 // joinShare adds or replaces the session's membership of the group for
 // name and filter, creating the group on first use.
-func (s *Server) joinShare(name, filter string, sub subscriber) *shareGroup {
+func (s *Server) joinShare(name, filter string, sub subscriber) (*shareGroup, *Pending) {
 	key := name + "\x00" + filter
 	s.sharesMu.Lock()
 	defer s.sharesMu.Unlock()
@@ -114,14 +114,16 @@ func (s *Server) joinShare(name, filter string, sub subscriber) *shareGroup {
 		members = slices.Clone(*mp)
 	}
 	sub.group = g
+	var wait *Pending
 	if i := slices.IndexFunc(members, func(m subscriber) bool { return m.sess == sub.sess }); i >= 0 {
 		members[i] = sub
 	} else {
 		members = append(members, sub)
 		s.sharedSubs.Add(1)
+		wait = s.interest(filter, name, true)
 	}
 	g.members.Store(&members)
-	return g
+	return g, wait
 }
 
 // leaveShare removes the session from the group, and the group once empty.
@@ -133,6 +135,9 @@ func (s *Server) leaveShare(g *shareGroup, ss *session) {
 		return
 	}
 	members := slices.DeleteFunc(slices.Clone(*mp), func(m subscriber) bool { return m.sess == ss })
+	if len(members) < len(*mp) {
+		s.interest(g.filter, g.name, false)
+	}
 	g.members.Store(&members)
 	s.sharedSubs.Add(int64(len(members) - len(*mp)))
 	if len(members) == 0 {

@@ -77,7 +77,13 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 	tx := txPool.Get().(*routeTx)
 	defer putTx(tx)
 	ss.save(tx)
-	c.reply(&packet.Suback{PacketID: p.PacketID, Codes: codes}, tx.group())
+	// In a cluster, every node has the new filters before SUBACK says so.
+	var waits []*Pending
+	if c.inR != nil {
+		waits = c.inR.subWaits
+		c.inR.subWaits = nil
+	}
+	c.replyAfter(&packet.Suback{PacketID: p.PacketID, Codes: codes}, tx.group(), waits)
 	tx.finish(c.srv, c)
 	defer tx.finish(c.srv, nil)
 	var msgs []*message
@@ -176,9 +182,13 @@ func (c *conn) subscribeOne(s *packet.Subscription, subID uint32) (code packet.R
 		c.srv.stats.refusedFilters.Add(1)
 		return packet.QuotaExceeded, false, false, nil
 	}
-	existed, ok := ss.subscribe(strings.Clone(s.Filter), shareName, strings.Clone(filter), sub)
+	existed, ok, wait := ss.subscribe(strings.Clone(s.Filter), shareName, strings.Clone(filter), sub)
 	if !ok {
 		return packet.UnspecifiedError, false, false, nil
+	}
+	if wait != nil {
+		r := c.inRareMake()
+		r.subWaits = append(r.subWaits, wait)
 	}
 	// Retain Handling: 0 sends retained messages on every subscribe, 1 only
 	// for a new subscription, 2 never; a shared subscription never gets
@@ -215,11 +225,11 @@ func (c *conn) handleUnsubscribe(p *packet.Unsubscribe) error {
 // shareName is the group and filter the part after it. It reports whether
 // the subscription existed, and false when the session has ended (the
 // connection lost a takeover race).
-func (ss *session) subscribe(key, shareName, filter string, sub subscriber) (existed, ok bool) {
+func (ss *session) subscribe(key, shareName, filter string, sub subscriber) (existed, ok bool, wait *Pending) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	if ss.ended {
-		return false, false
+		return false, false, nil
 	}
 	sub.sess = ss
 	if ss.subs == nil {
@@ -232,12 +242,21 @@ func (ss *session) subscribe(key, shareName, filter string, sub subscriber) (exi
 	// Replaces any existing subscription of this session to the same
 	// filter. [MQTT-3.8.4-3]
 	if shareName != "" {
-		sub.group = ss.srv.joinShare(shareName, filter, sub)
+		sub.group, wait = ss.srv.joinShare(shareName, filter, sub)
 	} else {
-		ss.srv.index.Add(filter, ss, sub)
+		wait = ss.srv.indexAdd(filter, ss, sub)
 	}
 	ss.subs[key] = sub
-	return existed, true
+	return existed, true, wait
+}
+
+// indexAdd adds a plain subscription to the index and, when it is new,
+// tells the cluster (cluster.go), returning what a SUBACK waits for.
+func (s *Server) indexAdd(filter string, ss *session, sub subscriber) *Pending {
+	if s.index.Add(filter, ss, sub) {
+		return nil // replaced: the cluster knows the filter already
+	}
+	return s.interest(filter, "", true)
 }
 
 // hasSubscription reports whether the session subscribes to key.
@@ -278,5 +297,7 @@ func (s *Server) unindex(key string, ss *session, sub subscriber) {
 		s.leaveShare(sub.group, ss)
 		return
 	}
-	s.index.Remove(key, ss)
+	if s.index.Remove(key, ss) {
+		s.interest(key, "", false)
+	}
 }

@@ -1,0 +1,390 @@
+package broker
+
+import (
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Cluster links a Server to the other nodes of a cluster; package cluster
+// implements it over NATS. A Server without one (Options.Cluster nil) is a
+// single broker and pays for none of this: each hook below is one nil test.
+//
+// The broker calls these methods on its event loops, often under its own
+// locks: none may block, and none may call back into the Server.
+type Cluster interface {
+	// Start is called by Server.Start once the store is recovered, before
+	// the listeners open: from then on the cluster hands what other nodes
+	// send to n.
+	Start(n *ClusterNode) error
+	// Interest says that this node gained (add) or lost one subscription
+	// to filter; group names a shared subscription's group, "" for none.
+	// The cluster counts them. The Pending it returns (nil: nothing to
+	// wait for) completes once every node it knows of has the change, so
+	// that a SUBACK sent after it holds for PUBLISHes on any node.
+	Interest(filter, group string, add bool) *Pending
+	// Route is asked where a message published on this node goes besides
+	// this node's own plain subscriptions: it sends the message to every
+	// other node that wants it, chooses the node of each shared group, and
+	// fills in r's results.
+	Route(r *ClusterRoute)
+	// Retain replicates a retained message (body from AppendBody), or its
+	// deletion (body nil). The Pending completes once it is stored and
+	// every node it knows of has it.
+	Retain(topic string, body []byte) *Pending
+	// Full reports whether what waits to go to other nodes is at its
+	// bound: publishers held back for it wait until ClusterNode.Drained.
+	Full() bool
+	// Close leaves the cluster; the Server calls it in Close, after the
+	// listeners have stopped.
+	Close() error
+}
+
+// ClusterRoute is one routing's question to the cluster and its answer.
+type ClusterRoute struct {
+	m *message
+	// Topic, QoS and Retain are the message's.
+	Topic  string
+	QoS    byte
+	Retain bool
+	// Local receives the shared groups (GroupKey) that this node
+	// delivers; the cluster appends to it.
+	Local []string
+	// Pending lists what completes once every node the message was sent
+	// to has taken it (in its store, for its persistent sessions); the
+	// cluster appends to it.
+	Pending []*Pending
+	// Nodes is how many other nodes the message was sent to.
+	Nodes int
+	// Full: the queue towards some node is at its bound; the publisher is
+	// held back until the cluster drains (Cluster.Full).
+	Full bool
+}
+
+// AppendBody appends the message's encoding, which ClusterNode.Deliver
+// and SetRetained decode on another node, to b.
+func (r *ClusterRoute) AppendBody(b []byte) []byte { return appendMessage(b, r.m) }
+
+// GroupKey names a shared subscription group and its filter, as Route's
+// Local and Deliver's groups do.
+func GroupKey(group, filter string) string { return group + "\x00" + filter }
+
+// Pending is cluster work that a reply waits for: other nodes taking a
+// forwarded message, or learning of a subscription. The cluster makes
+// them and calls Done; the broker waits without blocking a goroutine.
+type Pending struct {
+	mu    sync.Mutex
+	done  bool
+	thens []func()
+}
+
+// NewPending returns work not yet done.
+func NewPending() *Pending { return new(Pending) }
+
+// Done completes p and runs what waited for it, on the caller's goroutine.
+// Later calls do nothing.
+func (p *Pending) Done() {
+	p.mu.Lock()
+	if p.done {
+		p.mu.Unlock()
+		return
+	}
+	p.done = true
+	thens := p.thens
+	p.thens = nil
+	p.mu.Unlock()
+	for _, fn := range thens {
+		fn()
+	}
+}
+
+// IsDone reports whether p completed.
+func (p *Pending) IsDone() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.done
+}
+
+// Then runs fn once p completes: at once if it has, else on Done's
+// goroutine.
+func (p *Pending) Then(fn func()) {
+	p.mu.Lock()
+	if p.done {
+		p.mu.Unlock()
+		fn()
+		return
+	}
+	p.thens = append(p.thens, fn)
+	p.mu.Unlock()
+}
+
+// Wait blocks until p completes or the timeout passes, reporting which.
+func (p *Pending) Wait(timeout time.Duration) bool {
+	ch := make(chan struct{})
+	p.Then(func() { close(ch) })
+	select {
+	case <-ch:
+		return true
+	case <-time.After(timeout):
+		return false
+	}
+}
+
+// replyWait counts the cluster work one deferred reply waits for.
+type replyWait struct {
+	n atomic.Int32
+}
+
+// waitAll makes a replyWait for pendings (nil when all are done) that
+// calls c.clusterReady once they are.
+func (c *conn) waitAll(pendings []*Pending) *replyWait {
+	if len(pendings) == 0 {
+		return nil
+	}
+	w := new(replyWait)
+	w.n.Store(int32(len(pendings)) + 1)
+	for _, p := range pendings {
+		p.Then(func() {
+			if w.n.Add(-1) == 0 {
+				c.clusterReady()
+			}
+		})
+	}
+	if w.n.Add(-1) == 0 {
+		return nil // all done already
+	}
+	return w
+}
+
+// ClusterNode is what the cluster hands to the Server: messages and
+// retained messages from other nodes.
+type ClusterNode struct {
+	s *Server
+}
+
+// Name is this node's name (Options.NodeName).
+func (n *ClusterNode) Name() string { return n.s.opts.NodeName }
+
+// Logger is the Server's logger.
+func (n *ClusterNode) Logger() *slog.Logger { return n.s.log }
+
+// Drained says that the queues towards other nodes are below their bound
+// again: the publishers held back for them are read again.
+func (n *ClusterNode) Drained() { n.s.endClusterWait() }
+
+// Forwarded is a message from another node: its body (AppendBody) and the
+// shared groups (GroupKey) this node was chosen to deliver it to.
+type Forwarded struct {
+	Body   []byte
+	Groups []string
+}
+
+// Deliver routes messages from another node to this node's subscriptions
+// (never on to other nodes), and calls done once this node has taken them
+// all: in the store for its persistent sessions, and, when a subscriber
+// here is backed up, once it has drained (so a slow subscriber here slows
+// the publishers there). A body that does not decode is logged and
+// skipped. It returns how many were routed.
+func (n *ClusterNode) Deliver(msgs []Forwarded, done func()) int {
+	s := n.s
+	s.pubMu.RLock()
+	defer s.pubMu.RUnlock()
+	if !s.running.Load() || s.shuttingDown.Load() {
+		done()
+		return 0
+	}
+	bw := &batchWait{done: done}
+	bw.n.Store(1)
+	tx := txPool.Get().(*routeTx)
+	defer putTx(tx)
+	routed := 0
+	for i := range msgs {
+		m, err := decodeMessage(msgs[i].Body)
+		if err != nil {
+			s.log.Warn("cluster: a message from another node does not decode", "err", err)
+			continue
+		}
+		sc := matchPool.Get().(*matches)
+		for _, key := range msgs[i].Groups {
+			if g := s.shareGroup(key); g != nil {
+				sc.groups = append(sc.groups, g)
+			}
+		}
+		s.deliverLocal(m, sc, tx)
+		s.messageShard(m).addSent(&tx.sent)
+		tx.sent = [3]uint32{}
+		routed++
+	}
+	if tx.group() != 0 {
+		bw.n.Add(1)
+		tx.finish(s, bw)
+	}
+	if len(tx.backedUp) > 0 || len(tx.outFull) > 0 {
+		bw.n.Add(1)
+		go s.awaitDrain(append([]*session(nil), tx.backedUp...), append([]*conn(nil), tx.outFull...), bw)
+	}
+	bw.release()
+	return routed
+}
+
+// SetRetained applies a retained message replicated by the cluster (body
+// from AppendBody), or deletes the topic's retained message (body nil).
+// It changes this node's memory only: the cluster keeps them.
+func (n *ClusterNode) SetRetained(topic string, body []byte) {
+	s := n.s
+	if body == nil {
+		s.retained.Delete(topic)
+		s.retainedExpiry.set(topic, time.Time{})
+		return
+	}
+	m, err := decodeMessage(body)
+	if err != nil || m.Topic != topic {
+		s.log.Warn("cluster: a retained message does not decode", "topic", topic, "err", err)
+		return
+	}
+	m.pin()
+	s.retained.Set(m.Topic, m)
+	s.retainedExpiry.set(m.Topic, m.Expiry)
+}
+
+// batchWait calls done once the store and the backed-up subscribers are
+// through with a batch from another node.
+type batchWait struct {
+	n    atomic.Int32
+	done func()
+}
+
+func (bw *batchWait) release() {
+	if bw.n.Add(-1) == 0 {
+		bw.done()
+	}
+}
+
+// committed implements commitWaiter. A failed commit is logged by the
+// committer; the other node hears of it as taken all the same, as a
+// publisher here would get its PUBACK with a failure code only on MQTT 5.
+func (bw *batchWait) committed(uint64, error) { bw.release() }
+
+// awaitDrain waits until the sessions and connections a batch from another
+// node filled have drained to half their bounds (or gone), then releases
+// bw. Cross-node backpressure is this wait: the other node's window stays
+// full meanwhile. Polled: it only runs while a subscriber is backed up.
+func (s *Server) awaitDrain(sessions []*session, conns []*conn, bw *batchWait) {
+	defer bw.release()
+	o := &s.opts
+	t := time.NewTicker(2 * time.Millisecond)
+	defer t.Stop()
+	for {
+		busy := false
+		for _, ss := range sessions {
+			ss.mu.Lock()
+			if !ss.ended && ss.conn != nil &&
+				(ss.queuedLocked() > o.BacklogMessages/2 || ss.queuedBytesLocked() > o.BacklogBytes/2) {
+				busy = true
+			}
+			ss.mu.Unlock()
+		}
+		for _, c := range conns {
+			if !c.isClosing() && !c.outDrained() && c.flags.Load()&flagNotReading == 0 {
+				busy = true
+			}
+		}
+		if !busy || s.shuttingDown.Load() {
+			return
+		}
+		<-t.C
+	}
+}
+
+// shareGroup finds a shared group by its GroupKey.
+func (s *Server) shareGroup(key string) *shareGroup {
+	s.sharesMu.Lock()
+	defer s.sharesMu.Unlock()
+	return s.shares[key]
+}
+
+var routePool = sync.Pool{New: func() any { return new(ClusterRoute) }}
+
+// publishClustered routes a message published on this node: to this
+// node's plain subscriptions, to the shared groups the cluster gives this
+// node, and through the cluster to the other nodes. A retained message is
+// kept here at once and replicated. The cluster's Pending goes to tx.
+func (s *Server) publishClustered(m *message, tx *routeTx) int {
+	r := routePool.Get().(*ClusterRoute)
+	r.m, r.Topic, r.QoS, r.Retain = m, m.Topic, m.QoS, m.Retain
+	s.opts.Cluster.Route(r)
+	sc := matchPool.Get().(*matches)
+	for _, key := range r.Local {
+		if g := s.shareGroup(key); g != nil {
+			sc.groups = append(sc.groups, g)
+		}
+	}
+	if m.Retain {
+		m.pin()
+		if len(m.Payload) == 0 {
+			s.retained.Delete(m.Topic)
+			s.retainedExpiry.set(m.Topic, time.Time{})
+			tx.addRemote(s.opts.Cluster.Retain(m.Topic, nil))
+		} else {
+			s.retained.Set(m.Topic, m)
+			s.retainedExpiry.set(m.Topic, m.Expiry)
+			tx.addRemote(s.opts.Cluster.Retain(m.Topic, appendMessage(nil, m)))
+		}
+	}
+	n := s.deliverLocal(m, sc, tx)
+	tx.remote = append(tx.remote, r.Pending...)
+	tx.clusterFull = tx.clusterFull || r.Full
+	n += r.Nodes
+	clear(r.Local)
+	clear(r.Pending)
+	*r = ClusterRoute{Local: r.Local[:0], Pending: r.Pending[:0]}
+	routePool.Put(r)
+	return n
+}
+
+// addRemote adds cluster work the routing's acknowledgement waits for.
+func (tx *routeTx) addRemote(p *Pending) {
+	if p != nil {
+		tx.remote = append(tx.remote, p)
+	}
+}
+
+// interest tells the cluster of a subscription added or removed, and
+// returns what its acknowledgement waits for (nil on one node).
+func (s *Server) interest(filter, group string, add bool) *Pending {
+	if s.opts.Cluster == nil {
+		return nil
+	}
+	return s.opts.Cluster.Interest(filter, group, add)
+}
+
+// addClusterWait holds c back until the cluster drains. h is c's hold.
+func (s *Server) addClusterWait(c *conn, h *hold) {
+	s.heldBackMu.Lock()
+	if s.clusterWaits == nil {
+		s.clusterWaits = make(map[*conn]*hold)
+	}
+	if s.clusterWaits[c] == h {
+		s.heldBackMu.Unlock()
+		return
+	}
+	s.clusterWaits[c] = h
+	h.waiting++
+	s.heldBackMu.Unlock()
+	// The cluster may have drained before c was listed.
+	if !s.opts.Cluster.Full() {
+		s.endClusterWait()
+	}
+}
+
+// endClusterWait lets go the publishers that waited for the cluster only.
+func (s *Server) endClusterWait() {
+	s.heldBackMu.Lock()
+	free := s.countOffLocked(s.clusterWaits)
+	s.clusterWaits = nil
+	s.heldBackMu.Unlock()
+	for _, c := range free {
+		c.letGo()
+	}
+}

@@ -1,0 +1,624 @@
+package cluster
+
+import (
+	"encoding/binary"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/petrelmq/petrel/broker"
+)
+
+const (
+	// window is how many batches may be in flight to one node.
+	window = 8
+	// batchBytes is where a batch closes and the next begins.
+	batchBytes = 256 << 10
+)
+
+// peer is another node as this one knows it, and the queue of batches to it.
+type peer struct {
+	name  string
+	boot  string
+	self  bool
+	alive atomic.Bool
+
+	// mu guards what follows (a leaf, taken under the table's locks on
+	// the routing path).
+	mu       sync.Mutex
+	lastSeen time.Time
+	seq      uint64             // the last of its announcements applied
+	keys     map[string]bool    // its interests, as applied here
+	syncing  bool               // a snapshot was asked for
+	held     []heldAnnouncement // announcements that came while syncing
+	queue    []*batch           // closed batches waiting for the window, then the open one
+	queued   int                // bytes in queue
+	inflight map[uint64]*batch
+	nextID   uint64
+	full     bool
+	wake     chan struct{}
+	done     chan struct{}
+}
+
+type heldAnnouncement struct {
+	seq   uint64
+	id    uint64
+	reply string
+	add   bool
+	key   string
+}
+
+// batch is many messages to one node in one NATS message.
+type batch struct {
+	id      uint64
+	buf     []byte
+	count   int
+	pending *broker.Pending
+}
+
+type peerSet struct {
+	mu     sync.Mutex
+	byName map[string]*peer
+	full   atomic.Int32 // peers whose queue is at its bound
+}
+
+func (ps *peerSet) init() { ps.byName = make(map[string]*peer) }
+
+func (ps *peerSet) get(name string) *peer {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	return ps.byName[name]
+}
+
+func (ps *peerSet) live() []*peer {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	out := make([]*peer, 0, len(ps.byName))
+	for _, p := range ps.byName {
+		if p.alive.Load() {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func (ps *peerSet) names() []string {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	var out []string
+	for n, p := range ps.byName {
+		if p.alive.Load() {
+			out = append(out, n)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (ps *peerSet) closeAll(c *Cluster) {
+	ps.mu.Lock()
+	all := make([]*peer, 0, len(ps.byName))
+	for _, p := range ps.byName {
+		all = append(all, p)
+	}
+	ps.mu.Unlock()
+	for _, p := range all {
+		c.removePeer(p, "")
+	}
+}
+
+// enqueue adds the message of r to the open batch towards p, and returns
+// the batch's Pending and whether the queue is at its bound.
+func (p *peer) enqueue(c *Cluster, r *broker.ClusterRoute, groups []string) (*broker.Pending, bool) {
+	p.mu.Lock()
+	if !p.alive.Load() {
+		p.mu.Unlock()
+		return nil, false
+	}
+	var b *batch
+	if n := len(p.queue); n > 0 && len(p.queue[n-1].buf) < batchBytes {
+		b = p.queue[n-1]
+	} else {
+		p.nextID++
+		b = &batch{id: p.nextID, pending: broker.NewPending()}
+		b.buf = binary.BigEndian.AppendUint64(make([]byte, 0, 1024), b.id)
+		b.buf = putString(b.buf, c.cfg.Node)
+		p.queue = append(p.queue, b)
+	}
+	before := len(b.buf)
+	b.buf = putUvarint(b.buf, uint64(len(groups)))
+	for _, g := range groups {
+		b.buf = putString(b.buf, g)
+	}
+	// The body's length is not known before it is written: it is written
+	// after a 4-byte placeholder, then the length goes in front as a
+	// fixed-size field.
+	at := len(b.buf)
+	b.buf = append(b.buf, 0, 0, 0, 0)
+	b.buf = r.AppendBody(b.buf)
+	binary.BigEndian.PutUint32(b.buf[at:], uint32(len(b.buf)-at-4))
+	b.count++
+	p.queued += len(b.buf) - before
+	full := false
+	if p.queued > c.cfg.QueueBytes && !p.full {
+		p.full = true
+		c.peers.full.Add(1)
+	}
+	full = p.full
+	pend := b.pending
+	p.mu.Unlock()
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+	return pend, full
+}
+
+// send runs one peer's sender: batches go out as the window allows.
+func (c *Cluster) send(p *peer) {
+	subj := c.pfx + "m." + p.name
+	reply := c.pfx + "mack." + c.cfg.Node
+	for {
+		select {
+		case <-p.wake:
+		case <-p.done:
+			return
+		}
+		for {
+			p.mu.Lock()
+			if len(p.queue) == 0 || len(p.inflight) >= window || !p.alive.Load() {
+				p.mu.Unlock()
+				break
+			}
+			b := p.queue[0]
+			p.queue[0] = nil
+			p.queue = p.queue[1:]
+			p.queued -= len(b.buf) - 8 - len(c.cfg.Node) - 1
+			if p.queued < 0 || len(p.queue) == 0 {
+				p.queued = 0
+			}
+			p.inflight[b.id] = b
+			drained := p.relieveLocked(c)
+			p.mu.Unlock()
+			if drained {
+				c.node.Drained()
+			}
+			c.stats.Batches.Add(1)
+			if err := c.nc.PublishMsg(&nats.Msg{Subject: subj, Reply: reply, Data: b.buf}); err != nil {
+				c.log.Warn("cluster: send a batch", "node", p.name, "err", err)
+			}
+		}
+	}
+}
+
+// relieveLocked clears p's full mark once its queue is down to half the
+// bound, reporting whether no peer is full any more. p.mu is held.
+func (p *peer) relieveLocked(c *Cluster) bool {
+	if p.full && p.queued <= c.cfg.QueueBytes/2 {
+		p.full = false
+		return c.peers.full.Add(-1) == 0
+	}
+	return false
+}
+
+// batchAcked completes batch id to p.
+func (c *Cluster) batchAcked(p *peer, id uint64) {
+	p.mu.Lock()
+	b := p.inflight[id]
+	delete(p.inflight, id)
+	p.mu.Unlock()
+	if b == nil {
+		return
+	}
+	b.pending.Done()
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// heard notes a message from node name (run boot), creating its peer
+// when it is new: it is introduced, and asked for its table.
+func (c *Cluster) heard(name, boot string) *peer {
+	if name == c.cfg.Node {
+		return nil
+	}
+	now := time.Now()
+	c.peers.mu.Lock()
+	p := c.peers.byName[name]
+	if p != nil && p.boot == boot && p.alive.Load() {
+		p.mu.Lock()
+		p.lastSeen = now
+		p.mu.Unlock()
+		c.peers.mu.Unlock()
+		return p
+	}
+	old := p
+	p = &peer{name: name, boot: boot, lastSeen: now, keys: make(map[string]bool), inflight: make(map[uint64]*batch),
+		wake: make(chan struct{}, 1), done: make(chan struct{}), syncing: true}
+	p.alive.Store(true)
+	c.peers.byName[name] = p
+	c.peers.mu.Unlock()
+	if old != nil {
+		c.removePeer(old, "restarted")
+	}
+	c.log.Info("cluster: node joined", "node", name)
+	c.wg.Add(2)
+	go func() {
+		defer c.wg.Done()
+		c.send(p)
+	}()
+	go func() {
+		defer c.wg.Done()
+		c.sync(p)
+	}()
+	// Introduce this node at once rather than at the next heartbeat.
+	c.beat()
+	return p
+}
+
+// removePeer forgets a dead (or departed, or restarted) node: its routes
+// go, and what was on its way to it is given up.
+func (c *Cluster) removePeer(p *peer, why string) {
+	if !p.alive.Swap(false) {
+		return
+	}
+	c.peers.mu.Lock()
+	if c.peers.byName[p.name] == p {
+		delete(c.peers.byName, p.name)
+	}
+	c.peers.mu.Unlock()
+	if why != "" {
+		c.log.Warn("cluster: node left", "node", p.name, "why", why)
+	}
+	p.mu.Lock()
+	keys := p.keys
+	p.keys = make(map[string]bool)
+	var given []*batch
+	given = append(given, p.queue...)
+	for _, b := range p.inflight {
+		given = append(given, b)
+	}
+	p.queue, p.inflight, p.queued = nil, map[uint64]*batch{}, 0
+	drained := false
+	if p.full {
+		p.full = false
+		drained = c.peers.full.Add(-1) == 0
+	}
+	p.mu.Unlock()
+	close(p.done)
+	for key := range keys {
+		c.table.removeNode(key, p)
+	}
+	n := 0
+	for _, b := range given {
+		n += b.count
+		b.pending.Done()
+	}
+	if n > 0 {
+		c.stats.GivenUp.Add(uint64(n))
+		c.log.Warn("cluster: messages in flight to a departed node given up", "node", p.name, "messages", n)
+	}
+	c.forgetAcks(p, time.Time{})
+	if drained && c.node != nil {
+		c.node.Drained()
+	}
+}
+
+// apply applies one of p's announcements. p.mu is held.
+func (c *Cluster) applyLocked(p *peer, add bool, key string) {
+	if add {
+		if !p.keys[key] {
+			p.keys[key] = true
+			c.table.addNode(key, p)
+		}
+		return
+	}
+	if p.keys[key] {
+		delete(p.keys, key)
+		c.table.removeNode(key, p)
+	}
+}
+
+// sync asks p for its table and applies it, then what came meanwhile.
+func (c *Cluster) sync(p *peer) {
+	for attempt := 0; p.alive.Load() && c.ctx.Err() == nil; attempt++ {
+		msg, err := c.nc.Request(c.pfx+"sync."+p.name, nil, c.cfg.NodeTimeout)
+		if err != nil {
+			if attempt > 0 {
+				c.log.Debug("cluster: ask a node for its subscriptions", "node", p.name, "err", err)
+			}
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		r := reader{b: msg.Data}
+		name, boot, seq, n := r.str(), r.str(), r.uvarint(), r.uvarint()
+		if r.err != nil || name != p.name || boot != p.boot {
+			return // a newer run answered: its own peer syncs
+		}
+		keys := make(map[string]bool, min(n, 1<<16))
+		for i := uint64(0); i < n && r.err == nil; i++ {
+			keys[r.str()] = true
+		}
+		if r.err != nil {
+			c.log.Warn("cluster: a node's subscriptions do not decode", "node", p.name)
+			return
+		}
+		var acks []heldAnnouncement
+		p.mu.Lock()
+		for key := range p.keys {
+			if !keys[key] {
+				c.applyLocked(p, false, key)
+			}
+		}
+		for key := range keys {
+			c.applyLocked(p, true, key)
+		}
+		p.seq = seq
+		for _, h := range p.held {
+			if h.seq == p.seq+1 {
+				c.applyLocked(p, h.add, h.key)
+				p.seq = h.seq
+			}
+			if h.id != 0 {
+				acks = append(acks, h)
+			}
+		}
+		p.held = nil
+		p.syncing = false
+		p.mu.Unlock()
+		for _, h := range acks {
+			c.answer(h.reply, h.id)
+		}
+		return
+	}
+}
+
+// answer acknowledges broadcast id to its sender.
+func (c *Cluster) answer(reply string, id uint64) {
+	if reply == "" || id == 0 {
+		return
+	}
+	b := putString(nil, c.cfg.Node)
+	b = putString(b, c.boot)
+	b = putUvarint(b, id)
+	_ = c.nc.Publish(reply, b)
+}
+
+// subscribe sets up what this node hears.
+func (c *Cluster) subscribe() error {
+	subs := []struct {
+		subj string
+		fn   nats.MsgHandler
+	}{
+		{c.pfx + "i", c.onAnnouncement},
+		{c.pfx + "hb", c.onHeartbeat},
+		{c.pfx + "bye", c.onBye},
+		{c.pfx + "sync." + c.cfg.Node, func(m *nats.Msg) { _ = m.Respond(c.snapshot()) }},
+		{c.pfx + "back." + c.cfg.Node, c.onAck},
+		{c.pfx + "m." + c.cfg.Node, c.onBatch},
+		{c.pfx + "mack." + c.cfg.Node, c.onBatchAck},
+		{c.pfx + "ret", c.onRetained},
+	}
+	for _, s := range subs {
+		sub, err := c.nc.Subscribe(s.subj, s.fn)
+		if err != nil {
+			return err
+		}
+		// Bounded by the senders' windows, not here: a batch dropped as
+		// a slow consumer would never be acknowledged.
+		_ = sub.SetPendingLimits(-1, -1)
+	}
+	return c.nc.Flush()
+}
+
+func (c *Cluster) onAnnouncement(m *nats.Msg) {
+	r := reader{b: m.Data}
+	name, boot, seq, id, op, key := r.str(), r.str(), r.uvarint(), r.uvarint(), r.byte(), r.str()
+	if r.err != nil || name == c.cfg.Node {
+		return
+	}
+	p := c.heard(name, boot)
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	if p.syncing {
+		p.held = append(p.held, heldAnnouncement{seq: seq, id: id, reply: m.Reply, add: op == 1, key: key})
+		p.mu.Unlock()
+		return
+	}
+	if seq != p.seq+1 {
+		// One was missed: the whole table again.
+		if seq > p.seq {
+			p.syncing = true
+			p.held = append(p.held, heldAnnouncement{seq: seq, id: id, reply: m.Reply, add: op == 1, key: key})
+			p.mu.Unlock()
+			c.wg.Add(1)
+			go func() {
+				defer c.wg.Done()
+				c.sync(p)
+			}()
+			return
+		}
+		p.mu.Unlock()
+		c.answer(m.Reply, id) // old news
+		return
+	}
+	c.applyLocked(p, op == 1, key)
+	p.seq = seq
+	p.mu.Unlock()
+	c.answer(m.Reply, id)
+}
+
+func (c *Cluster) onAck(m *nats.Msg) {
+	r := reader{b: m.Data}
+	name, _, id := r.str(), r.str(), r.uvarint()
+	if r.err != nil {
+		return
+	}
+	if p := c.peers.get(name); p != nil {
+		c.acked(id, p)
+	}
+}
+
+func (c *Cluster) onBye(m *nats.Msg) {
+	name, boot, _ := stringsCut(string(m.Data))
+	if p := c.peers.get(name); p != nil && p.boot == boot {
+		c.removePeer(p, "left the cluster")
+	}
+}
+
+func stringsCut(s string) (string, string, bool) {
+	for i := 0; i < len(s); i++ {
+		if s[i] == ' ' {
+			return s[:i], s[i+1:], true
+		}
+	}
+	return s, "", false
+}
+
+// onBatch routes a batch from another node and acknowledges it once this
+// node has taken it.
+func (c *Cluster) onBatch(m *nats.Msg) {
+	if len(m.Data) < 8 {
+		return
+	}
+	id := binary.BigEndian.Uint64(m.Data)
+	r := reader{b: m.Data[8:]}
+	from := r.str()
+	var msgs []broker.Forwarded
+	for r.err == nil && len(r.b) > 0 {
+		var f broker.Forwarded
+		ng := r.uvarint()
+		if ng > uint64(len(r.b)) {
+			r.err = errShort
+			break
+		}
+		for i := uint64(0); i < ng; i++ {
+			f.Groups = append(f.Groups, r.str())
+		}
+		if len(r.b) < 4 {
+			r.err = errShort
+			break
+		}
+		n := binary.BigEndian.Uint32(r.b)
+		if uint64(n) > uint64(len(r.b)-4) {
+			r.err = errShort
+			break
+		}
+		f.Body = r.b[4 : 4+n]
+		r.b = r.b[4+n:]
+		msgs = append(msgs, f)
+	}
+	if r.err != nil {
+		c.log.Warn("cluster: a batch from another node does not decode", "node", from)
+	}
+	c.stats.ReceivedBatches.Add(1)
+	c.stats.Received.Add(uint64(len(msgs)))
+	reply := m.Reply
+	c.node.Deliver(msgs, func() {
+		var b [8]byte
+		binary.BigEndian.PutUint64(b[:], id)
+		ack := putString(b[:], c.cfg.Node)
+		_ = c.nc.Publish(reply, ack)
+	})
+}
+
+func (c *Cluster) onBatchAck(m *nats.Msg) {
+	if len(m.Data) < 8 {
+		return
+	}
+	id := binary.BigEndian.Uint64(m.Data)
+	r := reader{b: m.Data[8:]}
+	name := r.str()
+	if p := c.peers.get(name); p != nil {
+		c.batchAcked(p, id)
+	}
+}
+
+// heartbeat: name, boot, seq of the last announcement.
+func (c *Cluster) beat() {
+	c.table.mu.Lock()
+	seq := c.table.seq
+	c.table.mu.Unlock()
+	b := putString(nil, c.cfg.Node)
+	b = putString(b, c.boot)
+	b = putUvarint(b, seq)
+	_ = c.nc.Publish(c.pfx+"hb", b)
+}
+
+func (c *Cluster) onHeartbeat(m *nats.Msg) {
+	r := reader{b: m.Data}
+	name, boot, seq := r.str(), r.str(), r.uvarint()
+	if r.err != nil || name == c.cfg.Node {
+		return
+	}
+	p := c.heard(name, boot)
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	missed := !p.syncing && seq > p.seq
+	if missed {
+		p.syncing = true
+	}
+	p.mu.Unlock()
+	if missed {
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			c.sync(p)
+		}()
+	}
+}
+
+// heartbeats beats every third of NodeTimeout, and removes the nodes
+// unheard of for NodeTimeout.
+func (c *Cluster) heartbeats() {
+	every := c.cfg.NodeTimeout / 3
+	t := time.NewTicker(every)
+	defer t.Stop()
+	c.beat()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case now := <-t.C:
+			c.beat()
+			for _, p := range c.peers.live() {
+				p.mu.Lock()
+				late := now.Sub(p.lastSeen) > c.cfg.NodeTimeout
+				p.mu.Unlock()
+				if late {
+					c.removePeer(p, "unheard of for "+c.cfg.NodeTimeout.String())
+				}
+			}
+			c.forgetAcks(nil, now)
+			c.ret.scale(c)
+		}
+	}
+}
+
+// hello waits to meet the live nodes: a heartbeat's round trip, then
+// every node's table.
+func (c *Cluster) hello() {
+	deadline := time.Now().Add(c.cfg.NodeTimeout)
+	c.beat()
+	time.Sleep(min(c.cfg.NodeTimeout/3, 500*time.Millisecond))
+	for time.Now().Before(deadline) {
+		busy := false
+		for _, p := range c.peers.live() {
+			p.mu.Lock()
+			busy = busy || p.syncing
+			p.mu.Unlock()
+		}
+		if !busy {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -1,0 +1,204 @@
+package cluster
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The nodes of these tests are `petrel serve` processes, children of the
+// test, so that one can be killed (SIGKILL) as a machine dies.
+
+var petrelBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "petrel-cluster-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	petrelBin = filepath.Join(dir, "petrel")
+	build := exec.Command("go", "build", "-o", petrelBin, "../cmd/petrel")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build petrel:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// procNode is one node running as a child process.
+type procNode struct {
+	name, route, addr, dir string
+	peers                  []string
+	cmd                    *exec.Cmd
+	done                   chan struct{}
+
+	mu  sync.Mutex
+	log []string
+}
+
+var listeningRE = regexp.MustCompile(`msg=listening .*addr=(127\.0\.0\.1:\d+)`)
+
+// startProcs starts n nodes, each with its own data directory (pebble),
+// and returns once every one serves and has joined.
+func startProcs(t *testing.T, n int) []*procNode {
+	t.Helper()
+	nodes := make([]*procNode, n)
+	routes := make([]string, n)
+	for i := range routes {
+		routes[i] = freePort(t)
+	}
+	for i := range nodes {
+		nodes[i] = &procNode{name: fmt.Sprintf("n%d", i+1), route: routes[i], dir: filepath.Join(t.TempDir(), "data")}
+		if i > 0 {
+			nodes[i].peers = routes[:1]
+		} else if n > 1 {
+			nodes[i].peers = routes[1:2]
+		}
+	}
+	for _, nd := range nodes {
+		nd.start(t)
+	}
+	for _, nd := range nodes {
+		nd.waitServing(t)
+	}
+	return nodes
+}
+
+// start runs the node's process (again, after a kill: same name, route
+// and data directory).
+func (nd *procNode) start(t *testing.T) {
+	t.Helper()
+	args := []string{"serve", "--listen", "127.0.0.1:0", "--data-dir", nd.dir, "--node", nd.name,
+		"--cluster", nd.route, "--log-level", "info", "--sys-interval", "0"}
+	if len(nd.peers) > 0 {
+		args = append(args, "--peers", strings.Join(nd.peers, ","))
+	}
+	// A short node timeout, so that a killed node's routes go quickly.
+	conf := filepath.Join(filepath.Dir(nd.dir), "petrel.yaml")
+	if err := os.WriteFile(conf, []byte("cluster:\n  node_timeout: 1s\nlimits:\n  control_rate: 100000\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args = append(args, "--config", conf)
+	cmd := exec.Command(petrelBin, args...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", nd.name, err)
+	}
+	nd.mu.Lock()
+	nd.cmd, nd.addr, nd.log = cmd, "", nil
+	nd.done = make(chan struct{})
+	done := nd.done
+	nd.mu.Unlock()
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			nd.mu.Lock()
+			nd.log = append(nd.log, line)
+			if m := listeningRE.FindStringSubmatch(line); m != nil {
+				nd.addr = m[1]
+			}
+			nd.mu.Unlock()
+		}
+		_ = cmd.Wait()
+		close(done)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			nd.mu.Lock()
+			for _, l := range nd.log {
+				t.Logf("%s: %s", nd.name, l)
+			}
+			nd.mu.Unlock()
+		}
+	})
+}
+
+// waitServing waits for the node's MQTT listener (which opens once the
+// node has joined the cluster).
+func (nd *procNode) waitServing(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		nd.mu.Lock()
+		addr := nd.addr
+		nd.mu.Unlock()
+		if addr != "" {
+			return
+		}
+		select {
+		case <-nd.done:
+			t.Fatalf("%s exited before serving", nd.name)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s does not serve after 60s", nd.name)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// kill ends the node as a crash would, and waits for it to be gone.
+func (nd *procNode) kill(t *testing.T) {
+	t.Helper()
+	_ = nd.cmd.Process.Kill()
+	<-nd.done
+}
+
+// logged reports whether the node logged a line containing all of parts.
+func (nd *procNode) logged(parts ...string) bool {
+	nd.mu.Lock()
+	defer nd.mu.Unlock()
+	for _, l := range nd.log {
+		all := true
+		for _, p := range parts {
+			if !strings.Contains(l, p) {
+				all = false
+				break
+			}
+		}
+		if all {
+			return true
+		}
+	}
+	return false
+}
+
+// waitReplicated waits until the retained bucket has 3 replicas, so that
+// losing one node loses none of it.
+func waitReplicated(t *testing.T, nodes []*procNode) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, nd := range nodes {
+			if nd.logged("retained messages replicated", "replicas=3") {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatal("the retained bucket never reached 3 replicas")
+}

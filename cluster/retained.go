@@ -1,0 +1,395 @@
+package cluster
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/petrelmq/petrel/broker"
+)
+
+// bucket is the JetStream key-value bucket of retained messages.
+const bucket = "petrel_retained"
+
+// retainer keeps the retained messages in the bucket and every node's
+// index in step with it. The bucket's revision orders the changes to a
+// topic: a node applies a change only if it is newer than the one it has,
+// whether it comes from the bucket's updates or from the broadcast that
+// the publishing node sends once the bucket has stored it (which is what
+// a QoS 1 or 2 publisher's acknowledgement waits for, so that a SUBSCRIBE
+// on any node after it sees the message).
+type retainer struct {
+	kv       jetstream.KeyValue
+	replicas atomic.Int32
+	loaded   atomic.Int64
+
+	// mu guards revs: the revision each topic's message here is at.
+	mu   sync.Mutex
+	revs map[string]uint64
+
+	// queue feeds the writer, in order.
+	qmu   sync.Mutex
+	queue []retainJob
+	wake  chan struct{}
+}
+
+type retainJob struct {
+	topic string
+	body  []byte // nil: delete
+	p     *broker.Pending
+}
+
+// key is the bucket's key for a topic: its base64 (URL alphabet, which
+// keys allow), or, for a topic too long for a subject, its SHA-256 (the
+// topic is in the value as well).
+func key(topic string) string {
+	if len(topic) <= 1024 {
+		return "t." + base64.RawURLEncoding.EncodeToString([]byte(topic))
+	}
+	h := sha256.Sum256([]byte(topic))
+	return "h." + hex.EncodeToString(h[:])
+}
+
+func (rt *retainer) start(c *Cluster) error {
+	rt.revs = make(map[string]uint64)
+	rt.wake = make(chan struct{}, 1)
+	ctx, cancel := context.WithTimeout(c.ctx, 2*time.Minute)
+	defer cancel()
+	// JetStream answers once the cluster has a leader.
+	logged := false
+	for {
+		cctx, ccancel := context.WithTimeout(ctx, time.Second)
+		_, err := c.js.AccountInfo(cctx)
+		ccancel()
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("JetStream not available (is a peer up? a cluster needs a quorum): %w", err)
+		}
+		if !logged {
+			c.log.Info("cluster: waiting for JetStream (the other nodes)", "err", err)
+			logged = true
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	kv, err := rt.bind(ctx, c)
+	if err != nil {
+		return err
+	}
+	rt.kv = kv
+	w, err := kv.WatchAll(c.ctx)
+	if err != nil {
+		return fmt.Errorf("watch the bucket: %w", err)
+	}
+	// The bucket's contents first, up to the marker, before serving.
+	for e := range w.Updates() {
+		if e == nil {
+			break
+		}
+		rt.applyEntry(c, e)
+		rt.loaded.Add(1)
+	}
+	c.wg.Add(2)
+	go func() {
+		defer c.wg.Done()
+		defer w.Stop()
+		for {
+			select {
+			case e, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+				if e != nil {
+					rt.applyEntry(c, e)
+				}
+			case <-c.ctx.Done():
+				return
+			}
+		}
+	}()
+	go func() {
+		defer c.wg.Done()
+		rt.write(c)
+	}()
+	return nil
+}
+
+// bind opens the bucket, making it if it is not there yet with as many
+// replicas as there are nodes, up to 3.
+func (rt *retainer) bind(ctx context.Context, c *Cluster) (jetstream.KeyValue, error) {
+	for {
+		// Each request on its own clock: one lost while the cluster forms
+		// must not use up the whole wait.
+		actx, acancel := context.WithTimeout(ctx, 2*time.Second)
+		defer acancel()
+		kv, err := c.js.KeyValue(actx, bucket)
+		if err == nil {
+			st, err := kv.Status(actx)
+			if err == nil {
+				if s, ok := st.(*jetstream.KeyValueBucketStatus); ok {
+					rt.replicas.Store(int32(s.StreamInfo().Config.Replicas))
+				}
+			}
+			return kv, nil
+		}
+		if !errors.Is(err, jetstream.ErrBucketNotFound) {
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("open the retained bucket: %w", err)
+			}
+			c.log.Debug("cluster: open the retained bucket", "err", err)
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		n := min(3, len(c.Nodes()))
+		kv, err = c.js.CreateKeyValue(actx, rt.config(n, c))
+		if err == nil {
+			rt.replicas.Store(int32(n))
+			c.log.Info("cluster: retained messages replicated", "replicas", n)
+			return kv, nil
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("create the retained bucket: %w", err)
+		}
+		time.Sleep(100 * time.Millisecond) // made meanwhile by another node, or no placement yet
+	}
+}
+
+func (rt *retainer) config(replicas int, c *Cluster) jetstream.KeyValueConfig {
+	cfg := jetstream.KeyValueConfig{Bucket: bucket, History: 1, Replicas: replicas,
+		Description: "Petrel's retained messages", MaxValueSize: 64 << 20}
+	if c.cfg.DataDir == "" && c.cfg.NATSURL == "" {
+		cfg.Storage = jetstream.MemoryStorage
+	}
+	return cfg
+}
+
+// scale raises the bucket's replicas as nodes join, up to 3; the node
+// with the lowest name does it.
+func (rt *retainer) scale(c *Cluster) {
+	if rt.kv == nil || rt.replicas.Load() >= 3 {
+		return
+	}
+	nodes := c.Nodes()
+	want := min(3, len(nodes))
+	if int32(want) <= rt.replicas.Load() || minName(nodes) != c.cfg.Node {
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
+	defer cancel()
+	if _, err := c.js.UpdateKeyValue(ctx, rt.config(want, c)); err != nil {
+		c.log.Debug("cluster: raise the retained bucket's replicas", "want", want, "err", err)
+		return
+	}
+	rt.replicas.Store(int32(want))
+	c.log.Info("cluster: retained messages replicated", "replicas", want)
+}
+
+func minName(names []string) string {
+	m := names[0]
+	for _, n := range names[1:] {
+		m = min(m, n)
+	}
+	return m
+}
+
+// applyEntry applies one of the bucket's updates.
+func (rt *retainer) applyEntry(c *Cluster, e jetstream.KeyValueEntry) {
+	var body []byte
+	topic := ""
+	switch e.Operation() {
+	case jetstream.KeyValuePut:
+		body = e.Value()
+		t, err := bodyTopic(body)
+		if err != nil {
+			c.log.Warn("cluster: a retained message in the bucket does not decode", "key", e.Key())
+			return
+		}
+		topic = t
+	default:
+		t, err := keyTopic(e.Key())
+		if err != nil {
+			// A hashed key: the topic is known only from the value, which
+			// this node has if it has the message.
+			rt.mu.Lock()
+			t = rt.hashed(e.Key())
+			rt.mu.Unlock()
+			if t == "" {
+				return
+			}
+		}
+		topic = t
+	}
+	rt.apply(c, topic, e.Revision(), body)
+}
+
+// hashed finds the topic of a hashed key among those known. mu is held.
+func (rt *retainer) hashed(k string) string {
+	for t := range rt.revs {
+		if len(t) > 1024 && key(t) == k {
+			return t
+		}
+	}
+	return ""
+}
+
+func keyTopic(k string) (string, error) {
+	if len(k) < 2 || k[:2] != "t." {
+		return "", errShort
+	}
+	b, err := base64.RawURLEncoding.DecodeString(k[2:])
+	return string(b), err
+}
+
+// bodyTopic reads the topic out of a message body (broker's encoding:
+// version, flags, expiry, topic).
+func bodyTopic(b []byte) (string, error) {
+	r := reader{b: b}
+	r.byte()
+	r.byte()
+	r.uvarint()
+	t := r.str()
+	return t, r.err
+}
+
+// apply sets topic's retained message here if rev is newer than what
+// this node has.
+func (rt *retainer) apply(c *Cluster, topic string, rev uint64, body []byte) {
+	rt.mu.Lock()
+	if rev <= rt.revs[topic] {
+		rt.mu.Unlock()
+		return
+	}
+	rt.revs[topic] = rev
+	// Under mu, so that two changes to a topic land in revision order.
+	c.node.SetRetained(topic, body)
+	rt.mu.Unlock()
+}
+
+// Retain implements broker.Cluster.
+func (c *Cluster) Retain(topic string, body []byte) *broker.Pending {
+	rt := &c.ret
+	p := broker.NewPending()
+	rt.qmu.Lock()
+	rt.queue = append(rt.queue, retainJob{topic: topic, body: body, p: p})
+	rt.qmu.Unlock()
+	select {
+	case rt.wake <- struct{}{}:
+	default:
+	}
+	return p
+}
+
+// write stores queued retained messages in the bucket, in order, and
+// broadcasts each once stored.
+func (rt *retainer) write(c *Cluster) {
+	type sent struct {
+		job retainJob
+		f   jetstream.PubAckFuture
+	}
+	acks := make(chan sent, 4096)
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		for s := range acks {
+			select {
+			case ack := <-s.f.Ok():
+				rt.stored(c, s.job, ack.Sequence)
+			case err := <-s.f.Err():
+				c.log.Warn("cluster: store a retained message", "topic", s.job.topic, "err", err)
+				s.job.p.Done()
+			case <-c.ctx.Done():
+				s.job.p.Done()
+			}
+		}
+	}()
+	defer close(acks)
+	for {
+		select {
+		case <-rt.wake:
+		case <-c.ctx.Done():
+			rt.qmu.Lock()
+			jobs := rt.queue
+			rt.queue = nil
+			rt.qmu.Unlock()
+			for _, j := range jobs {
+				j.p.Done()
+			}
+			return
+		}
+		rt.qmu.Lock()
+		jobs := rt.queue
+		rt.queue = nil
+		rt.qmu.Unlock()
+		for _, j := range jobs {
+			m := nats.NewMsg("$KV." + bucket + "." + key(j.topic))
+			if j.body == nil {
+				m.Header.Set("KV-Operation", "DEL")
+			} else {
+				m.Data = j.body
+			}
+			f, err := c.js.PublishMsgAsync(m)
+			if err != nil {
+				c.log.Warn("cluster: store a retained message", "topic", j.topic, "err", err)
+				j.p.Done()
+				continue
+			}
+			select {
+			case acks <- sent{j, f}:
+			case <-c.ctx.Done():
+				j.p.Done()
+			}
+		}
+	}
+}
+
+// stored applies a retained message the bucket took at rev here, and
+// tells every node; the publisher's Pending completes once all have it.
+func (rt *retainer) stored(c *Cluster, j retainJob, rev uint64) {
+	rt.apply(c, j.topic, rev, j.body)
+	id, p := c.expectAcks()
+	b := putString(nil, c.cfg.Node)
+	b = putString(b, c.boot)
+	b = putUvarint(b, id)
+	b = putString(b, j.topic)
+	b = putUvarint(b, rev)
+	if j.body != nil {
+		b = append(b, 1)
+		b = append(b, j.body...)
+	} else {
+		b = append(b, 0)
+	}
+	msg := &nats.Msg{Subject: c.pfx + "ret", Data: b}
+	if id != 0 {
+		msg.Reply = c.pfx + "back." + c.cfg.Node
+	}
+	_ = c.nc.PublishMsg(msg)
+	if p == nil {
+		j.p.Done()
+		return
+	}
+	p.Then(j.p.Done)
+}
+
+func (c *Cluster) onRetained(m *nats.Msg) {
+	r := reader{b: m.Data}
+	name, _, id, topic, rev, has := r.str(), r.str(), r.uvarint(), r.str(), r.uvarint(), r.byte()
+	if r.err != nil || name == c.cfg.Node {
+		return
+	}
+	var body []byte
+	if has == 1 {
+		body = r.b
+	}
+	c.ret.apply(c, topic, rev, body)
+	c.answer(m.Reply, id)
+}
