@@ -13,10 +13,12 @@ import (
 // what serve checks before it opens the store or a listener. The file is
 // parsed and validated completely, then the files it names are read and
 // parsed as serve reads them (listeners' certificates and keys, the
-// password and ACL files, the HTTP server's certificate and token file). It prints "ok" and returns 0 when serve would
-// start on it; otherwise it prints each problem, "FILE:LINE: KEY: MESSAGE"
-// for the configuration file and "FILE: MESSAGE" for a file it names, and
-// returns 1. The store is not opened: a running broker holds its lock.
+// password and ACL files, the HTTP server's certificate and token file, the
+// cluster's password file and route certificates). It prints "ok" and
+// returns 0 when serve would start on it; otherwise it prints each problem,
+// "FILE:LINE: KEY: MESSAGE" for the configuration file and "FILE: MESSAGE"
+// for a file it names, and returns 1. The store is not opened: a running
+// broker holds its lock, and no cluster is joined.
 func checkConfig(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("petrel check-config", flag.ContinueOnError)
 	fs.SetOutput(stderr)

@@ -45,6 +45,9 @@ func serve(args []string, stderr io.Writer) int {
 	httpAddr := fs.String("http", "", "serve health checks, metrics, the admin API and the dashboard on this `address`, e.g. 127.0.0.1:8080 (overrides the file)")
 	var sysInterval optionalDuration
 	fs.Var(&sysInterval, "sys-interval", "publish $SYS statistics this often (`duration`, e.g. 10s; 0 turns $SYS off; overrides the file)")
+	node := fs.String("node", "", "this node's `name` (default the host name; overrides the file's cluster.node)")
+	clusterAddr := fs.String("cluster", "", "join a cluster, with routes on this `address` (host:port; overrides the file's cluster.listen)")
+	peers := fs.String("peers", "", "other nodes' route `addresses`, separated by commas (overrides the file's cluster.peers)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -57,7 +60,8 @@ func serve(args []string, stderr io.Writer) int {
 	}
 
 	cfg, err := loadConfig(*configPath, overrides{listen: listen, logLevel: *logLevel, logFormat: *logFormat, dataDir: *dataDir, engine: *engine,
-		shutdownTimeout: *shutdownTimeout, http: *httpAddr, sysInterval: sysInterval.d})
+		shutdownTimeout: *shutdownTimeout, http: *httpAddr, sysInterval: sysInterval.d,
+		node: *node, cluster: *clusterAddr, peers: splitList(*peers)})
 	if err != nil {
 		fmt.Fprintln(stderr, "petrel:", err)
 		return 2
@@ -168,6 +172,20 @@ type overrides struct {
 	logLevel, logFormat, dataDir, engine, http string
 	shutdownTimeout                            time.Duration
 	sysInterval                                *time.Duration // nil: not given
+	node, cluster                              string
+	peers                                      []string
+}
+
+// splitList splits a comma-separated flag; empty gives nil.
+func splitList(s string) []string {
+	if strings.TrimSpace(s) == "" {
+		return nil
+	}
+	items := strings.Split(s, ",")
+	for i := range items {
+		items[i] = strings.TrimSpace(items[i])
+	}
+	return items
 }
 
 // optionalDuration is a duration flag that knows whether it was given, for
@@ -229,6 +247,15 @@ func loadConfig(path string, ov overrides) (*config.File, error) {
 	if ov.sysInterval != nil {
 		cfg.Sys.Interval.Duration = *ov.sysInterval
 	}
+	if ov.node != "" {
+		cfg.Cluster.Node = ov.node
+	}
+	if ov.cluster != "" {
+		cfg.Cluster.Listen = ov.cluster
+	}
+	if len(ov.peers) > 0 {
+		cfg.Cluster.Peers = ov.peers
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -248,7 +275,8 @@ func newLogger(lc config.Log, w io.Writer) *slog.Logger {
 // brokerOptions maps the configuration file's schema onto the broker's
 // options. It loads the files the configuration names (certificates, the
 // password and ACL files) and returns them for SIGHUP; an error names the
-// file that cannot be used.
+// file that cannot be used. It also reads the cluster's files
+// (clusterOptions), which SIGHUP does not reload.
 func brokerOptions(cfg *config.File, log *slog.Logger) (broker.Options, *reloadable, error) {
 	maxQoS := byte(cfg.MQTT.MaxQoS)
 	o := broker.Options{
@@ -311,6 +339,9 @@ func brokerOptions(cfg *config.File, log *slog.Logger) (broker.Options, *reloada
 		}
 	}
 	if err := authBackends(cfg.Auth, &o, files, log); err != nil {
+		return broker.Options{}, nil, err
+	}
+	if err := clusterOptions(cfg, &o, log); err != nil {
 		return broker.Options{}, nil, err
 	}
 	return o, files, nil

@@ -38,6 +38,7 @@ type File struct {
 	Sys       Sys        `yaml:"sys"`
 	Store     Store      `yaml:"store"`
 	HTTP      HTTP       `yaml:"http"`
+	Cluster   Cluster    `yaml:"cluster"`
 
 	// ShutdownTimeout bounds a shutdown (SIGTERM, SIGINT): past it the
 	// process exits without waiting for the rest.
@@ -317,6 +318,69 @@ func (t HTTPTLS) Listener() ListenerTLS {
 		ClientAuth: t.ClientAuth, MinVersion: t.MinVersion}
 }
 
+// Cluster makes the broker one node of a cluster (package cluster;
+// docs/CLUSTER.md): it is on when Listen or NATSURL is set. The password
+// and certificate files are read when the broker starts, not when the
+// configuration is validated, and not again on SIGHUP.
+type Cluster struct {
+	// Node names this node, unique in the cluster: 1 to 64 letters,
+	// digits, '-' or '_'. Empty means the host name, with the characters
+	// a node name may not have made '-' (cmd/petrel fills it in).
+	Node string `yaml:"node"`
+	// Name is the cluster's name; nodes of different names do not join.
+	Name string `yaml:"name"`
+	// Listen is this node's route address (host:port), which the other
+	// nodes' Peers name. Setting it turns clustering on, with a NATS
+	// server embedded in the broker.
+	Listen string `yaml:"listen"`
+	// Peers are other nodes' route addresses (host:port); any one that is
+	// up is enough to join. They need Listen.
+	Peers []string `yaml:"peers"`
+	// NATSURL makes the node a client of an existing NATS cluster (with
+	// JetStream) instead of embedding a server; not with Listen.
+	NATSURL string `yaml:"nats_url"`
+	// NodeTimeout is how long a node may go unheard before it counts as
+	// dead.
+	NodeTimeout Duration `yaml:"node_timeout"`
+	// Username, and the password in PasswordFile (without surrounding
+	// white space), are required of the routes between the nodes: both or
+	// neither.
+	Username     string `yaml:"username"`
+	PasswordFile string `yaml:"password_file"`
+	// TLS runs the routes over mutual TLS.
+	TLS ClusterTLS `yaml:"tls"`
+}
+
+// ClusterTLS names the files of the routes' mutual TLS: all three or none.
+// Each node presents its certificate, and verifies the other's against
+// the CA, both ways.
+type ClusterTLS struct {
+	// CertFile and KeyFile hold this node's PEM certificate chain (leaf
+	// first) and its private key.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// CAFile holds the PEM certificates that the other nodes' certificates
+	// are verified against.
+	CAFile string `yaml:"ca_file"`
+}
+
+// Enabled reports whether the routes are to use TLS.
+func (t ClusterTLS) Enabled() bool { return t != ClusterTLS{} }
+
+// Enabled reports whether the broker is to be a node of a cluster.
+func (c Cluster) Enabled() bool { return c.Listen != "" || c.NATSURL != "" }
+
+// Limits of the cluster section.
+const (
+	// DefaultClusterName is cluster.name's default.
+	DefaultClusterName = "petrel"
+	// MinNodeTimeout and MaxNodeTimeout bound cluster.node_timeout:
+	// heartbeats go every third of it, and a node is declared dead only
+	// after it.
+	MinNodeTimeout = 300 * time.Millisecond
+	MaxNodeTimeout = time.Minute
+)
+
 // HTTPTokenFile is the name of the token file created in store.dir when
 // http.token_file is empty.
 const HTTPTokenFile = "http-token"
@@ -401,9 +465,10 @@ func Default() *File {
 			ServerKeepAlive:         Duration{d.ServerKeepAlive},
 			MaxSessionExpiry:        Duration{d.MaxSessionExpiry},
 		},
-		Sys:   Sys{Interval: Duration{max(d.SysInterval, 0)}},
-		Store: Store{Engine: "pebble", Dir: "./data", Sync: "always", SyncInterval: Duration{100 * time.Millisecond}},
-		HTTP:  HTTP{MetricsAuth: true, TLS: HTTPTLS{ClientAuth: defaultTLS.ClientAuth, MinVersion: defaultTLS.MinVersion}},
+		Sys:     Sys{Interval: Duration{max(d.SysInterval, 0)}},
+		Store:   Store{Engine: "pebble", Dir: "./data", Sync: "always", SyncInterval: Duration{100 * time.Millisecond}},
+		HTTP:    HTTP{MetricsAuth: true, TLS: HTTPTLS{ClientAuth: defaultTLS.ClientAuth, MinVersion: defaultTLS.MinVersion}},
+		Cluster: Cluster{Name: DefaultClusterName, NodeTimeout: Duration{3 * time.Second}},
 
 		ShutdownTimeout: Duration{10 * time.Second},
 	}

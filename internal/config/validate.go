@@ -8,6 +8,7 @@ import (
 	"path"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"runtime"
 	"slices"
 	"strconv"
@@ -64,6 +65,7 @@ func (f *File) validate() []*Error {
 	v.sys(f.Sys)
 	v.store(f.Store)
 	v.http(f.HTTP, f)
+	v.cluster(f.Cluster, f)
 	return v.errs
 }
 
@@ -500,5 +502,135 @@ func (v *validator) limits(l Limits) {
 	v.positive("limits.incomplete_packet_timeout", l.IncompletePacketTimeout)
 	if l.MaxOutboundBytes < 0 {
 		v.failf("limits.max_outbound_bytes", "%s is negative (0 means unlimited)", l.MaxOutboundBytes)
+	}
+}
+
+// nameRE is what a node's and a cluster's name may be (package cluster
+// takes the same).
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// exampleRoute is the route address error messages suggest.
+const exampleRoute = "10.0.0.1:6222"
+
+// cluster checks the cluster section; f gives the listeners and the HTTP
+// server, whose addresses the route address must not take. Its values are
+// checked whether or not clustering is on; what they need of each other
+// (peers of listen, credentials in pairs) too, so that a --cluster flag
+// does not meet a problem the file had all along.
+func (v *validator) cluster(c Cluster, f *File) {
+	if c.Node != "" && !nameRE.MatchString(c.Node) {
+		v.failf("cluster.node", "%q is not a node name: use 1 to 64 letters, digits, '-' or '_' (empty: the host name)", c.Node)
+	}
+	if !nameRE.MatchString(c.Name) {
+		v.failf("cluster.name", "%q is not a cluster name: use 1 to 64 letters, digits, '-' or '_'", c.Name)
+	}
+	if d := c.NodeTimeout.Duration; d < MinNodeTimeout || d > MaxNodeTimeout {
+		v.failf("cluster.node_timeout", "%s is out of range 300ms..1m", c.NodeTimeout)
+	}
+	if c.Listen != "" && v.routeAddress("cluster.listen", c.Listen, false) {
+		if addr, ok := bindingOf("tcp", c.Listen); ok {
+			for i, l := range f.Listeners {
+				if other, ok := bindingOf(l.Kind, l.Address); ok && other == addr {
+					v.failf("cluster.listen", "%q is already the address of listeners[%d]", c.Listen, i)
+				}
+			}
+			if other, ok := bindingOf("tcp", f.HTTP.Listen); ok && f.HTTP.Listen != "" && other == addr {
+				v.failf("cluster.listen", "%q is already http.listen", c.Listen)
+			}
+		}
+	}
+	for i, p := range c.Peers {
+		v.routeAddress(indexKey("cluster.peers", i), p, true)
+	}
+	if c.NATSURL != "" {
+		v.natsURL("cluster.nats_url", c.NATSURL)
+	}
+	switch {
+	case c.NATSURL != "" && c.Listen != "":
+		v.failf("cluster.nats_url", "set together with cluster.listen; choose one: an embedded NATS server with routes on listen, or the existing NATS cluster at nats_url")
+	case c.NATSURL != "" && len(c.Peers) > 0:
+		v.failf("cluster.peers", "unused with cluster.nats_url: the NATS cluster joins its own servers")
+	case c.Listen == "" && len(c.Peers) > 0:
+		v.failf("cluster.peers", "set, but cluster.listen is not: set this node's route address (host:port) too")
+	}
+	// A missing setting is blamed on the one the file did set.
+	switch {
+	case c.Username != "" && c.PasswordFile == "":
+		v.failf("cluster.username", "set, but cluster.password_file (the file holding the routes' password) is not; set both or neither")
+	case c.Username == "" && c.PasswordFile != "":
+		v.failf("cluster.password_file", "set, but cluster.username (the routes' user name) is not; set both or neither")
+	case c.Username != "" && c.NATSURL != "":
+		v.failf("cluster.username", "unused with cluster.nats_url, which has no routes of its own; write the credentials in the URL")
+	}
+	t := c.TLS
+	if !t.Enabled() {
+		return
+	}
+	if c.NATSURL != "" {
+		v.failf("cluster.tls", "unused with cluster.nats_url, which has no routes of its own")
+		return
+	}
+	// Routes verify each other both ways: each file is needed. A missing
+	// one is blamed on the section, which the file did set.
+	var missing []string
+	for _, k := range []struct{ key, value string }{
+		{"cert_file", t.CertFile}, {"key_file", t.KeyFile}, {"ca_file", t.CAFile},
+	} {
+		if k.value == "" {
+			missing = append(missing, k.key)
+		}
+	}
+	if len(missing) > 0 {
+		v.failf("cluster.tls", "%s not set; routes use mutual TLS: set cert_file, key_file and ca_file, or none", strings.Join(missing, " and "))
+	}
+}
+
+// routeAddress checks a route address (host:port), reporting whether it is
+// usable. Port 0 is refused: the other nodes must know the port to name
+// it, and the embedded NATS server would take 0 to mean no routes. A peer
+// must name its host.
+func (v *validator) routeAddress(key, addr string, peer bool) bool {
+	host, portText, err := net.SplitHostPort(addr)
+	if err != nil {
+		reason := err.Error()
+		if ae, ok := errors.AsType[*net.AddrError](err); ok {
+			reason = ae.Err
+		}
+		v.failf(key, "%q is not host:port (%s), such as %q", addr, reason, exampleRoute)
+		return false
+	}
+	port, err := strconv.Atoi(portText)
+	switch {
+	case portText == "":
+		v.failf(key, "%q has no port number", addr)
+	case err != nil:
+		v.failf(key, "%q: port %q is not a number", addr, portText)
+	case port < 1 || port > 65535:
+		v.failf(key, "%q: port %d is out of range 1..65535", addr, port)
+	case peer && host == "":
+		v.failf(key, "%q has no host; name the other node, such as %q", addr, exampleRoute)
+	default:
+		return true
+	}
+	return false
+}
+
+// natsSchemes are the URL schemes a NATS client dials.
+var natsSchemes = []string{"nats", "tls", "ws", "wss"}
+
+// natsURL checks the URL of an existing NATS cluster: one URL, or several
+// separated by commas, as a NATS client takes them.
+func (v *validator) natsURL(key, s string) {
+	for u := range strings.SplitSeq(s, ",") {
+		u = strings.TrimSpace(u)
+		p, err := url.Parse(u)
+		if err != nil || !slices.Contains(natsSchemes, p.Scheme) || p.Host == "" {
+			if err == nil {
+				u = p.Redacted() // not the password it may hold
+			}
+			v.failf(key, "%q is not a NATS URL, such as %q (schemes %s; several separated by commas)",
+				u, "nats://nats.example.com:4222", strings.Join(natsSchemes, ", "))
+			return
+		}
 	}
 }

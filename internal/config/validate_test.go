@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/petrelmq/petrel/tlsconf"
 )
@@ -66,6 +67,13 @@ func TestDefaults(t *testing.T) {
 		{"http.metrics_auth", Default().HTTP.MetricsAuth, true},
 		{"http.tls.client_auth", Default().HTTP.TLS.ClientAuth, "none"},
 		{"http.tls.min_version", Default().HTTP.TLS.MinVersion, "1.2"},
+
+		{"cluster.node", Default().Cluster.Node, ""},
+		{"cluster.name", Default().Cluster.Name, "petrel"},
+		{"cluster.listen", Default().Cluster.Listen, ""},
+		{"cluster.nats_url", Default().Cluster.NATSURL, ""},
+		{"cluster.node_timeout", Default().Cluster.NodeTimeout.String(), "3s"},
+		{"cluster.enabled", Default().Cluster.Enabled(), false},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("default %s = %v, want %v", tc.key, tc.got, tc.want)
@@ -256,5 +264,124 @@ func TestValidateManyListeners(t *testing.T) {
 	lines := strings.Split(f.Validate().Error(), "\n")
 	if len(lines) != maxErrors+1 || lines[maxErrors] != "too many errors; fix these first" {
 		t.Errorf("got %d lines ending %q; want %d errors and a note", len(lines), lines[len(lines)-1], maxErrors)
+	}
+}
+
+// The cluster section: each value in its form and range, and the settings
+// that need or exclude each other.
+func TestValidateCluster(t *testing.T) {
+	tls := ClusterTLS{CertFile: "node.crt", KeyFile: "node.key", CAFile: "ca.crt"}
+	for _, tc := range []struct {
+		name string
+		edit func(*Cluster)
+		want string // "" for valid
+	}{
+		{"off", func(c *Cluster) {}, ""},
+		{"embedded", func(c *Cluster) {
+			c.Node, c.Name, c.Listen = "node-1", "eu_west", "10.0.0.1:6222"
+			c.Peers = []string{"10.0.0.2:6222", "node3.example.com:6222", "[fd00::4]:6222"}
+			c.Username, c.PasswordFile, c.TLS = "petrel", "cluster-password", tls
+		}, ""},
+		{"first node, every interface", func(c *Cluster) { c.Listen = ":6222" }, ""},
+		{"nats", func(c *Cluster) { c.NATSURL = "nats://a.example.com:4222, tls://user:pw@b.example.com:4222" }, ""},
+		{"timeout bounds", func(c *Cluster) { c.Listen, c.NodeTimeout = ":6222", Duration{300 * time.Millisecond} }, ""},
+		{"timeout upper bound", func(c *Cluster) { c.Listen, c.NodeTimeout = ":6222", Duration{time.Minute} }, ""},
+		{"settings waiting for --cluster", func(c *Cluster) { c.Username, c.PasswordFile, c.TLS = "petrel", "pw", tls }, ""},
+
+		{"bad node", func(c *Cluster) { c.Node = "node 1" },
+			`cluster.node: "node 1" is not a node name: use 1 to 64 letters, digits, '-' or '_' (empty: the host name)`},
+		{"long node", func(c *Cluster) { c.Node = strings.Repeat("n", 65) },
+			`cluster.node: "` + strings.Repeat("n", 65) + `" is not a node name: use 1 to 64 letters, digits, '-' or '_' (empty: the host name)`},
+		{"host name as node", func(c *Cluster) { c.Node = "node1.example.com" },
+			`cluster.node: "node1.example.com" is not a node name: use 1 to 64 letters, digits, '-' or '_' (empty: the host name)`},
+		{"empty name", func(c *Cluster) { c.Name = "" },
+			`cluster.name: "" is not a cluster name: use 1 to 64 letters, digits, '-' or '_'`},
+		{"short timeout", func(c *Cluster) { c.NodeTimeout = Duration{100 * time.Millisecond} },
+			`cluster.node_timeout: 100ms is out of range 300ms..1m`},
+		{"long timeout", func(c *Cluster) { c.NodeTimeout = Duration{2 * time.Minute} },
+			`cluster.node_timeout: 2m0s is out of range 300ms..1m`},
+		{"listen not host:port", func(c *Cluster) { c.Listen = "nonsense" },
+			`cluster.listen: "nonsense" is not host:port (missing port in address), such as "10.0.0.1:6222"`},
+		{"listen port 0", func(c *Cluster) { c.Listen = "10.0.0.1:0" },
+			`cluster.listen: "10.0.0.1:0": port 0 is out of range 1..65535`},
+		{"listen port not a number", func(c *Cluster) { c.Listen = "10.0.0.1:routes" },
+			`cluster.listen: "10.0.0.1:routes": port "routes" is not a number`},
+		{"listen on an MQTT listener", func(c *Cluster) { c.Listen = "127.0.0.1:1883" },
+			`cluster.listen: "127.0.0.1:1883" is already the address of listeners[0]`},
+		{"peers without listen", func(c *Cluster) { c.Peers = []string{"10.0.0.2:6222"} },
+			`cluster.peers: set, but cluster.listen is not: set this node's route address (host:port) too`},
+		{"bad peers", func(c *Cluster) { c.Listen, c.Peers = ":6222", []string{"10.0.0.2:6222", "10.0.0.3", ":6222", ""} },
+			`cluster.peers[1]: "10.0.0.3" is not host:port (missing port in address), such as "10.0.0.1:6222"` + "\n" +
+				`cluster.peers[2]: ":6222" has no host; name the other node, such as "10.0.0.1:6222"` + "\n" +
+				`cluster.peers[3]: "" is not host:port (missing port in address), such as "10.0.0.1:6222"`},
+		{"listen and nats_url", func(c *Cluster) { c.Listen, c.NATSURL = ":6222", "nats://nats:4222" },
+			`cluster.nats_url: set together with cluster.listen; choose one: an embedded NATS server with routes on listen, or the existing NATS cluster at nats_url`},
+		{"nats_url and peers", func(c *Cluster) { c.NATSURL, c.Peers = "nats://nats:4222", []string{"10.0.0.2:6222"} },
+			`cluster.peers: unused with cluster.nats_url: the NATS cluster joins its own servers`},
+		{"nats_url not a URL", func(c *Cluster) { c.NATSURL = "nats.example.com:4222" },
+			`cluster.nats_url: "nats.example.com:4222" is not a NATS URL, such as "nats://nats.example.com:4222" (schemes nats, tls, ws, wss; several separated by commas)`},
+		{"nats_url http", func(c *Cluster) { c.NATSURL = "nats://a:4222,http://user:secret@b:4222" },
+			`cluster.nats_url: "http://user:xxxxx@b:4222" is not a NATS URL, such as "nats://nats.example.com:4222" (schemes nats, tls, ws, wss; several separated by commas)`},
+		{"username alone", func(c *Cluster) { c.Listen, c.Username = ":6222", "petrel" },
+			`cluster.username: set, but cluster.password_file (the file holding the routes' password) is not; set both or neither`},
+		{"password alone", func(c *Cluster) { c.Listen, c.PasswordFile = ":6222", "pw" },
+			`cluster.password_file: set, but cluster.username (the routes' user name) is not; set both or neither`},
+		{"credentials with nats_url", func(c *Cluster) { c.NATSURL, c.Username, c.PasswordFile = "nats://nats:4222", "petrel", "pw" },
+			`cluster.username: unused with cluster.nats_url, which has no routes of its own; write the credentials in the URL`},
+		{"tls without a CA", func(c *Cluster) { c.Listen, c.TLS = ":6222", ClusterTLS{CertFile: "node.crt", KeyFile: "node.key"} },
+			`cluster.tls: ca_file not set; routes use mutual TLS: set cert_file, key_file and ca_file, or none`},
+		{"tls with a CA only", func(c *Cluster) { c.Listen, c.TLS = ":6222", ClusterTLS{CAFile: "ca.crt"} },
+			`cluster.tls: cert_file and key_file not set; routes use mutual TLS: set cert_file, key_file and ca_file, or none`},
+		{"tls with nats_url", func(c *Cluster) { c.NATSURL, c.TLS = "nats://nats:4222", tls },
+			`cluster.tls: unused with cluster.nats_url, which has no routes of its own`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := Default()
+			tc.edit(&f.Cluster)
+			err := f.Validate()
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("Validate() = %v, want nil", err)
+			case tc.want != "" && (err == nil || err.Error() != tc.want):
+				t.Errorf("Validate() =\n%v\nwant\n%s", err, tc.want)
+			}
+		})
+	}
+}
+
+// The route address may not be the HTTP server's either.
+func TestValidateClusterListenOnHTTP(t *testing.T) {
+	f := Default()
+	f.HTTP.Listen = "127.0.0.1:8080"
+	f.Cluster.Listen = "127.0.0.1:8080"
+	want := `cluster.listen: "127.0.0.1:8080" is already http.listen`
+	if err := f.Validate(); err == nil || err.Error() != want {
+		t.Errorf("Validate() = %v, want %s", err, want)
+	}
+}
+
+// A cluster section from a file names its lines; a value replaced since, as
+// petrel --cluster and --peers replace them, does not.
+func TestValidateClusterFromFile(t *testing.T) {
+	yaml := "cluster:\n  node: node.1\n  listen: 10.0.0.1:6222\n  peers:\n    - 10.0.0.2\n  node_timeout: 10ms\n  tls:\n    cert_file: node.crt\n"
+	_, err := Parse("petrel.yaml", []byte(yaml))
+	want := `petrel.yaml:2: cluster.node: "node.1" is not a node name: use 1 to 64 letters, digits, '-' or '_' (empty: the host name)` + "\n" +
+		`petrel.yaml:5: cluster.peers[0]: "10.0.0.2" is not host:port (missing port in address), such as "10.0.0.1:6222"` + "\n" +
+		`petrel.yaml:6: cluster.node_timeout: 10ms is out of range 300ms..1m` + "\n" +
+		`petrel.yaml:7: cluster.tls: key_file and ca_file not set; routes use mutual TLS: set cert_file, key_file and ca_file, or none`
+	if err == nil || err.Error() != want {
+		t.Errorf("Parse error =\n%v\nwant\n%s", err, want)
+	}
+
+	f, err := Parse("petrel.yaml", []byte("cluster:\n  listen: 10.0.0.1:6222\n  peers: [10.0.0.2:6222]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Cluster.Listen = "10.0.0.1"
+	f.Cluster.Peers = []string{"10.0.0.2:6222", "10.0.0.3:0"}
+	want = `cluster.listen: "10.0.0.1" is not host:port (missing port in address), such as "10.0.0.1:6222"` + "\n" +
+		`cluster.peers[1]: "10.0.0.3:0": port 0 is out of range 1..65535`
+	if err := f.Validate(); err == nil || err.Error() != want {
+		t.Errorf("Validate() after flags =\n%v\nwant\n%s", err, want)
 	}
 }
