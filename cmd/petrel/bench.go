@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -32,6 +33,24 @@ type benchFlags struct {
 	list  bool        // preset list
 	json  bool        // --json
 	child bench.Child // set by a coordinator on the processes it starts (--procs); Index -1 elsewhere
+	addrs benchAddrs  // -h, -p, --pub-addr and --sub-addr
+}
+
+// benchAddrs are the brokers as the flags list them: -h's hosts (each may
+// carry its port), -p's ports, and --pub-addr's and --sub-addr's
+// HOST[:PORT]s. check turns them into lists of brokers; runBenchFlags,
+// once the client's options say the scheme, into the Config's addresses.
+type benchAddrs struct {
+	hosts, pub, sub []hostPort // as given
+	ports           []int
+	all             []hostPort // -h and -p together; the first is what options() dials
+}
+
+// hostPort is one broker of a list: a host ("" means localhost) and a port
+// (0: -p's, or the scheme's default).
+type hostPort struct {
+	host string
+	port int
 }
 
 const benchUsage = `Usage: petrel bench conn   [-c N] [-R conn/s] [--duration D] [flags]
@@ -97,8 +116,25 @@ Output and processes:
                      results (a shared memory file holds the counters)
  --cpus LIST         pin to these CPUs (taskset's list: 1, 0-3,6); with --procs, one CPU
                      each when there are enough (Linux only)
- --broker-pid PID    also report that broker's CPU time and memory (its VmRSS before
-                     the run, while loaded, per connection; Linux only, from /proc)
+ --broker-pid PID[,PID...]
+                     also report that broker's CPU time and memory (its VmRSS before
+                     the run, while loaded, per connection; Linux only, from /proc);
+                     several pids (a cluster's nodes): their sum, and each one's
+
+Brokers (a cluster's nodes; every mode):
+ -h HOST[,HOST...]   -h and -p take comma-separated lists: every host at every port,
+ -p PORT[,PORT...]   and a host may name its own port (host:port, [::1]:port); the
+                     clients take the brokers round-robin by index, subscribers then
+                     publishers when they share the list (default: one broker, as pub's)
+ --pub-addr LIST     publishers connect to these HOST[:PORT]s instead (pub, pubsub);
+                     a missing host is localhost, a missing port -p's
+ --sub-addr LIST     subscribers connect to these instead (sub, pubsub): publishers on
+                     one node and subscribers on another make every message cross
+ The scheme, TLS, the WebSocket path and the credentials are the same for every
+ broker (-L, --cafile...; the first broker's port 8883 means TLS for all). -L and
+ --unix name one broker: with -L, --pub-addr and --sub-addr may still list others.
+ Client i of a kind always goes to the same broker, so that --persistent resumes
+ its session there; --sources needs every broker on loopback.
 
 Client ids are <prefix>pub-<i>, <prefix>sub-<i> and <prefix>conn-<i>, prefix
 --id-prefix (default bench-). Connection flags are petrel pub's, except
@@ -200,7 +236,11 @@ func (f *benchFlags) parse(args []string) error {
 			return nil
 		}
 	}
-	specs := append(withoutNames(f.commonSpecs(), "-c", "-i", "--id", "-I", "-d", "--debug"),
+	specs := append(withoutNames(f.commonSpecs(), "-c", "-i", "--id", "-I", "-d", "--debug", "-h", "--host", "-p", "--port"),
+		flagSpec{"-h --host", 1, func(a []string) (err error) { f.addrs.hosts, err = parseHostList(a[0], "-h"); return err }},
+		flagSpec{"-p --port", 1, func(a []string) (err error) { f.addrs.ports, err = parsePortList(a[0]); return err }},
+		flagSpec{"--pub-addr", 1, func(a []string) (err error) { f.addrs.pub, err = parseHostList(a[0], "--pub-addr"); return err }},
+		flagSpec{"--sub-addr", 1, func(a []string) (err error) { f.addrs.sub, err = parseHostList(a[0], "--sub-addr"); return err }},
 		flagSpec{"--disable-clean-session --persistent", 0, func([]string) error { f.noClean = true; return nil }},
 		flagSpec{"-c --clients", 1, func(a []string) error { clientsSet = true; return positive(clients, "client count")(a) }},
 		flagSpec{"--pubs", 1, func(a []string) error { pubsSet = true; return positive(&c.Pubs, "publisher count")(a) }},
@@ -224,7 +264,7 @@ func (f *benchFlags) parse(args []string) error {
 		flagSpec{"--no-progress", 0, func([]string) error { c.NoProgress = true; return nil }},
 		flagSpec{"--procs", 1, intFlag(&c.Procs, 1, 1024, "--procs")},
 		flagSpec{"--cpus", 1, func(a []string) (err error) { c.CPUs, err = bench.ParseCPUList(a[0]); return err }},
-		flagSpec{"--broker-pid", 1, positive(&c.BrokerPID, "--broker-pid")},
+		flagSpec{"--broker-pid", 1, func(a []string) (err error) { c.BrokerPIDs, err = parsePIDList(a[0]); return err }},
 		// Set by a coordinator on the processes it starts.
 		flagSpec{"--x-child", 1, positive(&f.child.Index, "--x-child")},
 		flagSpec{"--x-board", 1, func(a []string) error { f.child.Board = a[0]; return nil }},
@@ -260,6 +300,9 @@ func (f *benchFlags) check(clientsSet, pubsSet bool) error {
 	if len(f.topics) > 0 {
 		c.Topic = f.topics[len(f.topics)-1]
 	}
+	if err := f.checkAddrs(); err != nil {
+		return err
+	}
 	if err := c.Complete(); err != nil {
 		return err
 	}
@@ -272,13 +315,11 @@ func (f *benchFlags) check(clientsSet, pubsSet bool) error {
 // runBenchFlags runs the Config the flags made: a coordinator, or one of
 // the processes of --procs that a coordinator started.
 func runBenchFlags(ctx context.Context, f *benchFlags, stdout, stderr io.Writer) int {
-	o, _, err := f.options() // -L's topic was taken by check
+	cfg, err := f.config()
 	if err != nil {
 		return usageError(stderr, "bench", err)
 	}
-	cfg := f.cfg
-	cfg.Client, cfg.PublishProps, cfg.SubscribeProps = o, f.props.Of("PUBLISH"), f.props.Of("SUBSCRIBE")
-	cfg.Command, cfg.Stderr, cfg.Spawn = "petrel bench "+strings.Join(f.args, " "), stderr, f.spawn
+	cfg.Stderr = stderr
 	if f.child.Index >= 0 {
 		if err := bench.RunChild(ctx, cfg, f.child, stdout); err != nil {
 			fmt.Fprintln(stderr, "Error:", err)
@@ -312,6 +353,24 @@ func runBenchFlags(ctx context.Context, f *benchFlags, stdout, stderr io.Writer)
 	return exitOK
 }
 
+// config is the run's Config: the flags', with the client's options and
+// the brokers' addresses made from them, checked again now that the
+// addresses are known.
+func (f *benchFlags) config() (bench.Config, error) {
+	o, _, err := f.options() // -L's topic was taken by check
+	if err != nil {
+		return bench.Config{}, err
+	}
+	cfg := f.cfg
+	cfg.Addrs, cfg.PubAddrs, cfg.SubAddrs = f.addrs.resolve(o.Addr, f.url != "" || f.unixPath != "")
+	cfg.Client, cfg.PublishProps, cfg.SubscribeProps = o, f.props.Of("PUBLISH"), f.props.Of("SUBSCRIBE")
+	cfg.Command, cfg.Spawn = "petrel bench "+strings.Join(f.args, " "), f.spawn
+	if err := cfg.Complete(); err != nil {
+		return bench.Config{}, err
+	}
+	return cfg, nil
+}
+
 // spawn starts process c of a run of --procs: this program with the same
 // arguments, told its share.
 func (f *benchFlags) spawn(c bench.Child) (*exec.Cmd, error) {
@@ -324,6 +383,143 @@ func (f *benchFlags) spawn(c bench.Child) (*exec.Cmd, error) {
 		"--x-base", strconv.FormatInt(c.Base, 10), "--x-run", strconv.FormatUint(uint64(c.RunID), 10),
 		"--no-progress")
 	return exec.Command(exe, args...), nil
+}
+
+// checkAddrs turns -h and -p's lists into brokers, the first of which
+// options() makes the client's address from, as with one broker.
+func (f *benchFlags) checkAddrs() error {
+	a := &f.addrs
+	a.all = expandHosts(a.hosts, a.ports)
+	switch {
+	case f.unixPath != "" && (len(a.all) > 1 || a.pub != nil || a.sub != nil):
+		return errors.New("--unix connects to one socket: -h, -p, --pub-addr and --sub-addr cannot list brokers with it.")
+	case f.url != "" && len(a.all) > 1:
+		return errors.New("-L names one broker: list several with -h and -p, or --pub-addr and --sub-addr.")
+	}
+	f.host, f.port = a.all[0].host, a.all[0].port
+	return nil
+}
+
+// resolve makes the Config's broker addresses, given base, the address
+// options() made of the first broker: each broker's host and port in its
+// place, with its scheme and path. With one broker and neither --pub-addr
+// nor --sub-addr, every list is nil: the run dials base, as always.
+// single (-L or --unix) keeps base for -h and -p.
+func (a *benchAddrs) resolve(base string, single bool) (addrs, pubs, subs []string) {
+	scheme, rest, ok := strings.Cut(base, "://")
+	if !ok || scheme == "unix" {
+		return nil, nil, nil
+	}
+	authority, path := rest, ""
+	if i := strings.IndexByte(rest, '/'); i >= 0 {
+		authority, path = rest[:i], rest[i:]
+	}
+	_, basePort, _ := net.SplitHostPort(authority)
+	ports := a.ports
+	if single {
+		ports = nil // -L's port, as -p does not apply to it
+	}
+	list := func(l []hostPort) []string {
+		var out []string
+		for _, hp := range l {
+			host, port := hp.host, basePort
+			if host == "" {
+				host = "localhost"
+			}
+			if hp.port != 0 {
+				port = strconv.Itoa(hp.port)
+			}
+			out = append(out, scheme+"://"+net.JoinHostPort(host, port)+path)
+		}
+		return out
+	}
+	if len(a.all) > 1 && !single {
+		addrs = list(a.all)
+	}
+	if a.pub != nil {
+		pubs = list(expandHosts(a.pub, ports))
+	}
+	if a.sub != nil {
+		subs = list(expandHosts(a.sub, ports))
+	}
+	return addrs, pubs, subs
+}
+
+// expandHosts lists the brokers that hosts and ports name: each host at
+// its own port, or at every one of ports; no hosts means localhost, and no
+// ports the scheme's default.
+func expandHosts(hosts []hostPort, ports []int) []hostPort {
+	if len(hosts) == 0 {
+		hosts = []hostPort{{}}
+	}
+	var out []hostPort
+	for _, h := range hosts {
+		if h.port != 0 || len(ports) == 0 {
+			out = append(out, h)
+			continue
+		}
+		for _, p := range ports {
+			out = append(out, hostPort{h.host, p})
+		}
+	}
+	return out
+}
+
+// parseHostList reads HOST[:PORT][,HOST[:PORT]...]: a host name, an IPv4
+// or IPv6 address (bracketed when it has a port), or :PORT alone.
+func parseHostList(s, flag string) ([]hostPort, error) {
+	var out []hostPort
+	for _, e := range strings.Split(s, ",") {
+		e = strings.TrimSpace(e)
+		if e == "" || strings.Contains(e, "://") || strings.ContainsAny(e, "/ ") {
+			return nil, fmt.Errorf("Invalid %s given: %q (HOST[:PORT], comma-separated).", flag, s)
+		}
+		hp := hostPort{host: e}
+		if h, p, err := net.SplitHostPort(e); err == nil {
+			port, err := strconv.Atoi(p)
+			if err != nil || port < 1 || port > 65535 {
+				return nil, fmt.Errorf("Invalid port given: %s", p)
+			}
+			hp = hostPort{h, port}
+		} else if strings.Count(e, ":") == 1 {
+			return nil, fmt.Errorf("Invalid %s given: %q (HOST[:PORT], comma-separated).", flag, s)
+		}
+		hp.host = strings.Trim(hp.host, "[]")
+		if hp.host == "" && hp.port == 0 {
+			return nil, fmt.Errorf("Invalid %s given: %q (HOST[:PORT], comma-separated).", flag, s)
+		}
+		out = append(out, hp)
+	}
+	return out, nil
+}
+
+// parsePortList reads PORT[,PORT...].
+func parsePortList(s string) ([]int, error) {
+	var out []int
+	for _, e := range strings.Split(s, ",") {
+		var p int
+		if err := intFlag(&p, 1, 65535, "port")([]string{strings.TrimSpace(e)}); err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// parsePIDList reads --broker-pid's PID[,PID...]; 0 alone means none.
+func parsePIDList(s string) ([]int, error) {
+	if s == "0" {
+		return nil, nil
+	}
+	var out []int
+	for _, e := range strings.Split(s, ",") {
+		var p int
+		if err := intFlag(&p, 1, math.MaxInt, "--broker-pid")([]string{strings.TrimSpace(e)}); err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, nil
 }
 
 // withoutNames removes option names from specs, dropping a spec left with

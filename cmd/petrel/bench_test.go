@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -158,6 +160,23 @@ func TestBenchFlagErrors(t *testing.T) {
 		{"conn", "--sources", "4", "-A", "127.0.0.9"},
 		{"pub", "--subscribe", "a/b"},
 		{"conn", "--subscribe", "a/#/b"},
+		{"conn", "-p", "1883,"},
+		{"conn", "-p", "1883,0"},
+		{"conn", "-p", "x"},
+		{"conn", "-h", "a,,b"},
+		{"conn", "-h", "a:99999"},
+		{"conn", "-h", "mqtt://a:1"},
+		{"pub", "--pub-addr", "a:x"},
+		{"pub", "--pub-addr", ""},
+		{"conn", "--pub-addr", "a:1"},
+		{"pub", "--sub-addr", "a:1"},
+		{"sub", "--pub-addr", "a:1"},
+		{"conn", "-L", "mqtt://a:1/t", "-p", "1,2"},
+		{"conn", "--unix", "/tmp/s", "-h", "a,b"},
+		{"pub", "--unix", "/tmp/s", "--pub-addr", "a:1"},
+		{"conn", "--sources", "4", "-p", "1883,1884", "-h", "127.0.0.1,192.0.2.1"},
+		{"conn", "--broker-pid", "1,x"},
+		{"conn", "--broker-pid", "1,0"},
 	} {
 		if code, _, stderr := runBenchCLI(context.Background(), t, args...); code != exitFail || !strings.Contains(stderr, "Error:") {
 			t.Errorf("petrel bench %v: exit %d, %q; want a usage error", args, code, stderr)
@@ -165,5 +184,96 @@ func TestBenchFlagErrors(t *testing.T) {
 	}
 	if code, out, _ := runBenchCLI(context.Background(), t, "--help"); code != 0 || !strings.Contains(out, "pubsub") {
 		t.Errorf("--help: exit %d\n%s", code, out)
+	}
+}
+
+// TestBenchAddrFlags: -h and -p take lists, --pub-addr and --sub-addr
+// theirs, each made into addresses with the first broker's scheme.
+func TestBenchAddrFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args              []string
+		client            string // Client.Addr: the first broker, as before
+		addrs, pubs, subs string // comma-separated; "" for none
+	}{
+		// One broker: as always, no lists.
+		{[]string{"conn"}, "tcp://localhost:1883", "", "", ""},
+		{[]string{"conn", "-h", "h1", "-p", "1884"}, "tcp://h1:1884", "", "", ""},
+		{[]string{"conn", "-h", "::1"}, "tcp://[::1]:1883", "", "", ""},
+		{[]string{"conn", "-p", "8883", "--insecure"}, "tls://localhost:8883", "", "", ""},
+		{[]string{"conn", "-h", "h1:1885"}, "tcp://h1:1885", "", "", ""},
+		// A cluster on one machine.
+		{[]string{"conn", "-p", "1883,1884,1885"}, "tcp://localhost:1883",
+			"tcp://localhost:1883,tcp://localhost:1884,tcp://localhost:1885", "", ""},
+		{[]string{"conn", "-h", "h1,h2", "-p", "1,2"}, "tcp://h1:1",
+			"tcp://h1:1,tcp://h1:2,tcp://h2:1,tcp://h2:2", "", ""},
+		{[]string{"conn", "-h", "h1:7, [::1]:8,h3", "-p", "9"}, "tcp://h1:7",
+			"tcp://h1:7,tcp://[::1]:8,tcp://h3:9", "", ""},
+		{[]string{"pubsub", "-p", "1883", "--pub-addr", ":1884", "--sub-addr", "127.0.0.1:1885,h2"}, "tcp://localhost:1883",
+			"", "tcp://localhost:1884", "tcp://127.0.0.1:1885,tcp://h2:1883"},
+		{[]string{"pub", "-p", "1,2", "--pub-addr", "h1,h2:3"}, "tcp://localhost:1",
+			"tcp://localhost:1,tcp://localhost:2", "tcp://h1:1,tcp://h1:2,tcp://h2:3", ""},
+		{[]string{"sub", "-L", "mqtts://h0/t", "--sub-addr", "h1,h2"}, "tls://h0:8883", "", "", "tls://h1:8883,tls://h2:8883"},
+		{[]string{"conn", "-p", "8883,8884"}, "tls://localhost:8883", "tls://localhost:8883,tls://localhost:8884", "", ""},
+		// -L: one broker, whose scheme and path --pub-addr and --sub-addr keep.
+		{[]string{"pubsub", "-L", "ws://h0:8080/ws", "--pub-addr", "h1", "--sub-addr", "h2:8081"}, "ws://h0:8080/ws",
+			"", "ws://h1:8080/ws", "ws://h2:8081/ws"},
+	} {
+		name := "petrel bench " + strings.Join(tc.args, " ")
+		f, err := parseBenchArgs(tc.args)
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		cfg, err := f.config()
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		if cfg.Client.Addr != tc.client || strings.Join(cfg.Addrs, ",") != tc.addrs ||
+			strings.Join(cfg.PubAddrs, ",") != tc.pubs || strings.Join(cfg.SubAddrs, ",") != tc.subs {
+			t.Errorf("%s: client %s, addrs %q, pubs %q, subs %q; want %s, %q, %q, %q", name, cfg.Client.Addr,
+				cfg.Addrs, cfg.PubAddrs, cfg.SubAddrs, tc.client, tc.addrs, tc.pubs, tc.subs)
+		}
+	}
+
+	f, err := parseBenchArgs([]string{"conn", "--broker-pid", "10, 11,12"})
+	if err != nil || fmt.Sprint(f.cfg.BrokerPIDs) != "[10 11 12]" {
+		t.Errorf("--broker-pid 10,11,12: %v, %v", f, err)
+	}
+	if f, err = parseBenchArgs([]string{"conn", "--broker-pid", "0"}); err != nil || f.cfg.BrokerPIDs != nil {
+		t.Errorf("--broker-pid 0 (none): %v, %v", f.cfg.BrokerPIDs, err)
+	}
+}
+
+// TestBenchAddrs: conn's clients spread over two brokers given as -p's
+// list, and the summary names them.
+func TestBenchAddrs(t *testing.T) {
+	var servers []*broker.Server
+	var ports []string
+	for range 2 {
+		s := broker.New(broker.Options{Listeners: []broker.ListenerConfig{{Address: "127.0.0.1:0"}}})
+		if err := s.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		_, port, _ := net.SplitHostPort(s.Addrs()[0].String())
+		servers, ports = append(servers, s), append(ports, port)
+	}
+	args := []string{"conn", "-h", "127.0.0.1", "-p", strings.Join(ports, ","), "-c", "6", "--duration", "50ms",
+		"--no-progress", "--sources", "2"}
+	code, out, stderr := runBenchCLI(context.Background(), t, args...)
+	if code != 0 {
+		t.Fatalf("petrel bench %s: exit %d\n%s", strings.Join(args, " "), code, stderr)
+	}
+	for k, s := range servers {
+		if n := s.Stats().ClientsMaximum; n != 3 {
+			t.Errorf("broker %d saw %d connections, want 3", k, n)
+		}
+	}
+	for _, want := range []string{"2 brokers", "  brokers   tcp://127.0.0.1:" + ports[0] + ": 3 connections",
+		"            tcp://127.0.0.1:" + ports[1] + ": 3 connections"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("summary lacks %q:\n%s", want, out)
+		}
 	}
 }

@@ -28,6 +28,7 @@ import (
 	"io"
 	"net"
 	"os/exec"
+	"slices"
 	"strings"
 	"time"
 
@@ -54,10 +55,23 @@ type Config struct {
 	Command string // the command line, for the report
 
 	// Client is what every client's options start from; the run sets
-	// ClientID, OnMessage, OnDisconnect and, for publishers, MaxInflight.
+	// ClientID, OnMessage, OnDisconnect, for publishers MaxInflight, and
+	// Addr when Addrs, PubAddrs or SubAddrs list brokers.
 	Client         client.Options
 	PublishProps   packet.Properties // -D PUBLISH
 	SubscribeProps packet.Properties // -D SUBSCRIBE
+	// Addrs (-h and -p's lists) are the brokers the clients connect to,
+	// in client.Options.Addr's form: a cluster's nodes. Each client takes
+	// one round-robin by its index (clientAddr), the subscribers first and
+	// then the publishers when they share the list, so that one publisher
+	// and one subscriber on two nodes are on different ones. Empty:
+	// Client.Addr alone.
+	Addrs []string
+	// PubAddrs (--pub-addr) and SubAddrs (--sub-addr), when not empty, are
+	// where the publishers and the subscribers connect instead of Addrs,
+	// round-robin within each: publishers on one node and subscribers on
+	// another make every message cross the cluster.
+	PubAddrs, SubAddrs []string
 	// IDPrefix (--id-prefix): client ids are IDPrefix followed by conn-<i>,
 	// pub-<i> or sub-<i>.
 	IDPrefix string
@@ -86,7 +100,9 @@ type Config struct {
 	NoProgress  bool          // --no-progress
 	Procs       int           // --procs: processes that share the clients
 	CPUs        []int         // --cpus: pin to these CPUs
-	BrokerPID   int           // --broker-pid: also report that process's CPU time and memory
+	// BrokerPIDs (--broker-pid): also report these processes' CPU time and
+	// memory, summed over them (a cluster's nodes), and each one's.
+	BrokerPIDs []int
 
 	// ConnFilter (--subscribe) has each of conn's clients subscribe to it
 	// once connected, %i and %c as in Topic, at SubQoS: how a storm's
@@ -170,6 +186,19 @@ func (c *Config) Complete() error {
 			return fmt.Errorf("Invalid filter '%s': %v", c.ConnFilter, err)
 		}
 	}
+	switch {
+	case len(c.PubAddrs) > 0 && c.Mode != Pub && c.Mode != PubSub:
+		return errors.New("--pub-addr is for pub and pubsub; list the brokers with -h and -p.")
+	case len(c.SubAddrs) > 0 && c.Mode != Sub && c.Mode != PubSub:
+		return errors.New("--sub-addr is for sub and pubsub; list the brokers with -h and -p.")
+	}
+	for _, l := range [][]string{c.Addrs, c.PubAddrs, c.SubAddrs} {
+		for _, a := range l {
+			if a == "" {
+				return errors.New("An empty broker address.")
+			}
+		}
+	}
 	if c.Sources > 1 {
 		if c.Sources > 254 {
 			return errors.New("--sources takes at most 254 addresses (127.0.0.1 to 127.0.0.254).")
@@ -179,11 +208,69 @@ func (c *Config) Complete() error {
 		}
 		// The address is known once the flags made the client's options
 		// (Run checks again).
-		if c.Client.Addr != "" && !loopbackAddr(c.Client.Addr) {
-			return fmt.Errorf("--sources binds to 127.0.0.x, which reaches only a broker on loopback, not %s.", c.Client.Addr)
+		for _, a := range c.UsedAddrs() {
+			if a != "" && !loopbackAddr(a) {
+				return fmt.Errorf("--sources binds to 127.0.0.x, which reaches only a broker on loopback, not %s.", a)
+			}
 		}
 	}
 	return nil
+}
+
+// Kinds of clients, for clientAddr.
+const (
+	connKind = "conn"
+	pubKind  = "pub"
+	subKind  = "sub"
+)
+
+// addrList is the list a kind of client takes its brokers from: its own
+// (PubAddrs, SubAddrs), else Addrs, else Client.Addr alone.
+func (c *Config) addrList(kind string) []string {
+	switch {
+	case kind == pubKind && len(c.PubAddrs) > 0:
+		return c.PubAddrs
+	case kind == subKind && len(c.SubAddrs) > 0:
+		return c.SubAddrs
+	case len(c.Addrs) > 0:
+		return c.Addrs
+	}
+	return []string{c.Client.Addr}
+}
+
+// clientAddr is where client i of a kind connects: its list round-robin.
+// Publishers that share Addrs with the subscribers count on from them, as
+// if the two were one row of clients: every broker gets its share of
+// both, and of all the connections together.
+func (c *Config) clientAddr(kind string, i int) string {
+	l := c.addrList(kind)
+	if kind == pubKind && len(c.PubAddrs) == 0 && len(c.SubAddrs) == 0 {
+		i += c.Subs
+	}
+	return l[i%len(l)]
+}
+
+// UsedAddrs lists the brokers the run's clients connect to, each once:
+// the publishers', then the subscribers' (conn: the connections').
+func (c *Config) UsedAddrs() []string {
+	var out []string
+	add := func(l []string) {
+		for _, a := range l {
+			if !slices.Contains(out, a) {
+				out = append(out, a)
+			}
+		}
+	}
+	if c.Mode == Conn {
+		add(c.addrList(connKind))
+	}
+	if c.Mode == Pub || c.Mode == PubSub {
+		add(c.addrList(pubKind))
+	}
+	if c.Mode == Sub || c.Mode == PubSub {
+		add(c.addrList(subKind))
+	}
+	return out
 }
 
 // loopbackAddr reports whether a client address (tcp://host:port, or

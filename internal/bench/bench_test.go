@@ -45,6 +45,13 @@ func TestMain(m *testing.M) {
 // testBroker runs a broker on a free loopback port and returns its address.
 func testBroker(t *testing.T, opts broker.Options) string {
 	t.Helper()
+	_, addr := testServer(t, opts)
+	return addr
+}
+
+// testServer is testBroker that returns the broker too.
+func testServer(t *testing.T, opts broker.Options) (*broker.Server, string) {
+	t.Helper()
 	opts.Listeners = []broker.ListenerConfig{{Address: "127.0.0.1:0"}}
 	s := broker.New(opts)
 	if err := s.Start(); err != nil {
@@ -52,7 +59,7 @@ func testBroker(t *testing.T, opts broker.Options) string {
 	}
 	t.Cleanup(func() { s.Close() })
 	_, port, _ := net.SplitHostPort(s.Addrs()[0].String())
-	return "tcp://127.0.0.1:" + port
+	return s, "tcp://127.0.0.1:" + port
 }
 
 // testConfig is petrel bench's defaults against addr: MQTT 3.1.1, clean
@@ -103,7 +110,7 @@ func checkLatency(t *testing.T, l *LatencyStats, samples uint64) {
 
 func TestConn(t *testing.T) {
 	cfg := testConfig(testBroker(t, broker.Options{}), Conn)
-	cfg.Conns, cfg.ConnRate, cfg.Duration, cfg.BrokerPID = 40, 2000, 200*time.Millisecond, os.Getpid()
+	cfg.Conns, cfg.ConnRate, cfg.Duration, cfg.BrokerPIDs = 40, 2000, 200*time.Millisecond, []int{os.Getpid()}
 	r := run(t, cfg)
 	checkSane(t, r, 40)
 	if r.ElapsedS < 0.2 || r.Connect.Seconds < 0.015 {
@@ -113,7 +120,7 @@ func TestConn(t *testing.T) {
 		return // the broker's figures come from /proc
 	}
 	if r.Broker == nil || r.Broker.RSSBeforeKiB <= 0 || r.Broker.RSSLoadedKiB <= 0 {
-		t.Errorf("BrokerPID: %+v", r.Broker)
+		t.Errorf("BrokerPIDs: %+v", r.Broker)
 	}
 }
 
@@ -333,6 +340,13 @@ func TestConfigErrors(t *testing.T) {
 		{func(c *Config) {
 			c.Sources, c.Client.Dialer = 4, &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 9)}}
 		}, "cannot be used together"},
+		{func(c *Config) {
+			c.Mode, c.Sources, c.Addrs = Conn, 4, []string{"tcp://127.0.0.1:1", "tcp://192.0.2.1:1883"}
+		}, "only a broker on loopback, not tcp://192.0.2.1:1883"},
+		{func(c *Config) { c.Mode, c.PubAddrs = Conn, []string{"tcp://127.0.0.1:1"} }, "--pub-addr is for pub and pubsub"},
+		{func(c *Config) { c.Mode, c.PubAddrs = Sub, []string{"tcp://127.0.0.1:1"} }, "--pub-addr is for pub and pubsub"},
+		{func(c *Config) { c.SubAddrs = []string{"tcp://127.0.0.1:1"} }, "--sub-addr is for sub and pubsub"},
+		{func(c *Config) { c.Addrs = []string{"tcp://127.0.0.1:1", ""} }, "empty broker address"},
 	} {
 		cfg := testConfig("tcp://127.0.0.1:1", Pub)
 		tc.change(&cfg)
@@ -427,4 +441,136 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// TestClientAddr: which broker each client gets, round-robin, and the
+// report's counts of them.
+func TestClientAddr(t *testing.T) {
+	const a, b, c = "tcp://a:1", "tcp://b:2", "tcp://c:3"
+	addrs := func(cfg *Config, kind string, n int) string {
+		var out []string
+		for i := range n {
+			out = append(out, strings.TrimPrefix(cfg.clientAddr(kind, i), "tcp://")[:1])
+		}
+		return strings.Join(out, "")
+	}
+	for _, tc := range []struct {
+		name              string
+		mode              Mode
+		conns, pubs, subs int
+		addrs, pubA, subA []string
+		wantConn          string // each client's broker, by the first letter
+		wantPub, wantSub  string
+		wantUsed          string
+		wantBy            []AddrClients
+	}{
+		{name: "one broker", mode: PubSub, pubs: 2, subs: 2, wantPub: "xx", wantSub: "xx", wantUsed: "tcp://x:9",
+			wantBy: []AddrClients{{Addr: "tcp://x:9", Pubs: 2, Subs: 2}}},
+		{name: "conn", mode: Conn, conns: 7, addrs: []string{a, b, c}, wantConn: "abcabca", wantUsed: a + "," + b + "," + c,
+			wantBy: []AddrClients{{Addr: a, Conns: 3}, {Addr: b, Conns: 2}, {Addr: c, Conns: 2}}},
+		// Publishers count on from the subscribers: one of each on two
+		// brokers are on different ones.
+		{name: "pubsub 1+1", mode: PubSub, pubs: 1, subs: 1, addrs: []string{a, b}, wantPub: "b", wantSub: "a",
+			wantUsed: a + "," + b, wantBy: []AddrClients{{Addr: a, Subs: 1}, {Addr: b, Pubs: 1}}},
+		{name: "pubsub 4+2", mode: PubSub, pubs: 4, subs: 2, addrs: []string{a, b, c}, wantPub: "cabc", wantSub: "ab",
+			wantUsed: a + "," + b + "," + c, wantBy: []AddrClients{{Addr: a, Pubs: 1, Subs: 1}, {Addr: b, Pubs: 1, Subs: 1}, {Addr: c, Pubs: 2}}},
+		{name: "pub", mode: Pub, pubs: 4, addrs: []string{a, b}, wantPub: "abab", wantUsed: a + "," + b,
+			wantBy: []AddrClients{{Addr: a, Pubs: 2}, {Addr: b, Pubs: 2}}},
+		// Cross-node: publishers on one, subscribers on another.
+		{name: "pub-addr, sub-addr", mode: PubSub, pubs: 3, subs: 2, pubA: []string{a}, subA: []string{b, c},
+			wantPub: "aaa", wantSub: "bc", wantUsed: a + "," + b + "," + c,
+			wantBy: []AddrClients{{Addr: a, Pubs: 3}, {Addr: b, Subs: 1}, {Addr: c, Subs: 1}}},
+		// One overridden: the other kind keeps Addrs, from its own index.
+		{name: "sub-addr only", mode: PubSub, pubs: 3, subs: 1, addrs: []string{a, b}, subA: []string{c},
+			wantPub: "aba", wantSub: "c", wantUsed: a + "," + b + "," + c,
+			wantBy: []AddrClients{{Addr: a, Pubs: 2}, {Addr: b, Pubs: 1}, {Addr: c, Subs: 1}}},
+		// A broker no client reaches is named but not counted.
+		{name: "more brokers than clients", mode: Sub, subs: 1, subA: []string{a, b}, wantSub: "a", wantUsed: a + "," + b,
+			wantBy: []AddrClients{{Addr: a, Subs: 1}}},
+	} {
+		cfg := testConfig("tcp://x:9", tc.mode)
+		cfg.Conns, cfg.Pubs, cfg.Subs = tc.conns, tc.pubs, tc.subs
+		cfg.Addrs, cfg.PubAddrs, cfg.SubAddrs = tc.addrs, tc.pubA, tc.subA
+		if err := cfg.Complete(); err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+			continue
+		}
+		if got := addrs(&cfg, connKind, cfg.Conns); got != tc.wantConn {
+			t.Errorf("%s: connections on %q, want %q", tc.name, got, tc.wantConn)
+		}
+		if got := addrs(&cfg, pubKind, cfg.Pubs); got != tc.wantPub {
+			t.Errorf("%s: publishers on %q, want %q", tc.name, got, tc.wantPub)
+		}
+		if got := addrs(&cfg, subKind, cfg.Subs); got != tc.wantSub {
+			t.Errorf("%s: subscribers on %q, want %q", tc.name, got, tc.wantSub)
+		}
+		if got := strings.Join(cfg.UsedAddrs(), ","); got != tc.wantUsed {
+			t.Errorf("%s: UsedAddrs %s, want %s", tc.name, got, tc.wantUsed)
+		}
+		if got := cfg.byAddr(); fmt.Sprint(got) != fmt.Sprint(tc.wantBy) {
+			t.Errorf("%s: byAddr %+v, want %+v", tc.name, got, tc.wantBy)
+		}
+	}
+}
+
+// TestConnAddrs: conn's clients spread over two brokers, and the report
+// says how; --broker-pid's several processes are summed (here this one,
+// twice).
+func TestConnAddrs(t *testing.T) {
+	s1, a1 := testServer(t, broker.Options{})
+	s2, a2 := testServer(t, broker.Options{})
+	cfg := testConfig(a1, Conn)
+	cfg.Addrs = []string{a1, a2}
+	cfg.Conns, cfg.Duration, cfg.BrokerPIDs = 9, 50*time.Millisecond, []int{os.Getpid(), os.Getpid()}
+	r := run(t, cfg)
+	checkSane(t, r, 9)
+	if n1, n2 := s1.Stats().ClientsMaximum, s2.Stats().ClientsMaximum; n1 != 5 || n2 != 4 {
+		t.Errorf("brokers saw %d and %d connections, want 5 and 4", n1, n2)
+	}
+	want := []AddrClients{{Addr: a1, Conns: 5}, {Addr: a2, Conns: 4}}
+	if p := r.Params; p.Addr != a1+","+a2 || fmt.Sprint(p.ByAddr) != fmt.Sprint(want) {
+		t.Errorf("params: addr %s, by addr %+v; want %+v", p.Addr, p.ByAddr, want)
+	}
+	var out bytes.Buffer
+	r.WriteSummary(&out)
+	for _, line := range []string{"petrel bench conn: 2 brokers, MQTT 3.1.1, 9 connections",
+		"  brokers   " + a1 + ": 5 connections\n            " + a2 + ": 4 connections\n"} {
+		if !strings.Contains(out.String(), line) {
+			t.Errorf("summary lacks %q:\n%s", line, out.String())
+		}
+	}
+	if runtime.GOOS != "linux" {
+		return // the broker's figures come from /proc
+	}
+	br := r.Broker
+	if br == nil || len(br.PIDs) != 2 || len(br.PerPID) != 2 || br.PID != os.Getpid() ||
+		br.RSSLoadedKiB != br.PerPID[0].RSSLoadedKiB+br.PerPID[1].RSSLoadedKiB || br.PerPID[0].RSSLoadedKiB <= 0 {
+		t.Fatalf("two broker pids: %+v", br)
+	}
+	pid := fmt.Sprint(os.Getpid())
+	if !strings.Contains(out.String(), "  brokers   pids "+pid+"+"+pid+" together: ") ||
+		!strings.Contains(out.String(), "            pid "+pid+": ") {
+		t.Errorf("summary lacks the brokers' pids:\n%s", out.String())
+	}
+}
+
+// TestPubAddrs: --pub-addr spreads publishers; the report names their
+// brokers.
+func TestPubAddrs(t *testing.T) {
+	s1, a1 := testServer(t, broker.Options{})
+	s2, a2 := testServer(t, broker.Options{})
+	cfg := testConfig("tcp://127.0.0.1:1", Pub) // Client.Addr is not used
+	cfg.PubAddrs = []string{a1, a2}
+	cfg.Pubs, cfg.Count, cfg.QoS = 4, 50, 1
+	r := run(t, cfg)
+	checkSane(t, r, 4)
+	if n1, n2 := s1.Stats().ClientsMaximum, s2.Stats().ClientsMaximum; n1 != 2 || n2 != 2 {
+		t.Errorf("brokers saw %d and %d publishers, want 2 each", n1, n2)
+	}
+	if r.Publish == nil || r.Publish.Acked != 200 {
+		t.Errorf("publish: %+v", r.Publish)
+	}
+	if p := r.Params; p.Addr != a1+","+a2 || fmt.Sprint(p.PubAddrs) != fmt.Sprint([]string{a1, a2}) || p.SubAddrs != nil {
+		t.Errorf("params: %+v", p)
+	}
 }

@@ -22,7 +22,7 @@ import (
 // each with a share of the clients and the shared board. The coordinator
 // starts the measurement once every process has connected, prints the
 // progress line, stops the run at Duration or when its context ends, reads
-// the broker (BrokerPID) while every connection is still open, and adds up
+// the brokers (BrokerPIDs) while every connection is still open, and adds up
 // the results.
 
 // Child is what a process of a run with Procs above 1 is told: its index,
@@ -137,7 +137,7 @@ func (c *coordinator) run(ctx context.Context) (*Report, error) {
 		defer os.Remove(path)
 		defer b.close()
 		c.b = b
-		c.brokerStart = readBroker(cfg.BrokerPID)
+		c.brokerStart = readBroker(cfg.BrokerPIDs)
 		if err := c.startChildren(path); err != nil {
 			c.b.hdr(hStop).Store(1)
 			c.b.hdr(hRelease).Store(1)
@@ -146,7 +146,7 @@ func (c *coordinator) run(ctx context.Context) (*Report, error) {
 		}
 	} else {
 		c.b = newBoard(1, cfg.Pubs, cfg.Subs, c.topo.pairs)
-		c.brokerStart = readBroker(cfg.BrokerPID)
+		c.brokerStart = readBroker(cfg.BrokerPIDs)
 		r := newProcRun(cfg, c.topo, c.b, 0, 1, c.base, c.runID)
 		c.local = make(chan part, 1)
 		go func() { c.local <- r.work(ctx) }()
@@ -223,7 +223,7 @@ func (c *coordinator) supervise(ctx context.Context) {
 			ended = 1
 		}
 		if c.t0 == 0 && int(b.hdr(hReady).Load())+ended >= procs && b.hdr(hStop).Load() == 0 {
-			c.brokerGo = readBroker(cfg.BrokerPID)
+			c.brokerGo = readBroker(cfg.BrokerPIDs)
 			c.t0 = c.now()
 			b.hdr(hGo).Store(uint64(c.t0 + 1))
 			c.prog.reset(c, c.t0)
@@ -250,7 +250,7 @@ func (c *coordinator) supervise(ctx context.Context) {
 	if ctx.Err() != nil {
 		c.interrupted = true
 	}
-	c.brokerEnd = readBroker(cfg.BrokerPID)
+	c.brokerEnd = readBroker(cfg.BrokerPIDs)
 	if c.t0 == 0 {
 		halt()
 	}

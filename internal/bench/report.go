@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -47,6 +48,22 @@ type Params struct {
 	ConnRate   float64 `json:"conn_rate"`
 	Procs      int     `json:"procs"`
 	CPUs       []int   `json:"cpus,omitempty"`
+
+	// Addr (above) is the broker the clients connect to, or the brokers,
+	// comma-separated (Config.UsedAddrs); PubAddrs and SubAddrs are the
+	// publishers' and the subscribers' lists, and ByAddr how many clients
+	// of each kind went to which broker.
+	PubAddrs []string      `json:"pub_addrs,omitempty"`
+	SubAddrs []string      `json:"sub_addrs,omitempty"`
+	ByAddr   []AddrClients `json:"by_addr,omitempty"`
+}
+
+// AddrClients is how many clients of each kind a run sent to one broker.
+type AddrClients struct {
+	Addr  string `json:"addr"`
+	Conns int    `json:"conns,omitempty"`
+	Pubs  int    `json:"pubs,omitempty"`
+	Subs  int    `json:"subs,omitempty"`
 }
 
 type ConnectStats struct {
@@ -117,16 +134,30 @@ type CPUStats struct {
 	GOMAXPROCS int     `json:"gomaxprocs"`
 }
 
+// BrokerStats are --broker-pid's figures: with several processes (a
+// cluster's nodes), their sums, and each one's in PerPID.
 type BrokerStats struct {
-	PID               int     `json:"pid"`
-	ConnectCPUSeconds float64 `json:"connect_cpu_s"` // while the clients connected
-	CPUSeconds        float64 `json:"cpu_s"`         // over the measurement
+	PID               int     `json:"pid"`            // the first of PIDs
+	PIDs              []int   `json:"pids,omitempty"` // when several
+	ConnectCPUSeconds float64 `json:"connect_cpu_s"`  // while the clients connected
+	CPUSeconds        float64 `json:"cpu_s"`          // over the measurement
 	CPUPercent        float64 `json:"cpu_percent"`
 	DeliveriesPerS    float64 `json:"deliveries_per_cpu_s,omitempty"`
 	MBPerCPUS         float64 `json:"mb_per_cpu_s,omitempty"`
 	RSSBeforeKiB      int64   `json:"rss_before_kib"`               // before any connection
 	RSSLoadedKiB      int64   `json:"rss_loaded_kib"`               // at the end, connections still open
 	BytesPerConn      float64 `json:"rss_per_conn_bytes,omitempty"` // conn: (loaded - before) / connections
+	// PerPID is each process's share when there are several.
+	PerPID []BrokerProc `json:"per_pid,omitempty"`
+}
+
+// BrokerProc is one broker process's part of BrokerStats.
+type BrokerProc struct {
+	PID          int     `json:"pid"`
+	CPUSeconds   float64 `json:"cpu_s"` // over the measurement
+	CPUPercent   float64 `json:"cpu_percent"`
+	RSSBeforeKiB int64   `json:"rss_before_kib"`
+	RSSLoadedKiB int64   `json:"rss_loaded_kib"`
 }
 
 // report adds up the board and the processes' parts.
@@ -135,7 +166,7 @@ func (c *coordinator) report(parts []part) *Report {
 	res := &Report{Mode: cfg.Mode, Preset: cfg.Preset, Interrupted: c.interrupted,
 		Command: cfg.Command}
 	o := cfg.Client
-	res.Params = Params{Addr: o.Addr, Version: map[byte]string{packet.V31: "3.1", packet.V311: "3.1.1", packet.V5: "5"}[o.Version],
+	res.Params = Params{Addr: strings.Join(cfg.UsedAddrs(), ","), Version: map[byte]string{packet.V31: "3.1", packet.V311: "3.1.1", packet.V5: "5"}[o.Version],
 		Pubs: cfg.Pubs, Subs: cfg.Subs, QoS: cfg.QoS, SubQoS: cfg.SubQoS, Size: cfg.Size, Inflight: cfg.Inflight,
 		IntervalMs: float64(cfg.pubInterval()) / 1e6, Count: cfg.Count, DurationS: cfg.Duration.Seconds(),
 		Window: cfg.subWindow(), ConnRate: cfg.ConnRate, Procs: cfg.Procs, CPUs: cfg.CPUs}
@@ -144,10 +175,13 @@ func (c *coordinator) report(parts []part) *Report {
 	}
 	if cfg.Pubs > 0 {
 		res.Params.Topic = cfg.Topic
+		res.Params.PubAddrs = cfg.addrList(pubKind)
 	}
 	if cfg.Subs > 0 {
 		res.Params.Filter = cfg.Filter
+		res.Params.SubAddrs = cfg.addrList(subKind)
 	}
+	res.Params.ByAddr = cfg.byAddr()
 
 	var end int64
 	for k := range cfg.Procs {
@@ -277,18 +311,65 @@ func (c *coordinator) receiveResult(end int64) *ReceiveStats {
 	return r
 }
 
+// byAddr counts the clients that clientAddr sends to each broker, in the
+// order of UsedAddrs; brokers none went to are left out.
+func (c *Config) byAddr() []AddrClients {
+	var out []AddrClients
+	at := map[string]int{}
+	count := func(kind string, n int, field func(*AddrClients) *int) {
+		for i := range n {
+			a := c.clientAddr(kind, i)
+			k, ok := at[a]
+			if !ok {
+				k = len(out)
+				at[a] = k
+				out = append(out, AddrClients{Addr: a})
+			}
+			*field(&out[k])++
+		}
+	}
+	for _, a := range c.UsedAddrs() { // their order
+		if _, ok := at[a]; !ok {
+			at[a] = len(out)
+			out = append(out, AddrClients{Addr: a})
+		}
+	}
+	count(connKind, c.Conns, func(a *AddrClients) *int { return &a.Conns })
+	count(pubKind, c.Pubs, func(a *AddrClients) *int { return &a.Pubs })
+	count(subKind, c.Subs, func(a *AddrClients) *int { return &a.Subs })
+	return slices.DeleteFunc(out, func(a AddrClients) bool { return a.Conns+a.Pubs+a.Subs == 0 })
+}
+
 // brokerStats is what --broker-pid's /proc files said: CPU time over the
-// measurement, and memory before any connection and at its end.
+// measurement, and memory before any connection and at its end, summed
+// over the processes.
 func (c *coordinator) brokerStats(res *Report) *BrokerStats {
-	if c.cfg.BrokerPID == 0 || !c.brokerEnd.ok {
+	pids := c.cfg.BrokerPIDs
+	if len(pids) == 0 || !c.brokerEnd.ok {
 		return nil
 	}
-	br := &BrokerStats{PID: c.cfg.BrokerPID, RSSBeforeKiB: c.brokerStart.rssKiB, RSSLoadedKiB: c.brokerEnd.rssKiB}
+	br := &BrokerStats{PID: pids[0], RSSBeforeKiB: c.brokerStart.rssKiB, RSSLoadedKiB: c.brokerEnd.rssKiB}
 	if c.brokerGo.ok {
 		br.CPUSeconds = c.brokerEnd.cpu - c.brokerGo.cpu
 	}
 	if res.ElapsedS > 0 {
 		br.CPUPercent = br.CPUSeconds / res.ElapsedS * 100
+	}
+	if len(pids) > 1 {
+		br.PIDs = pids
+		for k, pid := range pids {
+			p := BrokerProc{PID: pid, RSSLoadedKiB: c.brokerEnd.each[k].rssKiB}
+			if c.brokerStart.ok {
+				p.RSSBeforeKiB = c.brokerStart.each[k].rssKiB
+			}
+			if c.brokerGo.ok {
+				p.CPUSeconds = c.brokerEnd.each[k].cpu - c.brokerGo.each[k].cpu
+			}
+			if res.ElapsedS > 0 {
+				p.CPUPercent = p.CPUSeconds / res.ElapsedS * 100
+			}
+			br.PerPID = append(br.PerPID, p)
+		}
 	}
 	if br.CPUSeconds > 0 && res.Receive != nil {
 		br.DeliveriesPerS = float64(res.Receive.Received) / br.CPUSeconds
@@ -311,7 +392,11 @@ func (r *Report) WriteSummary(w io.Writer) error {
 	if r.Preset != "" {
 		fmt.Fprintf(bw, " (preset %s)", r.Preset)
 	}
-	fmt.Fprintf(bw, ": %s, MQTT %s", p.Addr, p.Version)
+	addr := p.Addr
+	if len(p.ByAddr) > 1 {
+		addr = strconv.Itoa(len(p.ByAddr)) + " brokers"
+	}
+	fmt.Fprintf(bw, ": %s, MQTT %s", addr, p.Version)
 	switch r.Mode {
 	case "conn":
 		fmt.Fprintf(bw, ", %d connections", p.Clients)
@@ -327,6 +412,27 @@ func (r *Report) WriteSummary(w io.Writer) error {
 		fmt.Fprint(bw, " (interrupted)")
 	}
 	fmt.Fprintln(bw)
+	if len(p.ByAddr) > 1 {
+		for i, a := range p.ByAddr {
+			label := "  brokers   "
+			if i > 0 {
+				label = "            "
+			}
+			var kinds []string
+			for _, k := range []struct {
+				n         int
+				one, many string
+			}{{a.Conns, "connection", "connections"}, {a.Pubs, "publisher", "publishers"}, {a.Subs, "subscriber", "subscribers"}} {
+				switch {
+				case k.n == 1:
+					kinds = append(kinds, "1 "+k.one)
+				case k.n > 1:
+					kinds = append(kinds, commas(uint64(k.n))+" "+k.many)
+				}
+			}
+			fmt.Fprintf(bw, "%s%s: %s\n", label, a.Addr, strings.Join(kinds, ", "))
+		}
+	}
 
 	cr := r.Connect
 	fmt.Fprintf(bw, "  connect   %s up, %s failed in %.2f s: %s conn/s (each: p50 %s, p99 %s, max %s); bench cpu %.2f s",
@@ -400,8 +506,17 @@ func (r *Report) WriteSummary(w io.Writer) error {
 		fmt.Fprintln(bw, "            the generator was busy: the results may measure it, not the broker (--procs, --cpus)")
 	}
 	if br := r.Broker; br != nil {
-		fmt.Fprintf(bw, "  broker    pid %d: %.2f CPU-s connecting, %.2f CPU-s measured (%.0f%% of one core)",
-			br.PID, br.ConnectCPUSeconds, br.CPUSeconds, br.CPUPercent)
+		if len(br.PIDs) > 1 {
+			pids := make([]string, len(br.PIDs))
+			for i, pid := range br.PIDs {
+				pids[i] = strconv.Itoa(pid)
+			}
+			fmt.Fprintf(bw, "  brokers   pids %s together", strings.Join(pids, "+"))
+		} else {
+			fmt.Fprintf(bw, "  broker    pid %d", br.PID)
+		}
+		fmt.Fprintf(bw, ": %.2f CPU-s connecting, %.2f CPU-s measured (%.0f%% of one core)",
+			br.ConnectCPUSeconds, br.CPUSeconds, br.CPUPercent)
 		if br.DeliveriesPerS > 0 {
 			fmt.Fprintf(bw, ", %s deliveries and %.1f MB per CPU-s", commas(uint64(br.DeliveriesPerS)), br.MBPerCPUS)
 		}
@@ -410,26 +525,39 @@ func (r *Report) WriteSummary(w io.Writer) error {
 			fmt.Fprintf(bw, ": %.0f bytes per connection", br.BytesPerConn)
 		}
 		fmt.Fprintln(bw)
+		for _, p := range br.PerPID {
+			fmt.Fprintf(bw, "            pid %d: %.2f CPU-s measured (%.0f%% of one core); RSS %s KiB before, %s KiB loaded\n",
+				p.PID, p.CPUSeconds, p.CPUPercent, commas(uint64(max(p.RSSBeforeKiB, 0))), commas(uint64(max(p.RSSLoadedKiB, 0))))
+		}
 	}
 	return bw.Flush()
 }
 
-// brokerSample is a broker process's CPU time and memory at one moment.
+// brokerSample is the broker processes' CPU time and memory at one
+// moment: their sums, and each one's.
 type brokerSample struct {
-	ok     bool
+	ok     bool    // every process was read
 	cpu    float64 // seconds, user + system
 	rssKiB int64
+	each   []brokerSample // per process, in --broker-pid's order
 }
 
-func readBroker(pid int) brokerSample {
-	if pid == 0 {
+func readBroker(pids []int) brokerSample {
+	if len(pids) == 0 {
 		return brokerSample{}
 	}
-	cpu, ok := procCPU(pid)
-	if !ok {
-		return brokerSample{}
+	sum := brokerSample{ok: true}
+	for _, pid := range pids {
+		cpu, ok := procCPU(pid)
+		if !ok {
+			return brokerSample{}
+		}
+		one := brokerSample{ok: true, cpu: cpu, rssKiB: procRSS(pid)}
+		sum.cpu += one.cpu
+		sum.rssKiB += one.rssKiB
+		sum.each = append(sum.each, one)
 	}
-	return brokerSample{ok: true, cpu: cpu, rssKiB: procRSS(pid)}
+	return sum
 }
 
 func secs(ns int64) float64 { return float64(ns) / 1e9 }

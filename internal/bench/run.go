@@ -210,6 +210,7 @@ func (r *procRun) connectPhase(ctx context.Context) {
 	if cfg.Mode == Conn {
 		for _, i := range r.mine(cfg.Conns) {
 			o := r.cfg.Client
+			o.Addr = cfg.clientAddr(connKind, i)
 			o.ClientID = clientID(cfg.IDPrefix, "conn", i)
 			o.OnDisconnect = r.lost(nil)
 			job := connJob{opts: o}
@@ -237,6 +238,7 @@ func (r *procRun) connectPhase(ctx context.Context) {
 	for _, i := range r.mine(cfg.Subs) {
 		s := r.newSub(i)
 		o := r.cfg.Client
+		o.Addr = cfg.clientAddr(subKind, i)
 		o.ClientID = r.topo.subIDs[i]
 		o.OnMessage = s.onMessage
 		o.OnDisconnect = r.lost(r.b.sub(i, wDead))
@@ -246,6 +248,7 @@ func (r *procRun) connectPhase(ctx context.Context) {
 	for _, i := range r.mine(cfg.Pubs) {
 		p := r.newPub(i)
 		o := r.cfg.Client
+		o.Addr = cfg.clientAddr(pubKind, i)
 		o.ClientID = r.topo.pubIDs[i]
 		o.MaxInflight = cfg.Inflight
 		o.OnDisconnect = r.lost(nil)
