@@ -65,6 +65,11 @@ func (s *Server) Ready() error {
 	return errors.New("starting: recovering the store")
 }
 
+// NodeName is this node's name (Options.NodeName, by default the host
+// name): which node of a cluster this Server is, as $SYS, the metrics and
+// the admin API name it.
+func (s *Server) NodeName() string { return s.opts.NodeName }
+
 // ListenerInfo describes a listener that is open.
 type ListenerInfo struct {
 	// Name is the listener's name (ListenerConfig.Name: "<kind>:<address>"
@@ -135,6 +140,9 @@ func scanBudget(limit int) int { return max(10*limit, 10000) }
 type ClientInfo struct {
 	ClientID  string
 	Connected bool
+	// Node is the name of the node that holds the session (this one's,
+	// Options.NodeName).
+	Node string
 	// Username (HasUsername: one was given), Address and Listener are the
 	// connection's, or while offline the last connection's as far as the
 	// broker kept them: an anonymous client's offline session has none,
@@ -183,6 +191,7 @@ func (ss *session) info() (ClientInfo, bool) {
 	in := ClientInfo{
 		ClientID:      ss.clientID,
 		Connected:     c != nil,
+		Node:          ss.srv.opts.NodeName,
 		SessionExpiry: ss.expiry,
 		InFlight:      ss.inflight.len(),
 		Queued:        ss.queuedLocked(),

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -63,5 +64,49 @@ func waitListenerConns(t *testing.T, s *Server, i int, n int64) {
 			t.Fatalf("listener %d: %d connections after %v, want %d", i, got, wiretest.Timeout, n)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// The node's name (Options.NodeName) is what NodeName, Stats and each
+// client's ClientInfo say, connected or offline; without one, the host
+// name.
+func TestAdminNodeName(t *testing.T) {
+	s := startServer(t, Options{NodeName: "node-7"})
+	if got := s.NodeName(); got != "node-7" {
+		t.Errorf("NodeName %q, want node-7", got)
+	}
+	if got := s.Stats().Node; got != "node-7" {
+		t.Errorf("Stats().Node %q, want node-7", got)
+	}
+	addr := s.Addrs()[0].String()
+	wiretest.MustConnect(t, addr, "on", true)
+	off, _ := wiretest.MustConnect(t, addr, "off", false)
+	off.Disconnect()
+	wiretest.Eventually(t, "off offline", func() bool {
+		in, ok := s.Client("off")
+		return ok && !in.Connected
+	})
+	page, err := s.Clients(ClientQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Clients) != 2 {
+		t.Fatalf("%d clients, want 2", len(page.Clients))
+	}
+	for _, in := range page.Clients {
+		if in.Node != "node-7" {
+			t.Errorf("client %s (connected %v): node %q, want node-7", in.ClientID, in.Connected, in.Node)
+		}
+	}
+	if in, _ := s.Client("on"); in.Node != "node-7" {
+		t.Errorf("Client(on): node %q, want node-7", in.Node)
+	}
+
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		t.Skipf("no host name (%v): the default node name is unknown", err)
+	}
+	if got := startServer(t, Options{}).NodeName(); got != host {
+		t.Errorf("NodeName without Options.NodeName: %q, want the host name %q", got, host)
 	}
 }

@@ -49,6 +49,9 @@ type Stats struct {
 	// module version); StartTime is when Start was called.
 	Version   string    `json:"version"`
 	StartTime time.Time `json:"start_time"`
+	// Node is this node's name (Options.NodeName): which node of a
+	// cluster the statistics are of.
+	Node string `json:"node"`
 
 	// ClientsConnected are the connections whose CONNECT was accepted
 	// and which still hold their session.
@@ -466,7 +469,7 @@ var (
 // use, and after Close (the gauges are then what was left).
 func (s *Server) Stats() Stats {
 	st := &s.stats
-	out := Stats{Version: moduleVersion()}
+	out := Stats{Version: moduleVersion(), Node: s.opts.NodeName}
 	if ns := st.started.Load(); ns != 0 {
 		out.StartTime = time.Unix(0, ns)
 	}

@@ -152,7 +152,11 @@ func (t *sysTree) values(st *Stats, now time.Time) []sysValue {
 		vals = append(vals, sysValue{topic, strconv.FormatInt(n, 10)})
 	}
 	vals = append(vals,
-		sysValue{"version", "petrel version " + st.Version},
+		sysValue{"version", "petrel version " + st.Version})
+	if st.Node != "" { // an empty retained payload would be no message at all
+		vals = append(vals, sysValue{"node", st.Node})
+	}
+	vals = append(vals,
 		sysValue{"uptime", strconv.FormatInt(int64(now.Sub(t.start)/time.Second), 10) + " seconds"})
 	add("clients/total", st.Sessions)
 	add("clients/connected", st.ClientsConnected)

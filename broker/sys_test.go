@@ -24,7 +24,7 @@ import (
 // sysTopics are every topic the broker publishes under $SYS/broker/, with
 // Mosquitto's names: a dashboard made for Mosquitto reads these.
 var sysTopics = func() []string {
-	t := []string{"version", "uptime",
+	t := []string{"version", "node", "uptime",
 		"clients/total", "clients/connected", "clients/disconnected", "clients/maximum", "clients/expired",
 		"messages/received", "messages/sent", "messages/stored", "bytes/received", "bytes/sent",
 		"publish/messages/received", "publish/messages/sent", "publish/messages/dropped",
@@ -217,7 +217,7 @@ func (p *subProcess) until(mark, payload string) []sysMessage {
 // says (whose own tests check them against the wire).
 func TestSysTopicsWithMosquittoSub(t *testing.T) {
 	mosquittoSub(t)
-	srv := sysServer(t, Options{MaxQueuedMessages: 1})
+	srv := sysServer(t, Options{MaxQueuedMessages: 1, NodeName: "node-a"})
 	addr := srv.Addrs()[0].String()
 
 	// Three clients stay connected; a persistent session goes offline with
@@ -266,6 +266,7 @@ func TestSysTopicsWithMosquittoSub(t *testing.T) {
 	u := func(v uint64) string { return strconv.FormatUint(v, 10) }
 	want := map[string]string{
 		"version":              "petrel version " + st.Version,
+		"node":                 "node-a",
 		"clients/total":        "4",
 		"clients/connected":    "3",
 		"clients/disconnected": "1",
@@ -371,7 +372,7 @@ func TestSysPublishesOnlyChanges(t *testing.T) {
 			t.Errorf("after a client connected: %s = %q, want %q", name, got, want)
 		}
 	}
-	for _, name := range []string{"version", "clients/disconnected", "clients/expired", "subscriptions/count",
+	for _, name := range []string{"version", "node", "clients/disconnected", "clients/expired", "subscriptions/count",
 		"retained messages/count", "publish/messages/received", "publish/messages/dropped"} {
 		if v, ok := changed[sysPrefix+name]; ok {
 			t.Errorf("after a client connected: %s published (%q), though it did not change", name, v)
@@ -425,6 +426,39 @@ func TestSysLoadAveragesMoveAfterABurst(t *testing.T) {
 	if a, b, c := rate("load/publish/received/1min"), rate("load/publish/received/5min"),
 		rate("load/publish/received/15min"); !(a > b && b > c && c > 0) {
 		t.Errorf("publish/received loads 1, 5, 15 min: %v, %v, %v; want decreasing and above 0", a, b, c)
+	}
+}
+
+// $SYS/broker/node names the node (Options.NodeName), retained from the
+// start and published once: later updates leave it be. Without a name
+// given, it is the host's.
+func TestSysNode(t *testing.T) {
+	srv := sysServer(t, Options{NodeName: "node-b"})
+	m, ok := srv.Retained(sysPrefix + "node")
+	if !ok || string(m.Payload) != "node-b" {
+		t.Fatalf("%snode retained: %v %q, want \"node-b\"", sysPrefix, ok, m.Payload)
+	}
+	c := secMustConnect(t, srv.Addrs()[0].String(), connectPacket(packet.V5, "watch"))
+	c.mustSubscribe(1, 0, sysPrefix+"node", "sys-test/mark")
+	if p := c.nextPublish(); p.Topic != sysPrefix+"node" || string(p.Payload) != "node-b" || !p.Retain {
+		t.Fatalf("subscribing to %snode brought %s %q (retain %v), want the retained node-b", sysPrefix,
+			p.Topic, p.Payload, p.Retain)
+	}
+	sysUpdateNow(t, srv) // the client's connection changed other topics, not this one
+	if err := srv.Publish("sys-test/mark", nil, 0, false); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.UntilTopic("sys-test/mark", false); len(got) != 0 {
+		t.Errorf("%snode published again after the start: %d messages", sysPrefix, len(got))
+	}
+
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		t.Skipf("no host name (%v): the default node name is unknown", err)
+	}
+	def := sysServer(t, Options{})
+	if m, ok := def.Retained(sysPrefix + "node"); !ok || string(m.Payload) != host {
+		t.Errorf("without Options.NodeName, %snode: %v %q, want the host name %q", sysPrefix, ok, m.Payload, host)
 	}
 }
 
@@ -574,7 +608,7 @@ func TestSysLoadAverage(t *testing.T) {
 func TestSysTreePublishesOnlyChanges(t *testing.T) {
 	start := time.Now()
 	tree := newSysTree(start)
-	st := Stats{Version: "v1.2.3", PacketsReceived: map[string]uint64{}, PacketsSent: map[string]uint64{},
+	st := Stats{Version: "v1.2.3", Node: "n1", PacketsReceived: map[string]uint64{}, PacketsSent: map[string]uint64{},
 		ConnacksSent: map[string]uint64{"0x00": 0}}
 	topics := func(vals []sysValue) map[string]string {
 		m := make(map[string]string)
@@ -584,8 +618,10 @@ func TestSysTreePublishesOnlyChanges(t *testing.T) {
 		return m
 	}
 	first := topics(tree.update(&st, start, false))
-	if len(first) != len(sysTopics) || first["version"] != "petrel version v1.2.3" || first["uptime"] != "0 seconds" {
-		t.Fatalf("first update: %d topics, version %q, uptime %q", len(first), first["version"], first["uptime"])
+	if len(first) != len(sysTopics) || first["version"] != "petrel version v1.2.3" || first["node"] != "n1" ||
+		first["uptime"] != "0 seconds" {
+		t.Fatalf("first update: %d topics, version %q, node %q, uptime %q", len(first), first["version"],
+			first["node"], first["uptime"])
 	}
 	if got := topics(tree.update(&st, start.Add(500*time.Millisecond), false)); len(got) != 0 {
 		t.Errorf("nothing changed, yet %v published", got)

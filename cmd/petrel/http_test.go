@@ -36,7 +36,7 @@ func httpGet(t *testing.T, url, token string) (int, string) {
 // never the token; SIGHUP reads it again; SIGTERM stops it all.
 func TestServeHTTP(t *testing.T) {
 	dir := t.TempDir()
-	b := startConfigured(t, dir, "listeners:\n  - address: 127.0.0.1:0\nhttp:\n  listen: 127.0.0.1:0\n")
+	b := startConfigured(t, dir, "listeners:\n  - address: 127.0.0.1:0\nhttp:\n  listen: 127.0.0.1:0\ncluster:\n  node: http-test\n")
 	tokenFile := filepath.Join(dir, "data", "http-token")
 	b.log.waitFor(t, `msg="http: created a token.*" file=`+regexp.QuoteMeta(tokenFile))
 	base := "http://" + b.log.waitFor(t, `msg="http: listening" addr=(\S+)`)[1]
@@ -70,14 +70,17 @@ func TestServeHTTP(t *testing.T) {
 	if code, body := httpGet(t, base+"/api/v1/clients", token); code != 200 || !strings.Contains(body, `"clients"`) {
 		t.Errorf("/api/v1/clients: %d %s", code, body)
 	}
-	// The statistics and the metrics are the broker's own.
-	if code, body := httpGet(t, base+"/api/v1/stats", token); code != 200 || !strings.Contains(body, `"clients_connected":0`) {
+	// The statistics and the metrics are the broker's own, with the node's
+	// name (cluster.node, clustering off).
+	if code, body := httpGet(t, base+"/api/v1/stats", token); code != 200 || !strings.Contains(body, `"clients_connected":0`) ||
+		!strings.Contains(body, `"node":"http-test"`) {
 		t.Errorf("/api/v1/stats: %d %.300s", code, body)
 	}
 	if code, _ := httpGet(t, base+"/metrics", ""); code != 401 {
 		t.Errorf("/metrics without the token (http.metrics_auth defaults to true): %d, want 401", code)
 	}
-	if code, body := httpGet(t, base+"/metrics", token); code != 200 || !strings.Contains(body, "\npetrel_clients_connected 0\n") {
+	if code, body := httpGet(t, base+"/metrics", token); code != 200 ||
+		!strings.Contains(body, "\npetrel_clients_connected{node=\"http-test\"} 0\n") {
 		t.Errorf("/metrics: %d %.300s", code, body)
 	}
 

@@ -82,6 +82,7 @@ func (s *Server) listListeners(w http.ResponseWriter, r *http.Request) {
 type clientJSON struct {
 	ClientID          string     `json:"client_id"`
 	Connected         bool       `json:"connected"`
+	Node              string     `json:"node"`
 	Username          *string    `json:"username,omitempty"`
 	Address           string     `json:"address,omitempty"`
 	Listener          string     `json:"listener,omitempty"`
@@ -105,7 +106,7 @@ var protocols = map[byte]string{packet.V31: "MQTT 3.1", packet.V311: "MQTT 3.1.1
 
 func clientOf(in *broker.ClientInfo) clientJSON {
 	c := clientJSON{
-		ClientID: in.ClientID, Connected: in.Connected, Address: in.Address, Listener: in.Listener,
+		ClientID: in.ClientID, Connected: in.Connected, Node: in.Node, Address: in.Address, Listener: in.Listener,
 		SessionExpiry: in.SessionExpiry, InFlight: in.InFlight, Queued: in.Queued, QueuedBytes: in.QueuedBytes,
 		Subscriptions: in.Subscriptions,
 	}

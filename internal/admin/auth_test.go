@@ -249,6 +249,14 @@ func TestStats(t *testing.T) {
 	if got["clients_connected"] != 3 {
 		t.Fatalf("stats %v", got)
 	}
+	// The broker's own, as petrel serve gives them: with the node's name.
+	srv := start(t).broker
+	g := startHTTP(t, srv, func(c *Config) { c.Stats = func() any { return srv.Stats() } })
+	var st map[string]any
+	g.expect(http.StatusOK, "GET", "/api/v1/stats", nil, &st)
+	if st["node"] != testNode || st["version"] == "" {
+		t.Errorf("the broker's stats: node %v, version %v; want node %q", st["node"], st["version"], testNode)
+	}
 }
 
 // Unknown paths are 404 under /api and go to the dashboard elsewhere;

@@ -134,6 +134,17 @@ func TestClientsFilters(t *testing.T) {
 			t.Errorf("clients?%s = %q, want %q", tc.query, got, tc.want)
 		}
 	}
+	// Every client says which node it is on, connected or not.
+	var all clientPage
+	f.expect(http.StatusOK, "GET", "/api/v1/clients", nil, &all)
+	if len(all.Clients) != 4 {
+		t.Errorf("%d clients, want 4", len(all.Clients))
+	}
+	for _, c := range all.Clients {
+		if c.Node != testNode {
+			t.Errorf("client %s (connected %v): node %q, want %q", c.ClientID, c.Connected, c.Node, testNode)
+		}
+	}
 	// An address with its port is the client's exact address.
 	var one clientJSON
 	f.expect(http.StatusOK, "GET", "/api/v1/clients/sensor-1", nil, &one)
@@ -160,7 +171,7 @@ func TestClientDetails(t *testing.T) {
 	c.subscribe(t, paho.SubscribeOptions{Topic: "room/1/#", QoS: 1})
 	var got clientJSON
 	f.expect(http.StatusOK, "GET", "/api/v1/clients/room%2F1", nil, &got)
-	if got.ClientID != "room/1" || !got.Connected || got.Username == nil || *got.Username != "alice" ||
+	if got.ClientID != "room/1" || !got.Connected || got.Node != testNode || got.Username == nil || *got.Username != "alice" ||
 		got.Address != c.local || got.Protocol != "MQTT 5.0" || got.ProtocolVersion != 5 ||
 		got.KeepAlive == nil || *got.KeepAlive != 45 || got.CleanStart == nil || !*got.CleanStart ||
 		got.SessionExpiry != 300 || got.Subscriptions != 1 || got.HeldBack == nil || *got.HeldBack ||
@@ -194,7 +205,7 @@ func TestClientDetails(t *testing.T) {
 	}
 	got = clientJSON{}
 	f.expect(http.StatusOK, "GET", "/api/v1/clients/away", nil, &got)
-	if got.Connected || got.Queued != 3 || got.QueuedBytes != 15 || got.DisconnectedSince == nil ||
+	if got.Connected || got.Node != testNode || got.Queued != 3 || got.QueuedBytes != 15 || got.DisconnectedSince == nil ||
 		got.ConnectedSince != nil || got.KeepAlive != nil || got.Protocol != "" ||
 		got.SessionExpiry != 0xFFFFFFFF || got.SessionExpiresAt != nil {
 		t.Errorf("an offline session with 3 messages queued: %+v", got)

@@ -22,6 +22,9 @@ import (
 	"github.com/petrelmq/petrel/packet"
 )
 
+// testNode is the name of the fixture's broker (Options.NodeName).
+const testNode = "node-t"
+
 // fixture is a broker and its HTTP server, both on 127.0.0.1 ports the OS
 // picked, and an HTTP client.
 type fixture struct {
@@ -40,7 +43,8 @@ func start(t *testing.T, edit ...func(*Config)) *fixture {
 	t.Helper()
 	log := testlog.New(t)
 	// No $SYS: the tests count the retained messages they set.
-	b := broker.New(broker.Options{Listeners: []broker.ListenerConfig{{Address: "127.0.0.1:0"}}, Logger: log, SysInterval: -1})
+	b := broker.New(broker.Options{Listeners: []broker.ListenerConfig{{Address: "127.0.0.1:0"}}, Logger: log, SysInterval: -1,
+		NodeName: testNode})
 	if err := b.Start(); err != nil {
 		t.Fatalf("start broker: %v", err)
 	}

@@ -2,7 +2,10 @@
 // Prometheus' text format. Every value is computed from broker.Server's
 // Stats when scraped: nothing is counted twice, and a broker nobody
 // scrapes pays nothing here. Each handler has a registry of its own (never
-// the global default), so that one process may serve many brokers.
+// the global default), so that one process may serve many brokers. Every
+// metric, the Go runtime's and the process's too, carries the constant
+// label node, the broker's node name (broker.Server.NodeName), so that
+// the metrics of a cluster's nodes tell which node they are of.
 // docs/METRICS.md lists every metric.
 package metrics
 
@@ -38,13 +41,24 @@ func Handler(srv *broker.Server, build BuildInfo) http.Handler {
 	})
 }
 
+// NodeLabel is the constant label every metric carries: the node's name.
+const NodeLabel = "node"
+
 // NewRegistry returns a registry holding srv's metrics and the Go runtime
-// and process collectors, for a caller that adds metrics of its own.
+// and process collectors, each labelled with the node's name (NodeLabel),
+// for a caller that adds metrics of its own (through Registerer to have
+// them labelled too).
 func NewRegistry(srv *broker.Server, build BuildInfo) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(newCollector(srv, build), collectors.NewGoCollector(),
+	Registerer(reg, srv).MustRegister(newCollector(srv, build), collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return reg
+}
+
+// Registerer wraps reg so that every collector registered through it
+// carries srv's node label (NodeLabel).
+func Registerer(reg prometheus.Registerer, srv *broker.Server) prometheus.Registerer {
+	return prometheus.WrapRegistererWith(prometheus.Labels{NodeLabel: srv.NodeName()}, reg)
 }
 
 // collector computes the broker's metrics from one Stats per scrape.

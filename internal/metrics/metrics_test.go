@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http/httptest"
+	"os"
 	"runtime"
 	"slices"
 	"strings"
@@ -25,7 +26,8 @@ import (
 
 // scrape fetches the handler's text and parses it into samples keyed by
 // name and labels, `name{a="x",b="y"}` (labels sorted), and the families'
-// types.
+// types. Every sample must carry the label node with srv's node name; it
+// is left out of the keys.
 func scrape(t *testing.T, srv *broker.Server, build BuildInfo) (map[string]float64, map[string]dto.MetricType) {
 	t.Helper()
 	rec := httptest.NewRecorder()
@@ -46,8 +48,19 @@ func scrape(t *testing.T, srv *broker.Server, build BuildInfo) (map[string]float
 		types[name] = f.GetType()
 		for _, m := range f.GetMetric() {
 			var labels []string
+			node := false
 			for _, l := range m.GetLabel() {
+				if l.GetName() == NodeLabel {
+					node = true
+					if l.GetValue() != srv.NodeName() {
+						t.Errorf("%s: node=%q, want %q", name, l.GetValue(), srv.NodeName())
+					}
+					continue
+				}
 				labels = append(labels, fmt.Sprintf("%s=%q", l.GetName(), l.GetValue()))
+			}
+			if !node {
+				t.Errorf("%s %v: no node label", name, m.GetLabel())
 			}
 			slices.Sort(labels)
 			key := name
@@ -112,6 +125,7 @@ func TestMetricsAfterKnownTraffic(t *testing.T) {
 	start := time.Now()
 	srv := broker.New(broker.Options{
 		Listeners:       []broker.ListenerConfig{{Address: "127.0.0.1:0"}},
+		NodeName:        "node-m",
 		ServerKeepAlive: 100 * time.Millisecond, // binds the MQTT 5 client only: the others ask for none
 		SysInterval:     -1,                     // no retained $SYS messages among those counted
 	})
@@ -325,6 +339,40 @@ func TestMetricsFamilies(t *testing.T) {
 	}
 	for name := range wantTypes {
 		t.Errorf("%s missing", name)
+	}
+}
+
+// Every metric, the runtime's and the process's too, carries the label
+// node with the broker's node name (Options.NodeName, by default the host
+// name): the nodes of a cluster are told apart.
+func TestMetricsNodeLabel(t *testing.T) {
+	for _, name := range []string{"node-a", ""} {
+		srv := broker.New(broker.Options{Listeners: []broker.ListenerConfig{{Address: "127.0.0.1:0"}}, NodeName: name})
+		if err := srv.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { srv.Close() })
+		if name == "" {
+			host, err := os.Hostname()
+			if err != nil || host == "" {
+				continue // no host name: no default to check
+			}
+			name = host
+		}
+		if got := srv.NodeName(); got != name {
+			t.Errorf("NodeName %q, want %q", got, name)
+		}
+		rec := httptest.NewRecorder()
+		Handler(srv, BuildInfo{Version: "v9.9.9-test"}).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		body := rec.Body.String()
+		want := `petrel_build_info{goversion="` + runtime.Version() + `",node="` + name + `",version="v9.9.9-test"} 1`
+		if !strings.Contains(body, want+"\n") {
+			t.Errorf("no line %s in:\n%.2000s", want, body)
+		}
+		samples, _ := scrape(t, srv, BuildInfo{}) // checks the label of every sample
+		if len(samples) == 0 {
+			t.Fatal("no metrics")
+		}
 	}
 }
 

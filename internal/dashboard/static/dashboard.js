@@ -172,6 +172,9 @@ function showStats (r) {
     $(id).textContent = s ? count(s[field]) : '—'
   }
   $('version').textContent = s && typeof s.version === 'string' ? s.version : '—'
+  const node = s && typeof s.node === 'string' ? s.node : ''
+  $('node').textContent = node || '—'
+  $('node-about').hidden = !node // the broker's node name, when it says one
   $('uptime').textContent = s ? uptime(s.start_time, r.date) : '—'
   if (!s) {
     last = null
