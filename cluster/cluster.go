@@ -184,6 +184,7 @@ func New(cfg Config) (*Cluster, error) {
 	c.acks = make(map[uint64]*ackWait)
 	c.table.init(cfg.Node)
 	c.peers.init()
+	c.ret.init()
 	return c, nil
 }
 
@@ -371,18 +372,29 @@ func (c *Cluster) Full() bool { return c.peers.full.Load() > 0 }
 type natsLogger struct{ l *slog.Logger }
 
 func (n natsLogger) Noticef(format string, v ...any) {
+	// The cluster logs nodes joining and leaving itself; the server's
+	// notices are for debugging.
+	n.l.Debug("nats: " + fmt.Sprintf(format, v...))
+}
+func (n natsLogger) Warnf(format string, v ...any) {
 	msg := fmt.Sprintf(format, v...)
-	// Route comings and goings are worth an operator's eye; the rest is
-	// chatter at startup.
-	if strings.Contains(msg, "Route connection created") || strings.Contains(msg, "Router connection closed") {
+	if strings.Contains(msg, "Maximum payloads over") {
+		// Chosen: a big MQTT message crosses nodes in one NATS message.
 		n.l.Debug("nats: " + msg)
 		return
 	}
-	n.l.Debug("nats: " + msg)
+	n.l.Warn("nats: " + msg)
 }
-func (n natsLogger) Warnf(format string, v ...any)  { n.l.Warn("nats: " + fmt.Sprintf(format, v...)) }
 func (n natsLogger) Fatalf(format string, v ...any) { n.l.Error("nats: " + fmt.Sprintf(format, v...)) }
-func (n natsLogger) Errorf(format string, v ...any) { n.l.Error("nats: " + fmt.Sprintf(format, v...)) }
+func (n natsLogger) Errorf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	if strings.Contains(msg, "Error trying to connect to route") {
+		// A peer that is down is redialled for good; "node left" said so.
+		n.l.Debug("nats: " + msg)
+		return
+	}
+	n.l.Error("nats: " + msg)
+}
 func (n natsLogger) Debugf(format string, v ...any) {}
 func (n natsLogger) Tracef(format string, v ...any) {}
 

@@ -29,6 +29,7 @@ const bucket = "petrel_retained"
 // on any node after it sees the message).
 type retainer struct {
 	kv       jetstream.KeyValue
+	ready    atomic.Bool // kv is set
 	replicas atomic.Int32
 	loaded   atomic.Int64
 
@@ -59,9 +60,12 @@ func key(topic string) string {
 	return "h." + hex.EncodeToString(h[:])
 }
 
-func (rt *retainer) start(c *Cluster) error {
+func (rt *retainer) init() {
 	rt.revs = make(map[string]uint64)
 	rt.wake = make(chan struct{}, 1)
+}
+
+func (rt *retainer) start(c *Cluster) error {
 	ctx, cancel := context.WithTimeout(c.ctx, 2*time.Minute)
 	defer cancel()
 	// JetStream answers once the cluster has a leader.
@@ -87,6 +91,7 @@ func (rt *retainer) start(c *Cluster) error {
 		return err
 	}
 	rt.kv = kv
+	rt.ready.Store(true)
 	w, err := kv.WatchAll(c.ctx)
 	if err != nil {
 		return fmt.Errorf("watch the bucket: %w", err)
@@ -176,7 +181,7 @@ func (rt *retainer) config(replicas int, c *Cluster) jetstream.KeyValueConfig {
 // scale raises the bucket's replicas as nodes join, up to 3; the node
 // with the lowest name does it.
 func (rt *retainer) scale(c *Cluster) {
-	if rt.kv == nil || rt.replicas.Load() >= 3 {
+	if !rt.ready.Load() || rt.replicas.Load() >= 3 {
 		return
 	}
 	nodes := c.Nodes()
@@ -305,8 +310,13 @@ func (rt *retainer) write(c *Cluster) {
 			case ack := <-s.f.Ok():
 				rt.stored(c, s.job, ack.Sequence)
 			case err := <-s.f.Err():
-				c.log.Warn("cluster: store a retained message", "topic", s.job.topic, "err", err)
-				s.job.p.Done()
+				// The bucket's leader may be electing a successor (its node
+				// died): once more, until it has one.
+				if rev, ok := rt.retry(c, s.f.Msg(), err); ok {
+					rt.stored(c, s.job, rev)
+				} else {
+					s.job.p.Done()
+				}
 			case <-c.ctx.Done():
 				s.job.p.Done()
 			}
@@ -350,6 +360,26 @@ func (rt *retainer) write(c *Cluster) {
 			}
 		}
 	}
+}
+
+// retry stores m again until the bucket takes it or retryFor passes; it
+// reports the revision.
+func (rt *retainer) retry(c *Cluster, m *nats.Msg, err error) (uint64, bool) {
+	const retryFor = 30 * time.Second
+	deadline := time.Now().Add(retryFor)
+	for time.Now().Before(deadline) && c.ctx.Err() == nil {
+		ctx, cancel := context.WithTimeout(c.ctx, 2*time.Second)
+		ack, perr := c.js.PublishMsg(ctx, m)
+		cancel()
+		if perr == nil {
+			return ack.Sequence, true
+		}
+		err = perr
+		time.Sleep(100 * time.Millisecond)
+	}
+	c.log.Warn("cluster: the retained bucket did not take a message; it is kept on this node only",
+		"subject", m.Subject, "err", err)
+	return 0, false
 }
 
 // stored applies a retained message the bucket took at rev here, and
