@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# bench-cluster.sh measures a message crossing nodes against one that does
+# not: a single Petrel node, then a 3-node cluster on this machine with the
+# publishers on node 1 and the subscribers on node 2. For QoS 0 and 1 it
+# prints messages per second, deliveries per broker CPU-second (all nodes'
+# CPU together) and the latency percentiles, first at full speed, then at
+# half the rate the cluster reached (RATE_FRACTION). Every server listens on
+# 127.0.0.1 only; each run is bounded by DURATION.
+#
+#   scripts/bench-cluster.sh
+#   DURATION=10s PUBS=8 SUBS=2 scripts/bench-cluster.sh
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+DURATION=${DURATION:-5s}
+PUBS=${PUBS:-4}
+SUBS=${SUBS:-4}
+SIZE=${SIZE:-64}
+OUT=${OUT:-$(mktemp -d)}
+BIN="$OUT/petrel"
+go build -o "$BIN" ./cmd/petrel
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+
+PIDS=()
+stop_all() {
+	for p in "${PIDS[@]:-}"; do kill "$p" 2>/dev/null || true; done
+	for p in "${PIDS[@]:-}"; do wait "$p" 2>/dev/null || true; done
+	PIDS=()
+}
+trap stop_all EXIT
+
+# start NAME MQTT_PORT [cluster args...]: a node in the background.
+start() {
+	local name=$1 port=$2
+	shift 2
+	"$BIN" serve --listen "127.0.0.1:$port" --data-dir "$OUT/$name" --node "$name" \
+		--log-level warn --sys-interval 0 "$@" 2>"$OUT/$name.log" &
+	PIDS+=($!)
+}
+
+wait_port() {
+	for _ in $(seq 1 600); do
+		if (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+		sleep 0.1
+	done
+	echo "port $1 never opened" >&2
+	exit 1
+}
+
+# run LABEL ARGS...: one bench run, its JSON kept in OUT.
+run() {
+	local label=$1
+	shift
+	"$BIN" bench pubsub --pubs "$PUBS" --subs "$SUBS" -s "$SIZE" --duration "$DURATION" \
+		--no-progress --json "$@" >"$OUT/$label.json" 2>"$OUT/$label.err"
+	python3 - "$label" "$OUT/$label.json" <<'EOF'
+import json, sys
+label, path = sys.argv[1], sys.argv[2]
+r = json.load(open(path))
+rec, lat, b = r.get("receive") or {}, r.get("latency_ms") or {}, r.get("broker") or {}
+print(f"| {label} | {rec.get('msgs_per_s', 0):,.0f} | {b.get('deliveries_per_cpu_s', 0):,.0f} | {b.get('cpu_s', 0):.2f} "
+      f"| {lat.get('p50', 0):.2f} | {lat.get('p99', 0):.2f} | {rec.get('lost', 0)} |")
+EOF
+}
+
+echo "| run | deliveries/s | deliveries per broker CPU-s | broker CPU-s | p50 ms | p99 ms | lost |"
+echo "|---|---|---|---|---|---|---|"
+for q in 0 1; do
+	# One node.
+	P=$(free_port)
+	start single "$P"
+	wait_port "$P"
+	run "single-q$q" -p "$P" -q "$q" --broker-pid "${PIDS[0]}"
+	stop_all
+
+	# Three nodes: publishers on n1, subscribers on n2.
+	R1=$(free_port) R2=$(free_port) R3=$(free_port)
+	M1=$(free_port) M2=$(free_port) M3=$(free_port)
+	start n1 "$M1" --cluster "127.0.0.1:$R1" --peers "127.0.0.1:$R2"
+	start n2 "$M2" --cluster "127.0.0.1:$R2" --peers "127.0.0.1:$R1"
+	start n3 "$M3" --cluster "127.0.0.1:$R3" --peers "127.0.0.1:$R1"
+	wait_port "$M1"
+	wait_port "$M2"
+	wait_port "$M3"
+	pids=$(IFS=,; echo "${PIDS[*]}")
+	run "cross-q$q" --pub-addr "127.0.0.1:$M1" --sub-addr "127.0.0.1:$M2" -q "$q" --broker-pid "$pids"
+	# Half the rate the cluster reached: messages published per second.
+	full=$(python3 -c "import json; r=json.load(open('$OUT/cross-q$q.json')); print(int(r['receive']['msgs_per_s'] / $SUBS))")
+	half=$(( ${full:-2000} / 2 ))
+	run "cross-q$q-half-rate-$half" --pub-addr "127.0.0.1:$M1" --sub-addr "127.0.0.1:$M2" -q "$q" \
+		--rate "$half" --broker-pid "$pids"
+	stop_all
+done
+echo
+echo "results in $OUT"
