@@ -32,7 +32,6 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -397,5 +396,3 @@ func (n natsLogger) Errorf(format string, v ...any) {
 }
 func (n natsLogger) Debugf(format string, v ...any) {}
 func (n natsLogger) Tracef(format string, v ...any) {}
-
-var errClosed = errors.New("cluster: closed")

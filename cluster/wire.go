@@ -18,11 +18,6 @@ func putString(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
-func putBytes(b []byte, p []byte) []byte {
-	b = binary.AppendUvarint(b, uint64(len(p)))
-	return append(b, p...)
-}
-
 type reader struct {
 	b   []byte
 	err error
