@@ -1,12 +1,16 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/tls"
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -213,4 +217,67 @@ func TestCheckConfigCluster(t *testing.T) {
 	if want := file + ":3: cluster.nats_url: set together with cluster.listen"; code != 1 || !strings.Contains(stderr, want) {
 		t.Errorf("listen and nats_url: exit %d, stderr %q; want 1 and %q", code, stderr, want)
 	}
+}
+
+// A lone node of a cluster waits for a peer before it serves; SIGTERM in
+// that wait stops it at once, saying why, rather than after the join's
+// two minutes.
+func TestClusterNodeStopsWhileJoining(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	route := l.Addr().String()
+	l.Close()
+	cmd := petrel("--listen", "127.0.0.1:0", "--store", "memory", "--node", "lone", "--cluster", route,
+		"--log-format", "json")
+	cmd.Env = append(cmd.Env, "GORACE="+os.Getenv("GORACE")+" atexit_sleep_ms=0")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	waiting := make(chan struct{})
+	var lines []string
+	var mu sync.Mutex
+	done := make(chan error, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		once := sync.Once{}
+		for sc.Scan() {
+			mu.Lock()
+			lines = append(lines, sc.Text())
+			mu.Unlock()
+			if strings.Contains(sc.Text(), "waiting for JetStream") {
+				once.Do(func() { close(waiting) })
+			}
+		}
+		done <- cmd.Wait()
+	}()
+	select {
+	case <-waiting:
+	case err := <-done:
+		t.Fatalf("exited before waiting for its peers: %v\n%s", err, strings.Join(lines, "\n"))
+	case <-time.After(30 * time.Second):
+		t.Fatal("no 'waiting for JetStream' line within 30s")
+	}
+	sent := time.Now()
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-done:
+		if code := exitCode(err); code != 1 {
+			t.Errorf("exit code %d (%v), want 1", code, err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("still running 5s after SIGTERM")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(strings.Join(lines, "\n"), "still joining the cluster") {
+		t.Errorf("no line saying why it stopped:\n%s", strings.Join(lines, "\n"))
+	}
+	t.Logf("stopped %v after SIGTERM", time.Since(sent).Round(time.Millisecond))
 }

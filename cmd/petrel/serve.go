@@ -104,9 +104,19 @@ func serve(args []string, stderr io.Writer) int {
 		return 1
 	}
 	defer stopHTTP(time.Time{}) // on the way out without a shutdown: at once
-	if err := srv.Start(); err != nil {
-		log.Error("cannot start", "err", err)
-		st.Close()
+	// A node of a cluster starts once it has joined, which waits for its
+	// peers: a signal meanwhile ends the wait (and the process).
+	started := make(chan error, 1)
+	go func() { started <- srv.Start() }()
+	select {
+	case err := <-started:
+		if err != nil {
+			log.Error("cannot start", "err", err)
+			st.Close()
+			return 1
+		}
+	case sig := <-term:
+		log.Warn("stopped before the broker started: still joining the cluster", "signal", sig.String())
 		return 1
 	}
 	if memLimit > 0 {
