@@ -69,6 +69,9 @@ type batch struct {
 type peerSet struct {
 	mu     sync.Mutex
 	byName map[string]*peer
+	// closed: the node is shutting down; no peer is made nor goroutine
+	// started any more (spawn), so that shutdown's wait ends.
+	closed bool
 	full   atomic.Int32 // peers whose queue is at its bound
 }
 
@@ -107,6 +110,7 @@ func (ps *peerSet) names() []string {
 
 func (ps *peerSet) closeAll(c *Cluster) {
 	ps.mu.Lock()
+	ps.closed = true
 	all := make([]*peer, 0, len(ps.byName))
 	for _, p := range ps.byName {
 		all = append(all, p)
@@ -241,6 +245,10 @@ func (c *Cluster) heard(name, boot string) *peer {
 	}
 	now := time.Now()
 	c.peers.mu.Lock()
+	if c.peers.closed {
+		c.peers.mu.Unlock()
+		return nil
+	}
 	p := c.peers.byName[name]
 	if p != nil && p.boot == boot && p.alive.Load() {
 		p.mu.Lock()
@@ -254,12 +262,12 @@ func (c *Cluster) heard(name, boot string) *peer {
 		wake: make(chan struct{}, 1), done: make(chan struct{}), syncing: true}
 	p.alive.Store(true)
 	c.peers.byName[name] = p
+	c.wg.Add(2) // under peers.mu: closeAll cannot have begun
 	c.peers.mu.Unlock()
 	if old != nil {
 		c.removePeer(old, "restarted")
 	}
 	c.log.Info("cluster: node joined", "node", name)
-	c.wg.Add(2)
 	go func() {
 		defer c.wg.Done()
 		c.send(p)
@@ -271,6 +279,22 @@ func (c *Cluster) heard(name, boot string) *peer {
 	// Introduce this node at once rather than at the next heartbeat.
 	c.beat()
 	return p
+}
+
+// spawn runs fn on a goroutine that shutdown waits for, unless the node
+// is shutting down.
+func (c *Cluster) spawn(fn func()) bool {
+	c.peers.mu.Lock()
+	defer c.peers.mu.Unlock()
+	if c.peers.closed {
+		return false
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		fn()
+	}()
+	return true
 }
 
 // removePeer forgets a dead (or departed, or restarted) node: its routes
@@ -450,11 +474,7 @@ func (c *Cluster) onAnnouncement(m *nats.Msg) {
 			p.syncing = true
 			p.held = append(p.held, heldAnnouncement{seq: seq, id: id, reply: m.Reply, add: op == 1, key: key})
 			p.mu.Unlock()
-			c.wg.Add(1)
-			go func() {
-				defer c.wg.Done()
-				c.sync(p)
-			}()
+			c.spawn(func() { c.sync(p) })
 			return
 		}
 		p.mu.Unlock()
@@ -581,11 +601,7 @@ func (c *Cluster) onHeartbeat(m *nats.Msg) {
 	}
 	p.mu.Unlock()
 	if missed {
-		c.wg.Add(1)
-		go func() {
-			defer c.wg.Done()
-			c.sync(p)
-		}()
+		c.spawn(func() { c.sync(p) })
 	}
 }
 
