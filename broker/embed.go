@@ -3,6 +3,7 @@ package broker
 import (
 	"errors"
 	"fmt"
+	"time"
 	"unicode/utf8"
 
 	"github.com/petrelmq/petrel/internal/topic"
@@ -61,7 +62,8 @@ func (s *Server) Publish(topic string, payload []byte, qos byte, retain bool) er
 // At QoS 0, Publish returns once the message is routed. At QoS 1 and 2 it
 // returns once the message is in the store for every persistent session
 // it goes to, and as the retained message if it is one: what a client's
-// PUBACK promises (with Options.SyncPeriod, without waiting for the sync).
+// PUBACK promises (with Options.SyncPeriod, without waiting for the sync),
+// and, in a cluster, once every other node it goes to has taken it.
 // An error then means the store refused it. Slow subscribers do not hold
 // Publish back: their queue limits apply.
 //
@@ -103,14 +105,29 @@ func (s *Server) publishWith(topic string, payload []byte, o PublishOptions) (ma
 	m.unref()
 	if o.QoS == 0 || tx.group() == 0 {
 		tx.finish(s, nil)
-		return matched, nil
+		return matched, s.awaitNodes(o.QoS, tx.remote)
 	}
 	w := publishWaiter(make(chan error, 1))
 	tx.finish(s, w)
 	if err := <-w; err != nil {
 		return matched, fmt.Errorf("broker: publish: the store refused the message: %w", commitError(err))
 	}
-	return matched, nil
+	return matched, s.awaitNodes(o.QoS, tx.remote)
+}
+
+// awaitNodes waits, at QoS 1 and 2, until the other nodes of a cluster
+// have taken a message, as a client's PUBACK does. The cluster completes
+// its work when a node answers or is found dead; the bound is a backstop.
+func (s *Server) awaitNodes(qos byte, remote []*Pending) error {
+	if qos == 0 {
+		return nil
+	}
+	for _, p := range remote {
+		if !p.Wait(time.Minute) {
+			return errors.New("broker: publish: the cluster's other nodes did not take the message within a minute")
+		}
+	}
+	return nil
 }
 
 // checkPublish refuses what the broker would refuse from a client.

@@ -358,3 +358,23 @@ func testRetained(t *testing.T, nodes []string) {
 		none(t, ch, 100*time.Millisecond)
 	}
 }
+
+// Server.Publish from a program that embeds a node returns at QoS 1 once
+// the other nodes have taken the message, as a client's PUBACK does.
+func TestClusterEmbeddedPublish(t *testing.T) {
+	nodes := startCluster(t, 2)
+	sub, msgs := v5(t, nodes[1].addr, "sub")
+	v5Subscribe(t, sub, paho.SubscribeOptions{Topic: "embedded/#", QoS: 1})
+	for i := range 50 {
+		if err := nodes[0].srv.Publish(fmt.Sprint("embedded/", i), []byte("x"), 1, false); err != nil {
+			t.Fatal(err)
+		}
+		// Taken by node 2 before Publish returned.
+		if got := nodes[1].cl.Stats().Received.Load(); got < uint64(i+1) {
+			t.Fatalf("Publish %d returned with node 2 having received %d messages", i, got)
+		}
+		if p := next(t, msgs, "embedded publish"); p.Topic != fmt.Sprint("embedded/", i) {
+			t.Fatalf("got %s", p.Topic)
+		}
+	}
+}
