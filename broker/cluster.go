@@ -211,7 +211,7 @@ func (n *ClusterNode) Deliver(msgs []Forwarded, done func()) int {
 				sc.groups = append(sc.groups, g)
 			}
 		}
-		s.deliverLocal(m, sc, tx)
+		s.countUnrouted(m, s.deliverLocal(m, sc, tx))
 		s.messageShard(m).addSent(&tx.sent)
 		tx.sent = [3]uint32{}
 		routed++
@@ -336,6 +336,7 @@ func (s *Server) publishClustered(m *message, tx *routeTx) int {
 	tx.remote = append(tx.remote, r.Pending...)
 	tx.clusterFull = tx.clusterFull || r.Full
 	n += r.Nodes
+	s.countUnrouted(m, n)
 	clear(r.Local)
 	clear(r.Pending)
 	*r = ClusterRoute{Local: r.Local[:0], Pending: r.Pending[:0]}

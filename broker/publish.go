@@ -252,7 +252,9 @@ func (s *Server) publish(m *message, tx *routeTx) int {
 	if s.shared.Len() > 0 {
 		sc.groups = s.shared.Match(m.Topic, sc.groups[:0])
 	}
-	return s.deliverLocal(m, sc, tx)
+	n := s.deliverLocal(m, sc, tx)
+	s.countUnrouted(m, n)
+	return n
 }
 
 // deliverLocal hands m to this node's sessions whose subscriptions match,
@@ -298,10 +300,15 @@ func (s *Server) deliverLocal(m *message, sc *matches, tx *routeTx) int {
 	clear(sc.all)
 	clear(sc.multi)
 	matchPool.Put(sc)
+	return n
+}
+
+// countUnrouted counts a message that no subscription took (and that is
+// not kept as retained either).
+func (s *Server) countUnrouted(m *message, n int) {
 	if n == 0 && !m.Retain {
 		s.messageShard(m).noSubscribers.Add(1)
 	}
-	return n
 }
 
 // deliverOverlapping delivers one copy per session for sessions matched by

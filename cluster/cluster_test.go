@@ -43,6 +43,13 @@ func freePort(t *testing.T) string {
 // it, and returns once every one serves and knows the others.
 func startCluster(t *testing.T, n int) []*testNode {
 	t.Helper()
+	return startClusterWith(t, n, nil)
+}
+
+// startClusterWith is startCluster with each node's options changed by
+// adjust (if not nil) first.
+func startClusterWith(t *testing.T, n int, adjust func(o *broker.Options, c *Config)) []*testNode {
+	t.Helper()
 	routes := make([]string, n)
 	for i := range routes {
 		routes[i] = freePort(t)
@@ -57,12 +64,18 @@ func startCluster(t *testing.T, n int) []*testNode {
 			peers = routes[:1]
 		}
 		log := testlog.New(t)
-		cl, err := New(Config{Node: name, Listen: routes[i], Peers: peers, NodeTimeout: 2 * time.Second, Logger: log})
+		cc := Config{Node: name, Listen: routes[i], Peers: peers, NodeTimeout: 2 * time.Second, Logger: log}
+		o := broker.Options{NodeName: name, Logger: log, Limits: broker.Limits{ControlRate: 1e6},
+			Listeners: []broker.ListenerConfig{{Address: "127.0.0.1:0"}}}
+		if adjust != nil {
+			adjust(&o, &cc)
+		}
+		cl, err := New(cc)
 		if err != nil {
 			t.Fatal(err)
 		}
-		srv := broker.New(broker.Options{NodeName: name, Cluster: cl, Logger: log, Limits: broker.Limits{ControlRate: 1e6},
-			Listeners: []broker.ListenerConfig{{Address: "127.0.0.1:0"}}})
+		o.Cluster = cl
+		srv := broker.New(o)
 		nodes[i] = &testNode{name: name, srv: srv, cl: cl}
 		wg.Add(1)
 		go func() {
