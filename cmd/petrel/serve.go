@@ -106,17 +106,32 @@ func serve(args []string, stderr io.Writer) int {
 	defer stopHTTP(time.Time{}) // on the way out without a shutdown: at once
 	// A node of a cluster starts once it has joined, which waits for its
 	// peers: a signal meanwhile ends the wait (and the process).
+	// A single broker (its store's recovery) is let finish starting, and
+	// then shut down as usual; so is a node past its join, which takes a
+	// moment.
 	started := make(chan error, 1)
 	go func() { started <- srv.Start() }()
 	select {
-	case err := <-started:
-		if err != nil {
-			log.Error("cannot start", "err", err)
-			st.Close()
-			return 1
-		}
+	case err = <-started:
 	case sig := <-term:
-		log.Warn("stopped before the broker started: still joining the cluster", "signal", sig.String())
+		if opts.Cluster == nil {
+			err = <-started
+		} else {
+			select {
+			case err = <-started:
+			case <-time.After(200 * time.Millisecond):
+				log.Warn("stopped before the broker started: still joining the cluster", "signal", sig.String())
+				return 1
+			}
+		}
+		select {
+		case term <- sig: // handled below, once started
+		default:
+		}
+	}
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		st.Close()
 		return 1
 	}
 	if memLimit > 0 {
