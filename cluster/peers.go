@@ -17,6 +17,10 @@ const (
 	window = 8
 	// batchBytes is where a batch closes and the next begins.
 	batchBytes = 256 << 10
+	// lightWindow batches in flight are enough while batches are small
+	// (under smallBatch): one more waits for an acknowledgement and grows.
+	lightWindow = 2
+	smallBatch  = 16 << 10
 )
 
 // peer is another node as this one knows it, and the queue of batches to it.
@@ -180,7 +184,10 @@ func (c *Cluster) send(p *peer) {
 		}
 		for {
 			p.mu.Lock()
-			if len(p.queue) == 0 || len(p.inflight) >= window || !p.alive.Load() {
+			if len(p.queue) == 0 || len(p.inflight) >= window || !p.alive.Load() ||
+				(len(p.inflight) >= lightWindow && len(p.queue) == 1 && len(p.queue[0].buf) < smallBatch) {
+				// A small batch waits while a couple are in flight: it
+				// fills meanwhile, rather than each message going alone.
 				p.mu.Unlock()
 				break
 			}
