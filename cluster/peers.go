@@ -634,7 +634,16 @@ func (c *Cluster) heartbeats() {
 				}
 			}
 			c.forgetAcks(nil, now)
-			c.ret.scale(c)
+			// Off this goroutine: raising the replicas waits for them to
+			// catch up, and heartbeats must not wait.
+			if c.ret.scaling.CompareAndSwap(false, true) {
+				if !c.spawn(func() {
+					defer c.ret.scaling.Store(false)
+					c.ret.scale(c)
+				}) {
+					c.ret.scaling.Store(false)
+				}
+			}
 		}
 	}
 }

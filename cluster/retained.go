@@ -30,6 +30,7 @@ const bucket = "petrel_retained"
 type retainer struct {
 	kv       jetstream.KeyValue
 	ready    atomic.Bool // kv is set
+	scaling  atomic.Bool // scale is running
 	replicas atomic.Int32
 	loaded   atomic.Int64
 
@@ -196,7 +197,40 @@ func (rt *retainer) scale(c *Cluster) {
 		return
 	}
 	rt.replicas.Store(int32(want))
-	c.log.Info("cluster: retained messages replicated", "replicas", want)
+	// Replicated once the new replicas have caught up: until then the
+	// loss of a node may still cost the bucket its quorum.
+	wait, wcancel := context.WithTimeout(c.ctx, 30*time.Second)
+	defer wcancel()
+	for wait.Err() == nil {
+		if rt.current(wait, c, want) {
+			c.log.Info("cluster: retained messages replicated", "replicas", want)
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	c.log.Warn("cluster: the retained bucket's new replicas are still catching up", "replicas", want)
+}
+
+// current reports whether the bucket's stream has n replicas, every one
+// up to date with its leader.
+func (rt *retainer) current(ctx context.Context, c *Cluster, n int) bool {
+	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	st, err := c.js.Stream(rctx, "KV_"+bucket)
+	if err != nil {
+		return false
+	}
+	info, err := st.Info(rctx)
+	if err != nil || info.Cluster == nil || info.Cluster.Leader == "" || info.Cluster.Desired != nil ||
+		len(info.Cluster.Replicas) != n-1 {
+		return false
+	}
+	for _, p := range info.Cluster.Replicas {
+		if !p.Current || p.Offline || p.Pending {
+			return false
+		}
+	}
+	return true
 }
 
 func minName(names []string) string {
