@@ -238,17 +238,7 @@ func (n *ClusterNode) Deliver(msgs []Forwarded, done func()) int {
 // unrefs it once routed. body is only read.
 func forwardedMessage(body []byte) (*message, error) {
 	r := reader{b: body}
-	r.version("message")
-	flags := r.byte()
-	if flags&3 == 3 {
-		r.fail() // no message has QoS 3
-	}
-	expiry := fromUnixMilli(r.uvarint())
-	topic := r.bytes()
-	var props *packet.Properties
-	if flags&msgProps != 0 {
-		props = r.props()
-	}
+	flags, expiry, topic, props := r.messageHead()
 	if r.err != nil {
 		return nil, r.err
 	}

@@ -157,26 +157,34 @@ func (r *reader) version(what string) {
 // decodeMessage decodes a message body. The result owns its memory.
 func decodeMessage(rec []byte) (*message, error) {
 	r := reader{b: rec}
-	r.version("message")
-	flags := r.byte()
-	if flags&3 == 3 {
-		r.fail() // no message has QoS 3
-	}
-	m := &message{QoS: flags & 3, Retain: flags&msgRetain != 0}
-	m.Expiry = fromUnixMilli(r.uvarint())
-	topic := r.bytes()
-	if flags&msgProps != 0 {
-		m.Props = r.props()
-	}
+	flags, expiry, topic, props := r.messageHead()
 	if r.err != nil {
 		return nil, r.err
 	}
+	m := &message{QoS: flags & 3, Retain: flags&msgRetain != 0, Expiry: expiry, Props: props}
 	buf := make([]byte, len(topic)+len(r.b))
 	copy(buf, topic)
 	copy(buf[len(topic):], r.b)
 	m.Topic = string(buf[:len(topic)])
 	m.Payload = buf[len(topic):len(buf):len(buf)]
 	return m, nil
+}
+
+// messageHead reads a message body up to its payload, which it leaves in
+// r.b: the flags, the expiry, the topic (aliasing the record) and the
+// properties.
+func (r *reader) messageHead() (flags byte, expiry time.Time, topic []byte, props *packet.Properties) {
+	r.version("message")
+	flags = r.byte()
+	if flags&3 == 3 {
+		r.fail() // no message has QoS 3
+	}
+	expiry = fromUnixMilli(r.uvarint())
+	topic = r.bytes()
+	if flags&msgProps != 0 {
+		props = r.props()
+	}
+	return flags, expiry, topic, props
 }
 
 func (r *reader) props() *packet.Properties {
