@@ -59,9 +59,11 @@ func startClusterWith(t *testing.T, n int, adjust func(o *broker.Options, c *Con
 	var wg sync.WaitGroup
 	for i := range nodes {
 		name := fmt.Sprintf("n%d", i+1)
-		var peers []string
-		if i > 0 {
-			peers = routes[:1]
+		var peers []string // every other node, as in process_test.go
+		for j, r := range routes {
+			if j != i {
+				peers = append(peers, r)
+			}
 		}
 		log := testlog.New(t)
 		cc := Config{Node: name, Listen: routes[i], Peers: peers, NodeTimeout: 2 * time.Second, Logger: log}

@@ -61,10 +61,13 @@ func startProcs(t *testing.T, n int) []*procNode {
 	}
 	for i := range nodes {
 		nodes[i] = &procNode{name: fmt.Sprintf("n%d", i+1), route: routes[i], dir: filepath.Join(t.TempDir(), "data")}
-		if i > 0 {
-			nodes[i].peers = routes[:1]
-		} else if n > 1 {
-			nodes[i].peers = routes[1:2]
+		// Every node names every other, as docs/CLUSTER.md says to: nodes
+		// starting together that each know only one peer can bootstrap
+		// JetStream twice, one node alone (seen once in ten runs).
+		for j, r := range routes {
+			if j != i {
+				nodes[i].peers = append(nodes[i].peers, r)
+			}
 		}
 	}
 	for _, nd := range nodes {

@@ -77,9 +77,9 @@ for q in 0 1; do
 	# Three nodes: publishers on n1, subscribers on n2.
 	R1=$(free_port) R2=$(free_port) R3=$(free_port)
 	M1=$(free_port) M2=$(free_port) M3=$(free_port)
-	start n1 "$M1" --cluster "127.0.0.1:$R1" --peers "127.0.0.1:$R2"
-	start n2 "$M2" --cluster "127.0.0.1:$R2" --peers "127.0.0.1:$R1"
-	start n3 "$M3" --cluster "127.0.0.1:$R3" --peers "127.0.0.1:$R1"
+	start n1 "$M1" --cluster "127.0.0.1:$R1" --peers "127.0.0.1:$R2,127.0.0.1:$R3"
+	start n2 "$M2" --cluster "127.0.0.1:$R2" --peers "127.0.0.1:$R1,127.0.0.1:$R3"
+	start n3 "$M3" --cluster "127.0.0.1:$R3" --peers "127.0.0.1:$R1,127.0.0.1:$R2"
 	wait_port "$M1"
 	wait_port "$M2"
 	wait_port "$M3"
