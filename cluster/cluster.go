@@ -376,23 +376,22 @@ func (n natsLogger) Noticef(format string, v ...any) {
 	n.l.Debug("nats: " + fmt.Sprintf(format, v...))
 }
 func (n natsLogger) Warnf(format string, v ...any) {
-	msg := fmt.Sprintf(format, v...)
-	if strings.Contains(msg, "Maximum payloads over") {
-		// Chosen: a big MQTT message crosses nodes in one NATS message.
-		n.l.Debug("nats: " + msg)
-		return
-	}
-	n.l.Warn("nats: " + msg)
+	// Chosen: a big MQTT message crosses nodes in one NATS message.
+	n.log(slog.LevelWarn, "Maximum payloads over", format, v)
 }
 func (n natsLogger) Fatalf(format string, v ...any) { n.l.Error("nats: " + fmt.Sprintf(format, v...)) }
 func (n natsLogger) Errorf(format string, v ...any) {
+	// A peer that is down is redialled for good; "node left" said so.
+	n.log(slog.LevelError, "Error trying to connect to route", format, v)
+}
+
+// log logs at level, or at debug when the message contains quiet.
+func (n natsLogger) log(level slog.Level, quiet, format string, v []any) {
 	msg := fmt.Sprintf(format, v...)
-	if strings.Contains(msg, "Error trying to connect to route") {
-		// A peer that is down is redialled for good; "node left" said so.
-		n.l.Debug("nats: " + msg)
-		return
+	if strings.Contains(msg, quiet) {
+		level = slog.LevelDebug
 	}
-	n.l.Error("nats: " + msg)
+	n.l.Log(context.Background(), level, "nats: "+msg)
 }
 func (n natsLogger) Debugf(format string, v ...any) {}
 func (n natsLogger) Tracef(format string, v ...any) {}

@@ -3,6 +3,7 @@ package cluster
 import (
 	"encoding/binary"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -67,6 +68,7 @@ type batch struct {
 	id      uint64
 	buf     []byte
 	count   int
+	bytes   int // of messages, as counted in peer.queued
 	pending *broker.Pending
 }
 
@@ -156,6 +158,7 @@ func (p *peer) enqueue(c *Cluster, r *broker.ClusterRoute, groups []string) (*br
 	b.buf = r.AppendBody(b.buf)
 	binary.BigEndian.PutUint32(b.buf[at:], uint32(len(b.buf)-at-4))
 	b.count++
+	b.bytes += len(b.buf) - before
 	p.queued += len(b.buf) - before
 	full := false
 	if p.queued > c.cfg.QueueBytes && !p.full {
@@ -194,10 +197,7 @@ func (c *Cluster) send(p *peer) {
 			b := p.queue[0]
 			p.queue[0] = nil
 			p.queue = p.queue[1:]
-			p.queued -= len(b.buf) - 8 - len(c.cfg.Node) - 1
-			if p.queued < 0 || len(p.queue) == 0 {
-				p.queued = 0
-			}
+			p.queued -= b.bytes
 			p.inflight[b.id] = b
 			drained := p.relieveLocked(c)
 			p.mu.Unlock()
@@ -506,19 +506,10 @@ func (c *Cluster) onAck(m *nats.Msg) {
 }
 
 func (c *Cluster) onBye(m *nats.Msg) {
-	name, boot, _ := stringsCut(string(m.Data))
+	name, boot, _ := strings.Cut(string(m.Data), " ")
 	if p := c.peers.get(name); p != nil && p.boot == boot {
 		c.removePeer(p, "left the cluster")
 	}
-}
-
-func stringsCut(s string) (string, string, bool) {
-	for i := 0; i < len(s); i++ {
-		if s[i] == ' ' {
-			return s[:i], s[i+1:], true
-		}
-	}
-	return s, "", false
 }
 
 // onBatch routes a batch from another node and acknowledges it once this

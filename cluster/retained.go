@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -187,7 +188,7 @@ func (rt *retainer) scale(c *Cluster) {
 	}
 	nodes := c.Nodes()
 	want := min(3, len(nodes))
-	if int32(want) <= rt.replicas.Load() || minName(nodes) != c.cfg.Node {
+	if int32(want) <= rt.replicas.Load() || slices.Min(nodes) != c.cfg.Node {
 		return
 	}
 	ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
@@ -231,14 +232,6 @@ func (rt *retainer) current(ctx context.Context, c *Cluster, n int) bool {
 		}
 	}
 	return true
-}
-
-func minName(names []string) string {
-	m := names[0]
-	for _, n := range names[1:] {
-		m = min(m, n)
-	}
-	return m
 }
 
 // applyEntry applies one of the bucket's updates.

@@ -265,7 +265,9 @@ func (c *Cluster) Route(r *broker.ClusterRoute) {
 		r.Full = r.Full || full
 		r.Nodes++
 	}
-	c.stats.Forwarded.Add(uint64(r.Nodes))
+	if r.Nodes > 0 { // no shared write for a message that stays here
+		c.stats.Forwarded.Add(uint64(r.Nodes))
+	}
 	for i := range sc.to {
 		sc.to[i].groups = sc.to[i].groups[:0]
 		sc.to[i].p = nil
