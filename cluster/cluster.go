@@ -39,6 +39,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -332,6 +333,55 @@ func (c *Cluster) embed() error {
 	}
 	c.nc = nc
 	return nil
+}
+
+// expectedPeers counts the distinct nodes Peers names, this node's own
+// address (a list shared by every node's configuration has it) left out.
+func (c *Cluster) expectedPeers() int {
+	if c.cfg.NATSURL != "" {
+		return 0
+	}
+	self := routeKey(c.cfg.Listen)
+	seen := make(map[string]bool)
+	for _, p := range c.cfg.Peers {
+		k := routeKey(p)
+		if k == self || sameHostPort(c.cfg.Listen, p) {
+			continue
+		}
+		seen[k] = true
+	}
+	return len(seen)
+}
+
+// routeKey resolves a route address to compare it with another.
+func routeKey(addr string) string {
+	if a, err := net.ResolveTCPAddr("tcp", addr); err == nil && a.IP != nil {
+		return a.String()
+	}
+	return strings.ToLower(addr)
+}
+
+// sameHostPort says whether peer is this node's own listen address when
+// that listens on every interface: same port, and a local address.
+func sameHostPort(listen, peer string) bool {
+	lh, lp, err := net.SplitHostPort(listen)
+	if err != nil || (lh != "" && lh != "0.0.0.0" && lh != "::") {
+		return false
+	}
+	a, err := net.ResolveTCPAddr("tcp", peer)
+	if err != nil || strconv.Itoa(a.Port) != lp {
+		return false
+	}
+	if a.IP.IsLoopback() {
+		return true
+	}
+	addrs, _ := net.InterfaceAddrs()
+	for _, ia := range addrs {
+		if n, ok := ia.(*net.IPNet); ok && n.IP.Equal(a.IP) {
+			return true
+		}
+	}
+	return false
 }
 
 // Close implements broker.Cluster: the others hear that this node leaves.

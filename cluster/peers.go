@@ -370,7 +370,8 @@ func (c *Cluster) applyLocked(p *peer, add bool, key string) {
 // sync asks p for its table and applies it, then what came meanwhile.
 func (c *Cluster) sync(p *peer) {
 	for attempt := 0; p.alive.Load() && c.ctx.Err() == nil; attempt++ {
-		msg, err := c.nc.Request(c.pfx+"sync."+p.name, nil, c.cfg.NodeTimeout)
+		ask := putString(putString(nil, c.cfg.Node), c.boot)
+		msg, err := c.nc.Request(c.pfx+"sync."+p.name, ask, c.cfg.NodeTimeout)
 		if err != nil {
 			if attempt > 0 {
 				c.log.Debug("cluster: ask a node for its subscriptions", "node", p.name, "err", err)
@@ -441,7 +442,7 @@ func (c *Cluster) subscribe() error {
 		{c.pfx + "i", c.onAnnouncement},
 		{c.pfx + "hb", c.onHeartbeat},
 		{c.pfx + "bye", c.onBye},
-		{c.pfx + "sync." + c.cfg.Node, func(m *nats.Msg) { _ = m.Respond(c.snapshot()) }},
+		{c.pfx + "sync." + c.cfg.Node, c.onSync},
 		{c.pfx + "back." + c.cfg.Node, c.onAck},
 		{c.pfx + "m." + c.cfg.Node, c.onBatch},
 		{c.pfx + "mack." + c.cfg.Node, c.onBatchAck},
@@ -457,6 +458,18 @@ func (c *Cluster) subscribe() error {
 		_ = sub.SetPendingLimits(-1, -1)
 	}
 	return c.nc.Flush()
+}
+
+// onSync answers a node's request for this node's table. The asker is
+// met first, so that every announcement after the snapshot waits for its
+// answer: one that comes before is in the snapshot.
+func (c *Cluster) onSync(m *nats.Msg) {
+	r := reader{b: m.Data}
+	name, boot := r.str(), r.str()
+	if r.err == nil {
+		c.heard(name, boot)
+	}
+	_ = m.Respond(c.snapshot())
 }
 
 func (c *Cluster) onAnnouncement(m *nats.Msg) {
@@ -639,22 +652,45 @@ func (c *Cluster) heartbeats() {
 	}
 }
 
-// hello waits to meet the live nodes: a heartbeat's round trip, then
-// every node's table.
+// hello waits to meet the other nodes before this one serves: every
+// node named in Peers (a node that serves before it has met another could
+// take a PUBLISH without knowing of the other's subscriptions), or, when
+// none is named or some stay silent, those heard within the wait; then
+// every met node's table.
 func (c *Cluster) hello() {
-	deadline := time.Now().Add(c.cfg.NodeTimeout)
+	want := c.expectedPeers()
+	start := time.Now()
+	// A configured peer that is up is met within a route dial (NATS
+	// redials every second) and a heartbeat; one that stays silent is
+	// down, and this node serves without it.
+	deadline := start.Add(max(c.cfg.NodeTimeout, 3*time.Second))
 	c.beat()
-	time.Sleep(min(c.cfg.NodeTimeout/3, 500*time.Millisecond))
-	for time.Now().Before(deadline) {
+	settle := start.Add(min(c.cfg.NodeTimeout/3, 500*time.Millisecond))
+	for {
+		now := time.Now()
+		live := c.peers.live()
 		busy := false
-		for _, p := range c.peers.live() {
+		for _, p := range live {
 			p.mu.Lock()
 			busy = busy || p.syncing
 			p.mu.Unlock()
 		}
-		if !busy {
+		met := len(live) >= want && (want > 0 || !now.Before(settle))
+		if met && !busy {
 			return
 		}
-		time.Sleep(10 * time.Millisecond)
+		if !now.Before(deadline) {
+			if len(live) < want {
+				c.log.Warn("cluster: serving before meeting every configured peer", "met", len(live), "configured", want)
+			}
+			if !busy {
+				return
+			}
+			if now.After(deadline.Add(c.cfg.NodeTimeout)) {
+				c.log.Warn("cluster: serving before every node's subscriptions arrived")
+				return
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
