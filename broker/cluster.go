@@ -7,6 +7,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/petrelmq/petrel/internal/record"
 	"github.com/petrelmq/petrel/packet"
 )
 
@@ -68,6 +69,16 @@ type ClusterRoute struct {
 // AppendBody appends the message's encoding, which ClusterNode.Deliver
 // and SetRetained decode on another node, to b.
 func (r *ClusterRoute) AppendBody(b []byte) []byte { return appendMessage(b, r.m) }
+
+// BodyTopic reads the topic of a message body (AppendBody).
+func BodyTopic(body []byte) (string, error) {
+	r := reader{record.Reader{B: body}}
+	r.version("message")
+	r.Byte()
+	r.Uvarint()
+	topic := r.Str()
+	return topic, r.Err
+}
 
 // GroupKey names a shared subscription group and its filter, as Route's
 // Local and Deliver's groups do.
@@ -237,12 +248,12 @@ func (n *ClusterNode) Deliver(msgs []Forwarded, done func()) int {
 // (pool.go), so that a node receiving many makes no garbage. The caller
 // unrefs it once routed. body is only read.
 func forwardedMessage(body []byte) (*message, error) {
-	r := reader{b: body}
+	r := reader{record.Reader{B: body}}
 	flags, expiry, topic, props := r.messageHead()
-	if r.err != nil {
-		return nil, r.err
+	if r.Err != nil {
+		return nil, r.Err
 	}
-	p := packet.Publish{Payload: r.b, QoS: flags & 3, Retain: flags&msgRetain != 0}
+	p := packet.Publish{Payload: r.B, QoS: flags & 3, Retain: flags&msgRetain != 0}
 	if len(topic) > 0 {
 		p.Topic = unsafe.String(&topic[0], len(topic)) // copied by makeMessage
 	}

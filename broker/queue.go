@@ -7,6 +7,7 @@ import (
 	"unsafe"
 
 	"github.com/petrelmq/petrel/internal/bufpool"
+	"github.com/petrelmq/petrel/internal/record"
 	"github.com/petrelmq/petrel/packet"
 )
 
@@ -297,9 +298,9 @@ func unpack(b []byte, at int) (delivery, int) {
 	}
 	var props *packet.Properties
 	if flags&recProps != 0 {
-		r := reader{b: b[at:]}
+		r := reader{record.Reader{B: b[at:]}}
 		props = r.props()
-		at = len(b) - len(r.b)
+		at = len(b) - len(r.B)
 	}
 	topicLen, payloadLen := int(uvarint()), int(uvarint())
 	m, data := allocMessage(topicLen + payloadLen)

@@ -2,11 +2,11 @@ package broker
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/petrelmq/petrel/auth"
+	"github.com/petrelmq/petrel/internal/record"
 	"github.com/petrelmq/petrel/packet"
 )
 
@@ -28,21 +28,10 @@ func boolByte(b bool) byte {
 
 const recordV1 = 1
 
-var errRecord = errors.New("malformed record")
+// errRecord is a record that does not decode.
+var errRecord = record.ErrMalformed
 
 // --- writing ---
-
-func appendUvarint(b []byte, v uint64) []byte { return binary.AppendUvarint(b, v) }
-
-func appendBytes(b []byte, s []byte) []byte {
-	b = binary.AppendUvarint(b, uint64(len(s)))
-	return append(b, s...)
-}
-
-func appendStr(b []byte, s string) []byte {
-	b = binary.AppendUvarint(b, uint64(len(s)))
-	return append(b, s...)
-}
 
 func unixMilli(t time.Time) uint64 {
 	if t.IsZero() {
@@ -74,8 +63,8 @@ func appendMessage(b []byte, m *message) []byte {
 		flags |= msgProps
 	}
 	b = append(b, recordV1, flags)
-	b = appendUvarint(b, unixMilli(m.Expiry))
-	b = appendStr(b, m.Topic)
+	b = record.AppendUvarint(b, unixMilli(m.Expiry))
+	b = record.AppendString(b, m.Topic)
 	if m.Props != nil {
 		b = appendProps(b, m.Props)
 	}
@@ -84,103 +73,61 @@ func appendMessage(b []byte, m *message) []byte {
 
 // appendProps encodes the forwarded properties.
 func appendProps(b []byte, p *packet.Properties) []byte {
-	b = appendUvarint(b, p.Present&forwarded)
+	b = record.AppendUvarint(b, p.Present&forwarded)
 	b = append(b, p.PayloadFormat)
-	b = appendStr(b, p.ContentType)
-	b = appendStr(b, p.ResponseTopic)
-	b = appendBytes(b, p.CorrelationData)
-	b = appendUvarint(b, uint64(len(p.User)))
+	b = record.AppendString(b, p.ContentType)
+	b = record.AppendString(b, p.ResponseTopic)
+	b = record.AppendBytes(b, p.CorrelationData)
+	b = record.AppendUvarint(b, uint64(len(p.User)))
 	for _, u := range p.User {
-		b = appendStr(b, u.Key)
-		b = appendStr(b, u.Value)
+		b = record.AppendString(b, u.Key)
+		b = record.AppendString(b, u.Value)
 	}
 	return b
 }
 
 // --- reading ---
 
-// reader decodes a record, remembering the first error.
-type reader struct {
-	b   []byte
-	err error
-}
-
-func (r *reader) fail() {
-	if r.err == nil {
-		r.err = errRecord
-	}
-	r.b = nil
-}
-
-func (r *reader) byte() byte {
-	if len(r.b) < 1 {
-		r.fail()
-		return 0
-	}
-	v := r.b[0]
-	r.b = r.b[1:]
-	return v
-}
-
-func (r *reader) uvarint() uint64 {
-	v, n := binary.Uvarint(r.b)
-	if n <= 0 {
-		r.fail()
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *reader) bytes() []byte {
-	n := r.uvarint()
-	if n > uint64(len(r.b)) {
-		r.fail()
-		return nil
-	}
-	v := r.b[:n:n]
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *reader) str() string { return string(r.bytes()) }
+// reader decodes a record (package record), with the broker's own
+// fields: the version byte, a message's head.
+type reader struct{ record.Reader }
 
 // version reads the version byte; a record of another version is not read
 // further.
 func (r *reader) version(what string) {
-	if v := r.byte(); v != recordV1 && r.err == nil {
-		r.err = fmt.Errorf("%s record version %d: %w", what, v, errRecord)
-		r.b = nil
+	if v := r.Byte(); v != recordV1 && r.Err == nil {
+		r.Err = fmt.Errorf("%s record version %d: %w", what, v, errRecord)
+		r.B = nil
 	}
 }
 
 // decodeMessage decodes a message body. The result owns its memory.
 func decodeMessage(rec []byte) (*message, error) {
-	r := reader{b: rec}
+	r := reader{record.Reader{B: rec}}
 	flags, expiry, topic, props := r.messageHead()
-	if r.err != nil {
-		return nil, r.err
+	if r.Err != nil {
+		return nil, r.Err
 	}
 	m := &message{QoS: flags & 3, Retain: flags&msgRetain != 0, Expiry: expiry, Props: props}
-	buf := make([]byte, len(topic)+len(r.b))
+	buf := make([]byte, len(topic)+len(r.B))
 	copy(buf, topic)
-	copy(buf[len(topic):], r.b)
+	copy(buf[len(topic):], r.B)
 	m.Topic = string(buf[:len(topic)])
 	m.Payload = buf[len(topic):len(buf):len(buf)]
 	return m, nil
 }
 
 // messageHead reads a message body up to its payload, which it leaves in
-// r.b: the flags, the expiry, the topic (aliasing the record) and the
+// r.B: the flags, the expiry, the topic (aliasing the record) and the
 // properties.
 func (r *reader) messageHead() (flags byte, expiry time.Time, topic []byte, props *packet.Properties) {
 	r.version("message")
-	flags = r.byte()
+	flags = r.Byte()
 	if flags&3 == 3 {
-		r.fail() // no message has QoS 3
+		r.Fail() // no message has QoS 3
 	}
-	expiry = fromUnixMilli(r.uvarint())
-	topic = r.bytes()
+	expiry = fromUnixMilli(r.Uvarint())
+	topic = r.Bytes()
 	if flags&msgProps != 0 {
 		props = r.props()
 	}
@@ -188,25 +135,25 @@ func (r *reader) messageHead() (flags byte, expiry time.Time, topic []byte, prop
 }
 
 func (r *reader) props() *packet.Properties {
-	p := &packet.Properties{Present: r.uvarint() & forwarded}
-	p.PayloadFormat = r.byte()
-	p.ContentType = r.str()
-	p.ResponseTopic = r.str()
-	if cd := r.bytes(); len(cd) > 0 || p.Has(packet.PropCorrelationData) {
+	p := &packet.Properties{Present: r.Uvarint() & forwarded}
+	p.PayloadFormat = r.Byte()
+	p.ContentType = r.Str()
+	p.ResponseTopic = r.Str()
+	if cd := r.Bytes(); len(cd) > 0 || p.Has(packet.PropCorrelationData) {
 		p.CorrelationData = append([]byte(nil), cd...)
 	}
 	// A user property takes at least its two lengths: a count the rest of
 	// the record cannot hold is malformed, and one it can is allocated once.
-	n := r.uvarint()
-	if n > uint64(len(r.b))/2 {
-		r.fail()
+	n := r.Uvarint()
+	if n > uint64(len(r.B))/2 {
+		r.Fail()
 		return p
 	}
 	if n > 0 {
 		p.User = make([]packet.UserProperty, 0, n)
 	}
-	for i := uint64(0); i < n && r.err == nil; i++ {
-		p.User = append(p.User, packet.UserProperty{Key: r.str(), Value: r.str()})
+	for i := uint64(0); i < n && r.Err == nil; i++ {
+		p.User = append(p.User, packet.UserProperty{Key: r.Str(), Value: r.Str()})
 	}
 	return p
 }
@@ -240,41 +187,41 @@ func appendEntry(b []byte, e *queueEntry) []byte {
 	b = append(b, recordV1)
 	b = binary.BigEndian.AppendUint64(b, e.msgID)
 	b = append(b, flags)
-	b = appendUvarint(b, unixMilli(e.expiry))
-	b = appendUvarint(b, uint64(e.size))
-	b = appendUvarint(b, uint64(len(e.subIDs)))
+	b = record.AppendUvarint(b, unixMilli(e.expiry))
+	b = record.AppendUvarint(b, uint64(e.size))
+	b = record.AppendUvarint(b, uint64(len(e.subIDs)))
 	for _, id := range e.subIDs {
-		b = appendUvarint(b, uint64(id))
+		b = record.AppendUvarint(b, uint64(id))
 	}
 	return b
 }
 
 func decodeEntry(rec []byte) (queueEntry, error) {
-	r := reader{b: rec}
+	r := reader{record.Reader{B: rec}}
 	r.version("queue entry")
 	var e queueEntry
-	if len(r.b) < 8 {
+	if len(r.B) < 8 {
 		return e, errRecord
 	}
-	e.msgID = binary.BigEndian.Uint64(r.b)
-	r.b = r.b[8:]
-	flags := r.byte()
+	e.msgID = binary.BigEndian.Uint64(r.B)
+	r.B = r.B[8:]
+	flags := r.Byte()
 	if flags&3 == 3 {
-		r.fail() // no delivery has QoS 3
+		r.Fail() // no delivery has QoS 3
 	}
 	e.qos, e.retain, e.released = flags&3, flags&entryRetain != 0, flags&entryReleased != 0
-	e.expiry = fromUnixMilli(r.uvarint())
-	e.size = int(r.uvarint())
-	n := r.uvarint() // each id takes at least a byte
-	if n > uint64(len(r.b)) {
-		r.fail()
+	e.expiry = fromUnixMilli(r.Uvarint())
+	e.size = int(r.Uvarint())
+	n := r.Uvarint() // each id takes at least a byte
+	if n > uint64(len(r.B)) {
+		r.Fail()
 	} else if n > 0 {
 		e.subIDs = make([]uint32, 0, n)
 	}
-	for i := uint64(0); i < n && r.err == nil; i++ {
-		e.subIDs = append(e.subIDs, uint32(r.uvarint()))
+	for i := uint64(0); i < n && r.Err == nil; i++ {
+		e.subIDs = append(e.subIDs, uint32(r.Uvarint()))
 	}
-	return e, r.err
+	return e, r.Err
 }
 
 // Subscription option bits in a session record.
@@ -304,64 +251,64 @@ type storedSub struct {
 
 func appendSession(b []byte, s *sessionRecord) []byte {
 	b = append(b, recordV1)
-	b = appendStr(b, s.uid)
+	b = record.AppendString(b, s.uid)
 	b = binary.BigEndian.AppendUint32(b, s.expiry)
-	b = appendUvarint(b, unixMilli(s.offlineSince))
-	b = appendUvarint(b, uint64(len(s.subs)))
+	b = record.AppendUvarint(b, unixMilli(s.offlineSince))
+	b = record.AppendUvarint(b, uint64(len(s.subs)))
 	for _, sub := range s.subs {
-		b = appendStr(b, sub.key)
+		b = record.AppendString(b, sub.key)
 		b = append(b, sub.qos|sub.opts)
-		b = appendUvarint(b, uint64(sub.subID))
+		b = record.AppendUvarint(b, uint64(sub.subID))
 	}
 	if s.user == nil {
 		b = append(b, 0)
 	} else {
 		b = append(b, 1)
-		b = appendStr(b, s.user.Username)
+		b = record.AppendString(b, s.user.Username)
 		b = append(b, boolByte(s.user.HasUsername))
-		b = appendStr(b, s.user.Listener)
+		b = record.AppendString(b, s.user.Listener)
 	}
 	if s.will == nil {
 		return append(b, 0)
 	}
 	b = append(b, 1)
-	b = appendUvarint(b, unixMilli(s.willAt))
-	b = appendUvarint(b, uint64(willExpiry(s.will)))
-	return appendBytes(b, appendMessage(nil, s.will))
+	b = record.AppendUvarint(b, unixMilli(s.willAt))
+	b = record.AppendUvarint(b, uint64(willExpiry(s.will)))
+	return record.AppendBytes(b, appendMessage(nil, s.will))
 }
 
 func decodeSession(rec []byte) (*sessionRecord, error) {
-	r := reader{b: rec}
+	r := reader{record.Reader{B: rec}}
 	r.version("session")
-	s := &sessionRecord{uid: r.str()}
-	if len(r.b) < 4 {
+	s := &sessionRecord{uid: r.Str()}
+	if len(r.B) < 4 {
 		return nil, errRecord
 	}
-	s.expiry = binary.BigEndian.Uint32(r.b)
-	r.b = r.b[4:]
-	s.offlineSince = fromUnixMilli(r.uvarint())
-	n := r.uvarint() // each subscription takes at least three bytes
-	if n > uint64(len(r.b))/3 {
-		r.fail()
+	s.expiry = binary.BigEndian.Uint32(r.B)
+	r.B = r.B[4:]
+	s.offlineSince = fromUnixMilli(r.Uvarint())
+	n := r.Uvarint() // each subscription takes at least three bytes
+	if n > uint64(len(r.B))/3 {
+		r.Fail()
 	} else if n > 0 {
 		s.subs = make([]storedSub, 0, n)
 	}
-	for i := uint64(0); i < n && r.err == nil; i++ {
-		key := r.str()
-		o := r.byte()
+	for i := uint64(0); i < n && r.Err == nil; i++ {
+		key := r.Str()
+		o := r.Byte()
 		if o&3 == 3 {
-			r.fail() // no subscription has QoS 3
+			r.Fail() // no subscription has QoS 3
 		}
-		s.subs = append(s.subs, storedSub{key: key, qos: o & 3, opts: o &^ 3, subID: uint32(r.uvarint())})
+		s.subs = append(s.subs, storedSub{key: key, qos: o & 3, opts: o &^ 3, subID: uint32(r.Uvarint())})
 	}
-	if r.byte() == 1 {
-		s.user = &auth.Client{Username: r.str(), HasUsername: r.byte() == 1, Listener: r.str()}
+	if r.Byte() == 1 {
+		s.user = &auth.Client{Username: r.Str(), HasUsername: r.Byte() == 1, Listener: r.Str()}
 	}
-	if r.byte() == 1 {
-		s.willAt = fromUnixMilli(r.uvarint())
-		willExpiry := uint32(r.uvarint())
-		body := r.bytes()
-		if r.err == nil {
+	if r.Byte() == 1 {
+		s.willAt = fromUnixMilli(r.Uvarint())
+		willExpiry := uint32(r.Uvarint())
+		body := r.Bytes()
+		if r.Err == nil {
 			w, err := decodeMessage(body)
 			if err != nil {
 				return nil, err
@@ -370,5 +317,5 @@ func decodeSession(rec []byte) (*sessionRecord, error) {
 			s.will = w
 		}
 	}
-	return s, r.err
+	return s, r.Err
 }

@@ -261,12 +261,17 @@ func (c *Cluster) connect() error {
 
 // embed starts this node's nats-server. Its client port listens on
 // loopback only, behind a random token: the broker connects in process.
+// (DontListen would spare the port, but nats-server then never starts
+// its routes: they wait for the client listener.)
 func (c *Cluster) embed() error {
 	host, portStr, _ := net.SplitHostPort(c.cfg.Listen)
 	var port int
 	if _, err := fmt.Sscan(portStr, &port); err != nil {
 		return fmt.Errorf("cluster listen address %q: bad port", c.cfg.Listen)
 	}
+	var tok [16]byte
+	_, _ = rand.Read(tok[:])
+	token := hex.EncodeToString(tok[:])
 	dir := ""
 	if c.cfg.DataDir != "" {
 		dir = filepath.Join(c.cfg.DataDir, "cluster")
@@ -280,9 +285,6 @@ func (c *Cluster) embed() error {
 		}
 		dir, c.tmpDir = d, d
 	}
-	var tok [16]byte
-	_, _ = rand.Read(tok[:])
-	token := hex.EncodeToString(tok[:])
 	o := &server.Options{
 		ServerName:    c.cfg.Node,
 		Host:          "127.0.0.1",
@@ -308,7 +310,7 @@ func (c *Cluster) embed() error {
 	}
 	// JetStream in a cluster needs a route configured even on the first
 	// node: its own address serves (a route to itself is dropped).
-	routes := append([]string{c.cfg.Listen}, c.cfg.Peers...)
+	routes := append([]string{c.cfg.Listen}, c.otherPeers()...)
 	for _, r := range routes {
 		u := &url.URL{Scheme: "nats-route", Host: r}
 		if c.cfg.Username != "" {
@@ -320,11 +322,22 @@ func (c *Cluster) embed() error {
 	if err != nil {
 		return fmt.Errorf("embedded NATS: %w", err)
 	}
-	ns.SetLoggerV2(natsLogger{c.log}, false, false, false)
+	fatal := make(chan string, 1)
+	ns.SetLoggerV2(natsLogger{l: c.log, fatal: fatal}, false, false, false)
 	ns.Start()
 	c.ns = ns
-	if !ns.ReadyForConnections(30 * time.Second) {
-		return fmt.Errorf("embedded NATS: not ready after 30s (route address %s)", c.cfg.Listen)
+	// A route address in use is fatal to the server, which then never
+	// gets ready: said at once rather than after the wait.
+	deadline := time.Now().Add(30 * time.Second)
+	for !ns.ReadyForConnections(100 * time.Millisecond) {
+		select {
+		case msg := <-fatal:
+			return fmt.Errorf("embedded NATS (route address %s): %s", c.cfg.Listen, msg)
+		default:
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("embedded NATS: not ready after 30s (route address %s)", c.cfg.Listen)
+		}
 	}
 	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.Token(token), nats.Name("petrel-"+c.cfg.Node),
 		nats.MaxReconnects(-1))
@@ -335,22 +348,26 @@ func (c *Cluster) embed() error {
 	return nil
 }
 
-// expectedPeers counts the distinct nodes Peers names, this node's own
-// address (a list shared by every node's configuration has it) left out.
-func (c *Cluster) expectedPeers() int {
+// otherPeers lists the distinct nodes Peers names, this node's own
+// address (a list shared by every node's configuration has it) left out:
+// JetStream sizes a new cluster by its routes, and one named twice made a
+// cluster of three wait for a fourth.
+func (c *Cluster) otherPeers() []string {
 	if c.cfg.NATSURL != "" {
-		return 0
+		return nil
 	}
 	self := routeKey(c.cfg.Listen)
 	seen := make(map[string]bool)
+	var out []string
 	for _, p := range c.cfg.Peers {
 		k := routeKey(p)
-		if k == self || sameHostPort(c.cfg.Listen, p) {
+		if k == self || sameHostPort(c.cfg.Listen, p) || seen[k] {
 			continue
 		}
 		seen[k] = true
+		out = append(out, p)
 	}
-	return len(seen)
+	return out
 }
 
 // routeKey resolves a route address to compare it with another.
@@ -418,7 +435,11 @@ func (c *Cluster) Full() bool { return c.peers.full.Load() > 0 }
 
 // natsLogger sends the embedded server's notices and errors to the
 // broker's log.
-type natsLogger struct{ l *slog.Logger }
+type natsLogger struct {
+	l *slog.Logger
+	// fatal receives the first fatal error (the server is then unusable).
+	fatal chan<- string
+}
 
 func (n natsLogger) Noticef(format string, v ...any) {
 	// The cluster logs nodes joining and leaving itself; the server's
@@ -429,7 +450,14 @@ func (n natsLogger) Warnf(format string, v ...any) {
 	// Chosen: a big MQTT message crosses nodes in one NATS message.
 	n.log(slog.LevelWarn, "Maximum payloads over", format, v)
 }
-func (n natsLogger) Fatalf(format string, v ...any) { n.l.Error("nats: " + fmt.Sprintf(format, v...)) }
+func (n natsLogger) Fatalf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	n.l.Error("nats: " + msg)
+	select {
+	case n.fatal <- msg:
+	default:
+	}
+}
 func (n natsLogger) Errorf(format string, v ...any) {
 	// A peer that is down is redialled for good; "node left" said so.
 	n.log(slog.LevelError, "Error trying to connect to route", format, v)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -17,8 +18,9 @@ import (
 )
 
 // These tests run the nodes of a cluster in one process, each a
-// broker.Server with its own embedded NATS, joined by routes on loopback.
-// test/cluster runs them as separate processes, so that one can be killed.
+// broker.Server with its own embedded NATS, joined by routes on loopback;
+// process_test.go runs them as separate processes, so that one can be
+// killed.
 
 type testNode struct {
 	name string
@@ -39,8 +41,8 @@ func freePort(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// startCluster starts n nodes, the first alone and the others pointing at
-// it, and returns once every one serves and knows the others.
+// startCluster starts n nodes, each naming every other as a peer, and
+// returns once every one serves and knows the others.
 func startCluster(t *testing.T, n int) []*testNode {
 	t.Helper()
 	return startClusterWith(t, n, nil)
@@ -49,6 +51,22 @@ func startCluster(t *testing.T, n int) []*testNode {
 // startClusterWith is startCluster with each node's options changed by
 // adjust (if not nil) first.
 func startClusterWith(t *testing.T, n int, adjust func(o *broker.Options, c *Config)) []*testNode {
+	t.Helper()
+	// A route port is chosen before its node starts; another socket may
+	// take it meanwhile (rarely): then the cluster starts again on others.
+	for attempt := 1; ; attempt++ {
+		nodes, err := tryStartCluster(t, n, adjust)
+		if err == nil {
+			return nodes
+		}
+		if !strings.Contains(err.Error(), "address already in use") || attempt == 3 {
+			t.Fatal(err)
+		}
+		t.Logf("attempt %d: %v; again on other ports", attempt, err)
+	}
+}
+
+func tryStartCluster(t *testing.T, n int, adjust func(o *broker.Options, c *Config)) ([]*testNode, error) {
 	t.Helper()
 	routes := make([]string, n)
 	for i := range routes {
@@ -86,10 +104,21 @@ func startClusterWith(t *testing.T, n int, adjust func(o *broker.Options, c *Con
 		}()
 	}
 	wg.Wait()
+	var failed error
 	for i, nd := range nodes {
 		if errs[i] != nil {
-			t.Fatalf("node %s: %v", nd.name, errs[i])
+			failed = fmt.Errorf("node %s: %w", nd.name, errs[i])
 		}
+	}
+	if failed != nil {
+		for i, nd := range nodes {
+			if errs[i] == nil {
+				nd.srv.Close()
+			}
+		}
+		return nil, failed
+	}
+	for _, nd := range nodes {
 		nd.addr = nd.srv.Addrs()[0].String()
 		t.Cleanup(func() { nd.srv.Close() })
 	}
@@ -101,7 +130,7 @@ func startClusterWith(t *testing.T, n int, adjust func(o *broker.Options, c *Con
 		}
 		return true
 	})
-	return nodes
+	return nodes, nil
 }
 
 // bothWays runs body on a cluster of n nodes in this process (under

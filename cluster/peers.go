@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/petrelmq/petrel/broker"
+	"github.com/petrelmq/petrel/internal/record"
 )
 
 const (
@@ -142,13 +143,13 @@ func (p *peer) enqueue(c *Cluster, r *broker.ClusterRoute, groups []string) (*br
 		p.nextID++
 		b = &batch{id: p.nextID, pending: broker.NewPending()}
 		b.buf = binary.BigEndian.AppendUint64((*batchBufs.Get().(*[]byte))[:0], b.id)
-		b.buf = putString(b.buf, c.cfg.Node)
+		b.buf = record.AppendString(b.buf, c.cfg.Node)
 		p.queue = append(p.queue, b)
 	}
 	before := len(b.buf)
-	b.buf = putUvarint(b.buf, uint64(len(groups)))
+	b.buf = record.AppendUvarint(b.buf, uint64(len(groups)))
 	for _, g := range groups {
-		b.buf = putString(b.buf, g)
+		b.buf = record.AppendString(b.buf, g)
 	}
 	// The body's length is not known before it is written: it is written
 	// after a 4-byte placeholder, then the length goes in front as a
@@ -370,7 +371,7 @@ func (c *Cluster) applyLocked(p *peer, add bool, key string) {
 // sync asks p for its table and applies it, then what came meanwhile.
 func (c *Cluster) sync(p *peer) {
 	for attempt := 0; p.alive.Load() && c.ctx.Err() == nil; attempt++ {
-		ask := putString(putString(nil, c.cfg.Node), c.boot)
+		ask := record.AppendString(record.AppendString(nil, c.cfg.Node), c.boot)
 		msg, err := c.nc.Request(c.pfx+"sync."+p.name, ask, c.cfg.NodeTimeout)
 		if err != nil {
 			if attempt > 0 {
@@ -379,16 +380,16 @@ func (c *Cluster) sync(p *peer) {
 			time.Sleep(50 * time.Millisecond)
 			continue
 		}
-		r := reader{b: msg.Data}
-		name, boot, seq, n := r.str(), r.str(), r.uvarint(), r.uvarint()
-		if r.err != nil || name != p.name || boot != p.boot {
+		r := record.Reader{B: msg.Data}
+		name, boot, seq, n := r.Str(), r.Str(), r.Uvarint(), r.Uvarint()
+		if r.Err != nil || name != p.name || boot != p.boot {
 			return // a newer run answered: its own peer syncs
 		}
 		keys := make(map[string]bool, min(n, 1<<16))
-		for i := uint64(0); i < n && r.err == nil; i++ {
-			keys[r.str()] = true
+		for i := uint64(0); i < n && r.Err == nil; i++ {
+			keys[r.Str()] = true
 		}
-		if r.err != nil {
+		if r.Err != nil {
 			c.log.Warn("cluster: a node's subscriptions do not decode", "node", p.name)
 			return
 		}
@@ -427,9 +428,9 @@ func (c *Cluster) answer(reply string, id uint64) {
 	if reply == "" || id == 0 {
 		return
 	}
-	b := putString(nil, c.cfg.Node)
-	b = putString(b, c.boot)
-	b = putUvarint(b, id)
+	b := record.AppendString(nil, c.cfg.Node)
+	b = record.AppendString(b, c.boot)
+	b = record.AppendUvarint(b, id)
 	_ = c.nc.Publish(reply, b)
 }
 
@@ -464,18 +465,18 @@ func (c *Cluster) subscribe() error {
 // met first, so that every announcement after the snapshot waits for its
 // answer: one that comes before is in the snapshot.
 func (c *Cluster) onSync(m *nats.Msg) {
-	r := reader{b: m.Data}
-	name, boot := r.str(), r.str()
-	if r.err == nil {
+	r := record.Reader{B: m.Data}
+	name, boot := r.Str(), r.Str()
+	if r.Err == nil {
 		c.heard(name, boot)
 	}
 	_ = m.Respond(c.snapshot())
 }
 
 func (c *Cluster) onAnnouncement(m *nats.Msg) {
-	r := reader{b: m.Data}
-	name, boot, seq, id, op, key := r.str(), r.str(), r.uvarint(), r.uvarint(), r.byte(), r.str()
-	if r.err != nil || name == c.cfg.Node {
+	r := record.Reader{B: m.Data}
+	name, boot, seq, id, op, key := r.Str(), r.Str(), r.Uvarint(), r.Uvarint(), r.Byte(), r.Str()
+	if r.Err != nil || name == c.cfg.Node {
 		return
 	}
 	p := c.heard(name, boot)
@@ -508,9 +509,9 @@ func (c *Cluster) onAnnouncement(m *nats.Msg) {
 }
 
 func (c *Cluster) onAck(m *nats.Msg) {
-	r := reader{b: m.Data}
-	name, _, id := r.str(), r.str(), r.uvarint()
-	if r.err != nil {
+	r := record.Reader{B: m.Data}
+	name, _, id := r.Str(), r.Str(), r.Uvarint()
+	if r.Err != nil {
 		return
 	}
 	if p := c.peers.get(name); p != nil {
@@ -532,33 +533,33 @@ func (c *Cluster) onBatch(m *nats.Msg) {
 		return
 	}
 	id := binary.BigEndian.Uint64(m.Data)
-	r := reader{b: m.Data[8:]}
-	from := r.str()
+	r := record.Reader{B: m.Data[8:]}
+	from := r.Str()
 	var msgs []broker.Forwarded
-	for r.err == nil && len(r.b) > 0 {
+	for r.Err == nil && len(r.B) > 0 {
 		var f broker.Forwarded
-		ng := r.uvarint()
-		if ng > uint64(len(r.b)) {
-			r.err = errShort
+		ng := r.Uvarint()
+		if ng > uint64(len(r.B)) {
+			r.Err = record.ErrMalformed
 			break
 		}
 		for i := uint64(0); i < ng; i++ {
-			f.Groups = append(f.Groups, r.str())
+			f.Groups = append(f.Groups, r.Str())
 		}
-		if len(r.b) < 4 {
-			r.err = errShort
+		if len(r.B) < 4 {
+			r.Err = record.ErrMalformed
 			break
 		}
-		n := binary.BigEndian.Uint32(r.b)
-		if uint64(n) > uint64(len(r.b)-4) {
-			r.err = errShort
+		n := binary.BigEndian.Uint32(r.B)
+		if uint64(n) > uint64(len(r.B)-4) {
+			r.Err = record.ErrMalformed
 			break
 		}
-		f.Body = r.b[4 : 4+n]
-		r.b = r.b[4+n:]
+		f.Body = r.B[4 : 4+n]
+		r.B = r.B[4+n:]
 		msgs = append(msgs, f)
 	}
-	if r.err != nil {
+	if r.Err != nil {
 		c.log.Warn("cluster: a batch from another node does not decode", "node", from)
 	}
 	c.stats.ReceivedBatches.Add(1)
@@ -567,7 +568,7 @@ func (c *Cluster) onBatch(m *nats.Msg) {
 	c.node.Deliver(msgs, func() {
 		var b [8]byte
 		binary.BigEndian.PutUint64(b[:], id)
-		ack := putString(b[:], c.cfg.Node)
+		ack := record.AppendString(b[:], c.cfg.Node)
 		_ = c.nc.Publish(reply, ack)
 	})
 }
@@ -577,8 +578,8 @@ func (c *Cluster) onBatchAck(m *nats.Msg) {
 		return
 	}
 	id := binary.BigEndian.Uint64(m.Data)
-	r := reader{b: m.Data[8:]}
-	name := r.str()
+	r := record.Reader{B: m.Data[8:]}
+	name := r.Str()
 	if p := c.peers.get(name); p != nil {
 		c.batchAcked(p, id)
 	}
@@ -589,16 +590,16 @@ func (c *Cluster) beat() {
 	c.table.mu.Lock()
 	seq := c.table.seq
 	c.table.mu.Unlock()
-	b := putString(nil, c.cfg.Node)
-	b = putString(b, c.boot)
-	b = putUvarint(b, seq)
+	b := record.AppendString(nil, c.cfg.Node)
+	b = record.AppendString(b, c.boot)
+	b = record.AppendUvarint(b, seq)
 	_ = c.nc.Publish(c.pfx+"hb", b)
 }
 
 func (c *Cluster) onHeartbeat(m *nats.Msg) {
-	r := reader{b: m.Data}
-	name, boot, seq := r.str(), r.str(), r.uvarint()
-	if r.err != nil || name == c.cfg.Node {
+	r := record.Reader{B: m.Data}
+	name, boot, seq := r.Str(), r.Str(), r.Uvarint()
+	if r.Err != nil || name == c.cfg.Node {
 		return
 	}
 	p := c.heard(name, boot)
@@ -658,7 +659,7 @@ func (c *Cluster) heartbeats() {
 // none is named or some stay silent, those heard within the wait; then
 // every met node's table.
 func (c *Cluster) hello() {
-	want := c.expectedPeers()
+	want := len(c.otherPeers())
 	start := time.Now()
 	// A configured peer that is up is met within a route dial (NATS
 	// redials every second) and a heartbeat; one that stays silent is

@@ -54,6 +54,22 @@ var listeningRE = regexp.MustCompile(`msg=listening .*addr=(127\.0\.0\.1:\d+)`)
 // and returns once every one serves and has joined.
 func startProcs(t *testing.T, n int) []*procNode {
 	t.Helper()
+	// A route port is chosen before its node starts; another socket may
+	// take it meanwhile (rarely): then the nodes start again on others.
+	for attempt := 1; ; attempt++ {
+		nodes, err := tryStartProcs(t, n)
+		if err == nil {
+			return nodes
+		}
+		if !strings.Contains(err.Error(), "address already in use") || attempt == 3 {
+			t.Fatal(err)
+		}
+		t.Logf("attempt %d: %v; again on other ports", attempt, err)
+	}
+}
+
+func tryStartProcs(t *testing.T, n int) ([]*procNode, error) {
+	t.Helper()
 	nodes := make([]*procNode, n)
 	routes := make([]string, n)
 	for i := range routes {
@@ -74,9 +90,14 @@ func startProcs(t *testing.T, n int) []*procNode {
 		nd.start(t)
 	}
 	for _, nd := range nodes {
-		nd.waitServing(t)
+		if err := nd.serving(); err != nil {
+			for _, o := range nodes {
+				o.kill(t)
+			}
+			return nil, err
+		}
 	}
-	return nodes
+	return nodes, nil
 }
 
 // start runs the node's process (again, after a kill: same name, route
@@ -140,25 +161,31 @@ func (nd *procNode) start(t *testing.T) {
 	})
 }
 
-// waitServing waits for the node's MQTT listener (which opens once the
-// node has joined the cluster).
-func (nd *procNode) waitServing(t *testing.T) {
-	t.Helper()
+// serving waits for the node's MQTT listener (which opens once the node
+// has joined the cluster); an error says why it never opened.
+func (nd *procNode) serving() error {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		nd.mu.Lock()
 		addr := nd.addr
 		nd.mu.Unlock()
 		if addr != "" {
-			return
+			return nil
 		}
 		select {
 		case <-nd.done:
-			t.Fatalf("%s exited before serving", nd.name)
+			nd.mu.Lock()
+			defer nd.mu.Unlock()
+			for _, l := range nd.log {
+				if strings.Contains(l, "cannot start") {
+					return fmt.Errorf("%s exited before serving: %s", nd.name, l)
+				}
+			}
+			return fmt.Errorf("%s exited before serving", nd.name)
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s does not serve after 60s", nd.name)
+			return fmt.Errorf("%s does not serve after 60s", nd.name)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

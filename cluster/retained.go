@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/petrelmq/petrel/broker"
+	"github.com/petrelmq/petrel/internal/record"
 )
 
 // bucket is the JetStream key-value bucket of retained messages.
@@ -241,7 +242,7 @@ func (rt *retainer) applyEntry(c *Cluster, e jetstream.KeyValueEntry) {
 	switch e.Operation() {
 	case jetstream.KeyValuePut:
 		body = e.Value()
-		t, err := bodyTopic(body)
+		t, err := broker.BodyTopic(body)
 		if err != nil {
 			c.log.Warn("cluster: a retained message in the bucket does not decode", "key", e.Key())
 			return
@@ -276,21 +277,10 @@ func (rt *retainer) hashed(k string) string {
 
 func keyTopic(k string) (string, error) {
 	if len(k) < 2 || k[:2] != "t." {
-		return "", errShort
+		return "", record.ErrMalformed
 	}
 	b, err := base64.RawURLEncoding.DecodeString(k[2:])
 	return string(b), err
-}
-
-// bodyTopic reads the topic out of a message body (broker's encoding:
-// version, flags, expiry, topic).
-func bodyTopic(b []byte) (string, error) {
-	r := reader{b: b}
-	r.byte()
-	r.byte()
-	r.uvarint()
-	t := r.str()
-	return t, r.err
 }
 
 // apply sets topic's retained message here if rev is newer than what
@@ -414,11 +404,11 @@ func (rt *retainer) retry(c *Cluster, m *nats.Msg, err error) (uint64, bool) {
 func (rt *retainer) stored(c *Cluster, j retainJob, rev uint64) {
 	rt.apply(c, j.topic, rev, j.body)
 	id, p := c.expectAcks()
-	b := putString(nil, c.cfg.Node)
-	b = putString(b, c.boot)
-	b = putUvarint(b, id)
-	b = putString(b, j.topic)
-	b = putUvarint(b, rev)
+	b := record.AppendString(nil, c.cfg.Node)
+	b = record.AppendString(b, c.boot)
+	b = record.AppendUvarint(b, id)
+	b = record.AppendString(b, j.topic)
+	b = record.AppendUvarint(b, rev)
 	if j.body != nil {
 		b = append(b, 1)
 		b = append(b, j.body...)
@@ -438,14 +428,14 @@ func (rt *retainer) stored(c *Cluster, j retainJob, rev uint64) {
 }
 
 func (c *Cluster) onRetained(m *nats.Msg) {
-	r := reader{b: m.Data}
-	name, _, id, topic, rev, has := r.str(), r.str(), r.uvarint(), r.str(), r.uvarint(), r.byte()
-	if r.err != nil || name == c.cfg.Node {
+	r := record.Reader{B: m.Data}
+	name, _, id, topic, rev, has := r.Str(), r.Str(), r.Uvarint(), r.Str(), r.Uvarint(), r.Byte()
+	if r.Err != nil || name == c.cfg.Node {
 		return
 	}
 	var body []byte
 	if has == 1 {
-		body = r.b
+		body = r.B
 	}
 	c.ret.apply(c, topic, rev, body)
 	c.answer(m.Reply, id)

@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/petrelmq/petrel/broker"
+	"github.com/petrelmq/petrel/internal/record"
 	"github.com/petrelmq/petrel/internal/topic"
 )
 
@@ -175,12 +176,12 @@ func (c *Cluster) announce(seq uint64, add bool, key string) *broker.Pending {
 		id, p = c.expectAcks()
 	}
 	b := make([]byte, 0, 32+len(key))
-	b = putString(b, c.cfg.Node)
-	b = putString(b, c.boot)
-	b = putUvarint(b, seq)
-	b = putUvarint(b, id)
+	b = record.AppendString(b, c.cfg.Node)
+	b = record.AppendString(b, c.boot)
+	b = record.AppendUvarint(b, seq)
+	b = record.AppendUvarint(b, id)
 	b = append(b, op)
-	b = putString(b, key)
+	b = record.AppendString(b, key)
 	msg := &nats.Msg{Subject: c.pfx + "i", Data: b}
 	if id != 0 {
 		msg.Reply = c.pfx + "back." + c.cfg.Node
@@ -196,12 +197,12 @@ func (c *Cluster) snapshot() []byte {
 	t := &c.table
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	b := putString(nil, c.cfg.Node)
-	b = putString(b, c.boot)
-	b = putUvarint(b, t.seq)
-	b = putUvarint(b, uint64(len(t.local)))
+	b := record.AppendString(nil, c.cfg.Node)
+	b = record.AppendString(b, c.boot)
+	b = record.AppendUvarint(b, t.seq)
+	b = record.AppendUvarint(b, uint64(len(t.local)))
 	for key := range t.local {
-		b = putString(b, key)
+		b = record.AppendString(b, key)
 	}
 	return b
 }
