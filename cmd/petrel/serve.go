@@ -110,7 +110,20 @@ func serve(args []string, stderr io.Writer) int {
 	// then shut down as usual; so is a node past its join, which takes a
 	// moment.
 	started := make(chan error, 1)
-	go func() { started <- srv.Start() }()
+	if memLimit > 0 {
+		up, done := make(chan struct{}), make(chan struct{})
+		defer close(done)
+		go followState(memLimit, srv, log, up, done)
+		go func() {
+			err := srv.Start()
+			if err == nil {
+				close(up)
+			}
+			started <- err
+		}()
+	} else {
+		go func() { started <- srv.Start() }()
+	}
 	select {
 	case err = <-started:
 	case sig := <-term:
@@ -133,11 +146,6 @@ func serve(args []string, stderr io.Writer) int {
 		log.Error("cannot start", "err", err)
 		st.Close()
 		return 1
-	}
-	if memLimit > 0 {
-		done := make(chan struct{})
-		defer close(done)
-		go followState(memLimit, srv, log, done)
 	}
 	if *pprofAddr != "" {
 		stopProfiles, err := serveProfiles(*pprofAddr, log)
