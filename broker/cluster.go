@@ -8,7 +8,6 @@ import (
 	"unsafe"
 
 	"github.com/petrelmq/petrel/internal/record"
-	"github.com/petrelmq/petrel/packet"
 )
 
 // Cluster links a Server to the other nodes of a cluster; package cluster
@@ -64,6 +63,9 @@ type ClusterRoute struct {
 	// Full: the queue towards some node is at its bound; the publisher is
 	// held back until the cluster drains (Cluster.Full).
 	Full bool
+	// Scratch is the cluster's own working space, kept with the route
+	// from one message to the next; the broker never reads it.
+	Scratch any
 }
 
 // AppendBody appends the message's encoding, which ClusterNode.Deliver
@@ -199,7 +201,8 @@ type Forwarded struct {
 // all: in the store for its persistent sessions, and, when a subscriber
 // here is backed up, once it has drained (so a slow subscriber here slows
 // the publishers there). A body that does not decode is logged and
-// skipped. It returns how many were routed.
+// skipped. It returns how many were routed. Nothing of msgs is kept once
+// it returns: the caller may reuse them.
 func (n *ClusterNode) Deliver(msgs []Forwarded, done func()) int {
 	s := n.s
 	s.pubMu.RLock()
@@ -253,11 +256,11 @@ func forwardedMessage(body []byte) (*message, error) {
 	if r.Err != nil {
 		return nil, r.Err
 	}
-	p := packet.Publish{Payload: r.B, QoS: flags & 3, Retain: flags&msgRetain != 0}
+	t := ""
 	if len(topic) > 0 {
-		p.Topic = unsafe.String(&topic[0], len(topic)) // copied by makeMessage
+		t = unsafe.String(&topic[0], len(topic)) // copied by makeMessageParts
 	}
-	m := makeMessage(&p, 0, false, nil)
+	m := makeMessageParts(t, r.B, flags&3, flags&msgRetain != 0, 0, false, nil)
 	m.Expiry, m.Props = expiry, props
 	return m, nil
 }
@@ -338,14 +341,18 @@ func (s *Server) shareGroup(key string) *shareGroup {
 	return s.shares[key]
 }
 
-var routePool = sync.Pool{New: func() any { return new(ClusterRoute) }}
-
 // publishClustered routes a message published on this node: to this
 // node's plain subscriptions, to the shared groups the cluster gives this
 // node, and through the cluster to the other nodes. A retained message is
 // kept here at once and replicated. The cluster's Pending goes to tx.
 func (s *Server) publishClustered(m *message, tx *routeTx) int {
-	r := routePool.Get().(*ClusterRoute)
+	// The route lives with the pooled tx: a pool of its own cost a
+	// publishing node 2% of its CPU.
+	r := tx.route
+	if r == nil {
+		r = new(ClusterRoute)
+		tx.route = r
+	}
 	r.m, r.Topic, r.QoS, r.Retain = m, m.Topic, m.QoS, m.Retain
 	s.opts.Cluster.Route(r)
 	sc := matchPool.Get().(*matches)
@@ -373,8 +380,7 @@ func (s *Server) publishClustered(m *message, tx *routeTx) int {
 	s.countUnrouted(m, n)
 	clear(r.Local)
 	clear(r.Pending)
-	*r = ClusterRoute{Local: r.Local[:0], Pending: r.Pending[:0]}
-	routePool.Put(r)
+	*r = ClusterRoute{Local: r.Local[:0], Pending: r.Pending[:0], Scratch: r.Scratch}
 	return n
 }
 

@@ -100,6 +100,9 @@ type routeTx struct {
 	// (cluster.go).
 	remote      []*Pending
 	clusterFull bool
+	// route is publishClustered's question to the cluster, kept with the
+	// tx (made on first use).
+	route *ClusterRoute
 }
 
 // batch pins the open commit group on first use and returns the writes.

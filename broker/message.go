@@ -64,34 +64,49 @@ func newMessage(p *packet.Publish, origin uint64) *message {
 // keeps the payload where it is; big is that buffer when it is pooled.
 // The message is counted (pool.go), with one holder: its caller.
 func makeMessage(p *packet.Publish, origin uint64, owned bool, big *bigBuf) *message {
-	payload := p.Payload[:len(p.Payload):len(p.Payload)]
-	if !owned && len(p.Payload) > inlineSizes[len(inlineSizes)-1] && len(p.Payload) <= maxPooledBig {
+	m := makeMessageParts(p.Topic, p.Payload, p.QoS, p.Retain, origin, owned, big)
+	// An interval of 0 is taken as no expiry, as Mosquitto does: the spec
+	// gives it no meaning of its own.
+	if p.Props.Has(packet.PropMessageExpiry) && p.Props.MessageExpiry > 0 {
+		m.Expiry = time.Now().Add(time.Duration(p.Props.MessageExpiry) * time.Second)
+	}
+	if p.Props.Present&forwarded != 0 || len(p.Props.User) > 0 {
+		m.Props = copyForwarded(&p.Props)
+	}
+	return m
+}
+
+// makeMessageParts is makeMessage from the message's parts, without
+// properties (a message from another node has them decoded already).
+func makeMessageParts(topicIn string, payloadIn []byte, qos byte, retain bool, origin uint64, owned bool, big *bigBuf) *message {
+	payload := payloadIn[:len(payloadIn):len(payloadIn)]
+	if !owned && len(payloadIn) > inlineSizes[len(inlineSizes)-1] && len(payloadIn) <= maxPooledBig {
 		// Too big to share the message's allocation: the payload goes into
 		// a pooled buffer (bigbuf.go), as a big PUBLISH's is read into one.
-		big = getBigBuf(len(p.Payload))
-		payload = big.b[:copy(big.b, p.Payload):len(p.Payload)]
+		big = getBigBuf(len(payloadIn))
+		payload = big.b[:copy(big.b, payloadIn):len(payloadIn)]
 		owned = true
 	}
-	n := len(p.Topic)
+	n := len(topicIn)
 	if !owned {
-		n += len(p.Payload)
+		n += len(payloadIn)
 	}
 	m, buf := allocMessage(n)
-	copy(buf, p.Topic)
+	copy(buf, topicIn)
 	if !owned {
-		copy(buf[len(p.Topic):], p.Payload)
-		payload = buf[len(p.Topic):len(buf):len(buf)]
+		copy(buf[len(topicIn):], payloadIn)
+		payload = buf[len(topicIn):len(buf):len(buf)]
 	}
 	// The topic is copied even when the payload is not, so that the
 	// message's allocation says its size (recycle).
 	topic := ""
-	if len(p.Topic) > 0 {
-		topic = unsafe.String(&buf[0], len(p.Topic))
+	if len(topicIn) > 0 {
+		topic = unsafe.String(&buf[0], len(topicIn))
 	}
 	*m = message{
 		Topic:   topic,
-		QoS:     p.QoS,
-		Retain:  p.Retain,
+		QoS:     qos,
+		Retain:  retain,
 		Payload: payload,
 		origin:  origin,
 	}
@@ -101,14 +116,6 @@ func makeMessage(p *packet.Publish, origin uint64, owned bool, big *bigBuf) *mes
 	case big != nil:
 		m.big = big
 		m.refs.Store(1)
-	}
-	// An interval of 0 is taken as no expiry, as Mosquitto does: the spec
-	// gives it no meaning of its own.
-	if p.Props.Has(packet.PropMessageExpiry) && p.Props.MessageExpiry > 0 {
-		m.Expiry = time.Now().Add(time.Duration(p.Props.MessageExpiry) * time.Second)
-	}
-	if p.Props.Present&forwarded != 0 || len(p.Props.User) > 0 {
-		m.Props = copyForwarded(&p.Props)
 	}
 	return m
 }

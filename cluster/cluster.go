@@ -159,6 +159,8 @@ type Cluster struct {
 	table table
 	peers peerSet
 	ret   retainer
+	// inbox is onBatch's decoding space, reused (one batch at a time).
+	inbox []broker.Forwarded
 
 	// acks are the broadcasts waiting for every live node's answer.
 	acksMu sync.Mutex

@@ -535,7 +535,10 @@ func (c *Cluster) onBatch(m *nats.Msg) {
 	id := binary.BigEndian.Uint64(m.Data)
 	r := record.Reader{B: m.Data[8:]}
 	from := r.Str()
-	var msgs []broker.Forwarded
+	// NATS runs one subscription's callbacks one at a time, and Deliver
+	// keeps nothing of msgs: one slice serves every batch (growing it for
+	// each cost a receiving node 7% of its CPU, and more in the collector).
+	msgs := c.inbox[:0]
 	for r.Err == nil && len(r.B) > 0 {
 		var f broker.Forwarded
 		ng := r.Uvarint()
@@ -571,6 +574,8 @@ func (c *Cluster) onBatch(m *nats.Msg) {
 		ack := record.AppendString(b[:], c.cfg.Node)
 		_ = c.nc.Publish(reply, ack)
 	})
+	clear(msgs) // the batch's memory goes with it
+	c.inbox = msgs[:0]
 }
 
 func (c *Cluster) onBatchAck(m *nats.Msg) {

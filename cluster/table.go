@@ -207,7 +207,7 @@ func (c *Cluster) snapshot() []byte {
 	return b
 }
 
-// routeScratch is one Route's working space, pooled.
+// routeScratch is Route's working space, kept in the route's Scratch.
 type routeScratch struct {
 	peers  []*peer
 	shares []*shareState
@@ -219,12 +219,14 @@ type target struct {
 	groups []string
 }
 
-var scratchPool = sync.Pool{New: func() any { return new(routeScratch) }}
-
 // Route implements broker.Cluster.
 func (c *Cluster) Route(r *broker.ClusterRoute) {
 	t := &c.table
-	sc := scratchPool.Get().(*routeScratch)
+	sc, _ := r.Scratch.(*routeScratch)
+	if sc == nil {
+		sc = new(routeScratch)
+		r.Scratch = sc
+	}
 	if t.plain.Len() > 0 {
 		sc.peers = t.plain.Match(r.Topic, sc.peers[:0])
 		for _, p := range sc.peers {
@@ -276,7 +278,6 @@ func (c *Cluster) Route(r *broker.ClusterRoute) {
 	sc.to = sc.to[:0]
 	clear(sc.peers)
 	clear(sc.shares)
-	scratchPool.Put(sc)
 }
 
 // add counts p as a destination once, with group when not "".
