@@ -246,6 +246,23 @@ func (n *ClusterNode) Deliver(msgs []Forwarded, done func()) int {
 	return routed
 }
 
+// Crowded appends to into those of keys (GroupKey) whose shared group here
+// has no online member with room: each is a quarter of its backlog bound
+// (Options.BacklogMessages) behind or more. The cluster tells the node
+// that sent them, which then prefers another node's members while it
+// lasts, rather than giving this node messages whose acknowledgement
+// would wait for a slow member to drain.
+func (n *ClusterNode) Crowded(keys []string, into []string) []string {
+	limit := uint32(max(n.s.opts.BacklogMessages/4, 1))
+	for _, key := range keys {
+		g := n.s.shareGroup(key)
+		if g != nil && !g.hasRoom(limit) {
+			into = append(into, key)
+		}
+	}
+	return into
+}
+
 // forwardedMessage makes the message of a body from another node the way
 // a client's PUBLISH makes one: in a recycled allocation, counted
 // (pool.go), so that a node receiving many makes no garbage. The caller

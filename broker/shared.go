@@ -86,6 +86,23 @@ func (g *shareGroup) choose(members []subscriber, start int, m *message) int {
 	return best
 }
 
+// hasRoom reports whether an online member is fewer than limit deliveries
+// behind (session.load: its window's overflow, or its backlog once the
+// window is full).
+func (g *shareGroup) hasRoom(limit uint32) bool {
+	mp := g.members.Load()
+	if mp == nil {
+		return false
+	}
+	for i := range *mp {
+		ss := (*mp)[i].sess
+		if ss.online.Load() && ss.load.Load()&^loadFull < limit {
+			return true
+		}
+	}
+	return false
+}
+
 // offer pushes m to one member at the QoS it subscribed with.
 // [MQTT-4.8.2-3] (v5)
 func offer(sub *subscriber, m *message, sc *matches, tx *routeTx) bool {

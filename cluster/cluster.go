@@ -159,8 +159,15 @@ type Cluster struct {
 	table table
 	peers peerSet
 	ret   retainer
-	// inbox is onBatch's decoding space, reused (one batch at a time).
-	inbox []broker.Forwarded
+	// inbox is onBatch's decoding space, reused (one batch at a time),
+	// and inboxGroups the shared groups of the batch.
+	inbox       []broker.Forwarded
+	inboxGroups []string
+
+	// saidCrowded, by node, are the shared groups this node told it have
+	// no room here (room.go).
+	roomMu      sync.Mutex
+	saidCrowded map[string]map[string]bool
 
 	// acks are the broadcasts waiting for every live node's answer.
 	acksMu sync.Mutex
@@ -184,6 +191,7 @@ func New(cfg Config) (*Cluster, error) {
 	_, _ = rand.Read(b[:])
 	c := &Cluster{cfg: cfg, log: cfg.Logger, boot: hex.EncodeToString(b[:]), pfx: "petrel." + cfg.Name + "."}
 	c.acks = make(map[uint64]*ackWait)
+	c.saidCrowded = make(map[string]map[string]bool)
 	c.table.init(cfg.Node)
 	c.peers.init()
 	c.ret.init()
@@ -223,10 +231,14 @@ func (c *Cluster) Start(n *broker.ClusterNode) error {
 		c.shutdown()
 		return err
 	}
-	c.wg.Add(1)
+	c.wg.Add(2)
 	go func() {
 		defer c.wg.Done()
 		c.heartbeats()
+	}()
+	go func() {
+		defer c.wg.Done()
+		c.checkRoom()
 	}()
 	// The others' subscriptions before serving: one round of heartbeats
 	// introduces every live node, and each is asked for its table.

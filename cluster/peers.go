@@ -31,6 +31,10 @@ type peer struct {
 	boot  string
 	self  bool
 	alive atomic.Bool
+	// crowded: the shared groups (GroupKey) whose members on this node
+	// have no room, as it last said, and until when that holds (room.go);
+	// replaced, never changed.
+	crowded atomic.Pointer[map[string]int64] // key → until (unix ns)
 
 	// mu guards what follows (a leaf, taken under the table's locks on
 	// the routing path).
@@ -447,6 +451,7 @@ func (c *Cluster) subscribe() error {
 		{c.pfx + "back." + c.cfg.Node, c.onAck},
 		{c.pfx + "m." + c.cfg.Node, c.onBatch},
 		{c.pfx + "mack." + c.cfg.Node, c.onBatchAck},
+		{c.pfx + "room." + c.cfg.Node, c.onRoom},
 		{c.pfx + "ret", c.onRetained},
 	}
 	for _, s := range subs {
@@ -574,6 +579,17 @@ func (c *Cluster) onBatch(m *nats.Msg) {
 		ack := record.AppendString(b[:], c.cfg.Node)
 		_ = c.nc.Publish(reply, ack)
 	})
+	groups := c.inboxGroups[:0]
+	for i := range msgs {
+		for _, g := range msgs[i].Groups {
+			if !slices.Contains(groups, g) {
+				groups = append(groups, g)
+			}
+		}
+	}
+	c.noteRoom(from, groups)
+	clear(groups)
+	c.inboxGroups = groups[:0]
 	clear(msgs) // the batch's memory goes with it
 	c.inbox = msgs[:0]
 }

@@ -240,19 +240,29 @@ func (c *Cluster) Route(r *broker.ClusterRoute) {
 			if len(nodes) == 0 {
 				continue
 			}
-			// In turn over the nodes with members; a dead one is passed.
+			// In turn over the nodes with members, passing a dead one and,
+			// while another has room, one whose members have none (room.go).
 			start := int(st.next.Add(1))
+			var pick *peer
 			for i := range nodes {
 				p := nodes[(start+i)%len(nodes)]
 				if !p.alive.Load() {
 					continue
 				}
-				if p.self {
-					r.Local = append(r.Local, st.key)
-				} else {
-					sc.add(p, st.key)
+				crowded := !p.self && p.crowdedFor(st.key)
+				if pick == nil || !crowded {
+					pick = p
 				}
-				break
+				if !crowded {
+					break
+				}
+			}
+			switch {
+			case pick == nil:
+			case pick.self:
+				r.Local = append(r.Local, st.key)
+			default:
+				sc.add(pick, st.key)
 			}
 		}
 	}
