@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -8,6 +9,7 @@ import (
 	"unsafe"
 
 	"github.com/petrelmq/petrel/internal/record"
+	"github.com/petrelmq/petrel/store"
 )
 
 // Cluster links a Server to the other nodes of a cluster; package cluster
@@ -261,6 +263,47 @@ func (n *ClusterNode) Crowded(keys []string, into []string) []string {
 		}
 	}
 	return into
+}
+
+// localRetained is a retained message from this node's store (recover).
+type localRetained struct {
+	store, topic string // its key in the store, and its topic
+	body         []byte
+}
+
+// MigrateRetained hands the retained messages that this node's store kept
+// from before it was clustered to take, once, at Start: a node turned from
+// a single broker into a cluster's node keeps what was acknowledged to its
+// publishers. take reports, for each topic, whether the cluster has its
+// retained message now (stored, or it had one already); those it has are
+// removed from this node's store (synchronously: the cluster's is the
+// only copy from then on), the others stay for the next start. It returns
+// how many were taken.
+func (n *ClusterNode) MigrateRetained(take func(topics []string, bodies [][]byte) []bool) (int, error) {
+	s := n.s
+	if len(s.localRetained) == 0 {
+		return 0, nil
+	}
+	topics := make([]string, len(s.localRetained))
+	bodies := make([][]byte, len(s.localRetained))
+	for i, lr := range s.localRetained {
+		topics[i], bodies[i] = lr.topic, lr.body
+	}
+	taken := take(topics, bodies)
+	var done store.Batch
+	for i, lr := range s.localRetained {
+		if i < len(taken) && taken[i] {
+			done.DeleteRetained(lr.store)
+		}
+	}
+	s.localRetained = nil
+	if done.Len() == 0 {
+		return 0, nil
+	}
+	if err := s.store.Commit(&done, true); err != nil {
+		return 0, fmt.Errorf("remove the retained messages the cluster took from this node's store: %w", err)
+	}
+	return done.Len(), nil
 }
 
 // forwardedMessage makes the message of a body from another node the way

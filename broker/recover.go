@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"bytes"
 	"fmt"
 	"strings"
 	"time"
@@ -26,6 +27,13 @@ func (s *Server) recover() error {
 		}
 		if m.expired(start) {
 			expired.DeleteRetained(name)
+			return nil
+		}
+		if s.opts.Cluster != nil {
+			// A cluster keeps its retained messages in its own replicated
+			// store: these go there once this node has joined.
+			s.localRetained = append(s.localRetained, localRetained{store: name, topic: m.Topic, body: bytes.Clone(rec)})
+			retained++
 			return nil
 		}
 		s.retained.Set(m.Topic, m)

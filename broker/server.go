@@ -66,6 +66,10 @@ type Server struct {
 
 	// retainedExpiry lists the retained topics whose message expires.
 	retainedExpiry expiryIndex
+	// localRetained, on a node of a cluster, are the retained messages its
+	// store kept from before it was clustered, until the cluster takes
+	// them (ClusterNode.MigrateRetained). Only Start uses it.
+	localRetained []localRetained
 
 	// sharesMu guards shares, the groups by name and filter; sharedSubs
 	// counts their members (changed under sharesMu, read without).

@@ -247,6 +247,16 @@ func (c *Cluster) Start(n *broker.ClusterNode) error {
 		c.shutdown()
 		return fmt.Errorf("retained messages: %w", err)
 	}
+	moved, err := n.MigrateRetained(func(topics []string, bodies [][]byte) []bool {
+		return c.ret.migrate(c, topics, bodies)
+	})
+	if err != nil {
+		c.shutdown()
+		return err
+	}
+	if moved > 0 {
+		c.log.Info("cluster: retained messages from this node's store moved to the cluster", "messages", moved)
+	}
 	c.log.Info("cluster: joined", "node", c.cfg.Node, "cluster", c.cfg.Name, "route", c.RouteAddr(),
 		"nodes", strings.Join(c.Nodes(), ","), "retained", c.ret.loaded.Load())
 	return nil

@@ -54,10 +54,17 @@ var listeningRE = regexp.MustCompile(`msg=listening .*addr=(127\.0\.0\.1:\d+)`)
 // and returns once every one serves and has joined.
 func startProcs(t *testing.T, n int) []*procNode {
 	t.Helper()
+	return startProcsWith(t, n, nil)
+}
+
+// startProcsWith is startProcs with the nodes changed by adjust (if not
+// nil) before they start.
+func startProcsWith(t *testing.T, n int, adjust func(nodes []*procNode)) []*procNode {
+	t.Helper()
 	// A route port is chosen before its node starts; another socket may
 	// take it meanwhile (rarely): then the nodes start again on others.
 	for attempt := 1; ; attempt++ {
-		nodes, err := tryStartProcs(t, n)
+		nodes, err := tryStartProcs(t, n, adjust)
 		if err == nil {
 			return nodes
 		}
@@ -68,7 +75,7 @@ func startProcs(t *testing.T, n int) []*procNode {
 	}
 }
 
-func tryStartProcs(t *testing.T, n int) ([]*procNode, error) {
+func tryStartProcs(t *testing.T, n int, adjust func(nodes []*procNode)) ([]*procNode, error) {
 	t.Helper()
 	nodes := make([]*procNode, n)
 	routes := make([]string, n)
@@ -85,6 +92,9 @@ func tryStartProcs(t *testing.T, n int) ([]*procNode, error) {
 				nodes[i].peers = append(nodes[i].peers, r)
 			}
 		}
+	}
+	if adjust != nil {
+		adjust(nodes)
 	}
 	for _, nd := range nodes {
 		nd.start(t)
@@ -191,6 +201,17 @@ func (nd *procNode) serving() error {
 	}
 }
 
+// stop ends the node as SIGTERM does, and waits for it to be gone.
+func (nd *procNode) stop(t *testing.T) {
+	t.Helper()
+	_ = nd.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-nd.done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%s still running 30s after SIGTERM", nd.name)
+	}
+}
+
 // kill ends the node as a crash would, and waits for it to be gone.
 func (nd *procNode) kill(t *testing.T) {
 	t.Helper()
@@ -215,6 +236,19 @@ func (nd *procNode) logged(parts ...string) bool {
 		}
 	}
 	return false
+}
+
+// count says how many lines the node logged containing part.
+func (nd *procNode) count(part string) int {
+	nd.mu.Lock()
+	defer nd.mu.Unlock()
+	n := 0
+	for _, l := range nd.log {
+		if strings.Contains(l, part) {
+			n++
+		}
+	}
+	return n
 }
 
 // waitReplicated waits until the retained bucket has 3 replicas, so that

@@ -297,6 +297,78 @@ func (rt *retainer) apply(c *Cluster, topic string, rev uint64, body []byte) {
 	rt.mu.Unlock()
 }
 
+// migrate puts retained messages from this node's own store (from before
+// it was clustered) in the bucket, each unless the cluster has had its
+// topic already (a message or its deletion: the cluster's is newer). It
+// reports, for each, whether the cluster has the topic now. They go
+// asynchronously, a window at a time: one at a time, 1,000,000 would take
+// minutes.
+func (rt *retainer) migrate(c *Cluster, topics []string, bodies [][]byte) []bool {
+	const inFlight = 1000
+	taken := make([]bool, len(topics))
+	type sent struct {
+		i int
+		f jetstream.PubAckFuture
+	}
+	var window []sent
+	var unanswered int
+	// One clock for them all: a bucket that does not answer costs the
+	// start two minutes, not two per message.
+	giveUp := time.NewTimer(2 * time.Minute)
+	defer giveUp.Stop()
+	settle := func(s sent) {
+		select {
+		case ack := <-s.f.Ok():
+			rt.apply(c, topics[s.i], ack.Sequence, bodies[s.i])
+			taken[s.i] = true
+		case err := <-s.f.Err():
+			var apiErr *jetstream.APIError
+			if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+				apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+				taken[s.i] = true // another node's, just now
+				return
+			}
+			c.log.Warn("cluster: move a retained message from this node's store to the cluster; kept for the next start",
+				"topic", topics[s.i], "err", err)
+		case <-giveUp.C:
+			giveUp.Reset(0) // the rest give up at once too
+			unanswered++
+		}
+	}
+	defer func() {
+		if unanswered > 0 {
+			c.log.Warn("cluster: the bucket did not answer for retained messages from this node's store; kept for the next start",
+				"messages", unanswered)
+		}
+	}()
+	for i, topic := range topics {
+		rt.mu.Lock()
+		known := rt.revs[topic] != 0
+		rt.mu.Unlock()
+		if known {
+			taken[i] = true
+			continue
+		}
+		m := nats.NewMsg("$KV." + bucket + "." + key(topic))
+		m.Data = bodies[i]
+		f, err := c.js.PublishMsgAsync(m, jetstream.WithExpectLastSequencePerSubject(0))
+		if err != nil {
+			c.log.Warn("cluster: move a retained message from this node's store to the cluster; kept for the next start",
+				"topic", topic, "err", err)
+			continue
+		}
+		window = append(window, sent{i, f})
+		if len(window) == inFlight {
+			settle(window[0])
+			window = window[1:]
+		}
+	}
+	for _, s := range window {
+		settle(s)
+	}
+	return taken
+}
+
 // Retain implements broker.Cluster.
 func (c *Cluster) Retain(topic string, body []byte) *broker.Pending {
 	rt := &c.ret
