@@ -95,9 +95,20 @@ func (rt *retainer) start(c *Cluster) error {
 	}
 	rt.kv = kv
 	rt.ready.Store(true)
-	w, err := kv.WatchAll(c.ctx)
-	if err != nil {
-		return fmt.Errorf("watch the bucket: %w", err)
+	// Watching makes a consumer, which JetStream may be slow to make while
+	// the cluster forms (its request timed out once in a few hundred
+	// starts): again, within the start's wait.
+	var w jetstream.KeyWatcher
+	for {
+		w, err = kv.WatchAll(c.ctx)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil || c.ctx.Err() != nil {
+			return fmt.Errorf("watch the bucket: %w", err)
+		}
+		c.log.Debug("cluster: watch the retained bucket", "err", err)
+		time.Sleep(100 * time.Millisecond)
 	}
 	// The bucket's contents first, up to the marker, before serving.
 	for e := range w.Updates() {
