@@ -52,12 +52,18 @@ func startCluster(t *testing.T, n int) []*testNode {
 // adjust (if not nil) first.
 func startClusterWith(t *testing.T, n int, adjust func(o *broker.Options, c *Config)) []*testNode {
 	t.Helper()
-	// A route port is chosen before its node starts; another socket may
-	// take it meanwhile (rarely): then the cluster starts again on others.
+	return onFreePorts(t, func() ([]*testNode, error) { return tryStartCluster(t, n, adjust) })
+}
+
+// onFreePorts runs start, which picks route ports before its nodes start,
+// up to three times while it fails because another socket took one of
+// them meanwhile (rarely), and fails the test on any other error.
+func onFreePorts[T any](t *testing.T, start func() (T, error)) T {
+	t.Helper()
 	for attempt := 1; ; attempt++ {
-		nodes, err := tryStartCluster(t, n, adjust)
+		v, err := start()
 		if err == nil {
-			return nodes
+			return v
 		}
 		if !strings.Contains(err.Error(), "address already in use") || attempt == 3 {
 			t.Fatal(err)

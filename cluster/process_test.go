@@ -61,18 +61,7 @@ func startProcs(t *testing.T, n int) []*procNode {
 // nil) before they start.
 func startProcsWith(t *testing.T, n int, adjust func(nodes []*procNode)) []*procNode {
 	t.Helper()
-	// A route port is chosen before its node starts; another socket may
-	// take it meanwhile (rarely): then the nodes start again on others.
-	for attempt := 1; ; attempt++ {
-		nodes, err := tryStartProcs(t, n, adjust)
-		if err == nil {
-			return nodes
-		}
-		if !strings.Contains(err.Error(), "address already in use") || attempt == 3 {
-			t.Fatal(err)
-		}
-		t.Logf("attempt %d: %v; again on other ports", attempt, err)
-	}
+	return onFreePorts(t, func() ([]*procNode, error) { return tryStartProcs(t, n, adjust) })
 }
 
 func tryStartProcs(t *testing.T, n int, adjust func(nodes []*procNode)) ([]*procNode, error) {
