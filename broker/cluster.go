@@ -77,11 +77,8 @@ func (r *ClusterRoute) AppendBody(b []byte) []byte { return appendMessage(b, r.m
 // BodyTopic reads the topic of a message body (AppendBody).
 func BodyTopic(body []byte) (string, error) {
 	r := reader{record.Reader{B: body}}
-	r.version("message")
-	r.Byte()
-	r.Uvarint()
-	topic := r.Str()
-	return topic, r.Err
+	_, _, topic := r.messageTop()
+	return string(topic), r.Err
 }
 
 // GroupKey names a shared subscription group and its filter, as Route's

@@ -121,6 +121,16 @@ func decodeMessage(rec []byte) (*message, error) {
 // r.B: the flags, the expiry, the topic (aliasing the record) and the
 // properties.
 func (r *reader) messageHead() (flags byte, expiry time.Time, topic []byte, props *packet.Properties) {
+	flags, expiry, topic = r.messageTop()
+	if flags&msgProps != 0 {
+		props = r.props()
+	}
+	return flags, expiry, topic, props
+}
+
+// messageTop reads a message body up to its topic: messageHead without
+// the properties.
+func (r *reader) messageTop() (flags byte, expiry time.Time, topic []byte) {
 	r.version("message")
 	flags = r.Byte()
 	if flags&3 == 3 {
@@ -128,10 +138,7 @@ func (r *reader) messageHead() (flags byte, expiry time.Time, topic []byte, prop
 	}
 	expiry = fromUnixMilli(r.Uvarint())
 	topic = r.Bytes()
-	if flags&msgProps != 0 {
-		props = r.props()
-	}
-	return flags, expiry, topic, props
+	return flags, expiry, topic
 }
 
 func (r *reader) props() *packet.Properties {

@@ -149,6 +149,7 @@ type Cluster struct {
 
 	ns     *server.Server // nil with NATSURL
 	tmpDir string         // JetStream's directory when there is no DataDir
+	others []string       // the other nodes Peers names (otherPeers)
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	node   *broker.ClusterNode
@@ -192,6 +193,7 @@ func New(cfg Config) (*Cluster, error) {
 	c := &Cluster{cfg: cfg, log: cfg.Logger, boot: hex.EncodeToString(b[:]), pfx: "petrel." + cfg.Name + "."}
 	c.acks = make(map[uint64]*ackWait)
 	c.saidCrowded = make(map[string]map[string]bool)
+	c.others = otherPeers(&c.cfg)
 	c.table.init(cfg.Node)
 	c.peers.init()
 	c.ret.init()
@@ -334,7 +336,7 @@ func (c *Cluster) embed() error {
 	}
 	// JetStream in a cluster needs a route configured even on the first
 	// node: its own address serves (a route to itself is dropped).
-	routes := append([]string{c.cfg.Listen}, c.otherPeers()...)
+	routes := append([]string{c.cfg.Listen}, c.others...)
 	for _, r := range routes {
 		u := &url.URL{Scheme: "nats-route", Host: r}
 		if c.cfg.Username != "" {
@@ -372,20 +374,20 @@ func (c *Cluster) embed() error {
 	return nil
 }
 
-// otherPeers lists the distinct nodes Peers names, this node's own
+// otherPeers lists the distinct nodes cfg.Peers names, this node's own
 // address (a list shared by every node's configuration has it) left out:
 // JetStream sizes a new cluster by its routes, and one named twice made a
 // cluster of three wait for a fourth.
-func (c *Cluster) otherPeers() []string {
-	if c.cfg.NATSURL != "" {
+func otherPeers(cfg *Config) []string {
+	if cfg.NATSURL != "" {
 		return nil
 	}
-	self := routeKey(c.cfg.Listen)
+	self := routeKey(cfg.Listen)
 	seen := make(map[string]bool)
 	var out []string
-	for _, p := range c.cfg.Peers {
+	for _, p := range cfg.Peers {
 		k := routeKey(p)
-		if k == self || sameHostPort(c.cfg.Listen, p) || seen[k] {
+		if k == self || sameHostPort(cfg.Listen, p) || seen[k] {
 			continue
 		}
 		seen[k] = true

@@ -80,8 +80,7 @@ func TestOtherPeers(t *testing.T) {
 		{"0.0.0.0:7001", []string{"127.0.0.1:7001", "127.0.0.1:7002"}, 1},
 		{"127.0.0.1:7001", []string{"127.0.0.2:7001"}, 1},
 	} {
-		c := &Cluster{cfg: Config{Listen: tc.listen, Peers: tc.peers}}
-		if got := c.otherPeers(); len(got) != tc.want {
+		if got := otherPeers(&Config{Listen: tc.listen, Peers: tc.peers}); len(got) != tc.want {
 			t.Errorf("listen %s, peers %v: other peers %v, want %d", tc.listen, tc.peers, got, tc.want)
 		}
 	}

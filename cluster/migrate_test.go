@@ -1,10 +1,7 @@
 package cluster
 
 import (
-	"bufio"
-	"os/exec"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
@@ -19,40 +16,17 @@ import (
 func TestClusterTakesASingleBrokersRetained(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
 	// A single broker on that data directory, with two retained messages.
-	single := exec.Command(petrelBin, "serve", "--listen", "127.0.0.1:0", "--data-dir", dir,
-		"--log-level", "info", "--sys-interval", "0")
-	stderr, err := single.StderrPipe()
-	if err != nil {
+	single := &procNode{name: "single", dir: dir}
+	single.start(t)
+	if err := single.serving(); err != nil {
 		t.Fatal(err)
 	}
-	if err := single.Start(); err != nil {
-		t.Fatal(err)
-	}
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			if m := listeningRE.FindStringSubmatch(sc.Text()); m != nil {
-				addr <- m[1]
-			}
-		}
-	}()
-	var a string
-	select {
-	case a = <-addr:
-	case <-time.After(30 * time.Second):
-		_ = single.Process.Kill()
-		t.Fatal("the single broker does not serve")
-	}
-	pub, _ := v5(t, a, "pub")
+	pub, _ := v5(t, single.addr, "pub")
 	for _, m := range []string{"old/a", "old/b"} {
 		v5Publish(t, pub, &paho.Publish{Topic: m, QoS: 1, Retain: true, Payload: []byte("kept " + m)})
 	}
 	_ = pub.Disconnect(&paho.Disconnect{})
-	_ = single.Process.Signal(syscall.SIGTERM)
-	if err := single.Wait(); err != nil {
-		t.Fatalf("the single broker: %v", err)
-	}
+	single.stop(t)
 
 	// The same directory is node 1's.
 	nodes := startProcsWith(t, 3, func(nodes []*procNode) { nodes[0].dir = dir })

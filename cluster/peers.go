@@ -543,7 +543,7 @@ func (c *Cluster) onBatch(m *nats.Msg) {
 	// NATS runs one subscription's callbacks one at a time, and Deliver
 	// keeps nothing of msgs: one slice serves every batch (growing it for
 	// each cost a receiving node 7% of its CPU, and more in the collector).
-	msgs := c.inbox[:0]
+	msgs, groups := c.inbox[:0], c.inboxGroups[:0] // groups: the batch's, once each
 	for r.Err == nil && len(r.B) > 0 {
 		var f broker.Forwarded
 		ng := r.Uvarint()
@@ -552,7 +552,11 @@ func (c *Cluster) onBatch(m *nats.Msg) {
 			break
 		}
 		for i := uint64(0); i < ng; i++ {
-			f.Groups = append(f.Groups, r.Str())
+			g := r.Str()
+			f.Groups = append(f.Groups, g)
+			if !slices.Contains(groups, g) {
+				groups = append(groups, g)
+			}
 		}
 		if len(r.B) < 4 {
 			r.Err = record.ErrMalformed
@@ -579,14 +583,6 @@ func (c *Cluster) onBatch(m *nats.Msg) {
 		ack := record.AppendString(b[:], c.cfg.Node)
 		_ = c.nc.Publish(reply, ack)
 	})
-	groups := c.inboxGroups[:0]
-	for i := range msgs {
-		for _, g := range msgs[i].Groups {
-			if !slices.Contains(groups, g) {
-				groups = append(groups, g)
-			}
-		}
-	}
 	c.noteRoom(from, groups)
 	clear(groups)
 	c.inboxGroups = groups[:0]
@@ -680,14 +676,14 @@ func (c *Cluster) heartbeats() {
 // none is named or some stay silent, those heard within the wait; then
 // every met node's table.
 func (c *Cluster) hello() {
-	want := len(c.otherPeers())
+	want := len(c.others)
 	start := time.Now()
 	// A configured peer that is up is met within a route dial (NATS
 	// redials every second) and a heartbeat; one that stays silent is
 	// down, and this node serves without it.
 	deadline := start.Add(max(c.cfg.NodeTimeout, 3*time.Second))
-	c.beat()
 	settle := start.Add(min(c.cfg.NodeTimeout/3, 500*time.Millisecond))
+	c.beat()
 	for {
 		now := time.Now()
 		live := c.peers.live()
@@ -698,20 +694,15 @@ func (c *Cluster) hello() {
 			p.mu.Unlock()
 		}
 		met := len(live) >= want && (want > 0 || !now.Before(settle))
-		if met && !busy {
+		switch {
+		case met && !busy:
 			return
-		}
-		if !now.Before(deadline) {
-			if len(live) < want {
-				c.log.Warn("cluster: serving before meeting every configured peer", "met", len(live), "configured", want)
-			}
-			if !busy {
-				return
-			}
-			if now.After(deadline.Add(c.cfg.NodeTimeout)) {
-				c.log.Warn("cluster: serving before every node's subscriptions arrived")
-				return
-			}
+		case now.After(deadline) && !busy:
+			c.log.Warn("cluster: serving before meeting every configured peer", "met", len(live), "configured", want)
+			return
+		case now.After(deadline.Add(c.cfg.NodeTimeout)):
+			c.log.Warn("cluster: serving before every node's subscriptions arrived")
+			return
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

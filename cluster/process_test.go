@@ -37,7 +37,8 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// procNode is one node running as a child process.
+// procNode is one node running as a child process; without a route, a
+// single broker.
 type procNode struct {
 	name, route, addr, dir string
 	peers                  []string
@@ -104,13 +105,18 @@ func tryStartProcs(t *testing.T, n int, adjust func(nodes []*procNode)) ([]*proc
 func (nd *procNode) start(t *testing.T) {
 	t.Helper()
 	args := []string{"serve", "--listen", "127.0.0.1:0", "--data-dir", nd.dir, "--node", nd.name,
-		"--cluster", nd.route, "--log-level", "info", "--sys-interval", "0"}
+		"--log-level", "info", "--sys-interval", "0"}
+	yaml := "limits:\n  control_rate: 100000\n"
+	if nd.route != "" {
+		args = append(args, "--cluster", nd.route)
+		// A short node timeout, so that a killed node's routes go quickly.
+		yaml += "cluster:\n  node_timeout: 1s\n"
+	}
 	if len(nd.peers) > 0 {
 		args = append(args, "--peers", strings.Join(nd.peers, ","))
 	}
-	// A short node timeout, so that a killed node's routes go quickly.
 	conf := filepath.Join(filepath.Dir(nd.dir), "petrel.yaml")
-	if err := os.WriteFile(conf, []byte("cluster:\n  node_timeout: 1s\nlimits:\n  control_rate: 100000\n"), 0o600); err != nil {
+	if err := os.WriteFile(conf, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	args = append(args, "--config", conf)

@@ -122,26 +122,19 @@ func (c *Cluster) checkRoom() {
 				delete(c.saidCrowded, to) // gone: a new run starts afresh
 				continue
 			}
-			keys := make([]string, 0, len(said))
-			for k := range said {
-				keys = append(keys, k)
-			}
-			still := make(map[string]bool)
-			for _, k := range c.node.Crowded(keys, nil) {
-				still[k] = true
-			}
+			still := c.node.Crowded(slices.Collect(maps.Keys(said)), nil)
 			var room []string
-			for _, k := range keys {
-				if !still[k] {
+			for k := range said {
+				if !slices.Contains(still, k) {
 					room = append(room, k)
+					delete(said, k)
 				}
 			}
-			c.saidCrowded[to] = still
 			if len(room) > 0 {
 				notices = append(notices, notice{to, room, false})
 			}
 			if resay && len(still) > 0 {
-				notices = append(notices, notice{to, slices.Collect(maps.Keys(still)), true})
+				notices = append(notices, notice{to, still, true})
 			}
 		}
 		c.roomMu.Unlock()

@@ -109,21 +109,19 @@ func serve(args []string, stderr io.Writer) int {
 	// A single broker (its store's recovery) is let finish starting, and
 	// then shut down as usual; so is a node past its join, which takes a
 	// moment.
-	started := make(chan error, 1)
+	started, up := make(chan error, 1), make(chan struct{})
 	if memLimit > 0 {
-		up, done := make(chan struct{}), make(chan struct{})
+		done := make(chan struct{})
 		defer close(done)
 		go followState(memLimit, srv, log, up, done)
-		go func() {
-			err := srv.Start()
-			if err == nil {
-				close(up)
-			}
-			started <- err
-		}()
-	} else {
-		go func() { started <- srv.Start() }()
 	}
+	go func() {
+		err := srv.Start()
+		if err == nil {
+			close(up)
+		}
+		started <- err
+	}()
 	select {
 	case err = <-started:
 	case sig := <-term:
