@@ -89,13 +89,11 @@ func tryStartProcs(t *testing.T, n int, adjust func(nodes []*procNode)) ([]*proc
 	for _, nd := range nodes {
 		nd.start(t)
 	}
-	for _, nd := range nodes {
-		if err := nd.serving(); err != nil {
-			for _, o := range nodes {
-				o.kill(t)
-			}
-			return nil, err
+	if err := serving(nodes...); err != nil {
+		for _, nd := range nodes {
+			nd.kill(t)
 		}
+		return nil, err
 	}
 	return nodes, nil
 }
@@ -168,29 +166,42 @@ func (nd *procNode) start(t *testing.T) {
 
 // serving waits for the node's MQTT listener (which opens once the node
 // has joined the cluster); an error says why it never opened.
-func (nd *procNode) serving() error {
+func (nd *procNode) serving() error { return serving(nd) }
+
+// serving waits until every node serves. A node that exits first is the
+// error, whichever it is: the others may be waiting for it (a peer's route
+// port taken by another socket ends that peer at once, while the rest wait
+// for their quorum).
+func serving(nodes ...*procNode) error {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		nd.mu.Lock()
-		addr := nd.addr
-		nd.mu.Unlock()
-		if addr != "" {
+		waiting := ""
+		for _, nd := range nodes {
+			nd.mu.Lock()
+			addr := nd.addr
+			nd.mu.Unlock()
+			if addr != "" {
+				continue
+			}
+			select {
+			case <-nd.done:
+				nd.mu.Lock()
+				defer nd.mu.Unlock()
+				for _, l := range nd.log {
+					if strings.Contains(l, "cannot start") {
+						return fmt.Errorf("%s exited before serving: %s", nd.name, l)
+					}
+				}
+				return fmt.Errorf("%s exited before serving", nd.name)
+			default:
+			}
+			waiting = nd.name
+		}
+		if waiting == "" {
 			return nil
 		}
-		select {
-		case <-nd.done:
-			nd.mu.Lock()
-			defer nd.mu.Unlock()
-			for _, l := range nd.log {
-				if strings.Contains(l, "cannot start") {
-					return fmt.Errorf("%s exited before serving: %s", nd.name, l)
-				}
-			}
-			return fmt.Errorf("%s exited before serving", nd.name)
-		default:
-		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s does not serve after 60s", nd.name)
+			return fmt.Errorf("%s does not serve after 60s", waiting)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
