@@ -41,6 +41,19 @@ type Cluster interface {
 	// Full reports whether what waits to go to other nodes is at its
 	// bound: publishers held back for it wait until ClusterNode.Drained.
 	Full() bool
+	// Claim makes this node the owner of clientID's session, cluster-wide,
+	// and returns the node that held it, for the session to come from
+	// there: "" when none did, or this one, or one no longer in the
+	// cluster. It blocks (the broker calls it on a goroutine of its own);
+	// an error means the owner cannot be known, and the CONNECT is refused.
+	Claim(clientID string) (prev string, err error)
+	// Ask sends a request about a session to node (its
+	// ClusterNode.Answer) and returns the answer. It blocks.
+	Ask(node string, req []byte) ([]byte, error)
+	// Cut asks every live node, this one included, for its Stamp, each
+	// given once node old has taken every message that node sent it
+	// before. It blocks.
+	Cut(old string) (map[string]uint64, error)
 	// Close leaves the cluster; the Server calls it in Close, after the
 	// listeners have stopped.
 	Close() error
@@ -68,6 +81,9 @@ type ClusterRoute struct {
 	// Scratch is the cluster's own working space, kept with the route
 	// from one message to the next; the broker never reads it.
 	Scratch any
+	// Stamp is this node's count of routings at this one; the cluster
+	// carries it with the message (Forwarded.Stamp).
+	Stamp uint64
 }
 
 // AppendBody appends the message's encoding, which ClusterNode.Deliver
@@ -193,6 +209,9 @@ func (n *ClusterNode) Drained() { n.s.endClusterWait() }
 type Forwarded struct {
 	Body   []byte
 	Groups []string
+	// From is the node that routed it, and Stamp its ClusterRoute.Stamp.
+	From  string
+	Stamp uint64
 }
 
 // Deliver routes messages from another node to this node's subscriptions
@@ -227,6 +246,7 @@ func (n *ClusterNode) Deliver(msgs []Forwarded, done func()) int {
 				sc.groups = append(sc.groups, g)
 			}
 		}
+		tx.stamp, tx.stampNode = msgs[i].Stamp, msgs[i].From
 		s.countUnrouted(m, s.deliverLocal(m, sc, tx))
 		s.messageShard(m).addSent(&tx.sent)
 		m.unref()
@@ -236,6 +256,10 @@ func (n *ClusterNode) Deliver(msgs []Forwarded, done func()) int {
 	if tx.group() != 0 {
 		bw.n.Add(1)
 		tx.finish(s, bw)
+	}
+	for _, p := range tx.remote { // sessions arriving from another node (handover.go)
+		bw.n.Add(1)
+		p.Then(bw.release)
 	}
 	if len(tx.backedUp) > 0 || len(tx.outFull) > 0 {
 		bw.n.Add(1)
@@ -410,7 +434,13 @@ func (s *Server) publishClustered(m *message, tx *routeTx) int {
 		r = new(ClusterRoute)
 		tx.route = r
 	}
-	r.m, r.Topic, r.QoS, r.Retain = m, m.Topic, m.QoS, m.Retain
+	// Numbered before it is matched, and routed whole under the read
+	// lock: a node's Stamp counts every routing that may have missed a
+	// subscription it had not yet heard of (handover.go).
+	s.cutMu.RLock()
+	defer s.cutMu.RUnlock()
+	tx.stamp, tx.stampNode = s.stamps.Add(1), ""
+	r.m, r.Topic, r.QoS, r.Retain, r.Stamp = m, m.Topic, m.QoS, m.Retain, tx.stamp
 	s.opts.Cluster.Route(r)
 	sc := matchPool.Get().(*matches)
 	for _, key := range r.Local {

@@ -146,11 +146,23 @@ func (cm *committer) write(b *store.Batch) {
 // dropSession removes a durable session from the store: its record, its
 // queues, and its queue entries' references to message bodies.
 func (cm *committer) dropSession(clientID, queue, inbound string) {
+	cm.drop(clientID, queue, inbound)
+}
+
+// dropQueues removes a session's queues, and their entries' references
+// to message bodies, but not its record: a session that moved to another
+// node while a new one of the same client id began here.
+func (cm *committer) dropQueues(queue, inbound string) { cm.drop("", queue, inbound) }
+
+// drop removes a session's queues, and its record unless clientID is "".
+func (cm *committer) drop(clientID, queue, inbound string) {
 	cm.mu.Lock()
 	g := cm.open
 	g.dropQueues = append(g.dropQueues, queue)
 	n := g.batch.Len()
-	g.batch.DeleteSession(clientID)
+	if clientID != "" {
+		g.batch.DeleteSession(clientID)
+	}
 	g.batch.DeleteQueueAll(queue)
 	g.batch.DeleteQueueAll(inbound)
 	for i := n; i < g.batch.Len(); i++ {

@@ -222,6 +222,13 @@ func (c *conn) admit(cp *connectParams, authData []byte) {
 			c.statShard().allowed.Add(1)
 		}
 	}
+	if c.srv.opts.Cluster != nil {
+		// The session's owner is cluster-wide: claimed first, off the
+		// event loop (handover.go).
+		c.paused = true
+		go c.claimOnCluster(cp, authData)
+		return
+	}
 	c.accept(cp, authData)
 }
 

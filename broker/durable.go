@@ -103,6 +103,12 @@ type routeTx struct {
 	// route is publishClustered's question to the cluster, kept with the
 	// tx (made on first use).
 	route *ClusterRoute
+	// stamp and stampNode say where the message being routed comes from
+	// on a cluster node: the node ("" for this one) and its count of
+	// routings, so that a session moving between nodes takes each message
+	// once (handover.go).
+	stamp     uint64
+	stampNode string
 }
 
 // batch pins the open commit group on first use and returns the writes.
@@ -124,6 +130,7 @@ func (tx *routeTx) reset() {
 	tx.remote = tx.remote[:0]
 	tx.clusterFull = false
 	tx.sent = [3]uint32{}
+	tx.stamp, tx.stampNode = 0, ""
 }
 
 // resetWrites empties tx of its store writes, once they are handed over.
@@ -170,6 +177,9 @@ func (ss *session) stageLocked(d delivery, tx *routeTx) {
 	tx.sync = tx.sync || d.qos > 0
 	d.seq, d.msgID = ss.nextSeq, tx.msgID
 	ss.nextSeq++
+	if ss.move != nil && ss.move.leaving && !d.shared && tx.stamp != 0 {
+		ss.move.stamps[d.seq] = stampRef{tx.stampNode, tx.stamp} // handover.go
+	}
 	b.PutQueue(ss.queueName(), d.seq, appendEntry(nil, entryOf(&d, false)))
 	ss.pending = append(ss.pending, pendingDelivery{delivery: d, group: tx.g.id})
 	ss.pendingBytes += int64(len(d.msg.Payload))

@@ -111,32 +111,8 @@ func (s *Server) recoverSession(clientID string, r *sessionRecord, now time.Time
 		}
 	}
 	// The queue: its length and bytes, where it starts and ends.
-	err := s.store.LoadQueue(ss.queueName(), 0, func(seq uint64, rec []byte) (bool, error) {
-		e, err := decodeEntry(rec)
-		if err != nil {
-			return false, fmt.Errorf("session %q queue entry %d: %w", clientID, seq, err)
-		}
-		if ss.stored == 0 {
-			ss.storedFrom = seq
-		}
-		ss.noteExpiry(e.expiry)
-		ss.setStoredLocked(ss.stored+1, ss.storedBytes+int64(e.size)) // not shared yet: no lock needed
-		ss.nextSeq = seq + 1
-		return true, nil
-	})
-	if err != nil {
+	if err := s.loadQueuesLocked(ss); err != nil { // not shared yet: no lock needed
 		return nil, nil, err
-	}
-	ss.resendBelow = ss.nextSeq
-	err = s.store.LoadQueue(ss.inboundName(), 0, func(pid uint64, _ []byte) (bool, error) {
-		if ss.inboundQoS2 == nil {
-			ss.inboundQoS2 = make(map[uint16]struct{})
-		}
-		ss.inboundQoS2[uint16(pid)] = struct{}{}
-		return true, nil
-	})
-	if err != nil {
-		return nil, nil, fmt.Errorf("session %q inbound QoS 2 ids: %w", clientID, err)
 	}
 	for _, st := range r.subs {
 		sub := subscriber{sess: ss, qos: st.qos, noLocal: st.opts&subNoLocal != 0,

@@ -64,6 +64,17 @@ type Server struct {
 	maxOnline     int
 	nextSessionID atomic.Uint64
 
+	// On a cluster node (handover.go): stamps counts the messages routed
+	// here, each under cutMu read-locked, so that Stamp, write-locking it,
+	// sees none under way. claims are the CONNECTs claiming a client id
+	// here (closed when done), leavingSessions the sessions handed to
+	// another node, kept until it says it has them; both under movesMu.
+	cutMu           sync.RWMutex
+	stamps          atomic.Uint64
+	movesMu         sync.Mutex
+	claims          map[string]chan struct{}
+	leavingSessions map[string]*session
+
 	// retainedExpiry lists the retained topics whose message expires.
 	retainedExpiry expiryIndex
 	// localRetained, on a node of a cluster, are the retained messages its

@@ -76,6 +76,9 @@ type session struct {
 
 	// away is what an offline session waits for; nil while connected.
 	away *awayState
+	// move is the session's part in a move between cluster nodes, nil
+	// unless it is moving (handover.go).
+	move *sessionMove
 	// gen changes whenever a connection takes the session, so a timer armed
 	// for an earlier absence does nothing.
 	gen uint64
@@ -117,6 +120,9 @@ type delivery struct {
 	// sole: nothing else holds msg (it matched this subscription alone and
 	// is not retained), so a queue may keep a copy instead (messageQueue).
 	sole bool
+	// shared: a shared group chose this session (only one node has the
+	// message, which matters to a session moving between nodes).
+	shared bool
 }
 
 // pidOf derives a packet id from a sequence number, so that a delivery
@@ -134,8 +140,17 @@ func pidOf(seq uint64) uint16 { return uint16((seq-1)%65535) + 1 } // seq 1 is p
 func (ss *session) push(d delivery, tx *routeTx) bool {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
+	return ss.pushLocked(d, tx)
+}
+
+// pushLocked is push under ss.mu.
+func (ss *session) pushLocked(d delivery, tx *routeTx) bool {
 	if ss.ended {
 		return false
+	}
+	if ss.move != nil && ss.move.done != nil {
+		ss.holdLocked(d, tx) // arriving from another node (handover.go)
+		return true
 	}
 	if !d.msg.Expiry.IsZero() && d.msg.expired(time.Now()) {
 		ss.srv.stats.expired.Add(1)

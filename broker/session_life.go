@@ -23,12 +23,7 @@ func (s *Server) openSession(c *conn, cp *connectParams, connack *packet.Connack
 	var endedWill *message
 	if ss != nil {
 		ss.mu.Lock()
-		previous, ss.conn = ss.conn, nil
-		ss.online.Store(false)
-		if previous != nil {
-			s.online--
-			s.stats.takenOver.Add(1)
-		}
+		previous = s.detachLocked(ss)
 		if cp.cleanStart || ss.expiry == 0 {
 			// A clean start discards the old session; so does a new
 			// connection to one that was ending with its connection.
@@ -81,6 +76,20 @@ func (s *Server) openSession(c *conn, cp *connectParams, connack *packet.Connack
 		}
 		previous.disconnect(packet.SessionTakenOver, "another connection took the session over") // [MQTT-3.1.4-3] (v5)
 	}
+}
+
+// detachLocked takes the session from the connection holding it, which it
+// returns (nil if none) for the caller to disconnect once the locks are
+// released. s.mu and ss.mu are held.
+func (s *Server) detachLocked(ss *session) *conn {
+	c := ss.conn
+	ss.conn = nil
+	ss.online.Store(false)
+	if c != nil {
+		s.online--
+		s.stats.takenOver.Add(1)
+	}
+	return c
 }
 
 // newSession makes a session; one that outlives its connection is kept in

@@ -106,7 +106,7 @@ func (g *shareGroup) hasRoom(limit uint32) bool {
 // offer pushes m to one member at the QoS it subscribed with.
 // [MQTT-4.8.2-3] (v5)
 func offer(sub *subscriber, m *message, sc *matches, tx *routeTx) bool {
-	d := delivery{msg: m, qos: min(sub.qos, m.QoS), retain: sub.retainAsPublished && m.Retain}
+	d := delivery{msg: m, qos: min(sub.qos, m.QoS), retain: sub.retainAsPublished && m.Retain, shared: true}
 	if sub.subID != 0 {
 		sc.ids = append(sc.ids[:0], sub.subID)
 		d.subIDs = sc.ids

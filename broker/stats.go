@@ -114,9 +114,13 @@ type Stats struct {
 	// SessionsExpired counts sessions ended by their expiry interval
 	// (while the broker ran, or while it was down, found at start);
 	// SessionsTakenOver the sessions a new connection took from a
-	// connection still holding them.
+	// connection still holding them. On a cluster node, SessionsMovedIn
+	// and SessionsMovedOut count the sessions that came from another node
+	// for a client connecting here, and those that went to one.
 	SessionsExpired   uint64 `json:"sessions_expired"`
 	SessionsTakenOver uint64 `json:"sessions_taken_over"`
+	SessionsMovedIn   uint64 `json:"sessions_moved_in,omitempty"`
+	SessionsMovedOut  uint64 `json:"sessions_moved_out,omitempty"`
 
 	Store StoreStats `json:"store"`
 }
@@ -236,6 +240,8 @@ type stats struct {
 	accepted       atomic.Uint64 // connections the listeners accepted
 	sessionExpired atomic.Uint64
 	takenOver      atomic.Uint64
+	movedIn        atomic.Uint64
+	movedOut       atomic.Uint64
 	connacks       [256]atomic.Uint64                   // by reason code
 	ends           [len(closeReasonWords)]atomic.Uint64 // by closeReason
 	authn          [numAuthnResults]atomic.Uint64
@@ -543,6 +549,7 @@ func (s *Server) Stats() Stats {
 	}
 	out.SessionsExpired = st.sessionExpired.Load()
 	out.SessionsTakenOver = st.takenOver.Load()
+	out.SessionsMovedIn, out.SessionsMovedOut = st.movedIn.Load(), st.movedOut.Load()
 
 	if n, err := s.store.Usage(); err == nil {
 		out.Store.SizeBytes = n

@@ -160,6 +160,7 @@ type Cluster struct {
 	table table
 	peers peerSet
 	ret   retainer
+	dir   kvBucket // the session directory (sessions.go)
 	// inbox is onBatch's decoding space, reused (one batch at a time),
 	// and inboxGroups the shared groups of the batch.
 	inbox       []broker.Forwarded
@@ -197,6 +198,7 @@ func New(cfg Config) (*Cluster, error) {
 	c.table.init(cfg.Node)
 	c.peers.init()
 	c.ret.init()
+	c.dir = kvBucket{name: dirBucket, what: "session directory", maxValue: 1024}
 	return c, nil
 }
 
@@ -249,7 +251,15 @@ func (c *Cluster) Start(n *broker.ClusterNode) error {
 		c.shutdown()
 		return fmt.Errorf("retained messages: %w", err)
 	}
-	moved, err := n.MigrateRetained(func(topics []string, bodies [][]byte) []bool {
+	dctx, dcancel := context.WithTimeout(c.ctx, 2*time.Minute)
+	_, err := c.dir.bind(dctx, c)
+	dcancel()
+	if err != nil {
+		c.shutdown()
+		return err
+	}
+	var moved int
+	moved, err = n.MigrateRetained(func(topics []string, bodies [][]byte) []bool {
 		return c.ret.migrate(c, topics, bodies)
 	})
 	if err != nil {

@@ -155,6 +155,7 @@ func (p *peer) enqueue(c *Cluster, r *broker.ClusterRoute, groups []string) (*br
 	for _, g := range groups {
 		b.buf = record.AppendString(b.buf, g)
 	}
+	b.buf = record.AppendUvarint(b.buf, r.Stamp)
 	// The body's length is not known before it is written: it is written
 	// after a 4-byte placeholder, then the length goes in front as a
 	// fixed-size field.
@@ -453,6 +454,8 @@ func (c *Cluster) subscribe() error {
 		{c.pfx + "mack." + c.cfg.Node, c.onBatchAck},
 		{c.pfx + "room." + c.cfg.Node, c.onRoom},
 		{c.pfx + "ret", c.onRetained},
+		{c.pfx + "sess." + c.cfg.Node, c.onSession},
+		{c.pfx + "cut", c.onCut},
 	}
 	for _, s := range subs {
 		sub, err := c.nc.Subscribe(s.subj, s.fn)
@@ -558,6 +561,7 @@ func (c *Cluster) onBatch(m *nats.Msg) {
 				groups = append(groups, g)
 			}
 		}
+		f.From, f.Stamp = from, r.Uvarint()
 		if len(r.B) < 4 {
 			r.Err = record.ErrMalformed
 			break
@@ -658,12 +662,14 @@ func (c *Cluster) heartbeats() {
 			c.forgetAcks(nil, now)
 			// Off this goroutine: raising the replicas waits for them to
 			// catch up, and heartbeats must not wait.
-			if c.ret.scaling.CompareAndSwap(false, true) {
-				if !c.spawn(func() {
-					defer c.ret.scaling.Store(false)
-					c.ret.scale(c)
-				}) {
-					c.ret.scaling.Store(false)
+			for _, kb := range c.buckets() {
+				if kb.scaling.CompareAndSwap(false, true) {
+					if !c.spawn(func() {
+						defer kb.scaling.Store(false)
+						kb.scale(c)
+					}) {
+						kb.scaling.Store(false)
+					}
 				}
 			}
 		}

@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,11 +29,8 @@ const bucket = "petrel_retained"
 // a QoS 1 or 2 publisher's acknowledgement waits for, so that a SUBSCRIBE
 // on any node after it sees the message).
 type retainer struct {
-	kv       jetstream.KeyValue
-	ready    atomic.Bool // kv is set
-	scaling  atomic.Bool // scale is running
-	replicas atomic.Int32
-	loaded   atomic.Int64
+	kvBucket
+	loaded atomic.Int64
 
 	// mu guards revs: the revision each topic's message here is at.
 	mu   sync.Mutex
@@ -64,6 +60,7 @@ func key(topic string) string {
 }
 
 func (rt *retainer) init() {
+	rt.kvBucket = kvBucket{name: bucket, what: "retained messages", maxValue: 64 << 20}
 	rt.revs = make(map[string]uint64)
 	rt.wake = make(chan struct{}, 1)
 }
@@ -93,8 +90,6 @@ func (rt *retainer) start(c *Cluster) error {
 	if err != nil {
 		return err
 	}
-	rt.kv = kv
-	rt.ready.Store(true)
 	// Watching makes a consumer, which JetStream may be slow to make while
 	// the cluster forms (its request timed out once in a few hundred
 	// starts): again, within the start's wait.
@@ -141,109 +136,6 @@ func (rt *retainer) start(c *Cluster) error {
 		rt.write(c)
 	}()
 	return nil
-}
-
-// bind opens the bucket, making it if it is not there yet with as many
-// replicas as there are nodes, up to 3.
-func (rt *retainer) bind(ctx context.Context, c *Cluster) (jetstream.KeyValue, error) {
-	for {
-		// Each request on its own clock: one lost while the cluster forms
-		// must not use up the whole wait.
-		actx, acancel := context.WithTimeout(ctx, 2*time.Second)
-		defer acancel()
-		kv, err := c.js.KeyValue(actx, bucket)
-		if err == nil {
-			st, err := kv.Status(actx)
-			if err == nil {
-				if s, ok := st.(*jetstream.KeyValueBucketStatus); ok {
-					rt.replicas.Store(int32(s.StreamInfo().Config.Replicas))
-				}
-			}
-			return kv, nil
-		}
-		if !errors.Is(err, jetstream.ErrBucketNotFound) {
-			if ctx.Err() != nil {
-				return nil, fmt.Errorf("open the retained bucket: %w", err)
-			}
-			c.log.Debug("cluster: open the retained bucket", "err", err)
-			time.Sleep(100 * time.Millisecond)
-			continue
-		}
-		n := min(3, len(c.Nodes()))
-		kv, err = c.js.CreateKeyValue(actx, rt.config(n, c))
-		if err == nil {
-			rt.replicas.Store(int32(n))
-			c.log.Info("cluster: retained messages replicated", "replicas", n)
-			return kv, nil
-		}
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("create the retained bucket: %w", err)
-		}
-		time.Sleep(100 * time.Millisecond) // made meanwhile by another node, or no placement yet
-	}
-}
-
-func (rt *retainer) config(replicas int, c *Cluster) jetstream.KeyValueConfig {
-	cfg := jetstream.KeyValueConfig{Bucket: bucket, History: 1, Replicas: replicas,
-		Description: "Petrel's retained messages", MaxValueSize: 64 << 20}
-	if c.cfg.DataDir == "" && c.cfg.NATSURL == "" {
-		cfg.Storage = jetstream.MemoryStorage
-	}
-	return cfg
-}
-
-// scale raises the bucket's replicas as nodes join, up to 3; the node
-// with the lowest name does it.
-func (rt *retainer) scale(c *Cluster) {
-	if !rt.ready.Load() || rt.replicas.Load() >= 3 {
-		return
-	}
-	nodes := c.Nodes()
-	want := min(3, len(nodes))
-	if int32(want) <= rt.replicas.Load() || slices.Min(nodes) != c.cfg.Node {
-		return
-	}
-	ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
-	defer cancel()
-	if _, err := c.js.UpdateKeyValue(ctx, rt.config(want, c)); err != nil {
-		c.log.Debug("cluster: raise the retained bucket's replicas", "want", want, "err", err)
-		return
-	}
-	rt.replicas.Store(int32(want))
-	// Replicated once the new replicas have caught up: until then the
-	// loss of a node may still cost the bucket its quorum.
-	wait, wcancel := context.WithTimeout(c.ctx, 30*time.Second)
-	defer wcancel()
-	for wait.Err() == nil {
-		if rt.current(wait, c, want) {
-			c.log.Info("cluster: retained messages replicated", "replicas", want)
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	c.log.Warn("cluster: the retained bucket's new replicas are still catching up", "replicas", want)
-}
-
-// current reports whether the bucket's stream has n replicas, every one
-// up to date with its leader.
-func (rt *retainer) current(ctx context.Context, c *Cluster, n int) bool {
-	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	st, err := c.js.Stream(rctx, "KV_"+bucket)
-	if err != nil {
-		return false
-	}
-	info, err := st.Info(rctx)
-	if err != nil || info.Cluster == nil || info.Cluster.Leader == "" || info.Cluster.Desired != nil ||
-		len(info.Cluster.Replicas) != n-1 {
-		return false
-	}
-	for _, p := range info.Cluster.Replicas {
-		if !p.Current || p.Offline || p.Pending {
-			return false
-		}
-	}
-	return true
 }
 
 // applyEntry applies one of the bucket's updates.

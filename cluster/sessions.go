@@ -1,0 +1,165 @@
+package cluster
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/petrelmq/petrel/internal/record"
+)
+
+// The session directory: which node owns each client id's session. A
+// replicated key-value bucket, changed only by compare-and-set on the
+// entry's revision, so that of two nodes claiming one client id at once
+// one wins and the other, reading the winner, claims after it: the
+// claims of a client id are in one order, cluster-wide, and each node
+// takes the session from the one before it (broker/handover.go). Only
+// the side of a partition with a majority of the nodes can write it: a
+// node on the other side refuses CONNECTs rather than serve a session
+// another node may be serving.
+
+const (
+	dirBucket = "petrel_sessions"
+	// claimTimeout bounds a claim, conflicts and retries included.
+	claimTimeout = 5 * time.Second
+	// askTimeout bounds one request about a session to another node.
+	askTimeout = 10 * time.Second
+)
+
+// dirKey is the directory's key for a client id: its base64 (URL
+// alphabet, which keys allow), or its SHA-256 when too long for a subject.
+func dirKey(clientID string) string {
+	if len(clientID) <= 512 {
+		return "c." + base64.RawURLEncoding.EncodeToString([]byte(clientID))
+	}
+	h := sha256.Sum256([]byte(clientID))
+	return "h." + hex.EncodeToString(h[:])
+}
+
+// Claim implements broker.Cluster.
+func (c *Cluster) Claim(clientID string) (string, error) {
+	if !c.dir.ready.Load() {
+		return "", errors.New("the session directory is not open")
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, claimTimeout)
+	defer cancel()
+	k, me := dirKey(clientID), []byte(c.cfg.Node)
+	for {
+		prev := ""
+		e, err := c.dir.kv.Get(ctx, k)
+		switch {
+		case err == nil:
+			prev = string(e.Value())
+			_, err = c.dir.kv.Update(ctx, k, me, e.Revision())
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+			_, err = c.dir.kv.Create(ctx, k, me)
+		}
+		if err == nil {
+			if prev == "" || prev == c.cfg.Node {
+				return "", nil
+			}
+			if p := c.peers.get(prev); p == nil || !p.alive.Load() {
+				return "", nil // its node is gone, and the session with it
+			}
+			return prev, nil
+		}
+		if (errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch)) && ctx.Err() == nil {
+			continue // another node claimed it meanwhile: after it, then
+		}
+		return "", fmt.Errorf("claim session %q: %w", clientID, err)
+	}
+}
+
+// Ask implements broker.Cluster.
+func (c *Cluster) Ask(node string, req []byte) ([]byte, error) {
+	m, err := c.nc.Request(c.pfx+"sess."+node, req, askTimeout)
+	if err != nil {
+		return nil, fmt.Errorf("ask node %s about a session: %w", node, err)
+	}
+	return m.Data, nil
+}
+
+// onSession answers a request about a session, off NATS's goroutine: an
+// answer may wait for a claim under way here.
+func (c *Cluster) onSession(m *nats.Msg) {
+	c.spawn(func() { _ = m.Respond(c.node.Answer(m.Data)) })
+}
+
+// Cut implements broker.Cluster.
+func (c *Cluster) Cut(old string) (map[string]uint64, error) {
+	want := make(map[string]bool)
+	for _, p := range c.peers.live() {
+		want[p.name] = true
+	}
+	inbox := nats.NewInbox()
+	sub, err := c.nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	req := record.AppendString(record.AppendString(nil, c.cfg.Node), old)
+	if err := c.nc.PublishRequest(c.pfx+"cut", inbox, req); err != nil {
+		return nil, err
+	}
+	cuts := map[string]uint64{c.cfg.Node: c.stampFor(old)}
+	deadline := time.Now().Add(askTimeout)
+	for len(want) > 0 {
+		m, err := sub.NextMsg(time.Until(deadline))
+		if err != nil {
+			break
+		}
+		r := record.Reader{B: m.Data}
+		node, k := r.Str(), r.Uvarint()
+		if r.Err == nil && want[node] {
+			cuts[node] = k
+			delete(want, node)
+		}
+	}
+	for node := range want {
+		if p := c.peers.get(node); p != nil && p.alive.Load() {
+			return cuts, fmt.Errorf("node %s did not say where it cuts", node)
+		}
+	}
+	return cuts, nil
+}
+
+// onCut answers another node's Cut.
+func (c *Cluster) onCut(m *nats.Msg) {
+	r := record.Reader{B: m.Data}
+	asker, old := r.Str(), r.Str()
+	if r.Err != nil || asker == c.cfg.Node {
+		return
+	}
+	c.spawn(func() {
+		k := c.stampFor(old)
+		_ = m.Respond(record.AppendUvarint(record.AppendString(nil, c.cfg.Node), k))
+	})
+}
+
+// stampFor is this node's Stamp, once node old has taken every batch
+// this node had for it then (or has left the cluster).
+func (c *Cluster) stampFor(old string) uint64 {
+	k := c.node.Stamp()
+	p := c.peers.get(old)
+	if p == nil {
+		return k
+	}
+	var waits []*batch
+	p.mu.Lock()
+	waits = append(waits, p.queue...)
+	for _, b := range p.inflight {
+		waits = append(waits, b)
+	}
+	p.mu.Unlock()
+	for _, b := range waits {
+		b.pending.Wait(askTimeout)
+	}
+	return k
+}
