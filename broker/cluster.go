@@ -44,9 +44,12 @@ type Cluster interface {
 	// Claim makes this node the owner of clientID's session, cluster-wide,
 	// and returns the node that held it, for the session to come from
 	// there: "" when none did, or this one, or one no longer in the
-	// cluster. It blocks (the broker calls it on a goroutine of its own);
-	// an error means the owner cannot be known, and the CONNECT is refused.
-	Claim(clientID string) (prev string, err error)
+	// cluster. Claims of a client id are in one order cluster-wide, each
+	// numbered higher than the one before; claimed hears this one's number
+	// as soon as it is known, before Claim returns. It blocks (the broker
+	// calls it on a goroutine of its own); an error means the owner cannot
+	// be known, and the CONNECT is refused.
+	Claim(clientID string, claimed func(rev uint64)) (prev string, err error)
 	// Ask sends a request about a session to node (its
 	// ClusterNode.Answer) and returns the answer. It blocks.
 	Ask(node string, req []byte) ([]byte, error)

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/petrelmq/petrel/internal/record"
@@ -81,6 +83,26 @@ type sessionMove struct {
 	// part is in, and what their publishers' acknowledgements wait for.
 	held []heldDelivery
 	done *Pending
+
+	// cut is, once the session came here, each node's stamp at the cut:
+	// a plain delivery routed there before it reached the node the
+	// session came from too, which passed it on, however late it arrives
+	// here. Kept while the session lives (and moves on: its deliveries
+	// are still late ones).
+	cut map[string]uint64
+}
+
+// passedOn reports whether d, being routed (tx), is one the node the
+// session came from had and passed on: it is dropped here.
+func (mv *sessionMove) passedOn(s *Server, d *delivery, tx *routeTx) bool {
+	if mv.cut == nil || d.shared || tx.stamp == 0 {
+		return false
+	}
+	node := tx.stampNode
+	if node == "" {
+		node = s.opts.NodeName
+	}
+	return tx.stamp <= mv.cut[node]
 }
 
 // stampRef is where a message was routed: the node ("" for this one) and
@@ -101,12 +123,15 @@ type heldDelivery struct {
 // first. Then the CONNECT is accepted as on one node.
 func (c *conn) claimOnCluster(cp *connectParams, authData []byte) {
 	s := c.srv
-	release := s.claimLock(cp.clientID)
-	prev, err := s.opts.Cluster.Claim(cp.clientID)
+	cl := s.claimLock(cp.clientID)
+	// The claim lasts until the session is this connection's: a request
+	// from a node claiming after it must find it there.
+	defer s.endClaim(cp.clientID, cl)
+	prev, err := s.opts.Cluster.Claim(cp.clientID, cl.claimed)
+	cl.claimed(0) // if it failed: no number
 	if err == nil && prev != "" {
-		s.takeSession(prev, cp)
+		s.takeSession(prev, cp, cl.rev.Load())
 	}
-	release()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.isClosing() || c.state == stateClosed {
@@ -128,30 +153,79 @@ func (c *conn) claimOnCluster(cp *connectParams, authData []byte) {
 	}
 }
 
-// claimLock orders the claims of one client id on this node, and a
-// request from another node for that session after them: it returns
-// once no other claim of clientID is under way here, and the function
-// that ends this one.
-func (s *Server) claimLock(clientID string) func() {
+// claim is a CONNECT claiming a client id on this node. Claims of one
+// client id here go one at a time (claimLock). rev is its number in the
+// directory's order, set once known (0 if the claim failed), which
+// numbered closes; done closes when the claim, and the session's coming
+// here, are over.
+type claim struct {
+	rev      atomic.Uint64
+	once     sync.Once
+	numbered chan struct{}
+	done     chan struct{}
+}
+
+func (cl *claim) claimed(rev uint64) {
+	cl.once.Do(func() {
+		cl.rev.Store(rev)
+		close(cl.numbered)
+	})
+}
+
+// claimLock returns once no other claim of clientID is under way here,
+// with this one registered.
+func (s *Server) claimLock(clientID string) *claim {
 	for {
 		s.movesMu.Lock()
 		if s.claims == nil {
-			s.claims = make(map[string]chan struct{})
+			s.claims = make(map[string]*claim)
 		}
-		ch, busy := s.claims[clientID]
+		cl, busy := s.claims[clientID]
 		if !busy {
-			ch = make(chan struct{})
-			s.claims[clientID] = ch
+			cl = &claim{numbered: make(chan struct{}), done: make(chan struct{})}
+			s.claims[clientID] = cl
 			s.movesMu.Unlock()
-			return func() {
-				s.movesMu.Lock()
-				delete(s.claims, clientID)
-				s.movesMu.Unlock()
-				close(ch)
-			}
+			return cl
 		}
 		s.movesMu.Unlock()
-		<-ch
+		<-cl.done
+	}
+}
+
+// endClaim ends a claim registered by claimLock.
+func (s *Server) endClaim(clientID string, cl *claim) {
+	s.movesMu.Lock()
+	delete(s.claims, clientID)
+	s.movesMu.Unlock()
+	close(cl.done)
+}
+
+// afterEarlierClaims returns once no claim of clientID numbered before rev
+// is under way here: a request from the node whose claim is numbered rev
+// comes after those, and before any later one (which waits for it in its
+// turn), so that no two nodes wait for each other.
+func (s *Server) afterEarlierClaims(clientID string, rev uint64) {
+	deadline := time.After(moveTimeout)
+	for {
+		s.movesMu.Lock()
+		cl := s.claims[clientID]
+		s.movesMu.Unlock()
+		if cl == nil {
+			return
+		}
+		select {
+		case <-cl.numbered: // soon: the directory's answer is on its way
+		case <-deadline:
+			return
+		}
+		if r := cl.rev.Load(); r == 0 || r > rev {
+			return // it failed, or comes after
+		}
+		select {
+		case <-cl.done:
+		case <-deadline:
+			return
+		}
 	}
 }
 
@@ -177,10 +251,10 @@ func (s *Server) armIfOffline(clientID string) {
 
 // takeSession brings clientID's session from node prev, which held it.
 // Whatever goes wrong leaves the client a new session (logged).
-func (s *Server) takeSession(prev string, cp *connectParams) {
+func (s *Server) takeSession(prev string, cp *connectParams, rev uint64) {
 	cl := s.opts.Cluster
 	start := time.Now()
-	ans, err := cl.Ask(prev, appendMoveRequest(movePrepare, cp.clientID, cp.cleanStart))
+	ans, err := cl.Ask(prev, record.AppendUvarint(appendMoveRequest(movePrepare, cp.clientID, cp.cleanStart), rev))
 	if err != nil {
 		s.log.Warn("cluster: the node holding a session did not hand it over; the client gets a new one",
 			"client", cp.clientID, "node", prev, "err", err)
@@ -361,7 +435,6 @@ func (s *Server) readPart(r *reader, ss *session, b *store.Batch, count *int) (b
 // the store, then the deliveries held here that came after the cut, and
 // the session is as it would be after a restart.
 func (s *Server) arrived(ss *session, b *store.Batch, cuts map[string]uint64) {
-	self := s.opts.NodeName
 	ss.mu.Lock()
 	b.PutSession(ss.clientID, ss.recordLocked(time.Now()))
 	if err := s.store.Commit(b, true); err != nil {
@@ -372,19 +445,18 @@ func (s *Server) arrived(ss *session, b *store.Batch, cuts map[string]uint64) {
 	}
 	mv := ss.move
 	ss.move = nil
+	if len(cuts) > 0 {
+		ss.move = &sessionMove{cut: cuts}
+	}
 	tx := txPool.Get().(*routeTx)
 	for _, h := range mv.held {
-		node := h.from.node
-		if node == "" {
-			node = self
-		}
 		// Plain deliveries up to the cut reached the other node too,
-		// which sent them; a shared group's went here only.
-		if h.d.shared || h.from.stamp > cuts[node] {
-			ss.pushLocked(h.d, tx)
-		}
+		// which sent them (passedOn); a shared group's came here only.
+		tx.stamp, tx.stampNode = h.from.stamp, h.from.node
+		ss.pushLocked(h.d, tx)
 		h.d.msg.unref()
 	}
+	tx.stamp, tx.stampNode = 0, ""
 	ss.mu.Unlock()
 	done := mv.done
 	if tx.group() != 0 {
@@ -466,8 +538,11 @@ func (n *ClusterNode) Answer(req []byte) []byte {
 	}
 	switch op {
 	case movePrepare:
-		// After any claim of this client id under way here.
-		s.claimLock(clientID)()
+		rev := r.Uvarint()
+		if r.Err != nil {
+			return []byte{moveFailed}
+		}
+		s.afterEarlierClaims(clientID, rev)
 		return s.prepareMove(clientID, clean)
 	case moveHandover:
 		cuts := make(map[string]uint64)
@@ -532,7 +607,11 @@ func (s *Server) prepareMove(clientID string, clean bool) []byte {
 		ss.gen++
 		ss.stopAwayLocked() // the client is back: a will waiting for its delay is cancelled
 		ss.since = time.Now().UnixNano()
-		ss.move = &sessionMove{leaving: true, stamps: make(map[uint64]stampRef)}
+		var cut map[string]uint64
+		if ss.move != nil {
+			cut = ss.move.cut // late deliveries from its last move are still dropped
+		}
+		ss.move = &sessionMove{leaving: true, stamps: make(map[uint64]stampRef), cut: cut}
 		ans = append([]byte{moveFollows}, ss.recordLocked(time.Now())...)
 		ss.mu.Unlock()
 	}

@@ -72,7 +72,7 @@ type Server struct {
 	cutMu           sync.RWMutex
 	stamps          atomic.Uint64
 	movesMu         sync.Mutex
-	claims          map[string]chan struct{}
+	claims          map[string]*claim
 	leavingSessions map[string]*session
 
 	// retainedExpiry lists the retained topics whose message expires.
@@ -166,6 +166,9 @@ func New(opts Options) *Server {
 		shares:   make(map[string]*shareGroup),
 	}
 	s.publishHooks = opts.Hooks.OnACLCheck != nil || opts.Hooks.OnPublish != nil
+	// From the clock, so that a node's stamps keep growing across its
+	// restarts: a session that moved keeps the cut (handover.go).
+	s.stamps.Store(uint64(time.Now().UnixNano()))
 	s.store = opts.Store
 	if s.store == nil {
 		s.store, s.ownStore = memory.New(), true

@@ -148,9 +148,14 @@ func (ss *session) pushLocked(d delivery, tx *routeTx) bool {
 	if ss.ended {
 		return false
 	}
-	if ss.move != nil && ss.move.done != nil {
-		ss.holdLocked(d, tx) // arriving from another node (handover.go)
-		return true
+	if mv := ss.move; mv != nil { // moving, or moved, between nodes (handover.go)
+		if mv.done != nil {
+			ss.holdLocked(d, tx)
+			return true
+		}
+		if mv.passedOn(ss.srv, &d, tx) {
+			return true
+		}
 	}
 	if !d.msg.Expiry.IsZero() && d.msg.expired(time.Now()) {
 		ss.srv.stats.expired.Add(1)

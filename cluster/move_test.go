@@ -136,3 +136,235 @@ func TestClusterOfflineSessionMovesWithItsQueue(t *testing.T) {
 		t.Fatalf("%d of %d messages arrived", next, n)
 	}
 }
+
+// receiver is a QoS 2 subscriber's side of its session, as a client
+// keeps it across connections: the packet ids of the messages it has
+// received and not yet seen released, so that a message sent again (with
+// the same id) is acknowledged but not taken twice. [MQTT-4.3.3-9]
+type receiver struct {
+	t        *testing.T
+	awaiting map[uint16]bool
+	got      map[string]int // payload → times taken
+	// trace says, for a message taken twice, how each copy came.
+	trace map[string][]string
+	conn  int // connections served, for the trace
+}
+
+// took notes a message taken.
+func (rc *receiver) took(w *wiretest.Client, p *packet.Publish) {
+	rc.got[string(p.Payload)]++
+	if rc.trace == nil {
+		rc.trace = make(map[string][]string)
+	}
+	rc.trace[string(p.Payload)] = append(rc.trace[string(p.Payload)],
+		fmt.Sprintf("%s #%d pid %d dup %v", w.Name, rc.conn, p.PacketID, p.Dup))
+}
+
+// serve reads w until PINGRESP (ping) or the close, taking and
+// acknowledging what arrives; it reports whether the connection is open.
+func (rc *receiver) serve(w *wiretest.Client, ping bool) bool {
+	rc.t.Helper()
+	if ping && w.TrySend(&packet.Pingreq{}) != nil {
+		return false
+	}
+	for {
+		p, err := w.Read(wiretest.Timeout)
+		if err != nil {
+			return false
+		}
+		switch p := p.(type) {
+		case *packet.Pingresp:
+			return true
+		case *packet.Disconnect:
+			if p.Code != packet.SessionTakenOver {
+				rc.t.Fatalf("%s: DISCONNECT 0x%02x", w.Name, byte(p.Code))
+			}
+		case *packet.Publish:
+			if p.QoS != 2 {
+				rc.t.Fatalf("QoS %d delivery, want 2", p.QoS)
+			}
+			if !rc.awaiting[p.PacketID] {
+				rc.awaiting[p.PacketID] = true
+				rc.took(w, p)
+			}
+			_ = w.TrySend(&packet.Ack{Kind: packet.PUBREC, PacketID: p.PacketID})
+		case *packet.Ack:
+			if p.Kind != packet.PUBREL {
+				rc.t.Fatalf("unexpected %s", p.Kind)
+			}
+			delete(rc.awaiting, p.PacketID)
+			_ = w.TrySend(&packet.Ack{Kind: packet.PUBCOMP, PacketID: p.PacketID})
+		default:
+			rc.t.Fatalf("unexpected %s", p.Type())
+		}
+	}
+}
+
+// 1,000 times, a client with a persistent QoS 2 subscription connects to
+// the node it is not on, while a publisher on a third node sends QoS 2
+// messages without pause: each time the old connection is told that its
+// session was taken over and closes (never two connections holding one
+// session), the new one finds its session present, and in the end every
+// message the publisher had acknowledged (PUBREC) arrived, and none twice.
+// [MQTT-3.1.4-3] [MQTT-4.3.3-9] [MQTT-3.2.2-3]
+func TestClusterSessionTakeoverRace(t *testing.T) {
+	rounds := 1000
+	if testing.Short() {
+		rounds = 100
+	}
+	nodes := startCluster(t, 3)
+	n1, n2, n3 := nodes[0].addr, nodes[1].addr, nodes[2].addr
+	rc := &receiver{t: t, awaiting: make(map[uint16]bool), got: make(map[string]int)}
+
+	w, _ := connect5(t, n1, "racer", true, nil)
+	w.SendSubscribe(&packet.Subscribe{PacketID: 1, Subs: []packet.Subscription{{Filter: "race/#", QoS: 2}}})
+
+	// The publisher: QoS 2, one at a time, until told to stop; it counts
+	// what was acknowledged.
+	stop := make(chan struct{})
+	acked := make(chan []string, 1)
+	pub, _ := connect5(t, n3, "racepub", true, nil)
+	go func() {
+		var ok []string
+		defer func() { acked <- ok }()
+		for i := 0; i < 20000; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			pid := uint16(i%60000 + 1)
+			payload := fmt.Sprint(i)
+			if pub.TrySend(&packet.Publish{Topic: "race/x", Payload: []byte(payload), QoS: 2, PacketID: pid}) != nil {
+				return
+			}
+			p, err := pub.Read(wiretest.Timeout)
+			a, isAck := p.(*packet.Ack)
+			if err != nil || !isAck || a.Kind != packet.PUBREC || a.Code >= 0x80 {
+				return
+			}
+			ok = append(ok, payload)
+			_ = pub.TrySend(&packet.Ack{Kind: packet.PUBREL, PacketID: pid})
+			if p, err := pub.Read(wiretest.Timeout); err != nil || p.Type() != packet.PUBCOMP {
+				return
+			}
+		}
+	}()
+
+	for round := range rounds {
+		addr := n2
+		if round%2 == 1 {
+			addr = n1
+		}
+		next, present := connect5(t, addr, "racer", false, nil)
+		next.Name = fmt.Sprintf("racer@%s round %d", addr, round)
+		if !present {
+			t.Fatalf("round %d: the session was not present", round)
+		}
+		// The old connection: what it still gets, then DISCONNECT 0x8E
+		// and the close, while the new one serves.
+		if rc.serve(w, false) {
+			t.Fatalf("round %d: the old connection is still open", round)
+		}
+		if !rc.serve(next, true) {
+			t.Fatalf("round %d: the new connection closed", round)
+		}
+		w = next
+	}
+	close(stop)
+	ok := <-acked
+	// Whatever is still on its way.
+	wiretest.Eventually(t, "every acknowledged message arrives", func() bool {
+		rc.serve(w, true)
+		for _, p := range ok {
+			if rc.got[p] == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	for p, n := range rc.got {
+		if n > 1 {
+			t.Errorf("message %s taken %d times: %v", p, n, rc.trace[p])
+		}
+	}
+	t.Logf("%d rounds, %d messages acknowledged, %d taken", rounds, len(ok), len(rc.got))
+}
+
+// Two connections of one client id at once, on two nodes, 300 times:
+// both are accepted, the one that claimed the session first is then told
+// that it was taken over and closes, and one connection holds the session
+// at the end of each round. Every message acknowledged to the publisher
+// meanwhile arrives, once. [MQTT-3.1.4-3] [MQTT-4.3.3-9]
+func TestClusterSessionTakeoverConcurrent(t *testing.T) {
+	rounds := 300
+	if testing.Short() {
+		rounds = 30
+	}
+	nodes := startCluster(t, 3)
+	n1, n2, n3 := nodes[0].addr, nodes[1].addr, nodes[2].addr
+	rc := &receiver{t: t, awaiting: make(map[uint16]bool), got: make(map[string]int)}
+	w, _ := connect5(t, n1, "twin", true, nil)
+	w.SendSubscribe(&packet.Subscribe{PacketID: 1, Subs: []packet.Subscription{{Filter: "twin/#", QoS: 2}}})
+	pub, _ := connect5(t, n3, "twinpub", true, nil)
+
+	var ok []string
+	for round := range rounds {
+		// A message before each round, acknowledged before it begins.
+		payload := fmt.Sprint(round)
+		if pub.SendPublish(&packet.Publish{Topic: "twin/x", Payload: []byte(payload), QoS: 2, PacketID: 1}) < 0x80 {
+			ok = append(ok, payload)
+		}
+		pub.Send(&packet.Ack{Kind: packet.PUBREL, PacketID: 1})
+		pub.ExpectAck(packet.PUBCOMP, 1)
+
+		a := wiretest.Dial(t, "tcp", n1, "twin@n1", packet.V5)
+		b := wiretest.Dial(t, "tcp", n2, "twin@n2", packet.V5)
+		c := &packet.Connect{Version: packet.V5, ClientID: "twin", KeepAlive: 60,
+			Props: packet.Properties{Present: 1 << packet.PropSessionExpiry, SessionExpiry: 300}}
+		a.Send(c)
+		b.Send(c)
+		// The old connection goes first.
+		if rc.serve(w, false) {
+			t.Fatalf("round %d: the old connection is still open", round)
+		}
+		open := 0
+		for _, x := range []*wiretest.Client{a, b} {
+			p, err := x.Read(wiretest.Timeout)
+			if err != nil {
+				t.Fatalf("round %d: %s: no CONNACK: %v", round, x.Name, err)
+			}
+			if ack, isAck := p.(*packet.Connack); !isAck || ack.Code != 0 {
+				t.Fatalf("round %d: %s: got %+v, want CONNACK success", round, x.Name, p)
+			}
+		}
+		// Both accepted: the later claim's CONNACK came once the earlier
+		// connection had been told to go, so its DISCONNECT is ahead of any
+		// answer to a ping now.
+		var survivor *wiretest.Client
+		for _, x := range []*wiretest.Client{a, b} {
+			if rc.serve(x, true) {
+				survivor = x
+				open++
+			}
+		}
+		if open != 1 {
+			t.Fatalf("round %d: %d connections hold the session, want 1", round, open)
+		}
+		w = survivor
+	}
+	wiretest.Eventually(t, "every acknowledged message arrives", func() bool {
+		rc.serve(w, true)
+		for _, p := range ok {
+			if rc.got[p] == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	for p, n := range rc.got {
+		if n > 1 {
+			t.Errorf("message %s taken %d times: %v", p, n, rc.trace[p])
+		}
+	}
+}

@@ -44,7 +44,7 @@ func dirKey(clientID string) string {
 }
 
 // Claim implements broker.Cluster.
-func (c *Cluster) Claim(clientID string) (string, error) {
+func (c *Cluster) Claim(clientID string, claimed func(rev uint64)) (string, error) {
 	if !c.dir.ready.Load() {
 		return "", errors.New("the session directory is not open")
 	}
@@ -53,15 +53,17 @@ func (c *Cluster) Claim(clientID string) (string, error) {
 	k, me := dirKey(clientID), []byte(c.cfg.Node)
 	for {
 		prev := ""
+		var rev uint64
 		e, err := c.dir.kv.Get(ctx, k)
 		switch {
 		case err == nil:
 			prev = string(e.Value())
-			_, err = c.dir.kv.Update(ctx, k, me, e.Revision())
+			rev, err = c.dir.kv.Update(ctx, k, me, e.Revision())
 		case errors.Is(err, jetstream.ErrKeyNotFound):
-			_, err = c.dir.kv.Create(ctx, k, me)
+			rev, err = c.dir.kv.Create(ctx, k, me)
 		}
 		if err == nil {
+			claimed(rev)
 			if prev == "" || prev == c.cfg.Node {
 				return "", nil
 			}
