@@ -3,6 +3,7 @@ package cluster
 import (
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/petrelmq/petrel/internal/wiretest"
 	"github.com/petrelmq/petrel/packet"
@@ -367,4 +368,102 @@ func TestClusterSessionTakeoverConcurrent(t *testing.T) {
 			t.Errorf("message %s taken %d times: %v", p, n, rc.trace[p])
 		}
 	}
+}
+
+// withWill gives a CONNECT a QoS 1 will on topic with delay seconds.
+func withWill(topic string, delay uint32) func(*packet.Connect) {
+	return func(c *packet.Connect) {
+		c.WillFlag, c.WillQoS, c.WillTopic, c.WillPayload = true, 1, topic, []byte("gone")
+		if delay > 0 {
+			c.WillProps.WillDelay = delay
+			c.WillProps.Mark(packet.PropWillDelay)
+		}
+	}
+}
+
+// wills subscribes a client on addr to the wills' topics.
+func wills(t *testing.T, addr string) *wiretest.Client {
+	t.Helper()
+	w, _ := connect5(t, addr, "will-watch", true, nil)
+	w.SendSubscribe(&packet.Subscribe{PacketID: 1, Subs: []packet.Subscription{{Filter: "will/#", QoS: 1}}})
+	return w
+}
+
+// nextWill reads the next will, within the test's timeout.
+func nextWill(t *testing.T, w *wiretest.Client) string {
+	t.Helper()
+	p := w.NextPublish()
+	w.Send(&packet.Ack{Kind: packet.PUBACK, PacketID: p.PacketID})
+	return p.Topic
+}
+
+// noWill requires that no will arrives within d. A will is published when
+// a connection or session ends, or its delay passes: a time-bounded wait
+// is the only way to see one that should not come.
+func noWill(t *testing.T, w *wiretest.Client, d time.Duration) {
+	t.Helper()
+	if p, err := w.Read(d); err == nil {
+		t.Fatalf("unexpected %s %+v", p.Type(), p)
+	}
+}
+
+// A session taken over from another node publishes the old connection's
+// will once, cluster-wide, when it has no delay (as on one node); a will
+// with a delay is not published (the session goes on), and neither is a
+// delayed will of a session whose client comes back, on another node,
+// within the delay. [MQTT-3.1.2-8] (v5) [MQTT-3.1.3-9] (v5)
+func TestClusterWillWhenSessionMoves(t *testing.T) {
+	nodes := startCluster(t, 3)
+	n1, n2, n3 := nodes[0].addr, nodes[1].addr, nodes[2].addr
+	watch := wills(t, n3)
+
+	// No delay: published once, by the node the old connection was on.
+	connect5(t, n1, "w0", true, withWill("will/w0", 0))
+	connect5(t, n2, "w0", false, nil)
+	if got := nextWill(t, watch); got != "will/w0" {
+		t.Fatalf("will %s, want will/w0", got)
+	}
+	noWill(t, watch, 300*time.Millisecond)
+
+	// A delay: the session goes on on the other node, no will.
+	connect5(t, n1, "w1", true, withWill("will/w1", 60))
+	connect5(t, n2, "w1", false, nil)
+	noWill(t, watch, 300*time.Millisecond)
+
+	// A delayed will waiting on an offline session: the client back on
+	// another node before the delay passes cancels it.
+	w, _ := connect5(t, n1, "w2", true, withWill("will/w2", 1))
+	w.Conn.Close() // no DISCONNECT: the will waits for its delay
+	wiretest.Eventually(t, "the session goes offline", func() bool {
+		return nodes[0].srv.Stats().ClientsConnected == 0 // w0 and w1 moved to n2, w2 closed
+	})
+	connect5(t, n2, "w2", false, nil)
+	noWill(t, watch, 1500*time.Millisecond)
+}
+
+// A clean start on another node ends the session there: its delayed will
+// is published (the session ended), its subscriptions are gone, and the
+// CONNACK says no session was present. [MQTT-3.1.2-4] (v5) [MQTT-3.2.2-2] (v5)
+func TestClusterCleanStartOnAnotherNode(t *testing.T) {
+	nodes := startCluster(t, 3)
+	n1, n2, n3 := nodes[0].addr, nodes[1].addr, nodes[2].addr
+	watch := wills(t, n3)
+
+	old, _ := connect5(t, n1, "fresh", true, withWill("will/fresh", 60))
+	old.SendSubscribe(&packet.Subscribe{PacketID: 1, Subs: []packet.Subscription{{Filter: "old/#", QoS: 1}}})
+	c, present := connect5(t, n2, "fresh", true, nil)
+	if present {
+		t.Fatal("a clean start found its session present")
+	}
+	if d := old.WaitClose(wiretest.Timeout); d == nil || d.Code != packet.SessionTakenOver {
+		t.Fatalf("the old connection got %+v, want DISCONNECT 0x8E", d)
+	}
+	if got := nextWill(t, watch); got != "will/fresh" {
+		t.Fatalf("will %s, want will/fresh", got)
+	}
+	pub, _ := connect5(t, n3, "freshpub", true, nil)
+	if code := pub.SendPublish(&packet.Publish{Topic: "old/x", Payload: []byte("x"), QoS: 1, PacketID: 1}); code != packet.NoMatchingSubscribers {
+		t.Fatalf("PUBACK 0x%02x, want 0x10: the old subscription should be gone", byte(code))
+	}
+	c.Ping()
 }
