@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -49,7 +50,13 @@ type Cluster interface {
 	// as soon as it is known, before Claim returns. It blocks (the broker
 	// calls it on a goroutine of its own); an error means the owner cannot
 	// be known, and the CONNECT is refused.
-	Claim(clientID string, claimed func(rev uint64)) (prev string, err error)
+	//
+	// With from set, the claim is made only while from owns the session
+	// (ErrNotOwner otherwise): a node taking a session that a leaving node
+	// hands out must not take it from a client that went elsewhere.
+	Claim(clientID, from string, claimed func(rev uint64)) (prev string, err error)
+	// Peers lists the other nodes that are up.
+	Peers() []string
 	// Ask sends a request about a session to node (its
 	// ClusterNode.Answer) and returns the answer. It blocks.
 	Ask(node string, req []byte) ([]byte, error)
@@ -61,6 +68,10 @@ type Cluster interface {
 	// listeners have stopped.
 	Close() error
 }
+
+// ErrNotOwner is Cluster.Claim's answer when the session is not the
+// node's it was to come from.
+var ErrNotOwner = errors.New("the session is another node's")
 
 // ClusterRoute is one routing's question to the cluster and its answer.
 type ClusterRoute struct {
@@ -228,7 +239,9 @@ func (n *ClusterNode) Deliver(msgs []Forwarded, done func()) int {
 	s := n.s
 	s.pubMu.RLock()
 	defer s.pubMu.RUnlock()
-	if !s.running.Load() || s.shuttingDown.Load() {
+	// Delivered while the node shuts down, until it leaves the cluster:
+	// it hands its sessions to other nodes first (handover.go).
+	if !s.running.Load() || s.leftCluster.Load() {
 		done()
 		return 0
 	}

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -54,6 +55,7 @@ const (
 	moveHandover
 	moveMore
 	moveDone
+	moveAdopt
 )
 
 // Answers' first byte.
@@ -127,7 +129,7 @@ func (c *conn) claimOnCluster(cp *connectParams, authData []byte) {
 	// The claim lasts until the session is this connection's: a request
 	// from a node claiming after it must find it there.
 	defer s.endClaim(cp.clientID, cl)
-	prev, err := s.opts.Cluster.Claim(cp.clientID, cl.claimed)
+	prev, err := s.opts.Cluster.Claim(cp.clientID, "", cl.claimed)
 	cl.claimed(0) // if it failed: no number
 	if err == nil && prev != "" {
 		s.takeSession(prev, cp, cl.rev.Load())
@@ -553,6 +555,12 @@ func (n *ClusterNode) Answer(req []byte) []byte {
 			return []byte{moveFailed}
 		}
 		return s.handOver(clientID, cuts)
+	case moveAdopt:
+		from := r.Str()
+		if r.Err != nil {
+			return []byte{moveFailed}
+		}
+		return s.adopt(clientID, from)
 	case moveMore:
 		from := r.Uvarint()
 		s.movesMu.Lock()
@@ -749,6 +757,75 @@ func (s *Server) queuePart(ans []byte, ss *session, from uint64) []byte {
 	}
 	ans = append(ans, boolByte(more))
 	return record.AppendUvarint(ans, next)
+}
+
+// evacuate hands the durable sessions on this node to the other nodes,
+// in turn, before it leaves the cluster: its clients, disconnected, find
+// their sessions on any other node, and messages for those who do not
+// come back wait there. A session its client took elsewhere meanwhile
+// stays where the client is.
+func (s *Server) evacuate() {
+	peers := s.opts.Cluster.Peers()
+	if len(peers) == 0 {
+		return
+	}
+	start := time.Now()
+	s.mu.Lock()
+	ids := make([]string, 0, len(s.sessions))
+	for id, ss := range s.sessions {
+		if ss.persisted {
+			ids = append(ids, id)
+		}
+	}
+	s.mu.Unlock()
+	if len(ids) == 0 {
+		return
+	}
+	var moved, failed atomic.Int64
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for range min(16, len(ids)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				req := record.AppendString(appendMoveRequest(moveAdopt, ids[i], false), s.opts.NodeName)
+				if ans, err := s.opts.Cluster.Ask(peers[i%len(peers)], req); err != nil || len(ans) == 0 || ans[0] == moveFailed {
+					failed.Add(1)
+				} else {
+					moved.Add(1)
+				}
+			}
+		}()
+	}
+	for i := range ids {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	s.log.Info("shutdown: sessions handed to other nodes", "sessions", moved.Load(), "failed", failed.Load(),
+		"nodes", len(peers), "elapsed", time.Since(start).Round(time.Millisecond))
+}
+
+// adopt takes, with no client connected, a session that the leaving node
+// from hands out (evacuate).
+func (s *Server) adopt(clientID, from string) []byte {
+	cl := s.claimLock(clientID)
+	defer s.endClaim(clientID, cl)
+	prev, err := s.opts.Cluster.Claim(clientID, from, cl.claimed)
+	cl.claimed(0)
+	if err != nil {
+		if errors.Is(err, ErrNotOwner) {
+			return []byte{moveNothing} // its client went to another node
+		}
+		return []byte{moveFailed}
+	}
+	if prev == "" {
+		return []byte{moveNothing}
+	}
+	s.takeSession(prev, &connectParams{clientID: clientID}, cl.rev.Load())
+	s.armIfOffline(clientID)
+	return []byte{moveFollows}
 }
 
 // lockSession returns clientID's session with s.mu and its own lock

@@ -123,6 +123,9 @@ type Server struct {
 	// lastDropLog (unix ns) rate-limits the warnings for dropped messages.
 	lastDropLog  atomic.Int64
 	shuttingDown atomic.Bool
+	// leftCluster: Close has left the cluster; nothing from other nodes is
+	// delivered any more.
+	leftCluster atomic.Bool
 	// running is set once Start has recovered the store: Publish may
 	// route from then on. pubMu is held (read) by each Publish, so that
 	// Close can wait for them before it stops the committer.
@@ -405,6 +408,8 @@ func (s *Server) close() error {
 	}
 	s.log.Info("shutdown: connections closed", "elapsed", time.Since(start).Round(time.Millisecond))
 	if s.opts.Cluster != nil && s.running.Load() {
+		s.evacuate()
+		s.leftCluster.Store(true)
 		if err := s.opts.Cluster.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("leave the cluster: %w", err))
 		}

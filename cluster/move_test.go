@@ -467,3 +467,55 @@ func TestClusterCleanStartOnAnotherNode(t *testing.T) {
 	}
 	c.Ping()
 }
+
+// A node that shuts down hands its persistent sessions to the others
+// before it leaves: a client it disconnected (0x8B) finds its session on
+// another node, and an offline session's queue, and what comes for it
+// meanwhile, is kept for its client. [MQTT-3.1.2-5] (v5) [MQTT-4.6.0-6]
+func TestClusterNodeShutdownHandsOverSessions(t *testing.T) {
+	nodes := startCluster(t, 3)
+	n1, n2, n3 := nodes[0].addr, nodes[1].addr, nodes[2].addr
+
+	online, _ := connect5(t, n1, "online", true, nil)
+	online.SendSubscribe(&packet.Subscribe{PacketID: 1, Subs: []packet.Subscription{{Filter: "h/#", QoS: 1}}})
+	offline, _ := connect5(t, n1, "offline", true, nil)
+	offline.SendSubscribe(&packet.Subscribe{PacketID: 1, Subs: []packet.Subscription{{Filter: "h/#", QoS: 2}}})
+	offline.Send(&packet.Disconnect{})
+	offline.ExpectClosed()
+
+	pub, _ := connect5(t, n3, "hpub", true, nil)
+	send := func(from, to int) {
+		for i := from; i < to; i++ {
+			if code := pub.SendPublish(&packet.Publish{Topic: "h/x", Payload: fmt.Appendf(nil, "%d", i), QoS: 1,
+				PacketID: uint16(i + 1)}); code >= 0x80 {
+				t.Fatalf("PUBACK 0x%02x", byte(code))
+			}
+		}
+	}
+	send(0, 100)
+	for range 100 { // the online client takes them as they come
+		p := online.NextPublish()
+		online.Send(&packet.Ack{Kind: packet.PUBACK, PacketID: p.PacketID})
+	}
+	online.Ping()
+	nodes[0].srv.Close()
+	online.ExpectDisconnect(packet.ServerShuttingDown)
+	send(100, 200) // while n1 is gone: kept wherever the sessions went
+
+	for _, id := range []string{"online", "offline"} {
+		seen := map[string]bool{}
+		wiretest.DrainSessionWith(t, n2, &packet.Connect{Version: packet.V5, ClientID: id, KeepAlive: 60,
+			Props: packet.Properties{Present: 1 << packet.PropSessionExpiry, SessionExpiry: 300}}, func(p *packet.Publish) {
+			seen[string(p.Payload)] = true
+		})
+		from := 100
+		if id == "offline" {
+			from = 0
+		}
+		for i := from; i < 200; i++ {
+			if !seen[fmt.Sprint(i)] {
+				t.Fatalf("%s: message %d lost", id, i)
+			}
+		}
+	}
+}

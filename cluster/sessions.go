@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/petrelmq/petrel/broker"
 	"github.com/petrelmq/petrel/internal/record"
 )
 
@@ -44,7 +45,7 @@ func dirKey(clientID string) string {
 }
 
 // Claim implements broker.Cluster.
-func (c *Cluster) Claim(clientID string, claimed func(rev uint64)) (string, error) {
+func (c *Cluster) Claim(clientID, from string, claimed func(rev uint64)) (string, error) {
 	if !c.dir.ready.Load() {
 		return "", errors.New("the session directory is not open")
 	}
@@ -58,8 +59,14 @@ func (c *Cluster) Claim(clientID string, claimed func(rev uint64)) (string, erro
 		switch {
 		case err == nil:
 			prev = string(e.Value())
+			if from != "" && prev != from {
+				return "", broker.ErrNotOwner
+			}
 			rev, err = c.dir.kv.Update(ctx, k, me, e.Revision())
 		case errors.Is(err, jetstream.ErrKeyNotFound):
+			if from != "" {
+				return "", broker.ErrNotOwner
+			}
 			rev, err = c.dir.kv.Create(ctx, k, me)
 		}
 		if err == nil {
@@ -78,6 +85,9 @@ func (c *Cluster) Claim(clientID string, claimed func(rev uint64)) (string, erro
 		return "", fmt.Errorf("claim session %q: %w", clientID, err)
 	}
 }
+
+// Peers implements broker.Cluster.
+func (c *Cluster) Peers() []string { return c.peers.names() }
 
 // Ask implements broker.Cluster.
 func (c *Cluster) Ask(node string, req []byte) ([]byte, error) {
