@@ -389,6 +389,10 @@ func (s *Server) fetchSession(prev, clientID string, req []byte, ss *session, b 
 	for n := r.Uvarint(); n > 0 && r.Err == nil; n-- {
 		b.PutQueue(ss.inboundName(), r.Uvarint(), nil)
 	}
+	next := r.Uvarint()
+	ss.mu.Lock()
+	ss.nextSeq = max(ss.nextSeq, next)
+	ss.mu.Unlock()
 	count := 0
 	for {
 		more, next := s.readPart(&r, ss, b, &count)
@@ -439,9 +443,14 @@ func (s *Server) readPart(r *reader, ss *session, b *store.Batch, count *int) (b
 func (s *Server) arrived(ss *session, b *store.Batch, cuts map[string]uint64) {
 	ss.mu.Lock()
 	b.PutSession(ss.clientID, ss.recordLocked(time.Now()))
-	if err := s.store.Commit(b, true); err != nil {
+	ss.mu.Unlock()
+	// Through the committer, after whatever it has (the removal of an
+	// older copy of the session here), and with no lock held: a routing
+	// holding the open group may be waiting for the session's.
+	if err := s.commitNow(b); err != nil {
 		s.log.Error("cluster: a session from another node could not be stored", "client", ss.clientID, "err", err)
 	}
+	ss.mu.Lock()
 	if err := s.loadQueuesLocked(ss); err != nil {
 		s.log.Error("cluster: a session from another node could not be read back", "client", ss.clientID, "err", err)
 	}
@@ -449,6 +458,9 @@ func (s *Server) arrived(ss *session, b *store.Batch, cuts map[string]uint64) {
 	ss.move = nil
 	if len(cuts) > 0 {
 		ss.move = &sessionMove{cut: cuts}
+	}
+	if s.debugging() {
+		s.log.Debug("cluster: session arrived", "client", ss.clientID, "held", len(mv.held), "stored", ss.stored, "next", ss.nextSeq)
 	}
 	tx := txPool.Get().(*routeTx)
 	for _, h := range mv.held {
@@ -498,7 +510,7 @@ func (s *Server) loadQueuesLocked(ss *session) error {
 		}
 		ss.noteExpiry(e.expiry)
 		ss.setStoredLocked(ss.stored+1, ss.storedBytes+int64(e.size))
-		ss.nextSeq = seq + 1
+		ss.nextSeq = max(ss.nextSeq, seq+1)
 		return true, nil
 	})
 	if err != nil {
@@ -696,6 +708,7 @@ func (s *Server) handOver(clientID string, cuts map[string]uint64) []byte {
 	for pid := range ss.inboundQoS2 {
 		inbound = append(inbound, pid)
 	}
+	next := ss.nextSeq
 	ss.mu.Unlock()
 
 	s.movesMu.Lock()
@@ -705,12 +718,19 @@ func (s *Server) handOver(clientID string, cuts map[string]uint64) []byte {
 	s.leavingSessions[clientID] = ss
 	s.movesMu.Unlock()
 
+	if s.debugging() {
+		s.log.Debug("cluster: session handed over", "client", clientID, "left_out", len(skip), "inbound", len(inbound))
+	}
 	ans := []byte{moveFollows}
 	ans = record.AppendBytes(ans, rec)
 	ans = record.AppendUvarint(ans, uint64(len(inbound)))
 	for _, pid := range inbound {
 		ans = record.AppendUvarint(ans, uint64(pid))
 	}
+	// Its numbering goes on there: a packet id used again too soon could
+	// meet the client's state for the last one (a QoS 2 PUBLISH with an
+	// id awaiting PUBREL is taken for a repeat).
+	ans = record.AppendUvarint(ans, next)
 	return s.queuePart(ans, ss, 0)
 }
 
@@ -842,15 +862,29 @@ func (s *Server) lockSession(clientID string) *session {
 }
 
 // flushStore returns once everything written so far is committed.
-func (s *Server) flushStore() {
-	ch := make(chan struct{})
+func (s *Server) flushStore() { _ = s.commitNow(nil) }
+
+// commitNow commits b (nil: nothing) after everything written so far, and
+// returns once it is on disk. No broker lock may be held.
+func (s *Server) commitNow(b *store.Batch) error {
+	ch := make(chan error, 1)
 	tx := txPool.Get().(*routeTx)
-	tx.batch(s)
+	w := tx.batch(s)
+	if b != nil {
+		w.Append(b)
+	}
 	tx.sync = true
-	tx.finish(s, commitFunc(func() { close(ch) }))
+	tx.finish(s, commitErr(ch))
 	putTx(tx)
 	select {
-	case <-ch:
+	case err := <-ch:
+		return err
 	case <-time.After(moveTimeout):
+		return errors.New("the store did not commit in time")
 	}
 }
+
+// commitErr is a commitWaiter that hands the outcome on.
+type commitErr chan error
+
+func (ch commitErr) committed(_ uint64, err error) { ch <- err }

@@ -161,43 +161,85 @@ func (rc *receiver) took(w *wiretest.Client, p *packet.Publish) {
 		fmt.Sprintf("%s #%d pid %d dup %v", w.Name, rc.conn, p.PacketID, p.Dup))
 }
 
+// waitAll serves w until every message in ok has been taken, and fails
+// the test, naming those missing, if some have not after a while.
+func (rc *receiver) waitAll(w *wiretest.Client, ok []string) {
+	rc.t.Helper()
+	deadline := time.Now().Add(wiretest.Timeout)
+	for {
+		rc.serve(w, true)
+		var missing []string
+		for _, p := range ok {
+			if rc.got[p] == 0 {
+				missing = append(missing, p)
+			}
+		}
+		if len(missing) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			rc.t.Fatalf("%d of %d acknowledged messages never arrived: %v", len(missing), len(ok), missing[:min(len(missing), 20)])
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // serve reads w until PINGRESP (ping) or the close, taking and
 // acknowledging what arrives; it reports whether the connection is open.
 func (rc *receiver) serve(w *wiretest.Client, ping bool) bool {
 	rc.t.Helper()
-	if ping && w.TrySend(&packet.Pingreq{}) != nil {
-		return false
+	got, open := rc.collect(w, ping)
+	for _, p := range got {
+		rc.handle(w, p)
 	}
+	return open
+}
+
+// collect reads w until PINGRESP (ping) or the close, and returns what
+// came, and whether the connection is open.
+func (rc *receiver) collect(w *wiretest.Client, ping bool) ([]packet.Packet, bool) {
+	rc.conn++
+	if ping && w.TrySend(&packet.Pingreq{}) != nil {
+		return nil, false
+	}
+	var got []packet.Packet
 	for {
 		p, err := w.Read(wiretest.Timeout)
 		if err != nil {
-			return false
+			return got, false
 		}
-		switch p := p.(type) {
-		case *packet.Pingresp:
-			return true
-		case *packet.Disconnect:
-			if p.Code != packet.SessionTakenOver {
-				rc.t.Fatalf("%s: DISCONNECT 0x%02x", w.Name, byte(p.Code))
-			}
-		case *packet.Publish:
-			if p.QoS != 2 {
-				rc.t.Fatalf("QoS %d delivery, want 2", p.QoS)
-			}
-			if !rc.awaiting[p.PacketID] {
-				rc.awaiting[p.PacketID] = true
-				rc.took(w, p)
-			}
-			_ = w.TrySend(&packet.Ack{Kind: packet.PUBREC, PacketID: p.PacketID})
-		case *packet.Ack:
-			if p.Kind != packet.PUBREL {
-				rc.t.Fatalf("unexpected %s", p.Kind)
-			}
-			delete(rc.awaiting, p.PacketID)
-			_ = w.TrySend(&packet.Ack{Kind: packet.PUBCOMP, PacketID: p.PacketID})
-		default:
-			rc.t.Fatalf("unexpected %s", p.Type())
+		if p.Type() == packet.PINGRESP {
+			return got, true
 		}
+		got = append(got, p)
+	}
+}
+
+// handle takes one packet that came on w, and acknowledges it.
+func (rc *receiver) handle(w *wiretest.Client, p packet.Packet) {
+	rc.t.Helper()
+	switch p := p.(type) {
+	case *packet.Disconnect:
+		if p.Code != packet.SessionTakenOver {
+			rc.t.Fatalf("%s: DISCONNECT 0x%02x", w.Name, byte(p.Code))
+		}
+	case *packet.Publish:
+		if p.QoS != 2 {
+			rc.t.Fatalf("QoS %d delivery, want 2", p.QoS)
+		}
+		if !rc.awaiting[p.PacketID] {
+			rc.awaiting[p.PacketID] = true
+			rc.took(w, p)
+		}
+		_ = w.TrySend(&packet.Ack{Kind: packet.PUBREC, PacketID: p.PacketID})
+	case *packet.Ack:
+		if p.Kind != packet.PUBREL {
+			rc.t.Fatalf("unexpected %s", p.Kind)
+		}
+		delete(rc.awaiting, p.PacketID)
+		_ = w.TrySend(&packet.Ack{Kind: packet.PUBCOMP, PacketID: p.PacketID})
+	default:
+		rc.t.Fatalf("unexpected %s", p.Type())
 	}
 }
 
@@ -275,15 +317,7 @@ func TestClusterSessionTakeoverRace(t *testing.T) {
 	close(stop)
 	ok := <-acked
 	// Whatever is still on its way.
-	wiretest.Eventually(t, "every acknowledged message arrives", func() bool {
-		rc.serve(w, true)
-		for _, p := range ok {
-			if rc.got[p] == 0 {
-				return false
-			}
-		}
-		return true
-	})
+	rc.waitAll(w, ok)
 	for p, n := range rc.got {
 		if n > 1 {
 			t.Errorf("message %s taken %d times: %v", p, n, rc.trace[p])
@@ -319,8 +353,8 @@ func TestClusterSessionTakeoverConcurrent(t *testing.T) {
 		pub.Send(&packet.Ack{Kind: packet.PUBREL, PacketID: 1})
 		pub.ExpectAck(packet.PUBCOMP, 1)
 
-		a := wiretest.Dial(t, "tcp", n1, "twin@n1", packet.V5)
-		b := wiretest.Dial(t, "tcp", n2, "twin@n2", packet.V5)
+		a := wiretest.Dial(t, "tcp", n1, fmt.Sprintf("twin@n1 round %d", round), packet.V5)
+		b := wiretest.Dial(t, "tcp", n2, fmt.Sprintf("twin@n2 round %d", round), packet.V5)
 		c := &packet.Connect{Version: packet.V5, ClientID: "twin", KeepAlive: 60,
 			Props: packet.Properties{Present: 1 << packet.PropSessionExpiry, SessionExpiry: 300}}
 		a.Send(c)
@@ -341,28 +375,30 @@ func TestClusterSessionTakeoverConcurrent(t *testing.T) {
 		}
 		// Both accepted: the later claim's CONNACK came once the earlier
 		// connection had been told to go, so its DISCONNECT is ahead of any
-		// answer to a ping now.
+		// answer to a ping now. What the one taken over got came first: it
+		// is taken first, as the client would have.
 		var survivor *wiretest.Client
+		var kept []packet.Packet
 		for _, x := range []*wiretest.Client{a, b} {
-			if rc.serve(x, true) {
-				survivor = x
-				open++
+			got, alive := rc.collect(x, true)
+			if !alive {
+				for _, p := range got {
+					rc.handle(x, p)
+				}
+				continue
 			}
+			survivor, kept = x, got
+			open++
+		}
+		for _, p := range kept {
+			rc.handle(survivor, p)
 		}
 		if open != 1 {
 			t.Fatalf("round %d: %d connections hold the session, want 1", round, open)
 		}
 		w = survivor
 	}
-	wiretest.Eventually(t, "every acknowledged message arrives", func() bool {
-		rc.serve(w, true)
-		for _, p := range ok {
-			if rc.got[p] == 0 {
-				return false
-			}
-		}
-		return true
-	})
+	rc.waitAll(w, ok)
 	for p, n := range rc.got {
 		if n > 1 {
 			t.Errorf("message %s taken %d times: %v", p, n, rc.trace[p])

@@ -79,8 +79,16 @@ func (c *Cluster) Claim(clientID, from string, claimed func(rev uint64)) (string
 			}
 			return prev, nil
 		}
-		if (errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch)) && ctx.Err() == nil {
-			continue // another node claimed it meanwhile: after it, then
+		if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			if ctx.Err() == nil {
+				continue // another node claimed it meanwhile: after it, then
+			}
+		} else if ctx.Err() == nil {
+			// The bucket's leader may be changing (a node left, or the
+			// cluster is forming): again, within the claim's time.
+			c.log.Debug("cluster: claim a session", "client", clientID, "err", err)
+			time.Sleep(50 * time.Millisecond)
+			continue
 		}
 		return "", fmt.Errorf("claim session %q: %w", clientID, err)
 	}
