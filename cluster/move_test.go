@@ -32,8 +32,8 @@ func connect5(t *testing.T, addr, id string, clean bool, adjust func(*packet.Con
 // its queue in order, what was in flight again with the same packet ids
 // (DUP set), PUBREL for the QoS 2 message it had received, and the QoS 2
 // packet id it had sent and not released. Messages published afterwards
-// go to the new node only. [MQTT-3.1.2-4] [MQTT-3.1.4-3] [MQTT-4.4.0-1]
-// [MQTT-3.2.2-3]
+// go to the new node only.
+// [MQTT-3.1.2-5] [MQTT-3.1.4-3] [MQTT-3.2.2-3] [MQTT-4.4.0-1] v5
 func TestClusterSessionMovesWithItsClient(t *testing.T) {
 	nodes := startCluster(t, 3)
 	n1, n2, n3 := nodes[0].addr, nodes[1].addr, nodes[2].addr
@@ -103,7 +103,7 @@ func TestClusterSessionMovesWithItsClient(t *testing.T) {
 
 // A session whose client is away keeps what comes for it on its node;
 // the client, back on another node, gets all of it, in order, once.
-// [MQTT-3.1.2-5] (v5) [MQTT-4.6.0-6]
+// [MQTT-3.1.2-23] [MQTT-4.6.0-6] v5
 func TestClusterOfflineSessionMovesWithItsQueue(t *testing.T) {
 	nodes := startCluster(t, 3)
 	n1, n2, n3 := nodes[0].addr, nodes[1].addr, nodes[2].addr
@@ -249,7 +249,7 @@ func (rc *receiver) handle(w *wiretest.Client, p packet.Packet) {
 // session was taken over and closes (never two connections holding one
 // session), the new one finds its session present, and in the end every
 // message the publisher had acknowledged (PUBREC) arrived, and none twice.
-// [MQTT-3.1.4-3] [MQTT-4.3.3-9] [MQTT-3.2.2-3]
+// [MQTT-3.1.4-3] [MQTT-4.3.3-10] v5
 func TestClusterSessionTakeoverRace(t *testing.T) {
 	rounds := 1000
 	if testing.Short() {
@@ -330,7 +330,8 @@ func TestClusterSessionTakeoverRace(t *testing.T) {
 // both are accepted, the one that claimed the session first is then told
 // that it was taken over and closes, and one connection holds the session
 // at the end of each round. Every message acknowledged to the publisher
-// meanwhile arrives, once. [MQTT-3.1.4-3] [MQTT-4.3.3-9]
+// meanwhile arrives, once.
+// [MQTT-3.1.4-3] [MQTT-4.3.3-10] v5
 func TestClusterSessionTakeoverConcurrent(t *testing.T) {
 	rounds := 300
 	if testing.Short() {
@@ -447,7 +448,8 @@ func noWill(t *testing.T, w *wiretest.Client, d time.Duration) {
 // will once, cluster-wide, when it has no delay (as on one node); a will
 // with a delay is not published (the session goes on), and neither is a
 // delayed will of a session whose client comes back, on another node,
-// within the delay. [MQTT-3.1.2-8] (v5) [MQTT-3.1.3-9] (v5)
+// within the delay.
+// [MQTT-3.1.2-8] [MQTT-3.1.3-9] v5
 func TestClusterWillWhenSessionMoves(t *testing.T) {
 	nodes := startCluster(t, 3)
 	n1, n2, n3 := nodes[0].addr, nodes[1].addr, nodes[2].addr
@@ -479,7 +481,8 @@ func TestClusterWillWhenSessionMoves(t *testing.T) {
 
 // A clean start on another node ends the session there: its delayed will
 // is published (the session ended), its subscriptions are gone, and the
-// CONNACK says no session was present. [MQTT-3.1.2-4] (v5) [MQTT-3.2.2-2] (v5)
+// CONNACK says no session was present.
+// [MQTT-3.1.2-4] [MQTT-3.2.2-2] v5
 func TestClusterCleanStartOnAnotherNode(t *testing.T) {
 	nodes := startCluster(t, 3)
 	n1, n2, n3 := nodes[0].addr, nodes[1].addr, nodes[2].addr
@@ -507,7 +510,8 @@ func TestClusterCleanStartOnAnotherNode(t *testing.T) {
 // A node that shuts down hands its persistent sessions to the others
 // before it leaves: a client it disconnected (0x8B) finds its session on
 // another node, and an offline session's queue, and what comes for it
-// meanwhile, is kept for its client. [MQTT-3.1.2-5] (v5) [MQTT-4.6.0-6]
+// meanwhile, is kept for its client.
+// [MQTT-3.1.2-23] v5
 func TestClusterNodeShutdownHandsOverSessions(t *testing.T) {
 	nodes := startCluster(t, 3)
 	n1, n2, n3 := nodes[0].addr, nodes[1].addr, nodes[2].addr

@@ -51,7 +51,8 @@ func dialSession(t *testing.T, nodes []*procNode, turn int, id string) *wiretest
 // while a publisher sends QoS 1 messages one after another and a
 // subscriber with a persistent session takes them, each moving to another
 // node whenever theirs goes: every message acknowledged to the publisher
-// reaches the subscriber. [MQTT-4.3.2-2] [MQTT-4.4.0-1]
+// reaches the subscriber.
+// [MQTT-4.4.0-1] v5
 func TestClusterRollingRestart(t *testing.T) {
 	nodes := startProcs(t, 3)
 	waitReplicated(t, nodes)
