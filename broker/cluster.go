@@ -73,6 +73,10 @@ type Cluster interface {
 // node's it was to come from.
 var ErrNotOwner = errors.New("the session is another node's")
 
+// errNodeLost closes an MQTT 3 connection whose message a lost node
+// never took.
+var errNodeLost = errors.New("a node the message went to was lost before taking it")
+
 // ClusterRoute is one routing's question to the cluster and its answer.
 type ClusterRoute struct {
 	m *message
@@ -119,9 +123,10 @@ func GroupKey(group, filter string) string { return group + "\x00" + filter }
 // forwarded message, or learning of a subscription. The cluster makes
 // them and calls Done; the broker waits without blocking a goroutine.
 type Pending struct {
-	mu    sync.Mutex
-	done  bool
-	thens []func()
+	mu     sync.Mutex
+	done   bool
+	failed bool
+	thens  []func()
 }
 
 // NewPending returns work not yet done.
@@ -129,13 +134,28 @@ func NewPending() *Pending { return new(Pending) }
 
 // Done completes p and runs what waited for it, on the caller's goroutine.
 // Later calls do nothing.
-func (p *Pending) Done() {
+func (p *Pending) Done() { p.complete(false) }
+
+// Fail completes p as work that will not be done: a reply that waited for
+// it tells the client of a failure (MQTT 5) or is not sent (the MQTT 3
+// client is disconnected, and sends again), rather than acknowledge what
+// the broker cannot keep.
+func (p *Pending) Fail() { p.complete(true) }
+
+// Failed reports whether p completed with Fail.
+func (p *Pending) Failed() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.failed
+}
+
+func (p *Pending) complete(failed bool) {
 	p.mu.Lock()
 	if p.done {
 		p.mu.Unlock()
 		return
 	}
-	p.done = true
+	p.done, p.failed = true, failed
 	thens := p.thens
 	p.thens = nil
 	p.mu.Unlock()
@@ -176,9 +196,11 @@ func (p *Pending) Wait(timeout time.Duration) bool {
 	}
 }
 
-// replyWait counts the cluster work one deferred reply waits for.
+// replyWait counts the cluster work one deferred reply waits for, and
+// notes whether any of it failed.
 type replyWait struct {
-	n atomic.Int32
+	n      atomic.Int32
+	failed atomic.Bool
 }
 
 // waitAll makes a replyWait for pendings (nil when all are done) that
@@ -191,6 +213,9 @@ func (c *conn) waitAll(pendings []*Pending) *replyWait {
 	w.n.Store(int32(len(pendings)) + 1)
 	for _, p := range pendings {
 		p.Then(func() {
+			if p.Failed() {
+				w.failed.Store(true)
+			}
 			if w.n.Add(-1) == 0 {
 				c.clusterReady()
 			}

@@ -247,7 +247,8 @@ func (c *conn) deferGroup(group uint64) uint64 {
 func (c *conn) committed(g uint64, err error) {
 	c.outMu.Lock()
 	n := 0
-	failed, failedRelease := false, false
+	failed, failedRelease, lost := false, false, false
+	var unreceived []uint16
 	var sent tally // counted once, below (stats.go)
 	deferred := c.deferredLocked()
 	if c.rare != nil && g > c.rare.committedTo {
@@ -296,6 +297,21 @@ func (c *conn) committed(g uint64, err error) {
 	for n < len(deferred) && deferred[n].group <= g && (deferred[n].wait == nil || deferred[n].wait.n.Load() == 0) {
 		r := &deferred[n]
 		n++
+		if r.wait != nil && r.wait.failed.Load() && !r.failed {
+			// A node the message went to was lost before it took it
+			// (cluster.go): not acknowledged as delivered.
+			r.failed, failed, lost = true, true, true
+			if c.version == packet.V5 && r.p == nil && r.ack.Kind != packet.PUBREL {
+				r.ack.Code = packet.UnspecifiedError
+			} else {
+				r.drop = true
+			}
+			if r.p == nil && r.ack.Kind == packet.PUBREC {
+				// The client may send it again: a new message then, not a
+				// repeat to be acknowledged unrouted. [MQTT-4.3.3-9] (v5)
+				unreceived = append(unreceived, r.ack.PacketID)
+			}
+		}
 		if c.outClosed || r.drop {
 			continue
 		}
@@ -329,6 +345,14 @@ func (c *conn) committed(g uint64, err error) {
 		sent.addTo(&sh.out.packets, &sh.out.msgs)
 		c.nc.Flush()
 	}
+	if ss := c.sess.Load(); ss != nil && len(unreceived) > 0 {
+		tx := txPool.Get().(*routeTx)
+		for _, pid := range unreceived {
+			ss.released(pid, tx)
+		}
+		tx.finish(c.srv, nil)
+		putTx(tx)
+	}
 	switch {
 	case failedRelease:
 		c.srv.log.Warn("closing a connection: a QoS 2 release could not be stored", "client", c.clientID(), "err", err)
@@ -337,6 +361,11 @@ func (c *conn) committed(g uint64, err error) {
 			code = packet.QuotaExceeded
 		}
 		c.disconnectAs(closeStoreError, code, "the broker cannot store right now")
+	case lost && c.version != packet.V5:
+		c.srv.log.Warn("closing an MQTT 3 connection: a node its message went to was lost before taking it",
+			"client", c.clientID())
+		c.noteClose(closeStoreError, packet.UnspecifiedError, "", errNodeLost)
+		c.shutdown()
 	case failed && c.version != packet.V5:
 		c.srv.log.Warn("closing an MQTT 3 connection: its message could not be stored", "client", c.clientID(), "err", err)
 		c.noteClose(closeStoreError, packet.UnspecifiedError, "", commitError(err))

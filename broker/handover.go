@@ -717,6 +717,16 @@ func (s *Server) handOver(clientID string, cuts map[string]uint64) []byte {
 	}
 	s.leavingSessions[clientID] = ss
 	s.movesMu.Unlock()
+	// A node that took it and never said so (it died meanwhile) leaves
+	// the copy in this node's store, for this node's next start, but not
+	// in its memory.
+	time.AfterFunc(3*moveTimeout, func() {
+		s.movesMu.Lock()
+		if s.leavingSessions[clientID] == ss {
+			delete(s.leavingSessions, clientID)
+		}
+		s.movesMu.Unlock()
+	})
 
 	if s.debugging() {
 		s.log.Debug("cluster: session handed over", "client", clientID, "left_out", len(skip), "inbound", len(inbound))

@@ -310,8 +310,14 @@ func (c *Cluster) spawn(fn func()) bool {
 	return true
 }
 
+// leftWhy is removePeer's reason for a node that said goodbye.
+const leftWhy = "left the cluster"
+
 // removePeer forgets a dead (or departed, or restarted) node: its routes
-// go, and what was on its way to it is given up.
+// go, and what was on its way to it is given up. A node that said goodbye
+// had handed its sessions on and taken what was sent to it; one that was
+// lost (unheard of, or restarted) took none of it, so the publishers'
+// acknowledgements that waited for it fail rather than say delivered.
 func (c *Cluster) removePeer(p *peer, why string) {
 	if !p.alive.Swap(false) {
 		return
@@ -346,7 +352,11 @@ func (c *Cluster) removePeer(p *peer, why string) {
 	n := 0
 	for _, b := range given {
 		n += b.count
-		b.pending.Done()
+		if why == "" || why == leftWhy {
+			b.pending.Done()
+		} else {
+			b.pending.Fail()
+		}
 	}
 	if n > 0 {
 		c.stats.GivenUp.Add(uint64(n))
@@ -530,7 +540,7 @@ func (c *Cluster) onAck(m *nats.Msg) {
 func (c *Cluster) onBye(m *nats.Msg) {
 	name, boot, _ := strings.Cut(string(m.Data), " ")
 	if p := c.peers.get(name); p != nil && p.boot == boot {
-		c.removePeer(p, "left the cluster")
+		c.removePeer(p, leftWhy)
 	}
 }
 
