@@ -17,7 +17,7 @@ func TestClusterLostNodeFailsTheAcknowledgement(t *testing.T) {
 	n1, n2 := nodes[0].addr, nodes[1].addr
 
 	sub, _ := connect5(t, n2, "lost-sub", true, nil)
-	sub.SendSubscribe(&packet.Subscribe{PacketID: 1, Subs: []packet.Subscription{{Filter: "lost/#", QoS: 1}}})
+	sub.Subscribe("lost/#", 1)
 	p5, _ := connect5(t, n1, "lost-pub5", true, nil)
 	p3, _ := wiretest.MustConnect(t, n1, "lost-pub3", true)
 	if code := p5.SendPublish(&packet.Publish{Topic: "lost/before", Payload: []byte("x"), QoS: 1, PacketID: 1}); code != 0 {

@@ -109,7 +109,7 @@ func TestClusterOfflineSessionMovesWithItsQueue(t *testing.T) {
 	n1, n2, n3 := nodes[0].addr, nodes[1].addr, nodes[2].addr
 
 	sub, _ := connect5(t, n1, "away", true, nil)
-	sub.SendSubscribe(&packet.Subscribe{PacketID: 1, Subs: []packet.Subscription{{Filter: "q/#", QoS: 2}}})
+	sub.Subscribe("q/#", 2)
 	sub.Send(&packet.Disconnect{})
 	sub.ExpectClosed()
 
@@ -260,7 +260,7 @@ func TestClusterSessionTakeoverRace(t *testing.T) {
 	rc := &receiver{t: t, awaiting: make(map[uint16]bool), got: make(map[string]int)}
 
 	w, _ := connect5(t, n1, "racer", true, nil)
-	w.SendSubscribe(&packet.Subscribe{PacketID: 1, Subs: []packet.Subscription{{Filter: "race/#", QoS: 2}}})
+	w.Subscribe("race/#", 2)
 
 	// The publisher: QoS 2, one at a time, until told to stop; it counts
 	// what was acknowledged.
@@ -341,7 +341,7 @@ func TestClusterSessionTakeoverConcurrent(t *testing.T) {
 	n1, n2, n3 := nodes[0].addr, nodes[1].addr, nodes[2].addr
 	rc := &receiver{t: t, awaiting: make(map[uint16]bool), got: make(map[string]int)}
 	w, _ := connect5(t, n1, "twin", true, nil)
-	w.SendSubscribe(&packet.Subscribe{PacketID: 1, Subs: []packet.Subscription{{Filter: "twin/#", QoS: 2}}})
+	w.Subscribe("twin/#", 2)
 	pub, _ := connect5(t, n3, "twinpub", true, nil)
 
 	var ok []string
@@ -422,7 +422,7 @@ func withWill(topic string, delay uint32) func(*packet.Connect) {
 func wills(t *testing.T, addr string) *wiretest.Client {
 	t.Helper()
 	w, _ := connect5(t, addr, "will-watch", true, nil)
-	w.SendSubscribe(&packet.Subscribe{PacketID: 1, Subs: []packet.Subscription{{Filter: "will/#", QoS: 1}}})
+	w.Subscribe("will/#", 1)
 	return w
 }
 
@@ -489,7 +489,7 @@ func TestClusterCleanStartOnAnotherNode(t *testing.T) {
 	watch := wills(t, n3)
 
 	old, _ := connect5(t, n1, "fresh", true, withWill("will/fresh", 60))
-	old.SendSubscribe(&packet.Subscribe{PacketID: 1, Subs: []packet.Subscription{{Filter: "old/#", QoS: 1}}})
+	old.Subscribe("old/#", 1)
 	c, present := connect5(t, n2, "fresh", true, nil)
 	if present {
 		t.Fatal("a clean start found its session present")
@@ -517,9 +517,9 @@ func TestClusterNodeShutdownHandsOverSessions(t *testing.T) {
 	n1, n2, n3 := nodes[0].addr, nodes[1].addr, nodes[2].addr
 
 	online, _ := connect5(t, n1, "online", true, nil)
-	online.SendSubscribe(&packet.Subscribe{PacketID: 1, Subs: []packet.Subscription{{Filter: "h/#", QoS: 1}}})
+	online.Subscribe("h/#", 1)
 	offline, _ := connect5(t, n1, "offline", true, nil)
-	offline.SendSubscribe(&packet.Subscribe{PacketID: 1, Subs: []packet.Subscription{{Filter: "h/#", QoS: 2}}})
+	offline.Subscribe("h/#", 2)
 	offline.Send(&packet.Disconnect{})
 	offline.ExpectClosed()
 

@@ -61,7 +61,7 @@ func TestClusterRollingRestart(t *testing.T) {
 	if sub == nil {
 		t.Fatal("the subscriber cannot connect")
 	}
-	sub.SendSubscribe(&packet.Subscribe{PacketID: 1, Subs: []packet.Subscription{{Filter: "roll/#", QoS: 1}}})
+	sub.Subscribe("roll/#", 1)
 
 	var mu sync.Mutex
 	got := map[string]bool{}
