@@ -72,6 +72,7 @@ type collector struct {
 	accepted, connacks, disconnects, packetsIn, packetsOut              *prometheus.Desc
 	bytesIn, bytesOut, messagesIn, messagesOut, dropped                 *prometheus.Desc
 	authn, authz, sessionsExpired, takenOver, commitDuration, storeSize *prometheus.Desc
+	sessionsMoved                                                       *prometheus.Desc
 }
 
 func newCollector(srv *broker.Server, build BuildInfo) *collector {
@@ -110,6 +111,7 @@ func newCollector(srv *broker.Server, build BuildInfo) *collector {
 		authz:           d("authorization_total", "Access decisions on publishing, subscribing and delivering, by result.", "result"),
 		sessionsExpired: d("sessions_expired_total", "Sessions ended by their expiry interval."),
 		takenOver:       d("sessions_taken_over_total", "Connections replaced by a new one with the same client id."),
+		sessionsMoved:   d("sessions_moved_total", "Sessions that moved between cluster nodes: in, from another node for a client connecting here (or adopted from a node shutting down); out, to another node.", "direction"),
 		commitDuration:  d("store_commit_duration_seconds", "Time each store commit group took to write (one batch, and its fsync when durable)."),
 		storeSize:       d("store_size_bytes", "What the store occupies: the files of the disk store, the keys and values of the memory store."),
 	}
@@ -120,7 +122,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.buildInfo, c.startTime, c.clients, c.sessions, c.subscriptions,
 		c.shared, c.retained, c.queued, c.queuedBytes, c.inflight, c.heldBack, c.accepted, c.connacks,
 		c.disconnects, c.packetsIn, c.packetsOut, c.bytesIn, c.bytesOut, c.messagesIn, c.messagesOut,
-		c.dropped, c.authn, c.authz, c.sessionsExpired, c.takenOver, c.commitDuration, c.storeSize} {
+		c.dropped, c.authn, c.authz, c.sessionsExpired, c.takenOver, c.commitDuration, c.storeSize, c.sessionsMoved} {
 		ch <- d
 	}
 }
@@ -182,6 +184,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	byLabel(c.authz, st.Authorization)
 	counter(c.sessionsExpired, st.SessionsExpired)
 	counter(c.takenOver, st.SessionsTakenOver)
+	if st.SessionsMovedIn > 0 || st.SessionsMovedOut > 0 {
+		byLabel(c.sessionsMoved, map[string]uint64{"in": st.SessionsMovedIn, "out": st.SessionsMovedOut})
+	}
 
 	h := st.Store.CommitDuration
 	buckets := make(map[float64]uint64, len(h.Buckets))
