@@ -126,6 +126,9 @@ func (s *Server) awaitNodes(qos byte, remote []*Pending) error {
 		if !p.Wait(time.Minute) {
 			return errors.New("broker: publish: the cluster's other nodes did not take the message within a minute")
 		}
+		if p.Failed() {
+			return fmt.Errorf("broker: publish: %w", errNodeLost)
+		}
 	}
 	return nil
 }
