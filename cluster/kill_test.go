@@ -22,7 +22,7 @@ func TestClusterRetainedSurvivesNodeKill(t *testing.T) {
 	v5Publish(t, pub, &paho.Publish{Topic: "state/dev1", QoS: 1, Retain: true, Payload: []byte("on")})
 	nodes[0].kill(t)
 	for _, nd := range nodes[1:] {
-		c, ch := v5(t, nd.addr, "sub-"+nd.name)
+		c, ch := v5Within(t, nd.addr, "sub-"+nd.name, claimTimeout)
 		v5Subscribe(t, c, paho.SubscribeOptions{Topic: "state/#", QoS: 1})
 		p := next(t, ch, "retained on "+nd.name)
 		if string(p.Payload) != "on" || !p.Retain {

@@ -28,8 +28,10 @@ import (
 
 const (
 	dirBucket = "petrel_sessions"
-	// claimTimeout bounds a claim, conflicts and retries included.
-	claimTimeout = 5 * time.Second
+	// claimTimeout bounds a claim, conflicts and retries included: longer
+	// than the directory's election of a new leader after its leader's
+	// node was lost (JetStream waits 4 to 9 s before it elects).
+	claimTimeout = 15 * time.Second
 	// askTimeout bounds one request about a session to another node.
 	askTimeout = 10 * time.Second
 )
