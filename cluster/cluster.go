@@ -364,8 +364,10 @@ func (c *Cluster) embed() error {
 	c.ns = ns
 	// A route address in use is fatal to the server, which then never
 	// gets ready: said at once rather than after the wait.
+	// The client port is ready before the route port is bound: both are
+	// waited for.
 	deadline := time.Now().Add(30 * time.Second)
-	for !ns.ReadyForConnections(100 * time.Millisecond) {
+	for !ns.ReadyForConnections(100*time.Millisecond) || ns.ClusterAddr() == nil {
 		select {
 		case msg := <-fatal:
 			return fmt.Errorf("embedded NATS (route address %s): %s", c.cfg.Listen, msg)
@@ -374,6 +376,7 @@ func (c *Cluster) embed() error {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("embedded NATS: not ready after 30s (route address %s)", c.cfg.Listen)
 		}
+		time.Sleep(5 * time.Millisecond)
 	}
 	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.Token(token), nats.Name("petrel-"+c.cfg.Node),
 		nats.MaxReconnects(-1))
@@ -497,6 +500,13 @@ func (n natsLogger) Fatalf(format string, v ...any) {
 func (n natsLogger) Errorf(format string, v ...any) {
 	// A peer that is down is redialled for good; "node left" said so.
 	n.log(slog.LevelError, "Error trying to connect to route", format, v)
+	if msg := fmt.Sprintf(format, v...); strings.Contains(msg, "listening on router port") {
+		// The server shuts itself down after this one, without a fatal.
+		select {
+		case n.fatal <- msg:
+		default:
+		}
+	}
 }
 
 // log logs at level, or at debug when the message contains quiet.

@@ -110,9 +110,12 @@ func tryStartCluster(t *testing.T, n int, adjust func(o *broker.Options, c *Conf
 		}()
 	}
 	wg.Wait()
+	// A node whose route port was taken meanwhile fails at once; the
+	// others then wait for a quorum that never comes, and fail later with
+	// errors of their own: the port is the cause, and a retry the cure.
 	var failed error
 	for i, nd := range nodes {
-		if errs[i] != nil {
+		if errs[i] != nil && (failed == nil || strings.Contains(errs[i].Error(), "address already in use")) {
 			failed = fmt.Errorf("node %s: %w", nd.name, errs[i])
 		}
 	}
