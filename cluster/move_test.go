@@ -559,3 +559,61 @@ func TestClusterNodeShutdownHandsOverSessions(t *testing.T) {
 		}
 	}
 }
+
+// An MQTT 3.1.1 persistent session (Clean Session 0) moves as an MQTT 5
+// one does, and so does a session's shared subscription: its queued
+// messages come with it, and the group's messages go to its new node.
+// [MQTT-3.1.2-4] [MQTT-3.1.2-5] v3.1.1
+func TestClusterV3AndSharedSessionsMove(t *testing.T) {
+	nodes := startCluster(t, 3)
+	n1, n2, n3 := nodes[0].addr, nodes[1].addr, nodes[2].addr
+
+	v3sub, _ := wiretest.MustConnect(t, n1, "v3mover", false)
+	v3sub.Subscribe("v3/#", 1)
+	v3sub.Send(&packet.Disconnect{})
+	v3sub.ExpectClosed()
+	sh, _ := connect5(t, n1, "sharer", true, nil)
+	sh.Subscribe("$share/g/sh/#", 1)
+	sh.Send(&packet.Disconnect{})
+	sh.ExpectClosed()
+
+	pub, _ := connect5(t, n3, "v3pub", true, nil)
+	publish := func(topic string, from, to int) {
+		for i := from; i < to; i++ {
+			if code := pub.SendPublish(&packet.Publish{Topic: topic, Payload: fmt.Appendf(nil, "%d", i), QoS: 1,
+				PacketID: uint16(i + 1)}); code >= 0x80 {
+				t.Fatalf("PUBACK 0x%02x", byte(code))
+			}
+		}
+	}
+	publish("v3/x", 0, 50)
+	publish("sh/x", 0, 50)
+
+	next := 0
+	wiretest.DrainSession(t, n2, "v3mover", func(p *packet.Publish) {
+		if want := fmt.Sprint(next); string(p.Payload) != want {
+			t.Fatalf("3.1.1 session: message %d is %q", next, p.Payload)
+		}
+		next++
+	})
+	if next != 50 {
+		t.Fatalf("3.1.1 session: %d of 50 messages", next)
+	}
+	w, present := connect5(t, n2, "sharer", false, nil)
+	if !present {
+		t.Fatal("the shared member's session did not follow it")
+	}
+	got := map[string]bool{}
+	for len(got) < 50 {
+		p := w.NextPublish()
+		got[string(p.Payload)] = true
+		w.Send(&packet.Ack{Kind: packet.PUBACK, PacketID: p.PacketID})
+	}
+	publish("sh/x", 50, 60) // the group's one member is on node 2 now
+	for len(got) < 60 {
+		p := w.NextPublish()
+		got[string(p.Payload)] = true
+		w.Send(&packet.Ack{Kind: packet.PUBACK, PacketID: p.PacketID})
+	}
+	w.Ping()
+}
