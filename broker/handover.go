@@ -800,6 +800,10 @@ func (s *Server) evacuate() {
 		return
 	}
 	start := time.Now()
+	// A CONNECT claiming a session here when the node began to stop goes
+	// through first (its connection is closed, the session stays here):
+	// a session half arrived cannot be handed on.
+	s.awaitClaims()
 	s.mu.Lock()
 	ids := make([]string, 0, len(s.sessions))
 	for id, ss := range s.sessions {
@@ -833,8 +837,51 @@ func (s *Server) evacuate() {
 	}
 	close(work)
 	wg.Wait()
+	s.awaitMovesOut()
 	s.log.Info("shutdown: sessions handed to other nodes", "sessions", moved.Load(), "failed", failed.Load(),
 		"nodes", len(peers), "elapsed", time.Since(start).Round(time.Millisecond))
+}
+
+// awaitClaims returns once no claim is under way on this node, or after
+// moveTimeout.
+func (s *Server) awaitClaims() {
+	deadline := time.Now().Add(moveTimeout)
+	for time.Now().Before(deadline) {
+		s.movesMu.Lock()
+		n := len(s.claims)
+		s.movesMu.Unlock()
+		if n == 0 {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// awaitMovesOut returns once no other node is taking a session from this
+// one (a client that reconnected elsewhere first, for one): the node
+// stays in the cluster, answering, until they are done, or moveTimeout.
+func (s *Server) awaitMovesOut() {
+	deadline := time.Now().Add(moveTimeout)
+	for time.Now().Before(deadline) {
+		busy := false
+		s.mu.Lock()
+		for _, ss := range s.sessions {
+			ss.mu.Lock()
+			busy = ss.move != nil && ss.move.leaving
+			ss.mu.Unlock()
+			if busy {
+				break
+			}
+		}
+		s.mu.Unlock()
+		s.movesMu.Lock()
+		busy = busy || len(s.leavingSessions) > 0
+		s.movesMu.Unlock()
+		if !busy {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // adopt takes, with no client connected, a session that the leaving node

@@ -253,6 +253,9 @@ func (c *Cluster) Start(n *broker.ClusterNode) error {
 	}
 	dctx, dcancel := context.WithTimeout(c.ctx, 2*time.Minute)
 	_, err := c.dir.bind(dctx, c)
+	if err == nil {
+		err = c.dirReady(dctx)
+	}
 	dcancel()
 	if err != nil {
 		c.shutdown()

@@ -46,6 +46,26 @@ func dirKey(clientID string) string {
 	return "h." + hex.EncodeToString(h[:])
 }
 
+// dirReady returns once this node can read the directory: a node that
+// restarts serves only then, or its first CONNECTs (and the sessions
+// another node hands it as it stops) would wait for its JetStream to
+// catch up with the cluster's.
+func (c *Cluster) dirReady(ctx context.Context) error {
+	for {
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := c.dir.kv.Get(rctx, "ready")
+		cancel()
+		if err == nil || errors.Is(err, jetstream.ErrKeyNotFound) {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("the session directory does not answer: %w", err)
+		}
+		c.log.Debug("cluster: read the session directory", "err", err)
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // Claim implements broker.Cluster.
 func (c *Cluster) Claim(clientID, from string, claimed func(rev uint64)) (string, error) {
 	if !c.dir.ready.Load() {
@@ -111,14 +131,16 @@ func (c *Cluster) Ask(node string, req []byte) ([]byte, error) {
 // onSession answers a request about a session, off NATS's goroutine: an
 // answer may wait for a claim under way here.
 func (c *Cluster) onSession(m *nats.Msg) {
-	c.spawn(func() { _ = m.Respond(c.node.Answer(m.Data)) })
+	if !c.spawn(func() { _ = m.Respond(c.node.Answer(m.Data)) }) {
+		_ = m.Respond(nil) // leaving: nothing here, rather than a wait for the timeout
+	}
 }
 
 // Cut implements broker.Cluster.
 func (c *Cluster) Cut(old string) (map[string]uint64, error) {
-	want := make(map[string]bool)
+	want := make(map[string]*peer)
 	for _, p := range c.peers.live() {
-		want[p.name] = true
+		want[p.name] = p
 	}
 	inbox := nats.NewInbox()
 	sub, err := c.nc.SubscribeSync(inbox)
@@ -132,22 +154,27 @@ func (c *Cluster) Cut(old string) (map[string]uint64, error) {
 	}
 	cuts := map[string]uint64{c.cfg.Node: c.stampFor(old)}
 	deadline := time.Now().Add(askTimeout)
-	for len(want) > 0 {
-		m, err := sub.NextMsg(time.Until(deadline))
-		if err != nil {
-			break
+	for len(want) > 0 && time.Now().Before(deadline) {
+		m, err := sub.NextMsg(min(time.Until(deadline), 50*time.Millisecond))
+		if err == nil {
+			r := record.Reader{B: m.Data}
+			node, k := r.Str(), r.Uvarint()
+			if r.Err == nil && want[node] != nil {
+				cuts[node] = k
+				delete(want, node)
+			}
+			continue
 		}
-		r := record.Reader{B: m.Data}
-		node, k := r.Str(), r.Uvarint()
-		if r.Err == nil && want[node] {
-			cuts[node] = k
-			delete(want, node)
+		// A node that left meanwhile (or restarted: a new run of it was
+		// not asked) will not answer.
+		for node, p := range want {
+			if !p.alive.Load() {
+				delete(want, node)
+			}
 		}
 	}
 	for node := range want {
-		if p := c.peers.get(node); p != nil && p.alive.Load() {
-			return cuts, fmt.Errorf("node %s did not say where it cuts", node)
-		}
+		return cuts, fmt.Errorf("node %s did not say where it cuts", node)
 	}
 	return cuts, nil
 }
