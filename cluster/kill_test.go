@@ -31,7 +31,13 @@ func TestClusterRetainedSurvivesNodeKill(t *testing.T) {
 	}
 	// And a new one can still be stored with a node down.
 	pub2, _ := v5(t, nodes[1].addr, "pub2")
-	v5Publish(t, pub2, &paho.Publish{Topic: "state/dev2", QoS: 1, Retain: true, Payload: []byte("off")})
+	// The bucket's leader may have been the killed node: the write waits
+	// for JetStream to elect another (4 to 9 s after the loss).
+	ctx, cancel := context.WithTimeout(context.Background(), 2*claimTimeout)
+	defer cancel()
+	if r, err := pub2.Publish(ctx, &paho.Publish{Topic: "state/dev2", QoS: 1, Retain: true, Payload: []byte("off")}); err != nil || r.ReasonCode >= 0x80 {
+		t.Fatalf("publish state/dev2: %v %+v", err, r)
+	}
 	c, ch := v5(t, nodes[2].addr, "late")
 	v5Subscribe(t, c, paho.SubscribeOptions{Topic: "state/dev2", QoS: 1})
 	if p := next(t, ch, "retained after the kill"); string(p.Payload) != "off" {
