@@ -575,19 +575,13 @@ func (n *ClusterNode) Answer(req []byte) []byte {
 		return s.adopt(clientID, from)
 	case moveMore:
 		from := r.Uvarint()
-		s.movesMu.Lock()
-		ss := s.leavingSessions[clientID]
-		s.movesMu.Unlock()
+		ss := s.leavingSession(clientID, false)
 		if ss == nil || r.Err != nil {
 			return []byte{moveFailed}
 		}
 		return s.queuePart([]byte{moveFollows}, ss, from)
 	case moveDone:
-		s.movesMu.Lock()
-		ss := s.leavingSessions[clientID]
-		delete(s.leavingSessions, clientID)
-		s.movesMu.Unlock()
-		if ss != nil {
+		if ss := s.leavingSession(clientID, true); ss != nil {
 			// Its record goes too, unless a session of the same client id
 			// began here since (under s.mu: its record is written after).
 			s.mu.Lock()
@@ -672,16 +666,11 @@ func (s *Server) handOver(clientID string, cuts map[string]uint64) []byte {
 
 	// What was routed to it before the subscriptions left settles: its
 	// deliveries committed, and its acknowledged ones gone from the store.
-	deadline := time.Now().Add(moveTimeout)
-	for {
+	settled(time.Millisecond, func() bool {
 		ss.mu.Lock()
-		busy := len(ss.pending) > 0 || len(ss.releasing) > 0
-		ss.mu.Unlock()
-		if !busy || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
+		defer ss.mu.Unlock()
+		return len(ss.pending) == 0 && len(ss.releasing) == 0
+	})
 	s.flushStore()
 
 	ss.mu.Lock()
@@ -845,42 +834,42 @@ func (s *Server) evacuate() {
 // awaitClaims returns once no claim is under way on this node, or after
 // moveTimeout.
 func (s *Server) awaitClaims() {
-	deadline := time.Now().Add(moveTimeout)
-	for time.Now().Before(deadline) {
+	settled(5*time.Millisecond, func() bool {
 		s.movesMu.Lock()
-		n := len(s.claims)
-		s.movesMu.Unlock()
-		if n == 0 {
-			return
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		defer s.movesMu.Unlock()
+		return len(s.claims) == 0
+	})
 }
 
 // awaitMovesOut returns once no other node is taking a session from this
 // one (a client that reconnected elsewhere first, for one): the node
 // stays in the cluster, answering, until they are done, or moveTimeout.
 func (s *Server) awaitMovesOut() {
-	deadline := time.Now().Add(moveTimeout)
-	for time.Now().Before(deadline) {
-		busy := false
+	settled(5*time.Millisecond, func() bool {
 		s.mu.Lock()
 		for _, ss := range s.sessions {
 			ss.mu.Lock()
-			busy = ss.move != nil && ss.move.leaving
+			leaving := ss.move != nil && ss.move.leaving
 			ss.mu.Unlock()
-			if busy {
-				break
+			if leaving {
+				s.mu.Unlock()
+				return false
 			}
 		}
 		s.mu.Unlock()
 		s.movesMu.Lock()
-		busy = busy || len(s.leavingSessions) > 0
-		s.movesMu.Unlock()
-		if !busy {
-			return
-		}
-		time.Sleep(5 * time.Millisecond)
+		defer s.movesMu.Unlock()
+		return len(s.leavingSessions) == 0
+	})
+}
+
+// settled polls done every interval until it reports true or moveTimeout
+// passes. The moves' waits are on other nodes' progress, which no local
+// event announces; they run only while a session moves or a node stops.
+func settled(interval time.Duration, done func() bool) {
+	deadline := time.Now().Add(moveTimeout)
+	for !done() && time.Now().Before(deadline) {
+		time.Sleep(interval)
 	}
 }
 
@@ -903,6 +892,18 @@ func (s *Server) adopt(clientID, from string) []byte {
 	s.takeSession(prev, &connectParams{clientID: clientID}, cl.rev.Load())
 	s.armIfOffline(clientID)
 	return []byte{moveFollows}
+}
+
+// leavingSession returns the session handed over for clientID (handOver),
+// nil if none, forgetting it when forget is set.
+func (s *Server) leavingSession(clientID string, forget bool) *session {
+	s.movesMu.Lock()
+	defer s.movesMu.Unlock()
+	ss := s.leavingSessions[clientID]
+	if forget {
+		delete(s.leavingSessions, clientID)
+	}
+	return ss
 }
 
 // lockSession returns clientID's session with s.mu and its own lock
