@@ -110,6 +110,9 @@ func (cm *committer) endTx(g *commitGroup, tx *routeTx) {
 	if tx.msgID != 0 && tx.refs > 0 {
 		g.newRefs[tx.msgID] += tx.refs
 	}
+	for _, e := range tx.earlier {
+		g.newRefs[e.id] += e.refs
+	}
 	g.sync = g.sync || tx.sync
 	g.waiters = append(g.waiters, tx.waiters...)
 	g.pins--

@@ -80,10 +80,15 @@ func newSessionUID() string {
 // routeTx collects the store writes of routing one message (or of one
 // acknowledgement that must be durable before it is answered).
 type routeTx struct {
-	g       *commitGroup
-	b       store.Batch
-	msgID   uint64
-	refs    uint32
+	g     *commitGroup
+	b     store.Batch
+	msgID uint64 // the stored body of msg, which refs entries share
+	msg   *message
+	refs  uint32
+	// earlier are the stored bodies, and their entries, of the messages
+	// staged before msg in this tx (a batch from another node, or what
+	// an arriving session held).
+	earlier []msgRefs
 	sync    bool
 	waiters []commitWaiter
 	// backedUp are the online sessions whose backlog the routing filled:
@@ -135,7 +140,8 @@ func (tx *routeTx) reset() {
 
 // resetWrites empties tx of its store writes, once they are handed over.
 func (tx *routeTx) resetWrites() {
-	tx.g, tx.msgID, tx.refs, tx.sync = nil, 0, 0, false
+	tx.g, tx.msgID, tx.msg, tx.refs, tx.sync = nil, 0, nil, 0, false
+	tx.earlier = tx.earlier[:0]
 	tx.b.Reset()
 	clear(tx.waiters)
 	tx.waiters = tx.waiters[:0]
@@ -169,8 +175,12 @@ func (ss *session) stageLocked(d delivery, tx *routeTx) {
 	s := ss.srv
 	d.msg.pin() // held by the store's path (pending, paged in) as well as in memory
 	b := tx.batch(s)
-	if tx.msgID == 0 {
-		tx.msgID = s.nextMessageID()
+	if tx.msgID == 0 || tx.msg != d.msg {
+		if tx.msgID != 0 {
+			tx.earlier = append(tx.earlier, msgRefs{tx.msgID, tx.refs})
+			tx.refs = 0
+		}
+		tx.msgID, tx.msg = s.nextMessageID(), d.msg
 		b.PutMessage(tx.msgID, appendMessage(nil, d.msg))
 	}
 	tx.refs++
@@ -185,6 +195,12 @@ func (ss *session) stageLocked(d delivery, tx *routeTx) {
 	ss.pendingBytes += int64(len(d.msg.Payload))
 	ss.gaugeLocked(1, int64(len(d.msg.Payload)), 0)
 	tx.waiters = append(tx.waiters, ss)
+}
+
+// msgRefs is a stored message body and how many entries refer to it.
+type msgRefs struct {
+	id   uint64
+	refs uint32
 }
 
 func entryOf(d *delivery, released bool) *queueEntry {
