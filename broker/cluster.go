@@ -44,8 +44,8 @@ type Cluster interface {
 	Full() bool
 	// Claim makes this node the owner of clientID's session, cluster-wide,
 	// and returns the node that held it, for the session to come from
-	// there: "" when none did, or this one, or one no longer in the
-	// cluster. Claims of a client id are in one order cluster-wide, each
+	// there, or from its replica when that node is no longer in the
+	// cluster: "" when none did, or this one. Claims of a client id are in one order cluster-wide, each
 	// numbered higher than the one before; claimed hears this one's number
 	// as soon as it is known, before Claim returns. It blocks (the broker
 	// calls it on a goroutine of its own); an error means the owner cannot
@@ -64,6 +64,16 @@ type Cluster interface {
 	// given once node old has taken every message that node sent it
 	// before. It blocks.
 	Cut(old string) (map[string]uint64, error)
+	// Replicate copies writes of this node's persistent sessions to the
+	// cluster's replica, under this node's name, and returns once a
+	// majority of the nodes have them (replica.go). It blocks.
+	Replicate(ws []ReplicaWrite) error
+	// Replica reads what node's replica holds of clientID's session.
+	Replica(node, clientID string) ([]ReplicaWrite, error)
+	// ReplicaRecords reads the session records node's replica holds.
+	ReplicaRecords(node string) ([][]byte, error)
+	// DropReplica removes node's replica of clientID's session.
+	DropReplica(node, clientID string) error
 	// Close leaves the cluster; the Server calls it in Close, after the
 	// listeners have stopped.
 	Close() error
@@ -221,9 +231,11 @@ func (c *conn) waitAll(pendings []*Pending) *replyWait {
 			}
 		})
 	}
-	if w.n.Add(-1) == 0 {
+	if w.n.Add(-1) == 0 && !w.failed.Load() {
 		return nil // all done already
 	}
+	// Still to come, or failed already (a lost node's subscriptions): the
+	// reply waits, or says so.
 	return w
 }
 

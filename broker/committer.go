@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/petrelmq/petrel/store"
@@ -42,6 +43,12 @@ type committer struct {
 
 	// latency is the time each commit group took to write, for Stats.
 	latency latencyHistogram
+
+	// cluster, once replicating is set, gets a copy of every commit's
+	// session writes before the commit's waiters hear of it (replica.go).
+	cluster     Cluster
+	replicating atomic.Bool
+	repBuf      []ReplicaWrite
 }
 
 // commitWaiter hears that the group it joined committed (err nil) or failed.
@@ -242,6 +249,16 @@ func (cm *committer) commitOpen() {
 		sync := g.sync && cm.syncEvery <= 0
 		err = cm.st.Commit(&g.batch, sync)
 		cm.unsynced = cm.unsynced || (!sync && g.batch.Len() > 0)
+		if err == nil {
+			// On this node's disk, not yet on the others': the waiters
+			// hear of a failure, and the store keeps the writes.
+			if err = cm.replicate(g); err != nil {
+				cm.log.Error("store commit not replicated: its waiters are told it failed", "group", g.id, "err", err)
+			}
+			cm.latency.observe(time.Since(start))
+			cm.tell(g, err)
+			return
+		}
 	}
 	cm.latency.observe(time.Since(start))
 	if err != nil {
@@ -250,23 +267,25 @@ func (cm *committer) commitOpen() {
 		clear(cm.refs) // counts may not have been written
 		cm.retryLater(g)
 	}
+	cm.tell(g, err)
+	// The store refuses writes (a full disk): try again a little later
+	// rather than spin.
+	select {
+	case <-time.After(retryDelay):
+	case <-cm.done:
+	}
+	cm.poke()
+}
+
+// tell gives g's waiters its outcome and makes g the spare group.
+func (cm *committer) tell(g *commitGroup, err error) {
 	for _, w := range g.waiters {
 		w.committed(g.id, err)
 	}
-
 	cm.mu.Lock()
 	g.reset()
 	cm.spare = g
 	cm.mu.Unlock()
-	if err != nil {
-		// The store refuses writes (a full disk): try again a little later
-		// rather than spin.
-		select {
-		case <-time.After(retryDelay):
-		case <-cm.done:
-		}
-		cm.poke()
-	}
 }
 
 // retryDelay spaces the attempts to commit while the store refuses writes.

@@ -224,8 +224,11 @@ func (c *conn) admit(cp *connectParams, authData []byte) {
 	}
 	if c.srv.opts.Cluster != nil {
 		// The session's owner is cluster-wide: claimed first, off the
-		// event loop (handover.go).
+		// event loop (handover.go). The CONNECT came in time; the claim
+		// may wait for the directory's election after a node's loss, and
+		// the session may come from another node or the replica.
 		c.paused = true
+		c.deadline.Store(time.Now().Add(claimWait).UnixNano())
 		go c.claimOnCluster(cp, authData)
 		return
 	}

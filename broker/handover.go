@@ -65,6 +65,10 @@ const (
 	moveFailed              // the node could not read it
 )
 
+// claimWait bounds a CONNECT's claim on a cluster node, the session's
+// coming included, before the connection is given up.
+const claimWait = 6 * moveTimeout
+
 // moveTimeout bounds each step of a move.
 const moveTimeout = 10 * time.Second
 
@@ -256,8 +260,19 @@ func (s *Server) armIfOffline(clientID string) {
 func (s *Server) takeSession(prev string, cp *connectParams, rev uint64) {
 	cl := s.opts.Cluster
 	start := time.Now()
+	if !slices.Contains(cl.Peers(), prev) {
+		s.takeReplica(prev, cp) // its node is lost, its session is not
+		return
+	}
 	ans, err := cl.Ask(prev, record.AppendUvarint(appendMoveRequest(movePrepare, cp.clientID, cp.cleanStart), rev))
 	if err != nil {
+		// A node that died is not yet known to be lost here: once it
+		// is, its session comes from the replica.
+		settled(50*time.Millisecond, func() bool { return !slices.Contains(cl.Peers(), prev) })
+		if !slices.Contains(cl.Peers(), prev) {
+			s.takeReplica(prev, cp)
+			return
+		}
 		s.log.Warn("cluster: the node holding a session did not hand it over; the client gets a new one",
 			"client", cp.clientID, "node", prev, "err", err)
 		return
@@ -324,6 +339,7 @@ func (s *Server) arriving(clientID string, rec *sessionRecord) (*session, []*Pen
 		s.endLocked(old)
 	}
 	ss := s.newSession(clientID, rec.expiry)
+	ss.expiry = rec.expiry
 	ss.persisted = true
 	if ss.durableState == nil {
 		ss.durableState = &durableState{uid: newSessionUID()}

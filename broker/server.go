@@ -210,6 +210,8 @@ func (s *Server) Start() error {
 			s.Close()
 			return fmt.Errorf("join the cluster: %w", err)
 		}
+		s.committer.cluster = s.opts.Cluster
+		s.committer.replicating.Store(true)
 	}
 	s.running.Store(true)
 	for _, lc := range s.opts.Listeners {
@@ -409,6 +411,10 @@ func (s *Server) close() error {
 	s.log.Info("shutdown: connections closed", "elapsed", time.Since(start).Round(time.Millisecond))
 	if s.opts.Cluster != nil && s.running.Load() {
 		s.evacuate()
+		// The sessions handed on leave the replica too, before the node
+		// leaves; later writes stay on this node's disk.
+		s.flushStore()
+		s.committer.replicating.Store(false)
 		s.leftCluster.Store(true)
 		if err := s.opts.Cluster.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("leave the cluster: %w", err))

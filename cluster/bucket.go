@@ -19,6 +19,8 @@ type kvBucket struct {
 	name     string // the bucket's name
 	what     string // what it keeps, for the log
 	maxValue int32
+	// markerTTL, when set, lets purge markers expire after it.
+	markerTTL time.Duration
 
 	kv       jetstream.KeyValue
 	ready    atomic.Bool // kv is set
@@ -73,7 +75,7 @@ func (kb *kvBucket) bind(ctx context.Context, c *Cluster) (jetstream.KeyValue, e
 
 func (kb *kvBucket) config(replicas int, c *Cluster) jetstream.KeyValueConfig {
 	cfg := jetstream.KeyValueConfig{Bucket: kb.name, History: 1, Replicas: replicas,
-		Description: "Petrel's " + kb.what, MaxValueSize: kb.maxValue}
+		Description: "Petrel's " + kb.what, MaxValueSize: kb.maxValue, LimitMarkerTTL: kb.markerTTL}
 	if c.cfg.DataDir == "" && c.cfg.NATSURL == "" {
 		cfg.Storage = jetstream.MemoryStorage
 	}
@@ -135,4 +137,4 @@ func (kb *kvBucket) current(ctx context.Context, c *Cluster, n int) bool {
 }
 
 // buckets are the cluster's key-value buckets.
-func (c *Cluster) buckets() []*kvBucket { return []*kvBucket{&c.ret.kvBucket, &c.dir} }
+func (c *Cluster) buckets() []*kvBucket { return []*kvBucket{&c.ret.kvBucket, &c.dir, &c.rep} }

@@ -161,6 +161,11 @@ type Cluster struct {
 	peers peerSet
 	ret   retainer
 	dir   kvBucket // the session directory (sessions.go)
+	rep   kvBucket // the sessions' replica (replica.go)
+	// repStream is the replica bucket's stream, for purges.
+	repMu     sync.Mutex
+	repStream jetstream.Stream
+	ghosts    ghostSet
 	// inbox is onBatch's decoding space, reused (one batch at a time),
 	// and inboxGroups the shared groups of the batch.
 	inbox       []broker.Forwarded
@@ -199,6 +204,7 @@ func New(cfg Config) (*Cluster, error) {
 	c.peers.init()
 	c.ret.init()
 	c.dir = kvBucket{name: dirBucket, what: "session directory", maxValue: 1024}
+	c.rep = kvBucket{name: replicaBucket, what: "sessions' replica", markerTTL: markerTTL}
 	return c, nil
 }
 
@@ -253,6 +259,9 @@ func (c *Cluster) Start(n *broker.ClusterNode) error {
 	}
 	dctx, dcancel := context.WithTimeout(c.ctx, 2*time.Minute)
 	_, err := c.dir.bind(dctx, c)
+	if err == nil {
+		_, err = c.rep.bind(dctx, c)
+	}
 	if err == nil {
 		err = c.dirReady(dctx)
 	}

@@ -31,6 +31,10 @@ type peer struct {
 	boot  string
 	self  bool
 	alive atomic.Bool
+	// ghost: lost, its keys kept until its sessions are taken over
+	// (replica.go); a message routed to it fails.
+	ghost  atomic.Bool
+	failed *broker.Pending
 	// crowded: the shared groups (GroupKey) whose members on this node
 	// have no room, as it last said, and until when that holds (room.go);
 	// replaced, never changed.
@@ -346,8 +350,14 @@ func (c *Cluster) removePeer(p *peer, why string) {
 	}
 	p.mu.Unlock()
 	close(p.done)
-	for key := range keys {
-		c.table.removeNode(key, p)
+	if why != "" && why != leftWhy && c.rep.ready.Load() {
+		// Its sessions live on in the replica: until they are taken
+		// over, what is routed to them fails rather than match nobody.
+		c.haunt(p, keys)
+	} else {
+		for key := range keys {
+			c.table.removeNode(key, p)
+		}
 	}
 	n := 0
 	for _, b := range given {
@@ -466,6 +476,7 @@ func (c *Cluster) subscribe() error {
 		{c.pfx + "ret", c.onRetained},
 		{c.pfx + "sess." + c.cfg.Node, c.onSession},
 		{c.pfx + "cut", c.onCut},
+		{c.pfx + "adopted", c.onAdopted},
 	}
 	for _, s := range subs {
 		sub, err := c.nc.Subscribe(s.subj, s.fn)
@@ -670,6 +681,7 @@ func (c *Cluster) heartbeats() {
 				}
 			}
 			c.forgetAcks(nil, now)
+			c.checkGhosts(now)
 			// Off this goroutine: raising the replicas waits for them to
 			// catch up, and heartbeats must not wait.
 			for _, kb := range c.buckets() {

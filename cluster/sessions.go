@@ -93,11 +93,8 @@ func (c *Cluster) Claim(clientID, from string, claimed func(rev uint64)) (string
 		}
 		if err == nil {
 			claimed(rev)
-			if prev == "" || prev == c.cfg.Node {
+			if prev == c.cfg.Node {
 				return "", nil
-			}
-			if p := c.peers.get(prev); p == nil || !p.alive.Load() {
-				return "", nil // its node is gone, and the session with it
 			}
 			return prev, nil
 		}

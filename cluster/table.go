@@ -269,6 +269,9 @@ func (c *Cluster) Route(r *broker.ClusterRoute) {
 	for i := range sc.to {
 		tg := &sc.to[i]
 		if !tg.p.alive.Load() {
+			if tg.p.ghost.Load() {
+				r.Pending = append(r.Pending, tg.p.failed)
+			}
 			continue
 		}
 		pend, full := tg.p.enqueue(c, r, tg.groups)
