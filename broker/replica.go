@@ -201,6 +201,11 @@ func (s *Server) adoptLost(clientID, dead string) {
 func (s *Server) takeReplica(dead string, cp *connectParams) {
 	cl := s.opts.Cluster
 	start := time.Now()
+	if cp.cleanStart {
+		// The session ends: nothing of it is read, and its copy goes.
+		go s.dropReplica(dead, cp.clientID)
+		return
+	}
 	ents, err := cl.Replica(dead, cp.clientID)
 	if err != nil {
 		s.log.Error("cluster: a lost node's session cannot be read; the client gets a new one",
@@ -225,7 +230,7 @@ func (s *Server) takeReplica(dead string, cp *connectParams) {
 	if rec == nil {
 		return // none there
 	}
-	if cp.cleanStart || rec.expiry == 0 {
+	if rec.expiry == 0 {
 		s.dropReplica(dead, cp.clientID)
 		return
 	}

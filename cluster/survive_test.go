@@ -20,7 +20,10 @@ import (
 // 20,000 QoS 1 messages, then 20,000 QoS 2; in the middle of the QoS 2
 // ones a node is killed (SIGKILL). The client then connects to node 3:
 // every message acknowledged to the publisher arrives, and none of the
-// QoS 2 ones twice. [MQTT-4.3.3-9] [MQTT-3.1.2-5] v5
+// QoS 2 ones twice.
+// [MQTT-3.1.2-5] v5
+// [MQTT-4.4.0-1] v5
+// [MQTT-4.3.3-6] v5
 func TestClusterSessionSurvivesNodeKill(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
@@ -80,7 +83,7 @@ func testSessionSurvives(t *testing.T, online bool, kill int) {
 	if kill == 0 {
 		<-subDone
 		var present bool
-		w, present = connectWithin(t, nodes[2].addr, "keeper", 2*claimTimeout)
+		w, present = connectWithin(t, nodes[2].addr, "keeper", 4*claimTimeout)
 		w.Name = "keeper@n3"
 		if !present {
 			t.Fatal("the session was not present on node 3")
@@ -151,7 +154,7 @@ func connectWithin(t *testing.T, addr, id string, d time.Duration) (*wiretest.Cl
 
 // mixedReceiver is a subscriber's side of its session, as a client
 // keeps it across connections: QoS 1 messages are acknowledged, QoS 2
-// ones taken once per packet id until released. [MQTT-4.3.3-9]
+// ones taken once per packet id until released (MQTT-4.3.3-10).
 type mixedReceiver struct {
 	t        *testing.T
 	mu       sync.Mutex
@@ -286,7 +289,9 @@ func (rp *resilientPublisher) connect() {
 			continue
 		}
 		c := paho.NewClient(paho.ClientConfig{ClientID: rp.id, Conn: nc, OnClientError: func(error) {}})
-		ctx, cancel := context.WithTimeout(context.Background(), 2*claimTimeout)
+		// A claim waits for the directory's election after a node's loss,
+		// and the session's reading for the replica's.
+		ctx, cancel := context.WithTimeout(context.Background(), 4*claimTimeout)
 		ca, err := c.Connect(ctx, &paho.Connect{ClientID: rp.id, KeepAlive: 30, CleanStart: true})
 		cancel()
 		if err != nil || ca.ReasonCode != 0 {

@@ -7,8 +7,13 @@
 # half the rate the cluster reached (RATE_FRACTION). Every server listens on
 # 127.0.0.1 only; each run is bounded by DURATION.
 #
+# With PERSISTENT=1 the clients keep persistent sessions (MQTT 5, never
+# expiring): on a cluster node every delivery to one and every
+# acknowledgement is replicated (docs/CLUSTER.md, "The replica").
+#
 #   scripts/bench-cluster.sh
 #   DURATION=10s PUBS=8 SUBS=2 scripts/bench-cluster.sh
+#   PERSISTENT=1 scripts/bench-cluster.sh
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -16,6 +21,10 @@ DURATION=${DURATION:-5s}
 PUBS=${PUBS:-4}
 SUBS=${SUBS:-4}
 SIZE=${SIZE:-64}
+SESSION=()
+if [ "${PERSISTENT:-0}" = 1 ]; then
+	SESSION=(--persistent -V 5)
+fi
 OUT=${OUT:-$(mktemp -d)}
 BIN="$OUT/petrel"
 go build -o "$BIN" ./cmd/petrel
@@ -53,7 +62,7 @@ run() {
 	local label=$1
 	shift
 	"$BIN" bench pubsub --pubs "$PUBS" --subs "$SUBS" -s "$SIZE" --duration "$DURATION" \
-		--no-progress --json "$@" >"$OUT/$label.json" 2>"$OUT/$label.err"
+		--no-progress --json "${SESSION[@]}" "$@" >"$OUT/$label.json" 2>"$OUT/$label.err"
 	python3 - "$label" "$OUT/$label.json" <<'EOF'
 import json, sys
 label, path = sys.argv[1], sys.argv[2]
