@@ -25,7 +25,7 @@ import "sync"
 // messagePools hold recycled messages by inlineSizes class, zeroed.
 var messagePools [len(inlineSizes)]sync.Pool
 
-// pinnedRefs is what pin adds: no count of unrefs brings it back to 0.
+// pinnedRefs is what pin adds, once: no count of unrefs brings it back to 0.
 const pinnedRefs = 1 << 30
 
 // ref adds a holder. Only a holder may call it, so a counted message's
@@ -45,8 +45,17 @@ func (m *message) unref() {
 
 // pin keeps a counted message from ever being recycled.
 func (m *message) pin() {
-	if m.refs.Load() != 0 {
-		m.refs.Add(pinnedRefs)
+	// Once: refs is 32 bits, and a second pinnedRefs would take it past
+	// them. Four pins (a message queued to four durable sessions) brought
+	// it back to its count, and the message was recycled while they held it.
+	for {
+		n := m.refs.Load()
+		if n == 0 || n >= pinnedRefs {
+			return
+		}
+		if m.refs.CompareAndSwap(n, n+pinnedRefs) {
+			return
+		}
 	}
 }
 
