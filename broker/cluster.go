@@ -64,6 +64,9 @@ type Cluster interface {
 	// given once node old has taken every message that node sent it
 	// before. It blocks.
 	Cut(old string) (map[string]uint64, error)
+	// ReplicatesSessions reports whether the cluster keeps a replica of
+	// the nodes' persistent sessions (Replicate and the rest below).
+	ReplicatesSessions() bool
 	// Replicate copies writes of this node's persistent sessions to the
 	// cluster's replica, under this node's name, and returns once a
 	// majority of the nodes have them (replica.go). It blocks.

@@ -211,7 +211,7 @@ func (s *Server) Start() error {
 			return fmt.Errorf("join the cluster: %w", err)
 		}
 		s.committer.cluster = s.opts.Cluster
-		s.committer.replicating.Store(true)
+		s.committer.replicating.Store(s.opts.Cluster.ReplicatesSessions())
 	}
 	s.running.Store(true)
 	for _, lc := range s.opts.Listeners {

@@ -137,4 +137,9 @@ func (kb *kvBucket) current(ctx context.Context, c *Cluster, n int) bool {
 }
 
 // buckets are the cluster's key-value buckets.
-func (c *Cluster) buckets() []*kvBucket { return []*kvBucket{&c.ret.kvBucket, &c.dir, &c.rep} }
+func (c *Cluster) buckets() []*kvBucket {
+	if c.cfg.NoReplica {
+		return []*kvBucket{&c.ret.kvBucket, &c.dir}
+	}
+	return []*kvBucket{&c.ret.kvBucket, &c.dir, &c.rep}
+}

@@ -76,6 +76,10 @@ type Config struct {
 	// NodeTimeout is how long a node may go unheard before it counts as
 	// dead. Default 3s; heartbeats go every third of it.
 	NodeTimeout time.Duration
+	// NoReplica turns off the sessions' replica (replica.go): a node's
+	// persistent sessions are then lost with it, and their writes cost no
+	// replication.
+	NoReplica bool
 	// Username and Password, when set, are required of routes between
 	// the nodes; TLS, when set, encrypts them (and must verify peers).
 	Username, Password string
@@ -259,7 +263,7 @@ func (c *Cluster) Start(n *broker.ClusterNode) error {
 	}
 	dctx, dcancel := context.WithTimeout(c.ctx, 2*time.Minute)
 	_, err := c.dir.bind(dctx, c)
-	if err == nil {
+	if err == nil && !c.cfg.NoReplica {
 		_, err = c.rep.bind(dctx, c)
 	}
 	if err == nil {

@@ -42,6 +42,9 @@ const (
 
 func replicaKey(node, clientID string) string { return node + "." + dirKey(clientID) }
 
+// ReplicatesSessions implements broker.Cluster.
+func (c *Cluster) ReplicatesSessions() bool { return !c.cfg.NoReplica }
+
 // Replicate implements broker.Cluster.
 func (c *Cluster) Replicate(ws []broker.ReplicaWrite) error {
 	if !c.rep.ready.Load() {
@@ -166,6 +169,9 @@ func (c *Cluster) replicaStream(ctx context.Context) (jetstream.Stream, error) {
 
 // Replica implements broker.Cluster.
 func (c *Cluster) Replica(node, clientID string) ([]broker.ReplicaWrite, error) {
+	if c.cfg.NoReplica {
+		return nil, nil // nothing kept: the session died with its node
+	}
 	var out []broker.ReplicaWrite
 	err := c.readReplica(replicaKey(node, clientID)+".>", func(key string, value []byte) {
 		if w, ok := parseReplicaKey(key); ok {
@@ -193,6 +199,9 @@ func (c *Cluster) ReplicaRecords(node string) ([][]byte, error) {
 
 // DropReplica implements broker.Cluster.
 func (c *Cluster) DropReplica(node, clientID string) error {
+	if c.cfg.NoReplica {
+		return nil
+	}
 	filter := "$KV." + replicaBucket + "." + replicaKey(node, clientID) + ".>"
 	return c.retry("drop a session's replica", func(ctx context.Context) error {
 		actx, cancel := context.WithTimeout(ctx, attemptTimeout)

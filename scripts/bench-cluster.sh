@@ -13,7 +13,11 @@
 #
 #   scripts/bench-cluster.sh
 #   DURATION=10s PUBS=8 SUBS=2 scripts/bench-cluster.sh
+# REPLICATE=0 turns the replica off on the cluster's nodes
+# (cluster.replicate_sessions: false); QOS lists the QoS levels to run.
+#
 #   PERSISTENT=1 scripts/bench-cluster.sh
+#   PERSISTENT=1 REPLICATE=0 QOS=1 scripts/bench-cluster.sh
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -28,6 +32,11 @@ fi
 OUT=${OUT:-$(mktemp -d)}
 BIN="$OUT/petrel"
 go build -o "$BIN" ./cmd/petrel
+NODE_CONF=()
+if [ "${REPLICATE:-1}" = 0 ]; then
+	printf 'cluster:\n  replicate_sessions: false\n' >"$OUT/norep.yaml"
+	NODE_CONF=(--config "$OUT/norep.yaml")
+fi
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 
@@ -43,7 +52,8 @@ trap stop_all EXIT
 start() {
 	local name=$1 port=$2
 	shift 2
-	"$BIN" serve --listen "127.0.0.1:$port" --data-dir "$OUT/$name" --node "$name" \
+	# A fresh store for each run: nothing of the last run is resumed.
+	"$BIN" serve --listen "127.0.0.1:$port" --data-dir "$(mktemp -d "$OUT/$name.XXXX")" --node "$name" \
 		--log-level warn --sys-interval 0 "$@" 2>"$OUT/$name.log" &
 	PIDS+=($!)
 }
@@ -75,7 +85,7 @@ EOF
 
 echo "| run | deliveries/s | deliveries per broker CPU-s | broker CPU-s | p50 ms | p99 ms | lost |"
 echo "|---|---|---|---|---|---|---|"
-for q in 0 1; do
+for q in ${QOS:-0 1}; do
 	# One node.
 	P=$(free_port)
 	start single "$P"
@@ -86,9 +96,9 @@ for q in 0 1; do
 	# Three nodes: publishers on n1, subscribers on n2.
 	R1=$(free_port) R2=$(free_port) R3=$(free_port)
 	M1=$(free_port) M2=$(free_port) M3=$(free_port)
-	start n1 "$M1" --cluster "127.0.0.1:$R1" --peers "127.0.0.1:$R2,127.0.0.1:$R3"
-	start n2 "$M2" --cluster "127.0.0.1:$R2" --peers "127.0.0.1:$R1,127.0.0.1:$R3"
-	start n3 "$M3" --cluster "127.0.0.1:$R3" --peers "127.0.0.1:$R1,127.0.0.1:$R2"
+	start n1 "$M1" --cluster "127.0.0.1:$R1" --peers "127.0.0.1:$R2,127.0.0.1:$R3" "${NODE_CONF[@]}"
+	start n2 "$M2" --cluster "127.0.0.1:$R2" --peers "127.0.0.1:$R1,127.0.0.1:$R3" "${NODE_CONF[@]}"
+	start n3 "$M3" --cluster "127.0.0.1:$R3" --peers "127.0.0.1:$R1,127.0.0.1:$R2" "${NODE_CONF[@]}"
 	wait_port "$M1"
 	wait_port "$M2"
 	wait_port "$M3"

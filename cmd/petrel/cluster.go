@@ -52,6 +52,7 @@ func clusterConfig(cfg *config.File, node string, log *slog.Logger) (cluster.Con
 		NodeTimeout: c.NodeTimeout.Duration,
 		Username:    c.Username,
 		Logger:      log,
+		NoReplica:   !c.ReplicateSessions,
 	}
 	// The replicated retained messages go beside the store (in cluster/),
 	// or, with the memory store, in memory.

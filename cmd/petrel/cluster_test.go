@@ -117,7 +117,7 @@ func TestClusterConfig(t *testing.T) {
 	}
 	if cc.Node != "n1" || cc.Name != "eu" || cc.Listen != "127.0.0.1:16222" || !reflect.DeepEqual(cc.Peers, []string{"10.0.0.2:6222"}) ||
 		cc.NATSURL != "" || cc.NodeTimeout != 5*time.Second || cc.DataDir != files.dir+"/data" ||
-		cc.Username != "petrel" || cc.Password != "s3cret" || cc.Logger != discardLog {
+		cc.Username != "petrel" || cc.Password != "s3cret" || cc.Logger != discardLog || cc.NoReplica {
 		t.Errorf("cluster.Config = %+v", cc)
 	}
 	c := cc.TLS
@@ -135,6 +135,12 @@ func TestClusterConfig(t *testing.T) {
 	cfg = parseTestConfig(t, "store:\n  engine: memory\ncluster:\n  listen: 127.0.0.1:16222\n")
 	if cc, err = clusterConfig(cfg, "n1", discardLog); err != nil || cc.DataDir != "" || cc.TLS != nil || cc.Password != "" {
 		t.Errorf("memory store: %+v, %v; want no DataDir, TLS or password", cc, err)
+	}
+
+	// The sessions' replica can be turned off.
+	cfg = parseTestConfig(t, "cluster:\n  listen: 127.0.0.1:16222\n  replicate_sessions: false\n")
+	if cc, err = clusterConfig(cfg, "n1", discardLog); err != nil || !cc.NoReplica {
+		t.Errorf("replicate_sessions false: NoReplica %v, %v", cc.NoReplica, err)
 	}
 }
 

@@ -342,6 +342,10 @@ type Cluster struct {
 	// NodeTimeout is how long a node may go unheard before it counts as
 	// dead.
 	NodeTimeout Duration `yaml:"node_timeout"`
+	// ReplicateSessions copies every write of a persistent session to the
+	// cluster before it is acknowledged, so that the session outlives its
+	// node (docs/CLUSTER.md); off, a node's sessions die with it.
+	ReplicateSessions bool `yaml:"replicate_sessions"`
 	// Username, and the password in PasswordFile (without surrounding
 	// white space), are required of the routes between the nodes: both or
 	// neither.
@@ -468,7 +472,7 @@ func Default() *File {
 		Sys:     Sys{Interval: Duration{max(d.SysInterval, 0)}},
 		Store:   Store{Engine: "pebble", Dir: "./data", Sync: "always", SyncInterval: Duration{100 * time.Millisecond}},
 		HTTP:    HTTP{MetricsAuth: true, TLS: HTTPTLS{ClientAuth: defaultTLS.ClientAuth, MinVersion: defaultTLS.MinVersion}},
-		Cluster: Cluster{Name: DefaultClusterName, NodeTimeout: Duration{3 * time.Second}},
+		Cluster: Cluster{Name: DefaultClusterName, NodeTimeout: Duration{3 * time.Second}, ReplicateSessions: true},
 
 		ShutdownTimeout: Duration{10 * time.Second},
 	}

@@ -767,7 +767,7 @@ func TestExampleFile(t *testing.T) {
 			TLS: HTTPTLS{CertFile: "/etc/petrel/server.crt", KeyFile: "/etc/petrel/server.key",
 				ClientCAFile: "/etc/petrel/admins-ca.crt", ClientAuth: "require", MinVersion: "1.3"}},
 		Cluster: Cluster{Node: "node-1", Name: "petrel", Listen: "10.0.0.1:6222", Peers: []string{"10.0.0.2:6222", "10.0.0.3:6222"},
-			NodeTimeout: Duration{3 * time.Second}, Username: "petrel", PasswordFile: "/etc/petrel/cluster-password",
+			NodeTimeout: Duration{3 * time.Second}, ReplicateSessions: true, Username: "petrel", PasswordFile: "/etc/petrel/cluster-password",
 			TLS: ClusterTLS{CertFile: "/etc/petrel/node.crt", KeyFile: "/etc/petrel/node.key", CAFile: "/etc/petrel/cluster-ca.crt"}},
 
 		ShutdownTimeout: Duration{10 * time.Second},
