@@ -63,6 +63,9 @@ type Config struct {
 	// Listen is this node's route address (host:port), which the other
 	// nodes' Peers name. Required unless NATSURL is set.
 	Listen string
+	// Advertise, when set, is the route address the other nodes are told
+	// to dial for this one instead of Listen (NAT, containers, proxies).
+	Advertise string
 	// Peers are other nodes' route addresses; any one that is up is
 	// enough to join, the rest are found from it.
 	Peers []string
@@ -355,6 +358,7 @@ func (c *Cluster) embed() error {
 			Password:       c.cfg.Password,
 			TLSConfig:      c.cfg.TLS,
 			ConnectRetries: -1,
+			Advertise:      c.cfg.Advertise,
 		},
 	}
 	if c.cfg.TLS != nil {
@@ -404,7 +408,8 @@ func (c *Cluster) embed() error {
 }
 
 // otherPeers lists the distinct nodes cfg.Peers names, this node's own
-// address (a list shared by every node's configuration has it) left out:
+// address, listened on or advertised (a list shared by every node's
+// configuration has it), left out:
 // JetStream sizes a new cluster by its routes, and one named twice made a
 // cluster of three wait for a fourth.
 func otherPeers(cfg *Config) []string {
@@ -416,7 +421,7 @@ func otherPeers(cfg *Config) []string {
 	var out []string
 	for _, p := range cfg.Peers {
 		k := routeKey(p)
-		if k == self || sameHostPort(cfg.Listen, p) || seen[k] {
+		if k == self || sameHostPort(cfg.Listen, p) || cfg.Advertise != "" && routeKey(cfg.Advertise) == k || seen[k] {
 			continue
 		}
 		seen[k] = true

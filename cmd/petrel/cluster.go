@@ -47,6 +47,7 @@ func clusterConfig(cfg *config.File, node string, log *slog.Logger) (cluster.Con
 		Node:        node,
 		Name:        c.Name,
 		Listen:      c.Listen,
+		Advertise:   c.Advertise,
 		Peers:       c.Peers,
 		NATSURL:     c.NATSURL,
 		NodeTimeout: c.NodeTimeout.Duration,

@@ -142,6 +142,12 @@ func TestClusterConfig(t *testing.T) {
 	if cc, err = clusterConfig(cfg, "n1", discardLog); err != nil || !cc.NoReplica {
 		t.Errorf("replicate_sessions false: NoReplica %v, %v", cc.NoReplica, err)
 	}
+
+	// The address the others dial may differ from the one listened on.
+	cfg = parseTestConfig(t, "cluster:\n  listen: 0.0.0.0:6222\n  advertise: 203.0.113.7:16222\n")
+	if cc, err = clusterConfig(cfg, "n1", discardLog); err != nil || cc.Advertise != "203.0.113.7:16222" {
+		t.Errorf("advertise: %q, %v", cc.Advertise, err)
+	}
 }
 
 // Clustered, brokerOptions gives the broker a cluster, not yet joined.

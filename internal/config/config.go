@@ -333,6 +333,10 @@ type Cluster struct {
 	// nodes' Peers name. Setting it turns clustering on, with a NATS
 	// server embedded in the broker.
 	Listen string `yaml:"listen"`
+	// Advertise is the route address the other nodes are told to dial
+	// for this one, when it is not Listen: behind NAT, in a container, or
+	// through a proxy. Empty: Listen's.
+	Advertise string `yaml:"advertise"`
 	// Peers are other nodes' route addresses (host:port); any one that is
 	// up is enough to join. They need Listen.
 	Peers []string `yaml:"peers"`

@@ -179,7 +179,7 @@ func TestKeyPaths(t *testing.T) {
 		"store", "store.engine", "store.dir", "store.sync", "store.sync_interval",
 		"http", "http.listen", "http.token_file", "http.metrics_auth", "http.tls", "http.tls.cert_file",
 		"http.tls.key_file", "http.tls.client_ca_file", "http.tls.client_auth", "http.tls.min_version",
-		"cluster", "cluster.node", "cluster.name", "cluster.listen", "cluster.peers", "cluster.nats_url",
+		"cluster", "cluster.node", "cluster.name", "cluster.listen", "cluster.advertise", "cluster.peers", "cluster.nats_url",
 		"cluster.node_timeout", "cluster.replicate_sessions", "cluster.username", "cluster.password_file",
 		"cluster.tls", "cluster.tls.cert_file", "cluster.tls.key_file", "cluster.tls.ca_file",
 		"shutdown_timeout",

@@ -539,6 +539,9 @@ func (v *validator) cluster(c Cluster, f *File) {
 			}
 		}
 	}
+	if c.Advertise != "" {
+		v.routeAddress("cluster.advertise", c.Advertise, true)
+	}
 	for i, p := range c.Peers {
 		v.routeAddress(indexKey("cluster.peers", i), p, true)
 	}

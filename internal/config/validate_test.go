@@ -308,6 +308,8 @@ func TestValidateCluster(t *testing.T) {
 			`cluster.listen: "10.0.0.1:routes": port "routes" is not a number`},
 		{"listen on an MQTT listener", func(c *Cluster) { c.Listen = "127.0.0.1:1883" },
 			`cluster.listen: "127.0.0.1:1883" is already the address of listeners[0]`},
+		{"advertise without a host", func(c *Cluster) { c.Listen, c.Advertise = ":6222", ":7222" },
+			`cluster.advertise: ":7222" has no host; name the other node, such as "10.0.0.1:6222"`},
 		{"peers without listen", func(c *Cluster) { c.Peers = []string{"10.0.0.2:6222"} },
 			`cluster.peers: set, but cluster.listen is not: set this node's route address (host:port) too`},
 		{"bad peers", func(c *Cluster) { c.Listen, c.Peers = ":6222", []string{"10.0.0.2:6222", "10.0.0.3", ":6222", ""} },
