@@ -55,6 +55,9 @@ type Cluster interface {
 	// (ErrNotOwner otherwise): a node taking a session that a leaving node
 	// hands out must not take it from a client that went elsewhere.
 	Claim(clientID, from string, claimed func(rev uint64)) (prev string, err error)
+	// Owner says which node the directory has owning clientID's session:
+	// "" when none does.
+	Owner(clientID string) (string, error)
 	// Peers lists the other nodes that are up.
 	Peers() []string
 	// Ask sends a request about a session to node (its

@@ -821,30 +821,39 @@ func (s *Server) evacuate() {
 		return
 	}
 	var moved, failed atomic.Int64
+	inParallel(len(ids), func(i int) {
+		req := record.AppendString(appendMoveRequest(moveAdopt, ids[i], false), s.opts.NodeName)
+		if ans, err := s.opts.Cluster.Ask(peers[i%len(peers)], req); err != nil || len(ans) == 0 || ans[0] == moveFailed {
+			failed.Add(1)
+		} else {
+			moved.Add(1)
+		}
+	})
+	s.awaitMovesOut()
+	s.log.Info("shutdown: sessions handed to other nodes", "sessions", moved.Load(), "failed", failed.Load(),
+		"nodes", len(peers), "elapsed", time.Since(start).Round(time.Millisecond))
+}
+
+// inParallel calls fn for 0..n-1 from up to 16 goroutines, and returns
+// once every call has: the cluster's round trips for many sessions, which
+// one after another would take n times as long.
+func inParallel(n int, fn func(i int)) {
 	work := make(chan int)
 	var wg sync.WaitGroup
-	for range min(16, len(ids)) {
+	for range min(16, n) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := range work {
-				req := record.AppendString(appendMoveRequest(moveAdopt, ids[i], false), s.opts.NodeName)
-				if ans, err := s.opts.Cluster.Ask(peers[i%len(peers)], req); err != nil || len(ans) == 0 || ans[0] == moveFailed {
-					failed.Add(1)
-				} else {
-					moved.Add(1)
-				}
+				fn(i)
 			}
 		}()
 	}
-	for i := range ids {
+	for i := range n {
 		work <- i
 	}
 	close(work)
 	wg.Wait()
-	s.awaitMovesOut()
-	s.log.Info("shutdown: sessions handed to other nodes", "sessions", moved.Load(), "failed", failed.Load(),
-		"nodes", len(peers), "elapsed", time.Since(start).Round(time.Millisecond))
 }
 
 // awaitClaims returns once no claim is under way on this node, or after

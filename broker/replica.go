@@ -6,10 +6,11 @@ import (
 	"hash/fnv"
 	"slices"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/petrelmq/petrel/internal/record"
+	"github.com/petrelmq/petrel/packet"
 	"github.com/petrelmq/petrel/store"
 )
 
@@ -130,15 +131,17 @@ func (cm *committer) replicate(g *commitGroup) error {
 }
 
 // NodeLost takes over this node's share of a lost node's sessions from
-// the replica. It blocks until they are here (or failed, logged).
-func (n *ClusterNode) NodeLost(dead string) {
+// the replica. It blocks until they are here (or failed, logged), and
+// reports whether the replica could be read and every one claimed: not
+// on the minority side of a cut, where the directory cannot be written.
+func (n *ClusterNode) NodeLost(dead string) bool {
 	s := n.s
 	cl := s.opts.Cluster
 	start := time.Now()
 	recs, err := cl.ReplicaRecords(dead)
 	if err != nil {
 		s.log.Error("cluster: a lost node's sessions cannot be read", "node", dead, "err", err)
-		return
+		return false
 	}
 	nodes := append(cl.Peers(), s.opts.NodeName)
 	slices.Sort(nodes)
@@ -156,31 +159,23 @@ func (n *ClusterNode) NodeLost(dead string) {
 		}
 	}
 	if len(mine) == 0 {
-		return
+		return true
 	}
-	work := make(chan string)
-	var wg sync.WaitGroup
-	for range min(16, len(mine)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for id := range work {
-				s.adoptLost(id, dead)
-			}
-		}()
-	}
-	for _, id := range mine {
-		work <- id
-	}
-	close(work)
-	wg.Wait()
+	var failed atomic.Int64
+	inParallel(len(mine), func(i int) {
+		if !s.adoptLost(mine[i], dead) {
+			failed.Add(1)
+		}
+	})
 	s.log.Info("cluster: a lost node's sessions taken over", "node", dead, "sessions", len(mine),
-		"of", len(recs), "elapsed", time.Since(start).Round(time.Millisecond))
+		"of", len(recs), "failed", failed.Load(), "elapsed", time.Since(start).Round(time.Millisecond))
+	return failed.Load() == 0
 }
 
 // adoptLost takes clientID's session from the replica of dead, which held
-// it, unless its client has claimed it elsewhere meanwhile.
-func (s *Server) adoptLost(clientID, dead string) {
+// it, unless its client has claimed it elsewhere meanwhile; false when
+// the directory could not be written.
+func (s *Server) adoptLost(clientID, dead string) bool {
 	cl := s.claimLock(clientID)
 	defer s.endClaim(clientID, cl)
 	_, err := s.opts.Cluster.Claim(clientID, dead, cl.claimed)
@@ -188,11 +183,83 @@ func (s *Server) adoptLost(clientID, dead string) {
 	if err != nil {
 		if !errors.Is(err, ErrNotOwner) {
 			s.log.Warn("cluster: a lost node's session cannot be claimed", "client", clientID, "node", dead, "err", err)
+			return false
 		}
-		return
+		return true
 	}
 	s.takeReplica(dead, &connectParams{clientID: clientID})
 	s.armIfOffline(clientID)
+	return true
+}
+
+// Reconcile drops the sessions here that the directory says another node
+// owns: those the others took over while this node was cut off from
+// them (docs/CLUSTER.md, Partitions). Their clients, if connected here,
+// are told the session was taken over and reconnect; their copies leave
+// the store. Calls while one runs make it run once more after.
+func (n *ClusterNode) Reconcile() {
+	s := n.s
+	if s.reconciles.Add(1) != 1 {
+		return
+	}
+	for {
+		s.reconcile()
+		if s.reconciles.CompareAndSwap(1, 0) {
+			return
+		}
+		s.reconciles.Store(1)
+	}
+}
+
+func (s *Server) reconcile() {
+	start := time.Now()
+	s.mu.Lock()
+	ids := make([]string, 0, len(s.sessions))
+	for id := range s.sessions {
+		ids = append(ids, id)
+	}
+	s.mu.Unlock()
+	var dropped, unknown atomic.Int64
+	inParallel(len(ids), func(i int) {
+		// One at a time with the claims of the same client id here.
+		cl := s.claimLock(ids[i])
+		cl.claimed(0)
+		defer s.endClaim(ids[i], cl)
+		owner, err := s.opts.Cluster.Owner(ids[i])
+		switch {
+		case err != nil:
+			unknown.Add(1)
+		case owner != "" && owner != s.opts.NodeName:
+			if s.forsake(ids[i]) {
+				dropped.Add(1)
+			}
+		}
+	})
+	if dropped.Load() > 0 || unknown.Load() > 0 {
+		s.log.Warn("cluster: sessions another node took over dropped here", "sessions", dropped.Load(),
+			"of", len(ids), "owner_unknown", unknown.Load(), "elapsed", time.Since(start).Round(time.Millisecond))
+	}
+}
+
+// forsake ends clientID's session here, which another node took over: its
+// client is disconnected with 0x8E, its will is not published (the client
+// did not go; it reconnects to its session), and its copy leaves the store.
+func (s *Server) forsake(clientID string) bool {
+	ss := s.lockSession(clientID)
+	if ss == nil {
+		return false
+	}
+	previous := s.detachLocked(ss)
+	if previous != nil {
+		ss.letAllGoLocked()
+		ss.noteLoadLocked()
+	}
+	_ = s.endLocked(ss)
+	s.mu.Unlock()
+	if previous != nil {
+		previous.disconnect(packet.SessionTakenOver, "the session was taken over by another node while this one was cut off") // [MQTT-3.1.4-3] (v5)
+	}
+	return true
 }
 
 // takeReplica makes clientID's session from the replica of node dead,

@@ -126,6 +126,9 @@ type Server struct {
 	// leftCluster: Close has left the cluster; nothing from other nodes is
 	// delivered any more.
 	leftCluster atomic.Bool
+	// reconciles counts the calls of ClusterNode.Reconcile since its run
+	// under way began (replica.go).
+	reconciles atomic.Int32
 	// running is set once Start has recovered the store: Publish may
 	// route from then on. pubMu is held (read) by each Publish, so that
 	// Close can wait for them before it stops the committer.

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"encoding/binary"
+	"errors"
 	"slices"
 	"strings"
 	"sync"
@@ -88,9 +89,13 @@ type peerSet struct {
 	// started any more (spawn), so that shutdown's wait ends.
 	closed bool
 	full   atomic.Int32 // peers whose queue is at its bound
+	// lost are the nodes this one found unheard of and has not heard
+	// since: the others may have taken its sessions over meanwhile, if it
+	// was this one that was cut off.
+	lost map[string]bool
 }
 
-func (ps *peerSet) init() { ps.byName = make(map[string]*peer) }
+func (ps *peerSet) init() { ps.byName, ps.lost = make(map[string]*peer), make(map[string]bool) }
 
 func (ps *peerSet) get(name string) *peer {
 	ps.mu.Lock()
@@ -280,11 +285,20 @@ func (c *Cluster) heard(name, boot string) *peer {
 	p.alive.Store(true)
 	c.peers.byName[name] = p
 	c.wg.Add(2) // under peers.mu: closeAll cannot have begun
+	back := c.peers.lost[name]
+	delete(c.peers.lost, name)
 	c.peers.mu.Unlock()
 	if old != nil {
 		c.removePeer(old, "restarted")
 	}
-	c.log.Info("cluster: node joined", "node", name)
+	c.log.Info("cluster: node joined", "node", name, "back", back)
+	if back {
+		// A cut between this node and that one healed. Its lost copy
+		// goes (its live table replaces it), and if the cut was this
+		// node's, the sessions the others took over meanwhile leave it.
+		c.dropGhost(name)
+		c.spawn(c.node.Reconcile)
+	}
 	go func() {
 		defer c.wg.Done()
 		c.send(p)
@@ -314,8 +328,27 @@ func (c *Cluster) spawn(fn func()) bool {
 	return true
 }
 
-// leftWhy is removePeer's reason for a node that said goodbye.
-const leftWhy = "left the cluster"
+// errCutOff is what a node cut off from most of the others answers a
+// write that needs a majority, at once rather than after its timeout.
+var errCutOff = errors.New("this node is cut off from most of the cluster")
+
+// cutOff reports whether this node is on the minority side of a cut: it
+// has found at least as many nodes unheard of (and not heard since) as it
+// can reach, counting itself. Nodes that left, saying so, do not count.
+func (c *Cluster) cutOff() bool {
+	live := len(c.peers.live()) + 1
+	c.peers.mu.Lock()
+	lost := len(c.peers.lost)
+	c.peers.mu.Unlock()
+	return lost >= live
+}
+
+// leftWhy is removePeer's reason for a node that said goodbye, and
+// unheardWhy begins its reason for one that went silent.
+const (
+	leftWhy    = "left the cluster"
+	unheardWhy = "unheard of"
+)
 
 // removePeer forgets a dead (or departed, or restarted) node: its routes
 // go, and what was on its way to it is given up. A node that said goodbye
@@ -329,6 +362,9 @@ func (c *Cluster) removePeer(p *peer, why string) {
 	c.peers.mu.Lock()
 	if c.peers.byName[p.name] == p {
 		delete(c.peers.byName, p.name)
+	}
+	if strings.HasPrefix(why, unheardWhy) {
+		c.peers.lost[p.name] = true
 	}
 	c.peers.mu.Unlock()
 	if why != "" {
@@ -677,7 +713,7 @@ func (c *Cluster) heartbeats() {
 				late := now.Sub(p.lastSeen) > c.cfg.NodeTimeout
 				p.mu.Unlock()
 				if late {
-					c.removePeer(p, "unheard of for "+c.cfg.NodeTimeout.String())
+					c.removePeer(p, unheardWhy+" for "+c.cfg.NodeTimeout.String())
 				}
 			}
 			c.forgetAcks(nil, now)

@@ -42,6 +42,7 @@ func TestMain(m *testing.M) {
 type procNode struct {
 	name, route, addr, dir string
 	peers                  []string
+	advertise              string // cluster.advertise, when set
 	cmd                    *exec.Cmd
 	done                   chan struct{}
 
@@ -109,6 +110,9 @@ func (nd *procNode) start(t *testing.T) {
 		args = append(args, "--cluster", nd.route)
 		// A short node timeout, so that a killed node's routes go quickly.
 		yaml += "cluster:\n  node_timeout: 1s\n"
+		if nd.advertise != "" {
+			yaml += "  advertise: " + nd.advertise + "\n"
+		}
 	}
 	if len(nd.peers) > 0 {
 		args = append(args, "--peers", strings.Join(nd.peers, ","))

@@ -50,6 +50,9 @@ func (c *Cluster) Replicate(ws []broker.ReplicaWrite) error {
 	if !c.rep.ready.Load() {
 		return errors.New("the session replica is not open")
 	}
+	if c.cutOff() {
+		return errCutOff
+	}
 	// Each write is the same the second time: the whole group again.
 	return c.retry("replicate sessions' writes", func(ctx context.Context) error {
 		// Each attempt on its own clock: writes sent to a leader that was
@@ -298,6 +301,9 @@ type ghost struct {
 type ghostSet struct {
 	mu     sync.Mutex
 	byName map[string]*ghost
+	// early are the Adopted notices that came before this node found the
+	// node lost (another found it first): lost node → adopter → when.
+	early map[string]map[string]time.Time
 }
 
 // haunt keeps lost peer p's keys in the table as a ghost, and starts this
@@ -311,6 +317,12 @@ func (c *Cluster) haunt(p *peer, keys map[string]bool) {
 	if c.ghosts.byName == nil {
 		c.ghosts.byName = make(map[string]*ghost)
 	}
+	for from, at := range c.ghosts.early[p.name] {
+		if time.Since(at) < ghostTimeout {
+			delete(g.waiting, from)
+		}
+	}
+	delete(c.ghosts.early, p.name)
 	old := c.ghosts.byName[p.name]
 	c.ghosts.byName[p.name] = g
 	c.ghosts.mu.Unlock()
@@ -321,8 +333,12 @@ func (c *Cluster) haunt(p *peer, keys map[string]bool) {
 	p.failed.Fail()
 	p.ghost.Store(true)
 	c.spawn(func() {
-		c.node.NodeLost(p.name)
-		c.Adopted(p.name)
+		// A node that cannot read the lost one's sessions (it is on the
+		// minority side of a cut) does not say it took them: its ghost
+		// stays, so what was routed to them goes on failing.
+		if c.node.NodeLost(p.name) {
+			c.Adopted(p.name)
+		}
 	})
 }
 
@@ -332,21 +348,64 @@ func (c *Cluster) onAdopted(m *nats.Msg) {
 	if r.Err != nil {
 		return
 	}
+	if dead == c.cfg.Node {
+		// The others took this node's sessions over while it was cut off
+		// from them: the copies here go.
+		c.spawn(c.node.Reconcile)
+		return
+	}
 	c.ghosts.mu.Lock()
 	g := c.ghosts.byName[dead]
 	if g != nil {
 		delete(g.waiting, from)
+	} else if from != c.cfg.Node {
+		if c.ghosts.early == nil {
+			c.ghosts.early = make(map[string]map[string]time.Time)
+		}
+		if c.ghosts.early[dead] == nil {
+			c.ghosts.early[dead] = make(map[string]time.Time)
+		}
+		c.ghosts.early[dead][from] = time.Now()
 	}
 	c.ghosts.mu.Unlock()
 	c.checkGhosts(time.Now())
 }
 
+// dropGhost removes the ghost of node name, which is back.
+func (c *Cluster) dropGhost(name string) {
+	c.ghosts.mu.Lock()
+	g := c.ghosts.byName[name]
+	delete(c.ghosts.byName, name)
+	c.ghosts.mu.Unlock()
+	if g != nil {
+		c.exorcise(g)
+	}
+}
+
 // checkGhosts removes the ghosts whose sessions have all been taken
 // over: every node they wait for has said so, or left, or time is up.
+// On the minority side of a cut time is never up: the ghosts' sessions
+// are served across it, and what is routed to them must not be
+// acknowledged as matching nobody.
 func (c *Cluster) checkGhosts(now time.Time) {
 	var gone []*ghost
+	minority := c.cutOff()
 	c.ghosts.mu.Lock()
+	for dead, froms := range c.ghosts.early {
+		for from, at := range froms {
+			if now.Sub(at) >= ghostTimeout {
+				delete(froms, from)
+			}
+		}
+		if len(froms) == 0 {
+			delete(c.ghosts.early, dead)
+		}
+	}
 	for name, g := range c.ghosts.byName {
+		if minority && now.After(g.deadline) {
+			g.deadline = now.Add(ghostTimeout)
+			continue
+		}
 		for n := range g.waiting {
 			if n == c.cfg.Node {
 				continue

@@ -1,10 +1,12 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -71,6 +73,9 @@ func (c *Cluster) Claim(clientID, from string, claimed func(rev uint64)) (string
 	if !c.dir.ready.Load() {
 		return "", errors.New("the session directory is not open")
 	}
+	if c.cutOff() {
+		return "", fmt.Errorf("claim session %q: %w", clientID, errCutOff)
+	}
 	ctx, cancel := context.WithTimeout(c.ctx, claimTimeout)
 	defer cancel()
 	k, me := dirKey(clientID), []byte(c.cfg.Node)
@@ -111,6 +116,57 @@ func (c *Cluster) Claim(clientID, from string, claimed func(rev uint64)) (string
 		}
 		return "", fmt.Errorf("claim session %q: %w", clientID, err)
 	}
+}
+
+// Owner implements broker.Cluster. It asks the directory's leader: a
+// key-value Get may be answered by any replica (a direct get), and a
+// node just back from a cut has a replica that has not caught up yet, in
+// which sessions taken over meanwhile are still its own.
+func (c *Cluster) Owner(clientID string) (string, error) {
+	if !c.dir.ready.Load() {
+		return "", errors.New("the session directory is not open")
+	}
+	req, _ := json.Marshal(map[string]string{"last_by_subj": "$KV." + dirBucket + "." + dirKey(clientID)})
+	var owner string
+	err := c.retry("read the session directory", func(ctx context.Context) error {
+		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		defer cancel()
+		m, err := c.nc.RequestWithContext(actx, "$JS.API.STREAM.MSG.GET.KV_"+dirBucket, req)
+		if err != nil {
+			return err
+		}
+		var ans struct {
+			Message *struct {
+				Header []byte `json:"hdrs"`
+				Data   []byte `json:"data"`
+			} `json:"message"`
+			Error *struct {
+				Code        int    `json:"code"`
+				ErrCode     int    `json:"err_code"`
+				Description string `json:"description"`
+			} `json:"error"`
+		}
+		if err := json.Unmarshal(m.Data, &ans); err != nil {
+			return fmt.Errorf("the directory's answer: %w", err)
+		}
+		switch {
+		case ans.Error != nil && ans.Error.Code == 404:
+			owner = "" // never claimed
+		case ans.Error != nil:
+			return fmt.Errorf("the directory's answer: %s (%d)", ans.Error.Description, ans.Error.ErrCode)
+		case ans.Message == nil:
+			return errors.New("the directory's answer has no message")
+		case bytes.Contains(ans.Message.Header, []byte("KV-Operation")):
+			owner = "" // deleted or purged
+		default:
+			owner = string(ans.Message.Data)
+		}
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("owner of session %q: %w", clientID, err)
+	}
+	return owner, nil
 }
 
 // Peers implements broker.Cluster.
