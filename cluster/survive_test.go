@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -102,7 +103,7 @@ func testSessionSurvives(t *testing.T, online bool, kill int) {
 	twice, dup1 := 0, 0
 	for p, n := range rc.got {
 		if n > 1 {
-			if p[0] == '2' {
+			if strings.HasPrefix(p, "writer/2/") {
 				twice++
 				if twice <= 10 {
 					t.Errorf("QoS 2 message %s taken %d times", p, n)
@@ -174,6 +175,21 @@ func (rc *mixedReceiver) take(payload string) {
 		rc.left--
 	}
 	rc.got[payload]++
+}
+
+// missing counts the payloads of want not taken yet, and names the first.
+func (rc *mixedReceiver) missing(want []string) (n int, first string) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	for _, p := range want {
+		if rc.got[p] == 0 {
+			if n == 0 {
+				first = p
+			}
+			n++
+		}
+	}
+	return n, first
 }
 
 // serve reads one packet from w, waiting up to d, and handles it; false
@@ -268,27 +284,72 @@ type resilientPublisher struct {
 	t     *testing.T
 	id    string
 	addrs []string
+	// nodes, when set, are the addresses instead, read as each connects
+	// (a restarted node listens on another port).
+	nodes []*procNode
+	// until, when set, ends run once it is true.
+	until func() bool
 
 	mu      sync.Mutex
 	c       *paho.Client
 	at      int
 	payload []string // acknowledged
+	// told counts the DISCONNECTs the nodes sent, by reason code.
+	told map[packet.ReasonCode]int
 
 	acked, refused, lost atomic.Int64
+}
+
+// address returns the i-th address, round the list.
+func (rp *resilientPublisher) address(i int) string {
+	if rp.nodes == nil {
+		return rp.addrs[i%len(rp.addrs)]
+	}
+	nd := rp.nodes[i%len(rp.nodes)]
+	nd.mu.Lock()
+	defer nd.mu.Unlock()
+	return nd.addr
+}
+
+// disconnects returns how many DISCONNECTs the nodes sent with code, and
+// with any other code.
+func (rp *resilientPublisher) disconnects(code packet.ReasonCode) (with, other int) {
+	rp.mu.Lock()
+	defer rp.mu.Unlock()
+	for c, n := range rp.told {
+		if c == code {
+			with += n
+		} else {
+			other += n
+		}
+	}
+	return with, other
 }
 
 // connect connects to the first address, from rp.at on and around,
 // that takes the client. rp.mu is held (or not yet shared).
 func (rp *resilientPublisher) connect() {
 	rp.t.Helper()
-	for range len(rp.addrs) {
-		addr := rp.addrs[rp.at%len(rp.addrs)]
+	for range max(len(rp.addrs), len(rp.nodes)) {
+		addr := rp.address(rp.at)
+		if addr == "" { // a node starting again
+			rp.at++
+			continue
+		}
 		nc, err := net.DialTimeout("tcp", addr, wiretest.Timeout)
 		if err != nil {
 			rp.at++
 			continue
 		}
-		c := paho.NewClient(paho.ClientConfig{ClientID: rp.id, Conn: nc, OnClientError: func(error) {}})
+		c := paho.NewClient(paho.ClientConfig{ClientID: rp.id, Conn: nc, OnClientError: func(error) {},
+			OnServerDisconnect: func(d *paho.Disconnect) {
+				rp.mu.Lock()
+				defer rp.mu.Unlock()
+				if rp.told == nil {
+					rp.told = map[packet.ReasonCode]int{}
+				}
+				rp.told[packet.ReasonCode(d.ReasonCode)]++
+			}})
 		// A claim waits for the directory's election after a node's loss,
 		// and the session's reading for the replica's.
 		ctx, cancel := context.WithTimeout(context.Background(), 4*claimTimeout)
@@ -323,7 +384,7 @@ func (rp *resilientPublisher) client(broken *paho.Client, err error) *paho.Clien
 	return rp.c
 }
 
-// run publishes n messages of qos ("<qos>/<k>") to dur/<qos>, calling
+// run publishes n messages of qos ("<id>/<qos>/<k>") to dur/<qos>, calling
 // onAck with the count of acknowledged messages after each.
 func (rp *resilientPublisher) run(qos byte, n int, onAck func(int64)) {
 	var next atomic.Int64
@@ -335,10 +396,10 @@ func (rp *resilientPublisher) run(qos byte, n int, onAck func(int64)) {
 			c := rp.client(nil, nil)
 			for c != nil {
 				k := next.Add(1) - 1
-				if k >= int64(n) {
+				if k >= int64(n) || rp.until != nil && rp.until() {
 					return
 				}
-				payload := fmt.Sprintf("%d/%d", qos, k)
+				payload := fmt.Sprintf("%s/%d/%d", rp.id, qos, k)
 				ctx, cancel := context.WithTimeout(context.Background(), 3*claimTimeout)
 				r, err := c.Publish(ctx, &paho.Publish{Topic: fmt.Sprintf("dur/%d", qos), QoS: qos, Payload: []byte(payload)})
 				cancel()
