@@ -2,9 +2,11 @@ package cluster
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/petrelmq/petrel/broker"
 	"github.com/petrelmq/petrel/internal/wiretest"
 	"github.com/petrelmq/petrel/packet"
 )
@@ -616,4 +618,70 @@ func TestClusterV3AndSharedSessionsMove(t *testing.T) {
 		w.Send(&packet.Ack{Kind: packet.PUBACK, PacketID: p.PacketID})
 	}
 	w.Ping()
+}
+
+// A session's offline limits hold wherever it is and wherever the
+// messages come from: an offline session bounded to 50 messages (or to
+// 50 payloads' bytes) takes the first 50 of 200 published on two other
+// nodes, moves with them, and is bounded the same on the node it moved
+// to.
+func TestClusterOfflineSessionLimitsHold(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		adjust func(o *broker.Options)
+	}{
+		{"messages", func(o *broker.Options) { o.MaxQueuedMessages = 50 }},
+		{"bytes", func(o *broker.Options) { o.MaxQueuedBytes = 50 * 100 }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			nodes := startClusterWith(t, 3, func(o *broker.Options, _ *Config) { tc.adjust(o) })
+			n1, n2, n3 := nodes[0].addr, nodes[1].addr, nodes[2].addr
+			sub, _ := connect5(t, n1, "bounded", true, nil)
+			sub.Subscribe("lim/#", 1)
+			sub.Send(&packet.Disconnect{})
+			sub.ExpectClosed()
+
+			publish := func(round int, addrs ...string) {
+				for i, addr := range addrs {
+					pub, _ := connect5(t, addr, fmt.Sprint("lim-pub", i), true, nil)
+					for k := range 100 {
+						payload := fmt.Appendf(nil, "%d/%03d/%s", round, i*100+k, strings.Repeat("x", 94))
+						if code := pub.SendPublish(&packet.Publish{Topic: "lim/x", Payload: payload[:100], QoS: 1, PacketID: uint16(k + 1)}); code != packet.Success {
+							t.Fatalf("PUBACK 0x%02x", byte(code))
+						}
+					}
+					pub.Disconnect()
+				}
+			}
+			drain := func(addr string, round int) {
+				t.Helper()
+				w, present := connect5(t, addr, "bounded", false, nil)
+				if !present {
+					t.Fatal("the session is not present")
+				}
+				next := 0
+				for {
+					w.Send(&packet.Pingreq{})
+					got := w.UntilPong(true)
+					for _, p := range got {
+						if want := fmt.Sprintf("%d/%03d/", round, next); !strings.HasPrefix(string(p.Payload), want) {
+							t.Fatalf("message %d: got %.10q, want %q…", next, p.Payload, want)
+						}
+						next++
+					}
+					if len(got) == 0 {
+						break
+					}
+				}
+				w.Disconnect() // offline again, with nothing queued
+				if next != 50 {
+					t.Fatalf("round %d: %d messages queued for the session, want its limit, 50", round, next)
+				}
+			}
+			publish(1, n2, n3)
+			drain(n2, 1) // the session moves to node 2 with its 50
+			publish(2, n1, n3)
+			drain(n3, 2)
+		})
+	}
 }
