@@ -67,6 +67,7 @@ type Client struct {
 	space      chan struct{} // closed when the writer drains out; made by those waiting for room
 	drained    chan struct{} // closed when out is empty; made by Disconnect
 	ops        []*op         // in-flight requests, index packet id-1
+	unacked    []unacked     // with ManualAck: the messages received and not yet sent their acknowledgement, in order
 	free       []uint16      // packet ids free for reuse
 	closing    bool          // nothing new may be sent
 	userClosed bool          // Close or Disconnect was called

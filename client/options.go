@@ -77,6 +77,14 @@ type Options struct {
 	// context that is already done (which returns ErrInflightFull rather
 	// than wait for the window).
 	OnMessage func(*Message)
+	// ManualAck leaves the acknowledgement of each QoS 1 and 2 message
+	// (PUBACK, PUBREC) to the application, which calls Client.Ack once
+	// it has done with the message: a bridge, once the other broker has
+	// taken it. Until then the server keeps the message, and sends it
+	// again on the session's next connection if this one ends first.
+	// Acknowledgements leave in the order the messages came whatever the
+	// order of the calls, as MQTT requires [MQTT-4.6.0-2] [MQTT-4.6.0-3].
+	ManualAck bool
 	// OnDisconnect is called once, on the read goroutine, when the
 	// connection ends for any reason but Close or Disconnect: a
 	// *DisconnectError when the server sent DISCONNECT, else what failed.

@@ -176,16 +176,34 @@ func (c *Client) onPublish(p *packet.Publish) error {
 			c.qos2in = make(map[uint16]struct{})
 		}
 		if _, dup := c.qos2in[p.PacketID]; dup {
-			c.sendAck(packet.PUBREC, p.PacketID, packet.Success)
+			// Its PUBREC again, unless the application has yet to ack it:
+			// then it goes when the application does.
+			c.mu.Lock()
+			if !c.awaitingAckLocked(packet.PUBREC, p.PacketID) {
+				c.appendAckLocked(packet.PUBREC, p.PacketID, packet.Success)
+			}
+			c.mu.Unlock()
 			return nil
 		}
 		c.qos2in[p.PacketID] = struct{}{}
+	}
+	if c.opts.ManualAck && p.QoS > 0 {
+		kind := packet.PUBACK
+		if p.QoS == 2 {
+			kind = packet.PUBREC
+		}
+		c.mu.Lock()
+		c.unacked = append(c.unacked, unacked{kind: kind, id: p.PacketID})
+		c.mu.Unlock()
 	}
 	if cb := c.opts.OnMessage; cb != nil {
 		c.msg = Message{Topic: topic, Payload: p.Payload, QoS: p.QoS, Retain: p.Retain, Dup: p.Dup,
 			PacketID: p.PacketID, Props: p.Props}
 		cb(&c.msg)
 		c.msg = Message{}
+	}
+	if c.opts.ManualAck {
+		return nil
 	}
 	switch p.QoS {
 	case 1:
@@ -194,6 +212,56 @@ func (c *Client) onPublish(p *packet.Publish) error {
 		c.sendAck(packet.PUBREC, p.PacketID, packet.Success)
 	}
 	return nil
+}
+
+// unacked is a message received with ManualAck whose acknowledgement waits
+// for the application (done: it has called Ack, an earlier one has not).
+type unacked struct {
+	kind packet.Type // PUBACK or PUBREC
+	id   uint16
+	done bool
+}
+
+// awaitingAckLocked reports whether the acknowledgement kind of packet id
+// waits for the application. c.mu is held.
+func (c *Client) awaitingAckLocked(kind packet.Type, id uint16) bool {
+	for _, u := range c.unacked {
+		if u.kind == kind && u.id == id {
+			return true
+		}
+	}
+	return false
+}
+
+// Ack acknowledges a QoS 1 or 2 message received with Options.ManualAck
+// (m may be a clone): its PUBACK or PUBREC is sent once every message
+// received before it has been acknowledged too. It may be called from any
+// goroutine, OnMessage's included. Acking a message twice, one of QoS 0,
+// or after the connection ended does nothing.
+func (c *Client) Ack(m *Message) {
+	if m.QoS == 0 {
+		return
+	}
+	kind := packet.PUBACK
+	if m.QoS == 2 {
+		kind = packet.PUBREC
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := range c.unacked {
+		if u := &c.unacked[i]; u.kind == kind && u.id == m.PacketID && !u.done {
+			u.done = true
+			break
+		}
+	}
+	n := 0
+	for n < len(c.unacked) && c.unacked[n].done {
+		c.appendAckLocked(c.unacked[n].kind, c.unacked[n].id, packet.Success)
+		n++
+	}
+	if n > 0 {
+		c.unacked = append(c.unacked[:0], c.unacked[n:]...)
+	}
 }
 
 // onPubrel completes an inbound QoS 2 flow.
