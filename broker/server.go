@@ -116,10 +116,14 @@ type Server struct {
 	// nodes drain (cluster.go).
 	clusterWaits map[*conn]*hold
 
-	conns     connSet
-	admin     adminState // the admin API's directory of sessions, and readiness (admin.go)
-	listeners []*listenerState
-	stats     stats
+	conns connSet
+	// internal is the listener of DialInternal's connections (internal.go),
+	// set by Start.
+	internal   *listenerState
+	internalLn *pipeListener
+	admin      adminState // the admin API's directory of sessions, and readiness (admin.go)
+	listeners  []*listenerState
+	stats      stats
 	// lastDropLog (unix ns) rate-limits the warnings for dropped messages.
 	lastDropLog  atomic.Int64
 	shuttingDown atomic.Bool
@@ -233,6 +237,7 @@ func (s *Server) Start() error {
 			}
 		}()
 	}
+	s.startInternal(ctx)
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -410,6 +415,9 @@ func (s *Server) close() error {
 		if err := l.driver.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 			errs = append(errs, err)
 		}
+	}
+	if s.internal != nil {
+		_ = s.internal.driver.Close()
 	}
 	s.log.Info("shutdown: connections closed", "elapsed", time.Since(start).Round(time.Millisecond))
 	if s.opts.Cluster != nil && s.running.Load() {

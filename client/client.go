@@ -90,16 +90,25 @@ func Connect(ctx context.Context, o Options) (*Client, *packet.Connack, error) {
 	if err := o.setDefaults(); err != nil {
 		return nil, nil, err
 	}
-	t, err := parseAddr(o.Addr)
-	if err != nil {
-		return nil, nil, err
+	var t target
+	if o.Dial == nil {
+		var err error
+		if t, err = parseAddr(o.Addr); err != nil {
+			return nil, nil, err
+		}
 	}
 	if o.DialTimeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, o.DialTimeout)
 		defer cancel()
 	}
-	conn, err := dial(ctx, t, &o)
+	var conn net.Conn
+	var err error
+	if o.Dial != nil {
+		conn, err = o.Dial(ctx)
+	} else {
+		conn, err = dial(ctx, t, &o)
+	}
 	if err != nil {
 		return nil, nil, err
 	}

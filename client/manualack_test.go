@@ -164,3 +164,29 @@ func TestManualAckUnackedRedelivered(t *testing.T) {
 		})
 	}
 }
+
+// Options.Dial makes the connection: here a broker's in-process one
+// (broker.Server.DialInternal), which serves as a socket does.
+func TestDialInternal(t *testing.T) {
+	s := broker.New(broker.Options{Listeners: []broker.ListenerConfig{{Address: "127.0.0.1:0"}}})
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	in := newInbox()
+	c := connect(t, Options{Dial: s.DialInternal, Version: packet.V5, CleanStart: true, ClientID: "inside", OnMessage: in.add})
+	if _, err := c.Subscribe(context.Background(), []packet.Subscription{{Filter: "x/#", QoS: 1}}, packet.Properties{}); err != nil {
+		t.Fatal(err)
+	}
+	pub := connect(t, Options{Addr: s.Addrs()[0].String(), CleanStart: true, ClientID: "outside"})
+	if _, err := pub.Publish(context.Background(), &packet.Publish{Topic: "x/1", QoS: 1, Payload: []byte("in")}); err != nil {
+		t.Fatal(err)
+	}
+	if m := in.wait(t, 1)[0]; string(m.Payload) != "in" || m.Topic != "x/1" {
+		t.Errorf("got %q on %q", m.Payload, m.Topic)
+	}
+	s.Close()
+	if _, err := s.DialInternal(context.Background()); err == nil {
+		t.Error("DialInternal after Close: no error")
+	}
+}

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -28,6 +29,10 @@ type Options struct {
 	// Dialer dials TCP and unix sockets (and under TLS and WebSocket); set
 	// its LocalAddr to bind the connection. Nil means a default Dialer.
 	Dialer *net.Dialer
+	// Dial, when set, makes the connection instead of Addr: a connection
+	// inside the process (broker.Server.DialInternal), or through a proxy.
+	// Addr is then unused.
+	Dial func(ctx context.Context) (net.Conn, error)
 	// DialTimeout bounds Connect: the dial, the TLS and WebSocket handshakes
 	// and the wait for CONNACK. Default 10s; negative means only Connect's
 	// context bounds them.
