@@ -74,6 +74,11 @@ type Config struct {
 	Rules      []Rule
 	// Local connects to the local broker (broker.Server.DialInternal).
 	Local func(ctx context.Context) (net.Conn, error)
+	// MaxPacketSize refuses larger packets from the remote broker: the
+	// link ends (and is made again after a backoff) rather than allocate
+	// what a hostile or broken peer asks for. Default 1 MiB; the local
+	// broker's own maximum is the useful value.
+	MaxPacketSize int
 	// MinBackoff and MaxBackoff bound the wait before connecting again
 	// after a failure: it doubles from MinBackoff up to MaxBackoff, less
 	// up to a fifth at random. Defaults 500ms and 30s.
@@ -92,8 +97,8 @@ type Bridge struct {
 	out *topic.Index[int, int] // local filters of out rules → rule index
 	in  *topic.Index[int, int] // remote filters of in rules → rule index
 
-	connected             atomic.Bool
-	sent, received, fails atomic.Uint64
+	connected                      atomic.Bool
+	sent, received, fails, dropped atomic.Uint64
 }
 
 // New checks cfg and makes its bridge.
@@ -106,6 +111,9 @@ func New(cfg Config) (*Bridge, error) {
 	}
 	if cfg.ClientID == "" {
 		cfg.ClientID = "petrel-bridge-" + cfg.Name
+	}
+	if cfg.MaxPacketSize <= 0 {
+		cfg.MaxPacketSize = 1 << 20
 	}
 	if cfg.MinBackoff <= 0 {
 		cfg.MinBackoff = 500 * time.Millisecond
@@ -141,13 +149,16 @@ func New(cfg Config) (*Bridge, error) {
 type State struct {
 	Connected bool
 	// Sent and Received count the messages that went out and came in,
-	// acknowledged by the other side; Failures the links that failed.
-	Sent, Received, Failures uint64
+	// acknowledged by the other side; Failures the links that failed;
+	// Dropped the QoS 0 messages that came faster than they could be
+	// forwarded (QoS 1 and 2 ones are held back by the windows instead).
+	Sent, Received, Failures, Dropped uint64
 }
 
 // State returns the bridge's state now.
 func (b *Bridge) State() State {
-	return State{Connected: b.connected.Load(), Sent: b.sent.Load(), Received: b.received.Load(), Failures: b.fails.Load()}
+	return State{Connected: b.connected.Load(), Sent: b.sent.Load(), Received: b.received.Load(), Failures: b.fails.Load(),
+		Dropped: b.dropped.Load()}
 }
 
 // Run keeps the link up until ctx is done: it connects to both sides,
@@ -177,15 +188,30 @@ func (b *Bridge) Run(ctx context.Context) {
 	}
 }
 
+// Start runs the bridge (Run) on a goroutine of its own until stop is
+// called; stop returns once it has stopped.
+func (b *Bridge) Start() (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		b.Run(ctx)
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
+}
+
 // link connects both sides and forwards until one fails or ctx is done.
 func (b *Bridge) link(ctx context.Context) error {
-	outQ, inQ := newQueue(), newQueue()
+	outQ, inQ := newQueue(&b.dropped), newQueue(&b.dropped)
 	var props packet.Properties
 	props.ReceiveMaximum = window
 	props.Mark(packet.PropReceiveMaximum)
 	ro := client.Options{Addr: b.cfg.Addr, TLS: b.cfg.TLS, Version: b.cfg.Version, ClientID: b.cfg.ClientID,
 		Username: b.cfg.Username, Password: b.cfg.Password, CleanStart: b.cfg.CleanStart,
-		ManualAck: true, OnMessage: inQ.push, ConnectProps: props}
+		ManualAck: true, OnMessage: inQ.push, ConnectProps: props, MaxPacketSize: b.cfg.MaxPacketSize}
 	if !b.cfg.CleanStart && b.cfg.Version == packet.V5 {
 		ro.SessionExpiry = 0xFFFFFFFF
 	}
@@ -351,20 +377,26 @@ func forwardedProps(p packet.Properties) packet.Properties {
 // on the client's read goroutine, which must stay free to read the
 // acknowledgements the forwarders wait for.
 type queue struct {
-	mu     sync.Mutex
-	msgs   []*client.Message
-	qos0   int
-	closed bool
-	ready  chan struct{}
+	dropped *atomic.Uint64
+	mu      sync.Mutex
+	msgs    []*client.Message
+	qos0    int
+	closed  bool
+	ready   chan struct{}
 }
 
 const maxQoS0 = 1024
 
-func newQueue() *queue { return &queue{ready: make(chan struct{}, 1)} }
+func newQueue(dropped *atomic.Uint64) *queue {
+	return &queue{dropped: dropped, ready: make(chan struct{}, 1)}
+}
 
 func (q *queue) push(m *client.Message) {
 	q.mu.Lock()
 	if q.closed || (m.QoS == 0 && q.qos0 >= maxQoS0) {
+		if !q.closed {
+			q.dropped.Add(1)
+		}
 		q.mu.Unlock()
 		return
 	}

@@ -3,6 +3,7 @@ package bridge
 import (
 	"context"
 	"fmt"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -54,16 +55,7 @@ func startBridge(t *testing.T, local *broker.Server, remote string, version byte
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		b.Run(ctx)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
+	t.Cleanup(b.Start())
 	deadline := time.Now().Add(10 * time.Second)
 	for !b.State().Connected {
 		if time.Now().After(deadline) {
@@ -287,5 +279,60 @@ func TestBridgeRemoteOutage(t *testing.T) {
 			t.Fatalf("%d of %d acknowledged messages never reached the remote subscriber (lost), the first %d", missing, n, first)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A remote broker that sends a packet larger than the bridge takes ends
+// that link, not the local broker: the bridge logs it, connects again
+// after its backoff, and carries on with the next remote.
+func TestBridgeHostileRemote(t *testing.T) {
+	local, _ := startBroker(t, "127.0.0.1:0", "")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	conns := make(chan struct{}, 16)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns <- struct{}{}
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 4096)
+				c.Read(buf)                                   // CONNECT
+				c.Write([]byte{0x20, 0x03, 0x00, 0x00, 0x00}) // CONNACK, MQTT 5
+				c.Read(buf)                                   // SUBSCRIBE
+				// A PUBLISH announcing 256 MB.
+				c.Write([]byte{0x30, 0x80, 0x80, 0x80, 0x80, 0x01})
+				c.Read(buf)
+			}()
+		}
+	}()
+	b, err := New(Config{Name: "hostile", Addr: ln.Addr().String(), Local: local.DialInternal,
+		MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, Logger: testlog.New(t),
+		Rules: []Rule{{Pattern: "x/#", Direction: In, QoS: 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := b.Start()
+	for range 3 { // it keeps coming back
+		select {
+		case <-conns:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the bridge did not connect again")
+		}
+	}
+	stop()
+	if st := b.State(); st.Failures < 2 || st.Received != 0 {
+		t.Errorf("state %+v: want failed links and nothing received", st)
+	}
+	// The local broker is unharmed.
+	pub := publisher(t, local.Addrs()[0].String(), "still-here")
+	if _, err := pub.Publish(context.Background(), &packet.Publish{Topic: "y", QoS: 1}); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -86,6 +86,11 @@ func serve(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "petrel:", err)
 		return 2
 	}
+	bridges, err := bridgeConfigs(cfg, log)
+	if err != nil {
+		fmt.Fprintln(stderr, "petrel:", err)
+		return 2
+	}
 	st, err := openStore(cfg.Store, log)
 	if err != nil {
 		fmt.Fprintln(stderr, "petrel:", err)
@@ -145,10 +150,18 @@ func serve(args []string, stderr io.Writer) int {
 		st.Close()
 		return 1
 	}
+	stopBridges, err := startBridges(bridges, srv)
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		srv.Close()
+		st.Close()
+		return 1
+	}
 	if *pprofAddr != "" {
 		stopProfiles, err := serveProfiles(*pprofAddr, log)
 		if err != nil {
 			log.Error("pprof", "err", err)
+			stopBridges()
 			srv.Close()
 			st.Close()
 			return 2
@@ -161,6 +174,7 @@ func serve(args []string, stderr io.Writer) int {
 			// The HTTP server stops after the broker, so that /readyz says
 			// 503 while the broker stops, within the same timeout.
 			deadline := time.Now().Add(cfg.ShutdownTimeout.Duration)
+			stopBridges()
 			code := shutdown(srv, st, sig, cfg.ShutdownTimeout.Duration, log)
 			stopHTTP(deadline)
 			return code

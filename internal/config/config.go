@@ -39,6 +39,7 @@ type File struct {
 	Store     Store      `yaml:"store"`
 	HTTP      HTTP       `yaml:"http"`
 	Cluster   Cluster    `yaml:"cluster"`
+	Bridges   []Bridge   `yaml:"bridges"`
 
 	// ShutdownTimeout bounds a shutdown (SIGTERM, SIGINT): past it the
 	// process exits without waiting for the rest.

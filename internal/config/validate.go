@@ -66,6 +66,7 @@ func (f *File) validate() []*Error {
 	v.store(f.Store)
 	v.http(f.HTTP, f)
 	v.cluster(f.Cluster, f)
+	v.bridges(f.Bridges)
 	return v.errs
 }
 

@@ -1,0 +1,103 @@
+package main
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/petrelmq/petrel/bridge"
+	"github.com/petrelmq/petrel/broker"
+	"github.com/petrelmq/petrel/internal/config"
+	"github.com/petrelmq/petrel/packet"
+)
+
+// bridgeConfigs maps the bridges section onto package bridge's Configs,
+// reading the files it names (before anything starts: a bad file is a
+// configuration error). Local is set by startBridges.
+func bridgeConfigs(cfg *config.File, log *slog.Logger) ([]bridge.Config, error) {
+	var out []bridge.Config
+	for i, b := range cfg.Bridges {
+		bc := bridge.Config{Name: b.Name, Addr: b.URL, Version: packet.V5, ClientID: b.ClientID,
+			Username: b.Username, CleanStart: b.CleanStart, Logger: log,
+			// What the local broker would refuse from a client, the bridge
+			// refuses from the remote broker.
+			MaxPacketSize: int(cfg.MQTT.MaxPacketSize)}
+		if b.Protocol == "3.1.1" {
+			bc.Version = packet.V311
+		}
+		if b.PasswordFile != "" {
+			pw, err := os.ReadFile(b.PasswordFile)
+			if err != nil {
+				return nil, fileError(b.PasswordFile, err)
+			}
+			bc.Password = []byte(strings.TrimSpace(string(pw)))
+		}
+		if strings.HasPrefix(b.URL, "mqtts://") || strings.HasPrefix(b.URL, "wss://") {
+			conf, err := bridgeTLS(b.TLS, fmt.Sprintf("bridges[%d].tls", i))
+			if err != nil {
+				return nil, err
+			}
+			bc.TLS = conf
+		}
+		for _, t := range b.Topics {
+			bc.Rules = append(bc.Rules, bridge.Rule{Pattern: t.Pattern, Direction: t.Direction, QoS: byte(t.QoS),
+				LocalPrefix: t.LocalPrefix, RemotePrefix: t.RemotePrefix})
+		}
+		out = append(out, bc)
+	}
+	return out, nil
+}
+
+// bridgeTLS loads a bridge's TLS files: the CA that verifies the remote
+// broker (none: the system's roots) and a client certificate.
+func bridgeTLS(t config.BridgeTLS, key string) (*tls.Config, error) {
+	conf := &tls.Config{MinVersion: tls.VersionTLS12}
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, fileError(t.CAFile, err)
+		}
+		conf.RootCAs = x509.NewCertPool()
+		if !conf.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s: no PEM certificate in it (%s.ca_file)", t.CAFile, key)
+		}
+	}
+	if t.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			if pe, ok := errors.AsType[*fs.PathError](err); ok {
+				return nil, pathError(pe)
+			}
+			return nil, fmt.Errorf("%s and %s: %w (%s)", t.CertFile, t.KeyFile, err, key)
+		}
+		conf.Certificates = []tls.Certificate{cert}
+	}
+	return conf, nil
+}
+
+// startBridges runs the bridges on srv, which has started, until the
+// returned function is called: before the broker closes, so that each
+// bridge's local session is left in the store with what it still holds.
+func startBridges(cfgs []bridge.Config, srv *broker.Server) (stop func(), err error) {
+	var stops []func()
+	stopAll := func() {
+		for _, stop := range stops {
+			stop()
+		}
+	}
+	for _, bc := range cfgs {
+		bc.Local = srv.DialInternal
+		b, err := bridge.New(bc)
+		if err != nil {
+			stopAll()
+			return nil, err
+		}
+		stops = append(stops, b.Start())
+	}
+	return stopAll, nil
+}
