@@ -83,7 +83,10 @@ type Config struct {
 	// after a failure: it doubles from MinBackoff up to MaxBackoff, less
 	// up to a fifth at random. Defaults 500ms and 30s.
 	MinBackoff, MaxBackoff time.Duration
-	Logger                 *slog.Logger
+	// OnState, when set, is called with true once a link is up and false
+	// once it is down: for $SYS/broker/connection/<name>/state.
+	OnState func(connected bool)
+	Logger  *slog.Logger
 }
 
 // window is how many QoS 1 and 2 messages each side may have in flight
@@ -155,6 +158,9 @@ type State struct {
 	Sent, Received, Failures, Dropped uint64
 }
 
+// Name is the bridge's name.
+func (b *Bridge) Name() string { return b.cfg.Name }
+
 // State returns the bridge's state now.
 func (b *Bridge) State() State {
 	return State{Connected: b.connected.Load(), Sent: b.sent.Load(), Received: b.received.Load(), Failures: b.fails.Load(),
@@ -169,7 +175,9 @@ func (b *Bridge) Run(ctx context.Context) {
 	for ctx.Err() == nil {
 		start := time.Now()
 		err := b.link(ctx)
-		b.connected.Store(false)
+		if b.connected.Swap(false) && b.cfg.OnState != nil {
+			b.cfg.OnState(false)
+		}
 		if ctx.Err() != nil {
 			return
 		}
@@ -215,11 +223,9 @@ func (b *Bridge) link(ctx context.Context) error {
 	if !b.cfg.CleanStart && b.cfg.Version == packet.V5 {
 		ro.SessionExpiry = 0xFFFFFFFF
 	}
-	remote, _, err := client.Connect(ctx, ro)
-	if err != nil {
-		return fmt.Errorf("connect to %s: %w", b.cfg.Addr, err)
-	}
-	defer remote.Close()
+	// The local side first: its session, subscribed, keeps what is to go
+	// out from the first attempt on, whether or not the remote broker is
+	// there yet.
 	local, _, err := client.Connect(ctx, client.Options{Dial: b.cfg.Local, Version: packet.V5,
 		ClientID: "bridge-" + b.cfg.Name, SessionExpiry: 0xFFFFFFFF, ManualAck: true, OnMessage: outQ.push,
 		ConnectProps: props})
@@ -227,10 +233,21 @@ func (b *Bridge) link(ctx context.Context) error {
 		return fmt.Errorf("connect to the local broker: %w", err)
 	}
 	defer local.Close()
-	if err := b.subscribe(ctx, remote, local); err != nil {
+	if err := b.subscribe(ctx, nil, local); err != nil {
+		return err
+	}
+	remote, _, err := client.Connect(ctx, ro)
+	if err != nil {
+		return fmt.Errorf("connect to %s: %w", b.cfg.Addr, err)
+	}
+	defer remote.Close()
+	if err := b.subscribe(ctx, remote, nil); err != nil {
 		return err
 	}
 	b.connected.Store(true)
+	if b.cfg.OnState != nil {
+		b.cfg.OnState(true)
+	}
 	b.log.Info("bridge: connected", "remote", b.cfg.Addr)
 
 	lctx, cancel := context.WithCancel(ctx)
@@ -263,9 +280,10 @@ func (b *Bridge) link(ctx context.Context) error {
 	return linkErr
 }
 
-// subscribe makes each side's subscriptions: No Local, so that nothing the
-// bridge publishes on a side comes back to it; the retained flag as
-// published; retained messages only for a subscription that is new.
+// subscribe makes the subscriptions of each side given (not nil): No
+// Local, so that nothing the bridge publishes on a side comes back to it;
+// the retained flag as published; retained messages only for a
+// subscription that is new.
 func (b *Bridge) subscribe(ctx context.Context, remote, local *client.Client) error {
 	var outSubs, inSubs []packet.Subscription
 	for _, r := range b.cfg.Rules {
@@ -286,7 +304,7 @@ func (b *Bridge) subscribe(ctx context.Context, remote, local *client.Client) er
 		subs []packet.Subscription
 		what string
 	}{{local, outSubs, "local"}, {remote, inSubs, "remote"}} {
-		if len(side.subs) == 0 {
+		if side.c == nil || len(side.subs) == 0 {
 			continue
 		}
 		codes, err := side.c.Subscribe(ctx, side.subs, packet.Properties{})

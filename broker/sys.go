@@ -221,6 +221,19 @@ func (s *Server) updateSys(tree *sysTree, now time.Time) {
 	}
 }
 
+// SetSys publishes payload, retained, on $SYS/broker/<topic>, for a part
+// of the program with a state of its own to show there: a bridge's
+// connection/<name>/state, as Mosquitto's. Nothing is published before
+// Start or once the server is closing.
+func (s *Server) SetSys(topic, payload string) {
+	s.pubMu.RLock()
+	defer s.pubMu.RUnlock()
+	if !s.running.Load() || s.shuttingDown.Load() {
+		return
+	}
+	s.publishSys(sysPrefix+topic, payload, !s.opts.DisableRetain)
+}
+
 // publishSys routes one $SYS message at QoS 0, as PublishWith routes a
 // message of the embedding program but without OnPublish, kept as
 // retained in memory only (ephemeral). s.pubMu is held (read).

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -49,6 +50,7 @@ func TestBridgeSurvivesLocalKill(t *testing.T) {
 
 	var acked []string
 	ackedCh := make(chan string, n)
+	var odd atomic.Int64
 	connectPub := func(addr string) *client.Client {
 		c, _, err := client.Connect(context.Background(), client.Options{Addr: addr, Version: packet.V5, ClientID: "near", CleanStart: true})
 		if err != nil {
@@ -57,6 +59,40 @@ func TestBridgeSurvivesLocalKill(t *testing.T) {
 		return c
 	}
 	pub := connectPub(local.addr)
+	// The bridge's local session exists once a probe crosses: before it,
+	// a message has no subscriber (PUBACK 0x10) and nothing to cross.
+	deadline := time.Now().Add(30 * time.Second)
+	for crossed := false; !crossed; {
+		if time.Now().After(deadline) {
+			t.Fatal("no probe crossed the bridge within 30s")
+		}
+		if _, err := pub.Publish(context.Background(), &packet.Publish{Topic: "data/probe", QoS: 1, Payload: []byte("probe")}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+		mu.Lock()
+		crossed = got["probe"]
+		mu.Unlock()
+	}
+	// The bridge's state is in $SYS, as Mosquitto's.
+	state := make(chan string, 4)
+	watch, _, err := client.Connect(context.Background(), client.Options{Addr: local.addr, Version: packet.V5, ClientID: "watch",
+		CleanStart: true, OnMessage: func(m *client.Message) { state <- string(m.Payload) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := watch.Subscribe(context.Background(), []packet.Subscription{{Filter: "$SYS/broker/connection/up/state"}}, packet.Properties{}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case s := <-state:
+		if s != "1" {
+			t.Errorf("$SYS/broker/connection/up/state %q, want 1", s)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("no $SYS/broker/connection/up/state")
+	}
+	watch.Close()
 	for i := range n {
 		if i == n/3 {
 			local.kill()
@@ -67,8 +103,11 @@ func TestBridgeSurvivesLocalKill(t *testing.T) {
 		payload := fmt.Sprint(i)
 		err := pub.PublishAsync(context.Background(), &packet.Publish{Topic: "data/x", QoS: 1, Payload: []byte(payload)},
 			func(code packet.ReasonCode, err error) {
-				if err == nil && code < 0x80 {
+				switch {
+				case err == nil && code == packet.Success:
 					ackedCh <- payload
+				case err == nil:
+					odd.Add(1) // 0x10 would mean the bridge's session was missing
 				}
 			})
 		if err != nil {
@@ -90,10 +129,13 @@ func TestBridgeSurvivesLocalKill(t *testing.T) {
 			drained = true
 		}
 	}
+	if odd.Load() > 0 {
+		t.Fatalf("%d messages answered with a reason code other than success", odd.Load())
+	}
 	if len(acked) < n/2 {
 		t.Fatalf("only %d of %d messages acknowledged", len(acked), n)
 	}
-	deadline := time.Now().Add(30 * time.Second)
+	deadline = time.Now().Add(30 * time.Second)
 	for {
 		mu.Lock()
 		missing, first := 0, ""

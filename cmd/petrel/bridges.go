@@ -80,24 +80,41 @@ func bridgeTLS(t config.BridgeTLS, key string) (*tls.Config, error) {
 	return conf, nil
 }
 
-// startBridges runs the bridges on srv, which has started, until the
+// newBridges makes the bridges of srv, not started: their local side is
+// srv's internal listener, their state goes to $SYS/broker/connection/
+// <name>/state ("1" up, "0" down), as Mosquitto's.
+func newBridges(cfgs []bridge.Config, srv *broker.Server) ([]*bridge.Bridge, error) {
+	var out []*bridge.Bridge
+	for _, bc := range cfgs {
+		bc.Local = srv.DialInternal
+		topic := "connection/" + bc.Name + "/state"
+		bc.OnState = func(up bool) {
+			if up {
+				srv.SetSys(topic, "1")
+			} else {
+				srv.SetSys(topic, "0")
+			}
+		}
+		b, err := bridge.New(bc)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
+
+// startBridges runs the bridges, once their broker has started, until the
 // returned function is called: before the broker closes, so that each
 // bridge's local session is left in the store with what it still holds.
-func startBridges(cfgs []bridge.Config, srv *broker.Server) (stop func(), err error) {
-	var stops []func()
-	stopAll := func() {
+func startBridges(bridges []*bridge.Bridge) (stop func()) {
+	stops := make([]func(), 0, len(bridges))
+	for _, b := range bridges {
+		stops = append(stops, b.Start())
+	}
+	return func() {
 		for _, stop := range stops {
 			stop()
 		}
 	}
-	for _, bc := range cfgs {
-		bc.Local = srv.DialInternal
-		b, err := bridge.New(bc)
-		if err != nil {
-			stopAll()
-			return nil, err
-		}
-		stops = append(stops, b.Start())
-	}
-	return stopAll, nil
 }

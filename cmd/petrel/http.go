@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/petrelmq/petrel/broker"
 	"github.com/petrelmq/petrel/internal/admin"
 	"github.com/petrelmq/petrel/internal/config"
@@ -27,7 +29,7 @@ const httpShutdownTimeout = time.Second
 // requests under way finish for at most httpShutdownTimeout and not past
 // deadline (the zero time: at once). A token or certificate that cannot be
 // read is a configuration error (exit code 2).
-func startHTTP(cfg *config.File, srv *broker.Server, files *reloadable, log *slog.Logger) (stop func(deadline time.Time), err error) {
+func startHTTP(cfg *config.File, srv *broker.Server, files *reloadable, log *slog.Logger, extra ...prometheus.Collector) (stop func(deadline time.Time), err error) {
 	h := cfg.HTTP
 	if h.Listen == "" {
 		return func(time.Time) {}, nil
@@ -43,7 +45,7 @@ func startHTTP(cfg *config.File, srv *broker.Server, files *reloadable, log *slo
 		Logger:       log,
 		Dashboard:    dashboard.Handler(),
 		Stats:        func() any { return srv.Stats() },
-		Metrics:      metrics.Handler(srv, metrics.BuildInfo{}),
+		Metrics:      metrics.Handler(srv, metrics.BuildInfo{}, extra...),
 	}
 	if h.TLS.Enabled() {
 		cert, err := certificate("http", h.TLS.Listener(), log)

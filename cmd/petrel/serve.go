@@ -16,6 +16,7 @@ import (
 	"github.com/petrelmq/petrel/auth"
 	"github.com/petrelmq/petrel/broker"
 	"github.com/petrelmq/petrel/internal/config"
+	"github.com/petrelmq/petrel/internal/metrics"
 	"github.com/petrelmq/petrel/store"
 	"github.com/petrelmq/petrel/store/memory"
 	"github.com/petrelmq/petrel/store/pebblestore"
@@ -98,7 +99,13 @@ func serve(args []string, stderr io.Writer) int {
 	}
 	opts.Store = st
 	srv := broker.New(opts)
-	stopHTTP, err := startHTTP(cfg, srv, files, log)
+	links, err := newBridges(bridges, srv)
+	if err != nil {
+		st.Close()
+		fmt.Fprintln(stderr, "petrel:", err)
+		return 2
+	}
+	stopHTTP, err := startHTTP(cfg, srv, files, log, metrics.Bridges(links))
 	if err != nil {
 		st.Close()
 		if errors.As(err, new(configError)) {
@@ -150,13 +157,7 @@ func serve(args []string, stderr io.Writer) int {
 		st.Close()
 		return 1
 	}
-	stopBridges, err := startBridges(bridges, srv)
-	if err != nil {
-		log.Error("cannot start", "err", err)
-		srv.Close()
-		st.Close()
-		return 1
-	}
+	stopBridges := startBridges(links)
 	if *pprofAddr != "" {
 		stopProfiles, err := serveProfiles(*pprofAddr, log)
 		if err != nil {

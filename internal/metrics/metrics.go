@@ -32,9 +32,11 @@ type BuildInfo struct {
 }
 
 // Handler serves srv's metrics, with the Go runtime's and the process's,
-// at whatever path it is mounted on.
-func Handler(srv *broker.Server, build BuildInfo) http.Handler {
-	return promhttp.HandlerFor(NewRegistry(srv, build), promhttp.HandlerOpts{
+// and extra's (the bridges'), at whatever path it is mounted on.
+func Handler(srv *broker.Server, build BuildInfo, extra ...prometheus.Collector) http.Handler {
+	reg := NewRegistry(srv, build)
+	Registerer(reg, srv).MustRegister(extra...)
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		// A collector that fails (the process collector without /proc, say)
 		// leaves its metrics out rather than failing the scrape.
 		ErrorHandling: promhttp.ContinueOnError,
