@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"sync"
@@ -56,14 +57,20 @@ func startBridge(t *testing.T, local *broker.Server, remote string, version byte
 		t.Fatal(err)
 	}
 	t.Cleanup(b.Start())
+	waitConnected(t, b)
+	return b
+}
+
+// waitConnected waits until b's link is up.
+func waitConnected(t *testing.T, b *Bridge) {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !b.State().Connected {
 		if time.Now().After(deadline) {
-			t.Fatal("the bridge did not connect within 10s")
+			t.Fatalf("the bridge did not connect within 10s (state %+v)", b.State())
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	return b
 }
 
 // inbox collects the messages a client receives.
@@ -101,6 +108,18 @@ func (in *inbox) await(t *testing.T, n int) []string {
 		time.Sleep(5 * time.Millisecond)
 	}
 	return in.topics()
+}
+
+// connectTLS connects an MQTT 5 client over TLS, its messages to in.
+func connectTLS(t *testing.T, addr string, conf *tls.Config, id string, in *inbox) *client.Client {
+	t.Helper()
+	c, _, err := client.Connect(context.Background(), client.Options{Addr: "tls://" + addr, TLS: conf, Version: packet.V5,
+		ClientID: id, CleanStart: true, OnMessage: in.add})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }
 
 func subscriber(t *testing.T, addr, id string, filter string) *inbox {

@@ -2,15 +2,20 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"fmt"
+	"math/big"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/petrelmq/petrel/client"
+	"github.com/petrelmq/petrel/internal/testpki"
 	"github.com/petrelmq/petrel/packet"
 )
 
@@ -157,4 +162,44 @@ func TestBridgeSurvivesLocalKill(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Logf("%d of %d messages acknowledged, all across the bridge", len(acked), n)
+}
+
+// The bridges' files are read before anything starts: the password
+// (trimmed), the CA and the client certificate; a missing one is an error
+// naming it.
+func TestBridgeConfigFiles(t *testing.T) {
+	dir := t.TempDir()
+	ca := testpki.NewCA(t, "remote CA")
+	leaf := ca.Client(t, &x509.Certificate{SerialNumber: big.NewInt(5), Subject: pkix.Name{CommonName: "site1"}})
+	files := map[string][]byte{"pw": []byte("  s3cret\n"), "ca.crt": ca.PEM, "c.crt": leaf.CertPEM, "c.key": leaf.KeyPEM}
+	for name, data := range files {
+		testpki.WriteFile(t, filepath.Join(dir, name), data)
+	}
+	yaml := fmt.Sprintf(`bridges:
+  - name: cloud
+    url: mqtts://cloud.example.com
+    protocol: 3.1.1
+    username: site1
+    password_file: %[1]s/pw
+    tls: {ca_file: %[1]s/ca.crt, cert_file: %[1]s/c.crt, key_file: %[1]s/c.key}
+    topics: [{pattern: "s/#", qos: 1, remote_prefix: "site1/"}]
+`, dir)
+	cfgs, err := bridgeConfigs(parseTestConfig(t, yaml), discardLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bc := cfgs[0]
+	if string(bc.Password) != "s3cret" || bc.Username != "site1" || bc.Version != packet.V311 {
+		t.Errorf("password %q, username %q, version %d", bc.Password, bc.Username, bc.Version)
+	}
+	if bc.TLS == nil || bc.TLS.RootCAs == nil || len(bc.TLS.Certificates) != 1 {
+		t.Errorf("TLS %+v: want the CA and one client certificate", bc.TLS)
+	}
+	if len(bc.Rules) != 1 || bc.Rules[0].Direction != "out" || bc.Rules[0].QoS != 1 {
+		t.Errorf("rules %+v", bc.Rules)
+	}
+	os.Remove(filepath.Join(dir, "pw"))
+	if _, err := bridgeConfigs(parseTestConfig(t, yaml), discardLog); err == nil || !strings.Contains(err.Error(), filepath.Join(dir, "pw")) {
+		t.Errorf("missing password file: %v, want an error naming it", err)
+	}
 }
