@@ -331,7 +331,7 @@ func (b *Bridge) forward(ctx context.Context, q *queue, from, to *client.Client,
 	for {
 		m, ok := q.pop(ctx)
 		if !ok {
-			return nil
+			return q.failure()
 		}
 		rules = idx.Match(m.Topic, rules[:0])
 		sentTo := ""
@@ -400,10 +400,19 @@ type queue struct {
 	msgs    []*client.Message
 	qos0    int
 	closed  bool
+	err     error // why the queue closed itself
 	ready   chan struct{}
 }
 
-const maxQoS0 = 1024
+// maxQoS0 bounds the QoS 0 messages waiting, maxAcked the others: a side
+// that sends more QoS 1 and 2 messages than the window it was given (an
+// MQTT 3.1.1 broker is told no Receive Maximum) ends the link.
+const (
+	maxQoS0  = 1024
+	maxAcked = 4 * window
+)
+
+var errFlood = errors.New("the broker sent more unacknowledged messages than the bridge's window")
 
 func newQueue(dropped *atomic.Uint64) *queue {
 	return &queue{dropped: dropped, ready: make(chan struct{}, 1)}
@@ -418,15 +427,32 @@ func (q *queue) push(m *client.Message) {
 		q.mu.Unlock()
 		return
 	}
+	if m.QoS > 0 && len(q.msgs)-q.qos0 >= maxAcked {
+		q.closed, q.err, q.msgs = true, errFlood, nil
+		q.mu.Unlock()
+		q.wake()
+		return
+	}
 	if m.QoS == 0 {
 		q.qos0++
 	}
 	q.msgs = append(q.msgs, m.Clone())
 	q.mu.Unlock()
+	q.wake()
+}
+
+func (q *queue) wake() {
 	select {
 	case q.ready <- struct{}{}:
 	default:
 	}
+}
+
+// failure is why the queue closed itself, nil if it did not.
+func (q *queue) failure() error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.err
 }
 
 func (q *queue) pop(ctx context.Context) (*client.Message, bool) {
@@ -460,8 +486,5 @@ func (q *queue) close() {
 	q.closed = true
 	q.msgs = nil
 	q.mu.Unlock()
-	select {
-	case q.ready <- struct{}{}:
-	default:
-	}
+	q.wake()
 }
