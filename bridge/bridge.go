@@ -321,46 +321,74 @@ func (b *Bridge) subscribe(ctx context.Context, remote, local *client.Client) er
 }
 
 // forward takes the messages q gets from side from, publishes each to side
-// to under its topic there, and acknowledges it to from once to has.
+// to under its topic there, and acknowledges it to from once to has. Up to
+// to's window of messages are on their way at once; the acknowledgements
+// to from leave in order whatever order to answers in (ManualAck).
 func (b *Bridge) forward(ctx context.Context, q *queue, from, to *client.Client, out bool) error {
-	idx, what := b.in, "remote"
+	idx, what, count := b.in, "remote", &b.received
 	if out {
-		idx, what = b.out, "local"
+		idx, what, count = b.out, "local", &b.sent
 	}
+	failed := make(chan error, 1)
 	var rules []int
 	for {
+		select {
+		case err := <-failed:
+			return err
+		default:
+		}
 		m, ok := q.pop(ctx)
 		if !ok {
 			return q.failure()
 		}
 		rules = idx.Match(m.Topic, rules[:0])
-		sentTo := ""
+		var sends []*packet.Publish
 		for _, ri := range rules {
 			r := &b.cfg.Rules[ri]
 			name := b.mapTopic(r, m.Topic, out)
-			if name == "" || name == sentTo {
-				continue // the prefix does not fit, or another rule sent it there
+			if name == "" || (len(sends) > 0 && sends[len(sends)-1].Topic == name) {
+				continue // the prefix does not fit, or another rule sends it there
 			}
-			sentTo = name
 			p := &packet.Publish{Topic: name, Payload: m.Payload, QoS: min(m.QoS, r.QoS), Retain: m.Retain}
 			if b.cfg.Version == packet.V5 || !out {
 				p.Props = forwardedProps(m.Props)
 			}
-			code, err := to.Publish(ctx, p)
-			if err != nil {
-				return fmt.Errorf("publish %q: %w", name, err)
-			}
-			if code >= 0x80 {
-				// Refused for good (not authorized, say): sending it
-				// again would be refused again.
-				b.log.Warn("bridge: a message was refused", "from", what, "topic", name, "code", fmt.Sprintf("0x%02x", byte(code)))
+			sends = append(sends, p)
+		}
+		// The message is done once every copy is: then it is acked.
+		left := &atomic.Int32{}
+		left.Store(int32(len(sends)))
+		done := func() {
+			if left.Add(-1) <= 0 {
+				from.Ack(m)
+				count.Add(1)
 			}
 		}
-		from.Ack(m)
-		if out {
-			b.sent.Add(1)
-		} else {
-			b.received.Add(1)
+		if len(sends) == 0 {
+			left.Store(1)
+			done()
+		}
+		for _, p := range sends {
+			err := to.PublishAsync(ctx, p, func(code packet.ReasonCode, err error) {
+				if err != nil {
+					// Not acked: the side it came from sends it again.
+					select {
+					case failed <- fmt.Errorf("publish %q: %w", p.Topic, err):
+					default:
+					}
+					return
+				}
+				if code >= 0x80 {
+					// Refused for good (not authorized, say): sending it
+					// again would be refused again.
+					b.log.Warn("bridge: a message was refused", "from", what, "topic", p.Topic,
+						"code", fmt.Sprintf("0x%02x", byte(code)))
+				}
+				done()
+			})
+			if err != nil {
+				return fmt.Errorf("publish %q: %w", p.Topic, err)
+			}
 		}
 	}
 }
