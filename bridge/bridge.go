@@ -161,6 +161,13 @@ type State struct {
 // Name is the bridge's name.
 func (b *Bridge) Name() string { return b.cfg.Name }
 
+// Addr is the remote broker's address, as configured.
+func (b *Bridge) Addr() string { return b.cfg.Addr }
+
+// Session is the client id of the bridge's session on the local broker,
+// where what is to go out waits.
+func (b *Bridge) Session() string { return "bridge-" + b.cfg.Name }
+
 // State returns the bridge's state now.
 func (b *Bridge) State() State {
 	return State{Connected: b.connected.Load(), Sent: b.sent.Load(), Received: b.received.Load(), Failures: b.fails.Load(),
@@ -227,7 +234,7 @@ func (b *Bridge) link(ctx context.Context) error {
 	// out from the first attempt on, whether or not the remote broker is
 	// there yet.
 	local, _, err := client.Connect(ctx, client.Options{Dial: b.cfg.Local, Version: packet.V5,
-		ClientID: "bridge-" + b.cfg.Name, SessionExpiry: 0xFFFFFFFF, ManualAck: true, OnMessage: outQ.push,
+		ClientID: b.Session(), SessionExpiry: 0xFFFFFFFF, ManualAck: true, OnMessage: outQ.push,
 		ConnectProps: props})
 	if err != nil {
 		return fmt.Errorf("connect to the local broker: %w", err)

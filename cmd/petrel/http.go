@@ -8,8 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
+	"github.com/petrelmq/petrel/bridge"
 	"github.com/petrelmq/petrel/broker"
 	"github.com/petrelmq/petrel/internal/admin"
 	"github.com/petrelmq/petrel/internal/config"
@@ -29,7 +28,7 @@ const httpShutdownTimeout = time.Second
 // requests under way finish for at most httpShutdownTimeout and not past
 // deadline (the zero time: at once). A token or certificate that cannot be
 // read is a configuration error (exit code 2).
-func startHTTP(cfg *config.File, srv *broker.Server, files *reloadable, log *slog.Logger, extra ...prometheus.Collector) (stop func(deadline time.Time), err error) {
+func startHTTP(cfg *config.File, srv *broker.Server, files *reloadable, log *slog.Logger, bridges []*bridge.Bridge) (stop func(deadline time.Time), err error) {
 	h := cfg.HTTP
 	if h.Listen == "" {
 		return func(time.Time) {}, nil
@@ -45,7 +44,17 @@ func startHTTP(cfg *config.File, srv *broker.Server, files *reloadable, log *slo
 		Logger:       log,
 		Dashboard:    dashboard.Handler(),
 		Stats:        func() any { return srv.Stats() },
-		Metrics:      metrics.Handler(srv, metrics.BuildInfo{}, extra...),
+		Metrics:      metrics.Handler(srv, metrics.BuildInfo{}, metrics.Bridges(bridges)),
+		Bridges: func() []admin.BridgeJSON {
+			out := make([]admin.BridgeJSON, 0, len(bridges))
+			for _, b := range bridges {
+				st := b.State()
+				out = append(out, admin.BridgeJSON{Name: b.Name(), URL: b.Addr(), Session: b.Session(),
+					Connected: st.Connected, Sent: st.Sent, Received: st.Received, Dropped: st.Dropped,
+					LinkFailures: st.Failures})
+			}
+			return out
+		},
 	}
 	if h.TLS.Enabled() {
 		cert, err := certificate("http", h.TLS.Listener(), log)

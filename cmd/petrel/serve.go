@@ -16,7 +16,6 @@ import (
 	"github.com/petrelmq/petrel/auth"
 	"github.com/petrelmq/petrel/broker"
 	"github.com/petrelmq/petrel/internal/config"
-	"github.com/petrelmq/petrel/internal/metrics"
 	"github.com/petrelmq/petrel/store"
 	"github.com/petrelmq/petrel/store/memory"
 	"github.com/petrelmq/petrel/store/pebblestore"
@@ -105,7 +104,7 @@ func serve(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "petrel:", err)
 		return 2
 	}
-	stopHTTP, err := startHTTP(cfg, srv, files, log, metrics.Bridges(links))
+	stopHTTP, err := startHTTP(cfg, srv, files, log, links)
 	if err != nil {
 		st.Close()
 		if errors.As(err, new(configError)) {

@@ -50,6 +50,9 @@ type Config struct {
 	// Stats returns the statistics GET /api/v1/stats shows, as JSON
 	// encodes them; nil answers 501.
 	Stats func() any
+	// Bridges lists the bridges GET /api/v1/bridges shows, each one a
+	// JSON object (BridgeJSON); nil: none.
+	Bridges func() []BridgeJSON
 	// Metrics serves /metrics; nil answers 501.
 	Metrics http.Handler
 	// Dashboard serves every path outside /api/ and the fixed ones, from

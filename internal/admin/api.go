@@ -49,6 +49,32 @@ func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.cfg.Stats())
 }
 
+// BridgeJSON is a bridge as the API shows it (docs/BRIDGES.md): its link's
+// state and counts. What waits to go out is its session's queue, under
+// Session in /api/v1/clients.
+type BridgeJSON struct {
+	Name         string `json:"name"`
+	URL          string `json:"url"`
+	Session      string `json:"session"`
+	Connected    bool   `json:"connected"`
+	Sent         uint64 `json:"sent"`
+	Received     uint64 `json:"received"`
+	Dropped      uint64 `json:"dropped"`
+	LinkFailures uint64 `json:"link_failures"`
+}
+
+// listBridges: GET /api/v1/bridges, in the order of the configuration.
+func (s *Server) listBridges(w http.ResponseWriter, r *http.Request) {
+	if !parseQuery(r).ok(w) {
+		return
+	}
+	out := []BridgeJSON{}
+	if s.cfg.Bridges != nil {
+		out = append(out, s.cfg.Bridges()...)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"bridges": out})
+}
+
 // listenerJSON is a listener as the API shows it.
 type listenerJSON struct {
 	Name          string `json:"name"`

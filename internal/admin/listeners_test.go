@@ -44,3 +44,33 @@ func TestListeners(t *testing.T) {
 	}
 	f.expect(http.StatusBadRequest, "GET", "/api/v1/listeners?kind=tcp", nil, nil)
 }
+
+// GET /api/v1/bridges lists what Config.Bridges gives, and no bridge when
+// there is none.
+func TestBridges(t *testing.T) {
+	f := start(t)
+	var got struct {
+		Bridges []map[string]any `json:"bridges"`
+	}
+	f.expect(http.StatusOK, "GET", "/api/v1/bridges", nil, &got)
+	if got.Bridges == nil || len(got.Bridges) != 0 {
+		t.Errorf("without bridges: %v, want an empty list", got.Bridges)
+	}
+	f = start(t, func(c *Config) {
+		c.Bridges = func() []BridgeJSON {
+			return []BridgeJSON{{Name: "cloud", URL: "mqtt://c:1883", Session: "bridge-cloud", Connected: true, Sent: 7, LinkFailures: 1}}
+		}
+	})
+	f.expect(http.StatusOK, "GET", "/api/v1/bridges", nil, &got)
+	want := map[string]any{"name": "cloud", "url": "mqtt://c:1883", "session": "bridge-cloud", "connected": true,
+		"sent": 7.0, "received": 0.0, "dropped": 0.0, "link_failures": 1.0}
+	if len(got.Bridges) != 1 || len(got.Bridges[0]) != len(want) {
+		t.Fatalf("bridges %v, want one with %v", got.Bridges, want)
+	}
+	for k, v := range want {
+		if got.Bridges[0][k] != v {
+			t.Errorf("bridge's %s: %v, want %v", k, got.Bridges[0][k], v)
+		}
+	}
+	f.expect(http.StatusBadRequest, "GET", "/api/v1/bridges?name=cloud", nil, nil)
+}

@@ -36,6 +36,7 @@ var routes = []route{
 	{"GET", "/metrics", metrics, (*Server).metrics},
 	{"GET", "/api/v1/stats", token, (*Server).stats},
 	{"GET", "/api/v1/listeners", token, (*Server).listListeners},
+	{"GET", "/api/v1/bridges", token, (*Server).listBridges},
 	{"GET", "/api/v1/clients", token, (*Server).listClients},
 	{"GET", "/api/v1/clients/{id}", token, (*Server).getClient},
 	{"DELETE", "/api/v1/clients/{id}", token, (*Server).kickClient},
