@@ -355,3 +355,79 @@ func TestBridgeHostileRemote(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// slowConn delays each write: a local broker that takes its time.
+type slowConn struct{ net.Conn }
+
+func (c slowConn) Write(b []byte) (int, error) {
+	time.Sleep(time.Millisecond)
+	return c.Conn.Write(b)
+}
+
+// A remote broker that floods the bridge with more unacknowledged QoS 1
+// messages than its window (an MQTT 3.1.1 broker is told none) ends that
+// link: what waits is bounded, and the link is made again after the
+// backoff.
+func TestBridgeFloodingRemote(t *testing.T) {
+	local, _ := startBroker(t, "127.0.0.1:0", "")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	conns := make(chan struct{}, 16)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns <- struct{}{}
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 4096)
+				c.Read(buf)                             // CONNECT
+				c.Write([]byte{0x20, 0x02, 0x00, 0x00}) // CONNACK, MQTT 3.1.1
+				c.Read(buf)                             // SUBSCRIBE
+				c.Write([]byte{0x90, 0x03, 0x00, 0x01, 0x01})
+				// 3,000 QoS 1 messages at once, none waiting for its PUBACK.
+				var flood []byte
+				for i := range 3000 {
+					id := uint16(i + 1)
+					flood = append(flood, 0x32, 0x08, 0x00, 0x03, 'x', '/', 'y', byte(id>>8), byte(id), 'p')
+				}
+				c.Write(flood)
+				for {
+					if _, err := c.Read(buf); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	slow := func(ctx context.Context) (net.Conn, error) {
+		c, err := local.DialInternal(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return slowConn{c}, nil
+	}
+	b, err := New(Config{Name: "flood", Addr: ln.Addr().String(), Version: packet.V311, Local: slow,
+		MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, Logger: testlog.New(t),
+		Rules: []Rule{{Pattern: "x/#", Direction: In, QoS: 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := b.Start()
+	for range 2 { // the link ended, and was made again
+		select {
+		case <-conns:
+		case <-time.After(20 * time.Second):
+			t.Fatalf("the bridge did not connect again (state %+v)", b.State())
+		}
+	}
+	stop()
+	if st := b.State(); st.Failures < 1 || st.Received >= 3000 {
+		t.Errorf("state %+v: want the flooded link ended before it took everything", st)
+	}
+}
