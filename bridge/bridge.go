@@ -166,7 +166,10 @@ func (b *Bridge) Addr() string { return b.cfg.Addr }
 
 // Session is the client id of the bridge's session on the local broker,
 // where what is to go out waits.
-func (b *Bridge) Session() string { return "bridge-" + b.cfg.Name }
+func (b *Bridge) Session() string { return SessionOf(b.cfg.Name) }
+
+// SessionOf is the client id of bridge name's session on the local broker.
+func SessionOf(name string) string { return "bridge-" + name }
 
 // State returns the bridge's state now.
 func (b *Bridge) State() State {

@@ -431,3 +431,101 @@ func TestBridgeFloodingRemote(t *testing.T) {
 		t.Errorf("state %+v: want the flooded link ended before it took everything", st)
 	}
 }
+
+// What waits to go out is bounded per bridge: with the remote broker down,
+// the bridge's session keeps 50 queued, besides what is in flight to the
+// bridge (as mqtt.max_queued_messages counts), and drops the rest
+// (counted); the remote broker, once back, gets what was kept, in order.
+func TestBridgeQueueBounded(t *testing.T) {
+	// The remote broker, with the subscriber's session in its store, then
+	// down.
+	dir := t.TempDir()
+	remote, stopRemote := startBroker(t, "127.0.0.1:0", dir)
+	ra := remote.Addrs()[0].String()
+	subOpts := client.Options{Addr: ra, Version: packet.V5, ClientID: "far", SessionExpiry: 3600}
+	sub, _, err := client.Connect(context.Background(), subOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sub.Subscribe(context.Background(), []packet.Subscription{{Filter: "data/#", QoS: 1}}, packet.Properties{}); err != nil {
+		t.Fatal(err)
+	}
+	sub.Disconnect(packet.Success, nil)
+	stopRemote()
+
+	o := broker.Options{Logger: testlog.New(t), Listeners: []broker.ListenerConfig{{Address: "127.0.0.1:0"}},
+		SessionQueueLimits: func(id string) (int, int64) {
+			if id == SessionOf("bounded") {
+				return 50, 0
+			}
+			return 0, 0
+		}}
+	local := broker.New(o)
+	if err := local.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { local.Close() })
+	b, err := New(Config{Name: "bounded", Addr: ra, Local: local.DialInternal, MinBackoff: 20 * time.Millisecond,
+		MaxBackoff: 100 * time.Millisecond, Logger: testlog.New(t), Rules: []Rule{{Pattern: "data/#", Direction: Out, QoS: 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Start())
+
+	// Once the bridge's session is subscribed, a message is queued for it
+	// (PUBACK 0x00, not 0x10: no subscriber).
+	pub := publisher(t, local.Addrs()[0].String(), "near")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, err := pub.Publish(context.Background(), &packet.Publish{Topic: "data/x", QoS: 1, Payload: []byte("0")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if code == packet.Success {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the bridge's session never subscribed")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	for i := 1; i < 200; i++ {
+		if _, err := pub.Publish(context.Background(), &packet.Publish{Topic: "data/x", QoS: 1, Payload: fmt.Append(nil, i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dropped := int(local.Stats().MessagesDropped["queue_full"])
+	kept := 200 - dropped
+	if kept < 50 || kept > 50+window {
+		t.Fatalf("%d messages dropped for a full queue: %d kept, want 50 queued and at most %d in flight", dropped, kept, window)
+	}
+
+	// The remote broker is back: its subscriber's session gets what was
+	// kept, in order.
+	startBroker(t, ra, dir)
+	waitConnected(t, b)
+	in := &inbox{}
+	subOpts.OnMessage = in.add
+	if sub, _, err = client.Connect(context.Background(), subOpts); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sub.Close() })
+	// Which were dropped depends on when the bridge's attempts took some
+	// in flight; those kept come in order.
+	got := in.await(t, kept)
+	last := -1
+	for i, g := range got {
+		var n int
+		if _, err := fmt.Sscanf(g, "data/x=%d", &n); err != nil || n <= last {
+			t.Fatalf("message %d: %s, after message %d", i, g, last)
+		}
+		last = n
+	}
+	// And no more: a message sent after them comes next.
+	if _, err := pub.Publish(context.Background(), &packet.Publish{Topic: "data/x", QoS: 1, Payload: []byte("last")}); err != nil {
+		t.Fatal(err)
+	}
+	if got := in.await(t, kept+1); got[kept] != "data/x=last" {
+		t.Errorf("after the %d kept: %v", kept, got[kept:])
+	}
+}

@@ -42,6 +42,11 @@ type Options struct {
 	// MaxQueuedBytes bounds the payload bytes in each session's queue.
 	// Default 64 MiB; negative means unlimited.
 	MaxQueuedBytes int64
+	// SessionQueueLimits, when set, may give a session bounds of its own
+	// instead of MaxQueuedMessages and MaxQueuedBytes: it is asked once per
+	// session, as it is made, with its client id, and answers 0 for either
+	// bound to keep the Options' (a bridge's session, bounded per bridge).
+	SessionQueueLimits func(clientID string) (messages int, bytes int64)
 	// BacklogMessages and BacklogBytes bound an online session's backlog
 	// (QoS 1 and 2 deliveries waiting behind its in-flight window) by
 	// backpressure: at either, the clients publishing to it are not read

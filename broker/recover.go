@@ -81,7 +81,8 @@ func (s *Server) recover() error {
 // recoverSession rebuilds one durable session. It returns nil for a session
 // that expired while the broker was down, and a will to publish now.
 func (s *Server) recoverSession(clientID string, r *sessionRecord, now time.Time) (*session, *message, error) {
-	ss := &session{id: s.nextSessionID.Add(1), clientID: clientID, srv: s, nextSeq: 1, expiry: r.expiry}
+	ss := &session{id: s.nextSessionID.Add(1), clientID: clientID, srv: s, nextSeq: 1, expiry: r.expiry,
+		limits: s.limitsFor(clientID)}
 	ss.persisted, ss.durableState = true, &durableState{uid: r.uid}
 	if r.user != nil {
 		r.user.ClientID = clientID

@@ -19,6 +19,9 @@ type session struct {
 	id       uint64 // unique per session object; orders sessions when deduplicating matches
 	clientID string
 	srv      *Server
+	// limits are the queue bounds of this session when they are its own
+	// (Options.SessionQueueLimits), nil for the Options' (most sessions).
+	limits *queueLimits
 
 	mu sync.Mutex
 	// conn is the connection that currently holds the session, nil while
@@ -251,16 +254,46 @@ func (ss *session) storeQueuedBytesLocked() int64 {
 	return ss.storedBytes + ss.pendingBytes
 }
 
+// queueLimits are a session's own queue bounds.
+type queueLimits struct {
+	messages int
+	bytes    int64
+}
+
+// limitsFor returns clientID's own queue bounds, nil when they are the
+// Options'.
+func (s *Server) limitsFor(clientID string) *queueLimits {
+	f := s.opts.SessionQueueLimits
+	if f == nil {
+		return nil
+	}
+	msgs, bytes := f(clientID)
+	if msgs <= 0 && bytes <= 0 {
+		return nil
+	}
+	l := &queueLimits{messages: s.opts.MaxQueuedMessages, bytes: s.opts.MaxQueuedBytes}
+	if msgs > 0 {
+		l.messages = msgs
+	}
+	if bytes > 0 {
+		l.bytes = bytes
+	}
+	return l
+}
+
 // hasQueueRoom applies the queue limits to one more delivery of size bytes.
 func (ss *session) hasQueueRoom(size int) bool {
-	o := &ss.srv.opts
-	if o.MaxQueuedMessages > 0 && ss.queuedLocked() >= o.MaxQueuedMessages {
+	maxMsgs, maxBytes := ss.srv.opts.MaxQueuedMessages, ss.srv.opts.MaxQueuedBytes
+	if l := ss.limits; l != nil {
+		maxMsgs, maxBytes = l.messages, l.bytes
+	}
+	if maxMsgs > 0 && ss.queuedLocked() >= maxMsgs {
 		return false
 	}
-	if o.MaxQueuedBytes <= 0 {
+	if maxBytes <= 0 {
 		return true
 	}
-	return ss.queuedBytesLocked()+int64(size) <= o.MaxQueuedBytes
+	return ss.queuedBytesLocked()+int64(size) <= maxBytes
 }
 
 // sendLocked records the delivery in flight and writes it, and reports

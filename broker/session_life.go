@@ -95,7 +95,7 @@ func (s *Server) detachLocked(ss *session) *conn {
 // newSession makes a session; one that outlives its connection is kept in
 // the store from the start.
 func (s *Server) newSession(clientID string, expiry uint32) *session {
-	ss := &session{id: s.nextSessionID.Add(1), clientID: clientID, srv: s, nextSeq: 1}
+	ss := &session{id: s.nextSessionID.Add(1), clientID: clientID, srv: s, nextSeq: 1, limits: s.limitsFor(clientID)}
 	if expiry > 0 {
 		ss.persisted, ss.durableState = true, &durableState{uid: newSessionUID()}
 	}

@@ -181,6 +181,7 @@ func TestBridgeConfigFiles(t *testing.T) {
     protocol: 3.1.1
     username: site1
     password_file: %[1]s/pw
+    max_queued_messages: 10
     tls: {ca_file: %[1]s/ca.crt, cert_file: %[1]s/c.crt, key_file: %[1]s/c.key}
     topics: [{pattern: "s/#", qos: 1, remote_prefix: "site1/"}]
 `, dir)
@@ -197,6 +198,14 @@ func TestBridgeConfigFiles(t *testing.T) {
 	}
 	if len(bc.Rules) != 1 || bc.Rules[0].Direction != "out" || bc.Rules[0].QoS != 1 {
 		t.Errorf("rules %+v", bc.Rules)
+	}
+	// The bridge's session on the broker is bounded as its section says.
+	limits := bridgeQueueLimits(parseTestConfig(t, yaml))
+	if m, b := limits("bridge-cloud"); m != 10 || b != 0 {
+		t.Errorf("bridge-cloud's bounds: %d, %d; want 10, 0 (0: the mqtt section's)", m, b)
+	}
+	if m, b := limits("someone"); m != 0 || b != 0 {
+		t.Errorf("another session's bounds: %d, %d; want the mqtt section's", m, b)
 	}
 	os.Remove(filepath.Join(dir, "pw"))
 	if _, err := bridgeConfigs(parseTestConfig(t, yaml), discardLog); err == nil || !strings.Contains(err.Error(), filepath.Join(dir, "pw")) {

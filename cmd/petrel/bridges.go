@@ -104,6 +104,25 @@ func newBridges(cfgs []bridge.Config, srv *broker.Server) ([]*bridge.Bridge, err
 	return out, nil
 }
 
+// bridgeQueueLimits gives each bridge's session on the broker the queue
+// bounds its section sets (broker.Options.SessionQueueLimits); nil when
+// no bridge sets any.
+func bridgeQueueLimits(cfg *config.File) func(clientID string) (int, int64) {
+	limits := make(map[string][2]int64)
+	for _, b := range cfg.Bridges {
+		if b.MaxQueuedMessages > 0 || b.MaxQueuedBytes > 0 {
+			limits[bridge.SessionOf(b.Name)] = [2]int64{int64(b.MaxQueuedMessages), int64(b.MaxQueuedBytes)}
+		}
+	}
+	if len(limits) == 0 {
+		return nil
+	}
+	return func(clientID string) (int, int64) {
+		l := limits[clientID]
+		return int(l[0]), l[1]
+	}
+}
+
 // startBridges runs the bridges, once their broker has started, until the
 // returned function is called: before the broker closes, so that each
 // bridge's local session is left in the store with what it still holds.

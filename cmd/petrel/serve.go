@@ -97,6 +97,7 @@ func serve(args []string, stderr io.Writer) int {
 		return 1
 	}
 	opts.Store = st
+	opts.SessionQueueLimits = bridgeQueueLimits(cfg)
 	srv := broker.New(opts)
 	links, err := newBridges(bridges, srv)
 	if err != nil {

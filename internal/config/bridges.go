@@ -29,6 +29,11 @@ type Bridge struct {
 	// CleanStart false keeps a session at the remote broker across
 	// connections.
 	CleanStart bool `yaml:"clean_start"`
+	// MaxQueuedMessages and MaxQueuedBytes bound what waits to go out (the
+	// bridge's session on this broker); 0: mqtt.max_queued_messages and
+	// mqtt.max_queued_bytes.
+	MaxQueuedMessages int  `yaml:"max_queued_messages"`
+	MaxQueuedBytes    Size `yaml:"max_queued_bytes"`
 	// TLS, for mqtts:// and wss://.
 	TLS BridgeTLS `yaml:"tls"`
 	// Topics are the bridge's rules.
@@ -83,6 +88,12 @@ func (v *validator) bridges(bs []Bridge) {
 		}
 		if b.Protocol != "5" && b.Protocol != "3.1.1" {
 			v.failf(key+".protocol", "%q is not 5 or 3.1.1", b.Protocol)
+		}
+		if b.MaxQueuedMessages < 0 {
+			v.failf(key+".max_queued_messages", "%d is negative (0: mqtt.max_queued_messages)", b.MaxQueuedMessages)
+		}
+		if b.MaxQueuedBytes < 0 {
+			v.failf(key+".max_queued_bytes", "%s is negative (0: mqtt.max_queued_bytes)", b.MaxQueuedBytes)
 		}
 		if b.PasswordFile != "" && b.Username == "" {
 			v.failf(key+".password_file", "set, but username is not: MQTT sends a password only with a user name")

@@ -183,7 +183,7 @@ func TestKeyPaths(t *testing.T) {
 		"cluster.node_timeout", "cluster.replicate_sessions", "cluster.username", "cluster.password_file",
 		"cluster.tls", "cluster.tls.cert_file", "cluster.tls.key_file", "cluster.tls.ca_file",
 		"bridges", "bridges[].name", "bridges[].url", "bridges[].protocol", "bridges[].client_id", "bridges[].username",
-		"bridges[].password_file", "bridges[].clean_start", "bridges[].tls", "bridges[].tls.ca_file",
+		"bridges[].password_file", "bridges[].clean_start", "bridges[].max_queued_messages", "bridges[].max_queued_bytes", "bridges[].tls", "bridges[].tls.ca_file",
 		"bridges[].tls.cert_file", "bridges[].tls.key_file", "bridges[].topics", "bridges[].topics[].pattern",
 		"bridges[].topics[].direction", "bridges[].topics[].qos", "bridges[].topics[].local_prefix",
 		"bridges[].topics[].remote_prefix",

@@ -770,7 +770,7 @@ func TestExampleFile(t *testing.T) {
 			NodeTimeout: Duration{3 * time.Second}, ReplicateSessions: true, Username: "petrel", PasswordFile: "/etc/petrel/cluster-password",
 			TLS: ClusterTLS{CertFile: "/etc/petrel/node.crt", KeyFile: "/etc/petrel/node.key", CAFile: "/etc/petrel/cluster-ca.crt"}},
 		Bridges: []Bridge{{Name: "cloud", URL: "mqtts://broker.example.com:8883", Protocol: "5", ClientID: "site1-bridge",
-			Username: "site1", PasswordFile: "/etc/petrel/bridge-cloud-password",
+			Username: "site1", PasswordFile: "/etc/petrel/bridge-cloud-password", MaxQueuedMessages: 100000, MaxQueuedBytes: 256 << 20,
 			TLS: BridgeTLS{CAFile: "/etc/petrel/cloud-ca.crt", CertFile: "/etc/petrel/site1.crt", KeyFile: "/etc/petrel/site1.key"},
 			Topics: []BridgeTopic{
 				{Pattern: "sensors/#", Direction: "out", QoS: 1, RemotePrefix: "site1/"},
