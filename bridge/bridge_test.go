@@ -529,3 +529,83 @@ func TestBridgeQueueBounded(t *testing.T) {
 		t.Errorf("after the %d kept: %v", kept, got[kept:])
 	}
 }
+
+// A retained message crosses as retained, as Mosquitto's bridge carries
+// it: the remote broker keeps it for a subscriber that comes later.
+func TestBridgeRetained(t *testing.T) {
+	local, _ := startBroker(t, "127.0.0.1:0", "")
+	remote, _ := startBroker(t, "127.0.0.1:0", "")
+	ra := remote.Addrs()[0].String()
+	startBridge(t, local, ra, packet.V5, Rule{Pattern: "r/#", Direction: Out, QoS: 1, RemotePrefix: "site/"})
+	first := subscriber(t, ra, "first", "site/r/#")
+	pub := publisher(t, local.Addrs()[0].String(), "lp")
+	if _, err := pub.Publish(context.Background(), &packet.Publish{Topic: "r/a", QoS: 1, Retain: true, Payload: []byte("kept")}); err != nil {
+		t.Fatal(err)
+	}
+	first.await(t, 1) // it has crossed
+	later := subscriber(t, ra, "later", "site/r/#")
+	later.await(t, 1)
+	later.mu.Lock()
+	m := later.msgs[0]
+	later.mu.Unlock()
+	if m.Topic != "site/r/a" || string(m.Payload) != "kept" || !m.Retain {
+		t.Errorf("a later subscriber got %q on %q, retain %v; want the retained message", m.Payload, m.Topic, m.Retain)
+	}
+}
+
+// A remote broker that refuses the bridge (CONNACK 0x87) or answers
+// garbage ends that attempt only: the bridge tries again after its
+// backoff, the local broker serves on.
+func TestBridgeRefusedOrGarbage(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		answer []byte
+	}{
+		{"refused", []byte{0x20, 0x03, 0x00, 0x87, 0x00}},
+		{"garbage", []byte("HTTP/1.1 400 Bad Request\r\n\r\n")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			local, _ := startBroker(t, "127.0.0.1:0", "")
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			conns := make(chan struct{}, 16)
+			go func() {
+				for {
+					c, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					conns <- struct{}{}
+					buf := make([]byte, 4096)
+					c.Read(buf)
+					c.Write(tc.answer)
+					c.Close()
+				}
+			}()
+			b, err := New(Config{Name: tc.name, Addr: ln.Addr().String(), Local: local.DialInternal, MinBackoff: 10 * time.Millisecond,
+				MaxBackoff: 20 * time.Millisecond, Logger: testlog.New(t), Rules: []Rule{{Pattern: "x/#", Direction: Both, QoS: 1}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			stop := b.Start()
+			for range 3 {
+				select {
+				case <-conns:
+				case <-time.After(10 * time.Second):
+					t.Fatal("the bridge did not try again")
+				}
+			}
+			stop()
+			if st := b.State(); st.Connected || st.Failures < 2 {
+				t.Errorf("state %+v: want failed attempts, never connected", st)
+			}
+			pub := publisher(t, local.Addrs()[0].String(), "still-here")
+			if _, err := pub.Publish(context.Background(), &packet.Publish{Topic: "x/1", QoS: 1}); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}

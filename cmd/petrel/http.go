@@ -44,14 +44,15 @@ func startHTTP(cfg *config.File, srv *broker.Server, files *reloadable, log *slo
 		Logger:       log,
 		Dashboard:    dashboard.Handler(),
 		Stats:        func() any { return srv.Stats() },
-		Metrics:      metrics.Handler(srv, metrics.BuildInfo{}, metrics.Bridges(bridges)),
+		Metrics:      metrics.Handler(srv, metrics.BuildInfo{}, metrics.Bridges(srv, bridges)),
 		Bridges: func() []admin.BridgeJSON {
 			out := make([]admin.BridgeJSON, 0, len(bridges))
 			for _, b := range bridges {
 				st := b.State()
+				info, _ := srv.Client(b.Session())
 				out = append(out, admin.BridgeJSON{Name: b.Name(), URL: b.Addr(), Session: b.Session(),
 					Connected: st.Connected, Sent: st.Sent, Received: st.Received, Dropped: st.Dropped,
-					LinkFailures: st.Failures})
+					LinkFailures: st.Failures, Queued: info.Queued + info.InFlight, QueuedBytes: info.QueuedBytes})
 			}
 			return out
 		},

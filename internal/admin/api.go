@@ -61,6 +61,10 @@ type BridgeJSON struct {
 	Received     uint64 `json:"received"`
 	Dropped      uint64 `json:"dropped"`
 	LinkFailures uint64 `json:"link_failures"`
+	// Queued and QueuedBytes wait to go out: the session's queue and what
+	// is in flight to the bridge.
+	Queued      int   `json:"queued"`
+	QueuedBytes int64 `json:"queued_bytes"`
 }
 
 // listBridges: GET /api/v1/bridges, in the order of the configuration.

@@ -63,7 +63,7 @@ func TestBridges(t *testing.T) {
 	})
 	f.expect(http.StatusOK, "GET", "/api/v1/bridges", nil, &got)
 	want := map[string]any{"name": "cloud", "url": "mqtt://c:1883", "session": "bridge-cloud", "connected": true,
-		"sent": 7.0, "received": 0.0, "dropped": 0.0, "link_failures": 1.0}
+		"sent": 7.0, "received": 0.0, "dropped": 0.0, "link_failures": 1.0, "queued": 0.0, "queued_bytes": 0.0}
 	if len(got.Bridges) != 1 || len(got.Bridges[0]) != len(want) {
 		t.Fatalf("bridges %v, want one with %v", got.Bridges, want)
 	}

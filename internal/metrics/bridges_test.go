@@ -30,7 +30,7 @@ func TestMetricsBridges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := Handler(local, BuildInfo{}, Bridges([]*bridge.Bridge{b}))
+	h := Handler(local, BuildInfo{}, Bridges(local, []*bridge.Bridge{b}))
 	scrapeBridge := func() string {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
@@ -46,7 +46,9 @@ func TestMetricsBridges(t *testing.T) {
 petrel_bridge_link_failures_total{bridge="up",node="n"} 0
 petrel_bridge_messages_dropped_total{bridge="up",node="n"} 0
 petrel_bridge_messages_received_total{bridge="up",node="n"} 0
-petrel_bridge_messages_sent_total{bridge="up",node="n"} 0`
+petrel_bridge_messages_sent_total{bridge="up",node="n"} 0
+petrel_bridge_queued_bytes{bridge="up",node="n"} 0
+petrel_bridge_queued_messages{bridge="up",node="n"} 0`
 	if got := scrapeBridge(); got != want {
 		t.Fatalf("before the start:\n%s\nwant\n%s", got, want)
 	}
