@@ -306,32 +306,16 @@ func TestBridgeRemoteOutage(t *testing.T) {
 // after its backoff, and carries on with the next remote.
 func TestBridgeHostileRemote(t *testing.T) {
 	local, _ := startBroker(t, "127.0.0.1:0", "")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	conns := make(chan struct{}, 16)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			conns <- struct{}{}
-			go func() {
-				defer c.Close()
-				buf := make([]byte, 4096)
-				c.Read(buf)                                   // CONNECT
-				c.Write([]byte{0x20, 0x03, 0x00, 0x00, 0x00}) // CONNACK, MQTT 5
-				c.Read(buf)                                   // SUBSCRIBE
-				// A PUBLISH announcing 256 MB.
-				c.Write([]byte{0x30, 0x80, 0x80, 0x80, 0x80, 0x01})
-				c.Read(buf)
-			}()
-		}
-	}()
-	b, err := New(Config{Name: "hostile", Addr: ln.Addr().String(), Local: local.DialInternal,
+	addr, conns := fakeRemote(t, func(c net.Conn) {
+		buf := make([]byte, 4096)
+		c.Read(buf)                                   // CONNECT
+		c.Write([]byte{0x20, 0x03, 0x00, 0x00, 0x00}) // CONNACK, MQTT 5
+		c.Read(buf)                                   // SUBSCRIBE
+		// A PUBLISH announcing 256 MB.
+		c.Write([]byte{0x30, 0x80, 0x80, 0x80, 0x80, 0x01})
+		c.Read(buf)
+	})
+	b, err := New(Config{Name: "hostile", Addr: addr, Local: local.DialInternal,
 		MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, Logger: testlog.New(t),
 		Rules: []Rule{{Pattern: "x/#", Direction: In, QoS: 1}}})
 	if err != nil {
@@ -370,41 +354,25 @@ func (c slowConn) Write(b []byte) (int, error) {
 // backoff.
 func TestBridgeFloodingRemote(t *testing.T) {
 	local, _ := startBroker(t, "127.0.0.1:0", "")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	conns := make(chan struct{}, 16)
-	go func() {
+	addr, conns := fakeRemote(t, func(c net.Conn) {
+		buf := make([]byte, 4096)
+		c.Read(buf)                             // CONNECT
+		c.Write([]byte{0x20, 0x02, 0x00, 0x00}) // CONNACK, MQTT 3.1.1
+		c.Read(buf)                             // SUBSCRIBE
+		c.Write([]byte{0x90, 0x03, 0x00, 0x01, 0x01})
+		// 3,000 QoS 1 messages at once, none waiting for its PUBACK.
+		var flood []byte
+		for i := range 3000 {
+			id := uint16(i + 1)
+			flood = append(flood, 0x32, 0x08, 0x00, 0x03, 'x', '/', 'y', byte(id>>8), byte(id), 'p')
+		}
+		c.Write(flood)
 		for {
-			c, err := ln.Accept()
-			if err != nil {
+			if _, err := c.Read(buf); err != nil {
 				return
 			}
-			conns <- struct{}{}
-			go func() {
-				defer c.Close()
-				buf := make([]byte, 4096)
-				c.Read(buf)                             // CONNECT
-				c.Write([]byte{0x20, 0x02, 0x00, 0x00}) // CONNACK, MQTT 3.1.1
-				c.Read(buf)                             // SUBSCRIBE
-				c.Write([]byte{0x90, 0x03, 0x00, 0x01, 0x01})
-				// 3,000 QoS 1 messages at once, none waiting for its PUBACK.
-				var flood []byte
-				for i := range 3000 {
-					id := uint16(i + 1)
-					flood = append(flood, 0x32, 0x08, 0x00, 0x03, 'x', '/', 'y', byte(id>>8), byte(id), 'p')
-				}
-				c.Write(flood)
-				for {
-					if _, err := c.Read(buf); err != nil {
-						return
-					}
-				}
-			}()
 		}
-	}()
+	})
 	slow := func(ctx context.Context) (net.Conn, error) {
 		c, err := local.DialInternal(ctx)
 		if err != nil {
@@ -412,7 +380,7 @@ func TestBridgeFloodingRemote(t *testing.T) {
 		}
 		return slowConn{c}, nil
 	}
-	b, err := New(Config{Name: "flood", Addr: ln.Addr().String(), Version: packet.V311, Local: slow,
+	b, err := New(Config{Name: "flood", Addr: addr, Version: packet.V311, Local: slow,
 		MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, Logger: testlog.New(t),
 		Rules: []Rule{{Pattern: "x/#", Direction: In, QoS: 1}}})
 	if err != nil {
@@ -566,26 +534,12 @@ func TestBridgeRefusedOrGarbage(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			local, _ := startBroker(t, "127.0.0.1:0", "")
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
-			conns := make(chan struct{}, 16)
-			go func() {
-				for {
-					c, err := ln.Accept()
-					if err != nil {
-						return
-					}
-					conns <- struct{}{}
-					buf := make([]byte, 4096)
-					c.Read(buf)
-					c.Write(tc.answer)
-					c.Close()
-				}
-			}()
-			b, err := New(Config{Name: tc.name, Addr: ln.Addr().String(), Local: local.DialInternal, MinBackoff: 10 * time.Millisecond,
+			addr, conns := fakeRemote(t, func(c net.Conn) {
+				buf := make([]byte, 4096)
+				c.Read(buf)
+				c.Write(tc.answer)
+			})
+			b, err := New(Config{Name: tc.name, Addr: addr, Local: local.DialInternal, MinBackoff: 10 * time.Millisecond,
 				MaxBackoff: 20 * time.Millisecond, Logger: testlog.New(t), Rules: []Rule{{Pattern: "x/#", Direction: Both, QoS: 1}}})
 			if err != nil {
 				t.Fatal(err)
@@ -608,4 +562,33 @@ func TestBridgeRefusedOrGarbage(t *testing.T) {
 			}
 		})
 	}
+}
+
+// fakeRemote runs script on each connection to a loopback listener, then
+// closes it, until the test ends; conns gets a value per connection.
+func fakeRemote(t *testing.T, script func(c net.Conn)) (addr string, conns chan struct{}) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	conns = make(chan struct{}, 64)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			select {
+			case conns <- struct{}{}:
+			default:
+			}
+			go func() {
+				defer c.Close()
+				script(c)
+			}()
+		}
+	}()
+	return ln.Addr().String(), conns
 }
