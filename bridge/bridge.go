@@ -365,18 +365,19 @@ func (b *Bridge) forward(ctx context.Context, q *queue, from, to *client.Client,
 			}
 			sends = append(sends, p)
 		}
+		if len(sends) == 0 { // no rule's prefix fits: nothing to send
+			from.Ack(m)
+			count.Add(1)
+			continue
+		}
 		// The message is done once every copy is: then it is acked.
 		left := &atomic.Int32{}
 		left.Store(int32(len(sends)))
 		done := func() {
-			if left.Add(-1) <= 0 {
+			if left.Add(-1) == 0 {
 				from.Ack(m)
 				count.Add(1)
 			}
-		}
-		if len(sends) == 0 {
-			left.Store(1)
-			done()
 		}
 		for _, p := range sends {
 			err := to.PublishAsync(ctx, p, func(code packet.ReasonCode, err error) {

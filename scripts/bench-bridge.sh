@@ -21,24 +21,7 @@ BIN="$OUT/petrel"
 go build -o "$BIN" ./cmd/petrel
 MOSQUITTO=$(command -v mosquitto || echo /usr/sbin/mosquitto)
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-
-PIDS=()
-stop_all() {
-	for p in "${PIDS[@]:-}"; do kill "$p" 2>/dev/null || true; done
-	for p in "${PIDS[@]:-}"; do wait "$p" 2>/dev/null || true; done
-	PIDS=()
-}
-trap stop_all EXIT
-
-wait_port() {
-	for _ in $(seq 1 600); do
-		if (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-		sleep 0.1
-	done
-	echo "port $1 never opened" >&2
-	exit 1
-}
+. scripts/bench-lib.sh
 
 # run LABEL PUB_PORT SUB_PORT: one bench run, its JSON kept in OUT.
 run() {
@@ -47,14 +30,7 @@ run() {
 	"$BIN" bench pubsub --pubs "$PUBS" --subs 1 -q 1 -s "$SIZE" --duration "$DURATION" --no-progress --json \
 		--pub-addr "127.0.0.1:$pub" --sub-addr "127.0.0.1:$sub" --broker-pid "$pids" \
 		>"$OUT/$label.json" 2>"$OUT/$label.err"
-	python3 - "$label" "$OUT/$label.json" <<'PY'
-import json, sys
-label, path = sys.argv[1], sys.argv[2]
-r = json.load(open(path))
-rec, lat, b = r.get("receive") or {}, r.get("latency_ms") or {}, r.get("broker") or {}
-print(f"| {label} | {rec.get('msgs_per_s', 0):,.0f} | {b.get('deliveries_per_cpu_s', 0):,.0f} | {b.get('cpu_s', 0):.2f} "
-      f"| {lat.get('p50', 0):.2f} | {lat.get('p99', 0):.2f} | {rec.get('lost', 0)} |")
-PY
+	table_row "$label" "$OUT/$label.json"
 }
 
 echo "| run | deliveries/s | deliveries per CPU-s (both brokers) | CPU-s | p50 ms | p99 ms | lost |"

@@ -38,15 +38,7 @@ if [ "${REPLICATE:-1}" = 0 ]; then
 	NODE_CONF=(--config "$OUT/norep.yaml")
 fi
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-
-PIDS=()
-stop_all() {
-	for p in "${PIDS[@]:-}"; do kill "$p" 2>/dev/null || true; done
-	for p in "${PIDS[@]:-}"; do wait "$p" 2>/dev/null || true; done
-	PIDS=()
-}
-trap stop_all EXIT
+. scripts/bench-lib.sh
 
 # start NAME MQTT_PORT [cluster args...]: a node in the background.
 start() {
@@ -58,29 +50,13 @@ start() {
 	PIDS+=($!)
 }
 
-wait_port() {
-	for _ in $(seq 1 600); do
-		if (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-		sleep 0.1
-	done
-	echo "port $1 never opened" >&2
-	exit 1
-}
-
 # run LABEL ARGS...: one bench run, its JSON kept in OUT.
 run() {
 	local label=$1
 	shift
 	"$BIN" bench pubsub --pubs "$PUBS" --subs "$SUBS" -s "$SIZE" --duration "$DURATION" \
 		--no-progress --json "${SESSION[@]}" "$@" >"$OUT/$label.json" 2>"$OUT/$label.err"
-	python3 - "$label" "$OUT/$label.json" <<'EOF'
-import json, sys
-label, path = sys.argv[1], sys.argv[2]
-r = json.load(open(path))
-rec, lat, b = r.get("receive") or {}, r.get("latency_ms") or {}, r.get("broker") or {}
-print(f"| {label} | {rec.get('msgs_per_s', 0):,.0f} | {b.get('deliveries_per_cpu_s', 0):,.0f} | {b.get('cpu_s', 0):.2f} "
-      f"| {lat.get('p50', 0):.2f} | {lat.get('p99', 0):.2f} | {rec.get('lost', 0)} |")
-EOF
+	table_row "$label" "$OUT/$label.json"
 }
 
 echo "| run | deliveries/s | deliveries per broker CPU-s | broker CPU-s | p50 ms | p99 ms | lost |"

@@ -2,7 +2,6 @@ package main
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -58,14 +57,11 @@ func bridgeConfigs(cfg *config.File, log *slog.Logger) ([]bridge.Config, error) 
 func bridgeTLS(t config.BridgeTLS, key string) (*tls.Config, error) {
 	conf := &tls.Config{MinVersion: tls.VersionTLS12}
 	if t.CAFile != "" {
-		pem, err := os.ReadFile(t.CAFile)
+		pool, err := loadCAPool(t.CAFile, key+".ca_file")
 		if err != nil {
-			return nil, fileError(t.CAFile, err)
+			return nil, err
 		}
-		conf.RootCAs = x509.NewCertPool()
-		if !conf.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("%s: no PEM certificate in it (%s.ca_file)", t.CAFile, key)
-		}
+		conf.RootCAs = pool
 	}
 	if t.CertFile != "" {
 		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)

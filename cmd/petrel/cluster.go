@@ -101,6 +101,20 @@ func routePassword(path string) (string, error) {
 	return password, nil
 }
 
+// loadCAPool reads the PEM certificates in path, which the configuration
+// names at key.
+func loadCAPool(path, key string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fileError(path, err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s: no PEM certificate in it (%s)", path, key)
+	}
+	return pool, nil
+}
+
 // routeTLS loads the routes' mutual TLS: this node's certificate, which it
 // presents both as a server and as a client, and the CA that verifies the
 // other nodes', both ways.
@@ -119,13 +133,9 @@ func routeTLS(t config.ClusterTLS, log *slog.Logger) (*tls.Config, error) {
 			log.Warn("cluster: the route certificate has expired", "cert", t.CertFile, "not_after", leaf.NotAfter)
 		}
 	}
-	pem, err := os.ReadFile(t.CAFile)
+	pool, err := loadCAPool(t.CAFile, "cluster.tls.ca_file")
 	if err != nil {
-		return nil, fileError(t.CAFile, err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("%s: no PEM certificate in it (cluster.tls.ca_file)", t.CAFile)
+		return nil, err
 	}
 	return &tls.Config{
 		Certificates: []tls.Certificate{cert},
