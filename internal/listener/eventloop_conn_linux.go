@@ -21,7 +21,7 @@ import (
 func (l *loop) handle(ev unix.EpollEvent) {
 	fd := int(ev.Fd)
 	if fd == l.wakefd {
-		unix.Read(l.wakefd, l.wakeBuf[:])
+		rawRead(l.wakefd, l.wakeBuf[:])
 		return
 	}
 	c := l.conn(fd)
@@ -66,7 +66,7 @@ func (l *loop) readable(c *econn) {
 			direct = false
 		}
 	}
-	n, err := ignoringEINTR(func() (int, error) { return unix.Read(int(c.fd), buf) })
+	n, err := rawRead(int(c.fd), buf)
 	c.busy = n >= busyRead
 	l.heavy = l.heavy || c.busy
 	// A read that filled its buffer may have left bytes in the socket,
@@ -194,7 +194,7 @@ func (l *loop) register(c *econn) {
 	}
 	c.events = unix.EPOLLIN | unix.EPOLLRDHUP
 	ev := unix.EpollEvent{Events: c.events, Fd: c.fd}
-	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, int(c.fd), &ev); err != nil {
+	if err := rawEpollCtl(l.epfd, unix.EPOLL_CTL_ADD, int(c.fd), &ev); err != nil {
 		l.d.opts.Logger.Error("listener: cannot watch a connection", "err", os.NewSyscallError("epoll_ctl", err))
 		l.load.Add(-1)
 		c.phase = phaseClosed
@@ -269,7 +269,7 @@ func (l *loop) writeOut(c *econn) bool {
 		return l.writePieces(c)
 	}
 	for int(c.off) < len(c.out) {
-		n, err := ignoringEINTR(func() (int, error) { return unix.Write(int(c.fd), c.out[c.off:]) })
+		n, err := rawWrite(int(c.fd), c.out[c.off:])
 		l.writes.Add(1)
 		if n > 0 {
 			c.off += int32(n)
@@ -318,7 +318,7 @@ func (l *loop) writePieces(c *econn) bool {
 	v := l.pieces[c]
 	for len(v.pieces) > 0 {
 		iov := v.pieces[:min(len(v.pieces), maxIovecs)]
-		n, err := ignoringEINTR(func() (int, error) { return unix.Writev(int(c.fd), iov) })
+		n, err := rawWritev(int(c.fd), iov, &l.iovecs)
 		l.writes.Add(1)
 		wrote := n
 		// Drop what was written, and the empty pieces it leads to.
@@ -387,7 +387,7 @@ func (l *loop) watch(c *econn) {
 	}
 	c.events = events
 	ev := unix.EpollEvent{Events: events, Fd: c.fd}
-	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, int(c.fd), &ev); err != nil {
+	if err := rawEpollCtl(l.epfd, unix.EPOLL_CTL_MOD, int(c.fd), &ev); err != nil {
 		l.finalize(c, os.NewSyscallError("epoll_ctl", err))
 	}
 }
@@ -595,13 +595,4 @@ func addr6(a [16]byte, scope uint32) netip.Addr {
 		ip = ip.WithZone(strconv.FormatUint(uint64(scope), 10))
 	}
 	return ip
-}
-
-func ignoringEINTR(f func() (int, error)) (int, error) {
-	for {
-		n, err := f()
-		if err != unix.EINTR {
-			return n, err
-		}
-	}
 }

@@ -131,7 +131,7 @@ func (h *hub) close() {
 // epollWait collects ready loops without blocking.
 func (h *hub) epollWait() (int, error) {
 	for {
-		n, err := unix.EpollWait(h.epfd, h.events, 0)
+		n, err := rawEpollPoll(h.epfd, h.events)
 		if err != unix.EINTR {
 			if err != nil {
 				return 0, os.NewSyscallError("epoll_wait", err)
@@ -164,7 +164,7 @@ func (d *eventLoopDriver) watchLoop(l *loop, on bool) {
 	if on {
 		ev.Events = loopEvents
 	}
-	if err := unix.EpollCtl(d.hub.epfd, unix.EPOLL_CTL_MOD, l.epfd, &ev); err != nil {
+	if err := rawEpollCtl(d.hub.epfd, unix.EPOLL_CTL_MOD, l.epfd, &ev); err != nil {
 		// Only a closed descriptor fails here, and a loop closes its
 		// descriptors only once it stopped.
 		d.opts.Logger.Error("listener: cannot watch an event loop", "err", os.NewSyscallError("epoll_ctl", err))
@@ -176,7 +176,7 @@ func (d *eventLoopDriver) watchLoop(l *loop, on bool) {
 func (d *eventLoopDriver) wakeHub() {
 	d.hubMu.Lock()
 	if !d.hubClosed {
-		unix.Write(d.hub.wakefd, wakeValue)
+		rawWrite(d.hub.wakefd, wakeValue)
 	}
 	d.hubMu.Unlock()
 }
@@ -212,7 +212,7 @@ func (d *eventLoopDriver) runHub() {
 		}
 		for _, ev := range h.events[:n] {
 			if ev.Fd == hubWakeTag {
-				unix.Read(h.wakefd, h.wakeBuf[:])
+				rawRead(h.wakefd, h.wakeBuf[:])
 				continue
 			}
 			h.enqueue(d.loops[ev.Fd])

@@ -163,7 +163,7 @@ func (d *eventLoopDriver) Serve(ctx context.Context) error {
 // reused and the address decoded into a value.
 func accept4(fd int, rsa *unix.RawSockaddrAny) (int, netip.AddrPort, error) {
 	n := uint32(unix.SizeofSockaddrAny)
-	r, _, e := unix.Syscall6(unix.SYS_ACCEPT4, uintptr(fd), uintptr(unsafe.Pointer(rsa)), uintptr(unsafe.Pointer(&n)),
+	r, _, e := unix.RawSyscall6(unix.SYS_ACCEPT4, uintptr(fd), uintptr(unsafe.Pointer(rsa)), uintptr(unsafe.Pointer(&n)),
 		unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0, 0)
 	if e != 0 {
 		return -1, netip.AddrPort{}, e

@@ -70,6 +70,7 @@ type loop struct {
 	more       []unix.EpollEvent // a round's later looks (serve)
 	seen       map[int32]struct{}
 	busyEvents []unix.EpollEvent // quietFirst's scratch
+	iovecs     []unix.Iovec      // writePieces' scratch
 	longRounds bool              // the last round took longer than repollEvery
 	// heavy: the last round read heavyEvents or more events, or from a
 	// busy sender (a read of busyRead or more); the hub counts these.
@@ -152,7 +153,7 @@ func (l *loop) epollWait() (int, error) { return l.epollWaitInto(l.events) }
 // epollWaitInto is epollWait into another buffer.
 func (l *loop) epollWaitInto(events []unix.EpollEvent) (int, error) {
 	for {
-		n, err := unix.EpollWait(l.epfd, events, 0)
+		n, err := rawEpollPoll(l.epfd, events)
 		if err != unix.EINTR {
 			if err != nil {
 				return 0, os.NewSyscallError("epoll_wait", err)
@@ -191,7 +192,7 @@ func (l *loop) pushFlush(c *econn) {
 // with mu held, so the eventfd cannot be closed underneath.
 func (l *loop) wake() {
 	if l.sleeping.Load() && l.sleeping.CompareAndSwap(true, false) {
-		unix.Write(l.wakefd, wakeValue)
+		rawWrite(l.wakefd, wakeValue)
 	}
 }
 
