@@ -61,8 +61,12 @@ const (
 // errHubFailed ends the loops left when the hub's own epoll set failed.
 var errHubFailed = errors.New("listener: the event loop hub failed")
 
-// hubWakeTag marks the hub's own eventfd among the loops in its set.
-const hubWakeTag = -2
+// hubWakeTag marks the hub's own eventfd among the loops in its set, and
+// hubAcceptTag the listening socket.
+const (
+	hubWakeTag   = -2
+	hubAcceptTag = -3
+)
 
 // hub is the state of the hub goroutine; only it touches the fields below
 // the descriptors.
@@ -89,6 +93,7 @@ type hub struct {
 	busySince time.Time
 	turns     int
 	wakeBuf   [8]byte
+	rsa       unix.RawSockaddrAny // accept4's
 }
 
 func newHub() (*hub, error) {
@@ -210,12 +215,19 @@ func (d *eventLoopDriver) runHub() {
 			d.hubFailed()
 			return
 		}
+		accept := false
 		for _, ev := range h.events[:n] {
-			if ev.Fd == hubWakeTag {
+			switch ev.Fd {
+			case hubWakeTag:
 				rawRead(h.wakefd, h.wakeBuf[:])
-				continue
+			case hubAcceptTag:
+				accept = true
+			default:
+				h.enqueue(d.loops[ev.Fd])
 			}
-			h.enqueue(d.loops[ev.Fd])
+		}
+		if accept {
+			d.acceptReady()
 		}
 		batch := h.queue
 		h.queue = h.spare[:0]

@@ -43,7 +43,8 @@ func NewEventLoopDriver(ln *net.TCPListener, h Handler, opts Options) (Driver, e
 	if err != nil {
 		return nil, fmt.Errorf("listener: %w", err)
 	}
-	d := &eventLoopDriver{ln: ln, lnFile: lnFile, h: h, opts: opts.withDefaults(true), epoch: time.Now()}
+	d := &eventLoopDriver{ln: ln, lnFile: lnFile, h: h, opts: opts.withDefaults(true), epoch: time.Now(),
+		lnfd: -1, acceptErr: make(chan error, 1), unlistened: make(chan struct{})}
 	// (Not lnFile.Fd(): that would put the socket in blocking mode.)
 	if rc, err := ln.SyscallConn(); err == nil {
 		rc.Control(func(fd uintptr) { setConnOptions(int(fd)) })
@@ -97,12 +98,28 @@ type eventLoopDriver struct {
 	hubMu     sync.Mutex     // a leaf: guards hubClosed, and the hub's eventfd with it
 	hubClosed bool
 	fds       fdTable // every loop's connections, by descriptor
+
+	// acceptMu, a leaf, guards lnfd: the hub accepts on it, Serve puts it
+	// in the hub's set, closeListener takes it out before closing it.
+	acceptMu sync.Mutex
+	// lnfd is lnFile's descriptor once Serve put it in the hub's set; -1
+	// before, -2 once closed.
+	lnfd       int
+	acceptErr  chan error    // the hub's accept errors, for Serve
+	unlistened chan struct{} // closed by closeListener
 }
 
 func (d *eventLoopDriver) Addr() net.Addr { return d.ln.Addr() }
 
 // Serve accepts connections until ctx is done, Close is called, or the
 // listener fails. It returns nil in the first two cases.
+//
+// The hub accepts (acceptBurst): the listening socket sits in its epoll set
+// beside the loops, so a connection costs no goroutine wakeup of its own and
+// goes to a pooled loop without a trip through that loop's queue and
+// eventfd. Serve puts the socket there and then only waits, to back off
+// after an accept error that may pass (descriptors run out) and to return
+// one that will not.
 func (d *eventLoopDriver) Serve(ctx context.Context) error {
 	if d.closing.Load() {
 		return nil
@@ -111,49 +128,126 @@ func (d *eventLoopDriver) Serve(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listener: %w", err)
 	}
+	lnfd := -1
+	rc.Control(func(fd uintptr) { lnfd = int(fd) })
+	d.acceptMu.Lock()
+	switch {
+	case d.lnfd == -2 || d.closing.Load():
+		d.acceptMu.Unlock()
+		return nil // closed, or closing
+	case d.lnfd >= 0:
+		d.acceptMu.Unlock()
+		return errors.New("listener: Serve called twice")
+	}
+	d.lnfd = lnfd
+	err = d.armAccept(unix.EPOLL_CTL_ADD)
+	d.acceptMu.Unlock()
+	if err != nil {
+		return err
+	}
 	stop := context.AfterFunc(ctx, func() { d.closeListener() })
 	defer stop()
 
 	var (
-		nfd    int
-		remote netip.AddrPort
-		aerr   error
-		rsa    = new(unix.RawSockaddrAny)
+		backoff time.Duration
+		lastErr time.Time
 	)
-	accept := func(fd uintptr) bool {
-		for {
-			nfd, remote, aerr = accept4(int(fd), rsa)
-			switch aerr {
-			case unix.EINTR:
-				continue
-			case unix.EAGAIN:
-				return false // park on Go's poller until a connection is queued
-			}
-			return true
+	for {
+		var aerr error
+		select {
+		case <-d.unlistened:
+			return nil
+		case aerr = <-d.acceptErr:
+		}
+		if ctx.Err() != nil || d.closing.Load() {
+			return nil
+		}
+		aerr = os.NewSyscallError("accept4", aerr)
+		if !temporaryAccept(aerr) {
+			d.closeListener()
+			return fmt.Errorf("listener: %w", aerr)
+		}
+		if time.Since(lastErr) > time.Second+backoff {
+			backoff = 0 // accepting went on well in between
+		}
+		backoff = acceptBackoff(backoff)
+		d.opts.Logger.Warn("listener: accept failed; retrying", "err", aerr, "backoff", backoff)
+		if !pause(backoff, ctx.Done(), d.unlistened) {
+			return nil
+		}
+		lastErr = time.Now()
+		d.acceptMu.Lock()
+		if d.lnfd >= 0 {
+			err = d.armAccept(unix.EPOLL_CTL_MOD)
+		}
+		d.acceptMu.Unlock()
+		if err != nil {
+			d.closeListener()
+			return err
 		}
 	}
-	var backoff time.Duration
-	for {
-		if err := rc.Read(accept); err != nil {
-			if ctx.Err() != nil || d.closing.Load() {
-				return nil
-			}
-			return fmt.Errorf("listener: accept: %w", err)
-		}
-		if aerr != nil {
-			aerr = os.NewSyscallError("accept4", aerr)
-			if !temporaryAccept(aerr) {
-				return fmt.Errorf("listener: %w", aerr)
-			}
-			backoff = acceptBackoff(backoff)
-			d.opts.Logger.Warn("listener: accept failed; retrying", "err", aerr, "backoff", backoff)
-			if !pause(backoff, ctx.Done(), nil) || d.closing.Load() {
-				return nil
-			}
+}
+
+// acceptBurst is how many connections the hub accepts before it serves the
+// loops again: enough that a storm's accepts cost few epoll_waits, few
+// enough that the clients already connected wait no longer than about a
+// millisecond for it.
+const acceptBurst = 64
+
+// acceptEvents is how the hub's set watches the listening socket:
+// level-triggered, so that connections left after a burst bring it back.
+const acceptEvents = unix.EPOLLIN
+
+// armAccept puts the listening socket in the hub's set (op ADD), or has it
+// reported again after a pause (MOD). The caller holds acceptMu.
+func (d *eventLoopDriver) armAccept(op int) error {
+	ev := unix.EpollEvent{Events: acceptEvents, Fd: hubAcceptTag}
+	d.hubMu.Lock()
+	defer d.hubMu.Unlock()
+	if d.hubClosed {
+		return errHubFailed
+	}
+	if err := rawEpollCtl(d.hub.epfd, op, d.lnfd, &ev); err != nil {
+		return fmt.Errorf("listener: %w", os.NewSyscallError("epoll_ctl", err))
+	}
+	return nil
+}
+
+// acceptReady is the hub's part: it accepts up to acceptBurst connections
+// and hands each to a loop. An error other than one the next connection
+// will not meet (a peer that gave up while queued) stops the hub's set
+// from reporting the socket and goes to Serve, which decides.
+func (d *eventLoopDriver) acceptReady() {
+	var (
+		fds     [acceptBurst]int32
+		remotes [acceptBurst]netip.AddrPort
+		n       int
+	)
+	d.acceptMu.Lock()
+	for n < acceptBurst && d.lnfd >= 0 {
+		fd, remote, err := accept4(d.lnfd, &d.hub.rsa)
+		if err == nil {
+			fds[n], remotes[n] = int32(fd), remote
+			n++
 			continue
 		}
-		backoff = 0
-		d.dispatch(nfd, remote)
+		if err == unix.EAGAIN {
+			break
+		}
+		if err == unix.ECONNABORTED || err == unix.EINTR {
+			continue
+		}
+		ev := unix.EpollEvent{Fd: hubAcceptTag} // no events: quiet until Serve re-arms it
+		rawEpollCtl(d.hub.epfd, unix.EPOLL_CTL_MOD, d.lnfd, &ev)
+		select {
+		case d.acceptErr <- err:
+		default:
+		}
+		break
+	}
+	d.acceptMu.Unlock()
+	for i := range n {
+		d.dispatch(int(fds[i]), remotes[i])
 	}
 }
 
@@ -194,12 +288,23 @@ func setConnOptions(fd int) {
 	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPCNT, 9)
 }
 
-// dispatch hands a freshly accepted socket to the least loaded loop.
+// dispatch hands a freshly accepted socket to the least loaded loop. The
+// hub calls it, and runs every pooled loop itself: such a loop's socket is
+// registered at once. A loop that has a goroutine of its own (or is being
+// given back by it) gets the socket through its queue.
 func (d *eventLoopDriver) dispatch(fd int, remote netip.AddrPort) {
 	c := &econn{fd: int32(fd), remote: remote}
 	l := d.pick()
 	c.l = l
 	l.load.Add(1)
+	if l.pooled.Load() && l.runMu.TryLock() {
+		if l.pooled.Load() {
+			l.register(c)
+			l.runMu.Unlock()
+			return
+		}
+		l.runMu.Unlock()
+	}
 	if !l.push(loopOp{kind: opRegister, c: c}) {
 		l.load.Add(-1)
 		unix.Close(fd)
@@ -235,8 +340,24 @@ func (d *eventLoopDriver) Close() error {
 	return d.closeErr
 }
 
-// closeListener closes ln and its duplicate, which wakes a parked accept.
+// closeListener takes the listening socket out of the hub's set, so that
+// the hub cannot accept on its number once it is closed (and perhaps
+// reused), then closes ln and its duplicate.
 func (d *eventLoopDriver) closeListener() error {
+	d.acceptMu.Lock()
+	if d.lnfd >= 0 {
+		d.hubMu.Lock() // a failed hub's set may be closed already
+		if !d.hubClosed {
+			rawEpollCtl(d.hub.epfd, unix.EPOLL_CTL_DEL, d.lnfd, nil)
+		}
+		d.hubMu.Unlock()
+	}
+	first := d.lnfd != -2
+	d.lnfd = -2
+	d.acceptMu.Unlock()
+	if first {
+		close(d.unlistened)
+	}
 	err := d.ln.Close()
 	d.lnFile.Close()
 	if errors.Is(err, net.ErrClosed) {
