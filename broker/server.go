@@ -302,6 +302,10 @@ func (s *Server) openListener(lc ListenerConfig) (net.Listener, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Every kind's client speaks first (CONNECT, ClientHello, HTTP).
+	if err := listener.DeferAccept(ln.(*net.TCPListener)); err != nil {
+		s.log.Warn("listener: cannot defer accepting until a client speaks", "listener", lc.Name, "err", err)
+	}
 	switch lc.Kind {
 	case "tcp":
 		return ln, nil
