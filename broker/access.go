@@ -35,6 +35,32 @@ func (c *conn) mayPublish(topic string) bool {
 	return c.srv.opts.Hooks.OnACLCheck == nil || c.aclHook(auth.Write, topic)
 }
 
+// bridgeStatePrefix and bridgeStateSuffix frame the topic on which a
+// Mosquitto bridge announces whether it is connected ("1") and, as its will,
+// that it is not ("0"): $SYS/broker/connection/<its client id>/state, its
+// default notification topic, the one Petrel's own bridges use too.
+const (
+	bridgeStatePrefix = sysPrefix + "connection/"
+	bridgeStateSuffix = "/state"
+)
+
+// mayPublishBridgeState reports whether a bridge (packet.Connect.Bridge)
+// with client id id may publish to topic: its own state topic, under $SYS
+// where no other client may, provided the authorizer and the hook allow it
+// as for any topic. Mosquitto's bridges announce their state there by
+// default, and would be refused without it.
+func (c *conn) mayPublishBridgeState(id, topic string) bool {
+	if c.flags.Load()&flagBridge == 0 || len(topic) != len(bridgeStatePrefix)+len(id)+len(bridgeStateSuffix) ||
+		!strings.HasPrefix(topic, bridgeStatePrefix) || !strings.HasSuffix(topic, bridgeStateSuffix) ||
+		topic[len(bridgeStatePrefix):len(topic)-len(bridgeStateSuffix)] != id {
+		return false
+	}
+	if a := c.srv.opts.Authorizer; a != nil && !a.Allow(c.client, auth.Write, topic) {
+		return false
+	}
+	return c.srv.opts.Hooks.OnACLCheck == nil || c.aclHook(auth.Write, topic)
+}
+
 // maySubscribe reports whether a client may subscribe to filter, and
 // whether the messages that subscription brings must be checked one by one
 // (the authorizer cannot vouch for every topic it matches).

@@ -166,6 +166,8 @@ const (
 	// they did, and QoS 0 to it past the bound is dropped (outwait.go).
 	flagOutWaited
 	flagNotReading
+	// flagBridge: the client is a Mosquitto bridge (packet.Connect.Bridge).
+	flagBridge
 )
 
 // isClosing reports whether the engine decided to close the connection.

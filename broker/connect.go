@@ -44,6 +44,9 @@ type connectParams struct {
 // [MQTT-3.1.4-1] [MQTT-3.2.2-4] [MQTT-3.2.2-5]
 func (c *conn) handleConnect(p *packet.Connect) error {
 	c.version = p.Version
+	if p.Bridge {
+		c.flags.Or(flagBridge)
+	}
 	if p.Version == packet.V5 && p.Props.Has(packet.PropMaximumPacketSize) {
 		// Known before anything is sent, a refusing CONNACK included. [MQTT-3.2.2-19] (v5)
 		c.maxOut = p.Props.MaximumPacketSize
@@ -213,7 +216,7 @@ func (c *conn) loggedIn(cp *connectParams, err error) {
 // [MQTT-3.1.4-2] (v5); 3.1.1 §3.1.4 allows the same without a number.
 func (c *conn) admit(cp *connectParams, authData []byte) {
 	if cp.will != nil {
-		if !c.mayPublish(cp.will.Topic) {
+		if !c.mayPublish(cp.will.Topic) && !c.mayPublishBridgeState(cp.clientID, cp.will.Topic) {
 			c.srv.stats.deniedWill.Add(1)
 			c.refuse(packet.NotAuthorized, "the will's topic is not allowed")
 			return

@@ -136,6 +136,13 @@ func (c *conn) subscribeOne(s *packet.Subscription, subID uint32) (code packet.R
 		retainAsPublished: s.RetainAsPublished,
 		subID:             subID,
 	}
+	if c.flags.Load()&flagBridge != 0 && !topic.IsShared(filter) {
+		// A Mosquitto bridge relays both ways: what it published must not
+		// come back to it (a loop), and a retained message must reach the
+		// other broker retained. MQTT 5 asks for both per subscription;
+		// a 3.1.1 bridge asks with the protocol level's top bit.
+		sub.noLocal, sub.retainAsPublished = true, true
+	}
 	shareName := ""
 	if topic.IsShared(filter) {
 		if o.DisableSharedSubscriptions {

@@ -128,6 +128,10 @@ func ver(v byte, v311, v5 string) string {
 	return v311
 }
 
+// bridgeBit is the protocol level's top bit that Mosquitto's bridges set
+// (Connect.Bridge).
+const bridgeBit = 0x80
+
 // decodeConnect reads CONNECT (3.1.1 §3.1, 5.0 §3.1).
 //
 // A protocol name other than "MQTT" or "MQIsdp" is a ProtocolError: the data
@@ -151,15 +155,23 @@ func (d *Decoder) decodeConnect(r *reader) error {
 	if err != nil {
 		return err
 	}
+	// A bridge's top bit (Connect.Bridge) is not part of the level.
+	bridge := level&bridgeBit != 0
+	if bridge {
+		level &^= bridgeBit
+	}
 	switch {
 	case name == "MQTT" && (level == V311 || level == V5), name == "MQIsdp" && level == V31:
 	case name == "MQTT" || name == "MQIsdp":
+		if bridge {
+			level |= bridgeBit // say what the client sent
+		}
 		return &Error{Code: UnsupportedProtocolVersion,
 			Reason: "protocol " + name + " level " + strconv.Itoa(int(level)) + " is not supported [MQTT-3.1.2-2]"}
 	default:
 		return errProtocol("protocol name " + strconv.Quote(name) + " is not MQTT [MQTT-3.1.2-1]")
 	}
-	d.Version, r.v, c.Version = level, level, level
+	d.Version, r.v, c.Version, c.Bridge = level, level, level, bridge
 
 	flags, err := r.u8("connect flags")
 	if err != nil {

@@ -280,7 +280,11 @@ func protocolName(v byte) string {
 
 func (c *Connect) write(dst []byte, v byte, s sizes) []byte {
 	dst = appendFixedHeader(dst, firstByte(CONNECT), s.rem)
-	dst = append(appendString(dst, protocolName(v)), v)
+	level := v
+	if c.Bridge {
+		level |= bridgeBit
+	}
+	dst = append(appendString(dst, protocolName(v)), level)
 	var flags byte
 	if c.CleanStart {
 		flags |= 0x02

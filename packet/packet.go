@@ -70,7 +70,12 @@ type FixedHeader struct {
 // Connect is CONNECT. Version selects the protocol name on encoding:
 // "MQIsdp" for V31, "MQTT" otherwise.
 type Connect struct {
-	Version      byte
+	Version byte
+	// Bridge: the client set the top bit of the protocol level (0x84 for
+	// 3.1.1), as Mosquitto's bridges do by default (try_private) to ask
+	// not to be sent their own messages back. Version holds the level
+	// without the bit.
+	Bridge       bool
 	CleanStart   bool // Clean Session in 3.1.1
 	KeepAlive    uint16
 	ClientID     string

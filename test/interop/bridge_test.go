@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -19,8 +20,9 @@ import (
 )
 
 // startMosquitto runs Debian's mosquitto broker on a free loopback port
-// until the test ends, and returns its address.
-func startMosquitto(t *testing.T) string {
+// until the test ends, and returns its address. Extra lines go at the end
+// of its configuration.
+func startMosquitto(t *testing.T, extra ...string) string {
 	t.Helper()
 	bin, err := exec.LookPath("mosquitto")
 	if err != nil {
@@ -35,7 +37,8 @@ func startMosquitto(t *testing.T) string {
 	l.Close()
 	_, port, _ := net.SplitHostPort(addr)
 	conf := filepath.Join(t.TempDir(), "mosquitto.conf")
-	if err := os.WriteFile(conf, []byte("listener "+port+" 127.0.0.1\nallow_anonymous true\npersistence false\n"), 0o600); err != nil {
+	text := "listener " + port + " 127.0.0.1\nallow_anonymous true\npersistence false\n" + strings.Join(extra, "\n") + "\n"
+	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	var out syncBuffer
@@ -189,5 +192,55 @@ func TestBridgeToMosquitto(t *testing.T) {
 				t.Errorf("bridge state %+v: want at least 100 sent and 100 received", st)
 			}
 		})
+	}
+}
+
+// Debian's mosquitto bridged into Petrel with Mosquitto's defaults: it
+// connects with protocol level 0x84 (try_private) and a will on its state
+// topic under $SYS (notifications), both of which Petrel once refused.
+// Messages cross both ways, the bridge's state reads "1" at Petrel, and a
+// topic bridged both ways does not loop: Petrel does not send the bridge
+// back what it published.
+func TestMosquittoBridgeIntoPetrel(t *testing.T) {
+	b := startBroker(t)
+	atPetrel := connectCollector(t, b.host+":"+b.port, "p-watch", "#")
+	state := connectCollector(t, b.host+":"+b.port, "p-state", "$SYS/broker/connection/edge-bridge/state")
+	maddr := startMosquitto(t,
+		"connection petrel",
+		"address "+b.host+":"+b.port,
+		"remote_clientid edge-bridge",
+		"topic edge/# out 1",
+		"topic cloud/# in 1",
+		"topic loop/# both 1")
+	state.await(t, "the bridge's state at petrel", []string{"$SYS/broker/connection/edge-bridge/state=1@1"})
+
+	atMosquitto := connectCollector(t, maddr, "m-watch", "#")
+	ctx := context.Background()
+	pub := func(addr, id string) *client.Client {
+		c, _, err := client.Connect(ctx, client.Options{Addr: addr, Version: packet.V311, ClientID: id, CleanStart: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	mosqPub, petrelPub := pub(maddr, "m-pub"), pub(b.host+":"+b.port, "p-pub")
+	publish := func(c *client.Client, topic, payload string) {
+		if _, err := c.Publish(ctx, &packet.Publish{Topic: topic, QoS: 1, Payload: []byte(payload)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish(mosqPub, "edge/t", "up")
+	publish(mosqPub, "loop/a", "from-mosquitto")
+	atPetrel.await(t, "at petrel", []string{"edge/t=up@1", "loop/a=from-mosquitto@1"})
+	publish(petrelPub, "cloud/t", "down")
+	// Behind anything Petrel sent the bridge before it, loop/a's echo
+	// included, had there been one.
+	publish(petrelPub, "loop/b", "from-petrel")
+	atMosquitto.await(t, "at mosquitto", []string{"cloud/t=down@1", "loop/b=from-petrel@1"})
+	atMosquitto.mu.Lock()
+	defer atMosquitto.mu.Unlock()
+	if n := atMosquitto.got["loop/a=from-mosquitto@1"]; n != 1 {
+		t.Errorf("at mosquitto: loop/a %d times, want once (no echo from Petrel)", n)
 	}
 }
