@@ -55,7 +55,7 @@ func retainedHeap(b *testing.B, n int) (overhead, own float64) {
 	}
 	srv.Close() // stops the committer once it has written everything
 	held := heapAlloc()
-	srv.retained = topic.NewRetained[*message]()
+	srv.retained = topic.NewRetained[retainedRec]()
 	freed := held - heapAlloc()
 	return float64(freed-int64(bytes)) / float64(n), float64(bytes) / float64(n)
 }
