@@ -11,11 +11,13 @@ import (
 // label: 8 bytes a slot, where a Go map has a string key and a value per
 // entry, and a per-node header (about 250 bytes even with one entry).
 //
-// One slice does both, so that a node stays 48 bytes: len(s) is always the
+// A node points to its kids, so that the many that have none take no room
+// for them; one slice does both, so that kids is 24 bytes: len(s) is always the
 // number of children, and cap(s) tells the two apart. While cap(s) is at
 // most narrowMax, s holds the children; past it, s[:cap(s)] is the table,
 // and its empty slots are nil. Iteration (slots) goes over s[:cap(s)] in
-// both cases and skips nil.
+// both cases and skips nil. The methods that read take a nil *kids as no
+// children.
 type kids[T any] struct {
 	s []*rnode[T]
 }
@@ -24,13 +26,23 @@ const (
 	tableMin = 2 * narrowMax // the smallest table
 )
 
-func (k *kids[T]) len() int { return len(k.s) }
+func (k *kids[T]) len() int {
+	if k == nil {
+		return 0
+	}
+	return len(k.s)
+}
 
 // wide reports whether the children are in a table.
-func (k *kids[T]) wide() bool { return cap(k.s) > narrowMax }
+func (k *kids[T]) wide() bool { return k != nil && cap(k.s) > narrowMax }
 
 // slots returns every slot, with nil for the empty ones.
-func (k *kids[T]) slots() []*rnode[T] { return k.s[:cap(k.s)] }
+func (k *kids[T]) slots() []*rnode[T] {
+	if k == nil {
+		return nil
+	}
+	return k.s[:cap(k.s)]
+}
 
 // at and set read and write the slot find returned.
 func (k *kids[T]) at(i int) *rnode[T]     { return k.s[:cap(k.s)][i] }
@@ -51,6 +63,9 @@ func firstLevel(label string) string { return label[:nextLevel(label, 0)] }
 
 // find returns the slot of the child whose first level is level, or -1.
 func (k *kids[T]) find(seed maphash.Seed, level string) int {
+	if k == nil {
+		return -1
+	}
 	if !k.wide() {
 		for i, c := range k.s {
 			if firstLevel(c.label) == level {

@@ -17,8 +17,9 @@ import (
 //   - A chain of levels that does not branch is one node, whose label holds
 //     all of them ("<id>/state"): a node without a message has at least two
 //     children. Matching still goes level by level (vnode).
-//   - A node is 48 bytes, one of Go's size classes: its label, its children
-//     and a pointer to its message, nil when it has none.
+//   - A node is 32 bytes, one of Go's size classes: its label, a pointer to
+//     its children, nil when it has none (most nodes: names end there), and
+//     a pointer to its message, nil when it has none.
 //   - Children are a slice of pointers, found by the first level of their
 //     labels: scanned while there are few, a hash table past that (kids.go),
 //     with no per-entry key as a Go map would have.
@@ -39,7 +40,7 @@ type rnode[T any] struct {
 	// node's own copy, never a slice of a name given to Set, which may be
 	// part of a larger buffer.
 	label string
-	kids  kids[T]
+	kids  *kids[T]
 	// v is the message of the name that ends at the node's last level.
 	v *T
 }
@@ -59,7 +60,7 @@ func (r *Retained[T]) Set(name string, v *T) {
 		first := rest[:nextLevel(rest, 0)]
 		i := n.kids.find(r.seed, first)
 		if i < 0 {
-			n.kids.add(r.seed, &rnode[T]{label: strings.Clone(rest), v: v})
+			n.add(r.seed, &rnode[T]{label: strings.Clone(rest), v: v})
 			r.n++
 			return
 		}
@@ -80,12 +81,12 @@ func (r *Retained[T]) Set(name string, v *T) {
 		// upper half keeps c's first level, and so c's place in n.
 		mid := &rnode[T]{label: strings.Clone(c.label[:k])}
 		c.label = strings.Clone(c.label[k+1:])
-		mid.kids.add(r.seed, c)
+		mid.add(r.seed, c)
 		n.kids.set(i, mid)
 		if k == len(rest) {
 			mid.v = v
 		} else {
-			mid.kids.add(r.seed, &rnode[T]{label: strings.Clone(rest[k+1:]), v: v})
+			mid.add(r.seed, &rnode[T]{label: strings.Clone(rest[k+1:]), v: v})
 		}
 		r.n++
 		return
@@ -125,7 +126,7 @@ func (r *Retained[T]) Delete(name string) bool {
 			r.n--
 			switch c.kids.len() {
 			case 0:
-				n.kids.remove(r.seed, c.label[:nextLevel(c.label, 0)])
+				n.remove(r.seed, c.label[:nextLevel(c.label, 0)])
 				if n != &r.root && n.v == nil && n.kids.len() == 1 {
 					merge(n)
 				}
@@ -138,6 +139,22 @@ func (r *Retained[T]) Delete(name string) bool {
 			return false
 		}
 		n, rest = c, rest[len(c.label)+1:]
+	}
+}
+
+// add adds the child c, whose first level no child of n has.
+func (n *rnode[T]) add(seed maphash.Seed, c *rnode[T]) {
+	if n.kids == nil {
+		n.kids = &kids[T]{}
+	}
+	n.kids.add(seed, c)
+}
+
+// remove drops the child whose first level is level, if any.
+func (n *rnode[T]) remove(seed maphash.Seed, level string) {
+	n.kids.remove(seed, level)
+	if n.kids.len() == 0 {
+		n.kids = nil
 	}
 }
 
