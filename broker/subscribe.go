@@ -95,9 +95,7 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 		// sessions are locked.
 		recs = recs[:0]
 		c.srv.retained.Match(g.filter, func(rec *retainedRec) bool {
-			if !rec.expired(now) {
-				recs = append(recs, rec)
-			}
+			recs = append(recs, rec)
 			return true
 		})
 		if g.checkRead {
@@ -109,8 +107,11 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 			ids = []uint32{g.subID}
 		}
 		for _, rec := range recs {
+			// The record is read once, here: its expiry too.
 			m := rec.deliverable()
-			ss.push(delivery{msg: m, qos: min(m.QoS, g.qos), retain: true, subIDs: ids}, tx)
+			if !m.expired(now) {
+				ss.push(delivery{msg: m, qos: min(m.QoS, g.qos), retain: true, subIDs: ids}, tx)
+			}
 			m.unref()
 		}
 	}
