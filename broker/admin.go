@@ -499,11 +499,11 @@ func retainedOf(m *message) RetainedMessage {
 
 // Retained returns topic's retained message; false when it has none.
 func (s *Server) Retained(topic string) (RetainedMessage, bool) {
-	m, ok := s.retained.Get(topic)
-	if !ok || m.expired(time.Now()) {
+	rec, ok := s.retained.Get(topic)
+	if !ok || rec.expired(time.Now()) {
 		return RetainedMessage{}, false
 	}
-	return retainedOf(m), true
+	return retainedOf(rec.message()), true
 }
 
 // RetainedQuery asks for a page of retained messages.
@@ -539,15 +539,15 @@ func (s *Server) RetainedMessages(q RetainedQuery) (RetainedPage, error) {
 	full := false
 	// The function runs under the retained index's read lock: it only
 	// copies.
-	resume, complete := s.retained.Walk(q.Filter, after, scanBudget(limit), func(_ string, m *message) bool {
-		if m.expired(now) {
+	resume, complete := s.retained.Walk(q.Filter, after, scanBudget(limit), func(rec *retainedRec) bool {
+		if rec.expired(now) {
 			return true
 		}
 		if len(page.Messages) == limit {
 			full = true
 			return false
 		}
-		page.Messages = append(page.Messages, retainedOf(m))
+		page.Messages = append(page.Messages, retainedOf(rec.message()))
 		return true
 	})
 	switch {

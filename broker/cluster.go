@@ -415,14 +415,13 @@ func (n *ClusterNode) SetRetained(topic string, body []byte) {
 		s.retainedExpiry.set(topic, time.Time{})
 		return
 	}
-	m, err := decodeMessage(body)
-	if err != nil || m.Topic != topic {
+	rec, t, expiry, err := retainedRecOf(body)
+	if err != nil || t != topic {
 		s.log.Warn("cluster: a retained message does not decode", "topic", topic, "err", err)
 		return
 	}
-	m.pin()
-	s.retained.Set(m.Topic, m)
-	s.retainedExpiry.set(m.Topic, m.Expiry)
+	s.retained.Set(t, rec)
+	s.retainedExpiry.set(t, expiry)
 }
 
 // batchWait calls done once the store and the backed-up subscribers are
@@ -508,15 +507,18 @@ func (s *Server) publishClustered(m *message, tx *routeTx) int {
 		}
 	}
 	if m.Retain {
-		m.pin()
 		if len(m.Payload) == 0 {
+			m.pin() // the cluster may keep m.Topic until the deletion is replicated
 			s.retained.Delete(m.Topic)
 			s.retainedExpiry.set(m.Topic, time.Time{})
 			tx.addRemote(s.opts.Cluster.Retain(m.Topic, nil))
 		} else {
-			s.retained.Set(m.Topic, m)
+			// The record's topic and body are never written: the cluster
+			// may keep them.
+			rec := newRetainedRec(m)
+			s.retained.Set(m.Topic, rec)
 			s.retainedExpiry.set(m.Topic, m.Expiry)
-			tx.addRemote(s.opts.Cluster.Retain(m.Topic, appendMessage(nil, m)))
+			tx.addRemote(s.opts.Cluster.Retain(rec.topic(), rec.body()))
 		}
 	}
 	n := s.deliverLocal(m, sc, tx)

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"strings"
 	"sync"
 	"time"
 )
@@ -28,7 +29,9 @@ func (x *expiryIndex) set(topic string, at time.Time) {
 	if x.topics == nil {
 		x.topics = make(map[string]time.Time)
 	}
-	x.topics[topic] = at
+	// A copy: the caller's topic may be part of a message that is
+	// recycled, or of a retained record that a newer one replaces.
+	x.topics[strings.Clone(topic)] = at
 }
 
 // due removes and returns the topics whose expiry has passed.
@@ -54,7 +57,7 @@ func (s *Server) sweepExpired(now time.Time) {
 	if topics := s.retainedExpiry.due(now); len(topics) > 0 {
 		tx := txPool.Get().(*routeTx)
 		for _, t := range topics {
-			if m, ok := s.retained.Get(t); ok && m.expired(now) {
+			if rec, ok := s.retained.Get(t); ok && rec.expired(now) {
 				s.retained.Delete(t)
 				tx.batch(s).DeleteRetained(t)
 				s.stats.expired.Add(1)

@@ -11,11 +11,11 @@ import "sync"
 // message made for a client's PUBLISH (makeMessage) counts its holders: the
 // publish that made it, each session that keeps a delivery of it in memory
 // (in flight, or queued without being packed), and output that refers to
-// its payload (lent, for big payloads). Everything else that keeps a
-// message for longer (the retained index, a durable session's store
-// writes) pins it instead, and a pinned message is left to the garbage
-// collector like the ones that are not counted at all (wills, messages
-// read from the store, refs 0). A holder dropped without unref (a session
+// its payload (lent, for big payloads). The retained index keeps a copy
+// (retained.go). What else keeps a message for longer (a durable
+// session's store writes) pins it instead, and a pinned message is left
+// to the garbage collector like the ones that are not counted at all
+// (wills, messages read from the store, refs 0). A holder dropped without unref (a session
 // that ends with deliveries queued) only costs the recycling of that
 // message.
 //

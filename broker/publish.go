@@ -356,10 +356,9 @@ func (s *Server) deliverOverlapping(m *message, sc *matches, tx *routeTx) int {
 // QoS 1 or 2 publisher is acknowledged; an ephemeral message in memory
 // only). [MQTT-3.3.1-5] [MQTT-3.3.1-10] [MQTT-3.3.1-11]
 func (s *Server) retain(m *message, tx *routeTx) {
-	m.pin() // the retained index keeps it for as long as it likes
 	if m.ephemeral {
 		// In memory only; its payload is never empty.
-		s.retained.Set(m.Topic, m)
+		s.retained.Set(m.Topic, newRetainedRec(m))
 		s.retainedExpiry.set(m.Topic, m.Expiry)
 		return
 	}
@@ -368,10 +367,14 @@ func (s *Server) retain(m *message, tx *routeTx) {
 	if len(m.Payload) == 0 {
 		s.retained.Delete(m.Topic)
 		s.retainedExpiry.set(m.Topic, time.Time{})
+		m.pin() // the batch keeps m.Topic until it is written
 		b.DeleteRetained(m.Topic)
 		return
 	}
-	s.retained.Set(m.Topic, m)
+	// The batch takes the record's topic and body, which are never
+	// written, rather than m's, which is recycled once delivered.
+	rec := newRetainedRec(m)
+	s.retained.Set(m.Topic, rec)
 	s.retainedExpiry.set(m.Topic, m.Expiry)
-	b.PutRetained(m.Topic, appendMessage(nil, m))
+	b.PutRetained(rec.topic(), rec.body())
 }

@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"bytes"
 	"fmt"
 	"strings"
 	"time"
@@ -21,23 +20,23 @@ func (s *Server) recover() error {
 	var expired store.Batch
 	retained := 0
 	err := s.store.LoadRetained(func(name string, rec []byte) error {
-		m, err := decodeMessage(rec)
+		r, topic, expiry, err := retainedRecOf(rec)
 		if err != nil {
 			return fmt.Errorf("retained message %q: %w", name, err)
 		}
-		if m.expired(start) {
+		if !expiry.IsZero() && !start.Before(expiry) {
 			expired.DeleteRetained(name)
 			return nil
 		}
 		if s.opts.Cluster != nil {
 			// A cluster keeps its retained messages in its own replicated
 			// store: these go there once this node has joined.
-			s.localRetained = append(s.localRetained, localRetained{store: name, topic: m.Topic, body: bytes.Clone(rec)})
+			s.localRetained = append(s.localRetained, localRetained{store: name, topic: topic, body: r.body()})
 			retained++
 			return nil
 		}
-		s.retained.Set(m.Topic, m)
-		s.retainedExpiry.set(m.Topic, m.Expiry)
+		s.retained.Set(topic, r)
+		s.retainedExpiry.set(topic, expiry)
 		retained++
 		return nil
 	})

@@ -51,7 +51,7 @@ type Server struct {
 	log  *slog.Logger
 
 	index    *topic.Index[*session, subscriber]
-	retained *topic.Retained[*message]
+	retained *topic.Retained[retainedRec]
 	// shared indexes the shared subscription groups by their filter.
 	shared *topic.Index[*shareGroup, *shareGroup]
 
@@ -170,7 +170,7 @@ func New(opts Options) *Server {
 		opts:     opts,
 		log:      opts.Logger,
 		index:    topic.NewIndex[*session, subscriber](),
-		retained: topic.NewRetained[*message](),
+		retained: topic.NewRetained[retainedRec](),
 		shared:   topic.NewIndex[*shareGroup, *shareGroup](),
 		sessions: make(map[string]*session),
 		shares:   make(map[string]*shareGroup),

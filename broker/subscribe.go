@@ -86,30 +86,33 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 	c.replyAfter(&packet.Suback{PacketID: p.PacketID, Codes: codes}, tx.group(), waits)
 	tx.finish(c.srv, c)
 	defer tx.finish(c.srv, nil)
-	var msgs []*message
+	var recs []*retainedRec
 	now := time.Now()
 	for _, g := range retained {
 		// Retained messages of a new (or, with Retain Handling 0, replaced)
 		// subscription go out flagged RETAIN=1. [MQTT-3.3.1-6] [MQTT-3.3.1-8] [MQTT-3.8.4-3]
 		// They are collected first: the retained index is not held while
 		// sessions are locked.
-		msgs = msgs[:0]
-		c.srv.retained.Match(g.filter, func(_ string, m *message) bool {
-			if !m.expired(now) {
-				msgs = append(msgs, m)
-			}
+		recs = recs[:0]
+		c.srv.retained.Match(g.filter, func(rec *retainedRec) bool {
+			recs = append(recs, rec)
 			return true
 		})
 		if g.checkRead {
 			// The authorizer vouches message by message. [ACL on retained]
-			msgs = slices.DeleteFunc(msgs, func(m *message) bool { return !c.srv.mayRead(ss, m.Topic) })
+			recs = slices.DeleteFunc(recs, func(rec *retainedRec) bool { return !c.srv.mayRead(ss, rec.topic()) })
 		}
 		var ids []uint32
 		if g.subID != 0 {
 			ids = []uint32{g.subID}
 		}
-		for _, m := range msgs {
-			ss.push(delivery{msg: m, qos: min(m.QoS, g.qos), retain: true, subIDs: ids}, tx)
+		for _, rec := range recs {
+			// The record is read once, here: its expiry too.
+			m := rec.deliverable()
+			if !m.expired(now) {
+				ss.push(delivery{msg: m, qos: min(m.QoS, g.qos), retain: true, subIDs: ids}, tx)
+			}
+			m.unref()
 		}
 	}
 	c.statShard().addSent(&tx.sent)

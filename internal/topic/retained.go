@@ -1,6 +1,7 @@
 package topic
 
 import (
+	"hash/maphash"
 	"strings"
 	"sync"
 )
@@ -10,113 +11,238 @@ import (
 // exact filter is a walk down one path and a wildcard visits only the
 // subtrees it can match.
 //
+// A broker may hold millions of retained messages, most of them on names
+// that share all but their last levels with no other (dev/<id>/state), so
+// the trie is built to cost little per name, beyond the message itself:
+//   - A chain of levels that does not branch is one node, whose label holds
+//     all of them ("<id>/state"): a node without a message has at least two
+//     children. Matching still goes level by level (vnode).
+//   - A node is 32 bytes, one of Go's size classes: its label, a pointer to
+//     its children, nil when it has none (most nodes: names end there), and
+//     a pointer to its message, nil when it has none.
+//   - Children are a slice of pointers, found by the first level of their
+//     labels: scanned while there are few, a hash table past that (kids.go),
+//     with no per-entry key as a Go map would have.
+//
 // A Retained is safe for concurrent use. Get and Match take a read lock, Set
 // and Delete the write lock. The zero value is not ready: use NewRetained.
-type Retained[V any] struct {
+type Retained[T any] struct {
 	mu   sync.RWMutex
-	root node[retainedSlot[V]]
+	root rnode[T] // its label is empty: it stands for no level
 	n    int
+	seed maphash.Seed // for the tables of wide nodes
 }
 
-// retainedSlot is what a trie node holds for the name ending at it.
-type retainedSlot[V any] struct {
-	// name is the whole topic name, kept to hand to Match's callback without
-	// building it. The levels of the nodes created with it are cut from it,
-	// so a name is stored once, however many new levels it brings.
-	name string
-	val  V
-	ok   bool
+// rnode is a node of Retained's trie: one or more levels.
+type rnode[T any] struct {
+	// label is the levels the node stands for, joined by '/': the first is
+	// its parent's key for it, the others lead to no other node. It is the
+	// node's own copy, never a slice of a name given to Set, which may be
+	// part of a larger buffer.
+	label string
+	kids  *kids[T]
+	// v is the message of the name that ends at the node's last level.
+	v *T
 }
 
 // NewRetained returns an empty Retained.
-func NewRetained[V any]() *Retained[V] {
-	return &Retained[V]{}
+func NewRetained[T any]() *Retained[T] {
+	return &Retained[T]{seed: maphash.MakeSeed()}
 }
 
-// Set stores v as the retained message for the topic name, replacing any.
-func (r *Retained[V]) Set(name string, v V) {
+// Set stores v, which must not be nil, as the retained message for the
+// topic name, replacing any.
+func (r *Retained[T]) Set(name string, v *T) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if n := r.find(name); n != nil && n.p.ok {
-		n.p.val = v
+	n, rest := &r.root, name
+	for {
+		first := rest[:nextLevel(rest, 0)]
+		i := n.kids.find(r.seed, first)
+		if i < 0 {
+			n.add(r.seed, &rnode[T]{label: strings.Clone(rest), v: v})
+			r.n++
+			return
+		}
+		c := n.kids.at(i)
+		k := commonLevels(c.label, rest)
+		if k == len(c.label) {
+			if k == len(rest) {
+				if c.v == nil {
+					r.n++
+				}
+				c.v = v
+				return
+			}
+			n, rest = c, rest[k+1:]
+			continue
+		}
+		// rest leaves c's label after its k-th byte: c is split there. The
+		// upper half keeps c's first level, and so c's place in n.
+		mid := &rnode[T]{label: strings.Clone(c.label[:k])}
+		c.label = strings.Clone(c.label[k+1:])
+		mid.add(r.seed, c)
+		n.kids.set(i, mid)
+		if k == len(rest) {
+			mid.v = v
+		} else {
+			mid.add(r.seed, &rnode[T]{label: strings.Clone(rest[k+1:]), v: v})
+		}
+		r.n++
 		return
 	}
-	stored := strings.Clone(name)
-	n := &r.root
-	for start := 0; start <= len(stored); {
-		end := nextLevel(stored, start)
-		c := n.child(stored[start:end])
-		if c == nil {
-			c = n.add(stored[start:end])
-		}
-		n, start = c, end+1
+}
+
+// commonLevels returns the length of the longest run of whole levels that
+// a and b start with. Both start with the same first level.
+func commonLevels(a, b string) int {
+	j := 0
+	for j < len(a) && j < len(b) && a[j] == b[j] {
+		j++
 	}
-	n.p = retainedSlot[V]{name: stored, val: v, ok: true}
-	r.n++
+	if (j == len(a) || a[j] == '/') && (j == len(b) || b[j] == '/') {
+		return j
+	}
+	return strings.LastIndexByte(a[:j], '/')
 }
 
 // Delete removes the retained message for name and reports whether there
-// was one. Nodes left empty are freed.
-func (r *Retained[V]) Delete(name string) bool {
+// was one. Nodes left without a message and with fewer than two children
+// are freed or merged with their child.
+func (r *Retained[T]) Delete(name string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if !deleteRetained(&r.root, name, 0) {
-		return false
-	}
-	r.n--
-	return true
-}
-
-func deleteRetained[V any](n *node[retainedSlot[V]], name string, start int) bool {
-	if start > len(name) {
-		if !n.p.ok {
+	n, rest := &r.root, name
+	for {
+		c := n.kids.get(r.seed, rest[:nextLevel(rest, 0)])
+		if c == nil || !strings.HasPrefix(rest, c.label) {
 			return false
 		}
-		n.p = retainedSlot[V]{}
-		return true
+		if len(rest) == len(c.label) {
+			if c.v == nil {
+				return false
+			}
+			c.v = nil
+			r.n--
+			switch c.kids.len() {
+			case 0:
+				n.remove(r.seed, c.label[:nextLevel(c.label, 0)])
+				if n != &r.root && n.v == nil && n.kids.len() == 1 {
+					merge(n)
+				}
+			case 1:
+				merge(c)
+			}
+			return true
+		}
+		if rest[len(c.label)] != '/' {
+			return false
+		}
+		n, rest = c, rest[len(c.label)+1:]
 	}
-	end := nextLevel(name, start)
-	level := name[start:end]
-	c := n.child(level)
-	if c == nil || !deleteRetained(c, name, end+1) {
-		return false
-	}
-	if c.leaf() && !c.p.ok {
-		n.remove(level)
-	}
-	return true
 }
 
-// Get returns the retained message for name.
-func (r *Retained[V]) Get(name string) (V, bool) {
+// add adds the child c, whose first level no child of n has.
+func (n *rnode[T]) add(seed maphash.Seed, c *rnode[T]) {
+	if n.kids == nil {
+		n.kids = &kids[T]{}
+	}
+	n.kids.add(seed, c)
+}
+
+// remove drops the child whose first level is level, if any.
+func (n *rnode[T]) remove(seed maphash.Seed, level string) {
+	n.kids.remove(seed, level)
+	if n.kids.len() == 0 {
+		n.kids = nil
+	}
+}
+
+// merge makes n, which has no message and one child, that child: their
+// labels joined, the child's children and message. n keeps its first level,
+// and so its place in its parent.
+func merge[T any](n *rnode[T]) {
+	c := n.kids.only()
+	n.label = n.label + "/" + c.label
+	n.kids, n.v = c.kids, c.v
+}
+
+// Get returns the retained message for name, or nil and false.
+func (r *Retained[T]) Get(name string) (*T, bool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	if n := r.find(name); n != nil && n.p.ok {
-		return n.p.val, true
+	n, rest := &r.root, name
+	for {
+		c := n.kids.get(r.seed, rest[:nextLevel(rest, 0)])
+		if c == nil || !strings.HasPrefix(rest, c.label) {
+			return nil, false
+		}
+		if len(rest) == len(c.label) {
+			return c.v, c.v != nil
+		}
+		if rest[len(c.label)] != '/' {
+			return nil, false
+		}
+		n, rest = c, rest[len(c.label)+1:]
 	}
-	var zero V
-	return zero, false
 }
 
 // Len returns the number of retained messages.
-func (r *Retained[V]) Len() int {
+func (r *Retained[T]) Len() int {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	return r.n
 }
 
-// find returns the node for name, or nil. The caller holds the lock.
-func (r *Retained[V]) find(name string) *node[retainedSlot[V]] {
-	n := &r.root
-	for start := 0; start <= len(name) && n != nil; {
-		end := nextLevel(name, start)
-		n, start = n.child(name[start:end]), end+1
-	}
-	return n
+// vnode is a level of the trie as matching sees it: the levels of n.label
+// up to end. Only the last level of a label is n itself; the ones before
+// it have one child, the next level, and no message.
+type vnode[T any] struct {
+	n   *rnode[T]
+	end int
 }
 
-// Match calls fn with every retained name the filter matches and its
-// message, in no particular order, until fn returns false. Matching follows
+// msg returns the message of the name ending at v, or nil.
+func (v vnode[T]) msg() *T {
+	if v.end < len(v.n.label) {
+		return nil
+	}
+	return v.n.v
+}
+
+// child returns the child reached by level, or false.
+func (v vnode[T]) child(seed maphash.Seed, level string) (vnode[T], bool) {
+	if v.end < len(v.n.label) {
+		next := nextLevel(v.n.label, v.end+1)
+		return vnode[T]{v.n, next}, v.n.label[v.end+1:next] == level
+	}
+	c := v.n.kids.get(seed, level)
+	if c == nil {
+		return vnode[T]{}, false
+	}
+	return vnode[T]{c, len(level)}, true
+}
+
+// each calls fn for every child until fn returns false, and reports
+// whether it went through all of them.
+func (v vnode[T]) each(fn func(level string, c vnode[T]) bool) bool {
+	if v.end < len(v.n.label) {
+		next := nextLevel(v.n.label, v.end+1)
+		return fn(v.n.label[v.end+1:next], vnode[T]{v.n, next})
+	}
+	for _, c := range v.n.kids.slots() {
+		if c != nil {
+			first := nextLevel(c.label, 0)
+			if !fn(c.label[:first], vnode[T]{c, first}) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// Match calls fn with every retained message whose name the filter matches,
+// in no particular order, until fn returns false. Matching follows
 // Index.Match: '+' is one level, '#' is any number including none, and a
 // filter starting with a wildcard skips names starting with '$'.
 // [MQTT-4.7.2-1] The literal levels of a filter are looked up, not scanned,
@@ -124,30 +250,40 @@ func (r *Retained[V]) find(name string) *node[retainedSlot[V]] {
 //
 // fn runs under the read lock: it must not call Set or Delete on r, and
 // holding it up delays writers.
-func (r *Retained[V]) Match(filter string, fn func(name string, v V) bool) {
+func (r *Retained[T]) Match(filter string, fn func(v *T) bool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	matchFilter(&r.root, filter, 0, true, fn)
+	m := matcher[T]{seed: r.seed, filter: filter, fn: fn}
+	m.match(vnode[T]{&r.root, 0}, 0, true)
 }
 
-// matchFilter visits the names below n that match filter from the level
+// matcher is the state of one Match.
+type matcher[T any] struct {
+	seed   maphash.Seed
+	filter string
+	fn     func(*T) bool
+}
+
+// match visits the names below v that match the filter from the level
 // starting at start, and reports false once fn has asked to stop. atRoot is
-// true while n is the root, where wildcards skip '$' names.
-func matchFilter[V any](n *node[retainedSlot[V]], filter string, start int, atRoot bool, fn func(string, V) bool) bool {
+// true while v is the root, where wildcards skip '$' names.
+func (m *matcher[T]) match(v vnode[T], start int, atRoot bool) bool {
 	for {
-		if start > len(filter) {
-			return !n.p.ok || fn(n.p.name, n.p.val)
+		if start > len(m.filter) {
+			msg := v.msg()
+			return msg == nil || m.fn(msg)
 		}
-		end := nextLevel(filter, start)
-		switch level := filter[start:end]; level {
+		end := nextLevel(m.filter, start)
+		switch level := m.filter[start:end]; level {
 		case "#":
-			return visitAll(n, atRoot, fn)
+			return m.all(v, atRoot)
 		case "+":
-			return n.each(func(l string, c *node[retainedSlot[V]]) bool {
-				return (atRoot && strings.HasPrefix(l, "$")) || matchFilter(c, filter, end+1, false, fn)
+			return v.each(func(l string, c vnode[T]) bool {
+				return (atRoot && strings.HasPrefix(l, "$")) || m.match(c, end+1, false)
 			})
 		default:
-			if n = n.child(level); n == nil {
+			var ok bool
+			if v, ok = v.child(m.seed, level); !ok {
 				return true
 			}
 		}
@@ -155,13 +291,21 @@ func matchFilter[V any](n *node[retainedSlot[V]], filter string, start int, atRo
 	}
 }
 
-// visitAll visits n and every name below it: what '#' matches, including its
+// all visits v and every name below it: what '#' matches, including its
 // parent level. skipDollar leaves out children whose level starts with '$'.
-func visitAll[V any](n *node[retainedSlot[V]], skipDollar bool, fn func(string, V) bool) bool {
-	if n.p.ok && !fn(n.p.name, n.p.val) {
+func (m *matcher[T]) all(v vnode[T], skipDollar bool) bool {
+	if msg := v.msg(); msg != nil && !m.fn(msg) {
 		return false
 	}
-	return n.each(func(l string, c *node[retainedSlot[V]]) bool {
-		return (skipDollar && strings.HasPrefix(l, "$")) || visitAll(c, false, fn)
-	})
+	if v.end < len(v.n.label) {
+		// The rest of the label is one path: no '$' check applies below
+		// the root, which has no label.
+		return m.all(vnode[T]{v.n, len(v.n.label)}, false)
+	}
+	for _, c := range v.n.kids.slots() {
+		if c != nil && !(skipDollar && strings.HasPrefix(c.label, "$")) && !m.all(vnode[T]{c, nextLevel(c.label, 0)}, false) {
+			return false
+		}
+	}
+	return true
 }

@@ -8,20 +8,20 @@ import (
 	"unsafe"
 )
 
-// matchRetained collects the names r.Match(filter) visits, checking that each
-// comes with its own value.
+// matchRetained collects the names r.Match(filter) visits: the tests store
+// each name as its own message.
 func matchRetained(t *testing.T, r *Retained[string], filter string) []string {
 	t.Helper()
 	var got []string
-	r.Match(filter, func(name, v string) bool {
-		if v != "v:"+name {
-			t.Errorf("Match(%q) gave %q the value %q", filter, name, v)
-		}
-		got = append(got, name)
+	r.Match(filter, func(v *string) bool {
+		got = append(got, *v)
 		return true
 	})
 	return sorted(got)
 }
+
+// ptr returns a pointer to a copy of v: a message to store.
+func ptr[T any](v T) *T { return &v }
 
 // [MQTT-4.7.1-2] v3.1.1
 // [MQTT-4.7.1-3] v3.1.1
@@ -37,7 +37,7 @@ func TestRetainedMatchesTable(t *testing.T) {
 	for _, c := range matchCases {
 		if !slices.Contains(names, c.name) {
 			names = append(names, c.name)
-			r.Set(c.name, "v:"+c.name)
+			r.Set(c.name, ptr(c.name))
 		}
 	}
 	for _, c := range matchCases {
@@ -59,9 +59,9 @@ func TestRetainedMatchesTable(t *testing.T) {
 
 func TestRetainedSetGetDelete(t *testing.T) {
 	r := NewRetained[int]()
-	r.Set("a/b", 1)
-	r.Set("a", 2)
-	r.Set("a/b", 3) // replaces
+	r.Set("a/b", ptr(1))
+	r.Set("a", ptr(2))
+	r.Set("a/b", ptr(3)) // replaces
 	if r.Len() != 2 {
 		t.Errorf("Len = %d, want 2", r.Len())
 	}
@@ -70,8 +70,8 @@ func TestRetainedSetGetDelete(t *testing.T) {
 		v    int
 		ok   bool
 	}{{"a/b", 3, true}, {"a", 2, true}, {"a/b/c", 0, false}, {"b", 0, false}, {"a/", 0, false}} {
-		if v, ok := r.Get(tc.name); v != tc.v || ok != tc.ok {
-			t.Errorf("Get(%q) = %d, %v; want %d, %v", tc.name, v, ok, tc.v, tc.ok)
+		if v, ok := r.Get(tc.name); ok != tc.ok || (ok && *v != tc.v) || (!ok && v != nil) {
+			t.Errorf("Get(%q) = %v, %v; want %d, %v", tc.name, v, ok, tc.v, tc.ok)
 		}
 	}
 	if r.Delete("a/c") || r.Delete("a/b/c") {
@@ -80,22 +80,22 @@ func TestRetainedSetGetDelete(t *testing.T) {
 	if !r.Delete("a") || r.Delete("a") {
 		t.Error("Delete(a) twice: want true then false")
 	}
-	if v, ok := r.Get("a/b"); v != 3 || !ok {
-		t.Errorf("after Delete(a), Get(a/b) = %d, %v; want 3, true", v, ok)
+	if v, ok := r.Get("a/b"); !ok || *v != 3 {
+		t.Errorf("after Delete(a), Get(a/b) = %v, %v; want 3, true", v, ok)
 	}
-	if !r.Delete("a/b") || r.Len() != 0 || countNodes(&r.root) != 0 {
-		t.Errorf("after deleting everything: Len = %d, nodes = %d; want 0, 0", r.Len(), countNodes(&r.root))
+	if !r.Delete("a/b") || r.Len() != 0 || countRNodes(&r.root) != 0 {
+		t.Errorf("after deleting everything: Len = %d, nodes = %d; want 0, 0", r.Len(), countRNodes(&r.root))
 	}
 }
 
 func TestRetainedMatchStopsWhenAsked(t *testing.T) {
 	r := NewRetained[int]()
 	for i := range 100 {
-		r.Set(fmt.Sprintf("a/%d", i), i)
+		r.Set(fmt.Sprintf("a/%d", i), ptr(i))
 	}
 	for _, filter := range []string{"#", "a/#", "a/+", "+/+"} {
 		calls := 0
-		r.Match(filter, func(string, int) bool { calls++; return calls < 3 })
+		r.Match(filter, func(*int) bool { calls++; return calls < 3 })
 		if calls != 3 {
 			t.Errorf("Match(%q) called fn %d times after it returned false on the 3rd", filter, calls)
 		}
@@ -121,12 +121,13 @@ func TestRetainedAgainstReferenceRandomized(t *testing.T) {
 							delete(model, name)
 							continue
 						}
-						ret.Set(name, "v:"+name)
+						ret.Set(name, ptr(name))
 						model[name] = true
 					}
 					if ret.Len() != len(model) {
 						t.Fatalf("round %d: Len = %d, want %d", round, ret.Len(), len(model))
 					}
+					checkRetained(t, ret)
 					for range 60 {
 						filter := r.filter()
 						var want []string
@@ -143,7 +144,7 @@ func TestRetainedAgainstReferenceRandomized(t *testing.T) {
 				for name := range model {
 					ret.Delete(name)
 				}
-				if n := countNodes(&ret.root); ret.Len() != 0 || n != 0 {
+				if n := countRNodes(&ret.root); ret.Len() != 0 || n != 0 {
 					t.Errorf("after deleting everything: Len = %d, nodes = %d; want 0, 0", ret.Len(), n)
 				}
 			})
@@ -155,27 +156,36 @@ func TestRetainedAgainstReferenceRandomized(t *testing.T) {
 // the whole buffer for as long as the message stays retained.
 func TestRetainedCopiesTheName(t *testing.T) {
 	r := NewRetained[int]()
-	packet := string([]byte("a/b and the rest of a large packet"))
-	r.Set(packet[:3], 1)
-	r.Match("a/b", func(name string, _ int) bool {
-		if unsafe.StringData(name) == unsafe.StringData(packet) {
-			t.Error("Retained keeps a slice of the caller's string")
+	packet := string([]byte("a/b/c/d and the rest of a large packet"))
+	r.Set(packet[:7], ptr(1))
+	r.Set(packet[:3], ptr(2)) // splits a/b/c/d
+	r.Set(packet[:5]+"/x", ptr(3))
+	start := uintptr(unsafe.Pointer(unsafe.StringData(packet)))
+	var check func(n *rnode[int])
+	check = func(n *rnode[int]) {
+		if p := uintptr(unsafe.Pointer(unsafe.StringData(n.label))); len(n.label) > 0 && p >= start && p < start+uintptr(len(packet)) {
+			t.Errorf("the label %q is a slice of the caller's string", n.label)
 		}
-		return true
-	})
+		for _, c := range n.kids.slots() {
+			if c != nil {
+				check(c)
+			}
+		}
+	}
+	check(&r.root)
 }
 
 // Readers and writers in parallel; run with -race.
 func TestRetainedConcurrentReadersAndWriters(t *testing.T) {
 	ret := NewRetained[int]()
-	ret.Set("s/stable", -1)
+	ret.Set("s/stable", ptr(-1))
 	var wg sync.WaitGroup
 	for w := range 2 {
 		wg.Go(func() {
 			r := newRandomLevels(uint64(w), 5)
 			for i := range 2000 {
 				name := "s/" + r.name()
-				ret.Set(name, i)
+				ret.Set(name, ptr(i))
 				if i%2 == 0 {
 					ret.Delete(name)
 				}
@@ -186,9 +196,9 @@ func TestRetainedConcurrentReadersAndWriters(t *testing.T) {
 		wg.Go(func() {
 			r := newRandomLevels(uint64(100+g), 5)
 			for range 1000 {
-				ret.Match("s/"+r.filter(), func(string, int) bool { return true })
-				if v, ok := ret.Get("s/stable"); !ok || v != -1 {
-					t.Errorf("Get(s/stable) = %d, %v; want -1, true", v, ok)
+				ret.Match("s/"+r.filter(), func(*int) bool { return true })
+				if v, ok := ret.Get("s/stable"); !ok || *v != -1 {
+					t.Errorf("Get(s/stable) = %v, %v; want -1, true", v, ok)
 					return
 				}
 			}

@@ -1,6 +1,7 @@
 package topic
 
 import (
+	"hash/maphash"
 	"slices"
 	"strings"
 )
@@ -22,8 +23,8 @@ import (
 // When it stops because budget nodes were visited, resume is the path of
 // the last node it visited, for the next call's after; when fn stopped it,
 // resume is nil (the caller knows the last name it took).
-func (r *Retained[V]) Walk(filter string, after []string, budget int, fn func(name string, v V) bool) (resume []string, complete bool) {
-	w := walker[V]{after: after, budget: max(budget, 1), fn: fn}
+func (r *Retained[T]) Walk(filter string, after []string, budget int, fn func(v *T) bool) (resume []string, complete bool) {
+	w := walker[T]{seed: r.seed, after: after, budget: max(budget, 1), fn: fn}
 	if filter != "" {
 		w.filter = strings.Split(filter, "/")
 	}
@@ -33,7 +34,7 @@ func (r *Retained[V]) Walk(filter string, after []string, budget int, fn func(na
 	if after != nil {
 		mode = walkOnPath
 	}
-	switch w.children(&r.root, mode, false) {
+	switch w.children(vnode[T]{&r.root, 0}, mode, false) {
 	case walkDone:
 		return nil, true
 	case walkBudget:
@@ -43,11 +44,12 @@ func (r *Retained[V]) Walk(filter string, after []string, budget int, fn func(na
 }
 
 // walker is the state of one Walk.
-type walker[V any] struct {
+type walker[T any] struct {
+	seed   maphash.Seed
 	filter []string // nil: every name
 	after  []string
 	budget int
-	fn     func(string, V) bool
+	fn     func(*T) bool
 	path   []string // the levels of the node being visited
 }
 
@@ -71,10 +73,10 @@ const (
 
 // visit visits n, whose levels are w.path, then the nodes below it. hash
 // is set once a '#' of the filter matched a level above.
-func (w *walker[V]) visit(n *node[retainedSlot[V]], mode walkMode, hash bool) walkResult {
+func (w *walker[T]) visit(n vnode[T], mode walkMode, hash bool) walkResult {
 	if mode == walkAll {
 		w.budget--
-		if n.p.ok && w.matches(hash) && !w.fn(n.p.name, n.p.val) {
+		if msg := n.msg(); msg != nil && w.matches(hash) && !w.fn(msg) {
 			return walkStopped
 		}
 		if w.budget <= 0 {
@@ -86,14 +88,14 @@ func (w *walker[V]) visit(n *node[retainedSlot[V]], mode walkMode, hash bool) wa
 
 // matches reports whether the name at w.path matches the filter, given
 // that every level above passed descends.
-func (w *walker[V]) matches(hash bool) bool {
+func (w *walker[T]) matches(hash bool) bool {
 	d := len(w.path)
 	return w.filter == nil || hash || len(w.filter) == d || (len(w.filter) == d+1 && w.filter[d] == "#")
 }
 
 // descends reports whether a child of the node at w.path reached by level
 // can lead to a match, and whether it is below a '#'.
-func (w *walker[V]) descends(level string, hash bool) (ok, below bool) {
+func (w *walker[T]) descends(level string, hash bool) (ok, below bool) {
 	if w.filter == nil || hash {
 		return true, hash
 	}
@@ -109,7 +111,7 @@ func (w *walker[V]) descends(level string, hash bool) (ok, below bool) {
 }
 
 // children visits the children of n in order of their levels.
-func (w *walker[V]) children(n *node[retainedSlot[V]], mode walkMode, hash bool) walkResult {
+func (w *walker[T]) children(n vnode[T], mode walkMode, hash bool) walkResult {
 	d := len(w.path)
 	if w.filter != nil && !hash && d >= len(w.filter) {
 		return walkDone // nothing below can match
@@ -118,8 +120,8 @@ func (w *walker[V]) children(n *node[retainedSlot[V]], mode walkMode, hash bool)
 	// A literal level of the filter names the one child to visit.
 	if w.filter != nil && !hash && d < len(w.filter) && !isWildcardLevel(w.filter[d]) {
 		level := w.filter[d]
-		c := n.child(level)
-		if c == nil || (onPath && level < w.after[d]) {
+		c, ok := n.child(w.seed, level)
+		if !ok || (onPath && level < w.after[d]) {
 			return walkDone
 		}
 		return w.child(c, level, childMode(onPath, level, w.after, d), hash)
@@ -131,7 +133,7 @@ func (w *walker[V]) children(n *node[retainedSlot[V]], mode walkMode, hash bool)
 		if !ok {
 			continue
 		}
-		if r := w.child(e.n, e.level, childMode(onPath, e.level, w.after, d), below); r != walkDone {
+		if r := w.child(e.v, e.level, childMode(onPath, e.level, w.after, d), below); r != walkDone {
 			return r
 		}
 	}
@@ -139,7 +141,7 @@ func (w *walker[V]) children(n *node[retainedSlot[V]], mode walkMode, hash bool)
 }
 
 // child visits c, reached from the node at w.path by level.
-func (w *walker[V]) child(c *node[retainedSlot[V]], level string, mode walkMode, hash bool) walkResult {
+func (w *walker[T]) child(c vnode[T], level string, mode walkMode, hash bool) walkResult {
 	w.path = append(w.path, level)
 	r := w.visit(c, mode, hash)
 	if r == walkDone {
@@ -164,23 +166,16 @@ func childMode(onPath bool, level string, after []string, d int) walkMode {
 // on when onPath. A node may have a million children: they are put in a
 // heap and taken out as the walk goes, so a page that stops early does
 // not pay for sorting them all.
-func sortedKids[P any](n *node[P], onPath bool, after []string, d int) *levelHeap[P] {
-	h := &levelHeap[P]{}
-	add := func(e edge[P]) {
-		if !onPath || e.level >= after[d] {
-			h.items = append(h.items, e)
+func sortedKids[T any](n vnode[T], onPath bool, after []string, d int) *levelHeap[T] {
+	h := &levelHeap[T]{}
+	n.each(func(level string, c vnode[T]) bool {
+		if !onPath || level >= after[d] {
+			h.items = append(h.items, vedge[T]{level, c})
 		}
-	}
-	for _, e := range n.kids {
-		add(e)
-	}
-	if n.wide != nil {
-		for level, c := range n.wide.m {
-			add(edge[P]{level, c})
-		}
-	}
+		return true
+	})
 	if len(h.items) <= 16 {
-		slices.SortFunc(h.items, func(a, b edge[P]) int { return strings.Compare(b.level, a.level) })
+		slices.SortFunc(h.items, func(a, b vedge[T]) int { return strings.Compare(b.level, a.level) })
 		h.sorted = true
 		return h
 	}
@@ -192,12 +187,18 @@ func sortedKids[P any](n *node[P], onPath bool, after []string, d int) *levelHea
 
 // levelHeap yields edges in order of their levels: a few, sorted in
 // reverse and taken from the end, or many, in a min-heap.
-type levelHeap[P any] struct {
-	items  []edge[P]
+type levelHeap[T any] struct {
+	items  []vedge[T]
 	sorted bool
 }
 
-func (h *levelHeap[P]) pop() edge[P] {
+// vedge is a child as matching sees it and the level that leads to it.
+type vedge[T any] struct {
+	level string
+	v     vnode[T]
+}
+
+func (h *levelHeap[T]) pop() vedge[T] {
 	last := len(h.items) - 1
 	if h.sorted {
 		e := h.items[last]
@@ -211,7 +212,7 @@ func (h *levelHeap[P]) pop() edge[P] {
 	return e
 }
 
-func (h *levelHeap[P]) down(i int) {
+func (h *levelHeap[T]) down(i int) {
 	for {
 		least, l, r := i, 2*i+1, 2*i+2
 		if l < len(h.items) && h.items[l].level < h.items[least].level {

@@ -25,11 +25,8 @@ func walkPages(t *testing.T, r *Retained[string], filter string, per, budget int
 			t.Fatalf("Walk(%q) does not end", filter)
 		}
 		n := 0
-		resume, complete := r.Walk(filter, after, budget, func(name, v string) bool {
-			if v != "v:"+name {
-				t.Errorf("Walk gave %q the value %q", name, v)
-			}
-			got = append(got, name)
+		resume, complete := r.Walk(filter, after, budget, func(v *string) bool {
+			got = append(got, *v)
 			n++
 			return n < per
 		})
@@ -63,7 +60,7 @@ func TestRetainedWalkPagesInOrder(t *testing.T) {
 		name := strings.Join(parts, "/")
 		if !slices.Contains(names, name) {
 			names = append(names, name)
-			r.Set(name, "v:"+name)
+			r.Set(name, ptr(name))
 		}
 	}
 	filters := []string{"", "#", "+", "a/#", "+/+", "a/+/b", "$SYS/#", "+/a/#", "a", "/#", "b/a/", "w001/#", "nothing/#"}
@@ -94,17 +91,17 @@ func TestRetainedWalkWhileChanging(t *testing.T) {
 	for i := range 300 {
 		name := fmt.Sprintf("s/%03d", i)
 		stable = append(stable, name)
-		r.Set(name, "v:"+name)
+		r.Set(name, ptr(name))
 	}
 	var got []string
 	var after []string
 	for i := 0; ; i++ {
-		r.Set(fmt.Sprintf("s/%03d/x", i%300), fmt.Sprintf("v:s/%03d/x", i%300))
-		r.Set(fmt.Sprintf("s/%03da", 299-i%300), fmt.Sprintf("v:s/%03da", 299-i%300))
+		r.Set(fmt.Sprintf("s/%03d/x", i%300), ptr(fmt.Sprintf("s/%03d/x", i%300)))
+		r.Set(fmt.Sprintf("s/%03da", 299-i%300), ptr(fmt.Sprintf("s/%03da", 299-i%300)))
 		r.Delete(fmt.Sprintf("s/%03d/x", (i+150)%300))
 		n := 0
-		_, complete := r.Walk("s/+", after, 1000, func(name, _ string) bool {
-			got = append(got, name)
+		_, complete := r.Walk("s/+", after, 1000, func(v *string) bool {
+			got = append(got, *v)
 			n++
 			return n < 7
 		})
@@ -128,11 +125,11 @@ func TestRetainedWalkWhileChanging(t *testing.T) {
 func TestRetainedWalkAfterDeletedCursor(t *testing.T) {
 	r := NewRetained[string]()
 	for _, name := range []string{"a", "a/b", "a/b/c", "a/d", "b"} {
-		r.Set(name, "v:"+name)
+		r.Set(name, ptr(name))
 	}
 	var got []string
-	r.Walk("", []string{"a", "b"}, 100, func(name, _ string) bool {
-		got = append(got, name)
+	r.Walk("", []string{"a", "b"}, 100, func(v *string) bool {
+		got = append(got, *v)
 		return true
 	})
 	if want := []string{"a/b/c", "a/d", "b"}; !slices.Equal(got, want) {
@@ -141,8 +138,8 @@ func TestRetainedWalkAfterDeletedCursor(t *testing.T) {
 	r.Delete("a/b/c")
 	r.Delete("a/b")
 	got = got[:0]
-	r.Walk("", []string{"a", "b", "c"}, 100, func(name, _ string) bool {
-		got = append(got, name)
+	r.Walk("", []string{"a", "b", "c"}, 100, func(v *string) bool {
+		got = append(got, *v)
 		return true
 	})
 	if want := []string{"a/d", "b"}; !slices.Equal(got, want) {
