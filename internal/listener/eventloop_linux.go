@@ -25,10 +25,11 @@ import (
 // no goroutine and no buffer. One goroutine, the hub, runs the loops that
 // are not busy, in the order they became ready, and parks on Go's poller
 // when none is (eventloop_hub_linux.go says why); a busy loop gets a
-// goroutine of its own until it is quiet again. Serve accepts with accept4 (so sockets come
-// out non-blocking, without a trip through package net) on a duplicate of
-// ln's descriptor, parked on Go's poller between connections, and hands
-// each connection to the least loaded loop. Everything a connection
+// goroutine of its own until it is quiet again. The hub also accepts: a
+// duplicate of ln's descriptor sits in its epoll set, and it takes new
+// connections with accept4 (so sockets come out non-blocking, without a
+// trip through package net) and hands each to the least loaded loop; Serve
+// puts the descriptor there and backs off after accept errors. Everything a connection
 // does (Data, Output, Closed, its close sequence) runs on whichever
 // goroutine runs its loop, one at a time; Flush and Close from any goroutine queue work for that loop.
 // Output requested during an event batch is written after the batch, one
