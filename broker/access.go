@@ -17,19 +17,22 @@ func (s *Server) needsIdentity() bool {
 	return o.Authenticator != nil || o.Authorizer != nil || o.AuthMethods != nil || o.Hooks.needsIdentity()
 }
 
-// mayWrite reports whether a client may publish to topic. No client may
-// publish to a topic starting with '$': those are the broker's ($SYS).
-func (s *Server) mayWrite(c *auth.Client, topic string) bool {
-	if len(topic) > 0 && topic[0] == '$' {
+// mayWrite reports whether the client, whose client id is id, may
+// publish to topic. No client may publish to a topic starting with '$':
+// those are the broker's ($SYS), except a bridge on its own state topic
+// (ownBridgeState). Then the Authorizer decides.
+func (c *conn) mayWrite(id, topic string) bool {
+	if len(topic) > 0 && topic[0] == '$' && !c.ownBridgeState(id, topic) {
 		return false
 	}
-	return s.opts.Authorizer == nil || s.opts.Authorizer.Allow(c, auth.Write, topic)
+	a := c.srv.opts.Authorizer
+	return a == nil || a.Allow(c.client, auth.Write, topic)
 }
 
-// mayPublish reports whether the client may publish to topic: the
-// Authorizer and the OnACLCheck hook must both allow.
-func (c *conn) mayPublish(topic string) bool {
-	if !c.srv.mayWrite(c.client, topic) {
+// mayPublish reports whether the client may publish to topic: mayWrite
+// and the OnACLCheck hook must both allow.
+func (c *conn) mayPublish(id, topic string) bool {
+	if !c.mayWrite(id, topic) {
 		return false
 	}
 	return c.srv.opts.Hooks.OnACLCheck == nil || c.aclHook(auth.Write, topic)
@@ -44,21 +47,14 @@ const (
 	bridgeStateSuffix = "/state"
 )
 
-// mayPublishBridgeState reports whether a bridge (packet.Connect.Bridge)
-// with client id id may publish to topic: its own state topic, under $SYS
-// where no other client may, provided the authorizer and the hook allow it
-// as for any topic. Mosquitto's bridges announce their state there by
-// default, and would be refused without it.
-func (c *conn) mayPublishBridgeState(id, topic string) bool {
-	if c.flags.Load()&flagBridge == 0 || len(topic) != len(bridgeStatePrefix)+len(id)+len(bridgeStateSuffix) ||
-		!strings.HasPrefix(topic, bridgeStatePrefix) || !strings.HasSuffix(topic, bridgeStateSuffix) ||
-		topic[len(bridgeStatePrefix):len(topic)-len(bridgeStateSuffix)] != id {
-		return false
-	}
-	if a := c.srv.opts.Authorizer; a != nil && !a.Allow(c.client, auth.Write, topic) {
-		return false
-	}
-	return c.srv.opts.Hooks.OnACLCheck == nil || c.aclHook(auth.Write, topic)
+// ownBridgeState reports whether topic is the state topic of a bridge
+// (packet.Connect.Bridge) whose client id is id. Mosquitto's bridges
+// announce their state there by default, and would be refused without it.
+func (c *conn) ownBridgeState(id, topic string) bool {
+	return c.flags.Load()&flagBridge != 0 &&
+		len(topic) == len(bridgeStatePrefix)+len(id)+len(bridgeStateSuffix) &&
+		strings.HasPrefix(topic, bridgeStatePrefix) && strings.HasSuffix(topic, bridgeStateSuffix) &&
+		topic[len(bridgeStatePrefix):len(topic)-len(bridgeStateSuffix)] == id
 }
 
 // maySubscribe reports whether a client may subscribe to filter, and

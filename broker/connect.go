@@ -216,7 +216,7 @@ func (c *conn) loggedIn(cp *connectParams, err error) {
 // [MQTT-3.1.4-2] (v5); 3.1.1 §3.1.4 allows the same without a number.
 func (c *conn) admit(cp *connectParams, authData []byte) {
 	if cp.will != nil {
-		if !c.mayPublish(cp.will.Topic) && !c.mayPublishBridgeState(cp.clientID, cp.will.Topic) {
+		if !c.mayPublish(cp.clientID, cp.will.Topic) {
 			c.srv.stats.deniedWill.Add(1)
 			c.refuse(packet.NotAuthorized, "the will's topic is not allowed")
 			return

@@ -56,7 +56,7 @@ func (c *conn) handlePublish(p *packet.Publish, owned bool, big *bigBuf, t *tall
 			return violation(packet.MessageRateTooHigh, "publishing faster than allowed")
 		}
 	}
-	if !c.srv.mayWrite(c.client, p.Topic) && !c.mayPublishBridgeState(ss.clientID, p.Topic) {
+	if !c.mayWrite(ss.clientID, p.Topic) {
 		if p.Topic[0] != '$' && c.waitFor(auth.Write, []string{p.Topic}, p) {
 			return nil // handled again once the authorizer has answered
 		}

@@ -100,8 +100,9 @@ type eventLoopDriver struct {
 	hubClosed bool
 	fds       fdTable // every loop's connections, by descriptor
 
-	// acceptMu, a leaf, guards lnfd: the hub accepts on it, Serve puts it
-	// in the hub's set, closeListener takes it out before closing it.
+	// acceptMu guards lnfd: the hub accepts on it, Serve puts it in the
+	// hub's set, closeListener takes it out before closing it. hubMu is
+	// taken under it (docs/LOCKING.md).
 	acceptMu sync.Mutex
 	// lnfd is lnFile's descriptor once Serve put it in the hub's set; -1
 	// before, -2 once closed.
