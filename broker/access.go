@@ -25,7 +25,7 @@ func (c *conn) mayWrite(id, topic string) bool {
 	if len(topic) > 0 && topic[0] == '$' && !c.ownBridgeState(id, topic) {
 		return false
 	}
-	a := c.srv.opts.Authorizer
+	a := c.ln.srv.opts.Authorizer
 	return a == nil || a.Allow(c.client, auth.Write, topic)
 }
 
@@ -35,7 +35,7 @@ func (c *conn) mayPublish(id, topic string) bool {
 	if !c.mayWrite(id, topic) {
 		return false
 	}
-	return c.srv.opts.Hooks.OnACLCheck == nil || c.aclHook(auth.Write, topic)
+	return c.ln.srv.opts.Hooks.OnACLCheck == nil || c.aclHook(auth.Write, topic)
 }
 
 // bridgeStatePrefix and bridgeStateSuffix frame the topic on which a
@@ -112,7 +112,7 @@ func (s *Server) overMemoryBudget(size int) bool {
 // the authorizer cannot be asked again (it has answered already, or does
 // not wait), so the caller takes the refusal as final.
 func (c *conn) waitFor(a auth.Access, topics []string, p packet.Packet) bool {
-	w, ok := c.srv.opts.Authorizer.(auth.WaitingAuthorizer)
+	w, ok := c.ln.srv.opts.Authorizer.(auth.WaitingAuthorizer)
 	if !ok || c.rechecking {
 		return false
 	}
@@ -126,7 +126,7 @@ func (c *conn) waitFor(a auth.Access, topics []string, p packet.Packet) bool {
 	}
 	c.paused = true
 	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), c.srv.opts.AuthTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), c.ln.srv.opts.AuthTimeout)
 		for _, t := range topics {
 			w.AllowWait(ctx, cl, a, t)
 		}

@@ -201,7 +201,7 @@ func (ss *session) info() (ClientInfo, bool) {
 	if ss.since != 0 {
 		in.Since = time.Unix(0, ss.since)
 	}
-	if a := ss.away; c == nil && a != nil {
+	if a := ss.x().away; c == nil && a != nil {
 		in.ExpiresAt = a.expireAt
 	}
 	ss.mu.Unlock()

@@ -16,9 +16,9 @@ import (
 
 // startAuth begins the exchange for a CONNECT that names a method.
 func (c *conn) startAuth(cp *connectParams, method string, data []byte) error {
-	m, ok := c.srv.opts.AuthMethods.Lookup(method)
+	m, ok := c.ln.srv.opts.AuthMethods.Lookup(method)
 	if !ok {
-		c.srv.countAuthn(authnFailure)
+		c.ln.srv.countAuthn(authnFailure)
 		c.refuse(packet.BadAuthenticationMethod, "authentication method not supported") // [MQTT-4.12.0-1]
 		return nil
 	}
@@ -49,7 +49,7 @@ func (c *conn) handleAuth(p *packet.Auth) error {
 	case p.Code == packet.ContinueAuthentication && ea.x != nil:
 		return c.authStep(p.Props.AuthData, c.state == stateConnected)
 	case p.Code == packet.ReAuthenticate && c.state == stateConnected && ea.x == nil:
-		m, _ := c.srv.opts.AuthMethods.Lookup(method)
+		m, _ := c.ln.srv.opts.AuthMethods.Lookup(method)
 		x, err := m.Start(c.clientID())
 		if err != nil {
 			c.authFailed(err, true)
@@ -80,14 +80,14 @@ func (c *conn) authStep(data []byte, reauth bool) error {
 		if user != ea.username {
 			// Re-authentication may not change who the client is.
 			c.disconnectAs(closeAuthFailed, packet.NotAuthorized, "re-authenticated as another user")
-			c.srv.countAuthn(authnFailure)
+			c.ln.srv.countAuthn(authnFailure)
 			return nil
 		}
-		c.srv.countAuthn(authnSuccess)
+		c.ln.srv.countAuthn(authnSuccess)
 		c.writePacket(&packet.Auth{Code: packet.Success, Props: authProps(method, serverData)})
 		return nil
 	}
-	c.srv.countAuthn(authnSuccess)
+	c.ln.srv.countAuthn(authnSuccess)
 	cp := ea.pending
 	ea.pending = nil
 	ea.method, ea.username = cp.authMethod, user
@@ -104,12 +104,12 @@ func (c *conn) authStep(data []byte, reauth bool) error {
 func (c *conn) authFailed(err error, reauth bool) {
 	code := packet.ReasonCode(auth.ReasonCode(err))
 	if errors.Is(err, auth.ErrBadCredentials) || errors.Is(err, auth.ErrNotAuthorized) || errors.Is(err, auth.ErrMalformed) {
-		c.srv.log.Debug("authentication failed", "remote", c.nc.RemoteAddr().String(), "reauth", reauth, "err", err)
-		c.srv.countAuthn(authnFailure)
+		c.ln.srv.log.Debug("authentication failed", "remote", c.nc.RemoteAddr().String(), "reauth", reauth, "err", err)
+		c.ln.srv.countAuthn(authnFailure)
 	} else {
 		// Not the client's fault: a broken credential store, for example.
-		c.srv.log.Error("authentication error", "remote", c.nc.RemoteAddr().String(), "reauth", reauth, "err", err)
-		c.srv.countAuthn(authnError)
+		c.ln.srv.log.Error("authentication error", "remote", c.nc.RemoteAddr().String(), "reauth", reauth, "err", err)
+		c.ln.srv.countAuthn(authnError)
 	}
 	if ea := c.eaState(); ea != nil {
 		ea.x = nil

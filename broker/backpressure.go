@@ -54,7 +54,7 @@ func (c *conn) holdBack(sessions []*session, outs []*conn, cluster bool) {
 	if own != nil && own.hasInflight() {
 		return // its acknowledgements must be read: see above
 	}
-	s := c.srv
+	s := c.ln.srv
 	// The hold counts one more session while it registers, so a session
 	// that drains meanwhile cannot let the connection go half-registered.
 	s.heldBackMu.Lock()

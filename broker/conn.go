@@ -26,9 +26,10 @@ import (
 // it (outbound topic aliases); sessions append to it from other goroutines.
 // docs/LOCKING.md gives the order.
 type conn struct {
-	srv *Server
-	nc  listener.Conn
-	ln  *listenerState
+	nc listener.Conn
+	// ln is the listener that accepted the connection; ln.srv its server
+	// (not a field of its own: a conn is most of an idle connection's cost).
+	ln *listenerState
 
 	// The fields are ordered to leave no padding: a conn is most of an idle
 	// connection's cost. mu guards the connection's state and input; outMu
@@ -44,17 +45,13 @@ type conn struct {
 	// connection may run on another goroutine (timeouts, takeover).
 	sess atomic.Pointer[session]
 	// will is published when the connection ends without DISCONNECT (or
-	// with MQTT 5's DISCONNECT 0x04), after willDelay seconds.
-	will atomic.Pointer[message]
+	// with MQTT 5's DISCONNECT 0x04), after its delay.
+	will atomic.Pointer[armedWill]
 	// inR holds input state few connections need (enhanced authentication,
 	// the client's topic aliases), made on first use (inRareMake). Under mu.
 	inR *inRare
 	// client is who the client is, for the authenticator and authorizer.
 	client *auth.Client
-	// rates are the client's rate-limit buckets, made on first use.
-	rates *connRates
-	// id is the client identifier, set once at CONNECT, for logs.
-	id atomic.Pointer[string]
 
 	// deadline (unix nanoseconds) after which the sweeper closes the
 	// connection: the CONNECT timeout first, then 1.5 × keep alive after the
@@ -70,7 +67,6 @@ type conn struct {
 	// Negotiated at CONNECT, read by deliveries under the session lock.
 	maxOut uint32 // the client's Maximum Packet Size; 0 when it set none
 
-	willDelay uint32
 	// keepAliveMs is the keep alive in force, in milliseconds (the server
 	// may set one finer than MQTT's seconds); 0 for none.
 	keepAliveMs uint32
@@ -120,6 +116,8 @@ type inRare struct {
 	// subWaits is the cluster work the SUBACK being made waits for
 	// (cluster.go), so that every node has its filters first.
 	subWaits []*Pending
+	// rates are the client's rate-limit buckets, made on first use.
+	rates *connRates
 }
 
 // inRareMake returns c.inR, made if need be. mu is held.
@@ -206,18 +204,18 @@ func (c *conn) fail(err error) {
 	case errors.As(err, &de):
 		code = de.Code
 	}
-	c.srv.log.Debug("closing connection: protocol violation",
+	c.ln.srv.log.Debug("closing connection: protocol violation",
 		"remote", c.nc.RemoteAddr().String(), "client", c.clientID(), "reason", err.Error(), "code", byte(code))
-	c.srv.stats.protocolErrors.Add(1)
+	c.ln.srv.stats.protocolErrors.Add(1)
 	c.noteClose(closeProtocolError, code, "", err)
 	switch {
 	case c.state == stateNew && code == packet.UnsupportedProtocolVersion:
 		// Answer in a form every protocol level reads. [MQTT-3.1.2-2]
 		c.version = packet.V311
-		c.srv.countConnack(code)
+		c.ln.srv.countConnack(code)
 		c.appendPacket(&packet.Connack{Code: packet.ConnRefusedUnacceptableProtocol})
 	case c.state == stateNew && c.version == packet.V5:
-		c.srv.countConnack(code)
+		c.ln.srv.countConnack(code)
 		c.appendPacket(&packet.Connack{Code: code, Props: c.reasonProps(err.Error())})
 	default:
 		c.appendDisconnect(code, err.Error())
@@ -282,16 +280,26 @@ func (c *conn) shutdown() {
 // where the session was attached while the connection was already closing.
 func (c *conn) finish() {
 	var will *message
+	var delay uint32
 	if c.flags.Or(flagWillDone)&flagWillDone == 0 {
-		will = c.will.Swap(nil)
+		if w := c.will.Swap(nil); w != nil {
+			will, delay = w.msg, w.delay
+		}
 	}
-	c.srv.release(c, will, c.willDelay)
+	c.ln.srv.release(c, will, delay)
+}
+
+// armedWill is a connection's will with its Will Delay Interval in
+// seconds: apart from conn, which most connections make without a will.
+type armedWill struct {
+	msg   *message
+	delay uint32
 }
 
 // clientID is safe from any goroutine: it is set once the session is open.
 func (c *conn) clientID() string {
-	if id := c.id.Load(); id != nil {
-		return *id
+	if ss := c.sess.Load(); ss != nil {
+		return ss.clientID
 	}
 	return ""
 }
@@ -307,19 +315,19 @@ func (c *conn) Closed(err error) {
 	connected := c.state == stateConnected
 	if wasOpen {
 		c.noteEnd(closeConnectionLost, 0)
-		if c.srv.opts.Hooks.OnDisconnect != nil {
+		if c.ln.srv.opts.Hooks.OnDisconnect != nil {
 			c.noteClose(closeConnectionLost, 0, "", lostConnection(err))
 		}
 	}
 	c.state = stateClosed
-	c.srv.conns.remove(c)
-	c.srv.connCount.Add(-1)
+	c.ln.srv.conns.remove(c)
+	c.ln.srv.connCount.Add(-1)
 	c.ln.conns.Add(-1)
 	if c.flags.Load()&flagHeldBack != 0 {
-		c.srv.forgetHeldBack(c)
+		c.ln.srv.forgetHeldBack(c)
 	}
 	if c.flags.Load()&flagOutWaited != 0 {
-		c.srv.endOutWait(c, false) // its publishers wait for it no longer
+		c.ln.srv.endOutWait(c, false) // its publishers wait for it no longer
 	}
 	if c.in != nil {
 		bufpool.Put(c.in)

@@ -28,7 +28,7 @@ func (c *conn) Data(b []byte) {
 		c.statShard().in.bytes.Add(uint64(len(b)))
 		// Authentication runs elsewhere: hold what the client sends
 		// meanwhile (it may send before CONNACK), within reason.
-		if len(c.in)+len(b) > c.srv.opts.MaxPacketSize+64<<10 {
+		if len(c.in)+len(b) > c.ln.srv.opts.MaxPacketSize+64<<10 {
 			c.fail(violation(packet.ProtocolError, "%d bytes sent before CONNACK", len(c.in)+len(b)))
 			return
 		}
@@ -77,7 +77,7 @@ func (c *conn) consume(b []byte, read int) {
 		rest, more = c.parse(dec, b, false, nil, &t)
 		parsed = parsed || more
 		if len(rest) > 0 && !c.isClosing() {
-			if c.in, c.inBig = bigBuffer(rest, c.srv.opts.MaxPacketSize); c.in == nil {
+			if c.in, c.inBig = bigBuffer(rest, c.ln.srv.opts.MaxPacketSize); c.in == nil {
 				c.in = append(bufpool.Get(len(rest)), rest...)
 			}
 		}
@@ -91,7 +91,7 @@ func (c *conn) consume(b []byte, read int) {
 		if len(rest) == 0 || c.isClosing() {
 			bufpool.Put(c.in)
 			c.in = nil
-		} else if big, bb := bigBuffer(rest, c.srv.opts.MaxPacketSize); big != nil {
+		} else if big, bb := bigBuffer(rest, c.ln.srv.opts.MaxPacketSize); big != nil {
 			bufpool.Put(c.in)
 			c.in, c.inBig = big, bb
 		} else {
@@ -129,7 +129,7 @@ func (c *conn) keepAliveDeadline(now time.Time) int64 {
 
 // partialDeadline is when a packet that starts arriving now must be whole.
 func (c *conn) partialDeadline(now time.Time) int64 {
-	return now.Add(c.srv.opts.Limits.IncompletePacketTimeout).UnixNano()
+	return now.Add(c.ln.srv.opts.Limits.IncompletePacketTimeout).UnixNano()
 }
 
 // bigPacket is the size from which a packet that arrives in pieces is
@@ -165,7 +165,7 @@ func (c *conn) bigPending() int {
 	if len(c.in) == 0 {
 		return 0
 	}
-	h, n, err := packet.ParseFixedHeader(c.in, c.srv.opts.MaxPacketSize)
+	h, n, err := packet.ParseFixedHeader(c.in, c.ln.srv.opts.MaxPacketSize)
 	if err != nil {
 		return 0
 	}
@@ -216,7 +216,7 @@ func (c *conn) DataRead(b []byte) {
 func (c *conn) parse(dec *packet.Decoder, b []byte, owned bool, big *bigBuf, t *tally) (rest []byte, parsed bool) {
 	// A held-back client's further packets wait in c.in (backpressure.go).
 	for len(b) > 0 && !c.isClosing() && !c.paused && c.flags.Load()&flagHeldBack == 0 {
-		h, n, err := packet.ParseFixedHeader(b, c.srv.opts.MaxPacketSize)
+		h, n, err := packet.ParseFixedHeader(b, c.ln.srv.opts.MaxPacketSize)
 		if err == packet.ErrIncomplete {
 			return b, parsed
 		}
@@ -310,11 +310,13 @@ type connRates struct {
 	pub, pubBytes, control bucket
 }
 
+// rateBuckets returns the client's buckets, made on first use. mu is held.
 func (c *conn) rateBuckets() *connRates {
-	if c.rates == nil {
-		c.rates = new(connRates)
+	r := c.inRareMake()
+	if r.rates == nil {
+		r.rates = new(connRates)
 	}
-	return c.rates
+	return r.rates
 }
 
 func (c *conn) handleDisconnect(p *packet.Disconnect) error {
@@ -323,7 +325,7 @@ func (c *conn) handleDisconnect(p *packet.Disconnect) error {
 		if p.Props.Has(packet.PropSessionExpiry) {
 			// A session that was to end with the connection cannot be
 			// extended on the way out. [MQTT-3.14.2-2]
-			if !ss.setExpiry(c.srv.opts.sessionExpiry(p.Props.SessionExpiry)) {
+			if !ss.setExpiry(c.ln.srv.opts.sessionExpiry(p.Props.SessionExpiry)) {
 				return violation(packet.ProtocolError, "DISCONNECT sets a session expiry interval after CONNECT set 0")
 			}
 		}

@@ -123,7 +123,7 @@ func (c *conn) appendPacket(p packet.Packet) {
 	}
 	out, err := packet.Append(c.out, p, c.version)
 	if err != nil {
-		c.srv.log.Error("encoding packet", "type", p.Type().String(), "client", c.clientID(), "err", err)
+		c.ln.srv.log.Error("encoding packet", "type", p.Type().String(), "client", c.clientID(), "err", err)
 		return
 	}
 	c.out = out
@@ -159,7 +159,7 @@ func (c *conn) fits(p packet.Packet) bool {
 			return true
 		}
 	}
-	c.srv.log.Debug("packet larger than the client's maximum packet size not sent", "client", c.clientID(),
+	c.ln.srv.log.Debug("packet larger than the client's maximum packet size not sent", "client", c.clientID(),
 		"type", p.Type().String(), "max", c.maxOut)
 	return false
 }
@@ -350,24 +350,24 @@ func (c *conn) committed(g uint64, err error) {
 		for _, pid := range unreceived {
 			ss.released(pid, tx)
 		}
-		tx.finish(c.srv, nil)
+		tx.finish(c.ln.srv, nil)
 		putTx(tx)
 	}
 	switch {
 	case failedRelease:
-		c.srv.log.Warn("closing a connection: a QoS 2 release could not be stored", "client", c.clientID(), "err", err)
+		c.ln.srv.log.Warn("closing a connection: a QoS 2 release could not be stored", "client", c.clientID(), "err", err)
 		code := packet.UnspecifiedError
 		if errors.Is(err, store.ErrFull) {
 			code = packet.QuotaExceeded
 		}
 		c.disconnectAs(closeStoreError, code, "the broker cannot store right now")
 	case lost && c.version != packet.V5:
-		c.srv.log.Warn("closing an MQTT 3 connection: a node its message went to was lost before taking it",
+		c.ln.srv.log.Warn("closing an MQTT 3 connection: a node its message went to was lost before taking it",
 			"client", c.clientID())
 		c.noteClose(closeStoreError, packet.UnspecifiedError, "", errNodeLost)
 		c.shutdown()
 	case failed && c.version != packet.V5:
-		c.srv.log.Warn("closing an MQTT 3 connection: its message could not be stored", "client", c.clientID(), "err", err)
+		c.ln.srv.log.Warn("closing an MQTT 3 connection: its message could not be stored", "client", c.clientID(), "err", err)
 		c.noteClose(closeStoreError, packet.UnspecifiedError, "", commitError(err))
 		c.shutdown()
 	}
@@ -542,7 +542,7 @@ func (c *conn) Written(n int) {
 // would take what waits for the client past Limits.MaxOutboundBytes. Into
 // an empty output, one message goes whatever its size.
 func (c *conn) outboundFullLocked(size int) bool {
-	bound := c.srv.opts.Limits.MaxOutboundBytes
+	bound := c.ln.srv.opts.Limits.MaxOutboundBytes
 	if bound < 0 {
 		return false
 	}
@@ -600,10 +600,10 @@ func (c *conn) skipLocked(m *message) writeResult {
 	}
 	pending := c.pendingLocked()
 	c.outMu.Unlock()
-	n := c.srv.stats.droppedQoS0Slow.Add(1)
-	if c.srv.mayWarnDropped() {
-		c.srv.log.Warn("client not reading: QoS 0 message dropped", "client", c.clientID(), "topic", m.Topic,
-			"pending_bytes", pending, "max_outbound_bytes", c.srv.opts.Limits.MaxOutboundBytes,
+	n := c.ln.srv.stats.droppedQoS0Slow.Add(1)
+	if c.ln.srv.mayWarnDropped() {
+		c.ln.srv.log.Warn("client not reading: QoS 0 message dropped", "client", c.clientID(), "topic", m.Topic,
+			"pending_bytes", pending, "max_outbound_bytes", c.ln.srv.opts.Limits.MaxOutboundBytes,
 			"dropped_total", n, "note", dropNote)
 	}
 	return skippedSlow
@@ -617,7 +617,7 @@ func publishSize(m *message) int { return len(m.Topic) + len(m.Payload) + 9 }
 // releases outMu; its result is writePublish's.
 func (c *conn) tooLargeLocked() writeResult {
 	c.outMu.Unlock()
-	c.srv.stats.droppedTooLarge.Add(1)
+	c.ln.srv.stats.droppedTooLarge.Add(1)
 	return tooLarge
 }
 
@@ -658,5 +658,5 @@ func (c *conn) outBufLocked(m *message, lent bool) []byte {
 // encodingFailed logs a PUBLISH that could not be encoded (a bug: the
 // message was checked when it arrived).
 func (c *conn) encodingFailed(m *message, err error) {
-	c.srv.log.Error("encoding PUBLISH", "client", c.clientID(), "topic", m.Topic, "err", err)
+	c.ln.srv.log.Error("encoding PUBLISH", "client", c.clientID(), "topic", m.Topic, "err", err)
 }

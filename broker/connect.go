@@ -59,7 +59,7 @@ func (c *conn) handleConnect(p *packet.Connect) error {
 		c.refuse(code, "client identifier not valid")
 		return nil
 	}
-	if max := c.srv.opts.ServerKeepAlive; max > 0 && p.Version != packet.V5 && time.Duration(p.KeepAlive)*time.Second > max {
+	if max := c.ln.srv.opts.ServerKeepAlive; max > 0 && p.Version != packet.V5 && time.Duration(p.KeepAlive)*time.Second > max {
 		// MQTT 3 has no way to tell a client to ping sooner, and one that
 		// pings less often than the broker waits would be cut off again
 		// and again: refused, as Mosquitto's max_keepalive does (0x02).
@@ -73,7 +73,7 @@ func (c *conn) handleConnect(p *packet.Connect) error {
 		username:   strings.Clone(p.Username),
 	}
 	if cp.clientID == "" {
-		cp.clientID, cp.assigned = c.srv.assignClientID(), true // [MQTT-3.1.3-6]
+		cp.clientID, cp.assigned = c.ln.srv.assignClientID(), true // [MQTT-3.1.3-6]
 	}
 	if p.WillFlag {
 		if code, reason := c.checkWill(p); code != packet.Success {
@@ -97,7 +97,7 @@ func (c *conn) handleConnect(p *packet.Connect) error {
 		// client certificates); no numbered statement.
 		cp.username, cp.hasUsername, cp.certified = id, true, true
 	}
-	if c.srv.needsIdentity() || cp.hasUsername {
+	if c.ln.srv.needsIdentity() || cp.hasUsername {
 		// Kept only when something will ask who the client is, or the
 		// client said who it is (shown by the admin API): an anonymous
 		// idle connection of an open broker spares the memory.
@@ -105,18 +105,18 @@ func (c *conn) handleConnect(p *packet.Connect) error {
 			Listener: c.ln.name, RemoteAddr: c.nc.RemoteAddr(), Certificates: c.peerCertificates()}
 	}
 	enhanced := p.Version == packet.V5 && p.Props.Has(packet.PropAuthMethod)
-	if c.srv.opts.Hooks.OnConnectAuthenticate != nil {
+	if c.ln.srv.opts.Hooks.OnConnectAuthenticate != nil {
 		// The hook goes first; when it decides, nothing else is asked (but
 		// a client that asked for an authentication exchange gets it).
 		code, decided := c.authenticateHook(c.connectRequest(p))
 		switch {
 		case decided && code != packet.Success:
-			c.srv.stats.failedLogins.Add(1)
-			c.srv.countAuthn(authnFailure)
+			c.ln.srv.stats.failedLogins.Add(1)
+			c.ln.srv.countAuthn(authnFailure)
 			c.refuse(code, "connection refused")
 			return nil
 		case decided && !enhanced:
-			c.srv.countAuthn(authnSuccess)
+			c.ln.srv.countAuthn(authnSuccess)
 			c.admit(cp, nil)
 			return nil
 		}
@@ -135,7 +135,7 @@ func (c *conn) handleConnect(p *packet.Connect) error {
 // the connection holds its input; a failure is answered after a delay that
 // grows with the failures from the same address.
 func (c *conn) login(cp *connectParams, password []byte) {
-	s, authn := c.srv, c.srv.opts.Authenticator
+	s, authn := c.ln.srv, c.ln.srv.opts.Authenticator
 	switch {
 	case cp.certified:
 		s.countAuthn(authnSuccess)
@@ -164,7 +164,7 @@ func (c *conn) login(cp *connectParams, password []byte) {
 	cl := c.client
 	c.paused = true
 	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), c.srv.opts.AuthTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), c.ln.srv.opts.AuthTimeout)
 		err := authn.Authenticate(ctx, cl, pw)
 		cancel()
 		c.loggedIn(cp, err)
@@ -173,7 +173,7 @@ func (c *conn) login(cp *connectParams, password []byte) {
 
 // loggedIn continues a CONNECT after the Authenticator answered.
 func (c *conn) loggedIn(cp *connectParams, err error) {
-	s := c.srv
+	s := c.ln.srv
 	if err != nil {
 		code := packet.ReasonCode(auth.ReasonCode(err))
 		result := authnFailure
@@ -217,15 +217,15 @@ func (c *conn) loggedIn(cp *connectParams, err error) {
 func (c *conn) admit(cp *connectParams, authData []byte) {
 	if cp.will != nil {
 		if !c.mayPublish(cp.clientID, cp.will.Topic) {
-			c.srv.stats.deniedWill.Add(1)
+			c.ln.srv.stats.deniedWill.Add(1)
 			c.refuse(packet.NotAuthorized, "the will's topic is not allowed")
 			return
 		}
-		if c.srv.authorizing() {
+		if c.ln.srv.authorizing() {
 			c.statShard().allowed.Add(1)
 		}
 	}
-	if c.srv.opts.Cluster != nil {
+	if c.ln.srv.opts.Cluster != nil {
 		// The session's owner is cluster-wide: claimed first, off the
 		// event loop (handover.go). The CONNECT came in time; the claim
 		// may wait for the directory's election after a node's loss, and
@@ -278,7 +278,7 @@ func (c *conn) certIdentity() (string, bool) {
 // negotiate records what the client asked for in CONNECT: its session
 // expiry, and for MQTT 5 its own limits, which bind what the broker sends.
 func (c *conn) negotiate(p *packet.Connect, cp *connectParams) {
-	o := &c.srv.opts
+	o := &c.ln.srv.opts
 	c.window = uint16(min(o.MaxInflight, 65535))
 	c.problemInfo = true
 	if p.Version != packet.V5 {
@@ -317,7 +317,7 @@ func (c *conn) checkClientID(p *packet.Connect) packet.ReasonCode {
 		return packet.ClientIdentifierNotValid
 	case p.Version == packet.V31 && len(id) > 23:
 		return packet.ClientIdentifierNotValid
-	case len(id) > c.srv.opts.MaxClientIDLength:
+	case len(id) > c.ln.srv.opts.MaxClientIDLength:
 		return packet.ClientIdentifierNotValid
 	}
 	return packet.Success
@@ -325,7 +325,7 @@ func (c *conn) checkClientID(p *packet.Connect) packet.ReasonCode {
 
 // checkWill refuses a will the broker would not accept as a PUBLISH.
 func (c *conn) checkWill(p *packet.Connect) (packet.ReasonCode, string) {
-	o := &c.srv.opts
+	o := &c.ln.srv.opts
 	switch {
 	case p.WillQoS > o.maxQoS():
 		return packet.QoSNotSupported, "will QoS above the maximum QoS" // [MQTT-3.2.2-12]
@@ -341,15 +341,15 @@ func (c *conn) checkWill(p *packet.Connect) (packet.ReasonCode, string) {
 // the nearest 3.1.1 return code, or just the close when none fits.
 // [MQTT-3.2.2-5] [MQTT-3.2.2-6]
 func (c *conn) refuse(code packet.ReasonCode, reason string) {
-	if c.srv.debugging() {
-		c.srv.log.Debug("connection refused", "remote", c.nc.RemoteAddr().String(), "code", byte(code), "reason", reason)
+	if c.ln.srv.debugging() {
+		c.ln.srv.log.Debug("connection refused", "remote", c.nc.RemoteAddr().String(), "code", byte(code), "reason", reason)
 	}
-	c.srv.stats.refused.Add(1)
+	c.ln.srv.stats.refused.Add(1)
 	if c.version == packet.V5 {
-		c.srv.countConnack(code)
+		c.ln.srv.countConnack(code)
 		c.writePacket(&packet.Connack{Code: code, Props: c.reasonProps(reason)})
 	} else if rc, ok := v3ReturnCode(code); ok {
-		c.srv.countConnack(code)
+		c.ln.srv.countConnack(code)
 		c.writePacket(&packet.Connack{Code: rc})
 	}
 	c.shutdown()
@@ -377,7 +377,7 @@ func v3ReturnCode(code packet.ReasonCode) (packet.ReasonCode, bool) {
 // accept opens the session and sends CONNACK with what the broker grants
 // and enforces. authData is the final data of an authentication exchange.
 func (c *conn) accept(cp *connectParams, authData []byte) {
-	o := &c.srv.opts
+	o := &c.ln.srv.opts
 	connack := connacks.Get().(*packet.Connack)
 	*connack = packet.Connack{Code: packet.Success}
 	keepAlive := time.Duration(cp.keepAlive) * time.Second
@@ -400,7 +400,7 @@ func (c *conn) accept(cp *connectParams, authData []byte) {
 	} else {
 		c.deadline.Store(0)
 	}
-	c.srv.openSession(c, cp, connack)
+	c.ln.srv.openSession(c, cp, connack)
 	present := connack.SessionPresent
 	*connack = packet.Connack{}
 	connacks.Put(connack)
@@ -420,14 +420,14 @@ var connacks = sync.Pool{New: func() any { return new(packet.Connack) }}
 // maximum in CONNACK (an MQTT 3 client asking for more was refused). A
 // shorter keep alive is always kept. [MQTT-3.1.2-24]
 func (c *conn) serverKeepAlive(cp *connectParams) bool {
-	max := c.srv.opts.ServerKeepAlive
+	max := c.ln.srv.opts.ServerKeepAlive
 	return max > 0 && c.version == packet.V5 && (cp.keepAlive == 0 || time.Duration(cp.keepAlive)*time.Second > max)
 }
 
 // connackProps advertises the broker's limits and features to an MQTT 5
 // client; each is enforced where the packets arrive. [MQTT-3.2.2-9..22]
 func (c *conn) connackProps(cp *connectParams, p *packet.Properties, authData []byte) {
-	o := &c.srv.opts
+	o := &c.ln.srv.opts
 	if cp.expiryCapped {
 		p.SessionExpiry = cp.expiry
 		p.Mark(packet.PropSessionExpiry)

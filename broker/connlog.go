@@ -110,7 +110,7 @@ func (c *conn) noteEnd(why closeReason, code packet.ReasonCode) {
 			// Counted once, for clients that got their session: a refused
 			// CONNECT is counted by its CONNACK.
 			if c.sess.Load() != nil {
-				c.srv.stats.ends[why].Add(1)
+				c.ln.srv.stats.ends[why].Add(1)
 			}
 			return
 		}
@@ -125,7 +125,7 @@ func (c *conn) end() (closeReason, packet.ReasonCode) {
 
 // logConnected writes the line of an accepted CONNECT. c.mu is held.
 func (c *conn) logConnected(cp *connectParams, keepAlive time.Duration) {
-	log := c.srv.log
+	log := c.ln.srv.log
 	if !log.Enabled(context.Background(), slog.LevelInfo) {
 		return
 	}
@@ -147,7 +147,7 @@ func (c *conn) logConnected(cp *connectParams, keepAlive time.Duration) {
 // logDisconnected writes the line of a connection that had been accepted,
 // once it is gone. err is the network's error, if any. c.mu is held.
 func (c *conn) logDisconnected(err error) {
-	log := c.srv.log
+	log := c.ln.srv.log
 	if !log.Enabled(context.Background(), slog.LevelInfo) {
 		return
 	}

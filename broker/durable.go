@@ -187,8 +187,8 @@ func (ss *session) stageLocked(d delivery, tx *routeTx) {
 	tx.sync = tx.sync || d.qos > 0
 	d.seq, d.msgID = ss.nextSeq, tx.msgID
 	ss.nextSeq++
-	if ss.move != nil && ss.move.leaving && !d.shared && tx.stamp != 0 {
-		ss.move.stamps[d.seq] = stampRef{tx.stampNode, tx.stamp} // handover.go
+	if ss.x().move != nil && ss.x().move.leaving && !d.shared && tx.stamp != 0 {
+		ss.x().move.stamps[d.seq] = stampRef{tx.stampNode, tx.stamp} // handover.go
 	}
 	b.PutQueue(ss.queueName(), d.seq, appendEntry(nil, entryOf(&d, false)))
 	ss.pending = append(ss.pending, pendingDelivery{delivery: d, group: tx.g.id})
@@ -287,7 +287,7 @@ func (ss *session) releasedLocked(g uint64, err error) {
 // queue has room and nothing waits in the store ahead of it, otherwise in
 // the store alone.
 func (ss *session) admitLocked(d delivery) {
-	if ss.stored == 0 && ss.queue.len() < memQueueLimit && !ss.srv.overMemoryBudget(len(d.msg.Payload)) {
+	if ss.stored == 0 && ss.x().queue.len() < memQueueLimit && !ss.srv.overMemoryBudget(len(d.msg.Payload)) {
 		ss.queueLocked().push(ss.acct(), d)
 		return
 	}
@@ -395,7 +395,7 @@ func (ss *session) markReleasedLocked(f *inflight, tx *routeTx) {
 // recordLocked encodes the session for the store.
 func (ss *session) recordLocked(now time.Time) []byte {
 	rec := sessionRecord{uid: ss.uid, expiry: ss.expiry, user: ss.client.Load()}
-	if a := ss.away; a != nil {
+	if a := ss.x().away; a != nil {
 		rec.will, rec.willAt = a.pendingWill, a.willAt
 	}
 	if ss.conn == nil {

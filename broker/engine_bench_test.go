@@ -172,7 +172,7 @@ func BenchmarkBackloggedDelivery(b *testing.B) {
 				sub.ep.Data(append(acks[:0], 0x40, 2, byte(pid>>8), byte(pid)))
 			}
 			b.StopTimer()
-			if n := sub.ep.(*conn).sess.Load().queue.len(); n != backlog {
+			if n := sub.ep.(*conn).sess.Load().x().queue.len(); n != backlog {
 				b.Fatalf("backlog %d at the end, want %d", n, backlog)
 			}
 		})

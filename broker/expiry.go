@@ -120,8 +120,8 @@ func (ss *session) purgeExpired(now time.Time) {
 	}
 	// The memory queue.
 	var kept []delivery
-	for ss.queue.len() > 0 {
-		d := ss.queue.pop(ss.acct())
+	for ss.x().queue.len() > 0 {
+		d := ss.x().queue.pop(ss.acct())
 		if keep(d.msg.Expiry) {
 			kept = append(kept, d)
 		} else {
@@ -130,7 +130,7 @@ func (ss *session) purgeExpired(now time.Time) {
 		}
 	}
 	for _, d := range kept {
-		ss.queue.push(ss.acct(), d) // the queue was not empty
+		ss.x().queue.push(ss.acct(), d) // the queue was not empty
 	}
 	// What waits in the store alone.
 	if ss.persisted && ss.stored > 0 {

@@ -128,7 +128,7 @@ type heldDelivery struct {
 // this node from now on, and a session another node held comes here
 // first. Then the CONNECT is accepted as on one node.
 func (c *conn) claimOnCluster(cp *connectParams, authData []byte) {
-	s := c.srv
+	s := c.ln.srv
 	cl := s.claimLock(cp.clientID)
 	// The claim lasts until the session is this connection's: a request
 	// from a node claiming after it must find it there.
@@ -246,7 +246,7 @@ func (s *Server) armIfOffline(clientID string) {
 	}
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	if ss.conn != nil || ss.ended || ss.expiry == expiryNever || (ss.away != nil && !ss.away.expireAt.IsZero()) {
+	if ss.conn != nil || ss.ended || ss.expiry == expiryNever || (ss.x().away != nil && !ss.x().away.expireAt.IsZero()) {
 		return
 	}
 	now := time.Now()
@@ -348,7 +348,7 @@ func (s *Server) arriving(clientID string, rec *sessionRecord) (*session, []*Pen
 		rec.user.ClientID = clientID
 		ss.client.Store(rec.user)
 	}
-	ss.move = &sessionMove{done: NewPending()}
+	ss.asideLocked().move = &sessionMove{done: NewPending()}
 	ss.since = time.Now().UnixNano()
 	s.sessions[clientID] = ss
 	s.admin.dir.add(ss)
@@ -470,10 +470,10 @@ func (s *Server) arrived(ss *session, b *store.Batch, cuts map[string]uint64) {
 	if err := s.loadQueuesLocked(ss); err != nil {
 		s.log.Error("cluster: a session from another node could not be read back", "client", ss.clientID, "err", err)
 	}
-	mv := ss.move
-	ss.move = nil
+	mv := ss.x().move
+	ss.asideLocked().move = nil
 	if len(cuts) > 0 {
-		ss.move = &sessionMove{cut: cuts}
+		ss.asideLocked().move = &sessionMove{cut: cuts}
 	}
 	if s.debugging() {
 		s.log.Debug("cluster: session arrived", "client", ss.clientID, "held", len(mv.held), "stored", ss.stored, "next", ss.nextSeq)
@@ -507,8 +507,8 @@ func (f commitFunc) committed(uint64, error) { f() }
 func (ss *session) holdLocked(d delivery, tx *routeTx) {
 	d.msg.ref()
 	d.subIDs = slices.Clone(d.subIDs)
-	ss.move.held = append(ss.move.held, heldDelivery{d: d, from: stampRef{tx.stampNode, tx.stamp}})
-	tx.addRemote(ss.move.done)
+	ss.x().move.held = append(ss.x().move.held, heldDelivery{d: d, from: stampRef{tx.stampNode, tx.stamp}})
+	tx.addRemote(ss.x().move.done)
 }
 
 // loadQueuesLocked reads a durable session's queue and inbound QoS 2 ids
@@ -534,10 +534,10 @@ func (s *Server) loadQueuesLocked(ss *session) error {
 	}
 	ss.resendBelow = ss.nextSeq
 	err = s.store.LoadQueue(ss.inboundName(), 0, func(pid uint64, _ []byte) (bool, error) {
-		if ss.inboundQoS2 == nil {
-			ss.inboundQoS2 = make(map[uint16]struct{})
+		if ss.x().inboundQoS2 == nil {
+			ss.asideLocked().inboundQoS2 = make(map[uint16]struct{})
 		}
-		ss.inboundQoS2[uint16(pid)] = struct{}{}
+		ss.x().inboundQoS2[uint16(pid)] = struct{}{}
 		return true, nil
 	})
 	if err != nil {
@@ -638,10 +638,10 @@ func (s *Server) prepareMove(clientID string, clean bool) []byte {
 		ss.stopAwayLocked() // the client is back: a will waiting for its delay is cancelled
 		ss.since = time.Now().UnixNano()
 		var cut map[string]uint64
-		if ss.move != nil {
-			cut = ss.move.cut // late deliveries from its last move are still dropped
+		if ss.x().move != nil {
+			cut = ss.x().move.cut // late deliveries from its last move are still dropped
 		}
-		ss.move = &sessionMove{leaving: true, stamps: make(map[uint64]stampRef), cut: cut}
+		ss.asideLocked().move = &sessionMove{leaving: true, stamps: make(map[uint64]stampRef), cut: cut}
 		ans = append([]byte{moveFollows}, ss.recordLocked(time.Now())...)
 		ss.mu.Unlock()
 	}
@@ -664,7 +664,7 @@ func (s *Server) handOver(clientID string, cuts map[string]uint64) []byte {
 	if ss == nil {
 		return []byte{moveNothing}
 	}
-	if ss.move == nil || !ss.move.leaving || ss.conn != nil {
+	if ss.x().move == nil || !ss.x().move.leaving || ss.conn != nil {
 		ss.mu.Unlock()
 		s.mu.Unlock()
 		return []byte{moveNothing} // a client connected here again meanwhile
@@ -691,7 +691,7 @@ func (s *Server) handOver(clientID string, cuts map[string]uint64) []byte {
 
 	ss.mu.Lock()
 	skip := make(map[uint64]bool)
-	for seq, st := range ss.move.stamps {
+	for seq, st := range ss.x().move.stamps {
 		node := st.node
 		if node == "" {
 			node = s.opts.NodeName
@@ -700,17 +700,17 @@ func (s *Server) handOver(clientID string, cuts map[string]uint64) []byte {
 			skip[seq] = true // the node taking it has it too
 		}
 	}
-	ss.move.skip = skip
+	ss.x().move.skip = skip
 	// It is over here: what is in memory goes, the store keeps it until
 	// the other node says it has it (done).
 	ss.gaugeLocked(-ss.storeQueuedLocked(), -ss.storeQueuedBytesLocked(), -ss.inflight.len())
 	ss.ended = true
 	ss.letAllGoLocked()
-	ss.queue.reset(ss.acct())
+	ss.x().queue.reset(ss.acct())
 	ss.stopAwayLocked()
 	rec := ss.recordLocked(time.Now())
-	inbound := make([]uint16, 0, len(ss.inboundQoS2))
-	for pid := range ss.inboundQoS2 {
+	inbound := make([]uint16, 0, len(ss.x().inboundQoS2))
+	for pid := range ss.x().inboundQoS2 {
 		inbound = append(inbound, pid)
 	}
 	next := ss.nextSeq
@@ -765,7 +765,7 @@ func (s *Server) queuePart(ans []byte, ss *session, from uint64) []byte {
 			next, more = seq, true
 			return false, nil
 		}
-		if ss.move.skip[seq] {
+		if ss.x().move.skip[seq] {
 			return true, nil
 		}
 		e, err := decodeEntry(rec)
@@ -874,7 +874,7 @@ func (s *Server) awaitMovesOut() {
 		s.mu.Lock()
 		for _, ss := range s.sessions {
 			ss.mu.Lock()
-			leaving := ss.move != nil && ss.move.leaving
+			leaving := ss.x().move != nil && ss.x().move.leaving
 			ss.mu.Unlock()
 			if leaving {
 				s.mu.Unlock()

@@ -356,11 +356,11 @@ const hookPanicReason = "internal error"
 func (c *conn) authenticateHook(r *ConnectRequest) (code packet.ReasonCode, decided bool) {
 	defer func() {
 		if p := recover(); p != nil {
-			c.srv.hookPanicked("OnConnectAuthenticate", r.ClientID, p)
+			c.ln.srv.hookPanicked("OnConnectAuthenticate", r.ClientID, p)
 			code, decided = packet.ServerUnavailable, true
 		}
 	}()
-	code, decided = c.srv.opts.Hooks.OnConnectAuthenticate(r)
+	code, decided = c.ln.srv.opts.Hooks.OnConnectAuthenticate(r)
 	if decided && code != packet.Success && !code.IsError() {
 		code = packet.NotAuthorized
 	}
@@ -386,18 +386,18 @@ func (c *conn) connectRequest(p *packet.Connect) *ConnectRequest {
 func (c *conn) aclHook(a auth.Access, topic string) (ok bool) {
 	defer func() {
 		if p := recover(); p != nil {
-			c.srv.hookPanicked("OnACLCheck", c.clientID(), p)
+			c.ln.srv.hookPanicked("OnACLCheck", c.clientID(), p)
 			c.disconnectAs(closeInternalError, packet.UnspecifiedError, hookPanicReason)
 			ok = false
 		}
 	}()
-	return c.srv.opts.Hooks.OnACLCheck(c.client, a, topic)
+	return c.ln.srv.opts.Hooks.OnACLCheck(c.client, a, topic)
 }
 
 // refusedByHooks asks OnACLCheck and OnPublish about a client's PUBLISH
 // that the Authorizer allowed, and answers it if either refuses.
 func (c *conn) refusedByHooks(p *packet.Publish, ss *session) bool {
-	h := &c.srv.opts.Hooks
+	h := &c.ln.srv.opts.Hooks
 	if h.OnACLCheck != nil {
 		if !c.aclHook(auth.Write, p.Topic) {
 			c.denyPublish(p)
@@ -413,8 +413,8 @@ func (c *conn) refusedByHooks(p *packet.Publish, ss *session) bool {
 	if !code.IsError() {
 		return false
 	}
-	c.srv.stats.rejectedPublish.Add(1)
-	c.srv.log.Debug("publish rejected by OnPublish", "client", c.clientID(), "topic", p.Topic, "code", byte(code))
+	c.ln.srv.stats.rejectedPublish.Add(1)
+	c.ln.srv.log.Debug("publish rejected by OnPublish", "client", c.clientID(), "topic", p.Topic, "code", byte(code))
 	c.refusePublish(p, code)
 	return true
 }
@@ -424,23 +424,23 @@ func (c *conn) refusedByHooks(p *packet.Publish, ss *session) bool {
 func (c *conn) publishHook(p *packet.Publish) (code packet.ReasonCode) {
 	defer func() {
 		if r := recover(); r != nil {
-			c.srv.hookPanicked("OnPublish", c.clientID(), r)
+			c.ln.srv.hookPanicked("OnPublish", c.clientID(), r)
 			c.disconnectAs(closeInternalError, packet.UnspecifiedError, hookPanicReason)
 			code = packet.UnspecifiedError
 		}
 	}()
-	return c.srv.opts.Hooks.OnPublish(c.client, viewOfPublish(p))
+	return c.ln.srv.opts.Hooks.OnPublish(c.client, viewOfPublish(p))
 }
 
 // connectHook runs OnConnect, then OnDisconnect if the connection ended
 // meanwhile (on another goroutine: a timeout, a takeover).
 func (c *conn) connectHook(present bool) {
-	h := &c.srv.opts.Hooks
+	h := &c.ln.srv.opts.Hooks
 	if h.OnConnect != nil {
 		func() {
 			defer func() {
 				if r := recover(); r != nil {
-					c.srv.hookPanicked("OnConnect", c.clientID(), r)
+					c.ln.srv.hookPanicked("OnConnect", c.clientID(), r)
 					c.disconnectAs(closeInternalError, packet.UnspecifiedError, hookPanicReason)
 				}
 			}()
@@ -457,7 +457,7 @@ func (c *conn) connectHook(present bool) {
 // wins.
 func (c *conn) noteClose(why closeReason, code packet.ReasonCode, reason string, err error) {
 	c.noteEnd(why, code)
-	if c.srv.opts.Hooks.OnDisconnect == nil {
+	if c.ln.srv.opts.Hooks.OnDisconnect == nil {
 		return
 	}
 	byClient := why == closeClientDisconnect
@@ -512,10 +512,10 @@ func (c *conn) disconnectHook() {
 	c.outMu.Unlock()
 	defer func() {
 		if r := recover(); r != nil {
-			c.srv.hookPanicked("OnDisconnect", c.clientID(), r)
+			c.ln.srv.hookPanicked("OnDisconnect", c.clientID(), r)
 		}
 	}()
-	c.srv.opts.Hooks.OnDisconnect(c.client, info)
+	c.ln.srv.opts.Hooks.OnDisconnect(c.client, info)
 }
 
 // gaveUp reports a delivery the session gives up to OnDropped. ss.mu is

@@ -278,8 +278,8 @@ func TestV5SessionExpiryNeverIsNotScheduled(t *testing.T) {
 	ss.mu.Lock()
 	var expireAt time.Time
 	var timer *time.Timer
-	if ss.away != nil {
-		expireAt, timer = ss.away.expireAt, ss.away.timer
+	if ss.x().away != nil {
+		expireAt, timer = ss.x().away.expireAt, ss.x().away.timer
 	}
 	expiry := ss.expiry
 	ss.mu.Unlock()

@@ -49,14 +49,14 @@ func outboundCap(bound int) int { return 2 * bound }
 // what waits for it stays within outboundCap. outMu is held.
 func (c *conn) mayGoOverLocked(size int) bool {
 	return c.flags.Load()&flagNotReading == 0 &&
-		c.pendingLocked()+size <= outboundCap(c.srv.opts.Limits.MaxOutboundBytes)
+		c.pendingLocked()+size <= outboundCap(c.ln.srv.opts.Limits.MaxOutboundBytes)
 }
 
 // outDrainedLocked reports whether c's output is down to half the bound:
 // the publishers waiting for it may go, and a client that was not reading
 // has caught up. outMu is held.
 func (c *conn) outDrainedLocked() bool {
-	return c.pendingLocked() <= c.srv.opts.Limits.MaxOutboundBytes/2
+	return c.pendingLocked() <= c.ln.srv.opts.Limits.MaxOutboundBytes/2
 }
 
 // outDrained is outDrainedLocked for a caller without outMu.
@@ -70,7 +70,7 @@ func (c *conn) outDrained() bool {
 // publisher c's hold, until o's output drains (or o turns out not to
 // read, or ends).
 func (o *conn) addOutWait(c *conn, h *hold) {
-	s := o.srv
+	s := o.ln.srv
 	s.heldBackMu.Lock()
 	if s.outWaits == nil {
 		s.outWaits = make(map[*conn]*outWait)
@@ -100,7 +100,7 @@ func (o *conn) addOutWait(c *conn, h *hold) {
 // reading: it counts the progress, and ends the wait (or the not-reading
 // mark) once the output has drained.
 func (o *conn) wroteOutput() {
-	s := o.srv
+	s := o.ln.srv
 	if o.outDrained() {
 		o.flags.And(^uint32(flagNotReading))
 		s.endOutWait(o, false)
@@ -152,7 +152,7 @@ func (s *Server) endOutWait(o *conn, notReading bool) {
 		free = s.countOffLocked(w.conns)
 	}
 	s.heldBackMu.Unlock()
-	if notReading && w != nil && o.srv.debugging() {
+	if notReading && w != nil && o.ln.srv.debugging() {
 		s.log.Debug("client not reading: its publishers go on, QoS 0 to it past the bound is dropped",
 			"client", o.clientID(), "publishers", len(w.conns))
 	}

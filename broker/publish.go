@@ -19,7 +19,7 @@ import (
 // message may keep. The PUBLISHes its routing writes to subscribers are
 // counted in t, the read's tally (nil: straight into the statistics).
 func (c *conn) handlePublish(p *packet.Publish, owned bool, big *bigBuf, t *tally) error {
-	o := &c.srv.opts
+	o := &c.ln.srv.opts
 	ss := c.sess.Load()
 	if p.QoS > o.maxQoS() {
 		return violation(packet.QoSNotSupported, "PUBLISH at QoS %d above the maximum %d", p.QoS, o.maxQoS()) // [MQTT-3.2.2-11] (v5)
@@ -43,7 +43,7 @@ func (c *conn) handlePublish(p *packet.Publish, owned bool, big *bigBuf, t *tall
 			return nil
 		}
 	}
-	lim := &c.srv.opts.Limits
+	lim := &c.ln.srv.opts.Limits
 	if lim.topicTooBig(p.Topic) {
 		return violation(packet.TopicNameInvalid, "topic longer than %d bytes or %d levels", lim.MaxTopicLength, lim.MaxTopicLevels)
 	}
@@ -52,7 +52,7 @@ func (c *conn) handlePublish(p *packet.Publish, owned bool, big *bigBuf, t *tall
 		r := c.rateBuckets()
 		if (lim.PublishRate > 0 && !r.pub.take(now, lim.PublishRate, max(lim.PublishRate, 1), 1)) ||
 			(lim.PublishBytesRate > 0 && !r.pubBytes.take(now, lim.PublishBytesRate, max(lim.PublishBytesRate, float64(len(p.Payload))), float64(len(p.Payload)))) {
-			c.srv.stats.rateLimited.Add(1)
+			c.ln.srv.stats.rateLimited.Add(1)
 			return violation(packet.MessageRateTooHigh, "publishing faster than allowed")
 		}
 	}
@@ -63,10 +63,10 @@ func (c *conn) handlePublish(p *packet.Publish, owned bool, big *bigBuf, t *tall
 		c.denyPublish(p)
 		return nil
 	}
-	if c.srv.opts.Authorizer != nil && c.srv.opts.Hooks.OnACLCheck == nil {
+	if c.ln.srv.opts.Authorizer != nil && c.ln.srv.opts.Hooks.OnACLCheck == nil {
 		c.statShard().allowed.Add(1) // with OnACLCheck, refusedByHooks counts it
 	}
-	if c.srv.publishHooks && c.refusedByHooks(p, ss) {
+	if c.ln.srv.publishHooks && c.refusedByHooks(p, ss) {
 		return nil
 	}
 	tx := txPool.Get().(*routeTx)
@@ -74,17 +74,17 @@ func (c *conn) handlePublish(p *packet.Publish, owned bool, big *bigBuf, t *tall
 	switch p.QoS {
 	case 0:
 		m := makeMessage(p, ss.id, owned, big)
-		c.srv.publish(m, tx)
+		c.ln.srv.publish(m, tx)
 		m.unref()
-		tx.finish(c.srv, nil)
+		tx.finish(c.ln.srv, nil)
 	case 1:
 		m := makeMessage(p, ss.id, owned, big)
-		n := c.srv.publish(m, tx)
+		n := c.ln.srv.publish(m, tx)
 		m.unref()
 		// Acknowledged once the message is in the store for every durable
 		// session it goes to. [MQTT-4.3.2-2]
 		c.ackAfter(packet.PUBACK, p.PacketID, c.routedCode(n), tx.group(), tx.remote)
-		tx.finish(c.srv, c)
+		tx.finish(c.ln.srv, c)
 	case 2:
 		// Delivered on receipt; the id is remembered until PUBREL so a
 		// re-sent PUBLISH is acknowledged without being routed twice.
@@ -96,11 +96,11 @@ func (c *conn) handlePublish(p *packet.Publish, owned bool, big *bigBuf, t *tall
 		code := packet.Success
 		if !dup {
 			m := makeMessage(p, ss.id, owned, big)
-			code = c.routedCode(c.srv.publish(m, tx))
+			code = c.routedCode(c.ln.srv.publish(m, tx))
 			m.unref()
 		}
 		c.ackAfter(packet.PUBREC, p.PacketID, code, tx.group(), tx.remote)
-		tx.finish(c.srv, c)
+		tx.finish(c.ln.srv, c)
 	}
 	if t != nil {
 		t.addSent(&tx.sent)
@@ -115,8 +115,8 @@ func (c *conn) handlePublish(p *packet.Publish, owned bool, big *bigBuf, t *tall
 
 // denyPublish answers a PUBLISH the client may not send.
 func (c *conn) denyPublish(p *packet.Publish) {
-	c.srv.stats.deniedPublish.Add(1)
-	c.srv.log.Debug("publish denied", "client", c.clientID(), "topic", p.Topic)
+	c.ln.srv.stats.deniedPublish.Add(1)
+	c.ln.srv.log.Debug("publish denied", "client", c.clientID(), "topic", p.Topic)
 	c.refusePublish(p, packet.NotAuthorized)
 }
 
@@ -137,9 +137,9 @@ func (c *conn) refusePublish(p *packet.Publish, code packet.ReasonCode) {
 	}
 	// The PUBREL that follows needs its PUBCOMP.
 	tx := txPool.Get().(*routeTx)
-	c.sess.Load().receivedQoS2(p.PacketID, c.srv.opts.ReceiveMaximum, tx)
+	c.sess.Load().receivedQoS2(p.PacketID, c.ln.srv.opts.ReceiveMaximum, tx)
 	c.ack(packet.PUBREC, p.PacketID, packet.Success, tx.group())
-	tx.finish(c.srv, c)
+	tx.finish(c.ln.srv, c)
 	putTx(tx)
 }
 
@@ -176,8 +176,8 @@ func (c *conn) resolveAlias(p *packet.Publish) error {
 		return nil
 	}
 	a := p.Props.TopicAlias
-	if a == 0 || int(a) > c.srv.opts.TopicAliasMaximum {
-		return violation(packet.TopicAliasInvalid, "topic alias %d outside 1..%d", a, c.srv.opts.TopicAliasMaximum)
+	if a == 0 || int(a) > c.ln.srv.opts.TopicAliasMaximum {
+		return violation(packet.TopicAliasInvalid, "topic alias %d outside 1..%d", a, c.ln.srv.opts.TopicAliasMaximum)
 	}
 	if p.Topic == "" {
 		var t string
@@ -205,7 +205,7 @@ func (c *conn) handleAck(a *packet.Ack) error {
 	switch a.Kind {
 	case packet.PUBACK, packet.PUBCOMP:
 		if !ss.acked(a.Kind, a.PacketID, a.Code) {
-			c.srv.log.Debug("acknowledgement for a packet id not in flight", "client", c.clientID(),
+			c.ln.srv.log.Debug("acknowledgement for a packet id not in flight", "client", c.clientID(),
 				"type", a.Kind.String(), "packet_id", a.PacketID)
 		}
 	case packet.PUBREC:
@@ -220,7 +220,7 @@ func (c *conn) handleAck(a *packet.Ack) error {
 			code = packet.PacketIdentifierNotFound
 		}
 		c.ack(packet.PUBCOMP, a.PacketID, code, tx.group()) // [MQTT-4.3.3-2]
-		tx.finish(c.srv, c)
+		tx.finish(c.ln.srv, c)
 		putTx(tx)
 	}
 	return nil

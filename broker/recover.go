@@ -81,7 +81,7 @@ func (s *Server) recover() error {
 // that expired while the broker was down, and a will to publish now.
 func (s *Server) recoverSession(clientID string, r *sessionRecord, now time.Time) (*session, *message, error) {
 	ss := &session{id: s.nextSessionID.Add(1), clientID: clientID, srv: s, nextSeq: 1, expiry: r.expiry,
-		limits: s.limitsFor(clientID)}
+		aside: s.asideFor(clientID)}
 	ss.persisted, ss.durableState = true, &durableState{uid: r.uid}
 	if r.user != nil {
 		r.user.ClientID = clientID
@@ -95,7 +95,7 @@ func (s *Server) recoverSession(clientID string, r *sessionRecord, now time.Time
 	if ss.expiry != expiryNever {
 		ss.awayLocked().expireAt = offline.Add(time.Duration(ss.expiry) * time.Second)
 	}
-	if a := ss.away; a != nil && !now.Before(a.expireAt) {
+	if a := ss.x().away; a != nil && !now.Before(a.expireAt) {
 		// Expired while the broker was down: it ends, and its will goes.
 		s.stats.sessionExpired.Add(1)
 		s.committer.dropSession(clientID, ss.queueName(), ss.inboundName())

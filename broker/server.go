@@ -330,7 +330,7 @@ func (s *Server) openListener(lc ListenerConfig) (net.Listener, error) {
 // Open implements listener.Handler: a connection arrived.
 func (ls *listenerState) Open(nc listener.Conn) listener.Endpoint {
 	s := ls.srv
-	c := &conn{srv: s, nc: nc, ln: ls}
+	c := &conn{nc: nc, ln: ls}
 	s.stats.accepted.Add(1)
 	now := time.Now()
 	total, here := s.connCount.Add(1), ls.conns.Add(1)

@@ -19,9 +19,6 @@ type session struct {
 	id       uint64 // unique per session object; orders sessions when deduplicating matches
 	clientID string
 	srv      *Server
-	// limits are the queue bounds of this session when they are its own
-	// (Options.SessionQueueLimits), nil for the Options' (most sessions).
-	limits *queueLimits
 
 	mu sync.Mutex
 	// conn is the connection that currently holds the session, nil while
@@ -65,29 +62,56 @@ type session struct {
 	// nextSeq numbers the session's deliveries in order.
 	nextSeq  uint64
 	inflight inflightWindow
-	// queue is made when the first delivery has to wait (queueLocked):
-	// most sessions never need one.
-	queue *messageQueue
 	// queueExpiry is the earliest expiry (unix ns) of a queued delivery, 0
 	// for none: the background sweep purges the session once it passes.
 	queueExpiry atomic.Int64
 	*durableState
-	// inboundQoS2 holds the packet ids of QoS 2 PUBLISHes received from the
-	// client and not yet released by PUBREL: a re-sent PUBLISH with one of
-	// these ids is acknowledged but not routed again. [MQTT-4.3.3-2]
-	inboundQoS2 map[uint16]struct{}
-
-	// away is what an offline session waits for; nil while connected.
-	away *awayState
-	// move is the session's part in a move between cluster nodes, nil
-	// unless it is moving (handover.go).
-	move *sessionMove
+	// aside holds what few sessions need, made on first use (asideLocked)
+	// and kept until the session ends; read it through x. Under mu.
+	aside *sessionAside
 	// gen changes whenever a connection takes the session, so a timer armed
 	// for an earlier absence does nothing.
 	gen uint64
 	// since (unix ns) is when the connection holding the session
 	// connected, or when the session went offline; for the admin API.
 	since int64
+}
+
+// sessionAside is the state most sessions never need: apart, so that a
+// session, part of every connection's cost, stays in a smaller size class.
+type sessionAside struct {
+	// limits are the queue bounds of this session when they are its own
+	// (Options.SessionQueueLimits), nil for the Options' (most sessions).
+	limits *queueLimits
+	// queue is made when the first delivery has to wait (queueLocked).
+	queue *messageQueue
+	// inboundQoS2 holds the packet ids of QoS 2 PUBLISHes received from the
+	// client and not yet released by PUBREL: a re-sent PUBLISH with one of
+	// these ids is acknowledged but not routed again. [MQTT-4.3.3-2]
+	inboundQoS2 map[uint16]struct{}
+	// away is what an offline session waits for; nil while connected.
+	away *awayState
+	// move is the session's part in a move between cluster nodes, nil
+	// unless it is moving (handover.go).
+	move *sessionMove
+}
+
+// x returns a copy of the session's aside state, zero when it has none: a
+// copy, so that writing through it does not compile (asideLocked is for
+// that). mu is held, or the session is not shared yet.
+func (ss *session) x() sessionAside {
+	if ss.aside == nil {
+		return sessionAside{}
+	}
+	return *ss.aside
+}
+
+// asideLocked returns the session's aside state, made if need be.
+func (ss *session) asideLocked() *sessionAside {
+	if ss.aside == nil {
+		ss.aside = new(sessionAside)
+	}
+	return ss.aside
 }
 
 // subscriber is what the topic index holds for one subscription: the
@@ -151,7 +175,7 @@ func (ss *session) pushLocked(d delivery, tx *routeTx) bool {
 	if ss.ended {
 		return false
 	}
-	if mv := ss.move; mv != nil { // moving, or moved, between nodes (handover.go)
+	if mv := ss.x().move; mv != nil { // moving, or moved, between nodes (handover.go)
 		if mv.done != nil {
 			ss.holdLocked(d, tx)
 			return true
@@ -202,7 +226,7 @@ func (ss *session) pushLocked(d delivery, tx *routeTx) bool {
 	}
 	d.seq = ss.nextSeq
 	ss.nextSeq++
-	if c != nil && ss.queue.len() == 0 && ss.inflight.hasRoom(int(c.window), d.seq) {
+	if c != nil && ss.x().queue.len() == 0 && ss.inflight.hasRoom(int(c.window), d.seq) {
 		d.msg.ref() // until forgetLocked
 		if ss.sendLocked(c, d) {
 			tx.sent[d.qos]++
@@ -228,13 +252,13 @@ func (ss *session) pushLocked(d delivery, tx *routeTx) bool {
 // queuedBytesLocked is the payload bytes of the deliveries queuedLocked
 // counts.
 func (ss *session) queuedBytesLocked() int64 {
-	return ss.queue.queuedBytes() + ss.storeQueuedBytesLocked()
+	return ss.x().queue.queuedBytes() + ss.storeQueuedBytesLocked()
 }
 
 // queuedLocked counts the deliveries waiting for their turn: not yet in
 // flight to the client. The queue limits apply to these.
 func (ss *session) queuedLocked() int {
-	return ss.queue.len() + ss.storeQueuedLocked()
+	return ss.x().queue.len() + ss.storeQueuedLocked()
 }
 
 // storeQueuedLocked counts the queued deliveries outside the memory queue:
@@ -258,6 +282,15 @@ func (ss *session) storeQueuedBytesLocked() int64 {
 type queueLimits struct {
 	messages int
 	bytes    int64
+}
+
+// asideFor returns a new session's aside state: only a session with queue
+// bounds of its own needs one from the start.
+func (s *Server) asideFor(clientID string) *sessionAside {
+	if l := s.limitsFor(clientID); l != nil {
+		return &sessionAside{limits: l}
+	}
+	return nil
 }
 
 // limitsFor returns clientID's own queue bounds, nil when they are the
@@ -284,7 +317,7 @@ func (s *Server) limitsFor(clientID string) *queueLimits {
 // hasQueueRoom applies the queue limits to one more delivery of size bytes.
 func (ss *session) hasQueueRoom(size int) bool {
 	maxMsgs, maxBytes := ss.srv.opts.MaxQueuedMessages, ss.srv.opts.MaxQueuedBytes
-	if l := ss.limits; l != nil {
+	if l := ss.x().limits; l != nil {
 		maxMsgs, maxBytes = l.messages, l.bytes
 	}
 	if maxMsgs > 0 && ss.queuedLocked() >= maxMsgs {
@@ -330,15 +363,15 @@ func (ss *session) drainLocked(c *conn) {
 	var now time.Time
 	var sent [3]uint32 // PUBLISHes written, by QoS, counted once (stats.go)
 	for {
-		if ss.queue.len() == 0 {
+		if ss.x().queue.len() == 0 {
 			if !ss.persisted || ss.stored == 0 || !ss.pageInLocked() {
 				break
 			}
 		}
-		if qos, seq := ss.queue.front(); qos > 0 && !ss.inflight.hasRoom(int(c.window), seq) {
+		if qos, seq := ss.x().queue.front(); qos > 0 && !ss.inflight.hasRoom(int(c.window), seq) {
 			break
 		}
-		d := ss.queue.pop(ss.acct())
+		d := ss.x().queue.pop(ss.acct())
 		if !d.msg.Expiry.IsZero() {
 			if now.IsZero() {
 				now = time.Now()
@@ -495,16 +528,16 @@ func (ss *session) acked(kind packet.Type, pid uint16, code packet.ReasonCode) b
 func (ss *session) receivedQoS2(pid uint16, max int, tx *routeTx) (dup, full bool) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	if _, ok := ss.inboundQoS2[pid]; ok {
+	if _, ok := ss.x().inboundQoS2[pid]; ok {
 		return true, false
 	}
-	if len(ss.inboundQoS2) >= max {
+	if len(ss.x().inboundQoS2) >= max {
 		return false, true
 	}
-	if ss.inboundQoS2 == nil {
-		ss.inboundQoS2 = make(map[uint16]struct{})
+	if ss.x().inboundQoS2 == nil {
+		ss.asideLocked().inboundQoS2 = make(map[uint16]struct{})
 	}
-	ss.inboundQoS2[pid] = struct{}{}
+	ss.x().inboundQoS2[pid] = struct{}{}
 	if ss.durable() {
 		tx.batch(ss.srv).PutQueue(ss.inboundName(), uint64(pid), nil)
 	}
@@ -516,7 +549,7 @@ func (ss *session) receivedQoS2(pid uint16, max int, tx *routeTx) (dup, full boo
 func (ss *session) awaitingRelease(pid uint16) bool {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	_, ok := ss.inboundQoS2[pid]
+	_, ok := ss.x().inboundQoS2[pid]
 	return ok
 }
 
@@ -526,10 +559,12 @@ func (ss *session) awaitingRelease(pid uint16) bool {
 func (ss *session) released(pid uint16, tx *routeTx) (known bool) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	_, known = ss.inboundQoS2[pid]
-	delete(ss.inboundQoS2, pid)
-	if len(ss.inboundQoS2) == 0 {
-		ss.inboundQoS2 = nil
+	_, known = ss.x().inboundQoS2[pid]
+	if known {
+		delete(ss.aside.inboundQoS2, pid)
+		if len(ss.aside.inboundQoS2) == 0 {
+			ss.aside.inboundQoS2 = nil
+		}
 	}
 	if known && ss.durable() {
 		tx.batch(ss.srv).DeleteQueue(ss.inboundName(), uint64(pid))
@@ -549,31 +584,31 @@ type awayState struct {
 
 // awayLocked returns the session's away state, made on first use.
 func (ss *session) awayLocked() *awayState {
-	if ss.away == nil {
-		ss.away = new(awayState)
+	if ss.x().away == nil {
+		ss.asideLocked().away = new(awayState)
 	}
-	return ss.away
+	return ss.x().away
 }
 
 // stopAwayLocked forgets the away state: a connection took the session
 // (which cancels a will waiting for its delay) or the session ended. It
 // returns the will that was waiting.
 func (ss *session) stopAwayLocked() *message {
-	a := ss.away
+	a := ss.x().away
 	if a == nil {
 		return nil
 	}
 	if a.timer != nil {
 		a.timer.Stop()
 	}
-	ss.away = nil
+	ss.aside.away = nil
 	return a.pendingWill
 }
 
 // armLocked sets the timer for the earlier of the pending will's delay and
 // the session's expiry, or stops it when neither is due.
 func (ss *session) armLocked(now time.Time) {
-	a := ss.away
+	a := ss.x().away
 	if a == nil {
 		return
 	}
@@ -589,7 +624,7 @@ func (ss *session) armLocked(now time.Time) {
 		next = a.expireAt
 	}
 	if next.IsZero() {
-		ss.away = nil
+		ss.aside.away = nil
 		return
 	}
 	gen := ss.gen
@@ -668,8 +703,8 @@ func (w *inflightWindow) remove(i int) {
 
 // queueLocked returns the session's queue, making it if needed.
 func (ss *session) queueLocked() *messageQueue {
-	if ss.queue == nil {
-		ss.queue = new(messageQueue)
+	if ss.x().queue == nil {
+		ss.asideLocked().queue = new(messageQueue)
 	}
-	return ss.queue
+	return ss.x().queue
 }

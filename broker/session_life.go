@@ -47,12 +47,10 @@ func (s *Server) openSession(c *conn, cp *connectParams, connack *packet.Connack
 	ss.expiry = cp.expiry
 	ss.saveLazilyLocked()
 	c.sess.Store(ss)
-	c.id.Store(&ss.clientID)
 	ss.client.Store(c.client)
 	if cp.will != nil {
 		cp.will.origin = ss.id
-		c.willDelay = cp.willDelay
-		c.will.Store(cp.will) // [MQTT-3.1.2-8]
+		c.will.Store(&armedWill{msg: cp.will, delay: cp.willDelay}) // [MQTT-3.1.2-8]
 	}
 	connack.SessionPresent = present
 	s.countConnack(packet.Success)
@@ -95,7 +93,7 @@ func (s *Server) detachLocked(ss *session) *conn {
 // newSession makes a session; one that outlives its connection is kept in
 // the store from the start.
 func (s *Server) newSession(clientID string, expiry uint32) *session {
-	ss := &session{id: s.nextSessionID.Add(1), clientID: clientID, srv: s, nextSeq: 1, limits: s.limitsFor(clientID)}
+	ss := &session{id: s.nextSessionID.Add(1), clientID: clientID, srv: s, nextSeq: 1, aside: s.asideFor(clientID)}
 	if expiry > 0 {
 		ss.persisted, ss.durableState = true, &durableState{uid: newSessionUID()}
 	}
@@ -112,7 +110,7 @@ func (s *Server) endLocked(ss *session) *message {
 	ss.gaugeLocked(-ss.storeQueuedLocked(), -ss.storeQueuedBytesLocked(), -ss.inflight.len())
 	ss.ended = true
 	ss.letAllGoLocked()
-	ss.queue.reset(ss.acct())
+	ss.x().queue.reset(ss.acct())
 	if ss.persisted {
 		s.committer.dropSession(ss.clientID, ss.queueName(), ss.inboundName())
 	}

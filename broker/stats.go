@@ -298,7 +298,7 @@ func (st *stats) shard(p unsafe.Pointer) *statShard {
 	return &st.shards[(uint64(uintptr(p))*0x9E3779B97F4A7C15)>>(64-statShardBits)]
 }
 
-func (c *conn) statShard() *statShard                { return c.srv.stats.shard(unsafe.Pointer(c)) }
+func (c *conn) statShard() *statShard                { return c.ln.srv.stats.shard(unsafe.Pointer(c)) }
 func (ss *session) statShard() *statShard            { return ss.srv.stats.shard(unsafe.Pointer(ss)) }
 func (s *Server) messageShard(m *message) *statShard { return s.stats.shard(unsafe.Pointer(m)) }
 

@@ -15,12 +15,12 @@ import (
 // sends the retained messages that the subscriptions' Retain Handling asks
 // for. [MQTT-3.8.4-1] [MQTT-3.8.4-5] [MQTT-3.9.3-1]
 func (c *conn) handleSubscribe(p *packet.Subscribe) error {
-	o := &c.srv.opts
+	o := &c.ln.srv.opts
 	if !c.rechecking {
 		if err := c.controlRate(); err != nil {
 			return err
 		}
-		if c.srv.opts.Authorizer != nil {
+		if c.ln.srv.opts.Authorizer != nil {
 			// A remote authorizer may need asking first: then the whole
 			// packet waits, so its filters are answered together, in order.
 			var ask []string
@@ -31,7 +31,7 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 						f = rest
 					}
 				}
-				if !c.srv.opts.Authorizer.Allow(c.client, auth.Subscribe, f) {
+				if !c.ln.srv.opts.Authorizer.Allow(c.client, auth.Subscribe, f) {
 					ask = append(ask, f)
 				}
 			}
@@ -84,8 +84,8 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 		c.inR.subWaits = nil
 	}
 	c.replyAfter(&packet.Suback{PacketID: p.PacketID, Codes: codes}, tx.group(), waits)
-	tx.finish(c.srv, c)
-	defer tx.finish(c.srv, nil)
+	tx.finish(c.ln.srv, c)
+	defer tx.finish(c.ln.srv, nil)
 	var recs []*retainedRec
 	now := time.Now()
 	for _, g := range retained {
@@ -94,13 +94,13 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 		// They are collected first: the retained index is not held while
 		// sessions are locked.
 		recs = recs[:0]
-		c.srv.retained.Match(g.filter, func(rec *retainedRec) bool {
+		c.ln.srv.retained.Match(g.filter, func(rec *retainedRec) bool {
 			recs = append(recs, rec)
 			return true
 		})
 		if g.checkRead {
 			// The authorizer vouches message by message. [ACL on retained]
-			recs = slices.DeleteFunc(recs, func(rec *retainedRec) bool { return !c.srv.mayRead(ss, rec.topic()) })
+			recs = slices.DeleteFunc(recs, func(rec *retainedRec) bool { return !c.ln.srv.mayRead(ss, rec.topic()) })
 		}
 		var ids []uint32
 		if g.subID != 0 {
@@ -131,7 +131,7 @@ type grantedSub struct {
 // whether retained messages are to be sent, whether each message needs the
 // authorizer's approval, and an error for what closes the connection.
 func (c *conn) subscribeOne(s *packet.Subscription, subID uint32) (code packet.ReasonCode, send, checkRead bool, err error) {
-	o := &c.srv.opts
+	o := &c.ln.srv.opts
 	filter := s.Filter
 	sub := subscriber{
 		qos:               min(s.QoS, o.maxQoS()),
@@ -171,25 +171,25 @@ func (c *conn) subscribeOne(s *packet.Subscription, subID uint32) (code packet.R
 		return packet.WildcardSubscriptionsNotSupported, false, false, nil
 	}
 	if o.Limits.topicTooBig(filter) {
-		c.srv.stats.refusedFilters.Add(1)
+		c.ln.srv.stats.refusedFilters.Add(1)
 		return packet.TopicFilterInvalid, false, false, nil
 	}
-	ok, checkEach := c.srv.maySubscribe(c.client, filter)
+	ok, checkEach := c.ln.srv.maySubscribe(c.client, filter)
 	if ok && o.Hooks.OnACLCheck != nil {
 		ok = c.aclHook(auth.Subscribe, filter)
 	}
 	if !ok {
-		c.srv.stats.deniedSubscribe.Add(1)
-		c.srv.log.Debug("subscribe denied", "client", c.clientID(), "filter", s.Filter)
+		c.ln.srv.stats.deniedSubscribe.Add(1)
+		c.ln.srv.log.Debug("subscribe denied", "client", c.clientID(), "filter", s.Filter)
 		return packet.NotAuthorized, false, false, nil
 	}
-	if c.srv.authorizing() {
+	if c.ln.srv.authorizing() {
 		c.statShard().allowed.Add(1)
 	}
 	sub.checkRead = checkEach
 	ss := c.sess.Load()
 	if max := o.Limits.MaxSubscriptions; max > 0 && int(ss.nsubs.Load()) >= max && !ss.hasSubscription(s.Filter) {
-		c.srv.stats.refusedFilters.Add(1)
+		c.ln.srv.stats.refusedFilters.Add(1)
 		return packet.QuotaExceeded, false, false, nil
 	}
 	existed, ok, wait := ss.subscribe(strings.Clone(s.Filter), shareName, strings.Clone(filter), sub)
@@ -225,7 +225,7 @@ func (c *conn) handleUnsubscribe(p *packet.Unsubscribe) error {
 	tx := txPool.Get().(*routeTx)
 	ss.save(tx)
 	c.reply(&packet.Unsuback{PacketID: p.PacketID, Codes: codes}, tx.group())
-	tx.finish(c.srv, c)
+	tx.finish(c.ln.srv, c)
 	putTx(tx)
 	return nil
 }
@@ -279,11 +279,11 @@ func (ss *session) hasSubscription(key string) bool {
 
 // controlRate bounds SUBSCRIBE and UNSUBSCRIBE floods.
 func (c *conn) controlRate() error {
-	r := c.srv.opts.Limits.ControlRate
+	r := c.ln.srv.opts.Limits.ControlRate
 	if r <= 0 || c.rateBuckets().control.take(time.Now().UnixNano(), r, max(10, r), 1) {
 		return nil
 	}
-	c.srv.stats.rateLimited.Add(1)
+	c.ln.srv.stats.rateLimited.Add(1)
 	return violation(packet.MessageRateTooHigh, "more than %g SUBSCRIBE/UNSUBSCRIBE packets per second", r)
 }
 
