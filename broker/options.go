@@ -144,6 +144,11 @@ type Options struct {
 	// NodeName names this node in a cluster, in $SYS and in the admin API.
 	// Default: the host name.
 	NodeName string
+
+	// readGrace replaces readGrace (outwait.go) when set: a test that
+	// must not take a reader starved by a busy machine for one that
+	// stopped raises it.
+	readGrace time.Duration
 }
 
 // Limits protect the broker from clients that ask too much. Zero means the

@@ -284,18 +284,31 @@ func TestQoS0ReaderPacesItsPublisher(t *testing.T) {
 		total = 8 << 20
 	}
 	n := total / size
-	srv := secStart(t, Options{}, nil)
+	// A reader kept off the processor for readGrace by a busy machine
+	// would be taken for one that stopped: this one reads.
+	srv := secStart(t, Options{readGrace: 5 * time.Second}, nil)
 	addr := srv.Addrs()[0].String()
 	slow := secMustConnect(t, addr, connectPacket(packet.V311, "slow-reader"))
 	slow.mustSubscribe(1, 0, "pace/#")
 	pub := secMustConnect(t, addr, connectPacket(packet.V311, "pacer"))
 	before := counters(srv)
 
-	// The reader takes a break after every 16 messages (128 KiB): at most
-	// about 128 MB/s, slower than the broker can route an unpaced stream.
+	// The reader stops after its first message until the publisher has
+	// been held back, so that it is outrun however fast the machine runs
+	// (a reader paced by the clock alone was not, under -race on a busy
+	// CI machine); then it takes a break after every 16 messages.
 	got := make(chan error, 1)
 	go func() {
 		for i := range n {
+			if i == 1 {
+				for deadline := time.Now().Add(wiretest.Timeout); counters(srv)["heldBack"] == before["heldBack"]; {
+					if time.Now().After(deadline) {
+						got <- fmt.Errorf("the publisher was not held back within %v of the reader stopping", wiretest.Timeout)
+						return
+					}
+					time.Sleep(time.Millisecond) // polling a counter: no event to wait on
+				}
+			}
 			p, err := slow.read(wiretest.Timeout)
 			if err != nil {
 				got <- fmt.Errorf("after %d messages: %w", i, err)

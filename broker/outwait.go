@@ -29,6 +29,14 @@ import "time"
 // publishers this pause once.
 const readGrace = 250 * time.Millisecond
 
+// readGrace is the grace in force: readGrace unless a test set another.
+func (s *Server) readGrace() time.Duration {
+	if s.opts.readGrace > 0 {
+		return s.opts.readGrace
+	}
+	return readGrace
+}
+
 // outWait is what waits for one client's output to drain: the held-back
 // publishers, each with its hold, and the driver's progress in writing to
 // the client (counted by Written, looked at by the grace timer).
@@ -80,7 +88,7 @@ func (o *conn) addOutWait(c *conn, h *hold) {
 		w = &outWait{conns: make(map[*conn]*hold)}
 		s.outWaits[o] = w
 		o.flags.Or(flagOutWaited)
-		w.timer = time.AfterFunc(readGrace, func() { s.checkReading(o, w) })
+		w.timer = time.AfterFunc(s.readGrace(), func() { s.checkReading(o, w) })
 	}
 	if w.conns[c] == h {
 		s.heldBackMu.Unlock()
@@ -124,7 +132,7 @@ func (s *Server) checkReading(o *conn, w *outWait) {
 	}
 	if w.progress != w.seen {
 		w.seen = w.progress
-		w.timer.Reset(readGrace)
+		w.timer.Reset(s.readGrace())
 		s.heldBackMu.Unlock()
 		return
 	}
