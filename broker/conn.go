@@ -38,18 +38,14 @@ type conn struct {
 	outMu sync.Mutex
 
 	in []byte // the start of a packet that has not fully arrived
-	// inBig is the pooled buffer in holds, while a big packet is assembled
-	// in a buffer of its own (bigBuffer); nil otherwise.
-	inBig *bigBuf
 	// sess is set once, at CONNECT; atomic because the path that ends a
 	// connection may run on another goroutine (timeouts, takeover).
 	sess atomic.Pointer[session]
-	// will is published when the connection ends without DISCONNECT (or
-	// with MQTT 5's DISCONNECT 0x04), after its delay.
-	will atomic.Pointer[armedWill]
-	// inR holds input state few connections need (enhanced authentication,
-	// the client's topic aliases), made on first use (inRareMake). Under mu.
-	inR *inRare
+	// inR holds the input state few connections need (a will, enhanced
+	// authentication, topic aliases, a big packet's buffer), made on first
+	// use under mu (inRareMake) and kept. Atomic because the path that ends
+	// a connection takes the will from any goroutine.
+	inR atomic.Pointer[inRare]
 	// client is who the client is, for the authenticator and authorizer.
 	client *auth.Client
 
@@ -106,8 +102,14 @@ type conn struct {
 }
 
 // inRare is the input state few connections need: apart, so that conn
-// stays in a smaller size class (224 bytes rather than 240).
+// stays in a smaller size class. Its fields are under mu, but for will.
 type inRare struct {
+	// will is published when the connection ends without DISCONNECT (or
+	// with MQTT 5's DISCONNECT 0x04), after its delay.
+	will atomic.Pointer[armedWill]
+	// big is the pooled buffer conn.in holds while a big packet is
+	// assembled in a buffer of its own (bigBuffer); nil otherwise.
+	big *bigBuf
 	// ea is the state of MQTT 5 enhanced authentication, for the clients
 	// that use it.
 	ea *enhancedAuth
@@ -120,20 +122,40 @@ type inRare struct {
 	rates *connRates
 }
 
-// inRareMake returns c.inR, made if need be. mu is held.
+// inRareMake returns c.inR, made if need be. mu is held: only its
+// holders make it, so no two can.
 func (c *conn) inRareMake() *inRare {
-	if c.inR == nil {
-		c.inR = new(inRare)
+	r := c.inR.Load()
+	if r == nil {
+		r = new(inRare)
+		c.inR.Store(r)
 	}
-	return c.inR
+	return r
 }
 
 // eaState is the enhanced authentication state, nil for none. mu is held.
 func (c *conn) eaState() *enhancedAuth {
-	if c.inR == nil {
-		return nil
+	if r := c.inR.Load(); r != nil {
+		return r.ea
 	}
-	return c.inR.ea
+	return nil
+}
+
+// inBig returns the pooled buffer c.in is, for a big packet. mu is held.
+func (c *conn) inBig() *bigBuf {
+	if r := c.inR.Load(); r != nil {
+		return r.big
+	}
+	return nil
+}
+
+// setInBig records the pooled buffer c.in now is, or none. mu is held.
+func (c *conn) setInBig(bb *bigBuf) {
+	if r := c.inR.Load(); r != nil {
+		r.big = bb
+	} else if bb != nil {
+		c.inRareMake().big = bb
+	}
 }
 
 type connState uint8
@@ -282,8 +304,10 @@ func (c *conn) finish() {
 	var will *message
 	var delay uint32
 	if c.flags.Or(flagWillDone)&flagWillDone == 0 {
-		if w := c.will.Swap(nil); w != nil {
-			will, delay = w.msg, w.delay
+		if r := c.inR.Load(); r != nil {
+			if w := r.will.Swap(nil); w != nil {
+				will, delay = w.msg, w.delay
+			}
 		}
 	}
 	c.ln.srv.release(c, will, delay)
@@ -331,7 +355,8 @@ func (c *conn) Closed(err error) {
 	}
 	if c.in != nil {
 		bufpool.Put(c.in)
-		c.in, c.inBig = nil, nil
+		c.in = nil
+		c.setInBig(nil)
 	}
 	c.outMu.Lock()
 	c.outClosed = true

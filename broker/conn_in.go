@@ -60,8 +60,9 @@ func (c *conn) consume(b []byte, read int) {
 		c.in = append(c.in, b[:take]...)
 		b = b[take:]
 		if len(c.in) == total {
-			own, big := c.in, c.inBig
-			c.in, c.inBig = nil, nil
+			own, big := c.in, c.inBig()
+			c.in = nil
+			c.setInBig(nil)
 			if big != nil && &big.b[0] != &own[0] {
 				big = nil // not the buffer it was made for: not recycled
 			}
@@ -77,14 +78,17 @@ func (c *conn) consume(b []byte, read int) {
 		rest, more = c.parse(dec, b, false, nil, &t)
 		parsed = parsed || more
 		if len(rest) > 0 && !c.isClosing() {
-			if c.in, c.inBig = bigBuffer(rest, c.ln.srv.opts.MaxPacketSize); c.in == nil {
+			var bb *bigBuf
+			if c.in, bb = bigBuffer(rest, c.ln.srv.opts.MaxPacketSize); c.in == nil {
 				c.in = append(bufpool.Get(len(rest)), rest...)
 			}
+			c.setInBig(bb)
 		}
 	case total > 0:
 		// Still assembling the big packet: b went into it.
 	default:
-		c.in, c.inBig = append(c.in, b...), nil
+		c.in = append(c.in, b...)
+		c.setInBig(nil)
 		var more bool
 		rest, more = c.parse(dec, c.in, false, nil, &t)
 		parsed = parsed || more
@@ -93,7 +97,8 @@ func (c *conn) consume(b []byte, read int) {
 			c.in = nil
 		} else if big, bb := bigBuffer(rest, c.ln.srv.opts.MaxPacketSize); big != nil {
 			bufpool.Put(c.in)
-			c.in, c.inBig = big, bb
+			c.in = big
+			c.setInBig(bb)
 		} else {
 			n := copy(c.in, rest)
 			c.in = c.in[:n]
@@ -338,7 +343,9 @@ func (c *conn) handleDisconnect(p *packet.Disconnect) error {
 		}
 	}
 	// A normal DISCONNECT discards the will. [MQTT-3.1.2-10] [MQTT-3.14.4-3]
-	c.will.Store(nil)
+	if r := c.inR.Load(); r != nil {
+		r.will.Store(nil)
+	}
 	c.noteClose(closeClientDisconnect, p.Code, "", nil)
 	c.shutdown()
 	return nil

@@ -270,8 +270,9 @@ func (ss *session) releasedLocked(g uint64, err error) {
 		if err != nil {
 			continue
 		}
-		for i := range ss.inflight.items {
-			if f := &ss.inflight.items[i]; f.seq == r.seq {
+		items := ss.inflight.all()
+		for i := range items {
+			if f := &items[i]; f.seq == r.seq {
 				f.released = true
 				f.msg.unref()
 				f.msg = releasedMessage

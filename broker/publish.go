@@ -182,8 +182,8 @@ func (c *conn) resolveAlias(p *packet.Publish) error {
 	if p.Topic == "" {
 		var t string
 		ok := false
-		if c.inR != nil {
-			t, ok = c.inR.aliases[a]
+		if r := c.inR.Load(); r != nil {
+			t, ok = r.aliases[a]
 		}
 		if !ok {
 			return violation(packet.ProtocolError, "topic alias %d was never set", a)

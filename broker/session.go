@@ -60,8 +60,11 @@ type session struct {
 	subs map[string]subscriber
 
 	// nextSeq numbers the session's deliveries in order.
-	nextSeq  uint64
-	inflight inflightWindow
+	nextSeq uint64
+	// inflight is made at the first delivery with QoS 1 or 2: a pointer,
+	// so that a session that never has one (most idle ones) spares the
+	// slice. Nil answers len, hasRoom and find.
+	inflight *inflightWindow
 	// queueExpiry is the earliest expiry (unix ns) of a queued delivery, 0
 	// for none: the background sweep purges the session once it passes.
 	queueExpiry atomic.Int64
@@ -423,7 +426,7 @@ func (ss *session) resumeLocked(c *conn) {
 		ss.gaugeLocked(0, 0, -over)
 	}
 	var sent [3]uint32
-	for i := 0; i < len(ss.inflight.items); {
+	for i := 0; i < ss.inflight.len(); {
 		f := &ss.inflight.items[i]
 		if f.released {
 			c.writeAck(packet.PUBREL, pidOf(f.seq), packet.Success)
@@ -633,6 +636,9 @@ func (ss *session) armLocked(now time.Time) {
 
 // pushInflightLocked records d in flight, and counts it (stats.go).
 func (ss *session) pushInflightLocked(d delivery) {
+	if ss.inflight == nil {
+		ss.inflight = new(inflightWindow)
+	}
 	ss.inflight.push(d)
 	ss.gaugeLocked(0, 0, 1)
 }
@@ -655,15 +661,28 @@ type inflight struct {
 	delivery // msg is dropped once PUBREC released it
 }
 
-func (w *inflightWindow) len() int { return len(w.items) }
+func (w *inflightWindow) len() int {
+	if w == nil {
+		return 0
+	}
+	return len(w.items)
+}
+
+// all returns the deliveries in flight, in order.
+func (w *inflightWindow) all() []inflight {
+	if w == nil {
+		return nil
+	}
+	return w.items
+}
 
 // hasRoom reports whether the delivery with sequence number seq may be sent
 // within max and without reusing a packet id still in flight.
 func (w *inflightWindow) hasRoom(max int, seq uint64) bool {
-	if len(w.items) >= max {
+	if w.len() >= max {
 		return false
 	}
-	return len(w.items) == 0 || seq-w.items[0].seq < 65535
+	return w.len() == 0 || seq-w.items[0].seq < 65535
 }
 
 // push records d in flight.
@@ -675,6 +694,9 @@ func (w *inflightWindow) push(d delivery) {
 // Acknowledgements usually arrive in order, so the search from the front
 // usually stops at once.
 func (w *inflightWindow) find(pid uint16) int {
+	if w == nil {
+		return -1
+	}
 	for i := range w.items {
 		if pidOf(w.items[i].seq) == pid {
 			return i

@@ -50,7 +50,7 @@ func (s *Server) openSession(c *conn, cp *connectParams, connack *packet.Connack
 	ss.client.Store(c.client)
 	if cp.will != nil {
 		cp.will.origin = ss.id
-		c.will.Store(&armedWill{msg: cp.will, delay: cp.willDelay}) // [MQTT-3.1.2-8]
+		c.inRareMake().will.Store(&armedWill{msg: cp.will, delay: cp.willDelay}) // [MQTT-3.1.2-8]
 	}
 	connack.SessionPresent = present
 	s.countConnack(packet.Success)

@@ -79,9 +79,9 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 	ss.save(tx)
 	// In a cluster, every node has the new filters before SUBACK says so.
 	var waits []*Pending
-	if c.inR != nil {
-		waits = c.inR.subWaits
-		c.inR.subWaits = nil
+	if r := c.inR.Load(); r != nil {
+		waits = r.subWaits
+		r.subWaits = nil
 	}
 	c.replyAfter(&packet.Suback{PacketID: p.PacketID, Codes: codes}, tx.group(), waits)
 	tx.finish(c.ln.srv, c)
