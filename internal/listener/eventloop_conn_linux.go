@@ -497,9 +497,10 @@ type econn struct {
 	l  *loop
 	ep Endpoint
 
-	// remote is kept; the local address is asked for when wanted (rarely):
-	// an idle connection's every byte counts.
-	remote netip.AddrPort
+	// The remote address is kept (a peer's fields, flat so that they pack
+	// with the small fields below); the local address is asked for when
+	// wanted (rarely): an idle connection's every byte counts.
+	ip [16]byte
 
 	out      []byte        // output taken from the endpoint, written up to off
 	deadline time.Duration // of the current close phase, on the loop clock
@@ -511,6 +512,8 @@ type econn struct {
 	// flags holds cFlushQueued (on the loop's flush queue), cCloseReq
 	// (Close was called) and cGone (finalized: Flush and Close do nothing).
 	flags atomic.Uint32
+	scope uint32
+	port  uint16
 
 	phase      phase
 	outWatched bool // EPOLLOUT is watched: c.out has an unwritten remainder
@@ -563,7 +566,11 @@ func (c *econn) Resume() {
 	c.l.push(loopOp{kind: opResume, c: c})
 }
 
-func (c *econn) RemoteAddr() net.Addr { return net.TCPAddrFromAddrPort(c.remote) }
+// RemoteAddr implements Conn. It is decoded at each call, which is rare
+// (logs, authentication), from the raw form that an idle connection keeps.
+func (c *econn) RemoteAddr() net.Addr {
+	return net.TCPAddrFromAddrPort(netip.AddrPortFrom(addr6(c.ip, c.scope), c.port))
+}
 
 // LocalAddr implements Conn: the listener's address, or when it listens on
 // a wildcard address, the one the connection came to.
