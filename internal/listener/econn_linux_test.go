@@ -48,3 +48,14 @@ func TestRemoteAddrRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// An econn is most of what the driver keeps per idle connection (besides
+// its 8 bytes in the fdTable), and the allocator rounds it up to a size
+// class: growing past this one costs every idle connection 16 bytes more.
+// Fields that are added must find room (or another one leave).
+func TestEconnSizeClass(t *testing.T) {
+	const sizeClass = 96
+	if got := unsafe.Sizeof(econn{}); got > sizeClass {
+		t.Errorf("econn is %d bytes, past the %d-byte size class", got, sizeClass)
+	}
+}

@@ -401,8 +401,9 @@ func (l *loop) startClose(c *econn) {
 	c.phase = phaseClosing
 	c.readPaused = false // the drain reads (continueClose watches input)
 	c.set(cCloseReq)     // also when Driver.Close asked: Closed(nil), and Close is a no-op
-	c.deadline = l.d.now() + l.d.opts.CloseTimeout
-	l.closingQ.push(c, c.deadline)
+	now := l.d.now()
+	c.closeBy = msCeil(now + min(l.d.opts.CloseTimeout, maxCloseBy))
+	l.closingQ.push(c, now+l.d.opts.CloseTimeout)
 	l.continueClose(c)
 }
 
@@ -411,7 +412,7 @@ func (l *loop) startClose(c *econn) {
 func (l *loop) continueClose(c *econn) {
 	for {
 		if c.out == nil {
-			if l.d.now() > c.deadline {
+			if int32(msFloor(l.d.now())-c.closeBy) >= 0 {
 				l.finalize(c, nil) // an endpoint that keeps producing
 				return
 			}
@@ -439,9 +440,19 @@ func (l *loop) continueClose(c *econn) {
 	c.phase = phaseDraining
 	c.outWatched = false
 	l.watch(c)
-	c.deadline = l.d.now() + l.d.opts.DrainTimeout
-	l.drainQ.push(c, c.deadline)
+	l.drainQ.push(c, l.d.now()+l.d.opts.DrainTimeout)
 }
+
+// maxCloseBy bounds the CloseTimeout that econn.closeBy holds: a wrapping
+// compare is right while the two times are less than 2^31 ms (24 days)
+// apart, and half that leaves a margin. A longer CloseTimeout still holds
+// through the closing queue's exact deadline, which expire enforces.
+const maxCloseBy = (1<<31 - 1) * time.Millisecond / 2
+
+// msFloor and msCeil are a time on the loop clock in whole milliseconds,
+// rounded down and up, wrapping every 49 days (econn.closeBy).
+func msFloor(t time.Duration) uint32 { return uint32(t / time.Millisecond) }
+func msCeil(t time.Duration) uint32  { return msFloor(t + time.Millisecond - 1) }
 
 // finalize closes c's socket and calls Closed. The descriptor leaves the
 // table before it is closed, so a new connection reusing the number cannot be
@@ -490,8 +501,8 @@ const (
 	phaseClosed
 )
 
-// econn is one connection of the event-loop driver: about 200 bytes while
-// idle. The atomics are for Flush and Close from any goroutine; everything
+// econn is one connection of the event-loop driver, and all it keeps of an
+// idle one besides its fdTable entry. The atomics are for Flush and Close from any goroutine; everything
 // else belongs to the loop goroutine.
 type econn struct {
 	l  *loop
@@ -502,18 +513,24 @@ type econn struct {
 	// wanted (rarely): an idle connection's every byte counts.
 	ip [16]byte
 
-	out      []byte        // output taken from the endpoint, written up to off
-	deadline time.Duration // of the current close phase, on the loop clock
+	out []byte // output taken from the endpoint, written up to off
 
-	// The small fields sit together, so that an econn fits 112 bytes.
+	// The small fields sit together, so that an econn fits 96 bytes
+	// (TestEconnSizeClass).
 	fd     int32
 	off    int32
 	events uint32
 	// flags holds cFlushQueued (on the loop's flush queue), cCloseReq
 	// (Close was called) and cGone (finalized: Flush and Close do nothing).
 	flags atomic.Uint32
-	scope uint32
-	port  uint16
+	// closeBy is the final flush's deadline (startClose), in milliseconds
+	// on the loop clock, compared as wrapping: half a time.Duration. It
+	// stops a continueClose that an endpoint keeps feeding while the
+	// socket takes it all; the closing queue holds the exact deadline,
+	// for the rest.
+	closeBy uint32
+	scope   uint32 // the remote address's rest (peer)
+	port    uint16
 
 	phase      phase
 	outWatched bool // EPOLLOUT is watched: c.out has an unwritten remainder
