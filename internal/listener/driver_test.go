@@ -473,6 +473,35 @@ func TestCloseTimeoutBoundsAStuckPeer(t *testing.T) {
 	})
 }
 
+// An endpoint that has more output at every Output call cannot hold Close
+// beyond CloseTimeout either, with a peer that reads it all; nor is it cut
+// off before.
+func TestCloseTimeoutBoundsEndlessOutput(t *testing.T) {
+	forEachDriver(t, func(t *testing.T, dk driverKind) {
+		h := newTestHandler(t)
+		h.onOutput = func(e *testEndpoint) {
+			e.mu.Lock()
+			if e.out == nil {
+				e.out = make([]byte, 1024)
+			}
+			e.mu.Unlock()
+		}
+		const timeout = 100 * time.Millisecond
+		s := startServer(t, dk, h, Options{CloseTimeout: timeout, DrainTimeout: timeout})
+		c := dial(t, s.addr)
+		go io.Copy(io.Discard, c)
+		e := receive(t, h.opened, "Open")
+		start := time.Now()
+		e.conn.Close()
+		if err := closedWith(t, e); err != nil {
+			t.Errorf("Closed(%v), want nil", err)
+		}
+		if took := time.Since(start); took < timeout || took > timeout+time.Second {
+			t.Errorf("Close took %v with CloseTimeout %v and output without end", took, timeout)
+		}
+	})
+}
+
 // Cancelling Serve's context stops accepting; accepted connections go on.
 func TestServeStopsWhenContextIsDone(t *testing.T) {
 	forEachDriver(t, func(t *testing.T, dk driverKind) {

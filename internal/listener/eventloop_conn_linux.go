@@ -6,12 +6,14 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/netip"
 	"os"
 	"strconv"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -67,8 +69,9 @@ func (l *loop) readable(c *econn) {
 		}
 	}
 	n, err := rawRead(int(c.fd), buf)
-	c.busy = n >= busyRead
-	l.heavy = l.heavy || c.busy
+	busy := n >= busyRead
+	c.mark(sBusy, busy)
+	l.heavy = l.heavy || busy
 	// A read that filled its buffer may have left bytes in the socket,
 	// which no new event will announce to the hub.
 	l.leftover = l.leftover || n == len(buf)
@@ -101,8 +104,8 @@ func (l *loop) resume(c *econn) {
 	if c.phase != phaseOpen || c.ep.(Pauser).ReadPaused() {
 		return
 	}
-	if c.readPaused {
-		c.readPaused = false
+	if c.is(sReadPaused) {
+		c.mark(sReadPaused, false)
 		l.watch(c)
 	}
 	if p := l.data(c, nil); p != nil {
@@ -116,7 +119,7 @@ func (l *loop) resume(c *econn) {
 // after the Data just handed over.
 func (l *loop) pauseIfAsked(c *econn) {
 	if pz, ok := c.ep.(Pauser); ok && c.phase == phaseOpen && pz.ReadPaused() {
-		c.readPaused = true
+		c.mark(sReadPaused, true)
 		l.watch(c)
 	}
 }
@@ -129,7 +132,7 @@ func (l *loop) readEOF(c *econn) {
 	}
 	// Still flushing the final output, which the peer may yet read: stop
 	// watching input (level-triggered EOF would spin) and finish the flush.
-	c.inputDone = true
+	c.mark(sInputDone, true)
 	l.watch(c)
 }
 
@@ -168,9 +171,9 @@ func (l *loop) output(c *econn) (out []byte, p *PanicError) {
 				l.pieces = make(map[*econn]*pieceOut)
 			}
 			l.pieces[c] = &pieceOut{pieces: pieces, done: done}
-			c.pieces = true
+			c.mark(sPieces, true)
 			if out == nil {
-				out = bufpool.Get(0) // c.out marks that output is pending
+				out = bufpool.Get(0) // c's output marks that output is pending
 			}
 			return out, nil
 		}
@@ -192,8 +195,8 @@ func (l *loop) register(c *econn) {
 		unix.Close(int(c.fd))
 		return
 	}
-	c.events = unix.EPOLLIN | unix.EPOLLRDHUP
-	ev := unix.EpollEvent{Events: c.events, Fd: c.fd}
+	c.mark(sEpollIn, true)
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: c.fd}
 	if err := rawEpollCtl(l.epfd, unix.EPOLL_CTL_ADD, int(c.fd), &ev); err != nil {
 		l.d.opts.Logger.Error("listener: cannot watch a connection", "err", os.NewSyscallError("epoll_ctl", err))
 		l.load.Add(-1)
@@ -236,7 +239,7 @@ func (l *loop) open(c *econn) (ep Endpoint) {
 func (l *loop) flush(c *econn) {
 	fresh := false
 	for {
-		if c.out == nil {
+		if !c.hasOut() {
 			if fresh {
 				break
 			}
@@ -249,27 +252,27 @@ func (l *loop) flush(c *econn) {
 			if out == nil {
 				break
 			}
-			c.out, c.off = out, 0
+			c.setOut(out)
 		}
 		if !l.writeOut(c) {
 			return
 		}
 	}
-	if c.outWatched {
-		c.outWatched = false
+	if c.is(sOutWatched) {
+		c.mark(sOutWatched, false)
 		l.watch(c)
 	}
 }
 
-// writeOut writes c.out from c.off. It reports true when all of it went
-// out; false when the socket is full (EPOLLOUT is then watched) or the
+// writeOut writes c's output from c.off. It reports true when all of it
+// went out; false when the socket is full (EPOLLOUT is then watched) or the
 // connection was finalized.
 func (l *loop) writeOut(c *econn) bool {
-	if c.pieces {
+	if c.is(sPieces) {
 		return l.writePieces(c)
 	}
-	for int(c.off) < len(c.out) {
-		n, err := rawWrite(int(c.fd), c.out[c.off:])
+	for c.off < c.outLen {
+		n, err := rawWrite(int(c.fd), c.out()[c.off:])
 		l.writes.Add(1)
 		if n > 0 {
 			c.off += int32(n)
@@ -281,8 +284,7 @@ func (l *loop) writeOut(c *econn) bool {
 			return false
 		}
 	}
-	bufpool.Put(c.out)
-	c.out, c.off = nil, 0
+	c.dropOut()
 	return true
 }
 
@@ -338,8 +340,7 @@ func (l *loop) writePieces(c *econn) bool {
 		}
 	}
 	l.endPieces(c)
-	bufpool.Put(c.out)
-	c.out, c.off = nil, 0
+	c.dropOut()
 	return true
 }
 
@@ -348,8 +349,8 @@ func (l *loop) writePieces(c *econn) bool {
 func (l *loop) writeStopped(c *econn, err error, call string) bool {
 	switch {
 	case err == unix.EAGAIN:
-		if !c.outWatched {
-			c.outWatched = true
+		if !c.is(sOutWatched) {
+			c.mark(sOutWatched, true)
 			l.watch(c)
 		}
 		return true
@@ -364,7 +365,7 @@ func (l *loop) writeStopped(c *econn, err error, call string) bool {
 func (l *loop) endPieces(c *econn) {
 	v := l.pieces[c]
 	delete(l.pieces, c)
-	c.pieces = false
+	c.mark(sPieces, false)
 	defer func() {
 		if r := recover(); r != nil {
 			recovered(l.d.opts.Logger, "OutputPieces done", c.RemoteAddr(), r)
@@ -375,17 +376,24 @@ func (l *loop) endPieces(c *econn) {
 
 // watch updates c's epoll interest to its phase and pending output.
 func (l *loop) watch(c *econn) {
-	var events uint32
-	if !c.inputDone && !c.readPaused {
-		events = unix.EPOLLIN | unix.EPOLLRDHUP
+	var want connState
+	if !c.is(sInputDone | sReadPaused) {
+		want = sEpollIn
 	}
-	if c.outWatched {
-		events |= unix.EPOLLOUT
+	if c.is(sOutWatched) {
+		want |= sEpollOut
 	}
-	if events == c.events {
+	if want == c.state&(sEpollIn|sEpollOut) {
 		return
 	}
-	c.events = events
+	c.state = c.state&^(sEpollIn|sEpollOut) | want
+	var events uint32
+	if want&sEpollIn != 0 {
+		events = unix.EPOLLIN | unix.EPOLLRDHUP
+	}
+	if want&sEpollOut != 0 {
+		events |= unix.EPOLLOUT
+	}
 	ev := unix.EpollEvent{Events: events, Fd: c.fd}
 	if err := rawEpollCtl(l.epfd, unix.EPOLL_CTL_MOD, int(c.fd), &ev); err != nil {
 		l.finalize(c, os.NewSyscallError("epoll_ctl", err))
@@ -399,10 +407,11 @@ func (l *loop) startClose(c *econn) {
 		return
 	}
 	c.phase = phaseClosing
-	c.readPaused = false // the drain reads (continueClose watches input)
-	c.set(cCloseReq)     // also when Driver.Close asked: Closed(nil), and Close is a no-op
-	c.deadline = l.d.now() + l.d.opts.CloseTimeout
-	l.closingQ.push(c, c.deadline)
+	c.mark(sReadPaused, false) // the drain reads (continueClose watches input)
+	c.set(cCloseReq)           // also when Driver.Close asked: Closed(nil), and Close is a no-op
+	now := l.d.now()
+	c.closeBy = msCeil(now + min(l.d.opts.CloseTimeout, maxCloseBy))
+	l.closingQ.push(c, now+l.d.opts.CloseTimeout)
 	l.continueClose(c)
 }
 
@@ -410,8 +419,8 @@ func (l *loop) startClose(c *econn) {
 // write side and starts the drain. It resumes on EPOLLOUT.
 func (l *loop) continueClose(c *econn) {
 	for {
-		if c.out == nil {
-			if l.d.now() > c.deadline {
+		if !c.hasOut() {
+			if int32(msFloor(l.d.now())-c.closeBy) >= 0 {
 				l.finalize(c, nil) // an endpoint that keeps producing
 				return
 			}
@@ -423,13 +432,13 @@ func (l *loop) continueClose(c *econn) {
 			if out == nil {
 				break
 			}
-			c.out, c.off = out, 0
+			c.setOut(out)
 		}
 		if !l.writeOut(c) {
 			return
 		}
 	}
-	if c.inputDone {
+	if c.is(sInputDone) {
 		// The peer already closed its side and has all our bytes in its
 		// receive queue: nothing to drain.
 		l.finalize(c, nil)
@@ -437,11 +446,21 @@ func (l *loop) continueClose(c *econn) {
 	}
 	unix.Shutdown(int(c.fd), unix.SHUT_WR)
 	c.phase = phaseDraining
-	c.outWatched = false
+	c.mark(sOutWatched, false)
 	l.watch(c)
-	c.deadline = l.d.now() + l.d.opts.DrainTimeout
-	l.drainQ.push(c, c.deadline)
+	l.drainQ.push(c, l.d.now()+l.d.opts.DrainTimeout)
 }
+
+// maxCloseBy bounds the CloseTimeout that econn.closeBy holds: a wrapping
+// compare is right while the two times are less than 2^31 ms (24 days)
+// apart, and half that leaves a margin. A longer CloseTimeout still holds
+// through the closing queue's exact deadline, which expire enforces.
+const maxCloseBy = (1<<31 - 1) * time.Millisecond / 2
+
+// msFloor and msCeil are a time on the loop clock in whole milliseconds,
+// rounded down and up, wrapping every 49 days (econn.closeBy).
+func msFloor(t time.Duration) uint32 { return uint32(t / time.Millisecond) }
+func msCeil(t time.Duration) uint32  { return msFloor(t + time.Millisecond - 1) }
 
 // finalize closes c's socket and calls Closed. The descriptor leaves the
 // table before it is closed, so a new connection reusing the number cannot be
@@ -455,12 +474,11 @@ func (l *loop) finalize(c *econn, err error) {
 	l.d.fds.clear(c)
 	l.nconns--
 	unix.Close(int(c.fd)) // also leaves the epoll set: the descriptor is never duplicated
-	if c.pieces {
+	if c.is(sPieces) {
 		l.endPieces(c)
 	}
-	if c.out != nil {
-		bufpool.Put(c.out)
-		c.out = nil
+	if c.hasOut() {
+		c.dropOut()
 	}
 	l.load.Add(-1)
 	if c.has(cCloseReq) {
@@ -490,36 +508,88 @@ const (
 	phaseClosed
 )
 
-// econn is one connection of the event-loop driver: about 200 bytes while
-// idle. The atomics are for Flush and Close from any goroutine; everything
-// else belongs to the loop goroutine.
+// econn is one connection of the event-loop driver, and all it keeps of an
+// idle one besides its fdTable entry. The atomics are for Flush and Close
+// from any goroutine; everything else belongs to the loop goroutine.
 type econn struct {
 	l  *loop
 	ep Endpoint
 
-	// remote is kept; the local address is asked for when wanted (rarely):
-	// an idle connection's every byte counts.
-	remote netip.AddrPort
+	// The remote address is kept (a peer's fields, flat so that they pack
+	// with the small fields below); the local address is asked for when
+	// wanted (rarely): an idle connection's every byte counts.
+	ip [16]byte
 
-	out      []byte        // output taken from the endpoint, written up to off
-	deadline time.Duration // of the current close phase, on the loop clock
+	// outp, outLen and outCap are the output taken from the endpoint, a
+	// slice in 16 bytes where its header takes 24 (c.out()); off is how
+	// much of it is written. Like off, they hold lengths below 2 GiB.
+	outp   *byte
+	outLen int32
+	outCap int32
 
-	// The small fields sit together, so that an econn fits 112 bytes.
-	fd     int32
-	off    int32
-	events uint32
+	// The small fields sit together, so that an econn fits 80 bytes
+	// (TestEconnSizeClass).
+	fd  int32
+	off int32
 	// flags holds cFlushQueued (on the loop's flush queue), cCloseReq
 	// (Close was called) and cGone (finalized: Flush and Close do nothing).
 	flags atomic.Uint32
+	// closeBy is the final flush's deadline (startClose), in milliseconds
+	// on the loop clock, compared as wrapping: half a time.Duration. It
+	// stops a continueClose that an endpoint keeps feeding while the
+	// socket takes it all; the closing queue holds the exact deadline,
+	// for the rest.
+	closeBy uint32
+	scope   uint32 // the remote address's rest (peer)
+	port    uint16
+	phase   phase
+	state   connState
+}
 
-	phase      phase
-	outWatched bool // EPOLLOUT is watched: c.out has an unwritten remainder
-	inputDone  bool // the peer's EOF arrived while closing
-	pieces     bool // c.out is written as l.pieces[c] (borrowed memory)
-	readPaused bool // the endpoint (a Pauser) asked for no more input for now
-	// busy: its last read was busyRead or more (a heavy sender), so a
+// connState holds an econn's flags that only its loop reads and sets, in
+// one byte where bools took one each.
+type connState uint8
+
+const (
+	sEpollIn    connState = 1 << iota // the descriptor is registered for EPOLLIN|EPOLLRDHUP
+	sEpollOut                         // and for EPOLLOUT
+	sOutWatched                       // EPOLLOUT is wanted: c's output has an unwritten remainder
+	sInputDone                        // the peer's EOF arrived while closing
+	sPieces                           // c's output is written as l.pieces[c] (borrowed memory)
+	sReadPaused                       // the endpoint (a Pauser) asked for no more input for now
+	// sBusy: its last read was busyRead or more (a heavy sender), so a
 	// connection that just became ready goes before it (loop.serve).
-	busy bool
+	sBusy
+)
+
+// is reports whether any of the state flags s is set.
+func (c *econn) is(s connState) bool { return c.state&s != 0 }
+
+// mark sets or clears the state flag s.
+func (c *econn) mark(s connState, on bool) {
+	if on {
+		c.state |= s
+	} else {
+		c.state &^= s
+	}
+}
+
+// hasOut reports whether c holds output taken from its endpoint, written
+// or not yet.
+func (c *econn) hasOut() bool { return c.outp != nil }
+
+// out is the output c holds, as Output returned it.
+func (c *econn) out() []byte { return unsafe.Slice(c.outp, c.outCap)[:c.outLen] }
+
+// setOut makes b, non-nil, the output c holds, none of it written yet.
+func (c *econn) setOut(b []byte) {
+	c.outp, c.outLen, c.outCap, c.off = unsafe.SliceData(b), int32(len(b)), int32(min(cap(b), math.MaxInt32)), 0
+}
+
+// dropOut gives c's output back to bufpool.
+func (c *econn) dropOut() {
+	bufpool.Put(c.out())
+	c.outp, c.outLen, c.outCap, c.off = nil, 0, 0, 0
 }
 
 // econn.flags.
@@ -563,7 +633,11 @@ func (c *econn) Resume() {
 	c.l.push(loopOp{kind: opResume, c: c})
 }
 
-func (c *econn) RemoteAddr() net.Addr { return net.TCPAddrFromAddrPort(c.remote) }
+// RemoteAddr implements Conn. It is decoded at each call, which is rare
+// (logs, authentication), from the raw form that an idle connection keeps.
+func (c *econn) RemoteAddr() net.Addr {
+	return net.TCPAddrFromAddrPort(netip.AddrPortFrom(addr6(c.ip, c.scope), c.port))
+}
 
 // LocalAddr implements Conn: the listener's address, or when it listens on
 // a wildcard address, the one the connection came to.

@@ -40,8 +40,10 @@ func (l *loop) expire() {
 				break
 			}
 			q.q.pop()
-			// An entry is stale if the connection moved on.
-			if c.phase == q.phase && c.deadline == at {
+			// An entry is stale if the connection moved on. A connection
+			// enters each phase once (they only go forward), so each queue
+			// holds it once, and its phase tells.
+			if c.phase == q.phase {
 				l.finalize(c, nil)
 			}
 		}

@@ -222,7 +222,7 @@ func (d *eventLoopDriver) armAccept(op int) error {
 func (d *eventLoopDriver) acceptReady() {
 	var (
 		fds     [acceptBurst]int32
-		remotes [acceptBurst]netip.AddrPort
+		remotes [acceptBurst]peer
 		n       int
 	)
 	d.acceptMu.Lock()
@@ -256,24 +256,40 @@ func (d *eventLoopDriver) acceptReady() {
 // accept4 is unix.Accept4 without its two allocations per connection (a
 // sockaddr buffer and the decoded address), which would linger as garbage
 // among the connection's long-lived objects: the caller's buffer is
-// reused and the address decoded into a value.
-func accept4(fd int, rsa *unix.RawSockaddrAny) (int, netip.AddrPort, error) {
+// reused and the address kept raw, as a value.
+func accept4(fd int, rsa *unix.RawSockaddrAny) (int, peer, error) {
 	n := uint32(unix.SizeofSockaddrAny)
 	r, _, e := unix.RawSyscall6(unix.SYS_ACCEPT4, uintptr(fd), uintptr(unsafe.Pointer(rsa)), uintptr(unsafe.Pointer(&n)),
 		unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0, 0)
 	if e != 0 {
-		return -1, netip.AddrPort{}, e
+		return -1, peer{}, e
 	}
-	var ap netip.AddrPort
+	return int(r), peerOf(rsa), nil
+}
+
+// peerOf decodes an accepted socket's remote address.
+func peerOf(rsa *unix.RawSockaddrAny) peer {
+	var p peer
 	switch rsa.Addr.Family {
 	case unix.AF_INET:
 		a := (*unix.RawSockaddrInet4)(unsafe.Pointer(rsa))
-		ap = netip.AddrPortFrom(netip.AddrFrom4(a.Addr), binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&a.Port))[:]))
+		p.ip = netip.AddrFrom4(a.Addr).As16() // IPv4-mapped, which addr6 unmaps
+		p.port = binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&a.Port))[:])
 	case unix.AF_INET6:
 		a := (*unix.RawSockaddrInet6)(unsafe.Pointer(rsa))
-		ap = netip.AddrPortFrom(addr6(a.Addr, a.Scope_id), binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&a.Port))[:]))
+		p.ip, p.scope = a.Addr, a.Scope_id
+		p.port = binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&a.Port))[:])
 	}
-	return int(r), ap, nil
+	return p
+}
+
+// peer is a connection's remote address as the kernel gave it. An econn
+// keeps these fields, 22 bytes, where a netip.AddrPort takes 32 (its
+// zone is a pointer).
+type peer struct {
+	ip    [16]byte // IPv6, or IPv4 in its IPv4-mapped form
+	scope uint32   // the IPv6 zone (a link-local peer's interface), or 0
+	port  uint16
 }
 
 // setConnOptions sets the socket options every connection gets, once, on
@@ -294,8 +310,8 @@ func setConnOptions(fd int) {
 // hub calls it, and runs every pooled loop itself: such a loop's socket is
 // registered at once. A loop that has a goroutine of its own (or is being
 // given back by it) gets the socket through its queue.
-func (d *eventLoopDriver) dispatch(fd int, remote netip.AddrPort) {
-	c := &econn{fd: int32(fd), remote: remote}
+func (d *eventLoopDriver) dispatch(fd int, remote peer) {
+	c := &econn{fd: int32(fd), ip: remote.ip, scope: remote.scope, port: remote.port}
 	l := d.pick()
 	c.l = l
 	l.load.Add(1)

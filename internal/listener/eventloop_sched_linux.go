@@ -63,7 +63,7 @@ type loop struct {
 
 	nconns int // open connections (the driver's fds finds them)
 	// pieces holds the output of connections that lent memory
-	// (PieceWriter), being written with writev; econn.pieces marks them.
+	// (PieceWriter), being written with writev; econn's sPieces marks them.
 	pieces     map[*econn]*pieceOut
 	buf        []byte // the loop's one read buffer
 	events     []unix.EpollEvent
@@ -295,7 +295,7 @@ func (l *loop) serve(n int) {
 				continue // read once a round: more waits for the next
 			}
 			l.seen[ev.Fd] = struct{}{}
-			if c := l.conn(int(ev.Fd)); c != nil && !c.busy {
+			if c := l.conn(int(ev.Fd)); c != nil && !c.is(sBusy) {
 				work = slices.Insert(work, next, ev)
 				next++
 			} else {
@@ -315,7 +315,7 @@ func (l *loop) quietFirst(work []unix.EpollEvent) {
 	busy := l.busyEvents[:0]
 	n := 0
 	for _, ev := range work {
-		if c := l.conn(int(ev.Fd)); c != nil && c.busy {
+		if c := l.conn(int(ev.Fd)); c != nil && c.is(sBusy) {
 			busy = append(busy, ev)
 			continue
 		}
@@ -360,7 +360,7 @@ func (l *loop) runFlushes() {
 		// Clear first: a Flush from now on queues c again, and anything
 		// appended before it is taken by the Output below.
 		c.unset(cFlushQueued)
-		if c.phase == phaseOpen && !c.outWatched {
+		if c.phase == phaseOpen && !c.is(sOutWatched) {
 			l.flush(c)
 		}
 		// A conn waiting for EPOLLOUT calls Output again once its remainder
