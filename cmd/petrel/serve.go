@@ -127,6 +127,9 @@ func serve(args []string, stderr io.Writer) int {
 		defer close(done)
 		go followState(memLimit, srv, log, up, done)
 	}
+	trimDone := make(chan struct{})
+	defer close(trimDone)
+	go trimWhenIdle(log, trimDone)
 	go func() {
 		err := srv.Start()
 		if err == nil {
