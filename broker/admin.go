@@ -198,8 +198,10 @@ func (ss *session) info() (ClientInfo, bool) {
 		QueuedBytes:   ss.queuedBytesLocked(),
 		Subscriptions: len(ss.subs),
 	}
-	if ss.since != 0 {
-		in.Since = time.Unix(0, ss.since)
+	if c != nil {
+		in.Since = time.Unix(0, c.connectedAt)
+	} else if at := ss.x().since; at != 0 {
+		in.Since = time.Unix(0, at)
 	}
 	if a := ss.x().away; c == nil && a != nil {
 		in.ExpiresAt = a.expireAt

@@ -20,7 +20,7 @@ func BenchmarkClientsPage(b *testing.B) {
 			s.mu.Lock()
 			for i := range n {
 				ss := s.newSession(fmt.Sprintf("client-%07d", i), 0)
-				ss.since = time.Now().UnixNano()
+				ss.asideLocked().since = time.Now().UnixNano()
 				s.sessions[ss.clientID] = ss
 			}
 			s.mu.Unlock()

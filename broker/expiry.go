@@ -83,7 +83,7 @@ func (s *Server) sweepExpired(now time.Time) {
 // have expired. It reads without the lock: a stale answer only delays the
 // purge to the next sweep.
 func (ss *session) expiryDue(now time.Time) bool {
-	at := ss.queueExpiry.Load()
+	at := ss.x().queueExpiry.Load()
 	return at != 0 && at <= now.UnixNano() && !ss.online.Load()
 }
 
@@ -93,8 +93,8 @@ func (ss *session) noteExpiry(at time.Time) {
 		return
 	}
 	n := at.UnixNano()
-	if cur := ss.queueExpiry.Load(); cur == 0 || n < cur {
-		ss.queueExpiry.Store(n)
+	if a := ss.asideLocked(); a.queueExpiry.Load() == 0 || n < a.queueExpiry.Load() {
+		a.queueExpiry.Store(n)
 	}
 }
 
@@ -163,10 +163,10 @@ func (ss *session) purgeExpired(now time.Time) {
 		}
 	}
 	ss.noteLoadLocked()
-	if next.IsZero() {
-		ss.queueExpiry.Store(0)
-	} else {
-		ss.queueExpiry.Store(next.UnixNano())
+	if !next.IsZero() {
+		ss.asideLocked().queueExpiry.Store(next.UnixNano())
+	} else if a := ss.aside.Load(); a != nil {
+		a.queueExpiry.Store(0)
 	}
 }
 

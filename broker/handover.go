@@ -250,7 +250,7 @@ func (s *Server) armIfOffline(clientID string) {
 		return
 	}
 	now := time.Now()
-	ss.since = now.UnixNano()
+	ss.asideLocked().since = now.UnixNano()
 	ss.awayLocked().expireAt = now.Add(time.Duration(ss.expiry) * time.Second)
 	ss.armLocked(now)
 }
@@ -349,7 +349,7 @@ func (s *Server) arriving(clientID string, rec *sessionRecord) (*session, []*Pen
 		ss.client.Store(rec.user)
 	}
 	ss.asideLocked().move = &sessionMove{done: NewPending()}
-	ss.since = time.Now().UnixNano()
+	ss.asideLocked().since = time.Now().UnixNano()
 	s.sessions[clientID] = ss
 	s.admin.dir.add(ss)
 	s.mu.Unlock()
@@ -636,7 +636,7 @@ func (s *Server) prepareMove(clientID string, clean bool) []byte {
 	} else {
 		ss.gen++
 		ss.stopAwayLocked() // the client is back: a will waiting for its delay is cancelled
-		ss.since = time.Now().UnixNano()
+		ss.asideLocked().since = time.Now().UnixNano()
 		var cut map[string]uint64
 		if ss.x().move != nil {
 			cut = ss.x().move.cut // late deliveries from its last move are still dropped

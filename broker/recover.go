@@ -80,8 +80,8 @@ func (s *Server) recover() error {
 // recoverSession rebuilds one durable session. It returns nil for a session
 // that expired while the broker was down, and a will to publish now.
 func (s *Server) recoverSession(clientID string, r *sessionRecord, now time.Time) (*session, *message, error) {
-	ss := &session{id: s.nextSessionID.Add(1), clientID: clientID, srv: s, nextSeq: 1, expiry: r.expiry,
-		aside: s.asideFor(clientID)}
+	ss := &session{id: s.nextSessionID.Add(1), clientID: clientID, srv: s, nextSeq: 1, expiry: r.expiry}
+	ss.aside.Store(s.asideFor(clientID))
 	ss.persisted, ss.durableState = true, &durableState{uid: r.uid}
 	if r.user != nil {
 		r.user.ClientID = clientID
@@ -91,7 +91,7 @@ func (s *Server) recoverSession(clientID string, r *sessionRecord, now time.Time
 	if offline.IsZero() || offline.After(now) {
 		offline = now // it was connected when the broker stopped
 	}
-	ss.since = offline.UnixNano()
+	ss.asideLocked().since = offline.UnixNano()
 	if ss.expiry != expiryNever {
 		ss.awayLocked().expireAt = offline.Add(time.Duration(ss.expiry) * time.Second)
 	}

@@ -65,19 +65,14 @@ type session struct {
 	// so that a session that never has one (most idle ones) spares the
 	// slice. Nil answers len, hasRoom and find.
 	inflight *inflightWindow
-	// queueExpiry is the earliest expiry (unix ns) of a queued delivery, 0
-	// for none: the background sweep purges the session once it passes.
-	queueExpiry atomic.Int64
 	*durableState
-	// aside holds what few sessions need, made on first use (asideLocked)
-	// and kept until the session ends; read it through x. Under mu.
-	aside *sessionAside
+	// aside holds what few sessions need, made on first use under mu
+	// (asideLocked) and kept; read it through x. The pointer is atomic for
+	// the sweep's queueExpiry, read without mu.
+	aside atomic.Pointer[sessionAside]
 	// gen changes whenever a connection takes the session, so a timer armed
 	// for an earlier absence does nothing.
 	gen uint64
-	// since (unix ns) is when the connection holding the session
-	// connected, or when the session went offline; for the admin API.
-	since int64
 }
 
 // sessionAside is the state most sessions never need: apart, so that a
@@ -97,24 +92,38 @@ type sessionAside struct {
 	// move is the session's part in a move between cluster nodes, nil
 	// unless it is moving (handover.go).
 	move *sessionMove
+	// queueExpiry is the earliest expiry (unix ns) of a queued delivery, 0
+	// for none: the background sweep purges the session once it passes.
+	// Read without mu.
+	queueExpiry atomic.Int64
+	// since (unix ns) is when the session went offline, or moved to
+	// another node, for the admin API; a connected session's is its
+	// connection's connectedAt.
+	since int64
 }
 
 // x returns a copy of the session's aside state, zero when it has none: a
 // copy, so that writing through it does not compile (asideLocked is for
 // that). mu is held, or the session is not shared yet.
-func (ss *session) x() sessionAside {
-	if ss.aside == nil {
-		return sessionAside{}
+func (ss *session) x() *sessionAside {
+	if a := ss.aside.Load(); a != nil {
+		return a
 	}
-	return *ss.aside
+	return &noAside
 }
+
+// noAside stands for the aside state of a session that has none: x returns
+// it, and nothing writes to it.
+var noAside sessionAside
 
 // asideLocked returns the session's aside state, made if need be.
 func (ss *session) asideLocked() *sessionAside {
-	if ss.aside == nil {
-		ss.aside = new(sessionAside)
+	a := ss.aside.Load()
+	if a == nil {
+		a = new(sessionAside)
+		ss.aside.Store(a)
 	}
-	return ss.aside
+	return a
 }
 
 // subscriber is what the topic index holds for one subscription: the
@@ -564,9 +573,9 @@ func (ss *session) released(pid uint16, tx *routeTx) (known bool) {
 	defer ss.mu.Unlock()
 	_, known = ss.x().inboundQoS2[pid]
 	if known {
-		delete(ss.aside.inboundQoS2, pid)
-		if len(ss.aside.inboundQoS2) == 0 {
-			ss.aside.inboundQoS2 = nil
+		delete(ss.aside.Load().inboundQoS2, pid)
+		if len(ss.aside.Load().inboundQoS2) == 0 {
+			ss.aside.Load().inboundQoS2 = nil
 		}
 	}
 	if known && ss.durable() {
@@ -604,7 +613,7 @@ func (ss *session) stopAwayLocked() *message {
 	if a.timer != nil {
 		a.timer.Stop()
 	}
-	ss.aside.away = nil
+	ss.aside.Load().away = nil
 	return a.pendingWill
 }
 
@@ -627,7 +636,7 @@ func (ss *session) armLocked(now time.Time) {
 		next = a.expireAt
 	}
 	if next.IsZero() {
-		ss.aside.away = nil
+		ss.aside.Load().away = nil
 		return
 	}
 	gen := ss.gen

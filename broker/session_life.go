@@ -42,7 +42,6 @@ func (s *Server) openSession(c *conn, cp *connectParams, connack *packet.Connack
 	// A connection within the will delay cancels the pending will.
 	// [MQTT-3.1.3-9] (v5)
 	ss.gen++
-	ss.since = time.Now().UnixNano()
 	ss.stopAwayLocked()
 	ss.expiry = cp.expiry
 	ss.saveLazilyLocked()
@@ -93,7 +92,8 @@ func (s *Server) detachLocked(ss *session) *conn {
 // newSession makes a session; one that outlives its connection is kept in
 // the store from the start.
 func (s *Server) newSession(clientID string, expiry uint32) *session {
-	ss := &session{id: s.nextSessionID.Add(1), clientID: clientID, srv: s, nextSeq: 1, aside: s.asideFor(clientID)}
+	ss := &session{id: s.nextSessionID.Add(1), clientID: clientID, srv: s, nextSeq: 1}
+	ss.aside.Store(s.asideFor(clientID))
 	if expiry > 0 {
 		ss.persisted, ss.durableState = true, &durableState{uid: newSessionUID()}
 	}
@@ -150,7 +150,6 @@ func (s *Server) release(c *conn, will *message, willDelay uint32) {
 	case ss.conn == c:
 		ss.conn = nil
 		ss.online.Store(false)
-		ss.since = now.UnixNano()
 		s.online--
 		ss.letAllGoLocked() // offline, its queue limits apply instead
 		ss.noteLoadLocked()
@@ -159,6 +158,7 @@ func (s *Server) release(c *conn, will *message, willDelay uint32) {
 			publish[1] = will
 			break
 		}
+		ss.asideLocked().since = now.UnixNano() // offline from now
 		if will != nil {
 			if willDelay == 0 {
 				publish[1] = will
