@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"bytes"
 	"fmt"
 	"math/rand/v2"
 	"runtime"
@@ -81,6 +82,18 @@ func checkSessionTable(t *testing.T, tab *sessionTable, ref map[string]*session,
 		t.Fatalf("%s: all yields %d sessions; want %d", when, len(seen), len(ref))
 	}
 	size := len(tab.slots)
+	if len(tab.dist) != size {
+		t.Fatalf("%s: %d distances for %d slots", when, len(tab.dist), size)
+	}
+	for i, ss := range tab.slots {
+		if ss == nil {
+			continue
+		}
+		d := (i - tab.home(ss.clientID, size-1)) & (size - 1)
+		if want := min(d, sessionTableFar); int(tab.dist[i]) != want {
+			t.Fatalf("%s: slot %d (%q) has distance %d; want %d", when, i, ss.clientID, tab.dist[i], want)
+		}
+	}
 	switch {
 	case size == 0 && tab.n == 0:
 	case size < sessionTableMin || size&(size-1) != 0:
@@ -89,6 +102,49 @@ func checkSessionTable(t *testing.T, tab *sessionTable, ref map[string]*session,
 		t.Fatalf("%s: %d sessions in %d slots: fuller than 7/8", when, tab.n, size)
 	case size > sessionTableMin && tab.n*sessionTableShrinkDen < size:
 		t.Fatalf("%s: %d sessions in %d slots: emptier than 1/8", when, tab.n, size)
+	}
+}
+
+// TestSessionTableOneHome fills a table with client ids of one home
+// slot: a run longer than a slot's distance can say, whose far end a probe
+// must compare in full and a delete must hash.
+func TestSessionTableOneHome(t *testing.T) {
+	var tab sessionTable
+	tab.resize(400)
+	size := len(tab.slots)
+	var ids []string
+	for i := 0; len(ids) < 400; i++ {
+		if id := fmt.Sprint(i); tab.home(id, size-1) == 0 {
+			ids = append(ids, id)
+		}
+	}
+	ref := make(map[string]*session)
+	for _, id := range ids {
+		ss := &session{clientID: id}
+		tab.set(ss)
+		ref[id] = ss
+	}
+	if len(tab.slots) != size {
+		t.Fatalf("the table grew to %d slots; the test wants %d", len(tab.slots), size)
+	}
+	checkSessionTable(t, &tab, ref, "the sets")
+	if far := bytes.Count(tab.dist, []byte{sessionTableFar}); far != 400-sessionTableFar {
+		t.Fatalf("%d slots are far from home; want %d", far, 400-sessionTableFar)
+	}
+	rng := rand.New(rand.NewPCG(rand.Uint64(), 0))
+	for _, i := range rng.Perm(len(ids)) {
+		id := ids[i]
+		if rng.IntN(4) == 0 {
+			ss := &session{clientID: id}
+			tab.set(ss)
+			ref[id] = ss
+		}
+		tab.delete(id)
+		delete(ref, id)
+		if tab.get(id) != nil {
+			t.Fatalf("get(%q) after its delete found it", id)
+		}
+		checkSessionTable(t, &tab, ref, "delete "+id)
 	}
 }
 
