@@ -163,10 +163,7 @@ func (c *conn) resume(p packet.Packet) {
 // what their client may no longer read is withheld.
 func (s *Server) AuthorizationChanged() {
 	s.mu.Lock()
-	all := make([]*session, 0, len(s.sessions))
-	for _, ss := range s.sessions {
-		all = append(all, ss)
-	}
+	all := slices.AppendSeq(make([]*session, 0, s.sessions.len()), s.sessions.all())
 	s.mu.Unlock()
 	for _, ss := range all {
 		ss.reauthorize()

@@ -229,7 +229,7 @@ func (ss *session) info() (ClientInfo, bool) {
 func (s *Server) session(clientID string) *session {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.sessions[clientID]
+	return s.sessions.get(clientID)
 }
 
 // Client describes the session of clientID; false when there is none.
@@ -309,7 +309,7 @@ func (s *Server) Clients(q ClientQuery) (ClientPage, error) {
 func (s *Server) Kick(clientID string, discard bool) (ended bool, err error) {
 	const reason = "disconnected by an administrator"
 	s.mu.Lock()
-	ss := s.sessions[clientID]
+	ss := s.sessions.get(clientID)
 	if ss == nil {
 		s.mu.Unlock()
 		return false, ErrNoSession

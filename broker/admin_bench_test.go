@@ -21,7 +21,7 @@ func BenchmarkClientsPage(b *testing.B) {
 			for i := range n {
 				ss := s.newSession(fmt.Sprintf("client-%07d", i), 0)
 				ss.asideLocked().since = time.Now().UnixNano()
-				s.sessions[ss.clientID] = ss
+				s.sessions.set(ss)
 			}
 			s.mu.Unlock()
 			fill := time.Now()

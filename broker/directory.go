@@ -10,13 +10,14 @@ import (
 )
 
 // directory lists the sessions by client id, for the pages of the admin
-// API (admin.go). The session table (Server.sessions) is one map under
-// Server.mu, which every CONNECT takes: walking it for a page would hold
-// up every client connecting meanwhile, and a Go map cannot resume a walk
-// where the last page ended. The directory is the same sessions, sharded
-// by a hash of the client id, each shard sorted by client id when a page
-// reaches it after a change: a page locks one shard at a time, for as
-// long as it takes to copy that shard's pointers, and never the table.
+// API (admin.go). The session table (Server.sessions) is one hash table
+// under Server.mu, which every CONNECT takes: walking it for a page would
+// hold up every client connecting meanwhile, and a walk of it cannot
+// resume where the last page ended (its entries move as others come and
+// go). The directory is the same sessions, sharded by a hash of the
+// client id, each shard sorted by client id when a page reaches it after
+// a change: a page locks one shard at a time, for as long as it takes to
+// copy that shard's pointers, and never the table.
 //
 // It costs nothing until the first page asks for it (enableDirectory): a
 // broker nobody lists spares the memory (some 25 bytes a session). From
@@ -66,10 +67,7 @@ func (s *Server) fillDirectory() (held time.Duration) {
 	d.seed = maphash.MakeSeed()
 	start := time.Now()
 	s.mu.Lock()
-	all := make([]*session, 0, len(s.sessions))
-	for _, ss := range s.sessions {
-		all = append(all, ss)
-	}
+	all := slices.AppendSeq(make([]*session, 0, s.sessions.len()), s.sessions.all())
 	d.on.Store(true) // sessions opened from now on add themselves
 	s.mu.Unlock()
 	held = time.Since(start)

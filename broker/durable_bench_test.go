@@ -163,7 +163,7 @@ func recoverOnce(b *testing.B, dir string, sessions int) {
 	b.StopTimer()
 	after := memstat.Take()
 	srv.mu.Lock()
-	n := len(srv.sessions)
+	n := srv.sessions.len()
 	srv.mu.Unlock()
 	if n != sessions {
 		b.Fatalf("recovered %d sessions; want %d", n, sessions)

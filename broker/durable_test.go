@@ -150,7 +150,7 @@ func TestRestartKeepsSessionsQueuesAndRetained(t *testing.T) {
 func (r *restartable) storedQueues(clientID string) (queued, inbound int) {
 	r.t.Helper()
 	r.srv.mu.Lock()
-	ss := r.srv.sessions[clientID]
+	ss := r.srv.sessions.get(clientID)
 	r.srv.mu.Unlock()
 	if ss == nil {
 		r.t.Fatalf("no session %q", clientID)
@@ -187,7 +187,7 @@ func TestEndedSessionLeavesNothingInTheStore(t *testing.T) {
 	commitBarrier(t, watcher, "gone-watch")
 
 	r.srv.mu.Lock()
-	ss := r.srv.sessions["gone"]
+	ss := r.srv.sessions.get("gone")
 	r.srv.mu.Unlock()
 	queue, inbound := ss.queueName(), ss.inboundName()
 	if q, in := r.countQueue(queue), r.countQueue(inbound); q != 3 || in != 1 {
@@ -351,7 +351,7 @@ func TestExpiredMessagesLeaveTheStore(t *testing.T) {
 		r.st.LoadRetained(func(string, []byte) error { retained++; return nil })
 		r.st.LoadMessages(func(uint64, []byte) error { bodies++; return nil })
 		r.srv.mu.Lock()
-		ss := r.srv.sessions["offline"]
+		ss := r.srv.sessions.get("offline")
 		r.srv.mu.Unlock()
 		r.st.LoadQueue(ss.queueName(), 0, func(uint64, []byte) (bool, error) { queued++; return true, nil })
 		return

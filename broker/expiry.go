@@ -68,7 +68,7 @@ func (s *Server) sweepExpired(now time.Time) {
 	}
 	var due []*session
 	s.mu.Lock()
-	for _, ss := range s.sessions {
+	for ss := range s.sessions.all() {
 		if ss.expiryDue(now) {
 			due = append(due, ss)
 		}

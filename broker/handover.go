@@ -239,7 +239,7 @@ func (s *Server) afterEarlierClaims(clientID string, rev uint64) {
 // connection that closed meanwhile.
 func (s *Server) armIfOffline(clientID string) {
 	s.mu.Lock()
-	ss := s.sessions[clientID]
+	ss := s.sessions.get(clientID)
 	s.mu.Unlock()
 	if ss == nil {
 		return
@@ -328,7 +328,7 @@ func appendMoveRequest(op byte, clientID string, clean bool) []byte {
 // returns what the other nodes' learning of its subscriptions completes.
 func (s *Server) arriving(clientID string, rec *sessionRecord) (*session, []*Pending) {
 	s.mu.Lock()
-	if old := s.sessions[clientID]; old != nil {
+	if old := s.sessions.get(clientID); old != nil {
 		// A copy from when this node held it last: the other node's is
 		// newer.
 		old.mu.Lock()
@@ -350,7 +350,7 @@ func (s *Server) arriving(clientID string, rec *sessionRecord) (*session, []*Pen
 	}
 	ss.asideLocked().move = &sessionMove{done: NewPending()}
 	ss.asideLocked().since = time.Now().UnixNano()
-	s.sessions[clientID] = ss
+	s.sessions.set(ss)
 	s.admin.dir.add(ss)
 	s.mu.Unlock()
 
@@ -601,7 +601,7 @@ func (n *ClusterNode) Answer(req []byte) []byte {
 			// Its record goes too, unless a session of the same client id
 			// began here since (under s.mu: its record is written after).
 			s.mu.Lock()
-			if s.sessions[clientID] == nil {
+			if s.sessions.get(clientID) == nil {
 				s.committer.dropSession(clientID, ss.queueName(), ss.inboundName())
 			} else {
 				s.committer.dropQueues(ss.queueName(), ss.inboundName())
@@ -672,7 +672,7 @@ func (s *Server) handOver(clientID string, cuts map[string]uint64) []byte {
 	subs := ss.subs
 	ss.subs = nil
 	ss.nsubs.Store(0)
-	delete(s.sessions, clientID)
+	s.sessions.delete(clientID)
 	s.admin.dir.remove(ss)
 	ss.mu.Unlock()
 	for filter, sub := range subs {
@@ -809,11 +809,13 @@ func (s *Server) evacuate() {
 	// through first (its connection is closed, the session stays here):
 	// a session half arrived cannot be handed on.
 	s.awaitClaims()
+	// The ids first: a session handed on leaves the table (handOver),
+	// which must not change while iterated.
 	s.mu.Lock()
-	ids := make([]string, 0, len(s.sessions))
-	for id, ss := range s.sessions {
+	ids := make([]string, 0, s.sessions.len())
+	for ss := range s.sessions.all() {
 		if ss.persisted {
-			ids = append(ids, id)
+			ids = append(ids, ss.clientID)
 		}
 	}
 	s.mu.Unlock()
@@ -872,7 +874,7 @@ func (s *Server) awaitClaims() {
 func (s *Server) awaitMovesOut() {
 	settled(5*time.Millisecond, func() bool {
 		s.mu.Lock()
-		for _, ss := range s.sessions {
+		for ss := range s.sessions.all() {
 			ss.mu.Lock()
 			leaving := ss.x().move != nil && ss.x().move.leaving
 			ss.mu.Unlock()
@@ -935,7 +937,7 @@ func (s *Server) leavingSession(clientID string, forget bool) *session {
 // held, or nil with neither.
 func (s *Server) lockSession(clientID string) *session {
 	s.mu.Lock()
-	ss := s.sessions[clientID]
+	ss := s.sessions.get(clientID)
 	if ss == nil {
 		s.mu.Unlock()
 		return nil

@@ -709,7 +709,7 @@ func waitOffline(t testing.TB, srv *Server, clientID string) {
 	wiretest.Eventually(t, clientID+"'s session goes offline", func() bool {
 		srv.mu.Lock()
 		defer srv.mu.Unlock()
-		ss := srv.sessions[clientID]
+		ss := srv.sessions.get(clientID)
 		return ss != nil && !ss.online.Load()
 	})
 }

@@ -270,7 +270,7 @@ func TestV5SessionExpiryNeverIsNotScheduled(t *testing.T) {
 	c.expectClosed() // the session is released before the broker closes
 
 	srv.mu.Lock()
-	ss := srv.sessions["forever"]
+	ss := srv.sessions.get("forever")
 	srv.mu.Unlock()
 	if ss == nil {
 		t.Fatal("the session is gone after DISCONNECT")

@@ -191,7 +191,7 @@ func (r *sequenceReader) await(t *testing.T, k int) {
 func outboundOf(t *testing.T, srv *Server, id string) int {
 	t.Helper()
 	srv.mu.Lock()
-	ss := srv.sessions[id]
+	ss := srv.sessions.get(id)
 	srv.mu.Unlock()
 	if ss == nil {
 		t.Fatalf("no session %q", id)

@@ -133,7 +133,7 @@ func (s *Server) recoverSession(clientID string, r *sessionRecord, now time.Time
 	}
 	ss.nsubs.Store(int32(len(ss.subs)))
 	s.mu.Lock()
-	s.sessions[clientID] = ss
+	s.sessions.set(ss)
 	s.admin.dir.add(ss)
 	s.mu.Unlock()
 	ss.mu.Lock()

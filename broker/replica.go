@@ -213,10 +213,13 @@ func (n *ClusterNode) Reconcile() {
 
 func (s *Server) reconcile() {
 	start := time.Now()
+	// The ids first: forsaking a session deletes it from the table, which
+	// must not change while iterated (and s.mu is not held across the
+	// cluster's round trips).
 	s.mu.Lock()
-	ids := make([]string, 0, len(s.sessions))
-	for id := range s.sessions {
-		ids = append(ids, id)
+	ids := make([]string, 0, s.sessions.len())
+	for ss := range s.sessions.all() {
+		ids = append(ids, ss.clientID)
 	}
 	s.mu.Unlock()
 	var dropped, unknown atomic.Int64

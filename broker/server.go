@@ -59,7 +59,7 @@ type Server struct {
 	// counts the sessions a connection holds (the clients connected), and
 	// maxOnline is the most there have been at once.
 	mu            sync.Mutex
-	sessions      map[string]*session
+	sessions      sessionTable
 	online        int
 	maxOnline     int
 	nextSessionID atomic.Uint64
@@ -172,7 +172,6 @@ func New(opts Options) *Server {
 		index:    topic.NewIndex[*session, subscriber](),
 		retained: topic.NewRetained[retainedRec](),
 		shared:   topic.NewIndex[*shareGroup, *shareGroup](),
-		sessions: make(map[string]*session),
 		shares:   make(map[string]*shareGroup),
 	}
 	s.publishHooks = opts.Hooks.OnACLCheck != nil || opts.Hooks.OnPublish != nil

@@ -18,7 +18,7 @@ import (
 // so two connections with one client id cannot both win it.
 func (s *Server) openSession(c *conn, cp *connectParams, connack *packet.Connack) {
 	s.mu.Lock()
-	ss := s.sessions[cp.clientID]
+	ss := s.sessions.get(cp.clientID)
 	var previous *conn
 	var endedWill *message
 	if ss != nil {
@@ -36,7 +36,7 @@ func (s *Server) openSession(c *conn, cp *connectParams, connack *packet.Connack
 	if ss == nil {
 		ss = s.newSession(cp.clientID, cp.expiry)
 		ss.mu.Lock()
-		s.sessions[cp.clientID] = ss
+		s.sessions.set(ss)
 		s.admin.dir.add(ss)
 	}
 	// A connection within the will delay cancels the pending will.
@@ -119,9 +119,7 @@ func (s *Server) endLocked(ss *session) *message {
 	ss.nsubs.Store(0)
 	will := ss.stopAwayLocked()
 	ss.mu.Unlock()
-	if s.sessions[ss.clientID] == ss {
-		delete(s.sessions, ss.clientID)
-	}
+	s.sessions.deleteIf(ss)
 	s.admin.dir.remove(ss)
 	for filter, sub := range subs {
 		s.unindex(filter, ss, sub)

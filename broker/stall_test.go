@@ -185,7 +185,7 @@ func TestStalledSubscriberIsDisconnected(t *testing.T) {
 				t.Errorf("no publisher was held back: the test did not show the stall holding publishers back")
 			}
 			srv.mu.Lock()
-			ss := srv.sessions["stalled"]
+			ss := srv.sessions.get("stalled")
 			srv.mu.Unlock()
 			if tc.version == packet.V311 {
 				if ss != nil {

@@ -481,7 +481,7 @@ func (s *Server) Stats() Stats {
 	}
 
 	s.mu.Lock()
-	sessions, online, maxOnline := len(s.sessions), s.online, s.maxOnline
+	sessions, online, maxOnline := s.sessions.len(), s.online, s.maxOnline
 	s.mu.Unlock()
 	out.ClientsConnected = int64(online)
 	out.ClientsMaximum = int64(maxOnline)

@@ -35,7 +35,7 @@ func walkGauges(s *Server) walkedGauges {
 	var g walkedGauges
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, ss := range s.sessions {
+	for ss := range s.sessions.all() {
 		ss.mu.Lock()
 		g.Sessions++
 		if ss.conn != nil {
@@ -246,7 +246,7 @@ func TestStatsDisconnectReasons(t *testing.T) {
 	kick := connect("kick")
 	kick.Ping()
 	srv.mu.Lock()
-	ss := srv.sessions["kick"]
+	ss := srv.sessions.get("kick")
 	srv.mu.Unlock()
 	ss.mu.Lock()
 	kc := ss.conn
