@@ -28,14 +28,14 @@ func (c *conn) Data(b []byte) {
 		c.statShard().in.bytes.Add(uint64(len(b)))
 		// Authentication runs elsewhere: hold what the client sends
 		// meanwhile (it may send before CONNACK), within reason.
-		if len(c.in)+len(b) > c.ln.srv.opts.MaxPacketSize+64<<10 {
-			c.fail(violation(packet.ProtocolError, "%d bytes sent before CONNACK", len(c.in)+len(b)))
+		if len(c.in.b())+len(b) > c.ln.srv.opts.MaxPacketSize+64<<10 {
+			c.fail(violation(packet.ProtocolError, "%d bytes sent before CONNACK", len(c.in.b())+len(b)))
 			return
 		}
-		if c.in == nil {
-			c.in = bufpool.Get(len(b))
+		if c.in.b() == nil {
+			c.in.set(bufpool.Get(len(b)))
 		}
-		c.in = append(c.in, b...)
+		c.in.set(append(c.in.b(), b...))
 		return
 	}
 	c.consume(b, len(b))
@@ -56,12 +56,12 @@ func (c *conn) consume(b []byte, read int) {
 	if total > 0 {
 		// The rest of a big packet goes into its own buffer, and no further
 		// (DataRead may have put it there already).
-		take := min(total-len(c.in), len(b))
-		c.in = append(c.in, b[:take]...)
+		take := min(total-len(c.in.b()), len(b))
+		c.in.set(append(c.in.b(), b[:take]...))
 		b = b[take:]
-		if len(c.in) == total {
-			own, big := c.in, c.inBig()
-			c.in = nil
+		if len(c.in.b()) == total {
+			own, big := c.in.b(), c.inBig()
+			c.in.set(nil)
 			c.setInBig(nil)
 			if big != nil && &big.b[0] != &own[0] {
 				big = nil // not the buffer it was made for: not recycled
@@ -70,7 +70,7 @@ func (c *conn) consume(b []byte, read int) {
 		}
 	}
 	switch {
-	case len(c.in) == 0:
+	case len(c.in.b()) == 0:
 		if len(b) == 0 {
 			break
 		}
@@ -78,30 +78,31 @@ func (c *conn) consume(b []byte, read int) {
 		rest, more = c.parse(dec, b, false, nil, &t)
 		parsed = parsed || more
 		if len(rest) > 0 && !c.isClosing() {
-			var bb *bigBuf
-			if c.in, bb = bigBuffer(rest, c.ln.srv.opts.MaxPacketSize); c.in == nil {
-				c.in = append(bufpool.Get(len(rest)), rest...)
+			in, bb := bigBuffer(rest, c.ln.srv.opts.MaxPacketSize)
+			if in == nil {
+				in = append(bufpool.Get(len(rest)), rest...)
 			}
+			c.in.set(in)
 			c.setInBig(bb)
 		}
 	case total > 0:
 		// Still assembling the big packet: b went into it.
 	default:
-		c.in = append(c.in, b...)
+		c.in.set(append(c.in.b(), b...))
 		c.setInBig(nil)
 		var more bool
-		rest, more = c.parse(dec, c.in, false, nil, &t)
+		rest, more = c.parse(dec, c.in.b(), false, nil, &t)
 		parsed = parsed || more
 		if len(rest) == 0 || c.isClosing() {
-			bufpool.Put(c.in)
-			c.in = nil
+			bufpool.Put(c.in.b())
+			c.in.set(nil)
 		} else if big, bb := bigBuffer(rest, c.ln.srv.opts.MaxPacketSize); big != nil {
-			bufpool.Put(c.in)
-			c.in = big
+			bufpool.Put(c.in.b())
+			c.in.set(big)
 			c.setInBig(bb)
 		} else {
-			n := copy(c.in, rest)
-			c.in = c.in[:n]
+			n := copy(c.in.b(), rest)
+			c.in.set(c.in.b()[:n])
 		}
 	}
 	decoders.Put(dec)
@@ -115,7 +116,7 @@ func (c *conn) consume(b []byte, read int) {
 		c.deadline.Store(c.keepAliveDeadline(now))
 	}
 	switch {
-	case len(c.in) == 0 || c.paused:
+	case len(c.in.b()) == 0 || c.paused:
 		c.partial.Store(0)
 	case parsed || c.partial.Load() == 0:
 		// A packet has started to arrive: it has this long to finish.
@@ -167,14 +168,14 @@ func bigBuffer(rest []byte, maxPacket int) (buf []byte, bb *bigBuf) {
 // look like one is harmless: it is left to the garbage collector instead
 // of going back to the pool.
 func (c *conn) bigPending() int {
-	if len(c.in) == 0 {
+	if len(c.in.b()) == 0 {
 		return 0
 	}
-	h, n, err := packet.ParseFixedHeader(c.in, c.ln.srv.opts.MaxPacketSize)
+	h, n, err := packet.ParseFixedHeader(c.in.b(), c.ln.srv.opts.MaxPacketSize)
 	if err != nil {
 		return 0
 	}
-	if total := n + h.Remaining; total >= bigPacket && cap(c.in) == total && len(c.in) <= total {
+	if total := n + h.Remaining; total >= bigPacket && cap(c.in.b()) == total && len(c.in.b()) <= total {
 		return total
 	}
 	return 0
@@ -189,8 +190,8 @@ func (c *conn) ReadBuffer() []byte {
 	if c.paused || c.isClosing() || c.state == stateClosed {
 		return nil
 	}
-	if total := c.bigPending(); total > len(c.in) {
-		return c.in[len(c.in):total]
+	if total := c.bigPending(); total > len(c.in.b()) {
+		return c.in.b()[len(c.in.b()):total]
 	}
 	return nil
 }
@@ -202,8 +203,8 @@ func (c *conn) DataRead(b []byte) {
 		c.mu.Unlock()
 		return
 	}
-	if n := len(c.in); !c.paused && len(b) > 0 && n < cap(c.in) && &c.in[:n+1][n] == &b[0] {
-		c.in = c.in[:n+len(b)]
+	if n := len(c.in.b()); !c.paused && len(b) > 0 && n < cap(c.in.b()) && &c.in.b()[:n+1][n] == &b[0] {
+		c.in.set(c.in.b()[:n+len(b)])
 		c.consume(nil, len(b))
 		c.mu.Unlock()
 		return

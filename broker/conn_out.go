@@ -77,8 +77,8 @@ type deferredReply struct {
 // Output implements listener.Endpoint: it hands the driver every pending byte.
 func (c *conn) Output() []byte {
 	c.outMu.Lock()
-	b := c.out
-	c.out = nil
+	b := c.out.b()
+	c.out.set(nil)
 	c.holdLocked(len(b))
 	lent := c.takeLentLocked()
 	c.outMu.Unlock()
@@ -118,15 +118,15 @@ func (c *conn) appendPacket(p packet.Packet) {
 	if c.maxOut > 0 && !c.fits(p) {
 		return
 	}
-	if c.out == nil {
-		c.out = bufpool.Get(512)
+	if c.out.b() == nil {
+		c.out.set(bufpool.Get(512))
 	}
-	out, err := packet.Append(c.out, p, c.version)
+	out, err := packet.Append(c.out.b(), p, c.version)
 	if err != nil {
 		c.ln.srv.log.Error("encoding packet", "type", p.Type().String(), "client", c.clientID(), "err", err)
 		return
 	}
-	c.out = out
+	c.out.set(out)
 	c.countSent(p.Type())
 }
 
@@ -315,20 +315,20 @@ func (c *conn) committed(g uint64, err error) {
 		if c.outClosed || r.drop {
 			continue
 		}
-		if c.out == nil {
-			c.out = bufpool.Get(512)
+		if c.out.b() == nil {
+			c.out.set(bufpool.Get(512))
 		}
 		var out []byte
 		var encErr error
 		typ := r.ack.Kind
 		if r.p != nil {
-			out, encErr = packet.Append(c.out, r.p, c.version)
+			out, encErr = packet.Append(c.out.b(), r.p, c.version)
 			typ = r.p.Type()
 		} else {
-			out, encErr = packet.AppendAck(c.out, &r.ack, c.version)
+			out, encErr = packet.AppendAck(c.out.b(), &r.ack, c.version)
 		}
 		if encErr == nil {
-			c.out = out
+			c.out.set(out)
 			sent.countType(typ)
 		}
 	}
@@ -380,10 +380,11 @@ func (c *conn) writeAck(kind packet.Type, pid uint16, code packet.ReasonCode) {
 		c.outMu.Unlock()
 		return
 	}
-	if c.out == nil {
-		c.out = bufpool.Get(512)
+	if c.out.b() == nil {
+		c.out.set(bufpool.Get(512))
 	}
-	c.out, _ = packet.AppendAck(c.out, &a, c.version) // an ack of a valid id always encodes
+	out, _ := packet.AppendAck(c.out.b(), &a, c.version) // an ack of a valid id always encodes
+	c.out.set(out)
 	c.outMu.Unlock()
 	c.countSent(kind)
 	c.nc.Flush()
@@ -443,7 +444,7 @@ func (c *conn) writePublish(d *delivery, pid uint16, dup bool) writeResult {
 		r.aliases[strings.Clone(m.Topic)] = newAlias // m's bytes are recycled
 	}
 	out, err := packet.AppendPublish(c.outBufLocked(m, false), &p, c.version)
-	c.out = out
+	c.out.set(out)
 	c.outMu.Unlock()
 	if err != nil {
 		c.encodingFailed(m, err)
@@ -477,7 +478,7 @@ func (c *conn) writePlainPublish(d *delivery, pid uint16, dup bool) writeResult 
 	}
 	h.PayloadFollows = len(m.Payload) >= minLent
 	out, err := packet.AppendPublishHeader(c.outBufLocked(m, h.PayloadFollows), &h, c.version)
-	c.out = out
+	c.out.set(out)
 	if h.PayloadFollows && err == nil {
 		c.lendLocked(m)
 	}
@@ -500,14 +501,14 @@ const minLent = 16 << 10
 func (c *conn) lendLocked(m *message) {
 	m.ref()
 	r := c.outRareLocked()
-	r.lent = append(r.lent, lentPayload{at: len(c.out), m: m})
+	r.lent = append(r.lent, lentPayload{at: len(c.out.b()), m: m})
 	r.lentBytes += len(m.Payload)
 }
 
 // pendingLocked is how many bytes wait to be written to the client: in the
 // outbound buffer, lent to it, or taken by the driver and not yet written.
 func (c *conn) pendingLocked() int {
-	n := len(c.out) + int(c.held.Load())
+	n := len(c.out.b()) + int(c.held.Load())
 	if c.rare != nil {
 		n += c.rare.lentBytes
 	}
@@ -564,8 +565,8 @@ func (c *conn) takeLentLocked() []lentPayload {
 // from where they are.
 func (c *conn) OutputPieces() (buf []byte, pieces [][]byte, done func()) {
 	c.outMu.Lock()
-	buf = c.out
-	c.out = nil
+	buf = c.out.b()
+	c.out.set(nil)
 	c.holdLocked(len(buf))
 	lent := c.takeLentLocked()
 	c.outMu.Unlock()
@@ -647,12 +648,12 @@ func (c *conn) outBufLocked(m *message, lent bool) []byte {
 	if !lent {
 		n += len(m.Payload)
 	}
-	if c.out == nil {
-		c.out = bufpool.Get(n)
+	if c.out.b() == nil {
+		c.out.set(bufpool.Get(n))
 	} else {
-		c.out = bufpool.Grow(c.out, n)
+		c.out.set(bufpool.Grow(c.out.b(), n))
 	}
-	return c.out
+	return c.out.b()
 }
 
 // encodingFailed logs a PUBLISH that could not be encoded (a bug: the

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/petrelmq/petrel/internal/memstat"
 	"github.com/petrelmq/petrel/internal/wiretest"
@@ -160,5 +161,23 @@ func TestIdleMemoryClient(t *testing.T) {
 	io.Copy(io.Discard, os.Stdin)
 	for _, c := range conns {
 		c.Close()
+	}
+}
+
+// An idle connection's conn and session are most of its memory (issue 21:
+// an idle connection within 0.5 KiB). A field that takes either past its
+// size class costs every connection the next class's 16 bytes or more:
+// put what few connections need in inRare, outRare or sessionAside.
+func TestIdleStructsSizeClass(t *testing.T) {
+	for _, s := range []struct {
+		name      string
+		size, max uintptr
+	}{
+		{"conn", unsafe.Sizeof(conn{}), 160},
+		{"session", unsafe.Sizeof(session{}), 128},
+	} {
+		if s.size > s.max {
+			t.Errorf("%s is %d bytes, past the %d-byte size class", s.name, s.size, s.max)
+		}
 	}
 }

@@ -25,13 +25,15 @@ const (
 	// trimCheckEvery is how often the allocation rate is looked at.
 	trimCheckEvery = time.Second
 	// trimQuietRate: a process that allocated less than this in each of
-	// the last trimQuietChecks looks is quiet.
-	trimQuietRate   = 1 << 20
+	// the last trimQuietChecks looks is quiet. A storm of connections
+	// allocates more than a MiB a second; 20,000 idle clients pinging
+	// every minute allocate next to nothing.
+	trimQuietRate   = 64 << 10
 	trimQuietChecks = 2
 	// trimMin is the least the heap must have grown by since the last
-	// collection for one to be worth it; past it, a quarter of the live
-	// heap, so that extra collections cost at most about what marking
-	// 4 × trimQuietRate a second would (a fraction of a percent of a core).
+	// collection for one to be worth it; past it, an eighth of the live
+	// heap, so that a process that stays quiet collects for this at most
+	// once per live/8 ÷ trimQuietRate seconds.
 	trimMin = 1 << 20
 )
 
@@ -67,7 +69,7 @@ func (t *trimState) next(h heapSample) bool {
 	if h.objects > h.live {
 		grown = h.objects - h.live
 	}
-	if grown+h.free < max(trimMin, h.live/4) {
+	if grown+h.free < max(trimMin, h.live/8) {
 		return false
 	}
 	t.quiet = 0

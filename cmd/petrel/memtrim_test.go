@@ -14,27 +14,28 @@ func TestTrimWaitsForQuietAfterGrowth(t *testing.T) {
 	look := func(allocs, live, objects, free uint64) bool {
 		return st.next(heapSample{allocs: allocs, live: live, objects: objects, free: free})
 	}
+	const kib = 1 << 10
 	steps := []struct {
 		name                        string
 		allocs, live, objects, free uint64
 		want                        bool
 	}{
 		{"a burst", 200 * mib, 40 * mib, 70 * mib, 0, false},
-		{"one quiet look is not enough", 200*mib + 10, 40 * mib, 70 * mib, 0, false},
-		{"two: 30 MiB grown, above a quarter of 40", 200*mib + 20, 40 * mib, 70 * mib, 0, true},
-		{"quiet after the trim", 200*mib + 30, 70 * mib, 70 * mib, 0, false},
-		{"quiet twice, but nothing grew since the trim", 200*mib + 40, 70 * mib, 70 * mib, 0, false},
-		{"busy", 300 * mib, 70 * mib, 90 * mib, 0, false},
-		{"quiet once", 300*mib + 1, 70 * mib, 90 * mib, 0, false},
-		{"busy again: the wait starts over", 350 * mib, 70 * mib, 95 * mib, 0, false},
-		{"quiet once more", 350*mib + 1, 70 * mib, 95 * mib, 0, false},
-		{"quiet twice, 25 MiB grown, above 70/4", 350*mib + 2, 70 * mib, 95 * mib, 0, true},
-		{"quiet after the trim, 5 MiB grown", 350*mib + 3, 95 * mib, 100 * mib, 0, false},
-		{"quiet twice, 5 MiB grown: below a quarter of 95", 350*mib + 4, 95 * mib, 100 * mib, 0, false},
-		{"quiet, and free pages count too", 350*mib + 5, 95 * mib, 100 * mib, 20 * mib, true},
-		{"a small heap, quiet once", 350*mib + 6, 1 * mib, 1*mib + mib/2, 0, false},
-		{"quiet twice, grown below trimMin", 350*mib + 7, 1 * mib, 1*mib + mib/2, 0, false},
-		{"quiet, grown above trimMin", 350*mib + 8, 1 * mib, 3 * mib, 0, true},
+		{"one quiet look is not enough", 200*mib + 10*kib, 40 * mib, 70 * mib, 0, false},
+		{"two: 30 MiB grown, above an eighth of 40", 200*mib + 20*kib, 40 * mib, 70 * mib, 0, true},
+		{"quiet after the trim", 200*mib + 30*kib, 70 * mib, 70 * mib, 0, false},
+		{"quiet twice, but nothing grew since the trim", 200*mib + 40*kib, 70 * mib, 70 * mib, 0, false},
+		{"a slow storm: a MiB a second is not quiet", 201 * mib, 70 * mib, 80 * mib, 0, false},
+		{"quiet once", 201*mib + 1, 70 * mib, 80 * mib, 0, false},
+		{"busy again: the wait starts over", 202 * mib, 70 * mib, 81 * mib, 0, false},
+		{"quiet once more", 202*mib + 1, 70 * mib, 81 * mib, 0, false},
+		{"quiet twice, 11 MiB grown, above 70/8", 202*mib + 2, 70 * mib, 81 * mib, 0, true},
+		{"quiet after the trim, 5 MiB grown", 202*mib + 3, 80 * mib, 85 * mib, 0, false},
+		{"quiet twice, 5 MiB grown: below an eighth of 80", 202*mib + 4, 80 * mib, 85 * mib, 0, false},
+		{"quiet, and free pages count too", 202*mib + 5, 80 * mib, 85 * mib, 6 * mib, true},
+		{"a small heap, quiet once", 202*mib + 6, 1 * mib, 1*mib + mib/2, 0, false},
+		{"quiet twice, grown below trimMin", 202*mib + 7, 1 * mib, 1*mib + mib/2, 0, false},
+		{"quiet, grown above trimMin", 202*mib + 8, 1 * mib, 3 * mib, 0, true},
 	}
 	for _, s := range steps {
 		if got := look(s.allocs, s.live, s.objects, s.free); got != s.want {
