@@ -119,7 +119,8 @@ func TestConn(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		return // the broker's figures come from /proc
 	}
-	if r.Broker == nil || r.Broker.RSSBeforeKiB <= 0 || r.Broker.RSSLoadedKiB <= 0 {
+	if r.Broker == nil || r.Broker.RSSBeforeKiB <= 0 || r.Broker.RSSLoadedKiB <= 0 ||
+		r.Broker.AnonBeforeKiB <= 0 || r.Broker.AnonLoadedKiB <= 0 || r.Broker.AnonBeforeKiB > r.Broker.RSSBeforeKiB {
 		t.Errorf("BrokerPIDs: %+v", r.Broker)
 	}
 }

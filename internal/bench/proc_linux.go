@@ -36,17 +36,24 @@ func procCPU(pid int) (float64, bool) {
 	return float64(u+st) / clockTicks, true
 }
 
-// procRSS reads VmRSS from /proc/PID/status, in KiB.
-func procRSS(pid int) int64 {
+// procRSS reads VmRSS and RssAnon from /proc/PID/status, in KiB: the
+// resident memory, and the part of it that is the process's own rather
+// than pages of files (its program text among them).
+func procRSS(pid int) (rss, anon int64) {
 	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
 	if err != nil {
-		return 0
+		return 0, 0
+	}
+	kib := func(v string) int64 {
+		n, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+		return n
 	}
 	for _, line := range strings.Split(string(data), "\n") {
 		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			n, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return n
+			rss = kib(v)
+		} else if v, ok := strings.CutPrefix(line, "RssAnon:"); ok {
+			anon = kib(v)
 		}
 	}
-	return 0
+	return rss, anon
 }

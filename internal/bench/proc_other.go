@@ -6,4 +6,4 @@ package bench
 // Linux's /proc: elsewhere there is none, and the reports leave them out.
 func procCPU(int) (float64, bool) { return 0, false }
 
-func procRSS(int) int64 { return 0 }
+func procRSS(int) (rss, anon int64) { return 0, 0 }

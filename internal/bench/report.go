@@ -147,6 +147,13 @@ type BrokerStats struct {
 	RSSBeforeKiB      int64   `json:"rss_before_kib"`               // before any connection
 	RSSLoadedKiB      int64   `json:"rss_loaded_kib"`               // at the end, connections still open
 	BytesPerConn      float64 `json:"rss_per_conn_bytes,omitempty"` // conn: (loaded - before) / connections
+	// AnonBeforeKiB and AnonLoadedKiB are the anonymous part of the RSS
+	// (RssAnon): without the pages of the program's file, which the first
+	// connections fault in or not depending on the page cache, and which
+	// a large program (Petrel's is 30 MB) has more of than a small one.
+	AnonBeforeKiB int64   `json:"anon_before_kib,omitempty"`
+	AnonLoadedKiB int64   `json:"anon_loaded_kib,omitempty"`
+	AnonPerConn   float64 `json:"anon_per_conn_bytes,omitempty"` // conn: as BytesPerConn, of RssAnon
 	// PerPID is each process's share when there are several.
 	PerPID []BrokerProc `json:"per_pid,omitempty"`
 }
@@ -348,7 +355,8 @@ func (c *coordinator) brokerStats(res *Report) *BrokerStats {
 	if len(pids) == 0 || !c.brokerEnd.ok {
 		return nil
 	}
-	br := &BrokerStats{PID: pids[0], RSSBeforeKiB: c.brokerStart.rssKiB, RSSLoadedKiB: c.brokerEnd.rssKiB}
+	br := &BrokerStats{PID: pids[0], RSSBeforeKiB: c.brokerStart.rssKiB, RSSLoadedKiB: c.brokerEnd.rssKiB,
+		AnonBeforeKiB: c.brokerStart.anonKiB, AnonLoadedKiB: c.brokerEnd.anonKiB}
 	if c.brokerGo.ok {
 		br.CPUSeconds = c.brokerEnd.cpu - c.brokerGo.cpu
 	}
@@ -380,6 +388,9 @@ func (c *coordinator) brokerStats(res *Report) *BrokerStats {
 	}
 	if n := res.Connect.OK; n > 0 && c.brokerStart.ok && c.cfg.Mode == Conn {
 		br.BytesPerConn = float64(br.RSSLoadedKiB-br.RSSBeforeKiB) * 1024 / float64(n)
+		if br.AnonBeforeKiB > 0 && br.AnonLoadedKiB > 0 {
+			br.AnonPerConn = float64(br.AnonLoadedKiB-br.AnonBeforeKiB) * 1024 / float64(n)
+		}
 	}
 	return br
 }
@@ -523,6 +534,10 @@ func (r *Report) WriteSummary(w io.Writer) error {
 		fmt.Fprintf(bw, "; RSS %s KiB before, %s KiB loaded", commas(uint64(br.RSSBeforeKiB)), commas(uint64(br.RSSLoadedKiB)))
 		if br.BytesPerConn != 0 {
 			fmt.Fprintf(bw, ": %.0f bytes per connection", br.BytesPerConn)
+			if br.AnonPerConn != 0 {
+				fmt.Fprintf(bw, " (anonymous: %s KiB before, %s KiB loaded, %.0f bytes per connection)",
+					commas(uint64(br.AnonBeforeKiB)), commas(uint64(br.AnonLoadedKiB)), br.AnonPerConn)
+			}
 		}
 		fmt.Fprintln(bw)
 		for _, p := range br.PerPID {
@@ -536,10 +551,11 @@ func (r *Report) WriteSummary(w io.Writer) error {
 // brokerSample is the broker processes' CPU time and memory at one
 // moment: their sums, and each one's.
 type brokerSample struct {
-	ok     bool    // every process was read
-	cpu    float64 // seconds, user + system
-	rssKiB int64
-	each   []brokerSample // per process, in --broker-pid's order
+	ok      bool    // every process was read
+	cpu     float64 // seconds, user + system
+	rssKiB  int64
+	anonKiB int64
+	each    []brokerSample // per process, in --broker-pid's order
 }
 
 func readBroker(pids []int) brokerSample {
@@ -552,9 +568,11 @@ func readBroker(pids []int) brokerSample {
 		if !ok {
 			return brokerSample{}
 		}
-		one := brokerSample{ok: true, cpu: cpu, rssKiB: procRSS(pid)}
+		one := brokerSample{ok: true, cpu: cpu}
+		one.rssKiB, one.anonKiB = procRSS(pid)
 		sum.cpu += one.cpu
 		sum.rssKiB += one.rssKiB
+		sum.anonKiB += one.anonKiB
 		sum.each = append(sum.each, one)
 	}
 	return sum

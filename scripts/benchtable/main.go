@@ -53,6 +53,7 @@ type result struct {
 		PerCPUS      float64 `json:"deliveries_per_cpu_s"`
 		MBPerCPUS    float64 `json:"mb_per_cpu_s"`
 		BytesPerConn float64 `json:"rss_per_conn_bytes"`
+		AnonPerConn  float64 `json:"anon_per_conn_bytes"`
 	} `json:"broker"`
 	// side is the run of clients connected before a storm, from the
 	// .side file beside the storm's (bench-compare.sh), if any.
@@ -188,6 +189,12 @@ func main() {
 		if m.Receive == nil {
 			row("connections/s", func(r *result) float64 { return r.Connect.PerS }, "%.0f")
 			row("broker bytes per idle connection", func(r *result) float64 { return brokerField(r, func(b float64, _ float64) float64 { return b }) }, "%.0f")
+			row("of them anonymous (RssAnon)", func(r *result) float64 {
+				if r.Broker == nil {
+					return 0
+				}
+				return r.Broker.AnonPerConn
+			}, "%.0f")
 			continue
 		}
 		if m.large() {
