@@ -648,12 +648,14 @@ func (c *conn) outBufLocked(m *message, lent bool) []byte {
 	if !lent {
 		n += len(m.Payload)
 	}
-	if c.out.b() == nil {
-		c.out.set(bufpool.Get(n))
+	b := c.out.b()
+	if b == nil {
+		b = bufpool.Get(n)
 	} else {
-		c.out.set(bufpool.Grow(c.out.b(), n))
+		b = bufpool.Grow(b, n)
 	}
-	return c.out.b()
+	c.out.set(b)
+	return b
 }
 
 // encodingFailed logs a PUBLISH that could not be encoded (a bug: the
