@@ -344,7 +344,10 @@ func TestBridgeHostileRemote(t *testing.T) {
 type slowConn struct{ net.Conn }
 
 func (c slowConn) Write(b []byte) (int, error) {
-	time.Sleep(time.Millisecond)
+	// Slow enough that the flood's 3,000 messages, read in a few
+	// milliseconds, pile up past maxAcked before the local side takes
+	// 1,024 of them: at 1 ms a write, 1 run in 30 took them all.
+	time.Sleep(20 * time.Millisecond)
 	return c.Conn.Write(b)
 }
 
