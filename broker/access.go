@@ -151,7 +151,7 @@ func (c *conn) resume(p packet.Packet) {
 		c.fail(err)
 		return
 	}
-	if len(c.in.b()) > 0 && !c.paused && !c.isClosing() {
+	if len(c.in.Bytes()) > 0 && !c.paused && !c.isClosing() {
 		c.consume(nil, 0)
 	}
 }

@@ -37,7 +37,7 @@ type conn struct {
 	mu    sync.Mutex
 	outMu sync.Mutex
 
-	in slimBuf // the start of a packet that has not fully arrived
+	in bufpool.Slim // the start of a packet that has not fully arrived
 	// sess is set once, at CONNECT; atomic because the path that ends a
 	// connection may run on another goroutine (timeouts, takeover).
 	sess atomic.Pointer[session]
@@ -95,7 +95,7 @@ type conn struct {
 	// set before the session holds the connection, never changed after.
 	cleanStart bool
 
-	out slimBuf // what waits to be taken by the driver (Output)
+	out bufpool.Slim // what waits to be taken by the driver (Output)
 	// rare holds output state few connections need, made on first use
 	// (outRareLocked). Under outMu.
 	rare *outRare
@@ -353,16 +353,16 @@ func (c *conn) Closed(err error) {
 	if c.flags.Load()&flagOutWaited != 0 {
 		c.ln.srv.endOutWait(c, false) // its publishers wait for it no longer
 	}
-	if c.in.b() != nil {
-		bufpool.Put(c.in.b())
-		c.in.set(nil)
+	if c.in.Bytes() != nil {
+		bufpool.Put(c.in.Bytes())
+		c.in.Set(nil)
 		c.setInBig(nil)
 	}
 	c.outMu.Lock()
 	c.outClosed = true
-	if c.out.b() != nil {
-		bufpool.Put(c.out.b())
-		c.out.set(nil)
+	if c.out.Bytes() != nil {
+		bufpool.Put(c.out.Bytes())
+		c.out.Set(nil)
 	}
 	unrefLent(c.takeLentLocked())
 	c.outMu.Unlock()

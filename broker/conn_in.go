@@ -28,14 +28,14 @@ func (c *conn) Data(b []byte) {
 		c.statShard().in.bytes.Add(uint64(len(b)))
 		// Authentication runs elsewhere: hold what the client sends
 		// meanwhile (it may send before CONNACK), within reason.
-		if len(c.in.b())+len(b) > c.ln.srv.opts.MaxPacketSize+64<<10 {
-			c.fail(violation(packet.ProtocolError, "%d bytes sent before CONNACK", len(c.in.b())+len(b)))
+		if len(c.in.Bytes())+len(b) > c.ln.srv.opts.MaxPacketSize+64<<10 {
+			c.fail(violation(packet.ProtocolError, "%d bytes sent before CONNACK", len(c.in.Bytes())+len(b)))
 			return
 		}
-		if c.in.b() == nil {
-			c.in.set(bufpool.Get(len(b)))
+		if c.in.Bytes() == nil {
+			c.in.Set(bufpool.Get(len(b)))
 		}
-		c.in.set(append(c.in.b(), b...))
+		c.in.Set(append(c.in.Bytes(), b...))
 		return
 	}
 	c.consume(b, len(b))
@@ -56,12 +56,12 @@ func (c *conn) consume(b []byte, read int) {
 	if total > 0 {
 		// The rest of a big packet goes into its own buffer, and no further
 		// (DataRead may have put it there already).
-		take := min(total-len(c.in.b()), len(b))
-		c.in.set(append(c.in.b(), b[:take]...))
+		take := min(total-len(c.in.Bytes()), len(b))
+		c.in.Set(append(c.in.Bytes(), b[:take]...))
 		b = b[take:]
-		if len(c.in.b()) == total {
-			own, big := c.in.b(), c.inBig()
-			c.in.set(nil)
+		if len(c.in.Bytes()) == total {
+			own, big := c.in.Bytes(), c.inBig()
+			c.in.Set(nil)
 			c.setInBig(nil)
 			if big != nil && &big.b[0] != &own[0] {
 				big = nil // not the buffer it was made for: not recycled
@@ -70,7 +70,7 @@ func (c *conn) consume(b []byte, read int) {
 		}
 	}
 	switch {
-	case len(c.in.b()) == 0:
+	case len(c.in.Bytes()) == 0:
 		if len(b) == 0 {
 			break
 		}
@@ -82,27 +82,27 @@ func (c *conn) consume(b []byte, read int) {
 			if in == nil {
 				in = append(bufpool.Get(len(rest)), rest...)
 			}
-			c.in.set(in)
+			c.in.Set(in)
 			c.setInBig(bb)
 		}
 	case total > 0:
 		// Still assembling the big packet: b went into it.
 	default:
-		c.in.set(append(c.in.b(), b...))
+		c.in.Set(append(c.in.Bytes(), b...))
 		c.setInBig(nil)
 		var more bool
-		rest, more = c.parse(dec, c.in.b(), false, nil, &t)
+		rest, more = c.parse(dec, c.in.Bytes(), false, nil, &t)
 		parsed = parsed || more
 		if len(rest) == 0 || c.isClosing() {
-			bufpool.Put(c.in.b())
-			c.in.set(nil)
+			bufpool.Put(c.in.Bytes())
+			c.in.Set(nil)
 		} else if big, bb := bigBuffer(rest, c.ln.srv.opts.MaxPacketSize); big != nil {
-			bufpool.Put(c.in.b())
-			c.in.set(big)
+			bufpool.Put(c.in.Bytes())
+			c.in.Set(big)
 			c.setInBig(bb)
 		} else {
-			n := copy(c.in.b(), rest)
-			c.in.set(c.in.b()[:n])
+			n := copy(c.in.Bytes(), rest)
+			c.in.Set(c.in.Bytes()[:n])
 		}
 	}
 	decoders.Put(dec)
@@ -116,7 +116,7 @@ func (c *conn) consume(b []byte, read int) {
 		c.deadline.Store(c.keepAliveDeadline(now))
 	}
 	switch {
-	case len(c.in.b()) == 0 || c.paused:
+	case len(c.in.Bytes()) == 0 || c.paused:
 		c.partial.Store(0)
 	case parsed || c.partial.Load() == 0:
 		// A packet has started to arrive: it has this long to finish.
@@ -168,14 +168,14 @@ func bigBuffer(rest []byte, maxPacket int) (buf []byte, bb *bigBuf) {
 // look like one is harmless: it is left to the garbage collector instead
 // of going back to the pool.
 func (c *conn) bigPending() int {
-	if len(c.in.b()) == 0 {
+	if len(c.in.Bytes()) == 0 {
 		return 0
 	}
-	h, n, err := packet.ParseFixedHeader(c.in.b(), c.ln.srv.opts.MaxPacketSize)
+	h, n, err := packet.ParseFixedHeader(c.in.Bytes(), c.ln.srv.opts.MaxPacketSize)
 	if err != nil {
 		return 0
 	}
-	if total := n + h.Remaining; total >= bigPacket && cap(c.in.b()) == total && len(c.in.b()) <= total {
+	if total := n + h.Remaining; total >= bigPacket && cap(c.in.Bytes()) == total && len(c.in.Bytes()) <= total {
 		return total
 	}
 	return 0
@@ -190,8 +190,8 @@ func (c *conn) ReadBuffer() []byte {
 	if c.paused || c.isClosing() || c.state == stateClosed {
 		return nil
 	}
-	if total := c.bigPending(); total > len(c.in.b()) {
-		return c.in.b()[len(c.in.b()):total]
+	if total := c.bigPending(); total > len(c.in.Bytes()) {
+		return c.in.Bytes()[len(c.in.Bytes()):total]
 	}
 	return nil
 }
@@ -203,8 +203,8 @@ func (c *conn) DataRead(b []byte) {
 		c.mu.Unlock()
 		return
 	}
-	if n := len(c.in.b()); !c.paused && len(b) > 0 && n < cap(c.in.b()) && &c.in.b()[:n+1][n] == &b[0] {
-		c.in.set(c.in.b()[:n+len(b)])
+	if n := len(c.in.Bytes()); !c.paused && len(b) > 0 && n < cap(c.in.Bytes()) && &c.in.Bytes()[:n+1][n] == &b[0] {
+		c.in.Set(c.in.Bytes()[:n+len(b)])
 		c.consume(nil, len(b))
 		c.mu.Unlock()
 		return

@@ -77,8 +77,8 @@ type deferredReply struct {
 // Output implements listener.Endpoint: it hands the driver every pending byte.
 func (c *conn) Output() []byte {
 	c.outMu.Lock()
-	b := c.out.b()
-	c.out.set(nil)
+	b := c.out.Bytes()
+	c.out.Set(nil)
 	c.holdLocked(len(b))
 	lent := c.takeLentLocked()
 	c.outMu.Unlock()
@@ -118,15 +118,15 @@ func (c *conn) appendPacket(p packet.Packet) {
 	if c.maxOut > 0 && !c.fits(p) {
 		return
 	}
-	if c.out.b() == nil {
-		c.out.set(bufpool.Get(512))
+	if c.out.Bytes() == nil {
+		c.out.Set(bufpool.Get(512))
 	}
-	out, err := packet.Append(c.out.b(), p, c.version)
+	out, err := packet.Append(c.out.Bytes(), p, c.version)
 	if err != nil {
 		c.ln.srv.log.Error("encoding packet", "type", p.Type().String(), "client", c.clientID(), "err", err)
 		return
 	}
-	c.out.set(out)
+	c.out.Set(out)
 	c.countSent(p.Type())
 }
 
@@ -315,20 +315,20 @@ func (c *conn) committed(g uint64, err error) {
 		if c.outClosed || r.drop {
 			continue
 		}
-		if c.out.b() == nil {
-			c.out.set(bufpool.Get(512))
+		if c.out.Bytes() == nil {
+			c.out.Set(bufpool.Get(512))
 		}
 		var out []byte
 		var encErr error
 		typ := r.ack.Kind
 		if r.p != nil {
-			out, encErr = packet.Append(c.out.b(), r.p, c.version)
+			out, encErr = packet.Append(c.out.Bytes(), r.p, c.version)
 			typ = r.p.Type()
 		} else {
-			out, encErr = packet.AppendAck(c.out.b(), &r.ack, c.version)
+			out, encErr = packet.AppendAck(c.out.Bytes(), &r.ack, c.version)
 		}
 		if encErr == nil {
-			c.out.set(out)
+			c.out.Set(out)
 			sent.countType(typ)
 		}
 	}
@@ -380,11 +380,11 @@ func (c *conn) writeAck(kind packet.Type, pid uint16, code packet.ReasonCode) {
 		c.outMu.Unlock()
 		return
 	}
-	if c.out.b() == nil {
-		c.out.set(bufpool.Get(512))
+	if c.out.Bytes() == nil {
+		c.out.Set(bufpool.Get(512))
 	}
-	out, _ := packet.AppendAck(c.out.b(), &a, c.version) // an ack of a valid id always encodes
-	c.out.set(out)
+	out, _ := packet.AppendAck(c.out.Bytes(), &a, c.version) // an ack of a valid id always encodes
+	c.out.Set(out)
 	c.outMu.Unlock()
 	c.countSent(kind)
 	c.nc.Flush()
@@ -444,7 +444,7 @@ func (c *conn) writePublish(d *delivery, pid uint16, dup bool) writeResult {
 		r.aliases[strings.Clone(m.Topic)] = newAlias // m's bytes are recycled
 	}
 	out, err := packet.AppendPublish(c.outBufLocked(m, false), &p, c.version)
-	c.out.set(out)
+	c.out.Set(out)
 	c.outMu.Unlock()
 	if err != nil {
 		c.encodingFailed(m, err)
@@ -478,7 +478,7 @@ func (c *conn) writePlainPublish(d *delivery, pid uint16, dup bool) writeResult 
 	}
 	h.PayloadFollows = len(m.Payload) >= minLent
 	out, err := packet.AppendPublishHeader(c.outBufLocked(m, h.PayloadFollows), &h, c.version)
-	c.out.set(out)
+	c.out.Set(out)
 	if h.PayloadFollows && err == nil {
 		c.lendLocked(m)
 	}
@@ -501,14 +501,14 @@ const minLent = 16 << 10
 func (c *conn) lendLocked(m *message) {
 	m.ref()
 	r := c.outRareLocked()
-	r.lent = append(r.lent, lentPayload{at: len(c.out.b()), m: m})
+	r.lent = append(r.lent, lentPayload{at: len(c.out.Bytes()), m: m})
 	r.lentBytes += len(m.Payload)
 }
 
 // pendingLocked is how many bytes wait to be written to the client: in the
 // outbound buffer, lent to it, or taken by the driver and not yet written.
 func (c *conn) pendingLocked() int {
-	n := len(c.out.b()) + int(c.held.Load())
+	n := len(c.out.Bytes()) + int(c.held.Load())
 	if c.rare != nil {
 		n += c.rare.lentBytes
 	}
@@ -565,8 +565,8 @@ func (c *conn) takeLentLocked() []lentPayload {
 // from where they are.
 func (c *conn) OutputPieces() (buf []byte, pieces [][]byte, done func()) {
 	c.outMu.Lock()
-	buf = c.out.b()
-	c.out.set(nil)
+	buf = c.out.Bytes()
+	c.out.Set(nil)
 	c.holdLocked(len(buf))
 	lent := c.takeLentLocked()
 	c.outMu.Unlock()
@@ -648,13 +648,13 @@ func (c *conn) outBufLocked(m *message, lent bool) []byte {
 	if !lent {
 		n += len(m.Payload)
 	}
-	b := c.out.b()
+	b := c.out.Bytes()
 	if b == nil {
 		b = bufpool.Get(n)
 	} else {
 		b = bufpool.Grow(b, n)
 	}
-	c.out.set(b)
+	c.out.Set(b)
 	return b
 }
 

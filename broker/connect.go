@@ -206,7 +206,7 @@ func (c *conn) loggedIn(cp *connectParams, err error) {
 	}
 	c.paused = false
 	c.admit(cp, nil)
-	if len(c.in.b()) > 0 && !c.isClosing() {
+	if len(c.in.Bytes()) > 0 && !c.isClosing() {
 		c.consume(nil, 0) // what the client sent meanwhile
 	}
 }

@@ -154,7 +154,7 @@ func (c *conn) claimOnCluster(cp *connectParams, authData []byte) {
 		return
 	}
 	c.accept(cp, authData)
-	if len(c.in.b()) > 0 && !c.isClosing() {
+	if len(c.in.Bytes()) > 0 && !c.isClosing() {
 		c.consume(nil, 0) // what the client sent meanwhile
 	}
 }

@@ -6,14 +6,12 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"math"
 	"net"
 	"net/netip"
 	"os"
 	"strconv"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -271,7 +269,7 @@ func (l *loop) writeOut(c *econn) bool {
 	if c.is(sPieces) {
 		return l.writePieces(c)
 	}
-	for c.off < c.outLen {
+	for int(c.off) < c.ob.Len() {
 		n, err := rawWrite(int(c.fd), c.out()[c.off:])
 		l.writes.Add(1)
 		if n > 0 {
@@ -520,12 +518,9 @@ type econn struct {
 	// wanted (rarely): an idle connection's every byte counts.
 	ip [16]byte
 
-	// outp, outLen and outCap are the output taken from the endpoint, a
-	// slice in 16 bytes where its header takes 24 (c.out()); off is how
-	// much of it is written. Like off, they hold lengths below 2 GiB.
-	outp   *byte
-	outLen int32
-	outCap int32
+	// ob is the output taken from the endpoint (c.out()); off is how much
+	// of it is written.
+	ob bufpool.Slim
 
 	// The small fields sit together, so that an econn fits 80 bytes
 	// (TestEconnSizeClass).
@@ -576,20 +571,22 @@ func (c *econn) mark(s connState, on bool) {
 
 // hasOut reports whether c holds output taken from its endpoint, written
 // or not yet.
-func (c *econn) hasOut() bool { return c.outp != nil }
+func (c *econn) hasOut() bool { return !c.ob.IsNil() }
 
 // out is the output c holds, as Output returned it.
-func (c *econn) out() []byte { return unsafe.Slice(c.outp, c.outCap)[:c.outLen] }
+func (c *econn) out() []byte { return c.ob.Bytes() }
 
 // setOut makes b, non-nil, the output c holds, none of it written yet.
 func (c *econn) setOut(b []byte) {
-	c.outp, c.outLen, c.outCap, c.off = unsafe.SliceData(b), int32(len(b)), int32(min(cap(b), math.MaxInt32)), 0
+	c.ob.Set(b)
+	c.off = 0
 }
 
 // dropOut gives c's output back to bufpool.
 func (c *econn) dropOut() {
 	bufpool.Put(c.out())
-	c.outp, c.outLen, c.outCap, c.off = nil, 0, 0, 0
+	c.ob.Set(nil)
+	c.off = 0
 }
 
 // econn.flags.
