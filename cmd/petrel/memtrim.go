@@ -79,17 +79,17 @@ func (t *trimState) next(h heapSample) bool {
 var trimMetrics = []string{"/gc/heap/allocs:bytes", "/gc/heap/live:bytes", "/memory/classes/heap/objects:bytes",
 	"/memory/classes/heap/free:bytes"}
 
-// readHeap takes a heapSample; ok is false where the runtime lacks a metric.
+// readHeap takes a heapSample, without allocating (it runs every second);
+// ok is false where the runtime lacks a metric.
 func readHeap(s []metrics.Sample) (h heapSample, ok bool) {
 	metrics.Read(s)
-	v := make([]uint64, len(s))
-	for i := range s {
+	for i, dst := range [...]*uint64{&h.allocs, &h.live, &h.objects, &h.free} {
 		if s[i].Value.Kind() != metrics.KindUint64 {
-			return h, false
+			return heapSample{}, false
 		}
-		v[i] = s[i].Value.Uint64()
+		*dst = s[i].Value.Uint64()
 	}
-	return heapSample{allocs: v[0], live: v[1], objects: v[2], free: v[3]}, true
+	return h, true
 }
 
 // trimWhenIdle gives memory back after each burst until done is closed.

@@ -59,3 +59,18 @@ func TestTrimMetricsExist(t *testing.T) {
 		t.Errorf("heap sample %+v: allocations and objects should not be 0", h)
 	}
 }
+
+// readHeap runs every second for the life of the process: it must not add
+// garbage of its own.
+func TestReadHeapDoesNotAllocate(t *testing.T) {
+	s := make([]metrics.Sample, len(trimMetrics))
+	for i, name := range trimMetrics {
+		s[i].Name = name
+	}
+	if _, ok := readHeap(s); !ok {
+		t.Fatal("readHeap: a metric is missing")
+	}
+	if n := testing.AllocsPerRun(100, func() { readHeap(s) }); n != 0 {
+		t.Fatalf("readHeap allocates %v times a call", n)
+	}
+}
