@@ -13,6 +13,14 @@ import (
 // idle connection. A Go map also never shrinks: after a storm of clients
 // has gone its slots stay; this table gives them back.
 //
+// Robin Hood placement (an entry takes the slot of one nearer its home,
+// so a miss stops early) was tried and lost: it halved the miss of a
+// CONNECT's lookup in a table of 917,404 at 7/8 full, but its insert and
+// delete move every entry to the end of the run, cache lines of slots
+// written where linear probing writes one, and a new client's get, set and
+// delete together took 1.2 µs to linear probing's 0.9 (a map's: 0.4).
+// BenchmarkSessionTable's connect case measures that path.
+//
 // Deleting shifts the entries after the hole back into it (no tombstones),
 // so entries move: the table must not change while all iterates (it
 // panics if it does). all writes too (its count of walks), so even a walk

@@ -239,7 +239,8 @@ func FuzzSessionTable(f *testing.F) {
 }
 
 // BenchmarkSessionTable compares the table with the map it replaced: a
-// hit, a miss, and a client that comes and goes (set, then delete), in a
+// hit, a miss, a client that comes and goes (set, then delete) over and
+// over, and a new client that connects (get, set) and goes, in a
 // table of n sessions: each n fills the table nearly to where it grows,
 // where it probes longest. B/entry is the live heap of the table or map per
 // session.
@@ -318,6 +319,23 @@ func BenchmarkSessionTable(b *testing.B) {
 			b.Run(fmt.Sprintf("%s/n=%d/churn", k.name, n), func(b *testing.B) {
 				for i := range b.N {
 					ss := churn[i%len(churn)]
+					k.set(t, ss)
+					k.delete(t, ss.clientID)
+				}
+			})
+			// A client id never seen, as in a storm of new clients: the
+			// lookup at CONNECT misses, the session goes in, and it
+			// leaves at the DISCONNECT of a clean session.
+			fresh := make([]*session, n)
+			for i := range fresh {
+				fresh[i] = &session{clientID: misses[i]}
+			}
+			b.Run(fmt.Sprintf("%s/n=%d/connect", k.name, n), func(b *testing.B) {
+				for i := range b.N {
+					ss := fresh[i%n]
+					if k.get(t, ss.clientID) != nil {
+						b.Fatal("hit")
+					}
 					k.set(t, ss)
 					k.delete(t, ss.clientID)
 				}
