@@ -1,0 +1,394 @@
+//go:build linux
+
+// Command relayfloor is the least an epoll server that copies can do to
+// relay MQTT 3.1.1 QoS 1 messages, to tell what a broker adds from what
+// the kernel costs, as connfloor does for connects. One thread reads each
+// PUBLISH once into a buffer of its own (the kernel's copy in), acknowledges
+// it, and writes it to every client that subscribed, header and payload in
+// one writev (the kernel's copy out); a write the socket cannot take whole
+// waits in a queue that holds the buffer, not a copy of it. No topics (every
+// SUBSCRIBE subscribes to everything), no sessions, no retained messages,
+// no store, nothing after a disconnect. docs/BENCHMARKS.md ("Large
+// payloads") runs the large preset against it as against the brokers:
+//
+//	taskset -c 0 go run ./scripts/relayfloor PORT
+//	petrel bench preset large -p PORT --broker-pid PID ...
+//
+// Loopback only.
+package main
+
+import (
+	"encoding/binary"
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: relayfloor PORT")
+		os.Exit(2)
+	}
+	port, err := strconv.Atoi(os.Args[1])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "relayfloor: port:", err)
+		os.Exit(2)
+	}
+	if err := serve(port); err != nil {
+		fmt.Fprintln(os.Stderr, "relayfloor:", err)
+		os.Exit(1)
+	}
+}
+
+// smallRead is what a read asks for when no large packet is under way: a
+// large one's first bytes land here and are copied to its own buffer, the
+// rest is read straight into that.
+const smallRead = 4096
+
+// msg is a PUBLISH's payload-bearing part (topic, payload), shared by the
+// writes to every subscriber until the last is done with it.
+type msg struct {
+	buf  []byte
+	refs int
+}
+
+type pending struct {
+	hdr  []byte // the fixed header and what follows it up to the topic
+	m    *msg   // nil for a packet all in hdr
+	body []byte // m.buf's bytes to send
+}
+
+type conn struct {
+	fd     int
+	small  []byte // smallRead bytes; small[r:w] not yet parsed
+	r, w   int
+	big    *msg // the large packet being read, big.buf[:bigN] read so far
+	bigN   int
+	bigHdr int // the fixed header's length in big.buf
+	sub    bool
+	nextID uint16
+	out    []pending // what the socket has not taken yet, in order
+	outOff int       // how much of out[0] it has
+	outEv  bool      // EPOLLOUT is asked for
+}
+
+type relay struct {
+	ep    int
+	conns map[int]*conn
+	free  []*msg // payload buffers to reuse
+	iov   []unix.Iovec
+}
+
+func serve(port int) error {
+	runtime.LockOSThread()
+	ln, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("socket: %w", err)
+	}
+	unix.SetsockoptInt(ln, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+	unix.SetsockoptInt(ln, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1) // inherited, as in Petrel
+	if err := unix.Bind(ln, &unix.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		return fmt.Errorf("bind: %w", err)
+	}
+	if err := unix.Listen(ln, 4096); err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("epoll_create1: %w", err)
+	}
+	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, ln, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(ln)}); err != nil {
+		return fmt.Errorf("epoll_ctl: %w", err)
+	}
+	rl := &relay{ep: ep, conns: make(map[int]*conn)}
+	events := make([]unix.EpollEvent, 256)
+	fmt.Println("listening on", port)
+	for {
+		n, err := unix.EpollWait(ep, events, -1)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("epoll_wait: %w", err)
+		}
+		for _, ev := range events[:n] {
+			fd := int(ev.Fd)
+			if fd == ln {
+				for {
+					c, _, err := unix.Accept4(ln, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+					if err != nil {
+						break
+					}
+					rl.conns[c] = &conn{fd: c, small: make([]byte, smallRead)}
+					unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, c, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(c)})
+				}
+				continue
+			}
+			c := rl.conns[fd]
+			if c == nil {
+				continue
+			}
+			if ev.Events&unix.EPOLLOUT != 0 && !rl.flush(c) {
+				rl.close(c)
+				continue
+			}
+			if ev.Events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 && !rl.readable(c) {
+				rl.close(c)
+			}
+		}
+	}
+}
+
+func (rl *relay) close(c *conn) {
+	for _, p := range c.out {
+		rl.unref(p.m)
+	}
+	rl.unref(c.big)
+	delete(rl.conns, c.fd)
+	unix.Close(c.fd)
+}
+
+// readable reads what the socket has and handles every whole packet in it;
+// false when the connection is over.
+func (rl *relay) readable(c *conn) bool {
+	for {
+		if c.big != nil {
+			m, err := unix.Read(c.fd, c.big.buf[c.bigN:])
+			if err == unix.EAGAIN {
+				return true
+			}
+			if err != nil || m <= 0 {
+				return false
+			}
+			c.bigN += m
+			if c.bigN == len(c.big.buf) {
+				big := c.big
+				c.big = nil
+				if !rl.publish(c, big, c.bigHdr) {
+					return false
+				}
+			}
+			continue
+		}
+		if c.r == c.w {
+			c.r, c.w = 0, 0
+		} else if c.w == len(c.small) {
+			c.w = copy(c.small, c.small[c.r:c.w])
+			c.r = 0
+		}
+		m, err := unix.Read(c.fd, c.small[c.w:])
+		if err == unix.EAGAIN {
+			return true
+		}
+		if err != nil || m <= 0 {
+			return false
+		}
+		c.w += m
+		if !rl.parse(c) {
+			return false
+		}
+	}
+}
+
+// parse handles the whole packets in c.small[c.r:c.w]; a packet too large
+// for what is left moves, with what has come of it, to a buffer of its own.
+func (rl *relay) parse(c *conn) bool {
+	for c.r < c.w {
+		b := c.small[c.r:c.w]
+		rem, hl := 0, 1
+		for shift := 0; ; shift += 7 {
+			if hl >= len(b) {
+				return true // the length is not all here
+			}
+			if hl > 4 {
+				return false
+			}
+			rem |= int(b[hl]&0x7f) << shift
+			hl++
+			if b[hl-1]&0x80 == 0 {
+				break
+			}
+		}
+		size := hl + rem
+		if size > len(b) {
+			if size <= len(c.small) {
+				return true // wait for the rest in small
+			}
+			if b[0]>>4 != 3 {
+				return false // only a PUBLISH may be large
+			}
+			c.big = rl.get(size)
+			c.bigN = copy(c.big.buf, b)
+			c.bigHdr = hl
+			c.r = c.w
+			return true
+		}
+		pkt := b[:size]
+		c.r += size
+		switch pkt[0] >> 4 {
+		case 1: // CONNECT
+			rl.send(c, []byte{0x20, 2, 0, 0})
+		case 3:
+			m := rl.get(size)
+			copy(m.buf, pkt)
+			if !rl.publish(c, m, hl) {
+				return false
+			}
+		case 8: // SUBSCRIBE: everything, at what was asked
+			c.sub = true
+			rl.send(c, []byte{0x90, 3, pkt[hl], pkt[hl+1], pkt[len(pkt)-1] & 3})
+		case 12: // PINGREQ
+			rl.send(c, []byte{0xd0, 0})
+		case 14: // DISCONNECT
+			return false
+		}
+	}
+	return true
+}
+
+// publish acknowledges the PUBLISH in m.buf, whose fixed header is hl
+// bytes, and writes it to every subscriber at QoS 1 with an id of its own.
+func (rl *relay) publish(from *conn, m *msg, hl int) bool {
+	p := m.buf
+	qos := p[0] >> 1 & 3
+	tl := int(binary.BigEndian.Uint16(p[hl:]))
+	topicEnd := hl + 2 + tl
+	body := p[topicEnd:]
+	if qos > 0 {
+		id := p[topicEnd : topicEnd+2]
+		rl.send(from, []byte{0x40, 2, id[0], id[1]})
+		body = p[topicEnd+2:]
+	}
+	topic := p[hl:topicEnd]
+	for _, s := range rl.conns {
+		if !s.sub {
+			continue
+		}
+		s.nextID++
+		if s.nextID == 0 {
+			s.nextID = 1
+		}
+		rem := len(topic) + 2 + len(body)
+		hdr := make([]byte, 0, 5+len(topic)+2)
+		hdr = append(hdr, 0x32)
+		for {
+			b := byte(rem & 0x7f)
+			rem >>= 7
+			if rem > 0 {
+				b |= 0x80
+			}
+			hdr = append(hdr, b)
+			if rem == 0 {
+				break
+			}
+		}
+		hdr = append(hdr, topic...)
+		hdr = binary.BigEndian.AppendUint16(hdr, s.nextID)
+		m.refs++
+		rl.queue(s, pending{hdr: hdr, m: m, body: body})
+	}
+	rl.unref(m)
+	return true
+}
+
+func (rl *relay) send(c *conn, b []byte) { rl.queue(c, pending{hdr: b}) }
+
+// queue writes p now if nothing waits before it, and keeps what the
+// socket does not take.
+func (rl *relay) queue(c *conn, p pending) {
+	wasEmpty := len(c.out) == 0
+	c.out = append(c.out, p)
+	if wasEmpty {
+		if !rl.flush(c) {
+			return // the read side finds the error
+		}
+		if len(c.out) > 0 && !c.outEv {
+			c.outEv = true
+			unix.EpollCtl(rl.ep, unix.EPOLL_CTL_MOD, c.fd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLOUT, Fd: int32(c.fd)})
+		}
+	}
+}
+
+// flush writes what waits, in one writev while the socket takes it all.
+func (rl *relay) flush(c *conn) bool {
+	for len(c.out) > 0 {
+		rl.iov = rl.iov[:0]
+		off, total := c.outOff, 0
+		for _, p := range c.out {
+			for _, b := range [2][]byte{p.hdr, p.body} {
+				if off >= len(b) {
+					off -= len(b)
+					continue
+				}
+				b = b[off:]
+				off = 0
+				var v unix.Iovec
+				v.Base = &b[0]
+				v.SetLen(len(b))
+				rl.iov = append(rl.iov, v)
+				total += len(b)
+			}
+			if len(rl.iov) >= 64 {
+				break
+			}
+		}
+		n, err := writev(c.fd, rl.iov)
+		if err == unix.EAGAIN {
+			return true
+		}
+		if err != nil {
+			return false
+		}
+		full := n < total
+		n += c.outOff
+		for len(c.out) > 0 && n >= len(c.out[0].hdr)+len(c.out[0].body) {
+			n -= len(c.out[0].hdr) + len(c.out[0].body)
+			rl.unref(c.out[0].m)
+			c.out[0] = pending{}
+			c.out = c.out[1:]
+		}
+		c.outOff = n
+		if full {
+			return true // the socket is full: EPOLLOUT says when it is not
+		}
+	}
+	c.out = c.out[:0:0]
+	if c.outEv {
+		c.outEv = false
+		unix.EpollCtl(rl.ep, unix.EPOLL_CTL_MOD, c.fd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(c.fd)})
+	}
+	return true
+}
+
+func writev(fd int, iov []unix.Iovec) (int, error) {
+	n, _, errno := unix.RawSyscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
+}
+
+func (rl *relay) get(size int) *msg {
+	for i := len(rl.free) - 1; i >= 0; i-- {
+		if m := rl.free[i]; cap(m.buf) >= size {
+			rl.free[i] = rl.free[len(rl.free)-1]
+			rl.free = rl.free[:len(rl.free)-1]
+			m.buf, m.refs = m.buf[:size], 1
+			return m
+		}
+	}
+	return &msg{buf: make([]byte, size), refs: 1}
+}
+
+func (rl *relay) unref(m *msg) {
+	if m == nil {
+		return
+	}
+	if m.refs--; m.refs == 0 && len(rl.free) < 64 {
+		rl.free = append(rl.free, m)
+	}
+}
