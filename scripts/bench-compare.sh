@@ -13,6 +13,13 @@
 #   PRESETS="fanin-q0 large" scripts/bench-compare.sh
 #   PETREL_STORE=pebble scripts/bench-compare.sh   # Petrel durable (fsync per commit)
 #   PRESETS="storm storm-persistent storm-tls" scripts/bench-compare.sh
+#   FLOORS=1 PRESETS="storm large" scripts/bench-compare.sh
+#
+# With FLOORS=1, the least any epoll server could spend on the same load
+# runs too, pinned as the brokers are: scripts/connfloor (TCP_DEFER_ACCEPT
+# on) for storm; for large, scripts/relayfloor copying each payload in and
+# out (as Petrel and Mosquitto do) and moving its pages with splice
+# instead. They get a table of their own.
 #
 # The storms (issue 21) connect STORM_CONNS clients at once (default 50,000,
 # or what the descriptor limit leaves): storm with clean sessions over TCP;
@@ -56,6 +63,10 @@ mkdir -p "$OUT"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 go build -o "$OUT/petrel" ./cmd/petrel
+if [ -n "${FLOORS:-}" ]; then
+	go build -o "$OUT/connfloor" ./scripts/connfloor
+	go build -o "$OUT/relayfloor" ./scripts/relayfloor
+fi
 
 free_port() {
 	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null ||
@@ -156,6 +167,17 @@ EOF
 	wait_port "$1"
 }
 
+start_floor() { # port binary args...
+	local port=$1 bin=$2
+	shift 2
+	taskset -c "$BROKER_CPU" "$OUT/$bin" "$port" "$@" >"$OUT/$bin.log" 2>&1 &
+	BROKER_PID=$!
+	wait_port "$port"
+}
+start_connfloor() { start_floor "$1" connfloor defer; }
+start_relayfloor() { start_floor "$1" relayfloor; }
+start_splicefloor() { start_floor "$1" relayfloor splice; }
+
 stop_broker() {
 	[ -n "$BROKER_PID" ] || return 0
 	kill "$BROKER_PID" 2>/dev/null || true
@@ -214,7 +236,7 @@ run() { # broker preset round
 	echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(uname -sr)"
 	echo "mosquitto: $(mosquitto -h 2>/dev/null | head -1)"
 	echo "petrel: $(git rev-parse --short HEAD 2>/dev/null || echo unknown), store $PETREL_STORE, $(go version | cut -d' ' -f3)"
-	echo "command: ROUNDS=$ROUNDS PRESETS=\"$PRESETS\" PETREL_STORE=$PETREL_STORE scripts/bench-compare.sh"
+	echo "command: ROUNDS=$ROUNDS PRESETS=\"$PRESETS\" PETREL_STORE=$PETREL_STORE${FLOORS:+ FLOORS=$FLOORS} scripts/bench-compare.sh"
 } >"$OUT/about.txt"
 
 first=mosquitto second=petrel
@@ -223,6 +245,15 @@ for round in $(seq "$ROUNDS"); do
 		run "$first" "$preset" "$round"
 		run "$second" "$preset" "$round"
 		tmp=$first first=$second second=$tmp
+		if [ -n "${FLOORS:-}" ]; then
+			case $preset in
+			storm) run connfloor storm "$round" ;;
+			large)
+				run relayfloor large "$round"
+				run splicefloor large "$round"
+				;;
+			esac
+		fi
 	done
 done
 

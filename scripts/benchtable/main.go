@@ -11,6 +11,7 @@ import (
 	"cmp"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -214,6 +215,35 @@ func main() {
 		row("lost (acknowledged, never delivered)", func(r *result) float64 { return float64(r.Receive.Lost) }, "%.0f")
 		row("duplicated + errors", func(r *result) float64 { return float64(r.Receive.Dups + r.Errors.Total) }, "%.0f")
 		row("bench CPU % (of its CPU)", func(r *result) float64 { return r.Bench.Percent }, "%.0f")
+	}
+	floors(order, runs)
+}
+
+// floors prints, for the servers that are neither broker (connfloor,
+// relayfloor, splicefloor: the least an epoll server could spend), the
+// preset's figure and its ratio to Mosquitto's.
+func floors(order []string, runs map[string]map[string][]*result) {
+	header := false
+	for _, p := range order {
+		m := median(runs[p]["mosquitto"])
+		servers := slices.Sorted(maps.Keys(runs[p]))
+		for _, s := range servers {
+			if s == "mosquitto" || s == "petrel" {
+				continue
+			}
+			f := median(runs[p][s])
+			if !header {
+				fmt.Println()
+				fmt.Println("| preset | floor server | per broker CPU-s | × Mosquitto | rounds |")
+				fmt.Println("|---|---|---:|---:|---:|")
+				header = true
+			}
+			ratio := "–"
+			if m != nil && m.figure() > 0 {
+				ratio = fmt.Sprintf("%.2f×", f.figure()/m.figure())
+			}
+			fmt.Printf("| %s | %s | %.1f | %s | %d |\n", p, s, f.figure(), ratio, len(runs[p][s]))
+		}
 	}
 }
 

@@ -30,7 +30,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: relayfloor PORT")
+		fmt.Fprintln(os.Stderr, "usage: relayfloor PORT [splice]")
 		os.Exit(2)
 	}
 	port, err := strconv.Atoi(os.Args[1])
@@ -38,7 +38,8 @@ func main() {
 		fmt.Fprintln(os.Stderr, "relayfloor: port:", err)
 		os.Exit(2)
 	}
-	if err := serve(port); err != nil {
+	splice := len(os.Args) > 2 && os.Args[2] == "splice"
+	if err := serve(port, splice); err != nil {
 		fmt.Fprintln(os.Stderr, "relayfloor:", err)
 		os.Exit(1)
 	}
@@ -60,6 +61,20 @@ type pending struct {
 	hdr  []byte // the fixed header and what follows it up to the topic
 	m    *msg   // nil for a packet all in hdr
 	body []byte // m.buf's bytes to send
+	// In splice mode, the rest of the payload: pipeN bytes in a pipe.
+	pipe  int
+	pipeN int
+}
+
+// spliceIn is a large PUBLISH whose payload is being spliced from its
+// socket into a pipe: head holds what came before it through the small
+// buffer (fixed header, topic, packet id, the payload's first bytes).
+type spliceIn struct {
+	head   []byte
+	hl     int // the fixed header's length in head
+	pipe   int
+	left   int // payload bytes still in the socket
+	inPipe int
 }
 
 type conn struct {
@@ -69,6 +84,7 @@ type conn struct {
 	big    *msg // the large packet being read, big.buf[:bigN] read so far
 	bigN   int
 	bigHdr int // the fixed header's length in big.buf
+	spl    *spliceIn
 	sub    bool
 	nextID uint16
 	out    []pending // what the socket has not taken yet, in order
@@ -81,9 +97,13 @@ type relay struct {
 	conns map[int]*conn
 	free  []*msg // payload buffers to reuse
 	iov   []unix.Iovec
+	// splice: a large payload goes socket → pipe → socket, its pages
+	// moved rather than copied; pipes are pooled.
+	splice bool
+	pipes  []int
 }
 
-func serve(port int) error {
+func serve(port int, splice bool) error {
 	runtime.LockOSThread()
 	ln, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -104,7 +124,7 @@ func serve(port int) error {
 	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, ln, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(ln)}); err != nil {
 		return fmt.Errorf("epoll_ctl: %w", err)
 	}
-	rl := &relay{ep: ep, conns: make(map[int]*conn)}
+	rl := &relay{ep: ep, conns: make(map[int]*conn), splice: splice}
 	events := make([]unix.EpollEvent, 256)
 	fmt.Println("listening on", port)
 	for {
@@ -148,6 +168,14 @@ func (rl *relay) close(c *conn) {
 		rl.unref(p.m)
 	}
 	rl.unref(c.big)
+	for _, p := range c.out {
+		if p.pipe != 0 {
+			rl.putPipe(p.pipe)
+		}
+	}
+	if c.spl != nil {
+		rl.putPipe(c.spl.pipe)
+	}
 	delete(rl.conns, c.fd)
 	unix.Close(c.fd)
 }
@@ -156,6 +184,23 @@ func (rl *relay) close(c *conn) {
 // false when the connection is over.
 func (rl *relay) readable(c *conn) bool {
 	for {
+		if c.spl != nil {
+			sp := c.spl
+			m, err := unix.Splice(c.fd, nil, sp.pipe, nil, sp.left, unix.SPLICE_F_NONBLOCK|unix.SPLICE_F_MOVE)
+			if err == unix.EAGAIN {
+				return true
+			}
+			if err != nil || m <= 0 {
+				return false
+			}
+			sp.left -= int(m)
+			sp.inPipe += int(m)
+			if sp.left == 0 {
+				c.spl = nil
+				rl.publishSpliced(c, sp)
+			}
+			continue
+		}
 		if c.big != nil {
 			m, err := unix.Read(c.fd, c.big.buf[c.bigN:])
 			if err == unix.EAGAIN {
@@ -221,6 +266,19 @@ func (rl *relay) parse(c *conn) bool {
 			if b[0]>>4 != 3 {
 				return false // only a PUBLISH may be large
 			}
+			if rl.splice {
+				// Through the packet id here, the rest spliced.
+				if len(b) < hl+2 || len(b) < hl+2+int(binary.BigEndian.Uint16(b[hl:]))+2 {
+					return true
+				}
+				sp := &spliceIn{head: append([]byte(nil), b...), hl: hl, pipe: rl.getPipe(), left: size - len(b)}
+				if sp.pipe < 0 {
+					return false
+				}
+				c.spl = sp
+				c.r = c.w
+				return true
+			}
 			c.big = rl.get(size)
 			c.bigN = copy(c.big.buf, b)
 			c.bigHdr = hl
@@ -268,31 +326,104 @@ func (rl *relay) publish(from *conn, m *msg, hl int) bool {
 		if !s.sub {
 			continue
 		}
-		s.nextID++
-		if s.nextID == 0 {
-			s.nextID = 1
-		}
-		rem := len(topic) + 2 + len(body)
-		hdr := make([]byte, 0, 5+len(topic)+2)
-		hdr = append(hdr, 0x32)
-		for {
-			b := byte(rem & 0x7f)
-			rem >>= 7
-			if rem > 0 {
-				b |= 0x80
-			}
-			hdr = append(hdr, b)
-			if rem == 0 {
-				break
-			}
-		}
-		hdr = append(hdr, topic...)
-		hdr = binary.BigEndian.AppendUint16(hdr, s.nextID)
+		hdr := forwardHeader(s, topic, len(body))
 		m.refs++
 		rl.queue(s, pending{hdr: hdr, m: m, body: body})
 	}
 	rl.unref(m)
 	return true
+}
+
+// publishSpliced is publish for a payload that is partly in sp.head and
+// the rest in sp.pipe: each subscriber gets its header and those first
+// bytes written, then the pipe's pages (a tee of them for all but the last).
+func (rl *relay) publishSpliced(from *conn, sp *spliceIn) {
+	p, hl := sp.head, sp.hl
+	tl := int(binary.BigEndian.Uint16(p[hl:]))
+	topicEnd := hl + 2 + tl
+	id := p[topicEnd : topicEnd+2]
+	rl.send(from, []byte{0x40, 2, id[0], id[1]})
+	topic, first := p[hl:topicEnd], p[topicEnd+2:]
+	var subs []*conn
+	for _, s := range rl.conns {
+		if s.sub {
+			subs = append(subs, s)
+		}
+	}
+	for i, s := range subs {
+		pipe := sp.pipe
+		if i < len(subs)-1 {
+			if pipe = rl.getPipe(); pipe < 0 {
+				continue
+			}
+			if n, err := unix.Tee(sp.pipe, pipe, sp.inPipe, unix.SPLICE_F_NONBLOCK); err != nil || int(n) != sp.inPipe {
+				rl.putPipe(pipe)
+				continue
+			}
+		}
+		hdr := forwardHeader(s, topic, len(first)+sp.inPipe)
+		hdr = append(hdr, first...)
+		rl.queue(s, pending{hdr: hdr, pipe: pipe, pipeN: sp.inPipe})
+	}
+	if len(subs) == 0 {
+		rl.putPipe(sp.pipe)
+	}
+}
+
+// forwardHeader is a QoS 1 PUBLISH's header to s up to its packet id, for
+// a payload of n bytes.
+func forwardHeader(s *conn, topic []byte, n int) []byte {
+	s.nextID++
+	if s.nextID == 0 {
+		s.nextID = 1
+	}
+	rem := len(topic) + 2 + n
+	hdr := make([]byte, 0, 5+len(topic)+2)
+	hdr = append(hdr, 0x32)
+	for {
+		b := byte(rem & 0x7f)
+		rem >>= 7
+		if rem > 0 {
+			b |= 0x80
+		}
+		hdr = append(hdr, b)
+		if rem == 0 {
+			break
+		}
+	}
+	hdr = append(hdr, topic...)
+	return binary.BigEndian.AppendUint16(hdr, s.nextID)
+}
+
+// getPipe returns a pipe's write end from the pool or a new pipe large
+// enough for a payload (its read end is the fd before it: see newPipe).
+func (rl *relay) getPipe() int {
+	if n := len(rl.pipes); n > 0 {
+		p := rl.pipes[n-1]
+		rl.pipes = rl.pipes[:n-1]
+		return p
+	}
+	return newPipe()
+}
+
+func (rl *relay) putPipe(p int) { rl.pipes = append(rl.pipes, p) }
+
+// newPipe makes a pipe of 1 MiB and returns a descriptor that reads and
+// writes it: /proc/self/fd/N of the read end, opened read-write, is the
+// pipe itself, so one descriptor serves splice in, tee and splice out.
+func newPipe() int {
+	var fds [2]int
+	if err := unix.Pipe2(fds[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
+		return -1
+	}
+	fd, err := unix.Open(fmt.Sprintf("/proc/self/fd/%d", fds[0]), unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	unix.Close(fds[0])
+	unix.Close(fds[1])
+	if err != nil {
+		return -1
+	}
+	unix.FcntlInt(uintptr(fd), unix.F_SETPIPE_SZ, 1<<20)
+	return fd
 }
 
 func (rl *relay) send(c *conn, b []byte) { rl.queue(c, pending{hdr: b}) }
@@ -316,9 +447,40 @@ func (rl *relay) queue(c *conn, p pending) {
 // flush writes what waits, in one writev while the socket takes it all.
 func (rl *relay) flush(c *conn) bool {
 	for len(c.out) > 0 {
+		if p := &c.out[0]; p.pipe != 0 {
+			if c.outOff < len(p.hdr) {
+				n, err := unix.SendmsgN(c.fd, p.hdr[c.outOff:], nil, nil, unix.MSG_MORE|unix.MSG_DONTWAIT)
+				if err == unix.EAGAIN {
+					return true
+				}
+				if err != nil {
+					return false
+				}
+				if c.outOff += n; c.outOff < len(p.hdr) {
+					return true
+				}
+			}
+			n, err := unix.Splice(p.pipe, nil, c.fd, nil, p.pipeN, unix.SPLICE_F_NONBLOCK|unix.SPLICE_F_MOVE)
+			if err == unix.EAGAIN {
+				return true
+			}
+			if err != nil {
+				return false
+			}
+			if p.pipeN -= int(n); p.pipeN > 0 {
+				return true
+			}
+			rl.putPipe(p.pipe)
+			c.out[0] = pending{}
+			c.out, c.outOff = c.out[1:], 0
+			continue
+		}
 		rl.iov = rl.iov[:0]
 		off, total := c.outOff, 0
 		for _, p := range c.out {
+			if p.pipe != 0 {
+				break
+			}
 			for _, b := range [2][]byte{p.hdr, p.body} {
 				if off >= len(b) {
 					off -= len(b)
@@ -345,7 +507,7 @@ func (rl *relay) flush(c *conn) bool {
 		}
 		full := n < total
 		n += c.outOff
-		for len(c.out) > 0 && n >= len(c.out[0].hdr)+len(c.out[0].body) {
+		for len(c.out) > 0 && c.out[0].pipe == 0 && n >= len(c.out[0].hdr)+len(c.out[0].body) {
 			n -= len(c.out[0].hdr) + len(c.out[0].body)
 			rl.unref(c.out[0].m)
 			c.out[0] = pending{}
