@@ -17,7 +17,7 @@
 #
 # With FLOORS=1, the least any epoll server could spend on the same load
 # runs too, pinned as the brokers are: scripts/connfloor (TCP_DEFER_ACCEPT
-# on) for storm; for large, scripts/relayfloor copying each payload in and
+# on) for storm, through epoll and through io_uring; for large, scripts/relayfloor copying each payload in and
 # out (as Petrel and Mosquitto do) and moving its pages with splice
 # instead. They get a table of their own.
 #
@@ -175,6 +175,7 @@ start_floor() { # port binary args...
 	wait_port "$port"
 }
 start_connfloor() { start_floor "$1" connfloor defer; }
+start_uringfloor() { start_floor "$1" connfloor defer uring; }
 start_relayfloor() { start_floor "$1" relayfloor; }
 start_splicefloor() { start_floor "$1" relayfloor splice; }
 
@@ -247,7 +248,10 @@ for round in $(seq "$ROUNDS"); do
 		tmp=$first first=$second second=$tmp
 		if [ -n "${FLOORS:-}" ]; then
 			case $preset in
-			storm) run connfloor storm "$round" ;;
+			storm)
+				run connfloor storm "$round"
+				run uringfloor storm "$round"
+				;;
 			large)
 				run relayfloor large "$round"
 				run splicefloor large "$round"

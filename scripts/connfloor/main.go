@@ -7,17 +7,19 @@
 // It keeps no state per connection. docs/BENCHMARKS.md ("Connecting
 // faster") runs a storm against it as against the brokers:
 //
-//	taskset -c 0 go run ./scripts/connfloor PORT [defer]
+//	taskset -c 0 go run ./scripts/connfloor PORT [defer] [uring]
 //	petrel bench preset storm -p PORT --broker-pid PID ...
 //
-// With "defer", the listening socket has TCP_DEFER_ACCEPT, as Petrel's.
-// Loopback only.
+// With "defer", the listening socket has TCP_DEFER_ACCEPT, as Petrel's;
+// with "uring", the same is done through io_uring instead of epoll
+// (uring_linux.go). Loopback only.
 package main
 
 import (
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 
 	"golang.org/x/sys/unix"
@@ -25,7 +27,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: connfloor PORT [defer]")
+		fmt.Fprintln(os.Stderr, "usage: connfloor PORT [defer] [uring]")
 		os.Exit(2)
 	}
 	port, err := strconv.Atoi(os.Args[1])
@@ -33,13 +35,13 @@ func main() {
 		fmt.Fprintln(os.Stderr, "connfloor: port:", err)
 		os.Exit(2)
 	}
-	if err := serve(port, len(os.Args) > 2 && os.Args[2] == "defer"); err != nil {
+	if err := serve(port, slices.Contains(os.Args[2:], "defer"), slices.Contains(os.Args[2:], "uring")); err != nil {
 		fmt.Fprintln(os.Stderr, "connfloor:", err)
 		os.Exit(1)
 	}
 }
 
-func serve(port int, deferAccept bool) error {
+func serve(port int, deferAccept, uring bool) error {
 	runtime.LockOSThread()
 	ln, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -55,6 +57,10 @@ func serve(port int, deferAccept bool) error {
 	}
 	if err := unix.Listen(ln, 4096); err != nil {
 		return fmt.Errorf("listen: %w", err)
+	}
+	if uring {
+		fmt.Println("listening on", port, "(io_uring)")
+		return serveURing(ln)
 	}
 	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
