@@ -258,6 +258,13 @@ func BenchmarkSessionTable(b *testing.B) {
 		for i, id := range ids {
 			sessions[i] = &session{clientID: id}
 		}
+		// A client id never seen, as in a storm of new clients: the
+		// lookup at CONNECT misses, the session goes in, and it leaves at
+		// the DISCONNECT of a clean session.
+		fresh := make([]*session, n)
+		for i := range fresh {
+			fresh[i] = &session{clientID: misses[i]}
+		}
 		churn := make([]*session, 1024)
 		for i := range churn {
 			churn[i] = &session{clientID: fmt.Sprintf("churn-%04d", i)}
@@ -323,13 +330,6 @@ func BenchmarkSessionTable(b *testing.B) {
 					k.delete(t, ss.clientID)
 				}
 			})
-			// A client id never seen, as in a storm of new clients: the
-			// lookup at CONNECT misses, the session goes in, and it
-			// leaves at the DISCONNECT of a clean session.
-			fresh := make([]*session, n)
-			for i := range fresh {
-				fresh[i] = &session{clientID: misses[i]}
-			}
 			b.Run(fmt.Sprintf("%s/n=%d/connect", k.name, n), func(b *testing.B) {
 				for i := range b.N {
 					ss := fresh[i%n]

@@ -22,6 +22,7 @@ import (
 	"slices"
 	"strconv"
 
+	"github.com/petrelmq/petrel/scripts/internal/floornet"
 	"golang.org/x/sys/unix"
 )
 
@@ -43,31 +44,17 @@ func main() {
 
 func serve(port int, deferAccept, uring bool) error {
 	runtime.LockOSThread()
-	ln, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	ln, err := floornet.Listen(port, deferAccept)
 	if err != nil {
-		return fmt.Errorf("socket: %w", err)
-	}
-	unix.SetsockoptInt(ln, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
-	unix.SetsockoptInt(ln, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1) // inherited, as in Petrel
-	if deferAccept {
-		unix.SetsockoptInt(ln, unix.IPPROTO_TCP, unix.TCP_DEFER_ACCEPT, 1)
-	}
-	if err := unix.Bind(ln, &unix.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		return fmt.Errorf("bind: %w", err)
-	}
-	if err := unix.Listen(ln, 4096); err != nil {
-		return fmt.Errorf("listen: %w", err)
+		return err
 	}
 	if uring {
 		fmt.Println("listening on", port, "(io_uring)")
 		return serveURing(ln)
 	}
-	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	ep, err := floornet.Epoll(ln)
 	if err != nil {
-		return fmt.Errorf("epoll_create1: %w", err)
-	}
-	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, ln, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(ln)}); err != nil {
-		return fmt.Errorf("epoll_ctl: %w", err)
+		return err
 	}
 	events := make([]unix.EpollEvent, 256)
 	buf := make([]byte, 4096)
@@ -84,13 +71,7 @@ func serve(port int, deferAccept, uring bool) error {
 		for _, ev := range events[:n] {
 			fd := int(ev.Fd)
 			if fd == ln {
-				for {
-					c, _, err := unix.Accept4(ln, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
-					if err != nil {
-						break
-					}
-					unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, c, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(c)})
-				}
+				floornet.AcceptAll(ln, ep, func(int) {})
 				continue
 			}
 			// A whole packet per read is enough for what the storm sends.

@@ -4,7 +4,6 @@ package main
 
 import (
 	"fmt"
-	"runtime"
 	"sync/atomic"
 	"unsafe"
 
@@ -18,7 +17,6 @@ import (
 // different way into the kernel lowers the floor that epoll's calls set:
 // no epoll_ctl, and no system call per accept, read or write.
 func serveURing(ln int) error {
-	runtime.LockOSThread()
 	r, err := newRing(4096)
 	if err != nil {
 		return err

@@ -8,10 +8,12 @@
 // one writev (the kernel's copy out); a write the socket cannot take whole
 // waits in a queue that holds the buffer, not a copy of it. No topics (every
 // SUBSCRIBE subscribes to everything), no sessions, no retained messages,
-// no store, nothing after a disconnect. docs/BENCHMARKS.md ("Large
-// payloads") runs the large preset against it as against the brokers:
+// no store, nothing after a disconnect; a PUBLISH at QoS 0 or 2 closes its
+// connection. With "splice", a large payload's pages move socket → pipe →
+// socket instead of being copied. docs/BENCHMARKS.md ("Large payloads")
+// runs the large preset against it as against the brokers:
 //
-//	taskset -c 0 go run ./scripts/relayfloor PORT
+//	taskset -c 0 go run ./scripts/relayfloor PORT [splice]
 //	petrel bench preset large -p PORT --broker-pid PID ...
 //
 // Loopback only.
@@ -25,6 +27,8 @@ import (
 	"strconv"
 	"unsafe"
 
+	"github.com/petrelmq/petrel/packet"
+	"github.com/petrelmq/petrel/scripts/internal/floornet"
 	"golang.org/x/sys/unix"
 )
 
@@ -105,24 +109,13 @@ type relay struct {
 
 func serve(port int, splice bool) error {
 	runtime.LockOSThread()
-	ln, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	ln, err := floornet.Listen(port, false)
 	if err != nil {
-		return fmt.Errorf("socket: %w", err)
+		return err
 	}
-	unix.SetsockoptInt(ln, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
-	unix.SetsockoptInt(ln, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1) // inherited, as in Petrel
-	if err := unix.Bind(ln, &unix.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		return fmt.Errorf("bind: %w", err)
-	}
-	if err := unix.Listen(ln, 4096); err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
-	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	ep, err := floornet.Epoll(ln)
 	if err != nil {
-		return fmt.Errorf("epoll_create1: %w", err)
-	}
-	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, ln, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(ln)}); err != nil {
-		return fmt.Errorf("epoll_ctl: %w", err)
+		return err
 	}
 	rl := &relay{ep: ep, conns: make(map[int]*conn), splice: splice}
 	events := make([]unix.EpollEvent, 256)
@@ -138,14 +131,7 @@ func serve(port int, splice bool) error {
 		for _, ev := range events[:n] {
 			fd := int(ev.Fd)
 			if fd == ln {
-				for {
-					c, _, err := unix.Accept4(ln, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
-					if err != nil {
-						break
-					}
-					rl.conns[c] = &conn{fd: c, small: make([]byte, smallRead)}
-					unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, c, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(c)})
-				}
+				floornet.AcceptAll(ln, ep, func(c int) { rl.conns[c] = &conn{fd: c, small: make([]byte, smallRead)} })
 				continue
 			}
 			c := rl.conns[fd]
@@ -166,13 +152,11 @@ func serve(port int, splice bool) error {
 func (rl *relay) close(c *conn) {
 	for _, p := range c.out {
 		rl.unref(p.m)
-	}
-	rl.unref(c.big)
-	for _, p := range c.out {
 		if p.pipe != 0 {
 			rl.putPipe(p.pipe)
 		}
 	}
+	rl.unref(c.big)
 	if c.spl != nil {
 		rl.putPipe(c.spl.pipe)
 	}
@@ -197,7 +181,9 @@ func (rl *relay) readable(c *conn) bool {
 			sp.inPipe += int(m)
 			if sp.left == 0 {
 				c.spl = nil
-				rl.publishSpliced(c, sp)
+				if !rl.publish(c, sp.head, sp.hl, nil, sp) {
+					return false
+				}
 			}
 			continue
 		}
@@ -213,7 +199,7 @@ func (rl *relay) readable(c *conn) bool {
 			if c.bigN == len(c.big.buf) {
 				big := c.big
 				c.big = nil
-				if !rl.publish(c, big, c.bigHdr) {
+				if !rl.publish(c, big.buf, c.bigHdr, big, nil) {
 					return false
 				}
 			}
@@ -244,26 +230,19 @@ func (rl *relay) readable(c *conn) bool {
 func (rl *relay) parse(c *conn) bool {
 	for c.r < c.w {
 		b := c.small[c.r:c.w]
-		rem, hl := 0, 1
-		for shift := 0; ; shift += 7 {
-			if hl >= len(b) {
-				return true // the length is not all here
-			}
-			if hl > 4 {
-				return false
-			}
-			rem |= int(b[hl]&0x7f) << shift
-			hl++
-			if b[hl-1]&0x80 == 0 {
-				break
-			}
+		h, hl, err := packet.ParseFixedHeader(b, 0)
+		if err == packet.ErrIncomplete {
+			return true
 		}
-		size := hl + rem
+		if err != nil {
+			return false
+		}
+		size := hl + h.Remaining
 		if size > len(b) {
 			if size <= len(c.small) {
 				return true // wait for the rest in small
 			}
-			if b[0]>>4 != 3 {
+			if h.Type != packet.PUBLISH {
 				return false // only a PUBLISH may be large
 			}
 			if rl.splice {
@@ -287,63 +266,42 @@ func (rl *relay) parse(c *conn) bool {
 		}
 		pkt := b[:size]
 		c.r += size
-		switch pkt[0] >> 4 {
-		case 1: // CONNECT
+		switch h.Type {
+		case packet.CONNECT:
 			rl.send(c, []byte{0x20, 2, 0, 0})
-		case 3:
+		case packet.PUBLISH:
 			m := rl.get(size)
 			copy(m.buf, pkt)
-			if !rl.publish(c, m, hl) {
+			if !rl.publish(c, m.buf, hl, m, nil) {
 				return false
 			}
-		case 8: // SUBSCRIBE: everything, at what was asked
+		case packet.SUBSCRIBE: // to everything, at what was asked
 			c.sub = true
 			rl.send(c, []byte{0x90, 3, pkt[hl], pkt[hl+1], pkt[len(pkt)-1] & 3})
-		case 12: // PINGREQ
+		case packet.PINGREQ:
 			rl.send(c, []byte{0xd0, 0})
-		case 14: // DISCONNECT
+		case packet.DISCONNECT:
 			return false
 		}
 	}
 	return true
 }
 
-// publish acknowledges the PUBLISH in m.buf, whose fixed header is hl
-// bytes, and writes it to every subscriber at QoS 1 with an id of its own.
-func (rl *relay) publish(from *conn, m *msg, hl int) bool {
-	p := m.buf
-	qos := p[0] >> 1 & 3
-	tl := int(binary.BigEndian.Uint16(p[hl:]))
-	topicEnd := hl + 2 + tl
-	body := p[topicEnd:]
-	if qos > 0 {
-		id := p[topicEnd : topicEnd+2]
-		rl.send(from, []byte{0x40, 2, id[0], id[1]})
-		body = p[topicEnd+2:]
+// publish acknowledges a QoS 1 PUBLISH and writes it to every subscriber
+// with a packet id of its own: the subscriber's copy differs from the
+// publisher's in that id alone (and DUP and RETAIN cleared), so its header
+// is the publisher's up to the id. p is the packet from its first byte,
+// whole in m.buf; or, spliced, up to where sp's pipe holds the rest (a tee
+// of the pipe for every subscriber but the last).
+func (rl *relay) publish(from *conn, p []byte, hl int, m *msg, sp *spliceIn) bool {
+	if p[0]>>1&3 != 1 || len(p) < hl+2 {
+		return false // QoS 0 and 2 are not what the floor measures
 	}
-	topic := p[hl:topicEnd]
-	for _, s := range rl.conns {
-		if !s.sub {
-			continue
-		}
-		hdr := forwardHeader(s, topic, len(body))
-		m.refs++
-		rl.queue(s, pending{hdr: hdr, m: m, body: body})
+	idAt := hl + 2 + int(binary.BigEndian.Uint16(p[hl:]))
+	if len(p) < idAt+2 {
+		return false
 	}
-	rl.unref(m)
-	return true
-}
-
-// publishSpliced is publish for a payload that is partly in sp.head and
-// the rest in sp.pipe: each subscriber gets its header and those first
-// bytes written, then the pipe's pages (a tee of them for all but the last).
-func (rl *relay) publishSpliced(from *conn, sp *spliceIn) {
-	p, hl := sp.head, sp.hl
-	tl := int(binary.BigEndian.Uint16(p[hl:]))
-	topicEnd := hl + 2 + tl
-	id := p[topicEnd : topicEnd+2]
-	rl.send(from, []byte{0x40, 2, id[0], id[1]})
-	topic, first := p[hl:topicEnd], p[topicEnd+2:]
+	rl.send(from, []byte{0x40, 2, p[idAt], p[idAt+1]})
 	var subs []*conn
 	for _, s := range rl.conns {
 		if s.sub {
@@ -351,52 +309,39 @@ func (rl *relay) publishSpliced(from *conn, sp *spliceIn) {
 		}
 	}
 	for i, s := range subs {
-		pipe := sp.pipe
-		if i < len(subs)-1 {
-			if pipe = rl.getPipe(); pipe < 0 {
-				continue
-			}
-			if n, err := unix.Tee(sp.pipe, pipe, sp.inPipe, unix.SPLICE_F_NONBLOCK); err != nil || int(n) != sp.inPipe {
-				rl.putPipe(pipe)
-				continue
+		if s.nextID++; s.nextID == 0 {
+			s.nextID = 1
+		}
+		out := pending{hdr: binary.BigEndian.AppendUint16(append([]byte{0x32}, p[1:idAt]...), s.nextID)}
+		if sp == nil {
+			m.refs++
+			out.m, out.body = m, p[idAt+2:]
+		} else {
+			out.hdr = append(out.hdr, p[idAt+2:]...) // the payload's first bytes
+			out.pipe, out.pipeN = sp.pipe, sp.inPipe
+			if i < len(subs)-1 {
+				if out.pipe = rl.getPipe(); out.pipe < 0 {
+					continue
+				}
+				if n, err := unix.Tee(sp.pipe, out.pipe, sp.inPipe, unix.SPLICE_F_NONBLOCK); err != nil || int(n) != sp.inPipe {
+					rl.putPipe(out.pipe)
+					continue
+				}
 			}
 		}
-		hdr := forwardHeader(s, topic, len(first)+sp.inPipe)
-		hdr = append(hdr, first...)
-		rl.queue(s, pending{hdr: hdr, pipe: pipe, pipeN: sp.inPipe})
+		rl.queue(s, out)
 	}
-	if len(subs) == 0 {
+	switch {
+	case sp == nil:
+		rl.unref(m)
+	case len(subs) == 0:
 		rl.putPipe(sp.pipe)
 	}
+	return true
 }
 
-// forwardHeader is a QoS 1 PUBLISH's header to s up to its packet id, for
-// a payload of n bytes.
-func forwardHeader(s *conn, topic []byte, n int) []byte {
-	s.nextID++
-	if s.nextID == 0 {
-		s.nextID = 1
-	}
-	rem := len(topic) + 2 + n
-	hdr := make([]byte, 0, 5+len(topic)+2)
-	hdr = append(hdr, 0x32)
-	for {
-		b := byte(rem & 0x7f)
-		rem >>= 7
-		if rem > 0 {
-			b |= 0x80
-		}
-		hdr = append(hdr, b)
-		if rem == 0 {
-			break
-		}
-	}
-	hdr = append(hdr, topic...)
-	return binary.BigEndian.AppendUint16(hdr, s.nextID)
-}
-
-// getPipe returns a pipe's write end from the pool or a new pipe large
-// enough for a payload (its read end is the fd before it: see newPipe).
+// getPipe returns a pipe from the pool, or a new one (see newPipe); -1 if
+// none can be made.
 func (rl *relay) getPipe() int {
 	if n := len(rl.pipes); n > 0 {
 		p := rl.pipes[n-1]
