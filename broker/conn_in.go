@@ -221,7 +221,7 @@ func (c *conn) DataRead(b []byte) {
 // may keep it rather than copy it. Each packet decoded is counted in t.
 func (c *conn) parse(dec *packet.Decoder, b []byte, owned bool, big *bigBuf, t *tally) (rest []byte, parsed bool) {
 	// A held-back client's further packets wait in c.in (backpressure.go).
-	for len(b) > 0 && !c.isClosing() && !c.paused && c.flags.Load()&flagHeldBack == 0 {
+	for len(b) > 0 && !c.paused && c.flags.Load()&(flagClosing|flagHeldBack) == 0 {
 		h, n, err := packet.ParseFixedHeader(b, c.ln.srv.opts.MaxPacketSize)
 		if err == packet.ErrIncomplete {
 			return b, parsed

@@ -181,8 +181,7 @@ func (c *conn) ackAfter(kind packet.Type, pid uint16, code packet.ReasonCode, gr
 	w := c.waitAll(remote)
 	c.outMu.Lock()
 	if group == 0 && w == nil && len(c.deferredLocked()) == 0 {
-		c.outMu.Unlock()
-		c.writeAck(kind, pid, code)
+		c.writeAckLocked(kind, pid, code)
 		return
 	}
 	if !c.outClosed {
@@ -374,17 +373,21 @@ func (c *conn) committed(g uint64, err error) {
 }
 
 func (c *conn) writeAck(kind packet.Type, pid uint16, code packet.ReasonCode) {
-	a := packet.Ack{Kind: kind, PacketID: pid, Code: code}
 	c.outMu.Lock()
+	c.writeAckLocked(kind, pid, code)
+}
+
+// writeAckLocked is writeAck with outMu held; it unlocks it.
+func (c *conn) writeAckLocked(kind packet.Type, pid uint16, code packet.ReasonCode) {
 	if c.outClosed {
 		c.outMu.Unlock()
 		return
 	}
-	if c.out.Bytes() == nil {
-		c.out.Set(bufpool.Get(512))
+	out := c.out.Bytes()
+	if out == nil {
+		out = bufpool.Get(512)
 	}
-	out, _ := packet.AppendAck(c.out.Bytes(), &a, c.version) // an ack of a valid id always encodes
-	c.out.Set(out)
+	c.out.Set(packet.AppendBareAck(out, kind, pid, code, c.version)) // the broker's acks carry no properties
 	c.outMu.Unlock()
 	c.countSent(kind)
 	c.nc.Flush()

@@ -182,6 +182,19 @@ func AppendAck(dst []byte, a *Ack, version byte) ([]byte, error) {
 	return a.write(dst, version, s), nil
 }
 
+// AppendBareAck appends a PUBACK, PUBREC, PUBREL or PUBCOMP without
+// properties: the bytes AppendAck writes for Ack{Kind: kind, PacketID: pid,
+// Code: code}, without building an Ack (whose properties make it large) or
+// checking what the caller guarantees: kind is one of the four, pid is not
+// 0 and version is 3, 4 or 5. A broker sends one of these for most
+// messages.
+func AppendBareAck(dst []byte, kind Type, pid uint16, code ReasonCode, version byte) []byte {
+	if version == V5 && code != Success {
+		return append(dst, firstByte(kind), 3, byte(pid>>8), byte(pid), byte(code))
+	}
+	return append(dst, firstByte(kind), 2, byte(pid>>8), byte(pid))
+}
+
 // Len returns the size in bytes of p encoded for protocol level version,
 // fixed header included (what Maximum Packet Size limits), or -1 when p
 // cannot be encoded at that level (Append says why).

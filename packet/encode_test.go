@@ -235,3 +235,22 @@ func TestAppendPublishHeaderMatchesAppend(t *testing.T) {
 		t.Error("QoS 1 without a packet id encoded")
 	}
 }
+
+// AppendBareAck writes what AppendAck writes for an ack without properties.
+func TestAppendBareAckMatchesAppendAck(t *testing.T) {
+	for _, v := range []byte{V31, V311, V5} {
+		for _, kind := range []Type{PUBACK, PUBREC, PUBREL, PUBCOMP} {
+			for _, code := range []ReasonCode{Success, NoMatchingSubscribers, UnspecifiedError, PacketIdentifierNotFound} {
+				for _, pid := range []uint16{1, 0x1234, 65535} {
+					want, err := AppendAck([]byte{0xAA}, &Ack{Kind: kind, PacketID: pid, Code: code}, v)
+					if err != nil {
+						t.Fatalf("AppendAck(%v %d %v, v%d): %v", kind, pid, code, v, err)
+					}
+					if got := AppendBareAck([]byte{0xAA}, kind, pid, code, v); !bytes.Equal(got, want) {
+						t.Errorf("AppendBareAck(%v %d %v, v%d) = % x, AppendAck % x", kind, pid, code, v, got, want)
+					}
+				}
+			}
+		}
+	}
+}

@@ -17,23 +17,9 @@ ROUNDS=${ROUNDS:-4}
 DURATION=${DURATION:-5s}
 PIN=${PIN:-0}
 out=$(mktemp -d -t petrel-ab.XXXXXX)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat >"$out/petrel.yaml" <<Y
-log:
-  level: warn
-listeners:
-  - address: 127.0.0.1:$port
-    allow_anonymous: true
-store:
-  engine: memory
-mqtt:
-  max_inflight: 1000
-  max_queued_messages: 1000000
-  max_queued_bytes: 0
-limits:
-  queued_memory: 0
-  max_subscriptions: 0
-Y
+. "$(dirname "$0")/bench-lib.sh"
+port=$(free_port)
+ab_config "$port" >"$out/petrel.yaml"
 pin=() cpus=()
 if [ "$PIN" = 1 ]; then pin=(taskset -c 0) cpus=(--cpus 1); fi
 for round in $(seq "$ROUNDS"); do

@@ -12,6 +12,27 @@ stop_all() {
 }
 trap stop_all EXIT
 
+# ab_config PORT [INFLIGHT]: the broker configuration of bench-ab.sh and
+# bench-instr.sh: a memory store, and limits out of the way of a preset.
+ab_config() {
+	cat <<Y
+log:
+  level: warn
+listeners:
+  - address: 127.0.0.1:$1
+    allow_anonymous: true
+store:
+  engine: memory
+mqtt:
+  max_inflight: ${2:-1000}
+  max_queued_messages: 1000000
+  max_queued_bytes: 0
+limits:
+  queued_memory: 0
+  max_subscriptions: 0
+Y
+}
+
 # wait_port PORT: until something accepts on 127.0.0.1:PORT, at most 60 s.
 wait_port() {
 	for _ in $(seq 1 600); do

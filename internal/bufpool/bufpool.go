@@ -18,8 +18,8 @@ var pools [len(classes)]sync.Pool
 
 // Get returns an empty buffer with capacity at least n.
 func Get(n int) []byte {
-	for i, size := range classes {
-		if n <= size {
+	for i := range len(classes) { // indexed: ranging would copy the array
+		if size := classes[i]; n <= size {
 			if p, ok := pools[i].Get().(*byte); ok {
 				return unsafe.Slice(p, size)[:0]
 			}

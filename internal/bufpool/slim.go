@@ -1,9 +1,6 @@
 package bufpool
 
-import (
-	"math"
-	"unsafe"
-)
+import "unsafe"
 
 // Slim holds a byte slice in 16 bytes where a slice header takes 24. An
 // idle connection's cost is mostly a few small structs, and a connection
@@ -16,12 +13,18 @@ type Slim struct {
 	n, cap int32
 }
 
-// Bytes returns the slice, with its capacity.
+// sliceHeader is the layout of a []byte.
+type sliceHeader struct {
+	p    *byte
+	n, c int
+}
+
+// Bytes returns the slice, with its capacity. It is put together field by
+// field rather than with unsafe.Slice and a reslice, whose checks (and the
+// branch for nil) would test on every packet in and out what Set already
+// ensured; a nil p with 0 length and capacity is the nil slice.
 func (s *Slim) Bytes() []byte {
-	if s.p == nil {
-		return nil
-	}
-	return unsafe.Slice(s.p, s.cap)[:s.n]
+	return *(*[]byte)(unsafe.Pointer(&sliceHeader{s.p, int(s.n), int(s.cap)}))
 }
 
 // Len is len(s.Bytes()).
@@ -30,11 +33,8 @@ func (s *Slim) Len() int { return int(s.n) }
 // IsNil reports whether s holds no slice (a nil one).
 func (s *Slim) IsNil() bool { return s.p == nil }
 
-// Set makes s hold b.
+// Set makes s hold b, whose capacity is below 2 GiB. A nil b's data
+// pointer is nil, so nil stays nil.
 func (s *Slim) Set(b []byte) {
-	if b == nil {
-		*s = Slim{}
-		return
-	}
-	s.p, s.n, s.cap = unsafe.SliceData(b), int32(len(b)), int32(min(cap(b), math.MaxInt32))
+	s.p, s.n, s.cap = unsafe.SliceData(b), int32(len(b)), int32(cap(b))
 }
