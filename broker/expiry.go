@@ -87,11 +87,16 @@ func (ss *session) expiryDue(now time.Time) bool {
 	return at != 0 && at <= now.UnixNano() && !ss.online.Load()
 }
 
-// noteExpiry records that a delivery expiring at `at` was queued.
+// noteExpiry records that a delivery expiring at `at` was queued. Small
+// enough to inline: most messages have no expiry, and it is called for
+// every delivery.
 func (ss *session) noteExpiry(at time.Time) {
-	if at.IsZero() {
-		return
+	if !at.IsZero() {
+		ss.noteExpiryAt(at)
 	}
+}
+
+func (ss *session) noteExpiryAt(at time.Time) {
 	n := at.UnixNano()
 	if a := ss.asideLocked(); a.queueExpiry.Load() == 0 || n < a.queueExpiry.Load() {
 		a.queueExpiry.Store(n)

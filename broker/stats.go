@@ -349,9 +349,11 @@ func (t *tally) countType(typ packet.Type) {
 
 // addSent adds PUBLISHes written, by QoS, to the tally.
 func (t *tally) addSent(sent *[3]uint32) {
-	for qos, n := range sent {
-		t.sent[qos] += n
-	}
+	// Written out, as in statShard.addSent: it runs for every PUBLISH
+	// routed, and the loop cost more than its three additions.
+	t.sent[0] += sent[0]
+	t.sent[1] += sent[1]
+	t.sent[2] += sent[2]
 }
 
 // addIn adds a read's tally and byte count to the shard.
@@ -365,10 +367,14 @@ func (sh *statShard) addIn(t *tally, bytes int) {
 
 // addSent adds PUBLISHes written to subscribers, by QoS.
 func (sh *statShard) addSent(sent *[3]uint32) {
-	for qos, n := range sent {
-		if n != 0 {
-			sh.out.msgs[qos].Add(uint64(n))
-		}
+	if sent[0] != 0 {
+		sh.out.msgs[0].Add(uint64(sent[0]))
+	}
+	if sent[1] != 0 {
+		sh.out.msgs[1].Add(uint64(sent[1]))
+	}
+	if sent[2] != 0 {
+		sh.out.msgs[2].Add(uint64(sent[2]))
 	}
 }
 
