@@ -116,10 +116,10 @@ func (ss *session) hasInflight() bool {
 }
 
 // backlogFullLocked reports whether one more delivery of size bytes puts
-// an online session's backlog at its limit: its publishers wait.
-func (ss *session) backlogFullLocked(size int) bool {
+// an online session's backlog b at its limit: its publishers wait.
+func (ss *session) backlogFullLocked(b backlog, size int) bool {
 	o := &ss.srv.opts
-	return ss.queuedLocked() >= o.BacklogMessages || ss.queuedBytesLocked()+int64(size) > o.BacklogBytes
+	return b.n >= o.BacklogMessages || b.bytes+int64(size) > o.BacklogBytes
 }
 
 // addHeldBack counts the session in h, c's hold, until the session's

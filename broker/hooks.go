@@ -548,6 +548,12 @@ func (ss *session) wroteQoS0(d *delivery, r writeResult) {
 // (PUBACK, PUBREC): delivered, or refused with an error code. ss.mu is
 // held.
 func (ss *session) acknowledged(d *delivery, code packet.ReasonCode) {
+	if code.IsError() || ss.srv.opts.Hooks.OnDelivered != nil { // inline, for every acknowledgement
+		ss.reportAcknowledged(d, code)
+	}
+}
+
+func (ss *session) reportAcknowledged(d *delivery, code packet.ReasonCode) {
 	switch {
 	case code.IsError():
 		ss.srv.stats.droppedRefused.Add(1)

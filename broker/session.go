@@ -220,16 +220,19 @@ func (ss *session) pushLocked(d delivery, tx *routeTx) bool {
 		ss.gaveUp(&d, DropOffline)
 		return true
 	}
-	if !ss.hasQueueRoom(len(d.msg.Payload)) {
+	waiting := ss.backlogLocked()
+	if !ss.hasQueueRoom(waiting, len(d.msg.Payload)) {
 		ss.srv.dropped(&ss.srv.stats.droppedQueueFull, "session queue full: message dropped", ss, d.msg, d.qos)
 		ss.gaveUp(&d, DropQueueFull)
 		return false
 	}
-	if c != nil && ss.backlogFullLocked(len(d.msg.Payload)) {
+	if c != nil && ss.backlogFullLocked(waiting, len(d.msg.Payload)) {
 		// Queued all the same: the publisher waits instead (backpressure.go).
 		tx.backedUp = append(tx.backedUp, ss)
 	}
-	d.subIDs = slices.Clone(d.subIDs)
+	if d.subIDs != nil {
+		d.subIDs = slices.Clone(d.subIDs)
+	}
 	ss.noteExpiry(d.msg.Expiry)
 	if ss.durable() {
 		ss.stageLocked(d, tx)
@@ -240,7 +243,7 @@ func (ss *session) pushLocked(d delivery, tx *routeTx) bool {
 	ss.nextSeq++
 	if c != nil && ss.x().queue.len() == 0 && ss.inflight.hasRoom(int(c.window), d.seq) {
 		d.msg.ref() // until forgetLocked
-		if ss.sendLocked(c, d) {
+		if ss.sendLocked(c, &d) {
 			tx.sent[d.qos]++
 		}
 		ss.noteLoadLocked()
@@ -259,6 +262,17 @@ func (ss *session) pushLocked(d delivery, tx *routeTx) bool {
 	ss.queueLocked().push(ss.acct(), d)
 	ss.noteLoadLocked()
 	return true
+}
+
+// backlog is what queuedLocked and queuedBytesLocked count, together:
+// pushLocked checks two limits against it.
+type backlog struct {
+	n     int
+	bytes int64
+}
+
+func (ss *session) backlogLocked() backlog {
+	return backlog{n: ss.queuedLocked(), bytes: ss.queuedBytesLocked()}
 }
 
 // queuedBytesLocked is the payload bytes of the deliveries queuedLocked
@@ -326,25 +340,23 @@ func (s *Server) limitsFor(clientID string) *queueLimits {
 	return l
 }
 
-// hasQueueRoom applies the queue limits to one more delivery of size bytes.
-func (ss *session) hasQueueRoom(size int) bool {
+// hasQueueRoom applies the queue limits to one more delivery of size
+// bytes, behind the session's backlog b.
+func (ss *session) hasQueueRoom(b backlog, size int) bool {
 	maxMsgs, maxBytes := ss.srv.opts.MaxQueuedMessages, ss.srv.opts.MaxQueuedBytes
 	if l := ss.x().limits; l != nil {
 		maxMsgs, maxBytes = l.messages, l.bytes
 	}
-	if maxMsgs > 0 && ss.queuedLocked() >= maxMsgs {
+	if maxMsgs > 0 && b.n >= maxMsgs {
 		return false
 	}
-	if maxBytes <= 0 {
-		return true
-	}
-	return ss.queuedBytesLocked()+int64(size) <= maxBytes
+	return maxBytes <= 0 || b.bytes+int64(size) <= maxBytes
 }
 
 // sendLocked records the delivery in flight and writes it, and reports
 // whether it wrote a PUBLISH. A message larger than the client accepts is
 // not sent: it is dropped as though delivered. [MQTT-3.1.2-25]
-func (ss *session) sendLocked(c *conn, d delivery) bool {
+func (ss *session) sendLocked(c *conn, d *delivery) bool {
 	ss.pushInflightLocked(d)
 	if c.flags.Load()&flagHeldBack != 0 {
 		// Its acknowledgements must be read (backpressure.go).
@@ -355,11 +367,11 @@ func (ss *session) sendLocked(c *conn, d delivery) bool {
 		c.writeAck(packet.PUBREL, pidOf(d.seq), packet.Success) // recovered after its PUBREC
 		return false
 	}
-	switch c.writePublish(&d, pidOf(d.seq), d.dup || (ss.persisted && d.seq < ss.resendBelow)) {
+	switch c.writePublish(d, pidOf(d.seq), d.dup || (ss.persisted && d.seq < ss.resendBelow)) {
 	case tooLarge:
 		ss.removeInflightLocked(ss.inflight.len() - 1)
-		ss.gaveUp(&d, DropTooLarge)
-		ss.forgetLocked(&d)
+		ss.gaveUp(d, DropTooLarge)
+		ss.forgetLocked(d)
 		return false
 	case notWritten:
 		return false // in flight still, for the next connection
@@ -406,7 +418,7 @@ func (ss *session) drainLocked(c *conn) {
 			ss.forgetLocked(&d)
 			continue
 		}
-		if ss.sendLocked(c, d) {
+		if ss.sendLocked(c, &d) {
 			sent[d.qos]++
 		}
 	}
@@ -644,7 +656,7 @@ func (ss *session) armLocked(now time.Time) {
 }
 
 // pushInflightLocked records d in flight, and counts it (stats.go).
-func (ss *session) pushInflightLocked(d delivery) {
+func (ss *session) pushInflightLocked(d *delivery) {
 	if ss.inflight == nil {
 		ss.inflight = new(inflightWindow)
 	}
@@ -695,8 +707,8 @@ func (w *inflightWindow) hasRoom(max int, seq uint64) bool {
 }
 
 // push records d in flight.
-func (w *inflightWindow) push(d delivery) {
-	w.items = append(w.items, inflight{delivery: d})
+func (w *inflightWindow) push(d *delivery) {
+	w.items = append(w.items, inflight{delivery: *d})
 }
 
 // find returns the index of the delivery with packet id pid, or -1.
