@@ -483,7 +483,8 @@ func (s *Server) arrived(ss *session, b *store.Batch, cuts map[string]uint64) {
 		// Plain deliveries up to the cut reached the other node too,
 		// which sent them (passedOn); a shared group's came here only.
 		tx.stamp, tx.stampNode = h.from.stamp, h.from.node
-		ss.pushLocked(h.d, tx)
+		d := h.d
+		ss.pushLocked(&d, tx)
 		h.d.msg.unref()
 	}
 	tx.stamp, tx.stampNode = 0, ""

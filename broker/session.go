@@ -179,31 +179,31 @@ func pidOf(seq uint64) uint16 { return uint16((seq-1)%65535) + 1 } // seq 1 is p
 func (ss *session) push(d delivery, tx *routeTx) bool {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	return ss.pushLocked(d, tx)
+	return ss.pushLocked(&d, tx)
 }
 
-// pushLocked is push under ss.mu.
-func (ss *session) pushLocked(d delivery, tx *routeTx) bool {
+// pushLocked is push under ss.mu; it may change *d.
+func (ss *session) pushLocked(d *delivery, tx *routeTx) bool {
 	if ss.ended {
 		return false
 	}
 	if mv := ss.x().move; mv != nil { // moving, or moved, between nodes (handover.go)
 		if mv.done != nil {
-			ss.holdLocked(d, tx)
+			ss.holdLocked(*d, tx)
 			return true
 		}
-		if mv.passedOn(ss.srv, &d, tx) {
+		if mv.passedOn(ss.srv, d, tx) {
 			return true
 		}
 	}
 	if !d.msg.Expiry.IsZero() && d.msg.expired(time.Now()) {
 		ss.srv.stats.expired.Add(1)
-		ss.gaveUp(&d, DropExpired)
+		ss.gaveUp(d, DropExpired)
 		return true
 	}
 	c := ss.conn
 	if d.qos == 0 && c != nil {
-		r := c.writePublish(&d, 0, false)
+		r := c.writePublish(d, 0, false)
 		if r == written || r == writtenOver {
 			tx.sent[0]++
 		}
@@ -211,19 +211,19 @@ func (ss *session) pushLocked(d delivery, tx *routeTx) bool {
 			if r == writtenOver {
 				tx.outFull = append(tx.outFull, c) // the publisher waits (outwait.go)
 			}
-			ss.wroteQoS0(&d, r)
+			ss.wroteQoS0(d, r)
 		}
 		return true
 	}
 	if d.qos == 0 && !(ss.durable() && ss.srv.opts.QueueQoS0) {
 		ss.srv.stats.droppedQoS0Offline.Add(1)
-		ss.gaveUp(&d, DropOffline)
+		ss.gaveUp(d, DropOffline)
 		return true
 	}
 	waiting := ss.backlogLocked()
 	if !ss.hasQueueRoom(waiting, len(d.msg.Payload)) {
 		ss.srv.dropped(&ss.srv.stats.droppedQueueFull, "session queue full: message dropped", ss, d.msg, d.qos)
-		ss.gaveUp(&d, DropQueueFull)
+		ss.gaveUp(d, DropQueueFull)
 		return false
 	}
 	if c != nil && ss.backlogFullLocked(waiting, len(d.msg.Payload)) {
@@ -235,7 +235,7 @@ func (ss *session) pushLocked(d delivery, tx *routeTx) bool {
 	}
 	ss.noteExpiry(d.msg.Expiry)
 	if ss.durable() {
-		ss.stageLocked(d, tx)
+		ss.stageLocked(*d, tx)
 		ss.noteLoadLocked()
 		return true
 	}
@@ -243,7 +243,7 @@ func (ss *session) pushLocked(d delivery, tx *routeTx) bool {
 	ss.nextSeq++
 	if c != nil && ss.x().queue.len() == 0 && ss.inflight.hasRoom(int(c.window), d.seq) {
 		d.msg.ref() // until forgetLocked
-		if ss.sendLocked(c, &d) {
+		if ss.sendLocked(c, d) {
 			tx.sent[d.qos]++
 		}
 		ss.noteLoadLocked()
@@ -254,12 +254,12 @@ func (ss *session) pushLocked(d delivery, tx *routeTx) bool {
 			tx.backedUp = append(tx.backedUp, ss) // queued, and the publisher waits
 		} else {
 			ss.srv.dropped(&ss.srv.stats.droppedMemory, "queued-message memory budget spent: message dropped", ss, d.msg, d.qos)
-			ss.gaveUp(&d, DropMemory)
+			ss.gaveUp(d, DropMemory)
 			return false
 		}
 	}
 	d.msg.ref() // the queue's, until forgetLocked
-	ss.queueLocked().push(ss.acct(), d)
+	ss.queueLocked().push(ss.acct(), *d)
 	ss.noteLoadLocked()
 	return true
 }
