@@ -230,7 +230,7 @@ func (q *messageQueue) front() (qos byte, seq uint64) {
 }
 
 // pop takes the delivery at the head, which must exist. A packed one gets
-// a message of its own again.
+// a message of its own again, of which the caller is the holder.
 func (q *messageQueue) pop(a queueAcct) delivery {
 	var d delivery
 	b := q.chunks[0]
@@ -311,6 +311,10 @@ func unpack(b []byte, at int) (delivery, int) {
 		m.Topic = unsafe.String(&data[0], topicLen)
 	}
 	m.QoS, m.Retain, m.Expiry, m.Props = msgQoS, flags&recMsgRetain != 0, expiry, props
+	// Counted, with the delivery as its one holder (pool.go): uncounted, it
+	// was left to the collector, and a subscriber that is behind had every
+	// message it took from its queue allocated anew.
+	m.refs.Store(1)
 	d.msg = m
 	return d, at
 }

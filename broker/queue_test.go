@@ -147,6 +147,11 @@ func TestMessageQueuePacksSoleDeliveries(t *testing.T) {
 	if d.msg == m {
 		t.Fatal("a packed delivery came back with the message it was packed from")
 	}
+	// The message made again is counted, held by the delivery, so that it
+	// goes back to the pool when the delivery is done with (pool.go).
+	if r := d.msg.refs.Load(); r != 1 {
+		t.Fatalf("the message a packed delivery came back with has %d holders, want 1", r)
+	}
 	// MQTT 5 properties are packed with the message.
 	m5 := &message{Topic: m.Topic, Payload: m.Payload, QoS: 1, Props: &packet.Properties{
 		Present: 1 << packet.PropContentType, ContentType: "application/json",
