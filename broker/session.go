@@ -676,6 +676,12 @@ func (ss *session) removeInflightLocked(i int) {
 // never reuses an id in flight.
 type inflightWindow struct {
 	items []inflight
+	// buf is items' whole array. Acknowledged deliveries leave the front
+	// of items (remove), so the room before it is reused when items
+	// reaches the end of buf, rather than append moving the window to a
+	// new array every so many messages, which was most of the garbage a
+	// subscriber made in fanin-q1.
+	buf []inflight
 }
 
 type inflight struct {
@@ -708,6 +714,20 @@ func (w *inflightWindow) hasRoom(max int, seq uint64) bool {
 
 // push records d in flight.
 func (w *inflightWindow) push(d *delivery) {
+	if n := len(w.items); n == cap(w.items) { // at the end of buf
+		if w.buf != nil && n <= len(w.buf)/2 {
+			// At least half of buf free before items: moving items to
+			// the front costs at most one delivery's copy for each push
+			// since the last move.
+			copy(w.buf, w.items)
+			clear(w.buf[n:])
+			w.items = w.buf[:n]
+		} else {
+			// Twice what is in flight, so that half is free the next time.
+			w.buf = make([]inflight, max(2*n, 4))
+			w.items = w.buf[:copy(w.buf, w.items)]
+		}
+	}
 	w.items = append(w.items, inflight{delivery: *d})
 }
 
@@ -739,8 +759,8 @@ func (w *inflightWindow) remove(i int) {
 		w.items[len(w.items)-1] = inflight{}
 		w.items = w.items[:len(w.items)-1]
 	}
-	if len(w.items) == 0 && cap(w.items) > 64 {
-		w.items = nil // give an idle session's memory back
+	if len(w.items) == 0 && cap(w.buf) > 64 {
+		w.items, w.buf = nil, nil // give an idle session's memory back
 	}
 }
 

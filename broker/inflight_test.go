@@ -1,0 +1,67 @@
+package broker
+
+import (
+	"math/rand/v2"
+	"testing"
+)
+
+// The in-flight window keeps its deliveries in order through pushes and
+// removals anywhere, as a plain slice would, while it reuses its array.
+func TestInflightWindowMatchesModel(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	var w inflightWindow
+	var model []uint64
+	seq := uint64(0)
+	for step := range 200000 {
+		switch op := rng.IntN(10); {
+		case op < 5 && len(model) < 300:
+			seq++
+			w.push(&delivery{seq: seq})
+			model = append(model, seq)
+		case op < 9 && len(model) > 0: // mostly the oldest, as acknowledgements come
+			i := 0
+			if rng.IntN(4) == 0 {
+				i = rng.IntN(len(model))
+			}
+			if got := w.find(pidOf(model[i])); got != i {
+				t.Fatalf("step %d: find(%d) = %d, want %d", step, pidOf(model[i]), got, i)
+			}
+			w.remove(i)
+			model = append(model[:i], model[i+1:]...)
+		case len(model) > 0: // a reconnect with a smaller window keeps the first k
+			k := rng.IntN(len(model))
+			w.items = w.items[:k]
+			model = model[:k]
+		}
+		if w.len() != len(model) {
+			t.Fatalf("step %d: %d in flight, want %d", step, w.len(), len(model))
+		}
+		for i, f := range w.all() {
+			if f.seq != model[i] {
+				t.Fatalf("step %d: position %d holds seq %d, want %d", step, i, f.seq, model[i])
+			}
+		}
+	}
+}
+
+// A subscriber that acknowledges in order, with a steady number in flight,
+// costs its window no allocation: the array's front is reused.
+func TestInflightWindowSteadyFlowDoesNotAllocate(t *testing.T) {
+	var w inflightWindow
+	seq := uint64(0)
+	for range 64 {
+		seq++
+		w.push(&delivery{seq: seq})
+	}
+	// AllocsPerRun rounds down, so each run moves a thousand deliveries.
+	allocs := testing.AllocsPerRun(100, func() {
+		for range 1000 {
+			seq++
+			w.push(&delivery{seq: seq})
+			w.remove(0)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%.0f allocations a thousand deliveries, want 0", allocs)
+	}
+}
