@@ -65,3 +65,43 @@ func TestInflightWindowSteadyFlowDoesNotAllocate(t *testing.T) {
 		t.Fatalf("%.0f allocations a thousand deliveries, want 0", allocs)
 	}
 }
+
+// A window that fills past what an empty one keeps, then empties, at each
+// burst, takes its array from the pool again instead of growing anew.
+func TestInflightWindowBurstsReuseArrays(t *testing.T) {
+	var w inflightWindow
+	seq := uint64(0)
+	burst := func() {
+		for range 300 {
+			seq++
+			w.push(&delivery{seq: seq})
+		}
+		for w.len() > 0 {
+			w.remove(0)
+		}
+	}
+	burst()
+	if w.buf != nil {
+		t.Fatalf("an empty window kept an array of %d", len(w.buf))
+	}
+	// AllocsPerRun rounds down: a pool emptied by a collection now and
+	// then costs less than one allocation a burst.
+	if allocs := testing.AllocsPerRun(100, burst); allocs != 0 {
+		t.Fatalf("%.0f allocations a burst of 300, want 0", allocs)
+	}
+}
+
+func TestWindowClass(t *testing.T) {
+	for _, c := range []struct{ n, class int }{
+		{1, 0}, {4, 0}, {5, 1}, {8, 1}, {9, 2}, {128, 5}, {129, 6}, {65536, 14}, {65537, -1},
+	} {
+		if got := windowClass(c.n); got != c.class {
+			t.Errorf("windowClass(%d) = %d, want %d", c.n, got, c.class)
+		}
+	}
+	for n := 1; n <= 70000; n++ {
+		if c := windowClass(n); c >= 0 && minWindowArray<<c < n {
+			t.Fatalf("windowClass(%d) = %d, whose arrays hold %d", n, c, minWindowArray<<c)
+		}
+	}
+}
