@@ -284,7 +284,7 @@ func (s *Server) deliverLocal(m *message, sc *matches, tx *routeTx) int {
 			sc.ids = append(sc.ids[:0], sub.subID)
 			d.subIDs = sc.ids
 		}
-		sub.sess.push(d, tx)
+		sub.sess.push(&d, tx)
 		n++
 	}
 	if len(sc.multi) > 0 {
@@ -345,7 +345,7 @@ func (s *Server) deliverOverlapping(m *message, sc *matches, tx *routeTx) int {
 		if len(sc.ids) > 0 {
 			d.subIDs = sc.ids
 		}
-		ss.push(d, tx)
+		ss.push(&d, tx)
 		n++
 	}
 	return n

@@ -175,14 +175,14 @@ func pidOf(seq uint64) uint16 { return uint16((seq-1)%65535) + 1 } // seq 1 is p
 // deliveries are written to the store first (tx collects the writes) and
 // go out once committed. push reports false when the session could not take
 // the message (ended, or queue full), so a shared subscription can try
-// another member.
-func (ss *session) push(d delivery, tx *routeTx) bool {
+// another member. It may change *d.
+func (ss *session) push(d *delivery, tx *routeTx) bool {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	return ss.pushLocked(&d, tx)
+	return ss.pushLocked(d, tx)
 }
 
-// pushLocked is push under ss.mu; it may change *d.
+// pushLocked is push under ss.mu.
 func (ss *session) pushLocked(d *delivery, tx *routeTx) bool {
 	if ss.ended {
 		return false

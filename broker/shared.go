@@ -111,7 +111,7 @@ func offer(sub *subscriber, m *message, sc *matches, tx *routeTx) bool {
 		sc.ids = append(sc.ids[:0], sub.subID)
 		d.subIDs = sc.ids
 	}
-	return sub.sess.push(d, tx)
+	return sub.sess.push(&d, tx)
 }
 
 // joinShare adds or replaces the session's membership of the group for

@@ -110,7 +110,7 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 			// The record is read once, here: its expiry too.
 			m := rec.deliverable()
 			if !m.expired(now) {
-				ss.push(delivery{msg: m, qos: min(m.QoS, g.qos), retain: true, subIDs: ids}, tx)
+				ss.push(&delivery{msg: m, qos: min(m.QoS, g.qos), retain: true, subIDs: ids}, tx)
 			}
 			m.unref()
 		}
