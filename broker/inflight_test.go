@@ -85,9 +85,15 @@ func TestInflightWindowBurstsReuseArrays(t *testing.T) {
 		t.Fatalf("an empty window kept an array of %d", len(w.buf))
 	}
 	// AllocsPerRun rounds down: a pool emptied by a collection now and
-	// then costs less than one allocation a burst.
-	if allocs := testing.AllocsPerRun(100, burst); allocs != 0 {
-		t.Fatalf("%.0f allocations a burst of 300, want 0", allocs)
+	// then costs less than one allocation a burst. The race detector has
+	// sync.Pool drop a quarter of what it is given: about two of a burst's
+	// eight arrays (4 to 512) are then made again.
+	most := 0.0
+	if raceEnabled {
+		most = 3
+	}
+	if allocs := testing.AllocsPerRun(100, burst); allocs > most {
+		t.Fatalf("%.0f allocations a burst of 300, want at most %.0f", allocs, most)
 	}
 }
 
