@@ -11,13 +11,14 @@ import "sync"
 // message made for a client's PUBLISH (makeMessage) counts its holders: the
 // publish that made it, each session that keeps a delivery of it in memory
 // (in flight, or queued without being packed), and output that refers to
-// its payload (lent, for big payloads). The retained index keeps a copy
-// (retained.go). What else keeps a message for longer (a durable
-// session's store writes) pins it instead, and a pinned message is left
-// to the garbage collector like the ones that are not counted at all
-// (wills, messages read from the store, refs 0). A holder dropped without unref (a session
-// that ends with deliveries queued) only costs the recycling of that
-// message.
+// its payload (lent, for big payloads); one made again from a delivery
+// packed in a queue (queue.go) has that delivery as its holder. The
+// retained index keeps a copy (retained.go). What else keeps a message for
+// longer (a durable session's store writes) pins it instead, and a pinned
+// message is left to the garbage collector like the ones that are not
+// counted at all (wills, messages read from the store, refs 0). A holder
+// dropped without unref (a session that ends with deliveries queued) only
+// costs the recycling of that message.
 //
 // The last unref puts the message, and the pooled buffer of a big payload,
 // back in their pools: nothing may read a message after letting go of it.
