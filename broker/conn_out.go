@@ -64,7 +64,7 @@ func (c *conn) deferredLocked() []deferredReply {
 // commit group `group` is on disk.
 type deferredReply struct {
 	group uint64
-	ack   packet.Ack
+	ack   bareAck
 	p     packet.Packet
 	// wait, when not nil, is the cluster work the reply waits for as well
 	// (cluster.go); failed says the store refused the reply's writes, and
@@ -72,6 +72,16 @@ type deferredReply struct {
 	wait   *replyWait
 	failed bool
 	drop   bool
+}
+
+// bareAck is an acknowledgement without properties (packet.AppendBareAck),
+// as the broker sends them: kept instead of a packet.Ack, whose properties
+// took a deferred reply from 48 bytes to 320, and the deferred replies of a
+// durable publisher were most of what the broker allocated.
+type bareAck struct {
+	Kind     packet.Type
+	PacketID uint16
+	Code     packet.ReasonCode
 }
 
 // Output implements listener.Endpoint: it hands the driver every pending byte.
@@ -186,7 +196,7 @@ func (c *conn) ackAfter(kind packet.Type, pid uint16, code packet.ReasonCode, gr
 	}
 	if !c.outClosed {
 		r := c.outRareLocked()
-		r.deferred = append(r.deferred, deferredReply{group: c.deferGroup(group), ack: packet.Ack{Kind: kind, PacketID: pid, Code: code}, wait: w})
+		r.deferred = append(r.deferred, deferredReply{group: c.deferGroup(group), ack: bareAck{Kind: kind, PacketID: pid, Code: code}, wait: w})
 	}
 	c.outMu.Unlock()
 	if w != nil && w.n.Load() == 0 {
@@ -324,7 +334,7 @@ func (c *conn) committed(g uint64, err error) {
 			out, encErr = packet.Append(c.out.Bytes(), r.p, c.version)
 			typ = r.p.Type()
 		} else {
-			out, encErr = packet.AppendAck(c.out.Bytes(), &r.ack, c.version)
+			out = packet.AppendBareAck(c.out.Bytes(), r.ack.Kind, r.ack.PacketID, r.ack.Code, c.version)
 		}
 		if encErr == nil {
 			c.out.Set(out)
