@@ -87,9 +87,9 @@ func (w *inflightWindow) find(pid uint16) int {
 func (w *inflightWindow) remove(i int) {
 	if i == 0 && len(w.items) > 16 {
 		// Acknowledgements mostly come in order: from a long window the
-		// front goes without moving the rest (append reallocates, live
-		// entries only, once the room behind runs out). A short one is
-		// moved, and keeps its array.
+		// front goes without moving the rest (push moves it to the front
+		// of the array once the room behind runs out). A short one is
+		// moved at once.
 		w.items[0] = inflight{}
 		w.items = w.items[1:]
 	} else {
