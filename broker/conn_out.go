@@ -655,7 +655,9 @@ const (
 )
 
 // outBufLocked returns the output buffer to append m's PUBLISH to, with
-// or without its payload, with room for it (grown through bufpool).
+// or without its payload, with room for it (grown through bufpool). The
+// caller sets c.out to what it appends: until then c.out may hold the
+// buffer Grow gave back.
 func (c *conn) outBufLocked(m *message, lent bool) []byte {
 	n := len(m.Topic) + 16
 	if !lent {
@@ -667,7 +669,6 @@ func (c *conn) outBufLocked(m *message, lent bool) []byte {
 	} else {
 		b = bufpool.Grow(b, n)
 	}
-	c.out.Set(b)
 	return b
 }
 
