@@ -160,9 +160,12 @@ func (ss *session) addHeldBack(c *conn, h *hold) {
 // relieveLocked counts the session off for the connections waiting for it
 // once its backlog has drained. Called whenever deliveries leave the queue.
 func (ss *session) relieveLocked() {
-	if !ss.backedUp {
-		return
+	if ss.backedUp { // inline: most sessions hold nobody back
+		ss.relieveBackedUpLocked()
 	}
+}
+
+func (ss *session) relieveBackedUpLocked() {
 	s := ss.srv
 	s.heldBackMu.Lock()
 	on := s.heldBack[ss]

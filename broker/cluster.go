@@ -222,9 +222,13 @@ type replyWait struct {
 // waitAll makes a replyWait for pendings (nil when all are done) that
 // calls c.clusterReady once they are.
 func (c *conn) waitAll(pendings []*Pending) *replyWait {
-	if len(pendings) == 0 {
+	if len(pendings) == 0 { // inline: a broker alone has none
 		return nil
 	}
+	return c.waitForCluster(pendings)
+}
+
+func (c *conn) waitForCluster(pendings []*Pending) *replyWait {
 	w := new(replyWait)
 	w.n.Store(int32(len(pendings)) + 1)
 	for _, p := range pendings {
