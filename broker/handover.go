@@ -222,6 +222,8 @@ func (s *Server) afterEarlierClaims(clientID string, rev uint64) {
 		select {
 		case <-cl.numbered: // soon: the directory's answer is on its way
 		case <-deadline:
+			s.log.Warn("cluster: a session's move went on after waiting its whole step for an earlier claim to be numbered",
+				"client", clientID, "rev", rev, "waited", moveTimeout)
 			return
 		}
 		if r := cl.rev.Load(); r == 0 || r > rev {
@@ -230,6 +232,8 @@ func (s *Server) afterEarlierClaims(clientID string, rev uint64) {
 		select {
 		case <-cl.done:
 		case <-deadline:
+			s.log.Warn("cluster: a session's move went on after waiting its whole step for an earlier claim to end",
+				"client", clientID, "rev", rev, "earlier", cl.rev.Load(), "waited", moveTimeout)
 			return
 		}
 	}
@@ -287,7 +291,12 @@ func (s *Server) takeSession(prev string, cp *connectParams, rev uint64) {
 	}
 	ss, pendings := s.arriving(cp.clientID, rec)
 	for _, p := range pendings {
-		p.Wait(moveTimeout)
+		if !p.Wait(moveTimeout) {
+			// Said, so that a slow move can be told from one that missed
+			// a signal and waited out a step.
+			s.log.Warn("cluster: a session's move went on after waiting its whole step for the cluster's work on it",
+				"client", cp.clientID, "node", prev, "waited", moveTimeout)
+		}
 	}
 	cuts, err := cl.Cut(prev)
 	if err != nil {
