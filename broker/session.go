@@ -241,7 +241,8 @@ func (ss *session) pushLocked(d *delivery, tx *routeTx) bool {
 	}
 	d.seq = ss.nextSeq
 	ss.nextSeq++
-	if c != nil && ss.x().queue.len() == 0 && ss.inflight.hasRoom(int(c.window), d.seq) {
+	// Not durable, so the backlog counted above is the memory queue alone.
+	if c != nil && waiting.n == 0 && ss.inflight.hasRoom(int(c.window), d.seq) {
 		d.msg.ref() // until forgetLocked
 		if ss.sendLocked(c, d) {
 			tx.sent[d.qos]++
