@@ -489,7 +489,7 @@ type RetainedMessage struct {
 }
 
 func retainedOf(m *message) RetainedMessage {
-	r := RetainedMessage{Topic: m.Topic, Payload: bytes.Clone(m.Payload), QoS: m.QoS, Expiry: m.Expiry}
+	r := RetainedMessage{Topic: m.Topic, Payload: bytes.Clone(m.body()), QoS: m.QoS, Expiry: m.Expiry}
 	if r.Payload == nil {
 		r.Payload = []byte{}
 	}

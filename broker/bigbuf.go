@@ -15,6 +15,9 @@ import (
 // messages otherwise adds to the broker's memory.
 type bigBuf struct {
 	b []byte // the whole buffer, its size class long
+	// tail is the end of the payload, when it stayed in a pipe (piped.go):
+	// b then holds the packet's start.
+	tail *pipedTail
 }
 
 const (
@@ -75,6 +78,10 @@ func getBigBuf(size int) *bigBuf {
 
 // putBigBuf returns a buffer nobody reads any more to its pool.
 func putBigBuf(bb *bigBuf) {
+	if bb.tail != nil {
+		bb.tail.release()
+		bb.tail = nil
+	}
 	if len(bb.b) > maxPooledBig {
 		return // not from a pool (getBigBuf)
 	}

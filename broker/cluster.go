@@ -511,7 +511,7 @@ func (s *Server) publishClustered(m *message, tx *routeTx) int {
 		}
 	}
 	if m.Retain {
-		if len(m.Payload) == 0 {
+		if m.size() == 0 {
 			m.pin() // the cluster may keep m.Topic until the deletion is replicated
 			s.retained.Delete(m.Topic)
 			s.retainedExpiry.set(m.Topic, time.Time{})

@@ -110,6 +110,11 @@ type inRare struct {
 	// big is the pooled buffer conn.in holds while a big packet is
 	// assembled in a buffer of its own (bigBuffer); nil otherwise.
 	big *bigBuf
+	// piped is the big PUBLISH being read into a pipe (piped.go), or nil;
+	// peek is the small buffer the next read goes to after one, so that
+	// another's start is not read whole into memory (ReadBuffer).
+	piped *pipedIn
+	peek  []byte
 	// ea is the state of MQTT 5 enhanced authentication, for the clients
 	// that use it.
 	ea *enhancedAuth
@@ -188,6 +193,10 @@ const (
 	flagNotReading
 	// flagBridge: the client is a Mosquitto bridge (packet.Connect.Bridge).
 	flagBridge
+	// flagPiping: a big PUBLISH is being read into a pipe (piped.go), so
+	// that the driver's ReadPipe, asked before every read, takes no lock
+	// otherwise.
+	flagPiping
 )
 
 // isClosing reports whether the engine decided to close the connection.
@@ -358,6 +367,8 @@ func (c *conn) Closed(err error) {
 		c.in.Set(nil)
 		c.setInBig(nil)
 	}
+	c.dropPiped()
+	c.dropPeek()
 	c.outMu.Lock()
 	c.outClosed = true
 	if c.out.Bytes() != nil {
@@ -377,7 +388,9 @@ func (c *conn) Closed(err error) {
 }
 
 var (
-	_ listener.Endpoint     = (*conn)(nil)
-	_ listener.PieceWriter  = (*conn)(nil)
-	_ listener.WriteWatcher = (*conn)(nil)
+	_ listener.Endpoint          = (*conn)(nil)
+	_ listener.SplicePieceWriter = (*conn)(nil)
+	_ listener.SpliceReader      = (*conn)(nil)
+	_ listener.DirectReader      = (*conn)(nil)
+	_ listener.WriteWatcher      = (*conn)(nil)
 )

@@ -24,6 +24,11 @@ func (c *conn) Data(b []byte) {
 	if c.isClosing() || c.state == stateClosed {
 		return
 	}
+	if c.piping() != nil {
+		// The rest of a piped packet came another way than ReadPipe said
+		// (a pause came between): it is assembled in memory from here.
+		c.unpipe()
+	}
 	if c.paused {
 		c.statShard().in.bytes.Add(uint64(len(b)))
 		// Authentication runs elsewhere: hold what the client sends
@@ -77,7 +82,7 @@ func (c *conn) consume(b []byte, read int) {
 		var more bool
 		rest, more = c.parse(dec, b, false, nil, &t)
 		parsed = parsed || more
-		if len(rest) > 0 && !c.isClosing() {
+		if len(rest) > 0 && !c.isClosing() && !c.startPiped(rest) {
 			in, bb := bigBuffer(rest, c.ln.srv.opts.MaxPacketSize)
 			if in == nil {
 				in = append(bufpool.Get(len(rest)), rest...)
@@ -93,7 +98,7 @@ func (c *conn) consume(b []byte, read int) {
 		var more bool
 		rest, more = c.parse(dec, c.in.Bytes(), false, nil, &t)
 		parsed = parsed || more
-		if len(rest) == 0 || c.isClosing() {
+		if len(rest) == 0 || c.isClosing() || c.startPiped(rest) {
 			bufpool.Put(c.in.Bytes())
 			c.in.Set(nil)
 		} else if big, bb := bigBuffer(rest, c.ln.srv.opts.MaxPacketSize); big != nil {
@@ -116,7 +121,7 @@ func (c *conn) consume(b []byte, read int) {
 		c.deadline.Store(c.keepAliveDeadline(now))
 	}
 	switch {
-	case len(c.in.Bytes()) == 0 || c.paused:
+	case (len(c.in.Bytes()) == 0 && c.piping() == nil) || c.paused:
 		c.partial.Store(0)
 	case parsed || c.partial.Load() == 0:
 		// A packet has started to arrive: it has this long to finish.
@@ -193,6 +198,9 @@ func (c *conn) ReadBuffer() []byte {
 	if total := c.bigPending(); total > len(c.in.Bytes()) {
 		return c.in.Bytes()[len(c.in.Bytes()):total]
 	}
+	if r := c.inR.Load(); r != nil && r.peek != nil && len(c.in.Bytes()) == 0 && r.piped == nil {
+		return r.peek
+	}
 	return nil
 }
 
@@ -206,6 +214,11 @@ func (c *conn) DataRead(b []byte) {
 	if n := len(c.in.Bytes()); !c.paused && len(b) > 0 && n < cap(c.in.Bytes()) && &c.in.Bytes()[:n+1][n] == &b[0] {
 		c.in.Set(c.in.Bytes()[:n+len(b)])
 		c.consume(nil, len(b))
+		c.mu.Unlock()
+		return
+	}
+	if r := c.inR.Load(); r != nil && r.peek != nil && len(b) > 0 && &r.peek[0] == &b[0] {
+		c.peeked(b)
 		c.mu.Unlock()
 		return
 	}

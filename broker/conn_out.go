@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/petrelmq/petrel/internal/bufpool"
+	"github.com/petrelmq/petrel/internal/listener"
 	"github.com/petrelmq/petrel/packet"
 	"github.com/petrelmq/petrel/store"
 )
@@ -103,13 +104,13 @@ func (c *conn) Output() []byte {
 func flatten(out []byte, lent []lentPayload) []byte {
 	n := len(out)
 	for _, l := range lent {
-		n += len(l.m.Payload)
+		n += l.m.size()
 	}
 	b := bufpool.Get(n)
 	prev := 0
 	for _, l := range lent {
 		b = append(b, out[prev:l.at]...)
-		b = append(b, l.m.Payload...)
+		b = append(b, l.m.body()...)
 		prev = l.at
 	}
 	b = append(b, out[prev:]...)
@@ -413,7 +414,7 @@ func (c *conn) writePublish(d *delivery, pid uint16, dup bool) writeResult {
 	if c.version != packet.V5 || (m.Props == nil && m.Expiry.IsZero() && len(d.subIDs) == 0 && c.aliasMax == 0) {
 		return c.writePlainPublish(d, pid, dup)
 	}
-	p := packet.Publish{Topic: m.Topic, Payload: m.Payload, QoS: d.qos, PacketID: pid, Dup: dup, Retain: d.retain}
+	p := packet.Publish{Topic: m.Topic, Payload: m.body(), QoS: d.qos, PacketID: pid, Dup: dup, Retain: d.retain}
 	if m.Props != nil {
 		p.Props = *m.Props
 	}
@@ -483,13 +484,16 @@ func (c *conn) writePlainPublish(d *delivery, pid uint16, dup bool) writeResult 
 	}
 	// The exact size is only worked out when a rough upper bound exceeds
 	// the client's maximum.
-	if c.maxOut > 0 && 2+len(m.Topic)+len(m.Payload)+2+1+5 > int(c.maxOut) {
+	if c.maxOut > 0 && 2+len(m.Topic)+m.size()+2+1+5 > int(c.maxOut) {
 		full := packet.Publish{Topic: m.Topic, Payload: m.Payload, QoS: d.qos, PacketID: pid, Dup: dup}
-		if packet.PublishLen(&full, c.version) > int(c.maxOut) {
+		if packet.PublishLen(&full, c.version)+m.size()-len(m.Payload) > int(c.maxOut) {
 			return c.tooLargeLocked()
 		}
 	}
-	h.PayloadFollows = len(m.Payload) >= minLent
+	if t := m.tail(); t != nil {
+		h.Rest = t.n
+	}
+	h.PayloadFollows = len(m.Payload)+h.Rest >= minLent
 	out, err := packet.AppendPublishHeader(c.outBufLocked(m, h.PayloadFollows), &h, c.version)
 	c.out.Set(out)
 	if h.PayloadFollows && err == nil {
@@ -515,7 +519,7 @@ func (c *conn) lendLocked(m *message) {
 	m.ref()
 	r := c.outRareLocked()
 	r.lent = append(r.lent, lentPayload{at: len(c.out.Bytes()), m: m})
-	r.lentBytes += len(m.Payload)
+	r.lentBytes += m.size()
 }
 
 // pendingLocked is how many bytes wait to be written to the client: in the
@@ -574,9 +578,9 @@ func (c *conn) takeLentLocked() []lentPayload {
 	return lent
 }
 
-// OutputPieces implements listener.PieceWriter: lent payloads are written
-// from where they are.
-func (c *conn) OutputPieces() (buf []byte, pieces [][]byte, done func()) {
+// OutputSplice implements listener.SplicePieceWriter: lent payloads are
+// written from where they are, in memory or in a pipe (piped.go).
+func (c *conn) OutputSplice() (buf []byte, pieces []listener.Piece, done func()) {
 	c.outMu.Lock()
 	buf = c.out.Bytes()
 	c.out.Set(nil)
@@ -586,13 +590,16 @@ func (c *conn) OutputPieces() (buf []byte, pieces [][]byte, done func()) {
 	if lent == nil {
 		return buf, nil, nil
 	}
-	pieces = make([][]byte, 0, 2*len(lent)+1)
+	pieces = make([]listener.Piece, 0, 3*len(lent)+1)
 	prev := 0
 	for _, l := range lent {
-		pieces = append(pieces, buf[prev:l.at], l.m.Payload)
+		pieces = append(pieces, listener.Piece{Bytes: buf[prev:l.at]}, listener.Piece{Bytes: l.m.Payload})
+		if t := l.m.tail(); t != nil {
+			pieces = append(pieces, listener.Piece{Pipe: t.pipe, N: t.n})
+		}
 		prev = l.at
 	}
-	pieces = append(pieces, buf[prev:])
+	pieces = append(pieces, listener.Piece{Bytes: buf[prev:]})
 	return buf, pieces, func() { unrefLent(lent) }
 }
 
@@ -625,7 +632,7 @@ func (c *conn) skipLocked(m *message) writeResult {
 
 // publishSize is about what a PUBLISH of m adds to the output: its topic
 // and payload, and at most 9 bytes of header and packet id.
-func publishSize(m *message) int { return len(m.Topic) + len(m.Payload) + 9 }
+func publishSize(m *message) int { return len(m.Topic) + m.size() + 9 }
 
 // tooLargeLocked counts a delivery larger than the client accepts and
 // releases outMu; its result is writePublish's.
@@ -661,7 +668,7 @@ const (
 func (c *conn) outBufLocked(m *message, lent bool) []byte {
 	n := len(m.Topic) + 16
 	if !lent {
-		n += len(m.Payload)
+		n += m.size()
 	}
 	b := c.out.Bytes()
 	if b == nil {

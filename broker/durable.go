@@ -192,8 +192,8 @@ func (ss *session) stageLocked(d delivery, tx *routeTx) {
 	}
 	b.PutQueue(ss.queueName(), d.seq, appendEntry(nil, entryOf(&d, false)))
 	ss.pending = append(ss.pending, pendingDelivery{delivery: d, group: tx.g.id})
-	ss.pendingBytes += int64(len(d.msg.Payload))
-	ss.gaugeLocked(1, int64(len(d.msg.Payload)), 0)
+	ss.pendingBytes += int64(d.msg.size())
+	ss.gaugeLocked(1, int64(d.msg.size()), 0)
 	tx.waiters = append(tx.waiters, ss)
 }
 
@@ -205,7 +205,7 @@ type msgRefs struct {
 
 func entryOf(d *delivery, released bool) *queueEntry {
 	return &queueEntry{msgID: d.msgID, qos: d.qos, retain: d.retain, released: released,
-		expiry: d.msg.Expiry, size: len(d.msg.Payload), subIDs: d.subIDs}
+		expiry: d.msg.Expiry, size: d.msg.size(), subIDs: d.subIDs}
 }
 
 // committed implements commitWaiter: deliveries of group g are on disk (or
@@ -229,8 +229,8 @@ func (ss *session) committed(g uint64, err error) {
 	n := 0
 	for n < len(ss.pending) && ss.pending[n].state != pendingWaiting {
 		p := &ss.pending[n]
-		ss.pendingBytes -= int64(len(p.msg.Payload))
-		ss.gaugeLocked(-1, -int64(len(p.msg.Payload)), 0)
+		ss.pendingBytes -= int64(p.msg.size())
+		ss.gaugeLocked(-1, -int64(p.msg.size()), 0)
 		switch {
 		case p.state == pendingFailed:
 			ss.srv.stats.droppedStoreFailed.Add(1)
@@ -288,14 +288,14 @@ func (ss *session) releasedLocked(g uint64, err error) {
 // queue has room and nothing waits in the store ahead of it, otherwise in
 // the store alone.
 func (ss *session) admitLocked(d delivery) {
-	if ss.stored == 0 && ss.x().queue.len() < memQueueLimit && !ss.srv.overMemoryBudget(len(d.msg.Payload)) {
+	if ss.stored == 0 && ss.x().queue.len() < memQueueLimit && !ss.srv.overMemoryBudget(d.msg.size()) {
 		ss.queueLocked().push(ss.acct(), d)
 		return
 	}
 	if ss.stored == 0 {
 		ss.storedFrom = d.seq
 	}
-	ss.setStoredLocked(ss.stored+1, ss.storedBytes+int64(len(d.msg.Payload)))
+	ss.setStoredLocked(ss.stored+1, ss.storedBytes+int64(d.msg.size()))
 }
 
 // setStoredLocked sets how many deliveries, of how many bytes, wait in the

@@ -327,7 +327,7 @@ func viewOfPublish(p *packet.Publish) MessageView {
 // viewOfDelivery shows a message as delivered to one session.
 func viewOfDelivery(d *delivery) MessageView {
 	m := d.msg
-	return MessageView{topic: m.Topic, payload: m.Payload, props: m.Props, expiry: m.Expiry, qos: d.qos, retain: d.retain}
+	return MessageView{topic: m.Topic, payload: m.body(), props: m.Props, expiry: m.Expiry, qos: d.qos, retain: d.retain}
 }
 
 // ErrRejected is wrapped by the error of a Server.Publish that OnPublish

@@ -14,7 +14,9 @@ import (
 // (packet id, QoS, DUP, RETAIN, subscription identifiers, topic alias) lives
 // in the delivery, not in a copy.
 type message struct {
-	Topic   string
+	Topic string
+	// Payload is the payload, or only its start when the rest is in a
+	// pipe (big.tail, piped.go): size and body see the whole.
 	Payload []byte
 	// Props holds the MQTT 5 properties forwarded unchanged: Payload Format
 	// Indicator, Content Type, Response Topic, Correlation Data and User

@@ -69,6 +69,13 @@ type Options struct {
 	// MaxQoS is the highest QoS the broker accepts and grants; nil means 2.
 	// A PUBLISH above it is refused (MQTT 5: DISCONNECT 0x9B).
 	MaxQoS *byte
+	// DisableSplice keeps every payload in memory. Otherwise, on Linux,
+	// the end of a big payload (32 to 320 KiB past the packet's first
+	// read) stays in a kernel pipe from the publisher's socket to its
+	// subscribers' (piped.go): moved by page, never copied, where nothing
+	// on its way has to read it.
+	DisableSplice bool
+
 	// DisableRetain turns retained messages off: a retained PUBLISH then
 	// closes the connection (MQTT 5: DISCONNECT 0x9A).
 	DisableRetain bool

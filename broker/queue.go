@@ -107,7 +107,7 @@ func (q *messageQueue) reset(a queueAcct) {
 func packable(d *delivery) bool {
 	m := d.msg
 	return d.sole && d.msgID == 0 && !d.released &&
-		len(m.Topic)+len(m.Payload) <= maxPacked && (m.Props == nil || propsSize(m.Props) <= maxPackedProps)
+		len(m.Topic)+m.size() <= maxPacked && (m.Props == nil || propsSize(m.Props) <= maxPackedProps)
 }
 
 // push adds d at the end. The queue takes over the caller's reference to
@@ -123,7 +123,7 @@ func (q *messageQueue) push(a queueAcct, d delivery) {
 		q.refs = append(q.refs, d)
 	}
 	q.n++
-	q.account(a, int64(len(d.msg.Payload)), 1)
+	q.account(a, int64(d.msg.size()), 1)
 }
 
 // room returns the last chunk, with at least size bytes free.
@@ -145,7 +145,7 @@ func (q *messageQueue) room(size int) *[]byte {
 func packedSize(d *delivery) int {
 	m := d.msg
 	n := 2 + uvarintLen(d.seq) + uvarintLen(uint64(len(d.subIDs))) +
-		uvarintLen(uint64(len(m.Topic))) + uvarintLen(uint64(len(m.Payload))) + len(m.Topic) + len(m.Payload)
+		uvarintLen(uint64(len(m.Topic))) + uvarintLen(uint64(m.size())) + len(m.Topic) + m.size()
 	if !m.Expiry.IsZero() {
 		n += 8
 	}
@@ -211,9 +211,10 @@ func appendPacked(b []byte, d *delivery) []byte {
 		b = appendProps(b, m.Props) // the forwarded ones, as a message record has them
 	}
 	b = binary.AppendUvarint(b, uint64(len(m.Topic)))
-	b = binary.AppendUvarint(b, uint64(len(m.Payload)))
+	body := m.body()
+	b = binary.AppendUvarint(b, uint64(len(body)))
 	b = append(b, m.Topic...)
-	return append(b, m.Payload...)
+	return append(b, body...)
 }
 
 // front returns the QoS and sequence number of the delivery at the head,
@@ -243,7 +244,7 @@ func (q *messageQueue) pop(a queueAcct) delivery {
 		d, q.head = unpack(b, q.head)
 	}
 	q.n--
-	q.account(a, -int64(len(d.msg.Payload)), -1)
+	q.account(a, -int64(d.msg.size()), -1)
 	switch {
 	case q.n == 0:
 		for _, c := range q.chunks {
@@ -341,7 +342,7 @@ func (q *messageQueue) pushFront(a queueAcct, ds []inflight) {
 		d := f.delivery
 		d.sole = false
 		refs = append(refs, d)
-		q.account(a, int64(len(f.msg.Payload)), 1)
+		q.account(a, int64(f.msg.size()), 1)
 	}
 	q.refs = append(refs, q.refs[q.refHead:]...)
 	q.refHead = 0

@@ -68,7 +68,7 @@ func appendMessage(b []byte, m *message) []byte {
 	if m.Props != nil {
 		b = appendProps(b, m.Props)
 	}
-	return append(b, m.Payload...)
+	return append(b, m.body()...)
 }
 
 // appendProps encodes the forwarded properties.

@@ -28,7 +28,7 @@ type retainedRec struct{ first byte }
 
 // newRetainedRec makes the record of m.
 func newRetainedRec(m *message) *retainedRec {
-	n := 2 + uvarintLen(unixMilli(m.Expiry)) + uvarintLen(uint64(len(m.Topic))) + len(m.Topic) + len(m.Payload)
+	n := 2 + uvarintLen(unixMilli(m.Expiry)) + uvarintLen(uint64(len(m.Topic))) + len(m.Topic) + m.size()
 	if m.Props != nil {
 		n += propsSize(m.Props)
 	}

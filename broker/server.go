@@ -36,6 +36,7 @@ import (
 
 	"github.com/petrelmq/petrel/internal/listener"
 	"github.com/petrelmq/petrel/internal/listener/ws"
+	"github.com/petrelmq/petrel/internal/pipebuf"
 	"github.com/petrelmq/petrel/internal/throttle"
 	"github.com/petrelmq/petrel/internal/topic"
 	"github.com/petrelmq/petrel/packet"
@@ -117,6 +118,9 @@ type Server struct {
 	clusterWaits map[*conn]*hold
 
 	conns connSet
+	// pipes are the pipes big payloads are spliced through (piped.go),
+	// nil when Options.DisableSplice.
+	pipes *pipebuf.Pool
 	// internal is the listener of DialInternal's connections (internal.go),
 	// set by Start.
 	internal   *listenerState
@@ -181,6 +185,9 @@ func New(opts Options) *Server {
 	s.store = opts.Store
 	if s.store == nil {
 		s.store, s.ownStore = memory.New(), true
+	}
+	if !opts.DisableSplice {
+		s.pipes = pipebuf.NewPool(maxPipes)
 	}
 	s.logins = throttle.New(throttle.Config{})
 	if r := opts.Limits.ConnectionRate; r > 0 {
@@ -269,7 +276,7 @@ func (s *Server) listen(lc ListenerConfig) (*listenerState, error) {
 		s.log.Warn("listener refuses anonymous clients and no authentication is configured: nobody can connect",
 			"listener", lc.Name)
 	}
-	dopts := listener.Options{Logger: s.log}
+	dopts := listener.Options{Logger: s.log, Pipes: s.pipes}
 	if tl, ok := ln.(*net.TCPListener); ok && !lc.goroutineDriver && runtime.GOOS == "linux" {
 		d, err := listener.NewEventLoopDriver(tl, ls, dopts)
 		if err != nil {
@@ -441,6 +448,7 @@ func (s *Server) close() error {
 	s.pubMu.Unlock()
 	s.committer.stop()
 	s.wg.Wait()
+	s.pipes.Close() // the pipes messages still hold close as they are let go
 	s.log.Info("shutdown: pending store writes committed", "elapsed", time.Since(start).Round(time.Millisecond))
 	if s.ownStore {
 		errs = append(errs, s.store.Close())

@@ -221,12 +221,12 @@ func (ss *session) pushLocked(d *delivery, tx *routeTx) bool {
 		return true
 	}
 	waiting := ss.backlogLocked()
-	if !ss.hasQueueRoom(waiting, len(d.msg.Payload)) {
+	if !ss.hasQueueRoom(waiting, d.msg.size()) {
 		ss.srv.dropped(&ss.srv.stats.droppedQueueFull, "session queue full: message dropped", ss, d.msg, d.qos)
 		ss.gaveUp(d, DropQueueFull)
 		return false
 	}
-	if c != nil && ss.backlogFullLocked(waiting, len(d.msg.Payload)) {
+	if c != nil && ss.backlogFullLocked(waiting, d.msg.size()) {
 		// Queued all the same: the publisher waits instead (backpressure.go).
 		tx.backedUp = append(tx.backedUp, ss)
 	}
@@ -250,7 +250,7 @@ func (ss *session) pushLocked(d *delivery, tx *routeTx) bool {
 		ss.noteLoadLocked()
 		return true
 	}
-	if ss.srv.overMemoryBudget(len(d.msg.Payload)) {
+	if ss.srv.overMemoryBudget(d.msg.size()) {
 		if c != nil {
 			tx.backedUp = append(tx.backedUp, ss) // queued, and the publisher waits
 		} else {

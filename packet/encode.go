@@ -99,6 +99,10 @@ type PublishHeader struct {
 	// remaining length counts it: the caller writes it next, from where it
 	// is (a big payload is not copied into every subscriber's buffer).
 	PayloadFollows bool
+	// Rest counts payload bytes beyond Payload, which the caller writes
+	// after it (with PayloadFollows only): a payload whose end is not in
+	// memory (the broker's piped payloads).
+	Rest int
 }
 
 // AppendPublishHeader appends h as a PUBLISH with no properties (an empty
@@ -118,8 +122,10 @@ func AppendPublishHeader(dst []byte, h *PublishHeader, version byte) ([]byte, er
 		return dst, errNoPacketID(PUBLISH)
 	case len(h.Topic) > maxString:
 		return dst, errTooLong("topic name")
+	case h.Rest != 0 && (h.Rest < 0 || !h.PayloadFollows):
+		return dst, errEncode("PUBLISH header: Rest without PayloadFollows")
 	}
-	rem := 2 + len(h.Topic) + len(h.Payload)
+	rem := 2 + len(h.Topic) + len(h.Payload) + h.Rest
 	if h.QoS > 0 {
 		rem += 2
 	}
@@ -139,7 +145,7 @@ func AppendPublishHeader(dst []byte, h *PublishHeader, version byte) ([]byte, er
 	}
 	grow := rem
 	if h.PayloadFollows {
-		grow -= len(h.Payload)
+		grow -= len(h.Payload) + h.Rest
 	}
 	dst = slices.Grow(dst, 1+varIntLen(uint32(rem))+grow)
 	dst = appendString(appendFixedHeader(dst, first, rem), h.Topic)

@@ -94,3 +94,30 @@ func firstByte(t Type) byte {
 	}
 	return byte(t) << 4
 }
+
+// PublishHeadLen returns the length of the fixed and variable headers of
+// the PUBLISH that b starts (everything before its payload), and whether b
+// holds them whole; b's fixed header must have parsed (ParseFixedHeader,
+// n its length). The broker uses it to decide, from the first bytes of a
+// big PUBLISH, whether it can decode the packet without the rest.
+func PublishHeadLen(b []byte, n int, h FixedHeader, version byte) (int, bool) {
+	at := n + 2
+	if len(b) < at {
+		return 0, false
+	}
+	at += int(b[n])<<8 | int(b[n+1])
+	if (h.Flags>>1)&3 > 0 {
+		at += 2 // packet id
+	}
+	if version == V5 {
+		if at >= len(b) {
+			return 0, false
+		}
+		size, k := uvarint(b[at:])
+		if k <= 0 {
+			return 0, false
+		}
+		at += k + int(size)
+	}
+	return at, at <= len(b) && at <= n+h.Remaining
+}

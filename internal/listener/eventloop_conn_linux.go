@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/petrelmq/petrel/internal/bufpool"
+	"github.com/petrelmq/petrel/internal/pipebuf"
 )
 
 func (l *loop) handle(ev unix.EpollEvent) {
@@ -57,6 +58,12 @@ func (l *loop) handle(ev unix.EpollEvent) {
 // bytes left in the socket bring the loop back next round, after the other
 // connections had their turn.
 func (l *loop) readable(c *econn) {
+	if sr, ok := c.ep.(SpliceReader); ok && c.phase == phaseOpen {
+		if pp, want := sr.ReadPipe(); pp != nil && want > 0 {
+			l.readPipe(c, sr, pp, want)
+			return
+		}
+	}
 	buf := l.buf
 	dr, direct := c.ep.(DirectReader)
 	if direct && c.phase == phaseOpen {
@@ -93,6 +100,55 @@ func (l *loop) readable(c *econn) {
 		l.pauseIfAsked(c)
 	}
 	// Bytes read after Close are discarded: the drain.
+}
+
+// readPipe is readable for an endpoint that wants the next bytes in a
+// pipe: they are spliced from the socket, never copied.
+func (l *loop) readPipe(c *econn, sr SpliceReader, pp *pipebuf.Pipe, want int) {
+	n, err := pp.SpliceFrom(int(c.fd), want)
+	busy := n >= busyRead
+	c.mark(sBusy, busy)
+	l.heavy = l.heavy || busy
+	l.leftover = l.leftover || n == want
+	switch {
+	case err == unix.EAGAIN:
+		// The socket is empty, or the pipe full: only the second is the
+		// endpoint's to know (it then reads the rest into memory).
+		if !socketHasBytes(int(c.fd)) {
+			return
+		}
+		n = 0
+	case err != nil:
+		l.finalize(c, os.NewSyscallError("splice", err))
+		return
+	case n == 0:
+		l.readEOF(c)
+		return
+	}
+	if c.phase != phaseOpen || c.has(cCloseReq) {
+		return // discarded, as readable's bytes are after Close
+	}
+	if p := l.dataSpliced(c, sr, n); p != nil {
+		l.finalize(c, p)
+		return
+	}
+	l.pauseIfAsked(c)
+}
+
+// socketHasBytes reports whether a socket's receive queue holds bytes.
+func socketHasBytes(fd int) bool {
+	n, err := unix.IoctlGetInt(fd, unix.SIOCINQ)
+	return err == nil && n > 0
+}
+
+func (l *loop) dataSpliced(c *econn, sr SpliceReader, n int) (p *PanicError) {
+	defer func() {
+		if r := recover(); r != nil {
+			p = recovered(l.d.opts.Logger, "DataSpliced", c.RemoteAddr(), r)
+		}
+	}()
+	sr.DataSpliced(n)
+	return nil
 }
 
 // resume reads from a paused connection again once its endpoint allows,
@@ -160,16 +216,27 @@ func (l *loop) output(c *econn) (out []byte, p *PanicError) {
 			out, p = nil, recovered(l.d.opts.Logger, "Output", c.RemoteAddr(), r)
 		}
 	}()
-	if pw, ok := c.ep.(PieceWriter); ok {
-		var pieces [][]byte
+	if sw, ok := c.ep.(SplicePieceWriter); ok {
+		var pieces []Piece
 		var done func()
-		out, pieces, done = pw.OutputPieces()
+		out, pieces, done = sw.OutputSplice()
 		if pieces != nil {
-			if l.pieces == nil {
-				l.pieces = make(map[*econn]*pieceOut)
+			l.setPieces(c, &pieceOut{pieces: pieces, done: done})
+			if out == nil {
+				out = bufpool.Get(0) // c's output marks that output is pending
 			}
-			l.pieces[c] = &pieceOut{pieces: pieces, done: done}
-			c.mark(sPieces, true)
+			return out, nil
+		}
+	} else if pw, ok := c.ep.(PieceWriter); ok {
+		var lent [][]byte
+		var done func()
+		out, lent, done = pw.OutputPieces()
+		if lent != nil {
+			pieces := make([]Piece, len(lent))
+			for i, b := range lent {
+				pieces[i].Bytes = b
+			}
+			l.setPieces(c, &pieceOut{pieces: pieces, done: done})
 			if out == nil {
 				out = bufpool.Get(0) // c's output marks that output is pending
 			}
@@ -304,10 +371,23 @@ func (l *loop) written(c *econn, n int) (ok bool) {
 	return true
 }
 
-// pieceOut is output in pieces, partly lent by the endpoint (PieceWriter).
+// pieceOut is output in pieces, partly lent by the endpoint (PieceWriter,
+// SplicePieceWriter).
 type pieceOut struct {
-	pieces [][]byte
+	pieces []Piece
 	done   func()
+	// out holds the copy of the first piece's pipe bytes that is being
+	// spliced to the socket, left of them still in it.
+	out  *pipebuf.Pipe
+	left int
+}
+
+func (l *loop) setPieces(c *econn, v *pieceOut) {
+	if l.pieces == nil {
+		l.pieces = make(map[*econn]*pieceOut)
+	}
+	l.pieces[c] = v
+	c.mark(sPieces, true)
 }
 
 // maxIovecs is how many pieces one writev takes (Linux's IOV_MAX).
@@ -317,16 +397,25 @@ const maxIovecs = 1024
 func (l *loop) writePieces(c *econn) bool {
 	v := l.pieces[c]
 	for len(v.pieces) > 0 {
-		iov := v.pieces[:min(len(v.pieces), maxIovecs)]
-		n, err := rawWritev(int(c.fd), iov, &l.iovecs)
+		if v.pieces[0].Pipe != nil {
+			if !l.writePipe(c, v) {
+				return false
+			}
+			continue
+		}
+		k := 1
+		for k < len(v.pieces) && k < maxIovecs && v.pieces[k].Pipe == nil {
+			k++
+		}
+		n, err := rawWritev(int(c.fd), v.pieces[:k], &l.iovecs)
 		l.writes.Add(1)
 		wrote := n
 		// Drop what was written, and the empty pieces it leads to.
-		for len(v.pieces) > 0 && (n > 0 || len(v.pieces[0]) == 0) {
-			k := max(min(n, len(v.pieces[0])), 0)
-			v.pieces[0] = v.pieces[0][k:]
+		for len(v.pieces) > 0 && v.pieces[0].Pipe == nil && (n > 0 || len(v.pieces[0].Bytes) == 0) {
+			k := max(min(n, len(v.pieces[0].Bytes)), 0)
+			v.pieces[0].Bytes = v.pieces[0].Bytes[k:]
 			n -= k
-			if len(v.pieces[0]) == 0 {
+			if len(v.pieces[0].Bytes) == 0 {
 				v.pieces = v.pieces[1:]
 			}
 		}
@@ -340,6 +429,49 @@ func (l *loop) writePieces(c *econn) bool {
 	l.endPieces(c)
 	c.dropOut()
 	return true
+}
+
+// writePipe writes the pipe piece that v starts with: its bytes are teed
+// into a pipe of the loop's and spliced from there to the socket, the
+// piece's own pipe left as it was for whoever else sends it. It reports
+// false when writing must stop (writeStopped).
+func (l *loop) writePipe(c *econn, v *pieceOut) bool {
+	p := &v.pieces[0]
+	if v.out == nil {
+		out := l.d.opts.Pipes.Get()
+		if out == nil || p.Pipe.TeeTo(out, p.N) != nil {
+			if out != nil {
+				out.Release(-1) // a failed tee may have left something
+			}
+			// No pipe to spare: the bytes are copied out and written.
+			b := make([]byte, p.N)
+			if err := p.Pipe.CopyOut(b); err != nil {
+				l.finalize(c, err)
+				return false
+			}
+			*p = Piece{Bytes: b}
+			return true
+		}
+		v.out, v.left = out, p.N
+	}
+	n, err := v.out.SpliceTo(int(c.fd), v.left)
+	l.writes.Add(1)
+	if n > 0 {
+		v.left -= n
+		if !l.written(c, n) {
+			return false
+		}
+	}
+	if v.left == 0 {
+		v.out.Release(0)
+		v.out = nil
+		v.pieces = v.pieces[1:]
+		return true
+	}
+	if n == 0 && err == nil {
+		err = io.ErrShortWrite // a socket that takes nothing without EAGAIN
+	}
+	return !l.writeStopped(c, err, "splice")
 }
 
 // writeStopped handles a write's error: on EAGAIN it watches EPOLLOUT, on
@@ -364,6 +496,10 @@ func (l *loop) endPieces(c *econn) {
 	v := l.pieces[c]
 	delete(l.pieces, c)
 	c.mark(sPieces, false)
+	if v.out != nil {
+		v.out.Release(v.left)
+		v.out = nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			recovered(l.d.opts.Logger, "OutputPieces done", c.RemoteAddr(), r)

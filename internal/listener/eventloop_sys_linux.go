@@ -31,11 +31,11 @@ func rawWrite(fd int, p []byte) (int, error) {
 
 // rawWritev writes the pieces with one writev, building its iovecs in
 // *scratch (the loop's, reused).
-func rawWritev(fd int, pieces [][]byte, scratch *[]unix.Iovec) (int, error) {
+func rawWritev(fd int, pieces []Piece, scratch *[]unix.Iovec) (int, error) {
 	iov := (*scratch)[:0]
 	for _, p := range pieces {
-		v := unix.Iovec{Base: unsafe.SliceData(p)}
-		v.SetLen(len(p))
+		v := unix.Iovec{Base: unsafe.SliceData(p.Bytes)}
+		v.SetLen(len(p.Bytes))
 		iov = append(iov, v)
 	}
 	*scratch = iov

@@ -15,6 +15,8 @@ package listener
 import (
 	"context"
 	"net"
+
+	"github.com/petrelmq/petrel/internal/pipebuf"
 )
 
 // Endpoint is one connection's protocol engine, as seen by a driver.
@@ -85,6 +87,39 @@ type DirectReader interface {
 	// DataRead hands over the bytes read into ReadBuffer's buffer: b is
 	// its first len(b) bytes.
 	DataRead(b []byte)
+}
+
+// A SpliceReader is a DirectReader that can take the rest of a big packet
+// into a kernel pipe instead of memory, so that its bytes need never be
+// copied (see SplicePieceWriter). The event-loop driver asks before
+// ReadBuffer; the goroutine driver does not.
+type SpliceReader interface {
+	// ReadPipe returns the pipe the next read should go into and how many
+	// bytes it is to take at most, or nil.
+	ReadPipe() (p *pipebuf.Pipe, n int)
+	// DataSpliced hands over the n bytes the read put into the pipe. An n
+	// of 0 says the pipe took none while the socket had bytes for it: it
+	// is full (a pipe counts buffers, not bytes), and the endpoint is to
+	// take the rest some other way.
+	DataSpliced(n int)
+}
+
+// Piece is a part of output given as pieces: Bytes, or when Pipe is not nil
+// the first N bytes in Pipe, which the driver leaves there (it tees its own
+// copy, so that several connections can send one pipe's bytes).
+type Piece struct {
+	Bytes []byte
+	Pipe  *pipebuf.Pipe
+	N     int
+}
+
+// A SplicePieceWriter is a PieceWriter whose lent output may be in pipes.
+// The event-loop driver asks for output this way when the endpoint offers
+// it, and splices pipe pieces to the socket.
+type SplicePieceWriter interface {
+	// OutputSplice is OutputPieces with pieces that may be pipes; the
+	// pipes stay the endpoint's, and are not read after done.
+	OutputSplice() (buf []byte, pieces []Piece, done func())
 }
 
 // A Pauser is an Endpoint that can ask its driver to stop reading for a

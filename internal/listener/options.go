@@ -9,6 +9,8 @@ import (
 	"runtime/debug"
 	"syscall"
 	"time"
+
+	"github.com/petrelmq/petrel/internal/pipebuf"
 )
 
 // Options tunes a driver. The zero value is ready to use; each field
@@ -34,6 +36,11 @@ type Options struct {
 	// close, so the peer sees the final bytes instead of a reset.
 	// Default 1s.
 	DrainTimeout time.Duration
+
+	// Pipes, when not nil, gives the event-loop driver the pipes it
+	// splices output through (SpliceReader, SplicePieceWriter); without
+	// one, or when it runs out, pipe pieces are copied out and written.
+	Pipes *pipebuf.Pool
 
 	// Logger receives driver-level events: endpoint panics (error), accept
 	// failures (warn), connection errors (debug). Nil discards them.
