@@ -107,11 +107,11 @@ func TestDefaultsAreTheBrokers(t *testing.T) {
 	}
 	got := []any{o.MaxPacketSize, o.ConnectTimeout, o.MaxInflight, o.ReceiveMaximum, o.MaxQueuedMessages, o.MaxQueuedBytes,
 		o.BacklogMessages, o.BacklogBytes, o.MaxClientIDLength, *o.MaxQoS, o.TopicAliasMaximum, o.AuthTimeout,
-		o.QueueQoS0, o.DisableRetain, o.DisableWildcardSubscriptions, o.DisableSubscriptionIdentifiers,
+		o.QueueQoS0, o.DisableSplice, o.DisableRetain, o.DisableWildcardSubscriptions, o.DisableSubscriptionIdentifiers,
 		o.DisableSharedSubscriptions, o.ServerKeepAlive, o.MaxSessionExpiry, o.SysInterval}
 	want := []any{d.MaxPacketSize, d.ConnectTimeout, d.MaxInflight, d.ReceiveMaximum, d.MaxQueuedMessages, d.MaxQueuedBytes,
 		d.BacklogMessages, d.BacklogBytes, d.MaxClientIDLength, *d.MaxQoS, d.TopicAliasMaximum, d.AuthTimeout,
-		d.QueueQoS0, d.DisableRetain, d.DisableWildcardSubscriptions, d.DisableSubscriptionIdentifiers,
+		d.QueueQoS0, d.DisableSplice, d.DisableRetain, d.DisableWildcardSubscriptions, d.DisableSubscriptionIdentifiers,
 		d.DisableSharedSubscriptions, d.ServerKeepAlive, d.MaxSessionExpiry, d.SysInterval}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("options from the default configuration\n got: %v\nwant: %v (broker.Defaults)", got, want)

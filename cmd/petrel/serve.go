@@ -339,6 +339,7 @@ func brokerOptions(cfg *config.File, log *slog.Logger) (broker.Options, *reloada
 		BacklogBytes:      int64(cfg.MQTT.BacklogBytes),
 		StallTimeout:      cfg.MQTT.StallTimeout.Duration,
 		QueueQoS0:         cfg.MQTT.QueueQoS0,
+		DisableSplice:     !cfg.MQTT.SplicePayloads,
 		DisableRetain:     !cfg.MQTT.RetainAvailable,
 		MaxClientIDLength: cfg.MQTT.MaxClientIDLength,
 

@@ -234,6 +234,9 @@ type MQTT struct {
 	// QueueQoS0 queues QoS 0 messages for offline persistent sessions too
 	// (off by default, as in Mosquitto).
 	QueueQoS0 bool `yaml:"queue_qos0"`
+	// SplicePayloads lets the end of a big payload stay in a kernel pipe
+	// between sockets (Linux): broker.Options.DisableSplice, negated.
+	SplicePayloads bool `yaml:"splice_payloads"`
 	// RetainAvailable lets clients publish retained messages.
 	RetainAvailable bool `yaml:"retain_available"`
 	// MaxClientIDLength is the longest client identifier accepted. The
@@ -462,6 +465,7 @@ func Default() *File {
 			BacklogBytes:      Size(d.BacklogBytes),
 			StallTimeout:      Duration{d.StallTimeout},
 			QueueQoS0:         d.QueueQoS0,
+			SplicePayloads:    !d.DisableSplice,
 			RetainAvailable:   !d.DisableRetain,
 			MaxClientIDLength: d.MaxClientIDLength,
 

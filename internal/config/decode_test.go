@@ -170,7 +170,7 @@ func TestKeyPaths(t *testing.T) {
 		"limits.max_outbound_bytes",
 		"mqtt", "mqtt.max_packet_size", "mqtt.connect_timeout", "mqtt.max_inflight",
 		"mqtt.max_queued_messages", "mqtt.max_queued_bytes", "mqtt.backlog_messages", "mqtt.backlog_bytes", "mqtt.stall_timeout",
-		"mqtt.queue_qos0",
+		"mqtt.queue_qos0", "mqtt.splice_payloads",
 		"mqtt.retain_available", "mqtt.max_client_id_length",
 		"mqtt.max_qos", "mqtt.receive_maximum", "mqtt.wildcard_subscriptions", "mqtt.subscription_identifiers",
 		"mqtt.shared_subscriptions", "mqtt.topic_alias_maximum", "mqtt.server_keep_alive", "mqtt.max_session_expiry",

@@ -749,6 +749,7 @@ func TestExampleFile(t *testing.T) {
 			BacklogBytes:      16 * MiB,
 			StallTimeout:      Duration{30 * time.Second},
 			QueueQoS0:         false,
+			SplicePayloads:    true,
 			RetainAvailable:   true,
 			MaxClientIDLength: 256,
 

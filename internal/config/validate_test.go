@@ -37,6 +37,7 @@ func TestDefaults(t *testing.T) {
 		{"mqtt.max_queued_messages", m.MaxQueuedMessages, 100000},
 		{"mqtt.max_queued_bytes", m.MaxQueuedBytes, 64 * MiB},
 		{"mqtt.queue_qos0", m.QueueQoS0, false},
+		{"mqtt.splice_payloads", m.SplicePayloads, true},
 		{"mqtt.retain_available", m.RetainAvailable, true},
 		{"mqtt.max_client_id_length", m.MaxClientIDLength, 65535},
 
