@@ -490,10 +490,10 @@ func (c *conn) writePlainPublish(d *delivery, pid uint16, dup bool) writeResult 
 			return c.tooLargeLocked()
 		}
 	}
-	if t := m.tail(); t != nil {
-		h.Rest = t.n
+	h.PayloadFollows = len(m.Payload) >= minLent
+	if m.big != nil && m.big.tail != nil {
+		h.Rest, h.PayloadFollows = m.big.tail.n, true // piped.go: at least minPiped
 	}
-	h.PayloadFollows = len(m.Payload)+h.Rest >= minLent
 	out, err := packet.AppendPublishHeader(c.outBufLocked(m, h.PayloadFollows), &h, c.version)
 	c.out.Set(out)
 	if h.PayloadFollows && err == nil {

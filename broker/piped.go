@@ -136,6 +136,9 @@ const maxPipes = 512
 // system calls cost more than the copy they save.
 const minPiped = 32 << 10
 
+// A piped payload's end is always lent to the output (writePlainPublish).
+var _ [minPiped - minLent]struct{}
+
 // piping returns the piped packet c is reading, or nil. mu is held.
 func (c *conn) piping() *pipedIn {
 	if r := c.inR.Load(); r != nil {

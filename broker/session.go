@@ -220,13 +220,13 @@ func (ss *session) pushLocked(d *delivery, tx *routeTx) bool {
 		ss.gaveUp(d, DropOffline)
 		return true
 	}
-	waiting := ss.backlogLocked()
-	if !ss.hasQueueRoom(waiting, d.msg.size()) {
+	waiting, size := ss.backlogLocked(), d.msg.size()
+	if !ss.hasQueueRoom(waiting, size) {
 		ss.srv.dropped(&ss.srv.stats.droppedQueueFull, "session queue full: message dropped", ss, d.msg, d.qos)
 		ss.gaveUp(d, DropQueueFull)
 		return false
 	}
-	if c != nil && ss.backlogFullLocked(waiting, d.msg.size()) {
+	if c != nil && ss.backlogFullLocked(waiting, size) {
 		// Queued all the same: the publisher waits instead (backpressure.go).
 		tx.backedUp = append(tx.backedUp, ss)
 	}
@@ -250,7 +250,7 @@ func (ss *session) pushLocked(d *delivery, tx *routeTx) bool {
 		ss.noteLoadLocked()
 		return true
 	}
-	if ss.srv.overMemoryBudget(d.msg.size()) {
+	if ss.srv.overMemoryBudget(size) {
 		if c != nil {
 			tx.backedUp = append(tx.backedUp, ss) // queued, and the publisher waits
 		} else {

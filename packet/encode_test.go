@@ -228,11 +228,61 @@ func TestAppendPublishHeaderMatchesAppend(t *testing.T) {
 				if err != nil || !bytes.Equal(append(got, h.Payload...), want) {
 					t.Fatalf("v%d qos%d %+v, payload follows: got % x (%v), want % x", v, qos, flags, got, err, want)
 				}
+				// With only the payload's start given and Rest counting the
+				// rest (a piped payload), the header is the same.
+				start := h
+				start.Payload, start.Rest = h.Payload[:3], len(h.Payload)-3
+				got, err = AppendPublishHeader(nil, &start, v)
+				if err != nil || !bytes.Equal(append(got, h.Payload...), want) {
+					t.Fatalf("v%d qos%d %+v, payload follows with Rest: got % x (%v), want % x", v, qos, flags, got, err, want)
+				}
 			}
 		}
 	}
 	if _, err := AppendPublishHeader(nil, &PublishHeader{Topic: "a", QoS: 1}, V311); err == nil {
 		t.Error("QoS 1 without a packet id encoded")
+	}
+	if _, err := AppendPublishHeader(nil, &PublishHeader{Topic: "a", Rest: 10}, V311); err == nil {
+		t.Error("Rest without PayloadFollows encoded")
+	}
+	// Rest counts towards the packet's size limit.
+	big := PublishHeader{Topic: "a", PayloadFollows: true, Rest: MaxRemainingLength}
+	if _, err := AppendPublishHeader(nil, &big, V311); err == nil {
+		t.Error("a PUBLISH past the largest remaining length encoded")
+	}
+}
+
+// PublishHeadLen finds the end of a PUBLISH's headers, and says when the
+// bytes given stop short of it.
+func TestPublishHeadLen(t *testing.T) {
+	for _, v := range []byte{V311, V5} {
+		for _, qos := range []byte{0, 1} {
+			p := Publish{Topic: "some/topic", Payload: bytes.Repeat([]byte{7}, 300), QoS: qos}
+			if qos > 0 {
+				p.PacketID = 9
+			}
+			if v == V5 {
+				p.Props.ContentType = "text/plain"
+				p.Props.Mark(PropContentType)
+			}
+			b, err := Append(nil, &p, v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h, n, err := ParseFixedHeader(b, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := len(b) - len(p.Payload)
+			if got, whole := PublishHeadLen(b, n, h, v); got != want || !whole {
+				t.Errorf("v%d qos%d: %d, %v; want %d, true", v, qos, got, whole, want)
+			}
+			for cut := n; cut < want; cut++ {
+				if _, whole := PublishHeadLen(b[:cut], n, h, v); whole {
+					t.Errorf("v%d qos%d: headers whole in the first %d of %d bytes", v, qos, cut, want)
+				}
+			}
+		}
 	}
 }
 
