@@ -128,8 +128,9 @@ type pipedIn struct {
 }
 
 // maxPipes bounds the pipes a server has open at once (two descriptors
-// each): the ends of payloads in flight and the copies the event loops
-// splice out. Past it, payloads stay in memory.
+// each, and never more than an eighth of the process's: pipebuf.Limit):
+// the ends of payloads in flight and the copies the event loops splice
+// out. Past it, payloads stay in memory.
 const maxPipes = 512
 
 // minPiped is the smallest end of a payload worth a pipe: below it, the

@@ -187,7 +187,7 @@ func New(opts Options) *Server {
 		s.store, s.ownStore = memory.New(), true
 	}
 	if !opts.DisableSplice {
-		s.pipes = pipebuf.NewPool(maxPipes)
+		s.pipes = pipebuf.NewPool(pipebuf.Limit(maxPipes))
 	}
 	s.logins = throttle.New(throttle.Config{})
 	if r := opts.Limits.ConnectionRate; r > 0 {

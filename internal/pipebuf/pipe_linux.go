@@ -22,6 +22,17 @@ type Pipe struct {
 
 var errRefused = errors.New("pipebuf: the kernel refused the pipe's size")
 
+// Limit returns the pipes a process may keep at most so that they never
+// take more than an eighth of its descriptors (RLIMIT_NOFILE; two each),
+// and at most max.
+func Limit(max int) int {
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
+		return 0
+	}
+	return int(min(uint64(max), rl.Cur/16))
+}
+
 func newPipe() (*Pipe, error) {
 	var fds [2]int
 	if err := unix.Pipe2(fds[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
