@@ -109,14 +109,20 @@ func (l *loop) readPipe(c *econn, sr SpliceReader, pp *pipebuf.Pipe, want int) {
 	busy := n >= busyRead
 	c.mark(sBusy, busy)
 	l.heavy = l.heavy || busy
-	l.leftover = l.leftover || n == want
+	// A splice that took less than asked may have stopped at a full pipe
+	// rather than an empty socket: the bytes left are announced by no new
+	// event, so the loop must look again, as after a read that filled its
+	// buffer.
+	l.leftover = l.leftover || n > 0
 	switch {
 	case err == unix.EAGAIN:
 		// The socket is empty, or the pipe full: only the second is the
-		// endpoint's to know (it then reads the rest into memory).
+		// endpoint's to know (it then reads the rest into memory, in a
+		// round the loop is told to come back for).
 		if !socketHasBytes(int(c.fd)) {
 			return
 		}
+		l.leftover = true
 		n = 0
 	case err != nil:
 		l.finalize(c, os.NewSyscallError("splice", err))

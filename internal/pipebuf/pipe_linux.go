@@ -90,16 +90,17 @@ func (pp *Pipe) SpliceTo(fd, n int) (int, error) {
 }
 
 // TeeTo puts the first n bytes of the pipe into dst as well, leaving them
-// in pp. dst must be empty: a tee is all or nothing here (the next would
-// start again from the first byte), and an empty pipe of the same size
-// has room for every buffer pp can hold.
+// in pp. dst must be empty: a tee that moves less than n is an error (the
+// next would start again from the first byte), and an empty pipe of the
+// same size has room for every buffer pp can hold. After an error, dst
+// holds an unknown part of the bytes: release it with held -1.
 func (pp *Pipe) TeeTo(dst *Pipe, n int) error {
 	got, err := retry6(unix.SYS_TEE, uintptr(pp.r), uintptr(dst.w), uintptr(n), unix.SPLICE_F_NONBLOCK, 0, 0)
 	if err != nil {
 		return fmt.Errorf("tee: %w", err)
 	}
 	if got != n {
-		return fmt.Errorf("%w: tee moved %d of %d bytes", ErrShort, got, n)
+		return fmt.Errorf("%w: tee moved %d of %d bytes (one pipe or the other short)", ErrShort, got, n)
 	}
 	return nil
 }
