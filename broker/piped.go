@@ -279,9 +279,11 @@ func heldAfter(err error) int {
 // read, for the statistics. mu is held.
 func (c *conn) finishPiped(read int) {
 	if c.paused || c.flags.Load()&flagHeldBack != 0 {
-		// Not to be handled now: it waits in c.in as any packet would.
+		// Not to be handled now (the driver does not read a paused
+		// connection, so this is for safety): it waits in c.in, whole, for
+		// the input taken up when the pause ends.
 		c.unpipe()
-		c.consume(nil, read)
+		c.statShard().in.bytes.Add(uint64(read))
 		return
 	}
 	pi := c.piping()
