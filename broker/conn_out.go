@@ -457,7 +457,7 @@ func (c *conn) writePublish(d *delivery, pid uint16, dup bool) writeResult {
 		}
 		r.aliases[strings.Clone(m.Topic)] = newAlias // m's bytes are recycled
 	}
-	out, err := packet.AppendPublish(c.outBufLocked(m, false), &p, c.version)
+	out, err := packet.AppendPublish(c.outBufLocked(m, len(p.Payload)), &p, c.version)
 	c.out.Set(out)
 	c.outMu.Unlock()
 	if err != nil {
@@ -474,9 +474,14 @@ func (c *conn) writePublish(d *delivery, pid uint16, dup bool) writeResult {
 func (c *conn) writePlainPublish(d *delivery, pid uint16, dup bool) writeResult {
 	m := d.msg
 	h := packet.PublishHeader{Topic: m.Topic, Payload: m.Payload, QoS: d.qos, PacketID: pid, Dup: dup, Retain: d.retain}
+	size := len(m.Payload)
+	if m.big != nil && m.big.tail != nil {
+		h.Rest = m.big.tail.n // piped.go
+		size += h.Rest
+	}
 	c.outMu.Lock()
 	res := written
-	if c.outClosed || (d.qos == 0 && !d.retain && c.outboundFullLocked(publishSize(m))) {
+	if c.outClosed || (d.qos == 0 && !d.retain && c.outboundFullLocked(len(m.Topic)+size+9)) {
 		if c.outClosed || !c.mayGoOverLocked(publishSize(m)) {
 			return c.skipLocked(m)
 		}
@@ -484,17 +489,20 @@ func (c *conn) writePlainPublish(d *delivery, pid uint16, dup bool) writeResult 
 	}
 	// The exact size is only worked out when a rough upper bound exceeds
 	// the client's maximum.
-	if c.maxOut > 0 && 2+len(m.Topic)+m.size()+2+1+5 > int(c.maxOut) {
+	if c.maxOut > 0 && 2+len(m.Topic)+size+2+1+5 > int(c.maxOut) {
 		full := packet.Publish{Topic: m.Topic, Payload: m.Payload, QoS: d.qos, PacketID: pid, Dup: dup}
-		if packet.PublishLen(&full, c.version)+m.size()-len(m.Payload) > int(c.maxOut) {
+		if packet.PublishLen(&full, c.version)+h.Rest > int(c.maxOut) {
 			return c.tooLargeLocked()
 		}
 	}
-	h.PayloadFollows = len(m.Payload) >= minLent
-	if m.big != nil && m.big.tail != nil {
-		h.Rest, h.PayloadFollows = m.big.tail.n, true // piped.go: at least minPiped
+	// A piped payload (at least minPiped) is always lent, so the payload
+	// that is not lent is all in m.Payload.
+	h.PayloadFollows = size >= minLent
+	inline := size
+	if h.PayloadFollows {
+		inline = 0
 	}
-	out, err := packet.AppendPublishHeader(c.outBufLocked(m, h.PayloadFollows), &h, c.version)
+	out, err := packet.AppendPublishHeader(c.outBufLocked(m, inline), &h, c.version)
 	c.out.Set(out)
 	if h.PayloadFollows && err == nil {
 		c.lendLocked(m)
@@ -662,14 +670,11 @@ const (
 )
 
 // outBufLocked returns the output buffer to append m's PUBLISH to, with
-// or without its payload, with room for it (grown through bufpool). The
-// caller sets c.out to what it appends: until then c.out may hold the
-// buffer Grow gave back.
-func (c *conn) outBufLocked(m *message, lent bool) []byte {
-	n := len(m.Topic) + 16
-	if !lent {
-		n += m.size()
-	}
+// room for it and payload bytes of its payload (0 when it is lent), grown
+// through bufpool. The caller sets c.out to what it appends: until then
+// c.out may hold the buffer Grow gave back.
+func (c *conn) outBufLocked(m *message, payload int) []byte {
+	n := len(m.Topic) + 16 + payload
 	b := c.out.Bytes()
 	if b == nil {
 		b = bufpool.Get(n)

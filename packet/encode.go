@@ -100,8 +100,9 @@ type PublishHeader struct {
 	// is (a big payload is not copied into every subscriber's buffer).
 	PayloadFollows bool
 	// Rest counts payload bytes beyond Payload, which the caller writes
-	// after it (with PayloadFollows only): a payload whose end is not in
-	// memory (the broker's piped payloads).
+	// after it: a payload whose end is not in memory (the broker's piped
+	// payloads). Only with PayloadFollows; it must be 0 otherwise (not
+	// checked: this is the hot path).
 	Rest int
 }
 
@@ -122,8 +123,6 @@ func AppendPublishHeader(dst []byte, h *PublishHeader, version byte) ([]byte, er
 		return dst, errNoPacketID(PUBLISH)
 	case len(h.Topic) > maxString:
 		return dst, errTooLong("topic name")
-	case h.Rest != 0 && (h.Rest < 0 || !h.PayloadFollows):
-		return dst, errEncode("PUBLISH header: Rest without PayloadFollows")
 	}
 	rem := 2 + len(h.Topic) + len(h.Payload) + h.Rest
 	if h.QoS > 0 {

@@ -242,9 +242,6 @@ func TestAppendPublishHeaderMatchesAppend(t *testing.T) {
 	if _, err := AppendPublishHeader(nil, &PublishHeader{Topic: "a", QoS: 1}, V311); err == nil {
 		t.Error("QoS 1 without a packet id encoded")
 	}
-	if _, err := AppendPublishHeader(nil, &PublishHeader{Topic: "a", Rest: 10}, V311); err == nil {
-		t.Error("Rest without PayloadFollows encoded")
-	}
 	// Rest counts towards the packet's size limit.
 	big := PublishHeader{Topic: "a", PayloadFollows: true, Rest: MaxRemainingLength}
 	if _, err := AppendPublishHeader(nil, &big, V311); err == nil {
