@@ -18,8 +18,8 @@
 # With FLOORS=1, the least any epoll server could spend on the same load
 # runs too, pinned as the brokers are: scripts/connfloor (TCP_DEFER_ACCEPT
 # on) for storm, through epoll and through io_uring; for large, scripts/relayfloor copying each payload in and
-# out (as Petrel and Mosquitto do) and moving its pages with splice
-# instead. They get a table of their own.
+# out (as Mosquitto does) and moving its pages with splice instead (as
+# Petrel does, mqtt.splice_payloads). They get a table of their own.
 #
 # The storms (issue 21) connect STORM_CONNS clients at once (default 50,000,
 # or what the descriptor limit leaves): storm with clean sessions over TCP;

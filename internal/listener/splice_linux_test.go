@@ -263,18 +263,6 @@ func dialRcvbuf(t testing.TB, addr string, size int) *net.TCPConn {
 	return c.(*net.TCPConn)
 }
 
-// waitFor polls cond until it holds, failing the test after testTimeout.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(testTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // waitStalled waits until the count is above zero and has not moved for
 // 50ms (a writer that met a full socket and waits for EPOLLOUT), and
 // returns it. Stopping too early only weakens the test that uses it.
