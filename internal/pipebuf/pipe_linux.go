@@ -133,7 +133,7 @@ func (pp *Pipe) CopyOut(b []byte) error {
 		// The pool is at its limit: this is rare, and must not fail.
 		var err error
 		if scratch, err = newPipe(); err != nil {
-			return err
+			return pp.copyViaSpare(b, err)
 		}
 		defer scratch.close()
 		return pp.copyVia(scratch, b)
@@ -145,6 +145,24 @@ func (pp *Pipe) CopyOut(b []byte) error {
 	}
 	scratch.Release(held)
 	return err
+}
+
+// copyViaSpare is CopyOut through the pool's spare pipe, for when no
+// other can be had (err says why).
+func (pp *Pipe) copyViaSpare(b []byte, err error) error {
+	p := pp.pool
+	p.spareMu.Lock()
+	defer p.spareMu.Unlock()
+	if p.spare == nil {
+		return err
+	}
+	if err := pp.copyVia(p.spare, b); err != nil {
+		// Whatever a failed tee left goes, for the next user.
+		p.spare.close()
+		p.spare, _ = newPipe()
+		return err
+	}
+	return nil
 }
 
 func (pp *Pipe) copyVia(scratch *Pipe, b []byte) error {

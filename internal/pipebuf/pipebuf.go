@@ -45,6 +45,12 @@ type Pool struct {
 	// its pipe-user-pages-soft without CAP_SYS_RESOURCE): the pool gives
 	// no more.
 	off bool
+	// spare is a scratch pipe kept aside, made with the pool's first pipe,
+	// for a CopyOut that finds no other (the pool spent and the process
+	// out of descriptors): a piped payload can always be read. spareMu
+	// lets one CopyOut use it at a time.
+	spareMu sync.Mutex
+	spare   *Pipe
 }
 
 // NewPool returns a pool that keeps at most max pipes alive.
@@ -81,6 +87,11 @@ func (p *Pool) Get() *Pipe {
 		return nil
 	}
 	pp.pool = p
+	p.spareMu.Lock()
+	if p.spare == nil {
+		p.spare, _ = newPipe()
+	}
+	p.spareMu.Unlock()
 	return pp
 }
 
@@ -106,6 +117,12 @@ func (p *Pool) Close() {
 	for _, pp := range free {
 		pp.close()
 	}
+	p.spareMu.Lock()
+	if p.spare != nil {
+		p.spare.close()
+		p.spare = nil
+	}
+	p.spareMu.Unlock()
 }
 
 // Release gives pp back to its pool. held is how many bytes the holder
