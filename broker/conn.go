@@ -388,9 +388,9 @@ func (c *conn) Closed(err error) {
 }
 
 var (
-	_ listener.Endpoint          = (*conn)(nil)
-	_ listener.SplicePieceWriter = (*conn)(nil)
-	_ listener.SpliceReader      = (*conn)(nil)
-	_ listener.DirectReader      = (*conn)(nil)
-	_ listener.WriteWatcher      = (*conn)(nil)
+	_ listener.Endpoint     = (*conn)(nil)
+	_ listener.PieceWriter  = (*conn)(nil)
+	_ listener.SpliceReader = (*conn)(nil)
+	_ listener.DirectReader = (*conn)(nil)
+	_ listener.WriteWatcher = (*conn)(nil)
 )

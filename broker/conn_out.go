@@ -586,9 +586,9 @@ func (c *conn) takeLentLocked() []lentPayload {
 	return lent
 }
 
-// OutputSplice implements listener.SplicePieceWriter: lent payloads are
-// written from where they are, in memory or in a pipe (piped.go).
-func (c *conn) OutputSplice() (buf []byte, pieces []listener.Piece, done func()) {
+// OutputPieces implements listener.PieceWriter: lent payloads are written
+// from where they are, in memory or in a pipe (piped.go).
+func (c *conn) OutputPieces() (buf []byte, pieces []listener.Piece, done func()) {
 	c.outMu.Lock()
 	buf = c.out.Bytes()
 	c.out.Set(nil)

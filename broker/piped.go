@@ -15,7 +15,8 @@ import (
 // Piped payloads. The end of a big PUBLISH's payload can stay in a kernel
 // pipe (internal/pipebuf) from the socket it came on to the sockets it goes
 // to: the event loop splices it in (SpliceReader), and each subscriber's
-// output tees it out (SplicePieceWriter), so its bytes are never copied.
+// output tees it out (listener.PieceWriter's pipe pieces), so its bytes
+// are never copied.
 // Copying is most of what a big payload costs: a broker that copies does
 // not get past about 1.9× Mosquitto's bytes per CPU-second at 256 KiB, one
 // that moves pages does (docs/BENCHMARKS.md, "Large payloads").

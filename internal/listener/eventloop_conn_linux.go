@@ -222,27 +222,16 @@ func (l *loop) output(c *econn) (out []byte, p *PanicError) {
 			out, p = nil, recovered(l.d.opts.Logger, "Output", c.RemoteAddr(), r)
 		}
 	}()
-	if sw, ok := c.ep.(SplicePieceWriter); ok {
+	if pw, ok := c.ep.(PieceWriter); ok {
 		var pieces []Piece
 		var done func()
-		out, pieces, done = sw.OutputSplice()
+		out, pieces, done = pw.OutputPieces()
 		if pieces != nil {
-			l.setPieces(c, &pieceOut{pieces: pieces, done: done})
-			if out == nil {
-				out = bufpool.Get(0) // c's output marks that output is pending
+			if l.pieces == nil {
+				l.pieces = make(map[*econn]*pieceOut)
 			}
-			return out, nil
-		}
-	} else if pw, ok := c.ep.(PieceWriter); ok {
-		var lent [][]byte
-		var done func()
-		out, lent, done = pw.OutputPieces()
-		if lent != nil {
-			pieces := make([]Piece, len(lent))
-			for i, b := range lent {
-				pieces[i].Bytes = b
-			}
-			l.setPieces(c, &pieceOut{pieces: pieces, done: done})
+			l.pieces[c] = &pieceOut{pieces: pieces, done: done}
+			c.mark(sPieces, true)
 			if out == nil {
 				out = bufpool.Get(0) // c's output marks that output is pending
 			}
@@ -377,8 +366,7 @@ func (l *loop) written(c *econn, n int) (ok bool) {
 	return true
 }
 
-// pieceOut is output in pieces, partly lent by the endpoint (PieceWriter,
-// SplicePieceWriter).
+// pieceOut is output in pieces, partly lent by the endpoint (PieceWriter).
 type pieceOut struct {
 	pieces []Piece
 	done   func()
@@ -386,14 +374,6 @@ type pieceOut struct {
 	// spliced to the socket, left of them still in it.
 	out  *pipebuf.Pipe
 	left int
-}
-
-func (l *loop) setPieces(c *econn, v *pieceOut) {
-	if l.pieces == nil {
-		l.pieces = make(map[*econn]*pieceOut)
-	}
-	l.pieces[c] = v
-	c.mark(sPieces, true)
 }
 
 // maxIovecs is how many pieces one writev takes (Linux's IOV_MAX).

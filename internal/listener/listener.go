@@ -48,18 +48,21 @@ type Endpoint interface {
 	Closed(err error)
 }
 
-// A PieceWriter is an Endpoint whose output may refer to memory it keeps
-// (a big payload that many connections send) instead of holding a copy.
-// The event-loop driver asks for output this way and writes it with
-// writev; the goroutine driver calls Output, which then copies.
+// A PieceWriter is an Endpoint whose output may refer to what it keeps (a
+// big payload that many connections send, in memory or in a pipe) instead
+// of holding a copy. The event-loop driver asks for output this way and
+// writes it with writev, and pipe pieces with tee and splice; the
+// goroutine driver calls Output, which then copies.
 type PieceWriter interface {
 	// OutputPieces takes all pending output, as Output does. When some of
-	// it is lent, pieces lists what to write, in order (parts of buf and
-	// the lent memory), and done is called once, when all of it is written
-	// or the connection is gone; the driver does not read the pieces after
-	// that. Otherwise pieces and done are nil and buf is written as
-	// Output's result would be. buf goes back to bufpool either way.
-	OutputPieces() (buf []byte, pieces [][]byte, done func())
+	// it is lent, pieces lists what to write, in order (parts of buf, the
+	// lent memory and pipes), and done is called once, when all of it is
+	// written or the connection is gone; the driver does not read the
+	// pieces after that, and leaves the pipes' bytes where they are.
+	// Otherwise pieces and done are nil and buf is written as Output's
+	// result would be. buf goes back to bufpool either way. The driver
+	// changes the pieces slice as it writes: each call returns a new one.
+	OutputPieces() (buf []byte, pieces []Piece, done func())
 }
 
 // A WriteWatcher is an Endpoint that counts the output its driver still
@@ -91,7 +94,7 @@ type DirectReader interface {
 
 // A SpliceReader is a DirectReader that can take the rest of a big packet
 // into a kernel pipe instead of memory, so that its bytes need never be
-// copied (see SplicePieceWriter). The event-loop driver asks before
+// copied (see PieceWriter's pipe pieces). The event-loop driver asks before
 // ReadBuffer; the goroutine driver does not.
 type SpliceReader interface {
 	// ReadPipe returns the pipe the next read should go into and how many
@@ -104,22 +107,14 @@ type SpliceReader interface {
 	DataSpliced(n int)
 }
 
-// Piece is a part of output given as pieces: Bytes, or when Pipe is not nil
-// the first N bytes in Pipe, which the driver leaves there (it tees its own
-// copy, so that several connections can send one pipe's bytes).
+// Piece is a part of output given as pieces (PieceWriter): Bytes, or when
+// Pipe is not nil the first N bytes in Pipe, which the driver leaves there
+// (it tees its own copy, so that several connections can send one pipe's
+// bytes).
 type Piece struct {
 	Bytes []byte
 	Pipe  *pipebuf.Pipe
 	N     int
-}
-
-// A SplicePieceWriter is a PieceWriter whose lent output may be in pipes.
-// The event-loop driver asks for output this way when the endpoint offers
-// it, and splices pipe pieces to the socket.
-type SplicePieceWriter interface {
-	// OutputSplice is OutputPieces with pieces that may be pipes; the
-	// pipes stay the endpoint's, and are not read after done.
-	OutputSplice() (buf []byte, pieces []Piece, done func())
 }
 
 // A Pauser is an Endpoint that can ask its driver to stop reading for a

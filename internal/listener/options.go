@@ -38,7 +38,7 @@ type Options struct {
 	DrainTimeout time.Duration
 
 	// Pipes, when not nil, gives the event-loop driver the pipes it
-	// splices output through (SpliceReader, SplicePieceWriter); without
+	// splices output through (PieceWriter's pipe pieces); without
 	// one, or when it runs out, pipe pieces are copied out and written.
 	Pipes *pipebuf.Pool
 

@@ -72,7 +72,7 @@ func (e *pieceEndpoint) Data(b []byte) {
 // Output must not be called: the event-loop driver asks for pieces.
 func (e *pieceEndpoint) Output() []byte { panic("Output called on a PieceWriter") }
 
-func (e *pieceEndpoint) OutputPieces() (buf []byte, pieces [][]byte, done func()) {
+func (e *pieceEndpoint) OutputPieces() (buf []byte, pieces []Piece, done func()) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if !e.started || e.taken {
@@ -87,9 +87,9 @@ func (e *pieceEndpoint) OutputPieces() (buf []byte, pieces [][]byte, done func()
 	}
 	prev := 0
 	for i, end := range at {
-		pieces = append(pieces, buf[prev:end])
+		pieces = append(pieces, Piece{Bytes: buf[prev:end]})
 		if i < len(e.h.lent) {
-			pieces = append(pieces, e.h.lent[i])
+			pieces = append(pieces, Piece{Bytes: e.h.lent[i]})
 		}
 		prev = end
 	}

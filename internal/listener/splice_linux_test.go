@@ -23,7 +23,7 @@ import (
 	"github.com/petrelmq/petrel/internal/pipebuf"
 )
 
-// Tests of the event loop's pipe paths: SplicePieceWriter output (pipe
+// Tests of the event loop's pipe paths: PieceWriter output (pipe
 // pieces teed into a pipe of the driver's and spliced to the socket, or
 // copied out when it has no pipe to spare) and SpliceReader input.
 
@@ -114,7 +114,7 @@ func (h *spliceHandler) Open(c Conn) Endpoint {
 	return e
 }
 
-// spliceEndpoint is a SplicePieceWriter and a WriteWatcher: it checks that
+// spliceEndpoint is a PieceWriter and a WriteWatcher: it checks that
 // Written counts each byte once, and notes where the writes stopped.
 type spliceEndpoint struct {
 	*testEndpoint
@@ -133,7 +133,7 @@ type spliceEndpoint struct {
 	// splice the socket took only part of.
 	midPipe   atomic.Int64
 	doneCalls atomic.Int32
-	taken     chan struct{} // closed when OutputSplice took the parts
+	taken     chan struct{} // closed when OutputPieces took the parts
 	done      chan struct{} // closed by the first done call
 }
 
@@ -149,11 +149,11 @@ func (e *spliceEndpoint) Data(b []byte) {
 }
 
 func (e *spliceEndpoint) Output() []byte {
-	e.h.t.Error("Output called on a SplicePieceWriter")
+	e.h.t.Error("Output called on a PieceWriter")
 	return nil
 }
 
-func (e *spliceEndpoint) OutputSplice() (buf []byte, pieces []Piece, done func()) {
+func (e *spliceEndpoint) OutputPieces() (buf []byte, pieces []Piece, done func()) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if !e.started || e.output {
@@ -427,7 +427,7 @@ func TestSplicePiecesToSlowReader(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := receive(t, h.opened, "Open")
-	receive(t, e.taken, "OutputSplice")
+	receive(t, e.taken, "OutputPieces")
 	stalled := waitStalled(t, "the writes to stall", &e.written)
 	if stalled >= int64(len(want)) {
 		t.Fatalf("all %d bytes were written before the client read: the test cannot see a full socket", stalled)
@@ -559,7 +559,7 @@ func TestSplicePieceClosedHalfWritten(t *testing.T) {
 				t.Fatal(err)
 			}
 			e := receive(t, h.opened, "Open")
-			receive(t, e.taken, "OutputSplice")
+			receive(t, e.taken, "OutputPieces")
 			at := waitStalled(t, "the writes to stall", &e.written)
 			if at <= 1 || at >= int64(len(want)) {
 				t.Fatalf("the writes stopped at %d of %d bytes, not inside a pipe piece", at, len(want))
