@@ -481,8 +481,8 @@ func (c *conn) writePlainPublish(d *delivery, pid uint16, dup bool) writeResult 
 	}
 	c.outMu.Lock()
 	res := written
-	if c.outClosed || (d.qos == 0 && !d.retain && c.outboundFullLocked(len(m.Topic)+size+9)) {
-		if c.outClosed || !c.mayGoOverLocked(publishSize(m)) {
+	if c.outClosed || (d.qos == 0 && !d.retain && c.outboundFullLocked(len(m.Topic)+size+9)) { // publishSize
+		if c.outClosed || !c.mayGoOverLocked(len(m.Topic)+size+9) {
 			return c.skipLocked(m)
 		}
 		res = writtenOver

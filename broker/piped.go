@@ -23,7 +23,7 @@ import (
 //
 // Only the fast path keeps the bytes in the pipe: a PUBLISH from an
 // event-loop client, past what a check of its payload or a hook must see
-// (handlePublish's keepsPiped), delivered to event-loop subscribers
+// (finishPiped's keepsPiped), delivered to event-loop subscribers
 // without properties of their own. Everything else that needs the bytes
 // (a store write, a TLS or WebSocket subscriber, an MQTT 5 delivery with
 // properties, a queue, the admin API) asks message.body, which copies them
@@ -239,13 +239,9 @@ func (c *conn) unpipe() {
 	pi := c.piping()
 	c.setPiping(nil)
 	total := pi.headLen + pi.want
-	bb := getBigBuf(total)
-	copy(bb.b, pi.head.b[:pi.headLen])
-	err := pi.pipe.ReadFull(bb.b[pi.headLen : pi.headLen+pi.got])
-	pi.pipe.Release(heldAfter(err))
+	bb, err := pipeToMemory(pi.head.b[:pi.headLen], pi.pipe, pi.got, total)
 	putBigBuf(pi.head)
 	if err != nil {
-		putBigBuf(bb)
 		c.fail(violation(packet.UnspecifiedError, "reading a piped payload: %v", err))
 		return
 	}
@@ -266,18 +262,24 @@ func (c *conn) dropPiped() {
 	}
 }
 
-// heldAfter is what a pipe holds after a read of all it held: nothing, or
-// unknown (-1) if the read failed.
-func heldAfter(err error) int {
-	if err != nil {
-		return -1
+// pipeToMemory returns a pooled buffer of size bytes that holds start,
+// then the n bytes in pipe, which it takes out and releases.
+func pipeToMemory(start []byte, pipe *pipebuf.Pipe, n, size int) (*bigBuf, error) {
+	bb := getBigBuf(size)
+	copy(bb.b, start)
+	if err := pipe.ReadFull(bb.b[len(start) : len(start)+n]); err != nil {
+		pipe.Release(-1)
+		putBigBuf(bb)
+		return nil, err
 	}
-	return 0
+	pipe.Release(0)
+	return bb, nil
 }
 
 // finishPiped handles the piped packet, now all read: it is decoded from
-// its head, and its message keeps the pipe. read is the bytes of the last
-// read, for the statistics. mu is held.
+// its head, and its message keeps the pipe, or when something on the way
+// in must read the payload (keepsPiped), has it read into memory first.
+// read is the bytes of the last read, for the statistics. mu is held.
 func (c *conn) finishPiped(read int) {
 	if c.paused || c.flags.Load()&flagHeldBack != 0 {
 		// Not to be handled now (the driver does not read a paused
@@ -301,14 +303,15 @@ func (c *conn) finishPiped(read int) {
 		p, err = dec.Decode(h, head[n:])
 		if err == nil {
 			t.count(head[0])
-			pi.head.tail = newPipedTail(pi.pipe, pi.want)
-			pi.pipe = nil
-			err = c.handlePublish(p.(*packet.Publish), true, pi.head, &t)
+			var big *bigBuf
+			if big, err = c.pipedBig(p.(*packet.Publish), pi); err == nil {
+				err = c.handlePublish(p.(*packet.Publish), true, big, &t)
+			}
 		}
 		decoders.Put(dec)
 		c.statShard().addIn(&t, read)
 	}
-	if pi.pipe != nil { // not handed to a message
+	if pi.pipe != nil { // not handed on
 		pi.pipe.Release(pi.got)
 		putBigBuf(pi.head)
 	}
@@ -356,33 +359,32 @@ func (c *conn) dropPeek() {
 	}
 }
 
+// pipedBig returns the buffer the message of p, decoded from pi's head,
+// is to keep: the head with the pipe as its tail, or when the message may
+// not keep it (keepsPiped), a buffer that holds the whole payload, which
+// p.Payload then is (p's other fields still point into the head, which is
+// left to the garbage collector). Either way pi no longer has the pipe.
+func (c *conn) pipedBig(p *packet.Publish, pi *pipedIn) (*bigBuf, error) {
+	pipe := pi.pipe
+	pi.pipe = nil
+	if c.keepsPiped(p) {
+		pi.head.tail = newPipedTail(pipe, pi.want)
+		return pi.head, nil
+	}
+	n := len(p.Payload) + pi.want
+	bb, err := pipeToMemory(p.Payload, pipe, pi.want, n)
+	if err != nil {
+		return nil, violation(packet.UnspecifiedError, "reading a piped payload: %v", err)
+	}
+	p.Payload = bb.b[:n:n]
+	return bb, nil
+}
+
 // keepsPiped reports whether the message of p, a piped PUBLISH, may keep
 // its payload's end in the pipe: nothing on the way in needs to read it.
-// Otherwise handlePublish takes it into memory first (materialize).
 func (c *conn) keepsPiped(p *packet.Publish) bool {
 	s := c.ln.srv
 	return !p.Retain && !s.publishHooks && s.opts.Authorizer == nil && s.opts.Cluster == nil &&
 		s.opts.Limits.PublishBytesRate <= 0 &&
 		!(p.Props.Has(packet.PropPayloadFormat) && p.Props.PayloadFormat == 1)
-}
-
-// materialize reads the piped end of p's payload into memory, for a
-// PUBLISH that does not keep it there: p.Payload becomes the whole
-// payload, in the pooled buffer it returns. big, the head, is left to the
-// garbage collector, as p's other fields still point into it.
-func materialize(p *packet.Publish, big *bigBuf) (*bigBuf, error) {
-	t := big.tail
-	big.tail = nil
-	n := len(p.Payload) + t.n
-	bb := getBigBuf(n)
-	copy(bb.b, p.Payload)
-	err := t.pipe.ReadFull(bb.b[len(p.Payload):n]) // nobody else has the pipe yet
-	t.owner.held = heldAfter(err)
-	t.release()
-	if err != nil {
-		putBigBuf(bb)
-		return nil, err
-	}
-	p.Payload = bb.b[:n:n]
-	return bb, nil
 }

@@ -20,12 +20,6 @@ import (
 // counted in t, the read's tally (nil: straight into the statistics).
 func (c *conn) handlePublish(p *packet.Publish, owned bool, big *bigBuf, t *tally) error {
 	o := &c.ln.srv.opts
-	if big != nil && big.tail != nil && !c.keepsPiped(p) {
-		var err error
-		if big, err = materialize(p, big); err != nil {
-			return violation(packet.UnspecifiedError, "reading a piped payload: %v", err)
-		}
-	}
 	ss := c.sess.Load()
 	if p.QoS > o.maxQoS() {
 		return violation(packet.QoSNotSupported, "PUBLISH at QoS %d above the maximum %d", p.QoS, o.maxQoS()) // [MQTT-3.2.2-11] (v5)

@@ -382,16 +382,7 @@ func TestSplicePiecesFromSharedPipes(t *testing.T) {
 	for i := range nconns {
 		c := dial(t, s.addr)
 		clients.Go(func() {
-			if _, err := c.Write([]byte("go")); err != nil {
-				t.Errorf("client %d: %v", i, err)
-				return
-			}
-			got := make([]byte, len(want))
-			if _, err := io.ReadFull(c, got); err != nil {
-				t.Errorf("client %d: reading: %v", i, err)
-				return
-			}
-			sameBytes(t, fmt.Sprintf("client %d", i), got, want)
+			expectOutput(t, i, c, want)
 		})
 	}
 	clients.Wait()
@@ -405,6 +396,21 @@ func TestSplicePiecesFromSharedPipes(t *testing.T) {
 	b.intact(t, "after done")
 	t.Logf("%d connections got %d bytes each; %d concurrent copies of the pipes; %d pipes live",
 		nconns, len(want), copies.Load(), pool.Live())
+}
+
+// expectOutput is client i's part: it starts the output ("go") and reads
+// it, which must be want.
+func expectOutput(t *testing.T, i int, c *net.TCPConn, want []byte) {
+	if _, err := c.Write([]byte("go")); err != nil {
+		t.Errorf("client %d: %v", i, err)
+		return
+	}
+	got := make([]byte, len(want))
+	if _, err := io.ReadFull(c, got); err != nil {
+		t.Errorf("client %d: reading: %v", i, err)
+		return
+	}
+	sameBytes(t, fmt.Sprintf("client %d", i), got, want)
 }
 
 // A peer that stops reading fills the socket in the middle of a pipe
@@ -500,16 +506,7 @@ func TestSplicePiecesWithoutDriverPipes(t *testing.T) {
 				c := dial(t, s.addr)
 				conns[i] = c
 				clients.Go(func() {
-					if _, err := c.Write([]byte("go")); err != nil {
-						t.Errorf("client %d: %v", i, err)
-						return
-					}
-					got := make([]byte, len(want))
-					if _, err := io.ReadFull(c, got); err != nil {
-						t.Errorf("client %d: reading: %v", i, err)
-						return
-					}
-					sameBytes(t, fmt.Sprintf("client %d", i), got, want)
+					expectOutput(t, i, c, want)
 				})
 			}
 			clients.Wait()
