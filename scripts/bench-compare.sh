@@ -17,7 +17,8 @@
 #
 # With FLOORS=1, the least any epoll server could spend on the same load
 # runs too, pinned as the brokers are: scripts/connfloor (TCP_DEFER_ACCEPT
-# on) for storm, through epoll and through io_uring; for large, scripts/relayfloor copying each payload in and
+# on) for storm, through epoll, through io_uring, and through io_uring with the
+# sockets as the ring's registered files (direct); for large, scripts/relayfloor copying each payload in and
 # out (as Mosquitto does) and moving its pages with splice instead (as
 # Petrel does, mqtt.splice_payloads). They get a table of their own.
 #
@@ -176,6 +177,7 @@ start_floor() { # port binary args...
 }
 start_connfloor() { start_floor "$1" connfloor defer; }
 start_uringfloor() { start_floor "$1" connfloor defer uring; }
+start_directfloor() { start_floor "$1" connfloor defer uring direct; }
 start_relayfloor() { start_floor "$1" relayfloor; }
 start_splicefloor() { start_floor "$1" relayfloor splice; }
 
@@ -251,6 +253,7 @@ for round in $(seq "$ROUNDS"); do
 			storm)
 				run connfloor storm "$round"
 				run uringfloor storm "$round"
+				run directfloor storm "$round"
 				;;
 			large)
 				run relayfloor large "$round"

@@ -256,9 +256,11 @@ func (l *loop) register(c *econn) {
 		return
 	}
 	c.mark(sEpollIn, true)
-	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: c.fd}
-	if err := rawEpollCtl(l.epfd, unix.EPOLL_CTL_ADD, int(c.fd), &ev); err != nil {
-		l.d.opts.Logger.Error("listener: cannot watch a connection", "err", os.NewSyscallError("epoll_ctl", err))
+	first := l.d.deferred
+	if first {
+		c.mark(sOffSet, true)
+	} else if err := l.addToSet(c); err != nil {
+		l.d.opts.Logger.Error("listener: cannot watch a connection", "err", err)
 		l.load.Add(-1)
 		c.phase = phaseClosed
 		c.set(cGone)
@@ -275,7 +277,50 @@ func (l *loop) register(c *econn) {
 		c.phase = phaseClosed
 		c.set(cGone)
 		unix.Close(int(c.fd))
+		return
 	}
+	if first {
+		l.readFirst(c)
+	}
+}
+
+// readFirst reads a connection the listener deferred until its client's
+// first bytes came (TCP_DEFER_ACCEPT), and writes what they asked for (a
+// CONNACK), before the socket joins the epoll set: it joins with nothing
+// to read, so its loop is not woken again for bytes already taken. A
+// reconnect storm costs a loop round and two epoll_waits less a connection.
+func (l *loop) readFirst(c *econn) {
+	l.readable(c)
+	l.runFlushes()
+	if c.phase == phaseClosed {
+		return
+	}
+	c.mark(sOffSet, false)
+	if err := l.addToSet(c); err != nil {
+		l.finalize(c, err)
+	}
+}
+
+// addToSet puts c's descriptor in the loop's epoll set, watching what its
+// state asks for.
+func (l *loop) addToSet(c *econn) error {
+	ev := unix.EpollEvent{Events: c.interest(), Fd: c.fd}
+	if err := rawEpollCtl(l.epfd, unix.EPOLL_CTL_ADD, int(c.fd), &ev); err != nil {
+		return os.NewSyscallError("epoll_ctl", err)
+	}
+	return nil
+}
+
+// interest is the epoll events c's state watches.
+func (c *econn) interest() uint32 {
+	var events uint32
+	if c.is(sEpollIn) {
+		events = unix.EPOLLIN | unix.EPOLLRDHUP
+	}
+	if c.is(sEpollOut) {
+		events |= unix.EPOLLOUT
+	}
+	return events
 }
 
 func (l *loop) open(c *econn) (ep Endpoint) {
@@ -507,14 +552,10 @@ func (l *loop) watch(c *econn) {
 		return
 	}
 	c.state = c.state&^(sEpollIn|sEpollOut) | want
-	var events uint32
-	if want&sEpollIn != 0 {
-		events = unix.EPOLLIN | unix.EPOLLRDHUP
+	if c.is(sOffSet) {
+		return // readFirst adds it with this interest
 	}
-	if want&sEpollOut != 0 {
-		events |= unix.EPOLLOUT
-	}
-	ev := unix.EpollEvent{Events: events, Fd: c.fd}
+	ev := unix.EpollEvent{Events: c.interest(), Fd: c.fd}
 	if err := rawEpollCtl(l.epfd, unix.EPOLL_CTL_MOD, int(c.fd), &ev); err != nil {
 		l.finalize(c, os.NewSyscallError("epoll_ctl", err))
 	}
@@ -677,6 +718,7 @@ const (
 	// sBusy: its last read was busyRead or more (a heavy sender), so a
 	// connection that just became ready goes before it (loop.serve).
 	sBusy
+	sOffSet // not in the epoll set yet: readFirst reads it first
 )
 
 // is reports whether any of the state flags s is set.

@@ -226,9 +226,6 @@ func (d *eventLoopDriver) runHub() {
 				h.enqueue(d.loops[ev.Fd])
 			}
 		}
-		if accept {
-			d.acceptReady()
-		}
 		batch := h.queue
 		h.queue = h.spare[:0]
 		for _, l := range batch {
@@ -239,6 +236,12 @@ func (d *eventLoopDriver) runHub() {
 		}
 		clear(batch)
 		h.spare = batch[:0]
+		// After the loops: a new connection's CONNECT is read as it is
+		// accepted (readFirst), and must not go before packets that were
+		// ready before it.
+		if accept {
+			d.acceptReady()
+		}
 		now := d.now()
 		for _, l := range d.loops {
 			if at := time.Duration(l.deadline.Load()); at != 0 && at <= now && l.pooled.Load() {

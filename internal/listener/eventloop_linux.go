@@ -106,7 +106,11 @@ type eventLoopDriver struct {
 	acceptMu sync.Mutex
 	// lnfd is lnFile's descriptor once Serve put it in the hub's set; -1
 	// before, -2 once closed.
-	lnfd       int
+	lnfd int
+	// deferred: the listening socket has TCP_DEFER_ACCEPT, so an accepted
+	// connection comes with its client's first bytes (register). Set with
+	// lnfd.
+	deferred   bool
 	acceptErr  chan error    // the hub's accept errors, for Serve
 	unlistened chan struct{} // closed by closeListener
 }
@@ -142,6 +146,9 @@ func (d *eventLoopDriver) Serve(ctx context.Context) error {
 		return errors.New("listener: Serve called twice")
 	}
 	d.lnfd = lnfd
+	if v, err := unix.GetsockoptInt(lnfd, unix.IPPROTO_TCP, unix.TCP_DEFER_ACCEPT); err == nil && v > 0 {
+		d.deferred = true
+	}
 	err = d.armAccept(unix.EPOLL_CTL_ADD)
 	d.acceptMu.Unlock()
 	if err != nil {
@@ -317,7 +324,13 @@ func (d *eventLoopDriver) dispatch(fd int, remote peer) {
 	l.load.Add(1)
 	if l.pooled.Load() && l.runMu.TryLock() {
 		if l.pooled.Load() {
+			// Awake while it registers: the CONNECT read with it queues a
+			// flush, which must not write the eventfd.
+			l.sleeping.Store(false)
 			l.register(c)
+			if !l.settle() {
+				d.hub.enqueue(l)
+			}
 			l.runMu.Unlock()
 			return
 		}

@@ -7,12 +7,13 @@
 // It keeps no state per connection. docs/BENCHMARKS.md ("Connecting
 // faster") runs a storm against it as against the brokers:
 //
-//	taskset -c 0 go run ./scripts/connfloor PORT [defer] [uring]
+//	taskset -c 0 go run ./scripts/connfloor PORT [defer] [uring [direct]]
 //	petrel bench preset storm -p PORT --broker-pid PID ...
 //
 // With "defer", the listening socket has TCP_DEFER_ACCEPT, as Petrel's;
 // with "uring", the same is done through io_uring instead of epoll
-// (uring_linux.go). Loopback only.
+// (uring_linux.go), and with "direct" too, the accepted sockets are the
+// ring's registered files, never descriptors of the process. Loopback only.
 package main
 
 import (
@@ -28,7 +29,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: connfloor PORT [defer] [uring]")
+		fmt.Fprintln(os.Stderr, "usage: connfloor PORT [defer] [uring [direct]]")
 		os.Exit(2)
 	}
 	port, err := strconv.Atoi(os.Args[1])
@@ -36,13 +37,13 @@ func main() {
 		fmt.Fprintln(os.Stderr, "connfloor: port:", err)
 		os.Exit(2)
 	}
-	if err := serve(port, slices.Contains(os.Args[2:], "defer"), slices.Contains(os.Args[2:], "uring")); err != nil {
+	if err := serve(port, slices.Contains(os.Args[2:], "defer"), slices.Contains(os.Args[2:], "uring"), slices.Contains(os.Args[2:], "direct")); err != nil {
 		fmt.Fprintln(os.Stderr, "connfloor:", err)
 		os.Exit(1)
 	}
 }
 
-func serve(port int, deferAccept, uring bool) error {
+func serve(port int, deferAccept, uring, direct bool) error {
 	runtime.LockOSThread()
 	ln, err := floornet.Listen(port, deferAccept)
 	if err != nil {
@@ -50,7 +51,7 @@ func serve(port int, deferAccept, uring bool) error {
 	}
 	if uring {
 		fmt.Println("listening on", port, "(io_uring)")
-		return serveURing(ln)
+		return serveURing(ln, direct)
 	}
 	ep, err := floornet.Epoll(ln)
 	if err != nil {

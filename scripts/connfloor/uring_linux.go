@@ -16,14 +16,33 @@ import (
 // io_uring_enter for a whole batch of connections. It asks whether a
 // different way into the kernel lowers the floor that epoll's calls set:
 // no epoll_ctl, and no system call per accept, read or write.
-func serveURing(ln int) error {
+func serveURing(ln int, direct bool) error {
 	r, err := newRing(4096)
 	if err != nil {
 		return err
 	}
+	var fixed uint8
+	var slot uint32
+	cloexec := uint32(unix.SOCK_CLOEXEC)
+	if direct {
+		reg := struct { // struct io_uring_rsrc_register
+			nr, flags   uint32
+			resv2, data uint64
+			tags        uint64
+		}{nr: uint32(nofile()), flags: rsrcRegisterSparse}
+		_, _, errno := unix.Syscall6(unix.SYS_IO_URING_REGISTER, uintptr(r.fd), registerFiles2, uintptr(unsafe.Pointer(&reg)), unsafe.Sizeof(reg), 0, 0)
+		if errno != 0 {
+			return fmt.Errorf("register sparse files: %w", errno)
+		}
+		fixed, slot, cloexec = sqeFixedFile, fileIndexAlloc, 0 // CLOEXEC is refused for direct accepts
+	}
 	bufs := make(map[int][]byte)
 	connack, pingresp := []byte{0x20, 2, 0, 0}, []byte{0xd0, 0}
-	r.prep(opAccept, ln, 0, 0, unix.SOCK_CLOEXEC, acceptMultishot, opAccept<<32|uint64(ln))
+	accept := func() {
+		r.prep(opAccept, ln, 0, 0, cloexec, acceptMultishot, opAccept<<32|uint64(ln))
+		r.last().fileIndex = slot
+	}
+	accept()
 	recv := func(fd int) {
 		b := bufs[fd]
 		if b == nil {
@@ -31,12 +50,19 @@ func serveURing(ln int) error {
 			bufs[fd] = b
 		}
 		r.prep(opRecv, fd, uint64(uintptr(unsafe.Pointer(&b[0]))), uint32(len(b)), 0, 0, opRecv<<32|uint64(fd))
+		r.last().flags = fixed
 	}
 	send := func(fd int, b []byte) {
 		r.prep(opSend, fd, uint64(uintptr(unsafe.Pointer(&b[0]))), uint32(len(b)), unix.MSG_NOSIGNAL, 0, opSend<<32|uint64(fd))
+		r.last().flags = fixed
 	}
 	closeFD := func(fd int) {
 		delete(bufs, fd)
+		if direct {
+			r.prep(opClose, 0, 0, 0, 0, 0, opClose<<32|uint64(fd))
+			r.last().fileIndex = uint32(fd) + 1
+			return
+		}
 		r.prep(opClose, fd, 0, 0, 0, 0, opClose<<32|uint64(fd))
 	}
 	for {
@@ -51,7 +77,7 @@ func serveURing(ln int) error {
 					recv(int(res))
 				}
 				if flags&cqeMore == 0 {
-					r.prep(opAccept, ln, 0, 0, unix.SOCK_CLOEXEC, acceptMultishot, opAccept<<32|uint64(ln))
+					accept()
 				}
 			case opRecv:
 				if res <= 0 {
@@ -81,8 +107,12 @@ const (
 	opSend   = 26 // IORING_OP_SEND
 	opRecv   = 27 // IORING_OP_RECV
 
-	acceptMultishot = 1 << 0 // IORING_ACCEPT_MULTISHOT, in the SQE's ioprio
-	cqeMore         = 1 << 1 // IORING_CQE_F_MORE
+	acceptMultishot    = 1 << 0     // IORING_ACCEPT_MULTISHOT, in the SQE's ioprio
+	sqeFixedFile       = 1 << 0     // IOSQE_FIXED_FILE: fd is an index into the registered files
+	fileIndexAlloc     = ^uint32(0) // IORING_FILE_INDEX_ALLOC: accept into any free slot
+	registerFiles2     = 13         // IORING_REGISTER_FILES2
+	rsrcRegisterSparse = 1 << 0     // IORING_RSRC_REGISTER_SPARSE
+	cqeMore            = 1 << 1     // IORING_CQE_F_MORE
 
 	setupSingleIssuer = 1 << 12 // IORING_SETUP_SINGLE_ISSUER
 	setupDeferTaskrun = 1 << 13 // IORING_SETUP_DEFER_TASKRUN
@@ -115,7 +145,10 @@ type sqe struct {
 	off, addr     uint64
 	len, opFlags  uint32
 	userData      uint64
-	_             [24]byte
+	bufIndex      uint16
+	personality   uint16
+	fileIndex     uint32
+	_             [16]byte
 }
 
 type cqe struct {
@@ -181,6 +214,9 @@ func (r *ring) prep(op uint8, fd int, addr uint64, n, opFlags uint32, ioprio uin
 	r.queued++
 }
 
+// last is the operation prep queued last, for the fields prep does not set.
+func (r *ring) last() *sqe { return &r.sqes[(*r.sqTail-1)&*r.sqMask] }
+
 // enter submits what is queued and waits for at least wait completions.
 func (r *ring) enter(wait uint32) error {
 	for {
@@ -204,4 +240,11 @@ func (r *ring) each(f func(userData uint64, res int32, flags uint32)) {
 		atomic.StoreUint32(r.cqHead, head+1)
 		f(c.userData, c.res, c.flags)
 	}
+}
+
+// nofile is the soft RLIMIT_NOFILE, which bounds a registered file table.
+func nofile() uint64 {
+	var l unix.Rlimit
+	unix.Getrlimit(unix.RLIMIT_NOFILE, &l)
+	return l.Cur
 }
