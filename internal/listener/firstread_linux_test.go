@@ -158,18 +158,7 @@ func TestReadFirstPauseInFirstData(t *testing.T) {
 	c.Write([]byte("x"))
 	e := receive(t, h.opened, "Open")
 	receive(t, e.first, "the first Data")
-	sent := fillUntilBlocked(t, c)
-	if got := e.received.Load(); got != 1 {
-		t.Fatalf("Data got %d bytes while paused, want none after the first", got-1)
-	}
-	e.paused.Store(false)
-	e.conn.Resume()
-	for e.received.Load() < 1+sent {
-		receive(t, e.arrived, "the bytes sent while paused")
-	}
-	if got := e.received.Load(); got != 1+sent {
-		t.Errorf("after Resume, Data got %d bytes, want %d", got-1, sent)
-	}
+	resumeAfterPause(t, e, fillUntilBlocked(t, c))
 }
 
 // A first reply larger than the client's receive buffer: the write stops

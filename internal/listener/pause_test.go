@@ -89,18 +89,25 @@ func pausedConn(t *testing.T, dk driverKind) (*net.TCPConn, *pausingEndpoint, in
 func TestPauseStopsReadingUntilResume(t *testing.T) {
 	forEachDriver(t, func(t *testing.T, dk driverKind) {
 		_, e, sent := pausedConn(t, dk)
-		if got := e.received.Load(); got != 1 {
-			t.Fatalf("Data got %d bytes while paused, want none after the first", got-1)
-		}
-		e.paused.Store(false)
-		e.conn.Resume()
-		for e.received.Load() < 1+sent {
-			receive(t, e.arrived, "the bytes sent while paused")
-		}
-		if got := e.received.Load(); got != 1+sent {
-			t.Errorf("after Resume, Data got %d bytes, want %d", got-1, sent)
-		}
+		resumeAfterPause(t, e, sent)
 	})
+}
+
+// resumeAfterPause checks that e, paused after its first byte, read nothing
+// of the sent bytes that followed; then resumes it and waits for them all.
+func resumeAfterPause(t *testing.T, e *pausingEndpoint, sent int64) {
+	t.Helper()
+	if got := e.received.Load(); got != 1 {
+		t.Fatalf("Data got %d bytes while paused, want none after the first", got-1)
+	}
+	e.paused.Store(false)
+	e.conn.Resume()
+	for e.received.Load() < 1+sent {
+		receive(t, e.arrived, "the bytes sent while paused")
+	}
+	if got := e.received.Load(); got != 1+sent {
+		t.Errorf("after Resume, Data got %d bytes, want %d", got-1, sent)
+	}
 }
 
 // Closing a paused connection still ends it properly.
