@@ -249,66 +249,51 @@ func (l *loop) output(c *econn) (out []byte, p *PanicError) {
 	return out, nil
 }
 
+// register opens c's endpoint and then puts its socket in the loop's epoll
+// set, watching what its state asks for by then (watch only records while
+// it is out, sOffSet). A connection the listener deferred until its
+// client's first bytes came (TCP_DEFER_ACCEPT) is read first, and what
+// they asked for (a CONNACK) written: it joins with nothing to read, so its
+// loop is not woken again for bytes already taken, which saves a reconnect
+// storm a loop round and two epoll_waits a connection.
 func (l *loop) register(c *econn) {
 	if l.shutting {
-		l.load.Add(-1)
-		unix.Close(int(c.fd))
+		l.drop(c)
 		return
 	}
-	c.mark(sEpollIn, true)
-	first := l.d.deferred
-	if first {
-		c.mark(sOffSet, true)
-	} else if err := l.addToSet(c); err != nil {
-		l.d.opts.Logger.Error("listener: cannot watch a connection", "err", err)
-		l.load.Add(-1)
-		c.phase = phaseClosed
-		c.set(cGone)
-		unix.Close(int(c.fd))
-		return
-	}
+	c.mark(sEpollIn|sOffSet, true)
 	l.d.fds.set(c)
 	l.nconns++
 	c.ep = l.open(c)
 	if c.ep == nil {
 		l.d.fds.clear(c)
 		l.nconns--
-		l.load.Add(-1)
-		c.phase = phaseClosed
-		c.set(cGone)
-		unix.Close(int(c.fd))
+		l.drop(c)
 		return
 	}
-	if first {
-		l.readFirst(c)
-	}
-}
-
-// readFirst reads a connection the listener deferred until its client's
-// first bytes came (TCP_DEFER_ACCEPT), and writes what they asked for (a
-// CONNACK), before the socket joins the epoll set: it joins with nothing
-// to read, so its loop is not woken again for bytes already taken. A
-// reconnect storm costs a loop round and two epoll_waits less a connection.
-func (l *loop) readFirst(c *econn) {
-	l.readable(c)
-	l.runFlushes()
-	if c.phase == phaseClosed {
-		return
+	if l.d.deferred {
+		l.readable(c)
+		l.runFlushes()
+		if c.phase == phaseClosed {
+			return
+		}
 	}
 	c.mark(sOffSet, false)
-	if err := l.addToSet(c); err != nil {
+	ev := unix.EpollEvent{Events: c.interest(), Fd: c.fd}
+	if err := rawEpollCtl(l.epfd, unix.EPOLL_CTL_ADD, int(c.fd), &ev); err != nil {
+		err = os.NewSyscallError("epoll_ctl", err)
+		l.d.opts.Logger.Error("listener: cannot watch a connection", "err", err)
 		l.finalize(c, err)
 	}
 }
 
-// addToSet puts c's descriptor in the loop's epoll set, watching what its
-// state asks for.
-func (l *loop) addToSet(c *econn) error {
-	ev := unix.EpollEvent{Events: c.interest(), Fd: c.fd}
-	if err := rawEpollCtl(l.epfd, unix.EPOLL_CTL_ADD, int(c.fd), &ev); err != nil {
-		return os.NewSyscallError("epoll_ctl", err)
-	}
-	return nil
+// drop closes a connection that never opened, and takes back the load
+// dispatch counted for it.
+func (l *loop) drop(c *econn) {
+	l.load.Add(-1)
+	c.phase = phaseClosed
+	c.set(cGone)
+	unix.Close(int(c.fd))
 }
 
 // interest is the epoll events c's state watches.
@@ -553,7 +538,7 @@ func (l *loop) watch(c *econn) {
 	}
 	c.state = c.state&^(sEpollIn|sEpollOut) | want
 	if c.is(sOffSet) {
-		return // readFirst adds it with this interest
+		return // register adds it with this interest
 	}
 	ev := unix.EpollEvent{Events: c.interest(), Fd: c.fd}
 	if err := rawEpollCtl(l.epfd, unix.EPOLL_CTL_MOD, int(c.fd), &ev); err != nil {
@@ -718,7 +703,7 @@ const (
 	// sBusy: its last read was busyRead or more (a heavy sender), so a
 	// connection that just became ready goes before it (loop.serve).
 	sBusy
-	sOffSet // not in the epoll set yet: readFirst reads it first
+	sOffSet // not in the epoll set yet (register)
 )
 
 // is reports whether any of the state flags s is set.

@@ -237,7 +237,7 @@ func (d *eventLoopDriver) runHub() {
 		clear(batch)
 		h.spare = batch[:0]
 		// After the loops: a new connection's CONNECT is read as it is
-		// accepted (readFirst), and must not go before packets that were
+		// accepted (register), and must not go before packets that were
 		// ready before it.
 		if accept {
 			d.acceptReady()

@@ -200,7 +200,7 @@ func (d *eventLoopDriver) Serve(ctx context.Context) error {
 // acceptBurst is how many connections the hub accepts before it serves the
 // loops again: enough that a storm's accepts cost few epoll_waits, few
 // enough that the clients already connected wait no longer than about half
-// a millisecond for it. Each may cost a whole CONNECT (readFirst), some
+// a millisecond for it. Each may cost a whole CONNECT (register), some
 // 50µs; with 64 a turn, their p99 during a storm doubled.
 const acceptBurst = 8
 

@@ -15,7 +15,7 @@ import (
 // deferredKind is the event-loop driver over a listening socket that defers
 // accepting until the client speaks (TCP_DEFER_ACCEPT), as the broker's do:
 // a connection comes with its first bytes, which the loop reads before the
-// socket joins its epoll set (loop.readFirst).
+// socket joins its epoll set (loop.register).
 var deferredKind = driverKind{"eventloop-deferred", func(ln *net.TCPListener, h Handler, opts Options) (Driver, error) {
 	if err := DeferAccept(ln); err != nil {
 		return nil, err
