@@ -16,6 +16,18 @@ import (
 // without waiting for SUBACK. The two connections land on different event
 // loops (GOMAXPROCS at its default); with loops that each parked on Go's
 // poller, most rounds missed the message.
+//
+// "Reached" is when the kernel announces the bytes, which is later than
+// their arrival if the broker is then in a system call on that socket
+// (writing the CONNACK or PINGRESP the client just read, reading its
+// earlier bytes): the socket's owner holds its lock, so they wait in its
+// backlog until the call returns, and another client's PUBLISH sent
+// meanwhile is announced first. Traced, that was every miss left (about
+// one round in 30,000); Mosquitto's single epoll set gets the kernel's
+// order just the same. So each round starts once the broker is provably
+// done with sub's socket: a ping on sub, after which nothing is due on
+// it, then one on pub, which the hub serves only after the turn that
+// answered sub's had ended.
 func TestSubscribeTakesEffectBeforeALaterPublish(t *testing.T) {
 	s := startServer(t, Options{Limits: Limits{ControlRate: -1}})
 	addr := s.Addrs()[0].String()
@@ -25,6 +37,8 @@ func TestSubscribeTakesEffectBeforeALaterPublish(t *testing.T) {
 	missed := 0
 	for i := range rounds {
 		topic := fmt.Sprintf("order/%d", i)
+		sub.Ping()
+		pub.Ping()
 		// Both writes leave this goroutine back to back, the SUBSCRIBE first.
 		sub.Send(&packet.Subscribe{PacketID: 1, Subs: []packet.Subscription{{Filter: topic, QoS: 1}}})
 		pub.Publish(topic, "m", 1, 1, false)
