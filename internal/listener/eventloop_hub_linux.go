@@ -29,7 +29,10 @@ import (
 // loops in the order they became ready; the hub runs one round of each in
 // that order. An idle or lightly loaded broker thus handles packets one at
 // a time, in the order they arrived, like a single event loop, and pays
-// one more epoll_wait per round. The set is edge-triggered: a loop is
+// one more epoll_wait per round. ("Arrived" as the kernel tells it: bytes
+// that reach a socket while a loop is in a system call on it wait in the
+// socket's backlog until the call returns, and are announced then, after
+// what reached other sockets meanwhile.) The set is edge-triggered: a loop is
 // listed when a socket in it becomes ready, behind the loops whose sockets
 // became ready before. (Level-triggered, a loop just served goes back to
 // the end of the list at once, so bytes that reach it later are served
@@ -119,7 +122,11 @@ func newHub() (*hub, error) {
 	}
 	h.ready = func(uintptr) bool {
 		h.nready, h.readyErr = h.epollWait()
-		return h.nready > 0 || h.readyErr != nil
+		if h.nready == 0 && h.readyErr == nil {
+			h.turns = 0 // caught up: whatever comes next starts a new busy spell
+			return false
+		}
+		return true
 	}
 	return h, nil
 }
@@ -264,12 +271,9 @@ func (h *hub) enqueue(l *loop) {
 // is ready or the nearest deadline passes.
 func (d *eventLoopDriver) hubWait(park bool) (int, error) {
 	h := d.hub
-	n, err := h.epollWait()
-	if n > 0 || err != nil || !park {
-		return n, err
+	if !park {
+		return h.epollWait()
 	}
-	// Caught up: whatever comes next starts a new busy spell.
-	h.turns = 0
 	var until time.Duration
 	for _, l := range d.loops {
 		if at := time.Duration(l.deadline.Load()); at != 0 && l.pooled.Load() && (until == 0 || at < until) {
@@ -277,7 +281,8 @@ func (d *eventLoopDriver) hubWait(park bool) (int, error) {
 		}
 	}
 	if until != 0 && until <= d.now() {
-		return 0, nil
+		h.ready(0) // a deadline is due: poll, but do not park
+		return h.nready, h.readyErr
 	}
 	if until != h.parkUntil {
 		var t time.Time
@@ -287,8 +292,10 @@ func (d *eventLoopDriver) hubWait(park bool) (int, error) {
 		h.epf.SetReadDeadline(t)
 		h.parkUntil = until
 	}
+	// Read polls before it parks (h.ready): a poll of our own first would
+	// be a second epoll_wait, on every park, for nothing.
 	h.nready, h.readyErr = 0, nil
-	err = h.epRaw.Read(h.ready)
+	err := h.epRaw.Read(h.ready)
 	switch {
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		return 0, nil

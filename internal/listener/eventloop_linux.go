@@ -120,7 +120,7 @@ func (d *eventLoopDriver) Addr() net.Addr { return d.ln.Addr() }
 // Serve accepts connections until ctx is done, Close is called, or the
 // listener fails. It returns nil in the first two cases.
 //
-// The hub accepts (acceptBurst): the listening socket sits in its epoll set
+// The hub accepts (acceptReady): the listening socket sits in its epoll set
 // beside the loops, so a connection costs no goroutine wakeup of its own and
 // goes to a pooled loop without a trip through that loop's queue and
 // eventfd. Serve puts the socket there and then only waits, to back off
@@ -197,15 +197,9 @@ func (d *eventLoopDriver) Serve(ctx context.Context) error {
 	}
 }
 
-// acceptBurst is how many connections the hub accepts before it serves the
-// loops again: enough that a storm's accepts cost few epoll_waits, few
-// enough that the clients already connected wait no longer than about half
-// a millisecond for it. Each may cost a whole CONNECT (register), some
-// 50µs; with 64 a turn, their p99 during a storm doubled.
-const acceptBurst = 8
-
 // acceptEvents is how the hub's set watches the listening socket:
-// level-triggered, so that connections left after a burst bring it back.
+// level-triggered, so that the connections still queued after the hub took
+// one bring it back.
 const acceptEvents = unix.EPOLLIN
 
 // armAccept puts the listening socket in the hub's set (op ADD), or has it
@@ -223,23 +217,26 @@ func (d *eventLoopDriver) armAccept(op int) error {
 	return nil
 }
 
-// acceptReady is the hub's part: it accepts up to acceptBurst connections
-// and hands each to a loop. An error other than one the next connection
-// will not meet (a peer that gave up while queued) stops the hub's set
-// from reporting the socket and goes to Serve, which decides.
+// acceptReady is the hub's part: it accepts one connection and hands it
+// to a loop (whose register reads its CONNECT and answers it at once, some
+// 50 µs). One a turn, not a burst: the hub's next epoll_wait says whether
+// more are queued, together with the loops that became ready meanwhile,
+// so the clients already connected wait for one CONNECT at most; and the
+// accept4 that would end a burst finding the queue empty, nearly one a
+// connection when clients come one at a time, is not made. (Bursts of 64
+// doubled those clients' p99 during a storm; bursts of 8 cost 6% more CPU
+// a connection than one at a time, and 1.5 ms more p99: docs/BENCHMARKS.md.)
+// An error other than one the next connection will not meet (a peer that
+// gave up while queued) stops the hub's set from reporting the socket and
+// goes to Serve, which decides.
 func (d *eventLoopDriver) acceptReady() {
-	var (
-		fds     [acceptBurst]int32
-		remotes [acceptBurst]peer
-		n       int
-	)
 	d.acceptMu.Lock()
-	for n < acceptBurst && d.lnfd >= 0 {
+	for d.lnfd >= 0 {
 		fd, remote, err := accept4(d.lnfd, &d.hub.rsa)
 		if err == nil {
-			fds[n], remotes[n] = int32(fd), remote
-			n++
-			continue
+			d.acceptMu.Unlock()
+			d.dispatch(fd, remote)
+			return
 		}
 		if err == unix.EAGAIN {
 			break
@@ -256,9 +253,6 @@ func (d *eventLoopDriver) acceptReady() {
 		break
 	}
 	d.acceptMu.Unlock()
-	for i := range n {
-		d.dispatch(int(fds[i]), remotes[i])
-	}
 }
 
 // accept4 is unix.Accept4 without its two allocations per connection (a
