@@ -73,9 +73,10 @@ type conn struct {
 	// not accepted yet (listener.WriteWatcher): set under outMu when output
 	// is taken, lowered by the driver as the socket takes it.
 	held atomic.Uint32
-	// setIdx is the connection's place in its Server.conns shard, under
-	// that shard's lock.
-	setIdx int32
+	// wheelPos is the connection's place on the sweep's wheel (connset.go),
+	// under the shard's lock: its slot in the top 8 bits (noSlot for none),
+	// its index in the slot below. One word: the struct has no byte to spare.
+	wheelPos uint32
 
 	window      uint16 // outbound in-flight limit: MaxInflight, lowered by the client's Receive Maximum
 	aliasMax    uint16 // the client's Topic Alias Maximum

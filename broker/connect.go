@@ -397,6 +397,7 @@ func (c *conn) accept(cp *connectParams, authData []byte) {
 	if keepAlive > 0 {
 		// The server allows one and a half keep alive periods of silence. [MQTT-3.1.2-24]
 		c.deadline.Store(c.keepAliveDeadline(time.Now()))
+		c.ln.srv.conns.refile(c) // it may come before the CONNECT timeout
 	} else {
 		c.deadline.Store(0)
 	}

@@ -178,6 +178,7 @@ func New(opts Options) *Server {
 		shared:   topic.NewIndex[*shareGroup, *shareGroup](),
 		shares:   make(map[string]*shareGroup),
 	}
+	s.conns.ahead = wheelAhead(opts.Limits.IncompletePacketTimeout, opts.StallTimeout)
 	s.publishHooks = opts.Hooks.OnACLCheck != nil || opts.Hooks.OnPublish != nil
 	// From the clock, so that a node's stamps keep growing across its
 	// restarts: a session that moved keeps the cut (handover.go).
@@ -472,7 +473,7 @@ func (s *Server) sweep(ctx context.Context) {
 		case now := <-exp.C:
 			s.sweepExpired(now)
 		case now := <-t.C:
-			due, full := s.conns.scan(now.UnixNano(), stalls)
+			due, full := s.conns.sweep(now.UnixNano(), stalls)
 			for _, c := range due {
 				if id := c.clientID(); id == "" {
 					s.log.Debug("closing connection: no CONNECT in time", "remote", c.nc.RemoteAddr().String())
@@ -491,96 +492,6 @@ func (s *Server) sweep(ctx context.Context) {
 }
 
 const sweepInterval = 250 * time.Millisecond
-
-// connSet holds every open connection, sharded to keep the lock short.
-// A shard is a slice, each connection knowing its place in it (conn.setIdx):
-// a map entry cost an idle connection about 31 bytes, the slice 8, and the
-// sweep walks a slice faster.
-type connSet struct {
-	shards [16]connShard
-}
-
-type connShard struct {
-	mu    sync.Mutex
-	conns []*conn
-}
-
-func (cs *connSet) shard(c *conn) *connShard {
-	// Pointer bits are as good a spread as any for a set of live objects.
-	return &cs.shards[(uintptrOf(c)>>6)%uintptr(len(cs.shards))]
-}
-
-func (cs *connSet) add(c *conn) {
-	sh := cs.shard(c)
-	sh.mu.Lock()
-	c.setIdx = int32(len(sh.conns))
-	sh.conns = append(sh.conns, c)
-	sh.mu.Unlock()
-}
-
-// remove takes c out of its shard, once: the last connection takes its
-// place. A connection not in the set is left alone.
-func (cs *connSet) remove(c *conn) {
-	sh := cs.shard(c)
-	sh.mu.Lock()
-	if i := c.setIdx; i >= 0 && int(i) < len(sh.conns) && sh.conns[i] == c {
-		last := len(sh.conns) - 1
-		sh.conns[i] = sh.conns[last]
-		sh.conns[i].setIdx = i
-		sh.conns[last] = nil
-		sh.conns = sh.conns[:last]
-		c.setIdx = -1
-		// A storm's worth of slots is given back once most are empty.
-		if cap(sh.conns) > 1024 && len(sh.conns) < cap(sh.conns)/4 {
-			sh.conns = append(make([]*conn, 0, 2*len(sh.conns)), sh.conns...)
-		}
-	}
-	sh.mu.Unlock()
-}
-
-// scan returns the connections whose deadline is before now and, if
-// withFull, those whose session's in-flight window is full: one pass for
-// both, as the sweep visits every connection.
-func (cs *connSet) scan(now int64, withFull bool) (due, full []*conn) {
-	for i := range cs.shards {
-		sh := &cs.shards[i]
-		sh.mu.Lock()
-		for _, c := range sh.conns {
-			if c.isClosing() {
-				continue
-			}
-			if withFull {
-				if ss := c.sess.Load(); ss != nil && ss.load.Load()&loadFull != 0 {
-					full = append(full, c)
-				}
-			}
-			if c.flags.Load()&flagHeldBack != 0 {
-				continue // a held-back client's packets wait unread: not its fault
-			}
-			if d := c.deadline.Load(); d != 0 && d < now {
-				due = append(due, c)
-			} else if p := c.partial.Load(); p != 0 && p < now {
-				due = append(due, c)
-			}
-		}
-		sh.mu.Unlock()
-	}
-	return due, full
-}
-
-// each calls fn, outside the shard locks, for every open connection.
-func (cs *connSet) each(fn func(*conn)) {
-	var all []*conn
-	for i := range cs.shards {
-		sh := &cs.shards[i]
-		sh.mu.Lock()
-		all = append(all, sh.conns...)
-		sh.mu.Unlock()
-	}
-	for _, c := range all {
-		fn(c)
-	}
-}
 
 // debugging reports whether debug messages are logged: the callers that
 // format an address for one, per connection, ask first.

@@ -18,8 +18,10 @@ import (
 // window is full (session.load) and counts the acknowledgements that
 // arrive while it is (session.acks); the keep-alive sweep, four times a
 // second, notes since when it has seen each full window with an unchanged
-// count. A client is thus disconnected between StallTimeout and
-// StallTimeout plus two sweeps after its window filled.
+// count. It looks at a connection at least every quarter of StallTimeout
+// (connset.go), and at every sweep while its window is full. A client is
+// thus disconnected between StallTimeout and StallTimeout plus a quarter
+// of it (and two sweeps) after its window filled.
 
 // loadFull is the bit of session.load set while the in-flight window is
 // full; the bits below hold the backlog behind it.
