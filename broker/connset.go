@@ -173,65 +173,76 @@ func (cs *connSet) sweep(now int64, withFull bool) (due, full []*conn) {
 			dests = dests[:0]
 			together := true
 			for _, c := range slot {
-				next := cs.nextLook(c, now)
-				switch {
-				case c.isClosing():
-				case withFull && c.sessFull():
-					full = append(full, c)
-					next = tick + 1
-				}
-				if !c.isClosing() && c.flags.Load()&flagHeldBack == 0 && c.overdue(now) {
-					due = append(due, c)
-					next = tick + 1
-				}
-				d := int(max(next, sh.done+1) % wheelSlots)
+				d := int(max(cs.look(c, now, tick, withFull, &due, &full), sh.done+1) % wheelSlots)
 				together = together && (len(dests) == 0 || d == int(dests[0]))
 				dests = append(dests, uint8(d))
 			}
-			if len(slot) == 0 {
-				sh.wheel[s] = slot
-				continue
-			}
-			// Idle connections filed together go on together, ahead sweeps
-			// on: the smaller of the two arrays is copied onto the end of
-			// the larger, and the wheel's slots hold little more room than
-			// the connections need. (Appended one by one, the arrays of a
-			// storm's slots grew and were kept, measured as up to 30 bytes
-			// more per idle connection.)
-			if d := int(dests[0]); together {
-				dst, spare := sh.wheel[d], slot
-				if len(dst) > len(slot) {
-					for i, c := range slot {
-						c.setWheel(d, len(dst)+i)
-					}
-					sh.wheel[d] = append(dst, slot...)
-				} else {
-					for i, c := range slot {
-						c.setWheel(d, i)
-					}
-					for i, c := range dst {
-						c.setWheel(d, len(slot)+i)
-					}
-					sh.wheel[d], spare = append(slot, dst...), dst
+			spare := slot // the array to keep for slot s, emptied
+			switch {
+			case len(slot) == 0:
+			case together:
+				// Idle connections filed together go on together, ahead
+				// sweeps on: the smaller of the two arrays is copied onto
+				// the end of the larger, and the wheel's slots hold little
+				// more room than the connections need. (Appended one by
+				// one, the arrays of a storm's slots grew and were kept,
+				// measured as up to 30 bytes more per idle connection.)
+				spare = sh.merge(int(dests[0]), slot)
+			default:
+				for i, c := range slot {
+					c.setWheel(int(dests[i]), len(sh.wheel[dests[i]]))
+					sh.wheel[dests[i]] = append(sh.wheel[dests[i]], c)
 				}
-				if s != d && spare != nil && cap(spare) <= 4096 {
-					clear(spare)
-					sh.wheel[s] = spare[:0]
-				}
-				continue
 			}
-			for i, c := range slot {
-				c.setWheel(int(dests[i]), len(sh.wheel[dests[i]]))
-				sh.wheel[dests[i]] = append(sh.wheel[dests[i]], c)
-			}
-			if sh.wheel[s] == nil && cap(slot) <= 4096 {
-				clear(slot)
-				sh.wheel[s] = slot[:0]
+			if sh.wheel[s] == nil && spare != nil && cap(spare) <= 4096 {
+				clear(spare)
+				sh.wheel[s] = spare[:0]
 			}
 		}
 		sh.mu.Unlock()
 	}
 	return due, full
+}
+
+// look reports c to due or full as the sweep at tick (time now) finds
+// it, and returns the tick of its next look: the next sweep for one due
+// or full, so that it is seen again while it stays so.
+func (cs *connSet) look(c *conn, now, tick int64, withFull bool, due, full *[]*conn) int64 {
+	next := cs.nextLook(c, now)
+	if c.isClosing() {
+		return next
+	}
+	if withFull && c.sessFull() {
+		*full = append(*full, c)
+		next = tick + 1
+	}
+	if c.flags.Load()&flagHeldBack == 0 && c.overdue(now) {
+		*due = append(*due, c)
+		next = tick + 1
+	}
+	return next
+}
+
+// merge moves every connection of slot to slot d, the smaller of the two
+// arrays copied onto the end of the larger, and returns the array left
+// over (nil for none).
+func (sh *connShard) merge(d int, slot []*conn) (spare []*conn) {
+	dst := sh.wheel[d]
+	if len(dst) > len(slot) {
+		for i, c := range slot {
+			c.setWheel(d, len(dst)+i)
+		}
+		sh.wheel[d] = append(dst, slot...)
+		return slot
+	}
+	for i, c := range slot {
+		c.setWheel(d, i)
+	}
+	for i, c := range dst {
+		c.setWheel(d, len(slot)+i)
+	}
+	sh.wheel[d] = append(slot, dst...)
+	return dst
 }
 
 // sessFull reports whether c's session has a full in-flight window.
