@@ -243,7 +243,10 @@ func TestClusterNodeStopsWhileJoining(t *testing.T) {
 	l.Close()
 	cmd := petrel("--listen", "127.0.0.1:0", "--store", "memory", "--node", "lone", "--cluster", route,
 		"--log-format", "json")
-	cmd.Env = append(cmd.Env, "GORACE="+os.Getenv("GORACE")+" atexit_sleep_ms=0")
+	// Stopped while joining, the node exits without removing the directory
+	// it made for JetStream (there is no data directory): it goes in the
+	// test's.
+	cmd.Env = append(cmd.Env, "GORACE="+os.Getenv("GORACE")+" atexit_sleep_ms=0", "TMPDIR="+t.TempDir())
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
