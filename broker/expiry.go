@@ -66,17 +66,53 @@ func (s *Server) sweepExpired(now time.Time) {
 		tx.finish(s, nil)
 		putTx(tx)
 	}
-	var due []*session
-	s.mu.Lock()
-	for ss := range s.sessions.all() {
-		if ss.expiryDue(now) {
-			due = append(due, ss)
-		}
-	}
-	s.mu.Unlock()
-	for _, ss := range due {
+	for _, ss := range s.expiring.due(now) {
 		ss.purgeExpired(now)
 	}
+}
+
+// expiringSessions holds the sessions whose queueExpiry is set, so that
+// the sweep visits those alone, not every session each second: few queue
+// messages that expire. A session joins and leaves with ss.mu held, as its
+// queueExpiry goes from 0 and back to it, or when it ends.
+type expiringSessions struct {
+	mu sync.Mutex
+	m  map[*session]struct{}
+}
+
+func (x *expiringSessions) add(ss *session) {
+	x.mu.Lock()
+	if x.m == nil {
+		x.m = make(map[*session]struct{})
+	}
+	x.m[ss] = struct{}{}
+	x.mu.Unlock()
+}
+
+func (x *expiringSessions) remove(ss *session) {
+	x.mu.Lock()
+	delete(x.m, ss)
+	x.mu.Unlock()
+}
+
+func (x *expiringSessions) has(ss *session) bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	_, ok := x.m[ss]
+	return ok
+}
+
+// due returns the sessions that may hold an expired delivery (expiryDue).
+func (x *expiringSessions) due(now time.Time) []*session {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	var out []*session
+	for ss := range x.m {
+		if ss.expiryDue(now) {
+			out = append(out, ss)
+		}
+	}
+	return out
 }
 
 // expiryDue reports whether an offline session holds a delivery that may
@@ -98,7 +134,12 @@ func (ss *session) noteExpiry(at time.Time) {
 
 func (ss *session) noteExpiryAt(at time.Time) {
 	n := at.UnixNano()
-	if a := ss.asideLocked(); a.queueExpiry.Load() == 0 || n < a.queueExpiry.Load() {
+	a := ss.asideLocked()
+	old := a.queueExpiry.Load()
+	if old == 0 {
+		ss.srv.expiring.add(ss)
+	}
+	if old == 0 || n < old {
 		a.queueExpiry.Store(n)
 	}
 }
@@ -108,7 +149,11 @@ func (ss *session) noteExpiryAt(at time.Time) {
 func (ss *session) purgeExpired(now time.Time) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	if ss.conn != nil || ss.ended {
+	if ss.ended {
+		ss.srv.expiring.remove(ss)
+		return
+	}
+	if ss.conn != nil {
 		return
 	}
 	var next time.Time
@@ -172,6 +217,7 @@ func (ss *session) purgeExpired(now time.Time) {
 		ss.asideLocked().queueExpiry.Store(next.UnixNano())
 	} else if a := ss.aside.Load(); a != nil {
 		a.queueExpiry.Store(0)
+		ss.srv.expiring.remove(ss)
 	}
 }
 

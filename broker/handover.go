@@ -715,6 +715,7 @@ func (s *Server) handOver(clientID string, cuts map[string]uint64) []byte {
 	// the other node says it has it (done).
 	ss.gaugeLocked(-ss.storeQueuedLocked(), -ss.storeQueuedBytesLocked(), -ss.inflight.len())
 	ss.ended = true
+	ss.srv.expiring.remove(ss)
 	ss.letAllGoLocked()
 	ss.x().queue.reset(ss.acct())
 	ss.stopAwayLocked()

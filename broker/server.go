@@ -78,6 +78,8 @@ type Server struct {
 
 	// retainedExpiry lists the retained topics whose message expires.
 	retainedExpiry expiryIndex
+	// expiring lists the sessions with a queued delivery that expires.
+	expiring expiringSessions
 	// localRetained, on a node of a cluster, are the retained messages its
 	// store kept from before it was clustered, until the cluster takes
 	// them (ClusterNode.MigrateRetained). Only Start uses it.

@@ -109,6 +109,7 @@ func (s *Server) endLocked(ss *session) *message {
 	// queue's reset).
 	ss.gaugeLocked(-ss.storeQueuedLocked(), -ss.storeQueuedBytesLocked(), -ss.inflight.len())
 	ss.ended = true
+	s.expiring.remove(ss)
 	ss.letAllGoLocked()
 	ss.x().queue.reset(ss.acct())
 	if ss.persisted {
