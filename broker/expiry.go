@@ -95,13 +95,6 @@ func (x *expiringSessions) remove(ss *session) {
 	x.mu.Unlock()
 }
 
-func (x *expiringSessions) has(ss *session) bool {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	_, ok := x.m[ss]
-	return ok
-}
-
 // due returns the sessions that may hold an expired delivery (expiryDue).
 func (x *expiringSessions) due(now time.Time) []*session {
 	x.mu.Lock()

@@ -713,11 +713,7 @@ func (s *Server) handOver(clientID string, cuts map[string]uint64) []byte {
 	ss.x().move.skip = skip
 	// It is over here: what is in memory goes, the store keeps it until
 	// the other node says it has it (done).
-	ss.gaugeLocked(-ss.storeQueuedLocked(), -ss.storeQueuedBytesLocked(), -ss.inflight.len())
-	ss.ended = true
-	ss.srv.expiring.remove(ss)
-	ss.letAllGoLocked()
-	ss.x().queue.reset(ss.acct())
+	ss.endHereLocked()
 	ss.stopAwayLocked()
 	rec := ss.recordLocked(time.Now())
 	inbound := make([]uint16, 0, len(ss.x().inboundQoS2))

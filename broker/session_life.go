@@ -100,18 +100,24 @@ func (s *Server) newSession(clientID string, expiry uint32) *session {
 	return ss
 }
 
+// endHereLocked is what ending a session and handing it over to another
+// node share: it is over in this node's memory. Its share of the gauges
+// goes (the memory queue's with the queue's reset), it leaves the expiry
+// sweep's list, and what it held back is let go. ss.mu is held.
+func (ss *session) endHereLocked() {
+	ss.gaugeLocked(-ss.storeQueuedLocked(), -ss.storeQueuedBytesLocked(), -ss.inflight.len())
+	ss.ended = true
+	ss.srv.expiring.remove(ss)
+	ss.letAllGoLocked()
+	ss.x().queue.reset(ss.acct())
+}
+
 // endLocked discards a session: its subscriptions leave the indexes and
 // pending deliveries are dropped, in memory and in the store. s.mu and
 // ss.mu are held; ss.mu is released. It returns the will that was waiting
 // for its delay: the end of the session publishes it. [MQTT-3.1.3-9] (v5)
 func (s *Server) endLocked(ss *session) *message {
-	// Its share of the gauges goes with it (the memory queue's with the
-	// queue's reset).
-	ss.gaugeLocked(-ss.storeQueuedLocked(), -ss.storeQueuedBytesLocked(), -ss.inflight.len())
-	ss.ended = true
-	s.expiring.remove(ss)
-	ss.letAllGoLocked()
-	ss.x().queue.reset(ss.acct())
+	ss.endHereLocked()
 	if ss.persisted {
 		s.committer.dropSession(ss.clientID, ss.queueName(), ss.inboundName())
 	}
